@@ -1,0 +1,108 @@
+//! Embedding gather from a table that may be split over several buffer segments.
+
+use crate::error::JitError;
+use crate::kernels::{check_workgroup, illegal, linear_dispatch, WORKGROUP_SIZES};
+use crate::profile::DeviceProfile;
+use crate::render::{render, section};
+use crate::shaders::EMBEDDING;
+use crate::spec::{BindingDecl, KernelSpec, UniformStruct};
+
+crate::uniform_struct!(
+    /// Uniforms of `embedding.wgsl`; `dim` counts vector elements.
+    GatherParams { n: u32, dim: u32, row_lo: u32, seg_rows: u32, scale: f32, pad0: u32, pad1: u32, pad2: u32 }
+);
+
+/// Gather `n` rows of `dim` f32 from a table segment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EmbeddingSpec {
+    pub n: u64,
+    pub dim: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EmbeddingConfig {
+    pub wg: u32,
+    pub vec: u32,
+}
+
+impl EmbeddingSpec {
+    pub fn params(&self, cfg: &EmbeddingConfig, row_lo: u32, seg_rows: u32, scale: f32) -> GatherParams {
+        GatherParams {
+            n: self.n as u32,
+            dim: (self.dim / cfg.vec as u64) as u32,
+            row_lo,
+            seg_rows,
+            scale,
+            ..Default::default()
+        }
+    }
+}
+
+impl KernelSpec for EmbeddingSpec {
+    type Config = EmbeddingConfig;
+
+    fn family(&self) -> &'static str {
+        "embedding"
+    }
+
+    fn key(&self, cfg: &EmbeddingConfig) -> String {
+        format!("embedding.f32.v{}.wg{}", cfg.vec, cfg.wg)
+    }
+
+    fn bindings(&self, _cfg: &EmbeddingConfig) -> Vec<BindingDecl> {
+        vec![
+            BindingDecl::uniform(0, "p"),
+            BindingDecl::read(1, "ids"),
+            BindingDecl::read(2, "table"),
+            BindingDecl::read_write(3, "out"),
+        ]
+    }
+
+    fn render(&self, cfg: &EmbeddingConfig) -> Result<String, JitError> {
+        let t = if cfg.vec == 4 { "vec4<f32>" } else { "f32" };
+        render(
+            "embedding.wgsl",
+            section("embedding.wgsl", EMBEDDING, "main")?,
+            &[("KEY", self.key(cfg)), ("PARAMS", GatherParams::wgsl_decl()), ("T", t.into())],
+        )
+    }
+
+    fn overrides(&self, cfg: &EmbeddingConfig) -> Vec<(String, f64)> {
+        vec![("WG".into(), cfg.wg as f64)]
+    }
+
+    fn dispatch(&self, cfg: &EmbeddingConfig) -> [u32; 3] {
+        linear_dispatch(self.n * self.dim / cfg.vec as u64, cfg.wg)
+    }
+
+    fn check(&self, profile: &DeviceProfile, cfg: &EmbeddingConfig) -> Result<(), JitError> {
+        check_workgroup(self.family(), &self.key(cfg), profile, cfg.wg)?;
+        if cfg.vec != 1 && cfg.vec != 4 {
+            return Err(illegal(self.family(), &self.key(cfg), "vector width must be 1 or 4"));
+        }
+        if cfg.vec == 4 && self.dim % 4 != 0 {
+            return Err(illegal(self.family(), &self.key(cfg), "vec4 needs dim divisible by 4"));
+        }
+        if self.n * self.dim > u32::MAX as u64 {
+            return Err(illegal(self.family(), &self.key(cfg), "more than 2^32 output elements"));
+        }
+        Ok(())
+    }
+
+    fn space(&self, profile: &DeviceProfile) -> Vec<EmbeddingConfig> {
+        let mut out = Vec::new();
+        for vec in [1, 4] {
+            for wg in WORKGROUP_SIZES {
+                let c = EmbeddingConfig { wg, vec };
+                if self.check(profile, &c).is_ok() {
+                    out.push(c);
+                }
+            }
+        }
+        out
+    }
+
+    fn default_config(&self, _profile: &DeviceProfile) -> EmbeddingConfig {
+        EmbeddingConfig { wg: 128, vec: if self.dim % 4 == 0 { 4 } else { 1 } }
+    }
+}

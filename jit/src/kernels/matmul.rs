@@ -1,0 +1,374 @@
+//! Tiled f32 matmul with register blocking, batched, with B plain ([K, N]) or transposed
+//! ([N, K], the usual weight layout). The loop bodies are generated here, fully unrolled over
+//! the per-invocation tile, so accumulators stay in registers on every compiler.
+
+use std::fmt::Write;
+
+use crate::error::JitError;
+use crate::kernels::illegal;
+use crate::profile::DeviceProfile;
+use crate::render::{render, section};
+use crate::shaders::MATMUL;
+use crate::spec::{div_ceil, BindingDecl, KernelSpec, UniformStruct};
+
+crate::uniform_struct!(
+    /// Uniforms of `matmul.wgsl`. Strides are per batch, in elements of the load type.
+    MatmulParams { m: u32, n: u32, k: u32, batch: u32, sa: u32, sb: u32, sc: u32, pad: u32 }
+);
+
+/// `c[b] = a[b] x op(b[b])` for `batch` matrices: a [M, K], b [K, N] or [N, K] if `trans_b`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MatmulSpec {
+    pub m: u64,
+    pub n: u64,
+    pub k: u64,
+    pub batch: u64,
+    pub trans_b: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MatmulConfig {
+    /// Output tile of one workgroup.
+    pub bm: u32,
+    pub bn: u32,
+    /// Depth of one workgroup-memory tile.
+    pub bk: u32,
+    /// Output sub-tile of one invocation.
+    pub tm: u32,
+    pub tn: u32,
+    /// Lanes of workgroup-memory reads and accumulators (1 or 4).
+    pub vec: u32,
+    /// Lanes of global loads (1 or 4; 4 needs K, and N when B is plain, divisible by 4).
+    pub load_vec: u32,
+}
+
+impl MatmulConfig {
+    pub fn workgroup_size(&self) -> u32 {
+        (self.bm / self.tm.max(1)) * (self.bn / self.tn.max(1))
+    }
+}
+
+/// Tile shapes offered to the space: (bm, bn, tm, tn).
+const TILES: [(u32, u32, u32, u32); 10] = [
+    (16, 16, 1, 1),
+    (32, 32, 2, 2),
+    (32, 32, 4, 4),
+    (64, 64, 4, 4),
+    (64, 64, 8, 8),
+    (64, 32, 4, 2),
+    (128, 64, 8, 4),
+    (64, 128, 4, 8),
+    (128, 128, 8, 8),
+    (32, 64, 2, 4),
+];
+
+impl MatmulSpec {
+    pub fn params(&self, cfg: &MatmulConfig) -> MatmulParams {
+        let lv = cfg.load_vec as u64;
+        MatmulParams {
+            m: self.m as u32,
+            n: self.n as u32,
+            k: self.k as u32,
+            batch: self.batch as u32,
+            sa: (self.m * self.k / lv) as u32,
+            sb: (self.k * self.n / lv) as u32,
+            sc: (self.m * self.n) as u32,
+            pad: 0,
+        }
+    }
+
+    fn gen_acc_decl(cfg: &MatmulConfig) -> String {
+        let vt = if cfg.vec == 4 { "vec4<f32>" } else { "f32" };
+        let mut s = String::new();
+        for r in 0..cfg.tm {
+            for j in 0..cfg.tn / cfg.vec {
+                let _ = writeln!(s, "    var acc_{r}_{j} = {vt}(0.0);");
+            }
+        }
+        s
+    }
+
+    /// Load of a BR x BK tile of a row-major matrix whose rows run along k (A, or B^T),
+    /// stored transposed into `dst` ([BK, BR / V]).
+    fn gen_load_k_major(cfg: &MatmulConfig, src: &str, dst: &str, br: u32, rows: &str, base: &str, origin: &str) -> String {
+        let lv = cfg.load_vec;
+        let per_row = cfg.bk / lv;
+        let count = br * per_row;
+        let wg = cfg.workgroup_size();
+        let mut s = String::new();
+        let _ = writeln!(s, "        for (var l = 0u; l < {}u; l = l + 1u) {{", count / wg);
+        let _ = writeln!(s, "            let idx = lid + l * {wg}u;");
+        let _ = writeln!(s, "            let r = idx / {per_row}u;");
+        let _ = writeln!(s, "            let kq = (idx % {per_row}u) * {lv}u;");
+        let _ = writeln!(s, "            let gr = {origin} + r;");
+        let _ = writeln!(s, "            let gk = k0 + kq;");
+        let _ = writeln!(s, "            var v = LT(0.0);");
+        let _ = writeln!(s, "            if (gr < {rows} && gk < p.k) {{ v = {src}[{base} + (gr * p.k + gk) / {lv}u]; }}");
+        for q in 0..lv {
+            let comp = if lv == 4 { format!("v[{q}]") } else { "v".into() };
+            if cfg.vec == 4 {
+                let _ = writeln!(s, "            {dst}[(kq + {q}u) * {}u + r / 4u][r % 4u] = {comp};", br / 4);
+            } else {
+                let _ = writeln!(s, "            {dst}[(kq + {q}u) * {br}u + r] = {comp};");
+            }
+        }
+        s.push_str("        }\n");
+        s
+    }
+
+    /// Load of a BK x BN tile of plain B ([K, N]), rows along n, stored as is ([BK, BN / V]).
+    fn gen_load_n_major(cfg: &MatmulConfig) -> String {
+        let lv = cfg.load_vec;
+        let per_row = cfg.bn / lv;
+        let count = cfg.bk * per_row;
+        let wg = cfg.workgroup_size();
+        let bnv = cfg.bn / cfg.vec;
+        let mut s = String::new();
+        let _ = writeln!(s, "        for (var l = 0u; l < {}u; l = l + 1u) {{", count / wg);
+        let _ = writeln!(s, "            let idx = lid + l * {wg}u;");
+        let _ = writeln!(s, "            let kr = idx / {per_row}u;");
+        let _ = writeln!(s, "            let nq = (idx % {per_row}u) * {lv}u;");
+        let _ = writeln!(s, "            let gk = k0 + kr;");
+        let _ = writeln!(s, "            let gn = col0 + nq;");
+        let _ = writeln!(s, "            var v = LT(0.0);");
+        let _ = writeln!(s, "            if (gk < p.k && gn < p.n) {{ v = b[b_base + (gk * p.n + gn) / {lv}u]; }}");
+        match (cfg.vec, lv) {
+            (4, 4) | (1, 1) => {
+                let _ = writeln!(s, "            Bs[kr * {bnv}u + nq / {}u] = v;", cfg.vec);
+            }
+            (4, 1) => {
+                let _ = writeln!(s, "            Bs[kr * {bnv}u + nq / 4u][nq % 4u] = v;");
+            }
+            _ => {
+                for q in 0..4 {
+                    let _ = writeln!(s, "            Bs[kr * {bnv}u + nq + {q}u] = v[{q}];");
+                }
+            }
+        }
+        s.push_str("        }\n");
+        s
+    }
+
+    fn gen_compute(cfg: &MatmulConfig) -> String {
+        let v = cfg.vec;
+        let (wg_x, wg_y) = (cfg.bn / cfg.tn, cfg.bm / cfg.tm);
+        let (bmv, bnv) = (cfg.bm / v, cfg.bn / v);
+        let mut s = String::new();
+        for j in 0..cfg.tn / v {
+            let _ = writeln!(s, "            let b{j} = Bs[kk * {bnv}u + tx + {}u];", j * wg_x);
+        }
+        for i in 0..cfg.tm / v {
+            let _ = writeln!(s, "            let a{i} = As[kk * {bmv}u + ty + {}u];", i * wg_y);
+            for r in 0..v {
+                let row = i * v + r;
+                let av = if v == 4 { format!("vec4<f32>(a{i}[{r}])") } else { format!("a{i}") };
+                for j in 0..cfg.tn / v {
+                    let _ = writeln!(s, "            acc_{row}_{j} = fma({av}, b{j}, acc_{row}_{j});");
+                }
+            }
+        }
+        s
+    }
+
+    fn gen_store(cfg: &MatmulConfig) -> String {
+        let v = cfg.vec;
+        let (wg_x, wg_y) = (cfg.bn / cfg.tn, cfg.bm / cfg.tm);
+        let mut s = String::new();
+        for i in 0..cfg.tm / v {
+            for r in 0..v {
+                let row = i * v + r;
+                let _ = writeln!(s, "    {{ let gr = row0 + (ty + {}u) * {v}u + {r}u;", i * wg_y);
+                let _ = writeln!(s, "      if (gr < p.m) {{");
+                for j in 0..cfg.tn / v {
+                    for q in 0..v {
+                        let comp = if v == 4 { format!("acc_{row}_{j}[{q}]") } else { format!("acc_{row}_{j}") };
+                        let _ = writeln!(
+                            s,
+                            "        {{ let gc = col0 + (tx + {}u) * {v}u + {q}u; if (gc < p.n) {{ c[c_base + gr * p.n + gc] = {comp}; }} }}",
+                            j * wg_x
+                        );
+                    }
+                }
+                s.push_str("      }\n    }\n");
+            }
+        }
+        s
+    }
+}
+
+impl KernelSpec for MatmulSpec {
+    type Config = MatmulConfig;
+
+    fn family(&self) -> &'static str {
+        "matmul"
+    }
+
+    fn key(&self, c: &MatmulConfig) -> String {
+        format!(
+            "matmul.f32.{}.bm{}.bn{}.bk{}.tm{}.tn{}.v{}.lv{}",
+            if self.trans_b { "nt" } else { "nn" },
+            c.bm,
+            c.bn,
+            c.bk,
+            c.tm,
+            c.tn,
+            c.vec,
+            c.load_vec
+        )
+    }
+
+    fn bindings(&self, _cfg: &MatmulConfig) -> Vec<BindingDecl> {
+        vec![
+            BindingDecl::uniform(0, "p"),
+            BindingDecl::read(1, "a"),
+            BindingDecl::read(2, "b"),
+            BindingDecl::read_write(3, "c"),
+        ]
+    }
+
+    fn render(&self, cfg: &MatmulConfig) -> Result<String, JitError> {
+        let vt = if cfg.vec == 4 { "vec4<f32>" } else { "f32" };
+        let lt = if cfg.load_vec == 4 { "vec4<f32>" } else { "f32" };
+        let load_a = Self::gen_load_k_major(cfg, "a", "As", cfg.bm, "p.m", "a_base", "row0");
+        let load_b = if self.trans_b {
+            Self::gen_load_k_major(cfg, "b", "Bs", cfg.bn, "p.n", "b_base", "col0")
+        } else {
+            Self::gen_load_n_major(cfg)
+        };
+        render(
+            "matmul.wgsl",
+            section("matmul.wgsl", MATMUL, "main")?,
+            &[
+                ("KEY", self.key(cfg)),
+                ("PARAMS", MatmulParams::wgsl_decl()),
+                ("VT", vt.into()),
+                ("LT", lt.into()),
+                ("BM", cfg.bm.to_string()),
+                ("BN", cfg.bn.to_string()),
+                ("BK", cfg.bk.to_string()),
+                ("V", cfg.vec.to_string()),
+                ("LV", cfg.load_vec.to_string()),
+                ("WG_X", (cfg.bn / cfg.tn).to_string()),
+                ("WG_Y", (cfg.bm / cfg.tm).to_string()),
+                ("WG", cfg.workgroup_size().to_string()),
+                ("AS_LEN", (cfg.bk * cfg.bm / cfg.vec).to_string()),
+                ("BS_LEN", (cfg.bk * cfg.bn / cfg.vec).to_string()),
+                ("ACC_DECL", Self::gen_acc_decl(cfg)),
+                ("LOAD_A", load_a),
+                ("LOAD_B", load_b),
+                ("COMPUTE", Self::gen_compute(cfg)),
+                ("STORE", Self::gen_store(cfg)),
+            ],
+        )
+    }
+
+    fn dispatch(&self, cfg: &MatmulConfig) -> [u32; 3] {
+        [
+            div_ceil(self.n, cfg.bn as u64),
+            div_ceil(self.m, cfg.bm as u64),
+            self.batch.max(1) as u32,
+        ]
+    }
+
+    fn check(&self, profile: &DeviceProfile, c: &MatmulConfig) -> Result<(), JitError> {
+        let key = self.key(c);
+        let f = self.family();
+        let l = &profile.limits;
+        if ![1, 4].contains(&c.vec) || ![1, 4].contains(&c.load_vec) {
+            return Err(illegal(f, &key, "vector widths must be 1 or 4"));
+        }
+        if c.tm == 0 || c.tn == 0 || c.bm % c.tm != 0 || c.bn % c.tn != 0 {
+            return Err(illegal(f, &key, "invocation tile must divide the workgroup tile"));
+        }
+        if c.vec == 4 && (c.tm % 4 != 0 || c.tn % 4 != 0) {
+            return Err(illegal(f, &key, "vec4 accumulators need tm and tn divisible by 4"));
+        }
+        let wg = c.workgroup_size();
+        super::check_workgroup(f, &key, profile, wg)?;
+        if c.bk % c.load_vec != 0 || c.bn % c.load_vec != 0 {
+            return Err(illegal(f, &key, "load width must divide bk and bn"));
+        }
+        let loads_a = c.bm * c.bk / c.load_vec;
+        let loads_b = c.bn * c.bk / c.load_vec;
+        if loads_a % wg != 0 || loads_b % wg != 0 || loads_a < wg || loads_b < wg {
+            return Err(illegal(
+                f,
+                &key,
+                format!("tile loads ({loads_a}, {loads_b}) must be whole multiples of the workgroup ({wg})"),
+            ));
+        }
+        let shared = (c.bm + c.bn) * c.bk * 4;
+        if shared > l.max_compute_workgroup_storage_size {
+            return Err(illegal(
+                f,
+                &key,
+                format!("{shared} bytes of workgroup memory exceed the device's {}", l.max_compute_workgroup_storage_size),
+            ));
+        }
+        if c.load_vec == 4 && (self.k % 4 != 0 || (!self.trans_b && self.n % 4 != 0)) {
+            return Err(illegal(f, &key, "vec4 loads need K (and N when B is not transposed) divisible by 4"));
+        }
+        if self.m == 0 || self.n == 0 || self.k == 0 {
+            return Err(JitError::UnsupportedProblem { family: f.into(), reason: "empty matrix".into() });
+        }
+        let biggest = (self.batch.max(1)) * (self.m * self.k).max(self.k * self.n).max(self.m * self.n);
+        if biggest > u32::MAX as u64 {
+            return Err(JitError::UnsupportedProblem {
+                family: f.into(),
+                reason: format!("an operand has {biggest} elements, above 2^32"),
+            });
+        }
+        if div_ceil(self.m, c.bm as u64) > l.max_compute_workgroups_per_dimension
+            || div_ceil(self.n, c.bn as u64) > l.max_compute_workgroups_per_dimension
+            || self.batch > l.max_compute_workgroups_per_dimension as u64
+        {
+            return Err(illegal(f, &key, "grid exceeds the device's workgroups per dimension"));
+        }
+        Ok(())
+    }
+
+    fn space(&self, profile: &DeviceProfile) -> Vec<MatmulConfig> {
+        let mut out = Vec::new();
+        for (bm, bn, tm, tn) in TILES {
+            for bk in [8, 16, 32] {
+                for vec in [1, 4] {
+                    for load_vec in [1, 4] {
+                        let c = MatmulConfig { bm, bn, bk, tm, tn, vec, load_vec };
+                        if self.check(profile, &c).is_ok() {
+                            out.push(c);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn default_config(&self, profile: &DeviceProfile) -> MatmulConfig {
+        let lv = if self.k % 4 == 0 && (self.trans_b || self.n % 4 == 0) { 4 } else { 1 };
+        let prefs: [(u32, u32, u32, u32, u32, u32); 4] = if self.m * self.n >= 512 * 512 {
+            [(128, 128, 8, 8, 8, 4), (64, 64, 16, 4, 4, 4), (32, 32, 16, 2, 2, 1), (16, 16, 16, 1, 1, 1)]
+        } else {
+            [(32, 32, 16, 4, 4, 4), (32, 32, 16, 2, 2, 1), (16, 16, 16, 1, 1, 1), (16, 16, 8, 1, 1, 1)]
+        };
+        for (bm, bn, bk, tm, tn, vec) in prefs {
+            for load_vec in [lv, 1] {
+                let c = MatmulConfig { bm, bn, bk, tm, tn, vec, load_vec };
+                if self.check(profile, &c).is_ok() {
+                    return c;
+                }
+            }
+        }
+        // The first legal config of the space; the spec guarantees 16x16 scalar tiles fit
+        // every WebGPU device, so this is only reached for problems `check` rejects anyway.
+        self.space(profile).into_iter().next().unwrap_or(MatmulConfig {
+            bm: 16,
+            bn: 16,
+            bk: 16,
+            tm: 1,
+            tn: 1,
+            vec: 1,
+            load_vec: 1,
+        })
+    }
+}

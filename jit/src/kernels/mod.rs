@@ -1,0 +1,47 @@
+//! Kernel families, one file each.
+
+pub mod elementwise;
+pub mod embedding;
+pub mod matmul;
+pub mod probe;
+pub mod rope;
+pub mod rowwise;
+
+use crate::error::JitError;
+use crate::profile::DeviceProfile;
+
+/// Workgroup sizes offered to 1-D kernels' spaces.
+pub const WORKGROUP_SIZES: [u32; 4] = [32, 64, 128, 256];
+
+/// Common legality check for a 1-D workgroup of `wg` invocations.
+pub(crate) fn check_workgroup(
+    family: &str,
+    config: &str,
+    profile: &DeviceProfile,
+    wg: u32,
+) -> Result<(), JitError> {
+    let l = &profile.limits;
+    if wg == 0 || wg > l.max_compute_invocations_per_workgroup || wg > l.max_compute_workgroup_size_x {
+        return Err(JitError::IllegalConfig {
+            family: family.into(),
+            config: config.into(),
+            reason: format!(
+                "workgroup of {wg} invocations exceeds the device limit of {} (x limit {})",
+                l.max_compute_invocations_per_workgroup, l.max_compute_workgroup_size_x
+            ),
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn illegal(family: &str, config: &str, reason: impl Into<String>) -> JitError {
+    JitError::IllegalConfig { family: family.into(), config: config.into(), reason: reason.into() }
+}
+
+/// Workgroups per dispatch dimension that every WebGPU device allows.
+pub const MAX_GROUPS_PER_DIM: u32 = 65535;
+
+/// Number of workgroups for `n` invocations of `wg`, spread over x and y within the limit.
+pub(crate) fn linear_dispatch(n: u64, wg: u32) -> [u32; 3] {
+    crate::spec::dispatch_2d(crate::spec::div_ceil(n, wg as u64), MAX_GROUPS_PER_DIM)
+}

@@ -1,0 +1,171 @@
+//! Row-wise ops with a reduction: RMSNorm (plain or Gemma's `1 + w`), LayerNorm, softmax.
+//! One workgroup per row; rows of any length (the workgroup strides over the row).
+
+use crate::error::JitError;
+use crate::kernels::{check_workgroup, illegal, MAX_GROUPS_PER_DIM, WORKGROUP_SIZES};
+use crate::profile::DeviceProfile;
+use crate::render::{render, section};
+use crate::shaders::ROWWISE;
+use crate::spec::{dispatch_2d, BindingDecl, KernelSpec, UniformStruct};
+
+crate::uniform_struct!(
+    /// Uniforms of `rowwise.wgsl`. `cols` counts vector elements, `n` the true row length.
+    RowParams { rows: u32, cols: u32, n: u32, eps: f32, w_offset: f32, pad0: u32, pad1: u32, pad2: u32 }
+);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RowOp {
+    /// `x / sqrt(mean(x^2) + eps) * (w + w_offset)`; Gemma uses `w_offset = 1`.
+    RmsNorm,
+    /// `(x - mean) / sqrt(var + eps) * (w + w_offset) + b`.
+    LayerNorm,
+    /// `exp(x - max) / sum(exp(x - max))`.
+    Softmax,
+}
+
+impl RowOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            RowOp::RmsNorm => "rmsnorm",
+            RowOp::LayerNorm => "layernorm",
+            RowOp::Softmax => "softmax",
+        }
+    }
+    fn inputs(self) -> u32 {
+        match self {
+            RowOp::RmsNorm => 2,
+            RowOp::LayerNorm => 3,
+            RowOp::Softmax => 1,
+        }
+    }
+}
+
+/// `rows` rows of `cols` f32 each.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RowwiseSpec {
+    pub op: RowOp,
+    pub rows: u64,
+    pub cols: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowwiseConfig {
+    pub wg: u32,
+    pub vec: u32,
+}
+
+impl RowwiseSpec {
+    pub fn params(&self, cfg: &RowwiseConfig, eps: f32, w_offset: f32) -> RowParams {
+        RowParams {
+            rows: self.rows as u32,
+            cols: (self.cols / cfg.vec as u64) as u32,
+            n: self.cols as u32,
+            eps,
+            w_offset,
+            ..Default::default()
+        }
+    }
+}
+
+impl KernelSpec for RowwiseSpec {
+    type Config = RowwiseConfig;
+
+    fn family(&self) -> &'static str {
+        "rowwise"
+    }
+
+    fn key(&self, cfg: &RowwiseConfig) -> String {
+        format!("rowwise.{}.f32.v{}.wg{}", self.op.name(), cfg.vec, cfg.wg)
+    }
+
+    fn bindings(&self, _cfg: &RowwiseConfig) -> Vec<BindingDecl> {
+        let mut b = vec![BindingDecl::uniform(0, "p"), BindingDecl::read(1, "x")];
+        let names = ["w", "b"];
+        for i in 1..self.op.inputs() {
+            b.push(BindingDecl::read(1 + i, names[i as usize - 1]));
+        }
+        b.push(BindingDecl::read_write(1 + self.op.inputs(), "out"));
+        b
+    }
+
+    fn render(&self, cfg: &RowwiseConfig) -> Result<String, JitError> {
+        let f = "rowwise.wgsl";
+        let (t, hsum, hmax) = if cfg.vec == 4 {
+            ("vec4<f32>", "return v.x + v.y + v.z + v.w;", "return max(max(v.x, v.y), max(v.z, v.w));")
+        } else {
+            ("f32", "return v;", "return v;")
+        };
+        let extra = match self.op {
+            RowOp::RmsNorm => section(f, ROWWISE, "rmsnorm_decl")?,
+            RowOp::LayerNorm => section(f, ROWWISE, "layernorm_decl")?,
+            RowOp::Softmax => "",
+        };
+        render(
+            f,
+            section(f, ROWWISE, "main")?,
+            &[
+                ("KEY", self.key(cfg)),
+                ("PARAMS", RowParams::wgsl_decl()),
+                ("T", t.into()),
+                ("WG", cfg.wg.to_string()),
+                ("EXTRA_DECL", extra.into()),
+                ("OUT_BINDING", (1 + self.op.inputs()).to_string()),
+                ("HSUM", hsum.into()),
+                ("HMAX", hmax.into()),
+                ("BODY", section(f, ROWWISE, self.op.name())?.into()),
+            ],
+        )
+    }
+
+    fn dispatch(&self, _cfg: &RowwiseConfig) -> [u32; 3] {
+        dispatch_2d(self.rows.min(u32::MAX as u64) as u32, MAX_GROUPS_PER_DIM)
+    }
+
+    fn check(&self, profile: &DeviceProfile, cfg: &RowwiseConfig) -> Result<(), JitError> {
+        let key = self.key(cfg);
+        check_workgroup(self.family(), &key, profile, cfg.wg)?;
+        if !cfg.wg.is_power_of_two() {
+            return Err(illegal(self.family(), &key, "tree reduction needs a power-of-two workgroup"));
+        }
+        if cfg.vec != 1 && cfg.vec != 4 {
+            return Err(illegal(self.family(), &key, "vector width must be 1 or 4"));
+        }
+        if cfg.vec == 4 && self.cols % 4 != 0 {
+            return Err(illegal(self.family(), &key, "vec4 needs a row length divisible by 4"));
+        }
+        if self.cols == 0 || self.rows * self.cols > u32::MAX as u64 {
+            return Err(JitError::UnsupportedProblem {
+                family: self.family().into(),
+                reason: format!("{} rows of {} columns is empty or above 2^32 elements", self.rows, self.cols),
+            });
+        }
+        Ok(())
+    }
+
+    fn space(&self, profile: &DeviceProfile) -> Vec<RowwiseConfig> {
+        let mut out = Vec::new();
+        for vec in [1, 4] {
+            for wg in WORKGROUP_SIZES {
+                let c = RowwiseConfig { wg, vec };
+                if self.check(profile, &c).is_ok() {
+                    out.push(c);
+                }
+            }
+        }
+        out
+    }
+
+    fn default_config(&self, profile: &DeviceProfile) -> RowwiseConfig {
+        let vec = if self.cols % 4 == 0 { 4 } else { 1 };
+        // Enough invocations to cover a row once, within 32..=256.
+        let want = (self.cols / vec as u64).next_power_of_two().clamp(32, 256) as u32;
+        let max = profile.limits.max_compute_invocations_per_workgroup.max(1);
+        let wg = want.min(1u32 << (31 - max.leading_zeros())).max(32);
+        let c = RowwiseConfig { wg, vec };
+        if self.check(profile, &c).is_ok() {
+            c
+        } else {
+            RowwiseConfig { wg: 64, vec: 1 }
+        }
+    }
+}

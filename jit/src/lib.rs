@@ -1,0 +1,22 @@
+//! webjit-jit: typed kernel specs rendered to WGSL and validated with naga. Pure Rust, no GPU.
+
+pub mod error;
+pub mod kernels;
+pub mod profile;
+pub mod render;
+pub mod spec;
+pub mod validate;
+
+pub use error::JitError;
+pub use profile::{DeviceProfile, ProfileLimits, Subgroups};
+pub use spec::{compile, Access, BindingDecl, CompiledKernel, KernelSpec, UniformStruct};
+
+/// WGSL templates, embedded at build time.
+pub mod shaders {
+    pub const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
+    pub const ROWWISE: &str = include_str!("../../shaders/rowwise.wgsl");
+    pub const ROPE: &str = include_str!("../../shaders/rope.wgsl");
+    pub const EMBEDDING: &str = include_str!("../../shaders/embedding.wgsl");
+    pub const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
+    pub const PROBE: &str = include_str!("../../shaders/probe.wgsl");
+}

@@ -1,0 +1,29 @@
+//! section main
+// {{KEY}}
+// Embedding gather from one segment of a table that may be split over several buffers:
+// rows [row_lo, row_lo + seg_rows) live in `table`; ids outside that range are left for the
+// dispatch of their own segment.
+{{PARAMS}}
+alias T = {{T}};
+
+@group(0) @binding(0) var<uniform> p: GatherParams;
+@group(0) @binding(1) var<storage, read> ids: array<u32>;      // [n]
+@group(0) @binding(2) var<storage, read> table: array<T>;      // [seg_rows, dim]
+@group(0) @binding(3) var<storage, read_write> out: array<T>;  // [n, dim]
+
+override WG: u32 = 64u;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = gid.x + gid.y * nwg.x * WG;  // over [n, dim] (dim counted in T)
+    if (idx >= p.n * p.dim) {
+        return;
+    }
+    let t = idx / p.dim;
+    let d = idx % p.dim;
+    let id = ids[t];
+    if (id < p.row_lo || id - p.row_lo >= p.seg_rows) {
+        return;
+    }
+    out[idx] = table[(id - p.row_lo) * p.dim + d] * p.scale;
+}

@@ -1,0 +1,51 @@
+//! section main
+// {{KEY}}
+// Tiled f32 matmul: C[b] = A[b] x op(B[b]), A: [M, K], B: [K, N] or, transposed, [N, K].
+// A workgroup computes a BM x BN tile of C; each invocation a TM x TN sub-tile held in
+// registers, with rows ty + i * WG_Y and columns tx + j * WG_X (in units of V) so that
+// neighbouring invocations read neighbouring workgroup-memory words. K advances BK at a time
+// through workgroup-memory tiles stored k-major (As[k][m], Bs[k][n]).
+{{PARAMS}}
+alias VT = {{VT}};   // workgroup-memory and accumulator vector type (V lanes)
+alias LT = {{LT}};   // global load type (LV lanes)
+
+@group(0) @binding(0) var<uniform> p: MatmulParams;
+@group(0) @binding(1) var<storage, read> a: array<LT>;        // [batch, M, K]
+@group(0) @binding(2) var<storage, read> b: array<LT>;        // [batch, K, N] or [batch, N, K]
+@group(0) @binding(3) var<storage, read_write> c: array<f32>; // [batch, M, N]
+
+const BM: u32 = {{BM}}u;
+const BN: u32 = {{BN}}u;
+const BK: u32 = {{BK}}u;
+const V: u32 = {{V}}u;
+const LV: u32 = {{LV}}u;
+const WG_X: u32 = {{WG_X}}u;
+const WG_Y: u32 = {{WG_Y}}u;
+const WG: u32 = WG_X * WG_Y;
+const BMV: u32 = BM / V;
+const BNV: u32 = BN / V;
+
+var<workgroup> As: array<VT, {{AS_LEN}}>; // [BK, BM / V]
+var<workgroup> Bs: array<VT, {{BS_LEN}}>; // [BK, BN / V]
+
+@compute @workgroup_size({{WG}})
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let tx = lid % WG_X;
+    let ty = lid / WG_X;
+    let row0 = wid.y * BM;
+    let col0 = wid.x * BN;
+    let a_base = wid.z * p.sa;
+    let b_base = wid.z * p.sb;
+    let c_base = wid.z * p.sc;
+{{ACC_DECL}}
+    for (var k0 = 0u; k0 < p.k; k0 = k0 + BK) {
+{{LOAD_A}}
+{{LOAD_B}}
+        workgroupBarrier();
+        for (var kk = 0u; kk < BK; kk = kk + 1u) {
+{{COMPUTE}}
+        }
+        workgroupBarrier();
+    }
+{{STORE}}
+}

@@ -1,0 +1,110 @@
+//! section main
+// {{KEY}}
+// Row-wise ops: one workgroup per row, reductions in workgroup memory.
+{{PARAMS}}
+alias T = {{T}};
+const WG: u32 = {{WG}}u;
+
+@group(0) @binding(0) var<uniform> p: RowParams;
+@group(0) @binding(1) var<storage, read> x: array<T>;        // [rows, cols]
+{{EXTRA_DECL}}
+@group(0) @binding({{OUT_BINDING}}) var<storage, read_write> out: array<T>; // [rows, cols]
+
+var<workgroup> red: array<f32, WG>;
+
+fn hsum(v: T) -> f32 {
+    {{HSUM}}
+}
+
+fn hmax(v: T) -> f32 {
+    {{HMAX}}
+}
+
+fn reduce_sum(v: f32, lid: u32) -> f32 {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        if (lid < s) {
+            red[lid] = red[lid] + red[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}
+
+fn reduce_max(v: f32, lid: u32) -> f32 {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        if (lid < s) {
+            red[lid] = max(red[lid], red[lid + s]);
+        }
+        workgroupBarrier();
+    }
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row = wid.x + wid.y * nwg.x;
+    if (row >= p.rows) {
+        return;
+    }
+    // p.cols counts elements of T (vec4s when vectorized); p.n is the true row length.
+    let base = row * p.cols;
+{{BODY}}
+}
+
+//! section rmsnorm_decl
+@group(0) @binding(2) var<storage, read> w: array<T>;        // [cols]
+
+//! section rmsnorm
+    var ss = 0.0;
+    for (var i = lid; i < p.cols; i += WG) {
+        let v = x[base + i];
+        ss += hsum(v * v);
+    }
+    let inv = inverseSqrt(reduce_sum(ss, lid) / f32(p.n) + p.eps);
+    for (var i = lid; i < p.cols; i += WG) {
+        out[base + i] = x[base + i] * inv * (w[i] + p.w_offset);
+    }
+
+//! section layernorm_decl
+@group(0) @binding(2) var<storage, read> w: array<T>;        // [cols]
+@group(0) @binding(3) var<storage, read> b: array<T>;        // [cols]
+
+//! section layernorm
+    var s = 0.0;
+    for (var i = lid; i < p.cols; i += WG) {
+        s += hsum(x[base + i]);
+    }
+    let mean = reduce_sum(s, lid) / f32(p.n);
+    var sq = 0.0;
+    for (var i = lid; i < p.cols; i += WG) {
+        let d = x[base + i] - mean;
+        sq += hsum(d * d);
+    }
+    let inv = inverseSqrt(reduce_sum(sq, lid) / f32(p.n) + p.eps);
+    for (var i = lid; i < p.cols; i += WG) {
+        out[base + i] = (x[base + i] - mean) * inv * (w[i] + p.w_offset) + b[i];
+    }
+
+//! section softmax
+    var m = -3.402823e38;
+    for (var i = lid; i < p.cols; i += WG) {
+        m = max(m, hmax(x[base + i]));
+    }
+    let row_max = reduce_max(m, lid);
+    var s = 0.0;
+    for (var i = lid; i < p.cols; i += WG) {
+        s += hsum(exp(x[base + i] - row_max));
+    }
+    let inv = 1.0 / reduce_sum(s, lid);
+    for (var i = lid; i < p.cols; i += WG) {
+        out[base + i] = exp(x[base + i] - row_max) * inv;
+    }

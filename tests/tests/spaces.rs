@@ -1,0 +1,97 @@
+//! No GPU needed: every config of every kernel's space renders and passes naga validation with
+//! binding reflection, for the three synthetic device profiles.
+
+use webjit_jit::kernels::elementwise::{ElementwiseSpec, EwOp};
+use webjit_jit::kernels::embedding::EmbeddingSpec;
+use webjit_jit::kernels::matmul::MatmulSpec;
+use webjit_jit::kernels::probe::ProbeSpec;
+use webjit_jit::kernels::rope::{RopeLayout, RopeSpec};
+use webjit_jit::kernels::rowwise::{RowOp, RowwiseSpec};
+use webjit_jit::{compile, DeviceProfile, KernelSpec};
+
+fn sweep<S: KernelSpec>(spec: &S, min_configs: usize) -> usize {
+    let mut total = 0;
+    for profile in DeviceProfile::synthetic_profiles() {
+        let space = spec.space(&profile);
+        assert!(
+            space.len() >= min_configs,
+            "{}: only {} configs on {} (want >= {min_configs})",
+            spec.family(),
+            space.len(),
+            profile.name
+        );
+        let default = spec.default_config(&profile);
+        assert!(space.contains(&default), "{}: default {:?} not in space on {}", spec.family(), default, profile.name);
+        let mut keys = std::collections::HashSet::new();
+        for cfg in &space {
+            let k = compile(spec, &profile, cfg)
+                .unwrap_or_else(|e| panic!("{} on {}: {e}", spec.key(cfg), profile.name));
+            assert!(k.wgsl.starts_with("// ") && k.wgsl.contains(&k.key), "header comment must carry the key");
+            assert!(keys.insert(k.key.clone()), "duplicate key {}", k.key);
+            assert_eq!(spec.config_by_key(&profile, &k.key).as_ref(), Ok(cfg));
+            total += 1;
+        }
+    }
+    total
+}
+
+#[test]
+fn elementwise_space_validates() {
+    for op in [EwOp::Add, EwOp::Mul, EwOp::Scale, EwOp::GeluTanh, EwOp::GeluErf, EwOp::Silu] {
+        sweep(&ElementwiseSpec { op, len: 4096, b_len: 64 }, 8);
+        sweep(&ElementwiseSpec { op, len: 4099, b_len: 4099 }, 4);
+    }
+}
+
+#[test]
+fn rowwise_space_validates() {
+    for op in [RowOp::RmsNorm, RowOp::LayerNorm, RowOp::Softmax] {
+        sweep(&RowwiseSpec { op, rows: 7, cols: 640 }, 8);
+        sweep(&RowwiseSpec { op, rows: 7, cols: 641 }, 4);
+    }
+}
+
+#[test]
+fn rope_space_validates() {
+    for layout in [RopeLayout::Neox, RopeLayout::Normal] {
+        sweep(&RopeSpec { layout, tokens: 5, heads: 4, head_dim: 64, rot: 64 }, 4);
+    }
+}
+
+#[test]
+fn embedding_space_validates() {
+    sweep(&EmbeddingSpec { n: 9, dim: 640 }, 8);
+    sweep(&EmbeddingSpec { n: 9, dim: 13 }, 4);
+}
+
+#[test]
+fn matmul_space_validates() {
+    let mut n = 0;
+    for trans_b in [false, true] {
+        n += sweep(&MatmulSpec { m: 1024, n: 1024, k: 1024, batch: 1, trans_b }, 24);
+        n += sweep(&MatmulSpec { m: 37, n: 61, k: 53, batch: 2, trans_b }, 12);
+    }
+    assert!(n > 100);
+}
+
+#[test]
+fn probe_validates() {
+    sweep(&ProbeSpec { groups: 4 }, 1);
+}
+
+#[test]
+fn illegal_configs_are_rejected_with_reasons() {
+    let sw = DeviceProfile::swiftshader_like();
+    let spec = MatmulSpec { m: 64, n: 64, k: 63, batch: 1, trans_b: false };
+    let mut cfg = spec.default_config(&sw);
+    cfg.load_vec = 4;
+    let err = spec.check(&sw, &cfg).unwrap_err().to_string();
+    assert!(err.contains("divisible by 4"), "{err}");
+    let big = webjit_jit::kernels::matmul::MatmulConfig { bm: 128, bn: 128, bk: 32, tm: 8, tn: 8, vec: 4, load_vec: 4 };
+    let spec = MatmulSpec { m: 64, n: 64, k: 64, batch: 1, trans_b: false };
+    let err = spec.check(&sw, &big).unwrap_err().to_string();
+    assert!(err.contains("workgroup memory"), "{err}");
+    let rs = RowwiseSpec { op: RowOp::Softmax, rows: 1, cols: 10 };
+    let err = rs.check(&sw, &webjit_jit::kernels::rowwise::RowwiseConfig { wg: 1024, vec: 1 }).unwrap_err().to_string();
+    assert!(err.contains("exceeds the device limit"), "{err}");
+}
