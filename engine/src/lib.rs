@@ -1,1 +1,223 @@
+//! webjit-engine: the runtime. Device, pipeline cache, pooled buffers, tensors, a recorder that
+//! batches ops into one command encoder, and the ops themselves.
 
+pub mod buffer;
+pub mod device;
+pub mod error;
+pub mod ops;
+pub mod pipeline;
+pub mod recorder;
+pub mod tensor;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+pub use device::{DeviceOptions, Gpu};
+pub use error::{Error, Result};
+pub use recorder::{Bind, RecordStats, Recorder};
+pub use tensor::{DType, Tensor};
+pub use webjit_jit as jit;
+
+use buffer::BufferPool;
+use pipeline::PipelineCache;
+use tensor::Segment;
+
+pub struct Engine {
+    pub gpu: Gpu,
+    pub pool: BufferPool,
+    pub pipelines: PipelineCache,
+    uniform_chunks: Mutex<Vec<wgpu::Buffer>>,
+    poison: AtomicBool,
+}
+
+impl Engine {
+    pub async fn create(options: DeviceOptions) -> Result<Self> {
+        let budget = options.memory_budget;
+        let gpu = Gpu::create(options).await?;
+        Ok(Self { gpu, pool: BufferPool::new(budget), pipelines: PipelineCache::default(),
+            uniform_chunks: Mutex::new(Vec::new()),
+            poison: AtomicBool::new(false),
+        })
+    }
+
+    /// Native convenience: blocks on `create`.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn new_blocking(options: DeviceOptions) -> Result<Self> {
+        pollster::block_on(Self::create(options))
+    }
+
+    /// Fill every new tensor with NaN (tests use this to catch elements a kernel never writes).
+    pub fn set_poison(&self, on: bool) {
+        self.poison.store(on, Ordering::Relaxed);
+    }
+
+    pub fn profile(&self) -> &webjit_jit::DeviceProfile {
+        &self.gpu.profile
+    }
+
+    pub fn recorder(&self) -> Recorder<'_> {
+        Recorder::new(self)
+    }
+
+    pub(crate) fn uniform_chunk(&self, size: u64) -> wgpu::Buffer {
+        if let Ok(mut v) = self.uniform_chunks.lock() {
+            if let Some(pos) = v.iter().position(|b| b.size() >= size) {
+                return v.swap_remove(pos);
+            }
+        }
+        self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("webjit uniforms"),
+            size,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    pub(crate) fn return_uniform_chunk(&self, b: wgpu::Buffer) {
+        if let Ok(mut v) = self.uniform_chunks.lock() {
+            v.push(b);
+        }
+    }
+
+    /// An uninitialized tensor, split into segments if it exceeds the max storage binding.
+    pub fn empty(&self, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        self.gpu.check_alive()?;
+        let numel = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| Error::Shape {
+            op: "empty",
+            detail: format!("shape {shape:?} overflows"),
+        })?;
+        let row_len = shape.last().copied().unwrap_or(1).max(1);
+        let rows = if shape.is_empty() { 1 } else { numel / row_len };
+        let row_bytes = (row_len * dtype.size()) as u64;
+        let max = self.gpu.max_binding().min(self.gpu.profile.limits.max_buffer_size);
+        if row_bytes > max {
+            return Err(Error::TooLarge { what: format!("one row of tensor {shape:?}"), bytes: row_bytes, max });
+        }
+        let total = numel.checked_mul(dtype.size()).ok_or_else(|| Error::Shape {
+            op: "empty",
+            detail: format!("shape {shape:?} overflows"),
+        })? as u64;
+        let budget = self.gpu.options.memory_budget;
+        if total > budget {
+            return Err(Error::OutOfMemory { what: format!("tensor {shape:?} (engine memory budget {budget} bytes)"), bytes: total });
+        }
+        let rows_per_seg = ((max / row_bytes) as usize).max(1);
+        let mut segments = Vec::new();
+        let mut start = 0;
+        loop {
+            let n = (rows - start).min(rows_per_seg);
+            let bytes = (n as u64 * row_bytes).max(4);
+            let buffer = self.pool.get(&self.gpu.device, bytes, self.gpu.profile.limits.max_buffer_size, "tensor")?;
+            if self.poison.load(Ordering::Relaxed) {
+                let nan = vec![0xffu8; buffer.capacity() as usize];
+                self.gpu.queue.write_buffer(buffer.raw(), 0, &nan);
+            }
+            segments.push(Segment { buffer, row_start: start, rows: n });
+            start += n;
+            if start >= rows {
+                break;
+            }
+        }
+        Ok(Tensor { shape: shape.to_vec(), dtype, segments })
+    }
+
+    fn upload_bytes(&self, shape: &[usize], dtype: DType, data: &[u8]) -> Result<Tensor> {
+        let numel: usize = shape.iter().product();
+        if numel * dtype.size() != data.len() {
+            return Err(Error::Shape {
+                op: "upload",
+                detail: format!("shape {shape:?} needs {} elements, got {}", numel, data.len() / dtype.size()),
+            });
+        }
+        let t = self.empty(shape, dtype)?;
+        let row_bytes = t.row_len() * dtype.size();
+        for seg in t.segments() {
+            let lo = seg.row_start * row_bytes;
+            let hi = lo + seg.rows * row_bytes;
+            if hi > lo {
+                self.gpu.queue.write_buffer(seg.buffer.raw(), 0, &data[lo..hi]);
+            }
+        }
+        Ok(t)
+    }
+
+    pub fn upload_f32(&self, shape: &[usize], data: &[f32]) -> Result<Tensor> {
+        self.upload_bytes(shape, DType::F32, bytemuck::cast_slice(data))
+    }
+
+    pub fn upload_u32(&self, shape: &[usize], data: &[u32]) -> Result<Tensor> {
+        self.upload_bytes(shape, DType::U32, bytemuck::cast_slice(data))
+    }
+
+    /// Copies a tensor back to the host (all segments, in order).
+    pub async fn read_bytes(&self, t: &Tensor) -> Result<Vec<u8>> {
+        self.gpu.check_alive()?;
+        let total = t.bytes();
+        let staging = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("webjit readback"),
+            size: total.max(4).div_ceil(4) * 4,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut rec = self.recorder();
+        let mut off = 0;
+        for i in 0..t.segments().len() {
+            let n = t.segment_bytes(i);
+            if n > 0 {
+                rec.copy(t.segments()[i].buffer.raw(), 0, &staging, off, n);
+            }
+            off += n;
+        }
+        rec.submit()?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        self.gpu.wait_idle()?;
+        let mapped = loop {
+            match rx.try_recv() {
+                Ok(r) => break r,
+                Err(std::sync::mpsc::TryRecvError::Empty) => {
+                    #[cfg(not(target_arch = "wasm32"))]
+                    self.gpu.wait_idle()?;
+                    #[cfg(target_arch = "wasm32")]
+                    return Err(Error::Readback { detail: "use the web facade's async readback".into() });
+                }
+                Err(e) => return Err(Error::Readback { detail: e.to_string() }),
+            }
+        };
+        mapped.map_err(|e| {
+            self.gpu.mark_lost(e.to_string());
+            Error::Readback { detail: e.to_string() }
+        })?;
+        let out = {
+            let view = staging
+                .slice(..)
+                .get_mapped_range()
+                .map_err(|e| Error::Readback { detail: e.to_string() })?;
+            view[..total as usize].to_vec()
+        };
+        staging.unmap();
+        staging.destroy();
+        Ok(out)
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_f32(&self, t: &Tensor) -> Result<Vec<f32>> {
+        if t.dtype() != DType::F32 {
+            return Err(Error::DType { op: "read_f32", expected: "f32", got: t.dtype().name() });
+        }
+        let bytes = pollster::block_on(self.read_bytes(t))?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_u32(&self, t: &Tensor) -> Result<Vec<u32>> {
+        if t.dtype() != DType::U32 {
+            return Err(Error::DType { op: "read_u32", expected: "u32", got: t.dtype().name() });
+        }
+        let bytes = pollster::block_on(self.read_bytes(t))?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+}

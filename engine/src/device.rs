@@ -1,0 +1,167 @@
+//! Adapter and device creation, the device profile, and device-lost tracking.
+
+use std::sync::{Arc, Mutex};
+
+use webjit_jit::{DeviceProfile, ProfileLimits, Subgroups};
+
+use crate::error::{Error, Result};
+
+/// How to pick and configure the device.
+#[derive(Clone, Debug)]
+pub struct DeviceOptions {
+    pub power_preference: wgpu::PowerPreference,
+    /// Lower the max storage binding below the device's (tests use this to force tensors to
+    /// be split into segments on small inputs).
+    pub max_binding_override: Option<u64>,
+    /// Compile shaders without wgpu's bounds-check instrumentation. Every webjit kernel guards
+    /// its own indices, so this is safe for webjit's kernels; it is off unless asked for.
+    pub unchecked_shaders: bool,
+    /// Most bytes of GPU buffers the engine may hold at once; allocations past it fail with
+    /// `OutOfMemory` before reaching the driver (browsers and software drivers crash or
+    /// thrash instead of failing cleanly).
+    pub memory_budget: u64,
+}
+
+/// Default for `DeviceOptions::memory_budget`.
+pub const DEFAULT_MEMORY_BUDGET: u64 = 8 << 30;
+
+impl Default for DeviceOptions {
+    fn default() -> Self {
+        Self {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            max_binding_override: None,
+            unchecked_shaders: false,
+            memory_budget: DEFAULT_MEMORY_BUDGET,
+        }
+    }
+}
+
+pub struct Gpu {
+    pub instance: wgpu::Instance,
+    pub adapter: wgpu::Adapter,
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub profile: DeviceProfile,
+    pub options: DeviceOptions,
+    lost: Arc<Mutex<Option<String>>>,
+}
+
+impl Gpu {
+    pub async fn create(options: DeviceOptions) -> Result<Self> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+            backends: wgpu::Backends::all(),
+            ..wgpu::InstanceDescriptor::new_without_display_handle_from_env()
+        });
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: options.power_preference,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::NoAdapter { detail: e.to_string() })?;
+        let info = adapter.get_info();
+        let available = adapter.features();
+        let mut features = wgpu::Features::empty();
+        for f in [wgpu::Features::SHADER_F16, wgpu::Features::TIMESTAMP_QUERY, wgpu::Features::SUBGROUP] {
+            if available.contains(f) {
+                features |= f;
+            }
+        }
+        // Ask for everything the adapter offers; if that fails (some drivers refuse their own
+        // maxima), fall back to the WebGPU defaults, which every device supports.
+        let attempts = [(features, adapter.limits()), (wgpu::Features::empty(), wgpu::Limits::default())];
+        let mut last_err = String::new();
+        for (feats, limits) in attempts {
+            let desc = wgpu::DeviceDescriptor {
+                label: Some("webjit"),
+                required_features: feats,
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            };
+            match adapter.request_device(&desc).await {
+                Ok((device, queue)) => {
+                    let lost = Arc::new(Mutex::new(None));
+                    let lost_cb = lost.clone();
+                    device.set_device_lost_callback(move |reason, msg| {
+                        if let Ok(mut l) = lost_cb.lock() {
+                            *l = Some(format!("{reason:?}: {msg}"));
+                        }
+                    });
+                    let profile = make_profile(&info, &device, &options);
+                    return Ok(Self { instance, adapter, device, queue, info, profile, options, lost });
+                }
+                Err(e) => last_err = e.to_string(),
+            }
+        }
+        Err(Error::DeviceRequest { detail: last_err })
+    }
+
+    /// Errors with `DeviceLost` once the device is gone; ops call this before recording.
+    pub fn check_alive(&self) -> Result<()> {
+        match self.lost.lock() {
+            Ok(l) => match l.as_ref() {
+                Some(reason) => Err(Error::DeviceLost { reason: reason.clone() }),
+                None => Ok(()),
+            },
+            Err(_) => Err(Error::DeviceLost { reason: "device state poisoned".into() }),
+        }
+    }
+
+    /// Marks the device lost (used when a poll or map reports it).
+    pub(crate) fn mark_lost(&self, reason: String) {
+        if let Ok(mut l) = self.lost.lock() {
+            l.get_or_insert(reason);
+        }
+    }
+
+    /// Block until all submitted work is done (native); a no-op on the web.
+    pub fn wait_idle(&self) -> Result<()> {
+        match self.device.poll(wgpu::PollType::wait_indefinitely()) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                self.mark_lost(e.to_string());
+                Err(Error::DeviceLost { reason: e.to_string() })
+            }
+        }
+    }
+
+    pub fn max_binding(&self) -> u64 {
+        self.profile.limits.max_storage_buffer_binding_size
+    }
+}
+
+fn make_profile(info: &wgpu::AdapterInfo, device: &wgpu::Device, options: &DeviceOptions) -> DeviceProfile {
+    let l = device.limits();
+    let f = device.features();
+    let mut binding = l.max_storage_buffer_binding_size as u64;
+    if let Some(o) = options.max_binding_override {
+        binding = binding.min(o.max(256));
+    }
+    DeviceProfile {
+        name: info.name.clone(),
+        vendor: info.vendor,
+        device: info.device,
+        backend: format!("{:?}", info.backend).to_lowercase(),
+        driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+        limits: ProfileLimits {
+            max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
+            max_compute_workgroup_size_x: l.max_compute_workgroup_size_x,
+            max_compute_workgroup_size_y: l.max_compute_workgroup_size_y,
+            max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
+            max_compute_workgroups_per_dimension: l.max_compute_workgroups_per_dimension,
+            max_storage_buffers_per_shader_stage: l.max_storage_buffers_per_shader_stage,
+            max_storage_buffer_binding_size: binding,
+            max_buffer_size: l.max_buffer_size,
+            min_storage_buffer_offset_alignment: l.min_storage_buffer_offset_alignment,
+            min_uniform_buffer_offset_alignment: l.min_uniform_buffer_offset_alignment,
+        },
+        f16: f.contains(wgpu::Features::SHADER_F16),
+        subgroups: f
+            .contains(wgpu::Features::SUBGROUP)
+            .then_some(Subgroups { min_size: info.subgroup_min_size, max_size: info.subgroup_max_size }),
+        timestamps: f.contains(wgpu::Features::TIMESTAMP_QUERY),
+    }
+}

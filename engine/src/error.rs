@@ -1,0 +1,55 @@
+//! The engine's one error type. Fields are structured so the CLI and the JS facade can report
+//! them precisely (and map them to stable codes).
+
+use thiserror::Error;
+use webjit_jit::JitError;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("no GPU adapter found ({detail}); on a machine without a GPU install a software Vulkan driver (apt-get install mesa-vulkan-drivers)")]
+    NoAdapter { detail: String },
+    #[error("the GPU device could not be created: {detail}")]
+    DeviceRequest { detail: String },
+    #[error("the GPU device was lost ({reason}); create a new engine")]
+    DeviceLost { reason: String },
+    #[error("out of GPU memory allocating {bytes} bytes for {what}")]
+    OutOfMemory { what: String, bytes: u64 },
+    #[error("{what} needs a {bytes}-byte buffer, above the device's maximum of {max}")]
+    TooLarge { what: String, bytes: u64, max: u64 },
+    #[error("op `{op}`: shape error: {detail}")]
+    Shape { op: &'static str, detail: String },
+    #[error("op `{op}`: expected dtype {expected}, got {got}")]
+    DType { op: &'static str, expected: &'static str, got: &'static str },
+    #[error("op `{op}`: {detail}")]
+    InvalidArgument { op: &'static str, detail: String },
+    #[error(transparent)]
+    Jit(#[from] JitError),
+    #[error("kernel `{key}`: the device rejected the shader: {message}")]
+    ShaderCompile { key: String, message: String },
+    #[error("GPU error during {during}: {message}")]
+    Gpu { during: String, message: String },
+    #[error("reading back results failed: {detail}")]
+    Readback { detail: String },
+}
+
+impl Error {
+    /// Stable machine-readable code (used by the CLI's JSON output and the JS facade).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::NoAdapter { .. } => "NO_ADAPTER",
+            Error::DeviceRequest { .. } => "DEVICE_REQUEST_FAILED",
+            Error::DeviceLost { .. } => "DEVICE_LOST",
+            Error::OutOfMemory { .. } => "OUT_OF_MEMORY",
+            Error::TooLarge { .. } => "TOO_LARGE",
+            Error::Shape { .. } => "SHAPE",
+            Error::DType { .. } => "DTYPE",
+            Error::InvalidArgument { .. } => "INVALID_ARGUMENT",
+            Error::Jit(_) => "KERNEL",
+            Error::ShaderCompile { .. } => "SHADER_COMPILE",
+            Error::Gpu { .. } => "GPU",
+            Error::Readback { .. } => "READBACK",
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

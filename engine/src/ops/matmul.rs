@@ -1,0 +1,64 @@
+use webjit_jit::kernels::matmul::{MatmulConfig, MatmulSpec};
+use webjit_jit::KernelSpec;
+
+use super::{expect_f32, expect_single};
+use crate::error::{Error, Result};
+use crate::recorder::{Bind, Recorder};
+use crate::tensor::{DType, Tensor};
+
+/// `a x b` (or `a x b^T` with `trans_b`): a [M, K] or [B, M, K]; b [K, N] / [N, K], or batched
+/// [B, K, N] / [B, N, K]. A 2-D `b` is shared by every batch of `a`. Returns [.., M, N].
+pub fn matmul(rec: &mut Recorder, a: &Tensor, b: &Tensor, trans_b: bool) -> Result<Tensor> {
+    matmul_with(rec, a, b, trans_b, None)
+}
+
+/// The problem spec for these operands (used by benchmarks and the tuner).
+pub fn matmul_spec(a: &Tensor, b: &Tensor, trans_b: bool) -> Result<(MatmulSpec, Vec<usize>)> {
+    let op = "matmul";
+    let (ab, m, k) = match a.shape() {
+        &[m, k] => (1, m, k),
+        &[bt, m, k] => (bt, m, k),
+        s => return Err(Error::Shape { op, detail: format!("a must be 2-D or 3-D, got {s:?}") }),
+    };
+    let (bb, r, c) = match b.shape() {
+        &[r, c] => (None, r, c),
+        &[bt, r, c] => (Some(bt), r, c),
+        s => return Err(Error::Shape { op, detail: format!("b must be 2-D or 3-D, got {s:?}") }),
+    };
+    let (kb, n) = if trans_b { (c, r) } else { (r, c) };
+    if kb != k {
+        return Err(Error::Shape {
+            op,
+            detail: format!("inner dims differ: a {:?} vs b {:?} (trans_b = {trans_b})", a.shape(), b.shape()),
+        });
+    }
+    let (spec, shape) = match bb {
+        // A shared 2-D b: fold a's batch into M.
+        None => {
+            let mut shape = a.shape()[..a.shape().len() - 1].to_vec();
+            shape.push(n);
+            (MatmulSpec { m: (ab * m) as u64, n: n as u64, k: k as u64, batch: 1, trans_b }, shape)
+        }
+        Some(bt) if bt == ab && a.shape().len() == 3 => {
+            (MatmulSpec { m: m as u64, n: n as u64, k: k as u64, batch: bt as u64, trans_b }, vec![bt, m, n])
+        }
+        Some(bt) => return Err(Error::Shape { op, detail: format!("batch {bt} of b does not match a {:?}", a.shape()) }),
+    };
+    Ok((spec, shape))
+}
+
+pub fn matmul_with(rec: &mut Recorder, a: &Tensor, b: &Tensor, trans_b: bool, cfg: Option<MatmulConfig>) -> Result<Tensor> {
+    expect_f32("matmul", a)?;
+    expect_f32("matmul", b)?;
+    expect_single("matmul", "a", a)?;
+    expect_single("matmul", "b", b)?;
+    let (spec, shape) = matmul_spec(a, b, trans_b)?;
+    let engine = rec.engine();
+    let out = engine.empty(&shape, DType::F32)?;
+    expect_single("matmul", "output", &out)?;
+    let c = cfg.unwrap_or_else(|| spec.default_config(engine.profile()));
+    let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
+    let params = spec.params(&c);
+    rec.dispatch(&kernel, bytemuck::bytes_of(&params), &[Bind::whole(a), Bind::whole(b), Bind::whole(&out)], spec.dispatch(&c))?;
+    Ok(out)
+}

@@ -1,0 +1,112 @@
+//! Tiled f32 matmul against the f64 oracle: sizes 1, primes, tile edges +-1, batched, both B
+//! layouts, and every config of the space on an aligned and an unaligned shape.
+
+use webjit_engine::jit::KernelSpec;
+use webjit_engine::ops;
+use webjit_tests::{assert_close, engine, oracle, Rand, NMSE_MATMUL};
+
+fn check(r: &mut Rand, batch: usize, m: usize, n: usize, k: usize, trans_b: bool, shared_b: bool, all_configs: bool) -> usize {
+    let e = engine();
+    let a = r.vec(batch * m * k, -1.0, 1.0);
+    let bn = if shared_b { k * n } else { batch * k * n };
+    let b = r.vec(bn, -1.0, 1.0);
+    let a_shape: Vec<usize> = if batch > 1 { vec![batch, m, k] } else { vec![m, k] };
+    let (r0, c0) = if trans_b { (n, k) } else { (k, n) };
+    let b_shape: Vec<usize> = if shared_b { vec![r0, c0] } else { vec![batch, r0, c0] };
+    let at = e.upload_f32(&a_shape, &a).unwrap();
+    let btt = e.upload_f32(&b_shape, &b).unwrap();
+    let want = oracle::matmul(&a, &b, batch, m, n, k, trans_b, shared_b);
+    let (spec, _) = ops::matmul_spec(&at, &btt, trans_b).unwrap();
+    let mut configs = vec![None];
+    if all_configs {
+        configs.extend(spec.space(e.profile()).into_iter().map(Some));
+    }
+    let atol = 2e-6 * (k as f64).sqrt() * 4.0;
+    for cfg in &configs {
+        let mut rec = e.recorder();
+        let out = ops::matmul_with(&mut rec, &at, &btt, trans_b, cfg.clone()).unwrap();
+        rec.submit().unwrap();
+        let got = e.read_f32(&out).unwrap();
+        let label = format!("matmul b{batch} m{m} n{n} k{k} trans_b={trans_b} shared_b={shared_b} cfg={cfg:?}");
+        assert_close(&label, r.seed, &got, &want, atol, 1e-5, NMSE_MATMUL);
+    }
+    configs.len()
+}
+
+#[test]
+fn matmul_shapes_match_oracle() {
+    let mut r = Rand::new(51);
+    let shapes = [
+        (1, 1, 1), (1, 64, 64), (7, 13, 5), (2, 3, 1), (31, 33, 17), (63, 65, 64), (64, 64, 64),
+        (127, 129, 130), (128, 128, 128), (1, 257, 96), (129, 1, 31), (16, 127, 255),
+    ];
+    for trans_b in [false, true] {
+        for &(m, n, k) in &shapes {
+            check(&mut r, 1, m, n, k, trans_b, true, false);
+        }
+        for _ in 0..4 {
+            let (m, n, k) = (r.range(1, 200), r.range(1, 200), r.range(1, 300));
+            check(&mut r, 1, m, n, k, trans_b, true, false);
+        }
+        check(&mut r, 3, 17, 40, 24, trans_b, false, false);
+        check(&mut r, 2, 33, 64, 64, trans_b, true, false);
+    }
+}
+
+#[test]
+fn matmul_every_config_aligned() {
+    let mut r = Rand::new(52);
+    for trans_b in [false, true] {
+        let n = check(&mut r, 1, 160, 192, 96, trans_b, true, true);
+        assert!(n > 24, "space too small: {n}");
+    }
+}
+
+#[test]
+fn matmul_every_config_unaligned() {
+    let mut r = Rand::new(53);
+    for trans_b in [false, true] {
+        check(&mut r, 2, 37, 61, 53, trans_b, false, true);
+    }
+}
+
+#[test]
+fn matmul_reruns_are_deterministic() {
+    let e = engine();
+    let mut r = Rand::new(54);
+    let a = e.upload_f32(&[70, 90], &r.vec(6300, -1.0, 1.0)).unwrap();
+    let b = e.upload_f32(&[90, 50], &r.vec(4500, -1.0, 1.0)).unwrap();
+    let mut outs = Vec::new();
+    for _ in 0..2 {
+        let mut rec = e.recorder();
+        let o = ops::matmul(&mut rec, &a, &b, false).unwrap();
+        rec.submit().unwrap();
+        outs.push(e.read_f32(&o).unwrap());
+    }
+    assert_eq!(outs[0], outs[1]);
+}
+
+#[test]
+fn many_ops_share_one_pass() {
+    let e = engine();
+    let mut r = Rand::new(55);
+    let x = r.vec(64 * 64, -1.0, 1.0);
+    let xt = e.upload_f32(&[64, 64], &x).unwrap();
+    let w = e.upload_f32(&[64], &r.vec(64, -1.0, 1.0)).unwrap();
+    let mut rec = e.recorder();
+    let h = ops::matmul(&mut rec, &xt, &xt, true).unwrap();
+    let h = ops::rms_norm(&mut rec, &h, &w, 1e-6, 1.0).unwrap();
+    let h = ops::gelu_tanh(&mut rec, &h).unwrap();
+    let h = ops::softmax(&mut rec, &h).unwrap();
+    assert_eq!(rec.stats.dispatches, 4);
+    assert_eq!(rec.stats.passes, 1, "consecutive dispatches must share a compute pass");
+    rec.submit().unwrap();
+    let got = e.read_f32(&h).unwrap();
+    // The same chain through the oracles.
+    let wv = e.read_f32(&w).unwrap();
+    let mm: Vec<f32> = oracle::matmul(&x, &x, 1, 64, 64, 64, true, true).iter().map(|&v| v as f32).collect();
+    let n: Vec<f32> = oracle::rms_norm(&mm, &wv, 64, 1e-6, 1.0).iter().map(|&v| v as f32).collect();
+    let g: Vec<f32> = oracle::gelu_tanh(&n).iter().map(|&v| v as f32).collect();
+    let want = oracle::softmax(&g, 64);
+    assert_close("chain", r.seed, &got, &want, 1e-5, 1e-4, 1e-8);
+}
