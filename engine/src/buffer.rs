@@ -47,8 +47,12 @@ impl GpuBuffer {
 
 impl Drop for GpuBuffer {
     fn drop(&mut self) {
-        let Some(buf) = self.buffer.take() else { return };
-        let Some(pool) = self.pool.upgrade() else { return };
+        let Some(buf) = self.buffer.take() else {
+            return;
+        };
+        let Some(pool) = self.pool.upgrade() else {
+            return;
+        };
         let Ok(mut p) = pool.lock() else { return };
         p.live_bytes = p.live_bytes.saturating_sub(self.class);
         if p.free_bytes + self.class <= MAX_POOLED_BYTES {
@@ -80,29 +84,58 @@ pub struct PoolStats {
 impl BufferPool {
     /// A pool that refuses to hold more than `budget` bytes of live buffers.
     pub fn new(budget: u64) -> Self {
-        Self { inner: Arc::new(Mutex::new(PoolInner::default())), budget }
+        Self {
+            inner: Arc::new(Mutex::new(PoolInner::default())),
+            budget,
+        }
     }
 
     pub fn stats(&self) -> PoolStats {
         match self.inner.lock() {
-            Ok(p) => PoolStats { live_bytes: p.live_bytes, free_bytes: p.free_bytes, created: p.created, reused: p.reused },
+            Ok(p) => PoolStats {
+                live_bytes: p.live_bytes,
+                free_bytes: p.free_bytes,
+                created: p.created,
+                reused: p.reused,
+            },
             Err(_) => PoolStats::default(),
         }
     }
 
     /// A buffer of at least `bytes` bytes. `max_buffer` is the device limit.
-    pub fn get(&self, device: &wgpu::Device, bytes: u64, max_buffer: u64, what: &str) -> Result<Arc<GpuBuffer>> {
+    pub fn get(
+        &self,
+        device: &wgpu::Device,
+        bytes: u64,
+        max_buffer: u64,
+        what: &str,
+    ) -> Result<Arc<GpuBuffer>> {
         let class = size_class(bytes);
-        let class = if class > max_buffer && bytes <= max_buffer { bytes.div_ceil(4) * 4 } else { class };
+        let class = if class > max_buffer && bytes <= max_buffer {
+            bytes.div_ceil(4) * 4
+        } else {
+            class
+        };
         if class > max_buffer {
-            return Err(Error::TooLarge { what: what.into(), bytes, max: max_buffer });
+            return Err(Error::TooLarge {
+                what: what.into(),
+                bytes,
+                max: max_buffer,
+            });
         }
-        let mut p = self.inner.lock().map_err(|_| Error::Gpu { during: "buffer pool".into(), message: "poisoned".into() })?;
+        let mut p = self.inner.lock().map_err(|_| Error::Gpu {
+            during: "buffer pool".into(),
+            message: "poisoned".into(),
+        })?;
         if let Some(buf) = p.free.get_mut(&class).and_then(|v| v.pop()) {
             p.free_bytes -= class;
             p.live_bytes += class;
             p.reused += 1;
-            return Ok(Arc::new(GpuBuffer { buffer: Some(buf), class, pool: Arc::downgrade(&self.inner) }));
+            return Ok(Arc::new(GpuBuffer {
+                buffer: Some(buf),
+                class,
+                pool: Arc::downgrade(&self.inner),
+            }));
         }
         if p.live_bytes + class > self.budget {
             // Free pooled buffers first; fail only if live buffers alone exceed the budget.
@@ -114,17 +147,27 @@ impl BufferPool {
             p.free_bytes = 0;
             if p.live_bytes + class > self.budget {
                 return Err(Error::OutOfMemory {
-                    what: format!("{what} (engine memory budget {} bytes, {} in use)", self.budget, p.live_bytes),
+                    what: format!(
+                        "{what} (engine memory budget {} bytes, {} in use)",
+                        self.budget, p.live_bytes
+                    ),
                     bytes: class,
                 });
             }
         }
         drop(p);
         let buf = create_checked(device, class, what)?;
-        let mut p = self.inner.lock().map_err(|_| Error::Gpu { during: "buffer pool".into(), message: "poisoned".into() })?;
+        let mut p = self.inner.lock().map_err(|_| Error::Gpu {
+            during: "buffer pool".into(),
+            message: "poisoned".into(),
+        })?;
         p.created += 1;
         p.live_bytes += class;
-        Ok(Arc::new(GpuBuffer { buffer: Some(buf), class, pool: Arc::downgrade(&self.inner) }))
+        Ok(Arc::new(GpuBuffer {
+            buffer: Some(buf),
+            class,
+            pool: Arc::downgrade(&self.inner),
+        }))
     }
 
     /// Destroys every pooled (free) buffer.
@@ -153,7 +196,10 @@ fn create_checked(device: &wgpu::Device, size: u64, what: &str) -> Result<wgpu::
     {
         if let Some(e) = pollster::block_on(scope.pop()) {
             buf.destroy();
-            return Err(Error::OutOfMemory { what: format!("{what}: {e}"), bytes: size });
+            return Err(Error::OutOfMemory {
+                what: format!("{what}: {e}"),
+                bytes: size,
+            });
         }
     }
     #[cfg(target_arch = "wasm32")]
@@ -167,7 +213,18 @@ mod tests {
 
     #[test]
     fn size_classes_waste_at_most_a_quarter() {
-        for b in [1u64, 255, 256, 257, 1000, 4096, 5000, 1 << 20, (1 << 20) + 1, 170 << 20] {
+        for b in [
+            1u64,
+            255,
+            256,
+            257,
+            1000,
+            4096,
+            5000,
+            1 << 20,
+            (1 << 20) + 1,
+            170 << 20,
+        ] {
             let c = size_class(b);
             assert!(c >= b && c >= 256);
             assert!(c as f64 <= (b.max(256) as f64) * 1.25 + 1.0, "{b} -> {c}");

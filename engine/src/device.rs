@@ -59,18 +59,27 @@ impl Gpu {
                 ..Default::default()
             })
             .await
-            .map_err(|e| Error::NoAdapter { detail: e.to_string() })?;
+            .map_err(|e| Error::NoAdapter {
+                detail: e.to_string(),
+            })?;
         let info = adapter.get_info();
         let available = adapter.features();
         let mut features = wgpu::Features::empty();
-        for f in [wgpu::Features::SHADER_F16, wgpu::Features::TIMESTAMP_QUERY, wgpu::Features::SUBGROUP] {
+        for f in [
+            wgpu::Features::SHADER_F16,
+            wgpu::Features::TIMESTAMP_QUERY,
+            wgpu::Features::SUBGROUP,
+        ] {
             if available.contains(f) {
                 features |= f;
             }
         }
         // Ask for everything the adapter offers; if that fails (some drivers refuse their own
         // maxima), fall back to the WebGPU defaults, which every device supports.
-        let attempts = [(features, adapter.limits()), (wgpu::Features::empty(), wgpu::Limits::default())];
+        let attempts = [
+            (features, adapter.limits()),
+            (wgpu::Features::empty(), wgpu::Limits::default()),
+        ];
         let mut last_err = String::new();
         for (feats, limits) in attempts {
             let desc = wgpu::DeviceDescriptor {
@@ -91,7 +100,16 @@ impl Gpu {
                         }
                     });
                     let profile = make_profile(&info, &device, &options);
-                    return Ok(Self { instance, adapter, device, queue, info, profile, options, lost });
+                    return Ok(Self {
+                        instance,
+                        adapter,
+                        device,
+                        queue,
+                        info,
+                        profile,
+                        options,
+                        lost,
+                    });
                 }
                 Err(e) => last_err = e.to_string(),
             }
@@ -103,10 +121,14 @@ impl Gpu {
     pub fn check_alive(&self) -> Result<()> {
         match self.lost.lock() {
             Ok(l) => match l.as_ref() {
-                Some(reason) => Err(Error::DeviceLost { reason: reason.clone() }),
+                Some(reason) => Err(Error::DeviceLost {
+                    reason: reason.clone(),
+                }),
                 None => Ok(()),
             },
-            Err(_) => Err(Error::DeviceLost { reason: "device state poisoned".into() }),
+            Err(_) => Err(Error::DeviceLost {
+                reason: "device state poisoned".into(),
+            }),
         }
     }
 
@@ -123,7 +145,9 @@ impl Gpu {
             Ok(_) => Ok(()),
             Err(e) => {
                 self.mark_lost(e.to_string());
-                Err(Error::DeviceLost { reason: e.to_string() })
+                Err(Error::DeviceLost {
+                    reason: e.to_string(),
+                })
             }
         }
     }
@@ -133,10 +157,14 @@ impl Gpu {
     }
 }
 
-fn make_profile(info: &wgpu::AdapterInfo, device: &wgpu::Device, options: &DeviceOptions) -> DeviceProfile {
+fn make_profile(
+    info: &wgpu::AdapterInfo,
+    device: &wgpu::Device,
+    options: &DeviceOptions,
+) -> DeviceProfile {
     let l = device.limits();
     let f = device.features();
-    let mut binding = l.max_storage_buffer_binding_size as u64;
+    let mut binding = l.max_storage_buffer_binding_size;
     if let Some(o) = options.max_binding_override {
         binding = binding.min(o.max(256));
     }
@@ -145,7 +173,9 @@ fn make_profile(info: &wgpu::AdapterInfo, device: &wgpu::Device, options: &Devic
         vendor: info.vendor,
         device: info.device,
         backend: format!("{:?}", info.backend).to_lowercase(),
-        driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+        driver: format!("{} {}", info.driver, info.driver_info)
+            .trim()
+            .to_string(),
         limits: ProfileLimits {
             max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
             max_compute_workgroup_size_x: l.max_compute_workgroup_size_x,
@@ -159,9 +189,10 @@ fn make_profile(info: &wgpu::AdapterInfo, device: &wgpu::Device, options: &Devic
             min_uniform_buffer_offset_alignment: l.min_uniform_buffer_offset_alignment,
         },
         f16: f.contains(wgpu::Features::SHADER_F16),
-        subgroups: f
-            .contains(wgpu::Features::SUBGROUP)
-            .then_some(Subgroups { min_size: info.subgroup_min_size, max_size: info.subgroup_max_size }),
+        subgroups: f.contains(wgpu::Features::SUBGROUP).then_some(Subgroups {
+            min_size: info.subgroup_min_size,
+            max_size: info.subgroup_max_size,
+        }),
         timestamps: f.contains(wgpu::Features::TIMESTAMP_QUERY),
     }
 }

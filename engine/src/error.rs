@@ -19,7 +19,11 @@ pub enum Error {
     #[error("op `{op}`: shape error: {detail}")]
     Shape { op: &'static str, detail: String },
     #[error("op `{op}`: expected dtype {expected}, got {got}")]
-    DType { op: &'static str, expected: &'static str, got: &'static str },
+    DType {
+        op: &'static str,
+        expected: &'static str,
+        got: &'static str,
+    },
     #[error("op `{op}`: {detail}")]
     InvalidArgument { op: &'static str, detail: String },
     #[error(transparent)]

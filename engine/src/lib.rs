@@ -1,6 +1,11 @@
 //! webjit-engine: the runtime. Device, pipeline cache, pooled buffers, tensors, a recorder that
 //! batches ops into one command encoder, and the ops themselves.
 
+// On wasm32, wgpu handles are neither Send nor Sync; the engine is single-threaded there.
+#![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod bench;
 pub mod buffer;
 pub mod device;
 pub mod error;
@@ -34,7 +39,10 @@ impl Engine {
     pub async fn create(options: DeviceOptions) -> Result<Self> {
         let budget = options.memory_budget;
         let gpu = Gpu::create(options).await?;
-        Ok(Self { gpu, pool: BufferPool::new(budget), pipelines: PipelineCache::default(),
+        Ok(Self {
+            gpu,
+            pool: BufferPool::new(budget),
+            pipelines: PipelineCache::default(),
             uniform_chunks: Mutex::new(Vec::new()),
             poison: AtomicBool::new(false),
         })
@@ -82,24 +90,39 @@ impl Engine {
     /// An uninitialized tensor, split into segments if it exceeds the max storage binding.
     pub fn empty(&self, shape: &[usize], dtype: DType) -> Result<Tensor> {
         self.gpu.check_alive()?;
-        let numel = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| Error::Shape {
-            op: "empty",
-            detail: format!("shape {shape:?} overflows"),
-        })?;
+        let numel = shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| Error::Shape {
+                op: "empty",
+                detail: format!("shape {shape:?} overflows"),
+            })?;
         let row_len = shape.last().copied().unwrap_or(1).max(1);
         let rows = if shape.is_empty() { 1 } else { numel / row_len };
         let row_bytes = (row_len * dtype.size()) as u64;
-        let max = self.gpu.max_binding().min(self.gpu.profile.limits.max_buffer_size);
+        let max = self
+            .gpu
+            .max_binding()
+            .min(self.gpu.profile.limits.max_buffer_size);
         if row_bytes > max {
-            return Err(Error::TooLarge { what: format!("one row of tensor {shape:?}"), bytes: row_bytes, max });
+            return Err(Error::TooLarge {
+                what: format!("one row of tensor {shape:?}"),
+                bytes: row_bytes,
+                max,
+            });
         }
-        let total = numel.checked_mul(dtype.size()).ok_or_else(|| Error::Shape {
-            op: "empty",
-            detail: format!("shape {shape:?} overflows"),
-        })? as u64;
+        let total = numel
+            .checked_mul(dtype.size())
+            .ok_or_else(|| Error::Shape {
+                op: "empty",
+                detail: format!("shape {shape:?} overflows"),
+            })? as u64;
         let budget = self.gpu.options.memory_budget;
         if total > budget {
-            return Err(Error::OutOfMemory { what: format!("tensor {shape:?} (engine memory budget {budget} bytes)"), bytes: total });
+            return Err(Error::OutOfMemory {
+                what: format!("tensor {shape:?} (engine memory budget {budget} bytes)"),
+                bytes: total,
+            });
         }
         let rows_per_seg = ((max / row_bytes) as usize).max(1);
         let mut segments = Vec::new();
@@ -107,18 +130,31 @@ impl Engine {
         loop {
             let n = (rows - start).min(rows_per_seg);
             let bytes = (n as u64 * row_bytes).max(4);
-            let buffer = self.pool.get(&self.gpu.device, bytes, self.gpu.profile.limits.max_buffer_size, "tensor")?;
+            let buffer = self.pool.get(
+                &self.gpu.device,
+                bytes,
+                self.gpu.profile.limits.max_buffer_size,
+                "tensor",
+            )?;
             if self.poison.load(Ordering::Relaxed) {
                 let nan = vec![0xffu8; buffer.capacity() as usize];
                 self.gpu.queue.write_buffer(buffer.raw(), 0, &nan);
             }
-            segments.push(Segment { buffer, row_start: start, rows: n });
+            segments.push(Segment {
+                buffer,
+                row_start: start,
+                rows: n,
+            });
             start += n;
             if start >= rows {
                 break;
             }
         }
-        Ok(Tensor { shape: shape.to_vec(), dtype, segments })
+        Ok(Tensor {
+            shape: shape.to_vec(),
+            dtype,
+            segments,
+        })
     }
 
     fn upload_bytes(&self, shape: &[usize], dtype: DType, data: &[u8]) -> Result<Tensor> {
@@ -126,7 +162,11 @@ impl Engine {
         if numel * dtype.size() != data.len() {
             return Err(Error::Shape {
                 op: "upload",
-                detail: format!("shape {shape:?} needs {} elements, got {}", numel, data.len() / dtype.size()),
+                detail: format!(
+                    "shape {shape:?} needs {} elements, got {}",
+                    numel,
+                    data.len() / dtype.size()
+                ),
             });
         }
         let t = self.empty(shape, dtype)?;
@@ -135,7 +175,9 @@ impl Engine {
             let lo = seg.row_start * row_bytes;
             let hi = lo + seg.rows * row_bytes;
             if hi > lo {
-                self.gpu.queue.write_buffer(seg.buffer.raw(), 0, &data[lo..hi]);
+                self.gpu
+                    .queue
+                    .write_buffer(seg.buffer.raw(), 0, &data[lo..hi]);
             }
         }
         Ok(t)
@@ -169,33 +211,24 @@ impl Engine {
             off += n;
         }
         rec.submit()?;
-        let (tx, rx) = std::sync::mpsc::channel();
+        let done = MapSignal::default();
+        let signal = done.clone();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
+            signal.set(r.map_err(|e| e.to_string()))
         });
         #[cfg(not(target_arch = "wasm32"))]
         self.gpu.wait_idle()?;
-        let mapped = loop {
-            match rx.try_recv() {
-                Ok(r) => break r,
-                Err(std::sync::mpsc::TryRecvError::Empty) => {
-                    #[cfg(not(target_arch = "wasm32"))]
-                    self.gpu.wait_idle()?;
-                    #[cfg(target_arch = "wasm32")]
-                    return Err(Error::Readback { detail: "use the web facade's async readback".into() });
-                }
-                Err(e) => return Err(Error::Readback { detail: e.to_string() }),
-            }
-        };
-        mapped.map_err(|e| {
-            self.gpu.mark_lost(e.to_string());
-            Error::Readback { detail: e.to_string() }
+        done.await.map_err(|e| {
+            self.gpu.mark_lost(e.clone());
+            Error::Readback { detail: e }
         })?;
         let out = {
             let view = staging
                 .slice(..)
                 .get_mapped_range()
-                .map_err(|e| Error::Readback { detail: e.to_string() })?;
+                .map_err(|e| Error::Readback {
+                    detail: e.to_string(),
+                })?;
             view[..total as usize].to_vec()
         };
         staging.unmap();
@@ -206,7 +239,11 @@ impl Engine {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn read_f32(&self, t: &Tensor) -> Result<Vec<f32>> {
         if t.dtype() != DType::F32 {
-            return Err(Error::DType { op: "read_f32", expected: "f32", got: t.dtype().name() });
+            return Err(Error::DType {
+                op: "read_f32",
+                expected: "f32",
+                got: t.dtype().name(),
+            });
         }
         let bytes = pollster::block_on(self.read_bytes(t))?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
@@ -215,9 +252,50 @@ impl Engine {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn read_u32(&self, t: &Tensor) -> Result<Vec<u32>> {
         if t.dtype() != DType::U32 {
-            return Err(Error::DType { op: "read_u32", expected: "u32", got: t.dtype().name() });
+            return Err(Error::DType {
+                op: "read_u32",
+                expected: "u32",
+                got: t.dtype().name(),
+            });
         }
         let bytes = pollster::block_on(self.read_bytes(t))?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+}
+
+/// Completion of a buffer map: set by wgpu's callback, awaited by readback. Works natively
+/// (the callback runs inside `poll`) and on the web (it runs from the event loop).
+#[derive(Clone, Default)]
+struct MapSignal(std::sync::Arc<Mutex<MapState>>);
+
+type MapState = (Option<Result<(), String>>, Option<std::task::Waker>);
+
+impl MapSignal {
+    fn set(&self, r: Result<(), String>) {
+        if let Ok(mut s) = self.0.lock() {
+            s.0 = Some(r);
+            if let Some(w) = s.1.take() {
+                w.wake();
+            }
+        }
+    }
+}
+
+impl std::future::Future for MapSignal {
+    type Output = Result<(), String>;
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let Ok(mut s) = self.0.lock() else {
+            return std::task::Poll::Ready(Err("map state poisoned".into()));
+        };
+        match s.0.take() {
+            Some(r) => std::task::Poll::Ready(r),
+            None => {
+                s.1 = Some(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+        }
     }
 }

@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use webjit_jit::{Access, BindingDecl, KernelSpec};
 
 use crate::device::Gpu;
-use crate::error::{Error, Result};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::error::Error;
+use crate::error::Result;
 
 pub struct Kernel {
     pub key: String,
@@ -119,7 +121,10 @@ fn build(gpu: &Gpu, k: &webjit_jit::CompiledKernel) -> Result<Kernel> {
     #[cfg(not(target_arch = "wasm32"))]
     {
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::ShaderCompile { key: k.key.clone(), message: e.to_string() });
+            return Err(Error::ShaderCompile {
+                key: k.key.clone(),
+                message: e.to_string(),
+            });
         }
         let info = pollster::block_on(module.get_compilation_info());
         let errors: Vec<String> = info
@@ -129,10 +134,18 @@ fn build(gpu: &Gpu, k: &webjit_jit::CompiledKernel) -> Result<Kernel> {
             .map(|m| m.message.clone())
             .collect();
         if !errors.is_empty() {
-            return Err(Error::ShaderCompile { key: k.key.clone(), message: errors.join("; ") });
+            return Err(Error::ShaderCompile {
+                key: k.key.clone(),
+                message: errors.join("; "),
+            });
         }
     }
     #[cfg(target_arch = "wasm32")]
     drop(scope);
-    Ok(Kernel { key: k.key.clone(), pipeline, layout, bindings: k.bindings.clone() })
+    Ok(Kernel {
+        key: k.key.clone(),
+        pipeline,
+        layout,
+        bindings: k.bindings.clone(),
+    })
 }

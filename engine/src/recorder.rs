@@ -26,7 +26,10 @@ pub struct Bind<'b> {
 impl<'b> Bind<'b> {
     /// Segment `i` of a tensor.
     pub fn segment(t: &'b Tensor, i: usize) -> Self {
-        Bind { buffer: &t.segments()[i].buffer, size: t.segment_bytes(i).max(4) }
+        Bind {
+            buffer: &t.segments()[i].buffer,
+            size: t.segment_bytes(i).max(4),
+        }
     }
     /// A single-segment tensor.
     pub fn whole(t: &'b Tensor) -> Self {
@@ -57,18 +60,30 @@ impl<'e> Recorder<'e> {
         let encoder = engine
             .gpu
             .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("webjit") });
-        Self { engine, encoder, pass: None, chunks: Vec::new(), keep: Vec::new(), stats: RecordStats::default() }
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("webjit"),
+            });
+        Self {
+            engine,
+            encoder,
+            pass: None,
+            chunks: Vec::new(),
+            keep: Vec::new(),
+            stats: RecordStats::default(),
+        }
     }
 
     pub fn engine(&self) -> &'e Engine {
         self.engine
     }
 
-
     fn uniform_slot(&mut self, params: &[u8]) -> (usize, u64) {
         let need = (params.len() as u64).div_ceil(SLOT) * SLOT;
-        let fits = self.chunks.last().map(|(_, bytes)| bytes.len() as u64 + need <= CHUNK).unwrap_or(false);
+        let fits = self
+            .chunks
+            .last()
+            .map(|(_, bytes)| bytes.len() as u64 + need <= CHUNK)
+            .unwrap_or(false);
         if !fits {
             let buf = self.engine.uniform_chunk(CHUNK.max(need));
             self.chunks.push((buf, Vec::with_capacity(CHUNK as usize)));
@@ -83,21 +98,40 @@ impl<'e> Recorder<'e> {
 
     /// Encodes one dispatch of `kernel`. `params` fills the uniform at binding 0; `buffers`
     /// fill the kernel's storage bindings in order.
-    pub fn dispatch(&mut self, kernel: &Kernel, params: &[u8], buffers: &[Bind<'_>], groups: [u32; 3]) -> Result<()> {
-        let storage: Vec<_> = kernel.bindings.iter().filter(|b| b.access != Access::Uniform).collect();
+    pub fn dispatch(
+        &mut self,
+        kernel: &Kernel,
+        params: &[u8],
+        buffers: &[Bind<'_>],
+        groups: [u32; 3],
+    ) -> Result<()> {
+        let storage: Vec<_> = kernel
+            .bindings
+            .iter()
+            .filter(|b| b.access != Access::Uniform)
+            .collect();
         if storage.len() != buffers.len() {
             return Err(Error::InvalidArgument {
                 op: "dispatch",
-                detail: format!("kernel {} has {} storage bindings, got {} buffers", kernel.key, storage.len(), buffers.len()),
+                detail: format!(
+                    "kernel {} has {} storage bindings, got {} buffers",
+                    kernel.key,
+                    storage.len(),
+                    buffers.len()
+                ),
             });
         }
         let max = self.engine.gpu.max_binding();
         for (decl, b) in storage.iter().zip(buffers) {
             if b.size > max {
-                return Err(Error::TooLarge { what: format!("binding `{}` of {}", decl.name, kernel.key), bytes: b.size, max });
+                return Err(Error::TooLarge {
+                    what: format!("binding `{}` of {}", decl.name, kernel.key),
+                    bytes: b.size,
+                    max,
+                });
             }
         }
-        if groups.iter().any(|&g| g == 0) {
+        if groups.contains(&0) {
             return Ok(()); // nothing to do for an empty problem
         }
         let (chunk, offset) = self.uniform_slot(params);
@@ -108,9 +142,16 @@ impl<'e> Recorder<'e> {
             let (buffer, off, size) = if decl.access == Access::Uniform {
                 (&self.chunks[chunk].0, offset, uniform_size)
             } else {
-                let b = it.next().ok_or_else(|| Error::InvalidArgument { op: "dispatch", detail: "missing buffer".into() })?;
+                let b = it.next().ok_or_else(|| Error::InvalidArgument {
+                    op: "dispatch",
+                    detail: "missing buffer".into(),
+                })?;
                 self.keep.push(b.buffer.clone());
-                (b.buffer.raw(), 0, (b.size.div_ceil(4) * 4).min(b.buffer.capacity()))
+                (
+                    b.buffer.raw(),
+                    0,
+                    (b.size.div_ceil(4) * 4).min(b.buffer.capacity()),
+                )
             };
             entries.push(wgpu::BindGroupEntry {
                 binding: decl.binding,
@@ -121,15 +162,22 @@ impl<'e> Recorder<'e> {
                 }),
             });
         }
-        let bind_group = self.engine.gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(&kernel.key),
-            layout: &kernel.layout,
-            entries: &entries,
-        });
+        let bind_group = self
+            .engine
+            .gpu
+            .device
+            .create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(&kernel.key),
+                layout: &kernel.layout,
+                entries: &entries,
+            });
         if self.pass.is_none() {
             let pass = self
                 .encoder
-                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("webjit"), timestamp_writes: None })
+                .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("webjit"),
+                    timestamp_writes: None,
+                })
                 .forget_lifetime();
             self.pass = Some(pass);
             self.stats.passes += 1;
@@ -144,9 +192,17 @@ impl<'e> Recorder<'e> {
     }
 
     /// Copies bytes between buffers; ends the current compute pass.
-    pub fn copy(&mut self, src: &wgpu::Buffer, src_off: u64, dst: &wgpu::Buffer, dst_off: u64, bytes: u64) {
+    pub fn copy(
+        &mut self,
+        src: &wgpu::Buffer,
+        src_off: u64,
+        dst: &wgpu::Buffer,
+        dst_off: u64,
+        bytes: u64,
+    ) {
         self.pass = None;
-        self.encoder.copy_buffer_to_buffer(src, src_off, dst, dst_off, bytes);
+        self.encoder
+            .copy_buffer_to_buffer(src, src_off, dst, dst_off, bytes);
         self.stats.copies += 1;
     }
 

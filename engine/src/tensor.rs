@@ -83,12 +83,22 @@ impl Tensor {
         if self.is_segmented() && shape.last() != self.shape.last() {
             return None;
         }
-        Some(Tensor { shape: shape.to_vec(), dtype: self.dtype, segments: self.segments.clone() })
+        Some(Tensor {
+            shape: shape.to_vec(),
+            dtype: self.dtype,
+            segments: self.segments.clone(),
+        })
     }
 }
 
 impl std::fmt::Debug for Tensor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Tensor({:?}, {}, {} segment(s))", self.shape, self.dtype.name(), self.segments.len())
+        write!(
+            f,
+            "Tensor({:?}, {}, {} segment(s))",
+            self.shape,
+            self.dtype.name(),
+            self.segments.len()
+        )
     }
 }

@@ -5,7 +5,9 @@ use thiserror::Error;
 pub enum JitError {
     #[error("template `{template}`: placeholder `{{{{{name}}}}}` has no value")]
     MissingPlaceholder { template: String, name: String },
-    #[error("template `{template}`: value given for `{name}`, which the template does not declare")]
+    #[error(
+        "template `{template}`: value given for `{name}`, which the template does not declare"
+    )]
     UnknownPlaceholder { template: String, name: String },
     #[error("template `{template}`: placeholder syntax left after rendering near `{context}`")]
     LeftoverPlaceholder { template: String, context: String },
@@ -18,7 +20,11 @@ pub enum JitError {
     #[error("kernel `{key}`: bindings differ from the spec: {detail}")]
     BindingMismatch { key: String, detail: String },
     #[error("kernel `{family}`: illegal config `{config}`: {reason}")]
-    IllegalConfig { family: String, config: String, reason: String },
+    IllegalConfig {
+        family: String,
+        config: String,
+        reason: String,
+    },
     #[error("kernel `{family}`: unsupported problem: {reason}")]
     UnsupportedProblem { family: String, reason: String },
     #[error("kernel `{family}`: unknown config key `{key}`")]

@@ -98,7 +98,10 @@ impl DeviceProfile {
             driver: "synthetic".into(),
             limits,
             f16: true,
-            subgroups: Some(Subgroups { min_size: 8, max_size: 8 }),
+            subgroups: Some(Subgroups {
+                min_size: 8,
+                max_size: 8,
+            }),
             timestamps: true,
         }
     }
@@ -121,14 +124,21 @@ impl DeviceProfile {
             driver: "synthetic".into(),
             limits,
             f16: true,
-            subgroups: Some(Subgroups { min_size: 32, max_size: 32 }),
+            subgroups: Some(Subgroups {
+                min_size: 32,
+                max_size: 32,
+            }),
             timestamps: true,
         }
     }
 
     /// The three synthetic profiles every kernel space is validated against.
     pub fn synthetic_profiles() -> Vec<Self> {
-        vec![Self::swiftshader_like(), Self::lavapipe_like(), Self::discrete_like()]
+        vec![
+            Self::swiftshader_like(),
+            Self::lavapipe_like(),
+            Self::discrete_like(),
+        ]
     }
 
     /// Stable identifier for tuning records: changes when anything that affects kernel
@@ -141,7 +151,12 @@ impl DeviceProfile {
             h ^= *b as u64;
             h = h.wrapping_mul(0x100000001b3);
         }
-        format!("{:04x}-{:04x}-{:016x}", self.vendor & 0xffff, self.device & 0xffff, h)
+        format!(
+            "{:04x}-{:04x}-{:016x}",
+            self.vendor & 0xffff,
+            self.device & 0xffff,
+            h
+        )
     }
 
     /// Largest number of elements of `elem_bytes` that one storage binding can hold.
@@ -158,7 +173,10 @@ mod tests {
     fn fingerprints_differ_between_profiles_and_are_stable() {
         let a = DeviceProfile::swiftshader_like();
         let b = DeviceProfile::lavapipe_like();
-        assert_eq!(a.fingerprint(), DeviceProfile::swiftshader_like().fingerprint());
+        assert_eq!(
+            a.fingerprint(),
+            DeviceProfile::swiftshader_like().fingerprint()
+        );
         assert_ne!(a.fingerprint(), b.fingerprint());
         let mut c = a.clone();
         c.f16 = true;

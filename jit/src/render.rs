@@ -11,12 +11,18 @@ pub fn render(name: &str, template: &str, values: &[(&str, String)]) -> Result<S
     let declared = placeholders(name, template)?;
     for (k, _) in values {
         if !declared.iter().any(|d| d == k) {
-            return Err(JitError::UnknownPlaceholder { template: name.into(), name: (*k).into() });
+            return Err(JitError::UnknownPlaceholder {
+                template: name.into(),
+                name: (*k).into(),
+            });
         }
     }
     for d in &declared {
         if !values.iter().any(|(k, _)| k == d) {
-            return Err(JitError::MissingPlaceholder { template: name.into(), name: d.clone() });
+            return Err(JitError::MissingPlaceholder {
+                template: name.into(),
+                name: d.clone(),
+            });
         }
     }
     let mut out = String::with_capacity(template.len() + 256);
@@ -37,7 +43,10 @@ pub fn render(name: &str, template: &str, values: &[(&str, String)]) -> Result<S
         let lo = pos.saturating_sub(20);
         let hi = (pos + 20).min(out.len());
         let context = out.get(lo..hi).unwrap_or("").to_string();
-        return Err(JitError::LeftoverPlaceholder { template: name.into(), context });
+        return Err(JitError::LeftoverPlaceholder {
+            template: name.into(),
+            context,
+        });
     }
     Ok(out)
 }
@@ -50,13 +59,21 @@ pub fn placeholders(name: &str, template: &str) -> Result<Vec<String>, JitError>
         let after = &rest[start + 2..];
         let Some(end) = after.find("}}") else {
             let text: String = after.chars().take(24).collect();
-            return Err(JitError::MalformedPlaceholder { template: name.into(), text });
+            return Err(JitError::MalformedPlaceholder {
+                template: name.into(),
+                text,
+            });
         };
         let key = &after[..end];
         let ok = !key.is_empty()
-            && key.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            && key
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
         if !ok {
-            return Err(JitError::MalformedPlaceholder { template: name.into(), text: key.into() });
+            return Err(JitError::MalformedPlaceholder {
+                template: name.into(),
+                text: key.into(),
+            });
         }
         if !names.iter().any(|n| n == key) {
             names.push(key.to_string());
@@ -72,7 +89,12 @@ mod tests {
 
     #[test]
     fn fills_every_placeholder() {
-        let s = render("t", "a {{X}} b {{Y}} {{X}}", &[("X", "1".into()), ("Y", "2".into())]).unwrap();
+        let s = render(
+            "t",
+            "a {{X}} b {{Y}} {{X}}",
+            &[("X", "1".into()), ("Y", "2".into())],
+        )
+        .unwrap();
         assert_eq!(s, "a 1 b 2 1");
     }
 
@@ -90,8 +112,14 @@ mod tests {
             render("t", "{{X}}", &[("X", "{{Y}}".into())]),
             Err(JitError::LeftoverPlaceholder { .. })
         ));
-        assert!(matches!(render("t", "{{x}}", &[]), Err(JitError::MalformedPlaceholder { .. })));
-        assert!(matches!(render("t", "{{X", &[]), Err(JitError::MalformedPlaceholder { .. })));
+        assert!(matches!(
+            render("t", "{{x}}", &[]),
+            Err(JitError::MalformedPlaceholder { .. })
+        ));
+        assert!(matches!(
+            render("t", "{{X", &[]),
+            Err(JitError::MalformedPlaceholder { .. })
+        ));
     }
 }
 
@@ -99,10 +127,13 @@ mod tests {
 /// line `//! section NAME`; this keeps one op family's snippets in one .wgsl file.
 pub fn section<'a>(file_name: &str, file: &'a str, name: &str) -> Result<&'a str, JitError> {
     let marker = format!("//! section {name}\n");
-    let start = file.find(&marker).ok_or_else(|| JitError::MissingPlaceholder {
-        template: file_name.into(),
-        name: format!("section {name}"),
-    })? + marker.len();
+    let start = file
+        .find(&marker)
+        .ok_or_else(|| JitError::MissingPlaceholder {
+            template: file_name.into(),
+            name: format!("section {name}"),
+        })?
+        + marker.len();
     let rest = &file[start..];
     let end = rest.find("//! section ").unwrap_or(rest.len());
     Ok(&rest[..end])

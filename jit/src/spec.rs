@@ -25,13 +25,25 @@ pub struct BindingDecl {
 
 impl BindingDecl {
     pub const fn uniform(binding: u32, name: &'static str) -> Self {
-        Self { binding, name, access: Access::Uniform }
+        Self {
+            binding,
+            name,
+            access: Access::Uniform,
+        }
     }
     pub const fn read(binding: u32, name: &'static str) -> Self {
-        Self { binding, name, access: Access::ReadOnly }
+        Self {
+            binding,
+            name,
+            access: Access::ReadOnly,
+        }
     }
     pub const fn read_write(binding: u32, name: &'static str) -> Self {
-        Self { binding, name, access: Access::ReadWrite }
+        Self {
+            binding,
+            name,
+            access: Access::ReadWrite,
+        }
     }
 }
 
@@ -64,7 +76,10 @@ pub trait KernelSpec {
         self.space(profile)
             .into_iter()
             .find(|c| self.key(c) == key)
-            .ok_or_else(|| JitError::UnknownConfigKey { family: self.family().into(), key: key.into() })
+            .ok_or_else(|| JitError::UnknownConfigKey {
+                family: self.family().into(),
+                key: key.into(),
+            })
     }
 }
 

@@ -13,8 +13,10 @@ pub fn validate(
     expected: &[BindingDecl],
     profile: &DeviceProfile,
 ) -> Result<(), JitError> {
-    let module = naga::front::wgsl::parse_str(wgsl)
-        .map_err(|e| JitError::Parse { key: key.into(), message: e.emit_to_string(wgsl) })?;
+    let module = naga::front::wgsl::parse_str(wgsl).map_err(|e| JitError::Parse {
+        key: key.into(),
+        message: e.emit_to_string(wgsl),
+    })?;
     let mut caps = Capabilities::empty();
     if profile.f16 {
         caps |= Capabilities::SHADER_FLOAT16;
@@ -25,7 +27,10 @@ pub fn validate(
     let mut validator = Validator::new(ValidationFlags::all(), caps);
     validator
         .validate(&module)
-        .map_err(|e| JitError::Validate { key: key.into(), message: e.emit_to_string(wgsl) })?;
+        .map_err(|e| JitError::Validate {
+            key: key.into(),
+            message: e.emit_to_string(wgsl),
+        })?;
 
     let mut found: Vec<(u32, Access, String)> = Vec::new();
     for (_, var) in module.global_variables.iter() {
@@ -42,14 +47,20 @@ pub fn validate(
             other => {
                 return Err(JitError::BindingMismatch {
                     key: key.into(),
-                    detail: format!("binding {} is in unsupported address space {other:?}", rb.binding),
+                    detail: format!(
+                        "binding {} is in unsupported address space {other:?}",
+                        rb.binding
+                    ),
                 })
             }
         };
         if rb.group != 0 {
             return Err(JitError::BindingMismatch {
                 key: key.into(),
-                detail: format!("binding {} uses group {}, only group 0 is allowed", rb.binding, rb.group),
+                detail: format!(
+                    "binding {} uses group {}, only group 0 is allowed",
+                    rb.binding, rb.group
+                ),
             });
         }
         found.push((rb.binding, access, var.name.clone().unwrap_or_default()));
@@ -60,7 +71,11 @@ pub fn validate(
     if found.len() != want.len() {
         return Err(JitError::BindingMismatch {
             key: key.into(),
-            detail: format!("shader declares {} bindings, spec lists {}", found.len(), want.len()),
+            detail: format!(
+                "shader declares {} bindings, spec lists {}",
+                found.len(),
+                want.len()
+            ),
         });
     }
     for (f, w) in found.iter().zip(want) {
@@ -100,24 +115,42 @@ mod tests {
         let p = DeviceProfile::swiftshader_like();
         let good = [BindingDecl::read(0, "a"), BindingDecl::read_write(1, "b")];
         validate("t", OK, &good, &p).unwrap();
-        let wrong_access = [BindingDecl::read_write(0, "a"), BindingDecl::read_write(1, "b")];
-        assert!(matches!(validate("t", OK, &wrong_access, &p), Err(JitError::BindingMismatch { .. })));
+        let wrong_access = [
+            BindingDecl::read_write(0, "a"),
+            BindingDecl::read_write(1, "b"),
+        ];
+        assert!(matches!(
+            validate("t", OK, &wrong_access, &p),
+            Err(JitError::BindingMismatch { .. })
+        ));
         let missing = [BindingDecl::read(0, "a")];
-        assert!(matches!(validate("t", OK, &missing, &p), Err(JitError::BindingMismatch { .. })));
+        assert!(matches!(
+            validate("t", OK, &missing, &p),
+            Err(JitError::BindingMismatch { .. })
+        ));
     }
 
     #[test]
     fn reports_parse_and_validation_errors() {
         let p = DeviceProfile::swiftshader_like();
-        assert!(matches!(validate("t", "fn main( {", &[], &p), Err(JitError::Parse { .. })));
+        assert!(matches!(
+            validate("t", "fn main( {", &[], &p),
+            Err(JitError::Parse { .. })
+        ));
         let bad_type = "@compute @workgroup_size(1) fn main() { let x: f32 = 1u; }";
-        assert!(matches!(validate("t", bad_type, &[], &p), Err(JitError::Parse { .. })));
+        assert!(matches!(
+            validate("t", bad_type, &[], &p),
+            Err(JitError::Parse { .. })
+        ));
         let missing_return = "@compute @workgroup_size(64) fn main() { let x = f(); }\n\
             fn f() -> f32 { }";
         let r = validate("t", missing_return, &[], &p);
         assert!(matches!(r, Err(JitError::Validate { .. })), "{r:?}");
         let f16 = "enable f16;\n@compute @workgroup_size(1) fn main() { let x: f16 = 1.0h; }";
-        assert!(validate("t", f16, &[], &p).is_err(), "f16 must be rejected without the feature");
+        assert!(
+            validate("t", f16, &[], &p).is_err(),
+            "f16 must be rejected without the feature"
+        );
         validate("t", f16, &[], &DeviceProfile::lavapipe_like()).unwrap();
     }
 }

@@ -18,7 +18,12 @@ pub fn engine() -> &'static Engine {
 /// An engine whose max storage binding is 64 KiB, so small tensors are split into segments.
 pub fn small_binding_engine() -> &'static Engine {
     static E: OnceLock<Engine> = OnceLock::new();
-    E.get_or_init(|| make_engine(DeviceOptions { max_binding_override: Some(64 * 1024), ..Default::default() }))
+    E.get_or_init(|| {
+        make_engine(DeviceOptions {
+            max_binding_override: Some(64 * 1024),
+            ..Default::default()
+        })
+    })
 }
 
 fn make_engine(opts: DeviceOptions) -> Engine {
@@ -43,15 +48,25 @@ pub struct Rand {
 impl Rand {
     /// Seeded from `WEBJIT_TEST_SEED` if set, else from `default`.
     pub fn new(default: u64) -> Self {
-        let seed = std::env::var("WEBJIT_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(default);
-        Self { seed, rng: rand::rngs::StdRng::seed_from_u64(seed) }
+        let seed = std::env::var("WEBJIT_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default);
+        Self {
+            seed,
+            rng: rand::rngs::StdRng::seed_from_u64(seed),
+        }
     }
     /// Uniform in [lo, hi), never exactly zero (zeros hide unwritten outputs).
     pub fn vec(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
         (0..n)
             .map(|_| {
                 let v: f32 = self.rng.gen_range(lo..hi);
-                if v == 0.0 { 1e-3 } else { v }
+                if v == 0.0 {
+                    1e-3
+                } else {
+                    v
+                }
             })
             .collect()
     }
@@ -65,20 +80,37 @@ impl Rand {
 
 /// Per-element `|y - r| <= atol + rtol * |r|` and global NMSE `sum((y-r)^2) / sum(r^2) <= max_nmse`.
 /// Every element must be finite (NaN-poisoned outputs that were never written fail here).
-pub fn assert_close(what: &str, seed: u64, got: &[f32], want: &[f64], atol: f64, rtol: f64, max_nmse: f64) {
+pub fn assert_close(
+    what: &str,
+    seed: u64,
+    got: &[f32],
+    want: &[f64],
+    atol: f64,
+    rtol: f64,
+    max_nmse: f64,
+) {
     assert_eq!(got.len(), want.len(), "{what}: length (seed {seed})");
     let mut num = 0.0;
     let mut den = 0.0;
     for (i, (&g, &r)) in got.iter().zip(want).enumerate() {
         let g = g as f64;
-        assert!(g.is_finite(), "{what}: element {i} is {g} (never written?), want {r} (seed {seed})");
+        assert!(
+            g.is_finite(),
+            "{what}: element {i} is {g} (never written?), want {r} (seed {seed})"
+        );
         let err = (g - r).abs();
-        assert!(err <= atol + rtol * r.abs(), "{what}: element {i}: got {g}, want {r}, err {err:e} (seed {seed})");
+        assert!(
+            err <= atol + rtol * r.abs(),
+            "{what}: element {i}: got {g}, want {r}, err {err:e} (seed {seed})"
+        );
         num += (g - r) * (g - r);
         den += r * r;
     }
     let nmse = if den > 0.0 { num / den } else { num };
-    assert!(nmse <= max_nmse, "{what}: NMSE {nmse:e} > {max_nmse:e} (seed {seed})");
+    assert!(
+        nmse <= max_nmse,
+        "{what}: NMSE {nmse:e} > {max_nmse:e} (seed {seed})"
+    );
 }
 
 /// f32 NMSE bound for elementwise ops and norms (issue: <= 1e-10).

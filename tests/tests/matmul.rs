@@ -5,14 +5,31 @@ use webjit_engine::jit::KernelSpec;
 use webjit_engine::ops;
 use webjit_tests::{assert_close, engine, oracle, Rand, NMSE_MATMUL};
 
-fn check(r: &mut Rand, batch: usize, m: usize, n: usize, k: usize, trans_b: bool, shared_b: bool, all_configs: bool) -> usize {
+fn check(
+    r: &mut Rand,
+    batch: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    trans_b: bool,
+    shared_b: bool,
+    all_configs: bool,
+) -> usize {
     let e = engine();
     let a = r.vec(batch * m * k, -1.0, 1.0);
     let bn = if shared_b { k * n } else { batch * k * n };
     let b = r.vec(bn, -1.0, 1.0);
-    let a_shape: Vec<usize> = if batch > 1 { vec![batch, m, k] } else { vec![m, k] };
+    let a_shape: Vec<usize> = if batch > 1 {
+        vec![batch, m, k]
+    } else {
+        vec![m, k]
+    };
     let (r0, c0) = if trans_b { (n, k) } else { (k, n) };
-    let b_shape: Vec<usize> = if shared_b { vec![r0, c0] } else { vec![batch, r0, c0] };
+    let b_shape: Vec<usize> = if shared_b {
+        vec![r0, c0]
+    } else {
+        vec![batch, r0, c0]
+    };
     let at = e.upload_f32(&a_shape, &a).unwrap();
     let btt = e.upload_f32(&b_shape, &b).unwrap();
     let want = oracle::matmul(&a, &b, batch, m, n, k, trans_b, shared_b);
@@ -27,7 +44,9 @@ fn check(r: &mut Rand, batch: usize, m: usize, n: usize, k: usize, trans_b: bool
         let out = ops::matmul_with(&mut rec, &at, &btt, trans_b, cfg.clone()).unwrap();
         rec.submit().unwrap();
         let got = e.read_f32(&out).unwrap();
-        let label = format!("matmul b{batch} m{m} n{n} k{k} trans_b={trans_b} shared_b={shared_b} cfg={cfg:?}");
+        let label = format!(
+            "matmul b{batch} m{m} n{n} k{k} trans_b={trans_b} shared_b={shared_b} cfg={cfg:?}"
+        );
         assert_close(&label, r.seed, &got, &want, atol, 1e-5, NMSE_MATMUL);
     }
     configs.len()
@@ -37,8 +56,18 @@ fn check(r: &mut Rand, batch: usize, m: usize, n: usize, k: usize, trans_b: bool
 fn matmul_shapes_match_oracle() {
     let mut r = Rand::new(51);
     let shapes = [
-        (1, 1, 1), (1, 64, 64), (7, 13, 5), (2, 3, 1), (31, 33, 17), (63, 65, 64), (64, 64, 64),
-        (127, 129, 130), (128, 128, 128), (1, 257, 96), (129, 1, 31), (16, 127, 255),
+        (1, 1, 1),
+        (1, 64, 64),
+        (7, 13, 5),
+        (2, 3, 1),
+        (31, 33, 17),
+        (63, 65, 64),
+        (64, 64, 64),
+        (127, 129, 130),
+        (128, 128, 128),
+        (1, 257, 96),
+        (129, 1, 31),
+        (16, 127, 255),
     ];
     for trans_b in [false, true] {
         for &(m, n, k) in &shapes {
@@ -99,13 +128,22 @@ fn many_ops_share_one_pass() {
     let h = ops::gelu_tanh(&mut rec, &h).unwrap();
     let h = ops::softmax(&mut rec, &h).unwrap();
     assert_eq!(rec.stats.dispatches, 4);
-    assert_eq!(rec.stats.passes, 1, "consecutive dispatches must share a compute pass");
+    assert_eq!(
+        rec.stats.passes, 1,
+        "consecutive dispatches must share a compute pass"
+    );
     rec.submit().unwrap();
     let got = e.read_f32(&h).unwrap();
     // The same chain through the oracles.
     let wv = e.read_f32(&w).unwrap();
-    let mm: Vec<f32> = oracle::matmul(&x, &x, 1, 64, 64, 64, true, true).iter().map(|&v| v as f32).collect();
-    let n: Vec<f32> = oracle::rms_norm(&mm, &wv, 64, 1e-6, 1.0).iter().map(|&v| v as f32).collect();
+    let mm: Vec<f32> = oracle::matmul(&x, &x, 1, 64, 64, 64, true, true)
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
+    let n: Vec<f32> = oracle::rms_norm(&mm, &wv, 64, 1e-6, 1.0)
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
     let g: Vec<f32> = oracle::gelu_tanh(&n).iter().map(|&v| v as f32).collect();
     let want = oracle::softmax(&g, 64);
     assert_close("chain", r.seed, &got, &want, 1e-5, 1e-4, 1e-8);

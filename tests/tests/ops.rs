@@ -10,7 +10,10 @@ use webjit_engine::jit::KernelSpec;
 use webjit_engine::{ops, Engine, Tensor};
 use webjit_tests::{assert_close, engine, oracle, small_binding_engine, Rand, NMSE_ELEMENTWISE};
 
-fn run<F: FnOnce(&mut webjit_engine::Recorder) -> webjit_engine::Result<Tensor>>(e: &Engine, f: F) -> Vec<f32> {
+fn run<F: FnOnce(&mut webjit_engine::Recorder) -> webjit_engine::Result<Tensor>>(
+    e: &Engine,
+    f: F,
+) -> Vec<f32> {
     let mut rec = e.recorder();
     let out = f(&mut rec).expect("op");
     rec.submit().expect("submit");
@@ -28,9 +31,24 @@ fn ew_oracle(op: EwOp, x: &[f32], y: &[f32], s: f32) -> Vec<f64> {
     }
 }
 
-const EW_OPS: [EwOp; 6] = [EwOp::Add, EwOp::Mul, EwOp::Scale, EwOp::GeluTanh, EwOp::GeluErf, EwOp::Silu];
+const EW_OPS: [EwOp; 6] = [
+    EwOp::Add,
+    EwOp::Mul,
+    EwOp::Scale,
+    EwOp::GeluTanh,
+    EwOp::GeluErf,
+    EwOp::Silu,
+];
 
-fn check_elementwise(e: &Engine, r: &mut Rand, op: EwOp, rows: usize, cols: usize, bcast: bool, all_configs: bool) {
+fn check_elementwise(
+    e: &Engine,
+    r: &mut Rand,
+    op: EwOp,
+    rows: usize,
+    cols: usize,
+    bcast: bool,
+    all_configs: bool,
+) {
     let n = rows * cols;
     let x = r.vec(n, -6.0, 6.0);
     let ylen = if bcast { cols } else { n };
@@ -40,7 +58,11 @@ fn check_elementwise(e: &Engine, r: &mut Rand, op: EwOp, rows: usize, cols: usiz
     let y_shape = if bcast { vec![cols] } else { vec![rows, cols] };
     let yt = e.upload_f32(&y_shape, &y).unwrap();
     let want = ew_oracle(op, &x, &y, s);
-    let spec = ElementwiseSpec { op, len: n as u64, b_len: ylen as u64 };
+    let spec = ElementwiseSpec {
+        op,
+        len: n as u64,
+        b_len: ylen as u64,
+    };
     let mut configs = vec![None];
     if all_configs {
         configs.extend(spec.space(e.profile()).into_iter().map(Some));
@@ -48,7 +70,9 @@ fn check_elementwise(e: &Engine, r: &mut Rand, op: EwOp, rows: usize, cols: usiz
     for cfg in configs {
         let label = format!("{} [{rows}x{cols}] bcast={bcast} cfg={cfg:?}", op.name());
         let yarg = op.is_binary().then_some(&yt);
-        let got = run(e, |rec| ops::elementwise_with(rec, op, &xt, yarg, s, cfg.clone()));
+        let got = run(e, |rec| {
+            ops::elementwise_with(rec, op, &xt, yarg, s, cfg.clone())
+        });
         assert_close(&label, r.seed, &got, &want, 1e-6, 2e-6, NMSE_ELEMENTWISE);
     }
 }
@@ -58,7 +82,17 @@ fn elementwise_matches_oracle() {
     let e = engine();
     let mut r = Rand::new(11);
     for op in EW_OPS {
-        for (rows, cols) in [(1, 1), (1, 2), (3, 7), (1, 64), (2, 255), (4, 256), (1, 257), (9, 640), (3, 4099)] {
+        for (rows, cols) in [
+            (1, 1),
+            (1, 2),
+            (3, 7),
+            (1, 64),
+            (2, 255),
+            (4, 256),
+            (1, 257),
+            (9, 640),
+            (3, 4099),
+        ] {
             check_elementwise(e, &mut r, op, rows, cols, false, false);
             if op.is_binary() {
                 check_elementwise(e, &mut r, op, rows, cols, true, false);
@@ -97,21 +131,37 @@ fn check_rowwise(e: &Engine, r: &mut Rand, op: RowOp, rows: usize, cols: usize, 
     let wt = e.upload_f32(&[cols], &w).unwrap();
     let bt = e.upload_f32(&[cols], &b).unwrap();
     let eps = 1e-6f32;
-    let spec = RowwiseSpec { op, rows: rows as u64, cols: cols as u64 };
+    let spec = RowwiseSpec {
+        op,
+        rows: rows as u64,
+        cols: cols as u64,
+    };
     let mut configs = vec![None];
     if all_configs {
         configs.extend(spec.space(e.profile()).into_iter().map(Some));
     }
-    let offsets: &[f32] = if op == RowOp::RmsNorm { &[0.0, 1.0] } else { &[0.0] };
+    let offsets: &[f32] = if op == RowOp::RmsNorm {
+        &[0.0, 1.0]
+    } else {
+        &[0.0]
+    };
     for cfg in configs {
         for &off in offsets {
             let (want, ins): (Vec<f64>, Vec<&Tensor>) = match op {
-                RowOp::RmsNorm => (oracle::rms_norm(&x, &w, cols, eps as f64, off as f64), vec![&wt]),
-                RowOp::LayerNorm => (oracle::layer_norm(&x, &w, &b, cols, eps as f64), vec![&wt, &bt]),
+                RowOp::RmsNorm => (
+                    oracle::rms_norm(&x, &w, cols, eps as f64, off as f64),
+                    vec![&wt],
+                ),
+                RowOp::LayerNorm => (
+                    oracle::layer_norm(&x, &w, &b, cols, eps as f64),
+                    vec![&wt, &bt],
+                ),
                 RowOp::Softmax => (oracle::softmax(&x, cols), vec![]),
             };
             let label = format!("{} [{rows}x{cols}] w_offset={off} cfg={cfg:?}", op.name());
-            let got = run(e, |rec| ops::rowwise_with(rec, op, &xt, &ins, eps, off, cfg.clone()));
+            let got = run(e, |rec| {
+                ops::rowwise_with(rec, op, &xt, &ins, eps, off, cfg.clone())
+            });
             assert_close(&label, r.seed, &got, &want, 1e-6, 1e-5, NMSE_ELEMENTWISE);
         }
     }
@@ -122,7 +172,18 @@ fn rowwise_ops_match_oracle() {
     let e = engine();
     let mut r = Rand::new(21);
     for op in [RowOp::RmsNorm, RowOp::LayerNorm, RowOp::Softmax] {
-        for (rows, cols) in [(1, 1), (1, 7), (3, 64), (5, 255), (2, 256), (2, 257), (4, 640), (3, 1031), (1, 5003), (7, 32768)] {
+        for (rows, cols) in [
+            (1, 1),
+            (1, 7),
+            (3, 64),
+            (5, 255),
+            (2, 256),
+            (2, 257),
+            (4, 640),
+            (3, 1031),
+            (1, 5003),
+            (7, 32768),
+        ] {
             check_rowwise(e, &mut r, op, rows, cols, false);
         }
         check_rowwise(e, &mut r, op, 6, 384, true);
@@ -144,19 +205,46 @@ fn rope_matches_oracle() {
     let e = engine();
     let mut r = Rand::new(31);
     for layout in [RopeLayout::Neox, RopeLayout::Normal] {
-        for &(tokens, heads, head_dim, rot) in &[(1, 1, 2, 2), (3, 4, 64, 64), (7, 8, 128, 128), (5, 3, 256, 256), (4, 2, 64, 32), (13, 1, 80, 80)] {
+        for &(tokens, heads, head_dim, rot) in &[
+            (1, 1, 2, 2),
+            (3, 4, 64, 64),
+            (7, 8, 128, 128),
+            (5, 3, 256, 256),
+            (4, 2, 64, 32),
+            (13, 1, 80, 80),
+        ] {
             for base in [10_000.0, 1_000_000.0, 500.0] {
                 let x = r.vec(tokens * heads * head_dim, -2.0, 2.0);
                 let positions: Vec<u32> = (0..tokens).map(|_| r.range(0, 40_000) as u32).collect();
                 let xt = e.upload_f32(&[tokens, heads, head_dim], &x).unwrap();
-                let want = oracle::rope(&x, heads, head_dim, rot, &positions, base, layout == RopeLayout::Neox);
-                let opts = ops::RopeOptions { layout, base, rot_dims: Some(rot) };
-                let spec = RopeSpec { layout, tokens: tokens as u64, heads: heads as u64, head_dim: head_dim as u64, rot: rot as u64 };
+                let want = oracle::rope(
+                    &x,
+                    heads,
+                    head_dim,
+                    rot,
+                    &positions,
+                    base,
+                    layout == RopeLayout::Neox,
+                );
+                let opts = ops::RopeOptions {
+                    layout,
+                    base,
+                    rot_dims: Some(rot),
+                };
+                let spec = RopeSpec {
+                    layout,
+                    tokens: tokens as u64,
+                    heads: heads as u64,
+                    head_dim: head_dim as u64,
+                    rot: rot as u64,
+                };
                 let mut configs = vec![None];
                 configs.extend(spec.space(e.profile()).into_iter().map(Some));
                 for cfg in configs {
                     let label = format!("rope {layout:?} t{tokens} h{heads} d{head_dim} rot{rot} base{base} {cfg:?}");
-                    let got = run(e, |rec| ops::rope_with(rec, &xt, &positions, &opts, cfg.clone()));
+                    let got = run(e, |rec| {
+                        ops::rope_with(rec, &xt, &positions, &opts, cfg.clone())
+                    });
                     assert_close(&label, r.seed, &got, &want, 1e-6, 1e-5, NMSE_ELEMENTWISE);
                 }
             }
@@ -167,21 +255,49 @@ fn rope_matches_oracle() {
 #[test]
 fn embedding_gathers_from_every_segment() {
     let mut r = Rand::new(41);
-    for (e, vocab, dim) in [(engine(), 1000, 64), (engine(), 37, 13), (small_binding_engine(), 1000, 64), (small_binding_engine(), 2001, 13)] {
+    for (e, vocab, dim) in [
+        (engine(), 1000, 64),
+        (engine(), 37, 13),
+        (small_binding_engine(), 1000, 64),
+        (small_binding_engine(), 2001, 13),
+    ] {
         let table = r.vec(vocab * dim, -1.0, 1.0);
         let tt = e.upload_f32(&[vocab, dim], &table).unwrap();
         let mut ids = r.ids(50, vocab as u32);
         ids.extend([0, vocab as u32 - 1]);
         let want = oracle::embedding(&table, dim, &ids, 1.5);
-        let spec = EmbeddingSpec { n: ids.len() as u64, dim: dim as u64 };
+        let spec = EmbeddingSpec {
+            n: ids.len() as u64,
+            dim: dim as u64,
+        };
         let mut configs = vec![None];
         configs.extend(spec.space(e.profile()).into_iter().map(Some));
         for cfg in configs {
-            let got = run(e, |rec| ops::embedding_with(rec, &tt, &ids, 1.5, cfg.clone()));
-            assert_close(&format!("embedding v{vocab} d{dim} segs {} {cfg:?}", tt.segments().len()), r.seed, &got, &want, 0.0, 1e-7, NMSE_ELEMENTWISE);
+            let got = run(e, |rec| {
+                ops::embedding_with(rec, &tt, &ids, 1.5, cfg.clone())
+            });
+            assert_close(
+                &format!(
+                    "embedding v{vocab} d{dim} segs {} {cfg:?}",
+                    tt.segments().len()
+                ),
+                r.seed,
+                &got,
+                &want,
+                0.0,
+                1e-7,
+                NMSE_ELEMENTWISE,
+            );
         }
     }
-    assert!(small_binding_engine().upload_f32(&[1000, 64], &vec![1.0; 64000]).unwrap().segments().len() >= 3);
+    assert!(
+        small_binding_engine()
+            .upload_f32(&[1000, 64], &vec![1.0; 64000])
+            .unwrap()
+            .segments()
+            .len()
+            >= 3
+    );
 }
 
 #[test]
@@ -199,13 +315,27 @@ fn bad_arguments_are_typed_errors() {
     assert_eq!(err.code(), "INVALID_ARGUMENT", "{err}");
     let err = ops::matmul(&mut rec, &x, &x, false).unwrap_err();
     assert_eq!(err.code(), "SHAPE", "{err}");
-    let err = ops::rope(&mut rec, &x, &[0, 1], &ops::RopeOptions { layout: RopeLayout::Neox, base: 1e4, rot_dims: None }).unwrap_err();
+    let err = ops::rope(
+        &mut rec,
+        &x,
+        &[0, 1],
+        &ops::RopeOptions {
+            layout: RopeLayout::Neox,
+            base: 1e4,
+            rot_dims: None,
+        },
+    )
+    .unwrap_err();
     assert_eq!(err.code(), "SHAPE", "{err}");
     let err = e.upload_f32(&[2, 2], &[1.0; 3]).unwrap_err();
     assert_eq!(err.code(), "SHAPE", "{err}");
-    let err = e.empty(&[usize::MAX, 4], webjit_engine::DType::F32).unwrap_err();
+    let err = e
+        .empty(&[usize::MAX, 4], webjit_engine::DType::F32)
+        .unwrap_err();
     assert_eq!(err.code(), "SHAPE", "{err}");
-    let err = e.empty(&[1 << 20, 1 << 20], webjit_engine::DType::F32).unwrap_err();
+    let err = e
+        .empty(&[1 << 20, 1 << 20], webjit_engine::DType::F32)
+        .unwrap_err();
     assert!(matches!(err.code(), "TOO_LARGE" | "OUT_OF_MEMORY"), "{err}");
     rec.submit().unwrap();
 }

@@ -21,12 +21,21 @@ fn sweep<S: KernelSpec>(spec: &S, min_configs: usize) -> usize {
             profile.name
         );
         let default = spec.default_config(&profile);
-        assert!(space.contains(&default), "{}: default {:?} not in space on {}", spec.family(), default, profile.name);
+        assert!(
+            space.contains(&default),
+            "{}: default {:?} not in space on {}",
+            spec.family(),
+            default,
+            profile.name
+        );
         let mut keys = std::collections::HashSet::new();
         for cfg in &space {
             let k = compile(spec, &profile, cfg)
                 .unwrap_or_else(|e| panic!("{} on {}: {e}", spec.key(cfg), profile.name));
-            assert!(k.wgsl.starts_with("// ") && k.wgsl.contains(&k.key), "header comment must carry the key");
+            assert!(
+                k.wgsl.starts_with("// ") && k.wgsl.contains(&k.key),
+                "header comment must carry the key"
+            );
             assert!(keys.insert(k.key.clone()), "duplicate key {}", k.key);
             assert_eq!(spec.config_by_key(&profile, &k.key).as_ref(), Ok(cfg));
             total += 1;
@@ -37,24 +46,68 @@ fn sweep<S: KernelSpec>(spec: &S, min_configs: usize) -> usize {
 
 #[test]
 fn elementwise_space_validates() {
-    for op in [EwOp::Add, EwOp::Mul, EwOp::Scale, EwOp::GeluTanh, EwOp::GeluErf, EwOp::Silu] {
-        sweep(&ElementwiseSpec { op, len: 4096, b_len: 64 }, 8);
-        sweep(&ElementwiseSpec { op, len: 4099, b_len: 4099 }, 4);
+    for op in [
+        EwOp::Add,
+        EwOp::Mul,
+        EwOp::Scale,
+        EwOp::GeluTanh,
+        EwOp::GeluErf,
+        EwOp::Silu,
+    ] {
+        sweep(
+            &ElementwiseSpec {
+                op,
+                len: 4096,
+                b_len: 64,
+            },
+            8,
+        );
+        sweep(
+            &ElementwiseSpec {
+                op,
+                len: 4099,
+                b_len: 4099,
+            },
+            4,
+        );
     }
 }
 
 #[test]
 fn rowwise_space_validates() {
     for op in [RowOp::RmsNorm, RowOp::LayerNorm, RowOp::Softmax] {
-        sweep(&RowwiseSpec { op, rows: 7, cols: 640 }, 8);
-        sweep(&RowwiseSpec { op, rows: 7, cols: 641 }, 4);
+        sweep(
+            &RowwiseSpec {
+                op,
+                rows: 7,
+                cols: 640,
+            },
+            8,
+        );
+        sweep(
+            &RowwiseSpec {
+                op,
+                rows: 7,
+                cols: 641,
+            },
+            4,
+        );
     }
 }
 
 #[test]
 fn rope_space_validates() {
     for layout in [RopeLayout::Neox, RopeLayout::Normal] {
-        sweep(&RopeSpec { layout, tokens: 5, heads: 4, head_dim: 64, rot: 64 }, 4);
+        sweep(
+            &RopeSpec {
+                layout,
+                tokens: 5,
+                heads: 4,
+                head_dim: 64,
+                rot: 64,
+            },
+            4,
+        );
     }
 }
 
@@ -68,8 +121,26 @@ fn embedding_space_validates() {
 fn matmul_space_validates() {
     let mut n = 0;
     for trans_b in [false, true] {
-        n += sweep(&MatmulSpec { m: 1024, n: 1024, k: 1024, batch: 1, trans_b }, 24);
-        n += sweep(&MatmulSpec { m: 37, n: 61, k: 53, batch: 2, trans_b }, 12);
+        n += sweep(
+            &MatmulSpec {
+                m: 1024,
+                n: 1024,
+                k: 1024,
+                batch: 1,
+                trans_b,
+            },
+            24,
+        );
+        n += sweep(
+            &MatmulSpec {
+                m: 37,
+                n: 61,
+                k: 53,
+                batch: 2,
+                trans_b,
+            },
+            12,
+        );
     }
     assert!(n > 100);
 }
@@ -82,16 +153,46 @@ fn probe_validates() {
 #[test]
 fn illegal_configs_are_rejected_with_reasons() {
     let sw = DeviceProfile::swiftshader_like();
-    let spec = MatmulSpec { m: 64, n: 64, k: 63, batch: 1, trans_b: false };
+    let spec = MatmulSpec {
+        m: 64,
+        n: 64,
+        k: 63,
+        batch: 1,
+        trans_b: false,
+    };
     let mut cfg = spec.default_config(&sw);
     cfg.load_vec = 4;
     let err = spec.check(&sw, &cfg).unwrap_err().to_string();
     assert!(err.contains("divisible by 4"), "{err}");
-    let big = webjit_jit::kernels::matmul::MatmulConfig { bm: 128, bn: 128, bk: 32, tm: 8, tn: 8, vec: 4, load_vec: 4 };
-    let spec = MatmulSpec { m: 64, n: 64, k: 64, batch: 1, trans_b: false };
+    let big = webjit_jit::kernels::matmul::MatmulConfig {
+        bm: 128,
+        bn: 128,
+        bk: 32,
+        tm: 8,
+        tn: 8,
+        vec: 4,
+        load_vec: 4,
+    };
+    let spec = MatmulSpec {
+        m: 64,
+        n: 64,
+        k: 64,
+        batch: 1,
+        trans_b: false,
+    };
     let err = spec.check(&sw, &big).unwrap_err().to_string();
     assert!(err.contains("workgroup memory"), "{err}");
-    let rs = RowwiseSpec { op: RowOp::Softmax, rows: 1, cols: 10 };
-    let err = rs.check(&sw, &webjit_jit::kernels::rowwise::RowwiseConfig { wg: 1024, vec: 1 }).unwrap_err().to_string();
+    let rs = RowwiseSpec {
+        op: RowOp::Softmax,
+        rows: 1,
+        cols: 10,
+    };
+    let err = rs
+        .check(
+            &sw,
+            &webjit_jit::kernels::rowwise::RowwiseConfig { wg: 1024, vec: 1 },
+        )
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("exceeds the device limit"), "{err}");
 }

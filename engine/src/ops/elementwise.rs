@@ -41,8 +41,18 @@ pub fn elementwise_with(
     let out = rec.engine().empty(x.shape(), DType::F32)?;
     let seg_elems = |t: &Tensor, i: usize| (t.segments()[i].rows * t.row_len()) as u64;
     match (op.is_binary(), y) {
-        (true, None) => return Err(Error::InvalidArgument { op: name, detail: format!("{} needs two operands", op.name()) }),
-        (false, Some(_)) => return Err(Error::InvalidArgument { op: name, detail: format!("{} takes one operand", op.name()) }),
+        (true, None) => {
+            return Err(Error::InvalidArgument {
+                op: name,
+                detail: format!("{} needs two operands", op.name()),
+            })
+        }
+        (false, Some(_)) => {
+            return Err(Error::InvalidArgument {
+                op: name,
+                detail: format!("{} takes one operand", op.name()),
+            })
+        }
         _ => {}
     }
     if let Some(y) = y {
@@ -50,7 +60,8 @@ pub fn elementwise_with(
         let same = y.numel() == x.numel();
         if !same {
             expect_single(name, "second operand", y)?;
-            let ok = y.numel() > 0 && (0..x.segments().len()).all(|i| seg_elems(x, i) % y.numel() as u64 == 0);
+            let ok = y.numel() > 0
+                && (0..x.segments().len()).all(|i| seg_elems(x, i) % y.numel() as u64 == 0);
             if !ok {
                 return Err(Error::Shape {
                     op: name,
@@ -58,7 +69,10 @@ pub fn elementwise_with(
                 });
             }
         } else if y.segments().len() != x.segments().len() {
-            return Err(Error::Shape { op: name, detail: "operands are split differently".into() });
+            return Err(Error::Shape {
+                op: name,
+                detail: "operands are split differently".into(),
+            });
         }
     }
     let engine = rec.engine();
@@ -70,7 +84,9 @@ pub fn elementwise_with(
             None => 1,
         };
         let spec = ElementwiseSpec { op, len, b_len };
-        let c = cfg.clone().unwrap_or_else(|| spec.default_config(engine.profile()));
+        let c = cfg
+            .clone()
+            .unwrap_or_else(|| spec.default_config(engine.profile()));
         let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
         let params = spec.params(&c, scale);
         let xb = Bind::segment(x, i);
@@ -79,9 +95,19 @@ pub fn elementwise_with(
             Some(y) => {
                 let yi = if y.numel() == x.numel() { i } else { 0 };
                 let yb = Bind::segment(y, yi);
-                rec.dispatch(&kernel, bytemuck::bytes_of(&params), &[xb, yb, ob], spec.dispatch(&c))?;
+                rec.dispatch(
+                    &kernel,
+                    bytemuck::bytes_of(&params),
+                    &[xb, yb, ob],
+                    spec.dispatch(&c),
+                )?;
             }
-            None => rec.dispatch(&kernel, bytemuck::bytes_of(&params), &[xb, ob], spec.dispatch(&c))?,
+            None => rec.dispatch(
+                &kernel,
+                bytemuck::bytes_of(&params),
+                &[xb, ob],
+                spec.dispatch(&c),
+            )?,
         }
     }
     Ok(out)

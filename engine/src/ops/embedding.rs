@@ -21,10 +21,16 @@ pub fn embedding_with(
 ) -> Result<Tensor> {
     expect_f32("embedding", table)?;
     let &[vocab, dim] = table.shape() else {
-        return Err(Error::Shape { op: "embedding", detail: format!("table must be [vocab, dim], got {:?}", table.shape()) });
+        return Err(Error::Shape {
+            op: "embedding",
+            detail: format!("table must be [vocab, dim], got {:?}", table.shape()),
+        });
     };
     if let Some(bad) = ids.iter().find(|&&id| id as usize >= vocab) {
-        return Err(Error::InvalidArgument { op: "embedding", detail: format!("token id {bad} is outside the vocabulary of {vocab}") });
+        return Err(Error::InvalidArgument {
+            op: "embedding",
+            detail: format!("token id {bad} is outside the vocabulary of {vocab}"),
+        });
     }
     let engine = rec.engine();
     let out = engine.empty(&[ids.len(), dim], DType::F32)?;
@@ -33,7 +39,10 @@ pub fn embedding_with(
     }
     super::expect_single("embedding", "output", &out)?;
     let ids_t = engine.upload_u32(&[ids.len()], ids)?;
-    let spec = EmbeddingSpec { n: ids.len() as u64, dim: dim as u64 };
+    let spec = EmbeddingSpec {
+        n: ids.len() as u64,
+        dim: dim as u64,
+    };
     let c = cfg.unwrap_or_else(|| spec.default_config(engine.profile()));
     let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
     for (i, seg) in table.segments().iter().enumerate() {
@@ -47,7 +56,11 @@ pub fn embedding_with(
         rec.dispatch(
             &kernel,
             bytemuck::bytes_of(&params),
-            &[Bind::whole(&ids_t), Bind::segment(table, i), Bind::whole(&out)],
+            &[
+                Bind::whole(&ids_t),
+                Bind::segment(table, i),
+                Bind::whole(&out),
+            ],
             spec.dispatch(&c),
         )?;
     }

@@ -18,18 +18,32 @@ pub fn matmul_spec(a: &Tensor, b: &Tensor, trans_b: bool) -> Result<(MatmulSpec,
     let (ab, m, k) = match a.shape() {
         &[m, k] => (1, m, k),
         &[bt, m, k] => (bt, m, k),
-        s => return Err(Error::Shape { op, detail: format!("a must be 2-D or 3-D, got {s:?}") }),
+        s => {
+            return Err(Error::Shape {
+                op,
+                detail: format!("a must be 2-D or 3-D, got {s:?}"),
+            })
+        }
     };
     let (bb, r, c) = match b.shape() {
         &[r, c] => (None, r, c),
         &[bt, r, c] => (Some(bt), r, c),
-        s => return Err(Error::Shape { op, detail: format!("b must be 2-D or 3-D, got {s:?}") }),
+        s => {
+            return Err(Error::Shape {
+                op,
+                detail: format!("b must be 2-D or 3-D, got {s:?}"),
+            })
+        }
     };
     let (kb, n) = if trans_b { (c, r) } else { (r, c) };
     if kb != k {
         return Err(Error::Shape {
             op,
-            detail: format!("inner dims differ: a {:?} vs b {:?} (trans_b = {trans_b})", a.shape(), b.shape()),
+            detail: format!(
+                "inner dims differ: a {:?} vs b {:?} (trans_b = {trans_b})",
+                a.shape(),
+                b.shape()
+            ),
         });
     }
     let (spec, shape) = match bb {
@@ -37,28 +51,79 @@ pub fn matmul_spec(a: &Tensor, b: &Tensor, trans_b: bool) -> Result<(MatmulSpec,
         None => {
             let mut shape = a.shape()[..a.shape().len() - 1].to_vec();
             shape.push(n);
-            (MatmulSpec { m: (ab * m) as u64, n: n as u64, k: k as u64, batch: 1, trans_b }, shape)
+            (
+                MatmulSpec {
+                    m: (ab * m) as u64,
+                    n: n as u64,
+                    k: k as u64,
+                    batch: 1,
+                    trans_b,
+                },
+                shape,
+            )
         }
-        Some(bt) if bt == ab && a.shape().len() == 3 => {
-            (MatmulSpec { m: m as u64, n: n as u64, k: k as u64, batch: bt as u64, trans_b }, vec![bt, m, n])
+        Some(bt) if bt == ab && a.shape().len() == 3 => (
+            MatmulSpec {
+                m: m as u64,
+                n: n as u64,
+                k: k as u64,
+                batch: bt as u64,
+                trans_b,
+            },
+            vec![bt, m, n],
+        ),
+        Some(bt) => {
+            return Err(Error::Shape {
+                op,
+                detail: format!("batch {bt} of b does not match a {:?}", a.shape()),
+            })
         }
-        Some(bt) => return Err(Error::Shape { op, detail: format!("batch {bt} of b does not match a {:?}", a.shape()) }),
     };
     Ok((spec, shape))
 }
 
-pub fn matmul_with(rec: &mut Recorder, a: &Tensor, b: &Tensor, trans_b: bool, cfg: Option<MatmulConfig>) -> Result<Tensor> {
+pub fn matmul_with(
+    rec: &mut Recorder,
+    a: &Tensor,
+    b: &Tensor,
+    trans_b: bool,
+    cfg: Option<MatmulConfig>,
+) -> Result<Tensor> {
+    let (_, shape) = matmul_spec(a, b, trans_b)?;
+    let out = rec.engine().empty(&shape, DType::F32)?;
+    matmul_into(rec, a, b, trans_b, &out, cfg)?;
+    Ok(out)
+}
+
+/// `matmul_with` writing into an existing output tensor of the right shape.
+pub fn matmul_into(
+    rec: &mut Recorder,
+    a: &Tensor,
+    b: &Tensor,
+    trans_b: bool,
+    out: &Tensor,
+    cfg: Option<MatmulConfig>,
+) -> Result<()> {
     expect_f32("matmul", a)?;
     expect_f32("matmul", b)?;
     expect_single("matmul", "a", a)?;
     expect_single("matmul", "b", b)?;
     let (spec, shape) = matmul_spec(a, b, trans_b)?;
+    if out.shape() != shape.as_slice() || out.dtype() != DType::F32 {
+        return Err(crate::error::Error::Shape {
+            op: "matmul",
+            detail: format!("output must be f32 {shape:?}, got {:?}", out.shape()),
+        });
+    }
+    expect_single("matmul", "output", out)?;
     let engine = rec.engine();
-    let out = engine.empty(&shape, DType::F32)?;
-    expect_single("matmul", "output", &out)?;
     let c = cfg.unwrap_or_else(|| spec.default_config(engine.profile()));
     let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
     let params = spec.params(&c);
-    rec.dispatch(&kernel, bytemuck::bytes_of(&params), &[Bind::whole(a), Bind::whole(b), Bind::whole(&out)], spec.dispatch(&c))?;
-    Ok(out)
+    rec.dispatch(
+        &kernel,
+        bytemuck::bytes_of(&params),
+        &[Bind::whole(a), Bind::whole(b), Bind::whole(out)],
+        spec.dispatch(&c),
+    )
 }

@@ -10,7 +10,7 @@ mod rowwise;
 
 pub use elementwise::{add, elementwise_with, gelu_erf, gelu_tanh, mul, scale, silu};
 pub use embedding::{embedding, embedding_with};
-pub use matmul::{matmul, matmul_spec, matmul_with};
+pub use matmul::{matmul, matmul_into, matmul_spec, matmul_with};
 pub use rope::{rope, rope_with, RopeOptions};
 pub use rowwise::{layer_norm, rms_norm, rowwise_with, softmax};
 
@@ -19,7 +19,11 @@ use crate::tensor::{DType, Tensor};
 
 pub(crate) fn expect_f32(op: &'static str, t: &Tensor) -> Result<()> {
     if t.dtype() != DType::F32 {
-        return Err(Error::DType { op, expected: "f32", got: t.dtype().name() });
+        return Err(Error::DType {
+            op,
+            expected: "f32",
+            got: t.dtype().name(),
+        });
     }
     Ok(())
 }
@@ -28,7 +32,11 @@ pub(crate) fn expect_single(op: &'static str, what: &str, t: &Tensor) -> Result<
     if t.is_segmented() {
         return Err(Error::InvalidArgument {
             op,
-            detail: format!("{what} {:?} is split over {} buffers; this op needs it in one binding", t.shape(), t.segments().len()),
+            detail: format!(
+                "{what} {:?} is split over {} buffers; this op needs it in one binding",
+                t.shape(),
+                t.segments().len()
+            ),
         });
     }
     Ok(())

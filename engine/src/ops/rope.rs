@@ -16,7 +16,12 @@ pub struct RopeOptions {
 }
 
 /// Rotary embedding of x: [tokens, heads, head_dim] at `positions` (one per token).
-pub fn rope(rec: &mut Recorder, x: &Tensor, positions: &[u32], opts: &RopeOptions) -> Result<Tensor> {
+pub fn rope(
+    rec: &mut Recorder,
+    x: &Tensor,
+    positions: &[u32],
+    opts: &RopeOptions,
+) -> Result<Tensor> {
     rope_with(rec, x, positions, opts, None)
 }
 
@@ -30,16 +35,31 @@ pub fn rope_with(
     expect_f32("rope", x)?;
     expect_single("rope", "input", x)?;
     let &[tokens, heads, head_dim] = x.shape() else {
-        return Err(Error::Shape { op: "rope", detail: format!("expected [tokens, heads, head_dim], got {:?}", x.shape()) });
+        return Err(Error::Shape {
+            op: "rope",
+            detail: format!("expected [tokens, heads, head_dim], got {:?}", x.shape()),
+        });
     };
     if positions.len() != tokens {
-        return Err(Error::Shape { op: "rope", detail: format!("{} positions for {tokens} tokens", positions.len()) });
+        return Err(Error::Shape {
+            op: "rope",
+            detail: format!("{} positions for {tokens} tokens", positions.len()),
+        });
     }
     if !(opts.base.is_finite() && opts.base > 0.0) {
-        return Err(Error::InvalidArgument { op: "rope", detail: format!("base must be positive, got {}", opts.base) });
+        return Err(Error::InvalidArgument {
+            op: "rope",
+            detail: format!("base must be positive, got {}", opts.base),
+        });
     }
     let rot = opts.rot_dims.unwrap_or(head_dim);
-    let spec = RopeSpec { layout: opts.layout, tokens: tokens as u64, heads: heads as u64, head_dim: head_dim as u64, rot: rot as u64 };
+    let spec = RopeSpec {
+        layout: opts.layout,
+        tokens: tokens as u64,
+        heads: heads as u64,
+        head_dim: head_dim as u64,
+        rot: rot as u64,
+    };
     let engine = rec.engine();
     let c = cfg.unwrap_or_else(|| spec.default_config(engine.profile()));
     let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
@@ -50,6 +70,11 @@ pub fn rope_with(
     let cs = engine.upload_f32(&[table.len()], &table)?;
     let out = engine.empty(x.shape(), DType::F32)?;
     let params = spec.params();
-    rec.dispatch(&kernel, bytemuck::bytes_of(&params), &[Bind::whole(x), Bind::whole(&cs), Bind::whole(&out)], spec.dispatch(&c))?;
+    rec.dispatch(
+        &kernel,
+        bytemuck::bytes_of(&params),
+        &[Bind::whole(x), Bind::whole(&cs), Bind::whole(&out)],
+        spec.dispatch(&c),
+    )?;
     Ok(out)
 }

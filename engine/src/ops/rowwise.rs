@@ -8,12 +8,24 @@ use crate::tensor::{DType, Tensor};
 
 /// RMSNorm over the last dim: `x / sqrt(mean(x^2) + eps) * (w + w_offset)`.
 /// Gemma stores `w - 1` and uses `w_offset = 1`.
-pub fn rms_norm(rec: &mut Recorder, x: &Tensor, w: &Tensor, eps: f32, w_offset: f32) -> Result<Tensor> {
+pub fn rms_norm(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w: &Tensor,
+    eps: f32,
+    w_offset: f32,
+) -> Result<Tensor> {
     rowwise_with(rec, RowOp::RmsNorm, x, &[w], eps, w_offset, None)
 }
 
 /// LayerNorm over the last dim: `(x - mean) / sqrt(var + eps) * w + b`.
-pub fn layer_norm(rec: &mut Recorder, x: &Tensor, w: &Tensor, b: &Tensor, eps: f32) -> Result<Tensor> {
+pub fn layer_norm(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    eps: f32,
+) -> Result<Tensor> {
     rowwise_with(rec, RowOp::LayerNorm, x, &[w, b], eps, 0.0, None)
 }
 
@@ -39,7 +51,10 @@ pub fn rowwise_with(
         RowOp::Softmax => 0,
     };
     if params_in.len() != want {
-        return Err(Error::InvalidArgument { op: "rowwise", detail: format!("{name} takes {want} weight tensors") });
+        return Err(Error::InvalidArgument {
+            op: "rowwise",
+            detail: format!("{name} takes {want} weight tensors"),
+        });
     }
     for p in params_in {
         expect_f32(name, p)?;
@@ -47,24 +62,42 @@ pub fn rowwise_with(
         if p.numel() != x.row_len() {
             return Err(Error::Shape {
                 op: "rowwise",
-                detail: format!("{name} weight {:?} does not match row length {}", p.shape(), x.row_len()),
+                detail: format!(
+                    "{name} weight {:?} does not match row length {}",
+                    p.shape(),
+                    x.row_len()
+                ),
             });
         }
     }
     if !(eps.is_finite() && eps >= 0.0) {
-        return Err(Error::InvalidArgument { op: "rowwise", detail: format!("eps must be finite and >= 0, got {eps}") });
+        return Err(Error::InvalidArgument {
+            op: "rowwise",
+            detail: format!("eps must be finite and >= 0, got {eps}"),
+        });
     }
     let out = rec.engine().empty(x.shape(), DType::F32)?;
     let engine = rec.engine();
     for i in 0..x.segments().len() {
-        let spec = RowwiseSpec { op, rows: x.segments()[i].rows as u64, cols: x.row_len() as u64 };
-        let c = cfg.clone().unwrap_or_else(|| spec.default_config(engine.profile()));
+        let spec = RowwiseSpec {
+            op,
+            rows: x.segments()[i].rows as u64,
+            cols: x.row_len() as u64,
+        };
+        let c = cfg
+            .clone()
+            .unwrap_or_else(|| spec.default_config(engine.profile()));
         let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
         let params = spec.params(&c, eps, w_offset);
         let mut binds = vec![Bind::segment(x, i)];
         binds.extend(params_in.iter().map(|p| Bind::whole(p)));
         binds.push(Bind::segment(&out, i));
-        rec.dispatch(&kernel, bytemuck::bytes_of(&params), &binds, spec.dispatch(&c))?;
+        rec.dispatch(
+            &kernel,
+            bytemuck::bytes_of(&params),
+            &binds,
+            spec.dispatch(&c),
+        )?;
     }
     Ok(out)
 }

@@ -66,7 +66,12 @@ pub struct ElementwiseConfig {
 impl ElementwiseSpec {
     pub fn params(&self, cfg: &ElementwiseConfig, scale: f32) -> EwParams {
         let v = cfg.vec as u64;
-        EwParams { len: (self.len / v) as u32, b_len: (self.b_len.max(1) / v) as u32, scale, pad: 0 }
+        EwParams {
+            len: (self.len / v) as u32,
+            b_len: (self.b_len.max(1) / v) as u32,
+            scale,
+            pad: 0,
+        }
     }
 }
 
@@ -78,7 +83,12 @@ impl KernelSpec for ElementwiseSpec {
     }
 
     fn key(&self, cfg: &ElementwiseConfig) -> String {
-        format!("elementwise.{}.f32.v{}.wg{}", self.op.name(), cfg.vec, cfg.wg)
+        format!(
+            "elementwise.{}.f32.v{}.wg{}",
+            self.op.name(),
+            cfg.vec,
+            cfg.wg
+        )
     }
 
     fn bindings(&self, _cfg: &ElementwiseConfig) -> Vec<BindingDecl> {
@@ -95,8 +105,11 @@ impl KernelSpec for ElementwiseSpec {
     fn render(&self, cfg: &ElementwiseConfig) -> Result<String, JitError> {
         let f = "elementwise.wgsl";
         let t = if cfg.vec == 4 { "vec4<f32>" } else { "f32" };
-        let (y_decl, out_binding) =
-            if self.op.is_binary() { (section(f, ELEMENTWISE, "y_decl")?.to_string(), "3") } else { (String::new(), "2") };
+        let (y_decl, out_binding) = if self.op.is_binary() {
+            (section(f, ELEMENTWISE, "y_decl")?.to_string(), "3")
+        } else {
+            (String::new(), "2")
+        };
         render(
             f,
             section(f, ELEMENTWISE, "main")?,
@@ -126,17 +139,31 @@ impl KernelSpec for ElementwiseSpec {
         if cfg.vec != 1 && cfg.vec != 4 {
             return Err(illegal(self.family(), &key, "vector width must be 1 or 4"));
         }
-        if cfg.vec == 4 && (self.len % 4 != 0 || (self.op.is_binary() && self.b_len % 4 != 0)) {
-            return Err(illegal(self.family(), &key, "vec4 needs lengths divisible by 4"));
+        if cfg.vec == 4
+            && (!self.len.is_multiple_of(4)
+                || (self.op.is_binary() && !self.b_len.is_multiple_of(4)))
+        {
+            return Err(illegal(
+                self.family(),
+                &key,
+                "vec4 needs lengths divisible by 4",
+            ));
         }
-        if self.op.is_binary() && (self.b_len == 0 || self.len % self.b_len != 0) {
+        if self.op.is_binary() && (self.b_len == 0 || !self.len.is_multiple_of(self.b_len)) {
             return Err(JitError::UnsupportedProblem {
                 family: self.family().into(),
-                reason: format!("second operand length {} does not divide {}", self.b_len, self.len),
+                reason: format!(
+                    "second operand length {} does not divide {}",
+                    self.b_len, self.len
+                ),
             });
         }
         if self.len / cfg.vec as u64 > u32::MAX as u64 {
-            return Err(illegal(self.family(), &key, "more than 2^32 elements in one dispatch"));
+            return Err(illegal(
+                self.family(),
+                &key,
+                "more than 2^32 elements in one dispatch",
+            ));
         }
         Ok(())
     }

@@ -26,7 +26,13 @@ pub struct EmbeddingConfig {
 }
 
 impl EmbeddingSpec {
-    pub fn params(&self, cfg: &EmbeddingConfig, row_lo: u32, seg_rows: u32, scale: f32) -> GatherParams {
+    pub fn params(
+        &self,
+        cfg: &EmbeddingConfig,
+        row_lo: u32,
+        seg_rows: u32,
+        scale: f32,
+    ) -> GatherParams {
         GatherParams {
             n: self.n as u32,
             dim: (self.dim / cfg.vec as u64) as u32,
@@ -63,7 +69,11 @@ impl KernelSpec for EmbeddingSpec {
         render(
             "embedding.wgsl",
             section("embedding.wgsl", EMBEDDING, "main")?,
-            &[("KEY", self.key(cfg)), ("PARAMS", GatherParams::wgsl_decl()), ("T", t.into())],
+            &[
+                ("KEY", self.key(cfg)),
+                ("PARAMS", GatherParams::wgsl_decl()),
+                ("T", t.into()),
+            ],
         )
     }
 
@@ -78,13 +88,25 @@ impl KernelSpec for EmbeddingSpec {
     fn check(&self, profile: &DeviceProfile, cfg: &EmbeddingConfig) -> Result<(), JitError> {
         check_workgroup(self.family(), &self.key(cfg), profile, cfg.wg)?;
         if cfg.vec != 1 && cfg.vec != 4 {
-            return Err(illegal(self.family(), &self.key(cfg), "vector width must be 1 or 4"));
+            return Err(illegal(
+                self.family(),
+                &self.key(cfg),
+                "vector width must be 1 or 4",
+            ));
         }
-        if cfg.vec == 4 && self.dim % 4 != 0 {
-            return Err(illegal(self.family(), &self.key(cfg), "vec4 needs dim divisible by 4"));
+        if cfg.vec == 4 && !self.dim.is_multiple_of(4) {
+            return Err(illegal(
+                self.family(),
+                &self.key(cfg),
+                "vec4 needs dim divisible by 4",
+            ));
         }
         if self.n * self.dim > u32::MAX as u64 {
-            return Err(illegal(self.family(), &self.key(cfg), "more than 2^32 output elements"));
+            return Err(illegal(
+                self.family(),
+                &self.key(cfg),
+                "more than 2^32 output elements",
+            ));
         }
         Ok(())
     }
@@ -103,6 +125,9 @@ impl KernelSpec for EmbeddingSpec {
     }
 
     fn default_config(&self, _profile: &DeviceProfile) -> EmbeddingConfig {
-        EmbeddingConfig { wg: 128, vec: if self.dim % 4 == 0 { 4 } else { 1 } }
+        EmbeddingConfig {
+            wg: 128,
+            vec: if self.dim.is_multiple_of(4) { 4 } else { 1 },
+        }
     }
 }

@@ -90,13 +90,25 @@ impl MatmulSpec {
 
     /// Load of a BR x BK tile of a row-major matrix whose rows run along k (A, or B^T),
     /// stored transposed into `dst` ([BK, BR / V]).
-    fn gen_load_k_major(cfg: &MatmulConfig, src: &str, dst: &str, br: u32, rows: &str, base: &str, origin: &str) -> String {
+    fn gen_load_k_major(
+        cfg: &MatmulConfig,
+        src: &str,
+        dst: &str,
+        br: u32,
+        rows: &str,
+        base: &str,
+        origin: &str,
+    ) -> String {
         let lv = cfg.load_vec;
         let per_row = cfg.bk / lv;
         let count = br * per_row;
         let wg = cfg.workgroup_size();
         let mut s = String::new();
-        let _ = writeln!(s, "        for (var l = 0u; l < {}u; l = l + 1u) {{", count / wg);
+        let _ = writeln!(
+            s,
+            "        for (var l = 0u; l < {}u; l = l + 1u) {{",
+            count / wg
+        );
         let _ = writeln!(s, "            let idx = lid + l * {wg}u;");
         let _ = writeln!(s, "            let r = idx / {per_row}u;");
         let _ = writeln!(s, "            let kq = (idx % {per_row}u) * {lv}u;");
@@ -105,9 +117,17 @@ impl MatmulSpec {
         let _ = writeln!(s, "            var v = LT(0.0);");
         let _ = writeln!(s, "            if (gr < {rows} && gk < p.k) {{ v = {src}[{base} + (gr * p.k + gk) / {lv}u]; }}");
         for q in 0..lv {
-            let comp = if lv == 4 { format!("v[{q}]") } else { "v".into() };
+            let comp = if lv == 4 {
+                format!("v[{q}]")
+            } else {
+                "v".into()
+            };
             if cfg.vec == 4 {
-                let _ = writeln!(s, "            {dst}[(kq + {q}u) * {}u + r / 4u][r % 4u] = {comp};", br / 4);
+                let _ = writeln!(
+                    s,
+                    "            {dst}[(kq + {q}u) * {}u + r / 4u][r % 4u] = {comp};",
+                    br / 4
+                );
             } else {
                 let _ = writeln!(s, "            {dst}[(kq + {q}u) * {br}u + r] = {comp};");
             }
@@ -124,14 +144,21 @@ impl MatmulSpec {
         let wg = cfg.workgroup_size();
         let bnv = cfg.bn / cfg.vec;
         let mut s = String::new();
-        let _ = writeln!(s, "        for (var l = 0u; l < {}u; l = l + 1u) {{", count / wg);
+        let _ = writeln!(
+            s,
+            "        for (var l = 0u; l < {}u; l = l + 1u) {{",
+            count / wg
+        );
         let _ = writeln!(s, "            let idx = lid + l * {wg}u;");
         let _ = writeln!(s, "            let kr = idx / {per_row}u;");
         let _ = writeln!(s, "            let nq = (idx % {per_row}u) * {lv}u;");
         let _ = writeln!(s, "            let gk = k0 + kr;");
         let _ = writeln!(s, "            let gn = col0 + nq;");
         let _ = writeln!(s, "            var v = LT(0.0);");
-        let _ = writeln!(s, "            if (gk < p.k && gn < p.n) {{ v = b[b_base + (gk * p.n + gn) / {lv}u]; }}");
+        let _ = writeln!(
+            s,
+            "            if (gk < p.k && gn < p.n) {{ v = b[b_base + (gk * p.n + gn) / {lv}u]; }}"
+        );
         match (cfg.vec, lv) {
             (4, 4) | (1, 1) => {
                 let _ = writeln!(s, "            Bs[kr * {bnv}u + nq / {}u] = v;", cfg.vec);
@@ -155,15 +182,30 @@ impl MatmulSpec {
         let (bmv, bnv) = (cfg.bm / v, cfg.bn / v);
         let mut s = String::new();
         for j in 0..cfg.tn / v {
-            let _ = writeln!(s, "            let b{j} = Bs[kk * {bnv}u + tx + {}u];", j * wg_x);
+            let _ = writeln!(
+                s,
+                "            let b{j} = Bs[kk * {bnv}u + tx + {}u];",
+                j * wg_x
+            );
         }
         for i in 0..cfg.tm / v {
-            let _ = writeln!(s, "            let a{i} = As[kk * {bmv}u + ty + {}u];", i * wg_y);
+            let _ = writeln!(
+                s,
+                "            let a{i} = As[kk * {bmv}u + ty + {}u];",
+                i * wg_y
+            );
             for r in 0..v {
                 let row = i * v + r;
-                let av = if v == 4 { format!("vec4<f32>(a{i}[{r}])") } else { format!("a{i}") };
+                let av = if v == 4 {
+                    format!("vec4<f32>(a{i}[{r}])")
+                } else {
+                    format!("a{i}")
+                };
                 for j in 0..cfg.tn / v {
-                    let _ = writeln!(s, "            acc_{row}_{j} = fma({av}, b{j}, acc_{row}_{j});");
+                    let _ = writeln!(
+                        s,
+                        "            acc_{row}_{j} = fma({av}, b{j}, acc_{row}_{j});"
+                    );
                 }
             }
         }
@@ -177,11 +219,19 @@ impl MatmulSpec {
         for i in 0..cfg.tm / v {
             for r in 0..v {
                 let row = i * v + r;
-                let _ = writeln!(s, "    {{ let gr = row0 + (ty + {}u) * {v}u + {r}u;", i * wg_y);
+                let _ = writeln!(
+                    s,
+                    "    {{ let gr = row0 + (ty + {}u) * {v}u + {r}u;",
+                    i * wg_y
+                );
                 let _ = writeln!(s, "      if (gr < p.m) {{");
                 for j in 0..cfg.tn / v {
                     for q in 0..v {
-                        let comp = if v == 4 { format!("acc_{row}_{j}[{q}]") } else { format!("acc_{row}_{j}") };
+                        let comp = if v == 4 {
+                            format!("acc_{row}_{j}[{q}]")
+                        } else {
+                            format!("acc_{row}_{j}")
+                        };
                         let _ = writeln!(
                             s,
                             "        {{ let gc = col0 + (tx + {}u) * {v}u + {q}u; if (gc < p.n) {{ c[c_base + gr * p.n + gc] = {comp}; }} }}",
@@ -228,7 +278,11 @@ impl KernelSpec for MatmulSpec {
 
     fn render(&self, cfg: &MatmulConfig) -> Result<String, JitError> {
         let vt = if cfg.vec == 4 { "vec4<f32>" } else { "f32" };
-        let lt = if cfg.load_vec == 4 { "vec4<f32>" } else { "f32" };
+        let lt = if cfg.load_vec == 4 {
+            "vec4<f32>"
+        } else {
+            "f32"
+        };
         let load_a = Self::gen_load_k_major(cfg, "a", "As", cfg.bm, "p.m", "a_base", "row0");
         let load_b = if self.trans_b {
             Self::gen_load_k_major(cfg, "b", "Bs", cfg.bn, "p.n", "b_base", "col0")
@@ -277,20 +331,32 @@ impl KernelSpec for MatmulSpec {
         if ![1, 4].contains(&c.vec) || ![1, 4].contains(&c.load_vec) {
             return Err(illegal(f, &key, "vector widths must be 1 or 4"));
         }
-        if c.tm == 0 || c.tn == 0 || c.bm % c.tm != 0 || c.bn % c.tn != 0 {
-            return Err(illegal(f, &key, "invocation tile must divide the workgroup tile"));
+        if c.tm == 0 || c.tn == 0 || !c.bm.is_multiple_of(c.tm) || !c.bn.is_multiple_of(c.tn) {
+            return Err(illegal(
+                f,
+                &key,
+                "invocation tile must divide the workgroup tile",
+            ));
         }
-        if c.vec == 4 && (c.tm % 4 != 0 || c.tn % 4 != 0) {
-            return Err(illegal(f, &key, "vec4 accumulators need tm and tn divisible by 4"));
+        if c.vec == 4 && (!c.tm.is_multiple_of(4) || !c.tn.is_multiple_of(4)) {
+            return Err(illegal(
+                f,
+                &key,
+                "vec4 accumulators need tm and tn divisible by 4",
+            ));
         }
         let wg = c.workgroup_size();
         super::check_workgroup(f, &key, profile, wg)?;
-        if c.bk % c.load_vec != 0 || c.bn % c.load_vec != 0 {
+        if !c.bk.is_multiple_of(c.load_vec) || !c.bn.is_multiple_of(c.load_vec) {
             return Err(illegal(f, &key, "load width must divide bk and bn"));
         }
         let loads_a = c.bm * c.bk / c.load_vec;
         let loads_b = c.bn * c.bk / c.load_vec;
-        if loads_a % wg != 0 || loads_b % wg != 0 || loads_a < wg || loads_b < wg {
+        if !loads_a.is_multiple_of(wg)
+            || !loads_b.is_multiple_of(wg)
+            || loads_a < wg
+            || loads_b < wg
+        {
             return Err(illegal(
                 f,
                 &key,
@@ -302,16 +368,29 @@ impl KernelSpec for MatmulSpec {
             return Err(illegal(
                 f,
                 &key,
-                format!("{shared} bytes of workgroup memory exceed the device's {}", l.max_compute_workgroup_storage_size),
+                format!(
+                    "{shared} bytes of workgroup memory exceed the device's {}",
+                    l.max_compute_workgroup_storage_size
+                ),
             ));
         }
-        if c.load_vec == 4 && (self.k % 4 != 0 || (!self.trans_b && self.n % 4 != 0)) {
-            return Err(illegal(f, &key, "vec4 loads need K (and N when B is not transposed) divisible by 4"));
+        if c.load_vec == 4
+            && (!self.k.is_multiple_of(4) || (!self.trans_b && !self.n.is_multiple_of(4)))
+        {
+            return Err(illegal(
+                f,
+                &key,
+                "vec4 loads need K (and N when B is not transposed) divisible by 4",
+            ));
         }
         if self.m == 0 || self.n == 0 || self.k == 0 {
-            return Err(JitError::UnsupportedProblem { family: f.into(), reason: "empty matrix".into() });
+            return Err(JitError::UnsupportedProblem {
+                family: f.into(),
+                reason: "empty matrix".into(),
+            });
         }
-        let biggest = (self.batch.max(1)) * (self.m * self.k).max(self.k * self.n).max(self.m * self.n);
+        let biggest =
+            (self.batch.max(1)) * (self.m * self.k).max(self.k * self.n).max(self.m * self.n);
         if biggest > u32::MAX as u64 {
             return Err(JitError::UnsupportedProblem {
                 family: f.into(),
@@ -322,7 +401,11 @@ impl KernelSpec for MatmulSpec {
             || div_ceil(self.n, c.bn as u64) > l.max_compute_workgroups_per_dimension
             || self.batch > l.max_compute_workgroups_per_dimension as u64
         {
-            return Err(illegal(f, &key, "grid exceeds the device's workgroups per dimension"));
+            return Err(illegal(
+                f,
+                &key,
+                "grid exceeds the device's workgroups per dimension",
+            ));
         }
         Ok(())
     }
@@ -333,7 +416,15 @@ impl KernelSpec for MatmulSpec {
             for bk in [8, 16, 32] {
                 for vec in [1, 4] {
                     for load_vec in [1, 4] {
-                        let c = MatmulConfig { bm, bn, bk, tm, tn, vec, load_vec };
+                        let c = MatmulConfig {
+                            bm,
+                            bn,
+                            bk,
+                            tm,
+                            tn,
+                            vec,
+                            load_vec,
+                        };
                         if self.check(profile, &c).is_ok() {
                             out.push(c);
                         }
@@ -345,15 +436,37 @@ impl KernelSpec for MatmulSpec {
     }
 
     fn default_config(&self, profile: &DeviceProfile) -> MatmulConfig {
-        let lv = if self.k % 4 == 0 && (self.trans_b || self.n % 4 == 0) { 4 } else { 1 };
-        let prefs: [(u32, u32, u32, u32, u32, u32); 4] = if self.m * self.n >= 512 * 512 {
-            [(128, 128, 8, 8, 8, 4), (64, 64, 16, 4, 4, 4), (32, 32, 16, 2, 2, 1), (16, 16, 16, 1, 1, 1)]
+        let lv = if self.k.is_multiple_of(4) && (self.trans_b || self.n.is_multiple_of(4)) {
+            4
         } else {
-            [(32, 32, 16, 4, 4, 4), (32, 32, 16, 2, 2, 1), (16, 16, 16, 1, 1, 1), (16, 16, 8, 1, 1, 1)]
+            1
+        };
+        let prefs: [(u32, u32, u32, u32, u32, u32); 4] = if self.m * self.n >= 512 * 512 {
+            [
+                (128, 128, 8, 8, 8, 4),
+                (64, 64, 16, 4, 4, 4),
+                (32, 32, 16, 2, 2, 1),
+                (16, 16, 16, 1, 1, 1),
+            ]
+        } else {
+            [
+                (32, 32, 16, 4, 4, 4),
+                (32, 32, 16, 2, 2, 1),
+                (16, 16, 16, 1, 1, 1),
+                (16, 16, 8, 1, 1, 1),
+            ]
         };
         for (bm, bn, bk, tm, tn, vec) in prefs {
             for load_vec in [lv, 1] {
-                let c = MatmulConfig { bm, bn, bk, tm, tn, vec, load_vec };
+                let c = MatmulConfig {
+                    bm,
+                    bn,
+                    bk,
+                    tm,
+                    tn,
+                    vec,
+                    load_vec,
+                };
                 if self.check(profile, &c).is_ok() {
                     return c;
                 }
@@ -361,14 +474,17 @@ impl KernelSpec for MatmulSpec {
         }
         // The first legal config of the space; the spec guarantees 16x16 scalar tiles fit
         // every WebGPU device, so this is only reached for problems `check` rejects anyway.
-        self.space(profile).into_iter().next().unwrap_or(MatmulConfig {
-            bm: 16,
-            bn: 16,
-            bk: 16,
-            tm: 1,
-            tn: 1,
-            vec: 1,
-            load_vec: 1,
-        })
+        self.space(profile)
+            .into_iter()
+            .next()
+            .unwrap_or(MatmulConfig {
+                bm: 16,
+                bn: 16,
+                bk: 16,
+                tm: 1,
+                tn: 1,
+                vec: 1,
+                load_vec: 1,
+            })
     }
 }

@@ -21,7 +21,10 @@ pub(crate) fn check_workgroup(
     wg: u32,
 ) -> Result<(), JitError> {
     let l = &profile.limits;
-    if wg == 0 || wg > l.max_compute_invocations_per_workgroup || wg > l.max_compute_workgroup_size_x {
+    if wg == 0
+        || wg > l.max_compute_invocations_per_workgroup
+        || wg > l.max_compute_workgroup_size_x
+    {
         return Err(JitError::IllegalConfig {
             family: family.into(),
             config: config.into(),
@@ -35,7 +38,11 @@ pub(crate) fn check_workgroup(
 }
 
 pub(crate) fn illegal(family: &str, config: &str, reason: impl Into<String>) -> JitError {
-    JitError::IllegalConfig { family: family.into(), config: config.into(), reason: reason.into() }
+    JitError::IllegalConfig {
+        family: family.into(),
+        config: config.into(),
+        reason: reason.into(),
+    }
 }
 
 /// Workgroups per dispatch dimension that every WebGPU device allows.

@@ -27,10 +27,17 @@ impl KernelSpec for ProbeSpec {
         "probe.fma.f32.wg256".into()
     }
     fn bindings(&self, _cfg: &()) -> Vec<BindingDecl> {
-        vec![BindingDecl::uniform(0, "p"), BindingDecl::read_write(1, "out")]
+        vec![
+            BindingDecl::uniform(0, "p"),
+            BindingDecl::read_write(1, "out"),
+        ]
     }
     fn render(&self, cfg: &()) -> Result<String, JitError> {
-        render("probe.wgsl", section("probe.wgsl", PROBE, "main")?, &[("KEY", self.key(cfg))])
+        render(
+            "probe.wgsl",
+            section("probe.wgsl", PROBE, "main")?,
+            &[("KEY", self.key(cfg))],
+        )
     }
     fn dispatch(&self, _cfg: &()) -> [u32; 3] {
         dispatch_2d(self.groups, 65535)

@@ -118,15 +118,26 @@ impl KernelSpec for RopeSpec {
 
     fn check(&self, profile: &DeviceProfile, cfg: &RopeConfig) -> Result<(), JitError> {
         check_workgroup(self.family(), &self.key(cfg), profile, cfg.wg)?;
-        if self.head_dim % 2 != 0 || self.rot % 2 != 0 || self.rot > self.head_dim || self.rot == 0 {
+        if !self.head_dim.is_multiple_of(2)
+            || !self.rot.is_multiple_of(2)
+            || self.rot > self.head_dim
+            || self.rot == 0
+        {
             return Err(illegal(
                 self.family(),
                 &self.key(cfg),
-                format!("head_dim {} and rotary dims {} must be even with rot <= head_dim", self.head_dim, self.rot),
+                format!(
+                    "head_dim {} and rotary dims {} must be even with rot <= head_dim",
+                    self.head_dim, self.rot
+                ),
             ));
         }
         if self.tokens * self.heads * self.head_dim > u32::MAX as u64 {
-            return Err(illegal(self.family(), &self.key(cfg), "more than 2^32 elements"));
+            return Err(illegal(
+                self.family(),
+                &self.key(cfg),
+                "more than 2^32 elements",
+            ));
         }
         Ok(())
     }

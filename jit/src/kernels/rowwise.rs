@@ -91,7 +91,11 @@ impl KernelSpec for RowwiseSpec {
     fn render(&self, cfg: &RowwiseConfig) -> Result<String, JitError> {
         let f = "rowwise.wgsl";
         let (t, hsum, hmax) = if cfg.vec == 4 {
-            ("vec4<f32>", "return v.x + v.y + v.z + v.w;", "return max(max(v.x, v.y), max(v.z, v.w));")
+            (
+                "vec4<f32>",
+                "return v.x + v.y + v.z + v.w;",
+                "return max(max(v.x, v.y), max(v.z, v.w));",
+            )
         } else {
             ("f32", "return v;", "return v;")
         };
@@ -125,18 +129,29 @@ impl KernelSpec for RowwiseSpec {
         let key = self.key(cfg);
         check_workgroup(self.family(), &key, profile, cfg.wg)?;
         if !cfg.wg.is_power_of_two() {
-            return Err(illegal(self.family(), &key, "tree reduction needs a power-of-two workgroup"));
+            return Err(illegal(
+                self.family(),
+                &key,
+                "tree reduction needs a power-of-two workgroup",
+            ));
         }
         if cfg.vec != 1 && cfg.vec != 4 {
             return Err(illegal(self.family(), &key, "vector width must be 1 or 4"));
         }
-        if cfg.vec == 4 && self.cols % 4 != 0 {
-            return Err(illegal(self.family(), &key, "vec4 needs a row length divisible by 4"));
+        if cfg.vec == 4 && !self.cols.is_multiple_of(4) {
+            return Err(illegal(
+                self.family(),
+                &key,
+                "vec4 needs a row length divisible by 4",
+            ));
         }
         if self.cols == 0 || self.rows * self.cols > u32::MAX as u64 {
             return Err(JitError::UnsupportedProblem {
                 family: self.family().into(),
-                reason: format!("{} rows of {} columns is empty or above 2^32 elements", self.rows, self.cols),
+                reason: format!(
+                    "{} rows of {} columns is empty or above 2^32 elements",
+                    self.rows, self.cols
+                ),
             });
         }
         Ok(())
@@ -156,7 +171,7 @@ impl KernelSpec for RowwiseSpec {
     }
 
     fn default_config(&self, profile: &DeviceProfile) -> RowwiseConfig {
-        let vec = if self.cols % 4 == 0 { 4 } else { 1 };
+        let vec = if self.cols.is_multiple_of(4) { 4 } else { 1 };
         // Enough invocations to cover a row once, within 32..=256.
         let want = (self.cols / vec as u64).next_power_of_two().clamp(32, 256) as u32;
         let max = profile.limits.max_compute_invocations_per_workgroup.max(1);

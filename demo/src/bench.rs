@@ -1,0 +1,209 @@
+use std::time::Duration;
+
+use clap::Subcommand;
+use serde_json::json;
+use webjit_engine::jit::kernels::matmul::MatmulConfig;
+use webjit_engine::jit::KernelSpec;
+use webjit_engine::{bench, ops, DeviceOptions, Engine, Error, Result};
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// f32 tiled matmul C[M,N] = A[M,K] x B[K,N] (or B^T with --trans-b).
+    Matmul {
+        #[arg(long, default_value_t = 1024)]
+        m: usize,
+        #[arg(long, default_value_t = 1024)]
+        n: usize,
+        #[arg(long, default_value_t = 1024)]
+        k: usize,
+        /// B is stored [N, K] (the usual weight layout).
+        #[arg(long)]
+        trans_b: bool,
+        /// Run one config by key (see --sweep for the keys); default: the heuristic default.
+        #[arg(long)]
+        config: Option<String>,
+        /// Time every config of the space and report the best, plus the FMA probe.
+        #[arg(long)]
+        sweep: bool,
+        /// Shortest measured batch, in milliseconds.
+        #[arg(long, default_value_t = 200)]
+        min_ms: u64,
+        /// Compile shaders without wgpu's bounds checks (webjit kernels check their own).
+        #[arg(long)]
+        unchecked: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The f32 FMA rate of the device, from the probe kernel.
+    Fma {
+        #[arg(long, default_value_t = 200)]
+        min_ms: u64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(cmd: BenchCommand) -> Result<()> {
+    match cmd {
+        BenchCommand::Matmul {
+            m,
+            n,
+            k,
+            trans_b,
+            config,
+            sweep,
+            min_ms,
+            unchecked,
+            json,
+        } => matmul(
+            m,
+            n,
+            k,
+            trans_b,
+            config,
+            sweep,
+            Duration::from_millis(min_ms),
+            unchecked,
+            json,
+        ),
+        BenchCommand::Fma { min_ms, json } => {
+            let engine = Engine::new_blocking(DeviceOptions::default())?;
+            let g = bench::fma_gflops(&engine, Duration::from_millis(min_ms))?;
+            if json {
+                println!(
+                    "{}",
+                    json!({"bench": "fma", "device": engine.profile().name, "fma_gflops": g})
+                );
+            } else {
+                println!("{}: f32 FMA probe {:.1} GFLOP/s", engine.profile().name, g);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn pseudo_random(n: usize, seed: u32) -> Vec<f32> {
+    // Values in [-1, 1): speed does not depend on them, but zeros could take fast paths.
+    let mut s = seed.wrapping_mul(2654435761).max(1);
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s as f32 / u32::MAX as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    trans_b: bool,
+    config: Option<String>,
+    sweep: bool,
+    min_batch: Duration,
+    unchecked: bool,
+    as_json: bool,
+) -> Result<()> {
+    let engine = Engine::new_blocking(DeviceOptions {
+        unchecked_shaders: unchecked,
+        ..Default::default()
+    })?;
+    let a = engine.upload_f32(&[m, k], &pseudo_random(m * k, 1))?;
+    let b_shape = if trans_b { [n, k] } else { [k, n] };
+    let b = engine.upload_f32(&b_shape, &pseudo_random(k * n, 2))?;
+    let (spec, shape) = ops::matmul_spec(&a, &b, trans_b)?;
+    let out = engine.empty(&shape, webjit_engine::DType::F32)?;
+    let profile = engine.profile().clone();
+    let flops = 2.0 * m as f64 * n as f64 * k as f64;
+    let time = |cfg: &MatmulConfig| -> Result<f64> {
+        let t = bench::time_op(&engine, min_batch, |rec| {
+            ops::matmul_into(rec, &a, &b, trans_b, &out, Some(cfg.clone()))
+        })?;
+        Ok(t.as_secs_f64())
+    };
+    let configs: Vec<MatmulConfig> = if sweep {
+        spec.space(&profile)
+    } else if let Some(key) = &config {
+        vec![spec.config_by_key(&profile, key)?]
+    } else {
+        vec![spec.default_config(&profile)]
+    };
+    if configs.is_empty() {
+        return Err(Error::InvalidArgument {
+            op: "bench",
+            detail: "no legal config for this problem".into(),
+        });
+    }
+    let mut results = Vec::new();
+    for cfg in &configs {
+        let key = spec.key(cfg);
+        match time(cfg) {
+            Ok(t) => {
+                let gflops = flops / t / 1e9;
+                if !as_json {
+                    println!("{key:<48} {:>9.3} ms {:>9.1} GFLOP/s", t * 1e3, gflops);
+                }
+                results.push(json!({"config": key, "time_ms": t * 1e3, "gflops": gflops}));
+            }
+            Err(e) if sweep => {
+                if !as_json {
+                    println!("{key:<48} failed: {e}");
+                }
+                results.push(json!({"config": key, "error": e.to_string()}));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let best = results
+        .iter()
+        .filter(|r| r.get("gflops").is_some())
+        .max_by(|x, y| {
+            x["gflops"]
+                .as_f64()
+                .partial_cmp(&y["gflops"].as_f64())
+                .unwrap_or(std::cmp::Ordering::Equal)
+        })
+        .cloned()
+        .ok_or_else(|| Error::InvalidArgument {
+            op: "bench",
+            detail: "every config failed".into(),
+        })?;
+    let fma = if sweep {
+        Some(bench::fma_gflops(&engine, min_batch)?)
+    } else {
+        None
+    };
+    let report = json!({
+        "bench": "matmul",
+        "device": profile.name,
+        "backend": profile.backend,
+        "m": m, "n": n, "k": k, "trans_b": trans_b,
+        "unchecked_shaders": unchecked,
+        "config": best["config"],
+        "time_ms": best["time_ms"],
+        "gflops": best["gflops"],
+        "fma_gflops": fma,
+        "fraction_of_fma": fma.map(|f| best["gflops"].as_f64().unwrap_or(0.0) / f),
+        "configs_timed": results.len(),
+        "results": if sweep { json!(results) } else { json!(null) },
+    });
+    if as_json {
+        println!("{report}");
+    } else {
+        println!(
+            "best: {} {:.1} GFLOP/s",
+            best["config"].as_str().unwrap_or("?"),
+            best["gflops"].as_f64().unwrap_or(0.0)
+        );
+        if let Some(f) = fma {
+            println!(
+                "fma probe: {f:.1} GFLOP/s -> matmul reaches {:.1}% of it",
+                100.0 * best["gflops"].as_f64().unwrap_or(0.0) / f
+            );
+        }
+    }
+    Ok(())
+}
