@@ -129,8 +129,12 @@ fn matmul(
     } else if let Some(key) = &config {
         vec![spec.config_by_key(&profile, key)?]
     } else {
-        vec![spec.default_config(&profile)]
+        vec![engine.choose(&spec, None)]
     };
+    let tuned = config.is_none() && !sweep && engine.tuned_config(&spec).is_some();
+    if tuned && !as_json {
+        println!("using the tuned config for this device (from `webjit tune`)");
+    }
     if configs.is_empty() {
         return Err(Error::InvalidArgument {
             op: "bench",
@@ -182,6 +186,7 @@ fn matmul(
         "backend": profile.backend,
         "m": m, "n": n, "k": k, "trans_b": trans_b,
         "unchecked_shaders": unchecked,
+        "tuned": tuned,
         "config": best["config"],
         "time_ms": best["time_ms"],
         "gflops": best["gflops"],

@@ -2,6 +2,7 @@
 
 mod bench;
 mod info;
+mod tune;
 
 use clap::{Parser, Subcommand};
 
@@ -24,6 +25,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Tune this device: time every legal config of each kernel problem in the standard set
+    /// (Gemma 3 270M's f32 kernel shapes), keep the fastest correct one, save the records.
+    Tune {
+        /// Total time budget in seconds (split over the problems).
+        #[arg(long, default_value_t = 30.0)]
+        budget_s: f64,
+        #[arg(long)]
+        json: bool,
+        /// Also write the records to this file (to ship pre-tuned profiles).
+        #[arg(long)]
+        export: Option<std::path::PathBuf>,
+        /// Import records from this file before tuning.
+        #[arg(long)]
+        import: Option<std::path::PathBuf>,
+        /// Do not save records to the user cache.
+        #[arg(long)]
+        no_save: bool,
+    },
     /// Benchmark a kernel.
     Bench {
         #[command(subcommand)]
@@ -36,6 +55,19 @@ fn main() {
     let result = match cli.command {
         Command::Info { json } => info::run(json),
         Command::Bench { what } => bench::run(what),
+        Command::Tune {
+            budget_s,
+            json,
+            export,
+            import,
+            no_save,
+        } => tune::run(tune::TuneArgs {
+            budget_s,
+            json,
+            export,
+            import,
+            no_save,
+        }),
     };
     if let Err(e) = result {
         eprintln!("error [{}]: {e}", e.code());

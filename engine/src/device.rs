@@ -20,6 +20,8 @@ pub struct DeviceOptions {
     /// `OutOfMemory` before reaching the driver (browsers and software drivers crash or
     /// thrash instead of failing cleanly).
     pub memory_budget: u64,
+    /// Load tuning records from the default store at creation (native: a JSON file).
+    pub load_tuning: bool,
 }
 
 /// Default for `DeviceOptions::memory_budget`.
@@ -32,6 +34,7 @@ impl Default for DeviceOptions {
             max_binding_override: None,
             unchecked_shaders: false,
             memory_budget: DEFAULT_MEMORY_BUDGET,
+            load_tuning: true,
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod ops;
 pub mod pipeline;
 pub mod recorder;
 pub mod tensor;
+pub mod tune;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -33,6 +34,9 @@ pub struct Engine {
     pub pipelines: PipelineCache,
     uniform_chunks: Mutex<Vec<wgpu::Buffer>>,
     poison: AtomicBool,
+    pub(crate) tuning: Mutex<webjit_jit::tune::TuneRecords>,
+    /// tune key -> recorded winner key (or none), so ops look records up once.
+    pub(crate) tuned_memo: Mutex<std::collections::HashMap<String, Option<String>>>,
 }
 
 impl Engine {
@@ -45,13 +49,29 @@ impl Engine {
             pipelines: PipelineCache::default(),
             uniform_chunks: Mutex::new(Vec::new()),
             poison: AtomicBool::new(false),
+            tuning: Mutex::new(webjit_jit::tune::TuneRecords::new()),
+            tuned_memo: Mutex::new(std::collections::HashMap::new()),
         })
     }
 
-    /// Native convenience: blocks on `create`.
+    /// Native convenience: blocks on `create`, then loads this device's tuning records from
+    /// the default file store (see `tune::FileStore`) unless `options.load_tuning` is off.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn new_blocking(options: DeviceOptions) -> Result<Self> {
-        pollster::block_on(Self::create(options))
+        let load = options.load_tuning;
+        let e = pollster::block_on(Self::create(options))?;
+        if load {
+            if let Some(path) = tune::FileStore::default_path() {
+                // A broken records file must not stop inference: report it and run untuned.
+                if let Err(err) = e.load_tuning(&tune::FileStore { path: path.clone() }) {
+                    eprintln!(
+                        "webjit: ignoring tuning records at {}: {err}",
+                        path.display()
+                    );
+                }
+            }
+        }
+        Ok(e)
     }
 
     /// Fill every new tensor with NaN (tests use this to catch elements a kernel never writes).

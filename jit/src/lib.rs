@@ -5,6 +5,7 @@ pub mod kernels;
 pub mod profile;
 pub mod render;
 pub mod spec;
+pub mod tune;
 pub mod validate;
 
 pub use error::JitError;
@@ -19,4 +20,6 @@ pub mod shaders {
     pub const EMBEDDING: &str = include_str!("../../shaders/embedding.wgsl");
     pub const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
     pub const PROBE: &str = include_str!("../../shaders/probe.wgsl");
+    /// Every template, for the tuning checksum.
+    pub const ALL: &[&str] = &[ELEMENTWISE, ROWWISE, ROPE, EMBEDDING, MATMUL, PROBE];
 }

@@ -71,6 +71,12 @@ pub trait KernelSpec {
     fn space(&self, profile: &DeviceProfile) -> Vec<Self::Config>;
     /// The heuristic config served before (or without) tuning. Always legal.
     fn default_config(&self, profile: &DeviceProfile) -> Self::Config;
+    /// What a tuning record is filed under: the family, the problem's structural flags and its
+    /// sizes rounded to power-of-two buckets (`matmul.f32.nt|m128.n1024.k1024`). Problems with
+    /// the same tune key share a winner. The default files everything of a family together.
+    fn tune_key(&self) -> String {
+        format!("{}|any", self.family())
+    }
     /// Config named by `key` (as printed by `key`), if it is in this problem's space.
     fn config_by_key(&self, profile: &DeviceProfile, key: &str) -> Result<Self::Config, JitError> {
         self.space(profile)

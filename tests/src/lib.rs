@@ -12,7 +12,12 @@ pub mod oracle;
 /// GPU tests never skip silently.
 pub fn engine() -> &'static Engine {
     static E: OnceLock<Engine> = OnceLock::new();
-    E.get_or_init(|| make_engine(DeviceOptions::default()))
+    E.get_or_init(|| {
+        make_engine(DeviceOptions {
+            load_tuning: false,
+            ..Default::default()
+        })
+    })
 }
 
 /// An engine whose max storage binding is 64 KiB, so small tensors are split into segments.
@@ -21,6 +26,7 @@ pub fn small_binding_engine() -> &'static Engine {
     E.get_or_init(|| {
         make_engine(DeviceOptions {
             max_binding_override: Some(64 * 1024),
+            load_tuning: false,
             ..Default::default()
         })
     })

@@ -84,9 +84,7 @@ pub fn elementwise_with(
             None => 1,
         };
         let spec = ElementwiseSpec { op, len, b_len };
-        let c = cfg
-            .clone()
-            .unwrap_or_else(|| spec.default_config(engine.profile()));
+        let c = engine.choose(&spec, cfg.clone());
         let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
         let params = spec.params(&c, scale);
         let xb = Bind::segment(x, i);

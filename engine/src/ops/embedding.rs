@@ -43,7 +43,7 @@ pub fn embedding_with(
         n: ids.len() as u64,
         dim: dim as u64,
     };
-    let c = cfg.unwrap_or_else(|| spec.default_config(engine.profile()));
+    let c = engine.choose(&spec, cfg);
     let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
     for (i, seg) in table.segments().iter().enumerate() {
         // Skip segments no id falls into: one dispatch per segment actually used.

@@ -117,7 +117,7 @@ pub fn matmul_into(
     }
     expect_single("matmul", "output", out)?;
     let engine = rec.engine();
-    let c = cfg.unwrap_or_else(|| spec.default_config(engine.profile()));
+    let c = engine.choose(&spec, cfg);
     let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
     let params = spec.params(&c);
     rec.dispatch(

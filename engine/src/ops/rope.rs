@@ -61,7 +61,7 @@ pub fn rope_with(
         rot: rot as u64,
     };
     let engine = rec.engine();
-    let c = cfg.unwrap_or_else(|| spec.default_config(engine.profile()));
+    let c = engine.choose(&spec, cfg);
     let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
     let table = rope_table(positions, rot, opts.base);
     if tokens == 0 || heads == 0 {

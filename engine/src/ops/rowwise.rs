@@ -84,9 +84,7 @@ pub fn rowwise_with(
             rows: x.segments()[i].rows as u64,
             cols: x.row_len() as u64,
         };
-        let c = cfg
-            .clone()
-            .unwrap_or_else(|| spec.default_config(engine.profile()));
+        let c = engine.choose(&spec, cfg.clone());
         let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
         let params = spec.params(&c, eps, w_offset);
         let mut binds = vec![Bind::segment(x, i)];

@@ -82,6 +82,20 @@ impl KernelSpec for ElementwiseSpec {
         "elementwise"
     }
 
+    fn tune_key(&self) -> String {
+        let b = if self.b_len == self.len {
+            0
+        } else {
+            self.b_len
+        };
+        format!(
+            "elementwise.{}|n{}.b{}",
+            self.op.name(),
+            crate::tune::bucket(self.len),
+            crate::tune::bucket(b)
+        )
+    }
+
     fn key(&self, cfg: &ElementwiseConfig) -> String {
         format!(
             "elementwise.{}.f32.v{}.wg{}",

@@ -51,6 +51,14 @@ impl KernelSpec for EmbeddingSpec {
         "embedding"
     }
 
+    fn tune_key(&self) -> String {
+        format!(
+            "embedding|n{}.d{}",
+            crate::tune::bucket(self.n),
+            crate::tune::bucket(self.dim)
+        )
+    }
+
     fn key(&self, cfg: &EmbeddingConfig) -> String {
         format!("embedding.f32.v{}.wg{}", cfg.vec, cfg.wg)
     }

@@ -253,6 +253,17 @@ impl KernelSpec for MatmulSpec {
         "matmul"
     }
 
+    fn tune_key(&self) -> String {
+        use crate::tune::bucket;
+        format!(
+            "matmul.f32.{}|m{}.n{}.k{}",
+            if self.trans_b { "nt" } else { "nn" },
+            bucket(self.m * self.batch.max(1)),
+            bucket(self.n),
+            bucket(self.k)
+        )
+    }
+
     fn key(&self, c: &MatmulConfig) -> String {
         format!(
             "matmul.f32.{}.bm{}.bn{}.bk{}.tm{}.tn{}.v{}.lv{}",

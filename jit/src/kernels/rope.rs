@@ -78,6 +78,16 @@ impl KernelSpec for RopeSpec {
         "rope"
     }
 
+    fn tune_key(&self) -> String {
+        use crate::tune::bucket;
+        format!(
+            "rope.{}|r{}.d{}",
+            self.layout.name(),
+            bucket(self.tokens * self.heads),
+            bucket(self.head_dim)
+        )
+    }
+
     fn key(&self, cfg: &RopeConfig) -> String {
         format!("rope.{}.f32.wg{}", self.layout.name(), cfg.wg)
     }

@@ -74,6 +74,16 @@ impl KernelSpec for RowwiseSpec {
         "rowwise"
     }
 
+    fn tune_key(&self) -> String {
+        use crate::tune::bucket;
+        format!(
+            "rowwise.{}|r{}.c{}",
+            self.op.name(),
+            bucket(self.rows),
+            bucket(self.cols)
+        )
+    }
+
     fn key(&self, cfg: &RowwiseConfig) -> String {
         format!("rowwise.{}.f32.v{}.wg{}", self.op.name(), cfg.vec, cfg.wg)
     }

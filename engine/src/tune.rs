@@ -1,0 +1,310 @@
+//! The tuner: runs a problem's candidate configs on this device, checks each one's output
+//! against the default's, times them, and records the winner per (device, tune key). Ops
+//! consult the records through `Engine::choose`, so a winner is used (hot-swapped) from the next
+//! op on. Tuning is explicit and never delays a first result: until a record exists, ops run
+//! the heuristic default.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use webjit_jit::tune::{checksum, TuneRecord, TuneRecords};
+use webjit_jit::KernelSpec;
+
+use crate::error::{Error, Result};
+use crate::recorder::Recorder;
+use crate::tensor::Tensor;
+use crate::Engine;
+
+/// Where tuning records persist: a JSON file natively, IndexedDB in the browser (implemented by
+/// the web facade). Text in, text out, so the engine names no platform types.
+pub trait RecordStore {
+    fn load(&self) -> std::result::Result<Option<String>, String>;
+    fn save(&self, json: &str) -> std::result::Result<(), String>;
+}
+
+/// Records in a JSON file: `$WEBJIT_TUNING_FILE`, else `$XDG_CACHE_HOME/webjit/tuning.json`,
+/// else `~/.cache/webjit/tuning.json`.
+#[cfg(not(target_arch = "wasm32"))]
+pub struct FileStore {
+    pub path: std::path::PathBuf,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl FileStore {
+    pub fn default_path() -> Option<std::path::PathBuf> {
+        if let Some(p) = std::env::var_os("WEBJIT_TUNING_FILE") {
+            return Some(p.into());
+        }
+        let cache = std::env::var_os("XDG_CACHE_HOME")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache"))
+            })?;
+        Some(cache.join("webjit").join("tuning.json"))
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl RecordStore for FileStore {
+    fn load(&self) -> std::result::Result<Option<String>, String> {
+        match std::fs::read_to_string(&self.path) {
+            Ok(s) => Ok(Some(s)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("{}: {e}", self.path.display())),
+        }
+    }
+    fn save(&self, json: &str) -> std::result::Result<(), String> {
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        // Write then rename, so a crash never leaves a half-written file.
+        let tmp = self.path.with_extension("json.tmp");
+        std::fs::write(&tmp, json).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, &self.path).map_err(|e| format!("{}: {e}", self.path.display()))
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct TuneOptions {
+    /// Wall-clock budget for this problem (candidates left when it runs out are skipped).
+    pub budget: Duration,
+    /// Shortest timed batch per candidate.
+    pub min_batch: Duration,
+    /// A candidate whose output differs from the default's by more (NMSE) is rejected.
+    pub max_nmse: f64,
+}
+
+impl Default for TuneOptions {
+    fn default() -> Self {
+        Self {
+            budget: Duration::from_secs(5),
+            min_batch: Duration::from_millis(20),
+            max_nmse: 1e-8,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TuneReport {
+    pub tune_key: String,
+    pub default_key: String,
+    pub winner_key: String,
+    pub default_us: f64,
+    pub tuned_us: f64,
+    pub speedup: f64,
+    /// Candidates timed (the default included).
+    pub tried: u32,
+    /// Candidates whose output disagreed with the default's.
+    pub rejected: u32,
+    /// Candidates not run because the budget ran out.
+    pub skipped: u32,
+    pub spent_ms: f64,
+}
+
+/// Most bytes of outputs one timed batch may hold (each recorded op keeps its output alive
+/// until submit).
+const BATCH_BYTES: u64 = 256 << 20;
+
+fn time_candidate(
+    engine: &Engine,
+    min_batch: Duration,
+    max_reps: u32,
+    run: &mut dyn FnMut(&mut Recorder) -> Result<Tensor>,
+) -> Result<Duration> {
+    let batch =
+        |reps: u32, run: &mut dyn FnMut(&mut Recorder) -> Result<Tensor>| -> Result<Duration> {
+            let mut rec = engine.recorder();
+            for _ in 0..reps {
+                run(&mut rec)?;
+            }
+            let t0 = Instant::now();
+            rec.submit()?;
+            engine.gpu.wait_idle()?;
+            Ok(t0.elapsed())
+        };
+    let mut reps = 1u32;
+    loop {
+        let t = batch(reps, run)?;
+        if t >= min_batch || reps >= max_reps {
+            let t2 = batch(reps, run)?;
+            return Ok(t.min(t2) / reps);
+        }
+        let grow = (min_batch.as_secs_f64() / t.as_secs_f64().max(1e-6))
+            .ceil()
+            .clamp(2.0, 64.0) as u32;
+        reps = reps.saturating_mul(grow).min(max_reps);
+    }
+}
+
+fn nmse(got: &[f32], want: &[f32]) -> f64 {
+    if got.len() != want.len() {
+        return f64::INFINITY;
+    }
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for (&g, &w) in got.iter().zip(want) {
+        if !g.is_finite() {
+            return f64::INFINITY;
+        }
+        num += (g as f64 - w as f64).powi(2);
+        den += (w as f64).powi(2);
+    }
+    if den > 0.0 {
+        num / den
+    } else {
+        num
+    }
+}
+
+impl Engine {
+    /// The config an op should run: the caller's, else a current tuning record's winner (if
+    /// still legal for this problem), else the spec's default.
+    pub fn choose<S: KernelSpec>(&self, spec: &S, cfg: Option<S::Config>) -> S::Config {
+        if let Some(c) = cfg {
+            return c;
+        }
+        self.tuned_config(spec)
+            .unwrap_or_else(|| spec.default_config(self.profile()))
+    }
+
+    /// The recorded winner for this problem, if any.
+    pub fn tuned_config<S: KernelSpec>(&self, spec: &S) -> Option<S::Config> {
+        let tk = spec.tune_key();
+        let memo = self.tuned_memo.lock().ok()?.get(&tk).cloned();
+        let key = match memo {
+            Some(k) => k,
+            None => {
+                let k = self
+                    .tuning
+                    .lock()
+                    .ok()?
+                    .lookup(spec, self.profile())
+                    .map(|r| r.winner.clone());
+                if let Ok(mut m) = self.tuned_memo.lock() {
+                    m.insert(tk, k.clone());
+                }
+                k
+            }
+        }?;
+        let c = spec.config_by_key(self.profile(), &key).ok()?;
+        spec.check(self.profile(), &c).ok().map(|_| c)
+    }
+
+    /// A copy of every tuning record this engine holds (for export).
+    pub fn export_tuning(&self) -> TuneRecords {
+        self.tuning.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Adds records (e.g. a shipped pre-tuned profile); later lookups see them.
+    pub fn import_tuning(&self, recs: TuneRecords) {
+        if let Ok(mut r) = self.tuning.lock() {
+            r.merge(recs);
+        }
+        if let Ok(mut m) = self.tuned_memo.lock() {
+            m.clear();
+        }
+    }
+
+    /// Loads records from a store (missing is fine; malformed is an error).
+    pub fn load_tuning(&self, store: &dyn RecordStore) -> Result<usize> {
+        let text = store.load().map_err(|e| Error::InvalidArgument {
+            op: "tuning",
+            detail: e,
+        })?;
+        let Some(text) = text else { return Ok(0) };
+        let recs = TuneRecords::from_json(&text).map_err(|e| Error::InvalidArgument {
+            op: "tuning",
+            detail: e,
+        })?;
+        let n = recs.len();
+        self.import_tuning(recs);
+        Ok(n)
+    }
+
+    pub fn save_tuning(&self, store: &dyn RecordStore) -> Result<()> {
+        store
+            .save(&self.export_tuning().to_json())
+            .map_err(|e| Error::InvalidArgument {
+                op: "tuning",
+                detail: e,
+            })
+    }
+
+    /// Tunes one problem. `run` records the op for a given config and returns its output; it is
+    /// called for the default, then for each candidate of `spec.space()` until the budget ends.
+    pub fn tune<S: KernelSpec>(
+        &self,
+        spec: &S,
+        opts: &TuneOptions,
+        mut run: impl FnMut(&mut Recorder, &S::Config) -> Result<Tensor>,
+    ) -> Result<TuneReport> {
+        let t0 = Instant::now();
+        let profile = self.profile().clone();
+        let default = spec.default_config(&profile);
+        let output = |cfg: &S::Config,
+                      run: &mut dyn FnMut(&mut Recorder, &S::Config) -> Result<Tensor>|
+         -> Result<(Vec<f32>, u64)> {
+            let mut rec = self.recorder();
+            let out = run(&mut rec, cfg)?;
+            rec.submit()?;
+            Ok((self.read_f32(&out)?, out.bytes()))
+        };
+        let (reference, out_bytes) = output(&default, &mut run)?;
+        let max_reps = (BATCH_BYTES / out_bytes.max(1)).clamp(1, 1 << 16) as u32;
+        let default_t = time_candidate(self, opts.min_batch, max_reps, &mut |rec| {
+            run(rec, &default)
+        })?;
+        let (mut best, mut best_t) = (default.clone(), default_t);
+        let (mut tried, mut rejected, mut skipped) = (1u32, 0u32, 0u32);
+        for cand in spec.space(&profile) {
+            if cand == default {
+                continue;
+            }
+            if t0.elapsed() >= opts.budget {
+                skipped += 1;
+                continue;
+            }
+            // A candidate that fails to compile or run on this device simply loses.
+            let Ok((got, _)) = output(&cand, &mut run) else {
+                rejected += 1;
+                continue;
+            };
+            if nmse(&got, &reference) > opts.max_nmse {
+                rejected += 1;
+                continue;
+            }
+            let t = time_candidate(self, opts.min_batch, max_reps, &mut |rec| run(rec, &cand))?;
+            tried += 1;
+            if t < best_t {
+                best = cand;
+                best_t = t;
+            }
+        }
+        let rec = TuneRecord {
+            winner: spec.key(&best),
+            default: spec.key(&default),
+            default_us: default_t.as_secs_f64() * 1e6,
+            tuned_us: best_t.as_secs_f64() * 1e6,
+            candidates: tried,
+            checksum: checksum(spec, &profile),
+        };
+        let tune_key = spec.tune_key();
+        if let Ok(mut r) = self.tuning.lock() {
+            r.insert(&profile.fingerprint(), &tune_key, rec.clone());
+        }
+        if let Ok(mut m) = self.tuned_memo.lock() {
+            m.remove(&tune_key);
+        }
+        Ok(TuneReport {
+            tune_key,
+            default_key: rec.default,
+            winner_key: rec.winner,
+            default_us: rec.default_us,
+            tuned_us: rec.tuned_us,
+            speedup: rec.default_us / rec.tuned_us.max(1e-9),
+            tried,
+            rejected,
+            skipped,
+            spent_ms: t0.elapsed().as_secs_f64() * 1e3,
+        })
+    }
+}

@@ -1,0 +1,225 @@
+//! The tuner on a synthetic kernel whose candidates have known, different costs, one of them
+//! fast but wrong; records persist, import, and go stale when the checksum changes.
+
+use std::time::Duration;
+
+use webjit_engine::jit::spec::{BindingDecl, KernelSpec};
+use webjit_engine::jit::tune::TuneRecords;
+use webjit_engine::jit::{DeviceProfile, JitError};
+use webjit_engine::tune::{FileStore, RecordStore, TuneOptions};
+use webjit_engine::{Bind, DType, Engine, Recorder, Result, Tensor};
+use webjit_tests::{engine, Rand};
+
+/// out[i] = 2 x[i] (+1 when `wrong`), after `iters` dependent FMAs per invocation that cannot
+/// be optimized away (their result is multiplied by a runtime zero).
+#[derive(Clone, Debug, PartialEq)]
+struct CostSpec {
+    n: u32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct CostConfig {
+    iters: u32,
+    wrong: bool,
+}
+
+const SPACE: [(u32, bool); 5] = [
+    (6400, false),
+    (1600, false),
+    (100, false),
+    (400, false),
+    (25, true),
+];
+
+impl KernelSpec for CostSpec {
+    type Config = CostConfig;
+    fn family(&self) -> &'static str {
+        "cost"
+    }
+    fn key(&self, c: &CostConfig) -> String {
+        format!("cost.i{}{}", c.iters, if c.wrong { ".wrong" } else { "" })
+    }
+    fn bindings(&self, _c: &CostConfig) -> Vec<BindingDecl> {
+        vec![
+            BindingDecl::uniform(0, "p"),
+            BindingDecl::read(1, "x"),
+            BindingDecl::read_write(2, "out"),
+        ]
+    }
+    fn render(&self, c: &CostConfig) -> std::result::Result<String, JitError> {
+        Ok(format!(
+            "// {key}
+struct P {{ n: u32, zero: f32, a: f32, b: f32 }}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;        // [n]
+@group(0) @binding(2) var<storage, read_write> out: array<f32>; // [n]
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {{
+    if (g.x >= p.n) {{ return; }}
+    var acc = x[g.x];
+    for (var i = 0u; i < {iters}u; i++) {{ acc = fma(acc, p.a, p.b); }}
+    out[g.x] = 2.0 * x[g.x] + acc * p.zero + {bias};
+}}",
+            key = self.key(c),
+            iters = c.iters,
+            bias = if c.wrong { "1.0" } else { "0.0" }
+        ))
+    }
+    fn dispatch(&self, _c: &CostConfig) -> [u32; 3] {
+        [self.n.div_ceil(64), 1, 1]
+    }
+    fn check(&self, _p: &DeviceProfile, _c: &CostConfig) -> std::result::Result<(), JitError> {
+        Ok(())
+    }
+    fn space(&self, _p: &DeviceProfile) -> Vec<CostConfig> {
+        SPACE
+            .iter()
+            .map(|&(iters, wrong)| CostConfig { iters, wrong })
+            .collect()
+    }
+    fn default_config(&self, _p: &DeviceProfile) -> CostConfig {
+        CostConfig {
+            iters: 6400,
+            wrong: false,
+        }
+    }
+    fn tune_key(&self) -> String {
+        format!("cost|n{}", self.n)
+    }
+}
+
+fn run_cost(rec: &mut Recorder, spec: &CostSpec, x: &Tensor, cfg: &CostConfig) -> Result<Tensor> {
+    let e = rec.engine();
+    let out = e.empty(&[spec.n as usize], DType::F32)?;
+    let kernel = e.pipelines.get(&e.gpu, spec, cfg)?;
+    let params: [f32; 4] = [f32::from_bits(spec.n), 0.0, 0.5, 1.0];
+    rec.dispatch(
+        &kernel,
+        bytemuck::cast_slice(&params),
+        &[Bind::whole(x), Bind::whole(&out)],
+        spec.dispatch(cfg),
+    )?;
+    Ok(out)
+}
+
+fn tune_cost(e: &Engine, spec: &CostSpec) -> webjit_engine::tune::TuneReport {
+    let mut r = Rand::new(61);
+    let x = e
+        .upload_f32(&[spec.n as usize], &r.vec(spec.n as usize, -1.0, 1.0))
+        .unwrap();
+    let opts = TuneOptions {
+        budget: Duration::from_secs(120),
+        min_batch: Duration::from_millis(15),
+        max_nmse: 1e-10,
+    };
+    e.tune(spec, &opts, |rec, cfg| run_cost(rec, spec, &x, cfg))
+        .unwrap()
+}
+
+#[test]
+fn tuner_picks_the_fastest_correct_candidate_and_hot_swaps_it() {
+    let e = engine();
+    let spec = CostSpec { n: 16384 };
+    assert_eq!(
+        e.choose(&spec, None),
+        spec.default_config(e.profile()),
+        "untuned: the default"
+    );
+    let report = tune_cost(e, &spec);
+    eprintln!("{report:?}");
+    assert_eq!(
+        report.winner_key, "cost.i100",
+        "fastest correct candidate must win"
+    );
+    assert_eq!(
+        report.rejected, 1,
+        "the fast but wrong candidate must be rejected"
+    );
+    assert_eq!(report.tried, 4);
+    assert!(
+        report.speedup > 4.0,
+        "6400 vs 100 iterations should be far apart: {report:?}"
+    );
+    // Hot swap: ops choosing a config now get the winner.
+    assert_eq!(
+        e.choose(&spec, None),
+        CostConfig {
+            iters: 100,
+            wrong: false
+        }
+    );
+    // A problem in another bucket is untouched.
+    assert_eq!(
+        e.choose(&CostSpec { n: 100 }, None),
+        spec.default_config(e.profile())
+    );
+
+    // Records persist through a file store and import into another engine.
+    let dir = std::env::temp_dir().join(format!("webjit-tune-test-{}", std::process::id()));
+    let store = FileStore {
+        path: dir.join("tuning.json"),
+    };
+    e.save_tuning(&store).unwrap();
+    let text = store.load().unwrap().unwrap();
+    let recs = TuneRecords::from_json(&text).unwrap();
+    assert!(recs.lookup(&spec, e.profile()).is_some());
+    let fresh = Engine::new_blocking(webjit_engine::DeviceOptions {
+        load_tuning: false,
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(fresh.choose(&spec, None).iters, 6400);
+    assert_eq!(fresh.load_tuning(&store).unwrap(), recs.len());
+    assert_eq!(fresh.choose(&spec, None).iters, 100);
+
+    // A stale checksum (templates or space changed) is a miss, not an error.
+    let mut stale = recs.clone();
+    stale
+        .devices
+        .values_mut()
+        .for_each(|m| m.values_mut().for_each(|r| r.checksum = "stale".into()));
+    let other = Engine::new_blocking(webjit_engine::DeviceOptions {
+        load_tuning: false,
+        ..Default::default()
+    })
+    .unwrap();
+    other.import_tuning(stale);
+    assert_eq!(other.choose(&spec, None).iters, 6400);
+    // A malformed file is a typed error.
+    std::fs::write(&store.path, "{ not json").unwrap();
+    assert_eq!(
+        other.load_tuning(&store).unwrap_err().code(),
+        "INVALID_ARGUMENT"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn tuned_matmul_matches_default_results() {
+    use webjit_engine::ops;
+    let e = Engine::new_blocking(webjit_engine::DeviceOptions {
+        load_tuning: false,
+        ..Default::default()
+    })
+    .unwrap();
+    let mut r = Rand::new(62);
+    let (m, n, k) = (64, 96, 80);
+    let a = e.upload_f32(&[m, k], &r.vec(m * k, -1.0, 1.0)).unwrap();
+    let b = e.upload_f32(&[n, k], &r.vec(n * k, -1.0, 1.0)).unwrap();
+    let (spec, _) = ops::matmul_spec(&a, &b, true).unwrap();
+    let opts = TuneOptions {
+        budget: Duration::from_secs(30),
+        min_batch: Duration::from_millis(2),
+        max_nmse: 1e-10,
+    };
+    let report = e
+        .tune(&spec, &opts, |rec, cfg| {
+            ops::matmul_with(rec, &a, &b, true, Some(cfg.clone()))
+        })
+        .unwrap();
+    assert!(report.tried >= 2 && report.skipped == 0, "{report:?}");
+    assert_eq!(
+        e.choose(&spec, None),
+        spec.config_by_key(e.profile(), &report.winner_key).unwrap()
+    );
+}
