@@ -108,3 +108,14 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     for (var i = lid; i < p.cols; i += WG) {
         out[base + i] = exp(x[base + i] - row_max) * inv;
     }
+
+//! section l2norm
+    var ss = 0.0;
+    for (var i = lid; i < p.cols; i += WG) {
+        let v = x[base + i];
+        ss += hsum(v * v);
+    }
+    let inv = 1.0 / max(sqrt(reduce_sum(ss, lid)), p.eps);
+    for (var i = lid; i < p.cols; i += WG) {
+        out[base + i] = x[base + i] * inv;
+    }

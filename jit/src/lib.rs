@@ -20,6 +20,7 @@ pub mod shaders {
     pub const EMBEDDING: &str = include_str!("../../shaders/embedding.wgsl");
     pub const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
     pub const PROBE: &str = include_str!("../../shaders/probe.wgsl");
+    pub const POOL: &str = include_str!("../../shaders/pool.wgsl");
     /// Every template, for the tuning checksum.
-    pub const ALL: &[&str] = &[ELEMENTWISE, ROWWISE, ROPE, EMBEDDING, MATMUL, PROBE];
+    pub const ALL: &[&str] = &[ELEMENTWISE, ROWWISE, ROPE, EMBEDDING, MATMUL, PROBE, POOL];
 }

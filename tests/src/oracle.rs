@@ -169,3 +169,32 @@ pub fn matmul(
     }
     out
 }
+
+/// x: [batch, seq, dim] -> [batch, dim], mean over the first lens[b] tokens.
+pub fn mean_pool(x: &[f32], seq: usize, dim: usize, lens: &[u32]) -> Vec<f64> {
+    let mut out = Vec::with_capacity(lens.len() * dim);
+    for (b, &n) in lens.iter().enumerate() {
+        for d in 0..dim {
+            let s: f64 = (0..n as usize)
+                .map(|t| x[(b * seq + t) * dim + d] as f64)
+                .sum();
+            out.push(s / n as f64);
+        }
+    }
+    out
+}
+
+/// x: [rows, cols] -> rows divided by max(L2 norm, eps).
+pub fn l2_normalize(x: &[f32], cols: usize, eps: f64) -> Vec<f64> {
+    let mut out = Vec::with_capacity(x.len());
+    for row in x.chunks(cols) {
+        let n = row
+            .iter()
+            .map(|&v| (v as f64).powi(2))
+            .sum::<f64>()
+            .sqrt()
+            .max(eps);
+        out.extend(row.iter().map(|&v| v as f64 / n));
+    }
+    out
+}

@@ -157,6 +157,7 @@ fn check_rowwise(e: &Engine, r: &mut Rand, op: RowOp, rows: usize, cols: usize, 
                     vec![&wt, &bt],
                 ),
                 RowOp::Softmax => (oracle::softmax(&x, cols), vec![]),
+                RowOp::L2Normalize => (oracle::l2_normalize(&x, cols, eps as f64), vec![]),
             };
             let label = format!("{} [{rows}x{cols}] w_offset={off} cfg={cfg:?}", op.name());
             let got = run(e, |rec| {
@@ -171,7 +172,12 @@ fn check_rowwise(e: &Engine, r: &mut Rand, op: RowOp, rows: usize, cols: usize, 
 fn rowwise_ops_match_oracle() {
     let e = engine();
     let mut r = Rand::new(21);
-    for op in [RowOp::RmsNorm, RowOp::LayerNorm, RowOp::Softmax] {
+    for op in [
+        RowOp::RmsNorm,
+        RowOp::LayerNorm,
+        RowOp::Softmax,
+        RowOp::L2Normalize,
+    ] {
         for (rows, cols) in [
             (1, 1),
             (1, 7),
@@ -338,4 +344,76 @@ fn bad_arguments_are_typed_errors() {
         .unwrap_err();
     assert!(matches!(err.code(), "TOO_LARGE" | "OUT_OF_MEMORY"), "{err}");
     rec.submit().unwrap();
+}
+
+#[test]
+fn mean_pool_and_l2_normalize_match_oracle() {
+    use webjit_engine::jit::kernels::pool::PoolSpec;
+    let e = engine();
+    let mut r = Rand::new(71);
+    for &(batch, seq, dim) in &[
+        (1, 1, 1),
+        (3, 7, 384),
+        (2, 13, 13),
+        (5, 128, 384),
+        (1, 257, 64),
+    ] {
+        let x = r.vec(batch * seq * dim, -2.0, 2.0);
+        let lens: Vec<u32> = (0..batch).map(|_| r.range(1, seq + 1) as u32).collect();
+        let xt = e.upload_f32(&[batch, seq, dim], &x).unwrap();
+        let want = oracle::mean_pool(&x, seq, dim, &lens);
+        let spec = PoolSpec {
+            batch: batch as u64,
+            seq: seq as u64,
+            dim: dim as u64,
+        };
+        let mut configs = vec![None];
+        configs.extend(spec.space(e.profile()).into_iter().map(Some));
+        for cfg in configs {
+            let got = run(e, |rec| ops::mean_pool_with(rec, &xt, &lens, cfg.clone()));
+            assert_close(
+                &format!("mean_pool b{batch} s{seq} d{dim} {cfg:?}"),
+                r.seed,
+                &got,
+                &want,
+                1e-6,
+                1e-5,
+                NMSE_ELEMENTWISE,
+            );
+        }
+        let rows = batch * seq;
+        let want = oracle::l2_normalize(&x, dim, 1e-12);
+        let spec = RowwiseSpec {
+            op: RowOp::L2Normalize,
+            rows: rows as u64,
+            cols: dim as u64,
+        };
+        let mut configs = vec![None];
+        configs.extend(spec.space(e.profile()).into_iter().map(Some));
+        for cfg in configs {
+            let xt2 = xt.reshape(&[rows, dim]).unwrap();
+            let got = run(e, |rec| {
+                ops::rowwise_with(rec, RowOp::L2Normalize, &xt2, &[], 1e-12, 0.0, cfg.clone())
+            });
+            assert_close(
+                &format!("l2norm {rows}x{dim} {cfg:?}"),
+                r.seed,
+                &got,
+                &want,
+                1e-6,
+                1e-5,
+                NMSE_ELEMENTWISE,
+            );
+        }
+    }
+    let x = e.upload_f32(&[2, 3, 4], &[1.0; 24]).unwrap();
+    let mut rec = e.recorder();
+    assert_eq!(
+        ops::mean_pool(&mut rec, &x, &[0, 1]).unwrap_err().code(),
+        "INVALID_ARGUMENT"
+    );
+    assert_eq!(
+        ops::mean_pool(&mut rec, &x, &[1]).unwrap_err().code(),
+        "SHAPE"
+    );
 }

@@ -146,6 +146,35 @@ fn matmul_space_validates() {
 }
 
 #[test]
+fn pool_space_validates() {
+    use webjit_jit::kernels::pool::PoolSpec;
+    sweep(
+        &PoolSpec {
+            batch: 3,
+            seq: 17,
+            dim: 384,
+        },
+        8,
+    );
+    sweep(
+        &PoolSpec {
+            batch: 3,
+            seq: 17,
+            dim: 13,
+        },
+        4,
+    );
+    sweep(
+        &RowwiseSpec {
+            op: RowOp::L2Normalize,
+            rows: 3,
+            cols: 384,
+        },
+        8,
+    );
+}
+
+#[test]
 fn probe_validates() {
     sweep(&ProbeSpec { groups: 4 }, 1);
 }

@@ -5,14 +5,16 @@
 mod elementwise;
 mod embedding;
 mod matmul;
+mod pool;
 mod rope;
 mod rowwise;
 
 pub use elementwise::{add, elementwise_with, gelu_erf, gelu_tanh, mul, scale, silu};
 pub use embedding::{embedding, embedding_with};
 pub use matmul::{matmul, matmul_into, matmul_spec, matmul_with};
+pub use pool::{mean_pool, mean_pool_with};
 pub use rope::{rope, rope_with, RopeOptions};
-pub use rowwise::{layer_norm, rms_norm, rowwise_with, softmax};
+pub use rowwise::{l2_normalize, layer_norm, rms_norm, rowwise_with, softmax};
 
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Tensor};

@@ -34,6 +34,11 @@ pub fn softmax(rec: &mut Recorder, x: &Tensor) -> Result<Tensor> {
     rowwise_with(rec, RowOp::Softmax, x, &[], 0.0, 0.0, None)
 }
 
+/// Rows scaled to unit L2 norm: `x / max(||x||, eps)` (torch's `F.normalize`, eps 1e-12).
+pub fn l2_normalize(rec: &mut Recorder, x: &Tensor, eps: f32) -> Result<Tensor> {
+    rowwise_with(rec, RowOp::L2Normalize, x, &[], eps, 0.0, None)
+}
+
 pub fn rowwise_with(
     rec: &mut Recorder,
     op: RowOp,
@@ -48,7 +53,7 @@ pub fn rowwise_with(
     let want = match op {
         RowOp::RmsNorm => 1,
         RowOp::LayerNorm => 2,
-        RowOp::Softmax => 0,
+        RowOp::Softmax | RowOp::L2Normalize => 0,
     };
     if params_in.len() != want {
         return Err(Error::InvalidArgument {

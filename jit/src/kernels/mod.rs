@@ -3,6 +3,7 @@
 pub mod elementwise;
 pub mod embedding;
 pub mod matmul;
+pub mod pool;
 pub mod probe;
 pub mod rope;
 pub mod rowwise;

@@ -21,6 +21,8 @@ pub enum RowOp {
     LayerNorm,
     /// `exp(x - max) / sum(exp(x - max))`.
     Softmax,
+    /// `x / max(||x||_2, eps)` (torch's `F.normalize`).
+    L2Normalize,
 }
 
 impl RowOp {
@@ -29,13 +31,14 @@ impl RowOp {
             RowOp::RmsNorm => "rmsnorm",
             RowOp::LayerNorm => "layernorm",
             RowOp::Softmax => "softmax",
+            RowOp::L2Normalize => "l2norm",
         }
     }
     fn inputs(self) -> u32 {
         match self {
             RowOp::RmsNorm => 2,
             RowOp::LayerNorm => 3,
-            RowOp::Softmax => 1,
+            RowOp::Softmax | RowOp::L2Normalize => 1,
         }
     }
 }
@@ -112,7 +115,7 @@ impl KernelSpec for RowwiseSpec {
         let extra = match self.op {
             RowOp::RmsNorm => section(f, ROWWISE, "rmsnorm_decl")?,
             RowOp::LayerNorm => section(f, ROWWISE, "layernorm_decl")?,
-            RowOp::Softmax => "",
+            RowOp::Softmax | RowOp::L2Normalize => "",
         };
         render(
             f,
