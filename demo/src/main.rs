@@ -1,6 +1,7 @@
 //! `webjit`: the native command-line tool.
 
 mod bench;
+mod embed;
 mod info;
 mod tune;
 
@@ -43,6 +44,19 @@ enum Command {
         #[arg(long)]
         no_save: bool,
     },
+    /// Sentence embeddings with a BERT model directory (config.json, model.safetensors,
+    /// tokenizer.json). Reads one text per line from stdin when no TEXT is given.
+    Embed {
+        #[arg(long)]
+        model: std::path::PathBuf,
+        /// Sentences per forward pass.
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        /// Print one JSON object with `token_ids` and `embeddings`.
+        #[arg(long)]
+        json: bool,
+        text: Vec<String>,
+    },
     /// Benchmark a kernel.
     Bench {
         #[command(subcommand)]
@@ -55,6 +69,12 @@ fn main() {
     let result = match cli.command {
         Command::Info { json } => info::run(json),
         Command::Bench { what } => bench::run(what),
+        Command::Embed {
+            model,
+            batch,
+            json,
+            text,
+        } => embed::run(&model, text, batch, json),
         Command::Tune {
             budget_s,
             json,

@@ -32,6 +32,8 @@ pub enum Error {
     ShaderCompile { key: String, message: String },
     #[error("GPU error during {during}: {message}")]
     Gpu { during: String, message: String },
+    #[error("bad model file: {detail}")]
+    BadModel { detail: String },
     #[error("reading back results failed: {detail}")]
     Readback { detail: String },
 }
@@ -52,6 +54,7 @@ impl Error {
             Error::ShaderCompile { .. } => "SHADER_COMPILE",
             Error::Gpu { .. } => "GPU",
             Error::Readback { .. } => "READBACK",
+            Error::BadModel { .. } => "BAD_MODEL_FILE",
         }
     }
 }

@@ -9,10 +9,12 @@ pub mod bench;
 pub mod buffer;
 pub mod device;
 pub mod error;
+pub mod model;
 pub mod ops;
 pub mod pipeline;
 pub mod recorder;
 pub mod tensor;
+pub mod tokenizer;
 pub mod tune;
 
 use std::sync::atomic::{AtomicBool, Ordering};
