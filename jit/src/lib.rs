@@ -19,4 +19,6 @@ pub mod shaders {
     pub const EMBEDDING: &str = include_str!("../../shaders/embedding.wgsl");
     pub const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
     pub const PROBE: &str = include_str!("../../shaders/probe.wgsl");
+    pub const ATTENTION: &str = include_str!("../../shaders/attention.wgsl");
+    pub const ATTENTION_DECODE: &str = include_str!("../../shaders/attention_decode.wgsl");
 }

@@ -7,6 +7,7 @@ use rand::{Rng, SeedableRng};
 use webjit_engine::{DeviceOptions, Engine};
 
 pub mod oracle;
+pub mod oracle_attention;
 
 /// The test engine on the machine's adapter. Panics with instructions when there is none:
 /// GPU tests never skip silently.
@@ -117,3 +118,6 @@ pub fn assert_close(
 pub const NMSE_ELEMENTWISE: f64 = 1e-10;
 /// f32 NMSE bound for matmul (issue: <= 1e-8).
 pub const NMSE_MATMUL: f64 = 1e-8;
+
+/// f32 NMSE bound for fused attention (issue 5: <= 1e-9).
+pub const NMSE_ATTENTION: f64 = 1e-9;
