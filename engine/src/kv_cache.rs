@@ -193,7 +193,7 @@ impl KvCache {
     }
 
     /// The entries a decode step attends: (first slot, count). `window` limits attention to
-    /// the last `window` positions; a ring attends at most its capacity.
+    /// the last `window` positions; without one a ring attends all it holds.
     pub fn visible(&self, window: Option<u32>) -> Result<(u32, u32)> {
         let o = &self.opts;
         let mut n = self.len;
@@ -205,6 +205,8 @@ impl KvCache {
                 });
             }
             n = n.min(w as usize);
+        } else if o.ring {
+            n = n.min(o.capacity);
         }
         if o.ring && n > o.capacity {
             return Err(Error::InvalidArgument {
