@@ -1,16 +1,19 @@
 //! section prefill
 // {{KEY}}
 // Fused prefill attention (FlashAttention-style online softmax, no score matrix in memory).
-// One workgroup owns BQ = WG * R query rows of one (batch, head); each invocation keeps R query
-// rows and their output accumulators in registers. K and V tiles of BK keys are staged in
-// workgroup memory and read by every invocation (broadcast reads). The KV loop only covers the
-// keys some row of the tile may see: [first key of the window, last causal key], so sliding
-// windows cost O(window), not O(history).
+// One workgroup owns BQ = (WG / TPR) * R query rows of one (batch, head). TPR invocations share
+// a query row, each keeping R rows' query and output accumulators for its D4 / TPR interleaved
+// vec4 columns in registers (TPR > 1 trades a workgroup-memory exchange of partial dots for
+// fewer registers on large heads). K and V tiles of BK keys are staged in workgroup memory.
+// The KV loop only covers the keys some row of the tile may see: [first key of the window,
+// last causal key], so sliding windows cost O(window), not O(history).
 {{PARAMS}}
 const D4: u32 = {{D4}}u;   // head_dim / 4
 const WG: u32 = {{WG}}u;
 const R: u32 = {{R}}u;     // query rows per invocation
-const BQ: u32 = WG * R;    // query rows per workgroup
+const TPR: u32 = {{TPR}}u; // invocations per query row
+const DP: u32 = D4 / TPR;  // vec4 columns per invocation
+const BQ: u32 = WG / TPR * R; // query rows per workgroup
 const BK: u32 = {{BK}}u;   // keys per tile
 // Finite "minus infinity": keeps exp(m_old - m_new) well defined before the first key.
 const NEG: f32 = -3.0e38;
@@ -25,6 +28,8 @@ const NEG: f32 = -3.0e38;
 var<workgroup> kt: array<vec4<f32>, BK * D4>;  // [BK, d] keys of the current tile
 var<workgroup> vt: array<vec4<f32>, BK * D4>;  // [BK, d] values of the current tile
 var<workgroup> wg_kv_len: u32;
+// [R * BK, WG] partial dots exchanged between the TPR invocations of a row (1 float if TPR = 1).
+var<workgroup> sp: array<f32, {{SP}}>;
 
 // Whether the query at absolute position `qp` may attend key `j` (the tile loop bounds already
 // apply the padding length and the workgroup-wide causal/window limits).
@@ -77,22 +82,24 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         kv_begin = first_pos + 1u - p.window;
     }
 
-    var qr: array<vec4<f32>, R * D4>;
-    var acc: array<vec4<f32>, R * D4>;
+    let rl = lid / TPR;        // query row of this invocation within each R block
+    let part = lid % TPR;      // owns vec4 columns c * TPR + part
+    var qr: array<vec4<f32>, R * DP>;
+    var acc: array<vec4<f32>, R * DP>;
     var m: array<f32, R>;
     var l: array<f32, R>;
     for (var r = 0u; r < R; r++) {
-        let row = q0 + lid + r * WG;
-        let base = ((b * p.seq_q + min(row, p.seq_q - 1u)) * p.n_heads + h) * D4;
-        for (var c = 0u; c < D4; c++) {
-            qr[r * D4 + c] = q[base + c];
-            acc[r * D4 + c] = vec4<f32>(0.0);
+        let row = q0 + rl + r * (WG / TPR);
+        let base = ((b * p.seq_q + min(row, p.seq_q - 1u)) * p.n_heads + h) * D4 + part;
+        for (var c = 0u; c < DP; c++) {
+            qr[r * DP + c] = q[base + c * TPR];
+            acc[r * DP + c] = vec4<f32>(0.0);
         }
         m[r] = NEG;
         l[r] = 0.0;
     }
 
-    var s: array<f32, BK>;
+    var s: array<f32, R * BK>;
     for (var t0 = kv_begin; t0 < kv_end; t0 += BK) {
         workgroupBarrier();
         for (var i = lid; i < BK * D4; i += WG) {
@@ -104,35 +111,58 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         }
         workgroupBarrier();
         for (var r = 0u; r < R; r++) {
-            let row = q0 + lid + r * WG;
+            for (var j = 0u; j < BK; j++) {
+                var d = vec4<f32>(0.0);
+                for (var c = 0u; c < DP; c++) {
+                    d = fma(qr[r * DP + c], kt[j * D4 + c * TPR + part], d);
+                }
+                let dsum = d.x + d.y + d.z + d.w;
+                if (TPR == 1u) {
+                    s[r * BK + j] = dsum;
+                } else {
+                    sp[(r * BK + j) * WG + lid] = dsum;
+                }
+            }
+        }
+        if (TPR > 1u) {
+            workgroupBarrier();
+            for (var i = 0u; i < R * BK; i++) {
+                var t = 0.0;
+                for (var u = 0u; u < TPR; u++) {
+                    t += sp[i * WG + rl * TPR + u];
+                }
+                s[i] = t;
+            }
+            // The next tile's partials may only be written once every row has read these.
+            workgroupBarrier();
+        }
+        for (var r = 0u; r < R; r++) {
+            let row = q0 + rl + r * (WG / TPR);
             if (row >= p.seq_q) {
                 continue;
             }
             let qp = row + p.q_pos0;
             var mt = m[r];
             for (var j = 0u; j < BK; j++) {
-                var d = vec4<f32>(0.0);
-                for (var c = 0u; c < D4; c++) {
-                    d = fma(qr[r * D4 + c], kt[j * D4 + c], d);
-                }
                 let key = t0 + j;
-                let sc = logit(d.x + d.y + d.z + d.w);
                 let ok = key < kv_end && allowed(qp, key);
-                s[j] = select(NEG, sc, ok);
-                mt = max(mt, s[j]);
+                let sj = select(NEG, logit(s[r * BK + j]), ok);
+                s[r * BK + j] = sj;
+                mt = max(mt, sj);
             }
             let alpha = exp(m[r] - mt);
             m[r] = mt;
             var lsum = l[r] * alpha;
-            for (var c = 0u; c < D4; c++) {
-                acc[r * D4 + c] *= alpha;
+            for (var c = 0u; c < DP; c++) {
+                acc[r * DP + c] *= alpha;
             }
             for (var j = 0u; j < BK; j++) {
                 // Masked keys hold NEG and give exactly 0 (NEG - mt underflows unless mt is NEG too).
-                let pj = select(0.0, exp(s[j] - mt), s[j] > NEG);
+                let sj = s[r * BK + j];
+                let pj = select(0.0, exp(sj - mt), sj > NEG);
                 lsum += pj;
-                for (var c = 0u; c < D4; c++) {
-                    acc[r * D4 + c] = fma(vec4<f32>(pj), vt[j * D4 + c], acc[r * D4 + c]);
+                for (var c = 0u; c < DP; c++) {
+                    acc[r * DP + c] = fma(vec4<f32>(pj), vt[j * D4 + c * TPR + part], acc[r * DP + c]);
                 }
             }
             l[r] = lsum;
@@ -140,15 +170,15 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     }
 
     for (var r = 0u; r < R; r++) {
-        let row = q0 + lid + r * WG;
+        let row = q0 + rl + r * (WG / TPR);
         if (row >= p.seq_q || b >= p.batch) {
             continue;
         }
         // A row with no visible key (padding length 0) outputs zeros, not NaN.
         let inv = select(0.0, 1.0 / l[r], l[r] > 0.0);
-        let base = ((b * p.seq_q + row) * p.n_heads + h) * D4;
-        for (var c = 0u; c < D4; c++) {
-            out[base + c] = acc[r * D4 + c] * inv;
+        let base = ((b * p.seq_q + row) * p.n_heads + h) * D4 + part;
+        for (var c = 0u; c < DP; c++) {
+            out[base + c * TPR] = acc[r * DP + c] * inv;
         }
     }
 }

@@ -47,11 +47,15 @@ pub struct AttentionConfig {
     pub rows: u32,
     /// Keys per K/V tile in workgroup memory.
     pub kv_tile: u32,
+    /// Invocations sharing one query row (each owns head_dim / tpr columns); > 1 cuts
+    /// registers per invocation at the cost of exchanging partial dots in workgroup memory.
+    pub tpr: u32,
 }
 
 impl AttentionConfig {
+    /// Query rows per workgroup.
     pub fn q_tile(&self) -> u32 {
-        self.wg * self.rows
+        self.wg / self.tpr.max(1) * self.rows
     }
 }
 
@@ -119,8 +123,23 @@ impl AttentionSpec {
         div_ceil(self.seq_q, cfg.q_tile() as u64).max(1)
     }
 
+    /// Floats of the partial-dot exchange array (1 when unused, as WGSL has no empty arrays).
+    fn sp_len(cfg: &AttentionConfig) -> u64 {
+        if cfg.tpr > 1 {
+            cfg.rows as u64 * cfg.kv_tile as u64 * cfg.wg as u64
+        } else {
+            1
+        }
+    }
+
     fn shared_bytes(&self, cfg: &AttentionConfig) -> u64 {
-        2 * cfg.kv_tile as u64 * self.head_dim * 4 + 4
+        2 * cfg.kv_tile as u64 * self.head_dim * 4 + 4 + 4 * Self::sp_len(cfg)
+    }
+
+    /// Floats one invocation keeps in registers: query and accumulator columns, and scores.
+    fn register_floats(&self, cfg: &AttentionConfig) -> u64 {
+        2 * cfg.rows as u64 * self.head_dim / cfg.tpr.max(1) as u64
+            + cfg.rows as u64 * cfg.kv_tile as u64
     }
 }
 
@@ -133,8 +152,8 @@ impl KernelSpec for AttentionSpec {
 
     fn key(&self, cfg: &AttentionConfig) -> String {
         format!(
-            "attention.prefill.f32.d{}.wg{}.r{}.bk{}",
-            self.head_dim, cfg.wg, cfg.rows, cfg.kv_tile
+            "attention.prefill.f32.d{}.wg{}.t{}.r{}.bk{}",
+            self.head_dim, cfg.wg, cfg.tpr, cfg.rows, cfg.kv_tile
         )
     }
 
@@ -161,6 +180,8 @@ impl KernelSpec for AttentionSpec {
                 ("WG", cfg.wg.to_string()),
                 ("R", cfg.rows.to_string()),
                 ("BK", cfg.kv_tile.to_string()),
+                ("TPR", cfg.tpr.to_string()),
+                ("SP", Self::sp_len(cfg).to_string()),
             ],
         )
     }
@@ -184,14 +205,32 @@ impl KernelSpec for AttentionSpec {
         if cfg.kv_tile == 0 || cfg.kv_tile > 128 {
             return Err(illegal(fam, &key, "kv tile must be 1..=128 keys"));
         }
-        let regs = 2 * cfg.rows as u64 * self.head_dim + cfg.kv_tile as u64;
+        if !matches!(cfg.tpr, 1 | 2 | 4 | 8) || cfg.wg % cfg.tpr != 0 {
+            return Err(illegal(
+                fam,
+                &key,
+                "threads per row must be 1, 2, 4 or 8 and divide the workgroup",
+            ));
+        }
+        if !(self.head_dim / 4).is_multiple_of(cfg.tpr as u64) {
+            return Err(illegal(
+                fam,
+                &key,
+                format!(
+                    "{} vec4 columns of the head do not split over {} threads per row",
+                    self.head_dim / 4,
+                    cfg.tpr
+                ),
+            ));
+        }
+        let regs = self.register_floats(cfg);
         if regs > MAX_REGISTER_FLOATS {
             return Err(illegal(
                 fam,
                 &key,
                 format!(
-                    "{regs} floats of registers per invocation (rows x 2 x head dim + kv tile) \
-                     exceed {MAX_REGISTER_FLOATS}"
+                    "{regs} floats of registers per invocation (2 x rows x head dim / threads \
+                     per row + rows x kv tile) exceed {MAX_REGISTER_FLOATS}"
                 ),
             ));
         }
@@ -217,12 +256,26 @@ impl KernelSpec for AttentionSpec {
 
     fn space(&self, profile: &DeviceProfile) -> Vec<AttentionConfig> {
         let mut out = Vec::new();
-        for wg in [32, 64, 128, 256] {
-            for rows in [1, 2, 4] {
-                for kv_tile in [4, 8, 16, 32, 64] {
-                    let c = AttentionConfig { wg, rows, kv_tile };
-                    if self.check(profile, &c).is_ok() {
-                        out.push(c);
+        // Tiles of 4 keys only where nothing larger fits (head dim 256 on 16 KiB devices).
+        let tiles: &[u32] = if self.head_dim >= 256 {
+            &[4, 8, 16, 32]
+        } else {
+            &[8, 16, 32]
+        };
+        for tpr in [1, 2, 4] {
+            let rows_list: &[u32] = if tpr == 1 { &[1, 2, 4] } else { &[1, 2] };
+            for wg in [64, 128, 256] {
+                for &rows in rows_list {
+                    for &kv_tile in tiles {
+                        let c = AttentionConfig {
+                            wg,
+                            rows,
+                            kv_tile,
+                            tpr,
+                        };
+                        if self.check(profile, &c).is_ok() {
+                            out.push(c);
+                        }
                     }
                 }
             }
@@ -231,23 +284,36 @@ impl KernelSpec for AttentionSpec {
     }
 
     fn default_config(&self, profile: &DeviceProfile) -> AttentionConfig {
-        // Two rows per invocation halve the workgroup-memory reads per FMA where registers allow;
+        // Keep each invocation at 32 vec4 of query + accumulator (about 128 registers, so no
+        // spills on NVIDIA's 255): wider heads split columns over more threads per row. Then
         // the largest K/V tile that fits amortizes the barriers.
-        let rows = if self.head_dim <= 128 { 2 } else { 1 };
-        for kv_tile in [32, 16, 8, 4] {
-            let c = AttentionConfig {
-                wg: 64,
-                rows,
-                kv_tile,
-            };
-            if self.check(profile, &c).is_ok() {
-                return c;
+        let d4 = (self.head_dim / 4).max(1);
+        let tpr = [1u32, 2, 4, 8]
+            .into_iter()
+            .find(|&t| d4.is_multiple_of(t as u64) && d4 / t as u64 <= 16)
+            .unwrap_or(1);
+        let rows = if d4 / tpr as u64 <= 8 { 2 } else { 1 };
+        for wg in [128, 64] {
+            for kv_tile in [32, 16, 8, 4] {
+                let c = AttentionConfig {
+                    wg,
+                    rows,
+                    kv_tile,
+                    tpr,
+                };
+                if self.check(profile, &c).is_ok() && self.space(profile).contains(&c) {
+                    return c;
+                }
             }
         }
-        AttentionConfig {
-            wg: 32,
-            rows: 1,
-            kv_tile: 4,
-        }
+        self.space(profile)
+            .into_iter()
+            .next()
+            .unwrap_or(AttentionConfig {
+                wg: 64,
+                rows: 1,
+                kv_tile: 4,
+                tpr: 1,
+            })
     }
 }
