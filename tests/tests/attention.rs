@@ -223,8 +223,11 @@ fn prefill_padding_masks_match_oracle() {
 
 #[test]
 fn prefill_every_config_matches_oracle() {
+    // Every config of the head-dim-64 space; for head dim 128 (another space: different
+    // register and workgroup-memory limits) the configs that split columns over threads, the
+    // path its default takes. Pipeline compilation on lavapipe dominates this test's time.
     let mut r = Rand::new(555);
-    for (d, seq) in [(64, 45), (128, 23)] {
+    for (d, seq, all) in [(64, 45, true), (128, 23, false)] {
         let c = Case {
             causal: true,
             window: Some(30),
@@ -241,9 +244,11 @@ fn prefill_every_config_matches_oracle() {
         let space: Vec<_> = spec
             .space(engine().profile())
             .into_iter()
+            .filter(|c| all || (c.tpr > 1 && c.wg == 64))
             .map(Some)
             .collect();
-        assert!(space.len() >= 12, "d{d}: {} configs", space.len());
+        eprintln!("prefill d{d}: {} configs", space.len());
+        assert!(space.len() >= 8, "d{d}: {} configs", space.len());
         check(&mut r, c, &space);
     }
 }

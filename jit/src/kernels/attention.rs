@@ -205,7 +205,7 @@ impl KernelSpec for AttentionSpec {
         if cfg.kv_tile == 0 || cfg.kv_tile > 128 {
             return Err(illegal(fam, &key, "kv tile must be 1..=128 keys"));
         }
-        if !matches!(cfg.tpr, 1 | 2 | 4 | 8) || cfg.wg % cfg.tpr != 0 {
+        if !matches!(cfg.tpr, 1 | 2 | 4 | 8) || !cfg.wg.is_multiple_of(cfg.tpr) {
             return Err(illegal(
                 fam,
                 &key,
