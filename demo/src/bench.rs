@@ -34,6 +34,8 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Fused attention: prefill (--seq) or decode against a KV cache (--decode --cache-len).
+    Attention(crate::bench_attention::AttentionArgs),
     /// The f32 FMA rate of the device, from the probe kernel.
     Fma {
         #[arg(long, default_value_t = 200)]
@@ -66,6 +68,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             unchecked,
             json,
         ),
+        BenchCommand::Attention(args) => crate::bench_attention::run(args),
         BenchCommand::Fma { min_ms, json } => {
             let engine = Engine::new_blocking(DeviceOptions::default())?;
             let g = bench::fma_gflops(&engine, Duration::from_millis(min_ms))?;

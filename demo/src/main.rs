@@ -1,6 +1,7 @@
 //! `webjit`: the native command-line tool.
 
 mod bench;
+mod bench_attention;
 mod embed;
 mod info;
 mod tune;

@@ -9,6 +9,7 @@ pub mod bench;
 pub mod buffer;
 pub mod device;
 pub mod error;
+pub mod kv_cache;
 pub mod model;
 pub mod ops;
 pub mod pipeline;
@@ -22,6 +23,7 @@ use std::sync::Mutex;
 
 pub use device::{DeviceOptions, Gpu};
 pub use error::{Error, Result};
+pub use kv_cache::{KvCache, KvCacheOptions};
 pub use recorder::{Bind, RecordStats, Recorder};
 pub use tensor::{DType, Tensor};
 pub use webjit_jit as jit;

@@ -80,13 +80,21 @@ impl Tensor {
         if numel != self.numel() {
             return None;
         }
-        if self.is_segmented() && shape.last() != self.shape.last() {
-            return None;
+        let mut segments = self.segments.clone();
+        if self.is_segmented() {
+            // Segments hold whole rows: only shapes with the same row length keep that true.
+            if shape.last() != self.shape.last() {
+                return None;
+            }
+        } else if let Some(seg) = segments.first_mut() {
+            // The one segment holds every row of the new shape.
+            let row_len = shape.last().copied().unwrap_or(1).max(1);
+            seg.rows = numel / row_len;
         }
         Some(Tensor {
             shape: shape.to_vec(),
             dtype: self.dtype,
-            segments: self.segments.clone(),
+            segments,
         })
     }
 }

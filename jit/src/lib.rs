@@ -21,6 +21,18 @@ pub mod shaders {
     pub const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
     pub const PROBE: &str = include_str!("../../shaders/probe.wgsl");
     pub const POOL: &str = include_str!("../../shaders/pool.wgsl");
+    pub const ATTENTION: &str = include_str!("../../shaders/attention.wgsl");
+    pub const ATTENTION_DECODE: &str = include_str!("../../shaders/attention_decode.wgsl");
     /// Every template, for the tuning checksum.
-    pub const ALL: &[&str] = &[ELEMENTWISE, ROWWISE, ROPE, EMBEDDING, MATMUL, PROBE, POOL];
+    pub const ALL: &[&str] = &[
+        ELEMENTWISE,
+        ROWWISE,
+        ROPE,
+        EMBEDDING,
+        MATMUL,
+        PROBE,
+        POOL,
+        ATTENTION,
+        ATTENTION_DECODE,
+    ];
 }

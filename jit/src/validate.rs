@@ -17,7 +17,9 @@ pub fn validate(
         key: key.into(),
         message: e.emit_to_string(wgsl),
     })?;
-    let mut caps = Capabilities::empty();
+    // pack2x16float/unpack2x16float are core WGSL (every WebGPU device has them); naga gates
+    // them behind this capability, which wgpu grants on Vulkan, Metal and DX12.
+    let mut caps = Capabilities::SHADER_FLOAT16_IN_FLOAT32;
     if profile.f16 {
         caps |= Capabilities::SHADER_FLOAT16;
     }

@@ -7,6 +7,7 @@ use rand::{Rng, SeedableRng};
 use webjit_engine::{DeviceOptions, Engine};
 
 pub mod oracle;
+pub mod oracle_attention;
 
 /// The test engine on the machine's adapter. Panics with instructions when there is none:
 /// GPU tests never skip silently.
@@ -123,3 +124,29 @@ pub fn assert_close(
 pub const NMSE_ELEMENTWISE: f64 = 1e-10;
 /// f32 NMSE bound for matmul (issue: <= 1e-8).
 pub const NMSE_MATMUL: f64 = 1e-8;
+
+/// f32 NMSE bound for fused attention (issue 5: <= 1e-9).
+pub const NMSE_ATTENTION: f64 = 1e-9;
+
+/// The model cache of `scripts/fetch-models.sh`: `${WEBJIT_CACHE:-~/.cache/webjit}/models`.
+pub fn model_cache() -> std::path::PathBuf {
+    let base = std::env::var_os("WEBJIT_CACHE")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(|h| std::path::PathBuf::from(h).join(".cache").join("webjit"))
+        })
+        .unwrap_or_else(|| std::path::PathBuf::from(".cache/webjit"));
+    base.join("models")
+}
+
+/// A fetched model file or directory; fails loudly (never skips) when it is missing.
+pub fn require_model(name: &str) -> std::path::PathBuf {
+    let p = model_cache().join(name);
+    assert!(
+        p.exists(),
+        "\n\n*** MODEL MISSING: {} does not exist. Run `make models` (scripts/fetch-models.sh) first; `make test` does it.\n\n",
+        p.display()
+    );
+    p
+}

@@ -417,3 +417,35 @@ fn mean_pool_and_l2_normalize_match_oracle() {
         "SHAPE"
     );
 }
+
+#[test]
+fn reshaped_views_bind_every_element() {
+    // A [8, 384] tensor viewed as [96, 32] must still bind all 8 * 384 elements.
+    let e = engine();
+    let mut r = Rand::new(81);
+    let x = r.vec(8 * 384, -1.0, 1.0);
+    let t = e.upload_f32(&[8, 384], &x).unwrap();
+    let v = t.reshape(&[1, 8, 12, 32]).unwrap();
+    assert_eq!(v.segment_bytes(0), t.bytes());
+    let got = run(e, |rec| ops::scale(rec, &v, 2.0));
+    assert_close(
+        "scale of a reshaped view",
+        r.seed,
+        &got,
+        &oracle::scale(&x, 2.0),
+        0.0,
+        1e-7,
+        NMSE_ELEMENTWISE,
+    );
+    let seg = small_binding_engine()
+        .upload_f32(&[300, 100], &r.vec(30000, -1.0, 1.0))
+        .unwrap();
+    assert!(
+        seg.reshape(&[30000]).is_none(),
+        "a segmented tensor cannot change its row length"
+    );
+    assert_eq!(
+        seg.reshape(&[3, 100, 100]).unwrap().segments().len(),
+        seg.segments().len()
+    );
+}

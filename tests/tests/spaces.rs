@@ -225,3 +225,80 @@ fn illegal_configs_are_rejected_with_reasons() {
         .to_string();
     assert!(err.contains("exceeds the device limit"), "{err}");
 }
+
+#[test]
+fn attention_space_validates() {
+    use webjit_jit::kernels::attention::{AttentionSpec, COMMON_HEAD_DIMS};
+    for head_dim in COMMON_HEAD_DIMS {
+        let n = sweep(
+            &AttentionSpec {
+                batch: 2,
+                seq_q: 77,
+                seq_kv: 77,
+                n_heads: 8,
+                n_kv_heads: 2,
+                head_dim,
+            },
+            4,
+        );
+        assert!(n >= 12, "attention d{head_dim}: only {n} configs in all");
+    }
+    let bad = AttentionSpec {
+        batch: 1,
+        seq_q: 4,
+        seq_kv: 4,
+        n_heads: 4,
+        n_kv_heads: 4,
+        head_dim: 66,
+    };
+    let p = DeviceProfile::lavapipe_like();
+    let err = bad.check(&p, &bad.default_config(&p)).unwrap_err();
+    assert!(err.to_string().contains("multiple of 4"), "{err}");
+    let bad_gqa = AttentionSpec {
+        n_heads: 6,
+        n_kv_heads: 4,
+        head_dim: 64,
+        ..bad
+    };
+    assert!(bad_gqa.check(&p, &bad_gqa.default_config(&p)).is_err());
+}
+
+#[test]
+fn attention_decode_spaces_validate() {
+    use webjit_jit::kernels::attention_decode::{
+        DecodeReduceSpec, DecodeSpec, KvAppendSpec, KvDType,
+    };
+    for kv_dtype in [KvDType::F32, KvDType::F16] {
+        for head_dim in [64, 80, 128, 256] {
+            sweep(
+                &DecodeSpec {
+                    batch: 1,
+                    n_heads: 8,
+                    n_kv_heads: 1,
+                    head_dim,
+                    kv_dtype,
+                    kv_len: 4096,
+                },
+                12,
+            );
+        }
+        sweep(
+            &KvAppendSpec {
+                batch: 1,
+                n_new: 7,
+                n_kv_heads: 2,
+                head_dim: 128,
+                kv_dtype,
+            },
+            3,
+        );
+    }
+    sweep(
+        &DecodeReduceSpec {
+            batch: 1,
+            n_heads: 8,
+            head_dim: 128,
+        },
+        3,
+    );
+}

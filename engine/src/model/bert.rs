@@ -13,6 +13,11 @@ use crate::tensor::Tensor;
 use crate::tokenizer::wordpiece::WordPiece;
 use crate::Engine;
 
+/// Token ids per text.
+pub type TokenIds = Vec<Vec<u32>>;
+/// One embedding per text.
+pub type Embeddings = Vec<Vec<f32>>;
+
 /// The fields of a Hugging Face BERT `config.json` that the forward pass needs.
 #[derive(Clone, Debug, Deserialize)]
 pub struct BertConfig {
@@ -218,54 +223,31 @@ impl Bert {
 
         // Embeddings: word + position + token type, then LayerNorm.  x: [b * seq, h]
         let eps = cfg.layer_norm_eps as f32;
-        let x = ops::embedding(rec, &self.word, &ids, 1.0)?;
-        let x = ops::add(
-            rec,
-            &x,
-            &ops::embedding(rec, &self.position, &positions, 1.0)?,
-        )?;
-        let x = ops::add(
-            rec,
-            &x,
-            &ops::embedding(rec, &self.token_type, &types, 1.0)?,
-        )?;
+        let word = ops::embedding(rec, &self.word, &ids, 1.0)?;
+        let pos = ops::embedding(rec, &self.position, &positions, 1.0)?;
+        let typ = ops::embedding(rec, &self.token_type, &types, 1.0)?;
+        let x = ops::add(rec, &word, &pos)?;
+        let x = ops::add(rec, &x, &typ)?;
         let mut x = ops::layer_norm(rec, &x, &self.emb_norm.w, &self.emb_norm.b, eps)?;
 
         let head_dim = h / heads;
         let scale = 1.0 / (head_dim as f32).sqrt();
+        let shape4 = [b, seq, heads, head_dim];
         for layer in &self.layers {
             // Self-attention, bidirectional, padding masked.  q, k, v: [b, seq, heads, head_dim]
-            let q = linear(rec, &x, &layer.q)?;
-            let k = linear(rec, &x, &layer.k)?;
-            let v = linear(rec, &x, &layer.v)?;
-            let shape4 = [b, seq, heads, head_dim];
-            let ctx = attend(
-                rec,
-                &reshape(&q, &shape4)?,
-                &reshape(&k, &shape4)?,
-                &reshape(&v, &shape4)?,
-                &lens,
-                scale,
-            )?;
-            let ctx = reshape(&ctx, &[b * seq, h])?;
-            let attn = linear(rec, &ctx, &layer.attn_out)?;
-            x = ops::layer_norm(
-                rec,
-                &ops::add(rec, &attn, &x)?,
-                &layer.attn_norm.w,
-                &layer.attn_norm.b,
-                eps,
-            )?;
-            // Feed-forward: erf GELU.
-            let up = ops::gelu_erf(rec, &linear(rec, &x, &layer.up)?)?;
+            let q = reshape(&linear(rec, &x, &layer.q)?, &shape4)?;
+            let k = reshape(&linear(rec, &x, &layer.k)?, &shape4)?;
+            let v = reshape(&linear(rec, &x, &layer.v)?, &shape4)?;
+            let ctx = attend(rec, &q, &k, &v, &lens, scale)?;
+            let attn = linear(rec, &reshape(&ctx, &[b * seq, h])?, &layer.attn_out)?;
+            let res = ops::add(rec, &attn, &x)?;
+            x = ops::layer_norm(rec, &res, &layer.attn_norm.w, &layer.attn_norm.b, eps)?;
+            // Feed-forward with erf GELU.  up: [b * seq, intermediate]
+            let up = linear(rec, &x, &layer.up)?;
+            let up = ops::gelu_erf(rec, &up)?;
             let down = linear(rec, &up, &layer.down)?;
-            x = ops::layer_norm(
-                rec,
-                &ops::add(rec, &down, &x)?,
-                &layer.ffn_norm.w,
-                &layer.ffn_norm.b,
-                eps,
-            )?;
+            let res = ops::add(rec, &down, &x)?;
+            x = ops::layer_norm(rec, &res, &layer.ffn_norm.w, &layer.ffn_norm.b, eps)?;
         }
         let pooled = ops::mean_pool(rec, &reshape(&x, &[b, seq, h])?, &lens)?;
         ops::l2_normalize(rec, &pooled, 1e-12)
@@ -279,7 +261,7 @@ impl Bert {
         engine: &Engine,
         texts: &[&str],
         batch_size: usize,
-    ) -> Result<(Vec<Vec<u32>>, Vec<Vec<f32>>)> {
+    ) -> Result<(TokenIds, Embeddings)> {
         let ids: Vec<Vec<u32>> = texts
             .iter()
             .map(|t| self.tokenize(t))
@@ -317,9 +299,12 @@ fn attend(
     lens: &[u32],
     scale: f32,
 ) -> Result<Tensor> {
-    let _ = (rec, q, k, v, lens, scale);
-    Err(Error::InvalidArgument {
-        op: "bert",
-        detail: "attention op not wired yet".into(),
-    })
+    let opts = ops::AttentionOptions {
+        causal: false,
+        scale: Some(scale),
+        kv_lens: Some(lens.to_vec()),
+        q_pos0: Some(0),
+        ..Default::default()
+    };
+    ops::attention(rec, q, k, v, &opts)
 }

@@ -2,6 +2,8 @@
 //! dispatches into a `Recorder`. Each op has a `*_with` form taking an explicit config, which
 //! tests and the tuner use to run every config of a space.
 
+mod attention;
+mod attention_decode;
 mod elementwise;
 mod embedding;
 mod matmul;
@@ -9,6 +11,10 @@ mod pool;
 mod rope;
 mod rowwise;
 
+pub use attention::{attention, attention_into, attention_spec, attention_with, AttentionOptions};
+pub use attention_decode::{
+    attention_decode, attention_decode_into, attention_decode_with, decode_spec, DecodeOptions,
+};
 pub use elementwise::{add, elementwise_with, gelu_erf, gelu_tanh, mul, scale, silu};
 pub use embedding::{embedding, embedding_with};
 pub use matmul::{matmul, matmul_into, matmul_spec, matmul_with};

@@ -1,5 +1,7 @@
 //! Kernel families, one file each.
 
+pub mod attention;
+pub mod attention_decode;
 pub mod elementwise;
 pub mod embedding;
 pub mod matmul;

@@ -1,0 +1,224 @@
+//! Per-layer KV cache: K and V of `capacity` slots, f32 or f16 (packed in u32 pairs).
+//!
+//! A linear cache keeps position p in slot p and refuses to grow past its capacity. A ring
+//! cache (sliding-window layers, e.g. Gemma 3's window of 512 on 5 of every 6 layers) has
+//! capacity = window and keeps position p in slot p % capacity, so it always holds exactly
+//! the last `capacity` positions.
+
+use webjit_jit::kernels::attention_decode::{KvAppendConfig, KvAppendSpec, KvDType};
+use webjit_jit::KernelSpec;
+
+use crate::error::{Error, Result};
+use crate::ops::{expect_f32, expect_single};
+use crate::recorder::{Bind, Recorder};
+use crate::tensor::{DType, Tensor};
+use crate::Engine;
+
+const OP: &str = "kv_cache";
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct KvCacheOptions {
+    pub batch: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    /// Slots: the longest context of a linear cache, the window of a ring cache.
+    pub capacity: usize,
+    /// Ring buffer of the last `capacity` positions (sliding-window layers).
+    pub ring: bool,
+    /// `None`: f16 where the device has `shader-f16`, else f32.
+    pub dtype: Option<KvDType>,
+}
+
+pub struct KvCache {
+    /// [batch, capacity, n_kv_heads, head_dim] f32, or [.., head_dim / 2] u32 holding f16 pairs.
+    k: Tensor,
+    /// Same layout as `k`.
+    v: Tensor,
+    opts: KvCacheOptions,
+    dtype: KvDType,
+    len: usize,
+}
+
+impl KvCache {
+    pub fn new(engine: &Engine, opts: KvCacheOptions) -> Result<Self> {
+        let o = &opts;
+        if o.batch == 0 || o.n_kv_heads == 0 || o.capacity == 0 {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                detail: format!(
+                    "batch {}, kv heads {} and capacity {} must all be >= 1",
+                    o.batch, o.n_kv_heads, o.capacity
+                ),
+            });
+        }
+        if o.head_dim == 0 || !o.head_dim.is_multiple_of(4) {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                detail: format!("head dim {} must be a positive multiple of 4", o.head_dim),
+            });
+        }
+        if o.capacity > u32::MAX as usize / 2 {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                detail: format!("capacity {} is above 2^31 slots", o.capacity),
+            });
+        }
+        let dtype = o.dtype.unwrap_or(if engine.profile().f16 {
+            KvDType::F16
+        } else {
+            KvDType::F32
+        });
+        let (row, t) = match dtype {
+            KvDType::F32 => (o.head_dim, DType::F32),
+            KvDType::F16 => (o.head_dim / 2, DType::U32),
+        };
+        // `empty` checks the size against the memory budget before allocating.
+        let shape = [o.batch, o.capacity, o.n_kv_heads, row];
+        let k = engine.empty(&shape, t)?;
+        let v = engine.empty(&shape, t)?;
+        expect_single(OP, "k cache", &k)?;
+        Ok(Self {
+            k,
+            v,
+            opts,
+            dtype,
+            len: 0,
+        })
+    }
+
+    /// Positions appended so far (a ring holds the last `min(len, capacity)` of them).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub fn options(&self) -> &KvCacheOptions {
+        &self.opts
+    }
+    pub fn dtype(&self) -> KvDType {
+        self.dtype
+    }
+    /// The K storage: [batch, capacity, n_kv_heads, head_dim] (f16 caches: u32 pairs).
+    pub fn k(&self) -> &Tensor {
+        &self.k
+    }
+    pub fn v(&self) -> &Tensor {
+        &self.v
+    }
+    /// Forget every position (the storage is kept).
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Appends K and V rows for the next `n_new` positions: k_new, v_new
+    /// [batch, n_new, n_kv_heads, head_dim] f32 (already RoPE'd).
+    pub fn append(&mut self, rec: &mut Recorder, k_new: &Tensor, v_new: &Tensor) -> Result<()> {
+        self.append_with(rec, k_new, v_new, None)
+    }
+
+    pub fn append_with(
+        &mut self,
+        rec: &mut Recorder,
+        k_new: &Tensor,
+        v_new: &Tensor,
+        cfg: Option<KvAppendConfig>,
+    ) -> Result<()> {
+        let o = &self.opts;
+        for (name, t) in [("k_new", k_new), ("v_new", v_new)] {
+            expect_f32(OP, t)?;
+            expect_single(OP, name, t)?;
+            let s = t.shape();
+            if s.len() != 4 || s[0] != o.batch || s[2] != o.n_kv_heads || s[3] != o.head_dim {
+                return Err(Error::Shape {
+                    op: OP,
+                    detail: format!(
+                        "{name} {s:?} must be [{}, n_new, {}, {}]",
+                        o.batch, o.n_kv_heads, o.head_dim
+                    ),
+                });
+            }
+        }
+        if k_new.shape() != v_new.shape() {
+            return Err(Error::Shape {
+                op: OP,
+                detail: format!(
+                    "k_new {:?} and v_new {:?} differ",
+                    k_new.shape(),
+                    v_new.shape()
+                ),
+            });
+        }
+        let n_new = k_new.shape()[1];
+        let end = self
+            .len
+            .checked_add(n_new)
+            .filter(|&e| e <= u32::MAX as usize);
+        let end = match end {
+            Some(e) if o.ring || e <= o.capacity => e,
+            _ => {
+                return Err(Error::InvalidArgument {
+                    op: OP,
+                    detail: format!(
+                        "appending {n_new} positions at {} overflows the cache of {} slots",
+                        self.len, o.capacity
+                    ),
+                })
+            }
+        };
+        let spec = KvAppendSpec {
+            batch: o.batch as u64,
+            n_new: n_new as u64,
+            n_kv_heads: o.n_kv_heads as u64,
+            head_dim: o.head_dim as u64,
+            kv_dtype: self.dtype,
+        };
+        let engine = rec.engine();
+        let c = cfg.unwrap_or_else(|| spec.default_config(engine.profile()));
+        let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
+        let params = spec.params(o.capacity as u32, self.len as u32);
+        rec.dispatch(
+            &kernel,
+            bytemuck::bytes_of(&params),
+            &[
+                Bind::whole(k_new),
+                Bind::whole(v_new),
+                Bind::whole(&self.k),
+                Bind::whole(&self.v),
+            ],
+            spec.dispatch(&c),
+        )?;
+        self.len = end;
+        Ok(())
+    }
+
+    /// The entries a decode step attends: (first slot, count). `window` limits attention to
+    /// the last `window` positions; without one a ring attends all it holds.
+    pub fn visible(&self, window: Option<u32>) -> Result<(u32, u32)> {
+        let o = &self.opts;
+        let mut n = self.len;
+        if let Some(w) = window {
+            if w == 0 {
+                return Err(Error::InvalidArgument {
+                    op: "attention_decode",
+                    detail: "window must be >= 1 (use None for no window)".into(),
+                });
+            }
+            n = n.min(w as usize);
+        } else if o.ring {
+            n = n.min(o.capacity);
+        }
+        if o.ring && n > o.capacity {
+            return Err(Error::InvalidArgument {
+                op: "attention_decode",
+                detail: format!(
+                    "the ring cache keeps {} positions, fewer than the {n} to attend \
+                     (pass a window <= capacity)",
+                    o.capacity
+                ),
+            });
+        }
+        let start = self.len - n;
+        Ok(((start % o.capacity) as u32, n as u32))
+    }
+}

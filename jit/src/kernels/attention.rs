@@ -1,0 +1,319 @@
+//! Fused prefill attention: online softmax over K/V tiles in workgroup memory, causal or
+//! bidirectional, sliding window, per-batch padding lengths, grouped-query heads, soft-capping.
+//!
+//! Layouts (f32, row-major): q and out [batch, seq_q, n_heads, d]; k and v
+//! [batch, seq_kv, n_kv_heads, d]; kv_lens [batch] (u32). Query row `i` sits at absolute
+//! position `i + q_pos0`; key `j` at position `j`. Key `j` is visible to the query at position
+//! `P` when `j < kv_lens[b]`, and `j <= P` if causal, and `P - j < window` if a window is set
+//! (bidirectional windows also need `j - P < window`).
+
+use crate::error::JitError;
+use crate::kernels::{check_workgroup, illegal, MAX_GROUPS_PER_DIM};
+use crate::profile::DeviceProfile;
+use crate::render::{render, section};
+use crate::shaders::ATTENTION;
+use crate::spec::{dispatch_2d, div_ceil, BindingDecl, KernelSpec, UniformStruct};
+
+crate::uniform_struct!(
+    /// Uniforms of the prefill section of `attention.wgsl`. `window = 0` means no window,
+    /// `softcap = 0` no soft-capping.
+    AttnParams {
+        batch: u32, seq_q: u32, seq_kv: u32, n_heads: u32,
+        n_kv_heads: u32, group: u32, q_tiles: u32, q_pos0: u32,
+        causal: u32, window: u32, scale: f32, softcap: f32,
+    }
+);
+
+/// Head dims the spaces are checked on; any multiple of 4 is accepted.
+pub const COMMON_HEAD_DIMS: [u64; 6] = [64, 80, 96, 128, 256, 32];
+
+/// The problem. Only `head_dim` shapes the WGSL (register arrays are sized by it); the rest
+/// goes to uniforms.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttentionSpec {
+    pub batch: u64,
+    pub seq_q: u64,
+    pub seq_kv: u64,
+    pub n_heads: u64,
+    pub n_kv_heads: u64,
+    pub head_dim: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttentionConfig {
+    /// Invocations per workgroup.
+    pub wg: u32,
+    /// Query rows per invocation (register blocking).
+    pub rows: u32,
+    /// Keys per K/V tile in workgroup memory.
+    pub kv_tile: u32,
+    /// Invocations sharing one query row (each owns head_dim / tpr columns); > 1 cuts
+    /// registers per invocation at the cost of exchanging partial dots in workgroup memory.
+    pub tpr: u32,
+}
+
+impl AttentionConfig {
+    /// Query rows per workgroup.
+    pub fn q_tile(&self) -> u32 {
+        self.wg / self.tpr.max(1) * self.rows
+    }
+}
+
+/// Floats of query rows and accumulators one invocation may hold in registers; beyond this
+/// configs spill on every GPU we target, so they are left out of the space.
+const MAX_REGISTER_FLOATS: u64 = 1024;
+
+/// Shared checks of head layout and sizes (also used by the decode spec).
+pub(crate) fn check_heads(
+    family: &str,
+    n_heads: u64,
+    n_kv_heads: u64,
+    head_dim: u64,
+) -> Result<(), JitError> {
+    let unsupported = |reason: String| JitError::UnsupportedProblem {
+        family: family.into(),
+        reason,
+    };
+    if head_dim == 0 || !head_dim.is_multiple_of(4) {
+        return Err(unsupported(format!(
+            "head dim {head_dim} must be a positive multiple of 4 (rows are read as vec4)"
+        )));
+    }
+    if head_dim > 512 {
+        return Err(unsupported(format!(
+            "head dim {head_dim} is above the supported maximum of 512"
+        )));
+    }
+    if n_heads == 0 || n_kv_heads == 0 || !n_heads.is_multiple_of(n_kv_heads) {
+        return Err(unsupported(format!(
+            "{n_heads} query heads cannot be grouped over {n_kv_heads} kv heads \
+             (query heads must be a positive multiple of kv heads)"
+        )));
+    }
+    Ok(())
+}
+
+impl AttentionSpec {
+    pub fn params(
+        &self,
+        cfg: &AttentionConfig,
+        q_pos0: u32,
+        causal: bool,
+        window: u32,
+        scale: f32,
+        softcap: f32,
+    ) -> AttnParams {
+        AttnParams {
+            batch: self.batch as u32,
+            seq_q: self.seq_q as u32,
+            seq_kv: self.seq_kv as u32,
+            n_heads: self.n_heads as u32,
+            n_kv_heads: self.n_kv_heads as u32,
+            group: (self.n_heads / self.n_kv_heads.max(1)) as u32,
+            q_tiles: self.q_tiles(cfg),
+            q_pos0,
+            causal: causal as u32,
+            window,
+            scale,
+            softcap,
+        }
+    }
+
+    pub fn q_tiles(&self, cfg: &AttentionConfig) -> u32 {
+        div_ceil(self.seq_q, cfg.q_tile() as u64).max(1)
+    }
+
+    /// Floats of the partial-dot exchange array (1 when unused, as WGSL has no empty arrays).
+    fn sp_len(cfg: &AttentionConfig) -> u64 {
+        if cfg.tpr > 1 {
+            cfg.rows as u64 * cfg.kv_tile as u64 * cfg.wg as u64
+        } else {
+            1
+        }
+    }
+
+    fn shared_bytes(&self, cfg: &AttentionConfig) -> u64 {
+        2 * cfg.kv_tile as u64 * self.head_dim * 4 + 4 + 4 * Self::sp_len(cfg)
+    }
+
+    /// Floats one invocation keeps in registers: query and accumulator columns, and scores.
+    fn register_floats(&self, cfg: &AttentionConfig) -> u64 {
+        2 * cfg.rows as u64 * self.head_dim / cfg.tpr.max(1) as u64
+            + cfg.rows as u64 * cfg.kv_tile as u64
+    }
+}
+
+impl KernelSpec for AttentionSpec {
+    type Config = AttentionConfig;
+
+    fn family(&self) -> &'static str {
+        "attention"
+    }
+
+    fn key(&self, cfg: &AttentionConfig) -> String {
+        format!(
+            "attention.prefill.f32.d{}.wg{}.t{}.r{}.bk{}",
+            self.head_dim, cfg.wg, cfg.tpr, cfg.rows, cfg.kv_tile
+        )
+    }
+
+    fn bindings(&self, _cfg: &AttentionConfig) -> Vec<BindingDecl> {
+        vec![
+            BindingDecl::uniform(0, "p"),
+            BindingDecl::read(1, "q"),
+            BindingDecl::read(2, "k"),
+            BindingDecl::read(3, "v"),
+            BindingDecl::read(4, "kv_lens"),
+            BindingDecl::read_write(5, "out"),
+        ]
+    }
+
+    fn render(&self, cfg: &AttentionConfig) -> Result<String, JitError> {
+        let f = "attention.wgsl";
+        render(
+            f,
+            section(f, ATTENTION, "prefill")?,
+            &[
+                ("KEY", self.key(cfg)),
+                ("PARAMS", AttnParams::wgsl_decl()),
+                ("D4", (self.head_dim / 4).to_string()),
+                ("WG", cfg.wg.to_string()),
+                ("R", cfg.rows.to_string()),
+                ("BK", cfg.kv_tile.to_string()),
+                ("TPR", cfg.tpr.to_string()),
+                ("SP", Self::sp_len(cfg).to_string()),
+            ],
+        )
+    }
+
+    fn dispatch(&self, cfg: &AttentionConfig) -> [u32; 3] {
+        let groups = self.q_tiles(cfg) as u64 * self.n_heads * self.batch;
+        if self.seq_q == 0 || groups == 0 {
+            return [0, 1, 1];
+        }
+        dispatch_2d(groups.min(u32::MAX as u64) as u32, MAX_GROUPS_PER_DIM)
+    }
+
+    fn check(&self, profile: &DeviceProfile, cfg: &AttentionConfig) -> Result<(), JitError> {
+        let fam = self.family();
+        check_heads(fam, self.n_heads, self.n_kv_heads, self.head_dim)?;
+        let key = self.key(cfg);
+        check_workgroup(fam, &key, profile, cfg.wg)?;
+        if !matches!(cfg.rows, 1 | 2 | 4) {
+            return Err(illegal(fam, &key, "rows per invocation must be 1, 2 or 4"));
+        }
+        if cfg.kv_tile == 0 || cfg.kv_tile > 128 {
+            return Err(illegal(fam, &key, "kv tile must be 1..=128 keys"));
+        }
+        if !matches!(cfg.tpr, 1 | 2 | 4 | 8) || !cfg.wg.is_multiple_of(cfg.tpr) {
+            return Err(illegal(
+                fam,
+                &key,
+                "threads per row must be 1, 2, 4 or 8 and divide the workgroup",
+            ));
+        }
+        if !(self.head_dim / 4).is_multiple_of(cfg.tpr as u64) {
+            return Err(illegal(
+                fam,
+                &key,
+                format!(
+                    "{} vec4 columns of the head do not split over {} threads per row",
+                    self.head_dim / 4,
+                    cfg.tpr
+                ),
+            ));
+        }
+        let regs = self.register_floats(cfg);
+        if regs > MAX_REGISTER_FLOATS {
+            return Err(illegal(
+                fam,
+                &key,
+                format!(
+                    "{regs} floats of registers per invocation (2 x rows x head dim / threads \
+                     per row + rows x kv tile) exceed {MAX_REGISTER_FLOATS}"
+                ),
+            ));
+        }
+        let shared = self.shared_bytes(cfg);
+        let limit = profile.limits.max_compute_workgroup_storage_size as u64;
+        if shared > limit {
+            return Err(illegal(
+                fam,
+                &key,
+                format!("K and V tiles need {shared} bytes of workgroup memory, above {limit}"),
+            ));
+        }
+        let q_el = self.batch * self.seq_q * self.n_heads * self.head_dim;
+        let kv_el = self.batch * self.seq_kv * self.n_kv_heads * self.head_dim;
+        if q_el / 4 > u32::MAX as u64 || kv_el / 4 > u32::MAX as u64 {
+            return Err(JitError::UnsupportedProblem {
+                family: fam.into(),
+                reason: "q or k/v above 2^32 vec4 elements".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn space(&self, profile: &DeviceProfile) -> Vec<AttentionConfig> {
+        let mut out = Vec::new();
+        // Tiles of 4 keys only where nothing larger fits (head dim 256 on 16 KiB devices).
+        let tiles: &[u32] = if self.head_dim >= 256 {
+            &[4, 8, 16, 32]
+        } else {
+            &[8, 16, 32]
+        };
+        for tpr in [1, 2, 4] {
+            let rows_list: &[u32] = if tpr == 1 { &[1, 2, 4] } else { &[1, 2] };
+            for wg in [64, 128, 256] {
+                for &rows in rows_list {
+                    for &kv_tile in tiles {
+                        let c = AttentionConfig {
+                            wg,
+                            rows,
+                            kv_tile,
+                            tpr,
+                        };
+                        if self.check(profile, &c).is_ok() {
+                            out.push(c);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn default_config(&self, profile: &DeviceProfile) -> AttentionConfig {
+        // Keep each invocation at 32 vec4 of query + accumulator (about 128 registers, so no
+        // spills on NVIDIA's 255): wider heads split columns over more threads per row. Then
+        // the largest K/V tile that fits amortizes the barriers.
+        let d4 = (self.head_dim / 4).max(1);
+        let tpr = [1u32, 2, 4, 8]
+            .into_iter()
+            .find(|&t| d4.is_multiple_of(t as u64) && d4 / t as u64 <= 16)
+            .unwrap_or(1);
+        let rows = if d4 / tpr as u64 <= 8 { 2 } else { 1 };
+        for wg in [128, 64] {
+            for kv_tile in [32, 16, 8, 4] {
+                let c = AttentionConfig {
+                    wg,
+                    rows,
+                    kv_tile,
+                    tpr,
+                };
+                if self.check(profile, &c).is_ok() && self.space(profile).contains(&c) {
+                    return c;
+                }
+            }
+        }
+        self.space(profile)
+            .into_iter()
+            .next()
+            .unwrap_or(AttentionConfig {
+                wg: 64,
+                rows: 1,
+                kv_tile: 4,
+                tpr: 1,
+            })
+    }
+}

@@ -1,0 +1,411 @@
+//! Decode attention against a KV cache (one query row per head), split over the cache length
+//! (split-K) with a second pass that merges the splits, plus the cache append kernel.
+//!
+//! Cache layout: k and v [batch, capacity, n_kv_heads, d], either f32 or f16 packed in pairs
+//! into u32 words (`pack2x16float`), which needs no `shader-f16`. The query is
+//! [batch, n_heads, d] f32. Logical entry `j` of `kv_len` lives in slot
+//! `(kv_start + j) % capacity`, which covers both a linear cache and a ring buffer.
+
+use crate::error::JitError;
+use crate::kernels::attention::check_heads;
+use crate::kernels::{check_workgroup, illegal, linear_dispatch, MAX_GROUPS_PER_DIM};
+use crate::profile::DeviceProfile;
+use crate::render::{render, section};
+use crate::shaders::ATTENTION_DECODE;
+use crate::spec::{dispatch_2d, div_ceil, BindingDecl, KernelSpec, UniformStruct};
+
+crate::uniform_struct!(
+    /// Uniforms of both decode passes.
+    DecodeParams {
+        batch: u32, n_heads: u32, n_kv_heads: u32, group: u32,
+        capacity: u32, kv_start: u32, kv_len: u32, split_len: u32,
+        n_split: u32, scale: f32, softcap: f32, pad0: u32,
+    }
+);
+
+crate::uniform_struct!(
+    /// Uniforms of the KV append kernel. `row4` = n_kv_heads * d / 4.
+    AppendParams { batch: u32, n_new: u32, row4: u32, capacity: u32, pos: u32, first: u32, pad0: u32, pad1: u32 }
+);
+
+/// Element type of a KV cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KvDType {
+    F32,
+    /// IEEE half, two per u32 word.
+    F16,
+}
+
+impl KvDType {
+    pub fn name(self) -> &'static str {
+        match self {
+            KvDType::F32 => "f32",
+            KvDType::F16 => "f16",
+        }
+    }
+    /// Bytes per element.
+    pub fn size(self) -> u64 {
+        match self {
+            KvDType::F32 => 4,
+            KvDType::F16 => 2,
+        }
+    }
+    fn wgsl_type(self) -> &'static str {
+        match self {
+            KvDType::F32 => "vec4<f32>",
+            KvDType::F16 => "vec2<u32>",
+        }
+    }
+}
+
+/// Pass 1: one workgroup per (batch, head, split).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecodeSpec {
+    pub batch: u64,
+    pub n_heads: u64,
+    pub n_kv_heads: u64,
+    pub head_dim: u64,
+    pub kv_dtype: KvDType,
+    /// Cache entries attended this step.
+    pub kv_len: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodeConfig {
+    pub wg: u32,
+    /// Most splits per (batch, head); fewer are used when the cache is short (every split gets
+    /// at least one block of `wg` keys).
+    pub max_splits: u32,
+}
+
+impl DecodeSpec {
+    /// (number of splits, entries per split) for this cache length.
+    pub fn splits(&self, cfg: &DecodeConfig) -> (u32, u32) {
+        let blocks = div_ceil(self.kv_len.max(1), cfg.wg as u64);
+        let n = blocks.clamp(1, cfg.max_splits.max(1));
+        let per_split_blocks = blocks.div_ceil(n);
+        let n = blocks.div_ceil(per_split_blocks).max(1);
+        (n, per_split_blocks * cfg.wg)
+    }
+
+    pub fn params(
+        &self,
+        cfg: &DecodeConfig,
+        capacity: u32,
+        kv_start: u32,
+        scale: f32,
+        softcap: f32,
+    ) -> DecodeParams {
+        let (n_split, split_len) = self.splits(cfg);
+        DecodeParams {
+            batch: self.batch as u32,
+            n_heads: self.n_heads as u32,
+            n_kv_heads: self.n_kv_heads as u32,
+            group: (self.n_heads / self.n_kv_heads.max(1)) as u32,
+            capacity: capacity.max(1),
+            kv_start,
+            kv_len: self.kv_len as u32,
+            split_len,
+            n_split,
+            scale,
+            softcap,
+            pad0: 0,
+        }
+    }
+}
+
+impl KernelSpec for DecodeSpec {
+    type Config = DecodeConfig;
+
+    fn family(&self) -> &'static str {
+        "attention_decode"
+    }
+
+    fn key(&self, cfg: &DecodeConfig) -> String {
+        format!(
+            "attention_decode.split.{}.d{}.wg{}.s{}",
+            self.kv_dtype.name(),
+            self.head_dim,
+            cfg.wg,
+            cfg.max_splits
+        )
+    }
+
+    fn bindings(&self, _cfg: &DecodeConfig) -> Vec<BindingDecl> {
+        vec![
+            BindingDecl::uniform(0, "p"),
+            BindingDecl::read(1, "q"),
+            BindingDecl::read(2, "kc"),
+            BindingDecl::read(3, "vc"),
+            BindingDecl::read_write(4, "part_ml"),
+            BindingDecl::read_write(5, "part_acc"),
+        ]
+    }
+
+    fn render(&self, cfg: &DecodeConfig) -> Result<String, JitError> {
+        let f = "attention_decode.wgsl";
+        let load = match self.kv_dtype {
+            KvDType::F32 => section(f, ATTENTION_DECODE, "load_f32")?,
+            KvDType::F16 => section(f, ATTENTION_DECODE, "load_f16")?,
+        };
+        render(
+            f,
+            section(f, ATTENTION_DECODE, "decode_split")?,
+            &[
+                ("KEY", self.key(cfg)),
+                ("PARAMS", DecodeParams::wgsl_decl()),
+                ("D4", (self.head_dim / 4).to_string()),
+                ("WG", cfg.wg.to_string()),
+                ("KV_T", self.kv_dtype.wgsl_type().into()),
+                ("LOAD", load.into()),
+            ],
+        )
+    }
+
+    fn dispatch(&self, cfg: &DecodeConfig) -> [u32; 3] {
+        let groups = self.splits(cfg).0 as u64 * self.n_heads * self.batch;
+        if groups == 0 {
+            return [0, 1, 1];
+        }
+        dispatch_2d(groups.min(u32::MAX as u64) as u32, MAX_GROUPS_PER_DIM)
+    }
+
+    fn check(&self, profile: &DeviceProfile, cfg: &DecodeConfig) -> Result<(), JitError> {
+        let fam = self.family();
+        check_heads(fam, self.n_heads, self.n_kv_heads, self.head_dim)?;
+        let key = self.key(cfg);
+        check_workgroup(fam, &key, profile, cfg.wg)?;
+        let d4 = self.head_dim / 4;
+        if (cfg.wg as u64) < d4 {
+            return Err(illegal(
+                fam,
+                &key,
+                format!(
+                    "workgroup of {} cannot cover {d4} vec4 columns of a head",
+                    cfg.wg
+                ),
+            ));
+        }
+        if cfg.max_splits == 0 || cfg.max_splits > 1024 {
+            return Err(illegal(fam, &key, "max splits must be 1..=1024"));
+        }
+        let shared = d4 * 16 + cfg.wg as u64 * (4 + 4 + 4 + 16);
+        let limit = profile.limits.max_compute_workgroup_storage_size as u64;
+        if shared > limit {
+            return Err(illegal(
+                fam,
+                &key,
+                format!("needs {shared} bytes of workgroup memory, above {limit}"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn space(&self, profile: &DeviceProfile) -> Vec<DecodeConfig> {
+        let mut out = Vec::new();
+        for wg in [32, 64, 128, 256] {
+            for max_splits in [1, 4, 16, 32, 64, 128, 256] {
+                let c = DecodeConfig { wg, max_splits };
+                if self.check(profile, &c).is_ok() {
+                    out.push(c);
+                }
+            }
+        }
+        out
+    }
+
+    fn default_config(&self, profile: &DeviceProfile) -> DecodeConfig {
+        // Aim at ~512 workgroups in flight so long caches fill a large GPU.
+        let heads = (self.batch * self.n_heads).max(1);
+        let want = (512 / heads).clamp(1, 256) as u32;
+        let max_splits = [256, 128, 64, 32, 16, 4, 1]
+            .into_iter()
+            .find(|&s| s <= want)
+            .unwrap_or(1);
+        for wg in [128, 256, 64, 32] {
+            let c = DecodeConfig { wg, max_splits };
+            if self.check(profile, &c).is_ok() {
+                return c;
+            }
+        }
+        DecodeConfig {
+            wg: 128,
+            max_splits,
+        }
+    }
+}
+
+/// Pass 2: one workgroup per (batch, head) merges `n_split` partial states.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecodeReduceSpec {
+    pub batch: u64,
+    pub n_heads: u64,
+    pub head_dim: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodeReduceConfig {
+    pub wg: u32,
+}
+
+impl KernelSpec for DecodeReduceSpec {
+    type Config = DecodeReduceConfig;
+
+    fn family(&self) -> &'static str {
+        "attention_decode_reduce"
+    }
+
+    fn key(&self, cfg: &DecodeReduceConfig) -> String {
+        format!("attention_decode.reduce.d{}.wg{}", self.head_dim, cfg.wg)
+    }
+
+    fn bindings(&self, _cfg: &DecodeReduceConfig) -> Vec<BindingDecl> {
+        vec![
+            BindingDecl::uniform(0, "p"),
+            BindingDecl::read(1, "part_ml"),
+            BindingDecl::read(2, "part_acc"),
+            BindingDecl::read_write(3, "out"),
+        ]
+    }
+
+    fn render(&self, cfg: &DecodeReduceConfig) -> Result<String, JitError> {
+        let f = "attention_decode.wgsl";
+        render(
+            f,
+            section(f, ATTENTION_DECODE, "decode_reduce")?,
+            &[
+                ("KEY", self.key(cfg)),
+                ("PARAMS", DecodeParams::wgsl_decl()),
+                ("D4", (self.head_dim / 4).to_string()),
+                ("WG", cfg.wg.to_string()),
+            ],
+        )
+    }
+
+    fn dispatch(&self, _cfg: &DecodeReduceConfig) -> [u32; 3] {
+        let groups = self.batch * self.n_heads;
+        if groups == 0 {
+            return [0, 1, 1];
+        }
+        dispatch_2d(groups.min(u32::MAX as u64) as u32, MAX_GROUPS_PER_DIM)
+    }
+
+    fn check(&self, profile: &DeviceProfile, cfg: &DecodeReduceConfig) -> Result<(), JitError> {
+        check_heads(self.family(), self.n_heads, self.n_heads, self.head_dim)?;
+        check_workgroup(self.family(), &self.key(cfg), profile, cfg.wg)
+    }
+
+    fn space(&self, profile: &DeviceProfile) -> Vec<DecodeReduceConfig> {
+        [32, 64, 128]
+            .into_iter()
+            .map(|wg| DecodeReduceConfig { wg })
+            .filter(|c| self.check(profile, c).is_ok())
+            .collect()
+    }
+
+    fn default_config(&self, _profile: &DeviceProfile) -> DecodeReduceConfig {
+        DecodeReduceConfig { wg: 32 }
+    }
+}
+
+/// Appends `n_new` rows of K and V to a cache of `capacity` slots.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KvAppendSpec {
+    pub batch: u64,
+    pub n_new: u64,
+    pub n_kv_heads: u64,
+    pub head_dim: u64,
+    pub kv_dtype: KvDType,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KvAppendConfig {
+    pub wg: u32,
+}
+
+impl KvAppendSpec {
+    pub fn params(&self, capacity: u32, pos: u32) -> AppendParams {
+        let first = self.n_new.saturating_sub(capacity as u64) as u32;
+        AppendParams {
+            batch: self.batch as u32,
+            n_new: self.n_new as u32,
+            row4: (self.n_kv_heads * self.head_dim / 4) as u32,
+            capacity: capacity.max(1),
+            pos,
+            first,
+            pad0: 0,
+            pad1: 0,
+        }
+    }
+}
+
+impl KernelSpec for KvAppendSpec {
+    type Config = KvAppendConfig;
+
+    fn family(&self) -> &'static str {
+        "kv_append"
+    }
+
+    fn key(&self, cfg: &KvAppendConfig) -> String {
+        format!("kv_append.{}.wg{}", self.kv_dtype.name(), cfg.wg)
+    }
+
+    fn bindings(&self, _cfg: &KvAppendConfig) -> Vec<BindingDecl> {
+        vec![
+            BindingDecl::uniform(0, "p"),
+            BindingDecl::read(1, "k_new"),
+            BindingDecl::read(2, "v_new"),
+            BindingDecl::read_write(3, "kc"),
+            BindingDecl::read_write(4, "vc"),
+        ]
+    }
+
+    fn render(&self, cfg: &KvAppendConfig) -> Result<String, JitError> {
+        let f = "attention_decode.wgsl";
+        let store = match self.kv_dtype {
+            KvDType::F32 => section(f, ATTENTION_DECODE, "store_f32")?,
+            KvDType::F16 => section(f, ATTENTION_DECODE, "store_f16")?,
+        };
+        render(
+            f,
+            section(f, ATTENTION_DECODE, "kv_append")?,
+            &[
+                ("KEY", self.key(cfg)),
+                ("PARAMS", AppendParams::wgsl_decl()),
+                ("WG", cfg.wg.to_string()),
+                ("KV_T", self.kv_dtype.wgsl_type().into()),
+                ("STORE", store.into()),
+            ],
+        )
+    }
+
+    fn dispatch(&self, cfg: &KvAppendConfig) -> [u32; 3] {
+        let n = self.batch * self.n_new * self.n_kv_heads * self.head_dim / 4;
+        if n == 0 {
+            return [0, 1, 1];
+        }
+        linear_dispatch(n, cfg.wg)
+    }
+
+    fn check(&self, profile: &DeviceProfile, cfg: &KvAppendConfig) -> Result<(), JitError> {
+        check_heads(
+            self.family(),
+            self.n_kv_heads,
+            self.n_kv_heads,
+            self.head_dim,
+        )?;
+        check_workgroup(self.family(), &self.key(cfg), profile, cfg.wg)
+    }
+
+    fn space(&self, profile: &DeviceProfile) -> Vec<KvAppendConfig> {
+        [64, 128, 256]
+            .into_iter()
+            .map(|wg| KvAppendConfig { wg })
+            .filter(|c| self.check(profile, c).is_ok())
+            .collect()
+    }
+
+    fn default_config(&self, _profile: &DeviceProfile) -> KvAppendConfig {
+        KvAppendConfig { wg: 64 }
+    }
+}

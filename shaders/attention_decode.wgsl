@@ -1,0 +1,195 @@
+//! section decode_split
+// {{KEY}}
+// Decode attention, pass 1 of 2 (split-K): one workgroup per (batch, head, split) covers
+// `split_len` cache entries and writes its partial softmax state (max, sum, weighted V).
+// Scores: one invocation per key. Weighted V: invocations form G groups of D4 columns, so V
+// rows are read coalesced; each group keeps its own online-softmax state, merged at the end.
+// Logical cache entry j lives in slot (kv_start + j) % capacity: for a ring buffer this walks
+// the last `kv_len` positions in any order, which softmax does not care about.
+{{PARAMS}}
+const D4: u32 = {{D4}}u;   // head_dim / 4
+const WG: u32 = {{WG}}u;
+const G: u32 = WG / D4;    // key groups in the V phase
+const NEG: f32 = -3.0e38;
+alias KV = {{KV_T}};
+
+@group(0) @binding(0) var<uniform> p: DecodeParams;
+@group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;              // [batch, n_heads, d]
+@group(0) @binding(2) var<storage, read> kc: array<KV>;                    // [batch, capacity, n_kv_heads, d]
+@group(0) @binding(3) var<storage, read> vc: array<KV>;                    // [batch, capacity, n_kv_heads, d]
+@group(0) @binding(4) var<storage, read_write> part_ml: array<vec2<f32>>;  // [batch, n_heads, n_split] (max, sum)
+@group(0) @binding(5) var<storage, read_write> part_acc: array<vec4<f32>>; // [batch, n_heads, n_split, d]
+
+var<workgroup> qs: array<vec4<f32>, D4>;      // [d] the query row, pre-scaled
+var<workgroup> sc: array<f32, WG>;            // [WG] logits of the current block of keys
+var<workgroup> red_m: array<f32, WG>;
+var<workgroup> red_l: array<f32, WG>;
+var<workgroup> red_acc: array<vec4<f32>, WG>;
+
+fn load(x: KV) -> vec4<f32> {
+{{LOAD}}
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let gi = wid.x + wid.y * nwg.x;
+    let split = gi % p.n_split;
+    let bh = gi / p.n_split;
+    let h = bh % p.n_heads;
+    let b = min(bh / p.n_heads, p.batch - 1u);
+    let kvh = h / p.group;
+    for (var c = lid; c < D4; c += WG) {
+        qs[c] = q[(b * p.n_heads + h) * D4 + c] * p.scale;
+    }
+    workgroupBarrier();
+    let j_begin = split * p.split_len;
+    let j_end = min(j_begin + p.split_len, p.kv_len);
+    let grp = lid / D4;
+    let col = lid % D4;
+    var m = NEG;
+    var l = 0.0;
+    var acc = vec4<f32>(0.0);
+    for (var j0 = j_begin; j0 < j_end; j0 += WG) {
+        let j = j0 + lid;
+        var s = NEG;
+        if (j < j_end) {
+            let slot = (p.kv_start + j) % p.capacity;
+            let base = ((b * p.capacity + slot) * p.n_kv_heads + kvh) * D4;
+            var d = vec4<f32>(0.0);
+            for (var c = 0u; c < D4; c++) {
+                d = fma(qs[c], load(kc[base + c]), d);
+            }
+            s = d.x + d.y + d.z + d.w;
+            if (p.softcap > 0.0) {
+                s = p.softcap * tanh(s / p.softcap);
+            }
+        }
+        sc[lid] = s;
+        workgroupBarrier();
+        if (grp < G) {
+            for (var t = grp; t < WG && j0 + t < j_end; t += G) {
+                let st = sc[t];
+                if (st > m) {
+                    let alpha = exp(m - st);
+                    acc *= alpha;
+                    l *= alpha;
+                    m = st;
+                }
+                let pj = exp(st - m);
+                l += pj;
+                let slot = (p.kv_start + j0 + t) % p.capacity;
+                acc = fma(vec4<f32>(pj), load(vc[((b * p.capacity + slot) * p.n_kv_heads + kvh) * D4 + col]), acc);
+            }
+        }
+        workgroupBarrier();
+    }
+    red_m[lid] = m;
+    red_l[lid] = l;
+    red_acc[lid] = acc;
+    workgroupBarrier();
+    if (lid < D4) {
+        var mm = NEG;
+        for (var g = 0u; g < G; g++) {
+            mm = max(mm, red_m[g * D4 + lid]);
+        }
+        var ll = 0.0;
+        var aa = vec4<f32>(0.0);
+        for (var g = 0u; g < G; g++) {
+            let w = exp(red_m[g * D4 + lid] - mm);
+            ll += red_l[g * D4 + lid] * w;
+            aa += red_acc[g * D4 + lid] * w;
+        }
+        let slot = bh * p.n_split + split;
+        part_acc[slot * D4 + lid] = aa;
+        if (lid == 0u) {
+            part_ml[slot] = vec2<f32>(mm, ll);
+        }
+    }
+}
+
+//! section load_f32
+    return x;
+//! section load_f16
+    return vec4<f32>(unpack2x16float(x.x), unpack2x16float(x.y));
+//! section store_f32
+    return x;
+//! section store_f16
+    return vec2<u32>(pack2x16float(x.xy), pack2x16float(x.zw));
+//! section decode_reduce
+// {{KEY}}
+// Decode attention, pass 2 of 2: merges the splits' partial softmax states of one (batch, head).
+{{PARAMS}}
+const D4: u32 = {{D4}}u;
+const WG: u32 = {{WG}}u;
+const NEG: f32 = -3.0e38;
+
+@group(0) @binding(0) var<uniform> p: DecodeParams;
+@group(0) @binding(1) var<storage, read> part_ml: array<vec2<f32>>;   // [batch, n_heads, n_split] (max, sum)
+@group(0) @binding(2) var<storage, read> part_acc: array<vec4<f32>>;  // [batch, n_heads, n_split, d]
+@group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>; // [batch, n_heads, d]
+
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let bh = wid.x + wid.y * nwg.x;
+    if (bh >= p.batch * p.n_heads) {
+        return;
+    }
+    let first = bh * p.n_split;
+    var mm = NEG;
+    for (var s = 0u; s < p.n_split; s++) {
+        mm = max(mm, part_ml[first + s].x);
+    }
+    var ll = 0.0;
+    for (var s = 0u; s < p.n_split; s++) {
+        let ml = part_ml[first + s];
+        ll += ml.y * exp(ml.x - mm);
+    }
+    // An empty cache (kv_len 0) outputs zeros, not NaN.
+    let inv = select(0.0, 1.0 / ll, ll > 0.0);
+    for (var c = lid; c < D4; c += WG) {
+        var aa = vec4<f32>(0.0);
+        for (var s = 0u; s < p.n_split; s++) {
+            aa += part_acc[(first + s) * D4 + c] * exp(part_ml[first + s].x - mm);
+        }
+        out[bh * D4 + c] = aa * inv;
+    }
+}
+
+//! section kv_append
+// {{KEY}}
+// Appends rows to a KV cache: new row i (absolute position pos + i) goes to slot
+// (pos + i) % capacity. Rows that a later new row of the same call overwrites in a ring are
+// skipped (`first`), so no two invocations write the same slot.
+{{PARAMS}}
+const WG: u32 = {{WG}}u;
+alias KV = {{KV_T}};
+
+@group(0) @binding(0) var<uniform> p: AppendParams;
+@group(0) @binding(1) var<storage, read> k_new: array<vec4<f32>>;  // [batch, n_new, n_kv_heads, d]
+@group(0) @binding(2) var<storage, read> v_new: array<vec4<f32>>;  // [batch, n_new, n_kv_heads, d]
+@group(0) @binding(3) var<storage, read_write> kc: array<KV>;      // [batch, capacity, n_kv_heads, d]
+@group(0) @binding(4) var<storage, read_write> vc: array<KV>;      // [batch, capacity, n_kv_heads, d]
+
+fn store(x: vec4<f32>) -> KV {
+{{STORE}}
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = gid.x + gid.y * nwg.x * WG;
+    if (idx >= p.batch * p.n_new * p.row4) {
+        return;
+    }
+    let e = idx % p.row4;
+    let i = (idx / p.row4) % p.n_new;
+    let b = idx / (p.row4 * p.n_new);
+    if (i < p.first) {
+        return;
+    }
+    let slot = (p.pos + i) % p.capacity;
+    let dst = (b * p.capacity + slot) * p.row4 + e;
+    kc[dst] = store(k_new[idx]);
+    vc[dst] = store(v_new[idx]);
+}

@@ -1,0 +1,304 @@
+//! Decode attention (split-K + merge pass) against the dense f64 oracle, over a KV cache that
+//! is appended in chunks: linear caches at cache lengths 1..4096 (sampled), ring buffers
+//! through wraparound (including appends longer than the ring), f32 and f16 storage, GQA
+//! ratios 1/2/4/8, windows, soft-capping, and every config of the space on one length.
+
+use webjit_engine::jit::kernels::attention_decode::{DecodeConfig, KvDType};
+use webjit_engine::jit::KernelSpec;
+use webjit_engine::ops::{self, DecodeOptions};
+use webjit_engine::{KvCache, KvCacheOptions};
+use webjit_tests::oracle_attention::{attention as oracle, unpack_f16_pairs, AttnProblem};
+use webjit_tests::{assert_close, engine, Rand, NMSE_ATTENTION};
+
+/// A cache plus the host copy of every row appended: [batch, positions, kv_heads, d].
+struct Tracked {
+    cache: KvCache,
+    k: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+}
+
+impl Tracked {
+    fn new(opts: KvCacheOptions) -> Self {
+        let b = opts.batch;
+        Self {
+            cache: KvCache::new(engine(), opts).unwrap(),
+            k: vec![Vec::new(); b],
+            v: vec![Vec::new(); b],
+        }
+    }
+
+    fn row(&self) -> usize {
+        let o = self.cache.options();
+        o.n_kv_heads * o.head_dim
+    }
+
+    fn append(&mut self, r: &mut Rand, n: usize) {
+        let e = engine();
+        let o = self.cache.options().clone();
+        let row = self.row();
+        let k = r.vec(o.batch * n * row, -2.0, 2.0);
+        let v = r.vec(o.batch * n * row, -1.0, 1.0);
+        for b in 0..o.batch {
+            self.k[b].extend_from_slice(&k[b * n * row..(b + 1) * n * row]);
+            self.v[b].extend_from_slice(&v[b * n * row..(b + 1) * n * row]);
+        }
+        let shape = [o.batch, n, o.n_kv_heads, o.head_dim];
+        let kt = e.upload_f32(&shape, &k).unwrap();
+        let vt = e.upload_f32(&shape, &v).unwrap();
+        let mut rec = e.recorder();
+        self.cache.append(&mut rec, &kt, &vt).unwrap();
+        rec.submit().unwrap();
+    }
+
+    /// The cache storage as f32 [batch, capacity, kv_heads, d].
+    fn storage(&self, which: usize) -> Vec<f32> {
+        let e = engine();
+        let t = if which == 0 {
+            self.cache.k()
+        } else {
+            self.cache.v()
+        };
+        match self.cache.dtype() {
+            KvDType::F32 => e.read_f32(t).unwrap(),
+            KvDType::F16 => unpack_f16_pairs(&e.read_u32(t).unwrap()),
+        }
+    }
+
+    /// K and V of the last `n` positions as the kernel sees them, after checking that every
+    /// one sits in its slot (exactly for f32, within f16 rounding for f16).
+    fn visible_rows(&self, n: usize) -> (Vec<f32>, Vec<f32>) {
+        let o = self.cache.options();
+        let row = self.row();
+        let len = self.cache.len();
+        let mut out = (Vec::new(), Vec::new());
+        for which in 0..2 {
+            let store = self.storage(which);
+            let hist = if which == 0 { &self.k } else { &self.v };
+            let dst = if which == 0 { &mut out.0 } else { &mut out.1 };
+            for b in 0..o.batch {
+                for pos in len - n..len {
+                    let slot = if o.ring { pos % o.capacity } else { pos };
+                    let s = &store[(b * o.capacity + slot) * row..][..row];
+                    let h = &hist[b][pos * row..][..row];
+                    for (i, (&got, &want)) in s.iter().zip(h).enumerate() {
+                        let tol = match self.cache.dtype() {
+                            KvDType::F32 => 0.0,
+                            KvDType::F16 => want.abs() / 2048.0 + 6e-8,
+                        };
+                        assert!(
+                            (got - want).abs() <= tol,
+                            "cache[{which}] b{b} pos {pos} slot {slot} elem {i}: {got} vs {want}"
+                        );
+                    }
+                    dst.extend_from_slice(s);
+                }
+            }
+        }
+        out
+    }
+
+    /// Decodes one query per head and checks it against the oracle.
+    fn check(
+        &self,
+        r: &mut Rand,
+        heads: usize,
+        opts: &DecodeOptions,
+        configs: &[Option<DecodeConfig>],
+    ) {
+        let e = engine();
+        let o = self.cache.options();
+        let len = self.cache.len();
+        let mut n = len;
+        if let Some(w) = opts.window {
+            n = n.min(w as usize);
+        } else if o.ring {
+            n = n.min(o.capacity);
+        }
+        let (k, v) = self.visible_rows(n);
+        let q = r.vec(o.batch * heads * o.head_dim, -2.0, 2.0);
+        let scale = opts.scale.unwrap_or(1.0 / (o.head_dim as f32).sqrt());
+        let p = AttnProblem {
+            batch: o.batch,
+            seq_q: 1,
+            seq_kv: n,
+            n_heads: heads,
+            n_kv_heads: o.n_kv_heads,
+            head_dim: o.head_dim,
+            causal: false,
+            window: None,
+            scale: scale as f64,
+            softcap: opts.softcap.map(|x| x as f64),
+            kv_lens: vec![n; o.batch],
+            q_pos0: n.saturating_sub(1),
+        };
+        let want = oracle(&p, &q, &k, &v);
+        let qt = e.upload_f32(&[o.batch, heads, o.head_dim], &q).unwrap();
+        for cfg in configs {
+            let mut rec = e.recorder();
+            let out =
+                ops::attention_decode_with(&mut rec, &qt, &self.cache, opts, cfg.clone(), None)
+                    .unwrap();
+            rec.submit().unwrap();
+            let got = e.read_f32(&out).unwrap();
+            let label = format!(
+                "decode len {len} (attending {n}) heads {heads} {o:?} {opts:?} dtype {:?} cfg={cfg:?}",
+                self.cache.dtype()
+            );
+            assert_close(&label, r.seed, &got, &want, 2e-5, 1e-4, NMSE_ATTENTION);
+        }
+    }
+}
+
+fn opts(
+    batch: usize,
+    kv_heads: usize,
+    d: usize,
+    capacity: usize,
+    ring: bool,
+    dtype: KvDType,
+) -> KvCacheOptions {
+    KvCacheOptions {
+        batch,
+        n_kv_heads: kv_heads,
+        head_dim: d,
+        capacity,
+        ring,
+        dtype: Some(dtype),
+    }
+}
+
+#[test]
+fn decode_linear_cache_lengths_match_oracle() {
+    let mut r = Rand::new(6);
+    for (dtype, d, lengths) in [
+        (
+            KvDType::F32,
+            64,
+            &[
+                1usize, 2, 3, 31, 32, 33, 127, 128, 129, 257, 1000, 2049, 4096,
+            ][..],
+        ),
+        (KvDType::F16, 128, &[1usize, 5, 129, 1500, 4096][..]),
+    ] {
+        let mut t = Tracked::new(opts(1, 2, d, 4096, false, dtype));
+        for &len in lengths {
+            let n = len - t.cache.len();
+            t.append(&mut r, n);
+            t.check(&mut r, 8, &DecodeOptions::default(), &[None]);
+        }
+    }
+}
+
+#[test]
+fn decode_ring_buffer_wraps() {
+    let mut r = Rand::new(66);
+    for dtype in [KvDType::F32, KvDType::F16] {
+        let window = 48;
+        let mut t = Tracked::new(opts(1, 1, 80, window, true, dtype));
+        // Single steps up to and across the first wrap, a chunk that wraps, a chunk longer
+        // than the ring (only its last `window` rows survive), then more single steps.
+        for n in [1, 1, 5, 40, 1, 1, 1, 30, 100, 1, 1, 47, 1] {
+            t.append(&mut r, n);
+            t.check(&mut r, 4, &DecodeOptions::default(), &[None]);
+        }
+        t.check(
+            &mut r,
+            4,
+            &DecodeOptions {
+                window: Some(window as u32),
+                ..Default::default()
+            },
+            &[None],
+        );
+        // A window smaller than the ring attends only the newest entries.
+        t.check(
+            &mut r,
+            4,
+            &DecodeOptions {
+                window: Some(7),
+                ..Default::default()
+            },
+            &[None],
+        );
+    }
+}
+
+#[test]
+fn decode_gqa_window_softcap_batch_match_oracle() {
+    let mut r = Rand::new(666);
+    for (heads, kv_heads) in [(4, 4), (4, 2), (8, 2), (8, 1)] {
+        let mut t = Tracked::new(opts(2, kv_heads, 64, 600, false, KvDType::F32));
+        t.append(&mut r, 300);
+        t.check(&mut r, heads, &DecodeOptions::default(), &[None]);
+        t.append(&mut r, 211);
+        for o in [
+            DecodeOptions {
+                window: Some(100),
+                ..Default::default()
+            },
+            DecodeOptions {
+                window: Some(1000),
+                softcap: Some(3.0),
+                scale: Some(0.3),
+            },
+        ] {
+            t.check(&mut r, heads, &o, &[None]);
+        }
+    }
+}
+
+#[test]
+fn decode_every_config_matches_oracle() {
+    let mut r = Rand::new(6666);
+    for dtype in [KvDType::F32, KvDType::F16] {
+        let mut t = Tracked::new(opts(1, 2, 64, 1024, false, dtype));
+        t.append(&mut r, 777);
+        let q = engine()
+            .upload_f32(&[1, 4, 64], &r.vec(256, -1.0, 1.0))
+            .unwrap();
+        let spec = ops::decode_spec(&q, &t.cache, &DecodeOptions::default()).unwrap();
+        let space: Vec<_> = spec
+            .space(engine().profile())
+            .into_iter()
+            .map(Some)
+            .collect();
+        assert!(space.len() >= 12, "{} configs", space.len());
+        t.check(&mut r, 4, &DecodeOptions::default(), &space);
+    }
+}
+
+#[test]
+fn empty_cache_decodes_to_zeros_and_bad_arguments_fail() {
+    let e = engine();
+    let mut r = Rand::new(66666);
+    let mut t = Tracked::new(opts(1, 1, 8, 4, false, KvDType::F32));
+    let q = e.upload_f32(&[1, 2, 8], &r.vec(16, -1.0, 1.0)).unwrap();
+    let mut rec = e.recorder();
+    let out = ops::attention_decode(&mut rec, &q, &t.cache, &DecodeOptions::default()).unwrap();
+    rec.submit().unwrap();
+    assert_eq!(e.read_f32(&out).unwrap(), vec![0.0; 16]);
+    t.append(&mut r, 4);
+    // A linear cache refuses to grow past its capacity.
+    let k = e.upload_f32(&[1, 1, 1, 8], &r.vec(8, -1.0, 1.0)).unwrap();
+    let mut rec = e.recorder();
+    assert!(t.cache.append(&mut rec, &k, &k).is_err());
+    // Wrong head dim, heads not a multiple of kv heads.
+    let bad = e.upload_f32(&[1, 2, 4], &r.vec(8, -1.0, 1.0)).unwrap();
+    assert_eq!(
+        ops::attention_decode(&mut rec, &bad, &t.cache, &DecodeOptions::default())
+            .unwrap_err()
+            .code(),
+        "SHAPE"
+    );
+    // A ring cannot attend more than it keeps.
+    let mut ring = Tracked::new(opts(1, 1, 8, 4, true, KvDType::F16));
+    ring.append(&mut r, 9);
+    let o = DecodeOptions {
+        window: Some(5),
+        ..Default::default()
+    };
+    assert!(ops::attention_decode(&mut rec, &q, &ring.cache, &o).is_err());
+    // Zero-sized caches and odd head dims are rejected before allocating.
+    assert!(KvCache::new(e, opts(1, 1, 6, 4, false, KvDType::F32)).is_err());
+    assert!(KvCache::new(e, opts(1, 1, 8, 0, false, KvDType::F32)).is_err());
+}
