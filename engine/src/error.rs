@@ -34,6 +34,8 @@ pub enum Error {
     Gpu { during: String, message: String },
     #[error("reading back results failed: {detail}")]
     Readback { detail: String },
+    #[error(transparent)]
+    Load(#[from] crate::loader::LoaderError),
 }
 
 impl Error {
@@ -52,6 +54,7 @@ impl Error {
             Error::ShaderCompile { .. } => "SHADER_COMPILE",
             Error::Gpu { .. } => "GPU",
             Error::Readback { .. } => "READBACK",
+            Error::Load(e) => e.code(),
         }
     }
 }

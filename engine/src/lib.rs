@@ -9,6 +9,7 @@ pub mod bench;
 pub mod buffer;
 pub mod device;
 pub mod error;
+pub mod loader;
 pub mod ops;
 pub mod pipeline;
 pub mod recorder;
