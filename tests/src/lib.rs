@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 use rand::{Rng, SeedableRng};
 use webjit_engine::{DeviceOptions, Engine};
 
+pub mod loader_fixtures;
 pub mod oracle;
 
 /// The test engine on the machine's adapter. Panics with instructions when there is none:

@@ -290,7 +290,8 @@ impl Loader {
                         return Ok(());
                     }
                 }
-                let left = t.size - self.done_in_tensor;
+                // Bytes of a split block wait in `carry`: they are consumed, not delivered.
+                let left = t.size - self.done_in_tensor - self.carry.len() as u64;
                 let avail = (left.min(data.len() as u64)) as usize;
                 let (mine, rest) = data.split_at(avail);
                 data = rest;
