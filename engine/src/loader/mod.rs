@@ -173,7 +173,7 @@ impl Loader {
 
     /// Bytes consumed so far.
     pub fn position(&self) -> u64 {
-        self.pos
+        self.pos + self.field.len() as u64
     }
 
     /// Host bytes the loader's own buffers hold now (field assembly and block carry; the
@@ -381,12 +381,13 @@ impl Loader {
             Phase::Failed => return Err(LoaderError::State { state: "an error" }),
             Phase::Finished => return Err(LoaderError::State { state: "finish" }),
             Phase::Header(p) => {
+                // `pos` counts whole fields; a partial one waits in `field`.
                 return Err(LoaderError::Truncated {
                     field: p.describe(),
-                    offset: got - self.field.len() as u64,
+                    offset: got,
                     needed: (p.want() - self.field.len()) as u64,
-                    got,
-                })
+                    got: got + self.field.len() as u64,
+                });
             }
             Phase::Data => {}
         }
