@@ -4,8 +4,9 @@
 //! Chunk sizes: 1-byte chunks over the whole 253 MB Gemma file would take minutes in a debug
 //! build, so the 1-byte run feeds the whole *header* (every metadata and tensor-info field,
 //! ~4 MB, where the parser's state machine lives) byte by byte and then the data in 4093-byte
-//! chunks; the other runs use sampled sizes from 2 bytes to 1 MiB, and one run draws a new
-//! random size for every push. The small synthetic files in loader_chunks.rs are split at
+//! chunks; another feeds 3-byte chunks through the header and the first 4 MiB of tensor data;
+//! the others use sampled sizes up to 1 MiB (4093, 65537, 1 MiB, one random size), and one
+//! run draws a new random size for every push. The small synthetic files in loader_chunks.rs are split at
 //! every offset.
 
 use std::collections::BTreeMap;
@@ -27,12 +28,22 @@ fn check_sizes(label: &str, file: &[u8], format: Format, opts: LoadOptions, head
         sha256: None,
         ..opts
     };
-    let mut sizes: Vec<usize> = vec![3, 4093, 65537, 1 << 20];
+    let mut sizes: Vec<usize> = vec![4093, 65537, 1 << 20];
     sizes.push(rng.range(9, 1 << 20));
     let mut runs: Vec<(String, Box<dyn FnMut(u64) -> usize>)> = vec![(
         "1 byte through the header, then 4093".into(),
         Box::new(move |off| if off < header_end { 1 } else { 4093 }),
     )];
+    runs.push((
+        "3 bytes through the header and the first 4 MiB of data, then 65537".into(),
+        Box::new(move |off| {
+            if off < header_end + (4 << 20) {
+                3
+            } else {
+                65537
+            }
+        }),
+    ));
     for s in sizes {
         runs.push((format!("{s}-byte chunks"), Box::new(move |_| s)));
     }
