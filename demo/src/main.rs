@@ -2,6 +2,7 @@
 
 mod bench;
 mod info;
+mod load;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +30,8 @@ enum Command {
         #[command(subcommand)]
         what: bench::BenchCommand,
     },
+    /// Stream a GGUF or safetensors file through the chunk-fed loader (and onto the GPU).
+    Load(load::LoadArgs),
 }
 
 fn main() {
@@ -36,6 +39,7 @@ fn main() {
     let result = match cli.command {
         Command::Info { json } => info::run(json),
         Command::Bench { what } => bench::run(what),
+        Command::Load(args) => load::run(args),
     };
     if let Err(e) = result {
         eprintln!("error [{}]: {e}", e.code());

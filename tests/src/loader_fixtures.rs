@@ -260,7 +260,7 @@ pub fn safetensors(
     metadata: Option<&[(&str, &str)]>,
 ) -> Vec<u8> {
     let mut header = serde_like_json(tensors, metadata);
-    while header.len() % 8 != 0 {
+    while !header.len().is_multiple_of(8) {
         header.push(' ');
     }
     let mut f = (header.len() as u64).to_le_bytes().to_vec();

@@ -15,6 +15,9 @@ use webjit_engine::loader::{parse_sha256, Format, LoadOptions};
 use webjit_tests::loader_fixtures::{digests_chunked, model_file, GEMMA, MINILM};
 use webjit_tests::Rand;
 
+/// A named chunk-size schedule: offset -> size of the next push.
+type Run = (String, Box<dyn FnMut(u64) -> usize>);
+
 const GEMMA_SHA: &str = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818";
 
 fn check_sizes(label: &str, file: &[u8], format: Format, opts: LoadOptions, header_end: u64) {
@@ -30,7 +33,7 @@ fn check_sizes(label: &str, file: &[u8], format: Format, opts: LoadOptions, head
     };
     let mut sizes: Vec<usize> = vec![4093, 65537, 1 << 20];
     sizes.push(rng.range(9, 1 << 20));
-    let mut runs: Vec<(String, Box<dyn FnMut(u64) -> usize>)> = vec![(
+    let mut runs: Vec<Run> = vec![(
         "1 byte through the header, then 4093".into(),
         Box::new(move |off| if off < header_end { 1 } else { 4093 }),
     )];
@@ -81,6 +84,7 @@ fn gemma_gguf_chunk_sizes_match_one_shot() {
         expected_len: Some(file.len() as u64),
         sha256: parse_sha256(GEMMA_SHA),
         skip_unsupported: false,
+        compute_sha256: false,
     };
     let mut src = webjit_engine::loader::MemSource(&file);
     let (header, summary) = webjit_engine::loader::source::load_from(
@@ -117,6 +121,7 @@ fn minilm_safetensors_chunk_sizes_match_one_shot() {
         expected_len: Some(file.len() as u64),
         sha256: None,
         skip_unsupported: true,
+        compute_sha256: false,
     };
     let mut src = webjit_engine::loader::MemSource(&file);
     let (header, summary) = webjit_engine::loader::source::load_from(

@@ -466,7 +466,7 @@ impl GgufParser {
                 dims: dims.clone(),
             })?;
         let be = dtype.block_elems();
-        if dims[0] % be != 0 {
+        if !dims[0].is_multiple_of(be) {
             return Err(LoaderError::InvalidValue {
                 field: format!("tensor `{name}` dims"),
                 offset: info_at,
@@ -484,7 +484,7 @@ impl GgufParser {
                 offset: info_at,
                 dims: dims.clone(),
             })?;
-        if rel % self.alignment != 0 {
+        if !rel.is_multiple_of(self.alignment) {
             return Err(LoaderError::Misaligned {
                 tensor: name,
                 offset: at + 4,

@@ -23,7 +23,9 @@ use sha2::{Digest, Sha256};
 
 pub use error::LoaderError;
 pub use sinks::{HashSink, NullSink};
-pub use source::{FileSource, MemSource, WeightSource};
+#[cfg(not(target_arch = "wasm32"))]
+pub use source::FileSource;
+pub use source::{MemSource, WeightSource};
 pub use types::{
     layer_of, Format, LoadEvent, MetaArray, MetaEntry, MetaValue, ModelHeader, TensorInfo,
     TensorSink, TensorType, ValueType,
@@ -41,6 +43,9 @@ pub struct LoadOptions {
     pub expected_len: Option<u64>,
     /// Checked against the sha256 of every pushed byte at `finish`.
     pub sha256: Option<[u8; 32]>,
+    /// Hash the file even without an expected digest (reported in `LoadSummary`). Hashing
+    /// costs about as much CPU as parsing, so it is off unless asked for.
+    pub compute_sha256: bool,
     /// Safetensors: stream past tensors of dtypes the engine does not use (e.g. BERT's I64
     /// `position_ids`) instead of failing; they are marked `skipped` and never delivered.
     pub skip_unsupported: bool,
@@ -102,7 +107,7 @@ impl HeaderParser {
 }
 
 enum Phase {
-    Header(HeaderParser),
+    Header(Box<HeaderParser>),
     Data,
     Finished,
     Failed,
@@ -114,7 +119,8 @@ pub struct LoadSummary {
     pub bytes: u64,
     pub tensors: usize,
     pub skipped: usize,
-    pub sha256: [u8; 32],
+    /// When `sha256` or `compute_sha256` was set.
+    pub sha256: Option<[u8; 32]>,
 }
 
 /// A chunk-fed loader for one file. Push the file's bytes in order with `push`, then `finish`.
@@ -125,7 +131,7 @@ pub struct Loader {
     pos: u64,
     /// The header field being assembled from several chunks.
     field: Vec<u8>,
-    hasher: Sha256,
+    hasher: Option<Sha256>,
     header: Option<ModelHeader>,
     /// Tensor indices in data order (by offset).
     order: Vec<usize>,
@@ -149,12 +155,13 @@ impl Loader {
                 opts.skip_unsupported,
             )),
         };
+        let hasher = (opts.sha256.is_some() || opts.compute_sha256).then(Sha256::new);
         Self {
+            hasher,
             opts,
-            phase: Phase::Header(parser),
+            phase: Phase::Header(Box::new(parser)),
             pos: 0,
             field: Vec::new(),
-            hasher: Sha256::new(),
             header: None,
             order: Vec::new(),
             next: 0,
@@ -195,7 +202,9 @@ impl Loader {
         if matches!(self.phase, Phase::Finished) {
             return Err(LoaderError::State { state: "finish" });
         }
-        self.hasher.update(data);
+        if let Some(h) = &mut self.hasher {
+            h.update(data);
+        }
         let r = self.push_inner(data, sink);
         if r.is_err() {
             self.phase = Phase::Failed;
@@ -414,8 +423,8 @@ impl Loader {
                 });
             }
         }
-        let sha: [u8; 32] = std::mem::take(&mut self.hasher).finalize().into();
-        if let Some(want) = self.opts.sha256 {
+        let sha: Option<[u8; 32]> = self.hasher.take().map(|h| h.finalize().into());
+        if let (Some(want), Some(sha)) = (self.opts.sha256, sha) {
             if want != sha {
                 return Err(LoaderError::Checksum {
                     expected: hex(&want),

@@ -55,7 +55,7 @@ impl TensorSink for HashSink {
                 format!("piece at {offset}, expected {} of `{}`", cur.2, cur.0),
             ));
         }
-        if bytes.len() as u64 % info.dtype.block_bytes() != 0 {
+        if !(bytes.len() as u64).is_multiple_of(info.dtype.block_bytes()) {
             return Err(Self::contract(
                 &info.name,
                 format!("piece of {} bytes is not whole blocks", bytes.len()),

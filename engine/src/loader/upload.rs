@@ -78,15 +78,11 @@ impl<'e> GpuSink<'e> {
             t if t.is_quantized() => {
                 let row_bytes =
                     info.shape.last().copied().unwrap_or(1) / t.block_elems() * t.block_bytes();
-                let rows = if row_bytes == 0 {
-                    1
-                } else {
-                    info.size / row_bytes
-                };
-                let shape = if row_bytes > 0 && row_bytes % 4 == 0 {
-                    vec![rows as usize, (row_bytes / 4) as usize]
-                } else {
-                    vec![info.size.div_ceil(4) as usize]
+                let shape = match info.size.checked_div(row_bytes) {
+                    Some(rows) if row_bytes.is_multiple_of(4) => {
+                        vec![rows as usize, (row_bytes / 4) as usize]
+                    }
+                    _ => vec![info.size.div_ceil(4) as usize],
                 };
                 (shape, DType::U32)
             }
