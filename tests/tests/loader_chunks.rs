@@ -58,6 +58,7 @@ fn safetensors_all_splits() {
 struct Recorder {
     log: Vec<String>,
     tensors: Vec<(String, Vec<u8>)>,
+    progress: Vec<u64>,
 }
 
 impl TensorSink for Recorder {
@@ -67,7 +68,7 @@ impl TensorSink for Recorder {
             LoadEvent::LayerReady { layer } => self.log.push(format!("layer {layer}")),
             LoadEvent::TensorReady(t) => self.log.push(format!("tensor {}", t.name)),
             LoadEvent::Done { tensors, .. } => self.log.push(format!("done {tensors}")),
-            LoadEvent::Progress { .. } => {}
+            LoadEvent::Progress { bytes, .. } => self.progress.push(*bytes),
         }
         Ok(())
     }
@@ -150,6 +151,13 @@ fn gguf_values_tensors_and_events() {
             let got = sink.tensors.iter().find(|x| x.0 == t.name).map(|x| &x.1);
             assert_eq!(got, Some(&t.data), "{} bytes", t.name);
         }
+        // Progress after every push once the header is known: increasing, ending at the length.
+        assert!(
+            sink.progress.windows(2).all(|w| w[0] < w[1]),
+            "progress not increasing"
+        );
+        assert_eq!(sink.progress.last(), Some(&(file.len() as u64)));
+        assert!(sink.progress.len() >= (file.len() as u64 - h.data_start) as usize / 5);
         // Order: header first, each layer right after its last tensor, done last.
         assert_eq!(sink.log.first().map(String::as_str), Some("header 14"));
         assert_eq!(sink.log.last().map(String::as_str), Some("done 14"));

@@ -393,3 +393,54 @@ fn safetensors_corruptions() {
         assert_eq!(err(&f, Format::Safetensors, true).code(), code, "{json}");
     }
 }
+
+#[test]
+fn sources_and_states_give_typed_errors() {
+    use webjit_engine::loader::source::{load_from, read_tensor};
+    use webjit_engine::loader::{FileSource, Loader, MemSource, NullSink, WeightSource};
+    let e = FileSource::open(std::path::Path::new("/nonexistent/model.gguf")).err();
+    assert_eq!(e.map(|e| e.code()), Some("LOAD_IO"));
+    let (file, _, _) = base();
+    let mut src = MemSource(&file);
+    let mut buf = [0u8; 8];
+    assert_eq!(
+        src.read_at(file.len() as u64 - 4, &mut buf)
+            .unwrap_err()
+            .code(),
+        "LOAD_IO"
+    );
+    assert_eq!(
+        src.read_at(u64::MAX, &mut buf).unwrap_err().code(),
+        "LOAD_IO"
+    );
+    // A tensor info from another (bigger) file cannot be read past this one's end.
+    let (h, _) =
+        load_from(&mut src, None, LoadOptions::default(), 100, &mut NullSink).expect("load");
+    let mut info = h.tensors[0].clone();
+    info.offset = file.len() as u64 - 2;
+    assert_eq!(
+        read_tensor(&mut src, &info).unwrap_err().code(),
+        "LOAD_OUT_OF_BOUNDS"
+    );
+    assert_eq!(
+        read_tensor(&mut src, &h.tensors[0]).expect("read").len() as u64,
+        h.tensors[0].size
+    );
+    // Pushing after finish or after an error.
+    let mut l = Loader::new(Format::Gguf, LoadOptions::default());
+    l.push(&file, &mut NullSink).expect("push");
+    l.finish(&mut NullSink).expect("finish");
+    assert_eq!(
+        l.push(&[0], &mut NullSink).unwrap_err().code(),
+        "LOAD_STATE"
+    );
+    let mut l = Loader::new(Format::Gguf, LoadOptions::default());
+    assert!(l.push(b"GGUX", &mut NullSink).is_err());
+    assert_eq!(
+        l.push(&file, &mut NullSink).unwrap_err().code(),
+        "LOAD_STATE"
+    );
+    // Format sniffing: a GGUF magic is GGUF, anything else is tried as safetensors.
+    assert_eq!(Format::sniff(&file), Format::Gguf);
+    assert_eq!(Format::sniff(&[1, 0, 0, 0]), Format::Safetensors);
+}
