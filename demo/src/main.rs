@@ -5,6 +5,7 @@ mod bench_attention;
 mod embed;
 mod info;
 mod tune;
+mod load;
 
 use clap::{Parser, Subcommand};
 
@@ -63,6 +64,8 @@ enum Command {
         #[command(subcommand)]
         what: bench::BenchCommand,
     },
+    /// Stream a GGUF or safetensors file through the chunk-fed loader (and onto the GPU).
+    Load(load::LoadArgs),
 }
 
 fn main() {
@@ -89,6 +92,7 @@ fn main() {
             import,
             no_save,
         }),
+        Command::Load(args) => load::run(args),
     };
     if let Err(e) = result {
         eprintln!("error [{}]: {e}", e.code());

@@ -36,6 +36,8 @@ pub enum Error {
     BadModel { detail: String },
     #[error("reading back results failed: {detail}")]
     Readback { detail: String },
+    #[error(transparent)]
+    Load(#[from] crate::loader::LoaderError),
 }
 
 impl Error {
@@ -55,6 +57,7 @@ impl Error {
             Error::Gpu { .. } => "GPU",
             Error::Readback { .. } => "READBACK",
             Error::BadModel { .. } => "BAD_MODEL_FILE",
+            Error::Load(e) => e.code(),
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod device;
 pub mod error;
 pub mod kv_cache;
 pub mod model;
+pub mod loader;
 pub mod ops;
 pub mod pipeline;
 pub mod recorder;

@@ -6,8 +6,10 @@ use std::sync::OnceLock;
 use rand::{Rng, SeedableRng};
 use webjit_engine::{DeviceOptions, Engine};
 
+pub mod loader_fixtures;
 pub mod oracle;
 pub mod oracle_attention;
+pub mod oracle_loader;
 
 /// The test engine on the machine's adapter. Panics with instructions when there is none:
 /// GPU tests never skip silently.

