@@ -63,8 +63,13 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     let h = bh % p.n_heads;
     let b = bh / p.n_heads;
     let kvh = h / p.group;
+    // dispatch_2d may launch a few workgroups past the last (batch, head, tile); the whole
+    // workgroup leaves together, so no barrier below sees a partial workgroup.
+    if (b >= p.batch) {
+        return;
+    }
     if (lid == 0u) {
-        wg_kv_len = select(0u, min(kv_lens[min(b, p.batch - 1u)], p.seq_kv), b < p.batch);
+        wg_kv_len = min(kv_lens[b], p.seq_kv);
     }
     let kv_len = workgroupUniformLoad(&wg_kv_len);
     let q0 = qtile * BQ;

@@ -36,8 +36,13 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     let gi = wid.x + wid.y * nwg.x;
     let split = gi % p.n_split;
     let bh = gi / p.n_split;
+    // dispatch_2d may launch a few workgroups past the last (batch, head, split); they leave
+    // together before any barrier.
+    if (bh >= p.batch * p.n_heads) {
+        return;
+    }
     let h = bh % p.n_heads;
-    let b = min(bh / p.n_heads, p.batch - 1u);
+    let b = bh / p.n_heads;
     let kvh = h / p.group;
     for (var c = lid; c < D4; c += WG) {
         qs[c] = q[(b * p.n_heads + h) * D4 + c] * p.scale;
