@@ -3,6 +3,7 @@
 pub mod error;
 pub mod kernels;
 pub mod profile;
+pub mod quant;
 pub mod render;
 pub mod spec;
 pub mod validate;

@@ -7,6 +7,7 @@ use rand::{Rng, SeedableRng};
 use webjit_engine::{DeviceOptions, Engine};
 
 pub mod oracle;
+pub mod quant_vectors;
 
 /// The test engine on the machine's adapter. Panics with instructions when there is none:
 /// GPU tests never skip silently.
