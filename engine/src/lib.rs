@@ -11,6 +11,7 @@ pub mod device;
 pub mod error;
 pub mod ops;
 pub mod pipeline;
+pub mod qtensor;
 pub mod recorder;
 pub mod tensor;
 
@@ -19,6 +20,7 @@ use std::sync::Mutex;
 
 pub use device::{DeviceOptions, Gpu};
 pub use error::{Error, Result};
+pub use qtensor::QTensor;
 pub use recorder::{Bind, RecordStats, Recorder};
 pub use tensor::{DType, Tensor};
 pub use webjit_jit as jit;

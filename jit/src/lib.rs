@@ -20,4 +20,6 @@ pub mod shaders {
     pub const EMBEDDING: &str = include_str!("../../shaders/embedding.wgsl");
     pub const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
     pub const PROBE: &str = include_str!("../../shaders/probe.wgsl");
+    pub const QUANT: &str = include_str!("../../shaders/quant.wgsl");
+    pub const QMATVEC: &str = include_str!("../../shaders/qmatvec.wgsl");
 }

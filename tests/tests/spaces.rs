@@ -196,3 +196,32 @@ fn illegal_configs_are_rejected_with_reasons() {
         .to_string();
     assert!(err.contains("exceeds the device limit"), "{err}");
 }
+
+#[test]
+fn quant_spaces_validate() {
+    use webjit_jit::kernels::qmatvec::{QDequantSpec, QMatvecSpec};
+    use webjit_jit::quant::GgmlType;
+    for format in GgmlType::ALL {
+        sweep(
+            &QDequantSpec {
+                format,
+                rows: 7,
+                k: 512,
+            },
+            1,
+        );
+        for m in [1, 8] {
+            let n = sweep(
+                &QMatvecSpec {
+                    format,
+                    m,
+                    n: 4096,
+                    k: 512,
+                    rows: 4096,
+                },
+                8,
+            );
+            assert!(n >= 30, "{}: {n}", format.name());
+        }
+    }
+}
