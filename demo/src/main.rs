@@ -1,6 +1,7 @@
 //! `webjit`: the native command-line tool.
 
 mod bench;
+mod bench_quant;
 mod info;
 
 use clap::{Parser, Subcommand};

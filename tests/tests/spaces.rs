@@ -225,3 +225,15 @@ fn quant_spaces_validate() {
         }
     }
 }
+
+#[test]
+fn read_probe_space_validates() {
+    use webjit_jit::kernels::bandwidth::ReadProbeSpec;
+    sweep(
+        &ReadProbeSpec {
+            bytes: 1 << 20,
+            groups: 1024,
+        },
+        2,
+    );
+}

@@ -41,12 +41,35 @@ pub fn qmatvec_with(
     w: &QTensor,
     cfg: Option<QMatvecConfig>,
 ) -> Result<Tensor> {
+    let spec = qmatvec_spec(x, w)?;
+    let y = rec
+        .engine()
+        .empty(&[spec.m as usize, spec.n as usize], DType::F32)?;
+    qmatvec_into(rec, x, w, &y, cfg)?;
+    Ok(y)
+}
+
+/// `qmatvec_with` writing into an existing f32 output [M, N] (benchmarks and decode loops
+/// reuse one output).
+pub fn qmatvec_into(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w: &QTensor,
+    y: &Tensor,
+    cfg: Option<QMatvecConfig>,
+) -> Result<()> {
     expect_f32("qmatvec", x)?;
     expect_single("qmatvec", "x", x)?;
     let spec = qmatvec_spec(x, w)?;
+    let want = [spec.m as usize, spec.n as usize];
+    if y.shape() != want || y.dtype() != DType::F32 {
+        return Err(Error::Shape {
+            op: "qmatvec",
+            detail: format!("output must be f32 {want:?}, got {:?}", y.shape()),
+        });
+    }
+    expect_single("qmatvec", "output", y)?;
     let engine = rec.engine();
-    let y = engine.empty(&[spec.m as usize, spec.n as usize], DType::F32)?;
-    expect_single("qmatvec", "output", &y)?;
     let c = cfg.unwrap_or_else(|| spec.default_config(engine.profile()));
     // One pipeline serves every segment: the segment's rows go to the uniforms.
     let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
@@ -59,11 +82,11 @@ pub fn qmatvec_with(
         rec.dispatch(
             &kernel,
             bytemuck::bytes_of(&params),
-            &[wb, Bind::whole(x), Bind::whole(&y)],
+            &[wb, Bind::whole(x), Bind::whole(y)],
             spec.dispatch_rows(&c, seg.rows as u64),
         )?;
     }
-    Ok(y)
+    Ok(())
 }
 
 /// Dequantizes a whole quantized weight to f32 [N, K] on the GPU (tests use it to check

@@ -1,5 +1,6 @@
 //! Kernel families, one file each.
 
+pub mod bandwidth;
 pub mod elementwise;
 pub mod embedding;
 pub mod matmul;
