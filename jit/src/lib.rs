@@ -22,5 +22,6 @@ pub mod shaders {
     pub const PROBE: &str = include_str!("../../shaders/probe.wgsl");
     pub const QUANT: &str = include_str!("../../shaders/quant.wgsl");
     pub const QMATVEC: &str = include_str!("../../shaders/qmatvec.wgsl");
+    pub const QMATMUL: &str = include_str!("../../shaders/qmatmul.wgsl");
     pub const BANDWIDTH: &str = include_str!("../../shaders/bandwidth.wgsl");
 }

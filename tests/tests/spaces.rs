@@ -237,3 +237,21 @@ fn read_probe_space_validates() {
         2,
     );
 }
+
+#[test]
+fn qmatmul_space_validates() {
+    use webjit_jit::kernels::qmatmul::QMatmulSpec;
+    use webjit_jit::quant::GgmlType;
+    for format in GgmlType::ALL {
+        sweep(
+            &QMatmulSpec {
+                format,
+                m: 512,
+                n: 4096,
+                k: 512,
+                rows: 4096,
+            },
+            20,
+        );
+    }
+}

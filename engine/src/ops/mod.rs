@@ -5,6 +5,7 @@
 mod elementwise;
 mod embedding;
 mod matmul;
+mod qmatmul;
 mod qmatvec;
 mod rope;
 mod rowwise;
@@ -12,6 +13,7 @@ mod rowwise;
 pub use elementwise::{add, elementwise_with, gelu_erf, gelu_tanh, mul, scale, silu};
 pub use embedding::{embedding, embedding_with};
 pub use matmul::{matmul, matmul_into, matmul_spec, matmul_with};
+pub use qmatmul::{qmatmul, qmatmul_into, qmatmul_spec, qmatmul_with};
 pub use qmatvec::{qdequant, qmatvec, qmatvec_into, qmatvec_spec, qmatvec_with};
 pub use rope::{rope, rope_with, RopeOptions};
 pub use rowwise::{layer_norm, rms_norm, rowwise_with, softmax};

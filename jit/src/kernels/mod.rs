@@ -5,6 +5,7 @@ pub mod elementwise;
 pub mod embedding;
 pub mod matmul;
 pub mod probe;
+pub mod qmatmul;
 pub mod qmatvec;
 pub mod rope;
 pub mod rowwise;
