@@ -34,7 +34,8 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Quantized Y[M,N] = X[M,K] W[N,K]^T with GGUF weights (synthetic); m <= 8 runs qmatvec.
+    /// Quantized Y[M,N] = X[M,K] W[N,K]^T with GGUF weights (synthetic): m <= 8 runs the decode
+    /// qmatvec, larger m the prefill qmatmul.
     Qmatmul {
         /// GGUF format: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_k .. q6_k.
         #[arg(long, default_value = "q4_k")]

@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use serde_json::json;
 use webjit_engine::jit::kernels::bandwidth::{ReadProbeConfig, ReadProbeSpec};
-use webjit_engine::jit::kernels::qmatvec::QMatvecConfig;
+use webjit_engine::jit::kernels::qmatmul::QMatmulConfig;
+use webjit_engine::jit::kernels::qmatvec::{QMatvecConfig, QMATVEC_MAX_M};
 use webjit_engine::jit::quant::{self, GgmlType};
 use webjit_engine::jit::KernelSpec;
-use webjit_engine::{bench, ops, Bind, DType, DeviceOptions, Engine, Error, Result};
+use webjit_engine::{bench, ops, Bind, DType, DeviceOptions, Engine, Error, Recorder, Result};
 
 fn engine(unchecked: bool) -> Result<Engine> {
     Engine::new_blocking(DeviceOptions {
@@ -109,14 +110,6 @@ pub fn qmatmul(
             GgmlType::ALL.map(|t| t.name()).join(", ")
         ),
     })?;
-    if m > 8 {
-        return Err(Error::InvalidArgument {
-            op,
-            detail:
-                "only the decode matvec (m <= 8) exists yet; prefill qmatmul is not implemented"
-                    .into(),
-        });
-    }
     let engine = engine(unchecked)?;
     let row_bytes = format.row_bytes(k)?;
     let raw_len = row_bytes
@@ -133,23 +126,52 @@ pub fn qmatmul(
         .collect();
     let x = engine.upload_f32(&[m, k], &xs)?;
     let y = engine.empty(&[m, n], DType::F32)?;
-    let spec = ops::qmatvec_spec(&x, &w)?;
     let profile = engine.profile().clone();
-    let configs: Vec<QMatvecConfig> = if sweep {
-        spec.space(&profile)
-    } else if let Some(key) = &config {
-        vec![spec.config_by_key(&profile, key)?]
+    // m <= 8: the decode matvec; more rows: the tiled prefill matmul.
+    let kernel_name = if m <= QMATVEC_MAX_M as usize {
+        "qmatvec"
     } else {
-        vec![spec.default_config(&profile)]
+        "qmatmul"
     };
+    let mut runs: Vec<(String, Box<dyn Fn(&mut Recorder) -> Result<()> + '_>)> = Vec::new();
+    if m <= QMATVEC_MAX_M as usize {
+        let spec = ops::qmatvec_spec(&x, &w)?;
+        let configs: Vec<QMatvecConfig> = if sweep {
+            spec.space(&profile)
+        } else if let Some(key) = &config {
+            vec![spec.config_by_key(&profile, key)?]
+        } else {
+            vec![spec.default_config(&profile)]
+        };
+        for c in configs {
+            let (x, w, y) = (&x, &w, &y);
+            runs.push((
+                spec.key(&c),
+                Box::new(move |rec| ops::qmatvec_into(rec, x, w, y, Some(c.clone()))),
+            ));
+        }
+    } else {
+        let spec = ops::qmatmul_spec(&x, &w)?;
+        let configs: Vec<QMatmulConfig> = if sweep {
+            spec.space(&profile)
+        } else if let Some(key) = &config {
+            vec![spec.config_by_key(&profile, key)?]
+        } else {
+            vec![spec.default_config(&profile)]
+        };
+        for c in configs {
+            let (x, w, y) = (&x, &w, &y);
+            runs.push((
+                spec.key(&c),
+                Box::new(move |rec| ops::qmatmul_into(rec, x, w, y, Some(c.clone()))),
+            ));
+        }
+    }
     let wbytes = w.gguf_bytes() as f64;
     let flops = 2.0 * (m * n * k) as f64;
     let mut results = Vec::new();
-    for cfg in &configs {
-        let key = spec.key(cfg);
-        let t = bench::time_op(&engine, min_batch, |rec| {
-            ops::qmatvec_into(rec, &x, &w, &y, Some(cfg.clone()))
-        });
+    for (key, record) in &runs {
+        let t = bench::time_op(&engine, min_batch, |rec| record(rec));
         match t {
             Ok(t) => {
                 let t = t.as_secs_f64();
@@ -187,15 +209,22 @@ pub fn qmatmul(
             op,
             detail: "every config failed".into(),
         })?;
+    // The yardsticks of the issue, measured in the same run: streaming read for the matvec,
+    // the FMA probe for the prefill matmul.
     let read = if sweep {
         Some(read_gbps(&engine, 256, min_batch)?.0)
+    } else {
+        None
+    };
+    let fma = if sweep && kernel_name == "qmatmul" {
+        Some(bench::fma_gflops(&engine, min_batch)?)
     } else {
         None
     };
     let best_gbps = best["gbps"].as_f64().unwrap_or(0.0);
     let report = json!({
         "bench": "qmatmul",
-        "kernel": "qmatvec",
+        "kernel": kernel_name,
         "device": profile.name,
         "backend": profile.backend,
         "format": format.name(),
@@ -209,6 +238,8 @@ pub fn qmatmul(
         "gflops": best["gflops"],
         "read_gbps": read,
         "fraction_of_read": read.map(|r| best_gbps / r),
+        "fma_gflops": fma,
+        "fraction_of_fma": fma.map(|f| best["gflops"].as_f64().unwrap_or(0.0) / f),
         "configs_timed": results.len(),
         "results": if sweep { json!(results) } else { json!(null) },
     });
@@ -221,8 +252,14 @@ pub fn qmatmul(
         );
         if let Some(r) = read {
             println!(
-                "streaming read: {r:.1} GB/s -> qmatvec reaches {:.1}% of it",
+                "streaming read: {r:.1} GB/s -> {kernel_name} reaches {:.1}% of it",
                 100.0 * best_gbps / r
+            );
+        }
+        if let Some(f) = fma {
+            println!(
+                "fma probe: {f:.1} GFLOP/s -> qmatmul reaches {:.1}% of it",
+                100.0 * best["gflops"].as_f64().unwrap_or(0.0) / f
             );
         }
     }
