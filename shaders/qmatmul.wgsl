@@ -4,6 +4,7 @@
 // A workgroup computes a TM x TN tile of Y; each K step stages TM x TK activations and
 // TN x TK weights, dequantized once, in workgroup memory; each invocation accumulates an
 // RM x RN block in registers.
+{{ENABLES}}
 {{PARAMS}}
 @group(0) @binding(0) var<uniform> p: QMatmulParams;
 @group(0) @binding(1) var<storage, read> w: array<u32>;           // [rows, row_words] repacked segment
@@ -17,9 +18,11 @@ const RM: u32 = {{RM}}u;
 const RN: u32 = {{RN}}u;
 const WG: u32 = (TM / RM) * (TN / RN);
 const TK4: u32 = TK / 4u;
+// V: vec4<f32>, or vec4<f16> on the f16 path (tiles and products in f16, sums in f32).
+alias V = {{V}};
 
-var<workgroup> xs: array<vec4<f32>, TM * TK4>; // [TM, TK / 4]
-var<workgroup> ws: array<vec4<f32>, TN * TK4>; // [TN, TK / 4]
+var<workgroup> xs: array<V, TM * TK4>; // [TM, TK / 4]
+var<workgroup> ws: array<V, TN * TK4>; // [TN, TK / 4]
 
 {{DEQ}}
 
@@ -39,7 +42,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
             if (m0 + r < p.m && c < k4n) {
                 v = x[(m0 + r) * k4n + c];
             }
-            xs[e] = v;
+            xs[e] = V(v);
         }
         for (var e = lid; e < TN * TK4; e += WG) {
             let r = e / TK4;
@@ -48,18 +51,18 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
             if (n0 + r < p.rows && c < k4n) {
                 v = deq4((n0 + r) * p.row_words, c);
             }
-            ws[e] = v;
+            ws[e] = V(v);
         }
         workgroupBarrier();
         for (var c = 0u; c < TK4; c++) {
-            var wv: array<vec4<f32>, RN>;
+            var wv: array<V, RN>;
             for (var j = 0u; j < RN; j++) {
                 wv[j] = ws[(tx + j * (TN / RN)) * TK4 + c];
             }
             for (var i = 0u; i < RM; i++) {
                 let xv = xs[(ty + i * (TM / RM)) * TK4 + c];
                 for (var j = 0u; j < RN; j++) {
-                    acc[i][j] += dot(xv, wv[j]);
+                    acc[i][j] += f32(dot(xv, wv[j]));
                 }
             }
         }

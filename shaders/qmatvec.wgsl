@@ -34,6 +34,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 const WG: u32 = {{WG}}u;
 const R: u32 = {{R}}u;
 const M: u32 = {{M}}u;
+alias V = {{V}};
 
 {{DEQ}}
 
@@ -47,15 +48,16 @@ fn main(@builtin(local_invocation_index) lid: u32,
     let k4n = p.k / 4u;
     var acc: array<f32, R * M>;
     for (var k4 = lid; k4 < k4n; k4 += WG) {
-        var xv: array<vec4<f32>, M>;
+        // V is vec4<f32>, or vec4<f16> on the f16 path (products in f16, sums in f32).
+        var xv: array<V, M>;
         for (var m = 0u; m < M; m++) {
-            xv[m] = x[m * k4n + k4];
+            xv[m] = V(x[m * k4n + k4]);
         }
         for (var r = 0u; r < R; r++) {
             let row = min(row0 + r, p.rows - 1u); // tail rows recompute the last row, unwritten
-            let wv = deq4(row * p.row_words, k4);
+            let wv = V(deq4(row * p.row_words, k4));
             for (var m = 0u; m < M; m++) {
-                acc[r * M + m] += dot(wv, xv[m]);
+                acc[r * M + m] += f32(dot(wv, xv[m]));
             }
         }
     }

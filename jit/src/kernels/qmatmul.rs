@@ -3,7 +3,7 @@
 //! rows, X [M, K] f32, Y = X W^T [M, N] f32, one dispatch per weight segment.
 
 use crate::error::JitError;
-use crate::kernels::qmatvec::{check_k, deq_wgsl};
+use crate::kernels::qmatvec::{check_k, deq_wgsl, enables, vec_type};
 use crate::kernels::{check_workgroup, illegal, MAX_GROUPS_PER_DIM};
 use crate::profile::DeviceProfile;
 use crate::quant::GgmlType;
@@ -29,6 +29,8 @@ pub struct QMatmulSpec {
 /// Tile of Y per workgroup (TM x TN), K step (TK elements), register block per invocation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QMatmulConfig {
+    /// Tiles and products in f16 (sums stay f32); only where the device has `shader-f16`.
+    pub f16: bool,
     pub tm: u32,
     pub tn: u32,
     pub tk: u32,
@@ -71,8 +73,9 @@ impl KernelSpec for QMatmulSpec {
     }
     fn key(&self, c: &QMatmulConfig) -> String {
         format!(
-            "qmatmul.{}.f32acc.t{}x{}x{}.r{}x{}",
+            "qmatmul.{}.{}.f32acc.t{}x{}x{}.r{}x{}",
             self.format.name(),
+            if c.f16 { "f16mul" } else { "f32mul" },
             c.tm,
             c.tn,
             c.tk,
@@ -95,6 +98,8 @@ impl KernelSpec for QMatmulSpec {
             section(f, QMATMUL, "main")?,
             &[
                 ("KEY", self.key(c)),
+                ("ENABLES", enables(c.f16, "")),
+                ("V", vec_type(c.f16).into()),
                 ("PARAMS", QMatmulParams::wgsl_decl()),
                 ("TM", c.tm.to_string()),
                 ("TN", c.tn.to_string()),
@@ -138,7 +143,11 @@ impl KernelSpec for QMatmulSpec {
             return Err(illegal(fam, &key, "TK must be a positive multiple of 4"));
         }
         check_workgroup(fam, &key, profile, c.invocations())?;
-        let shared = 4 * (c.tm + c.tn) as u64 * c.tk as u64;
+        if c.f16 && !profile.f16 {
+            return Err(illegal(fam, &key, "the f16 path needs shader-f16"));
+        }
+        let elem = if c.f16 { 2 } else { 4 };
+        let shared = elem * (c.tm + c.tn) as u64 * c.tk as u64;
         let max = profile.limits.max_compute_workgroup_storage_size as u64;
         if shared > max {
             return Err(illegal(
@@ -163,12 +172,25 @@ impl KernelSpec for QMatmulSpec {
     }
     fn space(&self, profile: &DeviceProfile) -> Vec<QMatmulConfig> {
         let mut out = Vec::new();
-        for (tm, tn) in [(16, 16), (32, 32), (32, 64), (64, 32), (64, 64)] {
-            for tk in [16, 32] {
-                for (rm, rn) in [(1, 1), (2, 2), (4, 4), (2, 4), (4, 2)] {
-                    let c = QMatmulConfig { tm, tn, tk, rm, rn };
-                    if c.invocations() >= 16 && self.check(profile, &c).is_ok() {
-                        out.push(c);
+        for f16 in [false, true] {
+            for (tm, tn) in [(16, 16), (32, 32), (32, 64), (64, 32), (64, 64)] {
+                for tk in [16, 32] {
+                    for (rm, rn) in [(1, 1), (2, 2), (4, 4), (2, 4), (4, 2)] {
+                        // the f16 tiles are offered at the register blocks that pay
+                        if f16 && rm * rn < 4 {
+                            continue;
+                        }
+                        let c = QMatmulConfig {
+                            f16,
+                            tm,
+                            tn,
+                            tk,
+                            rm,
+                            rn,
+                        };
+                        if c.invocations() >= 16 && self.check(profile, &c).is_ok() {
+                            out.push(c);
+                        }
                     }
                 }
             }
@@ -178,6 +200,7 @@ impl KernelSpec for QMatmulSpec {
     fn default_config(&self, profile: &DeviceProfile) -> QMatmulConfig {
         for c in [
             QMatmulConfig {
+                f16: false,
                 tm: 64,
                 tn: 64,
                 tk: 16,
@@ -185,6 +208,7 @@ impl KernelSpec for QMatmulSpec {
                 rn: 4,
             },
             QMatmulConfig {
+                f16: false,
                 tm: 32,
                 tn: 32,
                 tk: 16,
@@ -192,6 +216,7 @@ impl KernelSpec for QMatmulSpec {
                 rn: 2,
             },
             QMatmulConfig {
+                f16: false,
                 tm: 16,
                 tn: 16,
                 tk: 16,
@@ -204,6 +229,7 @@ impl KernelSpec for QMatmulSpec {
             }
         }
         QMatmulConfig {
+            f16: false,
             tm: 16,
             tn: 16,
             tk: 16,

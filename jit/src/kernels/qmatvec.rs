@@ -36,6 +36,25 @@ pub fn deq_wgsl(format: GgmlType) -> Result<String, JitError> {
     Ok(s)
 }
 
+/// `enable` lines (and notes) heading a quantized kernel.
+pub(crate) fn enables(f16: bool, note: &str) -> String {
+    let mut s = String::new();
+    if f16 {
+        s.push_str("enable f16;\n");
+    }
+    s.push_str(note);
+    s
+}
+
+/// The vector type products are taken in.
+pub(crate) fn vec_type(f16: bool) -> &'static str {
+    if f16 {
+        "vec4<f16>"
+    } else {
+        "vec4<f32>"
+    }
+}
+
 /// Checks shared by the quantized kernels: K is whole GPU blocks and a multiple of 4.
 pub(crate) fn check_k(family: &str, format: GgmlType, k: u64) -> Result<(), JitError> {
     let b = format.gpu_block_elems() as u64;
@@ -161,6 +180,8 @@ pub struct QMatvecSpec {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QMatvecConfig {
     pub wg: u32,
+    /// Products in f16 (sums stay f32); only where the device has `shader-f16`.
+    pub f16: bool,
     /// Rows of W per workgroup.
     pub r: u32,
     pub reduce: Reduce,
@@ -208,9 +229,10 @@ impl KernelSpec for QMatvecSpec {
             Reduce::Subgroup => "sgred",
         };
         format!(
-            "qmatvec.{}.m{}.f32acc.wg{}.r{}.{red}",
+            "qmatvec.{}.m{}.{}.f32acc.wg{}.r{}.{red}",
             self.format.name(),
             self.m,
+            if cfg.f16 { "f16mul" } else { "f32mul" },
             cfg.wg,
             cfg.r
         )
@@ -225,7 +247,7 @@ impl KernelSpec for QMatvecSpec {
     }
     fn render(&self, cfg: &QMatvecConfig) -> Result<String, JitError> {
         let f = "qmatvec.wgsl";
-        let (enables, name, decl, body, extra) = match cfg.reduce {
+        let (sg_note, name, decl, body, extra) = match cfg.reduce {
             Reduce::Workgroup => (
                 String::new(),
                 "workgroup memory",
@@ -256,7 +278,8 @@ impl KernelSpec for QMatvecSpec {
             &[
                 ("KEY", self.key(cfg)),
                 ("REDUCE_NAME", name.into()),
-                ("ENABLES", enables),
+                ("ENABLES", enables(cfg.f16, &sg_note)),
+                ("V", vec_type(cfg.f16).into()),
                 ("PARAMS", QMatvecParams::wgsl_decl()),
                 ("WG", cfg.wg.to_string()),
                 ("R", cfg.r.to_string()),
@@ -305,6 +328,9 @@ impl KernelSpec for QMatvecSpec {
                 "rows per workgroup must be 1, 2, 4 or 8",
             ));
         }
+        if cfg.f16 && !profile.f16 {
+            return Err(illegal(fam, &key, "the f16 path needs shader-f16"));
+        }
         if cfg.reduce == Reduce::Subgroup && profile.subgroups.is_none() {
             return Err(illegal(
                 fam,
@@ -336,12 +362,14 @@ impl KernelSpec for QMatvecSpec {
     }
     fn space(&self, profile: &DeviceProfile) -> Vec<QMatvecConfig> {
         let mut out = Vec::new();
-        for reduce in [Reduce::Workgroup, Reduce::Subgroup] {
-            for wg in [32, 64, 128, 256] {
-                for r in [1, 2, 4, 8] {
-                    let c = QMatvecConfig { wg, r, reduce };
-                    if self.check(profile, &c).is_ok() {
-                        out.push(c);
+        for f16 in [false, true] {
+            for reduce in [Reduce::Workgroup, Reduce::Subgroup] {
+                for wg in [32, 64, 128, 256] {
+                    for r in [1, 2, 4, 8] {
+                        let c = QMatvecConfig { wg, f16, r, reduce };
+                        if self.check(profile, &c).is_ok() {
+                            out.push(c);
+                        }
                     }
                 }
             }
@@ -356,7 +384,12 @@ impl KernelSpec for QMatvecSpec {
         };
         for (wg, r) in [(128, 2), (64, 2), (64, 1), (32, 1)] {
             for red in [reduce, Reduce::Workgroup] {
-                let c = QMatvecConfig { wg, r, reduce: red };
+                let c = QMatvecConfig {
+                    wg,
+                    f16: false,
+                    r,
+                    reduce: red,
+                };
                 if self.check(profile, &c).is_ok() {
                     return c;
                 }
@@ -364,6 +397,7 @@ impl KernelSpec for QMatvecSpec {
         }
         QMatvecConfig {
             wg: 32,
+            f16: false,
             r: 1,
             reduce: Reduce::Workgroup,
         }
