@@ -11,6 +11,9 @@ use webjit_engine::jit::quant::{self, GgmlType};
 use webjit_engine::jit::KernelSpec;
 use webjit_engine::{bench, ops, Bind, DType, DeviceOptions, Engine, Error, Recorder, Result};
 
+/// Records one timed op.
+type RecordFn<'a> = Box<dyn Fn(&mut Recorder) -> Result<()> + 'a>;
+
 fn engine(unchecked: bool) -> Result<Engine> {
     Engine::new_blocking(DeviceOptions {
         unchecked_shaders: unchecked,
@@ -133,7 +136,7 @@ pub fn qmatmul(
     } else {
         "qmatmul"
     };
-    let mut runs: Vec<(String, Box<dyn Fn(&mut Recorder) -> Result<()> + '_>)> = Vec::new();
+    let mut runs: Vec<(String, RecordFn<'_>)> = Vec::new();
     if m <= QMATVEC_MAX_M as usize {
         let spec = ops::qmatvec_spec(&x, &w)?;
         let configs: Vec<QMatvecConfig> = if sweep {

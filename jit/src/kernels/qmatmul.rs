@@ -132,14 +132,14 @@ impl KernelSpec for QMatmulSpec {
                 reason: "X or Y has more than 2^32 elements".into(),
             });
         }
-        if c.rm == 0 || c.rn == 0 || c.tm % c.rm != 0 || c.tn % c.rn != 0 {
+        if c.rm == 0 || c.rn == 0 || !c.tm.is_multiple_of(c.rm) || !c.tn.is_multiple_of(c.rn) {
             return Err(illegal(
                 fam,
                 &key,
                 "tile sides must be multiples of the register block",
             ));
         }
-        if c.tk == 0 || c.tk % 4 != 0 {
+        if c.tk == 0 || !c.tk.is_multiple_of(4) {
             return Err(illegal(fam, &key, "TK must be a positive multiple of 4"));
         }
         check_workgroup(fam, &key, profile, c.invocations())?;
