@@ -229,3 +229,37 @@ fn bad_sizes_are_typed_errors() {
     let r = qmatvec_with(&mut rec, &x9, &w, None);
     assert!(matches!(r, Err(Error::Jit(_))), "{r:?}");
 }
+
+#[test]
+fn streamed_row_chunks_equal_whole_upload() {
+    // Rows written in chunks that straddle a segment boundary give the same weight.
+    let e = small_binding_engine();
+    let (format, n, k) = (GgmlType::Q6K, 67, 1536);
+    let raw = quant::synth_blocks(format, n * k / format.block_elems(), 9);
+    let whole = e.upload_quantized(format, [n, k], &raw).unwrap();
+    let streamed = e.alloc_quantized(format, [n, k]).unwrap();
+    assert!(streamed.segments().len() >= 2);
+    let rb = format.row_bytes(k).unwrap();
+    for (lo, hi) in [(0, 30), (30, 60), (60, n)] {
+        e.write_quantized_rows(&streamed, lo, &raw[lo * rb..hi * rb])
+            .unwrap();
+    }
+    let r = e.write_quantized_rows(&streamed, 60, &raw[..8 * rb]);
+    assert!(matches!(r, Err(Error::Shape { .. })), "{r:?}");
+    let r = e.write_quantized_rows(&streamed, 0, &raw[..rb + 1]);
+    assert!(matches!(r, Err(Error::Shape { .. })), "{r:?}");
+    let x = Rand::new(90).vec(k, -1.0, 1.0);
+    let xt = e.upload_f32(&[1, k], &x).unwrap();
+    let mut outs = Vec::new();
+    for w in [&whole, &streamed] {
+        let mut rec = e.recorder();
+        let y = qmatvec_with(&mut rec, &xt, w, None).unwrap();
+        rec.submit().unwrap();
+        outs.push(e.read_f32(&y).unwrap());
+    }
+    assert!(outs[0].iter().all(|v| v.is_finite()));
+    assert_eq!(
+        outs[0].iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        outs[1].iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
+}
