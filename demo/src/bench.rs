@@ -36,6 +36,41 @@ pub enum BenchCommand {
     },
     /// Fused attention: prefill (--seq) or decode against a KV cache (--decode --cache-len).
     Attention(crate::bench_attention::AttentionArgs),
+    /// Quantized Y[M,N] = X[M,K] W[N,K]^T with GGUF weights (synthetic): m <= 8 runs the decode
+    /// qmatvec, larger m the prefill qmatmul.
+    Qmatmul {
+        /// GGUF format: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_k .. q6_k.
+        #[arg(long, default_value = "q4_k")]
+        format: String,
+        #[arg(long, default_value_t = 1)]
+        m: usize,
+        #[arg(long, default_value_t = 4096)]
+        n: usize,
+        #[arg(long, default_value_t = 4096)]
+        k: usize,
+        #[arg(long)]
+        config: Option<String>,
+        /// Time every config and report the best plus the streaming-read bandwidth.
+        #[arg(long)]
+        sweep: bool,
+        #[arg(long, default_value_t = 200)]
+        min_ms: u64,
+        #[arg(long)]
+        unchecked: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Streaming-read bandwidth of the device (the yardstick of qmatvec).
+    Read {
+        #[arg(long, default_value_t = 256)]
+        mib: u64,
+        #[arg(long, default_value_t = 200)]
+        min_ms: u64,
+        #[arg(long)]
+        unchecked: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// The f32 FMA rate of the device, from the probe kernel.
     Fma {
         #[arg(long, default_value_t = 200)]
@@ -69,6 +104,33 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             json,
         ),
         BenchCommand::Attention(args) => crate::bench_attention::run(args),
+        BenchCommand::Qmatmul {
+            format,
+            m,
+            n,
+            k,
+            config,
+            sweep,
+            min_ms,
+            unchecked,
+            json,
+        } => crate::bench_quant::qmatmul(
+            &format,
+            m,
+            n,
+            k,
+            config,
+            sweep,
+            Duration::from_millis(min_ms),
+            unchecked,
+            json,
+        ),
+        BenchCommand::Read {
+            mib,
+            min_ms,
+            unchecked,
+            json,
+        } => crate::bench_quant::read(mib, Duration::from_millis(min_ms), unchecked, json),
         BenchCommand::Fma { min_ms, json } => {
             let engine = Engine::new_blocking(DeviceOptions::default())?;
             let g = bench::fma_gflops(&engine, Duration::from_millis(min_ms))?;

@@ -2,10 +2,11 @@
 
 mod bench;
 mod bench_attention;
+mod bench_quant;
 mod embed;
 mod info;
-mod tune;
 mod load;
+mod tune;
 
 use clap::{Parser, Subcommand};
 

@@ -28,6 +28,8 @@ pub enum Error {
     InvalidArgument { op: &'static str, detail: String },
     #[error(transparent)]
     Jit(#[from] JitError),
+    #[error(transparent)]
+    Quant(#[from] webjit_jit::quant::QuantError),
     #[error("kernel `{key}`: the device rejected the shader: {message}")]
     ShaderCompile { key: String, message: String },
     #[error("GPU error during {during}: {message}")]
@@ -53,6 +55,7 @@ impl Error {
             Error::DType { .. } => "DTYPE",
             Error::InvalidArgument { .. } => "INVALID_ARGUMENT",
             Error::Jit(_) => "KERNEL",
+            Error::Quant(_) => "QUANT",
             Error::ShaderCompile { .. } => "SHADER_COMPILE",
             Error::Gpu { .. } => "GPU",
             Error::Readback { .. } => "READBACK",

@@ -3,6 +3,7 @@
 pub mod error;
 pub mod kernels;
 pub mod profile;
+pub mod quant;
 pub mod render;
 pub mod spec;
 pub mod tune;
@@ -20,6 +21,10 @@ pub mod shaders {
     pub const EMBEDDING: &str = include_str!("../../shaders/embedding.wgsl");
     pub const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
     pub const PROBE: &str = include_str!("../../shaders/probe.wgsl");
+    pub const QUANT: &str = include_str!("../../shaders/quant.wgsl");
+    pub const QMATVEC: &str = include_str!("../../shaders/qmatvec.wgsl");
+    pub const QMATMUL: &str = include_str!("../../shaders/qmatmul.wgsl");
+    pub const BANDWIDTH: &str = include_str!("../../shaders/bandwidth.wgsl");
     pub const POOL: &str = include_str!("../../shaders/pool.wgsl");
     pub const ATTENTION: &str = include_str!("../../shaders/attention.wgsl");
     pub const ATTENTION_DECODE: &str = include_str!("../../shaders/attention_decode.wgsl");
@@ -34,5 +39,9 @@ pub mod shaders {
         POOL,
         ATTENTION,
         ATTENTION_DECODE,
+        QUANT,
+        QMATVEC,
+        QMATMUL,
+        BANDWIDTH,
     ];
 }

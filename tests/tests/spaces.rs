@@ -302,3 +302,62 @@ fn attention_decode_spaces_validate() {
         3,
     );
 }
+
+#[test]
+fn quant_spaces_validate() {
+    use webjit_jit::kernels::qmatvec::{QDequantSpec, QMatvecSpec};
+    use webjit_jit::quant::GgmlType;
+    for format in GgmlType::ALL {
+        sweep(
+            &QDequantSpec {
+                format,
+                rows: 7,
+                k: 512,
+            },
+            1,
+        );
+        for m in [1, 8] {
+            let n = sweep(
+                &QMatvecSpec {
+                    format,
+                    m,
+                    n: 4096,
+                    k: 512,
+                    rows: 4096,
+                },
+                8,
+            );
+            assert!(n >= 30, "{}: {n}", format.name());
+        }
+    }
+}
+
+#[test]
+fn read_probe_space_validates() {
+    use webjit_jit::kernels::bandwidth::ReadProbeSpec;
+    sweep(
+        &ReadProbeSpec {
+            bytes: 1 << 20,
+            groups: 1024,
+        },
+        2,
+    );
+}
+
+#[test]
+fn qmatmul_space_validates() {
+    use webjit_jit::kernels::qmatmul::QMatmulSpec;
+    use webjit_jit::quant::GgmlType;
+    for format in GgmlType::ALL {
+        sweep(
+            &QMatmulSpec {
+                format,
+                m: 512,
+                n: 4096,
+                k: 512,
+                rows: 4096,
+            },
+            20,
+        );
+    }
+}

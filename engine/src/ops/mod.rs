@@ -8,6 +8,8 @@ mod elementwise;
 mod embedding;
 mod matmul;
 mod pool;
+mod qmatmul;
+mod qmatvec;
 mod rope;
 mod rowwise;
 
@@ -19,6 +21,8 @@ pub use elementwise::{add, elementwise_with, gelu_erf, gelu_tanh, mul, scale, si
 pub use embedding::{embedding, embedding_with};
 pub use matmul::{matmul, matmul_into, matmul_spec, matmul_with};
 pub use pool::{mean_pool, mean_pool_with};
+pub use qmatmul::{qmatmul, qmatmul_into, qmatmul_spec, qmatmul_with};
+pub use qmatvec::{qdequant, qmatvec, qmatvec_into, qmatvec_spec, qmatvec_with};
 pub use rope::{rope, rope_with, RopeOptions};
 pub use rowwise::{l2_normalize, layer_norm, rms_norm, rowwise_with, softmax};
 

@@ -2,11 +2,14 @@
 
 pub mod attention;
 pub mod attention_decode;
+pub mod bandwidth;
 pub mod elementwise;
 pub mod embedding;
 pub mod matmul;
 pub mod pool;
 pub mod probe;
+pub mod qmatmul;
+pub mod qmatvec;
 pub mod rope;
 pub mod rowwise;
 

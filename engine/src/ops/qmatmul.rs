@@ -1,0 +1,86 @@
+use webjit_jit::kernels::qmatmul::{QMatmulConfig, QMatmulSpec};
+use webjit_jit::KernelSpec;
+
+use super::{expect_f32, expect_single};
+use crate::error::{Error, Result};
+use crate::qtensor::QTensor;
+use crate::recorder::{Bind, Recorder};
+use crate::tensor::{DType, Tensor};
+
+/// Y [M, N] = X [M, K] W^T for a quantized W [N, K], any M (prefill).
+pub fn qmatmul(rec: &mut Recorder, x: &Tensor, w: &QTensor) -> Result<Tensor> {
+    qmatmul_with(rec, x, w, None)
+}
+
+/// The problem spec for these operands; `rows` is the first segment's (the largest).
+pub fn qmatmul_spec(x: &Tensor, w: &QTensor) -> Result<QMatmulSpec> {
+    let [n, k] = w.shape();
+    let m = match x.shape() {
+        &[m, kx] if kx == k => m,
+        s => {
+            return Err(Error::Shape {
+                op: "qmatmul",
+                detail: format!("x must be [M, {k}] to match weight [{n}, {k}], got {s:?}"),
+            })
+        }
+    };
+    Ok(QMatmulSpec {
+        format: w.format(),
+        m: m as u64,
+        n: n as u64,
+        k: k as u64,
+        rows: w.segments()[0].rows as u64,
+    })
+}
+
+pub fn qmatmul_with(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w: &QTensor,
+    cfg: Option<QMatmulConfig>,
+) -> Result<Tensor> {
+    let spec = qmatmul_spec(x, w)?;
+    let y = rec
+        .engine()
+        .empty(&[spec.m as usize, spec.n as usize], DType::F32)?;
+    qmatmul_into(rec, x, w, &y, cfg)?;
+    Ok(y)
+}
+
+/// `qmatmul_with` writing into an existing f32 output [M, N].
+pub fn qmatmul_into(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w: &QTensor,
+    y: &Tensor,
+    cfg: Option<QMatmulConfig>,
+) -> Result<()> {
+    expect_f32("qmatmul", x)?;
+    expect_single("qmatmul", "x", x)?;
+    let spec = qmatmul_spec(x, w)?;
+    let want = [spec.m as usize, spec.n as usize];
+    if y.shape() != want || y.dtype() != DType::F32 {
+        return Err(Error::Shape {
+            op: "qmatmul",
+            detail: format!("output must be f32 {want:?}, got {:?}", y.shape()),
+        });
+    }
+    expect_single("qmatmul", "output", y)?;
+    let engine = rec.engine();
+    let c = cfg.unwrap_or_else(|| spec.default_config(engine.profile()));
+    let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
+    for (i, seg) in w.segments().iter().enumerate() {
+        let params = spec.params(seg.row_start as u64, seg.rows as u64);
+        let wb = Bind {
+            buffer: &seg.buffer,
+            size: w.segment_bytes(i),
+        };
+        rec.dispatch(
+            &kernel,
+            bytemuck::bytes_of(&params),
+            &[wb, Bind::whole(x), Bind::whole(y)],
+            spec.dispatch_rows(&c, seg.rows as u64),
+        )?;
+    }
+    Ok(())
+}

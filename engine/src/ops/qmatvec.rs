@@ -1,0 +1,130 @@
+use webjit_jit::kernels::qmatvec::{QDequantSpec, QMatvecConfig, QMatvecSpec};
+use webjit_jit::KernelSpec;
+
+use super::{expect_f32, expect_single};
+use crate::error::{Error, Result};
+use crate::qtensor::QTensor;
+use crate::recorder::{Bind, Recorder};
+use crate::tensor::{DType, Tensor};
+
+/// Y [M, N] = X [M, K] W^T for a quantized W [N, K], M = 1..=8 (decode).
+pub fn qmatvec(rec: &mut Recorder, x: &Tensor, w: &QTensor) -> Result<Tensor> {
+    qmatvec_with(rec, x, w, None)
+}
+
+/// The problem spec for these operands; `rows` is the first segment's (the largest).
+pub fn qmatvec_spec(x: &Tensor, w: &QTensor) -> Result<QMatvecSpec> {
+    let op = "qmatvec";
+    let [n, k] = w.shape();
+    let m = match x.shape() {
+        &[m, kx] if kx == k => m,
+        &[kx] if kx == k => 1,
+        s => {
+            return Err(Error::Shape {
+                op,
+                detail: format!("x must be [M, {k}] to match weight [{n}, {k}], got {s:?}"),
+            })
+        }
+    };
+    Ok(QMatvecSpec {
+        format: w.format(),
+        m: m.min(u32::MAX as usize) as u32,
+        n: n as u64,
+        k: k as u64,
+        rows: w.segments()[0].rows as u64,
+    })
+}
+
+pub fn qmatvec_with(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w: &QTensor,
+    cfg: Option<QMatvecConfig>,
+) -> Result<Tensor> {
+    let spec = qmatvec_spec(x, w)?;
+    let y = rec
+        .engine()
+        .empty(&[spec.m as usize, spec.n as usize], DType::F32)?;
+    qmatvec_into(rec, x, w, &y, cfg)?;
+    Ok(y)
+}
+
+/// `qmatvec_with` writing into an existing f32 output [M, N] (benchmarks and decode loops
+/// reuse one output).
+pub fn qmatvec_into(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w: &QTensor,
+    y: &Tensor,
+    cfg: Option<QMatvecConfig>,
+) -> Result<()> {
+    expect_f32("qmatvec", x)?;
+    expect_single("qmatvec", "x", x)?;
+    let spec = qmatvec_spec(x, w)?;
+    let want = [spec.m as usize, spec.n as usize];
+    if y.shape() != want || y.dtype() != DType::F32 {
+        return Err(Error::Shape {
+            op: "qmatvec",
+            detail: format!("output must be f32 {want:?}, got {:?}", y.shape()),
+        });
+    }
+    expect_single("qmatvec", "output", y)?;
+    let engine = rec.engine();
+    let c = cfg.unwrap_or_else(|| spec.default_config(engine.profile()));
+    // One pipeline serves every segment: the segment's rows go to the uniforms.
+    let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
+    for (i, seg) in w.segments().iter().enumerate() {
+        let params = spec.params(seg.row_start as u64, seg.rows as u64);
+        let wb = Bind {
+            buffer: &seg.buffer,
+            size: w.segment_bytes(i),
+        };
+        rec.dispatch(
+            &kernel,
+            bytemuck::bytes_of(&params),
+            &[wb, Bind::whole(x), Bind::whole(y)],
+            spec.dispatch_rows(&c, seg.rows as u64),
+        )?;
+    }
+    Ok(())
+}
+
+/// Dequantizes a whole quantized weight to f32 [N, K] on the GPU (tests use it to check
+/// repacking; the output must fit one binding).
+pub fn qdequant(rec: &mut Recorder, w: &QTensor) -> Result<Tensor> {
+    let [n, k] = w.shape();
+    let engine = rec.engine();
+    let out = engine.empty(&[n, k], DType::F32)?;
+    expect_single("qdequant", "output", &out)?;
+    for (i, seg) in w.segments().iter().enumerate() {
+        let spec = QDequantSpec {
+            format: w.format(),
+            rows: seg.rows as u64,
+            k: k as u64,
+        };
+        let c = spec.default_config(engine.profile());
+        let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
+        let seg_out = engine.empty(&[seg.rows, k], DType::F32)?;
+        rec.dispatch(
+            &kernel,
+            bytemuck::bytes_of(&spec.params()),
+            &[
+                Bind {
+                    buffer: &seg.buffer,
+                    size: w.segment_bytes(i),
+                },
+                Bind::whole(&seg_out),
+            ],
+            spec.dispatch(&c),
+        )?;
+        let bytes = (seg.rows * k * 4) as u64;
+        rec.copy(
+            seg_out.segments()[0].buffer.raw(),
+            0,
+            out.segments()[0].buffer.raw(),
+            (seg.row_start * k * 4) as u64,
+            bytes,
+        );
+    }
+    Ok(out)
+}

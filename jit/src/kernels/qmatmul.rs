@@ -1,0 +1,240 @@
+//! Quantized matmul for prefill (many activation rows), dequantizing weight tiles into
+//! workgroup memory. Same operands and segment handling as `qmatvec`: W [N, K] repacked GGUF
+//! rows, X [M, K] f32, Y = X W^T [M, N] f32, one dispatch per weight segment.
+
+use crate::error::JitError;
+use crate::kernels::qmatvec::{check_k, deq_wgsl, enables, vec_type};
+use crate::kernels::{check_workgroup, illegal, MAX_GROUPS_PER_DIM};
+use crate::profile::DeviceProfile;
+use crate::quant::GgmlType;
+use crate::render::{render, section};
+use crate::shaders::QMATMUL;
+use crate::spec::{div_ceil, BindingDecl, KernelSpec, UniformStruct};
+
+crate::uniform_struct!(
+    /// Uniforms of `qmatmul.wgsl`: this segment's `rows` go to columns `n_offset..` of Y.
+    QMatmulParams { m: u32, n: u32, k: u32, row_words: u32, rows: u32, n_offset: u32, pad0: u32, pad1: u32 }
+);
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct QMatmulSpec {
+    pub format: GgmlType,
+    pub m: u64,
+    pub n: u64,
+    pub k: u64,
+    /// Rows of W in the largest segment (N when unsegmented).
+    pub rows: u64,
+}
+
+/// Tile of Y per workgroup (TM x TN), K step (TK elements), register block per invocation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QMatmulConfig {
+    /// Tiles and products in f16 (sums stay f32); only where the device has `shader-f16`.
+    pub f16: bool,
+    pub tm: u32,
+    pub tn: u32,
+    pub tk: u32,
+    pub rm: u32,
+    pub rn: u32,
+}
+
+impl QMatmulConfig {
+    pub fn invocations(&self) -> u32 {
+        (self.tm / self.rm.max(1)) * (self.tn / self.rn.max(1))
+    }
+}
+
+impl QMatmulSpec {
+    pub fn params(&self, n_offset: u64, rows: u64) -> QMatmulParams {
+        QMatmulParams {
+            m: self.m as u32,
+            n: self.n as u32,
+            k: self.k as u32,
+            row_words: self.format.row_words(self.k as usize).unwrap_or(0) as u32,
+            rows: rows as u32,
+            n_offset: n_offset as u32,
+            pad0: 0,
+            pad1: 0,
+        }
+    }
+    pub fn dispatch_rows(&self, cfg: &QMatmulConfig, rows: u64) -> [u32; 3] {
+        [
+            div_ceil(rows, cfg.tn as u64),
+            div_ceil(self.m, cfg.tm as u64),
+            1,
+        ]
+    }
+}
+
+impl KernelSpec for QMatmulSpec {
+    type Config = QMatmulConfig;
+    fn family(&self) -> &'static str {
+        "qmatmul"
+    }
+    fn key(&self, c: &QMatmulConfig) -> String {
+        format!(
+            "qmatmul.{}.{}.f32acc.t{}x{}x{}.r{}x{}",
+            self.format.name(),
+            if c.f16 { "f16mul" } else { "f32mul" },
+            c.tm,
+            c.tn,
+            c.tk,
+            c.rm,
+            c.rn
+        )
+    }
+    fn bindings(&self, _c: &QMatmulConfig) -> Vec<BindingDecl> {
+        vec![
+            BindingDecl::uniform(0, "p"),
+            BindingDecl::read(1, "w"),
+            BindingDecl::read(2, "x"),
+            BindingDecl::read_write(3, "y"),
+        ]
+    }
+    fn render(&self, c: &QMatmulConfig) -> Result<String, JitError> {
+        let f = "qmatmul.wgsl";
+        render(
+            f,
+            section(f, QMATMUL, "main")?,
+            &[
+                ("KEY", self.key(c)),
+                ("ENABLES", enables(c.f16, "")),
+                ("V", vec_type(c.f16).into()),
+                ("PARAMS", QMatmulParams::wgsl_decl()),
+                ("TM", c.tm.to_string()),
+                ("TN", c.tn.to_string()),
+                ("TK", c.tk.to_string()),
+                ("RM", c.rm.to_string()),
+                ("RN", c.rn.to_string()),
+                ("DEQ", deq_wgsl(self.format)?),
+            ],
+        )
+    }
+    fn dispatch(&self, c: &QMatmulConfig) -> [u32; 3] {
+        self.dispatch_rows(c, self.rows)
+    }
+    fn check(&self, profile: &DeviceProfile, c: &QMatmulConfig) -> Result<(), JitError> {
+        let fam = self.family();
+        let key = self.key(c);
+        check_k(fam, self.format, self.k)?;
+        if self.m == 0 || self.n == 0 || self.rows == 0 || self.rows > self.n {
+            return Err(JitError::UnsupportedProblem {
+                family: fam.into(),
+                reason: format!(
+                    "M = {}, N = {}, segment rows = {}",
+                    self.m, self.n, self.rows
+                ),
+            });
+        }
+        if self.m * self.n > u32::MAX as u64 || self.m * self.k / 4 > u32::MAX as u64 {
+            return Err(JitError::UnsupportedProblem {
+                family: fam.into(),
+                reason: "X or Y has more than 2^32 elements".into(),
+            });
+        }
+        if c.rm == 0 || c.rn == 0 || !c.tm.is_multiple_of(c.rm) || !c.tn.is_multiple_of(c.rn) {
+            return Err(illegal(
+                fam,
+                &key,
+                "tile sides must be multiples of the register block",
+            ));
+        }
+        if c.tk == 0 || !c.tk.is_multiple_of(4) {
+            return Err(illegal(fam, &key, "TK must be a positive multiple of 4"));
+        }
+        check_workgroup(fam, &key, profile, c.invocations())?;
+        if c.f16 && !profile.f16 {
+            return Err(illegal(fam, &key, "the f16 path needs shader-f16"));
+        }
+        let elem = if c.f16 { 2 } else { 4 };
+        let shared = elem * (c.tm + c.tn) as u64 * c.tk as u64;
+        let max = profile.limits.max_compute_workgroup_storage_size as u64;
+        if shared > max {
+            return Err(illegal(
+                fam,
+                &key,
+                format!("needs {shared} bytes of workgroup memory, the device has {max}"),
+            ));
+        }
+        let [gx, gy, _] = self.dispatch(c);
+        let lim = profile
+            .limits
+            .max_compute_workgroups_per_dimension
+            .min(MAX_GROUPS_PER_DIM);
+        if gx > lim || gy > lim {
+            return Err(illegal(
+                fam,
+                &key,
+                format!("grid {gx} x {gy} exceeds {lim} per dimension"),
+            ));
+        }
+        Ok(())
+    }
+    fn space(&self, profile: &DeviceProfile) -> Vec<QMatmulConfig> {
+        let mut out = Vec::new();
+        for f16 in [false, true] {
+            for (tm, tn) in [(16, 16), (32, 32), (32, 64), (64, 32), (64, 64)] {
+                for tk in [16, 32] {
+                    for (rm, rn) in [(1, 1), (2, 2), (4, 4), (2, 4), (4, 2)] {
+                        // the f16 tiles are offered at the register blocks that pay
+                        if f16 && rm * rn < 4 {
+                            continue;
+                        }
+                        let c = QMatmulConfig {
+                            f16,
+                            tm,
+                            tn,
+                            tk,
+                            rm,
+                            rn,
+                        };
+                        if c.invocations() >= 16 && self.check(profile, &c).is_ok() {
+                            out.push(c);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+    fn default_config(&self, profile: &DeviceProfile) -> QMatmulConfig {
+        for c in [
+            QMatmulConfig {
+                f16: false,
+                tm: 64,
+                tn: 64,
+                tk: 16,
+                rm: 4,
+                rn: 4,
+            },
+            QMatmulConfig {
+                f16: false,
+                tm: 32,
+                tn: 32,
+                tk: 16,
+                rm: 2,
+                rn: 2,
+            },
+            QMatmulConfig {
+                f16: false,
+                tm: 16,
+                tn: 16,
+                tk: 16,
+                rm: 1,
+                rn: 1,
+            },
+        ] {
+            if self.check(profile, &c).is_ok() {
+                return c;
+            }
+        }
+        QMatmulConfig {
+            f16: false,
+            tm: 16,
+            tn: 16,
+            tk: 16,
+            rm: 2,
+            rn: 2,
+        }
+    }
+}

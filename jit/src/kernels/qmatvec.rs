@@ -1,0 +1,413 @@
+//! Quantized matrix-vector products for decode, with the dequantization fused in, plus the
+//! plain dequantization kernel that tests repacking against the CPU reference.
+//!
+//! Weights W are [N, K] in GGUF layout (K contiguous), repacked into u32 words
+//! (`crate::quant`); activations X are [M, K] f32 with M <= 8; Y = X W^T is [M, N] f32.
+//! A weight larger than one storage binding is split into row segments; each segment is one
+//! dispatch that writes its columns of Y at `n_offset`.
+
+use crate::error::JitError;
+use crate::kernels::{check_workgroup, illegal, linear_dispatch, MAX_GROUPS_PER_DIM};
+use crate::profile::DeviceProfile;
+use crate::quant::GgmlType;
+use crate::render::{render, section};
+use crate::shaders::{QMATVEC, QUANT};
+use crate::spec::{dispatch_2d, BindingDecl, KernelSpec, UniformStruct};
+
+crate::uniform_struct!(
+    /// Uniforms of the `dequant` section of `qmatvec.wgsl`.
+    QDequantParams { rows: u32, k: u32, row_words: u32, pad: u32 }
+);
+
+crate::uniform_struct!(
+    /// Uniforms of the `matvec` section of `qmatvec.wgsl`. `rows` are this segment's rows,
+    /// written to columns `n_offset..n_offset + rows` of Y (which has `n` columns).
+    QMatvecParams { n: u32, k: u32, row_words: u32, rows: u32, n_offset: u32, pad0: u32, pad1: u32, pad2: u32 }
+);
+
+/// The WGSL `deq4` function (and helpers) of `format`; expects `w: array<u32>` in scope.
+pub fn deq_wgsl(format: GgmlType) -> Result<String, JitError> {
+    let f = "quant.wgsl";
+    let mut s = section(f, QUANT, "common")?.to_string();
+    if matches!(format, GgmlType::Q4K | GgmlType::Q5K) {
+        s.push_str(section(f, QUANT, "kscale")?);
+    }
+    s.push_str(section(f, QUANT, format.name())?);
+    Ok(s)
+}
+
+/// `enable` lines (and notes) heading a quantized kernel.
+pub(crate) fn enables(f16: bool, note: &str) -> String {
+    let mut s = String::new();
+    if f16 {
+        s.push_str("enable f16;\n");
+    }
+    s.push_str(note);
+    s
+}
+
+/// The vector type products are taken in.
+pub(crate) fn vec_type(f16: bool) -> &'static str {
+    if f16 {
+        "vec4<f16>"
+    } else {
+        "vec4<f32>"
+    }
+}
+
+/// Checks shared by the quantized kernels: K is whole GPU blocks and a multiple of 4.
+pub(crate) fn check_k(family: &str, format: GgmlType, k: u64) -> Result<(), JitError> {
+    let b = format.gpu_block_elems() as u64;
+    if k == 0 || !k.is_multiple_of(b) || !k.is_multiple_of(4) {
+        return Err(JitError::UnsupportedProblem {
+            family: family.into(),
+            reason: format!(
+                "K = {k} must be a positive multiple of the {} block size {} (and of 4)",
+                format.name(),
+                b.max(4)
+            ),
+        });
+    }
+    if k > u32::MAX as u64 {
+        return Err(JitError::UnsupportedProblem {
+            family: family.into(),
+            reason: format!("K = {k} exceeds 2^32"),
+        });
+    }
+    Ok(())
+}
+
+/// Dequantize `rows` rows of K elements of a repacked weight to f32 [rows, K].
+#[derive(Clone, Debug, PartialEq)]
+pub struct QDequantSpec {
+    pub format: GgmlType,
+    pub rows: u64,
+    pub k: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QDequantConfig {
+    pub wg: u32,
+}
+
+impl QDequantSpec {
+    pub fn params(&self) -> QDequantParams {
+        QDequantParams {
+            rows: self.rows as u32,
+            k: self.k as u32,
+            row_words: self.format.row_words(self.k as usize).unwrap_or(0) as u32,
+            pad: 0,
+        }
+    }
+}
+
+impl KernelSpec for QDequantSpec {
+    type Config = QDequantConfig;
+    fn family(&self) -> &'static str {
+        "qdequant"
+    }
+    fn key(&self, cfg: &QDequantConfig) -> String {
+        format!("qdequant.{}.wg{}", self.format.name(), cfg.wg)
+    }
+    fn bindings(&self, _cfg: &QDequantConfig) -> Vec<BindingDecl> {
+        vec![
+            BindingDecl::uniform(0, "p"),
+            BindingDecl::read(1, "w"),
+            BindingDecl::read_write(2, "out"),
+        ]
+    }
+    fn render(&self, cfg: &QDequantConfig) -> Result<String, JitError> {
+        render(
+            "qmatvec.wgsl",
+            section("qmatvec.wgsl", QMATVEC, "dequant")?,
+            &[
+                ("KEY", self.key(cfg)),
+                ("PARAMS", QDequantParams::wgsl_decl()),
+                ("DEQ", deq_wgsl(self.format)?),
+                ("WG", cfg.wg.to_string()),
+            ],
+        )
+    }
+    fn dispatch(&self, cfg: &QDequantConfig) -> [u32; 3] {
+        linear_dispatch(self.rows * (self.k / 4), cfg.wg)
+    }
+    fn check(&self, profile: &DeviceProfile, cfg: &QDequantConfig) -> Result<(), JitError> {
+        check_workgroup(self.family(), &self.key(cfg), profile, cfg.wg)?;
+        check_k(self.family(), self.format, self.k)?;
+        if self.rows * (self.k / 4) > u32::MAX as u64 {
+            return Err(illegal(
+                self.family(),
+                &self.key(cfg),
+                "more than 2^32 outputs",
+            ));
+        }
+        Ok(())
+    }
+    fn space(&self, profile: &DeviceProfile) -> Vec<QDequantConfig> {
+        [64, 256]
+            .into_iter()
+            .map(|wg| QDequantConfig { wg })
+            .filter(|c| self.check(profile, c).is_ok())
+            .collect()
+    }
+    fn default_config(&self, _profile: &DeviceProfile) -> QDequantConfig {
+        QDequantConfig { wg: 64 }
+    }
+}
+
+/// How a workgroup's partial sums are combined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reduce {
+    /// Tree reduction in workgroup memory: works everywhere (browsers included).
+    Workgroup,
+    /// `subgroupAdd`, then one workgroup-memory pass over the subgroup sums. Only where the
+    /// device has subgroups.
+    Subgroup,
+}
+
+/// Y[M, N] = X[M, K] W[N, K]^T for one weight segment of `rows` rows (N total columns).
+#[derive(Clone, Debug, PartialEq)]
+pub struct QMatvecSpec {
+    pub format: GgmlType,
+    /// Activation rows, 1..=8.
+    pub m: u32,
+    pub n: u64,
+    pub k: u64,
+    /// Rows of W in the segment one dispatch covers (N when unsegmented).
+    pub rows: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QMatvecConfig {
+    pub wg: u32,
+    /// Products in f16 (sums stay f32); only where the device has `shader-f16`.
+    pub f16: bool,
+    /// Rows of W per workgroup.
+    pub r: u32,
+    pub reduce: Reduce,
+}
+
+pub const QMATVEC_MAX_M: u32 = 8;
+
+impl QMatvecSpec {
+    pub fn params(&self, n_offset: u64, rows: u64) -> QMatvecParams {
+        QMatvecParams {
+            n: self.n as u32,
+            k: self.k as u32,
+            row_words: self.format.row_words(self.k as usize).unwrap_or(0) as u32,
+            rows: rows as u32,
+            n_offset: n_offset as u32,
+            pad0: 0,
+            pad1: 0,
+            pad2: 0,
+        }
+    }
+    /// Workgroups for a segment of `rows` rows.
+    pub fn dispatch_rows(&self, cfg: &QMatvecConfig, rows: u64) -> [u32; 3] {
+        dispatch_2d(
+            crate::spec::div_ceil(rows, cfg.r as u64),
+            MAX_GROUPS_PER_DIM,
+        )
+    }
+    fn shared_bytes(&self, cfg: &QMatvecConfig) -> u64 {
+        let per = match cfg.reduce {
+            Reduce::Workgroup => cfg.wg,
+            Reduce::Subgroup => self.sg_bound(cfg),
+        };
+        4 * (cfg.r * self.m * per) as u64
+    }
+}
+
+impl KernelSpec for QMatvecSpec {
+    type Config = QMatvecConfig;
+    fn family(&self) -> &'static str {
+        "qmatvec"
+    }
+    fn key(&self, cfg: &QMatvecConfig) -> String {
+        let red = match cfg.reduce {
+            Reduce::Workgroup => "wgred",
+            Reduce::Subgroup => "sgred",
+        };
+        format!(
+            "qmatvec.{}.m{}.{}.f32acc.wg{}.r{}.{red}",
+            self.format.name(),
+            self.m,
+            if cfg.f16 { "f16mul" } else { "f32mul" },
+            cfg.wg,
+            cfg.r
+        )
+    }
+    fn bindings(&self, _cfg: &QMatvecConfig) -> Vec<BindingDecl> {
+        vec![
+            BindingDecl::uniform(0, "p"),
+            BindingDecl::read(1, "w"),
+            BindingDecl::read(2, "x"),
+            BindingDecl::read_write(3, "y"),
+        ]
+    }
+    fn render(&self, cfg: &QMatvecConfig) -> Result<String, JitError> {
+        let f = "qmatvec.wgsl";
+        let (sg_note, name, decl, body, extra) = match cfg.reduce {
+            Reduce::Workgroup => (
+                String::new(),
+                "workgroup memory",
+                section(f, QMATVEC, "reduce_workgroup")?.to_string(),
+                section(f, QMATVEC, "reduce_workgroup_body")?,
+                String::new(),
+            ),
+            Reduce::Subgroup => (
+                // naga 30 rejects `enable subgroups;` (not yet implemented) and accepts the
+                // builtins under Capabilities::SUBGROUP; browsers would need the enable.
+                "// subgroup builtins: naga accepts them with Capabilities::SUBGROUP".to_string(),
+                "subgroupAdd and workgroup memory",
+                render(
+                    f,
+                    section(f, QMATVEC, "reduce_subgroup")?,
+                    &[("MAX_SG", self.sg_bound(cfg).to_string())],
+                )?,
+                section(f, QMATVEC, "reduce_subgroup_body")?,
+                ",\n        @builtin(subgroup_invocation_id) sg_lane: u32,\n        \
+                 @builtin(subgroup_id) sg_id: u32,\n        \
+                 @builtin(num_subgroups) n_sg: u32"
+                    .to_string(),
+            ),
+        };
+        render(
+            f,
+            section(f, QMATVEC, "matvec")?,
+            &[
+                ("KEY", self.key(cfg)),
+                ("REDUCE_NAME", name.into()),
+                ("ENABLES", enables(cfg.f16, &sg_note)),
+                ("V", vec_type(cfg.f16).into()),
+                ("PARAMS", QMatvecParams::wgsl_decl()),
+                ("WG", cfg.wg.to_string()),
+                ("R", cfg.r.to_string()),
+                ("M", self.m.to_string()),
+                ("DEQ", deq_wgsl(self.format)?),
+                ("REDUCE_DECL", decl),
+                ("EXTRA_BUILTINS", extra),
+                ("REDUCE", body.to_string()),
+            ],
+        )
+    }
+    fn dispatch(&self, cfg: &QMatvecConfig) -> [u32; 3] {
+        self.dispatch_rows(cfg, self.rows)
+    }
+    fn check(&self, profile: &DeviceProfile, cfg: &QMatvecConfig) -> Result<(), JitError> {
+        let fam = self.family();
+        let key = self.key(cfg);
+        check_workgroup(fam, &key, profile, cfg.wg)?;
+        check_k(fam, self.format, self.k)?;
+        if self.m == 0 || self.m > QMATVEC_MAX_M {
+            return Err(JitError::UnsupportedProblem {
+                family: fam.into(),
+                reason: format!(
+                    "M = {} activation rows; qmatvec takes 1..={QMATVEC_MAX_M} (use qmatmul)",
+                    self.m
+                ),
+            });
+        }
+        if self.n == 0 || self.rows == 0 || self.rows > self.n || self.n > u32::MAX as u64 {
+            return Err(JitError::UnsupportedProblem {
+                family: fam.into(),
+                reason: format!("N = {} with a segment of {} rows", self.n, self.rows),
+            });
+        }
+        if !cfg.wg.is_power_of_two() {
+            return Err(illegal(
+                fam,
+                &key,
+                "the tree reduction needs a power-of-two workgroup",
+            ));
+        }
+        if ![1, 2, 4, 8].contains(&cfg.r) {
+            return Err(illegal(
+                fam,
+                &key,
+                "rows per workgroup must be 1, 2, 4 or 8",
+            ));
+        }
+        if cfg.f16 && !profile.f16 {
+            return Err(illegal(fam, &key, "the f16 path needs shader-f16"));
+        }
+        if cfg.reduce == Reduce::Subgroup && profile.subgroups.is_none() {
+            return Err(illegal(
+                fam,
+                &key,
+                "subgroup reduction needs subgroup support",
+            ));
+        }
+        if (cfg.r * self.m) > cfg.wg {
+            return Err(illegal(
+                fam,
+                &key,
+                format!(
+                    "R*M = {} outputs exceed the {} invocations that write them",
+                    cfg.r * self.m,
+                    cfg.wg
+                ),
+            ));
+        }
+        let bytes = self.shared_bytes(cfg);
+        let max = profile.limits.max_compute_workgroup_storage_size as u64;
+        if bytes > max {
+            return Err(illegal(
+                fam,
+                &key,
+                format!("needs {bytes} bytes of workgroup memory, the device has {max}"),
+            ));
+        }
+        Ok(())
+    }
+    fn space(&self, profile: &DeviceProfile) -> Vec<QMatvecConfig> {
+        let mut out = Vec::new();
+        for f16 in [false, true] {
+            for reduce in [Reduce::Workgroup, Reduce::Subgroup] {
+                for wg in [32, 64, 128, 256] {
+                    for r in [1, 2, 4, 8] {
+                        let c = QMatvecConfig { wg, f16, r, reduce };
+                        if self.check(profile, &c).is_ok() {
+                            out.push(c);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+    fn default_config(&self, profile: &DeviceProfile) -> QMatvecConfig {
+        let reduce = if profile.subgroups.is_some() {
+            Reduce::Subgroup
+        } else {
+            Reduce::Workgroup
+        };
+        for (wg, r) in [(128, 2), (64, 2), (64, 1), (32, 1)] {
+            for red in [reduce, Reduce::Workgroup] {
+                let c = QMatvecConfig {
+                    wg,
+                    f16: false,
+                    r,
+                    reduce: red,
+                };
+                if self.check(profile, &c).is_ok() {
+                    return c;
+                }
+            }
+        }
+        QMatvecConfig {
+            wg: 32,
+            f16: false,
+            r: 1,
+            reduce: Reduce::Workgroup,
+        }
+    }
+}
+
+impl QMatvecSpec {
+    /// Bound on subgroups per workgroup baked into the shader: WG / 4, the smallest subgroup
+    /// size WebGPU allows, so the shader is correct for any size the driver picks.
+    fn sg_bound(&self, cfg: &QMatvecConfig) -> u32 {
+        cfg.wg.div_ceil(4)
+    }
+}

@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""Record GGUF block-format test vectors with the reference (de)quantizers of the `gguf` package.
+
+    pip install gguf numpy
+    python3 scripts/gen_quant_vectors.py        # writes tests/data/quant/
+
+For every format webjit supports this writes `<name>.raw` (whole GGUF blocks) and `<name>.f32`
+(their little-endian f32 dequantization by `gguf.quants.dequantize`, which mirrors ggml's
+`dequantize_row_*`). Blocks come from two sources:
+  * where gguf can quantize the format (F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0): quantized random
+    data at magnitudes from 1e-7 to 6e4;
+  * for every format: raw random bytes whose f16 scale fields are overwritten with chosen values
+    (0, -0, the smallest subnormal, the largest finite, random normals), plus blocks whose quant
+    bytes are all 0x00 or all 0xff (min and max codes).
+Infinite and NaN scales are excluded: they are not meaningful weights and GPUs need not keep NaN
+payloads. Deterministic: the seed is fixed.
+"""
+import os
+import sys
+
+import numpy as np
+from gguf import GGMLQuantizationType as T
+from gguf.constants import GGML_QUANT_SIZES
+from gguf.quants import dequantize, quantize
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data", "quant")
+
+# name -> (type, blocks of raw random bytes, byte offsets of the f16 scale fields)
+FORMATS = {
+    "f32": (T.F32, 64, []),
+    "f16": (T.F16, 256, []),
+    "bf16": (T.BF16, 256, []),
+    "q4_0": (T.Q4_0, 40, [0]),
+    "q4_1": (T.Q4_1, 40, [0, 2]),
+    "q5_0": (T.Q5_0, 40, [0]),
+    "q5_1": (T.Q5_1, 40, [0, 2]),
+    "q8_0": (T.Q8_0, 40, [0]),
+    "q2_k": (T.Q2_K, 12, [80, 82]),
+    "q3_k": (T.Q3_K, 12, [108]),
+    "q4_k": (T.Q4_K, 12, [0, 2]),
+    "q5_k": (T.Q5_K, 12, [0, 2]),
+    "q6_k": (T.Q6_K, 12, [208]),
+}
+QUANTIZABLE = {"f16", "bf16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0"}
+SPECIAL_F16 = [0x0000, 0x8000, 0x0001, 0x8001, 0x03FF, 0x7BFF, 0xFBFF, 0x3C00, 0x0400]
+
+
+def finite_f16_bits(rng, n):
+    """Random f16 bit patterns that are finite (exponent field below 31)."""
+    bits = rng.integers(0, 1 << 16, size=n, dtype=np.uint32)
+    exp = (bits >> 10) & 0x1F
+    bits = np.where(exp == 0x1F, bits & ~np.uint32(0x4000), bits)  # clear one exponent bit
+    return bits.astype(np.uint16)
+
+
+def finite_bf16_bits(rng, n):
+    bits = rng.integers(0, 1 << 16, size=n, dtype=np.uint32)
+    exp = (bits >> 7) & 0xFF
+    bits = np.where(exp == 0xFF, bits & ~np.uint32(0x4000), bits)
+    return bits.astype(np.uint16)
+
+
+def raw_blocks(rng, name, qtype, n, scale_offsets):
+    _, bsize = GGML_QUANT_SIZES[qtype]
+    if name == "f32":
+        vals = rng.standard_normal(n).astype(np.float32) * np.float32(10.0) ** rng.integers(-30, 30, n)
+        vals[:4] = [0.0, -0.0, 3.4e38, -1.2e-38]
+        return vals.astype(np.float32).view(np.uint8).reshape(n, 4)
+    if name == "f16":
+        b = finite_f16_bits(rng, n)
+        b[: len(SPECIAL_F16)] = SPECIAL_F16
+        return b.view(np.uint8).reshape(n, 2)
+    if name == "bf16":
+        b = finite_bf16_bits(rng, n)
+        b[:4] = [0x0000, 0x8000, 0x0001, 0x7F7F]
+        return b.view(np.uint8).reshape(n, 2)
+    blocks = rng.integers(0, 256, size=(n, bsize), dtype=np.uint8)
+    # min and max codes everywhere in two blocks
+    blocks[0, :] = 0x00
+    blocks[1, :] = 0xFF
+    for i in range(n):
+        for j, off in enumerate(scale_offsets):
+            if i < len(SPECIAL_F16) * 2:
+                v = SPECIAL_F16[(i + 3 * j) % len(SPECIAL_F16)]
+            else:
+                v = int(finite_f16_bits(rng, 1)[0])
+            blocks[i, off : off + 2] = np.array([v], dtype=np.uint16).view(np.uint8)
+    return blocks
+
+
+def quantized_blocks(rng, qtype, n_elems):
+    data = rng.standard_normal(n_elems).astype(np.float32)
+    block = GGML_QUANT_SIZES[qtype][0]
+    mags = np.float32(10.0) ** rng.uniform(-7, 4.0, size=n_elems // max(block, 32)).astype(np.float32)
+    data *= np.repeat(mags, max(block, 32))[:n_elems]
+    data[:4] = [0.0, -0.0, 60000.0, -60000.0]
+    q = np.ascontiguousarray(quantize(data.reshape(1, -1), qtype))
+    return q.view(np.uint8).reshape(-1, GGML_QUANT_SIZES[qtype][1])
+
+
+def main():
+    rng = np.random.default_rng(20261122)
+    os.makedirs(OUT, exist_ok=True)
+    total = 0
+    for name, (qtype, n, offs) in FORMATS.items():
+        parts = [raw_blocks(rng, name, qtype, n, offs)]
+        if name in QUANTIZABLE:
+            parts.append(quantized_blocks(rng, qtype, 32 * 16))
+        raw = np.concatenate(parts, axis=0).astype(np.uint8)
+        deq = dequantize(raw.reshape(-1), qtype).astype("<f4")
+        raw.tofile(os.path.join(OUT, f"{name}.raw"))
+        deq.tofile(os.path.join(OUT, f"{name}.f32"))
+        total += raw.nbytes + deq.nbytes
+        print(f"{name}: {raw.shape[0]} blocks, {deq.size} values")
+    print(f"total {total} bytes")
+    if total >= 1 << 20:
+        sys.exit("test vectors exceed 1 MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+//! section dequant
+// {{KEY}}
+// Dequantizes whole rows of a repacked weight: one invocation per 4 elements.
+{{PARAMS}}
+@group(0) @binding(0) var<uniform> p: QDequantParams;
+@group(0) @binding(1) var<storage, read> w: array<u32>;              // [rows, row_words] repacked
+@group(0) @binding(2) var<storage, read_write> out: array<vec4<f32>>; // [rows, k / 4]
+
+{{DEQ}}
+
+@compute @workgroup_size({{WG}})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * {{WG}}u;
+    let k4n = p.k / 4u;
+    if (i >= p.rows * k4n) {
+        return;
+    }
+    let row = i / k4n;
+    out[i] = deq4(row * p.row_words, i % k4n);
+}
+
+//! section matvec
+// {{KEY}}
+// y[m, n_offset + r] = sum_k x[m, k] * W[r, k] for the rows r of one weight segment, M <= 8.
+// A workgroup owns R consecutive rows; its invocations split K in strides of 4 elements, so
+// neighbours read neighbouring words of the same blocks; partial sums meet in {{REDUCE_NAME}}.
+{{ENABLES}}
+{{PARAMS}}
+@group(0) @binding(0) var<uniform> p: QMatvecParams;
+@group(0) @binding(1) var<storage, read> w: array<u32>;           // [rows, row_words] repacked segment
+@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;     // [M, k / 4]
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;     // [M, n]
+
+const WG: u32 = {{WG}}u;
+const R: u32 = {{R}}u;
+const M: u32 = {{M}}u;
+alias V = {{V}};
+
+{{DEQ}}
+
+{{REDUCE_DECL}}
+
+@compute @workgroup_size({{WG}})
+fn main(@builtin(local_invocation_index) lid: u32,
+        @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>{{EXTRA_BUILTINS}}) {
+    let row0 = (wid.x + wid.y * nwg.x) * R;
+    let k4n = p.k / 4u;
+    var acc: array<f32, R * M>;
+    for (var k4 = lid; k4 < k4n; k4 += WG) {
+        // V is vec4<f32>, or vec4<f16> on the f16 path (products in f16, sums in f32).
+        var xv: array<V, M>;
+        for (var m = 0u; m < M; m++) {
+            xv[m] = V(x[m * k4n + k4]);
+        }
+        for (var r = 0u; r < R; r++) {
+            let row = min(row0 + r, p.rows - 1u); // tail rows recompute the last row, unwritten
+            let wv = V(deq4(row * p.row_words, k4));
+            for (var m = 0u; m < M; m++) {
+                acc[r * M + m] += f32(dot(wv, xv[m]));
+            }
+        }
+    }
+{{REDUCE}}
+}
+
+//! section reduce_workgroup
+var<workgroup> red: array<f32, R * M * WG>; // [R * M, WG] partial sums
+
+//! section reduce_workgroup_body
+    for (var i = 0u; i < R * M; i++) {
+        red[i * WG + lid] = acc[i];
+    }
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            for (var i = 0u; i < R * M; i++) {
+                red[i * WG + lid] += red[i * WG + lid + s];
+            }
+        }
+        workgroupBarrier();
+    }
+    if (lid < R * M) {
+        let r = lid / M;
+        let m = lid % M;
+        if (row0 + r < p.rows) {
+            y[m * p.n + p.n_offset + row0 + r] = red[lid * WG];
+        }
+    }
+
+//! section reduce_subgroup
+const MAX_SG: u32 = {{MAX_SG}}u; // most subgroups a workgroup can hold (WG / min subgroup size)
+var<workgroup> red: array<f32, R * M * MAX_SG>; // [R * M, MAX_SG] subgroup sums
+
+//! section reduce_subgroup_body
+    for (var i = 0u; i < R * M; i++) {
+        let s = subgroupAdd(acc[i]);
+        if (sg_lane == 0u) {
+            red[i * MAX_SG + sg_id] = s;
+        }
+    }
+    workgroupBarrier();
+    if (lid < R * M) {
+        var t = 0.0;
+        for (var g = 0u; g < n_sg; g++) {
+            t += red[lid * MAX_SG + g];
+        }
+        let r = lid / M;
+        let m = lid % M;
+        if (row0 + r < p.rows) {
+            y[m * p.n + p.n_offset + row0 + r] = t;
+        }
+    }
