@@ -7,6 +7,8 @@
 //! the file (when its length is known) before the parser asks for the bytes it implies, and
 //! nothing is ever allocated ahead of the bytes actually received.
 
+use std::collections::HashSet;
+
 use super::types::{
     layer_of, Format, MetaArray, MetaEntry, MetaValue, ModelHeader, TensorInfo, TensorType,
     ValueType,
@@ -74,6 +76,10 @@ pub(crate) struct GgufParser {
     info_offset: u64,
     dims: Vec<u64>,
     alignment: u64,
+    /// Keys and tensor names seen, for duplicate checks that stay linear in hostile files
+    /// with millions of entries.
+    seen_keys: HashSet<String>,
+    seen_names: HashSet<String>,
 }
 
 fn u32_at(b: &[u8], i: usize) -> u32 {
@@ -105,6 +111,8 @@ impl GgufParser {
             info_offset: 0,
             dims: Vec::new(),
             alignment: DEFAULT_ALIGNMENT,
+            seen_keys: HashSet::new(),
+            seen_names: HashSet::new(),
         }
     }
 
@@ -238,7 +246,7 @@ impl GgufParser {
                     field: self.describe(),
                     offset: at,
                 })?;
-                if self.entries.iter().any(|e| e.key == self.key) {
+                if !self.seen_keys.insert(self.key.clone()) {
                     return Err(LoaderError::Duplicate {
                         what: "metadata key",
                         name: self.key.clone(),
@@ -492,7 +500,7 @@ impl GgufParser {
                 alignment: self.alignment,
             });
         }
-        if self.tensors.iter().any(|t| t.name == name) {
+        if !self.seen_names.insert(name.clone()) {
             return Err(LoaderError::Duplicate {
                 what: "tensor",
                 name,
