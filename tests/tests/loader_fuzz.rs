@@ -161,14 +161,14 @@ fn write_fuzz_corpus() {
     let mut rng = Rand::new(0xc0);
     for v in [2, 3] {
         let (f, _) = gguf_every_type(&mut rng, v).build();
-        std::fs::write(dir.join(format!("every_type_v{v}.gguf")), f).expect("write");
+        std::fs::write(dir.join(format!("every_type_v{v}.gguf.seed")), f).expect("write");
     }
     let mut b = GgufBuilder::new(3);
     b.kvs.push(Kv::str("general.architecture", "tiny"));
     b.tensor(&mut rng, "blk.0.attn_q.weight", &[32, 2], 8);
-    std::fs::write(dir.join("tiny.gguf"), b.build().0).expect("write");
-    std::fs::write(dir.join("no_tensors.gguf"), GgufBuilder::new(2).build().0).expect("write");
-    std::fs::write(dir.join("small.safetensors"), safetensors_small(&mut rng)).expect("write");
+    std::fs::write(dir.join("tiny.gguf.seed"), b.build().0).expect("write");
+    std::fs::write(dir.join("no_tensors.gguf.seed"), GgufBuilder::new(2).build().0).expect("write");
+    std::fs::write(dir.join("small.safetensors.seed"), safetensors_small(&mut rng)).expect("write");
     let empty = webjit_tests::loader_fixtures::safetensors(&[], None);
-    std::fs::write(dir.join("empty.safetensors"), empty).expect("write");
+    std::fs::write(dir.join("empty.safetensors.seed"), empty).expect("write");
 }
