@@ -167,8 +167,16 @@ fn write_fuzz_corpus() {
     b.kvs.push(Kv::str("general.architecture", "tiny"));
     b.tensor(&mut rng, "blk.0.attn_q.weight", &[32, 2], 8);
     std::fs::write(dir.join("tiny.gguf.seed"), b.build().0).expect("write");
-    std::fs::write(dir.join("no_tensors.gguf.seed"), GgufBuilder::new(2).build().0).expect("write");
-    std::fs::write(dir.join("small.safetensors.seed"), safetensors_small(&mut rng)).expect("write");
+    std::fs::write(
+        dir.join("no_tensors.gguf.seed"),
+        GgufBuilder::new(2).build().0,
+    )
+    .expect("write");
+    std::fs::write(
+        dir.join("small.safetensors.seed"),
+        safetensors_small(&mut rng),
+    )
+    .expect("write");
     let empty = webjit_tests::loader_fixtures::safetensors(&[], None);
     std::fs::write(dir.join("empty.safetensors.seed"), empty).expect("write");
 }

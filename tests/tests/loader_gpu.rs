@@ -121,6 +121,8 @@ fn gguf_and_safetensors_upload_piecewise_across_segments() {
     }
     let (file, _) = b.build();
     let mut sink = GpuSink::new(engine);
+    // Raw words first (repacking is checked in `quantized_tensors_stream_into_repacked_weights`).
+    sink.repack_quantized = false;
     let mut loader = Loader::new(Format::Gguf, LoadOptions::default());
     let mut off = 0;
     while off < file.len() {
@@ -212,5 +214,77 @@ fn minilm_uploads_and_matches_random_access_reads() {
             .unwrap_or_else(|| panic!("{name} missing"));
         let bytes = read_tensor(&mut src, info).expect("read_tensor");
         check_uploaded(engine, &sink, name, info.dtype, &bytes, 0);
+    }
+}
+
+#[test]
+fn quantized_tensors_stream_into_repacked_weights() {
+    use webjit_engine::jit::quant::GgmlType;
+    use webjit_engine::ops;
+    // Streamed in odd-sized chunks, repacked row by row across buffer segments, the weights
+    // must dequantize exactly like the same bytes uploaded whole.
+    let engine = small_binding_engine();
+    let mut rng = Rand::new(0x9e1);
+    let mut b = GgufBuilder::new(3);
+    let specs: [(&str, u32, [u64; 2]); 5] = [
+        ("blk.0.q8_0", 8, [2048, 37]),
+        ("blk.0.q4_0", 2, [32, 3]),
+        ("blk.1.q6_k", 14, [256, 400]),
+        ("blk.1.q4_k", 12, [512, 1]),
+        ("blk.2.q5_0", 6, [96, 7]),
+    ];
+    for (name, ty, ne) in specs {
+        let (bb, be) = ggml_block(ty); // (bytes, elements) per block
+        let data: Vec<u8> = (0..ne[0] * ne[1] / be * bb)
+            .map(|_| rng.range(0, 256) as u8)
+            .collect();
+        b.tensors.push(webjit_tests::loader_fixtures::GgufTensor {
+            name: name.into(),
+            ne: ne.to_vec(),
+            ggml_type: ty,
+            data,
+        });
+    }
+    let (file, _) = b.build();
+    let mut sink = GpuSink::new(engine);
+    let mut loader = Loader::new(Format::Gguf, LoadOptions::default());
+    let mut off = 0;
+    while off < file.len() {
+        let n = rng.range(1, 1500).min(file.len() - off);
+        loader.push(&file[off..off + n], &mut sink).expect("push");
+        off += n;
+    }
+    loader.finish(&mut sink).expect("finish");
+    assert!(
+        sink.qtensors["blk.1.q6_k"].segments().len() > 1,
+        "the test must cross segments"
+    );
+    for t in &b.tensors {
+        let q = &sink.qtensors[&t.name];
+        let format = GgmlType::from_id(t.ggml_type).expect("type");
+        let whole = engine
+            .upload_quantized(format, [t.ne[1] as usize, t.ne[0] as usize], &t.data)
+            .expect("upload");
+        assert_eq!(q.shape(), whole.shape());
+        // The same matvec over both weights (outputs are small enough for one binding).
+        let k = t.ne[0] as usize;
+        let x = engine
+            .upload_f32(&[2, k], &rng.vec(2 * k, -1.0, 1.0))
+            .expect("x");
+        let mut rec = engine.recorder();
+        let a = ops::qmatvec(&mut rec, &x, q).expect("matvec streamed");
+        let bb = ops::qmatvec(&mut rec, &x, &whole).expect("matvec whole");
+        rec.submit().expect("submit");
+        let (a, bb) = (
+            engine.read_f32(&a).expect("read"),
+            engine.read_f32(&bb).expect("read"),
+        );
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert!(
+            bits(&a) == bits(&bb),
+            "{}: streamed repack differs from whole upload (seed {})",
+            t.name,
+            rng.seed
+        );
     }
 }

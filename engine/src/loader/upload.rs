@@ -1,15 +1,17 @@
 //! The engine-side sink: uploads each tensor to the GPU piece by piece as it streams in.
 //! F32 goes up as is; F16 and BF16 are widened to f32 on the host (per piece, so no whole
-//! tensor is ever held); quantized tensors go up as their raw bytes in u32 words.
-// TODO(quant repack): call jit/src/quant's repacking here (per block-aligned piece) once it
-// lands, instead of uploading raw GGUF blocks.
+//! tensor is ever held). Quantized tensors are repacked into the GPU layout of
+//! `webjit_jit::quant` row by row as their bytes arrive (`GpuSink::qtensors`), holding at most
+//! one partial row; with `repack_quantized` off they go up as raw GGUF bytes in u32 words.
 
 use std::collections::HashMap;
 
 use half::{bf16, f16};
 
+use webjit_jit::quant::GgmlType;
+
 use super::{LoaderError, TensorInfo, TensorSink, TensorType};
-use crate::{DType, Engine, Error, Tensor};
+use crate::{DType, Engine, Error, QTensor, Tensor};
 
 /// A tensor on the GPU and what it holds.
 #[derive(Debug, Clone)]
@@ -31,9 +33,25 @@ struct Pending {
     carry: Vec<u8>,
 }
 
+/// A quantized weight being repacked row by row.
+struct QPending {
+    name: String,
+    tensor: QTensor,
+    row_bytes: usize,
+    next_row: usize,
+    /// Bytes of the row not yet complete.
+    carry: Vec<u8>,
+}
+
 pub struct GpuSink<'e> {
     engine: &'e Engine,
     pub tensors: HashMap<String, LoadedTensor>,
+    /// Quantized weights, repacked for the quantized matmul kernels ([rows, K] with K the
+    /// innermost dim of the file's shape).
+    pub qtensors: HashMap<String, QTensor>,
+    /// Repack quantized tensors into `qtensors` (default). Off: raw words into `tensors`.
+    pub repack_quantized: bool,
+    qpending: Option<QPending>,
     pending: Option<Pending>,
     /// Bytes uploaded since the last queue submit.
     since_submit: u64,
@@ -52,6 +70,9 @@ impl<'e> GpuSink<'e> {
         Self {
             engine,
             tensors: HashMap::new(),
+            qtensors: HashMap::new(),
+            repack_quantized: true,
+            qpending: None,
             pending: None,
             since_submit: 0,
         }
@@ -151,6 +172,73 @@ impl<'e> GpuSink<'e> {
     }
 }
 
+impl GpuSink<'_> {
+    fn repacks(&self, info: &TensorInfo) -> bool {
+        self.repack_quantized && info.dtype.is_quantized()
+    }
+
+    fn qcreate(&self, info: &TensorInfo) -> Result<QPending, LoaderError> {
+        let format = GgmlType::from_name(info.dtype.name()).ok_or_else(|| {
+            LoaderError::UnsupportedDType {
+                tensor: info.name.clone(),
+                dtype: info.dtype.name().to_string(),
+            }
+        })?;
+        // Shapes are row-major here (innermost dim last), so K is the last dim.
+        let k = info.shape.last().copied().unwrap_or(1);
+        let n: u64 = info.shape.iter().rev().skip(1).product();
+        let (n, k) = (usize::try_from(n), usize::try_from(k));
+        let (Ok(n), Ok(k)) = (n, k) else {
+            return Err(sink_err(
+                &info.name,
+                Error::Shape {
+                    op: "load",
+                    detail: format!("shape {:?} is too large", info.shape),
+                },
+            ));
+        };
+        let tensor = self
+            .engine
+            .alloc_quantized(format, [n, k])
+            .map_err(|e| sink_err(&info.name, e))?;
+        let row_bytes = format
+            .row_bytes(k)
+            .map_err(|e| sink_err(&info.name, e.into()))?;
+        Ok(QPending {
+            name: info.name.clone(),
+            tensor,
+            row_bytes,
+            next_row: 0,
+            carry: Vec::new(),
+        })
+    }
+
+    /// Repacks and uploads every complete row in `carry` + `bytes`.
+    fn qdata(&mut self, info: &TensorInfo, bytes: &[u8]) -> Result<(), LoaderError> {
+        if self.qpending.as_ref().map(|p| &p.name) != Some(&info.name) {
+            self.qpending = Some(self.qcreate(info)?);
+        }
+        let Some(p) = self.qpending.as_mut() else {
+            return Ok(());
+        };
+        p.carry.extend_from_slice(bytes);
+        let whole = p.carry.len() / p.row_bytes * p.row_bytes;
+        if whole > 0 {
+            self.engine
+                .write_quantized_rows(&p.tensor, p.next_row, &p.carry[..whole])
+                .map_err(|e| sink_err(&info.name, e))?;
+            p.next_row += whole / p.row_bytes;
+            p.carry.drain(..whole);
+            self.since_submit += whole as u64;
+        }
+        if self.since_submit >= 16 << 20 {
+            self.engine.gpu.queue.submit(std::iter::empty());
+            self.since_submit = 0;
+        }
+        Ok(())
+    }
+}
+
 impl TensorSink for GpuSink<'_> {
     fn tensor_data(
         &mut self,
@@ -158,6 +246,9 @@ impl TensorSink for GpuSink<'_> {
         _offset: u64,
         bytes: &[u8],
     ) -> Result<(), LoaderError> {
+        if self.repacks(info) {
+            return self.qdata(info, bytes);
+        }
         if self.pending.as_ref().map(|p| &p.name) != Some(&info.name) {
             let tensor = self.create(info)?;
             self.pending = Some(Pending {
@@ -188,6 +279,23 @@ impl TensorSink for GpuSink<'_> {
     }
 
     fn tensor_ready(&mut self, info: &TensorInfo) -> Result<(), LoaderError> {
+        if self.repacks(info) {
+            let p = match self.qpending.take() {
+                Some(p) if p.name == info.name => p,
+                _ => self.qcreate(info)?,
+            };
+            if !p.carry.is_empty() || p.next_row != p.tensor.shape()[0] {
+                return Err(sink_err(
+                    &info.name,
+                    Error::Shape {
+                        op: "load",
+                        detail: format!("{} of {} rows arrived", p.next_row, p.tensor.shape()[0]),
+                    },
+                ));
+            }
+            self.qtensors.insert(info.name.clone(), p.tensor);
+            return Ok(());
+        }
         let p = match self.pending.take() {
             Some(p) if p.name == info.name => p,
             // A zero-byte tensor gets no data pieces.
