@@ -8,6 +8,21 @@ use webjit_engine::{bench, ops, DeviceOptions, Engine, Error, Result};
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
+    /// Sentence embeddings per second with a BERT model directory (all-MiniLM-L6-v2).
+    Embed {
+        #[arg(long)]
+        model: std::path::PathBuf,
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Random weights of the model's shapes (the directory needs only config.json and
+        /// tokenizer.json).
+        #[arg(long)]
+        synthetic: bool,
+        #[arg(long, default_value_t = 2000)]
+        min_ms: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// f32 tiled matmul C[M,N] = A[M,K] x B[K,N] (or B^T with --trans-b).
     Matmul {
         #[arg(long, default_value_t = 1024)]
@@ -131,6 +146,13 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             unchecked,
             json,
         } => crate::bench_quant::read(mib, Duration::from_millis(min_ms), unchecked, json),
+        BenchCommand::Embed {
+            model,
+            batch,
+            synthetic,
+            min_ms,
+            json,
+        } => crate::embed::bench(&model, batch, synthetic, min_ms, json),
         BenchCommand::Fma { min_ms, json } => {
             let engine = Engine::new_blocking(DeviceOptions::default())?;
             let g = bench::fma_gflops(&engine, Duration::from_millis(min_ms))?;

@@ -39,3 +39,145 @@ pub fn run(model: &std::path::Path, texts: Vec<String>, batch: usize, as_json: b
     }
     Ok(())
 }
+
+/// Sentences of typical length (10-20 tokens) for throughput measurements.
+const BENCH_SENTENCES: [&str; 8] = [
+    "A man is eating food.",
+    "The quick brown fox jumps over the lazy dog near the river bank.",
+    "WebGPU brings general purpose compute shaders to every modern browser.",
+    "She placed the book on the shelf and walked out of the quiet room.",
+    "Sentence embeddings map text to vectors whose distances reflect meaning.",
+    "It rained all afternoon, so the football match was postponed until Sunday.",
+    "Tuning kernels on the user's own device can make inference much faster.",
+    "Two dogs are playing with a red ball in the garden.",
+];
+
+/// `webjit bench embed`: sentences per second at a batch size. With `synthetic`, `dir` needs
+/// only config.json and tokenizer.json and the weights are random (speed does not depend on
+/// them), so the benchmark runs where the real weights cannot be copied.
+pub fn bench(
+    dir: &std::path::Path,
+    batch: usize,
+    synthetic: bool,
+    min_ms: u64,
+    as_json: bool,
+) -> Result<()> {
+    let engine = Engine::new_blocking(DeviceOptions::default())?;
+    let bert = if synthetic {
+        synthetic_bert(&engine, dir)?
+    } else {
+        Bert::load_dir(&engine, dir)?
+    };
+    let batch = batch.max(1);
+    let texts: Vec<&str> = (0..batch)
+        .map(|i| BENCH_SENTENCES[i % BENCH_SENTENCES.len()])
+        .collect();
+    let ids: Vec<Vec<u32>> = texts
+        .iter()
+        .map(|t| bert.tokenize(t))
+        .collect::<Result<_>>()?;
+    let run = || -> Result<()> {
+        let mut rec = engine.recorder();
+        let out = bert.forward(&mut rec, &ids)?;
+        rec.submit()?;
+        // Reading the embeddings back is part of the user-visible cost.
+        engine.read_f32(&out).map(|_| ())
+    };
+    run()?; // warm-up: compiles pipelines
+    let t0 = std::time::Instant::now();
+    let mut iters = 0u32;
+    while iters < 3 || t0.elapsed().as_millis() < min_ms as u128 {
+        run()?;
+        iters += 1;
+    }
+    let secs = t0.elapsed().as_secs_f64() / iters as f64;
+    let sps = batch as f64 / secs;
+    let tokens: usize = ids.iter().map(|t| t.len()).sum();
+    if as_json {
+        println!(
+            "{}",
+            json!({"bench": "embed", "device": engine.profile().name, "batch": batch, "synthetic_weights": synthetic,
+                   "tokens_per_batch": tokens, "ms_per_batch": secs * 1e3, "sentences_per_s": sps, "iterations": iters})
+        );
+    } else {
+        println!(
+            "{}: batch {batch} ({tokens} tokens): {:.2} ms per batch, {sps:.1} sentences/s",
+            engine.profile().name,
+            secs * 1e3
+        );
+    }
+    Ok(())
+}
+
+fn synthetic_bert(engine: &Engine, dir: &std::path::Path) -> Result<Bert> {
+    use webjit_engine::model::bert::BertConfig;
+    let read = |name: &str| {
+        std::fs::read(dir.join(name)).map_err(|e| Error::BadModel {
+            detail: format!("{}: {e}", dir.join(name).display()),
+        })
+    };
+    let config_json = read("config.json")?;
+    let tokenizer_json = read("tokenizer.json")?;
+    let c: BertConfig = serde_json::from_slice(&config_json).map_err(|e| Error::BadModel {
+        detail: format!("config.json: {e}"),
+    })?;
+    let (h, ff) = (c.hidden_size, c.intermediate_size);
+    let mut shapes: Vec<(String, Vec<usize>)> = vec![
+        (
+            "embeddings.word_embeddings.weight".into(),
+            vec![c.vocab_size, h],
+        ),
+        (
+            "embeddings.position_embeddings.weight".into(),
+            vec![c.max_position_embeddings, h],
+        ),
+        (
+            "embeddings.token_type_embeddings.weight".into(),
+            vec![c.type_vocab_size, h],
+        ),
+        ("embeddings.LayerNorm.weight".into(), vec![h]),
+        ("embeddings.LayerNorm.bias".into(), vec![h]),
+    ];
+    for i in 0..c.num_hidden_layers {
+        let p = format!("encoder.layer.{i}");
+        for (name, out, inp) in [
+            ("attention.self.query", h, h),
+            ("attention.self.key", h, h),
+            ("attention.self.value", h, h),
+            ("attention.output.dense", h, h),
+            ("intermediate.dense", ff, h),
+            ("output.dense", h, ff),
+        ] {
+            shapes.push((format!("{p}.{name}.weight"), vec![out, inp]));
+            shapes.push((format!("{p}.{name}.bias"), vec![out]));
+        }
+        for name in ["attention.output.LayerNorm", "output.LayerNorm"] {
+            shapes.push((format!("{p}.{name}.weight"), vec![h]));
+            shapes.push((format!("{p}.{name}.bias"), vec![h]));
+        }
+    }
+    // A safetensors file in memory: 8-byte header length, JSON header, then the data.
+    let mut header = serde_json::Map::new();
+    let mut offset = 0usize;
+    for (name, shape) in &shapes {
+        let bytes = shape.iter().product::<usize>() * 4;
+        header.insert(
+            name.clone(),
+            json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + bytes]}),
+        );
+        offset += bytes;
+    }
+    let header = serde_json::Value::Object(header).to_string();
+    let mut file = Vec::with_capacity(8 + header.len() + offset);
+    file.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    file.extend_from_slice(header.as_bytes());
+    let mut s = 0x2545F491u32;
+    while file.len() < 8 + header.len() + offset {
+        s ^= s << 13;
+        s ^= s >> 17;
+        s ^= s << 5;
+        let v = (s as f32 / u32::MAX as f32 - 0.5) * 0.1;
+        file.extend_from_slice(&v.to_le_bytes());
+    }
+    Bert::from_bytes(engine, &config_json, &file, &tokenizer_json, 256)
+}
