@@ -20,11 +20,16 @@ test: setup models
 	$(CARGO) clippy -p webjit-web --target wasm32-unknown-unknown -- -D warnings
 	$(CARGO) test --workspace
 
-## For now: build the CLI and show the device webjit runs on, then a small matmul benchmark.
-demo: setup
+MODELS ?= $(or $(WEBJIT_CACHE),$(HOME)/.cache/webjit)/models
+
+## Until the browser demo exists: the native CLI on this machine's GPU (lavapipe without one):
+## device info, a matmul benchmark, streaming the Gemma GGUF onto the GPU, MiniLM embeddings.
+demo: setup models
 	$(CARGO) build --release -p webjit-cli
 	./target/release/webjit info
 	./target/release/webjit bench matmul --m 512 --n 512 --k 512
+	./target/release/webjit load --model $(MODELS)/gemma-3-270m-q4_k_m.gguf --chunk-kib 1024
+	./target/release/webjit embed --model $(MODELS)/all-MiniLM-L6-v2 "A man is eating food." "A man eats a meal." "The stock market fell sharply."
 
 fmt:
 	$(CARGO) fmt --all
@@ -35,7 +40,6 @@ build:
 bench-matmul: build
 	./target/release/webjit bench matmul --m 1024 --n 1024 --k 1024 --json
 
-MODELS ?= $(or $(WEBJIT_CACHE),$(HOME)/.cache/webjit)/models
 bench-load: build models
 	./target/release/webjit load --model $(MODELS)/gemma-3-270m-q4_k_m.gguf --chunk-kib 1024 --json
 	./target/release/webjit load --model $(MODELS)/all-MiniLM-L6-v2/model.safetensors --chunk-kib 1024 --json

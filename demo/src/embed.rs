@@ -36,6 +36,17 @@ pub fn run(model: &std::path::Path, texts: Vec<String>, batch: usize, as_json: b
                 e.len()
             );
         }
+        // Embeddings are unit length, so the dot product is the cosine similarity.
+        if embs.len() > 1 {
+            println!("cosine similarity:");
+            for (i, a) in embs.iter().enumerate() {
+                let row: Vec<String> = embs
+                    .iter()
+                    .map(|b| format!("{:6.3}", a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>()))
+                    .collect();
+                println!("  [{i}] {}", row.join(" "));
+            }
+        }
     }
     Ok(())
 }
