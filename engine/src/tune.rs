@@ -4,16 +4,20 @@
 //! op on. Tuning is explicit and never delays a first result: until a record exists, ops run
 //! the heuristic default.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(not(target_arch = "wasm32"))]
+use std::time::Instant;
 
 use serde::Serialize;
-use webjit_jit::tune::{checksum, TuneRecord, TuneRecords};
+use webjit_jit::tune::TuneRecords;
+#[cfg(not(target_arch = "wasm32"))]
+use webjit_jit::tune::{checksum, TuneRecord};
 use webjit_jit::KernelSpec;
 
 use crate::error::{Error, Result};
-use crate::recorder::Recorder;
-use crate::tensor::Tensor;
 use crate::Engine;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::{recorder::Recorder, tensor::Tensor};
 
 /// Where tuning records persist: a JSON file natively, IndexedDB in the browser (implemented by
 /// the web facade). Text in, text out, so the engine names no platform types.
@@ -103,8 +107,10 @@ pub struct TuneReport {
 
 /// Most bytes of outputs one timed batch may hold (each recorded op keeps its output alive
 /// until submit).
+#[cfg(not(target_arch = "wasm32"))]
 const BATCH_BYTES: u64 = 256 << 20;
 
+#[cfg(not(target_arch = "wasm32"))]
 fn time_candidate(
     engine: &Engine,
     min_batch: Duration,
@@ -136,6 +142,7 @@ fn time_candidate(
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn nmse(got: &[f32], want: &[f32]) -> f64 {
     if got.len() != want.len() {
         return f64::INFINITY;
@@ -229,8 +236,10 @@ impl Engine {
             })
     }
 
-    /// Tunes one problem. `run` records the op for a given config and returns its output; it is
+    /// Tunes one problem (native; the browser's asynchronous tuning run comes with the web
+    /// package). `run` records the op for a given config and returns its output; it is
     /// called for the default, then for each candidate of `spec.space()` until the budget ends.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn tune<S: KernelSpec>(
         &self,
         spec: &S,
