@@ -58,8 +58,14 @@ fn logit(s: f32) -> f32 {
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
     let g = wid.x + wid.y * nwg.x;
-    let qtile = g % p.q_tiles;
-    let bh = g / p.q_tiles;
+    let n_bh = p.batch * p.n_heads;
+    if (g >= p.q_tiles * n_bh) {
+        return;
+    }
+    // The last query tiles go first, for every (batch, head): under a causal mask they see the
+    // most keys, and launching the longest work first keeps the dispatch's tail short.
+    let qtile = p.q_tiles - 1u - g / n_bh;
+    let bh = g % n_bh;
     let h = bh % p.n_heads;
     let b = bh / p.n_heads;
     let kvh = h / p.group;
