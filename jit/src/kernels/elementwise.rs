@@ -2,7 +2,7 @@
 //! (tanh and erf forms), SiLU.
 
 use crate::error::JitError;
-use crate::kernels::{check_workgroup, illegal, linear_dispatch, WORKGROUP_SIZES};
+use crate::kernels::{check_workgroup, illegal, linear_dispatch};
 use crate::profile::DeviceProfile;
 use crate::render::{render, section};
 use crate::shaders::ELEMENTWISE;
@@ -183,16 +183,10 @@ impl KernelSpec for ElementwiseSpec {
     }
 
     fn space(&self, profile: &DeviceProfile) -> Vec<ElementwiseConfig> {
-        let mut out = Vec::new();
-        for vec in [1, 4] {
-            for wg in WORKGROUP_SIZES {
-                let c = ElementwiseConfig { wg, vec };
-                if self.check(profile, &c).is_ok() {
-                    out.push(c);
-                }
-            }
-        }
-        out
+        super::wg_vec_space(
+            |wg, vec| ElementwiseConfig { wg, vec },
+            |c| self.check(profile, c).is_ok(),
+        )
     }
 
     fn default_config(&self, profile: &DeviceProfile) -> ElementwiseConfig {

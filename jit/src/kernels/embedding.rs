@@ -1,7 +1,7 @@
 //! Embedding gather from a table that may be split over several buffer segments.
 
 use crate::error::JitError;
-use crate::kernels::{check_workgroup, illegal, linear_dispatch, WORKGROUP_SIZES};
+use crate::kernels::{check_workgroup, illegal, linear_dispatch};
 use crate::profile::DeviceProfile;
 use crate::render::{render, section};
 use crate::shaders::EMBEDDING;
@@ -120,16 +120,10 @@ impl KernelSpec for EmbeddingSpec {
     }
 
     fn space(&self, profile: &DeviceProfile) -> Vec<EmbeddingConfig> {
-        let mut out = Vec::new();
-        for vec in [1, 4] {
-            for wg in WORKGROUP_SIZES {
-                let c = EmbeddingConfig { wg, vec };
-                if self.check(profile, &c).is_ok() {
-                    out.push(c);
-                }
-            }
-        }
-        out
+        super::wg_vec_space(
+            |wg, vec| EmbeddingConfig { wg, vec },
+            |c| self.check(profile, c).is_ok(),
+        )
     }
 
     fn default_config(&self, _profile: &DeviceProfile) -> EmbeddingConfig {

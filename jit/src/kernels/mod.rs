@@ -19,6 +19,17 @@ use crate::profile::DeviceProfile;
 /// Workgroup sizes offered to 1-D kernels' spaces.
 pub const WORKGROUP_SIZES: [u32; 4] = [32, 64, 128, 256];
 
+/// The (vector width x workgroup size) grid of the simple 1-D kernels, vector width outer, kept
+/// where `legal` says so: their whole tuning space.
+pub(crate) fn wg_vec_space<C>(make: impl Fn(u32, u32) -> C, legal: impl Fn(&C) -> bool) -> Vec<C> {
+    [1u32, 4]
+        .into_iter()
+        .flat_map(|vec| WORKGROUP_SIZES.into_iter().map(move |wg| (wg, vec)))
+        .map(|(wg, vec)| make(wg, vec))
+        .filter(|c| legal(c))
+        .collect()
+}
+
 /// Common legality check for a 1-D workgroup of `wg` invocations.
 pub(crate) fn check_workgroup(
     family: &str,

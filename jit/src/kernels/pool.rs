@@ -1,7 +1,7 @@
 //! Mean pooling over the real (unpadded) tokens of each sequence.
 
 use crate::error::JitError;
-use crate::kernels::{check_workgroup, illegal, linear_dispatch, WORKGROUP_SIZES};
+use crate::kernels::{check_workgroup, illegal, linear_dispatch};
 use crate::profile::DeviceProfile;
 use crate::render::{render, section};
 use crate::shaders::POOL;
@@ -115,16 +115,10 @@ impl KernelSpec for PoolSpec {
     }
 
     fn space(&self, profile: &DeviceProfile) -> Vec<PoolConfig> {
-        let mut out = Vec::new();
-        for vec in [1, 4] {
-            for wg in WORKGROUP_SIZES {
-                let c = PoolConfig { wg, vec };
-                if self.check(profile, &c).is_ok() {
-                    out.push(c);
-                }
-            }
-        }
-        out
+        super::wg_vec_space(
+            |wg, vec| PoolConfig { wg, vec },
+            |c| self.check(profile, c).is_ok(),
+        )
     }
 
     fn default_config(&self, _profile: &DeviceProfile) -> PoolConfig {

@@ -2,7 +2,7 @@
 //! One workgroup per row; rows of any length (the workgroup strides over the row).
 
 use crate::error::JitError;
-use crate::kernels::{check_workgroup, illegal, MAX_GROUPS_PER_DIM, WORKGROUP_SIZES};
+use crate::kernels::{check_workgroup, illegal, MAX_GROUPS_PER_DIM};
 use crate::profile::DeviceProfile;
 use crate::render::{render, section};
 use crate::shaders::ROWWISE;
@@ -171,16 +171,10 @@ impl KernelSpec for RowwiseSpec {
     }
 
     fn space(&self, profile: &DeviceProfile) -> Vec<RowwiseConfig> {
-        let mut out = Vec::new();
-        for vec in [1, 4] {
-            for wg in WORKGROUP_SIZES {
-                let c = RowwiseConfig { wg, vec };
-                if self.check(profile, &c).is_ok() {
-                    out.push(c);
-                }
-            }
-        }
-        out
+        super::wg_vec_space(
+            |wg, vec| RowwiseConfig { wg, vec },
+            |c| self.check(profile, c).is_ok(),
+        )
     }
 
     fn default_config(&self, profile: &DeviceProfile) -> RowwiseConfig {
