@@ -174,7 +174,7 @@ impl KvCache {
             kv_dtype: self.dtype,
         };
         let engine = rec.engine();
-        let c = cfg.unwrap_or_else(|| spec.default_config(engine.profile()));
+        let c = engine.choose(&spec, cfg);
         let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
         let params = spec.params(o.capacity as u32, self.len as u32);
         rec.dispatch(

@@ -180,7 +180,7 @@ pub fn attention_into(
         None => spec.seq_kv.saturating_sub(spec.seq_q) as u32,
     };
     let engine = rec.engine();
-    let c = cfg.unwrap_or_else(|| spec.default_config(engine.profile()));
+    let c = engine.choose(&spec, cfg);
     let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
     let lens_t = engine.upload_u32(&[lens.len()], &lens)?;
     let params = spec.params(&c, q_pos0, opts.causal, window, scale, cap);

@@ -98,7 +98,7 @@ pub fn attention_decode_into(
     let (scale, cap) = scale_and_cap(spec.head_dim as usize, opts.scale, opts.softcap)?;
     let (kv_start, _) = cache.visible(opts.window)?;
     let engine = rec.engine();
-    let c = cfg.unwrap_or_else(|| spec.default_config(engine.profile()));
+    let c = engine.choose(&spec, cfg);
     let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
     let params = spec.params(&c, cache.options().capacity as u32, kv_start, scale, cap);
     let rows = spec.batch as usize * spec.n_heads as usize * params.n_split as usize;
@@ -124,7 +124,7 @@ pub fn attention_decode_into(
         n_heads: spec.n_heads,
         head_dim: spec.head_dim,
     };
-    let rc = reduce_cfg.unwrap_or_else(|| rspec.default_config(engine.profile()));
+    let rc = engine.choose(&rspec, reduce_cfg);
     let rkernel = engine.pipelines.get(&engine.gpu, &rspec, &rc)?;
     rec.dispatch(
         &rkernel,

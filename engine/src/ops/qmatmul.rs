@@ -1,7 +1,5 @@
 use webjit_jit::kernels::qmatmul::{QMatmulConfig, QMatmulSpec};
-use webjit_jit::KernelSpec;
 
-use super::{expect_f32, expect_single};
 use crate::error::{Error, Result};
 use crate::qtensor::QTensor;
 use crate::recorder::{Bind, Recorder};
@@ -55,19 +53,10 @@ pub fn qmatmul_into(
     y: &Tensor,
     cfg: Option<QMatmulConfig>,
 ) -> Result<()> {
-    expect_f32("qmatmul", x)?;
-    expect_single("qmatmul", "x", x)?;
     let spec = qmatmul_spec(x, w)?;
-    let want = [spec.m as usize, spec.n as usize];
-    if y.shape() != want || y.dtype() != DType::F32 {
-        return Err(Error::Shape {
-            op: "qmatmul",
-            detail: format!("output must be f32 {want:?}, got {:?}", y.shape()),
-        });
-    }
-    expect_single("qmatmul", "output", y)?;
+    super::qmatvec::check_operands("qmatmul", x, y, [spec.m as usize, spec.n as usize])?;
     let engine = rec.engine();
-    let c = cfg.unwrap_or_else(|| spec.default_config(engine.profile()));
+    let c = engine.choose(&spec, cfg);
     let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
     for (i, seg) in w.segments().iter().enumerate() {
         let params = spec.params(seg.row_start as u64, seg.rows as u64);

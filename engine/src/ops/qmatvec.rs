@@ -58,19 +58,10 @@ pub fn qmatvec_into(
     y: &Tensor,
     cfg: Option<QMatvecConfig>,
 ) -> Result<()> {
-    expect_f32("qmatvec", x)?;
-    expect_single("qmatvec", "x", x)?;
     let spec = qmatvec_spec(x, w)?;
-    let want = [spec.m as usize, spec.n as usize];
-    if y.shape() != want || y.dtype() != DType::F32 {
-        return Err(Error::Shape {
-            op: "qmatvec",
-            detail: format!("output must be f32 {want:?}, got {:?}", y.shape()),
-        });
-    }
-    expect_single("qmatvec", "output", y)?;
+    super::qmatvec::check_operands("qmatvec", x, y, [spec.m as usize, spec.n as usize])?;
     let engine = rec.engine();
-    let c = cfg.unwrap_or_else(|| spec.default_config(engine.profile()));
+    let c = engine.choose(&spec, cfg);
     // One pipeline serves every segment: the segment's rows go to the uniforms.
     let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
     for (i, seg) in w.segments().iter().enumerate() {
@@ -102,7 +93,7 @@ pub fn qdequant(rec: &mut Recorder, w: &QTensor) -> Result<Tensor> {
             rows: seg.rows as u64,
             k: k as u64,
         };
-        let c = spec.default_config(engine.profile());
+        let c = engine.choose(&spec, None);
         let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
         let seg_out = engine.empty(&[seg.rows, k], DType::F32)?;
         rec.dispatch(
@@ -127,4 +118,23 @@ pub fn qdequant(rec: &mut Recorder, w: &QTensor) -> Result<Tensor> {
         );
     }
     Ok(out)
+}
+
+/// Shared operand checks of the quantized products: x is one f32 binding, y is one f32
+/// binding of shape `want` ([M, N]).
+pub(super) fn check_operands(
+    op: &'static str,
+    x: &Tensor,
+    y: &Tensor,
+    want: [usize; 2],
+) -> Result<()> {
+    expect_f32(op, x)?;
+    expect_single(op, "x", x)?;
+    if y.shape() != want || y.dtype() != DType::F32 {
+        return Err(Error::Shape {
+            op,
+            detail: format!("output must be f32 {want:?}, got {:?}", y.shape()),
+        });
+    }
+    expect_single(op, "output", y)
 }
