@@ -22,8 +22,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 //! section matvec
 // {{KEY}}
 // y[m, n_offset + r] = sum_k x[m, k] * W[r, k] for the rows r of one weight segment, M <= 8.
-// A workgroup owns R consecutive rows; its invocations split K in strides of 4 elements, so
-// neighbours read neighbouring words of the same blocks; partial sums meet in {{REDUCE_NAME}}.
+// {{SPLIT_NOTE}}
 {{ENABLES}}
 {{PARAMS}}
 @group(0) @binding(0) var<uniform> p: QMatvecParams;
@@ -44,10 +43,10 @@ alias V = {{V}};
 fn main(@builtin(local_invocation_index) lid: u32,
         @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>{{EXTRA_BUILTINS}}) {
-    let row0 = (wid.x + wid.y * nwg.x) * R;
+    let row0 = {{ROW0}};
     let k4n = p.k / 4u;
     var acc: array<f32, R * M>;
-    for (var k4 = lid; k4 < k4n; k4 += WG) {
+    for (var k4 = {{K0}}; k4 < k4n; k4 += {{KSTEP}}) {
         // V is vec4<f32>, or vec4<f16> on the f16 path (products in f16, sums in f32).
         var xv: array<V, M>;
         for (var m = 0u; m < M; m++) {
@@ -63,6 +62,15 @@ fn main(@builtin(local_invocation_index) lid: u32,
     }
 {{REDUCE}}
 }
+
+//! section reduce_none_body
+    for (var i = 0u; i < R * M; i++) {
+        let r = i / M;
+        let m = i % M;
+        if (row0 + r < p.rows) {
+            y[m * p.n + p.n_offset + row0 + r] = acc[i];
+        }
+    }
 
 //! section reduce_workgroup
 var<workgroup> red: array<f32, R * M * WG>; // [R * M, WG] partial sums

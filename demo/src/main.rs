@@ -4,6 +4,7 @@ mod bench;
 mod bench_attention;
 mod bench_quant;
 mod embed;
+mod generate;
 mod info;
 mod load;
 mod tune;
@@ -65,6 +66,8 @@ enum Command {
         #[command(subcommand)]
         what: bench::BenchCommand,
     },
+    /// Generate text with a GGUF decoder (Gemma 3, llama).
+    Generate(generate::GenerateArgs),
     /// Stream a GGUF or safetensors file through the chunk-fed loader (and onto the GPU).
     Load(load::LoadArgs),
 }
@@ -94,6 +97,7 @@ fn main() {
             no_save,
         }),
         Command::Load(args) => load::run(args),
+        Command::Generate(args) => generate::run(args),
     };
     if let Err(e) = result {
         eprintln!("error [{}]: {e}", e.code());

@@ -36,6 +36,8 @@ pub enum Error {
     Gpu { during: String, message: String },
     #[error("bad model file: {detail}")]
     BadModel { detail: String },
+    #[error("unsupported: {what}")]
+    Unsupported { what: String },
     #[error("reading back results failed: {detail}")]
     Readback { detail: String },
     #[error(transparent)]
@@ -59,6 +61,7 @@ impl Error {
             Error::ShaderCompile { .. } => "SHADER_COMPILE",
             Error::Gpu { .. } => "GPU",
             Error::Readback { .. } => "READBACK",
+            Error::Unsupported { .. } => "UNSUPPORTED_MODEL",
             Error::BadModel { .. } => "BAD_MODEL_FILE",
             Error::Load(e) => e.code(),
         }

@@ -316,6 +316,14 @@ fn quant_spaces_validate() {
             },
             1,
         );
+        sweep(
+            &webjit_jit::kernels::embedding::QEmbeddingSpec {
+                format,
+                n: 3,
+                dim: 512,
+            },
+            2,
+        );
         for m in [1, 8] {
             let n = sweep(
                 &QMatvecSpec {
@@ -359,5 +367,18 @@ fn qmatmul_space_validates() {
             },
             20,
         );
+    }
+}
+
+#[test]
+fn sample_spaces_validate() {
+    use webjit_jit::kernels::sample::{SampleSpec, SampleStage};
+    for stage in [
+        SampleStage::Penalize,
+        SampleStage::Partial,
+        SampleStage::Final,
+    ] {
+        let min = if stage == SampleStage::Penalize { 2 } else { 8 };
+        sweep(&SampleSpec { stage, n: 262144 }, min);
     }
 }

@@ -1,4 +1,7 @@
 //! Models. Each `forward` reads top-down like the architecture diagram.
 
 pub mod bert;
+pub mod decoder;
+pub mod generate;
+pub mod llm_config;
 pub(crate) mod weights;

@@ -12,19 +12,21 @@ mod qmatmul;
 mod qmatvec;
 mod rope;
 mod rowwise;
+mod sample;
 
 pub use attention::{attention, attention_into, attention_spec, attention_with, AttentionOptions};
 pub use attention_decode::{
     attention_decode, attention_decode_into, attention_decode_with, decode_spec, DecodeOptions,
 };
 pub use elementwise::{add, elementwise_with, gelu_erf, gelu_tanh, mul, scale, silu};
-pub use embedding::{embedding, embedding_with};
+pub use embedding::{check_ids, embedding, embedding_with, qembedding_into};
 pub use matmul::{matmul, matmul_into, matmul_spec, matmul_with};
 pub use pool::{mean_pool, mean_pool_with};
 pub use qmatmul::{qmatmul, qmatmul_into, qmatmul_spec, qmatmul_with};
 pub use qmatvec::{qdequant, qmatvec, qmatvec_into, qmatvec_spec, qmatvec_with};
 pub use rope::{rope, rope_with, RopeOptions};
 pub use rowwise::{l2_normalize, layer_norm, rms_norm, rowwise_with, softmax};
+pub use sample::{SampleResult, Sampler};
 
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Tensor};

@@ -1,8 +1,10 @@
 //! Embedding gather from a table that may be split over several buffer segments.
 
 use crate::error::JitError;
+use crate::kernels::qmatvec::{check_k, deq_wgsl};
 use crate::kernels::{check_workgroup, illegal, linear_dispatch};
 use crate::profile::DeviceProfile;
+use crate::quant::GgmlType;
 use crate::render::{render, section};
 use crate::shaders::EMBEDDING;
 use crate::spec::{BindingDecl, KernelSpec, UniformStruct};
@@ -131,5 +133,106 @@ impl KernelSpec for EmbeddingSpec {
             wg: 128,
             vec: if self.dim.is_multiple_of(4) { 4 } else { 1 },
         }
+    }
+}
+
+/// Gather `n` rows of `dim` elements from a segment of a quantized table, dequantized to f32
+/// (Gemma's Q8_0 token embedding, 262144 x 640). The uniform's `pad0` carries the row stride
+/// in u32 words.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QEmbeddingSpec {
+    pub format: GgmlType,
+    pub n: u64,
+    pub dim: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QEmbeddingConfig {
+    pub wg: u32,
+}
+
+impl QEmbeddingSpec {
+    pub fn params(&self, row_lo: u32, seg_rows: u32, scale: f32) -> GatherParams {
+        GatherParams {
+            n: self.n as u32,
+            dim: (self.dim / 4) as u32,
+            row_lo,
+            seg_rows,
+            scale,
+            pad0: self.format.row_words(self.dim as usize).unwrap_or(0) as u32,
+            ..Default::default()
+        }
+    }
+}
+
+impl KernelSpec for QEmbeddingSpec {
+    type Config = QEmbeddingConfig;
+
+    fn family(&self) -> &'static str {
+        "qembedding"
+    }
+
+    fn tune_key(&self) -> String {
+        format!(
+            "qembedding.{}|n{}.d{}",
+            self.format.name(),
+            crate::tune::bucket(self.n),
+            crate::tune::bucket(self.dim)
+        )
+    }
+
+    fn key(&self, cfg: &QEmbeddingConfig) -> String {
+        format!("qembedding.{}.wg{}", self.format.name(), cfg.wg)
+    }
+
+    fn bindings(&self, _cfg: &QEmbeddingConfig) -> Vec<BindingDecl> {
+        vec![
+            BindingDecl::uniform(0, "p"),
+            BindingDecl::read(1, "ids"),
+            BindingDecl::read(2, "w"),
+            BindingDecl::read_write(3, "out"),
+        ]
+    }
+
+    fn render(&self, cfg: &QEmbeddingConfig) -> Result<String, JitError> {
+        render(
+            "embedding.wgsl",
+            section("embedding.wgsl", EMBEDDING, "quantized")?,
+            &[
+                ("KEY", self.key(cfg)),
+                ("PARAMS", GatherParams::wgsl_decl()),
+                ("DEQ", deq_wgsl(self.format)?),
+                ("WG", cfg.wg.to_string()),
+            ],
+        )
+    }
+
+    fn dispatch(&self, cfg: &QEmbeddingConfig) -> [u32; 3] {
+        linear_dispatch(self.n * self.dim / 4, cfg.wg)
+    }
+
+    fn check(&self, profile: &DeviceProfile, cfg: &QEmbeddingConfig) -> Result<(), JitError> {
+        check_workgroup(self.family(), &self.key(cfg), profile, cfg.wg)?;
+        check_k(self.family(), self.format, self.dim)?;
+        if self.n * self.dim > u32::MAX as u64 {
+            return Err(illegal(
+                self.family(),
+                &self.key(cfg),
+                "more than 2^32 output elements",
+            ));
+        }
+        Ok(())
+    }
+
+    fn space(&self, profile: &DeviceProfile) -> Vec<QEmbeddingConfig> {
+        super::WORKGROUP_SIZES
+            .into_iter()
+            .map(|wg| QEmbeddingConfig { wg })
+            .filter(|c| self.check(profile, c).is_ok())
+            .collect()
+    }
+
+    fn default_config(&self, _profile: &DeviceProfile) -> QEmbeddingConfig {
+        QEmbeddingConfig { wg: 64 }
     }
 }

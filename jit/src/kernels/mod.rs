@@ -12,6 +12,7 @@ pub mod qmatmul;
 pub mod qmatvec;
 pub mod rope;
 pub mod rowwise;
+pub mod sample;
 
 use crate::error::JitError;
 use crate::profile::DeviceProfile;

@@ -163,6 +163,10 @@ pub enum Reduce {
     /// `subgroupAdd`, then one workgroup-memory pass over the subgroup sums. Only where the
     /// device has subgroups.
     Subgroup,
+    /// No reduction: each invocation owns R whole rows and walks all of K. Uncoalesced on a
+    /// GPU, but on CPU-backed adapters (lavapipe, SwiftShader) each SIMD lane streams its own
+    /// row and the per-workgroup overhead is paid once per WG * R rows.
+    None,
 }
 
 /// Y[M, N] = X[M, K] W[N, K]^T for one weight segment of `rows` rows (N total columns).
@@ -182,7 +186,7 @@ pub struct QMatvecConfig {
     pub wg: u32,
     /// Products in f16 (sums stay f32); only where the device has `shader-f16`.
     pub f16: bool,
-    /// Rows of W per workgroup.
+    /// Rows of W per workgroup (per invocation with `Reduce::None`).
     pub r: u32,
     pub reduce: Reduce,
 }
@@ -204,8 +208,12 @@ impl QMatvecSpec {
     }
     /// Workgroups for a segment of `rows` rows.
     pub fn dispatch_rows(&self, cfg: &QMatvecConfig, rows: u64) -> [u32; 3] {
+        let per_group = match cfg.reduce {
+            Reduce::None => cfg.r * cfg.wg,
+            _ => cfg.r,
+        };
         dispatch_2d(
-            crate::spec::div_ceil(rows, cfg.r as u64),
+            crate::spec::div_ceil(rows, per_group as u64),
             MAX_GROUPS_PER_DIM,
         )
     }
@@ -213,6 +221,7 @@ impl QMatvecSpec {
         let per = match cfg.reduce {
             Reduce::Workgroup => cfg.wg,
             Reduce::Subgroup => self.sg_bound(cfg),
+            Reduce::None => 0,
         };
         4 * (cfg.r * self.m * per) as u64
     }
@@ -227,6 +236,7 @@ impl KernelSpec for QMatvecSpec {
         let red = match cfg.reduce {
             Reduce::Workgroup => "wgred",
             Reduce::Subgroup => "sgred",
+            Reduce::None => "rowthread",
         };
         format!(
             "qmatvec.{}.m{}.{}.f32acc.wg{}.r{}.{red}",
@@ -248,6 +258,13 @@ impl KernelSpec for QMatvecSpec {
     fn render(&self, cfg: &QMatvecConfig) -> Result<String, JitError> {
         let f = "qmatvec.wgsl";
         let (sg_note, name, decl, body, extra) = match cfg.reduce {
+            Reduce::None => (
+                String::new(),
+                "",
+                String::new(),
+                section(f, QMATVEC, "reduce_none_body")?,
+                String::new(),
+            ),
             Reduce::Workgroup => (
                 String::new(),
                 "workgroup memory",
@@ -272,12 +289,19 @@ impl KernelSpec for QMatvecSpec {
                     .to_string(),
             ),
         };
+        let (row0, k0, kstep) = match cfg.reduce {
+            Reduce::None => ("((wid.x + wid.y * nwg.x) * WG + lid) * R", "0u", "1u"),
+            _ => ("(wid.x + wid.y * nwg.x) * R", "lid", "WG"),
+        };
         render(
             f,
             section(f, QMATVEC, "matvec")?,
             &[
                 ("KEY", self.key(cfg)),
-                ("REDUCE_NAME", name.into()),
+                ("SPLIT_NOTE", split_note(cfg.reduce, name)),
+                ("ROW0", row0.into()),
+                ("K0", k0.into()),
+                ("KSTEP", kstep.into()),
                 ("ENABLES", enables(cfg.f16, &sg_note)),
                 ("V", vec_type(cfg.f16).into()),
                 ("PARAMS", QMatvecParams::wgsl_decl()),
@@ -338,7 +362,7 @@ impl KernelSpec for QMatvecSpec {
                 "subgroup reduction needs subgroup support",
             ));
         }
-        if (cfg.r * self.m) > cfg.wg {
+        if cfg.reduce != Reduce::None && (cfg.r * self.m) > cfg.wg {
             return Err(illegal(
                 fam,
                 &key,
@@ -363,7 +387,7 @@ impl KernelSpec for QMatvecSpec {
     fn space(&self, profile: &DeviceProfile) -> Vec<QMatvecConfig> {
         let mut out = Vec::new();
         for f16 in [false, true] {
-            for reduce in [Reduce::Workgroup, Reduce::Subgroup] {
+            for reduce in [Reduce::Workgroup, Reduce::Subgroup, Reduce::None] {
                 for wg in [32, 64, 128, 256] {
                     for r in [1, 2, 4, 8] {
                         let c = QMatvecConfig { wg, f16, r, reduce };
@@ -401,6 +425,19 @@ impl KernelSpec for QMatvecSpec {
             r: 1,
             reduce: Reduce::Workgroup,
         }
+    }
+}
+
+fn split_note(reduce: Reduce, name: &str) -> String {
+    match reduce {
+        Reduce::None => {
+            "Each invocation owns R consecutive rows and walks all of K (no reduction).".into()
+        }
+        _ => format!(
+            "A workgroup owns R consecutive rows; its invocations split K in strides of 4 \
+             elements, so\n// neighbours read neighbouring words of the same blocks; partial \
+             sums meet in {name}."
+        ),
     }
 }
 

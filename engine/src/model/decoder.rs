@@ -1,0 +1,395 @@
+//! A decoder-only transformer (Gemma 3, llama) over weights the streaming loader put on the GPU.
+//!
+//! `forward` reads top-down like the architecture: embed -> per layer (norm, q/k/v, q/k norms,
+//! RoPE, KV cache, attention, output projection, post-norm, residual, norm, gated FFN, post-norm,
+//! residual) -> final norm -> logits of the last position. All of a step's work goes into one
+//! recorder (one command encoder).
+
+use std::collections::HashMap;
+
+use crate::error::{Error, Result};
+use crate::kv_cache::{KvCache, KvCacheOptions};
+use crate::loader::source::load_from;
+use crate::loader::{GpuSink, LoadOptions, LoadedTensor, ModelHeader, WeightSource};
+use crate::model::llm_config::{Activation, DecoderConfig};
+use crate::ops::{self, AttentionOptions, DecodeOptions, RopeOptions};
+use crate::qtensor::QTensor;
+use crate::recorder::Recorder;
+use crate::tensor::{DType, Tensor};
+use crate::Engine;
+
+/// A weight matrix [N, K] (y = x W^T): quantized blocks or f32.
+pub enum Weight {
+    Q(QTensor),
+    F(Tensor),
+}
+
+impl Weight {
+    pub fn shape(&self) -> [usize; 2] {
+        match self {
+            Weight::Q(q) => q.shape(),
+            Weight::F(t) => [t.shape()[0], t.shape()[1]],
+        }
+    }
+
+    /// x [T, K] -> [T, N]: matvec kernels for decode-sized T, tiled matmul otherwise.
+    pub fn apply(&self, rec: &mut Recorder, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Weight::Q(w) => {
+                let [n, _] = w.shape();
+                let t = x.shape()[0];
+                let y = rec.engine().empty(&[t, n], DType::F32)?;
+                if t <= 8 {
+                    ops::qmatvec_into(rec, x, w, &y, None)?;
+                } else {
+                    ops::qmatmul_into(rec, x, w, &y, None)?;
+                }
+                Ok(y)
+            }
+            Weight::F(w) => ops::matmul(rec, x, w, true),
+        }
+    }
+}
+
+struct Layer {
+    attn_norm: Tensor,
+    wq: Weight,
+    wk: Weight,
+    wv: Weight,
+    wo: Weight,
+    q_norm: Option<Tensor>,
+    k_norm: Option<Tensor>,
+    post_attn_norm: Option<Tensor>,
+    ffn_norm: Tensor,
+    w_gate: Weight,
+    w_up: Weight,
+    w_down: Weight,
+    post_ffn_norm: Option<Tensor>,
+}
+
+pub struct Decoder {
+    pub cfg: DecoderConfig,
+    layers: Vec<Layer>,
+    tok_embd: Weight,
+    /// `None`: the output projection is tied to the token embedding.
+    output: Option<Weight>,
+    output_norm: Tensor,
+    caches: Vec<KvCache>,
+}
+
+/// Takes named tensors out of what the loader uploaded, checking shapes.
+struct Weights {
+    f: HashMap<String, LoadedTensor>,
+    q: HashMap<String, QTensor>,
+}
+
+impl Weights {
+    fn weight(&mut self, name: &str, shape: [usize; 2]) -> Result<Weight> {
+        let w = if let Some(q) = self.q.remove(name) {
+            Weight::Q(q)
+        } else if let Some(t) = self.f.remove(name) {
+            if t.tensor.dtype() != DType::F32 || t.tensor.shape().len() != 2 {
+                return Err(bad(format!(
+                    "tensor `{name}` ({} {:?}) is not a matrix this engine reads",
+                    t.source.name(),
+                    t.tensor.shape()
+                )));
+            }
+            Weight::F(t.tensor)
+        } else {
+            return Err(bad(format!("missing tensor `{name}`")));
+        };
+        if w.shape() != shape {
+            return Err(bad(format!(
+                "tensor `{name}` is {:?}, expected {shape:?}",
+                w.shape()
+            )));
+        }
+        Ok(w)
+    }
+
+    fn vector(&mut self, name: &str, len: usize) -> Result<Tensor> {
+        self.opt_vector(name, len)?
+            .ok_or_else(|| bad(format!("missing tensor `{name}`")))
+    }
+
+    fn opt_vector(&mut self, name: &str, len: usize) -> Result<Option<Tensor>> {
+        let Some(t) = self.f.remove(name) else {
+            return Ok(None);
+        };
+        if t.tensor.dtype() != DType::F32 || t.tensor.shape() != [len] {
+            return Err(bad(format!(
+                "tensor `{name}` is {} {:?}, expected f32 [{len}]",
+                t.source.name(),
+                t.tensor.shape()
+            )));
+        }
+        Ok(Some(t.tensor))
+    }
+}
+
+impl Decoder {
+    /// Streams a GGUF file onto the GPU and builds the decoder (the header comes back for the
+    /// tokenizer). Quantized weights are repacked as they arrive.
+    pub fn load(
+        engine: &Engine,
+        source: &mut dyn WeightSource,
+        max_context: Option<usize>,
+    ) -> Result<(ModelHeader, Self)> {
+        let mut sink = GpuSink::new(engine);
+        let (header, _) = load_from(source, None, LoadOptions::default(), 4 << 20, &mut sink)?;
+        let cfg = DecoderConfig::from_header(&header)?;
+        let dec = Self::new(engine, cfg, sink, max_context)?;
+        Ok((header, dec))
+    }
+
+    /// Builds the decoder from a finished GPU load. `max_context` bounds the KV cache of
+    /// global layers (default: the model's context length, at most 8192).
+    pub fn new(
+        engine: &Engine,
+        cfg: DecoderConfig,
+        sink: GpuSink<'_>,
+        max_context: Option<usize>,
+    ) -> Result<Self> {
+        let (d, hd) = (cfg.d_model, cfg.head_dim);
+        let (qd, kvd) = (cfg.n_heads * hd, cfg.n_kv_heads * hd);
+        let mut w = Weights {
+            f: sink.tensors,
+            q: sink.qtensors,
+        };
+        let mut layers = Vec::with_capacity(cfg.n_layers);
+        for i in 0..cfg.n_layers {
+            let n = |s: &str| format!("blk.{i}.{s}.weight");
+            layers.push(Layer {
+                attn_norm: w.vector(&n("attn_norm"), d)?,
+                wq: w.weight(&n("attn_q"), [qd, d])?,
+                wk: w.weight(&n("attn_k"), [kvd, d])?,
+                wv: w.weight(&n("attn_v"), [kvd, d])?,
+                wo: w.weight(&n("attn_output"), [d, qd])?,
+                q_norm: w.opt_vector(&n("attn_q_norm"), hd)?,
+                k_norm: w.opt_vector(&n("attn_k_norm"), hd)?,
+                post_attn_norm: w.opt_vector(&n("post_attention_norm"), d)?,
+                ffn_norm: w.vector(&n("ffn_norm"), d)?,
+                w_gate: w.weight(&n("ffn_gate"), [cfg.ffn, d])?,
+                w_up: w.weight(&n("ffn_up"), [cfg.ffn, d])?,
+                w_down: w.weight(&n("ffn_down"), [d, cfg.ffn])?,
+                post_ffn_norm: w.opt_vector(&n("post_ffw_norm"), d)?,
+            });
+        }
+        let tok_embd = w.weight("token_embd.weight", [cfg.vocab, d])?;
+        let output = if w.q.contains_key("output.weight") || w.f.contains_key("output.weight") {
+            Some(w.weight("output.weight", [cfg.vocab, d])?)
+        } else {
+            None
+        };
+        let output_norm = w.vector("output_norm.weight", d)?;
+        let max_context = max_context.unwrap_or(cfg.context.min(8192)).max(1);
+        let caches = (0..cfg.n_layers)
+            .map(|i| {
+                let ring = cfg.is_local(i);
+                let capacity = match (ring, cfg.window) {
+                    (true, Some(win)) => (win as usize).min(max_context),
+                    _ => max_context,
+                };
+                KvCache::new(
+                    engine,
+                    KvCacheOptions {
+                        batch: 1,
+                        n_kv_heads: cfg.n_kv_heads,
+                        head_dim: hd,
+                        capacity,
+                        ring: ring && capacity == cfg.window.unwrap_or(0) as usize,
+                        dtype: None,
+                    },
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            cfg,
+            layers,
+            tok_embd,
+            output,
+            output_norm,
+            caches,
+        })
+    }
+
+    /// Positions held by the KV cache (the next token goes at this position).
+    pub fn position(&self) -> usize {
+        self.caches.first().map(|c| c.len()).unwrap_or(0)
+    }
+
+    /// Longest context the global layers' caches hold.
+    pub fn max_context(&self) -> usize {
+        self.caches
+            .iter()
+            .map(|c| c.options().capacity)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Forgets the context.
+    pub fn reset(&mut self) {
+        for c in &mut self.caches {
+            c.clear();
+        }
+    }
+
+    /// Records the forward pass of `tokens` at the next positions and returns the logits of
+    /// the last one ([1, vocab]). A multi-token call after earlier context runs one token at a
+    /// time (the prefill kernel attends only the tokens it is given).
+    pub fn forward(&mut self, rec: &mut Recorder, tokens: &[u32]) -> Result<Tensor> {
+        if tokens.is_empty() {
+            return Err(Error::InvalidArgument {
+                op: "forward",
+                detail: "no tokens".into(),
+            });
+        }
+        ops::check_ids("forward", tokens, self.cfg.vocab)?;
+        let pos = self.position();
+        if pos + tokens.len() > self.max_context() {
+            return Err(Error::InvalidArgument {
+                op: "forward",
+                detail: format!(
+                    "{} tokens at position {pos} exceed the context of {}",
+                    tokens.len(),
+                    self.max_context()
+                ),
+            });
+        }
+        if pos > 0 && tokens.len() > 1 {
+            let mut last = None;
+            for &t in tokens {
+                last = Some(self.forward(rec, &[t])?);
+            }
+            return last.ok_or_else(|| Error::InvalidArgument {
+                op: "forward",
+                detail: "no tokens".into(),
+            });
+        }
+        let engine = rec.engine();
+        let cfg = &self.cfg;
+        let t = tokens.len();
+        let (d, hd) = (cfg.d_model, cfg.head_dim);
+        let positions: Vec<u32> = (pos..pos + t).map(|p| p as u32).collect();
+
+        let mut x = engine.empty(&[t, d], DType::F32)?;
+        match &self.tok_embd {
+            Weight::Q(table) => {
+                let ids = engine.upload_u32(&[t], tokens)?;
+                ops::qembedding_into(rec, table, &ids, cfg.embed_scale, &x, None)?;
+            }
+            Weight::F(table) => x = ops::embedding(rec, table, tokens, cfg.embed_scale)?,
+        }
+
+        for (i, l) in self.layers.iter().enumerate() {
+            let h = ops::rms_norm(rec, &x, &l.attn_norm, cfg.eps, 0.0)?;
+            let q = l.wq.apply(rec, &h)?;
+            let k = l.wk.apply(rec, &h)?;
+            let v = l.wv.apply(rec, &h)?;
+            let q = head_norm(rec, q, l.q_norm.as_ref(), [t, cfg.n_heads, hd], cfg.eps)?;
+            let k = head_norm(rec, k, l.k_norm.as_ref(), [t, cfg.n_kv_heads, hd], cfg.eps)?;
+            let rope = RopeOptions {
+                layout: cfg.rope_layout,
+                base: cfg.rope_base_of(i),
+                rot_dims: None,
+            };
+            let q = ops::rope(rec, &q, &positions, &rope)?;
+            let k = ops::rope(rec, &k, &positions, &rope)?;
+            let k4 = reshaped(&k, &[1, t, cfg.n_kv_heads, hd])?;
+            let v4 = reshaped(&v, &[1, t, cfg.n_kv_heads, hd])?;
+            self.caches[i].append(rec, &k4, &v4)?;
+            let window = if cfg.is_local(i) { cfg.window } else { None };
+            let attn = if t == 1 {
+                let q3 = reshaped(&q, &[1, cfg.n_heads, hd])?;
+                let opts = DecodeOptions {
+                    window,
+                    scale: Some(cfg.attn_scale),
+                    softcap: None,
+                };
+                ops::attention_decode(rec, &q3, &self.caches[i], &opts)?
+            } else {
+                let q4 = reshaped(&q, &[1, t, cfg.n_heads, hd])?;
+                let opts = AttentionOptions {
+                    causal: true,
+                    window,
+                    scale: Some(cfg.attn_scale),
+                    ..Default::default()
+                };
+                ops::attention(rec, &q4, &k4, &v4, &opts)?
+            };
+            let attn = reshaped(&attn, &[t, cfg.n_heads * hd])?;
+            let o = l.wo.apply(rec, &attn)?;
+            let o = post_norm(rec, o, l.post_attn_norm.as_ref(), cfg.eps)?;
+            x = ops::add(rec, &x, &o)?;
+
+            let h = ops::rms_norm(rec, &x, &l.ffn_norm, cfg.eps, 0.0)?;
+            let g = l.w_gate.apply(rec, &h)?;
+            let u = l.w_up.apply(rec, &h)?;
+            let g = match cfg.activation {
+                Activation::GeluTanh => ops::gelu_tanh(rec, &g)?,
+                Activation::Silu => ops::silu(rec, &g)?,
+            };
+            let f = ops::mul(rec, &g, &u)?;
+            let f = l.w_down.apply(rec, &f)?;
+            let f = post_norm(rec, f, l.post_ffn_norm.as_ref(), cfg.eps)?;
+            x = ops::add(rec, &x, &f)?;
+        }
+
+        let last = if t == 1 {
+            x
+        } else {
+            let row = engine.empty(&[1, d], DType::F32)?;
+            let bytes = (d * 4) as u64;
+            rec.copy(
+                x.segments()[0].buffer.raw(),
+                bytes * (t as u64 - 1),
+                row.segments()[0].buffer.raw(),
+                0,
+                bytes,
+            );
+            row
+        };
+        let xn = ops::rms_norm(rec, &last, &self.output_norm, cfg.eps, 0.0)?;
+        self.output
+            .as_ref()
+            .unwrap_or(&self.tok_embd)
+            .apply(rec, &xn)
+    }
+}
+
+/// Per-head RMSNorm of q or k ([T, heads * hd] -> [T, heads, hd]).
+fn head_norm(
+    rec: &mut Recorder,
+    x: Tensor,
+    w: Option<&Tensor>,
+    shape: [usize; 3],
+    eps: f32,
+) -> Result<Tensor> {
+    match w {
+        Some(w) => {
+            let flat = reshaped(&x, &[shape[0] * shape[1], shape[2]])?;
+            let y = ops::rms_norm(rec, &flat, w, eps, 0.0)?;
+            reshaped(&y, &shape)
+        }
+        None => reshaped(&x, &shape),
+    }
+}
+
+fn post_norm(rec: &mut Recorder, x: Tensor, w: Option<&Tensor>, eps: f32) -> Result<Tensor> {
+    match w {
+        Some(w) => ops::rms_norm(rec, &x, w, eps, 0.0),
+        None => Ok(x),
+    }
+}
+
+fn reshaped(t: &Tensor, shape: &[usize]) -> Result<Tensor> {
+    t.reshape(shape).ok_or_else(|| Error::Shape {
+        op: "reshape",
+        detail: format!("{:?} cannot be viewed as {shape:?}", t.shape()),
+    })
+}
+
+fn bad(detail: String) -> Error {
+    Error::BadModel { detail }
+}

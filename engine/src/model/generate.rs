@@ -1,0 +1,231 @@
+//! Text generation over a `Decoder`: prefill, then one command encoder per token
+//! (forward + GPU sampling), reading back only the sampled id and the top few logits.
+
+pub use webjit_jit::kernels::sample::SampleSettings;
+
+use crate::error::Result;
+use crate::model::decoder::Decoder;
+use crate::ops::{SampleResult, Sampler};
+use crate::tensor::Tensor;
+use crate::Engine;
+
+/// Sampling and stopping settings. `Default` is greedy, 128 tokens, no penalty.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GenerateOptions {
+    pub max_tokens: usize,
+    /// <= 0: greedy (argmax, ties to the lower id).
+    pub temperature: f32,
+    /// 0: the sampler's maximum (64 candidates).
+    pub top_k: u32,
+    pub top_p: f32,
+    /// llama.cpp's repetition penalty over the last 64 tokens; 1 = off.
+    pub repeat_penalty: f32,
+    pub seed: u64,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        Self {
+            max_tokens: 128,
+            temperature: 0.0,
+            top_k: 40,
+            top_p: 0.95,
+            repeat_penalty: 1.0,
+            seed: 0,
+        }
+    }
+}
+
+/// What a generation did, with timings measured around GPU completion.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct GenerateStats {
+    pub prompt_tokens: usize,
+    pub tokens: Vec<u32>,
+    /// Per generated token: the top (id, logit) pairs of the distribution it was drawn from.
+    pub top_logits: Vec<Vec<(u32, f32)>>,
+    pub prefill_s: f64,
+    pub decode_s: f64,
+    pub prefill_tok_s: f64,
+    pub decode_tok_s: f64,
+    /// GPU dispatches recorded per decode step (forward + sampling).
+    pub dispatches_per_token: u32,
+    /// Stopped on an end-of-generation token (not on the token limit or the callback).
+    pub stopped_on_eog: bool,
+}
+
+/// splitmix64: a tiny seeded generator for the sampler's uniform draws (the same seed gives
+/// the same tokens on every platform).
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1) with 24 bits (exact in f32).
+    pub fn uniform(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
+/// What one `Session::step` produced.
+pub struct Step {
+    pub result: SampleResult,
+    /// [1, vocab] logits of the last fed position.
+    pub logits: Tensor,
+    /// Dispatches recorded (forward + sampling).
+    pub dispatches: u32,
+}
+
+/// A generation session: the decoder, its sampler, and the token sampled last but not yet fed
+/// back (it becomes the first input of the next call).
+pub struct Session {
+    pub decoder: Decoder,
+    sampler: Sampler,
+    pending: Option<u32>,
+    history: Vec<u32>,
+}
+
+impl Session {
+    pub fn new(engine: &Engine, decoder: Decoder) -> Result<Self> {
+        let sampler = Sampler::new(engine, decoder.cfg.vocab)?;
+        Ok(Self {
+            decoder,
+            sampler,
+            pending: None,
+            history: Vec::new(),
+        })
+    }
+
+    /// Forgets the conversation.
+    pub fn reset(&mut self) {
+        self.decoder.reset();
+        self.pending = None;
+        self.history.clear();
+    }
+
+    /// Positions in the KV cache.
+    pub fn position(&self) -> usize {
+        self.decoder.position()
+    }
+
+    /// One step (native: waits for the GPU): forward `tokens` at the next positions and sample
+    /// from the last position's logits. The logits tensor ([1, vocab]) comes back too (with a
+    /// repetition penalty it holds the penalized values).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn step(&mut self, engine: &Engine, tokens: &[u32], s: &SampleSettings) -> Result<Step> {
+        let mut rec = engine.recorder();
+        let logits = self.decoder.forward(&mut rec, tokens)?;
+        self.history.extend_from_slice(tokens);
+        self.sampler.record(&mut rec, &logits, s, &self.history)?;
+        let dispatches = rec.stats.dispatches;
+        rec.submit()?;
+        Ok(Step {
+            result: self.sampler.read(engine)?,
+            logits,
+            dispatches,
+        })
+    }
+
+    /// Feeds `prompt` (after any pending token) and generates up to `opts.max_tokens` tokens.
+    /// `on_token(id)` sees each token as it is sampled and returns false to stop; generation
+    /// also stops after an id for which `is_eog` holds (that id is reported, not fed back).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn generate(
+        &mut self,
+        engine: &Engine,
+        prompt: &[u32],
+        opts: &GenerateOptions,
+        is_eog: &dyn Fn(u32) -> bool,
+        on_token: &mut dyn FnMut(u32) -> bool,
+    ) -> Result<GenerateStats> {
+        let mut rng = Rng::new(opts.seed);
+        let mut settings = SampleSettings {
+            temperature: opts.temperature,
+            top_k: opts.top_k,
+            top_p: opts.top_p,
+            u: 0.0,
+            penalty: opts.repeat_penalty,
+        };
+        Sampler::validate(&settings)?;
+        let mut input: Vec<u32> = self.pending.take().into_iter().collect();
+        input.extend_from_slice(prompt);
+        let mut stats = GenerateStats {
+            prompt_tokens: input.len(),
+            ..Default::default()
+        };
+        if opts.max_tokens == 0 || input.is_empty() {
+            // Nothing to sample; still feed the prompt so the context is complete.
+            if !input.is_empty() {
+                let mut rec = engine.recorder();
+                self.decoder.forward(&mut rec, &input)?;
+                self.history.extend_from_slice(&input);
+                rec.submit()?;
+                engine.gpu.wait_idle()?;
+            }
+            return Ok(stats);
+        }
+        let t0 = web_time::now();
+        settings.u = rng.uniform();
+        let mut res = self.step(engine, &input, &settings)?.result;
+        stats.prefill_s = web_time::now() - t0;
+        let t1 = web_time::now();
+        let mut decode_steps = 0usize;
+        loop {
+            stats.tokens.push(res.token);
+            stats.top_logits.push(res.top.clone());
+            let keep_going = on_token(res.token);
+            if is_eog(res.token) {
+                stats.stopped_on_eog = true;
+                self.pending = Some(res.token);
+                break;
+            }
+            if !keep_going
+                || stats.tokens.len() >= opts.max_tokens
+                || self.decoder.position() + 1 > self.decoder.max_context()
+            {
+                self.pending = Some(res.token);
+                break;
+            }
+            settings.u = rng.uniform();
+            let step = self.step(engine, &[res.token], &settings)?;
+            stats.dispatches_per_token = step.dispatches;
+            decode_steps += 1;
+            res = step.result;
+        }
+        stats.decode_s = web_time::now() - t1;
+        stats.prefill_tok_s = rate(stats.prompt_tokens, stats.prefill_s);
+        stats.decode_tok_s = rate(decode_steps, stats.decode_s);
+        Ok(stats)
+    }
+}
+
+fn rate(n: usize, s: f64) -> f64 {
+    if s > 0.0 {
+        n as f64 / s
+    } else {
+        0.0
+    }
+}
+
+/// Seconds from a monotonic clock (native only for now; the web build measures in JS).
+mod web_time {
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn now() -> f64 {
+        use std::sync::OnceLock;
+        use std::time::Instant;
+        static START: OnceLock<Instant> = OnceLock::new();
+        START.get_or_init(Instant::now).elapsed().as_secs_f64()
+    }
+    #[cfg(target_arch = "wasm32")]
+    pub fn now() -> f64 {
+        0.0
+    }
+}
