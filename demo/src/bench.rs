@@ -51,6 +51,8 @@ pub enum BenchCommand {
     },
     /// Fused attention: prefill (--seq) or decode against a KV cache (--decode --cache-len).
     Attention(crate::bench_attention::AttentionArgs),
+    /// Prefill and decode tokens/s of a GGUF decoder (real file or --synthetic-from HEADER).
+    Model(crate::bench_model::ModelArgs),
     /// Quantized Y[M,N] = X[M,K] W[N,K]^T with GGUF weights (synthetic): m <= 8 runs the decode
     /// qmatvec, larger m the prefill qmatmul.
     Qmatmul {
@@ -119,6 +121,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             json,
         ),
         BenchCommand::Attention(args) => crate::bench_attention::run(args),
+        BenchCommand::Model(args) => crate::bench_model::run(args),
         BenchCommand::Qmatmul {
             format,
             m,

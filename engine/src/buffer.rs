@@ -15,7 +15,8 @@ const MAX_POOLED_BYTES: u64 = 1 << 30;
 
 #[derive(Default)]
 struct PoolInner {
-    free: HashMap<u64, Vec<wgpu::Buffer>>,
+    /// Free buffers by size class, with their ids.
+    free: HashMap<u64, Vec<(wgpu::Buffer, u64)>>,
     free_bytes: u64,
     live_bytes: u64,
     created: u64,
@@ -32,7 +33,16 @@ pub struct BufferPool {
 pub struct GpuBuffer {
     buffer: Option<wgpu::Buffer>,
     class: u64,
+    /// Unique for the life of the underlying wgpu buffer (kept through pool reuse): bind
+    /// groups are cached by it.
+    id: u64,
     pool: Weak<Mutex<PoolInner>>,
+}
+
+/// Ids for GPU buffers (storage and uniform chunks); never reused.
+pub(crate) fn next_buffer_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl GpuBuffer {
@@ -42,6 +52,9 @@ impl GpuBuffer {
     }
     pub fn capacity(&self) -> u64 {
         self.class
+    }
+    pub fn id(&self) -> u64 {
+        self.id
     }
 }
 
@@ -57,7 +70,7 @@ impl Drop for GpuBuffer {
         p.live_bytes = p.live_bytes.saturating_sub(self.class);
         if p.free_bytes + self.class <= MAX_POOLED_BYTES {
             p.free_bytes += self.class;
-            p.free.entry(self.class).or_default().push(buf);
+            p.free.entry(self.class).or_default().push((buf, self.id));
         } else {
             buf.destroy();
         }
@@ -127,20 +140,21 @@ impl BufferPool {
             during: "buffer pool".into(),
             message: "poisoned".into(),
         })?;
-        if let Some(buf) = p.free.get_mut(&class).and_then(|v| v.pop()) {
+        if let Some((buf, id)) = p.free.get_mut(&class).and_then(|v| v.pop()) {
             p.free_bytes -= class;
             p.live_bytes += class;
             p.reused += 1;
             return Ok(Arc::new(GpuBuffer {
                 buffer: Some(buf),
                 class,
+                id,
                 pool: Arc::downgrade(&self.inner),
             }));
         }
         if p.live_bytes + class > self.budget {
             // Free pooled buffers first; fail only if live buffers alone exceed the budget.
             for (_, v) in p.free.drain() {
-                for b in v {
+                for (b, _) in v {
                     b.destroy();
                 }
             }
@@ -166,6 +180,7 @@ impl BufferPool {
         Ok(Arc::new(GpuBuffer {
             buffer: Some(buf),
             class,
+            id: next_buffer_id(),
             pool: Arc::downgrade(&self.inner),
         }))
     }
@@ -174,7 +189,7 @@ impl BufferPool {
     pub fn trim(&self) {
         if let Ok(mut p) = self.inner.lock() {
             for (_, v) in p.free.drain() {
-                for b in v {
+                for (b, _) in v {
                     b.destroy();
                 }
             }

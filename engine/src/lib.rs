@@ -27,7 +27,7 @@ pub use device::{DeviceOptions, Gpu};
 pub use error::{Error, Result};
 pub use kv_cache::{KvCache, KvCacheOptions};
 pub use qtensor::QTensor;
-pub use recorder::{Bind, RecordStats, Recorder};
+pub use recorder::{Arena, Bind, RecordStats, Recorder};
 pub use tensor::{DType, Tensor};
 pub use webjit_jit as jit;
 
@@ -39,7 +39,11 @@ pub struct Engine {
     pub gpu: Gpu,
     pub pool: BufferPool,
     pub pipelines: PipelineCache,
-    uniform_chunks: Mutex<Vec<wgpu::Buffer>>,
+    /// Free uniform chunks with their ids, reused in order (so a repeated step sees the same
+    /// chunks at the same offsets and its cached bind groups hit).
+    uniform_chunks: Mutex<Vec<(wgpu::Buffer, u64)>>,
+    /// Bind groups by (pipeline, uniform chunk id, offset, size, (buffer id, size)...).
+    pub(crate) bind_groups: Mutex<std::collections::HashMap<Vec<u64>, wgpu::BindGroup>>,
     poison: AtomicBool,
     pub(crate) tuning: Mutex<webjit_jit::tune::TuneRecords>,
     /// tune key -> recorded winner key (or none), so ops look records up once.
@@ -55,6 +59,7 @@ impl Engine {
             pool: BufferPool::new(budget),
             pipelines: PipelineCache::default(),
             uniform_chunks: Mutex::new(Vec::new()),
+            bind_groups: Mutex::new(std::collections::HashMap::new()),
             poison: AtomicBool::new(false),
             tuning: Mutex::new(webjit_jit::tune::TuneRecords::new()),
             tuned_memo: Mutex::new(std::collections::HashMap::new()),
@@ -86,6 +91,10 @@ impl Engine {
         self.poison.store(on, Ordering::Relaxed);
     }
 
+    pub(crate) fn poisoned(&self) -> bool {
+        self.poison.load(Ordering::Relaxed)
+    }
+
     pub fn profile(&self) -> &webjit_jit::DeviceProfile {
         &self.gpu.profile
     }
@@ -94,21 +103,22 @@ impl Engine {
         Recorder::new(self)
     }
 
-    pub(crate) fn uniform_chunk(&self, size: u64) -> wgpu::Buffer {
+    pub(crate) fn uniform_chunk(&self, size: u64) -> (wgpu::Buffer, u64) {
         if let Ok(mut v) = self.uniform_chunks.lock() {
-            if let Some(pos) = v.iter().position(|b| b.size() >= size) {
-                return v.swap_remove(pos);
+            if let Some(pos) = v.iter().position(|(b, _)| b.size() >= size) {
+                return v.remove(pos);
             }
         }
-        self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        let buf = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("webjit uniforms"),
             size,
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
-        })
+        });
+        (buf, buffer::next_buffer_id())
     }
 
-    pub(crate) fn return_uniform_chunk(&self, b: wgpu::Buffer) {
+    pub(crate) fn return_uniform_chunk(&self, b: (wgpu::Buffer, u64)) {
         if let Ok(mut v) = self.uniform_chunks.lock() {
             v.push(b);
         }
@@ -116,6 +126,16 @@ impl Engine {
 
     /// An uninitialized tensor, split into segments if it exceeds the max storage binding.
     pub fn empty(&self, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        self.empty_in(shape, dtype, None)
+    }
+
+    /// `empty`, taking buffers from `arena` when one is given.
+    pub(crate) fn empty_in(
+        &self,
+        shape: &[usize],
+        dtype: DType,
+        mut arena: Option<&mut Arena>,
+    ) -> Result<Tensor> {
         self.gpu.check_alive()?;
         let numel = shape
             .iter()
@@ -157,12 +177,15 @@ impl Engine {
         loop {
             let n = (rows - start).min(rows_per_seg);
             let bytes = (n as u64 * row_bytes).max(4);
-            let buffer = self.pool.get(
-                &self.gpu.device,
-                bytes,
-                self.gpu.profile.limits.max_buffer_size,
-                "tensor",
-            )?;
+            let buffer = match arena.as_deref_mut() {
+                Some(a) => a.get(self, bytes)?,
+                None => self.pool.get(
+                    &self.gpu.device,
+                    bytes,
+                    self.gpu.profile.limits.max_buffer_size,
+                    "tensor",
+                )?,
+            };
             if self.poison.load(Ordering::Relaxed) {
                 let nan = vec![0xffu8; buffer.capacity() as usize];
                 self.gpu.queue.write_buffer(buffer.raw(), 0, &nan);
@@ -185,6 +208,16 @@ impl Engine {
     }
 
     fn upload_bytes(&self, shape: &[usize], dtype: DType, data: &[u8]) -> Result<Tensor> {
+        self.upload_in(shape, dtype, data, None)
+    }
+
+    pub(crate) fn upload_in(
+        &self,
+        shape: &[usize],
+        dtype: DType,
+        data: &[u8],
+        arena: Option<&mut Arena>,
+    ) -> Result<Tensor> {
         let numel: usize = shape.iter().product();
         if numel * dtype.size() != data.len() {
             return Err(Error::Shape {
@@ -196,7 +229,7 @@ impl Engine {
                 ),
             });
         }
-        let t = self.empty(shape, dtype)?;
+        let t = self.empty_in(shape, dtype, arena)?;
         let row_bytes = t.row_len() * dtype.size();
         for seg in t.segments() {
             let lo = seg.row_start * row_bytes;

@@ -12,6 +12,8 @@ use crate::error::Error;
 use crate::error::Result;
 
 pub struct Kernel {
+    /// Unique per compiled pipeline (bind groups are cached by it).
+    pub id: u64,
     pub key: String,
     pub pipeline: wgpu::ComputePipeline,
     pub layout: wgpu::BindGroupLayout,
@@ -143,6 +145,7 @@ fn build(gpu: &Gpu, k: &webjit_jit::CompiledKernel) -> Result<Kernel> {
     #[cfg(target_arch = "wasm32")]
     drop(scope);
     Ok(Kernel {
+        id: crate::buffer::next_buffer_id(),
         key: k.key.clone(),
         pipeline,
         layout,

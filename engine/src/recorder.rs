@@ -10,11 +10,13 @@ use webjit_jit::Access;
 use crate::buffer::GpuBuffer;
 use crate::error::{Error, Result};
 use crate::pipeline::Kernel;
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 use crate::Engine;
 
 const SLOT: u64 = 256;
 const CHUNK: u64 = 64 * 1024;
+/// Bind groups kept at most; the cache is emptied when full.
+const BIND_GROUP_CACHE: usize = 8192;
 
 /// One buffer binding: `size` bytes of a pooled buffer from offset 0.
 #[derive(Clone, Copy)]
@@ -42,17 +44,64 @@ pub struct RecordStats {
     pub dispatches: u32,
     pub passes: u32,
     pub copies: u32,
+    /// Dispatches whose bind group came from the cache.
+    pub bind_group_hits: u32,
+}
+
+/// Buffers handed out in allocation order and kept across steps: a step that allocates the
+/// same sequence of tensors as the one before gets the same buffers back, so its bind groups
+/// come from the cache. Tensors from an arena are valid until the arena's next step.
+#[derive(Default)]
+pub struct Arena {
+    bufs: Vec<Arc<GpuBuffer>>,
+    next: usize,
+}
+
+impl Arena {
+    /// Starts a step: hands out the first buffer again.
+    pub fn reset(&mut self) {
+        self.next = 0;
+    }
+
+    pub(crate) fn get(&mut self, engine: &Engine, bytes: u64) -> Result<Arc<GpuBuffer>> {
+        let fits = self
+            .bufs
+            .get(self.next)
+            .is_some_and(|b| b.capacity() >= bytes);
+        if !fits {
+            let b = engine.pool.get(
+                &engine.gpu.device,
+                bytes,
+                engine.gpu.profile.limits.max_buffer_size,
+                "tensor",
+            )?;
+            if self.next < self.bufs.len() {
+                self.bufs[self.next] = b;
+            } else {
+                self.bufs.push(b);
+            }
+        }
+        let b = self.bufs[self.next].clone();
+        self.next += 1;
+        if engine.poisoned() {
+            let nan = vec![0xffu8; b.capacity() as usize];
+            engine.gpu.queue.write_buffer(b.raw(), 0, &nan);
+        }
+        Ok(b)
+    }
 }
 
 pub struct Recorder<'e> {
     engine: &'e Engine,
     encoder: wgpu::CommandEncoder,
     pass: Option<wgpu::ComputePass<'static>>,
-    chunks: Vec<(wgpu::Buffer, Vec<u8>)>,
+    /// Uniform chunks in use: (buffer, id, bytes to write at submit).
+    chunks: Vec<(wgpu::Buffer, u64, Vec<u8>)>,
     /// Every buffer a recorded command uses stays out of the pool until submit: a queue write
     /// into a recycled buffer would otherwise land before commands recorded earlier run.
     keep: Vec<Arc<GpuBuffer>>,
     pub stats: RecordStats,
+    arena: Option<Arena>,
 }
 
 impl<'e> Recorder<'e> {
@@ -70,6 +119,7 @@ impl<'e> Recorder<'e> {
             chunks: Vec::new(),
             keep: Vec::new(),
             stats: RecordStats::default(),
+            arena: None,
         }
     }
 
@@ -77,19 +127,44 @@ impl<'e> Recorder<'e> {
         self.engine
     }
 
+    /// Allocate this recording's tensors from `arena` (reset here) until `take_arena`.
+    pub fn set_arena(&mut self, mut arena: Arena) {
+        arena.reset();
+        self.arena = Some(arena);
+    }
+
+    pub fn take_arena(&mut self) -> Option<Arena> {
+        self.arena.take()
+    }
+
+    /// A tensor for this recording: from the arena when one is set, else the engine's pool.
+    pub fn empty(&mut self, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        self.engine.empty_in(shape, dtype, self.arena.as_mut())
+    }
+
+    pub fn upload_f32(&mut self, shape: &[usize], data: &[f32]) -> Result<Tensor> {
+        self.engine
+            .upload_in(shape, DType::F32, bytemuck::cast_slice(data), self.arena.as_mut())
+    }
+
+    pub fn upload_u32(&mut self, shape: &[usize], data: &[u32]) -> Result<Tensor> {
+        self.engine
+            .upload_in(shape, DType::U32, bytemuck::cast_slice(data), self.arena.as_mut())
+    }
+
     fn uniform_slot(&mut self, params: &[u8]) -> (usize, u64) {
         let need = (params.len() as u64).div_ceil(SLOT) * SLOT;
         let fits = self
             .chunks
             .last()
-            .map(|(_, bytes)| bytes.len() as u64 + need <= CHUNK)
+            .map(|(_, _, bytes)| bytes.len() as u64 + need <= CHUNK)
             .unwrap_or(false);
         if !fits {
-            let buf = self.engine.uniform_chunk(CHUNK.max(need));
-            self.chunks.push((buf, Vec::with_capacity(CHUNK as usize)));
+            let (buf, id) = self.engine.uniform_chunk(CHUNK.max(need));
+            self.chunks.push((buf, id, Vec::with_capacity(CHUNK as usize)));
         }
         let idx = self.chunks.len() - 1;
-        let bytes = &mut self.chunks[idx].1;
+        let bytes = &mut self.chunks[idx].2;
         let offset = bytes.len() as u64;
         bytes.extend_from_slice(params);
         bytes.resize((offset + need) as usize, 0);
@@ -136,41 +211,74 @@ impl<'e> Recorder<'e> {
         }
         let (chunk, offset) = self.uniform_slot(params);
         let uniform_size = (params.len() as u64).div_ceil(16) * 16;
-        let mut entries = Vec::with_capacity(kernel.bindings.len());
-        let mut it = buffers.iter();
-        for decl in &kernel.bindings {
-            let (buffer, off, size) = if decl.access == Access::Uniform {
-                (&self.chunks[chunk].0, offset, uniform_size)
-            } else {
-                let b = it.next().ok_or_else(|| Error::InvalidArgument {
-                    op: "dispatch",
-                    detail: "missing buffer".into(),
-                })?;
-                self.keep.push(b.buffer.clone());
-                (
-                    b.buffer.raw(),
-                    0,
-                    (b.size.div_ceil(4) * 4).min(b.buffer.capacity()),
-                )
-            };
-            entries.push(wgpu::BindGroupEntry {
-                binding: decl.binding,
-                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer,
-                    offset: off,
-                    size: wgpu::BufferSize::new(size),
-                }),
-            });
+        // Cached by identity: a decode step that binds the same buffers at the same uniform
+        // offsets as the step before reuses its bind groups instead of creating ~400 anew.
+        let mut key = Vec::with_capacity(4 + 2 * buffers.len());
+        key.extend_from_slice(&[
+            kernel.id,
+            self.chunks[chunk].1,
+            offset,
+            uniform_size,
+        ]);
+        for b in buffers {
+            self.keep.push(b.buffer.clone());
+            key.push(b.buffer.id());
+            key.push((b.size.div_ceil(4) * 4).min(b.buffer.capacity()));
         }
-        let bind_group = self
-            .engine
-            .gpu
-            .device
-            .create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(&kernel.key),
-                layout: &kernel.layout,
-                entries: &entries,
+        let mut cache = self.engine.bind_groups.lock().map_err(|_| Error::Gpu {
+            during: "bind group cache".into(),
+            message: "poisoned".into(),
+        })?;
+        if cache.contains_key(&key) {
+            self.stats.bind_group_hits += 1;
+        } else {
+            let mut entries = Vec::with_capacity(kernel.bindings.len());
+            let mut it = buffers.iter();
+            for decl in &kernel.bindings {
+                let (buffer, off, size) = if decl.access == Access::Uniform {
+                    (&self.chunks[chunk].0, offset, uniform_size)
+                } else {
+                    let b = it.next().ok_or_else(|| Error::InvalidArgument {
+                        op: "dispatch",
+                        detail: "missing buffer".into(),
+                    })?;
+                    (
+                        b.buffer.raw(),
+                        0,
+                        (b.size.div_ceil(4) * 4).min(b.buffer.capacity()),
+                    )
+                };
+                entries.push(wgpu::BindGroupEntry {
+                    binding: decl.binding,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer,
+                        offset: off,
+                        size: wgpu::BufferSize::new(size),
+                    }),
+                });
+            }
+            let bind_group = self
+                .engine
+                .gpu
+                .device
+                .create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(&kernel.key),
+                    layout: &kernel.layout,
+                    entries: &entries,
+                });
+            if cache.len() >= BIND_GROUP_CACHE {
+                cache.clear();
+            }
+            cache.insert(key.clone(), bind_group);
+        }
+        let bind_group = cache.get(&key).cloned();
+        drop(cache);
+        let Some(bind_group) = bind_group else {
+            return Err(Error::Gpu {
+                during: "bind group cache".into(),
+                message: "entry vanished".into(),
             });
+        };
         if self.pass.is_none() {
             let pass = self
                 .encoder
@@ -211,7 +319,7 @@ impl<'e> Recorder<'e> {
         self.pass = None;
         let gpu = &self.engine.gpu;
         gpu.check_alive()?;
-        for (buf, bytes) in &self.chunks {
+        for (buf, _, bytes) in &self.chunks {
             if !bytes.is_empty() {
                 gpu.queue.write_buffer(buf, 0, bytes);
             }
@@ -219,8 +327,8 @@ impl<'e> Recorder<'e> {
         let idx = gpu.queue.submit(Some(self.encoder.finish()));
         // Uniform chunks can be reused at once: the queue orders the next write after this
         // submission's work.
-        for (buf, _) in self.chunks.drain(..) {
-            self.engine.return_uniform_chunk(buf);
+        for (buf, id, _) in self.chunks.drain(..) {
+            self.engine.return_uniform_chunk((buf, id));
         }
         self.keep.clear();
         Ok(idx)

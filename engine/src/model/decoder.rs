@@ -38,7 +38,7 @@ impl Weight {
             Weight::Q(w) => {
                 let [n, _] = w.shape();
                 let t = x.shape()[0];
-                let y = rec.engine().empty(&[t, n], DType::F32)?;
+                let y = rec.empty(&[t, n], DType::F32)?;
                 if t <= 8 {
                     ops::qmatvec_into(rec, x, w, &y, None)?;
                 } else {
@@ -267,16 +267,15 @@ impl Decoder {
                 detail: "no tokens".into(),
             });
         }
-        let engine = rec.engine();
         let cfg = &self.cfg;
         let t = tokens.len();
         let (d, hd) = (cfg.d_model, cfg.head_dim);
         let positions: Vec<u32> = (pos..pos + t).map(|p| p as u32).collect();
 
-        let mut x = engine.empty(&[t, d], DType::F32)?;
+        let mut x = rec.empty(&[t, d], DType::F32)?;
         match &self.tok_embd {
             Weight::Q(table) => {
-                let ids = engine.upload_u32(&[t], tokens)?;
+                let ids = rec.upload_u32(&[t], tokens)?;
                 ops::qembedding_into(rec, table, &ids, cfg.embed_scale, &x, None)?;
             }
             Weight::F(table) => x = ops::embedding(rec, table, tokens, cfg.embed_scale)?,
@@ -339,7 +338,7 @@ impl Decoder {
         let last = if t == 1 {
             x
         } else {
-            let row = engine.empty(&[1, d], DType::F32)?;
+            let row = rec.empty(&[1, d], DType::F32)?;
             let bytes = (d * 4) as u64;
             rec.copy(
                 x.segments()[0].buffer.raw(),

@@ -82,6 +82,8 @@ pub struct Step {
     pub logits: Tensor,
     /// Dispatches recorded (forward + sampling).
     pub dispatches: u32,
+    /// Host seconds spent recording and submitting the step (before waiting for the GPU).
+    pub record_s: f64,
 }
 
 /// A generation session: the decoder, its sampler, and the token sampled last but not yet fed
@@ -91,6 +93,7 @@ pub struct Session {
     sampler: Sampler,
     pending: Option<u32>,
     history: Vec<u32>,
+    arena: Option<crate::Arena>,
 }
 
 impl Session {
@@ -101,6 +104,7 @@ impl Session {
             sampler,
             pending: None,
             history: Vec::new(),
+            arena: None,
         })
     }
 
@@ -121,16 +125,31 @@ impl Session {
     /// repetition penalty it holds the penalized values).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn step(&mut self, engine: &Engine, tokens: &[u32], s: &SampleSettings) -> Result<Step> {
+        let t0 = std::time::Instant::now();
         let mut rec = engine.recorder();
-        let logits = self.decoder.forward(&mut rec, tokens)?;
+        // Single-token steps repeat the same allocations: an arena gives them the same
+        // buffers (and cached bind groups) every time. Prefill uses the pool.
+        if tokens.len() == 1 {
+            rec.set_arena(self.arena.take().unwrap_or_default());
+        }
+        let logits = self.decoder.forward(&mut rec, tokens);
+        if let Some(a) = rec.take_arena() {
+            self.arena = Some(a);
+        }
+        let logits = logits?;
         self.history.extend_from_slice(tokens);
         self.sampler.record(&mut rec, &logits, s, &self.history)?;
         let dispatches = rec.stats.dispatches;
+        if std::env::var_os("WEBJIT_DEBUG_STEPS").is_some() {
+            eprintln!("step: {:?}", rec.stats);
+        }
         rec.submit()?;
+        let record_s = t0.elapsed().as_secs_f64();
         Ok(Step {
             result: self.sampler.read(engine)?,
             logits,
             dispatches,
+            record_s,
         })
     }
 

@@ -121,7 +121,7 @@ pub fn attention_with(
     cfg: Option<AttentionConfig>,
 ) -> Result<Tensor> {
     attention_spec(q, k, v)?; // validate before allocating
-    let out = rec.engine().empty(q.shape(), DType::F32)?;
+    let out = rec.empty(q.shape(), DType::F32)?;
     attention_into(rec, q, k, v, opts, &out, cfg)?;
     Ok(out)
 }
@@ -182,7 +182,7 @@ pub fn attention_into(
     let engine = rec.engine();
     let c = engine.choose(&spec, cfg);
     let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
-    let lens_t = engine.upload_u32(&[lens.len()], &lens)?;
+    let lens_t = rec.upload_u32(&[lens.len()], &lens)?;
     let params = spec.params(&c, q_pos0, opts.causal, window, scale, cap);
     rec.dispatch(
         &kernel,

@@ -71,7 +71,7 @@ pub fn attention_decode_with(
     reduce_cfg: Option<DecodeReduceConfig>,
 ) -> Result<Tensor> {
     decode_spec(q, cache, opts)?; // validate before allocating
-    let out = rec.engine().empty(q.shape(), DType::F32)?;
+    let out = rec.empty(q.shape(), DType::F32)?;
     attention_decode_into(rec, q, cache, opts, &out, cfg, reduce_cfg)?;
     Ok(out)
 }
@@ -102,8 +102,8 @@ pub fn attention_decode_into(
     let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
     let params = spec.params(&c, cache.options().capacity as u32, kv_start, scale, cap);
     let rows = spec.batch as usize * spec.n_heads as usize * params.n_split as usize;
-    let part_ml = engine.empty(&[rows, 2], DType::F32)?;
-    let part_acc = engine.empty(&[rows, spec.head_dim as usize], DType::F32)?;
+    let part_ml = rec.empty(&[rows, 2], DType::F32)?;
+    let part_acc = rec.empty(&[rows, spec.head_dim as usize], DType::F32)?;
     for t in [&part_ml, &part_acc] {
         expect_single(OP, "scratch", t)?;
     }

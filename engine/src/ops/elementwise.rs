@@ -38,7 +38,7 @@ pub fn elementwise_with(
 ) -> Result<Tensor> {
     let name = "elementwise";
     expect_f32(name, x)?;
-    let out = rec.engine().empty(x.shape(), DType::F32)?;
+    let out = rec.empty(x.shape(), DType::F32)?;
     let seg_elems = |t: &Tensor, i: usize| (t.segments()[i].rows * t.row_len()) as u64;
     match (op.is_binary(), y) {
         (true, None) => {

@@ -31,12 +31,12 @@ pub fn embedding_with(
     };
     check_ids("embedding", ids, vocab)?;
     let engine = rec.engine();
-    let out = engine.empty(&[ids.len(), dim], DType::F32)?;
+    let out = rec.empty(&[ids.len(), dim], DType::F32)?;
     if ids.is_empty() {
         return Ok(out);
     }
     super::expect_single("embedding", "output", &out)?;
-    let ids_t = engine.upload_u32(&[ids.len()], ids)?;
+    let ids_t = rec.upload_u32(&[ids.len()], ids)?;
     let spec = EmbeddingSpec {
         n: ids.len() as u64,
         dim: dim as u64,

@@ -90,7 +90,7 @@ pub fn matmul_with(
     cfg: Option<MatmulConfig>,
 ) -> Result<Tensor> {
     let (_, shape) = matmul_spec(a, b, trans_b)?;
-    let out = rec.engine().empty(&shape, DType::F32)?;
+    let out = rec.empty(&shape, DType::F32)?;
     matmul_into(rec, a, b, trans_b, &out, cfg)?;
     Ok(out)
 }

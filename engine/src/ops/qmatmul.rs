@@ -39,7 +39,6 @@ pub fn qmatmul_with(
 ) -> Result<Tensor> {
     let spec = qmatmul_spec(x, w)?;
     let y = rec
-        .engine()
         .empty(&[spec.m as usize, spec.n as usize], DType::F32)?;
     qmatmul_into(rec, x, w, &y, cfg)?;
     Ok(y)

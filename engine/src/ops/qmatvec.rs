@@ -43,7 +43,6 @@ pub fn qmatvec_with(
 ) -> Result<Tensor> {
     let spec = qmatvec_spec(x, w)?;
     let y = rec
-        .engine()
         .empty(&[spec.m as usize, spec.n as usize], DType::F32)?;
     qmatvec_into(rec, x, w, &y, cfg)?;
     Ok(y)

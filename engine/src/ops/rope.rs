@@ -65,10 +65,10 @@ pub fn rope_with(
     let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
     let table = rope_table(positions, rot, opts.base);
     if tokens == 0 || heads == 0 {
-        return engine.empty(x.shape(), DType::F32);
+        return rec.empty(x.shape(), DType::F32);
     }
-    let cs = engine.upload_f32(&[table.len()], &table)?;
-    let out = engine.empty(x.shape(), DType::F32)?;
+    let cs = rec.upload_f32(&[table.len()], &table)?;
+    let out = rec.empty(x.shape(), DType::F32)?;
     let params = spec.params();
     rec.dispatch(
         &kernel,

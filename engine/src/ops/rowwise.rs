@@ -81,7 +81,7 @@ pub fn rowwise_with(
             detail: format!("eps must be finite and >= 0, got {eps}"),
         });
     }
-    let out = rec.engine().empty(x.shape(), DType::F32)?;
+    let out = rec.empty(x.shape(), DType::F32)?;
     let engine = rec.engine();
     for i in 0..x.segments().len() {
         let spec = RowwiseSpec {
