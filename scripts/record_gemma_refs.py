@@ -31,6 +31,10 @@ import numpy as np
 import llama_cpp
 from llama_cpp import Llama
 
+import llama_ref
+
+llama_ref.plain_cpu()
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 DEFAULT_MODEL = os.path.join(
@@ -173,8 +177,12 @@ CHAT_CASES = [
         {"role": "user", "content": "And 3+3?"},
     ],
     [
-        {"role": "system", "content": "You are terse."},
+        {"role": "system", "content": " You are terse.\n"},
         {"role": "user", "content": "Name a color."},
+    ],
+    [
+        {"role": "user", "content": "\tHi\n\n"},
+        {"role": "assistant", "content": " Hello! "},
     ],
 ]
 
@@ -192,6 +200,21 @@ def detokenize(llm, ids, unparse_special):
     if got < 0:
         raise RuntimeError(f"detokenize needs {-got} bytes")
     return buf.raw[:got]
+
+
+def gemma_chat(msgs):
+    arr = (llama_cpp.llama_chat_message * len(msgs))(
+        *[
+            llama_cpp.llama_chat_message(m["role"].encode(), m["content"].encode())
+            for m in msgs
+        ]
+    )
+    cap = 4096
+    buf = ctypes.create_string_buffer(cap)
+    n = llama_cpp.llama_chat_apply_template(b"gemma", arr, len(msgs), True, buf, cap)
+    if n < 0 or n > cap:
+        raise RuntimeError(f"llama_chat_apply_template returned {n}")
+    return buf.raw[:n].decode()
 
 
 def last_logits(llm):
@@ -250,7 +273,6 @@ def main():
         seed=0,
         verbose=False,
     )
-    meta = llm.metadata
 
     toks = []
     for text in TOKENIZER_TEXTS:
@@ -268,26 +290,9 @@ def main():
             }
         )
 
-    chat = []
-    template = meta.get("tokenizer.chat_template")
-    if template:
-        import jinja2
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-        def raise_exception(msg):
-            raise jinja2.exceptions.TemplateError(msg)
-
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-        tpl = env.from_string(template)
-        for msgs in CHAT_CASES:
-            prompt = tpl.render(
-                messages=msgs,
-                bos_token="<bos>",
-                eos_token="<eos>",
-                add_generation_prompt=True,
-                raise_exception=raise_exception,
-            )
-            chat.append({"messages": msgs, "prompt": prompt})
+    # This GGUF carries no `tokenizer.chat_template`: use llama.cpp's built-in "gemma" chat
+    # template (llm_chat_apply_template), which is what llama.cpp applies to Gemma models.
+    chat = [{"messages": msgs, "prompt": gemma_chat(msgs)} for msgs in CHAT_CASES]
 
     with open(os.path.join(args.out, "tokenizer.json"), "w", encoding="utf-8") as f:
         json.dump(
@@ -297,7 +302,7 @@ def main():
                 "detok_hex: llama_detokenize(ids, remove_special=False, "
                 "unparse_special=False) bytes; detok_special_hex: the same with "
                 "unparse_special=True; detok_py: llm.detokenize(ids) (drops a leading "
-                "space after BOS). chat: the GGUF chat template rendered by jinja2.",
+                "space after BOS). chat: llama.cpp's built-in gemma chat template (llama_chat_apply_template).",
                 "llama_cpp_python": llama_cpp.__version__,
                 "texts": toks,
                 "chat": chat,

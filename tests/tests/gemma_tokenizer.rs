@@ -191,7 +191,7 @@ fn gemma_stream_decoder_equals_decode_at_every_split() {
 }
 
 #[test]
-fn gemma_chat_prompt_matches_the_gguf_template() {
+fn gemma_chat_prompt_matches_llama_cpp_gemma_template() {
     let toks = read_json("gemma/tokenizer.json");
     let cases = toks["chat"].as_array().expect("chat");
     assert!(!cases.is_empty(), "no chat template cases recorded");
@@ -208,7 +208,7 @@ fn gemma_chat_prompt_matches_the_gguf_template() {
             })
             .collect();
         let want = c["prompt"].as_str().expect("prompt");
-        // The template starts with the BOS text; `encode(.., add_bos = true)` adds the id.
+        // A template with the BOS text in front would be stripped here: `encode` adds the id.
         let want = want.strip_prefix("<bos>").unwrap_or(want);
         assert_eq!(chat_prompt(&msgs), want, "messages {msgs:?}");
     }
