@@ -13,9 +13,9 @@ Writes into --out:
   refs.json        llama.cpp (llama-cpp-python, CPU) on it: per prompt the token ids, the full
                    logits at every prompt position, and 16 greedy steps with their top-5.
 
-The quantized blocks are random bit patterns with scales chosen to keep weights around
-+-0.05 (speed and correctness do not depend on the values, only on both engines reading the
-same blocks the same way).
+The quantized blocks are random bit patterns with scales chosen so that weights have a
+standard deviation near 0.1 (about 1/sqrt(d_model) x 1.6): every sublayer then changes the
+residual stream by about as much as the embedding, so a bug in any of them moves the logits.
 """
 
 import argparse
@@ -52,6 +52,20 @@ PIECES = (
     "\u2581sat \u2581mat \u2581dog at\u2581 ll \u2581he ell \u2581hell \u2581hello"
 ).split(" ")
 
+# Tokenizer-only cases: this vocabulary adds a dummy-prefix space (Gemma's does not).
+TOKENIZER_TEXTS = [
+    "",
+    "the",
+    " the",
+    "  two spaces",
+    "the cat\n\tsat ",
+    "<|turn|>the<|turn|> the <|turn|>",
+    "<s>hello</s>",
+    "hello hell hel he h",
+    "caf\u00e9 \U0001f980 \u65e5",
+    "ALL CAPS 2026!",
+]
+
 PROMPTS = [
     ("plain", "the cat sat on the mat and the dog"),
     ("mixed", "Hello, world! 123 is it on?"),
@@ -76,12 +90,12 @@ def f16_bytes(x):
     return np.asarray(x, dtype="<f2").tobytes()
 
 
-def q8_0(n_elems, rng):
-    """Q8_0 blocks of 32: f16 scale + 32 int8 (ggml-common.h block_q8_0)."""
+def q8_0(n_elems, rng, gain=1.0):
+    """Q8_0 blocks of 32: f16 scale + 32 int8 (ggml-common.h block_q8_0). w = d*q."""
     n_blocks = n_elems // 32
     out = bytearray()
     for _ in range(n_blocks):
-        out += f16_bytes(rng.uniform(2e-4, 6e-4))
+        out += f16_bytes(gain * rng.uniform(1e-3, 2e-3))
         out += rng.integers(-127, 128, 32, dtype=np.int8).tobytes()
     return out
 
@@ -91,8 +105,8 @@ def q4_k(n_elems, rng):
     nibbles (block_q4_K). w = d*sc*q - dmin*m with q in 0..15."""
     out = bytearray()
     for _ in range(n_elems // 256):
-        out += f16_bytes(rng.uniform(0.5e-4, 1.5e-4))
-        out += f16_bytes(rng.uniform(4e-4, 1.2e-3))
+        out += f16_bytes(rng.uniform(3e-4, 6e-4))
+        out += f16_bytes(rng.uniform(2.5e-3, 4.5e-3))
         out += rng.integers(0, 256, 12 + 128, dtype=np.uint8).tobytes()
     return out
 
@@ -104,14 +118,14 @@ def q6_k(n_elems, rng):
     for _ in range(n_elems // 256):
         out += rng.integers(0, 256, 128 + 64, dtype=np.uint8).tobytes()
         out += rng.integers(-128, 128, 16, dtype=np.int8).tobytes()
-        out += f16_bytes(rng.uniform(0.5e-5, 1.5e-5))
+        out += f16_bytes(rng.uniform(5e-5, 1e-4))
     return out
 
 
-def add_quant(w, name, rows, cols, qtype, rng):
+def add_quant(w, name, rows, cols, qtype, rng, gain=1.0):
     """A [rows, cols] matrix (GGUF ne = [cols, rows]) of random blocks."""
     if qtype == Q.Q8_0:
-        data = q8_0(rows * cols, rng)
+        data = q8_0(rows * cols, rng, gain)
     elif qtype == Q.Q4_K:
         data = q4_k(rows * cols, rng)
     elif qtype == Q.Q6_K:
@@ -119,7 +133,8 @@ def add_quant(w, name, rows, cols, qtype, rng):
     else:
         raise ValueError(qtype)
     arr = np.frombuffer(bytes(data), dtype=np.uint8).reshape(rows, -1)
-    w.add_tensor(name, arr, raw_shape=(rows, cols), raw_dtype=qtype)
+    # The byte shape [rows, row_bytes]; the writer derives ne = [cols, rows] from it.
+    w.add_tensor(name, arr, raw_dtype=qtype)
 
 
 def write_model(path, seed):
@@ -162,14 +177,16 @@ def write_model(path, seed):
         add_quant(w, p + "attn_q.weight", D, D, kinds[0], rng)
         add_quant(w, p + "attn_k.weight", N_KV * HEAD, D, kinds[1], rng)
         w.add_tensor(
-            p + "attn_v.weight", f32((N_KV * HEAD, D), -0.06, 0.06).astype(np.float16)
+            p + "attn_v.weight", f32((N_KV * HEAD, D), -0.17, 0.17).astype(np.float16)
         )
         add_quant(w, p + "attn_output.weight", D, D, kinds[2], rng)
         add_quant(w, p + "ffn_gate.weight", FFN, D, kinds[1], rng)
         add_quant(w, p + "ffn_up.weight", FFN, D, kinds[0], rng)
         add_quant(w, p + "ffn_down.weight", D, FFN, kinds[2], rng)
     w.add_tensor("output_norm.weight", f32((D,), 0.8, 1.2))
-    add_quant(w, "output.weight", n_vocab, D, Q.Q8_0, rng)
+    # Larger output weights: logits with a spread of several units, so greedy steps are
+    # decided by clear margins.
+    add_quant(w, "output.weight", n_vocab, D, Q.Q8_0, rng, gain=2.5)
 
     w.write_header_to_file()
     w.write_kv_data_to_file()
@@ -197,6 +214,23 @@ def record(path, out_json):
         seed=0,
         verbose=False,
     )
+    from record_gemma_refs import detokenize
+
+    toks = []
+    for text in TOKENIZER_TEXTS:
+        b = text.encode()
+        ids = llm.tokenize(b, add_bos=True, special=True)
+        toks.append(
+            {
+                "text": text,
+                "ids": ids,
+                "ids_no_special": llm.tokenize(b, add_bos=True, special=False),
+                "ids_no_bos": llm.tokenize(b, add_bos=False, special=True),
+                "detok_hex": detokenize(llm, ids, False).hex(),
+                "detok_special_hex": detokenize(llm, ids, True).hex(),
+            }
+        )
+
     prompts = []
     for name, text in PROMPTS:
         ids = llm.tokenize(text.encode(), add_bos=True, special=True)
@@ -228,9 +262,12 @@ def record(path, out_json):
             {
                 "about": "llama.cpp (llama-cpp-python, CPU) on tiny-llama.gguf; made by "
                 "scripts/make_tiny_llama.py. logits: every prompt position, full vocabulary; "
-                "greedy = argmax of the raw logits, top5 [id, logit], gap = top1 - top2.",
+                "greedy = argmax of the raw logits, top5 [id, logit], gap = top1 - top2. "
+                "tokenizer: as tests/data/gemma/tokenizer.json (ids, ids_no_special, "
+                "ids_no_bos, detok_hex, detok_special_hex).",
                 "llama_cpp_python": llama_cpp.__version__,
                 "n_vocab": llm.n_vocab(),
+                "tokenizer": toks,
                 "prompts": prompts,
             },
             f,

@@ -477,3 +477,81 @@ fn huge_vocabulary_counts_are_refused_before_allocation() {
         );
     }
 }
+
+/// The tiny random-weight llama of `scripts/make_tiny_llama.py`: a second SPM vocabulary, one
+/// that adds a dummy-prefix space (Gemma's does not), against llama.cpp on the same file.
+#[test]
+fn tiny_llama_tokenizer_matches_llama_cpp() {
+    use webjit_tests::gemma_refs::{data_dir, read_gguf_header};
+    let path = data_dir().join("tiny_llama/tiny-llama.gguf");
+    let header = read_gguf_header(&path);
+    // The whole file (tensor data included) streams through the loader, and it holds every
+    // tensor type the model test needs.
+    let bytes = std::fs::read(&path).expect("tiny-llama.gguf");
+    let (full, _) = webjit_engine::loader::source::load_from(
+        &mut webjit_engine::loader::MemSource(&bytes),
+        None,
+        Default::default(),
+        1 << 16,
+        &mut webjit_engine::loader::NullSink,
+    )
+    .expect("tiny-llama.gguf loads");
+    let mut types: Vec<&str> = full.tensors.iter().map(|t| t.dtype.name()).collect();
+    types.sort_unstable();
+    types.dedup();
+    assert_eq!(
+        types,
+        ["f16", "f32", "q4_k", "q6_k", "q8_0"],
+        "tensor types"
+    );
+    let tok = SpmTokenizer::from_gguf(&header.metadata).expect("tiny llama tokenizer");
+    assert!(tok.add_space_prefix());
+    let refs = read_json("tiny_llama/refs.json");
+    assert_eq!(refs["n_vocab"].as_u64(), Some(tok.vocab_size() as u64));
+    let mut fails = Vec::new();
+    let cases = refs["tokenizer"].as_array().expect("tokenizer");
+    for t in cases {
+        let text = t["text"].as_str().expect("text");
+        let ids = ids_of(&t["ids"]);
+        let checks = [
+            ("ids", tok.encode(text, true), ids.clone()),
+            (
+                "ids_no_special",
+                tok.encode_with(text, true, false),
+                ids_of(&t["ids_no_special"]),
+            ),
+            (
+                "ids_no_bos",
+                tok.encode(text, false),
+                ids_of(&t["ids_no_bos"]),
+            ),
+        ];
+        for (what, got, want) in checks {
+            if got != want {
+                fails.push(format!(
+                    "{what} {text:?}\n   ours {got:?}\n  llama {want:?}"
+                ));
+            }
+        }
+        for (special, key) in [(false, "detok_hex"), (true, "detok_special_hex")] {
+            let got = tok.decode_bytes(&ids, special).expect("decode");
+            if got != hex(t[key].as_str().expect("hex")) {
+                fails.push(format!(
+                    "{key} {text:?}: ours {:?}",
+                    String::from_utf8_lossy(&got)
+                ));
+            }
+        }
+        check_stream(&tok, &ids, text);
+    }
+    for p in refs["prompts"].as_array().expect("prompts") {
+        let text = p["text"].as_str().expect("text");
+        let (got, want) = (tok.encode(text, true), ids_of(&p["prompt_ids"]));
+        if got != want {
+            fails.push(format!(
+                "prompt {text:?}\n   ours {got:?}\n  llama {want:?}"
+            ));
+        }
+    }
+    report("tiny llama tokenizer", fails, 5 * cases.len());
+}
