@@ -42,6 +42,10 @@ pub enum Error {
     Readback { detail: String },
     #[error(transparent)]
     Load(#[from] crate::loader::LoaderError),
+    /// A tokenizer built from model metadata: `key` names the metadata key (with the element
+    /// index for arrays, e.g. `tokenizer.ggml.tokens[17]`).
+    #[error("tokenizer metadata `{key}`: {detail}")]
+    Tokenizer { key: String, detail: String },
 }
 
 impl Error {
@@ -64,6 +68,7 @@ impl Error {
             Error::Unsupported { .. } => "UNSUPPORTED_MODEL",
             Error::BadModel { .. } => "BAD_MODEL_FILE",
             Error::Load(e) => e.code(),
+            Error::Tokenizer { .. } => "BAD_TOKENIZER",
         }
     }
 }

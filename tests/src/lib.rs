@@ -6,10 +6,12 @@ use std::sync::OnceLock;
 use rand::{Rng, SeedableRng};
 use webjit_engine::{DeviceOptions, Engine};
 
+pub mod gemma_refs;
 pub mod loader_fixtures;
 pub mod oracle;
 pub mod oracle_attention;
 pub mod oracle_loader;
+pub mod oracle_spm;
 pub mod quant_vectors;
 
 /// The test engine on the machine's adapter. Panics with instructions when there is none:

@@ -1,0 +1,197 @@
+//! Ids -> text (llama.cpp's `token_to_piece` / `llama_detokenize`), a streaming decoder that
+//! only emits complete UTF-8, and Gemma's chat template.
+
+use std::borrow::Cow;
+
+use super::{attr, byte_value, SpmTokenizer};
+use crate::error::{Error, Result};
+
+impl SpmTokenizer {
+    /// The bytes of one token, as llama.cpp's `token_to_piece(id, lstrip = 0, special)`:
+    /// control and unknown tokens are empty unless `special`; user-defined tokens are their
+    /// text verbatim; normal tokens turn U+2581 back into spaces; byte tokens are one byte
+    /// (so a piece need not be valid UTF-8 on its own); unused/undefined tokens are empty.
+    pub fn piece(&self, id: u32, special: bool) -> Result<Cow<'_, [u8]>> {
+        let (Some(&a), Some(text)) = (self.attrs.get(id as usize), self.texts.get(id as usize))
+        else {
+            return Err(Error::InvalidArgument {
+                op: "detokenize",
+                detail: format!(
+                    "token id {id} is outside the vocabulary of {} tokens",
+                    self.texts.len()
+                ),
+            });
+        };
+        let verbatim = attr::CONTROL | attr::UNKNOWN;
+        Ok(if a & verbatim != 0 && !special {
+            Cow::Borrowed(&[][..])
+        } else if a & (verbatim | attr::USER_DEFINED) != 0 {
+            Cow::Borrowed(text.as_bytes())
+        } else if a & attr::NORMAL != 0 {
+            if text.contains('\u{2581}') {
+                Cow::Owned(text.replace('\u{2581}', " ").into_bytes())
+            } else {
+                Cow::Borrowed(text.as_bytes())
+            }
+        } else if a & attr::BYTE != 0 {
+            // Checked when the vocabulary was built.
+            Cow::Owned(byte_value(text).into_iter().collect())
+        } else {
+            Cow::Borrowed(&[][..])
+        })
+    }
+
+    /// llama.cpp's `llama_detokenize(ids, remove_special = false, unparse_special = special)`:
+    /// the pieces concatenated, less one leading space of the first piece when the model adds
+    /// a dummy prefix (not Gemma 3). Raw bytes: a sequence may end inside a character.
+    pub fn decode_bytes(&self, ids: &[u32], special: bool) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut strip = self.add_space_prefix;
+        for &id in ids {
+            let p = self.piece(id, special)?;
+            let p = if strip { strip_space(&p) } else { &p[..] };
+            strip = false;
+            out.extend_from_slice(p);
+        }
+        Ok(out)
+    }
+
+    /// Text of `ids` with control tokens hidden; invalid UTF-8 becomes U+FFFD.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.decode_with(ids, false)
+    }
+
+    /// As `decode`, with control tokens written out when `special`.
+    pub fn decode_with(&self, ids: &[u32], special: bool) -> Result<String> {
+        Ok(String::from_utf8_lossy(&self.decode_bytes(ids, special)?).into_owned())
+    }
+}
+
+fn strip_space(p: &[u8]) -> &[u8] {
+    p.strip_prefix(b" ").unwrap_or(p)
+}
+
+/// Decodes token by token, emitting only complete UTF-8: a character split over byte tokens
+/// is held back until its last byte arrives. The concatenation of everything `push` returns
+/// plus `finish` equals `decode` of all the ids pushed (invalid bytes become U+FFFD at the
+/// same places).
+#[derive(Clone)]
+pub struct StreamDecoder<'a> {
+    tok: &'a SpmTokenizer,
+    /// Bytes of an incomplete trailing UTF-8 sequence (at most 3).
+    pending: Vec<u8>,
+    strip_space: bool,
+    special: bool,
+}
+
+impl<'a> StreamDecoder<'a> {
+    /// Decodes a whole sequence exactly as `SpmTokenizer::decode` (control tokens hidden).
+    pub fn new(tok: &'a SpmTokenizer) -> Self {
+        Self {
+            tok,
+            pending: Vec::new(),
+            strip_space: tok.add_space_prefix,
+            special: false,
+        }
+    }
+
+    /// For tokens that continue a prompt (generation): the first piece keeps its leading
+    /// space even for models with a dummy prefix.
+    pub fn continuing(tok: &'a SpmTokenizer) -> Self {
+        Self {
+            strip_space: false,
+            ..Self::new(tok)
+        }
+    }
+
+    /// Writes control tokens out instead of hiding them.
+    pub fn with_special(mut self, special: bool) -> Self {
+        self.special = special;
+        self
+    }
+
+    /// The text completed by token `id` (often empty while a character is incomplete).
+    pub fn push(&mut self, id: u32) -> Result<String> {
+        let p = self.tok.piece(id, self.special)?;
+        let p = if self.strip_space {
+            strip_space(&p)
+        } else {
+            &p[..]
+        };
+        self.strip_space = false;
+        self.pending.extend_from_slice(p);
+        Ok(self.drain())
+    }
+
+    /// What is still held back, invalid sequences as U+FFFD (call at the end of a stream).
+    pub fn finish(&mut self) -> String {
+        let s = String::from_utf8_lossy(&self.pending).into_owned();
+        self.pending.clear();
+        s
+    }
+
+    /// Emits every complete character; keeps only a trailing sequence that may still be
+    /// completed. Invalid sequences become one U+FFFD each, as `String::from_utf8_lossy`.
+    fn drain(&mut self) -> String {
+        let mut out = String::new();
+        let mut i = 0;
+        while i < self.pending.len() {
+            match std::str::from_utf8(&self.pending[i..]) {
+                Ok(s) => {
+                    out.push_str(s);
+                    i = self.pending.len();
+                }
+                Err(e) => {
+                    let valid = e.valid_up_to();
+                    out.push_str(
+                        std::str::from_utf8(&self.pending[i..i + valid]).unwrap_or_default(),
+                    );
+                    i += valid;
+                    match e.error_len() {
+                        Some(n) => {
+                            out.push('\u{FFFD}');
+                            i += n;
+                        }
+                        None => break,
+                    }
+                }
+            }
+        }
+        self.pending.drain(..i);
+        out
+    }
+}
+
+/// Gemma's chat template as llama.cpp applies it (`llm_chat_apply_template`, "gemma"),
+/// without the BOS, which `encode(.., add_bos = true)` adds: each turn is
+/// `<start_of_turn>{role}\n{text, trimmed}<end_of_turn>\n` with "assistant" written "model";
+/// "system" turns have no marker of their own: their trimmed text is put in front of the next
+/// non-model turn as `{system}\n\n{text}`. Ends with `<start_of_turn>model\n` for the reply.
+pub fn chat_prompt(turns: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    let mut system = String::new();
+    for &(role, text) in turns {
+        if role == "system" {
+            system.push_str(c_trim(text));
+            continue;
+        }
+        let role = if role == "assistant" { "model" } else { role };
+        out.push_str("<start_of_turn>");
+        out.push_str(role);
+        out.push('\n');
+        if !system.is_empty() && role != "model" {
+            out.push_str(&system);
+            out.push_str("\n\n");
+            system.clear();
+        }
+        out.push_str(c_trim(text));
+        out.push_str("<end_of_turn>\n");
+    }
+    out.push_str("<start_of_turn>model\n");
+    out
+}
+
+/// llama.cpp's `trim`: C `isspace` (ASCII whitespace and vertical tab), not Unicode spaces.
+fn c_trim(s: &str) -> &str {
+    s.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\x0b' | '\x0c' | '\r'))
+}
