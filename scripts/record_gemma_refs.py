@@ -242,6 +242,15 @@ def run_prompt(llm, ids):
         steps.append({"id": tok, "top5": t5, "gap": t5[0][1] - t5[1][1]})
         llm.eval([tok])
         logits = last_logits(llm)
+    # llama.cpp disagrees with itself between token-by-token decoding and one batch over the
+    # same tokens (up to ~1 logit at some steps). Record the batched view of every step too:
+    # the prompt plus the tokens before the step, evaluated in one batch.
+    steps[0]["top5_batched"] = steps[0]["top5"]
+    for i in range(1, N_GREEDY):
+        llm.reset()
+        llm._ctx.kv_cache_clear()
+        llm.eval(ids + [s["id"] for s in steps[:i]])
+        steps[i]["top5_batched"] = top(last_logits(llm), TOP_STEP)
     return first, steps
 
 
