@@ -28,6 +28,7 @@ pub mod shaders {
     pub const POOL: &str = include_str!("../../shaders/pool.wgsl");
     pub const ATTENTION: &str = include_str!("../../shaders/attention.wgsl");
     pub const ATTENTION_DECODE: &str = include_str!("../../shaders/attention_decode.wgsl");
+    pub const NEIGHBORHOOD: &str = include_str!("../../shaders/neighborhood.wgsl");
     /// Every template, for the tuning checksum.
     pub const ALL: &[&str] = &[
         ELEMENTWISE,
@@ -43,5 +44,6 @@ pub mod shaders {
         QMATVEC,
         QMATMUL,
         BANDWIDTH,
+        NEIGHBORHOOD,
     ];
 }

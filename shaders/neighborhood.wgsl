@@ -1,0 +1,169 @@
+// {{KEY}}
+// Fused neighborhood attention (NATTEN semantics), 1-D, 2-D and 3-D with one template: every
+// problem is padded to three axes (outermost first; missing axes have length 1, kernel 1).
+//
+// Dilation groups: positions of an axis with the same index mod dilation form a group; a
+// query only sees keys of its own group, and its window is computed on the group's
+// sub-sequence (group index = position / dilation). Per axis, in group indices:
+//   non-causal: start = clamp(i - k/2, 0, group_len - k), end = start + k - 1 (the window
+//               shifts at the borders, so every query sees exactly k keys);
+//   causal:     start = max(i - (k - 1), 0), end = i (no shift).
+// A workgroup owns a T0 x T1 x T2 tile of group indices of one (batch, head, group). Window
+// starts and ends grow with the query index, so the union of the tile's windows is one box:
+// [start(first query), end(last query)] per axis. The box is walked line by line along the
+// innermost axis, BK keys at a time staged in workgroup memory; each query only computes the
+// keys of its own window (work is proportional to the window, not the sequence), with an
+// online softmax across chunks.
+{{PARAMS}}
+const D4: u32 = {{D4}}u;  // head_dim / 4
+const T0: u32 = {{T0}}u;  // query tile, outermost axis (group indices)
+const T1: u32 = {{T1}}u;
+const T2: u32 = {{T2}}u;  // query tile, innermost axis
+const WG: u32 = T0 * T1 * T2; // one query per invocation
+const BK: u32 = {{BK}}u;  // keys per staged chunk of a line
+// Finite "minus infinity": keeps exp(m_old - m_new) defined before the first key.
+const NEG: f32 = -3.0e38;
+
+@group(0) @binding(0) var<uniform> p: NaParams;
+@group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;   // [batch, heads, L0, L1, L2, d]
+@group(0) @binding(2) var<storage, read> k: array<vec4<f32>>;   // [batch, heads, L0, L1, L2, d]
+@group(0) @binding(3) var<storage, read> v: array<vec4<f32>>;   // [batch, heads, L0, L1, L2, d]
+// [heads, 2*k0-1, 2*k1-1, 2*k2-1] additive bias indexed by (key - query) group offset + k - 1
+// per axis; any buffer when has_rpb = 0 (never read then).
+@group(0) @binding(4) var<storage, read> rpb: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<vec4<f32>>; // [batch, heads, L0, L1, L2, d]
+
+var<workgroup> kt: array<vec4<f32>, BK * D4>; // [BK, d] keys of the current chunk
+var<workgroup> vt: array<vec4<f32>, BK * D4>; // [BK, d] values of the current chunk
+
+// First group index of the window of group index `i` (gl: group length >= ks).
+fn win_start(i: vec3<u32>, gl: vec3<u32>, ks: vec3<u32>, causal: vec3<bool>) -> vec3<u32> {
+    let nh = ks / 2u;
+    let centered = min(max(i, nh) - nh, gl - ks);
+    let back = max(i, ks - 1u) - (ks - 1u);
+    return select(centered, back, causal);
+}
+
+// Last group index (inclusive) of the window of group index `i`.
+fn win_end(i: vec3<u32>, gl: vec3<u32>, ks: vec3<u32>, causal: vec3<bool>) -> vec3<u32> {
+    return select(win_start(i, gl, ks, causal) + ks - 1u, i, causal);
+}
+
+fn flat(bh: u32, pos: vec3<u32>, len: vec3<u32>) -> u32 {
+    return (((bh * len.x + pos.x) * len.y + pos.y) * len.z + pos.z) * D4;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let len = vec3<u32>(p.len0, p.len1, p.len2);
+    let ks = vec3<u32>(p.kern0, p.kern1, p.kern2);
+    let dil = vec3<u32>(p.dil0, p.dil1, p.dil2);
+    let causal = vec3<bool>(p.causal0 != 0u, p.causal1 != 0u, p.causal2 != 0u);
+    let tiles = vec3<u32>(p.tiles0, p.tiles1, p.tiles2);
+    // Workgroup index = ((bh * G0 + x0) * G1 + x1) * G2 + x2 with Ga = dil_a * tiles_a and
+    // x_a = group_a * tiles_a + tile_a.
+    let per_axis = dil * tiles;
+    var r = wid.x + wid.y * nwg.x;
+    let x2 = r % per_axis.z;
+    r /= per_axis.z;
+    let x1 = r % per_axis.y;
+    r /= per_axis.y;
+    let x0 = r % per_axis.x;
+    let bh = r / per_axis.x;
+    let x = vec3<u32>(x0, x1, x2);
+    let grp = x / tiles;
+    let ts = (x % tiles) * vec3<u32>(T0, T1, T2);
+    let gl = (len - grp + dil - 1u) / dil; // group lengths (>= 1 as grp < dil <= len)
+    // Whole workgroups leave together (these depend on the workgroup id only), so no barrier
+    // below sees a partial workgroup: dispatch_2d's spare groups and tiles past a short group.
+    if (bh >= p.batch_heads || any(ts >= gl)) {
+        return;
+    }
+    let h = bh % p.heads;
+    let last = min(ts + vec3<u32>(T0, T1, T2), gl) - 1u;
+    let ulo = win_start(ts, gl, ks, causal);
+    let uhi = win_end(last, gl, ks, causal);
+
+    let lq = vec3<u32>(lid / (T1 * T2), (lid / T2) % T1, lid % T2);
+    let ii = ts + lq;
+    let valid = all(ii < gl);
+    let ic = min(ii, gl - 1u);
+    let ws = win_start(ic, gl, ks, causal);
+    let we = win_end(ic, gl, ks, causal);
+    let qbase = flat(bh, grp + dil * ic, len);
+    // Bias strides of [heads, 2k0-1, 2k1-1, 2k2-1]; offsets are shifted by k - 1 (>= 0 as keys
+    // start at most k - 1 group indices before the query).
+    let bw = 2u * ks - 1u;
+    let bias_h = h * bw.x * bw.y * bw.z;
+
+    var qr: array<vec4<f32>, D4>;
+    var acc: array<vec4<f32>, D4>;
+    for (var c = 0u; c < D4; c++) {
+        qr[c] = q[qbase + c];
+        acc[c] = vec4<f32>(0.0);
+    }
+    var m = NEG;
+    var l = 0.0;
+    var s: array<f32, BK>;
+
+    for (var u0 = ulo.x; u0 <= uhi.x; u0++) {
+        for (var u1 = ulo.y; u1 <= uhi.y; u1++) {
+            let line_in = valid && u0 >= ws.x && u0 <= we.x && u1 >= ws.y && u1 <= we.y;
+            let bias_line = bias_h + ((u0 + ks.x - 1u - ic.x) * bw.y + (u1 + ks.y - 1u - ic.y)) * bw.z;
+            for (var c0 = ulo.z; c0 <= uhi.z; c0 += BK) {
+                workgroupBarrier();
+                for (var t = lid; t < BK * D4; t += WG) {
+                    let u2 = c0 + t / D4;
+                    let live = u2 <= uhi.z;
+                    let kp = grp + dil * vec3<u32>(u0, u1, min(u2, uhi.z));
+                    let src = flat(bh, kp, len) + t % D4;
+                    kt[t] = select(vec4<f32>(0.0), k[src], live);
+                    vt[t] = select(vec4<f32>(0.0), v[src], live);
+                }
+                workgroupBarrier();
+                let lo = max(c0, ws.z);
+                let hi = min(c0 + BK - 1u, we.z);
+                // No `continue` here: it would make the next barrier non-uniform.
+                if (line_in && lo <= hi) {
+                    var mt = m;
+                    for (var j = lo; j <= hi; j++) {
+                        let jj = j - c0;
+                        var d = vec4<f32>(0.0);
+                        for (var c = 0u; c < D4; c++) {
+                            d = fma(qr[c], kt[jj * D4 + c], d);
+                        }
+                        var sj = (d.x + d.y + d.z + d.w) * p.scale;
+                        if (p.has_rpb != 0u) {
+                            sj += rpb[bias_line + j + ks.z - 1u - ic.z];
+                        }
+                        s[jj] = sj;
+                        mt = max(mt, sj);
+                    }
+                    let alpha = exp(m - mt);
+                    m = mt;
+                    l *= alpha;
+                    for (var c = 0u; c < D4; c++) {
+                        acc[c] *= alpha;
+                    }
+                    for (var j = lo; j <= hi; j++) {
+                        let jj = j - c0;
+                        let pj = exp(s[jj] - mt);
+                        l += pj;
+                        for (var c = 0u; c < D4; c++) {
+                            acc[c] = fma(vec4<f32>(pj), vt[jj * D4 + c], acc[c]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    if (valid) {
+        // Every query sees at least itself (causal) or k keys per axis, so l > 0.
+        let inv = 1.0 / l;
+        for (var c = 0u; c < D4; c++) {
+            out[qbase + c] = acc[c] * inv;
+        }
+    }
+}
