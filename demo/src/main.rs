@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_attention;
+mod bench_neighborhood;
 mod bench_quant;
 mod embed;
 mod info;

@@ -1,0 +1,228 @@
+//! `webjit bench neighborhood` (alias `na`): fused neighborhood attention on a 1-D, 2-D or 3-D
+//! token grid, beside our dense fused attention over the same tokens.
+//!
+//! FLOPs count 4 * head_dim * kernel volume per query and head (2 for the QK dot, 2 for the
+//! weighted V sum), as NATTEN does; causal axes' shorter windows near the start are not
+//! discounted. Dense attention counts 4 * head_dim * tokens per query.
+
+use std::time::Duration;
+
+use clap::Args;
+use serde_json::json;
+use webjit_engine::jit::kernels::neighborhood::NeighborhoodConfig;
+use webjit_engine::jit::KernelSpec;
+use webjit_engine::ops::{self, AttentionOptions, NaOptions};
+use webjit_engine::{bench, DType, DeviceOptions, Engine, Error, Result};
+
+#[derive(Args, Debug, Clone)]
+pub struct NaArgs {
+    /// Token grid, outermost axis first: `4096`, `64x64` or `8x32x32`.
+    #[arg(long, default_value = "64x64")]
+    dims: String,
+    /// Kernel size per axis (odd), e.g. `7x7`.
+    #[arg(long, default_value = "7x7")]
+    kernel: String,
+    /// Dilation per axis, e.g. `1x2`; default 1 on every axis.
+    #[arg(long)]
+    dilation: Option<String>,
+    /// Causal flag per axis as 0/1, e.g. `1x0` (video: causal in time only).
+    #[arg(long)]
+    causal: Option<String>,
+    #[arg(long, default_value_t = 4)]
+    heads: usize,
+    #[arg(long, default_value_t = 32)]
+    dim: usize,
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Add a relative positional bias [heads, 2k-1 per axis].
+    #[arg(long)]
+    rpb: bool,
+    /// Run one config by key (see --sweep for the keys); default: the heuristic default.
+    #[arg(long)]
+    config: Option<String>,
+    /// Time every config of the space and report the best.
+    #[arg(long)]
+    sweep: bool,
+    /// Skip the dense attention comparison (slow for large grids).
+    #[arg(long)]
+    no_dense: bool,
+    #[arg(long, default_value_t = 200)]
+    min_ms: u64,
+    /// Compile shaders without wgpu's bounds checks (webjit kernels check their own).
+    #[arg(long)]
+    unchecked: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_axes(what: &str, s: &str) -> Result<Vec<u32>> {
+    s.split('x')
+        .map(|t| t.trim().parse::<u32>())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|_| Error::InvalidArgument {
+            op: "bench",
+            detail: format!("--{what} must be numbers joined by 'x' (e.g. 64x64), got {s:?}"),
+        })
+}
+
+fn pseudo_random(n: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2654435761).max(1);
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s as f32 / u32::MAX as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+pub fn run(a: NaArgs) -> Result<()> {
+    let engine = Engine::new_blocking(DeviceOptions {
+        unchecked_shaders: a.unchecked,
+        ..Default::default()
+    })?;
+    let e = &engine;
+    let dims = parse_axes("dims", &a.dims)?;
+    let kernel = parse_axes("kernel", &a.kernel)?;
+    let dilation = match &a.dilation {
+        Some(s) => parse_axes("dilation", s)?,
+        None => Vec::new(),
+    };
+    let causal = match &a.causal {
+        Some(s) => parse_axes("causal", s)?.iter().map(|&c| c != 0).collect(),
+        None => Vec::new(),
+    };
+    let tokens: usize = dims.iter().map(|&x| x as usize).product();
+    let mut shape = vec![a.batch, a.heads];
+    shape.extend(dims.iter().map(|&x| x as usize));
+    shape.push(a.dim);
+    let n = shape.iter().product::<usize>();
+    let q = e.upload_f32(&shape, &pseudo_random(n, 1))?;
+    let k = e.upload_f32(&shape, &pseudo_random(n, 2))?;
+    let v = e.upload_f32(&shape, &pseudo_random(n, 3))?;
+    let out = e.empty(&shape, DType::F32)?;
+    let rpb = if a.rpb {
+        let mut rs = vec![a.heads];
+        rs.extend(kernel.iter().map(|&k| 2 * k as usize - 1));
+        let len = rs.iter().product();
+        Some(e.upload_f32(&rs, &pseudo_random(len, 4))?)
+    } else {
+        None
+    };
+    let opts = NaOptions {
+        kernel: kernel.clone(),
+        dilation,
+        causal,
+        rpb,
+        scale: None,
+    };
+    let spec = ops::neighborhood_spec(&q, &k, &v, &opts)?;
+    let configs: Vec<NeighborhoodConfig> = if a.sweep {
+        spec.space(e.profile())
+    } else if let Some(key) = &a.config {
+        vec![spec.config_by_key(e.profile(), key)?]
+    } else {
+        vec![e.choose(&spec, None)]
+    };
+    let min = Duration::from_millis(a.min_ms);
+    let volume = spec.window_volume() as f64;
+    let flops = 4.0 * a.dim as f64 * volume * (tokens * a.heads * a.batch) as f64;
+    let mut rows = Vec::new();
+    let mut best: Option<(String, f64)> = None;
+    for cfg in configs {
+        let key = spec.key(&cfg);
+        let t = bench::time_op(e, min, |rec| {
+            ops::neighborhood_attention_into(rec, &q, &k, &v, &opts, &out, Some(cfg.clone()))
+        })
+        .map(|t| t.as_secs_f64());
+        match t {
+            Ok(t) => {
+                if !a.json {
+                    println!(
+                        "{key:<44} {:>9.3} ms {:>9.1} GFLOP/s",
+                        t * 1e3,
+                        flops / t / 1e9
+                    );
+                }
+                rows.push(json!({"config": key, "time_ms": t * 1e3, "gflops": flops / t / 1e9}));
+                if best.as_ref().is_none_or(|(_, bt)| t < *bt) {
+                    best = Some((key, t));
+                }
+            }
+            Err(err) if a.sweep => {
+                if !a.json {
+                    println!("{key:<44} failed: {err}");
+                }
+                rows.push(json!({"config": key, "error": err.to_string()}));
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    let (key, t) = best.ok_or_else(|| Error::InvalidArgument {
+        op: "bench",
+        detail: "every config failed".into(),
+    })?;
+    // Our dense fused attention over the same tokens, flattened to one sequence.
+    let dense = if a.no_dense {
+        None
+    } else {
+        let s = [a.batch, tokens, a.heads, a.dim];
+        let dq = e.upload_f32(&s, &pseudo_random(n, 5))?;
+        let dk = e.upload_f32(&s, &pseudo_random(n, 6))?;
+        let dv = e.upload_f32(&s, &pseudo_random(n, 7))?;
+        let dout = e.empty(&s, DType::F32)?;
+        let dopts = AttentionOptions::default();
+        let td = bench::time_op(e, min, |rec| {
+            ops::attention_into(rec, &dq, &dk, &dv, &dopts, &dout, None)
+        })?
+        .as_secs_f64();
+        Some(td)
+    };
+    let gflops = flops / t / 1e9;
+    let dense_flops = 4.0 * a.dim as f64 * tokens as f64 * (tokens * a.heads * a.batch) as f64;
+    let flop_ratio = tokens as f64 / volume;
+    // Share of the FLOP saving turned into time saving: (1 - t_na/t_dense) / (1 - vol/tokens).
+    let realized = dense.map(|td| (1.0 - t / td) / (1.0 - volume / tokens as f64));
+    let counting = "FLOPs = 4 * head_dim * kernel volume per query and head (dense: 4 * head_dim \
+                    * tokens per query)";
+    let report = json!({
+        "bench": "neighborhood",
+        "device": e.profile().name,
+        "backend": e.profile().backend,
+        "dims": dims, "kernel": kernel, "dilation": opts.dilation, "causal": opts.causal,
+        "batch": a.batch, "heads": a.heads, "dim": a.dim, "rpb": a.rpb,
+        "unchecked_shaders": a.unchecked,
+        "config": key,
+        "time_ms": t * 1e3,
+        "gflops": gflops,
+        "flop_counting": counting,
+        "dense_time_ms": dense.map(|td| td * 1e3),
+        "dense_gflops": dense.map(|td| dense_flops / td / 1e9),
+        "speedup_vs_dense": dense.map(|td| td / t),
+        "flop_ratio": flop_ratio,
+        "realized_saving_fraction": realized,
+        "results": if a.sweep { json!(rows) } else { json!(null) },
+    });
+    if a.json {
+        println!("{report}");
+    } else {
+        println!(
+            "neighborhood {}: best {key}: {:.3} ms, {gflops:.1} GFLOP/s",
+            a.dims,
+            t * 1e3
+        );
+        println!("({counting})");
+        if let (Some(td), Some(r)) = (dense, realized) {
+            println!(
+                "dense attention on {tokens} tokens: {:.3} ms, {:.1} GFLOP/s -> {:.2}x faster \
+                 for {flop_ratio:.1}x fewer FLOPs; {:.1}% of the FLOP saving realized",
+                td * 1e3,
+                dense_flops / td / 1e9,
+                td / t,
+                100.0 * r
+            );
+        }
+    }
+    Ok(())
+}
