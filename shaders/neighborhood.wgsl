@@ -21,6 +21,10 @@ const T1: u32 = {{T1}}u;
 const T2: u32 = {{T2}}u;  // query tile, innermost axis
 const WG: u32 = T0 * T1 * T2; // one query per invocation
 const BK: u32 = {{BK}}u;  // keys per staged chunk of a line
+// Row stride of the staged chunks in vec4: one vec4 of padding, because neighbouring queries
+// of a line read neighbouring keys at the same time; with a stride of D4 (a multiple of 128
+// bytes for common heads) they would all hit the same shared-memory banks.
+const KS: u32 = D4 + 1u;
 // Finite "minus infinity": keeps exp(m_old - m_new) defined before the first key.
 const NEG: f32 = -3.0e38;
 
@@ -33,8 +37,8 @@ const NEG: f32 = -3.0e38;
 @group(0) @binding(4) var<storage, read> rpb: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<vec4<f32>>; // [batch, heads, L0, L1, L2, d]
 
-var<workgroup> kt: array<vec4<f32>, BK * D4>; // [BK, d] keys of the current chunk
-var<workgroup> vt: array<vec4<f32>, BK * D4>; // [BK, d] values of the current chunk
+var<workgroup> kt: array<vec4<f32>, BK * KS>; // [BK, d + 4] keys of the current chunk
+var<workgroup> vt: array<vec4<f32>, BK * KS>; // [BK, d + 4] values of the current chunk
 
 // First group index of the window of group index `i` (gl: group length >= ks).
 fn win_start(i: vec3<u32>, gl: vec3<u32>, ks: vec3<u32>, causal: vec3<bool>) -> vec3<u32> {
@@ -118,8 +122,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
                     let live = u2 <= uhi.z;
                     let kp = grp + dil * vec3<u32>(u0, u1, min(u2, uhi.z));
                     let src = flat(bh, kp, len) + t % D4;
-                    kt[t] = select(vec4<f32>(0.0), k[src], live);
-                    vt[t] = select(vec4<f32>(0.0), v[src], live);
+                    let dst = (t / D4) * KS + t % D4;
+                    kt[dst] = select(vec4<f32>(0.0), k[src], live);
+                    vt[dst] = select(vec4<f32>(0.0), v[src], live);
                 }
                 workgroupBarrier();
                 let lo = max(c0, ws.z);
@@ -131,7 +136,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
                         let jj = j - c0;
                         var d = vec4<f32>(0.0);
                         for (var c = 0u; c < D4; c++) {
-                            d = fma(qr[c], kt[jj * D4 + c], d);
+                            d = fma(qr[c], kt[jj * KS + c], d);
                         }
                         var sj = (d.x + d.y + d.z + d.w) * p.scale;
                         if (p.has_rpb != 0u) {
@@ -151,7 +156,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
                         let pj = exp(s[jj] - mt);
                         l += pj;
                         for (var c = 0u; c < D4; c++) {
-                            acc[c] = fma(vec4<f32>(pj), vt[jj * D4 + c], acc[c]);
+                            acc[c] = fma(vec4<f32>(pj), vt[jj * KS + c], acc[c]);
                         }
                     }
                 }

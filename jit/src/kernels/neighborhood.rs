@@ -307,7 +307,8 @@ impl KernelSpec for NeighborhoodSpec {
                 "kv chunk must be 4, 8, 16, 32 or 64 keys",
             ));
         }
-        let shared = 2 * cfg.kv_chunk as u64 * self.head_dim * 4;
+        // K and V chunks of kv_chunk rows of head_dim + 4 floats (one vec4 of bank padding).
+        let shared = 2 * cfg.kv_chunk as u64 * (self.head_dim + 4) * 4;
         let limit = profile.limits.max_compute_workgroup_storage_size as u64;
         if shared > limit {
             return Err(illegal(
