@@ -31,6 +31,9 @@ crate::uniform_struct!(
     }
 );
 
+/// Chunk lengths offered to the space.
+const CHUNKS: [u32; 4] = [8, 16, 32, 64];
+
 /// Largest supported head dim: q and the accumulator live in registers (2 x d floats).
 pub const MAX_HEAD_DIM: u64 = 256;
 
@@ -205,20 +208,27 @@ impl NeighborhoodSpec {
         Ok(())
     }
 
-    /// Tile shapes offered for each rank (padded axes have tile 1).
+    /// Tile shapes offered for each rank (padded axes have tile 1). Small outer tiles keep
+    /// the lines of the union close to the lines each query needs.
     fn tile_shapes(&self) -> &'static [[u32; 3]] {
         match self.rank {
-            1 => &[[1, 1, 32], [1, 1, 64], [1, 1, 128], [1, 1, 256]],
+            1 => &[[1, 1, 32], [1, 1, 64], [1, 1, 128]],
             2 => &[
                 [1, 4, 8],
                 [1, 8, 8],
+                [1, 2, 16],
                 [1, 4, 16],
                 [1, 8, 16],
-                [1, 16, 8],
-                [1, 16, 16],
+                [1, 2, 32],
+                [1, 4, 32],
             ],
-            _ => &[[2, 4, 8], [4, 4, 4], [4, 4, 8], [2, 8, 8], [4, 8, 8]],
+            _ => &[[2, 4, 8], [4, 4, 4], [4, 4, 8], [2, 8, 8], [1, 4, 16]],
         }
+    }
+
+    /// Keys of one line of a tile's union along the innermost axis (at most).
+    fn union_line(&self, tile: [u32; 3]) -> u32 {
+        tile[2] + self.kernel[2].saturating_sub(1)
     }
 }
 
@@ -327,8 +337,8 @@ impl KernelSpec for NeighborhoodSpec {
         let mut out = Vec::new();
         for &tile in self.tile_shapes() {
             // A chunk longer than a whole line of the tile's union only stages padding.
-            let line = (tile[2] + self.kernel[2].saturating_sub(1)).next_power_of_two();
-            for kv_chunk in [8, 16, 32] {
+            let line = self.union_line(tile).next_power_of_two();
+            for kv_chunk in CHUNKS {
                 if kv_chunk > line.max(8) {
                     continue;
                 }
@@ -342,21 +352,37 @@ impl KernelSpec for NeighborhoodSpec {
     }
 
     fn default_config(&self, profile: &DeviceProfile) -> NeighborhoodConfig {
+        // Lanes of a warp walk their windows in lockstep only when a whole line of the union
+        // fits one chunk (else each lane's keys split differently over the chunks and the warp
+        // pays for the longest part of every chunk): take the smallest chunk that holds it.
         let space = self.space(profile);
-        let tile = match self.rank {
-            1 => [1, 1, 64],
-            2 => [1, 8, 8],
-            _ => [4, 4, 4],
+        let prefs: &[[u32; 3]] = match self.rank {
+            1 => &[[1, 1, 32], [1, 1, 64]],
+            2 => &[[1, 4, 16], [1, 8, 8], [1, 4, 8]],
+            _ => &[[2, 4, 8], [4, 4, 4]],
         };
-        for kv_chunk in [16, 32, 8] {
-            let c = NeighborhoodConfig { tile, kv_chunk };
-            if space.contains(&c) {
+        for &tile in prefs {
+            let line = self.union_line(tile);
+            if let Some(c) = CHUNKS
+                .into_iter()
+                .filter(|&bk| bk >= line)
+                .map(|kv_chunk| NeighborhoodConfig { tile, kv_chunk })
+                .find(|c| space.contains(c))
+            {
                 return c;
             }
         }
+        // Long windows: the largest chunk of the first preferred tile, else anything legal.
+        let first = prefs[0];
         space
-            .into_iter()
-            .next()
-            .unwrap_or(NeighborhoodConfig { tile, kv_chunk: 8 })
+            .iter()
+            .rev()
+            .find(|c| c.tile == first)
+            .or(space.first())
+            .cloned()
+            .unwrap_or(NeighborhoodConfig {
+                tile: first,
+                kv_chunk: 8,
+            })
     }
 }
