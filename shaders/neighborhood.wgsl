@@ -13,13 +13,15 @@
 // [start(first query), end(last query)] per axis. The box is walked line by line along the
 // innermost axis, BK keys at a time staged in workgroup memory; each query only computes the
 // keys of its own window (work is proportional to the window, not the sequence), with an
-// online softmax across chunks.
+// online softmax across chunks. An invocation owns R queries adjacent along axis 1: they share
+// their windows on axes 0 and 2, so every staged key read serves R dot products.
 {{PARAMS}}
 const D4: u32 = {{D4}}u;  // head_dim / 4
 const T0: u32 = {{T0}}u;  // query tile, outermost axis (group indices)
 const T1: u32 = {{T1}}u;
 const T2: u32 = {{T2}}u;  // query tile, innermost axis
-const WG: u32 = T0 * T1 * T2; // one query per invocation
+const R: u32 = {{R}}u;    // queries per invocation, adjacent along axis 1 (share K/V reads)
+const WG: u32 = T0 * (T1 / R) * T2;
 const BK: u32 = {{BK}}u;  // keys per staged chunk of a line
 // Row stride of the staged chunks in vec4: one vec4 of padding, because neighbouring queries
 // of a line read neighbouring keys at the same time; with a stride of D4 (a multiple of 128
@@ -89,32 +91,55 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     let ulo = win_start(ts, gl, ks, causal);
     let uhi = win_end(last, gl, ks, causal);
 
-    let lq = vec3<u32>(lid / (T1 * T2), (lid / T2) % T1, lid % T2);
-    let ii = ts + lq;
-    let valid = all(ii < gl);
-    let ic = min(ii, gl - 1u);
+    // This invocation's queries: (lq.x, lq.y * R + r, lq.z) of the tile, r < R. They differ
+    // only on axis 1, so windows on axes 0 and 2 are shared.
+    let lq = vec3<u32>(lid / ((T1 / R) * T2), (lid / T2) % (T1 / R), lid % T2);
+    let i0 = ts + vec3<u32>(lq.x, lq.y * R, lq.z);
+    let ic = min(i0, gl - 1u);
     let ws = win_start(ic, gl, ks, causal);
     let we = win_end(ic, gl, ks, causal);
-    let qbase = flat(bh, grp + dil * ic, len);
+    let xz_valid = i0.x < gl.x && i0.z < gl.z;
     // Bias strides of [heads, 2k0-1, 2k1-1, 2k2-1]; offsets are shifted by k - 1 (>= 0 as keys
     // start at most k - 1 group indices before the query).
     let bw = 2u * ks - 1u;
     let bias_h = h * bw.x * bw.y * bw.z;
 
-    var qr: array<vec4<f32>, D4>;
-    var acc: array<vec4<f32>, D4>;
-    for (var c = 0u; c < D4; c++) {
-        qr[c] = q[qbase + c];
-        acc[c] = vec4<f32>(0.0);
+    var row_ok: array<bool, R>;
+    var row_i1: array<u32, R>;  // clamped group index on axis 1
+    var row_ws1: array<u32, R>; // window on axis 1
+    var row_we1: array<u32, R>;
+    var qr: array<vec4<f32>, R * D4>;
+    var acc: array<vec4<f32>, R * D4>;
+    var m: array<f32, R>;
+    var l: array<f32, R>;
+    for (var r = 0u; r < R; r++) {
+        let i1 = i0.y + r;
+        let c1 = min(i1, gl.y - 1u);
+        let icr = vec3<u32>(ic.x, c1, ic.z);
+        row_ok[r] = xz_valid && i1 < gl.y;
+        row_i1[r] = c1;
+        row_ws1[r] = win_start(icr, gl, ks, causal).y;
+        row_we1[r] = win_end(icr, gl, ks, causal).y;
+        let qbase = flat(bh, grp + dil * icr, len);
+        for (var c = 0u; c < D4; c++) {
+            qr[r * D4 + c] = q[qbase + c];
+            acc[r * D4 + c] = vec4<f32>(0.0);
+        }
+        m[r] = NEG;
+        l[r] = 0.0;
     }
-    var m = NEG;
-    var l = 0.0;
-    var s: array<f32, BK>;
+    var s: array<f32, R * BK>;
 
     for (var u0 = ulo.x; u0 <= uhi.x; u0++) {
         for (var u1 = ulo.y; u1 <= uhi.y; u1++) {
-            let line_in = valid && u0 >= ws.x && u0 <= we.x && u1 >= ws.y && u1 <= we.y;
-            let bias_line = bias_h + ((u0 + ks.x - 1u - ic.x) * bw.y + (u1 + ks.y - 1u - ic.y)) * bw.z;
+            var row_in: array<bool, R>;
+            var any_in = false;
+            for (var r = 0u; r < R; r++) {
+                row_in[r] = row_ok[r] && u0 >= ws.x && u0 <= we.x && u1 >= row_ws1[r]
+                    && u1 <= row_we1[r];
+                any_in = any_in || row_in[r];
+            }
+            let bias_u0 = (u0 + ks.x - 1u - ic.x) * bw.y;
             for (var c0 = ulo.z; c0 <= uhi.z; c0 += BK) {
                 workgroupBarrier();
                 for (var t = lid; t < BK * D4; t += WG) {
@@ -130,33 +155,52 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
                 let lo = max(c0, ws.z);
                 let hi = min(c0 + BK - 1u, we.z);
                 // No `continue` here: it would make the next barrier non-uniform.
-                if (line_in && lo <= hi) {
-                    var mt = m;
-                    for (var j = lo; j <= hi; j++) {
-                        let jj = j - c0;
-                        var d = vec4<f32>(0.0);
-                        for (var c = 0u; c < D4; c++) {
-                            d = fma(qr[c], kt[jj * KS + c], d);
-                        }
-                        var sj = (d.x + d.y + d.z + d.w) * p.scale;
-                        if (p.has_rpb != 0u) {
-                            sj += rpb[bias_line + j + ks.z - 1u - ic.z];
-                        }
-                        s[jj] = sj;
-                        mt = max(mt, sj);
-                    }
-                    let alpha = exp(m - mt);
-                    m = mt;
-                    l *= alpha;
-                    for (var c = 0u; c < D4; c++) {
-                        acc[c] *= alpha;
+                if (any_in && lo <= hi) {
+                    var mt: array<f32, R>;
+                    for (var r = 0u; r < R; r++) {
+                        mt[r] = m[r];
                     }
                     for (var j = lo; j <= hi; j++) {
                         let jj = j - c0;
-                        let pj = exp(s[jj] - mt);
-                        l += pj;
+                        var d: array<vec4<f32>, R>;
                         for (var c = 0u; c < D4; c++) {
-                            acc[c] = fma(vec4<f32>(pj), vt[jj * KS + c], acc[c]);
+                            let kv = kt[jj * KS + c];
+                            for (var r = 0u; r < R; r++) {
+                                d[r] = fma(qr[r * D4 + c], kv, d[r]);
+                            }
+                        }
+                        for (var r = 0u; r < R; r++) {
+                            var sj = (d[r].x + d[r].y + d[r].z + d[r].w) * p.scale;
+                            if (p.has_rpb != 0u) {
+                                let b1 = u1 + ks.y - 1u - row_i1[r];
+                                sj += rpb[bias_h + (bias_u0 + b1) * bw.z + j + ks.z - 1u - ic.z];
+                            }
+                            // Rows whose window misses this line keep NEG: weight exactly 0.
+                            sj = select(NEG, sj, row_in[r]);
+                            s[r * BK + jj] = sj;
+                            mt[r] = max(mt[r], sj);
+                        }
+                    }
+                    var pw: array<f32, R>;
+                    for (var r = 0u; r < R; r++) {
+                        let alpha = exp(m[r] - mt[r]);
+                        m[r] = mt[r];
+                        l[r] *= alpha;
+                        for (var c = 0u; c < D4; c++) {
+                            acc[r * D4 + c] *= alpha;
+                        }
+                    }
+                    for (var j = lo; j <= hi; j++) {
+                        let jj = j - c0;
+                        for (var r = 0u; r < R; r++) {
+                            pw[r] = select(0.0, exp(s[r * BK + jj] - mt[r]), row_in[r]);
+                            l[r] += pw[r];
+                        }
+                        for (var c = 0u; c < D4; c++) {
+                            let vv = vt[jj * KS + c];
+                            for (var r = 0u; r < R; r++) {
+                                acc[r * D4 + c] = fma(vec4<f32>(pw[r]), vv, acc[r * D4 + c]);
+                            }
                         }
                     }
                 }
@@ -164,11 +208,14 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         }
     }
 
-    if (valid) {
-        // Every query sees at least itself (causal) or k keys per axis, so l > 0.
-        let inv = 1.0 / l;
-        for (var c = 0u; c < D4; c++) {
-            out[qbase + c] = acc[c] * inv;
+    for (var r = 0u; r < R; r++) {
+        if (row_ok[r]) {
+            // Every query sees at least itself (causal) or k keys per axis, so l > 0.
+            let inv = 1.0 / l[r];
+            let qbase = flat(bh, grp + dil * vec3<u32>(ic.x, row_i1[r], ic.z), len);
+            for (var c = 0u; c < D4; c++) {
+                out[qbase + c] = acc[r * D4 + c] * inv;
+            }
         }
     }
 }

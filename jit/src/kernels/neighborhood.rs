@@ -56,17 +56,23 @@ pub struct NeighborhoodSpec {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NeighborhoodConfig {
-    /// Query tile per padded axis, in group indices (one query per invocation).
+    /// Query tile per padded axis, in group indices.
     pub tile: [u32; 3],
     /// Keys per chunk of a line staged in workgroup memory.
     pub kv_chunk: u32,
+    /// Queries per invocation, adjacent along padded axis 1 (they share K/V reads); divides
+    /// `tile[1]`.
+    pub rows: u32,
 }
 
 impl NeighborhoodConfig {
     pub fn invocations(&self) -> u32 {
-        self.tile.iter().product()
+        self.tile[0] * (self.tile[1] / self.rows.max(1)) * self.tile[2]
     }
 }
+
+/// Floats of queries, accumulators and scores one invocation may keep in registers.
+const MAX_REGISTER_FLOATS: u64 = 1024;
 
 /// Pads per-axis values of a rank-`n` problem to three axes.
 fn pad3<T: Copy>(vals: &[T], fill: T) -> [T; 3] {
@@ -242,8 +248,8 @@ impl KernelSpec for NeighborhoodSpec {
     fn key(&self, cfg: &NeighborhoodConfig) -> String {
         let t = cfg.tile;
         format!(
-            "neighborhood.f32.r{}.d{}.t{}x{}x{}.bk{}",
-            self.rank, self.head_dim, t[0], t[1], t[2], cfg.kv_chunk
+            "neighborhood.f32.r{}.d{}.t{}x{}x{}.bk{}.q{}",
+            self.rank, self.head_dim, t[0], t[1], t[2], cfg.kv_chunk, cfg.rows
         )
     }
 
@@ -284,6 +290,7 @@ impl KernelSpec for NeighborhoodSpec {
                 ("T1", cfg.tile[1].to_string()),
                 ("T2", cfg.tile[2].to_string()),
                 ("BK", cfg.kv_chunk.to_string()),
+                ("R", cfg.rows.to_string()),
             ],
         )
     }
@@ -309,6 +316,24 @@ impl KernelSpec for NeighborhoodSpec {
                     format!("tile of axis {a} must be >= 1, and 1 on padded axes"),
                 ));
             }
+        }
+        if !matches!(cfg.rows, 1 | 2 | 4) || !cfg.tile[1].is_multiple_of(cfg.rows) {
+            return Err(illegal(
+                fam,
+                &key,
+                "queries per invocation must be 1, 2 or 4 and divide the axis-1 tile",
+            ));
+        }
+        let regs = cfg.rows as u64 * (2 * self.head_dim + cfg.kv_chunk as u64);
+        if regs > MAX_REGISTER_FLOATS {
+            return Err(illegal(
+                fam,
+                &key,
+                format!(
+                    "{regs} floats of registers per invocation (rows x (2 x head dim + chunk)) \
+                     exceed {MAX_REGISTER_FLOATS}"
+                ),
+            ));
         }
         if !matches!(cfg.kv_chunk, 4 | 8 | 16 | 32 | 64) {
             return Err(illegal(
@@ -342,9 +367,15 @@ impl KernelSpec for NeighborhoodSpec {
                 if kv_chunk > line.max(8) {
                     continue;
                 }
-                let c = NeighborhoodConfig { tile, kv_chunk };
-                if self.check(profile, &c).is_ok() {
-                    out.push(c);
+                for rows in [1, 2] {
+                    let c = NeighborhoodConfig {
+                        tile,
+                        kv_chunk,
+                        rows,
+                    };
+                    if self.check(profile, &c).is_ok() {
+                        out.push(c);
+                    }
                 }
             }
         }
@@ -366,7 +397,11 @@ impl KernelSpec for NeighborhoodSpec {
             if let Some(c) = CHUNKS
                 .into_iter()
                 .filter(|&bk| bk >= line)
-                .map(|kv_chunk| NeighborhoodConfig { tile, kv_chunk })
+                .map(|kv_chunk| NeighborhoodConfig {
+                    tile,
+                    kv_chunk,
+                    rows: 1,
+                })
                 .find(|c| space.contains(c))
             {
                 return c;
@@ -377,12 +412,13 @@ impl KernelSpec for NeighborhoodSpec {
         space
             .iter()
             .rev()
-            .find(|c| c.tile == first)
+            .find(|c| c.tile == first && c.rows == 1)
             .or(space.first())
             .cloned()
             .unwrap_or(NeighborhoodConfig {
                 tile: first,
                 kv_chunk: 8,
+                rows: 1,
             })
     }
 }
