@@ -171,7 +171,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
                         }
                         for (var r = 0u; r < R; r++) {
                             var sj = (d[r].x + d[r].y + d[r].z + d[r].w) * p.scale;
-                            if (p.has_rpb != 0u) {
+                            // Only rows whose window holds this line have an in-range bias
+                            // offset (shaders may run without bounds checks).
+                            if (p.has_rpb != 0u && row_in[r]) {
                                 let b1 = u1 + ks.y - 1u - row_i1[r];
                                 sj += rpb[bias_h + (bias_u0 + b1) * bw.z + j + ks.z - 1u - ic.z];
                             }

@@ -16,9 +16,13 @@ use webjit_engine::{bench, DType, DeviceOptions, Engine, Error, Result};
 
 #[derive(Args, Debug, Clone)]
 pub struct NaArgs {
-    /// Token grid, outermost axis first: `4096`, `64x64` or `8x32x32`.
-    #[arg(long, default_value = "64x64")]
-    dims: String,
+    /// Token grid, outermost axis first: `4096`, `64x64` or `8x32x32` (default 64x64). With
+    /// --size, the number of axes instead (`--dims 2 --size 64x64`).
+    #[arg(long)]
+    dims: Option<String>,
+    /// Token grid when --dims gives the number of axes.
+    #[arg(long)]
+    size: Option<String>,
     /// Kernel size per axis (odd), e.g. `7x7`.
     #[arg(long, default_value = "7x7")]
     kernel: String,
@@ -65,6 +69,23 @@ fn parse_axes(what: &str, s: &str) -> Result<Vec<u32>> {
         })
 }
 
+/// The token grid from --dims, or from --size with --dims as its number of axes.
+fn grid(a: &NaArgs) -> Result<Vec<u32>> {
+    let Some(size) = &a.size else {
+        return parse_axes("dims", a.dims.as_deref().unwrap_or("64x64"));
+    };
+    let g = parse_axes("size", size)?;
+    if let Some(d) = &a.dims {
+        if d.trim() != g.len().to_string() {
+            return Err(Error::InvalidArgument {
+                op: "bench",
+                detail: format!("--dims {d} does not match --size {size} ({} axes)", g.len()),
+            });
+        }
+    }
+    Ok(g)
+}
+
 fn pseudo_random(n: usize, seed: u32) -> Vec<f32> {
     let mut s = seed.wrapping_mul(2654435761).max(1);
     (0..n)
@@ -83,7 +104,7 @@ pub fn run(a: NaArgs) -> Result<()> {
         ..Default::default()
     })?;
     let e = &engine;
-    let dims = parse_axes("dims", &a.dims)?;
+    let dims = grid(&a)?;
     let kernel = parse_axes("kernel", &a.kernel)?;
     let dilation = match &a.dilation {
         Some(s) => parse_axes("dilation", s)?,
@@ -212,8 +233,7 @@ pub fn run(a: NaArgs) -> Result<()> {
         println!("{report}");
     } else {
         println!(
-            "neighborhood {}: best {key}: {:.3} ms, {gflops:.1} GFLOP/s",
-            a.dims,
+            "neighborhood {dims:?}: best {key}: {:.3} ms, {gflops:.1} GFLOP/s",
             t * 1e3
         );
         println!("({counting})");
