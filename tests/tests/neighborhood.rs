@@ -10,7 +10,7 @@ use webjit_engine::ops::{self, NaOptions};
 use webjit_engine::{Engine, Error, Tensor};
 use webjit_tests::oracle_attention::{attention as dense_oracle, AttnProblem};
 use webjit_tests::oracle_neighborhood::{neighborhood as oracle, NaProblem};
-use webjit_tests::{assert_close, engine, Rand, NMSE_ATTENTION};
+use webjit_tests::{assert_close, engine, small_binding_engine, Rand, NMSE_ATTENTION};
 
 #[derive(Clone, Debug)]
 struct Case {
@@ -366,7 +366,7 @@ fn expect_err(
     let mut rec = e.recorder();
     let err = ops::neighborhood_attention(&mut rec, &q, &k, &q, &opts)
         .err()
-        .unwrap_or_else(|| panic!("{opts_dbg} accepted", opts_dbg = needle));
+        .unwrap_or_else(|| panic!("{needle}: bad arguments accepted"));
     let kind_ok = match err {
         Error::Shape { .. } => want_shape_err,
         Error::InvalidArgument { .. } => !want_shape_err,
@@ -428,4 +428,26 @@ fn bad_arguments_give_typed_errors() {
         ..na(&[3, 3], &[])
     };
     expect_err(&s2, None, causal_len, true, "causal has 1 entries");
+}
+
+#[test]
+fn split_tensors_are_rejected() {
+    // 64 KiB bindings split this 128 KiB q into segments; the kernel needs one binding each.
+    let e = small_binding_engine();
+    let shape = [1, 2, 64, 64, 4];
+    let x = vec![0.5f32; 64 * 64 * 8];
+    let q = e.upload_f32(&shape, &x).unwrap();
+    assert!(q.is_segmented(), "test premise: q must be segmented");
+    let opts = NaOptions {
+        kernel: vec![3, 3],
+        ..Default::default()
+    };
+    let mut rec = e.recorder();
+    let err = ops::neighborhood_attention(&mut rec, &q, &q, &q, &opts)
+        .err()
+        .expect("segmented q accepted");
+    assert!(
+        matches!(err, Error::InvalidArgument { .. }) && err.to_string().contains("split over"),
+        "{err}"
+    );
 }
