@@ -443,9 +443,9 @@ fn split_tensors_are_rejected() {
         ..Default::default()
     };
     let mut rec = e.recorder();
-    let err = ops::neighborhood_attention(&mut rec, &q, &q, &q, &opts)
-        .err()
-        .expect("segmented q accepted");
+    let Err(err) = ops::neighborhood_attention(&mut rec, &q, &q, &q, &opts) else {
+        panic!("segmented q accepted");
+    };
     assert!(
         matches!(err, Error::InvalidArgument { .. }) && err.to_string().contains("split over"),
         "{err}"
