@@ -22,6 +22,8 @@ struct Case {
     dilation: Vec<usize>,
     causal: Vec<bool>,
     rpb: bool,
+    /// None = the default 1/sqrt(d).
+    scale: Option<f32>,
 }
 
 fn case(dims: &[usize], kernel: &[usize], dilation: &[usize], causal: &[bool], rpb: bool) -> Case {
@@ -34,6 +36,7 @@ fn case(dims: &[usize], kernel: &[usize], dilation: &[usize], causal: &[bool], r
         dilation: dilation.to_vec(),
         causal: causal.to_vec(),
         rpb,
+        scale: None,
     }
 }
 
@@ -64,7 +67,9 @@ impl Case {
             kernel: self.kernel.clone(),
             dilation: self.dilation.clone(),
             causal: self.causal.clone(),
-            scale: 1.0 / (self.d as f64).sqrt(),
+            scale: self
+                .scale
+                .map_or(1.0 / (self.d as f64).sqrt(), |x| x as f64),
         }
     }
     fn inputs(&self, r: &mut Rand) -> Inputs {
@@ -116,7 +121,7 @@ impl Case {
             dilation: self.dilation.iter().map(|&k| k as u32).collect(),
             causal: self.causal.clone(),
             rpb: rpb.map(|r| e.upload_f32(&self.rpb_shape(), r).unwrap()),
-            scale: None,
+            scale: self.scale,
         }
     }
 }
@@ -158,6 +163,15 @@ fn one_d_matches_oracle() {
         case(&[17], &[3], &[5], &[t], t),
         case(&[97], &[11], &[3], &[f], t),
     ] {
+        check(&mut r, &c, &[None]);
+    }
+    // Smallest and larger head dims, and an explicit scale.
+    for (d, scale) in [(4, None), (128, Some(0.3)), (64, Some(0.05))] {
+        let c = Case {
+            d,
+            scale,
+            ..case(&[29], &[9], &[2], &[false], true)
+        };
         check(&mut r, &c, &[None]);
     }
 }
@@ -423,6 +437,11 @@ fn bad_arguments_give_typed_errors() {
         true,
         "rpb must be [heads, 2k-1 per axis] = [2, 5, 5]",
     );
+    let nan_scale = NaOptions {
+        scale: Some(f32::NAN),
+        ..na(&[3, 3], &[])
+    };
+    expect_err(&s2, None, nan_scale, false, "scale must be finite");
     let causal_len = NaOptions {
         causal: vec![true],
         ..na(&[3, 3], &[])

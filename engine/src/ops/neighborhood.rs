@@ -141,6 +141,16 @@ pub fn neighborhood_spec(
     Ok(spec)
 }
 
+fn scale_of(spec: &NeighborhoodSpec, opts: &NaOptions) -> Result<f32> {
+    let scale = opts
+        .scale
+        .unwrap_or(1.0 / (spec.head_dim.max(1) as f32).sqrt());
+    if !scale.is_finite() {
+        return Err(invalid(format!("scale must be finite, got {scale}")));
+    }
+    Ok(scale)
+}
+
 /// Shapes: q, k, v [batch, heads, X(, Y(, Z)), head_dim] (f32). Returns q's shape.
 pub fn neighborhood_attention(
     rec: &mut Recorder,
@@ -160,7 +170,8 @@ pub fn neighborhood_attention_with(
     opts: &NaOptions,
     cfg: Option<NeighborhoodConfig>,
 ) -> Result<Tensor> {
-    neighborhood_spec(q, k, v, opts)?; // validate before allocating
+    // Validate everything before allocating.
+    scale_of(&neighborhood_spec(q, k, v, opts)?, opts)?;
     let out = rec.engine().empty(q.shape(), DType::F32)?;
     neighborhood_attention_into(rec, q, k, v, opts, &out, cfg)?;
     Ok(out)
@@ -186,12 +197,7 @@ pub fn neighborhood_attention_into(
             q.shape()
         )));
     }
-    let scale = opts
-        .scale
-        .unwrap_or(1.0 / (spec.head_dim.max(1) as f32).sqrt());
-    if !scale.is_finite() {
-        return Err(invalid(format!("scale must be finite, got {scale}")));
-    }
+    let scale = scale_of(&spec, opts)?;
     let engine = rec.engine();
     let c = engine.choose(&spec, cfg);
     let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
