@@ -86,6 +86,28 @@ fn grid(a: &NaArgs) -> Result<Vec<u32>> {
     Ok(g)
 }
 
+/// Largest NMSE against the default config's output a swept config may show.
+const MAX_NMSE: f64 = 1e-9;
+
+fn nmse(got: &[f32], want: &[f32]) -> f64 {
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for (&g, &w) in got.iter().zip(want) {
+        let (g, w) = (g as f64, w as f64);
+        // NaN compares false: count it as a total mismatch.
+        let d = if (g - w).is_finite() {
+            g - w
+        } else {
+            f64::MAX.sqrt()
+        };
+        num += d * d;
+        den += w * w;
+    }
+    if got.len() != want.len() {
+        return f64::INFINITY;
+    }
+    num / den.max(f64::MIN_POSITIVE)
+}
+
 fn pseudo_random(n: usize, seed: u32) -> Vec<f32> {
     let mut s = seed.wrapping_mul(2654435761).max(1);
     (0..n)
@@ -151,8 +173,38 @@ pub fn run(a: NaArgs) -> Result<()> {
     let flops = 4.0 * a.dim as f64 * volume * (tokens * a.heads * a.batch) as f64;
     let mut rows = Vec::new();
     let mut best: Option<(String, f64)> = None;
+    // A sweep also checks every config's output against the default config's: kernels are
+    // tested on lavapipe, and this catches a config that is wrong only on this device.
+    let output = |cfg: &NeighborhoodConfig| -> Result<Vec<f32>> {
+        let mut rec = e.recorder();
+        ops::neighborhood_attention_into(&mut rec, &q, &k, &v, &opts, &out, Some(cfg.clone()))?;
+        rec.submit()?;
+        e.read_f32(&out)
+    };
+    let reference = if a.sweep {
+        Some(output(&spec.default_config(e.profile()))?)
+    } else {
+        None
+    };
     for cfg in configs {
         let key = spec.key(&cfg);
+        if let Some(want) = &reference {
+            let err = output(&cfg).map(|got| nmse(&got, want));
+            let bad = match err {
+                Ok(x) if x <= MAX_NMSE => None,
+                Ok(x) => Some(format!(
+                    "output differs from the default config's: NMSE {x:e}"
+                )),
+                Err(err) => Some(err.to_string()),
+            };
+            if let Some(why) = bad {
+                if !a.json {
+                    println!("{key:<44} rejected: {why}");
+                }
+                rows.push(json!({"config": key, "error": why}));
+                continue;
+            }
+        }
         let t = bench::time_op(e, min, |rec| {
             ops::neighborhood_attention_into(rec, &q, &k, &v, &opts, &out, Some(cfg.clone()))
         })
