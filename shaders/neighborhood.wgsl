@@ -142,14 +142,15 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
             let bias_u0 = (u0 + ks.x - 1u - ic.x) * bw.y;
             for (var c0 = ulo.z; c0 <= uhi.z; c0 += BK) {
                 workgroupBarrier();
-                for (var t = lid; t < BK * D4; t += WG) {
-                    let u2 = c0 + t / D4;
-                    let live = u2 <= uhi.z;
-                    let kp = grp + dil * vec3<u32>(u0, u1, min(u2, uhi.z));
+                // Only the keys up to the union's end are staged: windows never reach past it,
+                // so the rest of the chunk is never read.
+                let n_live = min(BK, uhi.z + 1u - c0) * D4;
+                for (var t = lid; t < n_live; t += WG) {
+                    let kp = grp + dil * vec3<u32>(u0, u1, c0 + t / D4);
                     let src = flat(bh, kp, len) + t % D4;
                     let dst = (t / D4) * KS + t % D4;
-                    kt[dst] = select(vec4<f32>(0.0), k[src], live);
-                    vt[dst] = select(vec4<f32>(0.0), v[src], live);
+                    kt[dst] = k[src];
+                    vt[dst] = v[src];
                 }
                 workgroupBarrier();
                 let lo = max(c0, ws.z);
