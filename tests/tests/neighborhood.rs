@@ -2,7 +2,7 @@
 //! masked softmax): 1-D, 2-D and 3-D, dilations 1/2/3, per-axis causal mixes, relative
 //! positional bias on and off, axis lengths 1 and primes, every config of each rank's space;
 //! plus invariants (full window = dense attention, dilation groups independent, bit-identical
-//! reruns) and the argument errors.
+//! reruns), random problems with random configs, and the argument errors.
 
 use webjit_engine::jit::kernels::neighborhood::{NeighborhoodConfig, NeighborhoodSpec};
 use webjit_engine::jit::KernelSpec;
@@ -469,4 +469,33 @@ fn split_tensors_are_rejected() {
         matches!(err, Error::InvalidArgument { .. }) && err.to_string().contains("split over"),
         "{err}"
     );
+}
+
+#[test]
+fn random_problems_match_oracle() {
+    // Random ranks, lengths, kernels, dilations, causal flags and bias, each run with a random
+    // config of its space.
+    let mut r = Rand::new(68);
+    let p = engine().profile();
+    for _ in 0..12 {
+        let rank = r.range(1, 4);
+        let max_len = [0, 60, 14, 7][rank];
+        let mut c = case(&[], &[], &[], &[], r.range(0, 2) == 1);
+        c.heads = r.range(1, 3);
+        c.d = 4 * r.range(1, 17);
+        for _ in 0..rank {
+            let len = r.range(1, max_len + 1);
+            let dil = r.range(1, len.min(4) + 1);
+            let max_k = len / dil; // >= 1
+            let k = 2 * r.range(0, max_k.div_ceil(2)) + 1;
+            c.dims.push(len);
+            c.dilation.push(dil);
+            c.kernel.push(k);
+            c.causal.push(r.range(0, 3) == 0);
+        }
+        let space = c.spec().space(p);
+        assert!(!space.is_empty(), "{c:?}: empty space");
+        let cfg = space[r.range(0, space.len())].clone();
+        check(&mut r, &c, &[Some(cfg)]);
+    }
 }
