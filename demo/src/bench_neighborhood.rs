@@ -50,6 +50,10 @@ pub struct NaArgs {
     /// Skip the dense attention comparison (slow for large grids).
     #[arg(long)]
     no_dense: bool,
+    /// Time every config of the dense attention space and compare with its best (default:
+    /// dense attention's tuned or default config).
+    #[arg(long)]
+    dense_sweep: bool,
     #[arg(long, default_value_t = 200)]
     min_ms: u64,
     /// Compile shaders without wgpu's bounds checks (webjit kernels check their own).
@@ -246,12 +250,33 @@ pub fn run(a: NaArgs) -> Result<()> {
         let dv = e.upload_f32(&s, &pseudo_random(n, 7))?;
         let dout = e.empty(&s, DType::F32)?;
         let dopts = AttentionOptions::default();
-        let td = bench::time_op(e, min, |rec| {
-            ops::attention_into(rec, &dq, &dk, &dv, &dopts, &dout, None)
-        })?
-        .as_secs_f64();
-        Some(td)
+        let dspec = ops::attention_spec(&dq, &dk, &dv)?;
+        let dconfigs = if a.dense_sweep {
+            dspec.space(e.profile())
+        } else {
+            vec![e.choose(&dspec, None)]
+        };
+        let mut best_dense: Option<(String, f64)> = None;
+        for cfg in dconfigs {
+            let key = dspec.key(&cfg);
+            let td = bench::time_op(e, min, |rec| {
+                ops::attention_into(rec, &dq, &dk, &dv, &dopts, &dout, Some(cfg.clone()))
+            });
+            // A dense config that fails on this device simply loses.
+            if let Ok(td) = td.map(|t| t.as_secs_f64()) {
+                if best_dense.as_ref().is_none_or(|(_, bt)| td < *bt) {
+                    best_dense = Some((key, td));
+                }
+            }
+        }
+        let (dkey, td) = best_dense.ok_or_else(|| Error::InvalidArgument {
+            op: "bench",
+            detail: "every dense attention config failed".into(),
+        })?;
+        Some((dkey, td))
     };
+    let dense_key = dense.as_ref().map(|(k, _)| k.clone());
+    let dense = dense.map(|(_, td)| td);
     let gflops = flops / t / 1e9;
     let dense_flops = 4.0 * a.dim as f64 * tokens as f64 * (tokens * a.heads * a.batch) as f64;
     let flop_ratio = tokens as f64 / volume;
@@ -273,6 +298,7 @@ pub fn run(a: NaArgs) -> Result<()> {
         "time_ms": t * 1e3,
         "gflops": gflops,
         "flop_counting": counting,
+        "dense_config": dense_key,
         "dense_time_ms": dense.map(|td| td * 1e3),
         "dense_gflops": dense.map(|td| dense_flops / td / 1e9),
         "speedup_vs_dense": dense.map(|td| td / t),
