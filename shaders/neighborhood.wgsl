@@ -10,8 +10,9 @@
 //   causal:     start = max(i - (k - 1), 0), end = i (no shift).
 // A workgroup owns a T0 x T1 x T2 tile of group indices of one (batch, head, group). Window
 // starts and ends grow with the query index, so the union of the tile's windows is one box:
-// [start(first query), end(last query)] per axis. The box is walked line by line along the
-// innermost axis, BK keys at a time staged in workgroup memory; each query only computes the
+// [start(first query), end(last query)] per axis. The box's lines along the innermost axis
+// are staged in workgroup memory, as many whole lines as fit BK keys (or BK-key chunks of a
+// longer line); each query only computes the
 // keys of its own window (work is proportional to the window, not the sequence), with an
 // online softmax across chunks. An invocation owns R queries adjacent along axis 1: they share
 // their windows on axes 0 and 2, so every staged key read serves R dot products.
@@ -130,79 +131,89 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     }
     var s: array<f32, R * BK>;
 
+    // Lines of the union along the innermost axis hold `line` keys. Short lines are staged
+    // several at a time (fewer barriers per key); long ones in chunks of BK keys.
+    let line = uhi.z + 1u - ulo.z;
+    let per_stage = max(BK / line, 1u);
     for (var u0 = ulo.x; u0 <= uhi.x; u0++) {
-        for (var u1 = ulo.y; u1 <= uhi.y; u1++) {
-            var row_in: array<bool, R>;
-            var any_in = false;
-            for (var r = 0u; r < R; r++) {
-                row_in[r] = row_ok[r] && u0 >= ws.x && u0 <= we.x && u1 >= row_ws1[r]
-                    && u1 <= row_we1[r];
-                any_in = any_in || row_in[r];
-            }
-            let bias_u0 = (u0 + ks.x - 1u - ic.x) * bw.y;
+        let bias_u0 = (u0 + ks.x - 1u - ic.x) * bw.y;
+        for (var u1s = ulo.y; u1s <= uhi.y; u1s += per_stage) {
+            let n_lines = min(per_stage, uhi.y + 1u - u1s);
             for (var c0 = ulo.z; c0 <= uhi.z; c0 += BK) {
+                // Keys of each staged line: only up to the union's end (windows never reach
+                // past it); n_lines * n_keys <= BK.
+                let n_keys = min(BK, uhi.z + 1u - c0);
                 workgroupBarrier();
-                // Only the keys up to the union's end are staged: windows never reach past it,
-                // so the rest of the chunk is never read.
-                let n_live = min(BK, uhi.z + 1u - c0) * D4;
-                for (var t = lid; t < n_live; t += WG) {
-                    let kp = grp + dil * vec3<u32>(u0, u1, c0 + t / D4);
+                for (var t = lid; t < n_lines * n_keys * D4; t += WG) {
+                    let row = t / D4;
+                    let kp = grp + dil * vec3<u32>(u0, u1s + row / n_keys, c0 + row % n_keys);
                     let src = flat(bh, kp, len) + t % D4;
-                    let dst = (t / D4) * KS + t % D4;
+                    let dst = row * KS + t % D4;
                     kt[dst] = k[src];
                     vt[dst] = v[src];
                 }
                 workgroupBarrier();
                 let lo = max(c0, ws.z);
                 let hi = min(c0 + BK - 1u, we.z);
-                // No `continue` here: it would make the next barrier non-uniform.
-                if (any_in && lo <= hi) {
-                    var mt: array<f32, R>;
+                for (var li = 0u; li < n_lines; li++) {
+                    let u1 = u1s + li;
+                    let sbase = li * n_keys; // first staged row of this line
+                    var row_in: array<bool, R>;
+                    var any_in = false;
                     for (var r = 0u; r < R; r++) {
-                        mt[r] = m[r];
+                        row_in[r] = row_ok[r] && u0 >= ws.x && u0 <= we.x && u1 >= row_ws1[r]
+                            && u1 <= row_we1[r];
+                        any_in = any_in || row_in[r];
                     }
-                    for (var j = lo; j <= hi; j++) {
-                        let jj = j - c0;
-                        var d: array<vec4<f32>, R>;
-                        for (var c = 0u; c < D4; c++) {
-                            let kv = kt[jj * KS + c];
+                    // No `continue` here: it would make the next barrier non-uniform.
+                    if (any_in && lo <= hi) {
+                        var mt: array<f32, R>;
+                        for (var r = 0u; r < R; r++) {
+                            mt[r] = m[r];
+                        }
+                        for (var j = lo; j <= hi; j++) {
+                            let jj = j - c0;
+                            var d: array<vec4<f32>, R>;
+                            for (var c = 0u; c < D4; c++) {
+                                let kv = kt[(sbase + jj) * KS + c];
+                                for (var r = 0u; r < R; r++) {
+                                    d[r] = fma(qr[r * D4 + c], kv, d[r]);
+                                }
+                            }
                             for (var r = 0u; r < R; r++) {
-                                d[r] = fma(qr[r * D4 + c], kv, d[r]);
+                                var sj = (d[r].x + d[r].y + d[r].z + d[r].w) * p.scale;
+                                // Only rows whose window holds this line have an in-range bias
+                                // offset (shaders may run without bounds checks).
+                                if (p.has_rpb != 0u && row_in[r]) {
+                                    let b1 = u1 + ks.y - 1u - row_i1[r];
+                                    sj += rpb[bias_h + (bias_u0 + b1) * bw.z + j + ks.z - 1u - ic.z];
+                                }
+                                // Rows whose window misses this line keep NEG: weight exactly 0.
+                                sj = select(NEG, sj, row_in[r]);
+                                s[r * BK + jj] = sj;
+                                mt[r] = max(mt[r], sj);
                             }
                         }
+                        var pw: array<f32, R>;
                         for (var r = 0u; r < R; r++) {
-                            var sj = (d[r].x + d[r].y + d[r].z + d[r].w) * p.scale;
-                            // Only rows whose window holds this line have an in-range bias
-                            // offset (shaders may run without bounds checks).
-                            if (p.has_rpb != 0u && row_in[r]) {
-                                let b1 = u1 + ks.y - 1u - row_i1[r];
-                                sj += rpb[bias_h + (bias_u0 + b1) * bw.z + j + ks.z - 1u - ic.z];
+                            let alpha = exp(m[r] - mt[r]);
+                            m[r] = mt[r];
+                            l[r] *= alpha;
+                            for (var c = 0u; c < D4; c++) {
+                                acc[r * D4 + c] *= alpha;
                             }
-                            // Rows whose window misses this line keep NEG: weight exactly 0.
-                            sj = select(NEG, sj, row_in[r]);
-                            s[r * BK + jj] = sj;
-                            mt[r] = max(mt[r], sj);
                         }
-                    }
-                    var pw: array<f32, R>;
-                    for (var r = 0u; r < R; r++) {
-                        let alpha = exp(m[r] - mt[r]);
-                        m[r] = mt[r];
-                        l[r] *= alpha;
-                        for (var c = 0u; c < D4; c++) {
-                            acc[r * D4 + c] *= alpha;
-                        }
-                    }
-                    for (var j = lo; j <= hi; j++) {
-                        let jj = j - c0;
-                        for (var r = 0u; r < R; r++) {
-                            pw[r] = select(0.0, exp(s[r * BK + jj] - mt[r]), row_in[r]);
-                            l[r] += pw[r];
-                        }
-                        for (var c = 0u; c < D4; c++) {
-                            let vv = vt[jj * KS + c];
+                        for (var j = lo; j <= hi; j++) {
+                            let jj = j - c0;
                             for (var r = 0u; r < R; r++) {
-                                acc[r * D4 + c] = fma(vec4<f32>(pw[r]), vv, acc[r * D4 + c]);
+                                pw[r] = select(0.0, exp(s[r * BK + jj] - mt[r]), row_in[r]);
+                                l[r] += pw[r];
+                            }
+                            for (var c = 0u; c < D4; c++) {
+                                let vv = vt[(sbase + jj) * KS + c];
+                                for (var r = 0u; r < R; r++) {
+                                    acc[r * D4 + c] = fma(vec4<f32>(pw[r]), vv, acc[r * D4 + c]);
+                                }
                             }
                         }
                     }

@@ -361,10 +361,11 @@ impl KernelSpec for NeighborhoodSpec {
     fn space(&self, profile: &DeviceProfile) -> Vec<NeighborhoodConfig> {
         let mut out = Vec::new();
         for &tile in self.tile_shapes() {
-            // A chunk longer than a whole line of the tile's union only stages padding.
+            // Chunks hold up to four short lines of the tile's union; longer ones would mostly
+            // stage padding.
             let line = self.union_line(tile).next_power_of_two();
             for kv_chunk in CHUNKS {
-                if kv_chunk > line.max(8) {
+                if kv_chunk > 4 * line {
                     continue;
                 }
                 for rows in [1, 2] {
@@ -385,7 +386,8 @@ impl KernelSpec for NeighborhoodSpec {
     fn default_config(&self, profile: &DeviceProfile) -> NeighborhoodConfig {
         // Lanes of a warp walk their windows in lockstep only when a whole line of the union
         // fits one chunk (else each lane's keys split differently over the chunks and the warp
-        // pays for the longest part of every chunk): take the smallest chunk that holds it.
+        // pays for the longest part of every chunk). Two lines per chunk halve the barriers
+        // per key: take the smallest chunk holding two lines, else one.
         let space = self.space(profile);
         let prefs: &[[u32; 3]] = match self.rank {
             1 => &[[1, 1, 32], [1, 1, 64]],
@@ -394,9 +396,11 @@ impl KernelSpec for NeighborhoodSpec {
         };
         for &tile in prefs {
             let line = self.union_line(tile);
+            let fits = |bk: u32, lines: u32| bk >= lines * line;
             if let Some(c) = CHUNKS
                 .into_iter()
-                .filter(|&bk| bk >= line)
+                .filter(|&bk| fits(bk, 2))
+                .chain(CHUNKS.into_iter().filter(|&bk| fits(bk, 1)))
                 .map(|kv_chunk| NeighborhoodConfig {
                     tile,
                     kv_chunk,
