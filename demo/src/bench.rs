@@ -53,6 +53,9 @@ pub enum BenchCommand {
     Attention(crate::bench_attention::AttentionArgs),
     /// Prefill and decode tokens/s of a GGUF decoder (real file or --synthetic-from HEADER).
     Model(crate::bench_model::ModelArgs),
+    /// Fused neighborhood attention on a 1/2/3-D token grid, beside dense attention.
+    #[command(alias = "na")]
+    Neighborhood(crate::bench_neighborhood::NaArgs),
     /// Quantized Y[M,N] = X[M,K] W[N,K]^T with GGUF weights (synthetic): m <= 8 runs the decode
     /// qmatvec, larger m the prefill qmatmul.
     Qmatmul {
@@ -122,6 +125,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         ),
         BenchCommand::Attention(args) => crate::bench_attention::run(args),
         BenchCommand::Model(args) => crate::bench_model::run(args),
+        BenchCommand::Neighborhood(args) => crate::bench_neighborhood::run(args),
         BenchCommand::Qmatmul {
             format,
             m,

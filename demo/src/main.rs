@@ -3,6 +3,7 @@
 mod bench;
 mod bench_attention;
 mod bench_model;
+mod bench_neighborhood;
 mod bench_quant;
 mod embed;
 mod generate;

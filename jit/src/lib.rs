@@ -29,6 +29,7 @@ pub mod shaders {
     pub const ATTENTION: &str = include_str!("../../shaders/attention.wgsl");
     pub const ATTENTION_DECODE: &str = include_str!("../../shaders/attention_decode.wgsl");
     pub const SAMPLE: &str = include_str!("../../shaders/sample.wgsl");
+    pub const NEIGHBORHOOD: &str = include_str!("../../shaders/neighborhood.wgsl");
     /// Every template, for the tuning checksum.
     pub const ALL: &[&str] = &[
         ELEMENTWISE,
@@ -45,5 +46,6 @@ pub mod shaders {
         QMATMUL,
         BANDWIDTH,
         SAMPLE,
+        NEIGHBORHOOD,
     ];
 }

@@ -380,5 +380,44 @@ fn sample_spaces_validate() {
     ] {
         let min = if stage == SampleStage::Penalize { 2 } else { 8 };
         sweep(&SampleSpec { stage, n: 262144 }, min);
+fn neighborhood_space_validates() {
+    use webjit_jit::kernels::neighborhood::NeighborhoodSpec;
+    let cases = [
+        NeighborhoodSpec::new(1, 4, &[300], 64, &[7], &[2], &[false], true),
+        NeighborhoodSpec::new(2, 4, &[64, 64], 32, &[7, 7], &[1, 2], &[false, true], false),
+        NeighborhoodSpec::new(
+            1,
+            2,
+            &[16, 16, 16],
+            64,
+            &[3, 5, 3],
+            &[1, 1, 2],
+            &[true, false, false],
+            true,
+        ),
+        NeighborhoodSpec::new(
+            1,
+            4,
+            &[128, 128],
+            128,
+            &[13, 13],
+            &[1, 1],
+            &[false, false],
+            false,
+        ),
+    ];
+    for spec in &cases {
+        let n = sweep(spec, 3);
+        assert!(n >= 12, "{spec:?}: only {n} configs in all");
+    }
+    let p = DeviceProfile::lavapipe_like();
+    for bad in [
+        NeighborhoodSpec::new(1, 1, &[10], 64, &[4], &[1], &[false], false),
+        NeighborhoodSpec::new(1, 1, &[10], 64, &[5], &[3], &[false], false),
+        NeighborhoodSpec::new(1, 1, &[10], 66, &[5], &[1], &[false], false),
+        NeighborhoodSpec::new(1, 1, &[10, 10], 64, &[5], &[1], &[false], false),
+    ] {
+        let err = bad.check(&p, &bad.default_config(&p)).unwrap_err();
+        assert!(err.to_string().contains("unsupported problem"), "{err}");
     }
 }

@@ -7,6 +7,7 @@ mod attention_decode;
 mod elementwise;
 mod embedding;
 mod matmul;
+mod neighborhood;
 mod pool;
 mod qmatmul;
 mod qmatvec;
@@ -21,6 +22,10 @@ pub use attention_decode::{
 pub use elementwise::{add, elementwise_with, gelu_erf, gelu_tanh, mul, scale, silu};
 pub use embedding::{check_ids, embedding, embedding_with, qembedding_into};
 pub use matmul::{matmul, matmul_into, matmul_spec, matmul_with};
+pub use neighborhood::{
+    neighborhood_attention, neighborhood_attention_into, neighborhood_attention_with,
+    neighborhood_spec, NaOptions,
+};
 pub use pool::{mean_pool, mean_pool_with};
 pub use qmatmul::{qmatmul, qmatmul_into, qmatmul_spec, qmatmul_with};
 pub use qmatvec::{qdequant, qmatvec, qmatvec_into, qmatvec_spec, qmatvec_with};

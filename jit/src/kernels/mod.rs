@@ -6,6 +6,7 @@ pub mod bandwidth;
 pub mod elementwise;
 pub mod embedding;
 pub mod matmul;
+pub mod neighborhood;
 pub mod pool;
 pub mod probe;
 pub mod qmatmul;
