@@ -28,6 +28,8 @@ pub mod shaders {
     pub const POOL: &str = include_str!("../../shaders/pool.wgsl");
     pub const ATTENTION: &str = include_str!("../../shaders/attention.wgsl");
     pub const ATTENTION_DECODE: &str = include_str!("../../shaders/attention_decode.wgsl");
+    pub const BLOCK_SPARSE: &str = include_str!("../../shaders/block_sparse.wgsl");
+    pub const BLOCK_SPARSE_ATTEND: &str = include_str!("../../shaders/block_sparse_attend.wgsl");
     /// Every template, for the tuning checksum.
     pub const ALL: &[&str] = &[
         ELEMENTWISE,
@@ -43,5 +45,7 @@ pub mod shaders {
         QMATVEC,
         QMATMUL,
         BANDWIDTH,
+        BLOCK_SPARSE,
+        BLOCK_SPARSE_ATTEND,
     ];
 }

@@ -1,0 +1,458 @@
+//! Block-sparse attention (MoBA / VMoBA): keys are split into blocks (boxes of a [T, H, W]
+//! token grid; 1-D is [1, 1, seq]), each block is represented by its mean key, and each
+//! selection row (a query, or a query block) attends only to the blocks it selects.
+//!
+//! Four kernels, in order:
+//! - `means`: mean vector per block and head ([batch, n_blocks, heads, d]); also run on q for
+//!   query-block gating;
+//! - `gate`: `scale * q_row . mean(k_block)` for every (row, block) pair a row may choose;
+//! - `select`: top-k or threshold selection per row (or over a whole head: global), written as
+//!   a bit mask [batch, heads, rows, words] and a compact ascending index list
+//!   [batch, heads, rows, n_blocks] with counts [batch, heads, rows];
+//! - `attend`: fused online-softmax attention of each query over the blocks its row selected.
+//!
+//! Static masks (Sparse Transformer patterns, user masks) skip the first three: the host builds
+//! the bit mask. Layouts (f32, row-major): q, out [batch, seq, n_heads, d]; k, v
+//! [batch, seq, n_kv_heads, d].
+
+use crate::error::JitError;
+use crate::kernels::attention::check_heads;
+use crate::kernels::{check_workgroup, illegal, linear_dispatch, MAX_GROUPS_PER_DIM};
+use crate::profile::DeviceProfile;
+use crate::render::{render, section};
+use crate::shaders::{BLOCK_SPARSE, BLOCK_SPARSE_ATTEND};
+use crate::spec::{dispatch_2d, div_ceil, BindingDecl, KernelSpec, UniformStruct};
+
+crate::uniform_struct!(
+    /// Uniforms shared by all block-sparse kernels (each reads the fields it needs).
+    /// `per_query`: selection rows are query tokens (else query blocks); `mode`: 0 top-k,
+    /// 1 threshold; `bits_bh`: 1 if each (batch, head) has its own mask rows, 0 if shared.
+    BsParams {
+        batch: u32, seq: u32, n_heads: u32, n_kv_heads: u32,
+        group: u32, src_heads: u32, grid_t: u32, grid_h: u32,
+        grid_w: u32, box_t: u32, box_h: u32, box_w: u32,
+        nb_t: u32, nb_h: u32, nb_w: u32, n_blocks: u32,
+        words: u32, rows: u32, per_query: u32, global_sel: u32,
+        causal: u32, mode: u32, top_k: u32, threshold: f32,
+        scale: f32, bits_bh: u32, q_tiles: u32, pad0: u32,
+    }
+);
+
+/// Most blocks one problem may have: the attention kernel keeps a union bit mask of
+/// MAX_BLOCKS / 32 words in workgroup memory.
+pub const MAX_BLOCKS: u64 = 1024;
+
+/// The geometry every block-sparse kernel shares. `grid` is [T, H, W] with T*H*W = seq,
+/// `block` the box [bt, bh, bw] (each >= 1 and <= its grid axis).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockLayout {
+    pub batch: u64,
+    pub seq: u64,
+    pub n_heads: u64,
+    pub n_kv_heads: u64,
+    pub head_dim: u64,
+    pub grid: [u64; 3],
+    pub block: [u64; 3],
+}
+
+impl BlockLayout {
+    /// Blocks per grid axis.
+    pub fn blocks_per_axis(&self) -> [u64; 3] {
+        [0, 1, 2].map(|a| self.grid[a].div_ceil(self.block[a].max(1)))
+    }
+    pub fn n_blocks(&self) -> u64 {
+        self.blocks_per_axis().iter().product()
+    }
+    /// Tokens of the largest (full) block.
+    pub fn block_tokens(&self) -> u64 {
+        (0..3).map(|a| self.block[a].min(self.grid[a])).product()
+    }
+    /// u32 words of one selection row's bit mask.
+    pub fn words(&self) -> u64 {
+        self.n_blocks().div_ceil(32)
+    }
+
+    /// Uniforms with the geometry filled in; the op sets the selection fields.
+    pub fn params(&self) -> BsParams {
+        let nb = self.blocks_per_axis();
+        BsParams {
+            batch: self.batch as u32,
+            seq: self.seq as u32,
+            n_heads: self.n_heads as u32,
+            n_kv_heads: self.n_kv_heads as u32,
+            group: (self.n_heads / self.n_kv_heads.max(1)) as u32,
+            src_heads: self.n_kv_heads as u32,
+            grid_t: self.grid[0] as u32,
+            grid_h: self.grid[1] as u32,
+            grid_w: self.grid[2] as u32,
+            box_t: self.block[0] as u32,
+            box_h: self.block[1] as u32,
+            box_w: self.block[2] as u32,
+            nb_t: nb[0] as u32,
+            nb_h: nb[1] as u32,
+            nb_w: nb[2] as u32,
+            n_blocks: self.n_blocks() as u32,
+            words: self.words() as u32,
+            rows: self.n_blocks() as u32,
+            ..Default::default()
+        }
+    }
+
+    /// Problem checks shared by every kernel (sizes fit the u32 indexing of the WGSL).
+    pub fn check(&self, family: &str) -> Result<(), JitError> {
+        check_heads(family, self.n_heads, self.n_kv_heads, self.head_dim)?;
+        let unsupported = |reason: String| JitError::UnsupportedProblem {
+            family: family.into(),
+            reason,
+        };
+        if self.grid.iter().product::<u64>() != self.seq {
+            return Err(unsupported(format!(
+                "grid {:?} does not hold seq {} tokens",
+                self.grid, self.seq
+            )));
+        }
+        if (0..3).any(|a| self.block[a] == 0 || self.block[a] > self.grid[a].max(1)) {
+            return Err(unsupported(format!(
+                "block {:?} must be >= 1 and within grid {:?} on every axis",
+                self.block, self.grid
+            )));
+        }
+        if self.n_blocks() > MAX_BLOCKS {
+            return Err(unsupported(format!(
+                "{} blocks exceed the supported {MAX_BLOCKS}; use larger blocks",
+                self.n_blocks()
+            )));
+        }
+        let el = self.batch * self.seq * self.n_heads.max(self.n_kv_heads) * self.head_dim;
+        let gates = self.batch * self.n_heads * self.seq * self.n_blocks();
+        if el / 4 > u32::MAX as u64 || gates > u32::MAX as u64 {
+            return Err(unsupported(
+                "tensors above 2^32 vec4 elements or gates above 2^32".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The config of the simple one-invocation-per-item kernels (means, gate, select).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BsWgConfig {
+    pub wg: u32,
+}
+
+/// Which of the simple kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BsStage {
+    /// Block means of a tensor with `src_heads` heads.
+    Means,
+    /// Gates of `rows` selection rows.
+    Gate,
+    /// Selection over `rows` rows.
+    Select,
+}
+
+/// One of the means / gate / select kernels over a layout. `rows` is the number of selection
+/// rows (seq for per-query selection, n_blocks for query blocks); `src_heads` the heads of the
+/// tensor whose block means are taken.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BsStageSpec {
+    pub stage: BsStage,
+    pub layout: BlockLayout,
+    pub rows: u64,
+    pub src_heads: u64,
+}
+
+impl BsStageSpec {
+    fn items(&self) -> u64 {
+        let l = &self.layout;
+        match self.stage {
+            BsStage::Means => l.batch * l.n_blocks() * self.src_heads * (l.head_dim / 4),
+            BsStage::Gate => l.batch * l.n_heads * self.rows * l.n_blocks(),
+            BsStage::Select => l.batch * l.n_heads * self.rows,
+        }
+    }
+    fn name(&self) -> &'static str {
+        match self.stage {
+            BsStage::Means => "means",
+            BsStage::Gate => "gate",
+            BsStage::Select => "select",
+        }
+    }
+}
+
+impl KernelSpec for BsStageSpec {
+    type Config = BsWgConfig;
+
+    fn family(&self) -> &'static str {
+        "block_sparse"
+    }
+
+    fn key(&self, cfg: &BsWgConfig) -> String {
+        match self.stage {
+            BsStage::Select => format!("block_sparse.select.wg{}", cfg.wg),
+            _ => format!(
+                "block_sparse.{}.f32.d{}.wg{}",
+                self.name(),
+                self.layout.head_dim,
+                cfg.wg
+            ),
+        }
+    }
+
+    fn bindings(&self, _cfg: &BsWgConfig) -> Vec<BindingDecl> {
+        match self.stage {
+            BsStage::Means => vec![
+                BindingDecl::uniform(0, "p"),
+                BindingDecl::read(1, "x"),
+                BindingDecl::read_write(2, "mean"),
+            ],
+            BsStage::Gate => vec![
+                BindingDecl::uniform(0, "p"),
+                BindingDecl::read(1, "qs"),
+                BindingDecl::read(2, "kmean"),
+                BindingDecl::read_write(3, "gates"),
+            ],
+            BsStage::Select => vec![
+                BindingDecl::uniform(0, "p"),
+                BindingDecl::read(1, "gates"),
+                BindingDecl::read_write(2, "bits"),
+                BindingDecl::read_write(3, "list"),
+                BindingDecl::read_write(4, "counts"),
+            ],
+        }
+    }
+
+    fn render(&self, cfg: &BsWgConfig) -> Result<String, JitError> {
+        let f = "block_sparse.wgsl";
+        let name = self.name();
+        let body = section(f, BLOCK_SPARSE, name)?;
+        let mut values = vec![("KEY", self.key(cfg)), ("WG", cfg.wg.to_string())];
+        if self.stage != BsStage::Select {
+            values.push(("D4", (self.layout.head_dim / 4).to_string()));
+        }
+        let body = render(f, body, &values)?;
+        let common = render(
+            f,
+            section(f, BLOCK_SPARSE, "common")?,
+            &[("PARAMS", BsParams::wgsl_decl())],
+        )?;
+        // The key comment must come first.
+        Ok(format!("{body}\n{common}"))
+    }
+
+    fn dispatch(&self, cfg: &BsWgConfig) -> [u32; 3] {
+        let n = self.items();
+        if n == 0 {
+            return [0, 1, 1];
+        }
+        linear_dispatch(n, cfg.wg)
+    }
+
+    fn check(&self, profile: &DeviceProfile, cfg: &BsWgConfig) -> Result<(), JitError> {
+        let fam = self.family();
+        self.layout.check(fam)?;
+        check_workgroup(fam, &self.key(cfg), profile, cfg.wg)
+    }
+
+    fn space(&self, profile: &DeviceProfile) -> Vec<BsWgConfig> {
+        [32, 64, 128, 256]
+            .into_iter()
+            .map(|wg| BsWgConfig { wg })
+            .filter(|c| self.check(profile, c).is_ok())
+            .collect()
+    }
+
+    fn default_config(&self, profile: &DeviceProfile) -> BsWgConfig {
+        // Selection rows are long serial loops: small groups spread them over more cores.
+        let want = if self.stage == BsStage::Select {
+            64
+        } else {
+            128
+        };
+        let c = BsWgConfig { wg: want };
+        if self.check(profile, &c).is_ok() {
+            return c;
+        }
+        self.space(profile)
+            .into_iter()
+            .next()
+            .unwrap_or(BsWgConfig { wg: 32 })
+    }
+}
+
+/// The fused attention kernel's config.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BsAttnConfig {
+    /// Invocations per workgroup.
+    pub wg: u32,
+    /// Query rows per invocation (register blocking).
+    pub rows: u32,
+    /// Keys per K/V tile in workgroup memory.
+    pub kv_tile: u32,
+}
+
+impl BsAttnConfig {
+    /// Queries per workgroup.
+    pub fn q_tile(&self) -> u32 {
+        self.wg * self.rows
+    }
+}
+
+/// Floats of query rows, accumulators and scores one invocation may hold in registers.
+const MAX_REGISTER_FLOATS: u64 = 1024;
+
+/// Fused attention over the selected blocks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BsAttnSpec {
+    pub layout: BlockLayout,
+}
+
+impl BsAttnSpec {
+    /// Query tiles per query block.
+    pub fn q_tiles(&self, cfg: &BsAttnConfig) -> u32 {
+        div_ceil(self.layout.block_tokens(), cfg.q_tile() as u64).max(1)
+    }
+
+    fn shared_bytes(&self, cfg: &BsAttnConfig) -> u64 {
+        let maxw = MAX_BLOCKS / 32;
+        2 * cfg.kv_tile as u64 * self.layout.head_dim * 4 + 4 * cfg.kv_tile as u64 + 8 * maxw
+    }
+}
+
+impl KernelSpec for BsAttnSpec {
+    type Config = BsAttnConfig;
+
+    fn family(&self) -> &'static str {
+        "block_sparse"
+    }
+
+    fn key(&self, cfg: &BsAttnConfig) -> String {
+        format!(
+            "block_sparse.attend.f32.d{}.wg{}.r{}.bk{}",
+            self.layout.head_dim, cfg.wg, cfg.rows, cfg.kv_tile
+        )
+    }
+
+    fn bindings(&self, _cfg: &BsAttnConfig) -> Vec<BindingDecl> {
+        vec![
+            BindingDecl::uniform(0, "p"),
+            BindingDecl::read(1, "q"),
+            BindingDecl::read(2, "k"),
+            BindingDecl::read(3, "v"),
+            BindingDecl::read(4, "bits"),
+            BindingDecl::read_write(5, "out"),
+        ]
+    }
+
+    fn render(&self, cfg: &BsAttnConfig) -> Result<String, JitError> {
+        let f = "block_sparse_attend.wgsl";
+        let body = render(
+            f,
+            section(f, BLOCK_SPARSE_ATTEND, "attend")?,
+            &[
+                ("KEY", self.key(cfg)),
+                ("D4", (self.layout.head_dim / 4).to_string()),
+                ("WG", cfg.wg.to_string()),
+                ("R", cfg.rows.to_string()),
+                ("BK", cfg.kv_tile.to_string()),
+                ("MAXW", (MAX_BLOCKS / 32).to_string()),
+            ],
+        )?;
+        let common = render(
+            "block_sparse.wgsl",
+            section("block_sparse.wgsl", BLOCK_SPARSE, "common")?,
+            &[("PARAMS", BsParams::wgsl_decl())],
+        )?;
+        Ok(format!("{body}\n{common}"))
+    }
+
+    fn dispatch(&self, cfg: &BsAttnConfig) -> [u32; 3] {
+        let l = &self.layout;
+        let groups = self.q_tiles(cfg) as u64 * l.n_blocks() * l.n_heads * l.batch;
+        if l.seq == 0 || groups == 0 {
+            return [0, 1, 1];
+        }
+        dispatch_2d(groups.min(u32::MAX as u64) as u32, MAX_GROUPS_PER_DIM)
+    }
+
+    fn check(&self, profile: &DeviceProfile, cfg: &BsAttnConfig) -> Result<(), JitError> {
+        let fam = self.family();
+        self.layout.check(fam)?;
+        let key = self.key(cfg);
+        check_workgroup(fam, &key, profile, cfg.wg)?;
+        if (cfg.wg as u64) < MAX_BLOCKS / 32 {
+            return Err(illegal(
+                fam,
+                &key,
+                "the workgroup must have an invocation per union mask word (>= 32)",
+            ));
+        }
+        if !matches!(cfg.rows, 1 | 2 | 4) {
+            return Err(illegal(fam, &key, "rows per invocation must be 1, 2 or 4"));
+        }
+        if cfg.kv_tile == 0 || cfg.kv_tile > 128 {
+            return Err(illegal(fam, &key, "kv tile must be 1..=128 keys"));
+        }
+        let regs = 2 * cfg.rows as u64 * self.layout.head_dim + (cfg.rows * cfg.kv_tile) as u64;
+        if regs > MAX_REGISTER_FLOATS {
+            return Err(illegal(
+                fam,
+                &key,
+                format!("{regs} register floats per invocation exceed {MAX_REGISTER_FLOATS}"),
+            ));
+        }
+        let shared = self.shared_bytes(cfg);
+        let limit = profile.limits.max_compute_workgroup_storage_size as u64;
+        if shared > limit {
+            return Err(illegal(
+                fam,
+                &key,
+                format!("tiles need {shared} bytes of workgroup memory, above {limit}"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn space(&self, profile: &DeviceProfile) -> Vec<BsAttnConfig> {
+        let mut out = Vec::new();
+        // Tiles of 4 keys only where nothing larger fits (head dim 256 on 16 KiB devices).
+        let tiles: &[u32] = if self.layout.head_dim >= 256 {
+            &[4, 8, 16, 32]
+        } else {
+            &[8, 16, 32]
+        };
+        for wg in [32, 64, 128] {
+            for rows in [1, 2, 4] {
+                for &kv_tile in tiles {
+                    let c = BsAttnConfig { wg, rows, kv_tile };
+                    if self.check(profile, &c).is_ok() {
+                        out.push(c);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn default_config(&self, profile: &DeviceProfile) -> BsAttnConfig {
+        // Small query tiles keep the union of the rows' selections close to each row's own
+        // (per-query selection); two rows per invocation reuse each staged key twice.
+        let rows = if self.layout.head_dim <= 128 { 2 } else { 1 };
+        for wg in [64, 32, 128] {
+            for kv_tile in [32, 16, 8, 4] {
+                let c = BsAttnConfig { wg, rows, kv_tile };
+                if self.check(profile, &c).is_ok() {
+                    return c;
+                }
+            }
+        }
+        self.space(profile)
+            .into_iter()
+            .next()
+            .unwrap_or(BsAttnConfig {
+                wg: 32,
+                rows: 1,
+                kv_tile: 8,
+            })
+    }
+}
