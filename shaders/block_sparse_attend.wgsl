@@ -61,7 +61,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         let t = block_token(qb, min(li, qcount - 1u));
         qtok[r] = t;
         let row = select(qb, t, p.per_query != 0u);
-        mrow[r] = (bh * p.bits_bh + row) * p.words;
+        mrow[r] = (bh * p.bits_bh * p.rows + row) * p.words;
         let base = ((b * p.seq + t) * p.n_heads + h) * D4;
         for (var c = 0u; c < D4; c++) {
             qr[r * D4 + c] = q[base + c];

@@ -9,6 +9,7 @@ use webjit_engine::{DeviceOptions, Engine};
 pub mod loader_fixtures;
 pub mod oracle;
 pub mod oracle_attention;
+pub mod oracle_block_sparse;
 pub mod oracle_loader;
 pub mod quant_vectors;
 

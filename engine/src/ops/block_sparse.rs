@@ -1,0 +1,311 @@
+//! Block-sparse attention (MoBA / VMoBA / static block masks):
+//! `block_sparse_attention(rec, q, k, v, &SparseOptions)`.
+//!
+//! Gated selections run four dispatches: block means of k (and of q for query-block rows),
+//! gates, selection, and the fused attention over the selected blocks. Static masks run only
+//! the last, with a mask built on the host.
+
+use webjit_jit::kernels::block_sparse::{
+    BlockLayout, BsAttnConfig, BsAttnSpec, BsParams, BsStage, BsStageSpec, BsWgConfig,
+};
+use webjit_jit::KernelSpec;
+
+use super::block_sparse_opts::SparseOptions;
+use super::block_sparse_opts::{layout, pack, static_mask, BlockSelect, Granularity, OP};
+use super::{expect_f32, expect_single};
+use crate::error::{Error, Result};
+use crate::recorder::{Bind, Recorder};
+use crate::tensor::{DType, Tensor};
+use crate::Engine;
+
+/// Explicit configs for each kernel (None = tuned or default), for tests and the tuner.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SparseConfigs {
+    pub means: Option<BsWgConfig>,
+    pub gate: Option<BsWgConfig>,
+    pub select: Option<BsWgConfig>,
+    pub attend: Option<BsAttnConfig>,
+}
+
+/// The blocks each selection row attends to.
+#[derive(Clone, Debug)]
+pub struct SelectedBlocks {
+    /// Rows are query tokens (else query blocks).
+    pub per_query: bool,
+    /// [batch, heads, rows] of the lists; static masks are shared: [1, 1, rows].
+    pub dims: [usize; 3],
+    pub n_blocks: usize,
+    /// [batch, heads, rows] u32: number of selected blocks per row.
+    pub counts: Tensor,
+    /// [batch, heads, rows, n_blocks] u32: ascending block indices, padded with u32::MAX.
+    pub indices: Tensor,
+}
+
+impl SelectedBlocks {
+    /// Reads the lists back: one Vec of block indices per (batch, head, row), row-major.
+    pub fn read(&self, engine: &Engine) -> Result<Vec<Vec<u32>>> {
+        let counts = engine.read_u32(&self.counts)?;
+        let idx = engine.read_u32(&self.indices)?;
+        let nb = self.n_blocks;
+        Ok(counts
+            .iter()
+            .enumerate()
+            .map(|(r, &c)| idx[r * nb..r * nb + (c as usize).min(nb)].to_vec())
+            .collect())
+    }
+}
+
+/// Output [batch, seq, n_heads, d] and, if requested, the selection.
+#[derive(Debug)]
+pub struct SparseOutput {
+    pub out: Tensor,
+    pub selection: Option<SelectedBlocks>,
+}
+
+/// Shapes: q [batch, seq, n_heads, d]; k, v [batch, seq, n_kv_heads, d] (f32, self-attention:
+/// same seq). n_heads must be a multiple of n_kv_heads.
+pub fn block_sparse_attention(
+    rec: &mut Recorder,
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    opts: &SparseOptions,
+) -> Result<SparseOutput> {
+    block_sparse_attention_with(rec, q, k, v, opts, &SparseConfigs::default())
+}
+
+/// The validated layout for these operands and options (benchmarks and the tuner use it).
+pub fn block_sparse_layout(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    opts: &SparseOptions,
+) -> Result<BlockLayout> {
+    for (name, t) in [("q", q), ("k", k), ("v", v)] {
+        expect_f32(OP, t)?;
+        expect_single(OP, name, t)?;
+        if t.shape().len() != 4 {
+            return Err(Error::Shape {
+                op: OP,
+                detail: format!("{name} must be [batch, seq, heads, d], got {:?}", t.shape()),
+            });
+        }
+    }
+    let (qs, ks) = (q.shape(), k.shape());
+    if k.shape() != v.shape() || qs[0] != ks[0] || qs[1] != ks[1] || qs[3] != ks[3] {
+        return Err(Error::Shape {
+            op: OP,
+            detail: format!(
+                "q {qs:?}, k {ks:?} and v {:?} must share batch, seq and head dim (k = v)",
+                v.shape()
+            ),
+        });
+    }
+    if ks[2] == 0 || !qs[2].is_multiple_of(ks[2]) {
+        return Err(Error::Shape {
+            op: OP,
+            detail: format!(
+                "{} query heads are not a multiple of {} kv heads",
+                qs[2], ks[2]
+            ),
+        });
+    }
+    layout(opts, qs[0], qs[1], qs[2], ks[2], qs[3])
+}
+
+fn scale_of(opts: &SparseOptions, head_dim: u64) -> Result<f32> {
+    let scale = opts.scale.unwrap_or(1.0 / (head_dim.max(1) as f32).sqrt());
+    if !scale.is_finite() {
+        return Err(Error::InvalidArgument {
+            op: OP,
+            detail: format!("scale must be finite, got {scale}"),
+        });
+    }
+    Ok(scale)
+}
+
+/// Fails before allocating a buffer that no binding could hold.
+fn check_binding(engine: &Engine, what: &str, elements: u64) -> Result<()> {
+    let bytes = elements.saturating_mul(4);
+    let max = engine.gpu.max_binding();
+    if bytes > max {
+        return Err(Error::TooLarge {
+            what: format!("{OP} {what}"),
+            bytes,
+            max,
+        });
+    }
+    Ok(())
+}
+
+pub fn block_sparse_attention_with(
+    rec: &mut Recorder,
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    opts: &SparseOptions,
+    cfgs: &SparseConfigs,
+) -> Result<SparseOutput> {
+    let l = block_sparse_layout(q, k, v, opts)?;
+    let scale = scale_of(opts, l.head_dim)?;
+    let engine = rec.engine();
+    let nb = l.n_blocks() as usize;
+    let mut params = l.params();
+    params.scale = scale;
+    params.causal = opts.causal as u32;
+    let (bits, selection) = match static_mask(&opts.select, nb)? {
+        Some(mask) => {
+            let (bits, list, counts) = pack(&mask, nb);
+            let bits = engine.upload_u32(&[nb, l.words() as usize], &bits)?;
+            params.rows = nb as u32;
+            params.bits_bh = 0;
+            let selection = if opts.return_selection {
+                Some(SelectedBlocks {
+                    per_query: false,
+                    dims: [1, 1, nb],
+                    n_blocks: nb,
+                    counts: engine.upload_u32(&[1, 1, nb], &counts)?,
+                    indices: engine.upload_u32(&[1, 1, nb, nb], &list)?,
+                })
+            } else {
+                None
+            };
+            (bits, selection)
+        }
+        None => {
+            let (bits, sel) = select_blocks(rec, q, k, &l, opts, &mut params, cfgs)?;
+            (bits, opts.return_selection.then_some(sel))
+        }
+    };
+    let engine = rec.engine();
+    let out = engine.empty(q.shape(), DType::F32)?;
+    let spec = BsAttnSpec { layout: l };
+    let c = engine.choose(&spec, cfgs.attend.clone());
+    let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
+    params.q_tiles = spec.q_tiles(&c);
+    rec.dispatch(
+        &kernel,
+        bytemuck::bytes_of(&params),
+        &[
+            Bind::whole(q),
+            Bind::whole(k),
+            Bind::whole(v),
+            Bind::whole(&bits),
+            Bind::whole(&out),
+        ],
+        spec.dispatch(&c),
+    )?;
+    Ok(SparseOutput { out, selection })
+}
+
+/// Block means, gates and selection: returns the bit mask [batch, heads, rows, words] and the
+/// lists. Sets `params.rows`, `per_query`, `bits_bh` and the selection fields.
+fn select_blocks(
+    rec: &mut Recorder,
+    q: &Tensor,
+    k: &Tensor,
+    l: &BlockLayout,
+    opts: &SparseOptions,
+    params: &mut BsParams,
+    cfgs: &SparseConfigs,
+) -> Result<(Tensor, SelectedBlocks)> {
+    let engine = rec.engine();
+    let per_query = opts.granularity == Granularity::Query;
+    let (b, h, kvh, d) = (
+        l.batch as usize,
+        l.n_heads as usize,
+        l.n_kv_heads as usize,
+        l.head_dim as usize,
+    );
+    let nb = l.n_blocks() as usize;
+    let rows = if per_query { l.seq as usize } else { nb };
+    let words = l.words() as usize;
+    check_binding(engine, "gates", (b * h * rows * nb) as u64)?;
+    params.rows = rows as u32;
+    params.per_query = per_query as u32;
+    params.global_sel = opts.global as u32;
+    params.bits_bh = 1;
+    match opts.select {
+        BlockSelect::TopK(kk) => {
+            params.mode = 0;
+            params.top_k = kk;
+        }
+        BlockSelect::Threshold(t) => {
+            params.mode = 1;
+            params.threshold = t;
+        }
+        _ => {}
+    }
+
+    let means = |rec: &mut Recorder, x: &Tensor, heads: usize| -> Result<Tensor> {
+        let engine = rec.engine();
+        let spec = BsStageSpec {
+            stage: BsStage::Means,
+            layout: l.clone(),
+            rows: rows as u64,
+            src_heads: heads as u64,
+        };
+        let out = engine.empty(&[b, nb, heads, d], DType::F32)?;
+        let c = engine.choose(&spec, cfgs.means.clone());
+        let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
+        let mut p = *params;
+        p.src_heads = heads as u32;
+        rec.dispatch(
+            &kernel,
+            bytemuck::bytes_of(&p),
+            &[Bind::whole(x), Bind::whole(&out)],
+            spec.dispatch(&c),
+        )?;
+        Ok(out)
+    };
+    let kmean = means(rec, k, kvh)?;
+    let qmean = if per_query {
+        None
+    } else {
+        Some(means(rec, q, h)?)
+    };
+    let qsrc = qmean.as_ref().unwrap_or(q);
+
+    let stage = |stage| BsStageSpec {
+        stage,
+        layout: l.clone(),
+        rows: rows as u64,
+        src_heads: kvh as u64,
+    };
+    let gates = engine.empty(&[b, h, rows, nb], DType::F32)?;
+    let spec = stage(BsStage::Gate);
+    let c = engine.choose(&spec, cfgs.gate.clone());
+    let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
+    rec.dispatch(
+        &kernel,
+        bytemuck::bytes_of(params),
+        &[Bind::whole(qsrc), Bind::whole(&kmean), Bind::whole(&gates)],
+        spec.dispatch(&c),
+    )?;
+
+    let bits = engine.empty(&[b, h, rows, words], DType::U32)?;
+    let indices = engine.empty(&[b, h, rows, nb], DType::U32)?;
+    let counts = engine.empty(&[b, h, rows], DType::U32)?;
+    let spec = stage(BsStage::Select);
+    let c = engine.choose(&spec, cfgs.select.clone());
+    let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
+    rec.dispatch(
+        &kernel,
+        bytemuck::bytes_of(params),
+        &[
+            Bind::whole(&gates),
+            Bind::whole(&bits),
+            Bind::whole(&indices),
+            Bind::whole(&counts),
+        ],
+        spec.dispatch(&c),
+    )?;
+    let sel = SelectedBlocks {
+        per_query,
+        dims: [b, h, rows],
+        n_blocks: nb,
+        counts,
+        indices,
+    };
+    Ok((bits, sel))
+}
