@@ -353,7 +353,8 @@ fn every_config_of_every_space_matches_oracle() {
     let e = engine();
     let mut r = Rand::new(68);
     // Per-query top-k with a partial last block, tile edges +-1 around 16 and 32 queries.
-    let c = seq1d(49, 16, BlockSelect::TopK(2), true);
+    let mut c = seq1d(49, 16, BlockSelect::TopK(2), true);
+    c.d = 16;
     let p = problem(&c);
     let layout = {
         let x = inputs(&mut Rand::new(1), &c, &p);
