@@ -147,18 +147,51 @@ pub fn block_sparse_attention_with(
     cfgs: &SparseConfigs,
 ) -> Result<SparseOutput> {
     let l = block_sparse_layout(q, k, v, opts)?;
-    let scale = scale_of(opts, l.head_dim)?;
-    let engine = rec.engine();
-    let nb = l.n_blocks() as usize;
-    let mut params = l.params();
-    params.scale = scale;
-    params.causal = opts.causal as u32;
-    let (bits, selection) = match static_mask(&opts.select, nb)? {
-        Some(mask) => {
+    let bufs = SparseBuffers::new(rec.engine(), &l, opts)?;
+    block_sparse_attention_into(rec, q, k, v, opts, &bufs, cfgs)?;
+    Ok(SparseOutput {
+        out: bufs.out,
+        selection: if opts.return_selection {
+            bufs.selection
+        } else {
+            None
+        },
+    })
+}
+
+/// Every buffer one call writes: the output, the intermediates and the selection. Allocated
+/// once for repeated calls (benchmarks, decoding loops) of the same shapes and options.
+#[derive(Debug)]
+pub struct SparseBuffers {
+    /// [batch, seq, n_heads, d]
+    pub out: Tensor,
+    /// Bit mask [batch, heads, rows, words], or [rows, words] for static masks.
+    pub bits: Tensor,
+    /// Block means of k [batch, n_blocks, n_kv_heads, d] (gated selections).
+    kmean: Option<Tensor>,
+    /// Block means of q [batch, n_blocks, n_heads, d] (query-block rows).
+    qmean: Option<Tensor>,
+    /// Gates [batch, heads, rows, n_blocks].
+    gates: Option<Tensor>,
+    /// The lists (gated selections always have them: the select kernel writes them).
+    pub selection: Option<SelectedBlocks>,
+}
+
+impl SparseBuffers {
+    /// Validates the options for layout `l` and allocates (for static masks: builds and
+    /// uploads the mask).
+    pub fn new(engine: &Engine, l: &BlockLayout, opts: &SparseOptions) -> Result<Self> {
+        let nb = l.n_blocks() as usize;
+        let words = l.words() as usize;
+        let (b, h, kvh, d) = (
+            l.batch as usize,
+            l.n_heads as usize,
+            l.n_kv_heads as usize,
+            l.head_dim as usize,
+        );
+        let out = engine.empty(&[b, l.seq as usize, h, d], DType::F32)?;
+        if let Some(mask) = static_mask(&opts.select, nb)? {
             let (bits, list, counts) = pack(&mask, nb);
-            let bits = engine.upload_u32(&[nb, l.words() as usize], &bits)?;
-            params.rows = nb as u32;
-            params.bits_bh = 0;
             let selection = if opts.return_selection {
                 Some(SelectedBlocks {
                     per_query: false,
@@ -170,15 +203,88 @@ pub fn block_sparse_attention_with(
             } else {
                 None
             };
-            (bits, selection)
+            return Ok(Self {
+                out,
+                bits: engine.upload_u32(&[nb, words], &bits)?,
+                kmean: None,
+                qmean: None,
+                gates: None,
+                selection,
+            });
         }
-        None => {
-            let (bits, sel) = select_blocks(rec, q, k, &l, opts, &mut params, cfgs)?;
-            (bits, opts.return_selection.then_some(sel))
-        }
-    };
+        let per_query = opts.granularity == Granularity::Query;
+        let rows = if per_query { l.seq as usize } else { nb };
+        check_binding(engine, "gates", (b * h * rows * nb) as u64)?;
+        Ok(Self {
+            out,
+            bits: engine.empty(&[b, h, rows, words], DType::U32)?,
+            kmean: Some(engine.empty(&[b, nb, kvh, d], DType::F32)?),
+            qmean: if per_query {
+                None
+            } else {
+                Some(engine.empty(&[b, nb, h, d], DType::F32)?)
+            },
+            gates: Some(engine.empty(&[b, h, rows, nb], DType::F32)?),
+            selection: Some(SelectedBlocks {
+                per_query,
+                dims: [b, h, rows],
+                n_blocks: nb,
+                counts: engine.empty(&[b, h, rows], DType::U32)?,
+                indices: engine.empty(&[b, h, rows, nb], DType::U32)?,
+            }),
+        })
+    }
+}
+
+/// Records one call into buffers made by `SparseBuffers::new` with the same operand shapes
+/// and options.
+pub fn block_sparse_attention_into(
+    rec: &mut Recorder,
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    opts: &SparseOptions,
+    bufs: &SparseBuffers,
+    cfgs: &SparseConfigs,
+) -> Result<()> {
+    let l = block_sparse_layout(q, k, v, opts)?;
+    let scale = scale_of(opts, l.head_dim)?;
+    if bufs.out.shape() != q.shape() {
+        return Err(Error::Shape {
+            op: OP,
+            detail: format!(
+                "buffers were made for q {:?}, got {:?}",
+                bufs.out.shape(),
+                q.shape()
+            ),
+        });
+    }
+    let mut params = l.params();
+    params.scale = scale;
+    params.causal = opts.causal as u32;
+    params.rows = l.n_blocks() as u32;
+    params.bits_bh = 0;
+    if let (Some(kmean), Some(gates), Some(sel)) = (&bufs.kmean, &bufs.gates, &bufs.selection) {
+        select_blocks(
+            rec,
+            q,
+            k,
+            &l,
+            opts,
+            &mut params,
+            cfgs,
+            bufs,
+            kmean,
+            gates,
+            sel,
+        )?;
+    } else if static_mask(&opts.select, l.n_blocks() as usize)?.is_none() {
+        return Err(Error::InvalidArgument {
+            op: OP,
+            detail: "buffers were made for a static mask, options select by gate".into(),
+        });
+    }
     let engine = rec.engine();
-    let out = engine.empty(q.shape(), DType::F32)?;
     let spec = BsAttnSpec { layout: l };
     let c = engine.choose(&spec, cfgs.attend.clone());
     let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
@@ -190,16 +296,16 @@ pub fn block_sparse_attention_with(
             Bind::whole(q),
             Bind::whole(k),
             Bind::whole(v),
-            Bind::whole(&bits),
-            Bind::whole(&out),
+            Bind::whole(&bufs.bits),
+            Bind::whole(&bufs.out),
         ],
         spec.dispatch(&c),
-    )?;
-    Ok(SparseOutput { out, selection })
+    )
 }
 
-/// Block means, gates and selection: returns the bit mask [batch, heads, rows, words] and the
-/// lists. Sets `params.rows`, `per_query`, `bits_bh` and the selection fields.
+/// Block means, gates and selection into `bufs`. Sets `params.rows`, `per_query`, `bits_bh`
+/// and the selection fields.
+#[allow(clippy::too_many_arguments)]
 fn select_blocks(
     rec: &mut Recorder,
     q: &Tensor,
@@ -208,19 +314,19 @@ fn select_blocks(
     opts: &SparseOptions,
     params: &mut BsParams,
     cfgs: &SparseConfigs,
-) -> Result<(Tensor, SelectedBlocks)> {
-    let engine = rec.engine();
+    bufs: &SparseBuffers,
+    kmean: &Tensor,
+    gates: &Tensor,
+    sel: &SelectedBlocks,
+) -> Result<()> {
     let per_query = opts.granularity == Granularity::Query;
-    let (b, h, kvh, d) = (
-        l.batch as usize,
-        l.n_heads as usize,
-        l.n_kv_heads as usize,
-        l.head_dim as usize,
-    );
-    let nb = l.n_blocks() as usize;
-    let rows = if per_query { l.seq as usize } else { nb };
-    let words = l.words() as usize;
-    check_binding(engine, "gates", (b * h * rows * nb) as u64)?;
+    let rows = if per_query { l.seq } else { l.n_blocks() };
+    if sel.per_query != per_query || gates.shape()[2] as u64 != rows {
+        return Err(Error::InvalidArgument {
+            op: OP,
+            detail: "buffers were made for another selection granularity".into(),
+        });
+    }
     params.rows = rows as u32;
     params.per_query = per_query as u32;
     params.global_sel = opts.global as u32;
@@ -236,76 +342,63 @@ fn select_blocks(
         }
         _ => {}
     }
-
-    let means = |rec: &mut Recorder, x: &Tensor, heads: usize| -> Result<Tensor> {
-        let engine = rec.engine();
-        let spec = BsStageSpec {
-            stage: BsStage::Means,
-            layout: l.clone(),
-            rows: rows as u64,
-            src_heads: heads as u64,
-        };
-        let out = engine.empty(&[b, nb, heads, d], DType::F32)?;
-        let c = engine.choose(&spec, cfgs.means.clone());
-        let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
-        let mut p = *params;
-        p.src_heads = heads as u32;
-        rec.dispatch(
-            &kernel,
-            bytemuck::bytes_of(&p),
-            &[Bind::whole(x), Bind::whole(&out)],
-            spec.dispatch(&c),
-        )?;
-        Ok(out)
-    };
-    let kmean = means(rec, k, kvh)?;
-    let qmean = if per_query {
-        None
-    } else {
-        Some(means(rec, q, h)?)
-    };
-    let qsrc = qmean.as_ref().unwrap_or(q);
-
-    let stage = |stage| BsStageSpec {
+    let stage = |stage, src_heads| BsStageSpec {
         stage,
         layout: l.clone(),
-        rows: rows as u64,
-        src_heads: kvh as u64,
+        rows,
+        src_heads,
     };
-    let gates = engine.empty(&[b, h, rows, nb], DType::F32)?;
-    let spec = stage(BsStage::Gate);
-    let c = engine.choose(&spec, cfgs.gate.clone());
-    let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
-    rec.dispatch(
-        &kernel,
-        bytemuck::bytes_of(params),
-        &[Bind::whole(qsrc), Bind::whole(&kmean), Bind::whole(&gates)],
-        spec.dispatch(&c),
+    let run = |rec: &mut Recorder,
+               spec: BsStageSpec,
+               cfg: &Option<BsWgConfig>,
+               p: &BsParams,
+               binds: &[Bind]|
+     -> Result<()> {
+        let engine = rec.engine();
+        let c = engine.choose(&spec, cfg.clone());
+        let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
+        rec.dispatch(&kernel, bytemuck::bytes_of(p), binds, spec.dispatch(&c))
+    };
+    let mut pm = *params;
+    pm.src_heads = l.n_kv_heads as u32;
+    run(
+        rec,
+        stage(BsStage::Means, l.n_kv_heads),
+        &cfgs.means,
+        &pm,
+        &[Bind::whole(k), Bind::whole(kmean)],
     )?;
-
-    let bits = engine.empty(&[b, h, rows, words], DType::U32)?;
-    let indices = engine.empty(&[b, h, rows, nb], DType::U32)?;
-    let counts = engine.empty(&[b, h, rows], DType::U32)?;
-    let spec = stage(BsStage::Select);
-    let c = engine.choose(&spec, cfgs.select.clone());
-    let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
-    rec.dispatch(
-        &kernel,
-        bytemuck::bytes_of(params),
+    let qsrc = match &bufs.qmean {
+        Some(qmean) => {
+            pm.src_heads = l.n_heads as u32;
+            run(
+                rec,
+                stage(BsStage::Means, l.n_heads),
+                &cfgs.means,
+                &pm,
+                &[Bind::whole(q), Bind::whole(qmean)],
+            )?;
+            qmean
+        }
+        None => q,
+    };
+    run(
+        rec,
+        stage(BsStage::Gate, l.n_kv_heads),
+        &cfgs.gate,
+        params,
+        &[Bind::whole(qsrc), Bind::whole(kmean), Bind::whole(gates)],
+    )?;
+    run(
+        rec,
+        stage(BsStage::Select, l.n_kv_heads),
+        &cfgs.select,
+        params,
         &[
-            Bind::whole(&gates),
-            Bind::whole(&bits),
-            Bind::whole(&indices),
-            Bind::whole(&counts),
+            Bind::whole(gates),
+            Bind::whole(&bufs.bits),
+            Bind::whole(&sel.indices),
+            Bind::whole(&sel.counts),
         ],
-        spec.dispatch(&c),
-    )?;
-    let sel = SelectedBlocks {
-        per_query,
-        dims: [b, h, rows],
-        n_blocks: nb,
-        counts,
-        indices,
-    };
-    Ok((bits, sel))
+    )
 }
