@@ -51,6 +51,9 @@ pub enum BenchCommand {
     },
     /// Fused attention: prefill (--seq) or decode against a KV cache (--decode --cache-len).
     Attention(crate::bench_attention::AttentionArgs),
+    /// Block-sparse attention (MoBA / VMoBA) against dense attention at the same shape.
+    #[command(alias = "sparse")]
+    BlockSparse(crate::bench_block_sparse::BlockSparseArgs),
     /// Quantized Y[M,N] = X[M,K] W[N,K]^T with GGUF weights (synthetic): m <= 8 runs the decode
     /// qmatvec, larger m the prefill qmatmul.
     Qmatmul {
@@ -119,6 +122,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             json,
         ),
         BenchCommand::Attention(args) => crate::bench_attention::run(args),
+        BenchCommand::BlockSparse(args) => crate::bench_block_sparse::run(args),
         BenchCommand::Qmatmul {
             format,
             m,

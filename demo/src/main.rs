@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_attention;
+mod bench_block_sparse;
 mod bench_quant;
 mod embed;
 mod info;

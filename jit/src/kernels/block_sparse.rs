@@ -435,16 +435,29 @@ impl KernelSpec for BsAttnSpec {
     }
 
     fn default_config(&self, profile: &DeviceProfile) -> BsAttnConfig {
-        // Small query tiles keep the union of the rows' selections close to each row's own
-        // (per-query selection); two rows per invocation reuse each staged key twice.
-        let rows = if self.layout.head_dim <= 128 { 2 } else { 1 };
-        for wg in [64, 32, 128] {
-            for kv_tile in [32, 16, 8, 4] {
-                let c = BsAttnConfig { wg, rows, kv_tile };
-                if self.check(profile, &c).is_ok() {
-                    return c;
-                }
-            }
+        // Query tiles never span two blocks, so tiles larger than a block leave rows idle, and
+        // K/V tiles larger than a block stage padding: take the largest of each that fits a
+        // block. Two rows per invocation reuse each staged key twice where registers allow.
+        let n = self.layout.block_tokens();
+        let shapes: &[(u32, u32)] = if self.layout.head_dim <= 128 {
+            &[(64, 2), (64, 1), (32, 2), (32, 1)]
+        } else {
+            &[(128, 1), (64, 1), (32, 1)]
+        };
+        let fits = |x: u32| x as u64 <= n;
+        let space = self.space(profile);
+        let pick = shapes
+            .iter()
+            .filter(|&&(wg, rows)| fits(wg * rows) || (wg, rows) == (32, 1))
+            .flat_map(|&(wg, rows)| {
+                [32, 16, 8, 4]
+                    .into_iter()
+                    .filter(move |&t| fits(t) || t <= 8)
+                    .map(move |kv_tile| BsAttnConfig { wg, rows, kv_tile })
+            })
+            .find(|c| space.contains(c));
+        if let Some(c) = pick {
+            return c;
         }
         self.space(profile)
             .into_iter()
