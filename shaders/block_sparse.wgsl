@@ -99,6 +99,8 @@ const WG: u32 = {{WG}}u;
 @group(0) @binding(1) var<storage, read> qs: array<vec4<f32>>;          // [batch, rows, n_heads, d]
 @group(0) @binding(2) var<storage, read> kmean: array<vec4<f32>>;       // [batch, n_blocks, n_kv_heads, d]
 @group(0) @binding(3) var<storage, read_write> gates: array<f32>;       // [batch, n_heads, rows, n_blocks]
+// [batch, n_heads, n_blocks] queries per key block, zeroed here for the select kernel (gather).
+@group(0) @binding(4) var<storage, read_write> kcount: array<u32>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -110,6 +112,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let r = (i / p.n_blocks) % p.rows;
     let h = (i / (p.n_blocks * p.rows)) % p.n_heads;
     let b = i / (p.n_blocks * p.rows * p.n_heads);
+    if (p.gather != 0u && r == 0u) {
+        kcount[i / (p.rows * p.n_blocks) * p.n_blocks + kb] = 0u;
+    }
     var g = 0.0;
     if (block_state(r, kb) == 1u) {
         let qo = ((b * p.rows + r) * p.n_heads + h) * D4;
@@ -134,6 +139,10 @@ const WG: u32 = {{WG}}u;
 @group(0) @binding(2) var<storage, read_write> bits: array<u32>;        // [batch, n_heads, rows, words]
 @group(0) @binding(3) var<storage, read_write> list: array<u32>;        // [batch, n_heads, rows, n_blocks]
 @group(0) @binding(4) var<storage, read_write> counts: array<u32>;      // [batch, n_heads, rows]
+// Gather mode: queries per key block [batch, n_heads, n_blocks] and their entries
+// [batch, n_heads, n_blocks, seq], each query * 1024 + its slot (position in its own list).
+@group(0) @binding(5) var<storage, read_write> kcount: array<atomic<u32>>;
+@group(0) @binding(6) var<storage, read_write> qlist: array<u32>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -198,6 +207,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
             }
         }
         if (take) {
+            if (p.gather != 0u) {
+                let kq = i / p.rows * p.n_blocks + kb;
+                let pos = atomicAdd(&kcount[kq], 1u);
+                qlist[kq * p.seq + pos] = r * 1024u + n_sel;
+            }
             word |= 1u << (kb % 32u);
             list[i * p.n_blocks + n_sel] = kb;
             n_sel += 1u;
@@ -211,4 +225,48 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         list[i * p.n_blocks + kb] = 0xffffffffu;
     }
     counts[i] = n_sel;
+}
+
+//! section merge
+// {{KEY}}
+// Gather mode: combines each query's per-block partial results (unnormalized accumulators with
+// their running max and sum) in slot order, so the sum order is fixed and reruns are bitwise
+// equal. One invocation per output vec4.
+const D4: u32 = {{D4}}u;   // head_dim / 4
+const WG: u32 = {{WG}}u;
+@group(0) @binding(1) var<storage, read> counts: array<u32>;         // [batch, n_heads, seq] blocks per query
+@group(0) @binding(2) var<storage, read> pacc: array<vec4<f32>>;     // [batch, n_heads, seq, slots, d]
+@group(0) @binding(3) var<storage, read> pml: array<vec2<f32>>;      // [batch, n_heads, seq, slots] (max, sum)
+@group(0) @binding(4) var<storage, read_write> out: array<vec4<f32>>; // [batch, seq, n_heads, d]
+
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * WG;
+    if (i >= p.batch * p.n_heads * p.seq * D4) {
+        return;
+    }
+    let c = i % D4;
+    let row = i / D4; // (batch * n_heads + head) * seq + query
+    let t = row % p.seq;
+    let bh = row / p.seq;
+    let n = min(counts[row], p.slots);
+    var mx = NEG;
+    for (var s = 0u; s < n; s++) {
+        let ml = pml[row * p.slots + s];
+        if (ml.y > 0.0) {
+            mx = max(mx, ml.x);
+        }
+    }
+    var l = 0.0;
+    var acc = vec4<f32>(0.0);
+    for (var s = 0u; s < n; s++) {
+        let ml = pml[row * p.slots + s];
+        let w = select(0.0, exp(ml.x - mx), ml.y > 0.0);
+        l += ml.y * w;
+        acc += pacc[(row * p.slots + s) * D4 + c] * w;
+    }
+    let inv = select(0.0, 1.0 / l, l > 0.0);
+    let b = bh / p.n_heads;
+    let h = bh % p.n_heads;
+    out[((b * p.seq + t) * p.n_heads + h) * D4 + c] = acc * inv;
 }

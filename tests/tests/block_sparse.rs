@@ -4,7 +4,7 @@
 //! all blocks selected equals dense attention; reruns are bitwise equal; every config of every
 //! space runs; bad arguments give typed errors.
 
-use webjit_engine::jit::kernels::block_sparse::{BsAttnSpec, BsStage, BsStageSpec};
+use webjit_engine::jit::kernels::block_sparse::{BlockLayout, BsAttnSpec, BsStage, BsStageSpec};
 use webjit_engine::jit::KernelSpec;
 use webjit_engine::ops::{
     self, AttentionOptions, BlockMask, BlockSelect, Granularity, Partition, SparseConfigs,
@@ -149,8 +149,15 @@ fn check(r: &mut Rand, c: &Case, cfgs: &[SparseConfigs]) {
     }
 }
 
+/// The defaults, and for per-query selections also the query-major (union) path.
 fn default_cfg() -> Vec<SparseConfigs> {
-    vec![SparseConfigs::default()]
+    vec![
+        SparseConfigs::default(),
+        SparseConfigs {
+            union_per_query: true,
+            ..Default::default()
+        },
+    ]
 }
 
 #[test]
@@ -355,52 +362,72 @@ fn every_config_of_every_space_matches_oracle() {
     // Per-query top-k with a partial last block, tile edges +-1 around 16 and 32 queries.
     let mut c = seq1d(49, 16, BlockSelect::TopK(2), true);
     c.d = 16;
-    let p = problem(&c);
-    let layout = {
-        let x = inputs(&mut Rand::new(1), &c, &p);
-        ops::block_sparse_layout(&x.qt, &x.kt, &x.vt, &options(&c)).unwrap()
+    let layout = BlockLayout {
+        batch: 1,
+        seq: 49,
+        n_heads: 2,
+        n_kv_heads: 1,
+        head_dim: 16,
+        grid: [1, 1, 49],
+        block: [1, 1, 16],
     };
     let prof = e.profile();
-    let attend = BsAttnSpec {
-        layout: layout.clone(),
-    }
-    .space(prof);
-    assert!(attend.len() >= 9, "attend space: {}", attend.len());
+    let attn = |gather| {
+        BsAttnSpec {
+            layout: layout.clone(),
+            gather,
+        }
+        .space(prof)
+    };
+    let (attend, gather) = (attn(false), attn(true));
+    assert!(attend.len() >= 9 && gather.len() >= 9);
     let mut cfgs: Vec<SparseConfigs> = attend
         .into_iter()
         .map(|a| SparseConfigs {
             attend: Some(a),
+            union_per_query: true,
             ..Default::default()
         })
+        .chain(gather.into_iter().map(|g| SparseConfigs {
+            gather: Some(g),
+            ..Default::default()
+        }))
         .collect();
-    let stage = |stage| BsStageSpec {
-        stage,
-        layout: layout.clone(),
-        rows: layout.seq,
-        src_heads: 1,
-    };
-    for ((m, g), s) in stage(BsStage::Means)
+    let stage = |stage| {
+        BsStageSpec {
+            stage,
+            layout: layout.clone(),
+            rows: layout.seq,
+            src_heads: 1,
+        }
         .space(prof)
-        .into_iter()
-        .zip(stage(BsStage::Gate).space(prof))
-        .zip(stage(BsStage::Select).space(prof))
-    {
+    };
+    let stages = [
+        BsStage::Means,
+        BsStage::Gate,
+        BsStage::Select,
+        BsStage::Merge,
+    ]
+    .map(stage);
+    let n = stages.iter().map(|s| s.len()).min().unwrap_or(0);
+    assert!(n >= 4);
+    for i in 0..n {
         cfgs.push(SparseConfigs {
-            means: Some(m),
-            gate: Some(g),
-            select: Some(s),
-            attend: None,
+            means: Some(stages[0][i].clone()),
+            gate: Some(stages[1][i].clone()),
+            select: Some(stages[2][i].clone()),
+            merge: Some(stages[3][i].clone()),
+            ..Default::default()
         });
     }
     check(&mut r, &c, &cfgs);
     // The query-block means kernel runs on q only for query-block rows.
     let mut c = seq1d(40, 8, BlockSelect::TopK(2), false);
     c.granularity = Granularity::QueryBlock;
-    let means: Vec<SparseConfigs> = stage(BsStage::Means)
-        .space(prof)
-        .into_iter()
+    let means: Vec<SparseConfigs> = stages[0]
+        .iter()
         .map(|m| SparseConfigs {
-            means: Some(m),
+            means: Some(m.clone()),
             ..Default::default()
         })
         .collect();

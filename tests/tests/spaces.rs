@@ -380,14 +380,25 @@ fn block_sparse_spaces_validate() {
             grid,
             block,
         };
-        let n = sweep(
-            &BsAttnSpec {
-                layout: layout.clone(),
-            },
-            3,
-        );
-        assert!(n >= 9, "block_sparse attend d{head_dim}: only {n} configs");
-        for stage in [BsStage::Means, BsStage::Gate, BsStage::Select] {
+        for gather in [false, true] {
+            let n = sweep(
+                &BsAttnSpec {
+                    layout: layout.clone(),
+                    gather,
+                },
+                3,
+            );
+            assert!(
+                n >= 9,
+                "block_sparse d{head_dim} gather={gather}: only {n} configs"
+            );
+        }
+        for stage in [
+            BsStage::Means,
+            BsStage::Gate,
+            BsStage::Select,
+            BsStage::Merge,
+        ] {
             sweep(
                 &BsStageSpec {
                     stage,
@@ -410,6 +421,7 @@ fn block_sparse_spaces_validate() {
             grid: [1, 1, 4096],
             block: [1, 1, 2],
         },
+        gather: false,
     };
     let err = bad.check(&p, &bad.default_config(&p)).unwrap_err();
     assert!(err.to_string().contains("blocks exceed"), "{err}");

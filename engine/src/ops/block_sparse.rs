@@ -1,9 +1,13 @@
 //! Block-sparse attention (MoBA / VMoBA / static block masks):
 //! `block_sparse_attention(rec, q, k, v, &SparseOptions)`.
 //!
-//! Gated selections run four dispatches: block means of k (and of q for query-block rows),
-//! gates, selection, and the fused attention over the selected blocks. Static masks run only
-//! the last, with a mask built on the host.
+//! Gated selections run block means of k (and of q for query-block rows), gates and selection,
+//! then attention over the selected blocks: per-query selections use the key-block-major
+//! `gather` kernel plus a `merge` of each query's per-block partials (work proportional to the
+//! selected pairs); query-block rows and static masks (built on the host) use the query-major
+//! `attend` kernel, whose tiles visit exactly their rows' blocks. Per-query selections fall back
+//! to `attend` (over the union of a tile's selections) when the partials would not fit a
+//! binding.
 
 use webjit_jit::kernels::block_sparse::{
     BlockLayout, BsAttnConfig, BsAttnSpec, BsParams, BsStage, BsStageSpec, BsWgConfig,
@@ -25,6 +29,10 @@ pub struct SparseConfigs {
     pub gate: Option<BsWgConfig>,
     pub select: Option<BsWgConfig>,
     pub attend: Option<BsAttnConfig>,
+    pub gather: Option<BsAttnConfig>,
+    pub merge: Option<BsWgConfig>,
+    /// Per-query selections: use the query-major `attend` kernel instead of gather + merge.
+    pub union_per_query: bool,
 }
 
 /// The blocks each selection row attends to.
@@ -147,7 +155,7 @@ pub fn block_sparse_attention_with(
     cfgs: &SparseConfigs,
 ) -> Result<SparseOutput> {
     let l = block_sparse_layout(q, k, v, opts)?;
-    let bufs = SparseBuffers::new(rec.engine(), &l, opts)?;
+    let bufs = SparseBuffers::new(rec.engine(), &l, opts, cfgs.union_per_query)?;
     block_sparse_attention_into(rec, q, k, v, opts, &bufs, cfgs)?;
     Ok(SparseOutput {
         out: bufs.out,
@@ -159,6 +167,35 @@ pub fn block_sparse_attention_with(
     })
 }
 
+/// Buffers of the key-block-major path (per-query selection).
+#[derive(Debug)]
+struct GatherBuffers {
+    /// [batch, heads, n_blocks] u32 queries per key block.
+    kcount: Tensor,
+    /// [batch, heads, n_blocks, seq] u32 entries query * 1024 + slot.
+    qlist: Tensor,
+    /// [batch, heads, seq, slots, d] f32 unnormalized partial outputs.
+    pacc: Tensor,
+    /// [batch, heads, seq, slots, 2] f32 (running max, sum) of each partial.
+    pml: Tensor,
+    slots: usize,
+}
+
+/// Intermediates of gated selections.
+#[derive(Debug)]
+struct GateBuffers {
+    /// [batch, n_blocks, n_kv_heads, d] block means of k.
+    kmean: Tensor,
+    /// [batch, n_blocks, n_heads, d] block means of q (query-block rows).
+    qmean: Option<Tensor>,
+    /// [batch, heads, rows, n_blocks] gates.
+    gates: Tensor,
+    /// Gather path, or None for the query-major path.
+    gather: Option<GatherBuffers>,
+    /// [1] u32 each, bound in place of the gather lists when there are none.
+    dummies: [Tensor; 2],
+}
+
 /// Every buffer one call writes: the output, the intermediates and the selection. Allocated
 /// once for repeated calls (benchmarks, decoding loops) of the same shapes and options.
 #[derive(Debug)]
@@ -167,29 +204,30 @@ pub struct SparseBuffers {
     pub out: Tensor,
     /// Bit mask [batch, heads, rows, words], or [rows, words] for static masks.
     pub bits: Tensor,
-    /// Block means of k [batch, n_blocks, n_kv_heads, d] (gated selections).
-    kmean: Option<Tensor>,
-    /// Block means of q [batch, n_blocks, n_heads, d] (query-block rows).
-    qmean: Option<Tensor>,
-    /// Gates [batch, heads, rows, n_blocks].
-    gates: Option<Tensor>,
+    gated: Option<GateBuffers>,
     /// The lists (gated selections always have them: the select kernel writes them).
     pub selection: Option<SelectedBlocks>,
 }
 
 impl SparseBuffers {
-    /// Validates the options for layout `l` and allocates (for static masks: builds and
-    /// uploads the mask).
-    pub fn new(engine: &Engine, l: &BlockLayout, opts: &SparseOptions) -> Result<Self> {
+    /// Allocates for layout `l` (from `block_sparse_layout`); static masks are built and
+    /// uploaded here. `union_per_query` picks the query-major path for per-query selections.
+    pub fn new(
+        engine: &Engine,
+        l: &BlockLayout,
+        opts: &SparseOptions,
+        union_per_query: bool,
+    ) -> Result<Self> {
         let nb = l.n_blocks() as usize;
         let words = l.words() as usize;
-        let (b, h, kvh, d) = (
+        let (b, h, kvh, d, seq) = (
             l.batch as usize,
             l.n_heads as usize,
             l.n_kv_heads as usize,
             l.head_dim as usize,
+            l.seq as usize,
         );
-        let out = engine.empty(&[b, l.seq as usize, h, d], DType::F32)?;
+        let out = engine.empty(&[b, seq, h, d], DType::F32)?;
         if let Some(mask) = static_mask(&opts.select, nb)? {
             let (bits, list, counts) = pack(&mask, nb);
             let selection = if opts.return_selection {
@@ -206,25 +244,50 @@ impl SparseBuffers {
             return Ok(Self {
                 out,
                 bits: engine.upload_u32(&[nb, words], &bits)?,
-                kmean: None,
-                qmean: None,
-                gates: None,
+                gated: None,
                 selection,
             });
         }
         let per_query = opts.granularity == Granularity::Query;
-        let rows = if per_query { l.seq as usize } else { nb };
+        let rows = if per_query { seq } else { nb };
         check_binding(engine, "gates", (b * h * rows * nb) as u64)?;
+        let slots = match opts.select {
+            BlockSelect::TopK(k) => (k as usize).min(nb),
+            _ => nb,
+        };
+        let max = engine.gpu.max_binding() / 4;
+        let gather_fits = [b * h * nb * seq, b * h * seq * slots * d]
+            .iter()
+            .all(|&n| n as u64 <= max)
+            && seq < (1 << 22);
+        let gather = if per_query && !union_per_query && gather_fits {
+            Some(GatherBuffers {
+                kcount: engine.empty(&[b, h, nb], DType::U32)?,
+                qlist: engine.empty(&[b, h, nb, seq], DType::U32)?,
+                pacc: engine.empty(&[b, h, seq, slots, d], DType::F32)?,
+                pml: engine.empty(&[b, h, seq, slots, 2], DType::F32)?,
+                slots,
+            })
+        } else {
+            None
+        };
         Ok(Self {
             out,
             bits: engine.empty(&[b, h, rows, words], DType::U32)?,
-            kmean: Some(engine.empty(&[b, nb, kvh, d], DType::F32)?),
-            qmean: if per_query {
-                None
-            } else {
-                Some(engine.empty(&[b, nb, h, d], DType::F32)?)
-            },
-            gates: Some(engine.empty(&[b, h, rows, nb], DType::F32)?),
+            gated: Some(GateBuffers {
+                kmean: engine.empty(&[b, nb, kvh, d], DType::F32)?,
+                qmean: if per_query {
+                    None
+                } else {
+                    Some(engine.empty(&[b, nb, h, d], DType::F32)?)
+                },
+                gates: engine.empty(&[b, h, rows, nb], DType::F32)?,
+                gather,
+                dummies: [
+                    engine.upload_u32(&[1], &[0])?,
+                    engine.upload_u32(&[1], &[0])?,
+                ],
+            }),
             selection: Some(SelectedBlocks {
                 per_query,
                 dims: [b, h, rows],
@@ -233,6 +296,11 @@ impl SparseBuffers {
                 indices: engine.empty(&[b, h, rows, nb], DType::U32)?,
             }),
         })
+    }
+
+    /// Whether calls run the key-block-major gather + merge path.
+    pub fn gathers(&self) -> bool {
+        self.gated.as_ref().is_some_and(|g| g.gather.is_some())
     }
 }
 
@@ -249,13 +317,15 @@ pub fn block_sparse_attention_into(
 ) -> Result<()> {
     let l = block_sparse_layout(q, k, v, opts)?;
     let scale = scale_of(opts, l.head_dim)?;
-    if bufs.out.shape() != q.shape() {
-        return Err(Error::Shape {
+    let is_static = static_mask(&opts.select, l.n_blocks() as usize)?.is_some();
+    if bufs.out.shape() != q.shape() || bufs.gated.is_some() == is_static {
+        return Err(Error::InvalidArgument {
             op: OP,
             detail: format!(
-                "buffers were made for q {:?}, got {:?}",
+                "buffers were made for q {:?} and another selection, got q {:?} and {:?}",
                 bufs.out.shape(),
-                q.shape()
+                q.shape(),
+                opts.select
             ),
         });
     }
@@ -264,28 +334,17 @@ pub fn block_sparse_attention_into(
     params.causal = opts.causal as u32;
     params.rows = l.n_blocks() as u32;
     params.bits_bh = 0;
-    if let (Some(kmean), Some(gates), Some(sel)) = (&bufs.kmean, &bufs.gates, &bufs.selection) {
-        select_blocks(
-            rec,
-            q,
-            k,
-            &l,
-            opts,
-            &mut params,
-            cfgs,
-            bufs,
-            kmean,
-            gates,
-            sel,
-        )?;
-    } else if static_mask(&opts.select, l.n_blocks() as usize)?.is_none() {
-        return Err(Error::InvalidArgument {
-            op: OP,
-            detail: "buffers were made for a static mask, options select by gate".into(),
-        });
+    if let (Some(gb), Some(sel)) = (&bufs.gated, &bufs.selection) {
+        select_blocks(rec, q, k, &l, opts, &mut params, cfgs, bufs, gb, sel)?;
+        if let Some(g) = &gb.gather {
+            return gather_and_merge(rec, q, k, v, l, &mut params, cfgs, bufs, g, sel);
+        }
     }
     let engine = rec.engine();
-    let spec = BsAttnSpec { layout: l };
+    let spec = BsAttnSpec {
+        layout: l,
+        gather: false,
+    };
     let c = engine.choose(&spec, cfgs.attend.clone());
     let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
     params.q_tiles = spec.q_tiles(&c);
@@ -303,8 +362,79 @@ pub fn block_sparse_attention_into(
     )
 }
 
-/// Block means, gates and selection into `bufs`. Sets `params.rows`, `per_query`, `bits_bh`
-/// and the selection fields.
+fn stage_spec(l: &BlockLayout, stage: BsStage, rows: u64, src_heads: u64) -> BsStageSpec {
+    BsStageSpec {
+        stage,
+        layout: l.clone(),
+        rows,
+        src_heads,
+    }
+}
+
+fn run_stage(
+    rec: &mut Recorder,
+    spec: BsStageSpec,
+    cfg: &Option<BsWgConfig>,
+    p: &BsParams,
+    binds: &[Bind],
+) -> Result<()> {
+    let engine = rec.engine();
+    let c = engine.choose(&spec, cfg.clone());
+    let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
+    rec.dispatch(&kernel, bytemuck::bytes_of(p), binds, spec.dispatch(&c))
+}
+
+/// Key-block-major attention of each query over its selected blocks, then the merge.
+#[allow(clippy::too_many_arguments)]
+fn gather_and_merge(
+    rec: &mut Recorder,
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    l: BlockLayout,
+    params: &mut BsParams,
+    cfgs: &SparseConfigs,
+    bufs: &SparseBuffers,
+    g: &GatherBuffers,
+    sel: &SelectedBlocks,
+) -> Result<()> {
+    let engine = rec.engine();
+    let spec = BsAttnSpec {
+        layout: l.clone(),
+        gather: true,
+    };
+    let c = engine.choose(&spec, cfgs.gather.clone());
+    let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
+    params.q_tiles = spec.q_tiles(&c);
+    rec.dispatch(
+        &kernel,
+        bytemuck::bytes_of(params),
+        &[
+            Bind::whole(q),
+            Bind::whole(k),
+            Bind::whole(v),
+            Bind::whole(&g.kcount),
+            Bind::whole(&g.qlist),
+            Bind::whole(&g.pacc),
+            Bind::whole(&g.pml),
+        ],
+        spec.dispatch(&c),
+    )?;
+    run_stage(
+        rec,
+        stage_spec(&l, BsStage::Merge, l.seq, l.n_kv_heads),
+        &cfgs.merge,
+        params,
+        &[
+            Bind::whole(&sel.counts),
+            Bind::whole(&g.pacc),
+            Bind::whole(&g.pml),
+            Bind::whole(&bufs.out),
+        ],
+    )
+}
+
+/// Block means, gates and selection into `bufs`. Sets the selection fields of `params`.
 #[allow(clippy::too_many_arguments)]
 fn select_blocks(
     rec: &mut Recorder,
@@ -315,13 +445,12 @@ fn select_blocks(
     params: &mut BsParams,
     cfgs: &SparseConfigs,
     bufs: &SparseBuffers,
-    kmean: &Tensor,
-    gates: &Tensor,
+    gb: &GateBuffers,
     sel: &SelectedBlocks,
 ) -> Result<()> {
     let per_query = opts.granularity == Granularity::Query;
     let rows = if per_query { l.seq } else { l.n_blocks() };
-    if sel.per_query != per_query || gates.shape()[2] as u64 != rows {
+    if sel.per_query != per_query || gb.gates.shape()[2] as u64 != rows {
         return Err(Error::InvalidArgument {
             op: OP,
             detail: "buffers were made for another selection granularity".into(),
@@ -331,6 +460,8 @@ fn select_blocks(
     params.per_query = per_query as u32;
     params.global_sel = opts.global as u32;
     params.bits_bh = 1;
+    params.gather = gb.gather.is_some() as u32;
+    params.slots = gb.gather.as_ref().map_or(0, |g| g.slots as u32);
     match opts.select {
         BlockSelect::TopK(kk) => {
             params.mode = 0;
@@ -342,38 +473,21 @@ fn select_blocks(
         }
         _ => {}
     }
-    let stage = |stage, src_heads| BsStageSpec {
-        stage,
-        layout: l.clone(),
-        rows,
-        src_heads,
-    };
-    let run = |rec: &mut Recorder,
-               spec: BsStageSpec,
-               cfg: &Option<BsWgConfig>,
-               p: &BsParams,
-               binds: &[Bind]|
-     -> Result<()> {
-        let engine = rec.engine();
-        let c = engine.choose(&spec, cfg.clone());
-        let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
-        rec.dispatch(&kernel, bytemuck::bytes_of(p), binds, spec.dispatch(&c))
-    };
     let mut pm = *params;
     pm.src_heads = l.n_kv_heads as u32;
-    run(
+    run_stage(
         rec,
-        stage(BsStage::Means, l.n_kv_heads),
+        stage_spec(l, BsStage::Means, rows, l.n_kv_heads),
         &cfgs.means,
         &pm,
-        &[Bind::whole(k), Bind::whole(kmean)],
+        &[Bind::whole(k), Bind::whole(&gb.kmean)],
     )?;
-    let qsrc = match &bufs.qmean {
+    let qsrc = match &gb.qmean {
         Some(qmean) => {
             pm.src_heads = l.n_heads as u32;
-            run(
+            run_stage(
                 rec,
-                stage(BsStage::Means, l.n_heads),
+                stage_spec(l, BsStage::Means, rows, l.n_heads),
                 &cfgs.means,
                 &pm,
                 &[Bind::whole(q), Bind::whole(qmean)],
@@ -382,23 +496,34 @@ fn select_blocks(
         }
         None => q,
     };
-    run(
+    let (kcount, qlist) = match &gb.gather {
+        Some(g) => (&g.kcount, &g.qlist),
+        None => (&gb.dummies[0], &gb.dummies[1]),
+    };
+    run_stage(
         rec,
-        stage(BsStage::Gate, l.n_kv_heads),
+        stage_spec(l, BsStage::Gate, rows, l.n_kv_heads),
         &cfgs.gate,
         params,
-        &[Bind::whole(qsrc), Bind::whole(kmean), Bind::whole(gates)],
+        &[
+            Bind::whole(qsrc),
+            Bind::whole(&gb.kmean),
+            Bind::whole(&gb.gates),
+            Bind::whole(kcount),
+        ],
     )?;
-    run(
+    run_stage(
         rec,
-        stage(BsStage::Select, l.n_kv_heads),
+        stage_spec(l, BsStage::Select, rows, l.n_kv_heads),
         &cfgs.select,
         params,
         &[
-            Bind::whole(gates),
+            Bind::whole(&gb.gates),
             Bind::whole(&bufs.bits),
             Bind::whole(&sel.indices),
             Bind::whole(&sel.counts),
+            Bind::whole(kcount),
+            Bind::whole(qlist),
         ],
     )
 }

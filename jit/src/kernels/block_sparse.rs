@@ -20,13 +20,15 @@ use crate::kernels::attention::check_heads;
 use crate::kernels::{check_workgroup, illegal, linear_dispatch, MAX_GROUPS_PER_DIM};
 use crate::profile::DeviceProfile;
 use crate::render::{render, section};
-use crate::shaders::{BLOCK_SPARSE, BLOCK_SPARSE_ATTEND};
+use crate::shaders::{BLOCK_SPARSE, BLOCK_SPARSE_ATTEND, BLOCK_SPARSE_GATHER};
 use crate::spec::{dispatch_2d, div_ceil, BindingDecl, KernelSpec, UniformStruct};
 
 crate::uniform_struct!(
     /// Uniforms shared by all block-sparse kernels (each reads the fields it needs).
     /// `per_query`: selection rows are query tokens (else query blocks); `mode`: 0 top-k,
-    /// 1 threshold; `bits_bh`: 1 if each (batch, head) has its own mask rows, 0 if shared.
+    /// 1 threshold; `bits_bh`: 1 if each (batch, head) has its own mask rows, 0 if shared;
+    /// `gather`: per-query rows also build per-block query lists for the gather kernel, whose
+    /// partial results have `slots` entries per query.
     BsParams {
         batch: u32, seq: u32, n_heads: u32, n_kv_heads: u32,
         group: u32, src_heads: u32, grid_t: u32, grid_h: u32,
@@ -34,7 +36,8 @@ crate::uniform_struct!(
         nb_t: u32, nb_h: u32, nb_w: u32, n_blocks: u32,
         words: u32, rows: u32, per_query: u32, global_sel: u32,
         causal: u32, mode: u32, top_k: u32, threshold: f32,
-        scale: f32, bits_bh: u32, q_tiles: u32, pad0: u32,
+        scale: f32, bits_bh: u32, q_tiles: u32, gather: u32,
+        slots: u32, pad0: u32, pad1: u32, pad2: u32,
     }
 );
 
@@ -149,6 +152,8 @@ pub enum BsStage {
     Gate,
     /// Selection over `rows` rows.
     Select,
+    /// Gather mode: merges each query's per-block partial results.
+    Merge,
 }
 
 /// One of the means / gate / select kernels over a layout. `rows` is the number of selection
@@ -169,6 +174,7 @@ impl BsStageSpec {
             BsStage::Means => l.batch * l.n_blocks() * self.src_heads * (l.head_dim / 4),
             BsStage::Gate => l.batch * l.n_heads * self.rows * l.n_blocks(),
             BsStage::Select => l.batch * l.n_heads * self.rows,
+            BsStage::Merge => l.batch * l.n_heads * l.seq * (l.head_dim / 4),
         }
     }
     fn name(&self) -> &'static str {
@@ -176,6 +182,7 @@ impl BsStageSpec {
             BsStage::Means => "means",
             BsStage::Gate => "gate",
             BsStage::Select => "select",
+            BsStage::Merge => "merge",
         }
     }
 }
@@ -211,6 +218,7 @@ impl KernelSpec for BsStageSpec {
                 BindingDecl::read(1, "qs"),
                 BindingDecl::read(2, "kmean"),
                 BindingDecl::read_write(3, "gates"),
+                BindingDecl::read_write(4, "kcount"),
             ],
             BsStage::Select => vec![
                 BindingDecl::uniform(0, "p"),
@@ -218,6 +226,15 @@ impl KernelSpec for BsStageSpec {
                 BindingDecl::read_write(2, "bits"),
                 BindingDecl::read_write(3, "list"),
                 BindingDecl::read_write(4, "counts"),
+                BindingDecl::read_write(5, "kcount"),
+                BindingDecl::read_write(6, "qlist"),
+            ],
+            BsStage::Merge => vec![
+                BindingDecl::uniform(0, "p"),
+                BindingDecl::read(1, "counts"),
+                BindingDecl::read(2, "pacc"),
+                BindingDecl::read(3, "pml"),
+                BindingDecl::read_write(4, "out"),
             ],
         }
     }
@@ -227,7 +244,7 @@ impl KernelSpec for BsStageSpec {
         let name = self.name();
         let body = section(f, BLOCK_SPARSE, name)?;
         let mut values = vec![("KEY", self.key(cfg)), ("WG", cfg.wg.to_string())];
-        if self.stage != BsStage::Select {
+        if matches!(self.stage, BsStage::Means | BsStage::Gate | BsStage::Merge) {
             values.push(("D4", (self.layout.head_dim / 4).to_string()));
         }
         let body = render(f, body, &values)?;
@@ -301,20 +318,28 @@ impl BsAttnConfig {
 /// Floats of query rows, accumulators and scores one invocation may hold in registers.
 const MAX_REGISTER_FLOATS: u64 = 1024;
 
-/// Fused attention over the selected blocks.
+/// Fused attention over the selected blocks: query-major over the union of a query tile's
+/// blocks (`attend`), or key-block major over the queries that selected each block, writing
+/// per-block partial results for the merge kernel (`gather`, per-query selection).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BsAttnSpec {
     pub layout: BlockLayout,
+    pub gather: bool,
 }
 
 impl BsAttnSpec {
-    /// Query tiles per query block.
+    /// Query tiles per query block (attend), or per key block's query list (gather).
     pub fn q_tiles(&self, cfg: &BsAttnConfig) -> u32 {
-        div_ceil(self.layout.block_tokens(), cfg.q_tile() as u64).max(1)
+        let n = if self.gather {
+            self.layout.seq
+        } else {
+            self.layout.block_tokens()
+        };
+        div_ceil(n, cfg.q_tile() as u64).max(1)
     }
 
     fn shared_bytes(&self, cfg: &BsAttnConfig) -> u64 {
-        let maxw = MAX_BLOCKS / 32;
+        let maxw = if self.gather { 1 } else { MAX_BLOCKS / 32 };
         2 * cfg.kv_tile as u64 * self.layout.head_dim * 4 + 4 * cfg.kv_tile as u64 + 8 * maxw
     }
 }
@@ -328,12 +353,28 @@ impl KernelSpec for BsAttnSpec {
 
     fn key(&self, cfg: &BsAttnConfig) -> String {
         format!(
-            "block_sparse.attend.f32.d{}.wg{}.r{}.bk{}",
-            self.layout.head_dim, cfg.wg, cfg.rows, cfg.kv_tile
+            "block_sparse.{}.f32.d{}.wg{}.r{}.bk{}",
+            if self.gather { "gather" } else { "attend" },
+            self.layout.head_dim,
+            cfg.wg,
+            cfg.rows,
+            cfg.kv_tile
         )
     }
 
     fn bindings(&self, _cfg: &BsAttnConfig) -> Vec<BindingDecl> {
+        if self.gather {
+            return vec![
+                BindingDecl::uniform(0, "p"),
+                BindingDecl::read(1, "q"),
+                BindingDecl::read(2, "k"),
+                BindingDecl::read(3, "v"),
+                BindingDecl::read(4, "kcount"),
+                BindingDecl::read(5, "qlist"),
+                BindingDecl::read_write(6, "pacc"),
+                BindingDecl::read_write(7, "pml"),
+            ];
+        }
         vec![
             BindingDecl::uniform(0, "p"),
             BindingDecl::read(1, "q"),
@@ -345,19 +386,21 @@ impl KernelSpec for BsAttnSpec {
     }
 
     fn render(&self, cfg: &BsAttnConfig) -> Result<String, JitError> {
-        let f = "block_sparse_attend.wgsl";
-        let body = render(
-            f,
-            section(f, BLOCK_SPARSE_ATTEND, "attend")?,
-            &[
-                ("KEY", self.key(cfg)),
-                ("D4", (self.layout.head_dim / 4).to_string()),
-                ("WG", cfg.wg.to_string()),
-                ("R", cfg.rows.to_string()),
-                ("BK", cfg.kv_tile.to_string()),
-                ("MAXW", (MAX_BLOCKS / 32).to_string()),
-            ],
-        )?;
+        let mut values = vec![
+            ("KEY", self.key(cfg)),
+            ("D4", (self.layout.head_dim / 4).to_string()),
+            ("WG", cfg.wg.to_string()),
+            ("R", cfg.rows.to_string()),
+            ("BK", cfg.kv_tile.to_string()),
+        ];
+        let body = if self.gather {
+            let f = "block_sparse_gather.wgsl";
+            render(f, section(f, BLOCK_SPARSE_GATHER, "gather")?, &values)?
+        } else {
+            let f = "block_sparse_attend.wgsl";
+            values.push(("MAXW", (MAX_BLOCKS / 32).to_string()));
+            render(f, section(f, BLOCK_SPARSE_ATTEND, "attend")?, &values)?
+        };
         let common = render(
             "block_sparse.wgsl",
             section("block_sparse.wgsl", BLOCK_SPARSE, "common")?,
@@ -380,7 +423,7 @@ impl KernelSpec for BsAttnSpec {
         self.layout.check(fam)?;
         let key = self.key(cfg);
         check_workgroup(fam, &key, profile, cfg.wg)?;
-        if (cfg.wg as u64) < MAX_BLOCKS / 32 {
+        if !self.gather && (cfg.wg as u64) < MAX_BLOCKS / 32 {
             return Err(illegal(
                 fam,
                 &key,
@@ -438,6 +481,7 @@ impl KernelSpec for BsAttnSpec {
         // Query tiles never span two blocks, so tiles larger than a block leave rows idle, and
         // K/V tiles larger than a block stage padding: take the largest of each that fits a
         // block. Two rows per invocation reuse each staged key twice where registers allow.
+        // Gather tiles hold queries of many blocks: size them like a block too.
         let n = self.layout.block_tokens();
         let shapes: &[(u32, u32)] = if self.layout.head_dim <= 128 {
             &[(64, 2), (64, 1), (32, 2), (32, 1)]
