@@ -2,7 +2,8 @@
 //! query-block top-k and threshold selection, global selection, 1-D / 2-D / 3-D partitions,
 //! strided / fixed / user masks, causal and not; the returned selection equals the oracle's;
 //! all blocks selected equals dense attention; reruns are bitwise equal; every config of every
-//! space runs; bad arguments give typed errors.
+//! space runs; bad arguments give typed errors. Per-query selections run both the gather path
+//! (default) and the query-major union path.
 
 use webjit_engine::jit::kernels::block_sparse::{BlockLayout, BsAttnSpec, BsStage, BsStageSpec};
 use webjit_engine::jit::KernelSpec;
@@ -355,11 +356,9 @@ fn reruns_are_bitwise_deterministic() {
     assert_eq!(sa, sb);
 }
 
-#[test]
-fn every_config_of_every_space_matches_oracle() {
-    let e = engine();
-    let mut r = Rand::new(68);
-    // Per-query top-k with a partial last block, tile edges +-1 around 16 and 32 queries.
+/// Per-query top-k with a partial last block, tile edges +-1 around 16 and 32 queries; the
+/// layout of its spaces.
+fn sweep_case() -> (Case, BlockLayout) {
     let mut c = seq1d(49, 16, BlockSelect::TopK(2), true);
     c.d = 16;
     let layout = BlockLayout {
@@ -371,27 +370,49 @@ fn every_config_of_every_space_matches_oracle() {
         grid: [1, 1, 49],
         block: [1, 1, 16],
     };
-    let prof = e.profile();
-    let attn = |gather| {
-        BsAttnSpec {
-            layout: layout.clone(),
-            gather,
-        }
-        .space(prof)
-    };
-    let (attend, gather) = (attn(false), attn(true));
-    assert!(attend.len() >= 9 && gather.len() >= 9);
-    let mut cfgs: Vec<SparseConfigs> = attend
+    (c, layout)
+}
+
+// The two kernels' spaces run in separate tests, so their compiles use both cores.
+#[test]
+fn every_attend_config_matches_oracle() {
+    let mut r = Rand::new(68);
+    let (c, layout) = sweep_case();
+    let space = BsAttnSpec {
+        layout,
+        gather: false,
+    }
+    .space(engine().profile());
+    assert!(space.len() >= 6, "attend space: {}", space.len());
+    let cfgs: Vec<SparseConfigs> = space
         .into_iter()
         .map(|a| SparseConfigs {
             attend: Some(a),
             union_per_query: true,
             ..Default::default()
         })
-        .chain(gather.into_iter().map(|g| SparseConfigs {
+        .collect();
+    check(&mut r, &c, &cfgs);
+}
+
+#[test]
+fn every_gather_and_stage_config_matches_oracle() {
+    let e = engine();
+    let mut r = Rand::new(69);
+    let (c, layout) = sweep_case();
+    let prof = e.profile();
+    let gather = BsAttnSpec {
+        layout: layout.clone(),
+        gather: true,
+    }
+    .space(prof);
+    assert!(gather.len() >= 6, "gather space: {}", gather.len());
+    let mut cfgs: Vec<SparseConfigs> = gather
+        .into_iter()
+        .map(|g| SparseConfigs {
             gather: Some(g),
             ..Default::default()
-        }))
+        })
         .collect();
     let stage = |stage| {
         BsStageSpec {

@@ -458,11 +458,12 @@ impl KernelSpec for BsAttnSpec {
 
     fn space(&self, profile: &DeviceProfile) -> Vec<BsAttnConfig> {
         let mut out = Vec::new();
-        // Tiles of 4 keys only where nothing larger fits (head dim 256 on 16 KiB devices).
-        let tiles: &[u32] = if self.layout.head_dim >= 256 {
-            &[4, 8, 16, 32]
-        } else {
-            &[8, 16, 32]
+        // Tiles below 16 keys only where larger ones may not fit (wide heads on 16 KiB
+        // devices): below 16 keys the barriers per tile dominate.
+        let tiles: &[u32] = match self.layout.head_dim {
+            256.. => &[4, 8, 16, 32],
+            128.. => &[8, 16, 32],
+            _ => &[16, 32],
         };
         for wg in [32, 64, 128] {
             for rows in [1, 2, 4] {
@@ -496,12 +497,20 @@ impl KernelSpec for BsAttnSpec {
             .flat_map(|&(wg, rows)| {
                 [32, 16, 8, 4]
                     .into_iter()
-                    .filter(move |&t| fits(t) || t <= 8)
+                    .filter(move |&t| fits(t))
                     .map(move |kv_tile| BsAttnConfig { wg, rows, kv_tile })
             })
             .find(|c| space.contains(c));
         if let Some(c) = pick {
             return c;
+        }
+        // Blocks smaller than every tile: the smallest tile, in a query tile that fits.
+        let small = space
+            .iter()
+            .filter(|c| fits(c.q_tile()) || c.q_tile() == 32)
+            .min_by_key(|c| (c.kv_tile, u32::MAX - c.q_tile()));
+        if let Some(c) = small {
+            return c.clone();
         }
         self.space(profile)
             .into_iter()
