@@ -7,6 +7,16 @@
 
 // Finite "minus infinity": keeps exp(m_old - m_new) well defined before the first key.
 const NEG: f32 = -3.0e38;
+// Gate of a forced pair (see the gate kernel); real gates are finite and far from +-3e38.
+const POS: f32 = 3.0e38;
+
+// State of a pair from its gate: 0 hidden, 1 competing, 2 forced.
+fn gate_state(g: f32) -> u32 {
+    if (g <= NEG) {
+        return 0u;
+    }
+    return select(1u, 2u, g >= POS);
+}
 
 // Block (box) index of token `t`; boxes are numbered row-major over the box grid.
 fn block_of(t: u32) -> u32 {
@@ -93,7 +103,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 
 //! section gate
 // {{KEY}}
-// Gate of every (row, key block) pair a row may choose: scale * q_row . mean(k_block).
+// Gate of every (row, key block) pair: scale * q_row . mean(k_block) where the block competes.
 const D4: u32 = {{D4}}u;   // head_dim / 4
 const WG: u32 = {{WG}}u;
 @group(0) @binding(1) var<storage, read> qs: array<vec4<f32>>;          // [batch, rows, n_heads, d]
@@ -115,8 +125,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if (p.gather != 0u && r == 0u) {
         kcount[i / (p.rows * p.n_blocks) * p.n_blocks + kb] = 0u;
     }
-    var g = 0.0;
-    if (block_state(r, kb) == 1u) {
+    // Hidden and forced pairs are written as NEG and POS, so the select kernel reads each
+    // pair's state from its gate instead of recomputing the block geometry n_blocks^2 times.
+    let st = block_state(r, kb);
+    var g = select(NEG, POS, st == 2u);
+    if (st == 1u) {
         let qo = ((b * p.rows + r) * p.n_heads + h) * D4;
         let ko = ((b * p.n_blocks + kb) * p.n_kv_heads + h / p.group) * D4;
         var d = vec4<f32>(0.0);
@@ -166,15 +179,17 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if (p.mode == 1u) {
         for (var gr = g_lo; gr < g_hi; gr++) {
             for (var kb = 0u; kb < p.n_blocks; kb++) {
-                if (block_state(gr, kb) == 1u) {
-                    mx = max(mx, gates[head + gr * p.n_blocks + kb]);
+                let g = gates[head + gr * p.n_blocks + kb];
+                if (gate_state(g) == 1u) {
+                    mx = max(mx, g);
                 }
             }
         }
         for (var gr = g_lo; gr < g_hi; gr++) {
             for (var kb = 0u; kb < p.n_blocks; kb++) {
-                if (block_state(gr, kb) == 1u) {
-                    tot += exp(gates[head + gr * p.n_blocks + kb] - mx);
+                let g = gates[head + gr * p.n_blocks + kb];
+                if (gate_state(g) == 1u) {
+                    tot += exp(g - mx);
                 }
             }
         }
@@ -183,18 +198,18 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     var word = 0u;
     var n_sel = 0u;
     for (var kb = 0u; kb < p.n_blocks; kb++) {
-        let st = block_state(r, kb);
+        let me = r * p.n_blocks + kb;
+        let g = gates[head + me];
+        let st = gate_state(g);
         var take = st == 2u;
         if (st == 1u) {
-            let me = r * p.n_blocks + kb;
-            let g = gates[head + me];
             var rank = 0;
             var before = 0.0;
             for (var gr = g_lo; gr < g_hi; gr++) {
                 for (var ob = 0u; ob < p.n_blocks; ob++) {
                     let other = gr * p.n_blocks + ob;
                     let go = gates[head + other];
-                    if (block_state(gr, ob) == 1u && (go > g || (go == g && other < me))) {
+                    if (gate_state(go) == 1u && (go > g || (go == g && other < me))) {
                         rank += 1;
                         before += exp(go - mx);
                     }

@@ -53,6 +53,10 @@ pub struct BlockSparseArgs {
     /// --query-block).
     #[arg(long)]
     global: bool,
+    /// Per-query selection through the query-major kernel over each query tile's union of
+    /// blocks, instead of the key-block-major gather + merge.
+    #[arg(long)]
+    union: bool,
     /// Attention kernel config by key (see --sweep); default: the heuristic default.
     #[arg(long)]
     config: Option<String>,
@@ -185,8 +189,12 @@ pub fn run(a: BlockSparseArgs) -> Result<()> {
     let v = e.upload_f32(&[b, s, kvh, d], &pseudo_random(b * s * kvh * d, 3))?;
     let opts = options(&a)?;
     let l = ops::block_sparse_layout(&q, &k, &v, &opts)?;
-    let bufs = SparseBuffers::new(&e, &l, &opts)?;
-    let spec = BsAttnSpec { layout: l.clone() };
+    let bufs = SparseBuffers::new(&e, &l, &opts, a.union)?;
+    let gather = bufs.gathers();
+    let spec = BsAttnSpec {
+        layout: l.clone(),
+        gather,
+    };
     let configs: Vec<BsAttnConfig> = if a.sweep {
         spec.space(e.profile())
     } else if let Some(key) = &a.config {
@@ -198,7 +206,9 @@ pub fn run(a: BlockSparseArgs) -> Result<()> {
     let mut best: Option<(String, f64)> = None;
     for cfg in configs {
         let cfgs = SparseConfigs {
-            attend: Some(cfg.clone()),
+            attend: (!gather).then(|| cfg.clone()),
+            gather: gather.then(|| cfg.clone()),
+            union_per_query: a.union,
             ..Default::default()
         };
         let t = bench::time_op(&e, min, |rec| {
@@ -261,6 +271,7 @@ pub fn run(a: BlockSparseArgs) -> Result<()> {
         "select": format!("{:?}", opts.select), "granularity": format!("{:?}", opts.granularity),
         "global": a.global, "causal": a.causal, "unchecked_shaders": a.unchecked,
         "n_blocks": l.n_blocks(),
+        "path": if gather { "gather+merge" } else { "attend" },
         "config": key,
         "time_ms": t * 1e3,
         "gflops": flops / t / 1e9,
