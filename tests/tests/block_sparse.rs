@@ -430,14 +430,14 @@ fn every_gather_and_stage_config_matches_oracle() {
         BsStage::Merge,
     ]
     .map(stage);
-    let n = stages.iter().map(|s| s.len()).min().unwrap_or(0);
-    assert!(n >= 4);
-    for i in 0..n {
+    assert!(stages.iter().all(|s| s.len() >= 4));
+    let [means, gates, selects, merges] = &stages;
+    for (((m, g), s), mg) in means.iter().zip(gates).zip(selects).zip(merges) {
         cfgs.push(SparseConfigs {
-            means: Some(stages[0][i].clone()),
-            gate: Some(stages[1][i].clone()),
-            select: Some(stages[2][i].clone()),
-            merge: Some(stages[3][i].clone()),
+            means: Some(m.clone()),
+            gate: Some(g.clone()),
+            select: Some(s.clone()),
+            merge: Some(mg.clone()),
             ..Default::default()
         });
     }

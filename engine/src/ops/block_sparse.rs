@@ -51,15 +51,30 @@ pub struct SelectedBlocks {
 
 impl SelectedBlocks {
     /// Reads the lists back: one Vec of block indices per (batch, head, row), row-major.
-    pub fn read(&self, engine: &Engine) -> Result<Vec<Vec<u32>>> {
-        let counts = engine.read_u32(&self.counts)?;
-        let idx = engine.read_u32(&self.indices)?;
+    pub async fn read_async(&self, engine: &Engine) -> Result<Vec<Vec<u32>>> {
+        let words = |b: Vec<u8>| -> Vec<u32> {
+            b.chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        };
+        let counts = words(engine.read_bytes(&self.counts).await?);
+        let idx = words(engine.read_bytes(&self.indices).await?);
         let nb = self.n_blocks;
         Ok(counts
             .iter()
             .enumerate()
-            .map(|(r, &c)| idx[r * nb..r * nb + (c as usize).min(nb)].to_vec())
+            .map(|(r, &c)| {
+                idx.get(r * nb..r * nb + (c as usize).min(nb))
+                    .unwrap_or(&[])
+                    .to_vec()
+            })
             .collect())
+    }
+
+    /// Native convenience: blocks on `read_async`.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read(&self, engine: &Engine) -> Result<Vec<Vec<u32>>> {
+        pollster::block_on(self.read_async(engine))
     }
 }
 
