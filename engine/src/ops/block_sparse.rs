@@ -480,7 +480,8 @@ fn select_blocks(
     match opts.select {
         BlockSelect::TopK(kk) => {
             params.mode = 0;
-            params.top_k = kk;
+            // More than every block is every block; clamping keeps k x rows within u32.
+            params.top_k = kk.min(l.n_blocks() as u32);
         }
         BlockSelect::Threshold(t) => {
             params.mode = 1;

@@ -206,6 +206,18 @@ impl KernelSpec for BsStageSpec {
         }
     }
 
+    fn tune_key(&self) -> String {
+        let l = &self.layout;
+        format!(
+            "block_sparse.{}.d{}|s{}.nb{}.r{}",
+            self.name(),
+            l.head_dim,
+            l.seq.next_power_of_two(),
+            l.n_blocks().next_power_of_two(),
+            self.rows.next_power_of_two()
+        )
+    }
+
     fn bindings(&self, _cfg: &BsWgConfig) -> Vec<BindingDecl> {
         match self.stage {
             BsStage::Means => vec![
@@ -359,6 +371,17 @@ impl KernelSpec for BsAttnSpec {
             cfg.wg,
             cfg.rows,
             cfg.kv_tile
+        )
+    }
+
+    fn tune_key(&self) -> String {
+        let l = &self.layout;
+        format!(
+            "block_sparse.{}.d{}|s{}.b{}",
+            if self.gather { "gather" } else { "attend" },
+            l.head_dim,
+            l.seq.next_power_of_two(),
+            l.block_tokens().next_power_of_two()
         )
     }
 
