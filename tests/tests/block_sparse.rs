@@ -356,6 +356,46 @@ fn reruns_are_bitwise_deterministic() {
     assert_eq!(sa, sb);
 }
 
+#[test]
+fn reused_buffers_match_oracle_on_new_inputs() {
+    // The bench and any decoding loop record into one SparseBuffers many times: per-block
+    // query counts must start from zero on every call.
+    let e = engine();
+    let mut r = Rand::new(70);
+    for (select, gran) in [
+        (BlockSelect::TopK(3), Granularity::Query),
+        (BlockSelect::Threshold(0.7), Granularity::Query),
+        (BlockSelect::TopK(2), Granularity::QueryBlock),
+    ] {
+        let mut c = seq1d(58, 8, select, true);
+        c.granularity = gran;
+        let p = problem(&c);
+        let first = inputs(&mut r, &c, &p);
+        let l = ops::block_sparse_layout(&first.qt, &first.kt, &first.vt, &options(&c)).unwrap();
+        let bufs = ops::SparseBuffers::new(e, &l, &options(&c), false).unwrap();
+        assert_eq!(bufs.gathers(), gran == Granularity::Query);
+        for x in [first, inputs(&mut r, &c, &p)] {
+            let mut rec = e.recorder();
+            ops::block_sparse_attention_into(
+                &mut rec,
+                &x.qt,
+                &x.kt,
+                &x.vt,
+                &options(&c),
+                &bufs,
+                &SparseConfigs::default(),
+            )
+            .unwrap();
+            rec.submit().unwrap();
+            let sel = p.selection(&x.q, &x.k);
+            let want = p.attention(&sel, &x.q, &x.k, &x.v);
+            let got = e.read_f32(&bufs.out).unwrap();
+            let label = format!("reused buffers {c:?}");
+            assert_close(&label, r.seed, &got, &want, 2e-5, 1e-4, NMSE_ATTENTION);
+        }
+    }
+}
+
 /// Per-query top-k with a partial last block, tile edges +-1 around 16 and 32 queries; the
 /// layout of its spaces.
 fn sweep_case() -> (Case, BlockLayout) {
