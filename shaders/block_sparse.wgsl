@@ -43,6 +43,9 @@ fn block_count(kb: u32) -> u32 {
 // Token of the `l`-th element of block `kb`; elements are row-major inside the box, so they
 // come in increasing token order.
 fn block_token(kb: u32, l: u32) -> u32 {
+    if (p.grid_t * p.grid_h == 1u) {
+        return kb * p.box_w + l; // 1-D: blocks are runs of box_w tokens
+    }
     let e = block_extent(kb);
     let bt = kb / (p.nb_h * p.nb_w);
     let bh = (kb / p.nb_w) % p.nb_h;

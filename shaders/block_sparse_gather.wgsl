@@ -75,16 +75,17 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     var s: array<f32, R * BK>;
     for (var t0 = 0u; t0 < n; t0 += BK) {
         workgroupBarrier();
+        // Token of each key of the tile, once per key (the box geometry costs divisions).
+        for (var j = lid; j < BK; j += WG) {
+            ktok[j] = select(NONE, block_token(kb, t0 + j), t0 + j < n);
+        }
+        workgroupBarrier();
         for (var i = lid; i < BK * D4; i += WG) {
-            let j = t0 + i / D4;
-            let tk = block_token(kb, min(j, n - 1u));
-            let src = ((b * p.seq + tk) * p.n_kv_heads + kvh) * D4 + i % D4;
-            let ok = j < n;
+            let tk = ktok[i / D4];
+            let ok = tk != NONE;
+            let src = ((b * p.seq + select(0u, tk, ok)) * p.n_kv_heads + kvh) * D4 + i % D4;
             kt[i] = select(vec4<f32>(0.0), k[src], ok);
             vt[i] = select(vec4<f32>(0.0), v[src], ok);
-            if (i % D4 == 0u) {
-                ktok[i / D4] = select(NONE, tk, ok);
-            }
         }
         workgroupBarrier();
         for (var r = 0u; r < R; r++) {

@@ -504,11 +504,13 @@ impl KernelSpec for BsAttnSpec {
     fn default_config(&self, profile: &DeviceProfile) -> BsAttnConfig {
         // Query tiles never span two blocks, so tiles larger than a block leave rows idle, and
         // K/V tiles larger than a block stage padding: take the largest of each that fits a
-        // block. Two rows per invocation reuse each staged key twice where registers allow.
-        // Gather tiles hold queries of many blocks: size them like a block too.
+        // block (gather tiles hold queries of many blocks: size them like a block too). Two
+        // rows per invocation reuse each staged key twice, but only small heads keep 2 rows of
+        // query and accumulator within ~128 registers (as the dense kernel's default does;
+        // more spills on NVIDIA's 255).
         let n = self.layout.block_tokens();
-        let shapes: &[(u32, u32)] = if self.layout.head_dim <= 128 {
-            &[(64, 2), (64, 1), (32, 2), (32, 1)]
+        let shapes: &[(u32, u32)] = if self.layout.head_dim <= 32 {
+            &[(64, 2), (128, 1), (64, 1), (32, 2), (32, 1)]
         } else {
             &[(128, 1), (64, 1), (32, 1)]
         };
