@@ -25,6 +25,8 @@ var<workgroup> vt: array<vec4<f32>, BK * D4>;  // [BK, d] values of the current 
 var<workgroup> ktok: array<u32, BK>;           // [BK] token index of each staged key
 var<workgroup> wg_union: array<atomic<u32>, MAXW>; // [words] blocks selected by any row
 var<workgroup> wg_words: array<u32, MAXW>;     // [words] the same, readable uniformly
+var<workgroup> wg_maxq: atomic<u32>;           // latest query token of the workgroup
+var<workgroup> wg_last: u32;                   // the same, readable uniformly
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
@@ -74,8 +76,12 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     if (lid < p.words) {
         atomicStore(&wg_union[lid], 0u);
     }
+    if (lid == 0u) {
+        atomicStore(&wg_maxq, 0u);
+    }
     workgroupBarrier();
     for (var r = 0u; r < R; r++) {
+        atomicMax(&wg_maxq, qtok[r]);
         if (live[r]) {
             for (var w = 0u; w < p.words; w++) {
                 let bw = bits[mrow[r] + w];
@@ -89,6 +95,10 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     if (lid < p.words) {
         wg_words[lid] = atomicLoad(&wg_union[lid]);
     }
+    if (lid == 0u) {
+        wg_last = atomicLoad(&wg_maxq);
+    }
+    let last_q = workgroupUniformLoad(&wg_last);
 
     var s: array<f32, R * BK>;
     var sel: array<bool, R>;
@@ -102,7 +112,10 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
             for (var r = 0u; r < R; r++) {
                 sel[r] = live[r] && ((bits[mrow[r] + w] >> bit) & 1u) != 0u;
             }
-            for (var t0 = 0u; t0 < n; t0 += BK) {
+            // Under causal masking, tiles whose first key follows every query here are all
+            // masked (box elements come in increasing token order).
+            for (var t0 = 0u; t0 < n && (p.causal == 0u || block_token(kb, t0) <= last_q);
+                 t0 += BK) {
                 workgroupBarrier();
                 // Token of each key of the tile, once per key (the box geometry costs divisions).
                 for (var j = lid; j < BK; j += WG) {

@@ -25,6 +25,8 @@ var<workgroup> kt: array<vec4<f32>, BK * D4>;  // [BK, d] keys of the current ti
 var<workgroup> vt: array<vec4<f32>, BK * D4>;  // [BK, d] values of the current tile
 var<workgroup> ktok: array<u32, BK>;           // [BK] token of each staged key (NONE: padding)
 var<workgroup> wg_nq: u32;
+var<workgroup> wg_maxq: atomic<u32>; // latest query token of the workgroup
+var<workgroup> wg_last: u32;         // the same, readable uniformly
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
@@ -45,6 +47,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     let kvh = h / p.group;
     if (lid == 0u) {
         wg_nq = kcount[kq];
+        atomicStore(&wg_maxq, 0u);
     }
     let nq = workgroupUniformLoad(&wg_nq);
     if (chunk * BQ >= nq) {
@@ -71,9 +74,20 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         l[r] = 0.0;
     }
 
+    for (var r = 0u; r < R; r++) {
+        atomicMax(&wg_maxq, qtok[r]);
+    }
+    workgroupBarrier();
+    if (lid == 0u) {
+        wg_last = atomicLoad(&wg_maxq);
+    }
+    let last_q = workgroupUniformLoad(&wg_last);
+
+    // Under causal masking, tiles whose first key follows every query here are all masked
+    // (box elements come in increasing token order).
     let n = block_count(kb);
     var s: array<f32, R * BK>;
-    for (var t0 = 0u; t0 < n; t0 += BK) {
+    for (var t0 = 0u; t0 < n && (p.causal == 0u || block_token(kb, t0) <= last_q); t0 += BK) {
         workgroupBarrier();
         // Token of each key of the tile, once per key (the box geometry costs divisions).
         for (var j = lid; j < BK; j += WG) {
