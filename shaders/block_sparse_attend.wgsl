@@ -102,6 +102,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 
     var s: array<f32, R * BK>;
     var sel: array<bool, R>;
+    let one_d = p.grid_t * p.grid_h == 1u;
     for (var w = 0u; w < p.words; w++) {
         var word = workgroupUniformLoad(&wg_words[w]);
         while (word != 0u) {
@@ -117,13 +118,25 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
             for (var t0 = 0u; t0 < n && (p.causal == 0u || block_token(kb, t0) <= last_q);
                  t0 += BK) {
                 workgroupBarrier();
-                // Token of each key of the tile, once per key (the box geometry costs divisions).
-                for (var j = lid; j < BK; j += WG) {
-                    ktok[j] = select(0xffffffffu, block_token(kb, t0 + j), t0 + j < n);
+                // 2-D / 3-D boxes: each key's token once per key (the box geometry costs divisions),
+                // at the price of a barrier; 1-D blocks are runs of tokens, computed in place.
+                if (!one_d) {
+                    for (var j = lid; j < BK; j += WG) {
+                        ktok[j] = select(0xffffffffu, block_token(kb, t0 + j), t0 + j < n);
+                    }
+                    workgroupBarrier();
                 }
-                workgroupBarrier();
                 for (var i = lid; i < BK * D4; i += WG) {
-                    let tk = ktok[i / D4];
+                    var tk: u32;
+                    if (one_d) {
+                        let j = t0 + i / D4;
+                        tk = select(0xffffffffu, kb * p.box_w + j, j < n);
+                        if (i % D4 == 0u) {
+                            ktok[i / D4] = tk;
+                        }
+                    } else {
+                        tk = ktok[i / D4];
+                    }
                     let ok = tk != 0xffffffffu;
                     let src = ((b * p.seq + select(0u, tk, ok)) * p.n_kv_heads + kvh) * D4 + i % D4;
                     kt[i] = select(vec4<f32>(0.0), k[src], ok);

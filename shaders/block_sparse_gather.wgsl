@@ -86,16 +86,29 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     // Under causal masking, tiles whose first key follows every query here are all masked
     // (box elements come in increasing token order).
     let n = block_count(kb);
+    let one_d = p.grid_t * p.grid_h == 1u;
     var s: array<f32, R * BK>;
     for (var t0 = 0u; t0 < n && (p.causal == 0u || block_token(kb, t0) <= last_q); t0 += BK) {
         workgroupBarrier();
-        // Token of each key of the tile, once per key (the box geometry costs divisions).
-        for (var j = lid; j < BK; j += WG) {
-            ktok[j] = select(NONE, block_token(kb, t0 + j), t0 + j < n);
+        // 2-D / 3-D boxes: each key's token once per key (the box geometry costs divisions),
+        // at the price of a barrier; 1-D blocks are runs of tokens, computed in place.
+        if (!one_d) {
+            for (var j = lid; j < BK; j += WG) {
+                ktok[j] = select(NONE, block_token(kb, t0 + j), t0 + j < n);
+            }
+            workgroupBarrier();
         }
-        workgroupBarrier();
         for (var i = lid; i < BK * D4; i += WG) {
-            let tk = ktok[i / D4];
+            var tk: u32;
+            if (one_d) {
+                let j = t0 + i / D4;
+                tk = select(NONE, kb * p.box_w + j, j < n);
+                if (i % D4 == 0u) {
+                    ktok[i / D4] = tk;
+                }
+            } else {
+                tk = ktok[i / D4];
+            }
             let ok = tk != NONE;
             let src = ((b * p.seq + select(0u, tk, ok)) * p.n_kv_heads + kvh) * D4 + i % D4;
             kt[i] = select(vec4<f32>(0.0), k[src], ok);

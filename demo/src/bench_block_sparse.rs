@@ -234,6 +234,37 @@ pub fn run(a: BlockSparseArgs) -> Result<()> {
         op: "bench",
         detail: "every config failed".into(),
     })?;
+    // Gating alone (block means, gates, selection) with the winning attention config's
+    // defaults for the other kernels: the rest of the time is attention (and merge).
+    let t_select = if bufs.selection.is_some() && !matches!(opts.select, BlockSelect::Mask(_)) {
+        let cfgs = SparseConfigs {
+            union_per_query: a.union,
+            ..Default::default()
+        };
+        Some(
+            bench::time_op(&e, min, |rec| {
+                ops::block_sparse_select_into(rec, &q, &k, &v, &opts, &bufs, &cfgs)
+            })?
+            .as_secs_f64(),
+        )
+    } else {
+        None
+    };
+    // Run once more so the selection read below is the op's own.
+    let mut rec = e.recorder();
+    ops::block_sparse_attention_into(
+        &mut rec,
+        &q,
+        &k,
+        &v,
+        &opts,
+        &bufs,
+        &SparseConfigs {
+            union_per_query: a.union,
+            ..Default::default()
+        },
+    )?;
+    rec.submit()?;
     let pairs = attended_pairs(&e, &l, &bufs, a.causal)?;
     let flops = 4.0 * d as f64 * pairs;
 
@@ -274,6 +305,7 @@ pub fn run(a: BlockSparseArgs) -> Result<()> {
         "path": if gather { "gather+merge" } else { "attend" },
         "config": key,
         "time_ms": t * 1e3,
+        "select_time_ms": t_select.map(|x| x * 1e3),
         "gflops": flops / t / 1e9,
         "attended_fraction": flops / dense_flops,
         "dense_time_ms": t_dense * 1e3,
@@ -305,6 +337,9 @@ pub fn run(a: BlockSparseArgs) -> Result<()> {
             t_dense / t,
             100.0 * realized.unwrap_or(0.0)
         );
+        if let Some(ts) = t_select {
+            println!("of which gating + selection: {:.3} ms", ts * 1e3);
+        }
         println!("({counting})");
     }
     Ok(())

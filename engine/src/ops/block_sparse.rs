@@ -330,6 +330,35 @@ pub fn block_sparse_attention_into(
     bufs: &SparseBuffers,
     cfgs: &SparseConfigs,
 ) -> Result<()> {
+    record(rec, q, k, v, opts, bufs, cfgs, true)
+}
+
+/// Only the gating and selection of `block_sparse_attention_into` (block means, gates, select):
+/// fills `bufs.selection` without computing attention (visualization, timing breakdowns).
+/// Static masks have nothing to record.
+pub fn block_sparse_select_into(
+    rec: &mut Recorder,
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    opts: &SparseOptions,
+    bufs: &SparseBuffers,
+    cfgs: &SparseConfigs,
+) -> Result<()> {
+    record(rec, q, k, v, opts, bufs, cfgs, false)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn record(
+    rec: &mut Recorder,
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    opts: &SparseOptions,
+    bufs: &SparseBuffers,
+    cfgs: &SparseConfigs,
+    attend: bool,
+) -> Result<()> {
     let l = block_sparse_layout(q, k, v, opts)?;
     let scale = scale_of(opts, l.head_dim)?;
     let is_static = static_mask(&opts.select, l.n_blocks() as usize)?.is_some();
@@ -351,9 +380,15 @@ pub fn block_sparse_attention_into(
     params.bits_bh = 0;
     if let (Some(gb), Some(sel)) = (&bufs.gated, &bufs.selection) {
         select_blocks(rec, q, k, &l, opts, &mut params, cfgs, bufs, gb, sel)?;
+        if !attend {
+            return Ok(());
+        }
         if let Some(g) = &gb.gather {
             return gather_and_merge(rec, q, k, v, l, &mut params, cfgs, bufs, g, sel);
         }
+    }
+    if !attend {
+        return Ok(());
     }
     let engine = rec.engine();
     let spec = BsAttnSpec {

@@ -21,7 +21,8 @@ pub use attention_decode::{
 };
 pub use block_sparse::{
     block_sparse_attention, block_sparse_attention_into, block_sparse_attention_with,
-    block_sparse_layout, SelectedBlocks, SparseBuffers, SparseConfigs, SparseOutput,
+    block_sparse_layout, block_sparse_select_into, SelectedBlocks, SparseBuffers, SparseConfigs,
+    SparseOutput,
 };
 pub use block_sparse_opts::{BlockMask, BlockSelect, Granularity, Partition, SparseOptions};
 pub use elementwise::{add, elementwise_with, gelu_erf, gelu_tanh, mul, scale, silu};
