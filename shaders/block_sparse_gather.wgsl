@@ -1,15 +1,19 @@
 //! section gather
 // {{KEY}}
-// Per-query selection, key-block major (MoBA's own scheme): one workgroup takes BQ = WG * R of
+// Per-query selection, key-block major (MoBA's own scheme): one workgroup takes BQ of
 // the queries that selected key block kb (from the lists the select kernel built), stages the
 // block's K/V in tiles of BK keys, and writes each query's unnormalized partial result for that
 // block (accumulator, running max and sum) into the query's slot; the merge kernel combines the
 // slots. Work is proportional to the selected (query, block) pairs, whatever the neighbours of
-// a query selected. Appended to the `common` section of block_sparse.wgsl.
+// a query selected. TPR invocations share a query row, each owning D4 / TPR interleaved vec4
+// columns (as in the dense kernel). Appended to the `common` section of block_sparse.wgsl.
 const D4: u32 = {{D4}}u;   // head_dim / 4
 const WG: u32 = {{WG}}u;
 const R: u32 = {{R}}u;     // queries per invocation
-const BQ: u32 = WG * R;    // queries per workgroup
+const TPR: u32 = {{TPR}}u; // invocations per query row
+const DP: u32 = D4 / TPR;  // vec4 columns per invocation
+const RW: u32 = WG / TPR;  // rows per R block
+const BQ: u32 = RW * R;    // queries per workgroup
 const BK: u32 = {{BK}}u;   // keys per tile
 const NONE: u32 = 0xffffffffu;
 
@@ -25,6 +29,8 @@ var<workgroup> kt: array<vec4<f32>, BK * D4>;  // [BK, d] keys of the current ti
 var<workgroup> vt: array<vec4<f32>, BK * D4>;  // [BK, d] values of the current tile
 var<workgroup> ktok: array<u32, BK>;           // [BK] token of each staged key (NONE: padding)
 var<workgroup> wg_nq: u32;
+// [R * BK, WG] partial dots exchanged between the TPR invocations of a row (1 float if TPR = 1).
+var<workgroup> sp: array<f32, {{SP}}>;
 var<workgroup> wg_maxq: atomic<u32>; // latest query token of the workgroup
 var<workgroup> wg_last: u32;         // the same, readable uniformly
 
@@ -54,21 +60,23 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         return;
     }
 
-    var qr: array<vec4<f32>, R * D4>;
-    var acc: array<vec4<f32>, R * D4>;
+    let rl = lid / TPR;   // query row of this invocation within each R block
+    let part = lid % TPR; // owns vec4 columns c * TPR + part
+    var qr: array<vec4<f32>, R * DP>;
+    var acc: array<vec4<f32>, R * DP>;
     var m: array<f32, R>;
     var l: array<f32, R>;
     var qtok: array<u32, R>;
     var slot: array<u32, R>;
     for (var r = 0u; r < R; r++) {
-        let e = chunk * BQ + lid + r * WG;
+        let e = chunk * BQ + rl + r * RW;
         let entry = qlist[kq * p.seq + min(e, nq - 1u)];
         qtok[r] = entry / 1024u;
         slot[r] = select(NONE, entry % 1024u, e < nq);
-        let base = ((b * p.seq + qtok[r]) * p.n_heads + h) * D4;
-        for (var c = 0u; c < D4; c++) {
-            qr[r * D4 + c] = q[base + c];
-            acc[r * D4 + c] = vec4<f32>(0.0);
+        let base = ((b * p.seq + qtok[r]) * p.n_heads + h) * D4 + part;
+        for (var c = 0u; c < DP; c++) {
+            qr[r * DP + c] = q[base + c * TPR];
+            acc[r * DP + c] = vec4<f32>(0.0);
         }
         m[r] = NEG;
         l[r] = 0.0;
@@ -116,6 +124,32 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         }
         workgroupBarrier();
         for (var r = 0u; r < R; r++) {
+            for (var j = 0u; j < BK; j++) {
+                var d = vec4<f32>(0.0);
+                for (var c = 0u; c < DP; c++) {
+                    d = fma(qr[r * DP + c], kt[j * D4 + c * TPR + part], d);
+                }
+                let dsum = d.x + d.y + d.z + d.w;
+                if (TPR == 1u) {
+                    s[r * BK + j] = dsum;
+                } else {
+                    sp[(r * BK + j) * WG + lid] = dsum;
+                }
+            }
+        }
+        if (TPR > 1u) {
+            workgroupBarrier();
+            for (var i = 0u; i < R * BK; i++) {
+                var t = 0.0;
+                for (var u = 0u; u < TPR; u++) {
+                    t += sp[i * WG + rl * TPR + u];
+                }
+                s[i] = t;
+            }
+            // The next tile's partials may only be written once every row has read these.
+            workgroupBarrier();
+        }
+        for (var r = 0u; r < R; r++) {
             if (slot[r] == NONE) {
                 continue;
             }
@@ -123,27 +157,23 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
             for (var j = 0u; j < BK; j++) {
                 let tk = ktok[j];
                 let ok = tk != NONE && (p.causal == 0u || tk <= qtok[r]);
-                var d = vec4<f32>(0.0);
-                for (var c = 0u; c < D4; c++) {
-                    d = fma(qr[r * D4 + c], kt[j * D4 + c], d);
-                }
-                let sj = select(NEG, (d.x + d.y + d.z + d.w) * p.scale, ok);
+                let sj = select(NEG, s[r * BK + j] * p.scale, ok);
                 s[r * BK + j] = sj;
                 mt = max(mt, sj);
             }
             let alpha = exp(m[r] - mt);
             m[r] = mt;
             var lsum = l[r] * alpha;
-            for (var c = 0u; c < D4; c++) {
-                acc[r * D4 + c] *= alpha;
+            for (var c = 0u; c < DP; c++) {
+                acc[r * DP + c] *= alpha;
             }
             for (var j = 0u; j < BK; j++) {
                 // Masked keys hold NEG and add exactly 0.
                 let sj = s[r * BK + j];
                 let pj = select(0.0, exp(sj - mt), sj > NEG);
                 lsum += pj;
-                for (var c = 0u; c < D4; c++) {
-                    acc[r * D4 + c] = fma(vec4<f32>(pj), vt[j * D4 + c], acc[r * D4 + c]);
+                for (var c = 0u; c < DP; c++) {
+                    acc[r * DP + c] = fma(vec4<f32>(pj), vt[j * D4 + c * TPR + part], acc[r * DP + c]);
                 }
             }
             l[r] = lsum;
@@ -155,9 +185,11 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
             continue;
         }
         let ps = (bh * p.seq + qtok[r]) * p.slots + slot[r];
-        pml[ps] = vec2<f32>(m[r], l[r]);
-        for (var c = 0u; c < D4; c++) {
-            pacc[ps * D4 + c] = acc[r * D4 + c];
+        if (part == 0u) {
+            pml[ps] = vec2<f32>(m[r], l[r]);
+        }
+        for (var c = 0u; c < DP; c++) {
+            pacc[ps * D4 + c * TPR + part] = acc[r * DP + c];
         }
     }
 }

@@ -495,6 +495,37 @@ fn every_gather_and_stage_config_matches_oracle() {
     check(&mut r, &c, &means);
 }
 
+#[test]
+fn gather_split_rows_match_oracle() {
+    // Threads per row > 1 (wide heads) only enter the gather space from head dim 64.
+    let mut r = Rand::new(71);
+    let mut c = seq1d(45, 16, BlockSelect::TopK(2), true);
+    c.d = 64;
+    let layout = BlockLayout {
+        batch: 1,
+        seq: 45,
+        n_heads: 2,
+        n_kv_heads: 1,
+        head_dim: 64,
+        grid: [1, 1, 45],
+        block: [1, 1, 16],
+    };
+    let cfgs: Vec<SparseConfigs> = BsAttnSpec {
+        layout,
+        gather: true,
+    }
+    .space(engine().profile())
+    .into_iter()
+    .filter(|g| g.tpr > 1)
+    .map(|g| SparseConfigs {
+        gather: Some(g),
+        ..Default::default()
+    })
+    .collect();
+    assert!(cfgs.len() >= 6, "split-row gather configs: {}", cfgs.len());
+    check(&mut r, &c, &cfgs);
+}
+
 fn err_of(c: &Case, seq_override: Option<usize>) -> Error {
     let e = engine();
     let seq = seq_override.unwrap_or(c.grid.iter().product());

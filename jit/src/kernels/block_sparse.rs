@@ -318,12 +318,16 @@ pub struct BsAttnConfig {
     pub rows: u32,
     /// Keys per K/V tile in workgroup memory.
     pub kv_tile: u32,
+    /// Invocations sharing one query row, each owning head_dim / tpr columns (gather only):
+    /// > 1 cuts registers per invocation on wide heads at the cost of exchanging partial dots
+    /// in workgroup memory.
+    pub tpr: u32,
 }
 
 impl BsAttnConfig {
     /// Queries per workgroup.
     pub fn q_tile(&self) -> u32 {
-        self.wg * self.rows
+        self.wg / self.tpr.max(1) * self.rows
     }
 }
 
@@ -350,9 +354,21 @@ impl BsAttnSpec {
         div_ceil(n, cfg.q_tile() as u64).max(1)
     }
 
+    /// Floats of the partial-dot exchange array (1 when unused: WGSL has no empty arrays).
+    fn sp_len(cfg: &BsAttnConfig) -> u64 {
+        if cfg.tpr > 1 {
+            (cfg.rows * cfg.kv_tile * cfg.wg) as u64
+        } else {
+            1
+        }
+    }
+
     fn shared_bytes(&self, cfg: &BsAttnConfig) -> u64 {
         let maxw = if self.gather { 1 } else { MAX_BLOCKS / 32 };
-        2 * cfg.kv_tile as u64 * self.layout.head_dim * 4 + 4 * cfg.kv_tile as u64 + 8 * maxw
+        2 * cfg.kv_tile as u64 * self.layout.head_dim * 4
+            + 4 * cfg.kv_tile as u64
+            + 8 * maxw
+            + 4 * Self::sp_len(cfg)
     }
 }
 
@@ -365,10 +381,11 @@ impl KernelSpec for BsAttnSpec {
 
     fn key(&self, cfg: &BsAttnConfig) -> String {
         format!(
-            "block_sparse.{}.f32.d{}.wg{}.r{}.bk{}",
+            "block_sparse.{}.f32.d{}.wg{}.t{}.r{}.bk{}",
             if self.gather { "gather" } else { "attend" },
             self.layout.head_dim,
             cfg.wg,
+            cfg.tpr,
             cfg.rows,
             cfg.kv_tile
         )
@@ -418,6 +435,8 @@ impl KernelSpec for BsAttnSpec {
         ];
         let body = if self.gather {
             let f = "block_sparse_gather.wgsl";
+            values.push(("TPR", cfg.tpr.to_string()));
+            values.push(("SP", Self::sp_len(cfg).to_string()));
             render(f, section(f, BLOCK_SPARSE_GATHER, "gather")?, &values)?
         } else {
             let f = "block_sparse_attend.wgsl";
@@ -456,10 +475,23 @@ impl KernelSpec for BsAttnSpec {
         if !matches!(cfg.rows, 1 | 2 | 4) {
             return Err(illegal(fam, &key, "rows per invocation must be 1, 2 or 4"));
         }
+        if !matches!(cfg.tpr, 1 | 2 | 4)
+            || !cfg.wg.is_multiple_of(cfg.tpr)
+            || !(self.layout.head_dim / 4).is_multiple_of(cfg.tpr as u64)
+            || (!self.gather && cfg.tpr != 1)
+        {
+            return Err(illegal(
+                fam,
+                &key,
+                "threads per row must be 1, 2 or 4 (gather only), dividing the workgroup and \
+                 the head's vec4 columns",
+            ));
+        }
         if cfg.kv_tile == 0 || cfg.kv_tile > 128 {
             return Err(illegal(fam, &key, "kv tile must be 1..=128 keys"));
         }
-        let regs = 2 * cfg.rows as u64 * self.layout.head_dim + (cfg.rows * cfg.kv_tile) as u64;
+        let regs = 2 * cfg.rows as u64 * self.layout.head_dim / cfg.tpr as u64
+            + (cfg.rows * cfg.kv_tile) as u64;
         if regs > MAX_REGISTER_FLOATS {
             return Err(illegal(
                 fam,
@@ -488,12 +520,26 @@ impl KernelSpec for BsAttnSpec {
             128.. => &[8, 16, 32],
             _ => &[16, 32],
         };
-        for wg in [32, 64, 128] {
-            for rows in [1, 2, 4] {
-                for &kv_tile in tiles {
-                    let c = BsAttnConfig { wg, rows, kv_tile };
-                    if self.check(profile, &c).is_ok() {
-                        out.push(c);
+        // Split rows only where a row's columns burden the registers (gather, head dim >= 64).
+        let tprs: &[u32] = match (self.gather, self.layout.head_dim) {
+            (true, 256..) => &[1, 2, 4],
+            (true, 64..) => &[1, 2],
+            _ => &[1],
+        };
+        for &tpr in tprs {
+            let rows_list: &[u32] = if tpr == 1 { &[1, 2, 4] } else { &[1, 2] };
+            for wg in [32, 64, 128] {
+                for &rows in rows_list {
+                    for &kv_tile in tiles {
+                        let c = BsAttnConfig {
+                            wg,
+                            rows,
+                            kv_tile,
+                            tpr,
+                        };
+                        if self.check(profile, &c).is_ok() {
+                            out.push(c);
+                        }
                     }
                 }
             }
@@ -509,6 +555,16 @@ impl KernelSpec for BsAttnSpec {
         // query and accumulator within ~128 registers (as the dense kernel's default does;
         // more spills on NVIDIA's 255).
         let n = self.layout.block_tokens();
+        // Gather: like the dense kernel, at most 16 vec4 columns of a row per invocation.
+        let d4 = (self.layout.head_dim / 4).max(1);
+        let tpr = if self.gather {
+            [1u32, 2, 4]
+                .into_iter()
+                .find(|&t| d4.is_multiple_of(t as u64) && d4 / t as u64 <= 16)
+                .unwrap_or(1)
+        } else {
+            1
+        };
         let shapes: &[(u32, u32)] = if self.layout.head_dim <= 32 {
             &[(64, 2), (128, 1), (64, 1), (32, 2), (32, 1)]
         } else {
@@ -518,12 +574,17 @@ impl KernelSpec for BsAttnSpec {
         let space = self.space(profile);
         let pick = shapes
             .iter()
-            .filter(|&&(wg, rows)| fits(wg * rows) || (wg, rows) == (32, 1))
+            .filter(|&&(wg, rows)| fits(wg / tpr * rows) || (wg, rows) == (32, 1))
             .flat_map(|&(wg, rows)| {
                 [32, 16, 8, 4]
                     .into_iter()
                     .filter(move |&t| fits(t))
-                    .map(move |kv_tile| BsAttnConfig { wg, rows, kv_tile })
+                    .map(move |kv_tile| BsAttnConfig {
+                        wg,
+                        rows,
+                        kv_tile,
+                        tpr,
+                    })
             })
             .find(|c| space.contains(c));
         if let Some(c) = pick {
@@ -544,6 +605,7 @@ impl KernelSpec for BsAttnSpec {
                 wg: 32,
                 rows: 1,
                 kv_tile: 8,
+                tpr: 1,
             })
     }
 }
