@@ -318,9 +318,9 @@ pub struct BsAttnConfig {
     pub rows: u32,
     /// Keys per K/V tile in workgroup memory.
     pub kv_tile: u32,
-    /// Invocations sharing one query row, each owning head_dim / tpr columns (gather only):
-    /// > 1 cuts registers per invocation on wide heads at the cost of exchanging partial dots
-    /// in workgroup memory.
+    /// Invocations sharing one query row, each owning head_dim / tpr columns (gather only).
+    /// More than one cuts registers per invocation on wide heads at the cost of exchanging
+    /// partial dots in workgroup memory.
     pub tpr: u32,
 }
 
