@@ -1,15 +1,19 @@
 //! section attend
 // {{KEY}}
 // Fused attention over the selected key blocks only (online softmax, no score matrix). One
-// workgroup owns BQ = WG * R queries of one query block of one (batch, head); each invocation
-// keeps R query rows and their accumulators in registers. The workgroup visits the union of the
+// workgroup owns BQ = WG / TPR * R queries of one query block of one (batch, head); TPR
+// invocations share a query row, each keeping R rows' query and accumulator for its D4 / TPR
+// interleaved vec4 columns in registers. The workgroup visits the union of the
 // blocks its rows selected, staging K/V tiles of BK keys of each block in workgroup memory;
 // a row masks the blocks it did not select itself (and, if causal, keys after it).
 // Appended to the `common` section of block_sparse.wgsl.
 const D4: u32 = {{D4}}u;   // head_dim / 4
 const WG: u32 = {{WG}}u;
 const R: u32 = {{R}}u;     // query rows per invocation
-const BQ: u32 = WG * R;    // query rows per workgroup
+const TPR: u32 = {{TPR}}u; // invocations per query row
+const DP: u32 = D4 / TPR;  // vec4 columns per invocation
+const RW: u32 = WG / TPR;  // rows per R block
+const BQ: u32 = RW * R;    // query rows per workgroup
 const BK: u32 = {{BK}}u;   // keys per tile
 const MAXW: u32 = {{MAXW}}u; // mask words per row at most (blocks / 32)
 
@@ -25,6 +29,8 @@ var<workgroup> vt: array<vec4<f32>, BK * D4>;  // [BK, d] values of the current 
 var<workgroup> ktok: array<u32, BK>;           // [BK] token index of each staged key
 var<workgroup> wg_union: array<atomic<u32>, MAXW>; // [words] blocks selected by any row
 var<workgroup> wg_words: array<u32, MAXW>;     // [words] the same, readable uniformly
+// [R * BK, WG] partial dots exchanged between the TPR invocations of a row (1 float if TPR = 1).
+var<workgroup> sp: array<f32, {{SP}}>;
 var<workgroup> wg_maxq: atomic<u32>;           // latest query token of the workgroup
 var<workgroup> wg_last: u32;                   // the same, readable uniformly
 
@@ -50,24 +56,26 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         return;
     }
 
-    var qr: array<vec4<f32>, R * D4>;
-    var acc: array<vec4<f32>, R * D4>;
+    let rl = lid / TPR;   // query row of this invocation within each R block
+    let part = lid % TPR; // owns vec4 columns c * TPR + part
+    var qr: array<vec4<f32>, R * DP>;
+    var acc: array<vec4<f32>, R * DP>;
     var m: array<f32, R>;
     var l: array<f32, R>;
     var qtok: array<u32, R>;
     var mrow: array<u32, R>; // first mask word of each row
     var live: array<bool, R>;
     for (var r = 0u; r < R; r++) {
-        let li = tile * BQ + lid + r * WG;
+        let li = tile * BQ + rl + r * RW;
         live[r] = li < qcount;
         let t = block_token(qb, min(li, qcount - 1u));
         qtok[r] = t;
         let row = select(qb, t, p.per_query != 0u);
         mrow[r] = (bh * p.bits_bh * p.rows + row) * p.words;
-        let base = ((b * p.seq + t) * p.n_heads + h) * D4;
-        for (var c = 0u; c < D4; c++) {
-            qr[r * D4 + c] = q[base + c];
-            acc[r * D4 + c] = vec4<f32>(0.0);
+        let base = ((b * p.seq + t) * p.n_heads + h) * D4 + part;
+        for (var c = 0u; c < DP; c++) {
+            qr[r * DP + c] = q[base + c * TPR];
+            acc[r * DP + c] = vec4<f32>(0.0);
         }
         m[r] = NEG;
         l[r] = 0.0;
@@ -144,6 +152,33 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
                 }
                 workgroupBarrier();
                 for (var r = 0u; r < R; r++) {
+                    // Every row takes part in the exchange; unselected rows drop the result.
+                    for (var j = 0u; j < BK; j++) {
+                        var d = vec4<f32>(0.0);
+                        for (var c = 0u; c < DP; c++) {
+                            d = fma(qr[r * DP + c], kt[j * D4 + c * TPR + part], d);
+                        }
+                        let dsum = d.x + d.y + d.z + d.w;
+                        if (TPR == 1u) {
+                            s[r * BK + j] = dsum;
+                        } else {
+                            sp[(r * BK + j) * WG + lid] = dsum;
+                        }
+                    }
+                }
+                if (TPR > 1u) {
+                    workgroupBarrier();
+                    for (var i = 0u; i < R * BK; i++) {
+                        var t = 0.0;
+                        for (var u = 0u; u < TPR; u++) {
+                            t += sp[i * WG + rl * TPR + u];
+                        }
+                        s[i] = t;
+                    }
+                    // The next tile's partials may only be written once every row read these.
+                    workgroupBarrier();
+                }
+                for (var r = 0u; r < R; r++) {
                     if (!sel[r]) {
                         continue;
                     }
@@ -151,27 +186,24 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
                     for (var j = 0u; j < BK; j++) {
                         let tk = ktok[j];
                         let ok = tk != 0xffffffffu && (p.causal == 0u || tk <= qtok[r]);
-                        var d = vec4<f32>(0.0);
-                        for (var c = 0u; c < D4; c++) {
-                            d = fma(qr[r * D4 + c], kt[j * D4 + c], d);
-                        }
-                        let sj = select(NEG, (d.x + d.y + d.z + d.w) * p.scale, ok);
+                        let sj = select(NEG, s[r * BK + j] * p.scale, ok);
                         s[r * BK + j] = sj;
                         mt = max(mt, sj);
                     }
                     let alpha = exp(m[r] - mt);
                     m[r] = mt;
                     var lsum = l[r] * alpha;
-                    for (var c = 0u; c < D4; c++) {
-                        acc[r * D4 + c] *= alpha;
+                    for (var c = 0u; c < DP; c++) {
+                        acc[r * DP + c] *= alpha;
                     }
                     for (var j = 0u; j < BK; j++) {
                         // Masked keys hold NEG and add exactly 0.
                         let sj = s[r * BK + j];
                         let pj = select(0.0, exp(sj - mt), sj > NEG);
                         lsum += pj;
-                        for (var c = 0u; c < D4; c++) {
-                            acc[r * D4 + c] = fma(vec4<f32>(pj), vt[j * D4 + c], acc[r * D4 + c]);
+                        for (var c = 0u; c < DP; c++) {
+                            acc[r * DP + c] =
+                                fma(vec4<f32>(pj), vt[j * D4 + c * TPR + part], acc[r * DP + c]);
                         }
                     }
                     l[r] = lsum;
@@ -186,9 +218,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         }
         // A row that sees no key (a static mask without its own block, under causal) is zero.
         let inv = select(0.0, 1.0 / l[r], l[r] > 0.0);
-        let base = ((b * p.seq + qtok[r]) * p.n_heads + h) * D4;
-        for (var c = 0u; c < D4; c++) {
-            out[base + c] = acc[r * D4 + c] * inv;
+        let base = ((b * p.seq + qtok[r]) * p.n_heads + h) * D4 + part;
+        for (var c = 0u; c < DP; c++) {
+            out[base + c * TPR] = acc[r * DP + c] * inv;
         }
     }
 }

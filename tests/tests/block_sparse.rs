@@ -496,8 +496,8 @@ fn every_gather_and_stage_config_matches_oracle() {
 }
 
 #[test]
-fn gather_split_rows_match_oracle() {
-    // Threads per row > 1 (wide heads) only enter the gather space from head dim 64.
+fn split_rows_match_oracle() {
+    // Threads per row > 1 (wide heads) only enter the spaces from head dim 64.
     let mut r = Rand::new(71);
     let mut c = seq1d(45, 16, BlockSelect::TopK(2), true);
     c.d = 64;
@@ -510,19 +510,27 @@ fn gather_split_rows_match_oracle() {
         grid: [1, 1, 45],
         block: [1, 1, 16],
     };
-    let cfgs: Vec<SparseConfigs> = BsAttnSpec {
-        layout,
-        gather: true,
-    }
-    .space(engine().profile())
-    .into_iter()
-    .filter(|g| g.tpr > 1)
-    .map(|g| SparseConfigs {
-        gather: Some(g),
-        ..Default::default()
-    })
-    .collect();
-    assert!(cfgs.len() >= 6, "split-row gather configs: {}", cfgs.len());
+    let split = |gather| {
+        BsAttnSpec {
+            layout: layout.clone(),
+            gather,
+        }
+        .space(engine().profile())
+        .into_iter()
+        .filter(|g| g.tpr > 1)
+    };
+    let cfgs: Vec<SparseConfigs> = split(true)
+        .map(|g| SparseConfigs {
+            gather: Some(g),
+            ..Default::default()
+        })
+        .chain(split(false).map(|a| SparseConfigs {
+            attend: Some(a),
+            union_per_query: true,
+            ..Default::default()
+        }))
+        .collect();
+    assert!(cfgs.len() >= 8, "split-row configs: {}", cfgs.len());
     check(&mut r, &c, &cfgs);
 }
 

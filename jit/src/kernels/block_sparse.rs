@@ -318,7 +318,7 @@ pub struct BsAttnConfig {
     pub rows: u32,
     /// Keys per K/V tile in workgroup memory.
     pub kv_tile: u32,
-    /// Invocations sharing one query row, each owning head_dim / tpr columns (gather only).
+    /// Invocations sharing one query row, each owning head_dim / tpr columns.
     /// More than one cuts registers per invocation on wide heads at the cost of exchanging
     /// partial dots in workgroup memory.
     pub tpr: u32,
@@ -433,10 +433,10 @@ impl KernelSpec for BsAttnSpec {
             ("R", cfg.rows.to_string()),
             ("BK", cfg.kv_tile.to_string()),
         ];
+        values.push(("TPR", cfg.tpr.to_string()));
+        values.push(("SP", Self::sp_len(cfg).to_string()));
         let body = if self.gather {
             let f = "block_sparse_gather.wgsl";
-            values.push(("TPR", cfg.tpr.to_string()));
-            values.push(("SP", Self::sp_len(cfg).to_string()));
             render(f, section(f, BLOCK_SPARSE_GATHER, "gather")?, &values)?
         } else {
             let f = "block_sparse_attend.wgsl";
@@ -478,13 +478,12 @@ impl KernelSpec for BsAttnSpec {
         if !matches!(cfg.tpr, 1 | 2 | 4)
             || !cfg.wg.is_multiple_of(cfg.tpr)
             || !(self.layout.head_dim / 4).is_multiple_of(cfg.tpr as u64)
-            || (!self.gather && cfg.tpr != 1)
         {
             return Err(illegal(
                 fam,
                 &key,
-                "threads per row must be 1, 2 or 4 (gather only), dividing the workgroup and \
-                 the head's vec4 columns",
+                "threads per row must be 1, 2 or 4, dividing the workgroup and the head's vec4 \
+                 columns",
             ));
         }
         if cfg.kv_tile == 0 || cfg.kv_tile > 128 {
@@ -520,14 +519,15 @@ impl KernelSpec for BsAttnSpec {
             128.. => &[8, 16, 32],
             _ => &[16, 32],
         };
-        // Split rows only where a row's columns burden the registers (gather, head dim >= 64).
-        let tprs: &[u32] = match (self.gather, self.layout.head_dim) {
-            (true, 256..) => &[1, 2, 4],
-            (true, 64..) => &[1, 2],
+        // Split rows only where a row's columns burden the registers (head dim >= 64).
+        let tprs: &[u32] = match self.layout.head_dim {
+            256.. => &[1, 2, 4],
+            64.. => &[1, 2],
             _ => &[1],
         };
         for &tpr in tprs {
-            let rows_list: &[u32] = if tpr == 1 { &[1, 2, 4] } else { &[1, 2] };
+            // Split rows exist to save registers: one row per invocation.
+            let rows_list: &[u32] = if tpr == 1 { &[1, 2, 4] } else { &[1] };
             for wg in [32, 64, 128] {
                 for &rows in rows_list {
                     for &kv_tile in tiles {
@@ -555,16 +555,12 @@ impl KernelSpec for BsAttnSpec {
         // query and accumulator within ~128 registers (as the dense kernel's default does;
         // more spills on NVIDIA's 255).
         let n = self.layout.block_tokens();
-        // Gather: like the dense kernel, at most 16 vec4 columns of a row per invocation.
+        // Like the dense kernel, at most 16 vec4 columns of a row per invocation.
         let d4 = (self.layout.head_dim / 4).max(1);
-        let tpr = if self.gather {
-            [1u32, 2, 4]
-                .into_iter()
-                .find(|&t| d4.is_multiple_of(t as u64) && d4 / t as u64 <= 16)
-                .unwrap_or(1)
-        } else {
-            1
-        };
+        let tpr = [1u32, 2, 4]
+            .into_iter()
+            .find(|&t| d4.is_multiple_of(t as u64) && d4 / t as u64 <= 16)
+            .unwrap_or(1);
         let shapes: &[(u32, u32)] = if self.layout.head_dim <= 32 {
             &[(64, 2), (128, 1), (64, 1), (32, 2), (32, 1)]
         } else {
