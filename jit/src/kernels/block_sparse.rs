@@ -530,6 +530,10 @@ impl KernelSpec for BsAttnSpec {
             let rows_list: &[u32] = if tpr == 1 { &[1, 2, 4] } else { &[1] };
             for wg in [32, 64, 128] {
                 for &rows in rows_list {
+                    // 32 invocations only as the small-block fallback (one row, unsplit).
+                    if wg == 32 && (rows > 1 || tpr > 1) {
+                        continue;
+                    }
                     for &kv_tile in tiles {
                         let c = BsAttnConfig {
                             wg,
@@ -562,7 +566,7 @@ impl KernelSpec for BsAttnSpec {
             .find(|&t| d4.is_multiple_of(t as u64) && d4 / t as u64 <= 16)
             .unwrap_or(1);
         let shapes: &[(u32, u32)] = if self.layout.head_dim <= 32 {
-            &[(64, 2), (128, 1), (64, 1), (32, 2), (32, 1)]
+            &[(64, 2), (128, 1), (64, 1), (32, 1)]
         } else {
             &[(128, 1), (64, 1), (32, 1)]
         };
