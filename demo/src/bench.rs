@@ -56,6 +56,9 @@ pub enum BenchCommand {
     /// Fused neighborhood attention on a 1/2/3-D token grid, beside dense attention.
     #[command(alias = "na")]
     Neighborhood(crate::bench_neighborhood::NaArgs),
+    /// Block-sparse attention (MoBA / VMoBA) against dense attention at the same shape.
+    #[command(alias = "sparse")]
+    BlockSparse(crate::bench_block_sparse::BlockSparseArgs),
     /// Quantized Y[M,N] = X[M,K] W[N,K]^T with GGUF weights (synthetic): m <= 8 runs the decode
     /// qmatvec, larger m the prefill qmatmul.
     Qmatmul {
@@ -126,6 +129,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Attention(args) => crate::bench_attention::run(args),
         BenchCommand::Model(args) => crate::bench_model::run(args),
         BenchCommand::Neighborhood(args) => crate::bench_neighborhood::run(args),
+        BenchCommand::BlockSparse(args) => crate::bench_block_sparse::run(args),
         BenchCommand::Qmatmul {
             format,
             m,

@@ -4,6 +4,7 @@ mod bench;
 mod bench_attention;
 mod bench_model;
 mod bench_neighborhood;
+mod bench_block_sparse;
 mod bench_quant;
 mod embed;
 mod generate;

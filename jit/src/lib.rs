@@ -30,6 +30,9 @@ pub mod shaders {
     pub const ATTENTION_DECODE: &str = include_str!("../../shaders/attention_decode.wgsl");
     pub const SAMPLE: &str = include_str!("../../shaders/sample.wgsl");
     pub const NEIGHBORHOOD: &str = include_str!("../../shaders/neighborhood.wgsl");
+    pub const BLOCK_SPARSE: &str = include_str!("../../shaders/block_sparse.wgsl");
+    pub const BLOCK_SPARSE_ATTEND: &str = include_str!("../../shaders/block_sparse_attend.wgsl");
+    pub const BLOCK_SPARSE_GATHER: &str = include_str!("../../shaders/block_sparse_gather.wgsl");
     /// Every template, for the tuning checksum.
     pub const ALL: &[&str] = &[
         ELEMENTWISE,
@@ -47,5 +50,8 @@ pub mod shaders {
         BANDWIDTH,
         SAMPLE,
         NEIGHBORHOOD,
+        BLOCK_SPARSE,
+        BLOCK_SPARSE_ATTEND,
+        BLOCK_SPARSE_GATHER,
     ];
 }

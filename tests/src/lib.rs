@@ -10,6 +10,7 @@ pub mod gemma_refs;
 pub mod loader_fixtures;
 pub mod oracle;
 pub mod oracle_attention;
+pub mod oracle_block_sparse;
 pub mod oracle_loader;
 pub mod oracle_spm;
 pub mod oracle_neighborhood;

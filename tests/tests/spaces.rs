@@ -420,4 +420,66 @@ fn neighborhood_space_validates() {
         let err = bad.check(&p, &bad.default_config(&p)).unwrap_err();
         assert!(err.to_string().contains("unsupported problem"), "{err}");
     }
+fn block_sparse_spaces_validate() {
+    use webjit_jit::kernels::block_sparse::{BlockLayout, BsAttnSpec, BsStage, BsStageSpec};
+    for (head_dim, grid, block) in [
+        (64, [1, 1, 4096], [1, 1, 64]),
+        (128, [1, 32, 32], [1, 8, 8]),
+        (32, [4, 6, 10], [2, 3, 4]),
+        (256, [1, 1, 100], [1, 1, 7]),
+    ] {
+        let layout = BlockLayout {
+            batch: 2,
+            seq: grid.iter().product(),
+            n_heads: 8,
+            n_kv_heads: 2,
+            head_dim,
+            grid,
+            block,
+        };
+        for gather in [false, true] {
+            let n = sweep(
+                &BsAttnSpec {
+                    layout: layout.clone(),
+                    gather,
+                },
+                3,
+            );
+            assert!(
+                n >= 9,
+                "block_sparse d{head_dim} gather={gather}: only {n} configs"
+            );
+        }
+        for stage in [
+            BsStage::Means,
+            BsStage::Gate,
+            BsStage::Select,
+            BsStage::Merge,
+        ] {
+            sweep(
+                &BsStageSpec {
+                    stage,
+                    layout: layout.clone(),
+                    rows: layout.seq,
+                    src_heads: 2,
+                },
+                4,
+            );
+        }
+    }
+    let p = DeviceProfile::lavapipe_like();
+    let bad = BsAttnSpec {
+        layout: BlockLayout {
+            batch: 1,
+            seq: 4096,
+            n_heads: 1,
+            n_kv_heads: 1,
+            head_dim: 64,
+            grid: [1, 1, 4096],
+            block: [1, 1, 2],
+        },
+        gather: false,
+    };
+    let err = bad.check(&p, &bad.default_config(&p)).unwrap_err();
+    assert!(err.to_string().contains("blocks exceed"), "{err}");
 }

@@ -4,6 +4,8 @@
 
 mod attention;
 mod attention_decode;
+mod block_sparse;
+mod block_sparse_opts;
 mod elementwise;
 mod embedding;
 mod matmul;
@@ -19,6 +21,12 @@ pub use attention::{attention, attention_into, attention_spec, attention_with, A
 pub use attention_decode::{
     attention_decode, attention_decode_into, attention_decode_with, decode_spec, DecodeOptions,
 };
+pub use block_sparse::{
+    block_sparse_attention, block_sparse_attention_into, block_sparse_attention_with,
+    block_sparse_layout, block_sparse_select_into, SelectedBlocks, SparseBuffers, SparseConfigs,
+    SparseOutput,
+};
+pub use block_sparse_opts::{BlockMask, BlockSelect, Granularity, Partition, SparseOptions};
 pub use elementwise::{add, elementwise_with, gelu_erf, gelu_tanh, mul, scale, silu};
 pub use embedding::{check_ids, embedding, embedding_with, qembedding_into};
 pub use matmul::{matmul, matmul_into, matmul_spec, matmul_with};

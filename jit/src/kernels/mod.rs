@@ -3,6 +3,7 @@
 pub mod attention;
 pub mod attention_decode;
 pub mod bandwidth;
+pub mod block_sparse;
 pub mod elementwise;
 pub mod embedding;
 pub mod matmul;
