@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use serde_json::json;
 use webjit_engine::loader::FileSource;
 use webjit_engine::model::decoder::Decoder;
-use webjit_engine::model::generate::{GenerateOptions, Session};
+use webjit_engine::model::generate::{GenerateOptions, GenerateStats, Session};
+use webjit_engine::tokenizer::spm::{chat_prompt, SpmTokenizer, StreamDecoder};
 use webjit_engine::{DeviceOptions, Engine, Error, Result};
 
 #[derive(clap::Args, Clone, Debug)]
@@ -64,27 +65,78 @@ pub struct GenerateArgs {
     pub json: bool,
 }
 
-pub fn load(
-    model: &std::path::Path,
-    max_context: usize,
-) -> Result<(Engine, webjit_engine::loader::ModelHeader, Session)> {
+/// A loaded model ready to generate: engine, tokenizer and session.
+pub struct Loaded {
+    pub engine: Engine,
+    pub tok: SpmTokenizer,
+    pub session: Session,
+}
+
+pub fn load(model: &std::path::Path, max_context: usize) -> Result<Loaded> {
     let engine = Engine::new_blocking(DeviceOptions::default())?;
     let mut src = FileSource::open(model)?;
     let (header, dec) = Decoder::load(&engine, &mut src, Some(max_context))?;
+    let tok = SpmTokenizer::from_gguf(&header.metadata)?;
     let session = Session::new(&engine, dec)?;
-    Ok((engine, header, session))
+    Ok(Loaded {
+        engine,
+        tok,
+        session,
+    })
+}
+
+/// Generates from `prompt` ids, streaming text to stdout when `print` is set.
+fn run_generation(
+    m: &mut Loaded,
+    prompt: &[u32],
+    opts: &GenerateOptions,
+    print: bool,
+) -> Result<(GenerateStats, String)> {
+    let Loaded {
+        engine,
+        tok,
+        session,
+    } = m;
+    let mut stream = StreamDecoder::continuing(tok);
+    let mut text = String::new();
+    let mut err = None;
+    let mut on_token = |id: u32| {
+        if tok.is_eog(id) {
+            return false;
+        }
+        match stream.push(id) {
+            Ok(piece) => {
+                if print {
+                    print!("{piece}");
+                    let _ = std::io::stdout().flush();
+                }
+                text.push_str(&piece);
+                true
+            }
+            Err(e) => {
+                err = Some(e);
+                false
+            }
+        }
+    };
+    let is_eog = |id: u32| tok.is_eog(id);
+    let stats = session.generate(engine, prompt, opts, &is_eog, &mut on_token)?;
+    if let Some(e) = err {
+        return Err(e);
+    }
+    let rest = stream.finish();
+    if print {
+        print!("{rest}");
+    }
+    text.push_str(&rest);
+    Ok((stats, text))
 }
 
 pub fn run(args: GenerateArgs) -> Result<()> {
-    let (engine, _header, mut session) = load(&args.model, args.sampling.max_context)?;
+    let mut m = load(&args.model, args.sampling.max_context)?;
     let prompt: Vec<u32> = match (&args.prompt_ids, &args.prompt) {
         (Some(ids), _) => ids.clone(),
-        (None, Some(_text)) => {
-            return Err(Error::InvalidArgument {
-                op: "generate",
-                detail: "text prompts need the tokenizer (not wired yet): use --prompt-ids".into(),
-            })
-        }
+        (None, Some(text)) => m.tok.encode(text, true),
         (None, None) => {
             return Err(Error::InvalidArgument {
                 op: "generate",
@@ -93,38 +145,100 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         }
     };
     let opts = args.sampling.options();
-    let json = args.json;
-    let mut on_token = |id: u32| {
-        if !json {
-            print!("{id} ");
-            let _ = std::io::stdout().flush();
-        }
-        true
-    };
-    let stats = session.generate(&engine, &prompt, &opts, &|_| false, &mut on_token)?;
-    if json {
-        let top: Vec<Vec<(u32, f32)>> = stats.top_logits.clone();
+    let (stats, text) = run_generation(&mut m, &prompt, &opts, !args.json)?;
+    if args.json {
         println!(
             "{}",
             json!({
                 "prompt_tokens": prompt,
                 "tokens": stats.tokens,
+                "text": text,
                 "prefill_tok_s": stats.prefill_tok_s,
                 "decode_tok_s": stats.decode_tok_s,
                 "dispatches_per_token": stats.dispatches_per_token,
-                "top_logits": top,
+                "stopped_on_eog": stats.stopped_on_eog,
+                "top_logits": stats.top_logits,
             })
         );
     } else {
         println!();
         eprintln!(
-            "prefill {} tokens at {:.1} tok/s, decode {} tokens at {:.1} tok/s, {} dispatches/token",
+            "[{} prompt tokens at {:.1} tok/s; {} tokens at {:.1} tok/s; {} dispatches/token]",
             stats.prompt_tokens,
             stats.prefill_tok_s,
             stats.tokens.len(),
             stats.decode_tok_s,
             stats.dispatches_per_token
         );
+    }
+    Ok(())
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ChatArgs {
+    /// A GGUF chat model (Gemma 3 template).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// A system prompt, put in front of the first user turn.
+    #[arg(long)]
+    pub system: Option<String>,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+}
+
+/// Interactive chat: one user turn per line of stdin, the reply streams as it is generated.
+/// `/reset` starts over; end of input quits.
+pub fn chat(args: ChatArgs) -> Result<()> {
+    let mut m = load(&args.model, args.sampling.max_context)?;
+    let opts = args.sampling.options();
+    let stdin = std::io::stdin();
+    let mut first = true;
+    let mut closed = true; // the last reply ended with <end_of_turn>
+    eprintln!("webjit chat: type a message (/reset to start over, Ctrl-D to quit)");
+    loop {
+        eprint!("> ");
+        let _ = std::io::stderr().flush();
+        let mut line = String::new();
+        match stdin.read_line(&mut line) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                return Err(Error::InvalidArgument {
+                    op: "chat",
+                    detail: format!("reading stdin: {e}"),
+                })
+            }
+        }
+        let line = line.trim_end_matches(['\n', '\r']);
+        if line == "/reset" {
+            m.session.reset();
+            first = true;
+            closed = true;
+            continue;
+        }
+        let prompt = if first {
+            let mut turns = Vec::new();
+            if let Some(s) = &args.system {
+                turns.push(("system", s.as_str()));
+            }
+            turns.push(("user", line));
+            m.tok.encode(&chat_prompt(&turns), true)
+        } else {
+            // The pending last token of the reply is fed first; close the model turn if the
+            // reply was cut off, then the template's newline and the next user turn.
+            let close = if closed { "" } else { "<end_of_turn>" };
+            let text = format!("{close}\n{}", chat_prompt(&[("user", line)]));
+            m.tok.encode(&text, false)
+        };
+        let (stats, _) = run_generation(&mut m, &prompt, &opts, true)?;
+        println!();
+        eprintln!(
+            "[{} tokens, {:.1} tok/s]",
+            stats.tokens.len(),
+            stats.decode_tok_s
+        );
+        first = false;
+        closed = stats.stopped_on_eog;
     }
     Ok(())
 }

@@ -2,9 +2,9 @@
 
 mod bench;
 mod bench_attention;
+mod bench_block_sparse;
 mod bench_model;
 mod bench_neighborhood;
-mod bench_block_sparse;
 mod bench_quant;
 mod embed;
 mod generate;
@@ -71,6 +71,8 @@ enum Command {
     },
     /// Generate text with a GGUF decoder (Gemma 3, llama).
     Generate(generate::GenerateArgs),
+    /// Interactive chat with a GGUF chat model; replies stream as they are generated.
+    Chat(generate::ChatArgs),
     /// Stream a GGUF or safetensors file through the chunk-fed loader (and onto the GPU).
     Load(load::LoadArgs),
 }
@@ -101,6 +103,7 @@ fn main() {
         }),
         Command::Load(args) => load::run(args),
         Command::Generate(args) => generate::run(args),
+        Command::Chat(args) => generate::chat(args),
     };
     if let Err(e) = result {
         eprintln!("error [{}]: {e}", e.code());

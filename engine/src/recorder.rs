@@ -143,13 +143,21 @@ impl<'e> Recorder<'e> {
     }
 
     pub fn upload_f32(&mut self, shape: &[usize], data: &[f32]) -> Result<Tensor> {
-        self.engine
-            .upload_in(shape, DType::F32, bytemuck::cast_slice(data), self.arena.as_mut())
+        self.engine.upload_in(
+            shape,
+            DType::F32,
+            bytemuck::cast_slice(data),
+            self.arena.as_mut(),
+        )
     }
 
     pub fn upload_u32(&mut self, shape: &[usize], data: &[u32]) -> Result<Tensor> {
-        self.engine
-            .upload_in(shape, DType::U32, bytemuck::cast_slice(data), self.arena.as_mut())
+        self.engine.upload_in(
+            shape,
+            DType::U32,
+            bytemuck::cast_slice(data),
+            self.arena.as_mut(),
+        )
     }
 
     fn uniform_slot(&mut self, params: &[u8]) -> (usize, u64) {
@@ -161,7 +169,8 @@ impl<'e> Recorder<'e> {
             .unwrap_or(false);
         if !fits {
             let (buf, id) = self.engine.uniform_chunk(CHUNK.max(need));
-            self.chunks.push((buf, id, Vec::with_capacity(CHUNK as usize)));
+            self.chunks
+                .push((buf, id, Vec::with_capacity(CHUNK as usize)));
         }
         let idx = self.chunks.len() - 1;
         let bytes = &mut self.chunks[idx].2;
@@ -214,12 +223,7 @@ impl<'e> Recorder<'e> {
         // Cached by identity: a decode step that binds the same buffers at the same uniform
         // offsets as the step before reuses its bind groups instead of creating ~400 anew.
         let mut key = Vec::with_capacity(4 + 2 * buffers.len());
-        key.extend_from_slice(&[
-            kernel.id,
-            self.chunks[chunk].1,
-            offset,
-            uniform_size,
-        ]);
+        key.extend_from_slice(&[kernel.id, self.chunks[chunk].1, offset, uniform_size]);
         for b in buffers {
             self.keep.push(b.buffer.clone());
             key.push(b.buffer.id());

@@ -3,7 +3,9 @@
 //! the tokenizer and model tests.
 
 use std::path::{Path, PathBuf};
+
 use std::sync::OnceLock;
+use webjit_engine::model::generate::{SampleSettings, Session};
 
 use webjit_engine::loader::{Format, LoadOptions, Loader, ModelHeader, NullSink};
 
@@ -81,12 +83,15 @@ pub fn gemma_header() -> &'static ModelHeader {
 }
 
 /// One greedy step of the reference: the chosen id, the top-5 `(id, logit)` it was chosen
-/// from, and llama.cpp's top-1 minus top-2 logit.
+/// from (token-by-token decoding), and llama.cpp's top-1 minus top-2 logit. `top5_batched` is
+/// the same step computed by llama.cpp in one batch over the prompt and the tokens before it:
+/// llama.cpp's own spread between its two ways of computing the same step.
 #[derive(Clone, Debug)]
 pub struct StepRef {
     pub id: u32,
     pub top5: Vec<(u32, f32)>,
     pub gap: f32,
+    pub top5_batched: Option<Vec<(u32, f32)>>,
 }
 
 /// References for one prompt.
@@ -182,6 +187,9 @@ fn prompt_refs(rel: &str, dir: &str) -> Vec<PromptRef> {
                         id: s["id"].as_u64().expect("id") as u32,
                         top5: pairs(&s["top5"]),
                         gap: s["gap"].as_f64().expect("gap") as f32,
+                        top5_batched: s["top5_batched"]
+                            .is_array()
+                            .then(|| pairs(&s["top5_batched"])),
                     })
                     .collect(),
                 last_logits,
@@ -258,7 +266,9 @@ pub fn check_last_logits(ours: &[f32], r: &PromptRef) -> Result<(), String> {
 /// must be identical up to the first step where llama.cpp's own top-1/top-2 gap is below
 /// 0.3 (that step's choice may fall either way, and everything after it depends on it);
 /// at every compared step (that one included) our top-5 logits are within 1.0 of llama.cpp's,
-/// rank by rank. Returns how many steps were compared.
+/// rank by rank: of its token-by-token result, or, where recorded, of its batched result for
+/// the same step (llama.cpp's two answers differ by up to ~0.8 at some steps; within 1.0 of
+/// either is within llama.cpp's own spread). Returns how many steps were compared.
 pub fn check_greedy(ours: &[(u32, Vec<(u32, f32)>)], r: &PromptRef) -> Result<usize, String> {
     let name = &r.name;
     let mut compared = 0;
@@ -272,7 +282,9 @@ pub fn check_greedy(ours: &[(u32, Vec<(u32, f32)>)], r: &PromptRef) -> Result<us
         };
         compared += 1;
         for (k, (w, m)) in want.top5.iter().zip(top5).enumerate() {
-            if (w.1 - m.1).abs() > 1.0 {
+            let batched = want.top5_batched.as_ref().and_then(|b| b.get(k));
+            let near_batched = batched.is_some_and(|b| (b.1 - m.1).abs() <= 1.0);
+            if (w.1 - m.1).abs() > 1.0 && !near_batched {
                 return Err(format!(
                     "{name} step {i}: rank-{k} logit {} vs llama.cpp {} (ours {top5:?}, llama {:?})",
                     m.1, w.1, want.top5
@@ -290,4 +302,48 @@ pub fn check_greedy(ours: &[(u32, Vec<(u32, f32)>)], r: &PromptRef) -> Result<us
         }
     }
     Ok(compared)
+}
+
+/// Greedy sampling settings of the golden runs.
+pub const GREEDY: SampleSettings = SampleSettings {
+    temperature: 0.0,
+    top_k: 0,
+    top_p: 1.0,
+    u: 0.0,
+    penalty: 1.0,
+};
+
+/// Prefill, check the last position's logits, then decode greedily through the GPU sampler
+/// for as many steps as the reference can compare.
+pub fn run_golden(s: &mut Session, r: &PromptRef) {
+    let e = crate::engine();
+    s.reset();
+    let step = s.step(e, &r.prompt_ids, &GREEDY).expect("prefill");
+    let logits = e.read_f32(&step.logits).expect("read logits");
+    if let Err(m) = check_last_logits(&logits, r) {
+        panic!("{m}");
+    }
+    // The sampler's report must be the true top of these logits.
+    assert_eq!(
+        step.result.top,
+        top_k(&logits, 5),
+        "{}: sampler top-5",
+        r.name
+    );
+    // Steps worth running: up to the first one where llama.cpp's own choice is a near tie.
+    let n = r
+        .greedy
+        .iter()
+        .position(|g| g.gap < 0.3)
+        .map_or(r.greedy.len(), |i| i + 1);
+    let mut ours = vec![(step.result.token, step.result.top.clone())];
+    while ours.len() < n {
+        let last = ours[ours.len() - 1].0;
+        let res = s.step(e, &[last], &GREEDY).expect("decode").result;
+        ours.push((res.token, res.top));
+    }
+    match check_greedy(&ours, r) {
+        Ok(k) => eprintln!("{}: {k} greedy steps agree with llama.cpp", r.name),
+        Err(m) => panic!("{m}"),
+    }
 }

@@ -12,8 +12,8 @@ pub mod oracle;
 pub mod oracle_attention;
 pub mod oracle_block_sparse;
 pub mod oracle_loader;
-pub mod oracle_spm;
 pub mod oracle_neighborhood;
+pub mod oracle_spm;
 pub mod quant_vectors;
 
 /// The test engine on the machine's adapter. Panics with instructions when there is none:

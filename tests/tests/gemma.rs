@@ -7,10 +7,8 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use webjit_engine::loader::FileSource;
 use webjit_engine::model::decoder::Decoder;
-use webjit_engine::model::generate::{SampleSettings, Session};
-use webjit_tests::gemma_refs::{
-    check_greedy, check_last_logits, gemma_prompt_refs, top_k, PromptRef, GEMMA_MODEL,
-};
+use webjit_engine::model::generate::Session;
+use webjit_tests::gemma_refs::{gemma_prompt_refs, run_golden, GEMMA_MODEL};
 use webjit_tests::{engine, require_model};
 
 /// One loaded model for the whole file; tests take turns.
@@ -23,50 +21,6 @@ fn session() -> MutexGuard<'static, Session> {
     });
     // A failed test poisons the lock; the session is reset before each use anyway.
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-pub const GREEDY: SampleSettings = SampleSettings {
-    temperature: 0.0,
-    top_k: 0,
-    top_p: 1.0,
-    u: 0.0,
-    penalty: 1.0,
-};
-
-/// Prefill, check the last position's logits, then decode greedily through the GPU sampler
-/// for as many steps as the reference can compare.
-pub fn run_golden(s: &mut Session, r: &PromptRef) {
-    let e = engine();
-    s.reset();
-    let step = s.step(e, &r.prompt_ids, &GREEDY).expect("prefill");
-    let logits = e.read_f32(&step.logits).expect("read logits");
-    if let Err(m) = check_last_logits(&logits, r) {
-        panic!("{m}");
-    }
-    // The sampler's report must be the true top of these logits.
-    assert_eq!(step.result.top, top_k(&logits, 5), "{}: sampler top-5", r.name);
-    // Steps worth running: up to the first one where llama.cpp's own choice is a near tie.
-    let n = r
-        .greedy
-        .iter()
-        .position(|g| g.gap < 0.3)
-        .map_or(r.greedy.len(), |i| i + 1);
-    let mut ours = vec![(step.result.token, step.result.top.clone())];
-    while ours.len() < n {
-        let last = ours[ours.len() - 1].0;
-        let res = s.step(e, &[last], &GREEDY).expect("decode").result;
-        ours.push((res.token, res.top));
-    }
-    for (i, (o, g)) in ours.iter().zip(&r.greedy).enumerate() {
-        eprintln!(
-            "{} step {i}: ours {:?} llama.cpp {:?} (gap {:.2})",
-            r.name, o.1[0], g.top5[0], g.gap
-        );
-    }
-    match check_greedy(&ours, r) {
-        Ok(k) => eprintln!("{}: {k} greedy steps agree with llama.cpp", r.name),
-        Err(m) => panic!("{m}"),
-    }
 }
 
 fn golden(name: &str) {

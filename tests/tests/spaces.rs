@@ -380,6 +380,10 @@ fn sample_spaces_validate() {
     ] {
         let min = if stage == SampleStage::Penalize { 2 } else { 8 };
         sweep(&SampleSpec { stage, n: 262144 }, min);
+    }
+}
+
+#[test]
 fn neighborhood_space_validates() {
     use webjit_jit::kernels::neighborhood::NeighborhoodSpec;
     let cases = [
@@ -420,6 +424,9 @@ fn neighborhood_space_validates() {
         let err = bad.check(&p, &bad.default_config(&p)).unwrap_err();
         assert!(err.to_string().contains("unsupported problem"), "{err}");
     }
+}
+
+#[test]
 fn block_sparse_spaces_validate() {
     use webjit_jit::kernels::block_sparse::{BlockLayout, BsAttnSpec, BsStage, BsStageSpec};
     for (head_dim, grid, block) in [

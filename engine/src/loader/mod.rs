@@ -14,7 +14,6 @@ mod safetensors;
 mod sinks;
 pub mod source;
 mod types;
-#[cfg(not(target_arch = "wasm32"))]
 mod upload;
 
 use std::collections::BTreeMap;
@@ -30,7 +29,6 @@ pub use types::{
     layer_of, Format, LoadEvent, MetaArray, MetaEntry, MetaValue, ModelHeader, TensorInfo,
     TensorSink, TensorType, ValueType,
 };
-#[cfg(not(target_arch = "wasm32"))]
 pub use upload::{GpuSink, LoadedTensor};
 
 use gguf::GgufParser;

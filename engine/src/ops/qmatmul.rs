@@ -38,8 +38,7 @@ pub fn qmatmul_with(
     cfg: Option<QMatmulConfig>,
 ) -> Result<Tensor> {
     let spec = qmatmul_spec(x, w)?;
-    let y = rec
-        .empty(&[spec.m as usize, spec.n as usize], DType::F32)?;
+    let y = rec.empty(&[spec.m as usize, spec.n as usize], DType::F32)?;
     qmatmul_into(rec, x, w, &y, cfg)?;
     Ok(y)
 }

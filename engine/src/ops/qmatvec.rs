@@ -42,8 +42,7 @@ pub fn qmatvec_with(
     cfg: Option<QMatvecConfig>,
 ) -> Result<Tensor> {
     let spec = qmatvec_spec(x, w)?;
-    let y = rec
-        .empty(&[spec.m as usize, spec.n as usize], DType::F32)?;
+    let y = rec.empty(&[spec.m as usize, spec.n as usize], DType::F32)?;
     qmatvec_into(rec, x, w, &y, cfg)?;
     Ok(y)
 }
