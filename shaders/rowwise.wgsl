@@ -74,6 +74,21 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         out[base + i] = x[base + i] * inv * (w[i] + p.w_offset);
     }
 
+//! section rmsnorm_add_decl
+@group(0) @binding(2) var<storage, read> w: array<T>;        // [cols]
+@group(0) @binding(3) var<storage, read> res: array<T>;      // [rows, cols] residual
+
+//! section rmsnorm_add
+    var ss = 0.0;
+    for (var i = lid; i < p.cols; i += WG) {
+        let v = x[base + i];
+        ss += hsum(v * v);
+    }
+    let inv = inverseSqrt(reduce_sum(ss, lid) / f32(p.n) + p.eps);
+    for (var i = lid; i < p.cols; i += WG) {
+        out[base + i] = res[base + i] + x[base + i] * inv * (w[i] + p.w_offset);
+    }
+
 //! section layernorm_decl
 @group(0) @binding(2) var<storage, read> w: array<T>;        // [cols]
 @group(0) @binding(3) var<storage, read> b: array<T>;        // [cols]

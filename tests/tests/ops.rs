@@ -20,6 +20,14 @@ fn run<F: FnOnce(&mut webjit_engine::Recorder) -> webjit_engine::Result<Tensor>>
     e.read_f32(&out).expect("read")
 }
 
+/// `a[i] * y[i % y.len()]` for an f64 activation `a` (the gated ops).
+fn gated(a: &[f64], y: &[f32]) -> Vec<f64> {
+    a.iter()
+        .enumerate()
+        .map(|(i, &v)| v * y[i % y.len()] as f64)
+        .collect()
+}
+
 fn ew_oracle(op: EwOp, x: &[f32], y: &[f32], s: f32) -> Vec<f64> {
     match op {
         EwOp::Add => oracle::add(x, y),
@@ -28,16 +36,20 @@ fn ew_oracle(op: EwOp, x: &[f32], y: &[f32], s: f32) -> Vec<f64> {
         EwOp::GeluTanh => oracle::gelu_tanh(x),
         EwOp::GeluErf => oracle::gelu_erf(x),
         EwOp::Silu => oracle::silu(x),
+        EwOp::GeluTanhMul => gated(&oracle::gelu_tanh(x), y),
+        EwOp::SiluMul => gated(&oracle::silu(x), y),
     }
 }
 
-const EW_OPS: [EwOp; 6] = [
+const EW_OPS: [EwOp; 8] = [
     EwOp::Add,
     EwOp::Mul,
     EwOp::Scale,
     EwOp::GeluTanh,
     EwOp::GeluErf,
     EwOp::Silu,
+    EwOp::GeluTanhMul,
+    EwOp::SiluMul,
 ];
 
 fn check_elementwise(
@@ -140,7 +152,9 @@ fn check_rowwise(e: &Engine, r: &mut Rand, op: RowOp, rows: usize, cols: usize, 
     if all_configs {
         configs.extend(spec.space(e.profile()).into_iter().map(Some));
     }
-    let offsets: &[f32] = if op == RowOp::RmsNorm {
+    let res = r.vec(rows * cols, -2.0, 2.0);
+    let rt = e.upload_f32(&[rows, cols], &res).unwrap();
+    let offsets: &[f32] = if matches!(op, RowOp::RmsNorm | RowOp::RmsNormAdd) {
         &[0.0, 1.0]
     } else {
         &[0.0]
@@ -158,6 +172,14 @@ fn check_rowwise(e: &Engine, r: &mut Rand, op: RowOp, rows: usize, cols: usize, 
                 ),
                 RowOp::Softmax => (oracle::softmax(&x, cols), vec![]),
                 RowOp::L2Normalize => (oracle::l2_normalize(&x, cols, eps as f64), vec![]),
+                RowOp::RmsNormAdd => (
+                    oracle::rms_norm(&x, &w, cols, eps as f64, off as f64)
+                        .iter()
+                        .zip(&res)
+                        .map(|(a, b)| a + *b as f64)
+                        .collect(),
+                    vec![&wt, &rt],
+                ),
             };
             let label = format!("{} [{rows}x{cols}] w_offset={off} cfg={cfg:?}", op.name());
             let got = run(e, |rec| {
@@ -177,6 +199,7 @@ fn rowwise_ops_match_oracle() {
         RowOp::LayerNorm,
         RowOp::Softmax,
         RowOp::L2Normalize,
+        RowOp::RmsNormAdd,
     ] {
         for (rows, cols) in [
             (1, 1),
@@ -201,7 +224,12 @@ fn rowwise_ops_match_oracle() {
 fn rowwise_on_segmented_tensors() {
     let e = small_binding_engine();
     let mut r = Rand::new(22);
-    for op in [RowOp::RmsNorm, RowOp::LayerNorm, RowOp::Softmax] {
+    for op in [
+        RowOp::RmsNorm,
+        RowOp::LayerNorm,
+        RowOp::Softmax,
+        RowOp::RmsNormAdd,
+    ] {
         check_rowwise(e, &mut r, op, 97, 384, false);
     }
 }

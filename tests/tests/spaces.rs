@@ -53,6 +53,8 @@ fn elementwise_space_validates() {
         EwOp::GeluTanh,
         EwOp::GeluErf,
         EwOp::Silu,
+        EwOp::GeluTanhMul,
+        EwOp::SiluMul,
     ] {
         sweep(
             &ElementwiseSpec {

@@ -281,6 +281,7 @@ impl Decoder {
             Weight::F(table) => x = ops::embedding(rec, table, tokens, cfg.embed_scale)?,
         }
 
+        let mut tables: Vec<(f64, Tensor)> = Vec::with_capacity(2);
         for (i, l) in self.layers.iter().enumerate() {
             let h = ops::rms_norm(rec, &x, &l.attn_norm, cfg.eps, 0.0)?;
             let q = l.wq.apply(rec, &h)?;
@@ -293,8 +294,17 @@ impl Decoder {
                 base: cfg.rope_base_of(i),
                 rot_dims: None,
             };
-            let q = ops::rope(rec, &q, &positions, &rope)?;
-            let k = ops::rope(rec, &k, &positions, &rope)?;
+            // One (cos, sin) table per RoPE base for the whole step.
+            let table = match tables.iter().position(|(b, _)| *b == rope.base) {
+                Some(j) => &tables[j].1,
+                None => {
+                    let t = ops::rope_table_tensor(rec, &positions, hd, rope.base)?;
+                    tables.push((rope.base, t));
+                    &tables[tables.len() - 1].1
+                }
+            };
+            let q = ops::rope_with_table(rec, &q, table, &rope, None)?;
+            let k = ops::rope_with_table(rec, &k, table, &rope, None)?;
             let k4 = reshaped(&k, &[1, t, cfg.n_kv_heads, hd])?;
             let v4 = reshaped(&v, &[1, t, cfg.n_kv_heads, hd])?;
             self.caches[i].append(rec, &k4, &v4)?;
@@ -319,20 +329,17 @@ impl Decoder {
             };
             let attn = reshaped(&attn, &[t, cfg.n_heads * hd])?;
             let o = l.wo.apply(rec, &attn)?;
-            let o = post_norm(rec, o, l.post_attn_norm.as_ref(), cfg.eps)?;
-            x = ops::add(rec, &x, &o)?;
+            x = residual(rec, &x, &o, l.post_attn_norm.as_ref(), cfg.eps)?;
 
             let h = ops::rms_norm(rec, &x, &l.ffn_norm, cfg.eps, 0.0)?;
             let g = l.w_gate.apply(rec, &h)?;
             let u = l.w_up.apply(rec, &h)?;
-            let g = match cfg.activation {
-                Activation::GeluTanh => ops::gelu_tanh(rec, &g)?,
-                Activation::Silu => ops::silu(rec, &g)?,
+            let f = match cfg.activation {
+                Activation::GeluTanh => ops::gelu_tanh_mul(rec, &g, &u)?,
+                Activation::Silu => ops::silu_mul(rec, &g, &u)?,
             };
-            let f = ops::mul(rec, &g, &u)?;
             let f = l.w_down.apply(rec, &f)?;
-            let f = post_norm(rec, f, l.post_ffn_norm.as_ref(), cfg.eps)?;
-            x = ops::add(rec, &x, &f)?;
+            x = residual(rec, &x, &f, l.post_ffn_norm.as_ref(), cfg.eps)?;
         }
 
         let last = if t == 1 {
@@ -375,10 +382,17 @@ fn head_norm(
     }
 }
 
-fn post_norm(rec: &mut Recorder, x: Tensor, w: Option<&Tensor>, eps: f32) -> Result<Tensor> {
-    match w {
-        Some(w) => ops::rms_norm(rec, &x, w, eps, 0.0),
-        None => Ok(x),
+/// `x + post_norm(y)` (one fused pass), or `x + y` without a post-norm.
+fn residual(
+    rec: &mut Recorder,
+    x: &Tensor,
+    y: &Tensor,
+    post_norm: Option<&Tensor>,
+    eps: f32,
+) -> Result<Tensor> {
+    match post_norm {
+        Some(w) => ops::rms_norm_add(rec, y, w, x, eps, 0.0),
+        None => ops::add(rec, x, y),
     }
 }
 

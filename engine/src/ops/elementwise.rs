@@ -26,6 +26,14 @@ pub fn gelu_erf(rec: &mut Recorder, x: &Tensor) -> Result<Tensor> {
 pub fn silu(rec: &mut Recorder, x: &Tensor) -> Result<Tensor> {
     elementwise_with(rec, EwOp::Silu, x, None, 0.0, None)
 }
+/// `gelu_tanh(g) * u` (GeGLU) in one pass.
+pub fn gelu_tanh_mul(rec: &mut Recorder, g: &Tensor, u: &Tensor) -> Result<Tensor> {
+    elementwise_with(rec, EwOp::GeluTanhMul, g, Some(u), 0.0, None)
+}
+/// `silu(g) * u` (SwiGLU) in one pass.
+pub fn silu_mul(rec: &mut Recorder, g: &Tensor, u: &Tensor) -> Result<Tensor> {
+    elementwise_with(rec, EwOp::SiluMul, g, Some(u), 0.0, None)
+}
 
 /// Any elementwise op with an explicit config (or the default when `cfg` is `None`).
 pub fn elementwise_with(

@@ -27,7 +27,9 @@ pub use block_sparse::{
     SparseOutput,
 };
 pub use block_sparse_opts::{BlockMask, BlockSelect, Granularity, Partition, SparseOptions};
-pub use elementwise::{add, elementwise_with, gelu_erf, gelu_tanh, mul, scale, silu};
+pub use elementwise::{
+    add, elementwise_with, gelu_erf, gelu_tanh, gelu_tanh_mul, mul, scale, silu, silu_mul,
+};
 pub use embedding::{check_ids, embedding, embedding_with, qembedding_into};
 pub use matmul::{matmul, matmul_into, matmul_spec, matmul_with};
 pub use neighborhood::{
@@ -37,8 +39,8 @@ pub use neighborhood::{
 pub use pool::{mean_pool, mean_pool_with};
 pub use qmatmul::{qmatmul, qmatmul_into, qmatmul_spec, qmatmul_with};
 pub use qmatvec::{qdequant, qmatvec, qmatvec_into, qmatvec_spec, qmatvec_with};
-pub use rope::{rope, rope_with, RopeOptions};
-pub use rowwise::{l2_normalize, layer_norm, rms_norm, rowwise_with, softmax};
+pub use rope::{rope, rope_table_tensor, rope_with, rope_with_table, RopeOptions};
+pub use rowwise::{l2_normalize, layer_norm, rms_norm, rms_norm_add, rowwise_with, softmax};
 pub use sample::{SampleResult, Sampler};
 
 use crate::error::{Error, Result};

@@ -18,6 +18,26 @@ pub fn rms_norm(
     rowwise_with(rec, RowOp::RmsNorm, x, &[w], eps, w_offset, None)
 }
 
+/// `residual + rms_norm(x) * (w + w_offset)` in one pass (a post-norm and its residual add).
+pub fn rms_norm_add(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w: &Tensor,
+    residual: &Tensor,
+    eps: f32,
+    w_offset: f32,
+) -> Result<Tensor> {
+    rowwise_with(
+        rec,
+        RowOp::RmsNormAdd,
+        x,
+        &[w, residual],
+        eps,
+        w_offset,
+        None,
+    )
+}
+
 /// LayerNorm over the last dim: `(x - mean) / sqrt(var + eps) * w + b`.
 pub fn layer_norm(
     rec: &mut Recorder,
@@ -52,7 +72,7 @@ pub fn rowwise_with(
     expect_f32(name, x)?;
     let want = match op {
         RowOp::RmsNorm => 1,
-        RowOp::LayerNorm => 2,
+        RowOp::LayerNorm | RowOp::RmsNormAdd => 2,
         RowOp::Softmax | RowOp::L2Normalize => 0,
     };
     if params_in.len() != want {
@@ -61,7 +81,27 @@ pub fn rowwise_with(
             detail: format!("{name} takes {want} weight tensors"),
         });
     }
-    for p in params_in {
+    // RmsNormAdd's second input is the residual: x's shape, split like x.
+    let residual = (op == RowOp::RmsNormAdd).then(|| params_in[1]);
+    if let Some(r) = residual {
+        expect_f32(name, r)?;
+        if r.shape() != x.shape() || r.segments().len() != x.segments().len() {
+            return Err(Error::Shape {
+                op: "rowwise",
+                detail: format!(
+                    "{name} residual {:?} must match x {:?}",
+                    r.shape(),
+                    x.shape()
+                ),
+            });
+        }
+    }
+    let weights = if residual.is_some() {
+        &params_in[..1]
+    } else {
+        params_in
+    };
+    for p in weights {
         expect_f32(name, p)?;
         expect_single(name, "weight", p)?;
         if p.numel() != x.row_len() {
@@ -93,7 +133,10 @@ pub fn rowwise_with(
         let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
         let params = spec.params(&c, eps, w_offset);
         let mut binds = vec![Bind::segment(x, i)];
-        binds.extend(params_in.iter().map(|p| Bind::whole(p)));
+        binds.extend(weights.iter().map(|p| Bind::whole(p)));
+        if let Some(r) = residual {
+            binds.push(Bind::segment(r, i));
+        }
         binds.push(Bind::segment(&out, i));
         rec.dispatch(
             &kernel,

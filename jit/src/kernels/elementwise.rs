@@ -21,6 +21,10 @@ pub enum EwOp {
     GeluTanh,
     GeluErf,
     Silu,
+    /// `gelu_tanh(x) * y`: GeGLU's gate (Gemma's FFN) in one pass.
+    GeluTanhMul,
+    /// `silu(x) * y`: SwiGLU's gate (llama's FFN) in one pass.
+    SiluMul,
 }
 
 impl EwOp {
@@ -32,10 +36,15 @@ impl EwOp {
             EwOp::GeluTanh => "gelu_tanh",
             EwOp::GeluErf => "gelu_erf",
             EwOp::Silu => "silu",
+            EwOp::GeluTanhMul => "gelu_tanh_mul",
+            EwOp::SiluMul => "silu_mul",
         }
     }
     pub fn is_binary(self) -> bool {
-        matches!(self, EwOp::Add | EwOp::Mul)
+        matches!(
+            self,
+            EwOp::Add | EwOp::Mul | EwOp::GeluTanhMul | EwOp::SiluMul
+        )
     }
     fn expr(self) -> &'static str {
         match self {
@@ -45,6 +54,8 @@ impl EwOp {
             EwOp::GeluTanh => "gelu_tanh(a)",
             EwOp::GeluErf => "gelu_erf(a)",
             EwOp::Silu => "silu(a)",
+            EwOp::GeluTanhMul => "gelu_tanh(a) * y[i % p.b_len]",
+            EwOp::SiluMul => "silu(a) * y[i % p.b_len]",
         }
     }
 }

@@ -60,10 +60,13 @@ impl RopeSpec {
 /// Returns [positions.len(), rot / 2, 2].
 pub fn rope_table(positions: &[u32], rot: usize, base: f64) -> Vec<f32> {
     let half = rot / 2;
+    let freqs: Vec<f64> = (0..half)
+        .map(|i| base.powf(-2.0 * i as f64 / rot as f64))
+        .collect();
     let mut out = Vec::with_capacity(positions.len() * half * 2);
     for &pos in positions {
-        for i in 0..half {
-            let theta = pos as f64 * base.powf(-2.0 * i as f64 / rot as f64);
+        for &f in &freqs {
+            let theta = pos as f64 * f;
             out.push(theta.cos() as f32);
             out.push(theta.sin() as f32);
         }

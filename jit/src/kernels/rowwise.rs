@@ -23,6 +23,9 @@ pub enum RowOp {
     Softmax,
     /// `x / max(||x||_2, eps)` (torch's `F.normalize`).
     L2Normalize,
+    /// `r + x / sqrt(mean(x^2) + eps) * (w + w_offset)`: a post-norm and its residual add in
+    /// one pass (Gemma's post-attention / post-FFN norms).
+    RmsNormAdd,
 }
 
 impl RowOp {
@@ -32,12 +35,13 @@ impl RowOp {
             RowOp::LayerNorm => "layernorm",
             RowOp::Softmax => "softmax",
             RowOp::L2Normalize => "l2norm",
+            RowOp::RmsNormAdd => "rmsnorm_add",
         }
     }
     fn inputs(self) -> u32 {
         match self {
             RowOp::RmsNorm => 2,
-            RowOp::LayerNorm => 3,
+            RowOp::LayerNorm | RowOp::RmsNormAdd => 3,
             RowOp::Softmax | RowOp::L2Normalize => 1,
         }
     }
@@ -93,7 +97,10 @@ impl KernelSpec for RowwiseSpec {
 
     fn bindings(&self, _cfg: &RowwiseConfig) -> Vec<BindingDecl> {
         let mut b = vec![BindingDecl::uniform(0, "p"), BindingDecl::read(1, "x")];
-        let names = ["w", "b"];
+        let names = match self.op {
+            RowOp::RmsNormAdd => ["w", "res"],
+            _ => ["w", "b"],
+        };
         for i in 1..self.op.inputs() {
             b.push(BindingDecl::read(1 + i, names[i as usize - 1]));
         }
@@ -115,6 +122,7 @@ impl KernelSpec for RowwiseSpec {
         let extra = match self.op {
             RowOp::RmsNorm => section(f, ROWWISE, "rmsnorm_decl")?,
             RowOp::LayerNorm => section(f, ROWWISE, "layernorm_decl")?,
+            RowOp::RmsNormAdd => section(f, ROWWISE, "rmsnorm_add_decl")?,
             RowOp::Softmax | RowOp::L2Normalize => "",
         };
         render(
