@@ -29,6 +29,7 @@ demo: setup models
 	./target/release/webjit info
 	./target/release/webjit bench matmul --m 512 --n 512 --k 512
 	./target/release/webjit load --model $(MODELS)/gemma-3-270m-q4_k_m.gguf --chunk-kib 1024
+	./target/release/webjit generate --model $(MODELS)/gemma-3-270m-q4_k_m.gguf --max-context 512 --max-tokens 24 --prompt "The sea at night is"
 	./target/release/webjit embed --model $(MODELS)/all-MiniLM-L6-v2 "A man is eating food." "A man eats a meal." "The stock market fell sharply."
 
 fmt:
