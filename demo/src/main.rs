@@ -11,6 +11,7 @@ mod generate;
 mod info;
 mod load;
 mod tune;
+mod tune_model;
 
 use clap::{Parser, Subcommand};
 
@@ -50,6 +51,9 @@ enum Command {
         /// Do not save records to the user cache.
         #[arg(long)]
         no_save: bool,
+        /// Tune the kernels this GGUF decoder runs, at its shapes (only the header is read).
+        #[arg(long)]
+        model: Option<std::path::PathBuf>,
     },
     /// Sentence embeddings with a BERT model directory (config.json, model.safetensors,
     /// tokenizer.json). Reads one text per line from stdin when no TEXT is given.
@@ -94,12 +98,14 @@ fn main() {
             export,
             import,
             no_save,
+            model,
         } => tune::run(tune::TuneArgs {
             budget_s,
             json,
             export,
             import,
             no_save,
+            model,
         }),
         Command::Load(args) => load::run(args),
         Command::Generate(args) => generate::run(args),

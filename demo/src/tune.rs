@@ -16,9 +16,11 @@ pub struct TuneArgs {
     pub export: Option<std::path::PathBuf>,
     pub import: Option<std::path::PathBuf>,
     pub no_save: bool,
+    /// Tune the kernels of this GGUF decoder at its shapes instead of the standard set.
+    pub model: Option<std::path::PathBuf>,
 }
 
-fn filled(e: &Engine, shape: &[usize], seed: u32) -> Result<Tensor> {
+pub(crate) fn filled(e: &Engine, shape: &[usize], seed: u32) -> Result<Tensor> {
     let n: usize = shape.iter().product();
     let mut s = seed.wrapping_mul(2654435761).max(1);
     let v: Vec<f32> = (0..n)
@@ -38,10 +40,70 @@ pub fn run(args: TuneArgs) -> Result<()> {
         let n = e.load_tuning(&FileStore { path: path.clone() })?;
         eprintln!("imported {n} records from {}", path.display());
     }
+    let t0 = Instant::now();
+    let reports = match &args.model {
+        Some(path) => crate::tune_model::run(&e, path, args.budget_s)?,
+        None => standard_set(&e, args.budget_s)?,
+    };
+    let total_s = t0.elapsed().as_secs_f64();
+    let geomean =
+        (reports.iter().map(|r| r.speedup.ln()).sum::<f64>() / reports.len() as f64).exp();
+    if !args.no_save {
+        if let Some(path) = FileStore::default_path() {
+            e.save_tuning(&FileStore { path: path.clone() })?;
+            if !args.json {
+                println!("saved records to {}", path.display());
+            }
+        }
+    }
+    if let Some(path) = &args.export {
+        e.save_tuning(&FileStore { path: path.clone() })?;
+    }
+    if args.json {
+        println!(
+            "{}",
+            json!({
+                "device": e.profile().name,
+                "fingerprint": e.profile().fingerprint(),
+                "budget_s": args.budget_s,
+                "total_s": total_s,
+                "geomean_speedup": geomean,
+                "kernels": reports,
+            })
+        );
+    } else {
+        println!(
+            "{:<36} {:<44} {:<44} {:>10} {:>10} {:>7} {:>5} {:>8}",
+            "problem", "default", "winner", "default", "tuned", "speedup", "tried", "spent"
+        );
+        for r in &reports {
+            println!(
+                "{:<36} {:<44} {:<44} {:>8.1}us {:>8.1}us {:>6.2}x {:>5} {:>6.0}ms",
+                r.tune_key,
+                r.default_key,
+                r.winner_key,
+                r.default_us,
+                r.tuned_us,
+                r.speedup,
+                r.tried,
+                r.spent_ms
+            );
+        }
+        println!(
+            "geometric-mean speedup {geomean:.2}x over {} kernels in {total_s:.1} s on {}",
+            reports.len(),
+            e.profile().name
+        );
+    }
+    Ok(())
+}
+
+/// The standard set: the f32 kernels at Gemma 3 270M's shapes for a 128-token prompt.
+fn standard_set(e: &Engine, budget_s: f64) -> Result<Vec<TuneReport>> {
     let (tokens, d, heads, head_dim, ffn) = (128usize, 640usize, 4usize, 256usize, 2048usize);
     let problems = 12.0;
     let opts = TuneOptions {
-        budget: Duration::from_secs_f64((args.budget_s / problems).max(0.05)),
+        budget: Duration::from_secs_f64((budget_s / problems).max(0.05)),
         // Software adapters time noisily at short batches.
         min_batch: Duration::from_millis(if format!("{:?}", e.gpu.info.device_type) == "Cpu" {
             20
@@ -50,11 +112,10 @@ pub fn run(args: TuneArgs) -> Result<()> {
         }),
         max_nmse: 1e-8,
     };
-    let t0 = Instant::now();
     let mut reports: Vec<TuneReport> = Vec::new();
-    let x = filled(&e, &[tokens, d], 1)?;
-    let h = filled(&e, &[tokens, ffn], 2)?;
-    let hd = filled(&e, &[tokens, heads * head_dim], 3)?;
+    let x = filled(e, &[tokens, d], 1)?;
+    let h = filled(e, &[tokens, ffn], 2)?;
+    let hd = filled(e, &[tokens, heads * head_dim], 3)?;
     // Weights in the [out, in] layout (B transposed), as models store them.
     for (n, k, src) in [
         (heads * head_dim, d, &x),
@@ -63,14 +124,14 @@ pub fn run(args: TuneArgs) -> Result<()> {
         (ffn, d, &x),
         (d, ffn, &h),
     ] {
-        let w = filled(&e, &[n, k], 4)?;
+        let w = filled(e, &[n, k], 4)?;
         let (spec, _) = ops::matmul_spec(src, &w, true)?;
         reports.push(e.tune(&spec, &opts, |rec, c| {
             ops::matmul_with(rec, src, &w, true, Some(c.clone()))
         })?);
     }
-    let wd = filled(&e, &[d], 5)?;
-    let wh = filled(&e, &[head_dim], 6)?;
+    let wd = filled(e, &[d], 5)?;
+    let wh = filled(e, &[head_dim], 6)?;
     let qk = hd
         .reshape(&[tokens * heads, head_dim])
         .ok_or_else(|| Error::Shape {
@@ -128,7 +189,7 @@ pub fn run(args: TuneArgs) -> Result<()> {
     reports.push(e.tune(&rspec, &opts, |rec, c| {
         ops::rope_with(rec, &q3, &positions, &ropt, Some(c.clone()))
     })?);
-    let table = filled(&e, &[4096, d], 7)?;
+    let table = filled(e, &[4096, d], 7)?;
     let ids: Vec<u32> = (0..tokens as u32).map(|i| (i * 31) % 4096).collect();
     let espec = webjit_engine::jit::kernels::embedding::EmbeddingSpec {
         n: tokens as u64,
@@ -138,55 +199,5 @@ pub fn run(args: TuneArgs) -> Result<()> {
         ops::embedding_with(rec, &table, &ids, 25.3, Some(c.clone()))
     })?);
 
-    let total_s = t0.elapsed().as_secs_f64();
-    let geomean =
-        (reports.iter().map(|r| r.speedup.ln()).sum::<f64>() / reports.len() as f64).exp();
-    if !args.no_save {
-        if let Some(path) = FileStore::default_path() {
-            e.save_tuning(&FileStore { path: path.clone() })?;
-            if !args.json {
-                println!("saved records to {}", path.display());
-            }
-        }
-    }
-    if let Some(path) = &args.export {
-        e.save_tuning(&FileStore { path: path.clone() })?;
-    }
-    if args.json {
-        println!(
-            "{}",
-            json!({
-                "device": e.profile().name,
-                "fingerprint": e.profile().fingerprint(),
-                "budget_s": args.budget_s,
-                "total_s": total_s,
-                "geomean_speedup": geomean,
-                "kernels": reports,
-            })
-        );
-    } else {
-        println!(
-            "{:<36} {:<44} {:<44} {:>10} {:>10} {:>7} {:>5} {:>8}",
-            "problem", "default", "winner", "default", "tuned", "speedup", "tried", "spent"
-        );
-        for r in &reports {
-            println!(
-                "{:<36} {:<44} {:<44} {:>8.1}us {:>8.1}us {:>6.2}x {:>5} {:>6.0}ms",
-                r.tune_key,
-                r.default_key,
-                r.winner_key,
-                r.default_us,
-                r.tuned_us,
-                r.speedup,
-                r.tried,
-                r.spent_ms
-            );
-        }
-        println!(
-            "geometric-mean speedup {geomean:.2}x over {} kernels in {total_s:.1} s on {}",
-            reports.len(),
-            e.profile().name
-        );
-    }
-    Ok(())
+    Ok(reports)
 }

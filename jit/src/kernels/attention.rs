@@ -149,6 +149,18 @@ impl KernelSpec for AttentionSpec {
     fn family(&self) -> &'static str {
         "attention"
     }
+    fn tune_key(&self) -> String {
+        use crate::tune::bucket;
+        format!(
+            "attention.d{}|b{}.q{}.kv{}.h{}.g{}",
+            self.head_dim,
+            bucket(self.batch),
+            bucket(self.seq_q),
+            bucket(self.seq_kv),
+            self.n_heads,
+            self.n_heads / self.n_kv_heads.max(1)
+        )
+    }
 
     fn key(&self, cfg: &AttentionConfig) -> String {
         format!(

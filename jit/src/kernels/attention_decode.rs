@@ -121,6 +121,19 @@ impl KernelSpec for DecodeSpec {
         "attention_decode"
     }
 
+    fn tune_key(&self) -> String {
+        use crate::tune::bucket;
+        format!(
+            "attention_decode.{}.d{}|b{}.h{}.g{}.kv{}",
+            self.kv_dtype.name(),
+            self.head_dim,
+            bucket(self.batch),
+            self.n_heads,
+            self.n_heads / self.n_kv_heads.max(1),
+            bucket(self.kv_len)
+        )
+    }
+
     fn key(&self, cfg: &DecodeConfig) -> String {
         format!(
             "attention_decode.split.{}.d{}.wg{}.s{}",
@@ -255,6 +268,14 @@ impl KernelSpec for DecodeReduceSpec {
         "attention_decode_reduce"
     }
 
+    fn tune_key(&self) -> String {
+        format!(
+            "attention_decode_reduce.d{}|rows{}",
+            self.head_dim,
+            crate::tune::bucket(self.batch * self.n_heads)
+        )
+    }
+
     fn key(&self, cfg: &DecodeReduceConfig) -> String {
         format!("attention_decode.reduce.d{}.wg{}", self.head_dim, cfg.wg)
     }
@@ -344,6 +365,16 @@ impl KernelSpec for KvAppendSpec {
 
     fn family(&self) -> &'static str {
         "kv_append"
+    }
+
+    fn tune_key(&self) -> String {
+        use crate::tune::bucket;
+        format!(
+            "kv_append.{}|n{}.row{}",
+            self.kv_dtype.name(),
+            bucket(self.batch * self.n_new),
+            bucket(self.n_kv_heads * self.head_dim)
+        )
     }
 
     fn key(&self, cfg: &KvAppendConfig) -> String {

@@ -71,6 +71,16 @@ impl KernelSpec for QMatmulSpec {
     fn family(&self) -> &'static str {
         "qmatmul"
     }
+    fn tune_key(&self) -> String {
+        use crate::tune::bucket;
+        format!(
+            "qmatmul.{}|m{}.n{}.k{}",
+            self.format.name(),
+            bucket(self.m),
+            bucket(self.rows),
+            bucket(self.k)
+        )
+    }
     fn key(&self, c: &QMatmulConfig) -> String {
         format!(
             "qmatmul.{}.{}.f32acc.t{}x{}x{}.r{}x{}",

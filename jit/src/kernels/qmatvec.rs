@@ -106,6 +106,15 @@ impl KernelSpec for QDequantSpec {
     fn family(&self) -> &'static str {
         "qdequant"
     }
+    fn tune_key(&self) -> String {
+        use crate::tune::bucket;
+        format!(
+            "qdequant.{}|r{}.k{}",
+            self.format.name(),
+            bucket(self.rows),
+            bucket(self.k)
+        )
+    }
     fn key(&self, cfg: &QDequantConfig) -> String {
         format!("qdequant.{}.wg{}", self.format.name(), cfg.wg)
     }
@@ -231,6 +240,16 @@ impl KernelSpec for QMatvecSpec {
     type Config = QMatvecConfig;
     fn family(&self) -> &'static str {
         "qmatvec"
+    }
+    fn tune_key(&self) -> String {
+        use crate::tune::bucket;
+        format!(
+            "qmatvec.{}|m{}.n{}.k{}",
+            self.format.name(),
+            self.m,
+            bucket(self.rows),
+            bucket(self.k)
+        )
     }
     fn key(&self, cfg: &QMatvecConfig) -> String {
         let red = match cfg.reduce {
