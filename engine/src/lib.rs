@@ -35,6 +35,9 @@ use buffer::BufferPool;
 use pipeline::PipelineCache;
 use tensor::Segment;
 
+pub(crate) type TunedConfigs =
+    std::collections::HashMap<String, std::sync::Arc<dyn std::any::Any + Send + Sync>>;
+
 pub struct Engine {
     pub gpu: Gpu,
     pub pool: BufferPool,
@@ -48,6 +51,9 @@ pub struct Engine {
     pub(crate) tuning: Mutex<webjit_jit::tune::TuneRecords>,
     /// tune key -> recorded winner key (or none), so ops look records up once.
     pub(crate) tuned_memo: Mutex<std::collections::HashMap<String, Option<String>>>,
+    /// tune key -> the winner's config, resolved once (resolving a key walks the whole space,
+    /// far too slow for every dispatch of a decode step).
+    pub(crate) tuned_configs: Mutex<TunedConfigs>,
 }
 
 impl Engine {
@@ -63,6 +69,7 @@ impl Engine {
             poison: AtomicBool::new(false),
             tuning: Mutex::new(webjit_jit::tune::TuneRecords::new()),
             tuned_memo: Mutex::new(std::collections::HashMap::new()),
+            tuned_configs: Mutex::new(std::collections::HashMap::new()),
         })
     }
 

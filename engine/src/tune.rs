@@ -176,6 +176,11 @@ impl Engine {
     /// The recorded winner for this problem, if any.
     pub fn tuned_config<S: KernelSpec>(&self, spec: &S) -> Option<S::Config> {
         let tk = spec.tune_key();
+        let cached = self.tuned_configs.lock().ok()?.get(&tk).cloned();
+        if let Some(c) = cached.as_ref().and_then(|a| a.downcast_ref::<S::Config>()) {
+            // The same bucket holds problems of other sizes: the winner must be legal here.
+            return spec.check(self.profile(), c).ok().map(|_| c.clone());
+        }
         let memo = self.tuned_memo.lock().ok()?.get(&tk).cloned();
         let key = match memo {
             Some(k) => k,
@@ -187,13 +192,17 @@ impl Engine {
                     .lookup(spec, self.profile())
                     .map(|r| r.winner.clone());
                 if let Ok(mut m) = self.tuned_memo.lock() {
-                    m.insert(tk, k.clone());
+                    m.insert(tk.clone(), k.clone());
                 }
                 k
             }
         }?;
         let c = spec.config_by_key(self.profile(), &key).ok()?;
-        spec.check(self.profile(), &c).ok().map(|_| c)
+        spec.check(self.profile(), &c).ok()?;
+        if let Ok(mut m) = self.tuned_configs.lock() {
+            m.insert(tk, std::sync::Arc::new(c.clone()));
+        }
+        Some(c)
     }
 
     /// A copy of every tuning record this engine holds (for export).
@@ -207,6 +216,9 @@ impl Engine {
             r.merge(recs);
         }
         if let Ok(mut m) = self.tuned_memo.lock() {
+            m.clear();
+        }
+        if let Ok(mut m) = self.tuned_configs.lock() {
             m.clear();
         }
     }
@@ -301,6 +313,9 @@ impl Engine {
             r.insert(&profile.fingerprint(), &tune_key, rec.clone());
         }
         if let Ok(mut m) = self.tuned_memo.lock() {
+            m.remove(&tune_key);
+        }
+        if let Ok(mut m) = self.tuned_configs.lock() {
             m.remove(&tune_key);
         }
         Ok(TuneReport {

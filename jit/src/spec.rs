@@ -50,7 +50,7 @@ impl BindingDecl {
 /// A kernel family. `Self` is the problem: formats, flags and sizes. Sizes that vary between
 /// calls go to uniforms and never into the WGSL, so one pipeline serves every size.
 pub trait KernelSpec {
-    type Config: Clone + Debug + PartialEq;
+    type Config: Clone + Debug + PartialEq + Send + Sync + 'static;
 
     /// Family name, the first component of every key (e.g. `matmul`).
     fn family(&self) -> &'static str;
