@@ -123,32 +123,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
             vt[i] = select(vec4<f32>(0.0), v[src], ok);
         }
         workgroupBarrier();
-        for (var r = 0u; r < R; r++) {
-            for (var j = 0u; j < BK; j++) {
-                var d = vec4<f32>(0.0);
-                for (var c = 0u; c < DP; c++) {
-                    d = fma(qr[r * DP + c], kt[j * D4 + c * TPR + part], d);
-                }
-                let dsum = d.x + d.y + d.z + d.w;
-                if (TPR == 1u) {
-                    s[r * BK + j] = dsum;
-                } else {
-                    sp[(r * BK + j) * WG + lid] = dsum;
-                }
-            }
-        }
-        if (TPR > 1u) {
-            workgroupBarrier();
-            for (var i = 0u; i < R * BK; i++) {
-                var t = 0.0;
-                for (var u = 0u; u < TPR; u++) {
-                    t += sp[i * WG + rl * TPR + u];
-                }
-                s[i] = t;
-            }
-            // The next tile's partials may only be written once every row has read these.
-            workgroupBarrier();
-        }
+{{TILE_SCORES}}
         for (var r = 0u; r < R; r++) {
             if (slot[r] == NONE) {
                 continue;

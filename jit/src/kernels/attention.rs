@@ -194,6 +194,7 @@ impl KernelSpec for AttentionSpec {
                 ("BK", cfg.kv_tile.to_string()),
                 ("TPR", cfg.tpr.to_string()),
                 ("SP", Self::sp_len(cfg).to_string()),
+                ("TILE_SCORES", tile_scores()?),
             ],
         )
     }
@@ -328,4 +329,10 @@ impl KernelSpec for AttentionSpec {
                 tpr: 1,
             })
     }
+}
+
+/// The WGSL that scores a staged K tile against an invocation's query rows (`s`, via `sp` when
+/// TPR > 1), shared by the dense prefill and the block-sparse attention kernels.
+pub(crate) fn tile_scores() -> Result<String, JitError> {
+    Ok(section("attention.wgsl", ATTENTION, "tile_scores")?.to_string())
 }

@@ -435,6 +435,7 @@ impl KernelSpec for BsAttnSpec {
         ];
         values.push(("TPR", cfg.tpr.to_string()));
         values.push(("SP", Self::sp_len(cfg).to_string()));
+        values.push(("TILE_SCORES", super::attention::tile_scores()?));
         let body = if self.gather {
             let f = "block_sparse_gather.wgsl";
             render(f, section(f, BLOCK_SPARSE_GATHER, "gather")?, &values)?
