@@ -149,53 +149,37 @@ impl DecoderConfig {
             return Err(bad(format!("eps {eps} / rope base {rope_base}")));
         }
         let context = context.clamp(1, 1 << 20);
-        let cfg = match arch {
-            Arch::Gemma3 => {
-                let window = int("attention.sliding_window")?
-                    .map(|w| u32::try_from(w).unwrap_or(u32::MAX).max(1));
-                DecoderConfig {
-                    arch,
-                    n_layers,
-                    d_model,
-                    n_heads,
-                    n_kv_heads,
-                    head_dim,
-                    ffn,
-                    vocab,
-                    context,
-                    eps: eps as f32,
-                    rope_layout: RopeLayout::Neox,
-                    rope_base,
-                    // llama.cpp's default for gemma3 when the file has no separate key.
-                    rope_base_local: float("rope.freq_base_swa")?.unwrap_or(10_000.0),
-                    window,
-                    swa_period: 6,
-                    embed_scale: (d_model as f32).sqrt(),
-                    attn_scale: 1.0 / (head_dim as f32).sqrt(),
-                    activation: Activation::GeluTanh,
-                }
-            }
-            Arch::Llama => DecoderConfig {
-                arch,
-                n_layers,
-                d_model,
-                n_heads,
-                n_kv_heads,
-                head_dim,
-                ffn,
-                vocab,
-                context,
-                eps: eps as f32,
-                rope_layout: RopeLayout::Normal,
-                rope_base,
-                rope_base_local: rope_base,
-                window: None,
-                swa_period: 0,
-                embed_scale: 1.0,
-                attn_scale: 1.0 / (head_dim as f32).sqrt(),
-                activation: Activation::Silu,
-            },
+        // The llama family's settings; Gemma 3 changes what differs.
+        let mut cfg = DecoderConfig {
+            arch,
+            n_layers,
+            d_model,
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            ffn,
+            vocab,
+            context,
+            eps: eps as f32,
+            rope_layout: RopeLayout::Normal,
+            rope_base,
+            rope_base_local: rope_base,
+            window: None,
+            swa_period: 0,
+            embed_scale: 1.0,
+            attn_scale: 1.0 / (head_dim as f32).sqrt(),
+            activation: Activation::Silu,
         };
+        if arch == Arch::Gemma3 {
+            cfg.rope_layout = RopeLayout::Neox;
+            // llama.cpp's default for gemma3 when the file has no separate key.
+            cfg.rope_base_local = float("rope.freq_base_swa")?.unwrap_or(10_000.0);
+            cfg.window = int("attention.sliding_window")?
+                .map(|w| u32::try_from(w).unwrap_or(u32::MAX).max(1));
+            cfg.swa_period = 6;
+            cfg.embed_scale = (d_model as f32).sqrt();
+            cfg.activation = Activation::GeluTanh;
+        }
         Ok(cfg)
     }
 }
