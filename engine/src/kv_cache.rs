@@ -111,6 +111,13 @@ impl KvCache {
         self.len = 0;
     }
 
+    /// Forgets the newest positions down to `len` (a no-op if it holds fewer). A ring may
+    /// drop its newest position this way: the slot it overwrote held the position that just
+    /// left the window, and re-appending that position writes the same slot again.
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
     /// Appends K and V rows for the next `n_new` positions: k_new, v_new
     /// [batch, n_new, n_kv_heads, head_dim] f32 (already RoPE'd).
     pub fn append(&mut self, rec: &mut Recorder, k_new: &Tensor, v_new: &Tensor) -> Result<()> {

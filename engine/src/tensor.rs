@@ -74,6 +74,21 @@ impl Tensor {
     pub fn segment_bytes(&self, i: usize) -> u64 {
         (self.segments[i].rows * self.row_len() * self.dtype.size()) as u64
     }
+    /// The first `n` elements of a one-segment 1-D tensor, as a tensor of shape [n] on the
+    /// same buffer (e.g. the sampled token at the head of the sampler's result).
+    pub fn head(&self, n: usize) -> Option<Tensor> {
+        if self.shape.len() != 1 || self.is_segmented() || n > self.numel() {
+            return None;
+        }
+        let mut segments = self.segments.clone();
+        segments[0].rows = 1;
+        Some(Tensor {
+            shape: vec![n],
+            dtype: self.dtype,
+            segments,
+        })
+    }
+
     /// Same buffers, new shape of the same element count and the same row split.
     pub fn reshape(&self, shape: &[usize]) -> Option<Tensor> {
         let numel: usize = shape.iter().product();

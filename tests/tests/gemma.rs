@@ -65,3 +65,30 @@ fn all_reference_prompts_are_tested() {
     let names: Vec<String> = gemma_prompt_refs().into_iter().map(|p| p.name).collect();
     assert_eq!(names, ["chat", "plain", "code", "chat_unicode", "long"]);
 }
+
+/// `generate` (pipelined decode: each step embeds its token from the GPU through the quantized
+/// embedding gather, one step runs ahead) continues like llama.cpp up to its first near tie.
+#[test]
+fn generate_continues_like_llama_cpp() {
+    use webjit_engine::model::generate::GenerateOptions;
+    let refs = gemma_prompt_refs();
+    let r = refs.iter().find(|p| p.name == "code").expect("code prompt");
+    let n = r
+        .greedy
+        .iter()
+        .position(|g| g.gap < 0.3)
+        .unwrap_or(r.greedy.len());
+    assert!(n >= 2, "the reference must have a few clear steps");
+    let mut s = session();
+    s.reset();
+    let opts = GenerateOptions {
+        max_tokens: n,
+        ..Default::default()
+    };
+    let g = s
+        .generate(engine(), &r.prompt_ids, &opts, &|_| false, &mut |_| true)
+        .expect("generate");
+    let want: Vec<u32> = r.greedy[..n].iter().map(|g| g.id).collect();
+    assert_eq!(g.tokens, want);
+    assert_eq!(s.position(), r.prompt_ids.len() + n - 1);
+}

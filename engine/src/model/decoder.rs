@@ -18,6 +18,14 @@ use crate::recorder::Recorder;
 use crate::tensor::{DType, Tensor};
 use crate::Engine;
 
+/// Where a step's tokens come from.
+#[derive(Clone, Copy)]
+enum Input<'a> {
+    Host(&'a [u32]),
+    /// One token id in a GPU buffer ([1] u32).
+    Gpu(&'a Tensor),
+}
+
 /// A weight matrix [N, K] (y = x W^T): quantized blocks or f32.
 pub enum Weight {
     Q(QTensor),
@@ -228,6 +236,14 @@ impl Decoder {
             .unwrap_or(0)
     }
 
+    /// Forgets the newest `n` positions (a decode step that turned out not to be wanted).
+    pub fn rewind(&mut self, n: usize) {
+        let len = self.position().saturating_sub(n);
+        for c in &mut self.caches {
+            c.truncate(len);
+        }
+    }
+
     /// Forgets the context.
     pub fn reset(&mut self) {
         for c in &mut self.caches {
@@ -239,13 +255,36 @@ impl Decoder {
     /// the last one ([1, vocab]). A multi-token call after earlier context runs one token at a
     /// time (the prefill kernel attends only the tokens it is given).
     pub fn forward(&mut self, rec: &mut Recorder, tokens: &[u32]) -> Result<Tensor> {
+        self.forward_input(rec, Input::Host(tokens))
+    }
+
+    /// One decode step whose token is read on the GPU from `id` ([1] u32, e.g. the head of the
+    /// sampler's result), so the step can be submitted before the previous token is read back.
+    pub fn forward_gpu_token(&mut self, rec: &mut Recorder, id: &Tensor) -> Result<Tensor> {
+        if id.dtype() != DType::U32 || id.shape() != [1] {
+            return Err(Error::Shape {
+                op: "forward",
+                detail: format!("the GPU token must be u32 [1], got {:?}", id.shape()),
+            });
+        }
+        self.forward_input(rec, Input::Gpu(id))
+    }
+
+    fn forward_input(&mut self, rec: &mut Recorder, input: Input<'_>) -> Result<Tensor> {
+        let tokens: &[u32] = match input {
+            Input::Host(t) => t,
+            // One position; the id itself stays on the GPU.
+            Input::Gpu(_) => &[0],
+        };
         if tokens.is_empty() {
             return Err(Error::InvalidArgument {
                 op: "forward",
                 detail: "no tokens".into(),
             });
         }
-        ops::check_ids("forward", tokens, self.cfg.vocab)?;
+        if let Input::Host(t) = input {
+            ops::check_ids("forward", t, self.cfg.vocab)?;
+        }
         let pos = self.position();
         if pos + tokens.len() > self.max_context() {
             return Err(Error::InvalidArgument {
@@ -272,14 +311,24 @@ impl Decoder {
         let (d, hd) = (cfg.d_model, cfg.head_dim);
         let positions: Vec<u32> = (pos..pos + t).map(|p| p as u32).collect();
 
-        let mut x = rec.empty(&[t, d], DType::F32)?;
-        match &self.tok_embd {
-            Weight::Q(table) => {
-                let ids = rec.upload_u32(&[t], tokens)?;
+        let x = match (&self.tok_embd, input) {
+            (Weight::Q(table), input) => {
+                let x = rec.empty(&[t, d], DType::F32)?;
+                let ids = match input {
+                    Input::Host(tokens) => rec.upload_u32(&[t], tokens)?,
+                    Input::Gpu(id) => id.clone(),
+                };
                 ops::qembedding_into(rec, table, &ids, cfg.embed_scale, &x, None)?;
+                x
             }
-            Weight::F(table) => x = ops::embedding(rec, table, tokens, cfg.embed_scale)?,
-        }
+            (Weight::F(table), Input::Host(tokens)) => {
+                ops::embedding(rec, table, tokens, cfg.embed_scale)?
+            }
+            (Weight::F(table), Input::Gpu(id)) => {
+                ops::embedding_gpu_ids(rec, table, id, cfg.embed_scale, None)?
+            }
+        };
+        let mut x = x;
 
         let mut tables: Vec<(f64, Tensor)> = Vec::with_capacity(2);
         for (i, l) in self.layers.iter().enumerate() {

@@ -2,11 +2,12 @@
 //! (forward + GPU sampling), reading back only the sampled id and the top few logits.
 // The stepping loop waits on the GPU, which only native builds can do synchronously; the web
 // facade will drive the same session with async readbacks.
-#![cfg_attr(target_arch = "wasm32", allow(dead_code))]
+#![cfg_attr(target_arch = "wasm32", allow(dead_code, unused_imports))]
 
 pub use webjit_jit::kernels::sample::SampleSettings;
+use webjit_jit::kernels::sample::SAMPLE_RESULT_WORDS;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::decoder::Decoder;
 use crate::ops::{SampleResult, Sampler};
 use crate::tensor::Tensor;
@@ -97,6 +98,8 @@ pub struct Session {
     pending: Option<u32>,
     history: Vec<u32>,
     arena: Option<crate::Arena>,
+    /// Two readback buffers for the sampled token of pipelined decode steps.
+    staging: Vec<wgpu::Buffer>,
 }
 
 impl Session {
@@ -108,6 +111,7 @@ impl Session {
             pending: None,
             history: Vec::new(),
             arena: None,
+            staging: Vec::new(),
         })
     }
 
@@ -196,36 +200,238 @@ impl Session {
         }
         let t0 = web_time::now();
         settings.u = rng.uniform();
-        let mut res = self.step(engine, &input, &settings)?.result;
+        let res = self.step(engine, &input, &settings)?.result;
         stats.prefill_s = web_time::now() - t0;
         let t1 = web_time::now();
-        let mut decode_steps = 0usize;
-        loop {
-            stats.tokens.push(res.token);
-            stats.top_logits.push(res.top.clone());
-            let keep_going = on_token(res.token);
-            if is_eog(res.token) {
-                stats.stopped_on_eog = true;
-                self.pending = Some(res.token);
-                break;
-            }
-            if !keep_going
-                || stats.tokens.len() >= opts.max_tokens
-                || self.decoder.position() + 1 > self.decoder.max_context()
-            {
-                self.pending = Some(res.token);
-                break;
-            }
-            settings.u = rng.uniform();
-            let step = self.step(engine, &[res.token], &settings)?;
-            stats.dispatches_per_token = step.dispatches;
-            decode_steps += 1;
-            res = step.result;
-        }
+        let decode_steps = if opts.repeat_penalty == 1.0 {
+            self.decode_pipelined(
+                engine,
+                res,
+                opts,
+                &mut settings,
+                &mut rng,
+                &mut stats,
+                is_eog,
+                on_token,
+            )?
+        } else {
+            self.decode_sync(
+                engine,
+                res,
+                opts,
+                &mut settings,
+                &mut rng,
+                &mut stats,
+                is_eog,
+                on_token,
+            )?
+        };
         stats.decode_s = web_time::now() - t1;
         stats.prefill_tok_s = rate(stats.prompt_tokens, stats.prefill_s);
         stats.decode_tok_s = rate(decode_steps, stats.decode_s);
         Ok(stats)
+    }
+
+    /// Records `res` and asks whether to go on; on stop, `res.token` becomes the pending token.
+    fn accept(
+        &mut self,
+        res: &SampleResult,
+        opts: &GenerateOptions,
+        stats: &mut GenerateStats,
+        is_eog: &dyn Fn(u32) -> bool,
+        on_token: &mut dyn FnMut(u32) -> bool,
+    ) -> bool {
+        stats.tokens.push(res.token);
+        stats.top_logits.push(res.top.clone());
+        let keep_going = on_token(res.token);
+        if is_eog(res.token) {
+            stats.stopped_on_eog = true;
+            return false;
+        }
+        keep_going
+            && stats.tokens.len() < opts.max_tokens
+            && self.decoder.position() < self.decoder.max_context()
+    }
+
+    /// One step per token, each waiting for the previous token (needed when the repetition
+    /// penalty must see every token before the next step is recorded).
+    #[cfg(not(target_arch = "wasm32"))]
+    #[allow(clippy::too_many_arguments)]
+    fn decode_sync(
+        &mut self,
+        engine: &Engine,
+        mut res: SampleResult,
+        opts: &GenerateOptions,
+        settings: &mut SampleSettings,
+        rng: &mut Rng,
+        stats: &mut GenerateStats,
+        is_eog: &dyn Fn(u32) -> bool,
+        on_token: &mut dyn FnMut(u32) -> bool,
+    ) -> Result<usize> {
+        let mut steps = 0;
+        while self.accept(&res, opts, stats, is_eog, on_token) {
+            settings.u = rng.uniform();
+            let step = self.step(engine, &[res.token], settings)?;
+            stats.dispatches_per_token = step.dispatches;
+            steps += 1;
+            res = step.result;
+        }
+        self.pending = Some(res.token);
+        Ok(steps)
+    }
+
+    /// Decode with the next step already on the GPU while the host reads the previous token:
+    /// each step takes its input token from the sampler's result buffer on the GPU, so step
+    /// k+1 is recorded and submitted before token k is read back. When generation stops, the
+    /// one step submitted ahead is discarded and its KV-cache position forgotten.
+    #[cfg(not(target_arch = "wasm32"))]
+    #[allow(clippy::too_many_arguments)]
+    fn decode_pipelined(
+        &mut self,
+        engine: &Engine,
+        mut res: SampleResult,
+        opts: &GenerateOptions,
+        settings: &mut SampleSettings,
+        rng: &mut Rng,
+        stats: &mut GenerateStats,
+        is_eog: &dyn Fn(u32) -> bool,
+        on_token: &mut dyn FnMut(u32) -> bool,
+    ) -> Result<usize> {
+        let mut steps = 0;
+        let mut slot = 0usize;
+        // The step in flight that consumes `res.token`, if any.
+        let mut ahead: Option<(wgpu::SubmissionIndex, usize)> = None;
+        loop {
+            if !self.accept(&res, opts, stats, is_eog, on_token) {
+                if let Some((idx, s)) = ahead.take() {
+                    self.read_staged(engine, s, idx)?;
+                    self.decoder.rewind(1);
+                }
+                break;
+            }
+            let cur = match ahead.take() {
+                Some(c) => c,
+                None => {
+                    settings.u = rng.uniform();
+                    slot ^= 1;
+                    (self.submit_gpu_step(engine, settings, slot, stats)?, slot)
+                }
+            };
+            // The step after `cur` may be wanted: submit it now, reading `cur`'s token on the
+            // GPU, so it runs while the host waits for and handles `cur`'s token.
+            let may_continue = stats.tokens.len() + 1 < opts.max_tokens
+                && self.decoder.position() < self.decoder.max_context();
+            if may_continue {
+                settings.u = rng.uniform();
+                slot ^= 1;
+                ahead = Some((self.submit_gpu_step(engine, settings, slot, stats)?, slot));
+            }
+            res = self.read_staged(engine, cur.1, cur.0)?;
+            steps += 1;
+        }
+        // Every generated token but the last was fed to the decoder.
+        let fed = stats.tokens.len().saturating_sub(1);
+        self.history.extend_from_slice(&stats.tokens[..fed]);
+        self.pending = Some(res.token);
+        Ok(steps)
+    }
+
+    /// Records and submits one decode step whose input is the token in the sampler's result,
+    /// ending with a copy of the new result into staging buffer `slot`.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn submit_gpu_step(
+        &mut self,
+        engine: &Engine,
+        s: &SampleSettings,
+        slot: usize,
+        stats: &mut GenerateStats,
+    ) -> Result<wgpu::SubmissionIndex> {
+        let bytes = (SAMPLE_RESULT_WORDS * 4) as u64;
+        if self.staging.is_empty() {
+            for _ in 0..2 {
+                self.staging
+                    .push(engine.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("webjit sampled token"),
+                        size: bytes,
+                        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                        mapped_at_creation: false,
+                    }));
+            }
+        }
+        let mut rec = engine.recorder();
+        rec.set_arena(self.arena.take().unwrap_or_default());
+        let id = self
+            .sampler
+            .result()
+            .head(1)
+            .ok_or_else(|| Error::InvalidArgument {
+                op: "generate",
+                detail: "sampler result is not a flat buffer".into(),
+            })?;
+        let logits = self.decoder.forward_gpu_token(&mut rec, &id);
+        if let Some(a) = rec.take_arena() {
+            self.arena = Some(a);
+        }
+        let logits = logits?;
+        self.sampler.record(&mut rec, &logits, s, &[])?;
+        rec.copy(
+            self.sampler.result().segments()[0].buffer.raw(),
+            0,
+            &self.staging[slot],
+            0,
+            bytes,
+        );
+        stats.dispatches_per_token = rec.stats.dispatches;
+        rec.submit()
+    }
+
+    /// Waits for submission `idx` and reads staging buffer `slot`.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn read_staged(
+        &self,
+        engine: &Engine,
+        slot: usize,
+        idx: wgpu::SubmissionIndex,
+    ) -> Result<SampleResult> {
+        let buf = &self.staging[slot];
+        let done = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let d = done.clone();
+        buf.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            if let Ok(mut g) = d.lock() {
+                *g = Some(r.map_err(|e| e.to_string()));
+            }
+        });
+        let polled = engine.gpu.device.poll(wgpu::PollType::Wait {
+            submission_index: Some(idx),
+            timeout: None,
+        });
+        if let Err(e) = polled {
+            engine.gpu.mark_lost(e.to_string());
+            return Err(Error::DeviceLost {
+                reason: e.to_string(),
+            });
+        }
+        let state = done.lock().ok().and_then(|g| g.clone());
+        match state {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(Error::Readback { detail: e }),
+            None => {
+                return Err(Error::Readback {
+                    detail: "the sampled token was not mapped after its submission finished".into(),
+                })
+            }
+        }
+        let words: Vec<u32> = {
+            let view = buf
+                .slice(..)
+                .get_mapped_range()
+                .map_err(|e| Error::Readback {
+                    detail: e.to_string(),
+                })?;
+            bytemuck::pod_collect_to_vec(&view[..])
+        };
+        buf.unmap();
+        SampleResult::from_words(&words)
     }
 }
 

@@ -30,39 +30,81 @@ pub fn embedding_with(
         });
     };
     check_ids("embedding", ids, vocab)?;
-    let engine = rec.engine();
     let out = rec.empty(&[ids.len(), dim], DType::F32)?;
     if ids.is_empty() {
         return Ok(out);
     }
-    super::expect_single("embedding", "output", &out)?;
     let ids_t = rec.upload_u32(&[ids.len()], ids)?;
-    let spec = EmbeddingSpec {
-        n: ids.len() as u64,
-        dim: dim as u64,
+    // Only the segments some id falls into need a dispatch.
+    let used = |lo: usize, rows: usize| {
+        ids.iter()
+            .any(|&id| id as usize >= lo && (id as usize) < lo + rows)
     };
+    embedding_dispatch(rec, table, &ids_t, scale, &out, cfg, &used)?;
+    Ok(out)
+}
+
+/// `embedding` with the ids already on the GPU ([n] u32, e.g. the sampler's last token):
+/// every table segment is dispatched (each skips the ids outside it). Ids must be below the
+/// vocabulary size; an out-of-range id leaves its output row unwritten.
+pub fn embedding_gpu_ids(
+    rec: &mut Recorder,
+    table: &Tensor,
+    ids: &Tensor,
+    scale: f32,
+    cfg: Option<EmbeddingConfig>,
+) -> Result<Tensor> {
+    expect_f32("embedding", table)?;
+    let &[_, dim] = table.shape() else {
+        return Err(Error::Shape {
+            op: "embedding",
+            detail: format!("table must be [vocab, dim], got {:?}", table.shape()),
+        });
+    };
+    if ids.dtype() != DType::U32 || ids.shape().len() != 1 {
+        return Err(Error::Shape {
+            op: "embedding",
+            detail: format!("ids must be u32 [n], got {:?}", ids.shape()),
+        });
+    }
+    super::expect_single("embedding", "ids", ids)?;
+    let out = rec.empty(&[ids.numel(), dim], DType::F32)?;
+    if ids.numel() > 0 {
+        embedding_dispatch(rec, table, ids, scale, &out, cfg, &|_, _| true)?;
+    }
+    Ok(out)
+}
+
+fn embedding_dispatch(
+    rec: &mut Recorder,
+    table: &Tensor,
+    ids: &Tensor,
+    scale: f32,
+    out: &Tensor,
+    cfg: Option<EmbeddingConfig>,
+    used: &dyn Fn(usize, usize) -> bool,
+) -> Result<()> {
+    super::expect_single("embedding", "output", out)?;
+    let spec = EmbeddingSpec {
+        n: ids.numel() as u64,
+        dim: table.row_len() as u64,
+    };
+    let engine = rec.engine();
     let c = engine.choose(&spec, cfg);
     let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
     for (i, seg) in table.segments().iter().enumerate() {
-        // Skip segments no id falls into: one dispatch per segment actually used.
-        let lo = seg.row_start as u32;
-        let hi = (seg.row_start + seg.rows) as u32;
-        if !ids.iter().any(|&id| id >= lo && id < hi) {
+        if !used(seg.row_start, seg.rows) {
             continue;
         }
-        let params = spec.params(&c, lo, seg.rows as u32, scale);
+        let params = spec.params(&c, seg.row_start as u32, seg.rows as u32, scale);
         rec.dispatch(
             &kernel,
             bytemuck::bytes_of(&params),
-            &[
-                Bind::whole(&ids_t),
-                Bind::segment(table, i),
-                Bind::whole(&out),
-            ],
+            &[Bind::whole(ids), Bind::segment(table, i), Bind::whole(out)],
             spec.dispatch(&c),
         )?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Rows `ids` ([n] u32 on the GPU, e.g. the sampler's last token) of a quantized `table`

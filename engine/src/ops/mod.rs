@@ -30,7 +30,7 @@ pub use block_sparse_opts::{BlockMask, BlockSelect, Granularity, Partition, Spar
 pub use elementwise::{
     add, elementwise_with, gelu_erf, gelu_tanh, gelu_tanh_mul, mul, scale, silu, silu_mul,
 };
-pub use embedding::{check_ids, embedding, embedding_with, qembedding_into};
+pub use embedding::{check_ids, embedding, embedding_gpu_ids, embedding_with, qembedding_into};
 pub use matmul::{matmul, matmul_into, matmul_spec, matmul_with};
 pub use neighborhood::{
     neighborhood_attention, neighborhood_attention_into, neighborhood_attention_with,
