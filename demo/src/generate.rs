@@ -59,8 +59,10 @@ pub struct GenerateArgs {
     pub prompt_ids: Option<Vec<u32>>,
     #[command(flatten)]
     pub sampling: SamplingArgs,
-    /// Print one JSON object: prompt_tokens, tokens, text, prefill_tok_s, decode_tok_s,
-    /// top_logits (per step, the 5 best [id, logit]), dispatches_per_token.
+    /// Print one JSON object: prompt_tokens, tokens, text, prefill_tok_s (prompt tokens over
+    /// the prefill time left after the load ends: blocks run while the file streams in),
+    /// load_and_prefill_s, layers_prefilled_while_loading, decode_tok_s, top_logits (per step,
+    /// the 5 best [id, logit]), dispatches_per_token.
     #[arg(long)]
     pub json: bool,
 }
@@ -89,6 +91,7 @@ pub fn load(model: &std::path::Path, max_context: usize) -> Result<Loaded> {
 fn run_generation(
     m: &mut Loaded,
     prompt: &[u32],
+    prefilled: Option<&webjit_engine::Tensor>,
     opts: &GenerateOptions,
     print: bool,
 ) -> Result<(GenerateStats, String)> {
@@ -120,7 +123,12 @@ fn run_generation(
         }
     };
     let is_eog = |id: u32| tok.is_eog(id);
-    let stats = session.generate(engine, prompt, opts, &is_eog, &mut on_token)?;
+    let stats = match prefilled {
+        Some(logits) => {
+            session.generate_prefilled(engine, prompt, logits, opts, &is_eog, &mut on_token)?
+        }
+        None => session.generate(engine, prompt, opts, &is_eog, &mut on_token)?,
+    };
     if let Some(e) = err {
         return Err(e);
     }
@@ -133,10 +141,13 @@ fn run_generation(
 }
 
 pub fn run(args: GenerateArgs) -> Result<()> {
-    let mut m = load(&args.model, args.sampling.max_context)?;
+    // The tokenizer comes from the header, so the prompt's ids are known before the weights
+    // arrive; then each block prefills the prompt as soon as it has been loaded.
+    let header = webjit_engine::loader::read_header(&mut FileSource::open(&args.model)?)?;
+    let tok = SpmTokenizer::from_gguf(&header.metadata)?;
     let prompt: Vec<u32> = match (&args.prompt_ids, &args.prompt) {
         (Some(ids), _) => ids.clone(),
-        (None, Some(text)) => m.tok.encode(text, true),
+        (None, Some(text)) => tok.encode(text, true),
         (None, None) => {
             return Err(Error::InvalidArgument {
                 op: "generate",
@@ -144,8 +155,24 @@ pub fn run(args: GenerateArgs) -> Result<()> {
             })
         }
     };
+    let engine = Engine::new_blocking(DeviceOptions::default())?;
+    let t0 = std::time::Instant::now();
+    let (_, dec, logits, streamed) = Decoder::load_with_prefill(
+        &engine,
+        &mut FileSource::open(&args.model)?,
+        &prompt,
+        Some(args.sampling.max_context),
+        4 << 20,
+    )?;
+    let load_prefill_s = t0.elapsed().as_secs_f64();
+    let session = Session::new(&engine, dec)?;
+    let mut m = Loaded {
+        engine,
+        tok,
+        session,
+    };
     let opts = args.sampling.options();
-    let (stats, text) = run_generation(&mut m, &prompt, &opts, !args.json)?;
+    let (stats, text) = run_generation(&mut m, &prompt, Some(&logits), &opts, !args.json)?;
     if args.json {
         println!(
             "{}",
@@ -153,7 +180,10 @@ pub fn run(args: GenerateArgs) -> Result<()> {
                 "prompt_tokens": prompt,
                 "tokens": stats.tokens,
                 "text": text,
-                "prefill_tok_s": stats.prefill_tok_s,
+                "load_and_prefill_s": load_prefill_s,
+                "prefill_tok_s": prompt.len() as f64 / streamed.after_load_s.max(1e-9),
+                "layers_prefilled_while_loading": streamed.layers_before_load_end,
+                "n_layers": streamed.n_layers,
                 "decode_tok_s": stats.decode_tok_s,
                 "dispatches_per_token": stats.dispatches_per_token,
                 "stopped_on_eog": stats.stopped_on_eog,
@@ -163,9 +193,12 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     } else {
         println!();
         eprintln!(
-            "[{} prompt tokens at {:.1} tok/s; {} tokens at {:.1} tok/s; {} dispatches/token]",
+            "[loaded + prefilled {} prompt tokens in {:.2} s ({} of {} blocks ran while the \
+             file was still loading); {} tokens at {:.1} tok/s; {} dispatches/token]",
             stats.prompt_tokens,
-            stats.prefill_tok_s,
+            load_prefill_s,
+            streamed.layers_before_load_end,
+            streamed.n_layers,
             stats.tokens.len(),
             stats.decode_tok_s,
             stats.dispatches_per_token
@@ -230,7 +263,7 @@ pub fn chat(args: ChatArgs) -> Result<()> {
             let text = format!("{close}\n{}", chat_prompt(&[("user", line)]));
             m.tok.encode(&text, false)
         };
-        let (stats, _) = run_generation(&mut m, &prompt, &opts, true)?;
+        let (stats, _) = run_generation(&mut m, &prompt, None, &opts, true)?;
         println!();
         eprintln!(
             "[{} tokens, {:.1} tok/s]",

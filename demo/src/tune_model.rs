@@ -8,13 +8,11 @@ use std::time::{Duration, Instant};
 use webjit_engine::jit::kernels::elementwise::EwOp;
 use webjit_engine::jit::kernels::rowwise::{RowOp, RowwiseSpec};
 use webjit_engine::jit::quant::{self, GgmlType};
-use webjit_engine::loader::{
-    FileSource, Format, LoadOptions, Loader, ModelHeader, NullSink, WeightSource,
-};
+use webjit_engine::loader::{FileSource, ModelHeader};
 use webjit_engine::model::llm_config::DecoderConfig;
 use webjit_engine::ops::{self, AttentionOptions, DecodeOptions};
 use webjit_engine::tune::{TuneOptions, TuneReport};
-use webjit_engine::{Engine, Error, KvCache, KvCacheOptions, Result};
+use webjit_engine::{Engine, KvCache, KvCacheOptions, Result};
 
 use crate::tune::filled;
 
@@ -23,24 +21,11 @@ const PREFILL: usize = 128;
 /// KV length of the decode-attention problems.
 const CACHE: usize = 512;
 
-/// Reads a GGUF file's header only (4 MiB at a time until it is complete). The file may be
-/// just the header (as `bench model --synthetic-from` takes): tensor bounds are not checked
-/// against its length, since no tensor data is read.
+/// Reads a GGUF file's header only (the file may be just the header).
 pub fn read_header(path: &std::path::Path) -> Result<ModelHeader> {
-    let mut src = FileSource::open(path)?;
-    let len = src.len()?;
-    let mut loader = Loader::new(Format::Gguf, LoadOptions::default());
-    let mut buf = vec![0u8; 4 << 20];
-    let mut off = 0u64;
-    while loader.header().is_none() && off < len {
-        let n = (len - off).min(buf.len() as u64) as usize;
-        src.read_at(off, &mut buf[..n])?;
-        loader.push(&buf[..n], &mut NullSink)?;
-        off += n as u64;
-    }
-    loader.header().cloned().ok_or_else(|| Error::BadModel {
-        detail: format!("{}: no complete GGUF header", path.display()),
-    })
+    Ok(webjit_engine::loader::read_header(&mut FileSource::open(
+        path,
+    )?)?)
 }
 
 /// The distinct quantized matrices of the model: (format, [N, K]).

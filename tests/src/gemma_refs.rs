@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use webjit_engine::model::generate::{SampleSettings, Session};
 
-use webjit_engine::loader::{Format, LoadOptions, Loader, ModelHeader, NullSink};
+use webjit_engine::loader::ModelHeader;
 
 /// The model file in the cache of `scripts/fetch-models.sh`.
 pub const GEMMA_MODEL: &str = "gemma-3-270m-q4_k_m.gguf";
@@ -51,29 +51,10 @@ pub fn f16_to_f32(h: u16) -> f32 {
 /// Parses only the header of a GGUF file (metadata and tensor infos), reading 4 MiB at a time
 /// until it is complete: the tensor data is never read.
 pub fn read_gguf_header(path: &Path) -> ModelHeader {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let len = f.metadata().map(|m| m.len()).ok();
-    let mut loader = Loader::new(
-        Format::Gguf,
-        LoadOptions {
-            expected_len: len,
-            ..Default::default()
-        },
-    );
-    let mut buf = vec![0u8; 4 << 20];
-    loop {
-        if let Some(h) = loader.header() {
-            return h.clone();
-        }
-        let n = f
-            .read(&mut buf)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert!(n > 0, "{}: ends before its header does", path.display());
-        loader
-            .push(&buf[..n], &mut NullSink)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    }
+    let mut src = webjit_engine::loader::FileSource::open(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    webjit_engine::loader::read_header(&mut src)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// The Gemma 3 270M header, read once per test binary (the model must be fetched).

@@ -92,3 +92,35 @@ fn generate_continues_like_llama_cpp() {
     assert_eq!(g.tokens, want);
     assert_eq!(s.position(), r.prompt_ids.len() + n - 1);
 }
+
+/// Prefill during the streaming load: every block runs over the prompt as soon as it has
+/// arrived (Gemma's file puts the embedding first, so blocks run before the load ends), and
+/// the logits equal those of loading first and prefilling after, bit for bit.
+#[test]
+fn streaming_prefill_matches_and_runs_during_the_load() {
+    let refs = gemma_prompt_refs();
+    let r = refs
+        .iter()
+        .find(|p| p.name == "plain")
+        .expect("plain prompt");
+    let e = engine();
+    let want = {
+        let mut s = session();
+        s.reset();
+        let step = s
+            .step(e, &r.prompt_ids, &webjit_tests::gemma_refs::GREEDY)
+            .expect("prefill");
+        e.read_f32(&step.logits).expect("read")
+    };
+    let mut src = FileSource::open(&require_model(GEMMA_MODEL)).expect("open model");
+    let (_, dec, logits, stats) =
+        Decoder::load_with_prefill(e, &mut src, &r.prompt_ids, Some(1024), 1 << 20)
+            .expect("streaming prefill");
+    assert_eq!(stats.n_layers, 18);
+    assert!(
+        stats.layers_before_load_end > 0,
+        "no block ran before the load ended: {stats:?}"
+    );
+    assert_eq!(dec.position(), r.prompt_ids.len());
+    assert_eq!(e.read_f32(&logits).expect("read"), want);
+}

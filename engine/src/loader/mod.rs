@@ -24,7 +24,7 @@ pub use error::LoaderError;
 pub use sinks::{HashSink, NullSink};
 #[cfg(not(target_arch = "wasm32"))]
 pub use source::FileSource;
-pub use source::{MemSource, WeightSource};
+pub use source::{read_header, MemSource, WeightSource};
 pub use types::{
     layer_of, Format, LoadEvent, MetaArray, MetaEntry, MetaValue, ModelHeader, TensorInfo,
     TensorSink, TensorType, ValueType,

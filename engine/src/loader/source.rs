@@ -116,6 +116,31 @@ pub fn load_from(
     Ok((header, summary))
 }
 
+/// Parses only the header of a GGUF or safetensors source (metadata and tensor infos), reading
+/// 4 MiB at a time until it is complete: no tensor data is read or checked, so a file holding
+/// just the header (as `webjit bench model --synthetic-from` takes) parses too.
+pub fn read_header(source: &mut dyn WeightSource) -> Result<ModelHeader, LoaderError> {
+    let len = source.len()?;
+    let mut magic = [0u8; 4];
+    let n = (len as usize).min(4);
+    source.read_at(0, &mut magic[..n])?;
+    let mut loader = Loader::new(Format::sniff(&magic[..n]), LoadOptions::default());
+    let mut buf = vec![0u8; (4usize << 20).min(len.max(1) as usize)];
+    let mut off = 0u64;
+    while off < len {
+        if let Some(h) = loader.header() {
+            return Ok(h.clone());
+        }
+        let n = (len - off).min(buf.len() as u64) as usize;
+        source.read_at(off, &mut buf[..n])?;
+        loader.push(&buf[..n], &mut super::NullSink)?;
+        off += n as u64;
+    }
+    loader.header().cloned().ok_or(LoaderError::State {
+        state: "a file that ends before its header",
+    })
+}
+
 /// Reads one tensor's bytes by random access (the header must come from the same file).
 pub fn read_tensor(
     source: &mut dyn WeightSource,

@@ -20,13 +20,14 @@ use crate::Engine;
 
 /// Where a step's tokens come from.
 #[derive(Clone, Copy)]
-enum Input<'a> {
+pub(crate) enum Input<'a> {
     Host(&'a [u32]),
     /// One token id in a GPU buffer ([1] u32).
     Gpu(&'a Tensor),
 }
 
 /// A weight matrix [N, K] (y = x W^T): quantized blocks or f32.
+#[derive(Clone)]
 pub enum Weight {
     Q(QTensor),
     F(Tensor),
@@ -59,7 +60,7 @@ impl Weight {
     }
 }
 
-struct Layer {
+pub(crate) struct Layer {
     attn_norm: Tensor,
     wq: Weight,
     wk: Weight,
@@ -86,13 +87,51 @@ pub struct Decoder {
 }
 
 /// Takes named tensors out of what the loader uploaded, checking shapes.
-struct Weights {
-    f: HashMap<String, LoadedTensor>,
-    q: HashMap<String, QTensor>,
+pub(crate) struct Weights {
+    pub(crate) f: HashMap<String, LoadedTensor>,
+    pub(crate) q: HashMap<String, QTensor>,
 }
 
 impl Weights {
-    fn weight(&mut self, name: &str, shape: [usize; 2]) -> Result<Weight> {
+    pub(crate) fn from_sink(sink: GpuSink<'_>) -> Self {
+        Self {
+            f: sink.tensors,
+            q: sink.qtensors,
+        }
+    }
+
+    /// Takes layer `i`'s tensors.
+    pub(crate) fn layer(&mut self, cfg: &DecoderConfig, i: usize) -> Result<Layer> {
+        let (d, hd) = (cfg.d_model, cfg.head_dim);
+        let (qd, kvd) = (cfg.n_heads * hd, cfg.n_kv_heads * hd);
+        let n = |s: &str| format!("blk.{i}.{s}.weight");
+        Ok(Layer {
+            attn_norm: self.vector(&n("attn_norm"), d)?,
+            wq: self.weight(&n("attn_q"), [qd, d])?,
+            wk: self.weight(&n("attn_k"), [kvd, d])?,
+            wv: self.weight(&n("attn_v"), [kvd, d])?,
+            wo: self.weight(&n("attn_output"), [d, qd])?,
+            q_norm: self.opt_vector(&n("attn_q_norm"), hd)?,
+            k_norm: self.opt_vector(&n("attn_k_norm"), hd)?,
+            post_attn_norm: self.opt_vector(&n("post_attention_norm"), d)?,
+            ffn_norm: self.vector(&n("ffn_norm"), d)?,
+            w_gate: self.weight(&n("ffn_gate"), [cfg.ffn, d])?,
+            w_up: self.weight(&n("ffn_up"), [cfg.ffn, d])?,
+            w_down: self.weight(&n("ffn_down"), [d, cfg.ffn])?,
+            post_ffn_norm: self.opt_vector(&n("post_ffw_norm"), d)?,
+        })
+    }
+
+    /// A handle to a matrix that stays in the maps (the embedding, used before assembly).
+    pub(crate) fn weight_ref(&self, name: &str) -> Result<Weight> {
+        match (self.q.get(name), self.f.get(name)) {
+            (Some(q), _) => Ok(Weight::Q(q.clone())),
+            (None, Some(t)) => Ok(Weight::F(t.tensor.clone())),
+            (None, None) => Err(bad(format!("missing tensor `{name}`"))),
+        }
+    }
+
+    pub(crate) fn weight(&mut self, name: &str, shape: [usize; 2]) -> Result<Weight> {
         let w = if let Some(q) = self.q.remove(name) {
             Weight::Q(q)
         } else if let Some(t) = self.f.remove(name) {
@@ -159,31 +198,23 @@ impl Decoder {
         sink: GpuSink<'_>,
         max_context: Option<usize>,
     ) -> Result<Self> {
-        let (d, hd) = (cfg.d_model, cfg.head_dim);
-        let (qd, kvd) = (cfg.n_heads * hd, cfg.n_kv_heads * hd);
-        let mut w = Weights {
-            f: sink.tensors,
-            q: sink.qtensors,
-        };
-        let mut layers = Vec::with_capacity(cfg.n_layers);
-        for i in 0..cfg.n_layers {
-            let n = |s: &str| format!("blk.{i}.{s}.weight");
-            layers.push(Layer {
-                attn_norm: w.vector(&n("attn_norm"), d)?,
-                wq: w.weight(&n("attn_q"), [qd, d])?,
-                wk: w.weight(&n("attn_k"), [kvd, d])?,
-                wv: w.weight(&n("attn_v"), [kvd, d])?,
-                wo: w.weight(&n("attn_output"), [d, qd])?,
-                q_norm: w.opt_vector(&n("attn_q_norm"), hd)?,
-                k_norm: w.opt_vector(&n("attn_k_norm"), hd)?,
-                post_attn_norm: w.opt_vector(&n("post_attention_norm"), d)?,
-                ffn_norm: w.vector(&n("ffn_norm"), d)?,
-                w_gate: w.weight(&n("ffn_gate"), [cfg.ffn, d])?,
-                w_up: w.weight(&n("ffn_up"), [cfg.ffn, d])?,
-                w_down: w.weight(&n("ffn_down"), [d, cfg.ffn])?,
-                post_ffn_norm: w.opt_vector(&n("post_ffw_norm"), d)?,
-            });
-        }
+        let mut w = Weights::from_sink(sink);
+        let layers = (0..cfg.n_layers)
+            .map(|i| w.layer(&cfg, i))
+            .collect::<Result<Vec<_>>>()?;
+        let caches = new_caches(engine, &cfg, max_context)?;
+        Self::assemble(cfg, layers, w, caches)
+    }
+
+    /// The decoder from its layers (built as they arrived), the remaining weights and KV
+    /// caches (possibly already holding a prompt).
+    pub(crate) fn assemble(
+        cfg: DecoderConfig,
+        layers: Vec<Layer>,
+        mut w: Weights,
+        caches: Vec<KvCache>,
+    ) -> Result<Self> {
+        let d = cfg.d_model;
         let tok_embd = w.weight("token_embd.weight", [cfg.vocab, d])?;
         let output = if w.q.contains_key("output.weight") || w.f.contains_key("output.weight") {
             Some(w.weight("output.weight", [cfg.vocab, d])?)
@@ -191,27 +222,6 @@ impl Decoder {
             None
         };
         let output_norm = w.vector("output_norm.weight", d)?;
-        let max_context = max_context.unwrap_or(cfg.context.min(8192)).max(1);
-        let caches = (0..cfg.n_layers)
-            .map(|i| {
-                let ring = cfg.is_local(i);
-                let capacity = match (ring, cfg.window) {
-                    (true, Some(win)) => (win as usize).min(max_context),
-                    _ => max_context,
-                };
-                KvCache::new(
-                    engine,
-                    KvCacheOptions {
-                        batch: 1,
-                        n_kv_heads: cfg.n_kv_heads,
-                        head_dim: hd,
-                        capacity,
-                        ring: ring && capacity == cfg.window.unwrap_or(0) as usize,
-                        dtype: None,
-                    },
-                )
-            })
-            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             cfg,
             layers,
@@ -220,6 +230,15 @@ impl Decoder {
             output_norm,
             caches,
         })
+    }
+
+    pub(crate) fn output_norm(&self) -> &Tensor {
+        &self.output_norm
+    }
+
+    /// The output projection (the token embedding when tied).
+    pub(crate) fn output_weight(&self) -> &Weight {
+        self.output.as_ref().unwrap_or(&self.tok_embd)
     }
 
     /// Positions held by the KV cache (the next token goes at this position).
@@ -308,109 +327,187 @@ impl Decoder {
         }
         let cfg = &self.cfg;
         let t = tokens.len();
-        let (d, hd) = (cfg.d_model, cfg.head_dim);
         let positions: Vec<u32> = (pos..pos + t).map(|p| p as u32).collect();
-
-        let x = match (&self.tok_embd, input) {
-            (Weight::Q(table), input) => {
-                let x = rec.empty(&[t, d], DType::F32)?;
-                let ids = match input {
-                    Input::Host(tokens) => rec.upload_u32(&[t], tokens)?,
-                    Input::Gpu(id) => id.clone(),
-                };
-                ops::qembedding_into(rec, table, &ids, cfg.embed_scale, &x, None)?;
-                x
-            }
-            (Weight::F(table), Input::Host(tokens)) => {
-                ops::embedding(rec, table, tokens, cfg.embed_scale)?
-            }
-            (Weight::F(table), Input::Gpu(id)) => {
-                ops::embedding_gpu_ids(rec, table, id, cfg.embed_scale, None)?
-            }
-        };
-        let mut x = x;
-
-        let mut tables: Vec<(f64, Tensor)> = Vec::with_capacity(2);
+        let mut x = embed(rec, cfg, &self.tok_embd, input, t)?;
+        let mut tables = Vec::with_capacity(2);
         for (i, l) in self.layers.iter().enumerate() {
-            let h = ops::rms_norm(rec, &x, &l.attn_norm, cfg.eps, 0.0)?;
-            let q = l.wq.apply(rec, &h)?;
-            let k = l.wk.apply(rec, &h)?;
-            let v = l.wv.apply(rec, &h)?;
-            let q = head_norm(rec, q, l.q_norm.as_ref(), [t, cfg.n_heads, hd], cfg.eps)?;
-            let k = head_norm(rec, k, l.k_norm.as_ref(), [t, cfg.n_kv_heads, hd], cfg.eps)?;
-            let rope = RopeOptions {
-                layout: cfg.rope_layout,
-                base: cfg.rope_base_of(i),
-                rot_dims: None,
-            };
-            // One (cos, sin) table per RoPE base for the whole step.
-            let table = match tables.iter().position(|(b, _)| *b == rope.base) {
-                Some(j) => &tables[j].1,
-                None => {
-                    let t = ops::rope_table_tensor(rec, &positions, hd, rope.base)?;
-                    tables.push((rope.base, t));
-                    &tables[tables.len() - 1].1
-                }
-            };
-            let q = ops::rope_with_table(rec, &q, table, &rope, None)?;
-            let k = ops::rope_with_table(rec, &k, table, &rope, None)?;
-            let k4 = reshaped(&k, &[1, t, cfg.n_kv_heads, hd])?;
-            let v4 = reshaped(&v, &[1, t, cfg.n_kv_heads, hd])?;
-            self.caches[i].append(rec, &k4, &v4)?;
-            let window = if cfg.is_local(i) { cfg.window } else { None };
-            let attn = if t == 1 {
-                let q3 = reshaped(&q, &[1, cfg.n_heads, hd])?;
-                let opts = DecodeOptions {
-                    window,
-                    scale: Some(cfg.attn_scale),
-                    softcap: None,
-                };
-                ops::attention_decode(rec, &q3, &self.caches[i], &opts)?
-            } else {
-                let q4 = reshaped(&q, &[1, t, cfg.n_heads, hd])?;
-                let opts = AttentionOptions {
-                    causal: true,
-                    window,
-                    scale: Some(cfg.attn_scale),
-                    ..Default::default()
-                };
-                ops::attention(rec, &q4, &k4, &v4, &opts)?
-            };
-            let attn = reshaped(&attn, &[t, cfg.n_heads * hd])?;
-            let o = l.wo.apply(rec, &attn)?;
-            x = residual(rec, &x, &o, l.post_attn_norm.as_ref(), cfg.eps)?;
-
-            let h = ops::rms_norm(rec, &x, &l.ffn_norm, cfg.eps, 0.0)?;
-            let g = l.w_gate.apply(rec, &h)?;
-            let u = l.w_up.apply(rec, &h)?;
-            let f = match cfg.activation {
-                Activation::GeluTanh => ops::gelu_tanh_mul(rec, &g, &u)?,
-                Activation::Silu => ops::silu_mul(rec, &g, &u)?,
-            };
-            let f = l.w_down.apply(rec, &f)?;
-            x = residual(rec, &x, &f, l.post_ffn_norm.as_ref(), cfg.eps)?;
+            x = layer_forward(
+                rec,
+                cfg,
+                i,
+                l,
+                &mut self.caches[i],
+                x,
+                &positions,
+                &mut tables,
+            )?;
         }
-
-        let last = if t == 1 {
-            x
-        } else {
-            let row = rec.empty(&[1, d], DType::F32)?;
-            let bytes = (d * 4) as u64;
-            rec.copy(
-                x.segments()[0].buffer.raw(),
-                bytes * (t as u64 - 1),
-                row.segments()[0].buffer.raw(),
-                0,
-                bytes,
-            );
-            row
-        };
-        let xn = ops::rms_norm(rec, &last, &self.output_norm, cfg.eps, 0.0)?;
-        self.output
-            .as_ref()
-            .unwrap_or(&self.tok_embd)
-            .apply(rec, &xn)
+        head(
+            rec,
+            cfg,
+            x,
+            &self.output_norm,
+            self.output.as_ref().unwrap_or(&self.tok_embd),
+        )
     }
+}
+
+/// The KV caches of a decoder: ring buffers of the window's size on local layers, linear ones
+/// of `max_context` (default: the model's context, at most 8192) elsewhere.
+pub(crate) fn new_caches(
+    engine: &Engine,
+    cfg: &DecoderConfig,
+    max_context: Option<usize>,
+) -> Result<Vec<KvCache>> {
+    let max_context = max_context.unwrap_or(cfg.context.min(8192)).max(1);
+    (0..cfg.n_layers)
+        .map(|i| {
+            let ring = cfg.is_local(i);
+            let capacity = match (ring, cfg.window) {
+                (true, Some(win)) => (win as usize).min(max_context),
+                _ => max_context,
+            };
+            KvCache::new(
+                engine,
+                KvCacheOptions {
+                    batch: 1,
+                    n_kv_heads: cfg.n_kv_heads,
+                    head_dim: cfg.head_dim,
+                    capacity,
+                    ring: ring && capacity == cfg.window.unwrap_or(0) as usize,
+                    dtype: None,
+                },
+            )
+        })
+        .collect()
+}
+
+/// Token embeddings of the step's `t` tokens, scaled: [t, d_model].
+pub(crate) fn embed(
+    rec: &mut Recorder,
+    cfg: &DecoderConfig,
+    tok_embd: &Weight,
+    input: Input<'_>,
+    t: usize,
+) -> Result<Tensor> {
+    match (tok_embd, input) {
+        (Weight::Q(table), input) => {
+            let x = rec.empty(&[t, cfg.d_model], DType::F32)?;
+            let ids = match input {
+                Input::Host(tokens) => rec.upload_u32(&[t], tokens)?,
+                Input::Gpu(id) => id.clone(),
+            };
+            ops::qembedding_into(rec, table, &ids, cfg.embed_scale, &x, None)?;
+            Ok(x)
+        }
+        (Weight::F(table), Input::Host(tokens)) => {
+            ops::embedding(rec, table, tokens, cfg.embed_scale)
+        }
+        (Weight::F(table), Input::Gpu(id)) => {
+            ops::embedding_gpu_ids(rec, table, id, cfg.embed_scale, None)
+        }
+    }
+}
+
+/// One transformer block over the hidden state x [t, d_model] at `positions`, appending its
+/// K and V to `cache`. `tables` keeps one RoPE (cos, sin) table per base for the step.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn layer_forward(
+    rec: &mut Recorder,
+    cfg: &DecoderConfig,
+    i: usize,
+    l: &Layer,
+    cache: &mut KvCache,
+    x: Tensor,
+    positions: &[u32],
+    tables: &mut Vec<(f64, Tensor)>,
+) -> Result<Tensor> {
+    let t = positions.len();
+    let hd = cfg.head_dim;
+    let h = ops::rms_norm(rec, &x, &l.attn_norm, cfg.eps, 0.0)?;
+    let q = l.wq.apply(rec, &h)?;
+    let k = l.wk.apply(rec, &h)?;
+    let v = l.wv.apply(rec, &h)?;
+    let q = head_norm(rec, q, l.q_norm.as_ref(), [t, cfg.n_heads, hd], cfg.eps)?;
+    let k = head_norm(rec, k, l.k_norm.as_ref(), [t, cfg.n_kv_heads, hd], cfg.eps)?;
+    let rope = RopeOptions {
+        layout: cfg.rope_layout,
+        base: cfg.rope_base_of(i),
+        rot_dims: None,
+    };
+    let table = match tables.iter().position(|(b, _)| *b == rope.base) {
+        Some(j) => &tables[j].1,
+        None => {
+            let tt = ops::rope_table_tensor(rec, positions, hd, rope.base)?;
+            tables.push((rope.base, tt));
+            &tables[tables.len() - 1].1
+        }
+    };
+    let q = ops::rope_with_table(rec, &q, table, &rope, None)?;
+    let k = ops::rope_with_table(rec, &k, table, &rope, None)?;
+    let k4 = reshaped(&k, &[1, t, cfg.n_kv_heads, hd])?;
+    let v4 = reshaped(&v, &[1, t, cfg.n_kv_heads, hd])?;
+    cache.append(rec, &k4, &v4)?;
+    let window = if cfg.is_local(i) { cfg.window } else { None };
+    let attn = if t == 1 {
+        let q3 = reshaped(&q, &[1, cfg.n_heads, hd])?;
+        let opts = DecodeOptions {
+            window,
+            scale: Some(cfg.attn_scale),
+            softcap: None,
+        };
+        ops::attention_decode(rec, &q3, cache, &opts)?
+    } else {
+        let q4 = reshaped(&q, &[1, t, cfg.n_heads, hd])?;
+        let opts = AttentionOptions {
+            causal: true,
+            window,
+            scale: Some(cfg.attn_scale),
+            ..Default::default()
+        };
+        ops::attention(rec, &q4, &k4, &v4, &opts)?
+    };
+    let attn = reshaped(&attn, &[t, cfg.n_heads * hd])?;
+    let o = l.wo.apply(rec, &attn)?;
+    let x = residual(rec, &x, &o, l.post_attn_norm.as_ref(), cfg.eps)?;
+
+    let h = ops::rms_norm(rec, &x, &l.ffn_norm, cfg.eps, 0.0)?;
+    let g = l.w_gate.apply(rec, &h)?;
+    let u = l.w_up.apply(rec, &h)?;
+    let f = match cfg.activation {
+        Activation::GeluTanh => ops::gelu_tanh_mul(rec, &g, &u)?,
+        Activation::Silu => ops::silu_mul(rec, &g, &u)?,
+    };
+    let f = l.w_down.apply(rec, &f)?;
+    residual(rec, &x, &f, l.post_ffn_norm.as_ref(), cfg.eps)
+}
+
+/// Final norm and output projection of the last of x's rows: logits [1, vocab].
+pub(crate) fn head(
+    rec: &mut Recorder,
+    cfg: &DecoderConfig,
+    x: Tensor,
+    output_norm: &Tensor,
+    output: &Weight,
+) -> Result<Tensor> {
+    let t = x.shape()[0];
+    let d = cfg.d_model;
+    let last = if t == 1 {
+        x
+    } else {
+        let row = rec.empty(&[1, d], DType::F32)?;
+        let bytes = (d * 4) as u64;
+        rec.copy(
+            x.segments()[0].buffer.raw(),
+            bytes * (t as u64 - 1),
+            row.segments()[0].buffer.raw(),
+            0,
+            bytes,
+        );
+        row
+    };
+    let xn = ops::rms_norm(rec, &last, output_norm, cfg.eps, 0.0)?;
+    output.apply(rec, &xn)
 }
 
 /// Per-head RMSNorm of q or k ([T, heads * hd] -> [T, heads, hd]).

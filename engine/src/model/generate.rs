@@ -202,34 +202,91 @@ impl Session {
         settings.u = rng.uniform();
         let res = self.step(engine, &input, &settings)?.result;
         stats.prefill_s = web_time::now() - t0;
+        self.decode_from(
+            engine,
+            res,
+            opts,
+            &mut settings,
+            &mut rng,
+            &mut stats,
+            is_eog,
+            on_token,
+        )?;
+        Ok(stats)
+    }
+
+    /// `generate` for a prompt that is already in the KV cache, with the logits of its last
+    /// position ([1, vocab]), e.g. from `Decoder::load_with_prefill`.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn generate_prefilled(
+        &mut self,
+        engine: &Engine,
+        prompt: &[u32],
+        logits: &Tensor,
+        opts: &GenerateOptions,
+        is_eog: &dyn Fn(u32) -> bool,
+        on_token: &mut dyn FnMut(u32) -> bool,
+    ) -> Result<GenerateStats> {
+        let mut rng = Rng::new(opts.seed);
+        let mut settings = SampleSettings {
+            temperature: opts.temperature,
+            top_k: opts.top_k,
+            top_p: opts.top_p,
+            u: rng.uniform(),
+            penalty: opts.repeat_penalty,
+        };
+        Sampler::validate(&settings)?;
+        let mut stats = GenerateStats {
+            prompt_tokens: prompt.len(),
+            ..Default::default()
+        };
+        if opts.max_tokens == 0 {
+            self.history.extend_from_slice(prompt);
+            return Ok(stats);
+        }
+        self.history.extend_from_slice(prompt);
+        let mut rec = engine.recorder();
+        self.sampler
+            .record(&mut rec, logits, &settings, &self.history)?;
+        rec.submit()?;
+        let res = self.sampler.read(engine)?;
+        self.decode_from(
+            engine,
+            res,
+            opts,
+            &mut settings,
+            &mut rng,
+            &mut stats,
+            is_eog,
+            on_token,
+        )?;
+        Ok(stats)
+    }
+
+    /// The decode loop after the prompt's first token `res`.
+    #[cfg(not(target_arch = "wasm32"))]
+    #[allow(clippy::too_many_arguments)]
+    fn decode_from(
+        &mut self,
+        engine: &Engine,
+        res: SampleResult,
+        opts: &GenerateOptions,
+        settings: &mut SampleSettings,
+        rng: &mut Rng,
+        stats: &mut GenerateStats,
+        is_eog: &dyn Fn(u32) -> bool,
+        on_token: &mut dyn FnMut(u32) -> bool,
+    ) -> Result<()> {
         let t1 = web_time::now();
         let decode_steps = if opts.repeat_penalty == 1.0 {
-            self.decode_pipelined(
-                engine,
-                res,
-                opts,
-                &mut settings,
-                &mut rng,
-                &mut stats,
-                is_eog,
-                on_token,
-            )?
+            self.decode_pipelined(engine, res, opts, settings, rng, stats, is_eog, on_token)?
         } else {
-            self.decode_sync(
-                engine,
-                res,
-                opts,
-                &mut settings,
-                &mut rng,
-                &mut stats,
-                is_eog,
-                on_token,
-            )?
+            self.decode_sync(engine, res, opts, settings, rng, stats, is_eog, on_token)?
         };
         stats.decode_s = web_time::now() - t1;
         stats.prefill_tok_s = rate(stats.prompt_tokens, stats.prefill_s);
         stats.decode_tok_s = rate(decode_steps, stats.decode_s);
-        Ok(stats)
+        Ok(())
     }
 
     /// Records `res` and asks whether to go on; on stop, `res.token` becomes the pending token.

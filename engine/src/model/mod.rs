@@ -4,4 +4,5 @@ pub mod bert;
 pub mod decoder;
 pub mod generate;
 pub mod llm_config;
+pub mod stream_prefill;
 pub(crate) mod weights;
