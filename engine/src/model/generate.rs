@@ -147,9 +147,6 @@ impl Session {
         self.history.extend_from_slice(tokens);
         self.sampler.record(&mut rec, &logits, s, &self.history)?;
         let dispatches = rec.stats.dispatches;
-        if std::env::var_os("WEBJIT_DEBUG_STEPS").is_some() {
-            eprintln!("step: {:?}", rec.stats);
-        }
         rec.submit()?;
         let record_s = t0.elapsed().as_secs_f64();
         Ok(Step {
