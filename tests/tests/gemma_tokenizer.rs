@@ -247,8 +247,8 @@ fn gemma_special_tokens_follow_the_metadata() {
 /// that adds a dummy-prefix space (Gemma's does not), against llama.cpp on the same file.
 #[test]
 fn tiny_llama_tokenizer_matches_llama_cpp() {
-    use webjit_tests::gemma_refs::{data_dir, read_gguf_header};
-    let path = data_dir().join("tiny_llama/tiny-llama.gguf");
+    use webjit_tests::gemma_refs::{read_gguf_header, tiny_llama_path};
+    let path = tiny_llama_path();
     let header = read_gguf_header(&path);
     // The whole file (tensor data included) streams through the loader, and it holds every
     // tensor type the model test needs.
