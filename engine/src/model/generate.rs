@@ -455,17 +455,25 @@ impl Session {
                 *g = Some(r.map_err(|e| e.to_string()));
             }
         });
-        let polled = engine.gpu.device.poll(wgpu::PollType::Wait {
+        let wait = |poll: wgpu::PollType| -> Result<()> {
+            engine.gpu.device.poll(poll).map(|_| ()).map_err(|e| {
+                engine.gpu.mark_lost(e.to_string());
+                Error::DeviceLost {
+                    reason: e.to_string(),
+                }
+            })
+        };
+        wait(wgpu::PollType::Wait {
             submission_index: Some(idx),
             timeout: None,
-        });
-        if let Err(e) = polled {
-            engine.gpu.mark_lost(e.to_string());
-            return Err(Error::DeviceLost {
-                reason: e.to_string(),
-            });
+        })?;
+        let mapped = || done.lock().ok().and_then(|g| g.clone());
+        if mapped().is_none() {
+            // The map callback can land one maintenance pass after its submission completes
+            // (seen on lavapipe): wait for everything submitted, the step run ahead included.
+            wait(wgpu::PollType::wait_indefinitely())?;
         }
-        let state = done.lock().ok().and_then(|g| g.clone());
+        let state = mapped();
         match state {
             Some(Ok(())) => {}
             Some(Err(e)) => return Err(Error::Readback { detail: e }),
