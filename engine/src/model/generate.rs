@@ -40,6 +40,21 @@ impl Default for GenerateOptions {
     }
 }
 
+impl GenerateOptions {
+    /// The sampler settings of one step with the uniform draw `u`, checked.
+    fn settings(&self, u: f32) -> Result<SampleSettings> {
+        let s = SampleSettings {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            u,
+            penalty: self.repeat_penalty,
+        };
+        Sampler::validate(&s)?;
+        Ok(s)
+    }
+}
+
 /// What a generation did, with timings measured around GPU completion.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct GenerateStats {
@@ -170,14 +185,7 @@ impl Session {
         on_token: &mut dyn FnMut(u32) -> bool,
     ) -> Result<GenerateStats> {
         let mut rng = Rng::new(opts.seed);
-        let mut settings = SampleSettings {
-            temperature: opts.temperature,
-            top_k: opts.top_k,
-            top_p: opts.top_p,
-            u: 0.0,
-            penalty: opts.repeat_penalty,
-        };
-        Sampler::validate(&settings)?;
+        let mut settings = opts.settings(0.0)?;
         let mut input: Vec<u32> = self.pending.take().into_iter().collect();
         input.extend_from_slice(prompt);
         let mut stats = GenerateStats {
@@ -225,23 +233,15 @@ impl Session {
         on_token: &mut dyn FnMut(u32) -> bool,
     ) -> Result<GenerateStats> {
         let mut rng = Rng::new(opts.seed);
-        let mut settings = SampleSettings {
-            temperature: opts.temperature,
-            top_k: opts.top_k,
-            top_p: opts.top_p,
-            u: rng.uniform(),
-            penalty: opts.repeat_penalty,
-        };
-        Sampler::validate(&settings)?;
+        let mut settings = opts.settings(rng.uniform())?;
         let mut stats = GenerateStats {
             prompt_tokens: prompt.len(),
             ..Default::default()
         };
+        self.history.extend_from_slice(prompt);
         if opts.max_tokens == 0 {
-            self.history.extend_from_slice(prompt);
             return Ok(stats);
         }
-        self.history.extend_from_slice(prompt);
         let mut rec = engine.recorder();
         self.sampler
             .record(&mut rec, logits, &settings, &self.history)?;
