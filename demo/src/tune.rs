@@ -8,7 +8,7 @@ use webjit_engine::jit::kernels::elementwise::EwOp;
 use webjit_engine::jit::kernels::rope::RopeLayout;
 use webjit_engine::jit::kernels::rowwise::RowOp;
 use webjit_engine::tune::{FileStore, TuneOptions, TuneReport};
-use webjit_engine::{ops, DeviceOptions, Engine, Error, Result, Tensor};
+use webjit_engine::{ops, DeviceOptions, Engine, Error, Result};
 
 pub struct TuneArgs {
     pub budget_s: f64,
@@ -20,19 +20,7 @@ pub struct TuneArgs {
     pub model: Option<std::path::PathBuf>,
 }
 
-pub(crate) fn filled(e: &Engine, shape: &[usize], seed: u32) -> Result<Tensor> {
-    let n: usize = shape.iter().product();
-    let mut s = seed.wrapping_mul(2654435761).max(1);
-    let v: Vec<f32> = (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            (s as f32 / u32::MAX as f32) - 0.5
-        })
-        .collect();
-    e.upload_f32(shape, &v)
-}
+use webjit_engine::model::tune_plan::filled;
 
 pub fn run(args: TuneArgs) -> Result<()> {
     let e = Engine::new_blocking(DeviceOptions::default())?;

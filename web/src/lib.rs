@@ -13,6 +13,7 @@ mod embed;
 mod load;
 mod ops;
 mod text;
+mod tune;
 
 pub use embed::WebEmbedder;
 pub use load::WebModelLoad;
@@ -116,6 +117,8 @@ pub struct WebEngine {
     pub(crate) inner: &'static Engine,
     /// Shared with models and loads: set when the engine is freed, so they refuse work.
     pub(crate) alive: Rc<RefCell<bool>>,
+    /// The text model loaded last (what `tune` tunes), while it lives.
+    pub(crate) current: tune::CurrentModel,
 }
 
 #[wasm_bindgen(js_class = Engine)]
@@ -154,6 +157,7 @@ impl WebEngine {
         Ok(WebEngine {
             inner: Box::leak(Box::new(inner)),
             alive: Rc::new(RefCell::new(true)),
+            current: Default::default(),
         })
     }
 

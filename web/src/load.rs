@@ -95,6 +95,7 @@ struct Live {
 pub struct WebModelLoad {
     engine: &'static Engine,
     alive: Rc<RefCell<bool>>,
+    current: crate::tune::CurrentModel,
     total: u64,
     max_context: usize,
     /// `None` after `finish`, `abort` or a failed push: the load is over.
@@ -129,6 +130,7 @@ impl WebModelLoad {
         Ok(Self {
             engine: e.inner,
             alive: e.alive.clone(),
+            current: e.current.clone(),
             total: total_bytes as u64,
             max_context,
             live: Some(Live {
@@ -216,13 +218,11 @@ impl WebModelLoad {
         let r = build(self.engine, &mut live, self.max_context);
         drop(live);
         match r {
-            Ok((session, tok, arch)) => Ok(WebTextModel::new(
-                self.engine,
-                self.alive.clone(),
-                session,
-                tok,
-                arch,
-            )),
+            Ok((session, tok, arch)) => {
+                let m = WebTextModel::new(self.engine, self.alive.clone(), session, tok, arch);
+                *self.current.borrow_mut() = Rc::downgrade(&m.inner);
+                Ok(m)
+            }
             Err(e) => {
                 self.engine.pool.trim();
                 Err(js_error(e))

@@ -49,13 +49,13 @@ struct Running {
     decode_ms: f64,
 }
 
-struct Inner {
-    session: Session,
+pub(crate) struct Inner {
+    pub(crate) session: Session,
     running: Option<Running>,
 }
 
 /// The model's state: lent out while a `next()` awaits the GPU.
-enum Slot {
+pub(crate) enum Slot {
     Ready(Box<Inner>),
     Busy,
     Freed,
@@ -68,8 +68,8 @@ pub struct WebTextModel {
     alive: Rc<RefCell<bool>>,
     tok: Rc<SpmTokenizer>,
     arch: String,
-    /// Shared with the promise of a running `next()`.
-    inner: Rc<RefCell<Slot>>,
+    /// Shared with the promise of a running `next()` (and, weakly, with `Engine.tune`).
+    pub(crate) inner: Rc<RefCell<Slot>>,
     /// `stop()` during a `next()`: honoured before the following step.
     stop_requested: Rc<Cell<bool>>,
 }
