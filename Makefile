@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export XDG_RUNTIME_DIR ?= /tmp
 CARGO ?= cargo
 
-.PHONY: setup models test demo lint fmt build bench-matmul bench-load
+.PHONY: setup models test demo lint fmt build bench-matmul bench-load web test-web
 
 setup:
 	@scripts/setup.sh
@@ -19,6 +19,10 @@ test: setup models
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p webjit-web --target wasm32-unknown-unknown -- -D warnings
 	$(CARGO) test --workspace
+
+## The npm package `webjit` into web/pkg/ (release wasm, wasm-bindgen, wasm-opt, JS, types).
+web: setup
+	@scripts/build-web.sh
 
 MODELS ?= $(or $(WEBJIT_CACHE),$(HOME)/.cache/webjit)/models
 
