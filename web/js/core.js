@@ -312,8 +312,13 @@ export class Core {
     const kk = f32(k, 'k');
     const vv = f32(v, 'v');
     return this.#lock.run(async () => {
-      const r = await engine[name](qq, kk, vv, JSON.stringify(options ?? {}));
-      return typeof r === 'string' ? JSON.parse(r) : r;
+      if (typeof engine[name] !== 'function') {
+        throw new WebjitError(ErrorCode.INTERNAL, `this wasm build has no ${name}`);
+      }
+      const r = parse(await engine[name](qq, kk, vv, JSON.stringify(options ?? {})));
+      // The facade reports per-run milliseconds as `ms` when options.repeat > 0.
+      if (r && r.gpuMs === undefined && r.ms !== undefined) r.gpuMs = r.ms;
+      return r;
     });
   }
   neighborhoodAttention(a) {

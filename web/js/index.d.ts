@@ -174,7 +174,7 @@ export interface EmbedderFiles {
 }
 
 export interface NeighborhoodOptions {
-  /** Token grid [X] | [X, Y] | [X, Y, Z]; q/k/v are [batch, heads, ...shape, headDim]. */
+  /** Shape of q, k and v: [batch, heads, X(, Y(, Z)), headDim]. */
   shape: number[];
   /** Window size per axis (<= the axis length). */
   kernel: number[];
@@ -182,6 +182,8 @@ export interface NeighborhoodOptions {
   causal?: boolean[];
   /** Default 1/sqrt(headDim). */
   scale?: number;
+  /** Extra timed runs after the first (0: no timing). */
+  repeat?: number;
 }
 
 export type BlockSelect =
@@ -205,11 +207,14 @@ export interface BlockSparseOptions {
   granularity?: 'query' | 'queryBlock';
   scale?: number;
   returnSelection?: boolean;
+  /** Extra timed runs after the first (0: no timing). */
+  repeat?: number;
 }
 
 export interface AttentionResult {
   output: Float32Array;
-  gpuMs: number;
+  /** Milliseconds per run over `repeat` extra runs (only when opts.repeat > 0). */
+  gpuMs?: number;
 }
 
 export interface BlockSparseResult extends AttentionResult {
