@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { modelDir, startServer } from './server.mjs';
+import { buildViteApp } from './vite.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '../..');
@@ -30,6 +31,7 @@ const WEBGPU_ARGS = ['--enable-unsafe-webgpu', '--enable-unsafe-swiftshader'];
 // [case, browser ('webgpu' | 'nowebgpu'), params]
 const CASES = [
   ['info', 'webgpu'],
+  ['vite', 'webgpu'],
   ['webgpu_unavailable', 'nowebgpu'],
   ['na_1d', 'webgpu'],
   ['na_2d', 'webgpu'],
@@ -50,6 +52,29 @@ const CASES = [
 function die(msg) {
   console.error(`web tests: FAIL: ${msg}`);
   process.exit(1);
+}
+
+/** One case of cases.js in a fresh page of the harness, bounded by TIMEOUT_MS. */
+async function runHarnessCase(page, origin, name, params) {
+  await page.goto(`${origin}/t/pages/harness.html`);
+  await page.waitForFunction(() => window.harnessReady === true, null, { timeout: 30000 });
+  let timer;
+  const r = await Promise.race([
+    page.evaluate(([n, p]) => window.runCase(n, p), [name, params || {}]),
+    new Promise((res) => {
+      timer = setTimeout(() => res({ ok: false, error: `timed out after ${TIMEOUT_MS / 1000} s` }), TIMEOUT_MS);
+    }),
+  ]);
+  clearTimeout(timer);
+  return r;
+}
+
+/** The built Vite app reports into window.viteResult. */
+async function runVitePage(page, origin) {
+  await page.goto(`${origin}/vite/index.html`);
+  await page.waitForFunction(() => window.viteResult !== undefined, null, { timeout: 60000 });
+  const v = await page.evaluate(() => window.viteResult);
+  return { ok: v.ok, error: v.ok ? '' : JSON.stringify(v), lines: [`  ${JSON.stringify(v)}`] };
 }
 
 async function main() {
@@ -76,7 +101,19 @@ async function main() {
   }
   const { chromium } = await import(pathToFileURL(pw).href);
 
-  const srv = await startServer();
+  // The install test: the packed tarball in a fresh Vite app, built before the server starts.
+  const extraRoots = {};
+  if (todo.some(([c]) => c === 'vite')) {
+    const t0 = Date.now();
+    try {
+      const v = buildViteApp(TOOLS);
+      extraRoots.vite = v.dist;
+      console.log(`vite: ${v.tarball} (${v.size} bytes) installed and built in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${v.files.join(', ')}`);
+    } catch (e) {
+      die(`npm pack / install / vite build failed: ${e.message}\n${e.stderr || ''}`);
+    }
+  }
+  const srv = await startServer(extraRoots);
   const browsers = {};
   const browser = async (kind) => {
     if (!browsers[kind]) {
@@ -114,16 +151,7 @@ async function main() {
       const t0 = Date.now();
       let r;
       try {
-        await page.goto(`${srv.origin}/t/pages/harness.html`);
-        await page.waitForFunction(() => window.harnessReady === true, null, { timeout: 30000 });
-        let timer;
-        r = await Promise.race([
-          page.evaluate(([n, p]) => window.runCase(n, p), [name, params || {}]),
-          new Promise((res) => {
-            timer = setTimeout(() => res({ ok: false, error: `timed out after ${TIMEOUT_MS / 1000} s` }), TIMEOUT_MS);
-          }),
-        ]);
-        clearTimeout(timer);
+        r = name === 'vite' ? await runVitePage(page, srv.origin) : await runHarnessCase(page, srv.origin, name, params);
       } catch (e) {
         r = { ok: false, error: `harness: ${e.message}` };
       }

@@ -37,9 +37,9 @@ const TYPES = {
   '.ts': 'text/plain',
 };
 
-function resolve(urlPath) {
+function resolve(roots, urlPath) {
   const parts = decodeURIComponent(urlPath).split('/').filter(Boolean);
-  const root = ROOTS[parts.shift()];
+  const root = roots[parts.shift()];
   if (!root) return null;
   const p = path.resolve(root, ...parts);
   // No escaping a root with '..'.
@@ -61,7 +61,9 @@ function parseRange(h, size) {
   return start <= end && start < size ? { start, end } : 'unsatisfiable';
 }
 
-export function startServer() {
+/** extraRoots: {name: dir} served under /name/ (e.g. a built Vite app). */
+export function startServer(extraRoots = {}) {
+  const roots = { ...ROOTS, ...extraRoots };
   const log = [];
   const dropped = new Set();
   const server = http.createServer(async (req, res) => {
@@ -74,7 +76,7 @@ export function startServer() {
     }
     const entry = { path: url.pathname + url.search, range: req.headers.range || null, status: 0 };
     log.push(entry);
-    const file = resolve(url.pathname);
+    const file = resolve(roots, url.pathname);
     let st;
     try {
       st = file && fs.statSync(file);

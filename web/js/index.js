@@ -17,7 +17,11 @@ class WorkerBackend {
   #dead = null;
 
   constructor(url) {
-    this.#worker = new Worker(url ?? new URL('./worker.js', import.meta.url), { type: 'module', name: 'webjit' });
+    // Written out literally so that bundlers (Vite, webpack 5) see `new Worker(new URL(...))`
+    // and bundle worker.js with its imports as a worker entry.
+    this.#worker = url
+      ? new Worker(url, { type: 'module' })
+      : new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
     this.#worker.onmessage = (ev) => {
       const { id, value, error, event } = ev.data || {};
       const p = this.#pending.get(id);
