@@ -66,7 +66,14 @@ export function startServer(extraRoots = {}) {
   const roots = { ...ROOTS, ...extraRoots };
   const log = [];
   const dropped = new Set();
-  const server = http.createServer(async (req, res) => {
+  const server = http.createServer((req, res) => {
+    handle(req, res).catch((e) => {
+      // A client that goes away mid-body (an aborted download) is normal here.
+      if (e && e.code !== 'ERR_STREAM_PREMATURE_CLOSE') console.error(`server: ${req.url}: ${e.message}`);
+      res.destroy();
+    });
+  });
+  async function handle(req, res) {
     const url = new URL(req.url, 'http://x');
     if (url.pathname === '/__log') {
       if (url.searchParams.get('clear')) log.length = 0;
@@ -115,9 +122,9 @@ export function startServer(extraRoots = {}) {
     }
     const dropAt = q.has('drop') && !req.headers.range && !dropped.has(entry.path) ? Number(q.get('drop')) : -1;
     if (dropAt >= 0) dropped.add(entry.path);
-    const corruptAt = q.has('corrupt') ? Number(q.get('corrupt')) : -1;
     const rate = q.has('rate') ? Number(q.get('rate')) : 0;
-    const stream = fs.createReadStream(file, { start, end, highWaterMark: 256 << 10 });
+    const corruptAt = q.has('corrupt') ? Number(q.get('corrupt')) : -1;
+    const stream = fs.createReadStream(file, { start, end, highWaterMark: rate > 0 ? 64 << 10 : 256 << 10 });
     let pos = start;
     let sent = 0;
     const t0 = Date.now();
@@ -145,7 +152,7 @@ export function startServer(extraRoots = {}) {
       }
     }
     res.end();
-  });
+  }
   return new Promise((resolveP) => {
     server.listen(0, '127.0.0.1', () => {
       const { port } = server.address();
