@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export XDG_RUNTIME_DIR ?= /tmp
 CARGO ?= cargo
 
-.PHONY: setup models test demo lint fmt build bench-matmul bench-load
+.PHONY: setup models test demo lint fmt build bench-matmul bench-load web test-web
 
 setup:
 	@scripts/setup.sh
@@ -13,12 +13,22 @@ setup:
 models:
 	@scripts/fetch-models.sh
 
-## Format check, clippy (warnings denied, native and wasm32), then every test.
-test: setup models
+## Format check, clippy (warnings denied, native and wasm32), every Rust test, then the
+## browser tests (headless Chromium, WebGPU on SwiftShader) against web/pkg.
+test: setup models web
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p webjit-web --target wasm32-unknown-unknown -- -D warnings
 	$(CARGO) test --workspace
+	node tests/web/run.mjs
+
+## Only the browser tests (CASES="na_1d gemma" for some).
+test-web: models web
+	node tests/web/run.mjs $(CASES)
+
+## The npm package `webjit` into web/pkg/ (release wasm, wasm-bindgen, wasm-opt, JS, types).
+web: setup
+	@scripts/build-web.sh
 
 MODELS ?= $(or $(WEBJIT_CACHE),$(HOME)/.cache/webjit)/models
 

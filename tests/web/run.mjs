@@ -1,0 +1,179 @@
+// The browser test suite: headless Debian Chromium (WebGPU on SwiftShader) driven by
+// playwright-core, against web/pkg served by server.mjs. Missing Chromium, WebGPU, the
+// package or the models FAIL the run: nothing is skipped.
+//
+//   node tests/web/run.mjs            every case
+//   node tests/web/run.mjs na_1d gemma   only these
+// Env: WEBJIT_CHROMIUM (default /usr/bin/chromium), WEBJIT_WEB_TOOLS (npm tools dir, default
+// .cache/web-tools), WEBJIT_WEB_GEMMA_TOKENS (default 8), WEBJIT_WEB_TIMEOUT_S (per case, 600).
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { modelDir, startServer } from './server.mjs';
+import { buildViteApp } from './vite.mjs';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.resolve(HERE, '../..');
+const TOOLS = process.env.WEBJIT_WEB_TOOLS || path.join(ROOT, '.cache', 'web-tools');
+const CHROMIUM = process.env.WEBJIT_CHROMIUM || '/usr/bin/chromium';
+const TIMEOUT_MS = Number(process.env.WEBJIT_WEB_TIMEOUT_S || 600) * 1000;
+const BASE_ARGS = [
+  '--no-sandbox',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+const WEBGPU_ARGS = ['--enable-unsafe-webgpu', '--enable-unsafe-swiftshader'];
+
+// [case, browser ('webgpu' | 'nowebgpu'), params]
+const CASES = [
+  ['info', 'webgpu'],
+  ['vite', 'webgpu'],
+  ['webgpu_unavailable', 'nowebgpu'],
+  ['na_1d', 'webgpu'],
+  ['na_2d', 'webgpu'],
+  ['na_3d', 'webgpu'],
+  ['bsa_moba', 'webgpu'],
+  ['bsa_grid', 'webgpu'],
+  ['op_errors', 'webgpu'],
+  ['bad_gguf', 'webgpu'],
+  ['resume', 'webgpu'],
+  ['cache_api', 'webgpu'],
+  ['cycles', 'webgpu'],
+  ['abort', 'webgpu'],
+  ['minilm', 'webgpu'],
+  ['tune', 'webgpu'],
+  ['gemma', 'webgpu', { tokens: Number(process.env.WEBJIT_WEB_GEMMA_TOKENS || 8) }],
+];
+
+function die(msg) {
+  console.error(`web tests: FAIL: ${msg}`);
+  process.exit(1);
+}
+
+/** One case of cases.js in a fresh page of the harness, bounded by TIMEOUT_MS. */
+async function runHarnessCase(page, origin, name, params) {
+  await page.goto(`${origin}/t/pages/harness.html`);
+  await page.waitForFunction(() => window.harnessReady === true, null, { timeout: 30000 });
+  let timer;
+  const r = await Promise.race([
+    page.evaluate(([n, p]) => window.runCase(n, p), [name, params || {}]),
+    new Promise((res) => {
+      timer = setTimeout(() => res({ ok: false, error: `timed out after ${TIMEOUT_MS / 1000} s` }), TIMEOUT_MS);
+    }),
+  ]);
+  clearTimeout(timer);
+  return r;
+}
+
+/** The built Vite app reports into window.viteResult. */
+async function runVitePage(page, origin) {
+  await page.goto(`${origin}/vite/index.html`);
+  await page.waitForFunction(() => window.viteResult !== undefined, null, { timeout: 60000 });
+  const v = await page.evaluate(() => window.viteResult);
+  return { ok: v.ok, error: v.ok ? '' : JSON.stringify(v), lines: [`  ${JSON.stringify(v)}`] };
+}
+
+async function main() {
+  const only = process.argv.slice(2);
+  const unknown = only.filter((n) => !CASES.some(([c]) => c === n));
+  if (unknown.length) die(`unknown cases ${unknown.join(', ')} (have ${CASES.map(([c]) => c).join(', ')})`);
+  const todo = only.length ? CASES.filter(([c]) => only.includes(c)) : CASES;
+
+  // The JS reference must be right before it judges anything; the streaming code is checked
+  // in node too, where a failure is easier to read.
+  for (const t of ['ref.selftest.mjs', 'source.selftest.mjs']) {
+    const self = spawnSync(process.execPath, [path.join(HERE, t)], { encoding: 'utf8', timeout: 120000 });
+    process.stdout.write(self.stdout);
+    if (self.status !== 0) die(`${t} failed\n${self.stderr}`);
+  }
+
+  if (!fs.existsSync(path.join(ROOT, 'web/pkg/index.js'))) die('web/pkg is not built: run `make web`');
+  if (!fs.existsSync(CHROMIUM)) die(`${CHROMIUM} is missing (apt-get install chromium)`);
+  const pw = path.join(TOOLS, 'node_modules/playwright-core/index.mjs');
+  if (!fs.existsSync(pw)) die(`playwright-core is missing from ${TOOLS}: run \`make web\``);
+  const models = modelDir();
+  for (const f of ['gemma-3-270m-q4_k_m.gguf', 'tiny-llama.gguf', 'all-MiniLM-L6-v2/model.safetensors']) {
+    if (!fs.existsSync(path.join(models, f))) die(`${path.join(models, f)} is missing: run \`make models\``);
+  }
+  const { chromium } = await import(pathToFileURL(pw).href);
+
+  // The install test: the packed tarball in a fresh Vite app, built before the server starts.
+  const extraRoots = {};
+  if (todo.some(([c]) => c === 'vite')) {
+    const t0 = Date.now();
+    try {
+      const v = buildViteApp(TOOLS);
+      extraRoots.vite = v.dist;
+      console.log(`vite: ${v.tarball} (${v.size} bytes) installed and built in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${v.files.join(', ')}`);
+    } catch (e) {
+      die(`npm pack / install / vite build failed: ${e.message}\n${e.stderr || ''}`);
+    }
+  }
+  const srv = await startServer(extraRoots);
+  const browsers = {};
+  const browser = async (kind) => {
+    if (!browsers[kind]) {
+      browsers[kind] = await chromium.launch({
+        executablePath: CHROMIUM,
+        headless: true,
+        args: kind === 'webgpu' ? [...BASE_ARGS, ...WEBGPU_ARGS] : BASE_ARGS,
+      });
+    }
+    return browsers[kind];
+  };
+
+  const t00 = Date.now();
+  const results = [];
+  try {
+    // Fail loudly when WebGPU itself is missing: every other failure would be noise.
+    {
+      const ctx = await (await browser('webgpu')).newContext();
+      const page = await ctx.newPage();
+      await page.goto(`${srv.origin}/t/pages/harness.html`);
+      const probe = await page.evaluate(async () => {
+        if (!navigator.gpu) return 'navigator.gpu is missing';
+        const a = await navigator.gpu.requestAdapter();
+        return a ? '' : 'requestAdapter() returned null';
+      });
+      await ctx.close();
+      if (probe) die(`no WebGPU in ${CHROMIUM} with ${WEBGPU_ARGS.join(' ')}: ${probe}`);
+    }
+    for (const [name, kind, params] of todo) {
+      const ctx = await (await browser(kind)).newContext();
+      const page = await ctx.newPage();
+      const consoleLines = [];
+      page.on('console', (m) => consoleLines.push(`[${m.type()}] ${m.text()}`));
+      page.on('pageerror', (e) => consoleLines.push(`[pageerror] ${e.message}`));
+      const t0 = Date.now();
+      let r;
+      try {
+        r = name === 'vite' ? await runVitePage(page, srv.origin) : await runHarnessCase(page, srv.origin, name, params);
+      } catch (e) {
+        r = { ok: false, error: `harness: ${e.message}` };
+      }
+      const secs = ((Date.now() - t0) / 1000).toFixed(1);
+      console.log(`${r.ok ? 'PASS' : 'FAIL'} web/${name} ${secs} s`);
+      for (const l of r.lines || []) console.log(l);
+      if (!r.ok) {
+        console.log(`  error: ${r.error}`);
+        if (r.stack) console.log(`  stack: ${r.stack.split('\n').slice(0, 6).join('\n         ')}`);
+        for (const l of consoleLines.slice(-20)) console.log(`  console: ${l}`);
+      }
+      results.push({ name, ok: r.ok, secs });
+      await ctx.close().catch(() => {});
+    }
+  } finally {
+    for (const b of Object.values(browsers)) await b.close().catch(() => {});
+    srv.server.close();
+  }
+  const failed = results.filter((r) => !r.ok);
+  const total = ((Date.now() - t00) / 1000).toFixed(1);
+  console.log(`web tests: ${results.length - failed.length} passed, ${failed.length} failed, ${total} s${failed.length ? ` (failed: ${failed.map((r) => r.name).join(', ')})` : ''}`);
+  process.exit(failed.length ? 1 : 0);
+}
+
+main().catch((e) => die(e.stack || e.message));

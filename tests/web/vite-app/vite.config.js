@@ -1,0 +1,2 @@
+// Exactly what web/README.md tells Vite users to write.
+export default { optimizeDeps: { exclude: ['webjit'] }, worker: { format: 'es' }, logLevel: 'warn' };

@@ -1,0 +1,403 @@
+// The engine side of the package: owns the wasm module and every engine object, and runs in
+// whichever thread the engine lives in (the package's Worker by default, or the page's thread
+// with {worker: false}). Both modes talk to it through one entry point, `Core.call(method,
+// args, ctx)`, so they behave the same; index.js holds the public classes.
+
+import initWasm, * as wasm from './wasm/webjit_web.js';
+import { ErrorCode, WebjitError, abortedError, toWebjitError } from './errors.js';
+import { openSource, readAll } from './source.js';
+import { loadTuning, saveTuning } from './tuning-store.js';
+
+let wasmReady = null;
+
+/** Instantiates the wasm module once per thread; returns its exports (for `memory`). */
+export function initOnce(wasmUrl) {
+  if (!wasmReady) {
+    const url = wasmUrl ?? new URL('./wasm/webjit_web_bg.wasm', import.meta.url);
+    wasmReady = initWasm({ module_or_path: url });
+  }
+  return wasmReady;
+}
+
+const PROGRESS_EVERY_MS = 50;
+// The engine objects are not re-entrant (wasm-bindgen refuses a second borrow while an async
+// method holds one), so every call into them goes through this one queue.
+class Lock {
+  #tail = Promise.resolve();
+  run(fn) {
+    const p = this.#tail.then(fn);
+    this.#tail = p.catch(() => {});
+    return p;
+  }
+}
+
+function parse(json) {
+  return typeof json === 'string' ? JSON.parse(json) : json;
+}
+
+function need(cond, msg) {
+  if (!cond) throw new WebjitError(ErrorCode.INVALID_ARGUMENT, msg);
+}
+
+function f32(x, name) {
+  if (x instanceof Float32Array) return x;
+  need(Array.isArray(x) || ArrayBuffer.isView(x), `${name} must be a Float32Array (or an array of numbers)`);
+  return Float32Array.from(x);
+}
+
+export class Core {
+  #engine = null;
+  #exports = null;
+  #lock = new Lock();
+  #handles = new Map(); // id -> {kind: 'model'|'embedder', obj}
+  #nextId = 1;
+  #tuningStore = 'indexeddb';
+  #fingerprint = '';
+  #disposed = false;
+
+  /** args: {powerPreference, wasmUrl, tuningStore: 'indexeddb'|'none'} */
+  async create({ powerPreference, wasmUrl, tuningStore = 'indexeddb' } = {}) {
+    if (typeof navigator === 'undefined' || !navigator.gpu) {
+      throw new WebjitError(
+        ErrorCode.WEBGPU_UNAVAILABLE,
+        'WebGPU is not available here (navigator.gpu is missing): use a browser with WebGPU enabled',
+      );
+    }
+    this.#exports = await initOnce(wasmUrl);
+    try {
+      this.#engine = await wasm.Engine.create(powerPreference);
+    } catch (e) {
+      throw toWebjitError(e);
+    }
+    this.#tuningStore = tuningStore;
+    const info = this.info();
+    this.#fingerprint = String(info.fingerprint ?? '');
+    let imported = 0;
+    if (tuningStore === 'indexeddb') {
+      const json = await loadTuning(this.#fingerprint).catch(() => null);
+      if (json) {
+        try {
+          this.#engine.importTuning(json);
+          imported = 1;
+        } catch {
+          // Records of an older build or another device: ignore them rather than fail create.
+        }
+      }
+    }
+    return { info: this.info(), importedTuning: imported };
+  }
+
+  #alive() {
+    if (this.#disposed || !this.#engine) throw new WebjitError(ErrorCode.DISPOSED, 'the engine was disposed');
+    return this.#engine;
+  }
+
+  #handle(id, kind) {
+    const h = this.#handles.get(id);
+    if (!h || h.kind !== kind) throw new WebjitError(ErrorCode.DISPOSED, `${kind} ${id} was disposed`);
+    return h;
+  }
+
+  #add(kind, obj, extra = {}) {
+    const id = this.#nextId++;
+    this.#handles.set(id, { kind, obj, ...extra });
+    return id;
+  }
+
+  wasmMemoryBytes() {
+    return this.#exports?.memory?.buffer?.byteLength ?? 0;
+  }
+
+  info() {
+    const i = parse(this.#alive().info());
+    i.wasm_memory_bytes = this.wasmMemoryBytes();
+    i.version = wasm.version();
+    return i;
+  }
+
+  /**
+   * Streams a model file into the engine. ctx.emit gets {type: 'progress', ...} events; the
+   * whole file is never held: each chunk goes to ModelLoad.push as it arrives.
+   */
+  async loadModel({ source, format = '', cache = 'none', maxContext, totalBytes }, { emit, signal }) {
+    const engine = this.#alive();
+    const { chunks, meta } = await openSource(source, { signal, cache });
+    if (!meta.totalBytes && totalBytes > 0) meta.totalBytes = totalBytes;
+    let load = null;
+    let last = null;
+    let lastEmit = 0;
+    let peakWasm = this.wasmMemoryBytes();
+    const report = (force) => {
+      const now = Date.now();
+      if (!last || (!force && now - lastEmit < PROGRESS_EVERY_MS)) return;
+      lastEmit = now;
+      emit?.({
+        type: 'progress',
+        ...last,
+        totalBytes: last.totalBytes || meta.totalBytes,
+        fromCache: meta.fromCache,
+        resumes: meta.resumes,
+        wasmMemoryBytes: this.wasmMemoryBytes(),
+        peakWasmMemoryBytes: peakWasm,
+      });
+    };
+    try {
+      for await (const chunk of chunks) {
+        if (!load) {
+          const opts = JSON.stringify(maxContext ? { maxContext } : {});
+          load = await this.#lock.run(() => engine.beginLoad(format, meta.totalBytes || 0, opts));
+        }
+        last = await this.#lock.run(() => parse(load.push(chunk)));
+        peakWasm = Math.max(peakWasm, this.wasmMemoryBytes());
+        report(false);
+      }
+      if (signal?.aborted) throw abortedError(signal);
+      if (!load) throw new WebjitError(ErrorCode.BAD_MODEL_FILE, `${meta.name || 'model source'} is empty`);
+      const model = await this.#lock.run(() => load.finish());
+      peakWasm = Math.max(peakWasm, this.wasmMemoryBytes());
+      if (last) last.phase = 'done';
+      report(true);
+      const id = this.#add('model', model);
+      return {
+        id,
+        info: parse(model.info()),
+        load: { ...meta, peakWasmMemoryBytes: peakWasm, cacheError: meta.cacheError },
+      };
+    } catch (e) {
+      if (load) {
+        try {
+          load.abort();
+        } catch {
+          // A load that failed inside push is already dead; abort only frees what is left.
+        }
+      }
+      throw signal?.aborted ? abortedError(signal) : toWebjitError(e);
+    } finally {
+      if (load) {
+        try {
+          load.free();
+        } catch {
+          // finish() consumed it.
+        }
+      }
+    }
+  }
+
+  /**
+   * source: a base URL (folder with config.json, model.safetensors, tokenizer.json and
+   * optionally sentence_bert_config.json) or {config, weights, tokenizer, sentenceBertConfig?}
+   * where each is anything openSource takes.
+   */
+  async loadEmbedder({ source, cache = 'none', maxSeqLen, maxBytes }, { signal }) {
+    const engine = this.#alive();
+    let files = source;
+    if (typeof source === 'string' || source instanceof URL) {
+      const base = String(source).endsWith('/') ? String(source) : `${source}/`;
+      files = {
+        config: `${base}config.json`,
+        weights: `${base}model.safetensors`,
+        tokenizer: `${base}tokenizer.json`,
+        sentenceBertConfig: `${base}sentence_bert_config.json`,
+      };
+    }
+    need(files && files.config && files.weights && files.tokenizer, 'embedder source needs config, weights and tokenizer');
+    const small = 64 << 20;
+    const [config, tokenizer] = await Promise.all([
+      readAll(files.config, { signal, cache, maxBytes: small }),
+      readAll(files.tokenizer, { signal, cache, maxBytes: small }),
+    ]);
+    let seq = maxSeqLen;
+    if (!seq && files.sentenceBertConfig) {
+      try {
+        const sb = JSON.parse(new TextDecoder().decode(await readAll(files.sentenceBertConfig, { signal, cache, maxBytes: 1 << 20 })));
+        seq = sb.max_seq_length;
+      } catch (e) {
+        if (signal?.aborted) throw abortedError(signal);
+        // Optional file: without it the model's own position limit applies (below).
+      }
+    }
+    if (!seq) {
+      const c = JSON.parse(new TextDecoder().decode(config));
+      seq = c.max_position_embeddings || 512;
+    }
+    need(Number.isInteger(seq) && seq > 0, `maxSeqLen must be a positive integer, got ${seq}`);
+    const weights = await readAll(files.weights, { signal, cache, maxBytes: maxBytes ?? 2 ** 31 - 1 });
+    if (signal?.aborted) throw abortedError(signal);
+    const emb = await this.#lock.run(() => {
+      try {
+        return engine.loadEmbedder(config, weights, tokenizer, seq);
+      } catch (e) {
+        throw toWebjitError(e);
+      }
+    });
+    const id = this.#add('embedder', emb);
+    return { id, dim: emb.dim(), maxSeqLen: seq };
+  }
+
+  // ---- text models ----
+  modelInfo({ id }) {
+    return parse(this.#handle(id, 'model').obj.info());
+  }
+  tokenize({ id, text, addBos = true }) {
+    return this.#lock.run(() => this.#handle(id, 'model').obj.tokenize(String(text), !!addBos));
+  }
+  detokenize({ id, ids }) {
+    return this.#lock.run(() => this.#handle(id, 'model').obj.detokenize(Uint32Array.from(ids)));
+  }
+  chatPrompt({ id, messages }) {
+    need(Array.isArray(messages), 'messages must be an array of {role, content}');
+    return this.#lock.run(() => this.#handle(id, 'model').obj.chatPrompt(JSON.stringify(messages)));
+  }
+  /** Tokenizes (string prompts), optionally resets, and starts generating. */
+  start({ id, prompt, options = {}, reset = true, addBos }) {
+    const m = this.#handle(id, 'model').obj;
+    return this.#lock.run(() => {
+      if (reset) m.reset();
+      let ids;
+      if (typeof prompt === 'string') {
+        const bos = addBos ?? reset;
+        ids = m.tokenize(prompt, false);
+        if (bos) {
+          // The chat template may already start with the BOS token: never feed it twice.
+          const b = m.tokenize('', true);
+          if (b.length === 1 && ids[0] !== b[0]) ids = Uint32Array.from([b[0], ...ids]);
+        }
+      } else {
+        need(Array.isArray(prompt) || prompt instanceof Uint32Array, 'prompt must be a string or token ids');
+        ids = Uint32Array.from(prompt);
+      }
+      const o = {};
+      for (const k of ['maxTokens', 'temperature', 'topK', 'topP', 'repeatPenalty', 'seed']) {
+        if (options[k] !== undefined) o[k] = options[k];
+      }
+      m.start(ids, JSON.stringify(o));
+      return { promptTokens: ids.length };
+    });
+  }
+  next({ id }) {
+    const m = this.#handle(id, 'model').obj;
+    return this.#lock.run(async () => parse(await m.next()));
+  }
+  /** Stops the running generation and returns its final record. */
+  stop({ id }) {
+    const m = this.#handle(id, 'model').obj;
+    return this.#lock.run(async () => {
+      m.stop();
+      for (let i = 0; i < 4; i++) {
+        const r = parse(await m.next());
+        if (r.done) return r;
+      }
+      return { done: true, reason: 'stopped' };
+    });
+  }
+  reset({ id }) {
+    return this.#lock.run(() => this.#handle(id, 'model').obj.reset());
+  }
+
+  // ---- embedders ----
+  async embed({ id, texts }) {
+    need(Array.isArray(texts) && texts.every((t) => typeof t === 'string'), 'texts must be an array of strings');
+    const e = this.#handle(id, 'embedder').obj;
+    const flat = await this.#lock.run(() => e.embed(JSON.stringify(texts)));
+    return { flat, dim: e.dim() };
+  }
+  embedderTokenize({ id, text }) {
+    return this.#lock.run(() => this.#handle(id, 'embedder').obj.tokenize(String(text)));
+  }
+
+  // ---- op level ----
+  #op(name, { q, k, v, options }) {
+    const engine = this.#alive();
+    const qq = f32(q, 'q');
+    const kk = f32(k, 'k');
+    const vv = f32(v, 'v');
+    return this.#lock.run(async () => {
+      if (typeof engine[name] !== 'function') {
+        throw new WebjitError(ErrorCode.INTERNAL, `this wasm build has no ${name}`);
+      }
+      const r = parse(await engine[name](qq, kk, vv, JSON.stringify(options ?? {})));
+      // The facade reports per-run milliseconds as `ms` when options.repeat > 0.
+      if (r && r.gpuMs === undefined && r.ms !== undefined) r.gpuMs = r.ms;
+      return r;
+    });
+  }
+  neighborhoodAttention(a) {
+    return this.#op('neighborhoodAttention', a);
+  }
+  blockSparseAttention(a) {
+    return this.#op('blockSparseAttention', a);
+  }
+  denseAttention(a) {
+    return this.#op('denseAttention', a);
+  }
+
+  // ---- tuning and memory ----
+  async tune({ budgetMs = 2000 } = {}) {
+    need(Number.isFinite(budgetMs) && budgetMs > 0, `budgetMs must be a positive number, got ${budgetMs}`);
+    const engine = this.#alive();
+    const report = parse(await this.#lock.run(() => engine.tune(budgetMs)));
+    if (this.#tuningStore === 'indexeddb') {
+      try {
+        await saveTuning(this.#fingerprint, engine.exportTuning());
+        report.persisted = true;
+      } catch (e) {
+        report.persisted = false;
+        report.persistError = toWebjitError(e).code;
+      }
+    }
+    return report;
+  }
+  exportTuning() {
+    return this.#alive().exportTuning();
+  }
+  importTuning({ json }) {
+    return this.#lock.run(() => this.#alive().importTuning(typeof json === 'string' ? json : JSON.stringify(json)));
+  }
+  releaseMemory() {
+    return this.#lock.run(() => this.#alive().releaseMemory());
+  }
+
+  disposeHandle({ id }) {
+    const h = this.#handles.get(id);
+    if (!h) return;
+    this.#handles.delete(id);
+    return this.#lock.run(() => h.obj.free());
+  }
+
+  async dispose() {
+    if (this.#disposed) return;
+    const hs = [...this.#handles.values()];
+    this.#handles.clear();
+    await this.#lock.run(() => {
+      for (const h of hs) h.obj.free();
+      this.#engine?.free();
+    });
+    this.#engine = null;
+    this.#disposed = true;
+  }
+
+  /** The one entry point of both modes. Returns {value, transfer}. */
+  async call(method, args, ctx = {}) {
+    if (method === 'create') return { value: await this.create(args) };
+    if (!METHODS.has(method)) throw new WebjitError(ErrorCode.INVALID_ARGUMENT, `unknown method ${method}`);
+    const value = await this[method](args ?? {}, ctx);
+    return { value, transfer: transferables(value) };
+  }
+}
+
+const METHODS = new Set([
+  'info', 'loadModel', 'loadEmbedder', 'modelInfo', 'tokenize', 'detokenize', 'chatPrompt', 'start',
+  'next', 'stop', 'reset', 'embed', 'embedderTokenize', 'neighborhoodAttention', 'blockSparseAttention',
+  'denseAttention', 'tune', 'exportTuning', 'importTuning', 'releaseMemory', 'disposeHandle', 'dispose',
+]);
+
+/** Typed-array buffers in a result (moved, not copied, to the main thread). */
+function transferables(v, out = [], depth = 0) {
+  if (!v || typeof v !== 'object' || depth > 3) return out;
+  if (ArrayBuffer.isView(v)) {
+    if (!out.includes(v.buffer) && v.buffer instanceof ArrayBuffer) out.push(v.buffer);
+    return out;
+  }
+  for (const x of Object.values(v)) transferables(x, out, depth + 1);
+  return out;
+}

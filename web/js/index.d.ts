@@ -1,0 +1,272 @@
+// Type declarations of the `webjit` npm package.
+
+/** Stable error codes. Engine errors may carry further codes (e.g. SHAPE, BAD_TOKENIZER). */
+export type ErrorCodeName =
+  | 'WEBGPU_UNAVAILABLE'
+  | 'BAD_MODEL_FILE'
+  | 'UNSUPPORTED_TENSOR_TYPE'
+  | 'UNSUPPORTED_MODEL'
+  | 'OUT_OF_MEMORY'
+  | 'DEVICE_LOST'
+  | 'ABORTED'
+  | 'QUOTA_EXCEEDED'
+  | 'INVALID_ARGUMENT'
+  | 'NETWORK'
+  | 'DISPOSED'
+  | 'BUSY'
+  | 'WORKER'
+  | 'INTERNAL';
+
+export declare const ErrorCode: Readonly<{ [K in ErrorCodeName]: K }>;
+
+/** Every error the package throws or rejects with. */
+export declare class WebjitError extends Error {
+  readonly code: ErrorCodeName | string;
+  /** HTTP status, for NETWORK errors that got a response. */
+  readonly status?: number;
+  readonly url?: string;
+  constructor(code: string, message: string, extra?: object);
+}
+
+export interface EngineOptions {
+  powerPreference?: 'high-performance' | 'low-power';
+  /** Run the engine in the package's Web Worker (default true where Worker exists). */
+  worker?: boolean;
+  /** Override where worker.js / the .wasm file are served from (bundlers find them by default). */
+  workerUrl?: string | URL;
+  wasmUrl?: string | URL;
+  /** Where tuning records persist: IndexedDB (default; loaded at create) or nowhere. */
+  tuningStore?: 'indexeddb' | 'none';
+}
+
+export interface EngineInfo {
+  adapter: string;
+  backend: string;
+  features: { shader_f16: boolean; timestamp_query: boolean; subgroups?: boolean };
+  limits: Record<string, number>;
+  fingerprint: string;
+  /** GPU memory held by the engine. */
+  memory: { live_bytes: number; pooled_bytes: number; live_buffers: number };
+  tuning?: { records: number };
+  /** Size of the wasm instance's linear memory (it never shrinks). */
+  wasm_memory_bytes: number;
+  version: string;
+}
+
+export interface LoadProgress {
+  type: 'progress';
+  loadedBytes: number;
+  /** File size when known (Content-Length, Blob size), else 0. */
+  totalBytes: number;
+  tensorsReady: number;
+  nTensors: number;
+  layersReady: number;
+  nLayers: number;
+  phase: 'header' | 'weights' | 'done';
+  fromCache: boolean;
+  /** Range requests made after dropped connections so far. */
+  resumes: number;
+  wasmMemoryBytes: number;
+  peakWasmMemoryBytes: number;
+}
+
+/** Anything a model can be read from. Strings are URLs, resolved against the page. */
+export type ModelSource = string | URL | Blob | Response | ReadableStream<Uint8Array> | ArrayBuffer | ArrayBufferView;
+
+export interface LoadModelOptions {
+  onProgress?: (p: LoadProgress) => void;
+  /** Aborting rejects with code ABORTED, frees what was uploaded; the engine stays usable. */
+  signal?: AbortSignal;
+  /** 'cache-api': serve from / store into the Cache API ('webjit-models-v1'). Default 'none'. */
+  cache?: 'none' | 'cache-api';
+  /** KV-cache length of global-attention layers (default 2048). */
+  maxContext?: number;
+  /** 'gguf', or '' to detect from the first bytes (default). */
+  format?: 'gguf' | '';
+}
+
+export interface GenerateOptions {
+  maxTokens?: number;
+  /** 0 (default) = greedy. */
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  repeatPenalty?: number;
+  seed?: number;
+  /** Aborting ends the iteration quietly (stats.reason 'stopped'). */
+  signal?: AbortSignal;
+  /** Keep the conversation so far instead of starting fresh (default false). */
+  continue?: boolean;
+  /** Prepend the BOS token to a text prompt (default: when starting fresh). */
+  addBos?: boolean;
+  onDone?: (stats: GenerateStats) => void;
+}
+
+export interface GeneratedToken {
+  id: number;
+  /** Newly completed UTF-8 text (may be '' inside a multi-token character). */
+  text: string;
+  /** The 5 largest [id, logit] pairs of this step. */
+  top: [number, number][];
+}
+
+export interface GenerateStats {
+  done: true;
+  reason: 'eog' | 'max_tokens' | 'context' | 'stopped';
+  promptTokens: number;
+  tokens: number;
+  prefillMs: number;
+  decodeMs: number;
+}
+
+export interface ChatMessage {
+  role: 'user' | 'model' | 'assistant' | 'system';
+  content: string;
+}
+
+export declare class TextModel {
+  readonly info: {
+    architecture: string;
+    n_layers: number;
+    vocab: number;
+    d_model: number;
+    max_context: number;
+    position: number;
+  };
+  readonly load: {
+    totalBytes: number;
+    fromCache: boolean;
+    cached: boolean;
+    resumes: number;
+    peakWasmMemoryBytes: number;
+    cacheError?: string;
+  };
+  /** Final record of the last generation. */
+  readonly lastStats: GenerateStats | null;
+  /** Text pieces as they are generated: `for await (const piece of model.generate(p))`. */
+  generate(prompt: string | ArrayLike<number>, opts?: GenerateOptions): AsyncGenerator<string, void>;
+  /** Token ids with their top logits. */
+  generateTokens(prompt: string | ArrayLike<number>, opts?: GenerateOptions): AsyncGenerator<GeneratedToken, void>;
+  /** The answer to `messages` in the model's chat template (fresh context). */
+  chat(messages: ChatMessage[], opts?: GenerateOptions): AsyncGenerator<string, void>;
+  chatPrompt(messages: ChatMessage[]): Promise<string>;
+  tokenize(text: string, opts?: { addBos?: boolean }): Promise<Uint32Array>;
+  detokenize(ids: ArrayLike<number>): Promise<string>;
+  reset(): Promise<void>;
+  /** Frees every GPU buffer of the model. */
+  dispose(): Promise<void>;
+}
+
+export declare class Embedder {
+  readonly dim: number;
+  readonly maxSeqLen: number;
+  /** One L2-normalized, mean-pooled vector per text. */
+  embed(texts: string[] | string): Promise<Float32Array[]>;
+  tokenize(text: string): Promise<Uint32Array>;
+  dispose(): Promise<void>;
+}
+
+export interface EmbedderFiles {
+  config: ModelSource;
+  weights: ModelSource;
+  tokenizer: ModelSource;
+  sentenceBertConfig?: ModelSource;
+}
+
+export interface NeighborhoodOptions {
+  /** Shape of q, k and v: [batch, heads, X(, Y(, Z)), headDim]. */
+  shape: number[];
+  /** Window size per axis (<= the axis length). */
+  kernel: number[];
+  dilation?: number[];
+  causal?: boolean[];
+  /** Default 1/sqrt(headDim). */
+  scale?: number;
+  /** Extra timed runs after the first (0: no timing). */
+  repeat?: number;
+}
+
+export type BlockSelect =
+  | { topK: number }
+  | { threshold: number }
+  | { strided: { local: number; stride: number } }
+  | { fixed: { chunk: number; summary: number } };
+
+export interface BlockSparseOptions {
+  /** [batch, seq, heads, headDim] */
+  qShape: [number, number, number, number];
+  /** [batch, seq, kvHeads, headDim] */
+  kvShape: [number, number, number, number];
+  /** Tokens per block (1-D), or a [t, h, w] box. */
+  block: number | [number, number, number];
+  select: BlockSelect;
+  /** 2-D [h, w] or 3-D [t, h, w] layout of the seq tokens (row-major). */
+  grid?: [number, number] | [number, number, number];
+  causal?: boolean;
+  global?: boolean;
+  granularity?: 'query' | 'queryBlock';
+  scale?: number;
+  returnSelection?: boolean;
+  /** Extra timed runs after the first (0: no timing). */
+  repeat?: number;
+}
+
+export interface AttentionResult {
+  output: Float32Array;
+  /** Milliseconds per run over `repeat` extra runs (only when opts.repeat > 0). */
+  gpuMs?: number;
+}
+
+export interface BlockSparseResult extends AttentionResult {
+  /** Selected key blocks per row: `blocks` is [rows, k]. */
+  selection?: { rows: number; k: number; blocks: Uint32Array };
+}
+
+export interface TuneReport {
+  kernels: {
+    kernel: string;
+    problem: string;
+    default_key: string;
+    winner_key: string;
+    default_us: number;
+    tuned_us: number;
+    speedup: number;
+    candidates: number;
+    spent_ms: number;
+  }[];
+  spent_ms: number;
+  geomean_speedup: number;
+  /** Whether the records reached IndexedDB. */
+  persisted?: boolean;
+}
+
+export declare class Engine {
+  /** Rejects with WEBGPU_UNAVAILABLE when WebGPU or an adapter is missing. */
+  static create(opts?: EngineOptions): Promise<Engine>;
+  /** Whether the engine runs in the package's Worker. */
+  readonly worker: boolean;
+  readonly importedTuning: number;
+  info(): Promise<EngineInfo>;
+  loadModel(source: ModelSource, opts?: LoadModelOptions): Promise<TextModel>;
+  loadEmbedder(
+    source: string | URL | EmbedderFiles,
+    opts?: { signal?: AbortSignal; cache?: 'none' | 'cache-api'; maxSeqLen?: number },
+  ): Promise<Embedder>;
+  neighborhoodAttention(q: Float32Array, k: Float32Array, v: Float32Array, opts: NeighborhoodOptions): Promise<AttentionResult>;
+  blockSparseAttention(q: Float32Array, k: Float32Array, v: Float32Array, opts: BlockSparseOptions): Promise<BlockSparseResult>;
+  denseAttention(
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    opts: Pick<BlockSparseOptions, 'qShape' | 'kvShape' | 'causal' | 'scale'>,
+  ): Promise<AttentionResult>;
+  /** Tunes kernels within the budget and persists the winners (IndexedDB). */
+  tune(opts?: { budgetMs?: number }): Promise<TuneReport>;
+  exportTuning(): Promise<string>;
+  importTuning(json: string | object): Promise<void>;
+  releaseMemory(): Promise<void>;
+  /** Frees everything and ends the worker. */
+  dispose(): Promise<void>;
+}
+
+export default Engine;

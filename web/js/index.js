@@ -1,0 +1,353 @@
+// webjit: neural-network inference on WebGPU, in the browser. The public API.
+//
+// By default the engine runs in the Worker this package ships (worker.js) and these classes
+// are thin proxies: each call is a message with a request id, results come back with their
+// typed arrays transferred, AbortSignals are forwarded. `Engine.create({worker: false})` runs
+// the same engine code (core.js) in the calling thread instead.
+
+import { Core } from './core.js';
+import { ErrorCode, WebjitError, abortedError, deserializeError, toWebjitError } from './errors.js';
+
+export { ErrorCode, WebjitError } from './errors.js';
+
+class WorkerBackend {
+  #worker;
+  #pending = new Map(); // id -> {resolve, reject, onEvent}
+  #next = 1;
+  #dead = null;
+
+  constructor(url) {
+    // Written out literally so that bundlers (Vite, webpack 5) see `new Worker(new URL(...))`
+    // and bundle worker.js with its imports as a worker entry.
+    this.#worker = url
+      ? new Worker(url, { type: 'module' })
+      : new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+    this.#worker.onmessage = (ev) => {
+      const { id, value, error, event } = ev.data || {};
+      const p = this.#pending.get(id);
+      if (!p) return;
+      if (event) {
+        p.onEvent?.(event);
+        return;
+      }
+      this.#pending.delete(id);
+      p.cleanup?.();
+      if (error) p.reject(deserializeError(error));
+      else p.resolve(value);
+    };
+    const fail = (why) => {
+      this.#dead = new WebjitError(ErrorCode.WORKER, why);
+      for (const p of this.#pending.values()) p.reject(this.#dead);
+      this.#pending.clear();
+    };
+    this.#worker.onerror = (ev) => {
+      ev.preventDefault?.();
+      fail(`the webjit worker failed: ${ev.message || 'could not load worker.js (check that the server serves it as JavaScript)'}`);
+    };
+    this.#worker.onmessageerror = () => fail('a message from the webjit worker could not be read');
+  }
+
+  call(method, args, { onEvent, signal, transfer } = {}) {
+    if (this.#dead) return Promise.reject(this.#dead);
+    if (signal?.aborted) return Promise.reject(abortedError(signal));
+    const id = this.#next++;
+    return new Promise((resolve, reject) => {
+      const entry = { resolve, reject, onEvent };
+      if (signal) {
+        const onAbort = () => this.#worker.postMessage({ abort: id, reason: String(signal.reason ?? 'aborted') });
+        signal.addEventListener('abort', onAbort, { once: true });
+        entry.cleanup = () => signal.removeEventListener('abort', onAbort);
+      }
+      this.#pending.set(id, entry);
+      try {
+        this.#worker.postMessage({ id, method, args }, transfer || []);
+      } catch (e) {
+        this.#pending.delete(id);
+        entry.cleanup?.();
+        reject(new WebjitError(ErrorCode.INVALID_ARGUMENT, `cannot send ${method} arguments to the worker: ${e.message}`));
+      }
+    });
+  }
+
+  terminate() {
+    this.#worker.terminate();
+    this.#dead = new WebjitError(ErrorCode.DISPOSED, 'the engine was disposed');
+    for (const p of this.#pending.values()) p.reject(this.#dead);
+    this.#pending.clear();
+  }
+}
+
+class LocalBackend {
+  #core = new Core();
+  async call(method, args, { onEvent, signal } = {}) {
+    if (signal?.aborted) throw abortedError(signal);
+    try {
+      const { value } = await this.#core.call(method, args, { emit: onEvent, signal });
+      return value;
+    } catch (e) {
+      throw toWebjitError(e);
+    }
+  }
+  terminate() {}
+}
+
+function absolute(u) {
+  const base = globalThis.document?.baseURI ?? globalThis.location?.href;
+  return base ? new URL(String(u), base).href : String(u);
+}
+
+/** Model sources cross to the worker as cloneable/transferable values. */
+function prepareSource(src, transfer) {
+  if (typeof src === 'string' || src instanceof URL) return { source: absolute(src) };
+  if (typeof Response !== 'undefined' && src instanceof Response) {
+    if (!src.ok) throw new WebjitError(ErrorCode.NETWORK, `HTTP ${src.status} for ${src.url}`, { status: src.status });
+    transfer.push(src.body);
+    return { source: src.body, totalBytes: Number(src.headers.get('content-length')) || 0 };
+  }
+  if (typeof ReadableStream !== 'undefined' && src instanceof ReadableStream) transfer.push(src);
+  return { source: src };
+}
+
+class Handle {
+  constructor(engine, id) {
+    this._engine = engine;
+    this._id = id;
+    this._disposed = false;
+  }
+  _call(method, args = {}, opts) {
+    if (this._disposed) return Promise.reject(new WebjitError(ErrorCode.DISPOSED, 'disposed'));
+    return this._engine._call(method, { id: this._id, ...args }, opts);
+  }
+  /** Frees every GPU buffer of this object. Idempotent. */
+  async dispose() {
+    if (this._disposed) return;
+    this._disposed = true;
+    this._engine._handles.delete(this);
+    await this._engine._call('disposeHandle', { id: this._id }).catch(() => {});
+  }
+}
+
+export class TextModel extends Handle {
+  constructor(engine, id, info, load) {
+    super(engine, id);
+    /** {architecture, n_layers, vocab, d_model, max_context, position} at load time. */
+    this.info = info;
+    /** How the file arrived: {totalBytes, fromCache, cached, resumes, peakWasmMemoryBytes}. */
+    this.load = load;
+    /** The final record of the last generation ({reason, promptTokens, tokens, prefillMs, decodeMs}). */
+    this.lastStats = null;
+    this._busy = false;
+  }
+
+  tokenize(text, { addBos = true } = {}) {
+    return this._call('tokenize', { text, addBos });
+  }
+  detokenize(ids) {
+    return this._call('detokenize', { ids: Uint32Array.from(ids) });
+  }
+  /** The prompt text of `messages` in the model's chat template. */
+  chatPrompt(messages) {
+    return this._call('chatPrompt', { messages });
+  }
+  /** Forgets the conversation (KV cache back to position 0). */
+  reset() {
+    return this._call('reset');
+  }
+
+  /**
+   * Tokens as they are generated: {id, text, top: [[id, logit] x5]}. `prompt` is text or
+   * token ids. opts: {maxTokens, temperature, topK, topP, repeatPenalty, seed, signal,
+   * continue (keep the context instead of starting fresh), addBos, onDone(stats)}.
+   * Aborting `signal` ends the iteration (stats.reason 'stopped'); it does not throw.
+   */
+  async *generateTokens(prompt, opts = {}) {
+    if (this._busy) throw new WebjitError(ErrorCode.BUSY, 'this model is already generating: finish or stop that first');
+    this._busy = true;
+    let final = null;
+    try {
+      const { signal } = opts;
+      const options = {};
+      for (const k of ['maxTokens', 'temperature', 'topK', 'topP', 'repeatPenalty', 'seed']) {
+        if (opts[k] !== undefined) options[k] = opts[k];
+      }
+      const src = typeof prompt === 'string' ? prompt : Uint32Array.from(prompt);
+      await this._call('start', { prompt: src, options, reset: !opts.continue, addBos: opts.addBos });
+      for (;;) {
+        if (signal?.aborted) {
+          final = await this._call('stop');
+          break;
+        }
+        const r = await this._call('next');
+        if (r.done) {
+          final = r;
+          break;
+        }
+        yield { id: r.id, text: r.text, top: r.top };
+      }
+    } finally {
+      // Also reached when the consumer leaves the loop early: stop the engine side too.
+      if (!final && !this._disposed) final = await this._call('stop').catch(() => null);
+      this._busy = false;
+      this.lastStats = final;
+      if (final) opts.onDone?.(final);
+    }
+  }
+
+  /** Text pieces as they are generated (see generateTokens for opts). */
+  async *generate(prompt, opts = {}) {
+    for await (const t of this.generateTokens(prompt, opts)) if (t.text) yield t.text;
+  }
+
+  /** Generates the model's answer to `messages` ([{role, content}]), fresh context. */
+  async *chat(messages, opts = {}) {
+    const prompt = await this.chatPrompt(messages);
+    yield* this.generate(prompt, { ...opts, continue: false, addBos: true });
+  }
+}
+
+export class Embedder extends Handle {
+  constructor(engine, id, dim, maxSeqLen) {
+    super(engine, id);
+    this.dim = dim;
+    this.maxSeqLen = maxSeqLen;
+  }
+  /** One L2-normalized, mean-pooled vector per text. */
+  async embed(texts) {
+    const list = typeof texts === 'string' ? [texts] : texts;
+    const { flat, dim } = await this._call('embed', { texts: list });
+    const out = [];
+    for (let i = 0; i < list.length; i++) out.push(flat.subarray(i * dim, (i + 1) * dim));
+    return out;
+  }
+  tokenize(text) {
+    return this._call('embedderTokenize', { text });
+  }
+}
+
+export class Engine {
+  constructor(backend, created, worker) {
+    this._backend = backend;
+    this._handles = new Set();
+    this._disposed = false;
+    this.worker = worker;
+    /** Number of tuning records imported from IndexedDB at create (0 or 1 document). */
+    this.importedTuning = created.importedTuning;
+  }
+
+  /**
+   * opts: {powerPreference: 'high-performance'|'low-power', worker: true (default) | false,
+   * workerUrl, wasmUrl, tuningStore: 'indexeddb' (default) | 'none'}.
+   * Rejects with code WEBGPU_UNAVAILABLE when the browser has no WebGPU or no adapter.
+   */
+  static async create(opts = {}) {
+    const worker = opts.worker ?? typeof Worker !== 'undefined';
+    const backend = worker ? new WorkerBackend(opts.workerUrl) : new LocalBackend();
+    try {
+      const created = await backend.call('create', {
+        powerPreference: opts.powerPreference,
+        wasmUrl: opts.wasmUrl ? absolute(opts.wasmUrl) : undefined,
+        tuningStore: opts.tuningStore ?? 'indexeddb',
+      });
+      return new Engine(backend, created, worker);
+    } catch (e) {
+      backend.terminate();
+      throw toWebjitError(e);
+    }
+  }
+
+  _call(method, args, opts) {
+    if (this._disposed) return Promise.reject(new WebjitError(ErrorCode.DISPOSED, 'the engine was disposed'));
+    return this._backend.call(method, args, opts);
+  }
+
+  /** {adapter, backend, features, limits, fingerprint, memory: {live_bytes, pooled_bytes,
+   *  live_buffers}, tuning: {records}, wasm_memory_bytes, version}. */
+  info() {
+    return this._call('info');
+  }
+
+  /**
+   * Streams a GGUF model into GPU memory. source: URL string | URL | File | Blob | Response |
+   * ReadableStream | ArrayBuffer | typed array. opts: {onProgress, signal, cache: 'none' |
+   * 'cache-api', maxContext, format: 'gguf'|''}.
+   */
+  async loadModel(source, opts = {}) {
+    const transfer = [];
+    const src = prepareSource(source, transfer);
+    const r = await this._call(
+      'loadModel',
+      { ...src, format: opts.format ?? '', cache: opts.cache ?? 'none', maxContext: opts.maxContext },
+      { onEvent: (e) => e.type === 'progress' && opts.onProgress?.(e), signal: opts.signal, transfer },
+    );
+    const m = new TextModel(this, r.id, r.info, r.load);
+    this._handles.add(m);
+    return m;
+  }
+
+  /**
+   * A sentence embedder (BERT family, e.g. all-MiniLM-L6-v2). source: a folder URL holding
+   * config.json, model.safetensors, tokenizer.json (and sentence_bert_config.json), or
+   * {config, weights, tokenizer, sentenceBertConfig?} of URLs/Files/Blobs/buffers.
+   * opts: {signal, cache, maxSeqLen}.
+   */
+  async loadEmbedder(source, opts = {}) {
+    let src = source;
+    if (typeof source === 'string' || source instanceof URL) src = absolute(source);
+    else if (source && typeof source === 'object') {
+      src = {};
+      for (const [k, v] of Object.entries(source)) src[k] = typeof v === 'string' || v instanceof URL ? absolute(v) : v;
+    }
+    const r = await this._call(
+      'loadEmbedder',
+      { source: src, cache: opts.cache ?? 'none', maxSeqLen: opts.maxSeqLen },
+      { signal: opts.signal },
+    );
+    const e = new Embedder(this, r.id, r.dim, r.maxSeqLen);
+    this._handles.add(e);
+    return e;
+  }
+
+  /** Neighborhood attention (NATTEN semantics), q/k/v f32 [batch, heads, X(, Y(, Z)), d].
+   *  opts: {shape, kernel, dilation?, causal?, scale?} -> {output, gpuMs}. */
+  neighborhoodAttention(q, k, v, opts) {
+    return this._call('neighborhoodAttention', { q, k, v, options: opts });
+  }
+  /** Block-sparse attention, q [b, s, h, d], k/v [b, s, hk, d] -> {output, selection?, gpuMs}. */
+  blockSparseAttention(q, k, v, opts) {
+    return this._call('blockSparseAttention', { q, k, v, options: opts });
+  }
+  /** Dense attention with blockSparseAttention's layout (a baseline) -> {output, gpuMs}. */
+  denseAttention(q, k, v, opts) {
+    return this._call('denseAttention', { q, k, v, options: opts });
+  }
+
+  /** Tunes kernels within budgetMs and stores the records in IndexedDB -> per-kernel report. */
+  tune({ budgetMs = 2000 } = {}) {
+    return this._call('tune', { budgetMs });
+  }
+  exportTuning() {
+    return this._call('exportTuning');
+  }
+  importTuning(json) {
+    return this._call('importTuning', { json });
+  }
+  /** Drops pooled (free) GPU buffers. */
+  releaseMemory() {
+    return this._call('releaseMemory');
+  }
+
+  /** Frees every model, embedder and GPU buffer, and ends the worker. Idempotent. */
+  async dispose() {
+    if (this._disposed) return;
+    for (const h of this._handles) h._disposed = true;
+    this._handles.clear();
+    try {
+      await this._backend.call('dispose', {});
+    } finally {
+      this._disposed = true;
+      this._backend.terminate();
+    }
+  }
+}
+
+export default Engine;
