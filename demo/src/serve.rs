@@ -258,15 +258,39 @@ fn respond(head: &Head, out: &mut TcpStream, mounts: &[Mount]) -> io::Result<(u1
         return status(out, 404, "not found", head_only, keep);
     }
     let name = file_path.to_string_lossy().into_owned();
-    send_file(
-        out,
-        file,
-        meta.len(),
-        &name,
-        head.header("range"),
+    let etag = etag(&meta);
+    let req = FileRequest {
+        head,
         head_only,
         keep,
-    )
+    };
+    send_file(out, file, meta.len(), &name, &etag, &req)
+}
+
+/// A validator from the file's length and modification time, so a reload revalidates with
+/// `If-None-Match` (304) instead of downloading a 250 MB model again.
+fn etag(meta: &std::fs::Metadata) -> String {
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    format!("\"{:x}-{mtime:x}\"", meta.len())
+}
+
+/// Whether an `If-None-Match` / `If-Range` list names `etag` (weak comparison, as RFC 9110
+/// asks for If-None-Match).
+fn etag_matches(list: &str, etag: &str) -> bool {
+    list.split(',')
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == "*" || t == etag)
+}
+
+/// What the client asked, beside the file.
+struct FileRequest<'a> {
+    head: &'a Head,
+    head_only: bool,
+    keep: bool,
 }
 
 fn reason(code: u16) -> &'static str {
@@ -274,6 +298,7 @@ fn reason(code: u16) -> &'static str {
         200 => "OK",
         206 => "Partial Content",
         301 => "Moved Permanently",
+        304 => "Not Modified",
         400 => "Bad Request",
         403 => "Forbidden",
         404 => "Not Found",
@@ -293,8 +318,14 @@ fn send_head(
     extra: &str,
     keep: bool,
 ) -> io::Result<()> {
+    // A 304 has no body and must not claim the length of one it does not send.
+    let length = if code == 304 {
+        String::new()
+    } else {
+        format!("Content-Length: {len}\r\n")
+    };
     let head = format!(
-        "HTTP/1.1 {code} {}\r\nContent-Type: {ctype}\r\nContent-Length: {len}\r\n\
+        "HTTP/1.1 {code} {}\r\nContent-Type: {ctype}\r\n{length}\
          Accept-Ranges: bytes\r\nCache-Control: no-cache\r\n\
          Cross-Origin-Opener-Policy: same-origin\r\nCross-Origin-Embedder-Policy: require-corp\r\n\
          X-Content-Type-Options: nosniff\r\n{extra}Connection: {}\r\n\r\n",
@@ -348,18 +379,32 @@ fn send_file(
     mut file: File,
     len: u64,
     name: &str,
-    range: Option<&str>,
-    head_only: bool,
-    keep: bool,
+    etag: &str,
+    req: &FileRequest<'_>,
 ) -> io::Result<(u16, bool)> {
+    let (head_only, keep) = (req.head_only, req.keep);
     let ctype = content_type(name);
+    let tag = format!("ETag: {etag}\r\n");
+    if req
+        .head
+        .header("if-none-match")
+        .is_some_and(|l| etag_matches(l, etag))
+    {
+        send_head(out, 304, ctype, 0, &tag, keep)?;
+        return Ok((304, keep));
+    }
+    // If-Range with another validator: the file changed, so send all of it.
+    let range = match req.head.header("if-range") {
+        Some(v) if v.trim() != etag => None,
+        _ => req.head.header("range"),
+    };
     let (code, start, n, extra) = match parse_range(range, len) {
-        RangeReq::Full => (200, 0, len, String::new()),
+        RangeReq::Full => (200, 0, len, tag),
         RangeReq::Partial(a, b) => (
             206,
             a,
             b - a + 1,
-            format!("Content-Range: bytes {a}-{b}/{len}\r\n"),
+            format!("{tag}Content-Range: bytes {a}-{b}/{len}\r\n"),
         ),
         RangeReq::Unsatisfiable => {
             let body = format!("416 {}: the file has {len} bytes\n", reason(416));

@@ -233,6 +233,40 @@ fn generate_and_load_over_http_match_the_file() {
     let v = run.json("load --json");
     assert_eq!(v["sha256"].as_str(), Some(sha.as_str()), "{v}");
     assert_eq!(v["model"].as_str(), Some(url.as_str()), "{v}");
+    // A model directory over http: the small files whole, the weights streamed.
+    let minilm = require_model("all-MiniLM-L6-v2");
+    let minilm_name = minilm.file_name().and_then(|n| n.to_str()).expect("a name");
+    let minilm_url = format!("{}models/{minilm_name}", server.url);
+    let embed = |model: &str| {
+        webjit(
+            &["embed", "--model", model, "--json", "streamed weights"],
+            &[],
+        )
+        .ok(&format!("embed --model {model}"))
+        .json("embed --json")
+    };
+    let (e1, e2) = (embed(&minilm.to_string_lossy()), embed(&minilm_url));
+    assert_eq!(e1["token_ids"], e2["token_ids"]);
+    let vec = |v: &serde_json::Value| -> Vec<f64> {
+        v["embeddings"][0]
+            .as_array()
+            .expect("an embedding")
+            .iter()
+            .filter_map(|x| x.as_f64())
+            .collect()
+    };
+    let (v1, v2) = (vec(&e1), vec(&e2));
+    assert!(!v1.is_empty() && v1.len() == v2.len());
+    let max_diff = v1
+        .iter()
+        .zip(&v2)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max);
+    assert!(
+        max_diff < 1e-6,
+        "file vs http embeddings differ by {max_diff}"
+    );
+
     let missing = format!("{}models/no-such-model.gguf", server.url);
     let line = webjit(&["load", "--model", &missing], &[]).one_line_error("404 URL");
     assert!(line.contains("404"), "{line}");
@@ -351,6 +385,27 @@ fn serve_answers_get_head_ranges_and_refuses_traversal() {
     ] {
         assert_eq!(get.header(h), Some(want.as_str()), "{h}");
     }
+    // Revalidation: the ETag of the GET answers If-None-Match with a bodyless 304, and an
+    // If-Range that does not match turns a range request into the whole file.
+    let etag = get.header("etag").expect("an ETag").to_string();
+    let mut conn = TcpStream::connect(a).expect("connecting");
+    let req = format!("GET /data.bin HTTP/1.1\r\nHost: {a}\r\nIf-None-Match: {etag}\r\n\r\n");
+    std::io::Write::write_all(&mut conn, req.as_bytes()).expect("sending");
+    assert_eq!(read_response(&mut BufReader::new(conn), true).status, 304);
+    let stale = http(
+        a,
+        "GET",
+        "/data.bin",
+        &[("Range", "bytes=0-9"), ("If-Range", "\"old\"")],
+    );
+    assert_eq!((stale.status, stale.body.len()), (200, len));
+    let fresh = http(
+        a,
+        "GET",
+        "/data.bin",
+        &[("Range", "bytes=0-9"), ("If-Range", &etag)],
+    );
+    assert_eq!((fresh.status, &fresh.body[..]), (206, &data[..10]));
     let head = http(a, "HEAD", "/data.bin", &[]);
     assert_eq!(head.status, 200);
     assert_eq!(
