@@ -93,8 +93,22 @@ enum Command {
     Serve(serve::ServeArgs),
 }
 
+/// Rust ignores SIGPIPE, so `webjit ... | head` would panic in `println!` once the reader
+/// has gone. A command-line tool should end quietly instead, as other Unix tools do. Not for
+/// `serve`: a client leaving mid-file must cost that connection only, not the server.
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in main, before any thread exists; SIG_DFL is a valid handler.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        restore_sigpipe();
+    }
     let result = match cli.command {
         Command::Info { json } => info::run(json),
         Command::Bench { what } => bench::run(what),

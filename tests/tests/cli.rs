@@ -484,6 +484,25 @@ fn serve_answers_get_head_ranges_and_refuses_traversal() {
         );
     }
 
+    // A client that leaves in the middle of a file costs its connection, not the server. The
+    // file is sparse and larger than any socket buffer, so the server is still sending.
+    std::fs::File::create(tmp.0.join("root/big.bin"))
+        .and_then(|f| f.set_len(16 << 20))
+        .expect("creating a sparse file");
+    for _ in 0..3 {
+        let mut c = TcpStream::connect(a).expect("connecting");
+        let req = format!("GET /big.bin HTTP/1.1\r\nHost: {a}\r\n\r\n");
+        std::io::Write::write_all(&mut c, req.as_bytes()).expect("sending");
+        let mut first = [0u8; 16];
+        std::io::Read::read_exact(&mut c, &mut first).expect("reading a little");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(
+        http(a, "GET", "/data.bin", &[]).body,
+        data,
+        "after clients left early"
+    );
+
     // Keep-alive: two requests on one connection, both answered in order.
     let mut conn = TcpStream::connect(a).expect("connecting");
     let req = format!("GET /pkg/webjit.js HTTP/1.1\r\nHost: {a}\r\n\r\nHEAD /data.bin HTTP/1.1\r\nHost: {a}\r\n\r\n");
