@@ -405,6 +405,87 @@ mod tests {
         assert_eq!(u.resolve("http://o/y").unwrap().host, "o");
     }
 
+    /// A server on a free port answering each connection with `answer(request head)`.
+    fn fake_server(answer: fn(&Head) -> Vec<u8>) -> u16 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for s in l.incoming().flatten() {
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                if let Ok(Some(head)) = read_head(&mut r) {
+                    let _ = (&s).write_all(&answer(&head));
+                }
+            }
+        });
+        port
+    }
+
+    const BODY: &[u8] = b"0123456789abcdef";
+
+    #[test]
+    fn a_server_without_range_support_serves_from_the_start_only() {
+        let port = fake_server(|_| {
+            let mut r =
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", BODY.len()).into_bytes();
+            r.extend_from_slice(BODY);
+            r
+        });
+        let url = HttpUrl::parse(&format!("http://127.0.0.1:{port}/f")).unwrap();
+        let mut src = HttpSource::new(url);
+        assert_eq!(src.len().unwrap(), BODY.len() as u64);
+        let mut buf = [0u8; 6];
+        src.read_at(0, &mut buf).unwrap();
+        assert_eq!(&buf, &BODY[..6]);
+        // Sequential reads continue the same body.
+        src.read_at(6, &mut buf).unwrap();
+        assert_eq!(&buf, &BODY[6..12]);
+        let e = src.read_at(1, &mut buf).unwrap_err().to_string();
+        assert!(e.contains("Range"), "{e}");
+        assert!(src.read_at(12, &mut [0u8; 5]).is_err(), "past the end");
+    }
+
+    #[test]
+    fn follows_redirects_and_checks_content_range() {
+        let port = fake_server(|h| {
+            let target = h.start.split_whitespace().nth(1).unwrap_or("");
+            let range = h.header("range").unwrap_or("");
+            let a: usize = range
+                .trim_start_matches("bytes=")
+                .split('-')
+                .next()
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(0);
+            match target {
+                "/old" => b"HTTP/1.1 302 Found\r\nLocation: /new\r\nContent-Length: 0\r\n\r\n".to_vec(),
+                // Answers a range other than the one asked for.
+                "/liar" => format!(
+                    "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-0/{}\r\nContent-Length: 1\r\n\r\n0",
+                    BODY.len()
+                )
+                .into_bytes(),
+                _ => {
+                    let end = if range.ends_with("-0") { 0 } else { BODY.len() - 1 };
+                    let mut r = format!(
+                        "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {a}-{end}/{}\r\nContent-Length: {}\r\n\r\n",
+                        BODY.len(),
+                        end + 1 - a
+                    )
+                    .into_bytes();
+                    r.extend_from_slice(&BODY[a..=end]);
+                    r
+                }
+            }
+        });
+        let url = |p: &str| HttpUrl::parse(&format!("http://127.0.0.1:{port}{p}")).unwrap();
+        let mut src = HttpSource::new(url("/old"));
+        let mut buf = [0u8; 4];
+        src.read_at(10, &mut buf).unwrap();
+        assert_eq!(&buf, &BODY[10..14]);
+        let mut liar = HttpSource::new(url("/liar"));
+        let e = liar.read_at(3, &mut buf).unwrap_err().to_string();
+        assert!(e.contains("Content-Range"), "{e}");
+    }
+
     #[test]
     fn parses_content_range() {
         assert_eq!(content_range("bytes 0-0/123"), Some((0, 0, Some(123))));

@@ -23,6 +23,10 @@ pub const SHORT_NAMES: &[(&str, &str)] = &[
 /// MiB); a bigger one is not what the name says.
 const MAX_SMALL_FILE: u64 = 64 << 20;
 
+/// Largest weights file read whole into memory (BERT-style models; decoders stream instead).
+/// 4 GiB is also the most a wasm32 page could hold, so the browser has the same bound.
+const MAX_WHOLE_FILE: u64 = 4 << 30;
+
 /// The model cache `make models` fills: `${WEBJIT_CACHE:-~/.cache/webjit}/models`.
 pub fn model_cache() -> PathBuf {
     let base = std::env::var_os("WEBJIT_CACHE")
@@ -150,20 +154,31 @@ impl ModelRef {
     }
 
     /// The whole file in memory (models whose builder takes bytes), with a progress bar.
-    /// The length is checked against what can be allocated before the buffer exists.
+    /// The length a server claims is checked before any buffer is sized by it, and memory is
+    /// only filled as bytes arrive, so a lying server costs address space, not RAM.
     pub fn read_all(&self, what: &str) -> Result<Vec<u8>> {
         let mut src = self.open()?;
         let mut src = ProgressSource::new(src.as_mut(), what)?;
         let len = src.len()?;
+        if len > MAX_WHOLE_FILE {
+            return Err(Error::BadModel {
+                detail: format!(
+                    "{self}: {len} bytes, above the {MAX_WHOLE_FILE}-byte limit for a model \
+                     read whole"
+                ),
+            });
+        }
         let too_big = || Error::BadModel {
             detail: format!("{self}: {len} bytes do not fit in memory"),
         };
         let n = usize::try_from(len).map_err(|_| too_big())?;
         let mut buf = Vec::new();
         buf.try_reserve_exact(n).map_err(|_| too_big())?;
-        buf.resize(n, 0);
-        for (i, chunk) in buf.chunks_mut(4 << 20).enumerate() {
-            src.read_at((i as u64) * (4 << 20), chunk)?;
+        let mut chunk = vec![0u8; n.min(4 << 20)];
+        while buf.len() < n {
+            let k = (n - buf.len()).min(chunk.len());
+            src.read_at(buf.len() as u64, &mut chunk[..k])?;
+            buf.extend_from_slice(&chunk[..k]);
         }
         src.finish();
         Ok(buf)
