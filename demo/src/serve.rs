@@ -38,6 +38,9 @@ pub struct ServeArgs {
     /// The directory served at `/models/` [default: ${WEBJIT_CACHE:-~/.cache/webjit}/models].
     #[arg(long)]
     models: Option<PathBuf>,
+    /// Do not log requests to stderr.
+    #[arg(long)]
+    quiet: bool,
 }
 
 /// A directory served under a URL prefix (`/`, `/pkg/`, `/models/`).
@@ -140,12 +143,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
             let _ = error_response(&mut s, 503, "too many connections", false, false);
             continue;
         }
-        let (mounts, live2) = (Arc::clone(&mounts), Arc::clone(&live));
+        let (mounts, live2, quiet) = (Arc::clone(&mounts), Arc::clone(&live), args.quiet);
         let spawned = std::thread::Builder::new()
             .name("webjit-serve".into())
             .spawn(move || {
                 // Errors on one connection (a client gone mid-file) concern that client only.
-                let _ = connection(stream, &mounts);
+                let _ = connection(stream, &mounts, quiet);
                 live2.fetch_sub(1, Ordering::SeqCst);
             });
         if spawned.is_err() {
@@ -156,7 +159,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
 }
 
 /// Serves requests on one connection until the client closes it or asks to.
-fn connection(stream: TcpStream, mounts: &[Mount]) -> io::Result<()> {
+fn connection(stream: TcpStream, mounts: &[Mount], quiet: bool) -> io::Result<()> {
     stream.set_read_timeout(Some(IDLE_TIMEOUT))?;
     stream.set_write_timeout(Some(IDLE_TIMEOUT))?;
     let peer = stream
@@ -175,7 +178,9 @@ fn connection(stream: TcpStream, mounts: &[Mount]) -> io::Result<()> {
             Err(e) => return Err(e),
         };
         let (status, keep) = respond(&head, &mut out, mounts)?;
-        eprintln!("{peer} {:?} {status}", head.start);
+        if !quiet {
+            eprintln!("{peer} {:?} {status}", head.start);
+        }
         if !keep {
             return Ok(());
         }

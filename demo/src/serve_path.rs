@@ -65,6 +65,12 @@ fn percent_decode(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+fn is_file_name(s: &str) -> bool {
+    use std::path::{Component, Path};
+    let mut c = Path::new(s).components();
+    matches!((c.next(), c.next()), (Some(Component::Normal(_)), None))
+}
+
 /// Cleans a request target (origin form `/a/b?q`, or absolute form `http://h/a/b`). Segments
 /// are checked after percent-decoding each one, so `%2e%2e` and `..%2f..` are caught too.
 pub fn clean_path(target: &str) -> Result<CleanPath, PathError> {
@@ -97,6 +103,9 @@ pub fn clean_path(target: &str) -> Result<CleanPath, PathError> {
         match seg.as_str() {
             "" | "." => continue,
             s if s.starts_with('.') => return Err(PathError::Hidden),
+            // Anything the platform reads as more than a file name (a Windows drive `C:`)
+            // would replace the served directory when joined.
+            s if !is_file_name(s) => return Err(PathError::Bad),
             _ => segments.push(seg),
         }
     }
