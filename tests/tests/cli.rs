@@ -459,6 +459,11 @@ fn serve_answers_get_head_ranges_and_refuses_traversal() {
         assert_eq!(resp.header("content-type"), Some(ctype), "{target}");
     }
     assert_eq!(http(a, "GET", "/models/m.gguf", &[]).body, data[..1000]);
+    let moved = http(a, "GET", "/sub", &[]);
+    assert_eq!(
+        (moved.status, moved.header("location")),
+        (301, Some("/sub/"))
+    );
     assert_eq!(http(a, "GET", "/no-such-file", &[]).status, 404);
     assert_eq!(http(a, "HEAD", "/no-such-file", &[]).status, 404);
     assert_eq!(http(a, "POST", "/data.bin", &[]).status, 405);
@@ -514,4 +519,18 @@ fn serve_answers_get_head_ranges_and_refuses_traversal() {
         second.header("content-length"),
         Some(len.to_string().as_str())
     );
+}
+
+#[test]
+fn serve_argument_errors_are_one_line() {
+    let tmp = TempDir::new("serve-args");
+    let missing = tmp.0.join("no-such-dir");
+    let missing = missing.to_string_lossy();
+    let line = webjit(&["serve", "--port", "0", "--root", &missing], &[]).one_line_error("--root");
+    assert!(line.contains("no-such-dir"), "{line}");
+    // A port that is taken.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let port = busy.local_addr().expect("its address").port().to_string();
+    let line = webjit(&["serve", "--port", &port], &[]).one_line_error("busy port");
+    assert!(line.contains(&port), "{line}");
 }
