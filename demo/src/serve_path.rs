@@ -256,6 +256,52 @@ mod tests {
         }
     }
 
+    /// Random paths built from the characters traversal tricks use, and random Range headers:
+    /// no cleaned path may hold a segment that climbs or splits, and no range may leave the
+    /// file. Seeded, so a failure reproduces.
+    #[test]
+    fn random_inputs_never_escape_or_overrun() {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let path_chars = [
+            '.', '/', '%', '2', 'e', 'E', 'f', 'F', '5', 'c', '0', 'a', '\\',
+        ];
+        for _ in 0..20_000 {
+            let len = next(24);
+            let p: String = std::iter::once('/')
+                .chain((0..len).map(|_| path_chars[next(path_chars.len())]))
+                .collect();
+            if let Ok(c) = clean_path(&p) {
+                for seg in &c.segments {
+                    assert!(
+                        seg != ".." && seg != "." && !seg.contains(['/', '\\', '\0']),
+                        "{p:?} -> {seg:?}"
+                    );
+                }
+            }
+        }
+        let range_chars = ['0', '1', '7', '9', '-', ',', ' '];
+        for _ in 0..20_000 {
+            let file_len = next(1000) as u64;
+            let n = next(12);
+            let h: String = "bytes="
+                .chars()
+                .chain((0..n).map(|_| range_chars[next(range_chars.len())]))
+                .collect();
+            if let RangeReq::Partial(a, b) = parse_range(Some(&h), file_len) {
+                assert!(
+                    a <= b && b < file_len,
+                    "{h:?} on {file_len} bytes -> {a}-{b}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn types_by_extension() {
         assert_eq!(content_type("a.WASM"), "application/wasm");
