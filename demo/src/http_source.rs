@@ -253,7 +253,7 @@ impl HttpSource {
                 let cr = resp.head.header("content-range").and_then(content_range);
                 match cr {
                     Some((a, b, total))
-                        if a == offset && b < len && total.is_none_or(|t| t == len) =>
+                        if a == offset && a <= b && b < len && total.is_none_or(|t| t == len) =>
                     {
                         Ok(Body {
                             reader: resp.body,
@@ -324,34 +324,44 @@ impl WeightSource for HttpSource {
             return Ok(());
         }
         let len = self.len()?;
-        let end = offset
+        if offset
             .checked_add(buf.len() as u64)
-            .filter(|&e| e <= len)
-            .ok_or_else(|| {
-                self.err(
-                    offset,
-                    format!("read of {} bytes past the end ({len} bytes)", buf.len()),
-                )
-            })?;
-        // One retry on a fresh connection: a long download may see its connection dropped.
+            .is_none_or(|end| end > len)
+        {
+            return Err(self.err(
+                offset,
+                format!("read of {} bytes past the end ({len} bytes)", buf.len()),
+            ));
+        }
+        // A server may answer fewer bytes than asked (some cap range sizes), so the buffer
+        // fills from as many responses as it takes. One retry per piece on a fresh
+        // connection: a long download may see its connection dropped.
+        let mut filled = 0usize;
         let mut retried = false;
-        loop {
+        while filled < buf.len() {
+            let at = offset + filled as u64;
             let mut body = match self.body.take() {
-                Some(b) if b.pos == offset && b.end >= end => b,
-                _ => self.open_at(offset)?,
+                Some(b) if b.pos == at && b.pos < b.end => b,
+                _ => self.open_at(at)?,
             };
-            match body.reader.read_exact(buf) {
+            // open_at guarantees pos < end, so every piece makes progress.
+            let want = usize::try_from(body.end - body.pos)
+                .unwrap_or(usize::MAX)
+                .min(buf.len() - filled);
+            match body.reader.read_exact(&mut buf[filled..filled + want]) {
                 Ok(()) => {
-                    body.pos = end;
+                    filled += want;
+                    body.pos += want as u64;
+                    retried = false;
                     if body.pos < body.end {
                         self.body = Some(body);
                     }
-                    return Ok(());
                 }
                 Err(_) if !retried => retried = true,
-                Err(e) => return Err(self.err(offset, format!("{}: {e}", self.url))),
+                Err(e) => return Err(self.err(at, format!("{}: {e}", self.url))),
             }
         }
+        Ok(())
     }
 }
 
@@ -484,6 +494,36 @@ mod tests {
         let mut liar = HttpSource::new(url("/liar"));
         let e = liar.read_at(3, &mut buf).unwrap_err().to_string();
         assert!(e.contains("Content-Range"), "{e}");
+    }
+
+    #[test]
+    fn a_server_that_caps_range_sizes_is_read_in_pieces() {
+        // Answers at most 5 bytes per request, whatever was asked.
+        let port = fake_server(|h| {
+            let a: usize = h
+                .header("range")
+                .and_then(|r| r.trim_start_matches("bytes=").split('-').next())
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(0);
+            let end = (a + 4).min(BODY.len() - 1);
+            let mut r = format!(
+                "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {a}-{end}/{}\r\n\
+                 Content-Length: {}\r\n\r\n",
+                BODY.len(),
+                end + 1 - a
+            )
+            .into_bytes();
+            r.extend_from_slice(&BODY[a..=end]);
+            r
+        });
+        let url = HttpUrl::parse(&format!("http://127.0.0.1:{port}/f")).unwrap();
+        let mut src = HttpSource::new(url);
+        let mut all = [0u8; BODY.len()];
+        src.read_at(0, &mut all).unwrap();
+        assert_eq!(&all, BODY);
+        let mut mid = [0u8; 7];
+        src.read_at(3, &mut mid).unwrap();
+        assert_eq!(&mid, &BODY[3..10]);
     }
 
     #[test]
