@@ -185,6 +185,84 @@ impl ModelRef {
     }
 }
 
+/// A local file that holds at least a model's header (see `ModelRef::header_file`).
+pub struct HeaderFile {
+    path: PathBuf,
+    /// Downloaded for this run: removed on drop.
+    temporary: bool,
+}
+
+impl HeaderFile {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for HeaderFile {
+    fn drop(&mut self) {
+        if self.temporary {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Largest header downloaded for header-only commands (a GGUF header with a 256k-token
+/// vocabulary is a few MiB).
+const MAX_HEADER_BYTES: u64 = 256 << 20;
+
+impl ModelRef {
+    /// For commands that read only the header (`tune --model`): the file itself, or for a URL
+    /// just its header bytes (up to the first tensor byte) in a temporary file.
+    pub fn header_file(&self, op: &'static str) -> Result<HeaderFile> {
+        let url = match self {
+            ModelRef::Path(p) => {
+                return Ok(HeaderFile {
+                    path: p.clone(),
+                    temporary: false,
+                })
+            }
+            ModelRef::Url(u) => u,
+        };
+        let mut src = HttpSource::new(url.clone());
+        let header = webjit_engine::loader::read_header(&mut src)?;
+        let n = header.data_start.min(src.len()?);
+        if n > MAX_HEADER_BYTES {
+            return Err(Error::BadModel {
+                detail: format!(
+                    "{self}: a {n}-byte header is above the {MAX_HEADER_BYTES}-byte limit"
+                ),
+            });
+        }
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let path =
+            std::env::temp_dir().join(format!("webjit-header-{}-{stamp}.gguf", std::process::id()));
+        let io = |e: std::io::Error| Error::InvalidArgument {
+            op,
+            detail: format!("writing {}: {e}", path.display()),
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(io)?;
+        let guard = HeaderFile {
+            path: path.clone(),
+            temporary: true,
+        };
+        let mut buf = vec![0u8; (n as usize).min(4 << 20)];
+        let mut off = 0u64;
+        while off < n {
+            let k = ((n - off) as usize).min(buf.len());
+            src.read_at(off, &mut buf[..k])?;
+            std::io::Write::write_all(&mut file, &buf[..k]).map_err(io)?;
+            off += k as u64;
+        }
+        Ok(guard)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -96,9 +96,6 @@ impl<T> Tally<T> {
         self.items.push(item);
         self.bar.inc(1);
     }
-    pub fn len(&self) -> usize {
-        self.items.len()
-    }
     /// The items; the bar is cleared.
     pub fn finish(self) -> Vec<T> {
         self.bar.finish_and_clear();

@@ -36,8 +36,9 @@ pub(crate) fn filled(e: &Engine, shape: &[usize], seed: u32) -> Result<Tensor> {
 }
 
 pub fn run(args: TuneArgs) -> Result<()> {
-    let model = match &args.model {
-        Some(m) => Some(crate::model_ref::resolve(m, "tune")?),
+    // Only the header is read: for a URL, its header bytes are fetched into a temporary file.
+    let header = match &args.model {
+        Some(m) => Some(crate::model_ref::resolve(m, "tune")?.header_file("tune")?),
         None => None,
     };
     let e = Engine::new_blocking(DeviceOptions::default())?;
@@ -46,8 +47,8 @@ pub fn run(args: TuneArgs) -> Result<()> {
         eprintln!("imported {n} records from {}", path.display());
     }
     let t0 = Instant::now();
-    let reports = match &model {
-        Some(m) => crate::tune_model::run(&e, m, args.budget_s)?,
+    let reports = match &header {
+        Some(h) => crate::tune_model::run(&e, h.path(), args.budget_s)?,
         None => standard_set(&e, args.budget_s)?,
     };
     let total_s = t0.elapsed().as_secs_f64();

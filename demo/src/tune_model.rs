@@ -8,13 +8,12 @@ use std::time::{Duration, Instant};
 use webjit_engine::jit::kernels::elementwise::EwOp;
 use webjit_engine::jit::kernels::rowwise::{RowOp, RowwiseSpec};
 use webjit_engine::jit::quant::{self, GgmlType};
-use webjit_engine::loader::ModelHeader;
+use webjit_engine::loader::{FileSource, ModelHeader};
 use webjit_engine::model::llm_config::DecoderConfig;
 use webjit_engine::ops::{self, AttentionOptions, DecodeOptions};
 use webjit_engine::tune::{TuneOptions, TuneReport};
 use webjit_engine::{Engine, KvCache, KvCacheOptions, Result};
 
-use crate::model_ref::ModelRef;
 use crate::tune::filled;
 
 /// Prompt length of the prefill problems.
@@ -23,8 +22,10 @@ const PREFILL: usize = 128;
 const CACHE: usize = 512;
 
 /// Reads a GGUF file's header only (the file may be just the header).
-pub fn read_header(model: &ModelRef) -> Result<ModelHeader> {
-    Ok(webjit_engine::loader::read_header(model.open()?.as_mut())?)
+pub fn read_header(path: &std::path::Path) -> Result<ModelHeader> {
+    Ok(webjit_engine::loader::read_header(&mut FileSource::open(
+        path,
+    )?)?)
 }
 
 /// The distinct quantized matrices of the model: (format, [N, K]).
@@ -45,8 +46,8 @@ fn matrices(h: &ModelHeader) -> Vec<(GgmlType, [usize; 2])> {
     out
 }
 
-pub fn run(e: &Engine, model: &ModelRef, budget_s: f64) -> Result<Vec<TuneReport>> {
-    let h = read_header(model)?;
+pub fn run(e: &Engine, path: &std::path::Path, budget_s: f64) -> Result<Vec<TuneReport>> {
+    let h = read_header(path)?;
     let cfg = DecoderConfig::from_header(&h)?;
     let mats = matrices(&h);
     // 2 products per matrix (1 for the output projection), 2 attention problems, 2 fused ops.
@@ -61,7 +62,7 @@ pub fn run(e: &Engine, model: &ModelRef, budget_s: f64) -> Result<Vec<TuneReport
         max_nmse: 1e-8,
     };
     let t0 = Instant::now();
-    let mut reports = crate::progress::Tally::new(problems as u64, "tuning");
+    let mut reports = Vec::new();
     for (i, &(fmt, [n, k])) in mats.iter().enumerate() {
         let blocks = n * k / fmt.block_elems();
         let raw = quant::synth_blocks(fmt, blocks, i as u64 + 1);
@@ -159,8 +160,8 @@ pub fn run(e: &Engine, model: &ModelRef, budget_s: f64) -> Result<Vec<TuneReport
     eprintln!(
         "tuned {} problems of {} in {:.1} s",
         reports.len(),
-        model,
+        path.display(),
         t0.elapsed().as_secs_f64()
     );
-    Ok(reports.finish())
+    Ok(reports)
 }

@@ -267,6 +267,33 @@ fn generate_and_load_over_http_match_the_file() {
         "file vs http embeddings differ by {max_diff}"
     );
 
+    // `tune --model` reads only the header: over http, the same problems as from the file.
+    let tune_keys = |model: &str| -> Vec<String> {
+        let run = webjit(
+            &[
+                "tune",
+                "--model",
+                model,
+                "--budget-s",
+                "0.3",
+                "--no-save",
+                "--json",
+            ],
+            &[],
+        )
+        .ok(&format!("tune --model {model}"));
+        let v = run.json("tune --json");
+        v["kernels"]
+            .as_array()
+            .expect("kernels")
+            .iter()
+            .filter_map(|k| k["tune_key"].as_str().map(str::to_string))
+            .collect()
+    };
+    let (k1, k2) = (tune_keys(&p), tune_keys(&url));
+    assert!(!k1.is_empty());
+    assert_eq!(k1, k2, "tune --model: file vs http");
+
     let missing = format!("{}models/no-such-model.gguf", server.url);
     let line = webjit(&["load", "--model", &missing], &[]).one_line_error("404 URL");
     assert!(line.contains("404"), "{line}");
