@@ -5,6 +5,11 @@
 //! Cargo does not build a dependency's binaries for its dependents. So the binary is built (a
 //! no-op when it is fresh) by running Cargo itself, and its path is read from Cargo's own
 //! artifact message: right for any target dir, profile or platform. `WEBJIT_BIN` overrides it.
+//!
+//! The build is `--workspace --bins` so features unify as in `cargo test --workspace` (a
+//! `-p webjit-cli` build resolves them differently and would recompile the engine); and
+//! demo/tests/version.rs makes `cargo test --workspace` build the binary before any test
+//! runs, so under `make test` this step finds it fresh.
 
 pub use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Write};
@@ -30,10 +35,8 @@ pub fn webjit_bin() -> &'static Path {
         let mut cmd = Command::new(cargo);
         cmd.current_dir(workspace).args([
             "build",
-            "-p",
-            "webjit-cli",
-            "--bin",
-            "webjit",
+            "--workspace",
+            "--bins",
             "--message-format=json-render-diagnostics",
         ]);
         if !cfg!(debug_assertions) {
@@ -43,11 +46,18 @@ pub fn webjit_bin() -> &'static Path {
             .stderr(Stdio::inherit())
             .output()
             .expect("running cargo to build the webjit binary");
-        assert!(out.status.success(), "cargo build -p webjit-cli failed");
+        assert!(
+            out.status.success(),
+            "cargo build --workspace --bins failed"
+        );
         let exe = String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "webjit")
+            .filter(|v| {
+                v["reason"] == "compiler-artifact"
+                    && v["target"]["name"] == "webjit"
+                    && v["profile"]["test"] == false
+            })
             .find_map(|v| v["executable"].as_str().map(PathBuf::from))
             .expect("cargo reported no executable for the webjit binary");
         assert!(exe.is_file(), "{} does not exist", exe.display());
