@@ -19,6 +19,8 @@
 // Cross-origin isolation: the page is served through a proxy in front of tests/web/server.mjs
 // that adds COOP: same-origin, COEP: require-corp and CORP: same-origin, so the page is
 // crossOriginIsolated and wllama can use its multi-thread (pthreads + SharedArrayBuffer) path.
+import { execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
@@ -230,6 +232,18 @@ function wllamaTiming(run) {
   return t;
 }
 
+/** Which build of web/pkg ran (the wasm's hash: the package is a build output). */
+function pkgInfo() {
+  const wasm = path.join(ROOT, 'web/pkg/wasm/webjit_web_bg.wasm');
+  if (!fs.existsSync(wasm)) return null;
+  const st = fs.statSync(wasm);
+  return {
+    version: JSON.parse(fs.readFileSync(path.join(ROOT, 'web/pkg/package.json'), 'utf8')).version,
+    wasm_sha256: crypto.createHash('sha256').update(fs.readFileSync(wasm)).digest('hex'),
+    wasm_mtime: st.mtime.toISOString(),
+  };
+}
+
 async function main() {
   const watchdog = setTimeout(() => die(`total run time over ${TOTAL_LIMIT_MS / 60000} min`), TOTAL_LIMIT_MS);
   watchdog.unref();
@@ -262,6 +276,8 @@ async function main() {
     checked_steps: nCheck,
     loadavg_start: os.loadavg().map((x) => round(x, 2)),
     machine: { cpus: os.cpus().length, cpu_model: os.cpus()[0]?.model, shared: 'yes: other engineers build and benchmark on this machine at the same time' },
+    git_head: execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim(),
+    webjit_pkg: pkgInfo(),
     chromium: CHROMIUM,
     chromium_args: ARGS,
     server: 'tests/web/server.mjs behind a proxy adding COOP same-origin, COEP require-corp, CORP same-origin (127.0.0.1)',
