@@ -35,14 +35,15 @@ const CHROMIUM = process.env.WEBJIT_CHROMIUM || '/usr/bin/chromium';
 const WLLAMA_DIR = path.join(HERE, 'gemma', 'node_modules', '@wllama', 'wllama');
 const MODEL = 'gemma-3-270m-q4_k_m.gguf';
 const PROMPT = 'The capital of France is';
-const N_TOKENS = Number(process.env.WEBJIT_BENCH_GEMMA_TOKENS || 4);
+const N_TOKENS = Number(process.env.WEBJIT_BENCH_GEMMA_TOKENS || 3);
 // wllama is fast enough to time more steps; the first N_TOKENS are the ones checked.
 const WLLAMA_TOKENS = Math.max(N_TOKENS, Number(process.env.WEBJIT_BENCH_GEMMA_WLLAMA_TOKENS || 16));
 const TUNE_MS = Number(process.env.WEBJIT_BENCH_GEMMA_TUNE_MS || 180000);
 const ONLY = (process.env.WEBJIT_BENCH_GEMMA_ONLY || 'webjit,wllama').split(',');
 const WLLAMA_GPU = process.env.WEBJIT_BENCH_GEMMA_WLLAMA_GPU === '1';
 const MAX_CONTEXT = 512;
-const TOTAL_LIMIT_MS = 25 * 60 * 1000;
+const GEN_LIMIT_MS = 1500 * 1000;
+const TOTAL_LIMIT_MS = Number(process.env.WEBJIT_BENCH_GEMMA_LIMIT_MIN || 45) * 60 * 1000;
 const ARGS = [
   '--no-sandbox',
   '--disable-quic',
@@ -58,9 +59,31 @@ const T_START = Date.now();
 function log(msg) {
   console.error(`[bench_gemma ${((Date.now() - T_START) / 1000).toFixed(0).padStart(4)} s] ${msg}`);
 }
+// What was measured so far; a failure still writes it (marked failed) so a slow machine's
+// partial run is not lost, but the run exits 1.
+let partial = null;
 function die(msg) {
   console.error(`bench_gemma: FAIL: ${msg}`);
+  if (partial) {
+    partial.failed = msg;
+    try {
+      writeResult(partial);
+    } catch (e) {
+      console.error(`bench_gemma: could not write the partial result: ${e.message}`);
+    }
+  }
   process.exit(1);
+}
+
+function writeResult(result) {
+  result.loadavg_end = os.loadavg().map((x) => round(x, 2));
+  result.total_s = round((Date.now() - T_START) / 1000);
+  const dir = path.join(HERE, 'results');
+  fs.mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, `gemma-${result.date.replace(/[:.]/g, '-')}${result.failed ? '-failed' : ''}.json`);
+  fs.writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
+  log(`wrote ${path.relative(ROOT, file)}`);
+  return file;
 }
 
 /** Serves server.mjs's roots (+ the wllama esm dir and this page) with COOP/COEP/CORP added. */
@@ -283,13 +306,17 @@ async function main() {
     server: 'tests/web/server.mjs behind a proxy adding COOP same-origin, COEP require-corp, CORP same-origin (127.0.0.1)',
   };
 
+  partial = result;
   const srv = await startIsolatedServer();
   const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS });
   try {
     const ctx = await browser.newContext();
     const page = await ctx.newPage();
     const consoleLines = [];
-    page.on('console', (m) => consoleLines.length < 300 && consoleLines.push(`[${m.type()}] ${m.text()}`));
+    page.on('console', (m) => {
+      if (m.text().startsWith('bench:')) log(`  page ${m.text()}`);
+      else if (consoleLines.length < 300) consoleLines.push(`[${m.type()}] ${m.text()}`);
+    });
     page.on('pageerror', (e) => consoleLines.push(`[pageerror] ${e.message}`));
     await page.goto(`${srv.origin}/bench/bench_gemma.html`);
     await page.waitForFunction(() => typeof window.wllamaRun === 'function', null, { timeout: 30000 });
@@ -299,16 +326,62 @@ async function main() {
     log(`adapter ${JSON.stringify(result.env.adapter)}, crossOriginIsolated ${result.env.crossOriginIsolated}`);
     const url = `/models/${MODEL}`;
 
-    let webjitIds = null;
+    // wllama runs first (minutes); webjit's tokens are then checked against refs.json and wllama's.
+    const wllamaPieces0 = {};
+    if (ONLY.includes('wllama')) {
+      result.wllama = { version: wllamaVersion, note: 'n_gpu_layers 0 = llama.cpp CPU backend compiled to wasm (SIMD); n_ctx 512; 2 completions per config, the second is reported (the first warms up)' };
+      const configs = [['single_thread', 1, 0]];
+      if (result.env.crossOriginIsolated) configs.push(['multi_thread', Math.max(2, result.env.hardwareConcurrency), 0]);
+      else result.wllama.multi_thread = 'skipped: the page is not crossOriginIsolated';
+      if (WLLAMA_GPU) configs.push(['webgpu', 1, 999]);
+      for (const [name, nThreads, ngl] of configs) {
+        const r = await step(
+          page,
+          `wllama ${name}`,
+          (a) => window.wllamaRun(a),
+          { url, nThreads, nGpuLayers: ngl, nCtx: MAX_CONTEXT, prompt: PROMPT, maxTokens: WLLAMA_TOKENS, runs: 2 },
+          name === 'webgpu' ? 600000 : 300000,
+        );
+        const pieces = wllamaPieces(r.runs[1]);
+        if (pieces.length !== WLLAMA_TOKENS) die(`wllama ${name}: ${pieces.length} streamed tokens, asked for ${WLLAMA_TOKENS}: ${JSON.stringify(r.runs[1].chunks).slice(0, 1500)}`);
+        for (let i = 0; i < nCheck; i++) {
+          const want = pieceText(vocab[plain.greedy[i].id]);
+          if (pieces[i] !== want) die(`wllama ${name} step ${i}: ${JSON.stringify(pieces[i])}, llama.cpp (refs.json 'plain') id ${plain.greedy[i].id} = ${JSON.stringify(want)}; all ${JSON.stringify(pieces)}`);
+        }
+        const pt = wllamaTiming(r.runs[1]).llama_timings;
+        if (!pt || pt.prompt_n !== plain.prompt_ids.length) die(`wllama ${name}: prompt_n ${pt && pt.prompt_n}, llama.cpp's prompt has ${plain.prompt_ids.length} tokens (BOS + text)`);
+        wllamaPieces0[name] = pieces;
+        const warmPieces = wllamaPieces(r.runs[0]);
+        if (JSON.stringify(warmPieces) !== JSON.stringify(pieces)) die(`wllama ${name}: the two runs differ: ${JSON.stringify(warmPieces)} vs ${JSON.stringify(pieces)}`);
+        const mt = name === 'multi_thread';
+        if (mt && !r.multithread) die(`wllama multi_thread: isMultithread() is false`);
+        result.wllama[name] = {
+          fetch_ms: round(r.fetchMs),
+          load_ms: round(r.loadMs),
+          multithread: r.multithread,
+          threads: r.threads,
+          warmup_run: wllamaTiming(r.runs[0]),
+          ...wllamaTiming(r.runs[1]),
+          pieces,
+        };
+        log(`wllama ${name}: ${JSON.stringify(result.wllama[name])}`);
+      }
+    }
     if (ONLY.includes('webjit')) {
       const load = await step(page, 'webjit load', (a) => window.webjitLoad(a), { url, maxContext: MAX_CONTEXT }, 300000);
       if (load.importedTuning) die(`the untuned engine imported ${load.importedTuning} tuning records`);
       const ids = await step(page, 'webjit tokenize', (a) => window.webjitTokenize(a), { prompt: PROMPT }, 60000);
       if (JSON.stringify(ids) !== JSON.stringify(plain.prompt_ids)) die(`webjit prompt ids ${JSON.stringify(ids)} != llama.cpp ${JSON.stringify(plain.prompt_ids)}`);
-      const gen0 = await step(page, `webjit untuned generate ${N_TOKENS}`, (a) => window.webjitGenerate(a), { prompt: PROMPT, maxTokens: N_TOKENS }, 600000);
-      webjitIds = gen0.items.map((t) => t.id);
+      const gen0 = await step(page, `webjit untuned generate ${N_TOKENS}`, (a) => window.webjitGenerate(a), { prompt: PROMPT, maxTokens: N_TOKENS }, GEN_LIMIT_MS);
+      const webjitIds = gen0.items.map((t) => t.id);
       if (webjitIds.length !== N_TOKENS) die(`webjit gave ${webjitIds.length} tokens, asked for ${N_TOKENS}`);
       checkIds('webjit untuned', webjitIds, plain.greedy, nCheck);
+      for (const [name, pieces] of Object.entries(wllamaPieces0)) {
+        for (let i = 0; i < nCheck; i++) {
+          if (pieceText(vocab[webjitIds[i]]) !== pieces[i]) die(`webjit and wllama ${name} differ at step ${i}: ids ${JSON.stringify(webjitIds)} vs ${JSON.stringify(pieces)}`);
+        }
+      }
+      result.agreement = `greedy steps 0..${nCheck - 1}: webjit ids = refs.json 'plain' ids; wllama pieces = the GGUF pieces of those ids (${Object.keys(wllamaPieces0).join(', ') || 'no wllama run'})`;
       result.webjit = {
         load_ms: round(load.loadMs),
         info: load.info,
@@ -337,7 +410,7 @@ async function main() {
       };
       log(`tune: geomean ${result.webjit.tune.geomean_speedup} over ${rep.kernels.length} kernels in ${(rep.spent_ms / 1000).toFixed(0)} s`);
 
-      const gen1 = await step(page, `webjit tuned generate ${N_TOKENS}`, (a) => window.webjitGenerate(a), { prompt: PROMPT, maxTokens: N_TOKENS }, 600000);
+      const gen1 = await step(page, `webjit tuned generate ${N_TOKENS}`, (a) => window.webjitGenerate(a), { prompt: PROMPT, maxTokens: N_TOKENS }, GEN_LIMIT_MS);
       const tunedIds = gen1.items.map((t) => t.id);
       checkIds('webjit tuned', tunedIds, plain.greedy, nCheck);
       result.webjit.tuned = { ...timing(gen1.ms), ids: tunedIds, text: gen1.items.map((t) => t.text).join(''), stats: gen1.stats };
@@ -345,58 +418,13 @@ async function main() {
       await step(page, 'webjit dispose', () => window.webjitDispose(), null, 60000);
     }
 
-    if (ONLY.includes('wllama')) {
-      result.wllama = { version: wllamaVersion, note: 'n_gpu_layers 0 = llama.cpp CPU backend compiled to wasm (SIMD); n_ctx 512; 2 completions per config, the second is reported (the first warms up)' };
-      const configs = [['single_thread', 1, 0]];
-      if (result.env.crossOriginIsolated) configs.push(['multi_thread', Math.max(2, result.env.hardwareConcurrency), 0]);
-      else result.wllama.multi_thread = 'skipped: the page is not crossOriginIsolated';
-      if (WLLAMA_GPU) configs.push(['webgpu', 1, 999]);
-      for (const [name, nThreads, ngl] of configs) {
-        const r = await step(
-          page,
-          `wllama ${name}`,
-          (a) => window.wllamaRun(a),
-          { url, nThreads, nGpuLayers: ngl, nCtx: MAX_CONTEXT, prompt: PROMPT, maxTokens: WLLAMA_TOKENS, runs: 2 },
-          name === 'webgpu' ? 600000 : 300000,
-        );
-        const pieces = wllamaPieces(r.runs[1]);
-        if (pieces.length !== WLLAMA_TOKENS) die(`wllama ${name}: ${pieces.length} streamed tokens, asked for ${WLLAMA_TOKENS}: ${JSON.stringify(r.runs[1].chunks).slice(0, 1500)}`);
-        for (let i = 0; i < nCheck; i++) {
-          const want = pieceText(vocab[plain.greedy[i].id]);
-          if (pieces[i] !== want) die(`wllama ${name} step ${i}: ${JSON.stringify(pieces[i])}, llama.cpp (refs.json 'plain') id ${plain.greedy[i].id} = ${JSON.stringify(want)}; all ${JSON.stringify(pieces)}`);
-          if (webjitIds && pieceText(vocab[webjitIds[i]]) !== pieces[i]) die(`wllama ${name} and webjit differ at step ${i}: ${JSON.stringify(pieces)} vs ids ${JSON.stringify(webjitIds)}`);
-        }
-        const pt = wllamaTiming(r.runs[1]).llama_timings;
-        if (!pt || pt.prompt_n !== plain.prompt_ids.length) die(`wllama ${name}: prompt_n ${pt && pt.prompt_n}, llama.cpp's prompt has ${plain.prompt_ids.length} tokens (BOS + text)`);
-        const warmPieces = wllamaPieces(r.runs[0]);
-        if (JSON.stringify(warmPieces) !== JSON.stringify(pieces)) die(`wllama ${name}: the two runs differ: ${JSON.stringify(warmPieces)} vs ${JSON.stringify(pieces)}`);
-        const mt = name === 'multi_thread';
-        if (mt && !r.multithread) die(`wllama multi_thread: isMultithread() is false`);
-        result.wllama[name] = {
-          fetch_ms: round(r.fetchMs),
-          load_ms: round(r.loadMs),
-          multithread: r.multithread,
-          threads: r.threads,
-          warmup_run: wllamaTiming(r.runs[0]),
-          ...wllamaTiming(r.runs[1]),
-          pieces,
-        };
-        log(`wllama ${name}: ${JSON.stringify(result.wllama[name])}`);
-      }
-    }
     result.console_tail = consoleLines.slice(-40);
     await ctx.close();
   } finally {
     await browser.close();
     srv.close();
   }
-  result.loadavg_end = os.loadavg().map((x) => round(x, 2));
-  result.total_s = round((Date.now() - T_START) / 1000);
-  const dir = path.join(HERE, 'results');
-  fs.mkdirSync(dir, { recursive: true });
-  const file = path.join(dir, `gemma-${result.date.replace(/[:.]/g, '-')}.json`);
-  fs.writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
-  log(`wrote ${path.relative(ROOT, file)}`);
+  writeResult(result);
   console.log(JSON.stringify(result));
 }
 

@@ -15,6 +15,7 @@ async function stamped(iter, pick) {
   const ms = [];
   for await (const x of iter) {
     ms.push(performance.now() - t0);
+    console.log(`bench: token ${ms.length} at ${(ms[ms.length - 1] / 1000).toFixed(1)} s`);
     items.push(pick(x));
   }
   return { items, ms, totalMs: performance.now() - t0 };
