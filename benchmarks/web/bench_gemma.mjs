@@ -396,15 +396,13 @@ async function main() {
         wall_ms: round(tune.wallMs),
         spent_ms: round(rep.spent_ms),
         geomean_speedup: round(rep.geomean_speedup, 3),
+        // engine TuneReport fields (tune_key, tried, rejected, skipped; index.d.ts's kernel /
+        // problem / candidates do not exist in the wasm's report), times rounded.
         kernels: rep.kernels.map((k) => ({
-          kernel: k.kernel,
-          problem: k.problem,
-          default: k.default_key,
-          winner: k.winner_key,
+          ...k,
           default_us: round(k.default_us, 0),
           tuned_us: round(k.tuned_us, 0),
           speedup: round(k.speedup, 3),
-          candidates: k.candidates,
           spent_ms: round(k.spent_ms, 0),
         })),
       };
