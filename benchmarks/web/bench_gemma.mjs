@@ -14,7 +14,8 @@
 // WEBJIT_BENCH_GEMMA_WLLAMA_TOKENS (tokens of each wllama run, default 16),
 // WEBJIT_BENCH_GEMMA_TUNE_MS (tuning budget, default 180000),
 // WEBJIT_BENCH_GEMMA_ONLY (comma list of webjit,wllama; default both),
-// WEBJIT_BENCH_GEMMA_WLLAMA_GPU=1 also runs wllama's WebGPU build (llama.cpp ggml-webgpu).
+// WEBJIT_BENCH_GEMMA_WLLAMA_GPU=1 also runs wllama's WebGPU build (llama.cpp ggml-webgpu),
+// =only runs just that (with WEBJIT_BENCH_GEMMA_ONLY=wllama).
 //
 // Cross-origin isolation: the page is served through a proxy in front of tests/web/server.mjs
 // that adds COOP: same-origin, COEP: require-corp and CORP: same-origin, so the page is
@@ -40,7 +41,7 @@ const N_TOKENS = Number(process.env.WEBJIT_BENCH_GEMMA_TOKENS || 3);
 const WLLAMA_TOKENS = Math.max(N_TOKENS, Number(process.env.WEBJIT_BENCH_GEMMA_WLLAMA_TOKENS || 16));
 const TUNE_MS = Number(process.env.WEBJIT_BENCH_GEMMA_TUNE_MS || 180000);
 const ONLY = (process.env.WEBJIT_BENCH_GEMMA_ONLY || 'webjit,wllama').split(',');
-const WLLAMA_GPU = process.env.WEBJIT_BENCH_GEMMA_WLLAMA_GPU === '1';
+const WLLAMA_GPU = ['1', 'only'].includes(process.env.WEBJIT_BENCH_GEMMA_WLLAMA_GPU);
 const MAX_CONTEXT = 512;
 const GEN_LIMIT_MS = 1500 * 1000;
 const TOTAL_LIMIT_MS = Number(process.env.WEBJIT_BENCH_GEMMA_LIMIT_MIN || 45) * 60 * 1000;
@@ -334,6 +335,8 @@ async function main() {
       if (result.env.crossOriginIsolated) configs.push(['multi_thread', Math.max(2, result.env.hardwareConcurrency), 0]);
       else result.wllama.multi_thread = 'skipped: the page is not crossOriginIsolated';
       if (WLLAMA_GPU) configs.push(['webgpu', 1, 999]);
+      // WEBJIT_BENCH_GEMMA_WLLAMA_GPU=only: just the WebGPU config.
+      if (process.env.WEBJIT_BENCH_GEMMA_WLLAMA_GPU === 'only') configs.splice(0, configs.length, ['webgpu', 1, 999]);
       for (const [name, nThreads, ngl] of configs) {
         const r = await step(
           page,
