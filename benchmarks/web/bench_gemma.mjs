@@ -363,6 +363,7 @@ async function main() {
           load_ms: round(r.loadMs),
           multithread: r.multithread,
           threads: r.threads,
+          backend_log: (r.logs || []).filter((l) => /webgpu|WebGPU|backend|device|CPU|offload/i.test(l)).slice(0, 30),
           warmup_run: wllamaTiming(r.runs[0]),
           ...wllamaTiming(r.runs[1]),
           pieces,
