@@ -439,7 +439,7 @@ export const cases = {
   /** Gemma 3 270M streamed over HTTP: progress to the end, bounded wasm memory, golden tokens. */
   async gemma({ log, params }) {
     const refs = await json('/data/gemma/refs.json');
-    const nTokens = params.tokens ?? 8;
+    const nTokens = params.tokens ?? 3;
     const e = await Engine.create();
     try {
       const events = [];

@@ -335,6 +335,9 @@ export class Core {
   async tune({ budgetMs = 2000 } = {}) {
     need(Number.isFinite(budgetMs) && budgetMs > 0, `budgetMs must be a positive number, got ${budgetMs}`);
     const engine = this.#alive();
+    if (typeof engine.tune !== 'function') {
+      throw new WebjitError(ErrorCode.INTERNAL, 'this wasm build has no Engine.tune');
+    }
     const report = parse(await this.#lock.run(() => engine.tune(budgetMs)));
     if (this.#tuningStore === 'indexeddb') {
       try {
