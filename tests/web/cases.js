@@ -392,6 +392,48 @@ export const cases = {
     }
   },
 
+  /** Stopping: an AbortSignal ends the iteration with reason 'stopped', leaving the loop early
+   *  stops the engine side, and the model generates again afterwards, deterministically. */
+  async generate_stop() {
+    const e = await Engine.create();
+    try {
+      const m = await e.loadModel(TINY);
+      const prompt = [1, 295, 329, 330];
+      const full = await collect(m.generateTokens(prompt, { maxTokens: 4 }));
+      if (full.length !== 4 || m.lastStats.reason !== 'max_tokens') fail(`4 tokens: ${full.length}, ${JSON.stringify(m.lastStats)}`);
+      const ac = new AbortController();
+      const got = [];
+      for await (const t of m.generateTokens(prompt, { maxTokens: 50, signal: ac.signal })) {
+        got.push(t.id);
+        if (got.length === 2) ac.abort();
+      }
+      if (got.length !== 2 || m.lastStats?.reason !== 'stopped') fail(`abort after 2: ${got.length} tokens, ${JSON.stringify(m.lastStats)}`);
+      for await (const t of m.generateTokens(prompt, { maxTokens: 50 })) {
+        if (t) break; // leave the loop after the first token
+      }
+      if (m.lastStats?.reason !== 'stopped') fail(`break: ${JSON.stringify(m.lastStats)}`);
+      // Fresh context each time: the same greedy tokens as the first run, as text too.
+      let text = '';
+      const again = [];
+      for await (const t of m.generateTokens(prompt, { maxTokens: 4 })) {
+        again.push(t.id);
+        text += t.text;
+      }
+      if (JSON.stringify(again) !== JSON.stringify(full.map((t) => t.id))) fail(`after stops: ${again} vs ${full.map((t) => t.id)}`);
+      const detok = await m.detokenize(again);
+      if (text !== detok) fail(`streamed text ${JSON.stringify(text)} != detokenize ${JSON.stringify(detok)}`);
+      const busy = m.generateTokens(prompt, { maxTokens: 1 });
+      await busy.next();
+      await expectCode(collect(m.generateTokens(prompt, { maxTokens: 1 })), 'BUSY', 'second generation while one runs');
+      await busy.return();
+      await m.dispose();
+      await expectCode(collect(m.generateTokens(prompt, { maxTokens: 1 })), 'DISPOSED', 'generate after dispose');
+      return {};
+    } finally {
+      await e.dispose();
+    }
+  },
+
   /** cache: 'cache-api' stores the file once and serves the second load without the network. */
   async cache_api() {
     const e = await Engine.create();

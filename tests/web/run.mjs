@@ -43,6 +43,7 @@ const CASES = [
   ['op_errors', 'webgpu'],
   ['bad_gguf', 'webgpu'],
   ['resume', 'webgpu'],
+  ['generate_stop', 'webgpu'],
   ['cache_api', 'webgpu'],
   ['cycles', 'webgpu'],
   ['abort', 'webgpu'],
