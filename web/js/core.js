@@ -332,13 +332,16 @@ export class Core {
   }
 
   // ---- tuning and memory ----
-  async tune({ budgetMs = 2000 } = {}) {
+  /** Tunes the kernels of the text model loaded last; ctx.emit gets {type: 'tune', report}
+   *  per problem as it lands. */
+  async tune({ budgetMs = 2000 } = {}, { emit } = {}) {
     need(Number.isFinite(budgetMs) && budgetMs > 0, `budgetMs must be a positive number, got ${budgetMs}`);
     const engine = this.#alive();
     if (typeof engine.tune !== 'function') {
       throw new WebjitError(ErrorCode.INTERNAL, 'this wasm build has no Engine.tune');
     }
-    const report = parse(await this.#lock.run(() => engine.tune(budgetMs)));
+    const onReport = (json) => emit?.({ type: 'tune', report: parse(json) });
+    const report = parse(await this.#lock.run(() => engine.tune(budgetMs, onReport)));
     if (this.#tuningStore === 'indexeddb') {
       try {
         await saveTuning(this.#fingerprint, engine.exportTuning());

@@ -14,6 +14,7 @@ export type ErrorCodeName =
   | 'NETWORK'
   | 'DISPOSED'
   | 'BUSY'
+  | 'INVALID_STATE'
   | 'WORKER'
   | 'INTERNAL';
 
@@ -114,9 +115,14 @@ export interface GenerateStats {
   done: true;
   reason: 'eog' | 'max_tokens' | 'context' | 'stopped';
   promptTokens: number;
-  tokens: number;
+  /** The generated token ids. */
+  tokens: number[];
+  /** Text completed only at the end (bytes held back for an unfinished UTF-8 character);
+   *  `generate` yields it as its last piece. */
+  text: string;
   prefillMs: number;
   decodeMs: number;
+  dispatchesPerToken: number;
 }
 
 export interface ChatMessage {
@@ -236,6 +242,7 @@ export interface TuneReport {
   }[];
   spent_ms: number;
   geomean_speedup: number;
+  records?: number;
   /** Whether the records reached IndexedDB. */
   persisted?: boolean;
 }
@@ -260,8 +267,10 @@ export declare class Engine {
     v: Float32Array,
     opts: Pick<BlockSparseOptions, 'qShape' | 'kvShape' | 'causal' | 'scale'>,
   ): Promise<AttentionResult>;
-  /** Tunes kernels within the budget and persists the winners (IndexedDB). */
-  tune(opts?: { budgetMs?: number }): Promise<TuneReport>;
+  /** Tunes the kernels of the text model loaded last within the budget and persists the
+   *  winners (IndexedDB; the next Engine.create loads them). Rejects with INVALID_STATE when
+   *  no text model is loaded, BUSY while it generates. */
+  tune(opts?: { budgetMs?: number; onReport?: (kernelReport: TuneReport['kernels'][number]) => void }): Promise<TuneReport>;
   exportTuning(): Promise<string>;
   importTuning(json: string | object): Promise<void>;
   releaseMemory(): Promise<void>;

@@ -196,6 +196,8 @@ export class TextModel extends Handle {
   /** Text pieces as they are generated (see generateTokens for opts). */
   async *generate(prompt, opts = {}) {
     for await (const t of this.generateTokens(prompt, opts)) if (t.text) yield t.text;
+    // Bytes the detokenizer held back for an unfinished character come with the final record.
+    if (this.lastStats?.text) yield this.lastStats.text;
   }
 
   /** Generates the model's answer to `messages` ([{role, content}]), fresh context. */
@@ -321,9 +323,13 @@ export class Engine {
     return this._call('denseAttention', { q, k, v, options: opts });
   }
 
-  /** Tunes kernels within budgetMs and stores the records in IndexedDB -> per-kernel report. */
-  tune({ budgetMs = 2000 } = {}) {
-    return this._call('tune', { budgetMs });
+  /**
+   * Tunes the kernels of the text model loaded last within budgetMs (the model must be idle)
+   * and stores the winners in IndexedDB -> the whole report. onReport gets each problem's
+   * report as it lands.
+   */
+  tune({ budgetMs = 2000, onReport } = {}) {
+    return this._call('tune', { budgetMs }, { onEvent: (e) => e.type === 'tune' && onReport?.(e.report) });
   }
   exportTuning() {
     return this._call('exportTuning');
