@@ -2,7 +2,7 @@
 // Candidates are ordered by (logit descending, token id ascending), so ties always resolve to
 // the lower id (llama.cpp's greedy argmax does the same) and every round of selection is
 // deterministic. NaN logits count as -inf.
-const NEG_INF: f32 = -3.4028235e38;
+const NEG_INF: f32 = -3.4028234e38;
 const NONE: u32 = 0xffffffffu;
 
 // Is (va, ia) before (vb, ib) in the candidate order?
@@ -73,7 +73,7 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wi
     let lid = lid3.x;
     let lo = wid.x * p.chunk;
     let hi = min(lo + p.chunk, p.n);
-    var prev_v = 3.4028235e38;
+    var prev_v = 3.4028234e38;
     var prev_i = NONE;
     var first = true;
     for (var r = 0u; r < p.k; r++) {
@@ -117,7 +117,7 @@ var<workgroup> top_i: array<u32, KMAX>;
 fn main(@builtin(local_invocation_id) lid3: vec3<u32>) {
     let lid = lid3.x;
     let total = p.groups * KMAX;
-    var prev_v = 3.4028235e38;
+    var prev_v = 3.4028234e38;
     var prev_i = NONE;
     var first = true;
     for (var r = 0u; r < p.k; r++) {

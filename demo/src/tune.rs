@@ -8,7 +8,7 @@ use webjit_engine::jit::kernels::elementwise::EwOp;
 use webjit_engine::jit::kernels::rope::RopeLayout;
 use webjit_engine::jit::kernels::rowwise::RowOp;
 use webjit_engine::tune::{FileStore, TuneOptions, TuneReport};
-use webjit_engine::{ops, DeviceOptions, Engine, Error, Result, Tensor};
+use webjit_engine::{ops, DeviceOptions, Engine, Error, Result};
 
 pub struct TuneArgs {
     pub budget_s: f64,
@@ -16,33 +16,27 @@ pub struct TuneArgs {
     pub export: Option<std::path::PathBuf>,
     pub import: Option<std::path::PathBuf>,
     pub no_save: bool,
-    /// Tune the kernels of this GGUF decoder at its shapes instead of the standard set.
-    pub model: Option<std::path::PathBuf>,
+    /// Tune the kernels of this GGUF decoder at its shapes instead of the standard set
+    /// (a `--model` argument: path, short name or http:// URL).
+    pub model: Option<String>,
 }
 
-pub(crate) fn filled(e: &Engine, shape: &[usize], seed: u32) -> Result<Tensor> {
-    let n: usize = shape.iter().product();
-    let mut s = seed.wrapping_mul(2654435761).max(1);
-    let v: Vec<f32> = (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            (s as f32 / u32::MAX as f32) - 0.5
-        })
-        .collect();
-    e.upload_f32(shape, &v)
-}
+use webjit_engine::model::tune_plan::filled;
 
 pub fn run(args: TuneArgs) -> Result<()> {
+    // Only the header is read: for a URL, its header bytes are fetched into a temporary file.
+    let header = match &args.model {
+        Some(m) => Some(crate::model_ref::resolve(m, "tune")?.header_file("tune")?),
+        None => None,
+    };
     let e = Engine::new_blocking(DeviceOptions::default())?;
     if let Some(path) = &args.import {
         let n = e.load_tuning(&FileStore { path: path.clone() })?;
         eprintln!("imported {n} records from {}", path.display());
     }
     let t0 = Instant::now();
-    let reports = match &args.model {
-        Some(path) => crate::tune_model::run(&e, path, args.budget_s)?,
+    let reports = match &header {
+        Some(h) => crate::tune_model::run(&e, h.path(), args.budget_s)?,
         None => standard_set(&e, args.budget_s)?,
     };
     let total_s = t0.elapsed().as_secs_f64();
@@ -112,7 +106,7 @@ fn standard_set(e: &Engine, budget_s: f64) -> Result<Vec<TuneReport>> {
         }),
         max_nmse: 1e-8,
     };
-    let mut reports: Vec<TuneReport> = Vec::new();
+    let mut reports = crate::progress::Tally::new(problems as u64, "tuning");
     let x = filled(e, &[tokens, d], 1)?;
     let h = filled(e, &[tokens, ffn], 2)?;
     let hd = filled(e, &[tokens, heads * head_dim], 3)?;
@@ -199,5 +193,5 @@ fn standard_set(e: &Engine, budget_s: f64) -> Result<Vec<TuneReport>> {
         ops::embedding_with(rec, &table, &ids, 25.3, Some(c.clone()))
     })?);
 
-    Ok(reports)
+    Ok(reports.finish())
 }

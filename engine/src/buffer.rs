@@ -218,7 +218,16 @@ fn create_checked(device: &wgpu::Device, size: u64, what: &str) -> Result<wgpu::
         }
     }
     #[cfg(target_arch = "wasm32")]
-    drop(scope);
+    {
+        let what = what.to_string();
+        let pop = scope.pop();
+        crate::device::deferred::push(async move {
+            pop.await.map(|e| Error::OutOfMemory {
+                what: format!("{what}: {e}"),
+                bytes: size,
+            })
+        });
+    }
     Ok(buf)
 }
 

@@ -199,3 +199,38 @@ fn make_profile(
         timestamps: f.contains(wgpu::Features::TIMESTAMP_QUERY),
     }
 }
+
+/// Browsers report shader-compilation and allocation failures asynchronously (error scopes
+/// resolve later), and the web cannot block on them. Each creation registers its check here;
+/// every readback awaits the pending checks first, so a failure surfaces as a typed error at
+/// the next `await` instead of as silently wrong results.
+#[cfg(target_arch = "wasm32")]
+pub(crate) mod deferred {
+    use std::cell::RefCell;
+    use std::future::Future;
+    use std::pin::Pin;
+
+    use crate::error::{Error, Result};
+
+    type Check = Pin<Box<dyn Future<Output = Option<Error>>>>;
+
+    thread_local! {
+        static PENDING: RefCell<Vec<Check>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub(crate) fn push(check: impl Future<Output = Option<Error>> + 'static) {
+        PENDING.with(|p| p.borrow_mut().push(Box::pin(check)));
+    }
+
+    /// Awaits every registered check; the first failure comes back.
+    pub(crate) async fn check() -> Result<()> {
+        let pending = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
+        let mut first = None;
+        for c in pending {
+            if let Some(e) = c.await {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}

@@ -278,6 +278,8 @@ impl Engine {
             off += n;
         }
         rec.submit()?;
+        #[cfg(target_arch = "wasm32")]
+        device::deferred::check().await?;
         let done = MapSignal::default();
         let signal = done.clone();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {

@@ -143,7 +143,30 @@ fn build(gpu: &Gpu, k: &webjit_jit::CompiledKernel) -> Result<Kernel> {
         }
     }
     #[cfg(target_arch = "wasm32")]
-    drop(scope);
+    {
+        let key = k.key.clone();
+        let module = module.clone();
+        let pop = scope.pop();
+        crate::device::deferred::push(async move {
+            if let Some(e) = pop.await {
+                return Some(crate::Error::ShaderCompile {
+                    key,
+                    message: e.to_string(),
+                });
+            }
+            let info = module.get_compilation_info().await;
+            let errors: Vec<String> = info
+                .messages
+                .iter()
+                .filter(|m| m.message_type == wgpu::CompilationMessageType::Error)
+                .map(|m| m.message.clone())
+                .collect();
+            (!errors.is_empty()).then(|| crate::Error::ShaderCompile {
+                key,
+                message: errors.join("; "),
+            })
+        });
+    }
     Ok(Kernel {
         id: crate::buffer::next_buffer_id(),
         key: k.key.clone(),

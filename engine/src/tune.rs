@@ -5,18 +5,14 @@
 //! the heuristic default.
 
 use std::time::Duration;
-#[cfg(not(target_arch = "wasm32"))]
-use std::time::Instant;
 
 use serde::Serialize;
 use webjit_jit::tune::TuneRecords;
-#[cfg(not(target_arch = "wasm32"))]
 use webjit_jit::tune::{checksum, TuneRecord};
 use webjit_jit::KernelSpec;
 
 use crate::error::{Error, Result};
 use crate::Engine;
-#[cfg(not(target_arch = "wasm32"))]
 use crate::{recorder::Recorder, tensor::Tensor};
 
 /// Where tuning records persist: a JSON file natively, IndexedDB in the browser (implemented by
@@ -107,42 +103,58 @@ pub struct TuneReport {
 
 /// Most bytes of outputs one timed batch may hold (each recorded op keeps its output alive
 /// until submit).
-#[cfg(not(target_arch = "wasm32"))]
 const BATCH_BYTES: u64 = 256 << 20;
 
+/// Seconds on a monotonic clock. The engine cannot read one on the web (no `Instant` in
+/// wasm32-unknown-unknown), so the caller lends it: `native_clock` natively,
+/// `performance.now()` in the browser.
+pub type Clock<'a> = &'a dyn Fn() -> f64;
+
+/// A monotonic clock in seconds (native).
 #[cfg(not(target_arch = "wasm32"))]
-fn time_candidate(
+pub fn native_clock() -> f64 {
+    use std::sync::OnceLock;
+    use std::time::Instant;
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_secs_f64()
+}
+
+/// Seconds per run of `run`: batches of growing repetition count until one batch lasts
+/// `min_batch`, then the better of two such batches. A batch ends when its last output can be
+/// read back (natively that waits for the queue; in the browser it awaits the map).
+async fn time_candidate(
     engine: &Engine,
-    min_batch: Duration,
+    min_batch: f64,
     max_reps: u32,
+    clock: Clock<'_>,
     run: &mut dyn FnMut(&mut Recorder) -> Result<Tensor>,
-) -> Result<Duration> {
-    let batch =
-        |reps: u32, run: &mut dyn FnMut(&mut Recorder) -> Result<Tensor>| -> Result<Duration> {
-            let mut rec = engine.recorder();
-            for _ in 0..reps {
-                run(&mut rec)?;
-            }
-            let t0 = Instant::now();
-            rec.submit()?;
-            engine.gpu.wait_idle()?;
-            Ok(t0.elapsed())
-        };
+) -> Result<f64> {
     let mut reps = 1u32;
+    let mut timed = Vec::new();
     loop {
-        let t = batch(reps, run)?;
-        if t >= min_batch || reps >= max_reps {
-            let t2 = batch(reps, run)?;
-            return Ok(t.min(t2) / reps);
+        let mut rec = engine.recorder();
+        let mut last = None;
+        for _ in 0..reps {
+            last = Some(run(&mut rec)?);
         }
-        let grow = (min_batch.as_secs_f64() / t.as_secs_f64().max(1e-6))
-            .ceil()
-            .clamp(2.0, 64.0) as u32;
+        let t0 = clock();
+        rec.submit()?;
+        if let Some(out) = last {
+            engine.read_bytes(&out.head(1).unwrap_or(out)).await?;
+        }
+        let t = clock() - t0;
+        if t >= min_batch || reps >= max_reps {
+            timed.push(t);
+            if timed.len() == 2 {
+                return Ok(timed[0].min(timed[1]) / reps as f64);
+            }
+            continue;
+        }
+        let grow = (min_batch / t.max(1e-6)).ceil().clamp(2.0, 64.0) as u32;
         reps = reps.saturating_mul(grow).min(max_reps);
     }
 }
 
-#[cfg(not(target_arch = "wasm32"))]
 fn nmse(got: &[f32], want: &[f32]) -> f64 {
     if got.len() != want.len() {
         return f64::INFINITY;
@@ -248,52 +260,90 @@ impl Engine {
             })
     }
 
-    /// Tunes one problem (native; the browser's asynchronous tuning run comes with the web
-    /// package). `run` records the op for a given config and returns its output; it is
-    /// called for the default, then for each candidate of `spec.space()` until the budget ends.
+    /// Tunes one problem (native: blocks on `tune_async`). `run` records the op for a given
+    /// config and returns its output; it is called for the default, then for each candidate
+    /// of `spec.space()` until the budget ends.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn tune<S: KernelSpec>(
         &self,
         spec: &S,
         opts: &TuneOptions,
+        run: impl FnMut(&mut Recorder, &S::Config) -> Result<Tensor>,
+    ) -> Result<TuneReport> {
+        pollster::block_on(self.tune_async(spec, opts, &native_clock, run))
+    }
+
+    /// `tune` that awaits the GPU instead of blocking (the browser's path), timed by `clock`.
+    pub async fn tune_async<S: KernelSpec>(
+        &self,
+        spec: &S,
+        opts: &TuneOptions,
+        clock: Clock<'_>,
         mut run: impl FnMut(&mut Recorder, &S::Config) -> Result<Tensor>,
     ) -> Result<TuneReport> {
-        let t0 = Instant::now();
+        let t0 = clock();
+        let budget = opts.budget.as_secs_f64();
+        let min_batch = opts.min_batch.as_secs_f64();
         let profile = self.profile().clone();
         let default = spec.default_config(&profile);
-        let output = |cfg: &S::Config,
-                      run: &mut dyn FnMut(&mut Recorder, &S::Config) -> Result<Tensor>|
-         -> Result<(Vec<f32>, u64)> {
+        let (first, ref_bytes, ref_t) = {
             let mut rec = self.recorder();
-            let out = run(&mut rec, cfg)?;
+            let out = run(&mut rec, &default)?;
+            let t = clock();
             rec.submit()?;
-            Ok((self.read_f32(&out)?, out.bytes()))
+            let bytes = self.read_bytes(&out).await?;
+            (out, bytes, clock() - t)
         };
-        let (reference, out_bytes) = output(&default, &mut run)?;
-        let max_reps = (BATCH_BYTES / out_bytes.max(1)).clamp(1, 1 << 16) as u32;
-        let default_t = time_candidate(self, opts.min_batch, max_reps, &mut |rec| {
-            run(rec, &default)
-        })?;
+        let reference: Vec<f32> = bytemuck::pod_collect_to_vec(&ref_bytes);
+        let max_reps = (BATCH_BYTES / first.bytes().max(1)).clamp(1, 1 << 16) as u32;
+        // A problem whose single run already lasts several batches (big matrices on software
+        // adapters) is timed by the checked run itself: repeating it would eat the budget
+        // before any candidate is tried.
+        let slow = ref_t >= 4.0 * min_batch;
+        let default_t = if slow {
+            ref_t
+        } else {
+            time_candidate(self, min_batch, max_reps, clock, &mut |rec| {
+                run(rec, &default)
+            })
+            .await?
+        };
         let (mut best, mut best_t) = (default.clone(), default_t);
         let (mut tried, mut rejected, mut skipped) = (1u32, 0u32, 0u32);
         for cand in spec.space(&profile) {
             if cand == default {
                 continue;
             }
-            if t0.elapsed() >= opts.budget {
+            if clock() - t0 >= budget {
                 skipped += 1;
                 continue;
             }
             // A candidate that fails to compile or run on this device simply loses.
-            let Ok((got, _)) = output(&cand, &mut run) else {
+            let mut rec = self.recorder();
+            let got = match run(&mut rec, &cand) {
+                Ok(o) => {
+                    let t = clock();
+                    match rec.submit() {
+                        Ok(_) => self.read_bytes(&o).await.map(|b| (b, clock() - t)),
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            let Ok((got, once_t)) = got else {
                 rejected += 1;
                 continue;
             };
+            let got: Vec<f32> = bytemuck::pod_collect_to_vec(&got);
             if nmse(&got, &reference) > opts.max_nmse {
                 rejected += 1;
                 continue;
             }
-            let t = time_candidate(self, opts.min_batch, max_reps, &mut |rec| run(rec, &cand))?;
+            let t = if slow {
+                once_t
+            } else {
+                time_candidate(self, min_batch, max_reps, clock, &mut |rec| run(rec, &cand)).await?
+            };
             tried += 1;
             if t < best_t {
                 best = cand;
@@ -303,8 +353,8 @@ impl Engine {
         let rec = TuneRecord {
             winner: spec.key(&best),
             default: spec.key(&default),
-            default_us: default_t.as_secs_f64() * 1e6,
-            tuned_us: best_t.as_secs_f64() * 1e6,
+            default_us: default_t * 1e6,
+            tuned_us: best_t * 1e6,
             candidates: tried,
             checksum: checksum(spec, &profile),
         };
@@ -328,7 +378,7 @@ impl Engine {
             tried,
             rejected,
             skipped,
-            spent_ms: t0.elapsed().as_secs_f64() * 1e3,
+            spent_ms: (clock() - t0) * 1e3,
         })
     }
 }

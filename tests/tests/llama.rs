@@ -196,6 +196,87 @@ fn generate_matches_stepping_and_is_deterministic() {
     assert_eq!(s.position(), r.prompt_ids.len() + 2);
 }
 
+/// The one-token-at-a-time path the browser drives (`start` / `next_token`, each awaiting its
+/// readback) gives the same tokens as `generate` for the same seed, sampled and with a
+/// repetition penalty, stops for the same reasons, and continues a conversation the same way.
+#[test]
+fn incremental_generation_matches_generate() {
+    use webjit_engine::model::generate::{GenerateOptions, StopReason};
+    let e = engine();
+    let mut s = session();
+    let r = &tiny_llama_prompt_refs()[0];
+    for (temperature, penalty) in [(0.0, 1.0), (1.2, 1.0), (0.9, 1.3)] {
+        let opts = GenerateOptions {
+            max_tokens: 9,
+            temperature,
+            top_k: 20,
+            top_p: 0.9,
+            repeat_penalty: penalty,
+            seed: 7,
+        };
+        s.reset();
+        let want = s
+            .generate(e, &r.prompt_ids, &opts, &|_| false, &mut |_| true)
+            .expect("generate");
+        // A second turn after the first (the pending token is fed first).
+        let want2 = s
+            .generate(e, &r.prompt_ids[1..4], &opts, &|_| false, &mut |_| true)
+            .expect("second turn");
+        s.reset();
+        let mut g = s.start(&r.prompt_ids, &opts).expect("start");
+        let mut got = Vec::new();
+        while let Some(res) = pollster::block_on(s.next_token(e, &mut g, &|_| false)).expect("next")
+        {
+            got.push(res.token);
+        }
+        assert_eq!(got, want.tokens, "t={temperature} penalty={penalty}");
+        assert_eq!(g.stop, Some(StopReason::MaxTokens));
+        assert_eq!(g.stats.top_logits, want.top_logits);
+        let mut g = s.start(&r.prompt_ids[1..4], &opts).expect("start 2");
+        let mut got2 = Vec::new();
+        while let Some(res) = pollster::block_on(s.next_token(e, &mut g, &|_| false)).expect("next")
+        {
+            got2.push(res.token);
+        }
+        assert_eq!(got2, want2.tokens, "second turn t={temperature}");
+    }
+    // An end-of-generation id stops at once (and is reported); `stop` ends a generation early.
+    s.reset();
+    let opts = GenerateOptions {
+        max_tokens: 50,
+        ..Default::default()
+    };
+    let mut g = s.start(&r.prompt_ids, &opts).expect("start");
+    let first = pollster::block_on(s.next_token(e, &mut g, &|_| true))
+        .expect("next")
+        .expect("a token");
+    assert_eq!(g.stop, Some(StopReason::Eog));
+    assert_eq!(g.stats.tokens, vec![first.token]);
+    assert!(pollster::block_on(s.next_token(e, &mut g, &|_| true))
+        .expect("after eog")
+        .is_none());
+    s.reset();
+    let mut g = s.start(&r.prompt_ids, &opts).expect("start");
+    pollster::block_on(s.next_token(e, &mut g, &|_| false)).expect("next");
+    pollster::block_on(s.next_token(e, &mut g, &|_| false)).expect("next");
+    s.stop(&mut g);
+    assert!(pollster::block_on(s.next_token(e, &mut g, &|_| false))
+        .expect("stopped")
+        .is_none());
+    assert_eq!(g.stop, Some(StopReason::Stopped));
+    assert_eq!(
+        s.position(),
+        r.prompt_ids.len() + 1,
+        "the last token waits, unfed"
+    );
+    assert!(
+        s.start(&[], &opts).is_ok(),
+        "the pending token alone is a prompt"
+    );
+    s.reset();
+    assert!(s.start(&[], &opts).is_err(), "nothing to generate from");
+}
+
 /// Prefill while the file streams in (each block runs over the prompt as soon as it has
 /// arrived) gives bit-identical logits to loading first and prefilling after, for small and
 /// large chunks, and `generate_prefilled` continues exactly like `generate`.

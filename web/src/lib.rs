@@ -1,18 +1,94 @@
-//! webjit-web: the wasm-bindgen facade of the engine. Thin for now: device creation, device
-//! info, and the error convention (every error is a JS `Error` with a stable `code`).
+//! webjit-web: the wasm-bindgen facade of the engine. Options and reports cross the boundary
+//! as JSON strings, bulk data as typed arrays; every error is a JS `Error` with a stable
+//! `code` (see `js_error`). The npm package (web/js) wraps these exports in the public API
+//! and runs them in a Web Worker.
+
+use std::cell::RefCell;
+use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
 use webjit_engine::{DeviceOptions, Engine, Error};
 
-/// Converts an engine error into a JS `Error` whose `code` property is stable.
-fn js_error(e: Error) -> JsValue {
-    let err = js_sys::Error::new(&e.to_string());
-    let code = match &e {
-        Error::NoAdapter { .. } => "WEBGPU_UNAVAILABLE",
+mod embed;
+mod load;
+mod ops;
+mod text;
+mod tune;
+
+pub use embed::WebEmbedder;
+pub use load::WebModelLoad;
+pub use text::WebTextModel;
+
+/// The stable JS code of an engine error (the issue's list: WEBGPU_UNAVAILABLE,
+/// BAD_MODEL_FILE, UNSUPPORTED_TENSOR_TYPE, OUT_OF_MEMORY, DEVICE_LOST, INVALID_ARGUMENT ...).
+fn js_code(e: &Error) -> &'static str {
+    use webjit_engine::loader::LoaderError as L;
+    match e {
+        Error::NoAdapter { .. } | Error::DeviceRequest { .. } => "WEBGPU_UNAVAILABLE",
+        Error::Shape { .. } | Error::DType { .. } | Error::TooLarge { .. } => "INVALID_ARGUMENT",
+        Error::Load(L::UnsupportedDType { .. } | L::UnknownTensorType { .. }) => {
+            "UNSUPPORTED_TENSOR_TYPE"
+        }
+        Error::Load(L::Sink { code, .. })
+            if matches!(
+                *code,
+                "OUT_OF_MEMORY" | "DEVICE_LOST" | "UNSUPPORTED_TENSOR_TYPE"
+            ) =>
+        {
+            code
+        }
+        Error::Load(_) => "BAD_MODEL_FILE",
         other => other.code(),
-    };
+    }
+}
+
+/// Converts an engine error into a JS `Error` with `code` (stable, for programs) and
+/// `detail` (the engine's finer code, for bug reports).
+pub(crate) fn js_error(e: Error) -> JsValue {
+    let err = js_sys::Error::new(&e.to_string());
+    let _ = js_sys::Reflect::set(&err, &"code".into(), &js_code(&e).into());
+    let _ = js_sys::Reflect::set(&err, &"detail".into(), &e.code().into());
+    err.into()
+}
+
+/// A JS `Error` with `code` for problems found in the facade itself (bad JSON options ...).
+pub(crate) fn js_err(code: &str, msg: impl AsRef<str>) -> JsValue {
+    let err = js_sys::Error::new(msg.as_ref());
     let _ = js_sys::Reflect::set(&err, &"code".into(), &code.into());
     err.into()
+}
+
+pub(crate) fn invalid(msg: impl AsRef<str>) -> JsValue {
+    js_err("INVALID_ARGUMENT", msg)
+}
+
+/// Parses a JSON options string (empty = `{}`).
+pub(crate) fn parse_opts<T: serde::de::DeserializeOwned>(
+    what: &str,
+    json: &str,
+) -> Result<T, JsValue> {
+    let json = if json.trim().is_empty() { "{}" } else { json };
+    serde_json::from_str(json).map_err(|e| invalid(format!("{what} options: {e}")))
+}
+
+/// Milliseconds from `performance.now()` (window or worker), or `Date.now()` without it.
+pub(crate) fn now_ms() -> f64 {
+    let perf = js_sys::Reflect::get(&js_sys::global(), &"performance".into()).ok();
+    if let Some(p) = perf.filter(|p| !p.is_undefined()) {
+        if let Ok(f) = js_sys::Reflect::get(&p, &"now".into()) {
+            if let Ok(f) = f.dyn_into::<js_sys::Function>() {
+                if let Some(t) = f.call0(&p).ok().and_then(|v| v.as_f64()) {
+                    return t;
+                }
+            }
+        }
+    }
+    js_sys::Date::now()
+}
+
+/// Sets `key` on a JS object (building reports).
+pub(crate) fn set(obj: &js_sys::Object, key: &str, v: impl Into<JsValue>) {
+    let _ = js_sys::Reflect::set(obj, &key.into(), &v.into());
 }
 
 #[wasm_bindgen]
@@ -20,31 +96,159 @@ pub fn version() -> String {
     env!("CARGO_PKG_VERSION").to_string()
 }
 
+/// Turns panics into console errors with a message instead of an opaque `unreachable`.
+#[wasm_bindgen(start)]
+pub fn start() {
+    std::panic::set_hook(Box::new(|info| {
+        web_log(&format!("webjit panicked: {info}"));
+    }));
+}
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_namespace = console, js_name = error)]
+    fn web_log(s: &str);
+}
+
+/// The GPU device and everything on it. The engine lives as long as the page (or worker):
+/// models borrow it for the whole of their life, and `free()` releases pooled buffers.
 #[wasm_bindgen(js_name = Engine)]
 pub struct WebEngine {
-    inner: Engine,
+    pub(crate) inner: &'static Engine,
+    /// Shared with models and loads: set when the engine is freed, so they refuse work.
+    pub(crate) alive: Rc<RefCell<bool>>,
+    /// The text model loaded last (what `tune` tunes), while it lives.
+    pub(crate) current: tune::CurrentModel,
 }
 
 #[wasm_bindgen(js_class = Engine)]
 impl WebEngine {
-    /// `await Engine.create()`: picks the WebGPU adapter and creates the device.
-    pub async fn create() -> Result<WebEngine, JsValue> {
-        let inner = Engine::create(DeviceOptions::default())
-            .await
-            .map_err(js_error)?;
-        Ok(WebEngine { inner })
+    /// `await Engine.create(powerPreference)`: picks the WebGPU adapter, creates the device.
+    /// `WEBGPU_UNAVAILABLE` when there is no `navigator.gpu` or no adapter.
+    pub async fn create(power_preference: Option<String>) -> Result<WebEngine, JsValue> {
+        let gpu = js_sys::Reflect::get(&js_sys::global(), &"navigator".into())
+            .ok()
+            .filter(|n| !n.is_undefined())
+            .and_then(|n| js_sys::Reflect::get(&n, &"gpu".into()).ok())
+            .filter(|g| !g.is_undefined() && !g.is_null());
+        if gpu.is_none() {
+            return Err(js_err(
+                "WEBGPU_UNAVAILABLE",
+                "WebGPU is not available here (no navigator.gpu): use a browser with WebGPU \
+                 enabled (Chrome/Edge 113+, Safari 26+, Firefox 141+ on Windows) over https or \
+                 localhost",
+            ));
+        }
+        let power_preference = match power_preference.as_deref() {
+            None | Some("") | Some("high-performance") => wgpu::PowerPreference::HighPerformance,
+            Some("low-power") => wgpu::PowerPreference::LowPower,
+            Some(other) => {
+                return Err(invalid(format!(
+                    "powerPreference `{other}`: expected 'high-performance' or 'low-power'"
+                )))
+            }
+        };
+        let inner = Engine::create(DeviceOptions {
+            power_preference,
+            ..DeviceOptions::default()
+        })
+        .await
+        .map_err(js_error)?;
+        Ok(WebEngine {
+            inner: Box::leak(Box::new(inner)),
+            alive: Rc::new(RefCell::new(true)),
+            current: Default::default(),
+        })
     }
 
-    /// Adapter, features, limits and profile fingerprint, as a JSON string.
+    /// Adapter, features, limits, fingerprint, GPU memory held and tuning records, as JSON.
     pub fn info(&self) -> String {
         let p = self.inner.profile();
+        let m = self.inner.pool.stats();
         serde_json::json!({
             "adapter": p.name,
             "backend": p.backend,
-            "features": { "shader_f16": p.f16, "timestamp_query": p.timestamps },
+            "features": {
+                "shader_f16": p.f16,
+                "timestamp_query": p.timestamps,
+                "subgroups": p.subgroups,
+            },
             "limits": p.limits,
             "fingerprint": p.fingerprint(),
+            "memory": {
+                "live_bytes": m.live_bytes,
+                "pooled_bytes": m.free_bytes,
+                "buffers_created": m.created,
+                "buffers_reused": m.reused,
+            },
+            "tuning": { "records": self.inner.export_tuning().len() },
         })
         .to_string()
+    }
+
+    /// Starts a streaming load (see `ModelLoad`). `format`: 'gguf', 'safetensors' or '' to
+    /// sniff; `total_bytes`: the file size, 0 when unknown; options: `{maxContext}`.
+    #[wasm_bindgen(js_name = beginLoad)]
+    pub fn begin_load(
+        &self,
+        format: &str,
+        total_bytes: f64,
+        options_json: &str,
+    ) -> Result<WebModelLoad, JsValue> {
+        self.check()?;
+        WebModelLoad::new(self, format, total_bytes, options_json)
+    }
+
+    /// A sentence embedder (BERT family) from the bytes of `config.json`, `model.safetensors`
+    /// and `tokenizer.json`.
+    #[wasm_bindgen(js_name = loadEmbedder)]
+    pub fn load_embedder(
+        &self,
+        config: &[u8],
+        weights: &[u8],
+        tokenizer: &[u8],
+        max_seq_len: u32,
+    ) -> Result<WebEmbedder, JsValue> {
+        self.check()?;
+        WebEmbedder::new(self, config, weights, tokenizer, max_seq_len)
+    }
+
+    /// The tuning records of this device as JSON (persist them; `importTuning` restores them).
+    #[wasm_bindgen(js_name = exportTuning)]
+    pub fn export_tuning(&self) -> Result<String, JsValue> {
+        serde_json::to_string(&self.inner.export_tuning())
+            .map_err(|e| js_err("INTERNAL", e.to_string()))
+    }
+
+    /// Adds tuning records (from `exportTuning`, here or on a device like this one); records
+    /// of other devices or other kernel versions are kept but never used.
+    #[wasm_bindgen(js_name = importTuning)]
+    pub fn import_tuning(&self, json: &str) -> Result<(), JsValue> {
+        let recs =
+            serde_json::from_str(json).map_err(|e| invalid(format!("tuning records: {e}")))?;
+        self.inner.import_tuning(recs);
+        Ok(())
+    }
+
+    /// Releases pooled (unused) GPU buffers.
+    #[wasm_bindgen(js_name = releaseMemory)]
+    pub fn release_memory(&self) {
+        self.inner.pool.trim();
+    }
+}
+
+impl WebEngine {
+    pub(crate) fn check(&self) -> Result<(), JsValue> {
+        if !*self.alive.borrow() {
+            return Err(js_err("DISPOSED", "the engine was disposed"));
+        }
+        self.inner.gpu.check_alive().map_err(js_error)
+    }
+}
+
+impl Drop for WebEngine {
+    fn drop(&mut self) {
+        *self.alive.borrow_mut() = false;
+        self.inner.pool.trim();
     }
 }

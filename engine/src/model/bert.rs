@@ -262,6 +262,16 @@ impl Bert {
         texts: &[&str],
         batch_size: usize,
     ) -> Result<(TokenIds, Embeddings)> {
+        pollster::block_on(self.embed_async(engine, texts, batch_size))
+    }
+
+    /// `embed` awaiting each batch's readback instead of blocking (the web's path).
+    pub async fn embed_async(
+        &self,
+        engine: &Engine,
+        texts: &[&str],
+        batch_size: usize,
+    ) -> Result<(TokenIds, Embeddings)> {
         let ids: Vec<Vec<u32>> = texts
             .iter()
             .map(|t| self.tokenize(t))
@@ -271,7 +281,7 @@ impl Bert {
             let mut rec = engine.recorder();
             let e = self.forward(&mut rec, chunk)?;
             rec.submit()?;
-            let flat = engine.read_f32(&e)?;
+            let flat: Vec<f32> = bytemuck::pod_collect_to_vec(&engine.read_bytes(&e).await?);
             out.extend(flat.chunks(self.config.hidden_size).map(|c| c.to_vec()));
         }
         Ok((ids, out))

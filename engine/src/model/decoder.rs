@@ -232,6 +232,17 @@ impl Decoder {
         })
     }
 
+    /// Every weight matrix, layer by layer, then the embedding and the output projection.
+    pub fn weights(&self) -> Vec<&Weight> {
+        let mut out: Vec<&Weight> = Vec::new();
+        for l in &self.layers {
+            out.extend([&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]);
+        }
+        out.push(&self.tok_embd);
+        out.extend(self.output.iter());
+        out
+    }
+
     pub(crate) fn output_norm(&self) -> &Tensor {
         &self.output_norm
     }

@@ -105,6 +105,43 @@ pub struct Step {
     pub record_s: f64,
 }
 
+/// Why a `Generation` stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// An end-of-generation token was sampled (it is reported).
+    Eog,
+    MaxTokens,
+    /// The KV cache is full.
+    Context,
+    /// `Session::stop`.
+    Stopped,
+    /// A step failed.
+    Error,
+}
+
+impl StopReason {
+    pub fn name(self) -> &'static str {
+        match self {
+            StopReason::Eog => "eog",
+            StopReason::MaxTokens => "max_tokens",
+            StopReason::Context => "context",
+            StopReason::Stopped => "stopped",
+            StopReason::Error => "error",
+        }
+    }
+}
+
+/// A generation in progress (see `Session::start`).
+pub struct Generation {
+    opts: GenerateOptions,
+    rng: Rng,
+    /// Fed at the next step: the prompt first, then the last sampled token.
+    input: Vec<u32>,
+    /// Tokens and top logits so far (timings are left to the caller).
+    pub stats: GenerateStats,
+    pub stop: Option<StopReason>,
+}
+
 /// A generation session: the decoder, its sampler, and the token sampled last but not yet fed
 /// back (it becomes the first input of the next call).
 pub struct Session {
@@ -147,7 +184,18 @@ impl Session {
     /// repetition penalty it holds the penalized values).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn step(&mut self, engine: &Engine, tokens: &[u32], s: &SampleSettings) -> Result<Step> {
-        let t0 = std::time::Instant::now();
+        pollster::block_on(self.step_async(engine, tokens, s))
+    }
+
+    /// `step` that awaits the sampled id instead of blocking (the web's path; native callers
+    /// may block on it).
+    pub async fn step_async(
+        &mut self,
+        engine: &Engine,
+        tokens: &[u32],
+        s: &SampleSettings,
+    ) -> Result<Step> {
+        let t0 = web_time::now();
         let mut rec = engine.recorder();
         // Single-token steps repeat the same allocations: an arena gives them the same
         // buffers (and cached bind groups) every time. Prefill uses the pool.
@@ -163,13 +211,102 @@ impl Session {
         self.sampler.record(&mut rec, &logits, s, &self.history)?;
         let dispatches = rec.stats.dispatches;
         rec.submit()?;
-        let record_s = t0.elapsed().as_secs_f64();
+        let record_s = web_time::now() - t0;
+        let words: Vec<u32> =
+            bytemuck::pod_collect_to_vec(&engine.read_bytes(self.sampler.result()).await?);
         Ok(Step {
-            result: self.sampler.read(engine)?,
+            result: SampleResult::from_words(&words)?,
             logits,
             dispatches,
             record_s,
         })
+    }
+
+    /// Begins a generation driven one token at a time by `next_token` (for callers that must
+    /// not block, such as the browser): `prompt` is fed after any pending token. The same seed
+    /// gives the same tokens as `generate`.
+    pub fn start(&mut self, prompt: &[u32], opts: &GenerateOptions) -> Result<Generation> {
+        opts.settings(0.0)?;
+        let mut input: Vec<u32> = self.pending.take().into_iter().collect();
+        input.extend_from_slice(prompt);
+        if input.is_empty() {
+            return Err(Error::InvalidArgument {
+                op: "generate",
+                detail: "the prompt is empty and no earlier token is pending".into(),
+            });
+        }
+        let stats = GenerateStats {
+            prompt_tokens: input.len(),
+            ..Default::default()
+        };
+        Ok(Generation {
+            opts: opts.clone(),
+            rng: Rng::new(opts.seed),
+            input,
+            stats,
+            stop: None,
+        })
+    }
+
+    /// The next token of `g`, or `None` once it has stopped (`g.stop` says why). The returned
+    /// token is not yet in the KV cache: the next call (or the next `generate`) feeds it.
+    pub async fn next_token(
+        &mut self,
+        engine: &Engine,
+        g: &mut Generation,
+        is_eog: &dyn Fn(u32) -> bool,
+    ) -> Result<Option<SampleResult>> {
+        if g.stop.is_none() && g.stats.tokens.len() >= g.opts.max_tokens {
+            g.stop = Some(StopReason::MaxTokens);
+        }
+        if g.stop.is_none() && self.position() + g.input.len() > self.decoder.max_context() {
+            g.stop = Some(StopReason::Context);
+        }
+        if g.stop.is_some() {
+            // Whatever was not fed waits for the next generation.
+            if let Some(&last) = g.input.last() {
+                if g.stats.tokens.last() == Some(&last) {
+                    self.pending = Some(last);
+                }
+            }
+            return Ok(None);
+        }
+        let input = std::mem::take(&mut g.input);
+        let settings = g.opts.settings(g.rng.uniform())?;
+        let step = match self.step_async(engine, &input, &settings).await {
+            Ok(s) => s,
+            Err(e) => {
+                g.stop = Some(StopReason::Error);
+                return Err(e);
+            }
+        };
+        let res = step.result;
+        g.stats.dispatches_per_token = step.dispatches;
+        g.stats.tokens.push(res.token);
+        g.stats.top_logits.push(res.top.clone());
+        g.input = vec![res.token];
+        if is_eog(res.token) {
+            g.stop = Some(StopReason::Eog);
+        }
+        if g.stop.is_some() || g.stats.tokens.len() >= g.opts.max_tokens {
+            self.pending = Some(res.token);
+            g.input.clear();
+            g.stop.get_or_insert(StopReason::MaxTokens);
+        }
+        Ok(Some(res))
+    }
+
+    /// Ends `g` early: its last token waits, unfed, for the next generation.
+    pub fn stop(&mut self, g: &mut Generation) {
+        if g.stop.is_none() {
+            g.stop = Some(StopReason::Stopped);
+            if let Some(&last) = g.input.last() {
+                if g.stats.tokens.last() == Some(&last) {
+                    self.pending = Some(last);
+                }
+            }
+            g.input.clear();
+        }
     }
 
     /// Feeds `prompt` (after any pending token) and generates up to `opts.max_tokens` tokens.

@@ -17,7 +17,7 @@ mod encode;
 
 use std::collections::HashMap;
 
-pub use decode::{chat_prompt, StreamDecoder};
+pub use decode::{chat_prompt, StreamDecoder, Utf8Stream};
 
 use crate::error::{Error, Result};
 use crate::loader::{MetaArray, MetaEntry, MetaValue, ValueType};

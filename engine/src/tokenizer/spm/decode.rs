@@ -78,8 +78,7 @@ fn strip_space(p: &[u8]) -> &[u8] {
 #[derive(Clone)]
 pub struct StreamDecoder<'a> {
     tok: &'a SpmTokenizer,
-    /// Bytes of an incomplete trailing UTF-8 sequence (at most 3).
-    pending: Vec<u8>,
+    utf8: Utf8Stream,
     strip_space: bool,
     special: bool,
 }
@@ -89,7 +88,7 @@ impl<'a> StreamDecoder<'a> {
     pub fn new(tok: &'a SpmTokenizer) -> Self {
         Self {
             tok,
-            pending: Vec::new(),
+            utf8: Utf8Stream::default(),
             strip_space: tok.add_space_prefix,
             special: false,
         }
@@ -119,8 +118,28 @@ impl<'a> StreamDecoder<'a> {
             &p[..]
         };
         self.strip_space = false;
-        self.pending.extend_from_slice(p);
-        Ok(self.drain())
+        Ok(self.utf8.push(p))
+    }
+
+    /// What is still held back, invalid sequences as U+FFFD (call at the end of a stream).
+    pub fn finish(&mut self) -> String {
+        self.utf8.finish()
+    }
+}
+
+/// Bytes in, complete UTF-8 out: the part of `StreamDecoder` that needs no tokenizer (owners
+/// of a tokenizer that cannot lend it, such as the web facade, feed it `piece` bytes).
+#[derive(Clone, Debug, Default)]
+pub struct Utf8Stream {
+    /// Bytes of an incomplete trailing UTF-8 sequence (at most 3).
+    pending: Vec<u8>,
+}
+
+impl Utf8Stream {
+    /// The text completed by `bytes` (a trailing incomplete character is held back).
+    pub fn push(&mut self, bytes: &[u8]) -> String {
+        self.pending.extend_from_slice(bytes);
+        self.drain()
     }
 
     /// What is still held back, invalid sequences as U+FFFD (call at the end of a stream).

@@ -1,0 +1,255 @@
+//! The tuning plan of a GGUF decoder: the kernels it actually runs, at its shapes. The
+//! quantized matvec of every distinct weight (format, N, K) for decode, the quantized matmul
+//! for a 128-token prefill, decode and prefill attention, and the fused norm and gate ops.
+//! Shared by `webjit tune --model` (weights synthesized from the header: timings do not depend
+//! on values) and the browser's `tune()` (the loaded model's own weights).
+
+use std::time::Duration;
+
+use webjit_jit::kernels::elementwise::{ElementwiseSpec, EwOp};
+use webjit_jit::kernels::rowwise::{RowOp, RowwiseSpec};
+use webjit_jit::quant::{self, GgmlType};
+
+use crate::error::Result;
+use crate::loader::ModelHeader;
+use crate::model::decoder::{Decoder, Weight};
+use crate::model::llm_config::DecoderConfig;
+use crate::ops::{self, AttentionOptions, DecodeOptions};
+use crate::tune::{Clock, TuneOptions, TuneReport};
+use crate::{Engine, KvCache, KvCacheOptions, QTensor, Tensor};
+
+/// Prompt length of the prefill problems.
+const PREFILL: usize = 128;
+/// KV length of the decode-attention problems.
+const CACHE: usize = 512;
+
+/// Seeded values in [-0.5, 0.5) (never zeros, which would hide wrong candidates).
+pub fn filled(e: &Engine, shape: &[usize], seed: u32) -> Result<Tensor> {
+    let n: usize = shape.iter().product();
+    let mut s = seed.wrapping_mul(2654435761).max(1);
+    let v: Vec<f32> = (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s as f32 / u32::MAX as f32) - 0.5
+        })
+        .collect();
+    e.upload_f32(shape, &v)
+}
+
+/// The distinct quantized matrices a header declares: (format, [N, K]).
+pub fn header_matrices(h: &ModelHeader) -> Vec<(GgmlType, [usize; 2])> {
+    let mut out: Vec<(GgmlType, [usize; 2])> = Vec::new();
+    for t in &h.tensors {
+        let (Some(fmt), [n, k]) = (GgmlType::from_name(t.dtype.name()), t.shape.as_slice()) else {
+            continue;
+        };
+        if matches!(fmt, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16) {
+            continue;
+        }
+        let m = (fmt, [*n as usize, *k as usize]);
+        if !out.contains(&m) {
+            out.push(m);
+        }
+    }
+    out
+}
+
+/// Synthesized weights with the header's formats and shapes.
+pub fn synth_matrices(e: &Engine, h: &ModelHeader) -> Result<Vec<QTensor>> {
+    header_matrices(h)
+        .iter()
+        .enumerate()
+        .map(|(i, &(fmt, [n, k]))| {
+            let raw = quant::synth_blocks(fmt, n * k / fmt.block_elems(), i as u64 + 1);
+            e.upload_quantized(fmt, [n, k], &raw)
+        })
+        .collect()
+}
+
+/// One loaded weight per distinct (format, shape) of the decoder.
+pub fn decoder_matrices(dec: &Decoder) -> Vec<QTensor> {
+    let mut out: Vec<QTensor> = Vec::new();
+    for w in dec.weights() {
+        if let Weight::Q(q) = w {
+            if !out
+                .iter()
+                .any(|o| o.format() == q.format() && o.shape() == q.shape())
+            {
+                out.push(q.clone());
+            }
+        }
+    }
+    out
+}
+
+/// How many problems `tune_decoder` runs for these matrices.
+pub fn problem_count(cfg: &DecoderConfig, mats: &[QTensor]) -> usize {
+    mats.iter()
+        .map(|m| if m.shape()[0] == cfg.vocab { 1 } else { 2 })
+        .sum::<usize>()
+        + 4
+}
+
+/// Tunes every problem of the plan within about `budget_s` seconds in all, reporting each
+/// result to `on_report` as it lands (progress for long runs).
+pub async fn tune_decoder(
+    e: &Engine,
+    cfg: &DecoderConfig,
+    mats: &[QTensor],
+    budget_s: f64,
+    clock: Clock<'_>,
+    on_report: &mut dyn FnMut(&TuneReport, usize),
+) -> Result<Vec<TuneReport>> {
+    let total = problem_count(cfg, mats);
+    let software =
+        format!("{:?}", e.gpu.info.device_type) == "Cpu" || e.profile().backend.contains("webgpu");
+    let deadline = clock() + budget_s;
+    // Budget shares follow the bytes each problem reads (a decode step is bound by weight
+    // reads): the vocabulary-sized output projection, the slowest op of a step, gets the most.
+    // The other problems count as one mid-sized matrix each. A problem that finishes early
+    // leaves its unused share to those after it.
+    let mid = mats.iter().map(|m| m.gguf_bytes()).min().unwrap_or(1) as f64;
+    let mut weights: Vec<f64> = Vec::new();
+    for m in mats {
+        weights.push(m.gguf_bytes() as f64);
+        if m.shape()[0] != cfg.vocab {
+            weights.push(m.gguf_bytes() as f64);
+        }
+    }
+    weights.extend([mid; 4]);
+    let opts = |i: usize| TuneOptions {
+        budget: Duration::from_secs_f64(
+            ((deadline - clock()) * weights[i.min(weights.len() - 1)]
+                / weights[i.min(weights.len() - 1)..]
+                    .iter()
+                    .sum::<f64>()
+                    .max(1.0))
+            .max(0.05),
+        ),
+        // Software adapters and browsers (whose readback alone takes milliseconds) need
+        // longer batches for stable timings.
+        min_batch: Duration::from_millis(if software { 20 } else { 5 }),
+        max_nmse: 1e-8,
+    };
+    let mut reports = Vec::new();
+    let mut done = |r: TuneReport, reports: &mut Vec<TuneReport>| {
+        on_report(&r, total);
+        reports.push(r);
+    };
+    for w in mats {
+        let [n, k] = w.shape();
+        let x1 = filled(e, &[1, k], 11)?;
+        let spec = ops::qmatvec_spec(&x1, w)?;
+        let r = e
+            .tune_async(&spec, &opts(reports.len()), clock, |rec, c| {
+                ops::qmatvec_with(rec, &x1, w, Some(c.clone()))
+            })
+            .await?;
+        done(r, &mut reports);
+        if n == cfg.vocab {
+            // The (tied) output projection only ever sees the last position: no prefill problem.
+            continue;
+        }
+        let xp = filled(e, &[PREFILL, k], 12)?;
+        let spec = ops::qmatmul_spec(&xp, w)?;
+        let r = e
+            .tune_async(&spec, &opts(reports.len()), clock, |rec, c| {
+                ops::qmatmul_with(rec, &xp, w, Some(c.clone()))
+            })
+            .await?;
+        done(r, &mut reports);
+    }
+    let (heads, kvh, hd) = (cfg.n_heads, cfg.n_kv_heads, cfg.head_dim);
+    // Prefill attention at the local layers' window (the most common layer kind).
+    let q = filled(e, &[1, PREFILL, heads, hd], 13)?;
+    let k = filled(e, &[1, PREFILL, kvh, hd], 14)?;
+    let v = filled(e, &[1, PREFILL, kvh, hd], 15)?;
+    let aopts = AttentionOptions {
+        causal: true,
+        window: cfg.window,
+        scale: Some(cfg.attn_scale),
+        ..Default::default()
+    };
+    let spec = ops::attention_spec(&q, &k, &v)?;
+    let r = e
+        .tune_async(&spec, &opts(reports.len()), clock, |rec, c| {
+            ops::attention_with(rec, &q, &k, &v, &aopts, Some(c.clone()))
+        })
+        .await?;
+    done(r, &mut reports);
+    // Decode attention against a filled cache.
+    let mut cache = KvCache::new(
+        e,
+        KvCacheOptions {
+            batch: 1,
+            n_kv_heads: kvh,
+            head_dim: hd,
+            capacity: CACHE,
+            ring: false,
+            dtype: None,
+        },
+    )?;
+    let kc = filled(e, &[1, CACHE, kvh, hd], 16)?;
+    let vc = filled(e, &[1, CACHE, kvh, hd], 17)?;
+    let mut rec = e.recorder();
+    cache.append(&mut rec, &kc, &vc)?;
+    rec.submit()?;
+    let q1 = filled(e, &[1, heads, hd], 18)?;
+    let dopts = DecodeOptions {
+        window: None,
+        scale: Some(cfg.attn_scale),
+        softcap: None,
+    };
+    let spec = ops::decode_spec(&q1, &cache, &dopts)?;
+    let r = e
+        .tune_async(&spec, &opts(reports.len()), clock, |rec, c| {
+            ops::attention_decode_with(rec, &q1, &cache, &dopts, Some(c.clone()), None)
+        })
+        .await?;
+    done(r, &mut reports);
+    // The fused decode-step ops.
+    let d = cfg.d_model;
+    let (x, res, w) = (
+        filled(e, &[1, d], 19)?,
+        filled(e, &[1, d], 20)?,
+        filled(e, &[d], 21)?,
+    );
+    let spec = RowwiseSpec {
+        op: RowOp::RmsNormAdd,
+        rows: 1,
+        cols: d as u64,
+    };
+    let r = e
+        .tune_async(&spec, &opts(reports.len()), clock, |rec, c| {
+            ops::rowwise_with(
+                rec,
+                RowOp::RmsNormAdd,
+                &x,
+                &[&w, &res],
+                cfg.eps,
+                0.0,
+                Some(c.clone()),
+            )
+        })
+        .await?;
+    done(r, &mut reports);
+    let (g, u) = (filled(e, &[1, cfg.ffn], 22)?, filled(e, &[1, cfg.ffn], 23)?);
+    let op = match cfg.arch {
+        crate::model::llm_config::Arch::Llama => EwOp::SiluMul,
+        _ => EwOp::GeluTanhMul,
+    };
+    let spec = ElementwiseSpec {
+        op,
+        len: cfg.ffn as u64,
+        b_len: cfg.ffn as u64,
+    };
+    let r = e
+        .tune_async(&spec, &opts(reports.len()), clock, |rec, c| {
+            ops::elementwise_with(rec, op, &g, Some(&u), 1.0, Some(c.clone()))
+        })
+        .await?;
+    done(r, &mut reports);
+    Ok(reports)
+}

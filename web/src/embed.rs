@@ -1,0 +1,87 @@
+//! `Embedder`: a BERT sentence encoder (mean pooling, L2 normalization).
+
+use std::rc::Rc;
+
+use wasm_bindgen::prelude::*;
+use webjit_engine::model::bert::Bert;
+use webjit_engine::Engine;
+
+use crate::{invalid, js_error, WebEngine};
+
+/// Sentences per GPU batch.
+const BATCH: usize = 32;
+
+#[wasm_bindgen(js_name = Embedder)]
+pub struct WebEmbedder {
+    engine: &'static Engine,
+    /// `None` once freed.
+    bert: Option<Rc<Bert>>,
+}
+
+impl WebEmbedder {
+    pub(crate) fn new(
+        e: &WebEngine,
+        config: &[u8],
+        weights: &[u8],
+        tokenizer: &[u8],
+        max_seq_len: u32,
+    ) -> Result<Self, JsValue> {
+        let max = if max_seq_len == 0 {
+            512
+        } else {
+            max_seq_len as usize
+        };
+        let bert = Bert::from_bytes(e.inner, config, weights, tokenizer, max).map_err(js_error)?;
+        Ok(Self {
+            engine: e.inner,
+            bert: Some(Rc::new(bert)),
+        })
+    }
+}
+
+#[wasm_bindgen(js_class = Embedder)]
+impl WebEmbedder {
+    /// Embeds a JSON array of strings; resolves to n * dim floats, row per text.
+    pub fn embed(&self, texts_json: &str) -> Result<js_sys::Promise, JsValue> {
+        let texts: Vec<String> = serde_json::from_str(texts_json)
+            .map_err(|e| invalid(format!("texts: {e} (expected a JSON array of strings)")))?;
+        let bert = self.model()?.clone();
+        let engine = self.engine;
+        Ok(wasm_bindgen_futures::future_to_promise(async move {
+            let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
+            let (_, emb) = bert
+                .embed_async(engine, &refs, BATCH)
+                .await
+                .map_err(js_error)?;
+            let flat: Vec<f32> = emb.into_iter().flatten().collect();
+            Ok(js_sys::Float32Array::from(&flat[..]).into())
+        }))
+    }
+
+    /// Width of each embedding.
+    pub fn dim(&self) -> Result<usize, JsValue> {
+        Ok(self.model()?.config.hidden_size)
+    }
+
+    /// Token ids of `text` (with [CLS]/[SEP], truncated to the model's length).
+    pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, JsValue> {
+        self.model()?.tokenize(text).map_err(js_error)
+    }
+}
+
+impl WebEmbedder {
+    fn model(&self) -> Result<&Rc<Bert>, JsValue> {
+        self.bert
+            .as_ref()
+            .ok_or_else(|| crate::js_err("DISPOSED", "the embedder was disposed"))
+    }
+}
+
+impl Drop for WebEmbedder {
+    fn drop(&mut self) {
+        // Release the weights first (a running embed() keeps its own reference), then
+        // give the pooled buffers back.
+        self.bert.take();
+        self.engine.pool.trim();
+    }
+}

@@ -1,0 +1,289 @@
+//! `ModelLoad`: a model file streamed in by JS, piece by piece, straight onto the GPU. Only
+//! the loader's small buffers and one partial quantized row live in wasm memory, so memory
+//! stays bounded far below the model size.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use wasm_bindgen::prelude::*;
+use webjit_engine::loader::{
+    Format, GpuSink, LoadEvent, LoadOptions, Loader, LoaderError, TensorInfo, TensorSink,
+};
+use webjit_engine::model::decoder::Decoder;
+use webjit_engine::model::generate::Session;
+use webjit_engine::model::llm_config::DecoderConfig;
+use webjit_engine::tokenizer::spm::SpmTokenizer;
+use webjit_engine::{Engine, Error};
+
+use crate::text::WebTextModel;
+use crate::{invalid, js_err, js_error, parse_opts, WebEngine};
+
+/// KV-cache length of global layers when the page does not say: browsers (and software
+/// adapters) have far less memory than the model's 32k context would take.
+const DEFAULT_MAX_CONTEXT: usize = 2048;
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct LoadOpts {
+    max_context: Option<usize>,
+}
+
+/// Counts loader events for progress reports and forwards the bytes to the GPU sink.
+struct ProgressSink {
+    gpu: GpuSink<'static>,
+    bytes: u64,
+    tensors_ready: usize,
+    n_tensors: usize,
+    layers_ready: usize,
+    n_layers: usize,
+    header: bool,
+    done: bool,
+}
+
+impl TensorSink for ProgressSink {
+    fn event(&mut self, event: &LoadEvent<'_>) -> Result<(), LoaderError> {
+        match event {
+            LoadEvent::Header(h) => {
+                self.header = true;
+                self.n_tensors = h.tensors.len();
+                self.n_layers = h.n_layers;
+            }
+            LoadEvent::Progress {
+                bytes,
+                tensors_ready,
+                ..
+            } => {
+                self.bytes = *bytes;
+                self.tensors_ready = *tensors_ready;
+            }
+            LoadEvent::LayerReady { .. } => self.layers_ready += 1,
+            LoadEvent::Done { bytes, tensors } => {
+                self.bytes = *bytes;
+                self.tensors_ready = *tensors;
+                self.done = true;
+            }
+            LoadEvent::TensorReady(_) => {}
+        }
+        self.gpu.event(event)
+    }
+
+    fn tensor_data(
+        &mut self,
+        info: &TensorInfo,
+        offset: u64,
+        bytes: &[u8],
+    ) -> Result<(), LoaderError> {
+        self.gpu.tensor_data(info, offset, bytes)
+    }
+
+    fn tensor_ready(&mut self, info: &TensorInfo) -> Result<(), LoaderError> {
+        self.gpu.tensor_ready(info)
+    }
+}
+
+struct Live {
+    /// Created once the format is known (from the option or the first 4 bytes).
+    loader: Option<Loader>,
+    /// First bytes held until the format can be sniffed.
+    prefix: Vec<u8>,
+    format: Option<Format>,
+    sink: ProgressSink,
+}
+
+/// A streaming model load (JS class `ModelLoad`).
+#[wasm_bindgen(js_name = ModelLoad)]
+pub struct WebModelLoad {
+    engine: &'static Engine,
+    alive: Rc<RefCell<bool>>,
+    current: crate::tune::CurrentModel,
+    total: u64,
+    max_context: usize,
+    /// `None` after `finish`, `abort` or a failed push: the load is over.
+    live: Option<Live>,
+}
+
+impl WebModelLoad {
+    pub(crate) fn new(
+        e: &WebEngine,
+        format: &str,
+        total_bytes: f64,
+        options_json: &str,
+    ) -> Result<Self, JsValue> {
+        let opts: LoadOpts = parse_opts("load", options_json)?;
+        let format = match format {
+            "" => None,
+            "gguf" => Some(Format::Gguf),
+            "safetensors" => Some(Format::Safetensors),
+            other => {
+                return Err(invalid(format!(
+                    "format `{other}`: expected 'gguf', 'safetensors' or ''"
+                )))
+            }
+        };
+        if !(total_bytes.is_finite() && total_bytes >= 0.0) {
+            return Err(invalid(format!("totalBytes {total_bytes} is not a size")));
+        }
+        let max_context = opts.max_context.unwrap_or(DEFAULT_MAX_CONTEXT);
+        if max_context == 0 {
+            return Err(invalid("maxContext must be at least 1"));
+        }
+        Ok(Self {
+            engine: e.inner,
+            alive: e.alive.clone(),
+            current: e.current.clone(),
+            total: total_bytes as u64,
+            max_context,
+            live: Some(Live {
+                loader: None,
+                prefix: Vec::new(),
+                format,
+                sink: ProgressSink {
+                    gpu: GpuSink::new(e.inner),
+                    bytes: 0,
+                    tensors_ready: 0,
+                    n_tensors: 0,
+                    layers_ready: 0,
+                    n_layers: 0,
+                    header: false,
+                    done: false,
+                },
+            }),
+        })
+    }
+
+    fn live(&mut self) -> Result<&mut Live, JsValue> {
+        if !*self.alive.borrow() {
+            self.live = None;
+            return Err(js_err("DISPOSED", "the engine was disposed"));
+        }
+        self.live
+            .as_mut()
+            .ok_or_else(|| js_err("INVALID_STATE", "this load has already finished or failed"))
+    }
+
+    fn progress(&self) -> String {
+        let Some(l) = &self.live else {
+            return "{}".into();
+        };
+        let s = &l.sink;
+        let phase = if s.done {
+            "done"
+        } else if s.header {
+            "weights"
+        } else {
+            "header"
+        };
+        serde_json::json!({
+            "loadedBytes": s.bytes + l.prefix.len() as u64,
+            "totalBytes": self.total,
+            "tensorsReady": s.tensors_ready,
+            "nTensors": s.n_tensors,
+            "layersReady": s.layers_ready,
+            "nLayers": s.n_layers,
+            "phase": phase,
+        })
+        .to_string()
+    }
+
+    /// Frees what was uploaded: dropping the sink returns its buffers to the pool, which is
+    /// then trimmed so the memory goes back to the browser.
+    fn end(&mut self) {
+        self.live = None;
+        self.engine.pool.trim();
+    }
+}
+
+#[wasm_bindgen(js_class = ModelLoad)]
+impl WebModelLoad {
+    /// Feeds the next bytes of the file (pieces may split anywhere). Returns the progress as
+    /// JSON. On bad bytes the load ends (its GPU memory is freed) and the error is thrown.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<String, JsValue> {
+        let total = self.total;
+        let live = self.live()?;
+        let r = push_into(live, chunk, total);
+        if let Err(e) = r {
+            self.end();
+            return Err(js_error(e));
+        }
+        Ok(self.progress())
+    }
+
+    /// After the last byte: builds the model. A GGUF decoder (gemma3, llama) becomes a
+    /// `TextModel`. Throws `BAD_MODEL_FILE` when the file is incomplete.
+    pub fn finish(&mut self) -> Result<WebTextModel, JsValue> {
+        self.live()?;
+        let Some(mut live) = self.live.take() else {
+            return Err(js_err("INVALID_STATE", "this load has already finished"));
+        };
+        let r = build(self.engine, &mut live, self.max_context);
+        drop(live);
+        match r {
+            Ok((session, tok, arch)) => {
+                let m = WebTextModel::new(self.engine, self.alive.clone(), session, tok, arch);
+                *self.current.borrow_mut() = Rc::downgrade(&m.inner);
+                Ok(m)
+            }
+            Err(e) => {
+                self.engine.pool.trim();
+                Err(js_error(e))
+            }
+        }
+    }
+
+    /// Stops the load and frees every GPU buffer it uploaded.
+    pub fn abort(&mut self) {
+        self.end();
+    }
+}
+
+fn push_into(live: &mut Live, chunk: &[u8], total: u64) -> Result<(), Error> {
+    if live.loader.is_none() {
+        live.prefix.extend_from_slice(chunk);
+        if live.format.is_none() && live.prefix.len() < 4 {
+            return Ok(());
+        }
+        let format = live
+            .format
+            .unwrap_or_else(|| Format::sniff(&live.prefix[..4]));
+        let opts = LoadOptions {
+            expected_len: (total > 0).then_some(total),
+            ..LoadOptions::default()
+        };
+        let mut loader = Loader::new(format, opts);
+        let first = std::mem::take(&mut live.prefix);
+        loader.push(&first, &mut live.sink)?;
+        live.loader = Some(loader);
+        return Ok(());
+    }
+    if let Some(loader) = live.loader.as_mut() {
+        loader.push(chunk, &mut live.sink)?;
+    }
+    Ok(())
+}
+
+fn build(
+    engine: &'static Engine,
+    live: &mut Live,
+    max_context: usize,
+) -> Result<(Session, SpmTokenizer, String), Error> {
+    let loader = live.loader.as_mut().ok_or_else(|| Error::BadModel {
+        detail: "the file ended before its header".into(),
+    })?;
+    loader.finish(&mut live.sink)?;
+    let header = loader.header().cloned().ok_or_else(|| Error::BadModel {
+        detail: "the file ended before its header".into(),
+    })?;
+    if header.format != Format::Gguf {
+        return Err(Error::Unsupported {
+            what: "text models load from GGUF files; safetensors sentence encoders load with \
+                     loadEmbedder"
+                .into(),
+        });
+    }
+    let cfg = DecoderConfig::from_header(&header)?;
+    let tok = SpmTokenizer::from_gguf(&header.metadata)?;
+    let arch = header.architecture.clone().unwrap_or_default();
+    let sink = std::mem::replace(&mut live.sink.gpu, GpuSink::new(engine));
+    let dec = Decoder::new(engine, cfg, sink, Some(max_context))?;
+    Ok((Session::new(engine, dec)?, tok, arch))
+}

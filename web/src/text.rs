@@ -1,0 +1,317 @@
+//! `TextModel`: a GGUF decoder with its tokenizer, generating one token per `next()` call
+//! (each awaits only the sampled id and the top logits).
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use wasm_bindgen::prelude::*;
+use webjit_engine::model::generate::{GenerateOptions, Generation, Session};
+use webjit_engine::tokenizer::spm::{chat_prompt, SpmTokenizer, Utf8Stream};
+use webjit_engine::Engine;
+
+use crate::{invalid, js_err, js_error, now_ms, parse_opts};
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+struct GenOpts {
+    max_tokens: usize,
+    temperature: f32,
+    top_k: u32,
+    top_p: f32,
+    repeat_penalty: f32,
+    seed: u64,
+}
+
+impl Default for GenOpts {
+    fn default() -> Self {
+        let d = GenerateOptions::default();
+        Self {
+            max_tokens: d.max_tokens,
+            temperature: d.temperature,
+            top_k: d.top_k,
+            top_p: d.top_p,
+            repeat_penalty: d.repeat_penalty,
+            seed: d.seed,
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Message {
+    role: String,
+    content: String,
+}
+
+struct Running {
+    gen: Generation,
+    text: Utf8Stream,
+    prefill_ms: f64,
+    decode_ms: f64,
+}
+
+pub(crate) struct Inner {
+    pub(crate) session: Session,
+    running: Option<Running>,
+}
+
+/// The model's state: lent out while a `next()` awaits the GPU.
+pub(crate) enum Slot {
+    Ready(Box<Inner>),
+    Busy,
+    Freed,
+}
+
+/// A loaded text model (JS class `TextModel`). `free()` releases its GPU memory.
+#[wasm_bindgen(js_name = TextModel)]
+pub struct WebTextModel {
+    engine: &'static Engine,
+    alive: Rc<RefCell<bool>>,
+    tok: Rc<SpmTokenizer>,
+    arch: String,
+    /// Shared with the promise of a running `next()` (and, weakly, with `Engine.tune`).
+    pub(crate) inner: Rc<RefCell<Slot>>,
+    /// `stop()` during a `next()`: honoured before the following step.
+    stop_requested: Rc<Cell<bool>>,
+}
+
+impl WebTextModel {
+    pub(crate) fn new(
+        engine: &'static Engine,
+        alive: Rc<RefCell<bool>>,
+        session: Session,
+        tok: SpmTokenizer,
+        arch: String,
+    ) -> Self {
+        Self {
+            engine,
+            alive,
+            tok: Rc::new(tok),
+            arch,
+            inner: Rc::new(RefCell::new(Slot::Ready(Box::new(Inner {
+                session,
+                running: None,
+            })))),
+            stop_requested: Rc::new(Cell::new(false)),
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Inner) -> Result<T, JsValue>) -> Result<T, JsValue> {
+        if !*self.alive.borrow() {
+            return Err(js_err("DISPOSED", "the engine was disposed"));
+        }
+        let mut g = self.inner.borrow_mut();
+        match &mut *g {
+            Slot::Ready(inner) => f(inner),
+            Slot::Busy => Err(js_err("BUSY", "the model is busy with a next() call")),
+            Slot::Freed => Err(js_err("DISPOSED", "the model was disposed")),
+        }
+    }
+}
+
+#[wasm_bindgen(js_class = TextModel)]
+impl WebTextModel {
+    /// `{architecture, n_layers, vocab, d_model, max_context, position}` as JSON.
+    pub fn info(&self) -> Result<String, JsValue> {
+        let arch = self.arch.clone();
+        self.with(|i| {
+            let c = &i.session.decoder.cfg;
+            Ok(serde_json::json!({
+                "architecture": arch,
+                "n_layers": c.n_layers,
+                "vocab": c.vocab,
+                "d_model": c.d_model,
+                "n_heads": c.n_heads,
+                "n_kv_heads": c.n_kv_heads,
+                "max_context": i.session.decoder.max_context(),
+                "position": i.session.position(),
+            })
+            .to_string())
+        })
+    }
+
+    /// Token ids of `text`, control tokens written in the text parsed as llama.cpp does.
+    pub fn tokenize(&self, text: &str, add_bos: bool) -> Vec<u32> {
+        self.tok.encode(text, add_bos)
+    }
+
+    /// Text of `ids` (control tokens hidden).
+    pub fn detokenize(&self, ids: &[u32]) -> Result<String, JsValue> {
+        self.tok.decode(ids).map_err(js_error)
+    }
+
+    /// The chat template applied to `[{role, content}]`, ending with the model-turn opener.
+    #[wasm_bindgen(js_name = chatPrompt)]
+    pub fn chat_prompt(&self, messages_json: &str) -> Result<String, JsValue> {
+        let msgs: Vec<Message> = serde_json::from_str(messages_json)
+            .map_err(|e| invalid(format!("messages: {e} (expected [{{role, content}}])")))?;
+        for m in &msgs {
+            if !matches!(m.role.as_str(), "user" | "model" | "assistant" | "system") {
+                return Err(invalid(format!(
+                    "message role `{}`: expected user, model, assistant or system",
+                    m.role
+                )));
+            }
+        }
+        let turns: Vec<(&str, &str)> = msgs
+            .iter()
+            .map(|m| (m.role.as_str(), m.content.as_str()))
+            .collect();
+        Ok(chat_prompt(&turns))
+    }
+
+    /// Begins generating after `prompt_ids` (fed after whatever the context already holds).
+    pub fn start(&self, prompt_ids: &[u32], options_json: &str) -> Result<(), JsValue> {
+        let o: GenOpts = parse_opts("generate", options_json)?;
+        let vocab = self.tok.vocab_size();
+        if let Some(bad) = prompt_ids.iter().find(|&&id| id as usize >= vocab) {
+            return Err(invalid(format!(
+                "prompt token id {bad} is outside the vocabulary of {vocab} tokens"
+            )));
+        }
+        let opts = GenerateOptions {
+            max_tokens: o.max_tokens,
+            temperature: o.temperature,
+            top_k: o.top_k,
+            top_p: o.top_p,
+            repeat_penalty: o.repeat_penalty,
+            seed: o.seed,
+        };
+        self.with(|i| {
+            if let Some(mut r) = i.running.take() {
+                i.session.stop(&mut r.gen);
+            }
+            let gen = i.session.start(prompt_ids, &opts).map_err(js_error)?;
+            self.stop_requested.set(false);
+            i.running = Some(Running {
+                gen,
+                text: Utf8Stream::default(),
+                prefill_ms: 0.0,
+                decode_ms: 0.0,
+            });
+            Ok(())
+        })
+    }
+
+    /// The next token as JSON: `{done: false, id, text, top}` or `{done: true, reason, ...}`.
+    pub fn next(&self) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        let tok = self.tok.clone();
+        let engine = self.engine;
+        let alive = self.alive.clone();
+        let stop = self.stop_requested.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            if !*alive.borrow() {
+                return Err(js_err("DISPOSED", "the engine was disposed"));
+            }
+            let taken = std::mem::replace(&mut *inner.borrow_mut(), Slot::Busy);
+            let mut i = match taken {
+                Slot::Ready(i) => i,
+                other => {
+                    let busy = matches!(other, Slot::Busy);
+                    *inner.borrow_mut() = other;
+                    return Err(if busy {
+                        js_err("BUSY", "another next() call is still running")
+                    } else {
+                        js_err("DISPOSED", "the model was disposed")
+                    });
+                }
+            };
+            let r = step(&mut i, engine, &tok, &stop).await;
+            // Give the state back, unless the model was freed meanwhile (then it drops here).
+            let mut slot = inner.borrow_mut();
+            if matches!(*slot, Slot::Busy) {
+                *slot = Slot::Ready(i);
+            }
+            r
+        })
+    }
+
+    /// Stops the running generation: the next `next()` reports `done` with reason 'stopped'.
+    pub fn stop(&self) -> Result<(), JsValue> {
+        if matches!(*self.inner.borrow(), Slot::Busy) {
+            self.stop_requested.set(true);
+            return Ok(());
+        }
+        self.with(|i| {
+            if let Some(r) = i.running.as_mut() {
+                i.session.stop(&mut r.gen);
+            }
+            Ok(())
+        })
+    }
+
+    /// Forgets the conversation (the KV cache starts over at position 0).
+    pub fn reset(&self) -> Result<(), JsValue> {
+        self.with(|i| {
+            i.running = None;
+            i.session.reset();
+            Ok(())
+        })
+    }
+}
+
+impl Drop for WebTextModel {
+    fn drop(&mut self) {
+        if let Ok(mut g) = self.inner.try_borrow_mut() {
+            *g = Slot::Freed;
+        }
+        self.engine.pool.trim();
+    }
+}
+
+/// One `next()`: the next token, or the end report.
+async fn step(
+    i: &mut Inner,
+    engine: &'static Engine,
+    tok: &SpmTokenizer,
+    stop: &Cell<bool>,
+) -> Result<JsValue, JsValue> {
+    let Some(r) = i.running.as_mut() else {
+        return Err(js_err("INVALID_STATE", "call start() before next()"));
+    };
+    if stop.take() {
+        i.session.stop(&mut r.gen);
+    }
+    let first = r.gen.stats.tokens.is_empty();
+    let t0 = now_ms();
+    let eog = |id: u32| tok.is_eog(id);
+    let res = i
+        .session
+        .next_token(engine, &mut r.gen, &eog)
+        .await
+        .map_err(js_error)?;
+    let dt = now_ms() - t0;
+    let Some(res) = res else {
+        let tail = r.text.finish();
+        let s = &r.gen.stats;
+        let out = serde_json::json!({
+            "done": true,
+            "reason": r.gen.stop.map(|s| s.name()).unwrap_or("stopped"),
+            "text": tail,
+            "promptTokens": s.prompt_tokens,
+            "tokens": s.tokens,
+            "prefillMs": r.prefill_ms,
+            "decodeMs": r.decode_ms,
+            "dispatchesPerToken": s.dispatches_per_token,
+        });
+        i.running = None;
+        return Ok(JsValue::from_str(&out.to_string()));
+    };
+    if first {
+        r.prefill_ms = dt;
+    } else {
+        r.decode_ms += dt;
+    }
+    let piece = tok.piece(res.token, false).map_err(js_error)?;
+    let text = r.text.push(&piece);
+    Ok(JsValue::from_str(
+        &serde_json::json!({
+            "done": false,
+            "id": res.token,
+            "text": text,
+            "eog": tok.is_eog(res.token),
+            "top": res.top,
+        })
+        .to_string(),
+    ))
+}

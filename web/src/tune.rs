@@ -1,0 +1,81 @@
+//! `engine.tune(budgetMs, onReport)`: tunes the kernels of the text model loaded last, on this
+//! device, within the budget; each problem's result is reported as it lands. Winners are used
+//! from the next op on; the page persists them with `exportTuning` (IndexedDB in the package).
+
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
+
+use wasm_bindgen::prelude::*;
+use webjit_engine::model::tune_plan;
+use webjit_engine::tune::TuneReport;
+
+use crate::text::Slot;
+use crate::{invalid, js_err, js_error, now_ms, WebEngine};
+
+/// The model `tune()` works on: the text model loaded last, while it lives.
+pub(crate) type CurrentModel = Rc<RefCell<Weak<RefCell<Slot>>>>;
+
+#[wasm_bindgen(js_class = Engine)]
+impl WebEngine {
+    /// Tunes the kernels of the text model loaded last within `budget_ms`. `on_report`, if
+    /// given, is called with each problem's report as JSON. Resolves to the whole report:
+    /// `{kernels: [...], spent_ms, geomean_speedup, records}`.
+    pub fn tune(
+        &self,
+        budget_ms: f64,
+        on_report: Option<js_sys::Function>,
+    ) -> Result<js_sys::Promise, JsValue> {
+        self.check()?;
+        if !(budget_ms.is_finite() && budget_ms > 0.0) {
+            return Err(invalid(format!("budgetMs {budget_ms} must be positive")));
+        }
+        let slot = self
+            .current
+            .borrow()
+            .upgrade()
+            .ok_or_else(|| js_err("INVALID_STATE", "load a text model before tuning"))?;
+        let engine = self.inner;
+        Ok(wasm_bindgen_futures::future_to_promise(async move {
+            let taken = std::mem::replace(&mut *slot.borrow_mut(), Slot::Busy);
+            let Slot::Ready(inner) = taken else {
+                *slot.borrow_mut() = taken;
+                return Err(js_err("BUSY", "the model is busy (generating or tuning)"));
+            };
+            let t0 = now_ms();
+            let clock = || now_ms() / 1e3;
+            let cfg = inner.session.decoder.cfg.clone();
+            let mats = tune_plan::decoder_matrices(&inner.session.decoder);
+            let mut report = |r: &TuneReport, total: usize| {
+                if let Some(f) = &on_report {
+                    let mut v = serde_json::to_value(r).unwrap_or_default();
+                    v["total"] = total.into();
+                    let _ = f.call1(&JsValue::NULL, &v.to_string().into());
+                }
+            };
+            let res =
+                tune_plan::tune_decoder(engine, &cfg, &mats, budget_ms / 1e3, &clock, &mut report)
+                    .await;
+            {
+                let mut s = slot.borrow_mut();
+                if matches!(*s, Slot::Busy) {
+                    *s = Slot::Ready(inner);
+                }
+            }
+            let reports = res.map_err(js_error)?;
+            let geo = if reports.is_empty() {
+                1.0
+            } else {
+                (reports.iter().map(|r| r.speedup.ln()).sum::<f64>() / reports.len() as f64).exp()
+            };
+            Ok(JsValue::from_str(
+                &serde_json::json!({
+                    "kernels": reports,
+                    "spent_ms": now_ms() - t0,
+                    "geomean_speedup": geo,
+                    "records": engine.export_tuning().len(),
+                })
+                .to_string(),
+            ))
+        }))
+    }
+}
