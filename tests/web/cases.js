@@ -135,6 +135,23 @@ async function bsCases(engine, log, configs, seed0) {
     const cmp = compare(res.output, want, F32_TOL);
     const label = `seed ${seed} ${JSON.stringify(c)}`;
     if (!cmp.ok) fail(`block-sparse ${label}: ${cmp.reason ?? `${cmp.bad} bad, worst ${JSON.stringify(cmp.worst)}, nmse ${cmp.nmse}`}`);
+    // The selection the engine reports: per row (dims [batch, heads, rows]), counts[row]
+    // block indices at indices[row * nBlocks ..]; the same sets as the reference's mask.
+    const rs = res.selection;
+    if (!rs) fail(`block-sparse ${label}: no selection returned`);
+    const nb = ref.nBlocks;
+    const nRows = rs.dims.reduce((a, x) => a * x, 1);
+    if (rs.nBlocks !== nb || nRows * nb !== sel.mask.length) {
+      fail(`block-sparse ${label}: selection dims ${JSON.stringify(rs.dims)} x ${rs.nBlocks} blocks, reference ${sel.mask.length / nb} rows x ${nb}`);
+    }
+    for (let r = 0; r < nRows; r++) {
+      const got = Array.from(rs.indices.subarray(r * nb, r * nb + rs.counts[r])).sort((a, b) => a - b);
+      const want = [];
+      for (let j = 0; j < nb; j++) if (sel.mask[r * nb + j]) want.push(j);
+      if (JSON.stringify(got) !== JSON.stringify(want)) {
+        fail(`block-sparse ${label}: selection row ${r}: blocks ${JSON.stringify(got)}, reference ${JSON.stringify(want)}`);
+      }
+    }
     const nSel = sel.mask.reduce((a, x) => a + x, 0);
     log(`  ok ${label} (${nSel} of ${sel.mask.length} row-blocks) nmse ${cmp.nmse.toExponential(2)}`);
   }

@@ -224,8 +224,16 @@ export interface AttentionResult {
 }
 
 export interface BlockSparseResult extends AttentionResult {
-  /** Selected key blocks per row: `blocks` is [rows, k]. */
-  selection?: { rows: number; k: number; blocks: Uint32Array };
+  /** With returnSelection: the key blocks each row chose. Rows are queries (perQuery) or
+   *  query blocks; row r holds counts[r] block indices at indices[r * nBlocks ...]. */
+  selection?: {
+    perQuery: boolean;
+    /** [batch, heads, rows] (static patterns: [1, 1, rows], shared). */
+    dims: number[];
+    nBlocks: number;
+    counts: Uint32Array;
+    indices: Uint32Array;
+  };
 }
 
 export interface TuneReport {
