@@ -112,6 +112,7 @@ async function main() {
     try {
       const v = buildViteApp(TOOLS);
       extraRoots.vite = v.dist;
+      process.on('exit', () => fs.rmSync(v.work, { recursive: true, force: true }));
       console.log(`vite: ${v.tarball} (${v.size} bytes) installed and built in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${v.files.join(', ')}`);
     } catch (e) {
       die(`npm pack / install / vite build failed: ${e.message}\n${e.stderr || ''}`);
