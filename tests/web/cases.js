@@ -442,6 +442,13 @@ export const cases = {
       if (JSON.stringify(again) !== JSON.stringify(full.map((t) => t.id))) fail(`after stops: ${again} vs ${full.map((t) => t.id)}`);
       const detok = await m.detokenize(again);
       if (text !== detok) fail(`streamed text ${JSON.stringify(text)} != detokenize ${JSON.stringify(detok)}`);
+      // A prompt prefilled while the file streams in gives the same tokens.
+      let prefilledLayers = 0;
+      const pm = await e.loadModel(TINY, { promptIds: prompt, onProgress: (p) => (prefilledLayers = p.layersPrefilled ?? 0) });
+      const pre = await collect(pm.generateTokens(null, { maxTokens: 4 }));
+      await pm.dispose();
+      if (JSON.stringify(pre.map((t) => t.id)) !== JSON.stringify(again)) fail(`prefilled during load: ${pre.map((t) => t.id)} vs ${again}`);
+      if (prefilledLayers !== pm.info.n_layers) fail(`layersPrefilled ${prefilledLayers}, n_layers ${pm.info.n_layers}`);
       const busy = m.generateTokens(prompt, { maxTokens: 1 });
       await busy.next();
       await expectCode(collect(m.generateTokens(prompt, { maxTokens: 1 })), 'BUSY', 'second generation while one runs');

@@ -63,6 +63,8 @@ export interface LoadProgress {
   nTensors: number;
   layersReady: number;
   nLayers: number;
+  /** Layers the streamed prompt has gone through (loads with `prompt`). */
+  layersPrefilled?: number;
   phase: 'header' | 'weights' | 'done';
   fromCache: boolean;
   /** Range requests made after dropped connections so far. */
@@ -84,6 +86,11 @@ export interface LoadModelOptions {
   maxContext?: number;
   /** 'gguf', or '' to detect from the first bytes (default). */
   format?: 'gguf' | '';
+  /** A prompt to prefill layer by layer while the file streams in (BOS added, control tokens
+   *  parsed); `generate(null, ...)` then starts from it. */
+  prompt?: string;
+  /** The same as token ids. */
+  promptIds?: ArrayLike<number>;
 }
 
 export interface GenerateOptions {
@@ -149,10 +156,11 @@ export declare class TextModel {
   };
   /** Final record of the last generation. */
   readonly lastStats: GenerateStats | null;
-  /** Text pieces as they are generated: `for await (const piece of model.generate(p))`. */
-  generate(prompt: string | ArrayLike<number>, opts?: GenerateOptions): AsyncGenerator<string, void>;
+  /** Text pieces as they are generated: `for await (const piece of model.generate(p))`.
+   *  `null` continues from the prompt prefilled by loadModel({prompt}). */
+  generate(prompt: string | ArrayLike<number> | null, opts?: GenerateOptions): AsyncGenerator<string, void>;
   /** Token ids with their top logits. */
-  generateTokens(prompt: string | ArrayLike<number>, opts?: GenerateOptions): AsyncGenerator<GeneratedToken, void>;
+  generateTokens(prompt: string | ArrayLike<number> | null, opts?: GenerateOptions): AsyncGenerator<GeneratedToken, void>;
   /** The answer to `messages` in the model's chat template (fresh context). */
   chat(messages: ChatMessage[], opts?: GenerateOptions): AsyncGenerator<string, void>;
   chatPrompt(messages: ChatMessage[]): Promise<string>;

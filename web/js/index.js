@@ -156,7 +156,8 @@ export class TextModel extends Handle {
 
   /**
    * Tokens as they are generated: {id, text, top: [[id, logit] x5]}. `prompt` is text or
-   * token ids. opts: {maxTokens, temperature, topK, topP, repeatPenalty, seed, signal,
+   * token ids, or null to continue from the prompt given to loadModel({prompt | promptIds})
+   * (prefilled while the file streamed in). opts: {maxTokens, temperature, topK, topP, repeatPenalty, seed, signal,
    * continue (keep the context instead of starting fresh), addBos, onDone(stats)}.
    * Aborting `signal` ends the iteration (stats.reason 'stopped'); it does not throw.
    */
@@ -170,7 +171,7 @@ export class TextModel extends Handle {
       for (const k of ['maxTokens', 'temperature', 'topK', 'topP', 'repeatPenalty', 'seed']) {
         if (opts[k] !== undefined) options[k] = opts[k];
       }
-      const src = typeof prompt === 'string' ? prompt : Uint32Array.from(prompt);
+      const src = prompt == null ? null : typeof prompt === 'string' ? prompt : Uint32Array.from(prompt);
       await this._call('start', { prompt: src, options, reset: !opts.continue, addBos: opts.addBos });
       for (;;) {
         if (signal?.aborted) {
@@ -271,14 +272,22 @@ export class Engine {
   /**
    * Streams a GGUF model into GPU memory. source: URL string | URL | File | Blob | Response |
    * ReadableStream | ArrayBuffer | typed array. opts: {onProgress, signal, cache: 'none' |
-   * 'cache-api', maxContext, format: 'gguf'|''}.
+   * 'cache-api', maxContext, format: 'gguf'|'', prompt | promptIds (prefilled layer by layer
+   * while the file streams in; then generate(null, ...) continues from it)}.
    */
   async loadModel(source, opts = {}) {
     const transfer = [];
     const src = prepareSource(source, transfer);
     const r = await this._call(
       'loadModel',
-      { ...src, format: opts.format ?? '', cache: opts.cache ?? 'none', maxContext: opts.maxContext },
+      {
+        ...src,
+        format: opts.format ?? '',
+        cache: opts.cache ?? 'none',
+        maxContext: opts.maxContext,
+        prompt: opts.prompt,
+        promptIds: opts.promptIds === undefined ? undefined : Uint32Array.from(opts.promptIds),
+      },
       { onEvent: (e) => e.type === 'progress' && opts.onProgress?.(e), signal: opts.signal, transfer },
     );
     const m = new TextModel(this, r.id, r.info, r.load);
