@@ -383,9 +383,9 @@ export const cases = {
     try {
       const key = uniq();
       let last = null;
-      // Sent at 4 MB/s so that the first bytes reach the reader before the cut (Chrome drops
+      // Sent at 1 MB/s so that the first bytes reach the reader before the cut (Chrome drops
       // what it has buffered when the connection fails).
-      const m = await e.loadModel(`${TINY}?drop=300000&rate=4000000&u=${key}`, { onProgress: (p) => (last = p) });
+      const m = await e.loadModel(`${TINY}?drop=300000&rate=1000000&u=${key}`, { onProgress: (p) => (last = p) });
       const reqs = (await json('/__log')).filter((r) => r.path.includes(key));
       if (reqs.length !== 2 || reqs[0].dropped !== 300000) fail(`expected a cut request and one more: ${JSON.stringify(reqs)}`);
       // The second request continues where the delivered bytes ended (what Chrome handed over
