@@ -366,10 +366,10 @@ export const cases = {
       log(`  per cycle: ${after.map((m) => `live ${m.live_bytes} pooled ${m.pooled_bytes} wasm ${m.wasm}`).join(' | ')}`);
       const tot = (m) => m.live_bytes + m.pooled_bytes;
       if (tot(after[4]) > tot(after[0])) fail(`GPU memory grew: ${JSON.stringify(after)}`);
-      // The wasm heap settles over the first cycles with generation (seen: +1 MiB once, then
-      // flat over 10 cycles; load/dispose alone: flat). A leak of the host copy of the weights
-      // (1 MiB a cycle) would add 4 MiB over cycles 1-5.
-      if (after[4].wasm - after[0].wasm >= 2 * MIB) fail(`wasm memory grew: ${after.map((m) => m.wasm).join(' -> ')}`);
+      // The wasm heap settles over the first cycles with generation (seen: +1 to +1.4 MiB in
+      // steps, then flat over 10 cycles; load/dispose alone: flat). A leak of the host copy of
+      // the weights (1 MiB a cycle) would add 4 MiB over cycles 1-5.
+      if (after[4].wasm - after[0].wasm >= 3 * MIB) fail(`wasm memory grew: ${after.map((m) => m.wasm).join(' -> ')}`);
       return { after };
     } finally {
       await e.dispose();
