@@ -9,11 +9,12 @@
 // error, reported on stderr, and makes the exit status 1; nothing is skipped quietly.
 //
 //   npm ci --prefix .cache/bench-tools   # after: cp benchmarks/web/package*.json .cache/bench-tools/
-//   node benchmarks/web/bench_minilm.mjs [--batch 1 32] [--min-s 5] [--warmup 2]
+//   node benchmarks/web/bench_minilm.mjs [--batch 1 32] [--min-s 5] [--warmup 1]
 //        [--engines webjit,ort-wasm,ort-webgpu] [--out FILE] [--no-isolation]
 // Env: WEBJIT_CHROMIUM (default /usr/bin/chromium), WEBJIT_WEB_TOOLS (playwright-core,
 // default .cache/web-tools), WEBJIT_BENCH_TOOLS (onnxruntime-web, default .cache/bench-tools),
 // WEBJIT_CACHE (models and onnx/, default ~/.cache/webjit).
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -58,7 +59,7 @@ function die(msg) {
 }
 
 function parseArgs(argv) {
-  const o = { batches: [1, 32], minS: 5, warmup: 2, engines: ENGINES, out: '', isolation: true };
+  const o = { batches: [1, 32], minS: 5, warmup: 1, engines: ENGINES, out: '', isolation: true };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const num = (v) => {
@@ -123,7 +124,12 @@ async function main() {
     benchmark: 'all-MiniLM-L6-v2 sentences/s in headless Chromium',
     date: new Date().toISOString(),
     command: `node benchmarks/web/bench_minilm.mjs ${process.argv.slice(2).join(' ')}`.trim(),
-    host: { cpus: os.cpus().length, cpu_model: os.cpus()[0]?.model, node: process.version },
+    // Other work on the machine slows every engine; the load average says how busy it was.
+    host: { cpus: os.cpus().length, cpu_model: os.cpus()[0]?.model, node: process.version, loadavg_start: os.loadavg() },
+    webjit_pkg: {
+      version: readJson(path.join(ROOT, 'web/pkg/package.json')).version,
+      wasm_sha256: crypto.createHash('sha256').update(fs.readFileSync(path.join(ROOT, 'web/pkg/wasm/webjit_web_bg.wasm'))).digest('hex'),
+    },
     chromium: { path: CHROMIUM, version: browser.version(), args: ARGS },
     settings: {
       batches: opt.batches,
@@ -145,6 +151,9 @@ async function main() {
       const consoleLines = [];
       page.on('console', (m) => consoleLines.push(`[${m.type()}] ${m.text()}`));
       page.on('pageerror', (e) => consoleLines.push(`[pageerror] ${e.message}`));
+      page.on('response', (res) => {
+        if (res.status() >= 400) consoleLines.push(`[error] HTTP ${res.status()} ${new URL(res.url()).pathname}`);
+      });
       const t0 = Date.now();
       let r;
       try {
@@ -168,6 +177,7 @@ async function main() {
         r = { error: msg.split('\n').slice(0, 8).join('\n'), console_tail: consoleLines.slice(-15) };
       }
       r.wall_s = Math.round((Date.now() - t0) / 100) / 10;
+      r.loadavg_after = os.loadavg();
       const warnings = consoleLines.filter((l) => /^\[(warning|error)\]/.test(l));
       if (!r.error && warnings.length) r.console_warnings = warnings.slice(0, 20);
       if (name === 'webjit' && !r.error) {
