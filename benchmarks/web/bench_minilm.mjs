@@ -151,9 +151,7 @@ async function main() {
       const consoleLines = [];
       page.on('console', (m) => consoleLines.push(`[${m.type()}] ${m.text()}`));
       page.on('pageerror', (e) => consoleLines.push(`[pageerror] ${e.message}`));
-      page.on('response', (res) => {
-        if (res.status() >= 400) consoleLines.push(`[error] HTTP ${res.status()} ${new URL(res.url()).pathname}`);
-      });
+      srv.log.splice(0);
       const t0 = Date.now();
       let r;
       try {
@@ -176,6 +174,8 @@ async function main() {
         const msg = String(e && e.message ? e.message : e).replace(/^page\.evaluate: /, '');
         r = { error: msg.split('\n').slice(0, 8).join('\n'), console_tail: consoleLines.slice(-15) };
       }
+      // The server sees the worker's requests too (page events do not).
+      for (const l of srv.log.splice(0)) if (l.status >= 400 && l.path !== "/favicon.ico") consoleLines.push(`[error] HTTP ${l.status} ${l.path}`);
       r.wall_s = Math.round((Date.now() - t0) / 100) / 10;
       r.loadavg_after = os.loadavg();
       const warnings = consoleLines.filter((l) => /^\[(warning|error)\]/.test(l));
