@@ -3,8 +3,9 @@
 //   ort-wasm    onnxruntime-web, wasm execution provider (threads when the page is isolated)
 //   ort-webgpu  onnxruntime-web, webgpu execution provider
 // at each batch size, on the 8 sentences of scripts/bench_onnxruntime_minilm.py repeated to the
-// batch. ORT is fed webjit's token ids and must agree with webjit's embeddings (cosine >=
-// 0.999 per sentence) before it is timed. Prints one JSON object and writes it to
+// batch. webjit must first agree with sentence-transformers (tests/data/minilm_refs.json,
+// cosine >= 0.9999); ORT is fed webjit's token ids and must agree with webjit's embeddings
+// (cosine >= 0.999 per sentence) before it is timed. Prints one JSON object and writes it to
 // benchmarks/web/results/<date>-swiftshader.json. An engine that fails is recorded with its
 // error, reported on stderr, and makes the exit status 1; nothing is skipped quietly.
 //
@@ -55,6 +56,9 @@ const SENTENCES = [
 ];
 const ENGINES = ['webjit', 'ort-wasm', 'ort-webgpu'];
 const MIN_COSINE = 0.999;
+// webjit against sentence-transformers: the bound of the browser test (tests/web/cases.js).
+const MIN_GOLDEN_COSINE = 0.9999;
+const GOLDEN = path.join(ROOT, 'tests/data/minilm_refs.json');
 
 function die(msg) {
   console.error(`bench_minilm: FAIL: ${msg}`);
@@ -111,6 +115,10 @@ async function main() {
   const models = modelDir();
   if (!fs.existsSync(path.join(models, 'all-MiniLM-L6-v2/model.safetensors'))) die(`${models}/all-MiniLM-L6-v2 is missing: run \`make models\``);
   if (!fs.existsSync(ONNX)) die(`${ONNX} is missing: run scripts/bench_onnxruntime_minilm.py once (it exports the model)`);
+  if (!fs.existsSync(GOLDEN)) die(`${GOLDEN} is missing`);
+  // Short sentences only: the 256-token one would take minutes on SwiftShader.
+  const golden = readJson(GOLDEN).sentences.filter((s) => s.token_ids.length <= 32).map((s) => ({ text: s.text, embedding: s.embedding }));
+  if (!golden.length) die(`${GOLDEN} has no sentence of <= 32 tokens`);
   const { chromium } = await import(pathToFileURL(pw).href);
 
   const srv = await startServer({ bench: HERE, ort: ortDist, onnx: path.dirname(ONNX) });
@@ -143,6 +151,7 @@ async function main() {
       batch_rule: 'the 8 sentences repeated in order to the batch size',
       cross_origin_isolation_headers: opt.isolation,
       min_cosine_vs_webjit: MIN_COSINE,
+      min_cosine_webjit_vs_sentence_transformers: MIN_GOLDEN_COSINE,
     },
     onnxruntime_web: { version: ortVersion, model: ONNX, model_bytes: fs.statSync(ONNX).size },
     engines: {},
@@ -168,6 +177,8 @@ async function main() {
           minS: opt.minS,
           warmup: opt.warmup,
           minCosine: MIN_COSINE,
+          minGoldenCosine: MIN_GOLDEN_COSINE,
+          golden: name === 'webjit' ? golden : [],
           modelUrl: '/models/all-MiniLM-L6-v2/',
           onnxUrl: `/onnx/${path.basename(ONNX)}`,
           ortDir: '/ort',

@@ -73,6 +73,15 @@ async function benchWebjit(p) {
     const info = await engine.info();
     const emb = await engine.loadEmbedder(p.modelUrl);
     const loadMs = performance.now() - t0;
+    // webjit itself against sentence-transformers (tests/data/minilm_refs.json, the short
+    // sentences), so that the reference ORT is checked against is right too.
+    const golden = await emb.embed(p.golden.map((g) => g.text));
+    let worstGolden = 1;
+    golden.forEach((v, i) => {
+      const c = cosine(v, p.golden[i].embedding);
+      worstGolden = Math.min(worstGolden, c);
+      if (!(c >= p.minGoldenCosine)) fail(`webjit disagrees with sentence-transformers on ${JSON.stringify(p.golden[i].text.slice(0, 40))}: cosine ${c} < ${p.minGoldenCosine}`);
+    });
     const ids = [];
     for (const s of p.sentences) ids.push(Array.from(await emb.tokenize(s)));
     const vecs = (await emb.embed(p.sentences)).map((v) => Array.from(v));
@@ -87,6 +96,8 @@ async function benchWebjit(p) {
       page,
       engine_info: { adapter: info.adapter, backend: info.backend, features: info.features, version: info.version },
       load_ms: Math.round(loadMs),
+      worst_cosine_vs_sentence_transformers: worstGolden,
+      golden_sentences: golden.length,
       dim: emb.dim,
       ids,
       vecs,
