@@ -6,7 +6,7 @@
 // batch. webjit must first agree with sentence-transformers (tests/data/minilm_refs.json,
 // cosine >= 0.9999); ORT is fed webjit's token ids and must agree with webjit's embeddings
 // (cosine >= 0.999 per sentence) before it is timed. Prints one JSON object and writes it to
-// benchmarks/web/results/<date>-swiftshader.json. An engine that fails is recorded with its
+// benchmarks/web/results/<date>-<adapter architecture>.json (-swiftshader.json here). An engine that fails is recorded with its
 // error, reported on stderr, and makes the exit status 1; nothing is skipped quietly.
 //
 //   npm ci --prefix .cache/bench-tools   # after: cp benchmarks/web/package*.json .cache/bench-tools/
@@ -190,7 +190,7 @@ async function main() {
         r = { error: msg.split('\n').slice(0, 8).join('\n'), console_tail: consoleLines.slice(-15) };
       }
       // The server sees the worker's requests too (page events do not).
-      for (const l of srv.log.splice(0)) if (l.status >= 400 && l.path !== "/favicon.ico") consoleLines.push(`[error] HTTP ${l.status} ${l.path}`);
+      for (const l of srv.log.splice(0)) if (l.status >= 400 && l.path !== '/favicon.ico') consoleLines.push(`[error] HTTP ${l.status} ${l.path}`);
       r.wall_s = Math.round((Date.now() - t0) / 100) / 10;
       r.loadavg_after = os.loadavg();
       const warnings = consoleLines.filter((l) => /^\[(warning|error)\]/.test(l));
@@ -213,7 +213,9 @@ async function main() {
   }
   const text = JSON.stringify(out, null, 2);
   console.log(text);
-  const file = opt.out || path.join(HERE, 'results', `${out.date.slice(0, 10)}-swiftshader.json`);
+  // Named by the adapter, so a run on a real GPU cannot be taken for a SwiftShader one.
+  const arch = String(out.engines.webjit?.page?.adapter?.architecture || 'unknown-adapter').replace(/[^a-z0-9_-]+/gi, '_');
+  const file = opt.out || path.join(HERE, 'results', `${out.date.slice(0, 10)}-${arch}.json`);
   fs.mkdirSync(path.dirname(file), { recursive: true });
   fs.writeFileSync(file, text + '\n');
   console.error(`bench_minilm: wrote ${path.relative(process.cwd(), file)}`);
