@@ -6,8 +6,9 @@
 // batch. webjit must first agree with sentence-transformers (tests/data/minilm_refs.json,
 // cosine >= 0.9999); ORT is fed webjit's token ids and must agree with webjit's embeddings
 // (cosine >= 0.999 per sentence) before it is timed. Prints one JSON object and writes it to
-// benchmarks/web/results/<date>-<adapter architecture>.json (-swiftshader.json here). An engine that fails is recorded with its
-// error, reported on stderr, and makes the exit status 1; nothing is skipped quietly.
+// benchmarks/web/results/<date>-<adapter architecture>.json (-swiftshader.json here). An
+// engine that fails is recorded with its error, reported on stderr, and makes the exit status
+// 1; nothing is skipped quietly.
 //
 //   npm ci --prefix .cache/bench-tools   # after: cp benchmarks/web/package*.json .cache/bench-tools/
 //   node benchmarks/web/bench_minilm.mjs [--batch 1 32] [--min-s 5] [--warmup 1]
