@@ -152,10 +152,12 @@ export function setupChat(engine, { file, url, maxTokens, onModel, onActivity, s
       }
       const s = model.lastStats;
       if (s) {
-        const rate = s.decodeMs > 0 ? (s.tokens / (s.decodeMs / 1000)).toFixed(2) : '–';
+        // `tokens` is the generated ids in this package version (a count in index.d.ts).
+        const n = Array.isArray(s.tokens) ? s.tokens.length : Number(s.tokens) || 0;
+        const rate = s.decodeMs > 0 && n ? (n / (s.decodeMs / 1000)).toFixed(2) : '–';
         $('tok-rate').textContent = `${rate} tok/s`;
-        $('gen-stats').textContent = ` · ${s.tokens} tokens, prompt ${s.promptTokens} tokens in ${(s.prefillMs / 1000).toFixed(2)} s, ${s.reason === 'eog' ? 'end of turn' : s.reason}`;
-        out.dataset.tokens = String(s.tokens);
+        $('gen-stats').textContent = ` · ${n} tokens, prompt ${s.promptTokens} tokens in ${(s.prefillMs / 1000).toFixed(2)} s, ${s.reason === 'eog' ? 'end of turn' : s.reason}`;
+        out.dataset.tokens = String(n);
         out.dataset.reason = s.reason;
       }
     } catch (e) {

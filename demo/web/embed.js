@@ -88,6 +88,7 @@ export function setupEmbeddings(engine, { url, onActivity }) {
   const status = $('embed-status');
   let embedder = null;
   let busy = false;
+  let last = null; // {lines, sim} of the heatmap shown
   panel.dataset.state = 'idle';
   btn.disabled = false;
 
@@ -113,6 +114,7 @@ export function setupEmbeddings(engine, { url, onActivity }) {
       const ms = performance.now() - t0;
       const sim = cosineMatrix(vecs);
       drawHeatmap($('heatmap'), lines, sim);
+      last = { lines, sim };
       status.textContent = `${lines.length} sentences → ${embedder.dim}-d vectors in ${ms.toFixed(0)} ms`;
       panel.dataset.state = 'done';
       panel.dataset.n = String(lines.length);
@@ -128,5 +130,5 @@ export function setupEmbeddings(engine, { url, onActivity }) {
   }
 
   btn.addEventListener('click', () => run().catch(() => {}));
-  return { run };
+  return { run, get shown() { return last; } };
 }

@@ -156,15 +156,11 @@ async function stepEmbed(page) {
   const st = await page.evaluate(() => ({ state: document.getElementById('embed').dataset.state, n: document.getElementById('embed').dataset.n, status: document.getElementById('embed-status').textContent }));
   if (st.state !== 'done') fail(`embeddings: ${st.status}`);
   if (st.n !== '6') fail(`heatmap of ${st.n} sentences, want the 6 sample ones`);
-  // Paraphrases score above unrelated pairs (as drawn: recomputed from the canvas text would be
-  // brittle, so the page's own numbers are read back through its module).
-  const sims = await page.evaluate(async () => {
-    const { cosineMatrix } = await import('/embed.js');
-    const emb = await window.demo.engine.loadEmbedder('/models/all-MiniLM-L6-v2/');
-    const v = await emb.embed(['A man is eating food.', 'A man eats a meal.', 'The stock market fell sharply.']);
-    await emb.dispose();
-    const m = cosineMatrix(v);
-    return [m[0][1], m[0][2]];
+  // Paraphrases score above unrelated pairs in the matrix the page drew.
+  const sims = await page.evaluate(() => {
+    const { lines, sim } = window.demo.panels.embed.shown;
+    const at = (s) => lines.indexOf(s);
+    return [sim[at('A man is eating food.')][at('A man eats a meal.')], sim[at('A man is eating food.')][at('The stock market fell sharply.')]];
   });
   if (!(sims[0] > sims[1] + 0.3)) fail(`paraphrase cosine ${sims[0]} not well above unrelated ${sims[1]}`);
   const s = await shot(page, page.locator('#heatmap'), 'heatmap', { minVariance: 200, minColours: 20 });
@@ -320,7 +316,7 @@ async function testNoWebGPU(chromium, origin) {
       if (!st.text.includes(want)) fail(`the no-WebGPU message does not mention ${want}: ${JSON.stringify(st.text)}`);
     }
     await shot(page, page.locator('#nogpu'), 'no-webgpu', { minVariance: 20 });
-    console.log(`PASS demo/nowebgpu: ${JSON.stringify(st.text.split('\n').slice(1, 2)[0])}`);
+    console.log(`PASS demo/nowebgpu: ${JSON.stringify(st.text.split('\n').filter(Boolean)[1])}`);
   } finally {
     await ctx.close().catch(() => {});
     await browser.close().catch(() => {});
