@@ -36,10 +36,11 @@ function cell(tr, text, cls) {
   return td;
 }
 
-function codeCell(tr, text) {
+function codeCell(tr, text, full = text) {
   const td = document.createElement('td');
   const c = document.createElement('code');
   c.textContent = text;
+  c.title = full;
   td.append(c);
   tr.append(td);
 }
@@ -129,8 +130,10 @@ export function setupDevice(engine) {
     const tr = document.createElement('tr');
     codeCell(tr, row.kernel);
     codeCell(tr, row.problem);
-    codeCell(tr, row.defaultKey);
-    codeCell(tr, row.winnerKey === row.defaultKey ? '(default)' : row.winnerKey);
+    // Config keys repeat the kernel's name: show the rest (the full key is the tooltip).
+    const short = (key) => (key.startsWith(`${row.kernel}.`) ? key.slice(row.kernel.length + 1) : key);
+    codeCell(tr, short(row.defaultKey), row.defaultKey);
+    codeCell(tr, row.winnerKey === row.defaultKey ? '(default)' : short(row.winnerKey), row.winnerKey);
     cell(tr, Number.isFinite(row.defaultUs) ? row.defaultUs.toFixed(1) : '–', 'num');
     cell(tr, Number.isFinite(row.tunedUs) ? row.tunedUs.toFixed(1) : '–', 'num');
     const sp = cell(tr, Number.isFinite(row.speedup) ? `${row.speedup.toFixed(2)}×` : '–', 'num');
