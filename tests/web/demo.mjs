@@ -8,7 +8,8 @@
 //
 // Screenshots go to $WEBJIT_ARTIFACTS (default .cache/test-artifacts/demo, gitignored); each is
 // checked for content by drawing it back into a canvas and measuring its pixel variance.
-// Env: WEBJIT_CHROMIUM (default /usr/bin/chromium), WEBJIT_WEB_TOOLS (npm tools dir).
+// Env: WEBJIT_CHROMIUM (default /usr/bin/chromium), WEBJIT_WEB_TOOLS (npm tools dir),
+// WEBJIT_DEMO_ORIGIN (test a running server, e.g. `webjit serve`, instead of demo-server.mjs).
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -356,7 +357,10 @@ async function main() {
   }
   const { chromium } = await import(pathToFileURL(pw).href);
   fs.mkdirSync(ARTIFACTS, { recursive: true });
-  const srv = await startDemoServer();
+  // WEBJIT_DEMO_ORIGIN=http://127.0.0.1:PORT tests a server already running (`webjit serve`).
+  const srv = process.env.WEBJIT_DEMO_ORIGIN
+    ? { origin: process.env.WEBJIT_DEMO_ORIGIN.replace(/\/$/, ''), server: { close() {} } }
+    : await startDemoServer();
   const t0 = Date.now();
   try {
     const shotAt = process.argv.indexOf('--readme-shot');
