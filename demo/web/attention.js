@@ -186,6 +186,7 @@ export function setupAttention(engine, { onActivity }) {
     ctx.strokeStyle = '#7a4500';
     ctx.lineWidth = 2;
     ctx.strokeRect(qx * c + 1, qy * c + 1, c - 2, c - 2);
+    panel.dataset.blocks = blocks.map(([by, bx]) => by * Math.ceil(SIDE / last.block) + bx).join(',');
     panel.dataset.query = `${qy},${qx}`;
     panel.dataset.attended = String(count);
     const what = last.kind === 'na'

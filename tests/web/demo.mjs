@@ -212,6 +212,30 @@ async function stepAttention(page) {
     const n = await clickCell(page, y, x);
     // 3 blocks of 64 tokens, minus the query cell drawn in its own colour (counted still).
     if (n !== 3 * 64) fail(`block-sparse query (${y}, ${x}): ${n} keys drawn, want 3 blocks of 64`);
+    // The drawn blocks are MoBA's top 3 gates (q . mean of the block's k, head 0), recomputed
+    // here from the page's seeded inputs.
+    const ref = await page.evaluate(async ([qy, qx]) => {
+      const { makeInputs } = await import('/attention.js');
+      const { q, k } = makeInputs();
+      const side = 32, heads = 2, dim = 32, b = 8, per = side / b;
+      const qv = q.subarray((qy * side + qx) * heads * dim, (qy * side + qx) * heads * dim + dim);
+      const gates = [];
+      for (let blk = 0; blk < per * per; blk++) {
+        const mean = new Float64Array(dim);
+        const by = Math.floor(blk / per), bx = blk % per;
+        for (let yy = by * b; yy < by * b + b; yy++) for (let xx = bx * b; xx < bx * b + b; xx++) {
+          const off = (yy * side + xx) * heads * dim;
+          for (let i = 0; i < dim; i++) mean[i] += k[off + i] / (b * b);
+        }
+        let g = 0;
+        for (let i = 0; i < dim; i++) g += qv[i] * mean[i];
+        gates.push([g, blk]);
+      }
+      gates.sort((a, c) => c[0] - a[0] || a[1] - c[1]);
+      return { top: gates.slice(0, 3).map((g) => g[1]).sort((a, c) => a - c), margin: gates[2][0] - gates[3][0], drawn: document.getElementById('attention').dataset.blocks };
+    }, [y, x]);
+    if (ref.margin < 1e-3) fail(`query (${y}, ${x}): the 3rd and 4th gates are within ${ref.margin}: pick another test query`);
+    if (ref.drawn !== ref.top.join(',')) fail(`block-sparse query (${y}, ${x}): drawn blocks ${ref.drawn}, top-3 gates ${ref.top.join(',')}`);
   }
   const bt = await page.evaluate(() => ({ ...document.getElementById('attn-times').dataset }));
   if (!(Number(bt.opMs) > 0)) fail(`block-sparse time: ${JSON.stringify(bt)}`);
