@@ -159,13 +159,14 @@ export function setupChat(engine, { file, url, maxTokens, onModel, onActivity, s
         $('gen-stats').textContent = ` · ${n} tokens, prompt ${s.promptTokens} tokens in ${(s.prefillMs / 1000).toFixed(2)} s, ${s.reason === 'eog' ? 'end of turn' : s.reason}`;
         out.dataset.tokens = String(n);
         out.dataset.reason = s.reason;
+        out.classList.toggle('stopped', s.reason === 'stopped');
       }
     } catch (e) {
       note(`error: ${e.code ?? ''} ${e.message}`);
       $('tok-rate').textContent = '';
     } finally {
       out.classList.remove('streaming');
-      if (!answer) out.textContent = ac.signal.aborted ? '(stopped)' : '(no answer)';
+      if (!answer && !ac.signal.aborted) out.textContent = '(no answer)';
       history.push({ role: 'model', content: answer });
       generation = null;
       out.dataset.done = '1';
