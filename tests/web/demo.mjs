@@ -356,12 +356,18 @@ async function readmeShot(chromium, origin, out) {
   try {
     await page.goto(`${origin}/?maxTokens=${Number(process.env.DEMO_SHOT_TOKENS || 12)}`);
     await stepLoad(page);
-    await page.locator('#tune-budget').fill('3000');
-    await page.locator('#tune').click();
-    await waitFor(page, 'tuning', () => ['done', 'error'].includes(document.getElementById('device').dataset.tune), null, 600000);
     const ans = await sendMessage(page, process.env.DEMO_SHOT_PROMPT || 'Write a haiku about the sea.');
     await waitFor(page, 'the answer', () => [...document.querySelectorAll('#messages .msg.model')].pop().dataset.done === '1', null, 1800000);
-    console.log(`answer: ${await ans.textContent()}`);
+    console.log(`answer: ${await ans.textContent()} (${await page.locator('#tok-rate').textContent()})`);
+    // Tuning Gemma's kernels on SwiftShader overruns its budget by far: the shot is taken
+    // when it is done or after DEMO_SHOT_TUNE_S seconds, whichever comes first.
+    await page.locator('#tune-budget').fill(process.env.DEMO_SHOT_BUDGET_MS || '1000');
+    await page.locator('#tune').click();
+    await page.waitForFunction(() => ['done', 'error'].includes(document.getElementById('device').dataset.tune), null, {
+      timeout: Number(process.env.DEMO_SHOT_TUNE_S || 900) * 1000,
+      polling: 1000,
+    }).catch(() => console.log('tuning still running: screenshot without its table'));
+    console.log(`tune: ${await page.locator('#tune-status').textContent()}`);
     const main = await page.locator('main').boundingBox();
     const dev = await page.locator('#device').boundingBox();
     await page.screenshot({ path: out, clip: { x: main.x, y: 0, width: main.width, height: dev.y + dev.height + 8 } });
