@@ -66,6 +66,7 @@ export function setupDevice(engine) {
   let model = null;
   let tuning = false;
   let refreshing = null;
+  let shownStored = false;
   panel.dataset.tune = 'idle';
 
   function dl(pairs) {
@@ -114,6 +115,10 @@ export function setupDevice(engine) {
           ['fingerprint', i.fingerprint],
         ]);
         panel.dataset.records = String(records);
+        if (records > 0 && !tuning && !tbody.childElementCount && !shownStored) {
+          shownStored = true;
+          await showStored(i.fingerprint);
+        }
         limitsTable(i.limits);
         $('version').textContent = `webjit ${i.version ?? ''}`;
       } catch (e) {
@@ -139,6 +144,18 @@ export function setupDevice(engine) {
     const sp = cell(tr, Number.isFinite(row.speedup) ? `${row.speedup.toFixed(2)}×` : '–', 'num');
     if (row.speedup > 1.05) sp.classList.add('speedup-up');
     tbody.append(tr);
+  }
+
+  /** The records kept from an earlier visit (IndexedDB), in the table until the next tuning. */
+  async function showStored(fingerprint) {
+    const doc = JSON.parse(await engine.exportTuning());
+    const recs = doc.devices?.[fingerprint] ?? {};
+    for (const [key, r] of Object.entries(recs)) {
+      addRow({ tune_key: key, default_key: r.default, winner_key: r.winner, default_us: r.default_us, tuned_us: r.tuned_us, speedup: r.default_us / r.tuned_us });
+    }
+    const n = Object.keys(recs).length;
+    if (n) $('tune-status').textContent = `${n} records kept from an earlier tuning of this device (IndexedDB)`;
+    panel.dataset.stored = String(n);
   }
 
   async function tune(budgetMs = Number($('tune-budget').value) || 5000) {

@@ -296,6 +296,9 @@ async function stepReload(page) {
     return dts.find((d) => d.textContent === 'tuning records')?.nextElementSibling.textContent;
   });
   if (!/loaded from IndexedDB/.test(rec)) fail(`after reload, tuning records: ${rec}`);
+  await waitFor(page, 'stored records in the tuning table', () => Number(document.getElementById('device').dataset.stored) > 0, null, 10000);
+  const rows = await page.locator('#tune-table tbody tr').count();
+  if (rows !== Number(/^\d+/.exec(rec)[0])) fail(`after reload: ${rows} table rows for ${rec}`);
   console.log(`  reload: tuning records ${rec}`);
 }
 
