@@ -39,7 +39,11 @@ function cell(tr, text, cls) {
 function codeCell(tr, text, full = text) {
   const td = document.createElement('td');
   const c = document.createElement('code');
-  c.textContent = text;
+  // Keys are long: let them wrap after their dots only.
+  text.split(/(?<=[.|])/).forEach((part, i) => {
+    if (i) c.append(document.createElement('wbr'));
+    c.append(part);
+  });
   c.title = full;
   td.append(c);
   tr.append(td);
@@ -134,13 +138,17 @@ export function setupDevice(engine) {
     const row = reportRow(r);
     const tr = document.createElement('tr');
     codeCell(tr, row.kernel);
-    codeCell(tr, row.problem);
+    const problem = document.createElement('div');
+    problem.className = 'problem';
+    problem.textContent = row.problem;
+    tr.lastChild.append(problem);
     // Config keys repeat the kernel's name: show the rest (the full key is the tooltip).
     const short = (key) => (key.startsWith(`${row.kernel}.`) ? key.slice(row.kernel.length + 1) : key);
     codeCell(tr, short(row.defaultKey), row.defaultKey);
     codeCell(tr, row.winnerKey === row.defaultKey ? '(default)' : short(row.winnerKey), row.winnerKey);
-    cell(tr, Number.isFinite(row.defaultUs) ? row.defaultUs.toFixed(1) : '–', 'num');
-    cell(tr, Number.isFinite(row.tunedUs) ? row.tunedUs.toFixed(1) : '–', 'num');
+    const us = (v) => (Number.isFinite(v) ? v.toFixed(v >= 100 ? 0 : 1) : '–');
+    cell(tr, us(row.defaultUs), 'num');
+    cell(tr, us(row.tunedUs), 'num');
     const sp = cell(tr, Number.isFinite(row.speedup) ? `${row.speedup.toFixed(2)}×` : '–', 'num');
     if (row.speedup > 1.05) sp.classList.add('speedup-up');
     tbody.append(tr);

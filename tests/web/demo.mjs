@@ -281,7 +281,7 @@ async function stepTune(page) {
   if (st.state !== 'done') fail(`tuning: ${st.status}`);
   if (!st.rows.length) fail(`tuning table is empty: ${st.status}`);
   for (const r of st.rows) {
-    if (r.length !== 7 || !r[0] || !r[2] || !(Number(r[4]) > 0) || !(Number(r[5]) > 0) || !/^\d+\.\d+×$/.test(r[6])) fail(`tuning row ${JSON.stringify(r)}`);
+    if (r.length !== 6 || !r[0] || !r[1] || !r[2] || !(Number(r[3]) > 0) || !(Number(r[4]) > 0) || !/^\d+\.\d+×$/.test(r[5])) fail(`tuning row ${JSON.stringify(r)}`);
   }
   if (!/saved in IndexedDB/.test(st.status)) fail(`tuning records not saved: ${st.status}`);
   console.log(`  tune: ${st.status}; first row ${JSON.stringify(st.rows[0])}`);
