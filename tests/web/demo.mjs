@@ -23,7 +23,7 @@ const CHROMIUM = process.env.WEBJIT_CHROMIUM || '/usr/bin/chromium';
 const ARTIFACTS = path.resolve(ROOT, process.env.WEBJIT_ARTIFACTS || '.cache/test-artifacts/demo');
 const BASE_ARGS = ['--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const WEBGPU_ARGS = ['--enable-unsafe-webgpu', '--enable-unsafe-swiftshader'];
-const CHAT_TOKENS = 24;
+const CHAT_TOKENS = 12;
 
 class Failure extends Error {}
 function fail(msg) {
