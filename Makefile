@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export XDG_RUNTIME_DIR ?= /tmp
 CARGO ?= cargo
 
-.PHONY: setup models test demo lint fmt build bench-matmul bench-load web test-web
+.PHONY: setup models test demo demo-cli lint fmt build bench-matmul bench-load web test-web
 
 setup:
 	@scripts/setup.sh
@@ -33,9 +33,19 @@ web: setup
 
 MODELS ?= $(or $(WEBJIT_CACHE),$(HOME)/.cache/webjit)/models
 
-## Until the browser demo exists: the native CLI on this machine's GPU (lavapipe without one):
-## device info, a matmul benchmark, streaming the Gemma GGUF onto the GPU, MiniLM embeddings.
-demo: setup models
+PORT ?= 8080
+
+## The browser demo: builds the npm package and the CLI, then `webjit serve` serves the demo page
+## (demo/web), the package (/pkg/) and the fetched models (/models/, with Range support) on
+## 127.0.0.1 and prints the URL. Open it in a browser with WebGPU. Ctrl-C stops it.
+demo: setup models web
+	$(CARGO) build --release -p webjit-cli
+	@echo "webjit demo: open http://127.0.0.1:$(PORT)/ in a browser with WebGPU (Chrome/Edge 113+)"
+	./target/release/webjit serve --host 127.0.0.1 --port $(PORT) --models $(MODELS)
+
+## The native CLI on this machine's GPU (lavapipe without one): device info, a matmul benchmark,
+## streaming the Gemma GGUF onto the GPU, text generation, MiniLM embeddings.
+demo-cli: setup models
 	$(CARGO) build --release -p webjit-cli
 	./target/release/webjit info
 	./target/release/webjit bench matmul --m 512 --n 512 --k 512

@@ -173,7 +173,14 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
                         }
                         for (var j = lo; j <= hi; j++) {
                             let jj = j - c0;
+                            // Zeroed explicitly: Chrome's WGSL compiler (SwiftShader at
+                            // least) keeps the previous iteration's value of a loop-scoped
+                            // `var` without initializer, so each key's score would include
+                            // the keys before it.
                             var d: array<vec4<f32>, R>;
+                            for (var r = 0u; r < R; r++) {
+                                d[r] = vec4<f32>(0.0);
+                            }
                             for (var c = 0u; c < D4; c++) {
                                 let kv = kt[(sbase + jj) * KS + c];
                                 for (var r = 0u; r < R; r++) {

@@ -10,8 +10,9 @@ use webjit_engine::{bench, ops, DeviceOptions, Engine, Error, Result};
 pub enum BenchCommand {
     /// Sentence embeddings per second with a BERT model directory (all-MiniLM-L6-v2).
     Embed {
+        /// A model directory: a path, a short name (minilm-l6) or an http:// URL.
         #[arg(long)]
-        model: std::path::PathBuf,
+        model: String,
         #[arg(long, default_value_t = 1)]
         batch: usize,
         /// Random weights of the model's shapes (the directory needs only config.json and

@@ -9,7 +9,7 @@ use std::time::Instant;
 use clap::Args;
 use serde_json::json;
 use webjit_engine::loader::{
-    FileSource, Format, LoadOptions, Loader, LoaderError, NullSink, TensorType, WeightSource,
+    Format, LoadOptions, Loader, LoaderError, NullSink, TensorType, WeightSource,
 };
 use webjit_engine::model::decoder::Decoder;
 use webjit_engine::model::generate::{GenerateOptions, SampleSettings, Session};
@@ -17,9 +17,10 @@ use webjit_engine::{DeviceOptions, Engine, Error, Result};
 
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// A GGUF model file.
+    /// A GGUF model file: a path, a short name of a fetched model (gemma3-270m, tiny-llama)
+    /// or an http:// URL.
     #[arg(long, required_unless_present = "synthetic_from")]
-    model: Option<PathBuf>,
+    model: Option<String>,
     /// A GGUF header (the bytes before the tensor data); weights are synthesized.
     #[arg(long, conflicts_with = "model")]
     synthetic_from: Option<PathBuf>,
@@ -157,7 +158,11 @@ pub fn run(args: ModelArgs) -> Result<()> {
     let t0 = Instant::now();
     let max_context = args.prompt_tokens + args.gen_tokens + 1;
     let (header, dec) = match (&args.model, &args.synthetic_from) {
-        (Some(p), _) => Decoder::load(&engine, &mut FileSource::open(p)?, Some(max_context))?,
+        (Some(m), _) => {
+            let mut file = crate::model_ref::resolve(m, "bench model")?.open()?;
+            let mut src = crate::progress::ProgressSource::new(file.as_mut(), "loading")?;
+            Decoder::load(&engine, &mut src, Some(max_context))?
+        }
         (None, Some(h)) => Decoder::load(&engine, &mut SynthSource::new(h)?, Some(max_context))?,
         (None, None) => unreachable!("clap requires one of them"),
     };
@@ -210,7 +215,7 @@ pub fn run(args: ModelArgs) -> Result<()> {
     let decode_tok_s = 1.0 / best_decode;
     let decode_sync_tok_s = 1.0 / best_sync;
     let v = json!({
-        "model": args.model.as_ref().or(args.synthetic_from.as_ref()).map(|p| p.display().to_string()),
+        "model": args.model.clone().or_else(|| args.synthetic_from.as_ref().map(|p| p.display().to_string())),
         "synthetic": args.synthetic_from.is_some(),
         "architecture": header.architecture,
         "device": engine.profile().name,

@@ -6,7 +6,50 @@ use serde_json::json;
 use webjit_engine::model::bert::Bert;
 use webjit_engine::{DeviceOptions, Engine, Error, Result};
 
-pub fn run(model: &std::path::Path, texts: Vec<String>, batch: usize, as_json: bool) -> Result<()> {
+use crate::model_ref::{resolve, ModelRef};
+
+/// Sentence-transformers' default `max_seq_length` when the directory does not say.
+const DEFAULT_MAX_SEQ_LEN: usize = 512;
+
+/// The bytes of a BERT model directory (local or http): config.json, tokenizer.json, the
+/// optional sentence_bert_config.json and, unless `weights` is false, model.safetensors.
+struct BertFiles {
+    config_json: Vec<u8>,
+    tokenizer_json: Vec<u8>,
+    weights: Vec<u8>,
+    max_seq_len: usize,
+}
+
+fn read_bert_files(dir: &ModelRef, weights: bool) -> Result<BertFiles> {
+    let max_seq_len = dir
+        .read_small("sentence_bert_config.json")?
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v.get("max_seq_length").and_then(|m| m.as_u64()))
+        .map_or(DEFAULT_MAX_SEQ_LEN, |m| m.min(1 << 20) as usize);
+    Ok(BertFiles {
+        config_json: dir.require_small("config.json")?,
+        tokenizer_json: dir.require_small("tokenizer.json")?,
+        weights: if weights {
+            dir.join("model.safetensors").read_all("loading")?
+        } else {
+            Vec::new()
+        },
+        max_seq_len,
+    })
+}
+
+fn load_bert(engine: &Engine, f: &BertFiles) -> Result<Bert> {
+    Bert::from_bytes(
+        engine,
+        &f.config_json,
+        &f.weights,
+        &f.tokenizer_json,
+        f.max_seq_len,
+    )
+}
+
+pub fn run(model: &str, texts: Vec<String>, batch: usize, as_json: bool) -> Result<()> {
+    let files = read_bert_files(&resolve(model, "embed")?, true)?;
     let texts = if texts.is_empty() {
         let stdin = std::io::stdin();
         stdin
@@ -21,7 +64,8 @@ pub fn run(model: &std::path::Path, texts: Vec<String>, batch: usize, as_json: b
         texts
     };
     let engine = Engine::new_blocking(DeviceOptions::default())?;
-    let bert = Bert::load_dir(&engine, model)?;
+    let bert = load_bert(&engine, &files)?;
+    drop(files);
     let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
     let (ids, embs) = bert.embed(&engine, &refs, batch)?;
     if as_json {
@@ -63,21 +107,16 @@ const BENCH_SENTENCES: [&str; 8] = [
     "Two dogs are playing with a red ball in the garden.",
 ];
 
-/// `webjit bench embed`: sentences per second at a batch size. With `synthetic`, `dir` needs
+/// `webjit bench embed`: sentences per second at a batch size. With `synthetic`, the model needs
 /// only config.json and tokenizer.json and the weights are random (speed does not depend on
 /// them), so the benchmark runs where the real weights cannot be copied.
-pub fn bench(
-    dir: &std::path::Path,
-    batch: usize,
-    synthetic: bool,
-    min_ms: u64,
-    as_json: bool,
-) -> Result<()> {
+pub fn bench(model: &str, batch: usize, synthetic: bool, min_ms: u64, as_json: bool) -> Result<()> {
+    let files = read_bert_files(&resolve(model, "bench embed")?, !synthetic)?;
     let engine = Engine::new_blocking(DeviceOptions::default())?;
     let bert = if synthetic {
-        synthetic_bert(&engine, dir)?
+        synthetic_bert(&engine, &files)?
     } else {
-        Bert::load_dir(&engine, dir)?
+        load_bert(&engine, &files)?
     };
     let batch = batch.max(1);
     let texts: Vec<&str> = (0..batch)
@@ -120,16 +159,10 @@ pub fn bench(
     Ok(())
 }
 
-fn synthetic_bert(engine: &Engine, dir: &std::path::Path) -> Result<Bert> {
+fn synthetic_bert(engine: &Engine, files: &BertFiles) -> Result<Bert> {
     use webjit_engine::model::bert::BertConfig;
-    let read = |name: &str| {
-        std::fs::read(dir.join(name)).map_err(|e| Error::BadModel {
-            detail: format!("{}: {e}", dir.join(name).display()),
-        })
-    };
-    let config_json = read("config.json")?;
-    let tokenizer_json = read("tokenizer.json")?;
-    let c: BertConfig = serde_json::from_slice(&config_json).map_err(|e| Error::BadModel {
+    let (config_json, tokenizer_json) = (&files.config_json, &files.tokenizer_json);
+    let c: BertConfig = serde_json::from_slice(config_json).map_err(|e| Error::BadModel {
         detail: format!("config.json: {e}"),
     })?;
     let (h, ff) = (c.hidden_size, c.intermediate_size);
@@ -190,5 +223,5 @@ fn synthetic_bert(engine: &Engine, dir: &std::path::Path) -> Result<Bert> {
         let v = (s as f32 / u32::MAX as f32 - 0.5) * 0.1;
         file.extend_from_slice(&v.to_le_bytes());
     }
-    Bert::from_bytes(engine, &config_json, &file, &tokenizer_json, 256)
+    Bert::from_bytes(engine, config_json, &file, tokenizer_json, 256)
 }

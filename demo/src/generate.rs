@@ -1,14 +1,15 @@
 //! `webjit generate` and `webjit chat`: text generation with a GGUF decoder (Gemma 3, llama).
 
 use std::io::Write;
-use std::path::PathBuf;
 
 use serde_json::json;
-use webjit_engine::loader::FileSource;
 use webjit_engine::model::decoder::Decoder;
 use webjit_engine::model::generate::{GenerateOptions, GenerateStats, Session};
 use webjit_engine::tokenizer::spm::{chat_prompt, SpmTokenizer, StreamDecoder};
 use webjit_engine::{DeviceOptions, Engine, Error, Result};
+
+use crate::model_ref::{resolve, ModelRef};
+use crate::progress::ProgressSource;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct SamplingArgs {
@@ -48,9 +49,10 @@ impl SamplingArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct GenerateArgs {
-    /// A GGUF file (gemma3 or llama architecture).
+    /// A GGUF file (gemma3 or llama architecture): a path, a short name of a fetched model
+    /// (gemma3-270m, tiny-llama) or an http:// URL (streamed with Range requests).
     #[arg(long)]
-    pub model: PathBuf,
+    pub model: String,
     /// Prompt text; control tokens such as `<start_of_turn>` are parsed as such.
     #[arg(long, conflicts_with = "prompt_ids")]
     pub prompt: Option<String>,
@@ -74,10 +76,12 @@ pub struct Loaded {
     pub session: Session,
 }
 
-pub fn load(model: &std::path::Path, max_context: usize) -> Result<Loaded> {
+pub fn load(model: &ModelRef, max_context: usize) -> Result<Loaded> {
+    let mut file = model.open()?;
+    let mut src = ProgressSource::new(file.as_mut(), "loading")?;
     let engine = Engine::new_blocking(DeviceOptions::default())?;
-    let mut src = FileSource::open(model)?;
     let (header, dec) = Decoder::load(&engine, &mut src, Some(max_context))?;
+    src.finish();
     let tok = SpmTokenizer::from_gguf(&header.metadata)?;
     let session = Session::new(&engine, dec)?;
     Ok(Loaded {
@@ -143,7 +147,8 @@ fn run_generation(
 pub fn run(args: GenerateArgs) -> Result<()> {
     // The tokenizer comes from the header, so the prompt's ids are known before the weights
     // arrive; then each block prefills the prompt as soon as it has been loaded.
-    let header = webjit_engine::loader::read_header(&mut FileSource::open(&args.model)?)?;
+    let model = resolve(&args.model, "generate")?;
+    let header = webjit_engine::loader::read_header(model.open()?.as_mut())?;
     let tok = SpmTokenizer::from_gguf(&header.metadata)?;
     let prompt: Vec<u32> = match (&args.prompt_ids, &args.prompt) {
         (Some(ids), _) => ids.clone(),
@@ -156,14 +161,17 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         }
     };
     let engine = Engine::new_blocking(DeviceOptions::default())?;
+    let mut file = model.open()?;
+    let mut src = ProgressSource::new(file.as_mut(), "loading")?;
     let t0 = std::time::Instant::now();
     let (_, dec, logits, streamed) = Decoder::load_with_prefill(
         &engine,
-        &mut FileSource::open(&args.model)?,
+        &mut src,
         &prompt,
         Some(args.sampling.max_context),
         4 << 20,
     )?;
+    src.finish();
     let load_prefill_s = t0.elapsed().as_secs_f64();
     let session = Session::new(&engine, dec)?;
     let mut m = Loaded {
@@ -209,9 +217,10 @@ pub fn run(args: GenerateArgs) -> Result<()> {
 
 #[derive(clap::Args, Debug)]
 pub struct ChatArgs {
-    /// A GGUF chat model (Gemma 3 template).
+    /// A GGUF chat model (Gemma 3 template): a path, a short name of a fetched model
+    /// (gemma3-270m) or an http:// URL.
     #[arg(long)]
-    pub model: PathBuf,
+    pub model: String,
     /// A system prompt, put in front of the first user turn.
     #[arg(long)]
     pub system: Option<String>,
@@ -222,7 +231,7 @@ pub struct ChatArgs {
 /// Interactive chat: one user turn per line of stdin, the reply streams as it is generated.
 /// `/reset` starts over; end of input quits.
 pub fn chat(args: ChatArgs) -> Result<()> {
-    let mut m = load(&args.model, args.sampling.max_context)?;
+    let mut m = load(&resolve(&args.model, "chat")?, args.sampling.max_context)?;
     let opts = args.sampling.options();
     let stdin = std::io::stdin();
     let mut first = true;

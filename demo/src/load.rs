@@ -3,14 +3,13 @@
 //! layer ready, and the peak host heap the load took.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use serde_json::json;
 use webjit_engine::loader::{
-    hex, parse_sha256, FileSource, Format, GpuSink, LoadEvent, LoadOptions, Loader, LoaderError,
-    NullSink, TensorInfo, TensorSink, WeightSource,
+    hex, parse_sha256, Format, GpuSink, LoadEvent, LoadOptions, Loader, LoaderError, NullSink,
+    TensorInfo, TensorSink, WeightSource,
 };
 use webjit_engine::{DeviceOptions, Engine, Error, Result};
 
@@ -41,9 +40,10 @@ static ALLOC: CountingAlloc = CountingAlloc;
 
 #[derive(clap::Args)]
 pub struct LoadArgs {
-    /// A .gguf or .safetensors file.
+    /// A .gguf or .safetensors file: a path, a short name of a fetched model (gemma3-270m,
+    /// minilm-l6, tiny-llama) or an http:// URL (streamed with Range requests).
     #[arg(long)]
-    model: PathBuf,
+    model: String,
     /// Bytes per push, in KiB (the size of network chunks to simulate).
     #[arg(long, default_value_t = 1024)]
     chunk_kib: usize,
@@ -98,11 +98,11 @@ impl TensorSink for Timed<'_> {
 }
 
 pub fn run(args: LoadArgs) -> Result<()> {
-    let engine = if args.no_gpu {
-        None
-    } else {
-        Some(Engine::new_blocking(DeviceOptions::default())?)
-    };
+    // The model is found (and its length known) before the GPU is set up, so a wrong
+    // --model fails at once with one line.
+    let model = crate::model_ref::resolve(&args.model, "load")?.weights_file();
+    let mut file = model.open()?;
+    let mut src = crate::progress::ProgressSource::new(file.as_mut(), "loading")?;
     let sha256 = match &args.sha256 {
         Some(h) => Some(parse_sha256(h).ok_or_else(|| Error::InvalidArgument {
             op: "load",
@@ -116,7 +116,11 @@ pub fn run(args: LoadArgs) -> Result<()> {
             detail: format!("--chunk-kib {} is not in 1..=1048576", args.chunk_kib),
         });
     }
-    let mut src = FileSource::open(&args.model)?;
+    let engine = if args.no_gpu {
+        None
+    } else {
+        Some(Engine::new_blocking(DeviceOptions::default())?)
+    };
     let len = src.len()?;
     let mut magic = [0u8; 4];
     let n = (len as usize).min(4);
@@ -166,10 +170,11 @@ pub fn run(args: LoadArgs) -> Result<()> {
         e.gpu.wait_idle()?;
     }
     let all_ready = start.elapsed().as_secs_f64();
+    src.finish();
     let peak = PEAK.load(Ordering::Relaxed).saturating_sub(base);
     let header = loader.header();
     let v = json!({
-        "model": args.model.display().to_string(),
+        "model": model.to_string(),
         "format": format.name(),
         "architecture": header.and_then(|h| h.architecture.clone()),
         "bytes": summary.bytes,
@@ -201,7 +206,7 @@ pub fn run(args: LoadArgs) -> Result<()> {
         };
         println!(
             "model          {} ({}, {})",
-            args.model.display(),
+            model,
             format.name(),
             v["architecture"]
         );

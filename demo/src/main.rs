@@ -8,8 +8,14 @@ mod bench_neighborhood;
 mod bench_quant;
 mod embed;
 mod generate;
+mod http;
+mod http_source;
 mod info;
 mod load;
+mod model_ref;
+mod progress;
+mod serve;
+mod serve_path;
 mod tune;
 mod tune_model;
 
@@ -51,15 +57,18 @@ enum Command {
         /// Do not save records to the user cache.
         #[arg(long)]
         no_save: bool,
-        /// Tune the kernels this GGUF decoder runs, at its shapes (only the header is read).
+        /// Tune the kernels this GGUF decoder runs, at its shapes (only the header is read):
+        /// a path, a short name of a fetched model (gemma3-270m, tiny-llama) or an http:// URL.
         #[arg(long)]
-        model: Option<std::path::PathBuf>,
+        model: Option<String>,
     },
     /// Sentence embeddings with a BERT model directory (config.json, model.safetensors,
     /// tokenizer.json). Reads one text per line from stdin when no TEXT is given.
     Embed {
+        /// A path, a short name of a fetched model (minilm-l6) or an http:// URL of the
+        /// directory.
         #[arg(long)]
-        model: std::path::PathBuf,
+        model: String,
         /// Sentences per forward pass.
         #[arg(long, default_value_t = 32)]
         batch: usize,
@@ -79,10 +88,27 @@ enum Command {
     Chat(generate::ChatArgs),
     /// Stream a GGUF or safetensors file through the chunk-fed loader (and onto the GPU).
     Load(load::LoadArgs),
+    /// Serve the browser demo (demo/web at /), the wasm package (web/pkg at /pkg/) and the
+    /// model cache (at /models/) over HTTP/1.1 with Range support and COOP/COEP headers.
+    Serve(serve::ServeArgs),
+}
+
+/// Rust ignores SIGPIPE, so `webjit ... | head` would panic in `println!` once the reader
+/// has gone. A command-line tool should end quietly instead, as other Unix tools do. Not for
+/// `serve`: a client leaving mid-file must cost that connection only, not the server.
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in main, before any thread exists; SIG_DFL is a valid handler.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
 
 fn main() {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        restore_sigpipe();
+    }
     let result = match cli.command {
         Command::Info { json } => info::run(json),
         Command::Bench { what } => bench::run(what),
@@ -110,6 +136,7 @@ fn main() {
         Command::Load(args) => load::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Chat(args) => generate::chat(args),
+        Command::Serve(args) => serve::run(args),
     };
     if let Err(e) = result {
         eprintln!("error [{}]: {e}", e.code());

@@ -16,21 +16,27 @@ pub struct TuneArgs {
     pub export: Option<std::path::PathBuf>,
     pub import: Option<std::path::PathBuf>,
     pub no_save: bool,
-    /// Tune the kernels of this GGUF decoder at its shapes instead of the standard set.
-    pub model: Option<std::path::PathBuf>,
+    /// Tune the kernels of this GGUF decoder at its shapes instead of the standard set
+    /// (a `--model` argument: path, short name or http:// URL).
+    pub model: Option<String>,
 }
 
 use webjit_engine::model::tune_plan::filled;
 
 pub fn run(args: TuneArgs) -> Result<()> {
+    // Only the header is read: for a URL, its header bytes are fetched into a temporary file.
+    let header = match &args.model {
+        Some(m) => Some(crate::model_ref::resolve(m, "tune")?.header_file("tune")?),
+        None => None,
+    };
     let e = Engine::new_blocking(DeviceOptions::default())?;
     if let Some(path) = &args.import {
         let n = e.load_tuning(&FileStore { path: path.clone() })?;
         eprintln!("imported {n} records from {}", path.display());
     }
     let t0 = Instant::now();
-    let reports = match &args.model {
-        Some(path) => crate::tune_model::run(&e, path, args.budget_s)?,
+    let reports = match &header {
+        Some(h) => crate::tune_model::run(&e, h.path(), args.budget_s)?,
         None => standard_set(&e, args.budget_s)?,
     };
     let total_s = t0.elapsed().as_secs_f64();
@@ -100,7 +106,7 @@ fn standard_set(e: &Engine, budget_s: f64) -> Result<Vec<TuneReport>> {
         }),
         max_nmse: 1e-8,
     };
-    let mut reports: Vec<TuneReport> = Vec::new();
+    let mut reports = crate::progress::Tally::new(problems as u64, "tuning");
     let x = filled(e, &[tokens, d], 1)?;
     let h = filled(e, &[tokens, ffn], 2)?;
     let hd = filled(e, &[tokens, heads * head_dim], 3)?;
@@ -187,5 +193,5 @@ fn standard_set(e: &Engine, budget_s: f64) -> Result<Vec<TuneReport>> {
         ops::embedding_with(rec, &table, &ids, 25.3, Some(c.clone()))
     })?);
 
-    Ok(reports)
+    Ok(reports.finish())
 }

@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 use rand::{Rng, SeedableRng};
 use webjit_engine::{DeviceOptions, Engine};
 
+pub mod cli_support;
 pub mod gemma_refs;
 pub mod loader_fixtures;
 pub mod oracle;

@@ -106,10 +106,28 @@ pub async fn tune_decoder(
     let software =
         format!("{:?}", e.gpu.info.device_type) == "Cpu" || e.profile().backend.contains("webgpu");
     let deadline = clock() + budget_s;
-    // Each problem gets an equal share of what is left, so a problem that finished early
-    // leaves more to the slow ones after it.
-    let opts = |left: usize| TuneOptions {
-        budget: Duration::from_secs_f64(((deadline - clock()) / left.max(1) as f64).max(0.05)),
+    // Budget shares follow the bytes each problem reads (a decode step is bound by weight
+    // reads): the vocabulary-sized output projection, the slowest op of a step, gets the most.
+    // The other problems count as one mid-sized matrix each. A problem that finishes early
+    // leaves its unused share to those after it.
+    let mid = mats.iter().map(|m| m.gguf_bytes()).min().unwrap_or(1) as f64;
+    let mut weights: Vec<f64> = Vec::new();
+    for m in mats {
+        weights.push(m.gguf_bytes() as f64);
+        if m.shape()[0] != cfg.vocab {
+            weights.push(m.gguf_bytes() as f64);
+        }
+    }
+    weights.extend([mid; 4]);
+    let opts = |i: usize| TuneOptions {
+        budget: Duration::from_secs_f64(
+            ((deadline - clock()) * weights[i.min(weights.len() - 1)]
+                / weights[i.min(weights.len() - 1)..]
+                    .iter()
+                    .sum::<f64>()
+                    .max(1.0))
+            .max(0.05),
+        ),
         // Software adapters and browsers (whose readback alone takes milliseconds) need
         // longer batches for stable timings.
         min_batch: Duration::from_millis(if software { 20 } else { 5 }),
@@ -125,7 +143,7 @@ pub async fn tune_decoder(
         let x1 = filled(e, &[1, k], 11)?;
         let spec = ops::qmatvec_spec(&x1, w)?;
         let r = e
-            .tune_async(&spec, &opts(total - reports.len()), clock, |rec, c| {
+            .tune_async(&spec, &opts(reports.len()), clock, |rec, c| {
                 ops::qmatvec_with(rec, &x1, w, Some(c.clone()))
             })
             .await?;
@@ -137,7 +155,7 @@ pub async fn tune_decoder(
         let xp = filled(e, &[PREFILL, k], 12)?;
         let spec = ops::qmatmul_spec(&xp, w)?;
         let r = e
-            .tune_async(&spec, &opts(total - reports.len()), clock, |rec, c| {
+            .tune_async(&spec, &opts(reports.len()), clock, |rec, c| {
                 ops::qmatmul_with(rec, &xp, w, Some(c.clone()))
             })
             .await?;
@@ -156,7 +174,7 @@ pub async fn tune_decoder(
     };
     let spec = ops::attention_spec(&q, &k, &v)?;
     let r = e
-        .tune_async(&spec, &opts(total - reports.len()), clock, |rec, c| {
+        .tune_async(&spec, &opts(reports.len()), clock, |rec, c| {
             ops::attention_with(rec, &q, &k, &v, &aopts, Some(c.clone()))
         })
         .await?;
@@ -186,7 +204,7 @@ pub async fn tune_decoder(
     };
     let spec = ops::decode_spec(&q1, &cache, &dopts)?;
     let r = e
-        .tune_async(&spec, &opts(total - reports.len()), clock, |rec, c| {
+        .tune_async(&spec, &opts(reports.len()), clock, |rec, c| {
             ops::attention_decode_with(rec, &q1, &cache, &dopts, Some(c.clone()), None)
         })
         .await?;
@@ -204,7 +222,7 @@ pub async fn tune_decoder(
         cols: d as u64,
     };
     let r = e
-        .tune_async(&spec, &opts(total - reports.len()), clock, |rec, c| {
+        .tune_async(&spec, &opts(reports.len()), clock, |rec, c| {
             ops::rowwise_with(
                 rec,
                 RowOp::RmsNormAdd,
@@ -228,7 +246,7 @@ pub async fn tune_decoder(
         b_len: cfg.ffn as u64,
     };
     let r = e
-        .tune_async(&spec, &opts(total - reports.len()), clock, |rec, c| {
+        .tune_async(&spec, &opts(reports.len()), clock, |rec, c| {
             ops::elementwise_with(rec, op, &g, Some(&u), 1.0, Some(c.clone()))
         })
         .await?;

@@ -1,0 +1,563 @@
+//! The `webjit` binary as a user runs it: every subcommand's `--help`, `--json` outputs that
+//! parse and agree with facts the test computes itself, one-line errors with a non-zero exit
+//! on missing and corrupt models, `--model` as a short name or an http:// URL, and
+//! `webjit serve` (GET, HEAD, ranges, 416, 404, traversal, headers) on a free port.
+
+use std::io::BufReader;
+use std::net::TcpStream;
+
+use sha2::{Digest, Sha256};
+use webjit_tests::cli_support::{http, read_response, webjit, Server, TempDir};
+use webjit_tests::gemma_refs::tiny_llama_path;
+use webjit_tests::{require_model, Rand};
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The subcommand names of a clap `--help` text (its `Commands:` section), `help` excluded.
+fn subcommands(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter(|n| n != "help")
+        .collect()
+}
+
+#[test]
+fn every_subcommand_has_help_naming_its_main_options() {
+    // The options each command must document; a subcommand missing here still has to answer
+    // --help, and the commands of issue 11 must all be present.
+    let expected: &[(&str, &[&str])] = &[
+        ("info", &["--json"]),
+        ("tune", &["--budget-s", "--model", "--json", "--export"]),
+        ("embed", &["--model", "--batch", "--json", "minilm-l6"]),
+        ("bench", &["matmul", "model", "embed"]),
+        (
+            "generate",
+            &["--model", "--prompt", "--max-tokens", "--json", "http://"],
+        ),
+        ("chat", &["--model", "--system", "--temperature"]),
+        ("load", &["--model", "--chunk-kib", "--json", "http://"]),
+        ("serve", &["--host", "--port", "--root", "--models"]),
+    ];
+    let top = webjit(&["--help"], &[]).ok("webjit --help");
+    let names = subcommands(&top.stdout);
+    for (name, _) in expected {
+        assert!(
+            names.iter().any(|n| n == name),
+            "`webjit --help` does not list `{name}`:\n{}",
+            top.stdout
+        );
+    }
+    for name in &names {
+        let run = webjit(&[name, "--help"], &[]).ok(&format!("webjit {name} --help"));
+        let want = expected
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(&[][..], |e| e.1);
+        for opt in want {
+            assert!(
+                run.stdout.contains(opt),
+                "`webjit {name} --help` does not mention {opt}:\n{}",
+                run.stdout
+            );
+        }
+    }
+    let bench = webjit(&["bench", "--help"], &[]).ok("webjit bench --help");
+    let bench_names = subcommands(&bench.stdout);
+    assert!(bench_names.len() >= 3, "{}", bench.stdout);
+    for name in &bench_names {
+        let run =
+            webjit(&["bench", name, "--help"], &[]).ok(&format!("webjit bench {name} --help"));
+        assert!(run.stdout.contains("--json") || run.stdout.contains("Usage"));
+        if name == "matmul" {
+            for opt in ["--m", "--n", "--k", "--json"] {
+                assert!(run.stdout.contains(opt), "bench matmul --help: {opt}");
+            }
+        }
+    }
+}
+
+#[test]
+fn info_and_bench_matmul_json() {
+    let info = webjit(&["info", "--json"], &[]).ok("info --json");
+    let v = info.json("info --json");
+    assert!(v["adapter"].as_str().is_some_and(|s| !s.is_empty()), "{v}");
+    assert!(
+        v["limits"]["max_buffer_size"]
+            .as_u64()
+            .is_some_and(|n| n > 0),
+        "{v}"
+    );
+    assert!(v["fingerprint"].as_str().is_some(), "{v}");
+    let mut r = Rand::new(11);
+    let (m, n, k) = (r.range(16, 80), r.range(16, 80), r.range(16, 80));
+    let (ms, ns, ks) = (m.to_string(), n.to_string(), k.to_string());
+    let args = [
+        "bench", "matmul", "--m", &ms, "--n", &ns, "--k", &ks, "--min-ms", "5", "--json",
+    ];
+    let b = webjit(&args, &[]).ok("bench matmul --json");
+    let v = b.json("bench matmul --json");
+    assert_eq!(
+        (v["m"].as_u64(), v["n"].as_u64(), v["k"].as_u64()),
+        (Some(m as u64), Some(n as u64), Some(k as u64)),
+        "{v} (seed {})",
+        r.seed
+    );
+    assert!(v["time_ms"].as_f64().is_some_and(|t| t > 0.0), "{v}");
+    // Progress bars draw only on a terminal: captured runs have a clean stderr.
+    assert!(b.stderr.trim().is_empty(), "stderr: {}", b.stderr);
+}
+
+#[test]
+fn load_json_matches_the_file_by_path_and_by_short_name() {
+    let path = tiny_llama_path();
+    let bytes = std::fs::read(&path).expect("reading the tiny llama");
+    let sha = sha256_hex(&bytes);
+    let p = path.to_string_lossy().into_owned();
+    for model in [p.as_str(), "tiny-llama"] {
+        let run = webjit(&["load", "--model", model, "--hash", "--json"], &[]).ok(model);
+        let v = run.json("load --json");
+        assert_eq!(v["bytes"].as_u64(), Some(bytes.len() as u64), "{v}");
+        assert_eq!(v["sha256"].as_str(), Some(sha.as_str()), "{v}");
+        assert_eq!(v["format"], "gguf", "{v}");
+        assert_eq!(v["architecture"], "llama", "{v}");
+        assert!(v["tensors"].as_u64().is_some_and(|t| t > 0), "{v}");
+        assert_eq!(v["model"].as_str(), Some(p.as_str()), "{v}");
+        assert!(run.stderr.trim().is_empty(), "stderr: {}", run.stderr);
+    }
+}
+
+#[test]
+fn embed_json_gives_unit_vectors_of_the_hidden_size() {
+    let dir = require_model("all-MiniLM-L6-v2");
+    let config: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.join("config.json")).expect("reading config.json"),
+    )
+    .expect("config.json is JSON");
+    let hidden = config["hidden_size"].as_u64().expect("hidden_size") as usize;
+    let run = webjit(
+        &[
+            "embed",
+            "--model",
+            "minilm-l6",
+            "--json",
+            "hi",
+            "a longer second sentence",
+        ],
+        &[],
+    )
+    .ok("embed --json");
+    let v = run.json("embed --json");
+    let embs = v["embeddings"].as_array().expect("embeddings");
+    assert_eq!(embs.len(), 2, "{v}");
+    for e in embs {
+        let e: Vec<f64> = e
+            .as_array()
+            .expect("a vector")
+            .iter()
+            .map(|x| x.as_f64().expect("a number"))
+            .collect();
+        assert_eq!(e.len(), hidden);
+        let norm = e.iter().map(|x| x * x).sum::<f64>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-3, "norm {norm}");
+    }
+    let ids = v["token_ids"].as_array().expect("token_ids");
+    // [CLS] hi [SEP] is shorter than the second sentence's ids.
+    let lens: Vec<usize> = ids
+        .iter()
+        .map(|t| t.as_array().map_or(0, |a| a.len()))
+        .collect();
+    assert!(lens[0] >= 3 && lens[0] < lens[1], "{lens:?}");
+    assert!(run.stderr.trim().is_empty(), "stderr: {}", run.stderr);
+}
+
+/// `generate` and `load` over http:// from `webjit serve` give the same results as from the
+/// file: the URL source streams the exact bytes.
+#[test]
+fn generate_and_load_over_http_match_the_file() {
+    let path = tiny_llama_path();
+    let dir = path.parent().expect("the model cache");
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("a file name");
+    let server = Server::start(&["--models", &dir.to_string_lossy()]);
+    let url = format!("{}models/{name}", server.url);
+    let p = path.to_string_lossy().into_owned();
+    let mut r = Rand::new(5);
+    let ids: Vec<String> = r.ids(4, 200).iter().map(|i| (i + 1).to_string()).collect();
+    let prompt_ids = format!("1,{}", ids.join(","));
+    let max_tokens = 5;
+    let generate = |model: &str| {
+        let run = webjit(
+            &[
+                "generate",
+                "--model",
+                model,
+                "--prompt-ids",
+                &prompt_ids,
+                "--max-tokens",
+                &max_tokens.to_string(),
+                "--max-context",
+                "64",
+                "--json",
+            ],
+            &[],
+        )
+        .ok(&format!("generate --model {model}"));
+        run.json("generate --json")
+    };
+    let (a, b) = (generate(&p), generate(&url));
+    let want_prompt: Vec<u64> = prompt_ids.split(',').map(|s| s.parse().unwrap()).collect();
+    let got_prompt: Vec<u64> = a["prompt_tokens"]
+        .as_array()
+        .expect("prompt_tokens")
+        .iter()
+        .filter_map(|x| x.as_u64())
+        .collect();
+    assert_eq!(got_prompt, want_prompt, "(seed {})", r.seed);
+    let n = a["tokens"].as_array().expect("tokens").len();
+    assert!(n >= 1 && n <= max_tokens, "{a}");
+    assert_eq!(a["tokens"], b["tokens"], "file vs http (seed {})", r.seed);
+    assert_eq!(a["text"], b["text"]);
+
+    let sha = sha256_hex(&std::fs::read(&path).expect("reading the model"));
+    let run = webjit(&["load", "--model", &url, "--hash", "--json"], &[]).ok("load over http");
+    let v = run.json("load --json");
+    assert_eq!(v["sha256"].as_str(), Some(sha.as_str()), "{v}");
+    assert_eq!(v["model"].as_str(), Some(url.as_str()), "{v}");
+    // A model directory over http: the small files whole, the weights streamed.
+    let minilm = require_model("all-MiniLM-L6-v2");
+    let minilm_name = minilm.file_name().and_then(|n| n.to_str()).expect("a name");
+    let minilm_url = format!("{}models/{minilm_name}", server.url);
+    let embed = |model: &str| {
+        webjit(
+            &["embed", "--model", model, "--json", "streamed weights"],
+            &[],
+        )
+        .ok(&format!("embed --model {model}"))
+        .json("embed --json")
+    };
+    let (e1, e2) = (embed(&minilm.to_string_lossy()), embed(&minilm_url));
+    assert_eq!(e1["token_ids"], e2["token_ids"]);
+    let vec = |v: &serde_json::Value| -> Vec<f64> {
+        v["embeddings"][0]
+            .as_array()
+            .expect("an embedding")
+            .iter()
+            .filter_map(|x| x.as_f64())
+            .collect()
+    };
+    let (v1, v2) = (vec(&e1), vec(&e2));
+    assert!(!v1.is_empty() && v1.len() == v2.len());
+    let max_diff = v1
+        .iter()
+        .zip(&v2)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max);
+    assert!(
+        max_diff < 1e-6,
+        "file vs http embeddings differ by {max_diff}"
+    );
+
+    // `tune --model` reads only the header: over http, the same problems as from the file.
+    let tune_keys = |model: &str| -> Vec<String> {
+        let run = webjit(
+            &[
+                "tune",
+                "--model",
+                model,
+                "--budget-s",
+                "0.3",
+                "--no-save",
+                "--json",
+            ],
+            &[],
+        )
+        .ok(&format!("tune --model {model}"));
+        let v = run.json("tune --json");
+        v["kernels"]
+            .as_array()
+            .expect("kernels")
+            .iter()
+            .filter_map(|k| k["tune_key"].as_str().map(str::to_string))
+            .collect()
+    };
+    let (k1, k2) = (tune_keys(&p), tune_keys(&url));
+    assert!(!k1.is_empty());
+    assert_eq!(k1, k2, "tune --model: file vs http");
+
+    let missing = format!("{}models/no-such-model.gguf", server.url);
+    let line = webjit(&["load", "--model", &missing], &[]).one_line_error("404 URL");
+    assert!(line.contains("404"), "{line}");
+}
+
+#[test]
+fn missing_models_fail_with_one_line() {
+    let empty = TempDir::new("empty-cache");
+    let cache = [("WEBJIT_CACHE", empty.0.as_os_str())];
+    let missing = empty.0.join("nope.gguf");
+    let missing = missing.to_string_lossy();
+    for args in [
+        vec!["load", "--model", &missing],
+        vec!["generate", "--model", &missing, "--prompt", "hi"],
+        vec!["chat", "--model", &missing],
+        vec!["embed", "--model", &missing, "hi"],
+        vec!["tune", "--model", &missing, "--no-save"],
+        vec!["bench", "model", "--model", &missing],
+    ] {
+        let line = webjit(&args, &cache).one_line_error(&args.join(" "));
+        assert!(line.contains("nope.gguf"), "{line}");
+    }
+    for (args, needle) in [
+        (
+            vec!["generate", "--model", "gemma3-270m", "--prompt", "hi"],
+            "make models",
+        ),
+        (vec!["embed", "--model", "minilm-l6", "hi"], "make models"),
+        (
+            vec!["load", "--model", "https://example.org/m.gguf"],
+            "http://",
+        ),
+        (
+            vec!["load", "--model", "ftp://example.org/m.gguf"],
+            "http://",
+        ),
+    ] {
+        let line = webjit(&args, &cache).one_line_error(&args.join(" "));
+        assert!(line.contains(needle), "{line}");
+    }
+    // Nothing listens on a port just released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("http://127.0.0.1:{port}/m.gguf");
+    let line = webjit(&["load", "--model", &url], &cache).one_line_error("refused URL");
+    assert!(line.contains(&url), "{line}");
+}
+
+#[test]
+fn corrupt_models_fail_with_one_line() {
+    let bytes = std::fs::read(tiny_llama_path()).expect("reading the tiny llama");
+    let tmp = TempDir::new("corrupt");
+    let mut r = Rand::new(17);
+    let cut = r.range(bytes.len() / 4, bytes.len() * 3 / 4);
+    let garbage: Vec<u8> = r.ids(4096, 256).iter().map(|&b| b as u8).collect();
+    let cases = [
+        ("truncated-data.gguf", &bytes[..cut]),
+        ("truncated-header.gguf", &bytes[..r.range(8, 200)]),
+        ("garbage.gguf", &garbage[..]),
+    ];
+    for (name, data) in cases {
+        let p = tmp.write(name, data);
+        let p = p.to_string_lossy();
+        for args in [
+            vec!["load", "--model", &p],
+            vec!["load", "--model", &p, "--no-gpu"],
+            vec![
+                "generate",
+                "--model",
+                &p,
+                "--prompt-ids",
+                "1,2",
+                "--max-tokens",
+                "2",
+            ],
+        ] {
+            let line =
+                webjit(&args, &[]).one_line_error(&format!("{} (seed {})", args.join(" "), r.seed));
+            assert!(line.contains("[LOAD_") || line.contains("[BAD_"), "{line}");
+        }
+    }
+}
+
+#[test]
+fn serve_answers_get_head_ranges_and_refuses_traversal() {
+    let tmp = TempDir::new("serve");
+    let mut r = Rand::new(23);
+    let len = r.range(200_000, 400_000);
+    let data: Vec<u8> = r.ids(len, 256).iter().map(|&b| b as u8).collect();
+    tmp.write("root/data.bin", &data);
+    tmp.write("root/index.html", b"<!doctype html><title>t</title>");
+    tmp.write("root/app.wasm", b"\0asm\x01\0\0\0");
+    tmp.write("root/sub/app.mjs", b"export {}");
+    tmp.write("pkg/webjit.js", b"export default 1");
+    tmp.write("models/m.gguf", &data[..1000]);
+    let secret = format!("secret-{}", r.range(0, 1 << 30));
+    tmp.write("secret.txt", secret.as_bytes());
+    let root = tmp.0.join("root").to_string_lossy().into_owned();
+    let pkg = format!("/pkg/={}", tmp.0.join("pkg").to_string_lossy());
+    let models = tmp.0.join("models").to_string_lossy().into_owned();
+    let s = Server::start(&["--root", &root, "--root", &pkg, "--models", &models]);
+    let a = s.addr.as_str();
+
+    let get = http(a, "GET", "/data.bin", &[]);
+    assert_eq!(get.status, 200);
+    assert!(get.body == data, "GET body differs from the file");
+    for (h, want) in [
+        ("content-length", len.to_string()),
+        ("accept-ranges", "bytes".into()),
+        ("cache-control", "no-cache".into()),
+        ("cross-origin-opener-policy", "same-origin".into()),
+        ("cross-origin-embedder-policy", "require-corp".into()),
+        ("content-type", "application/octet-stream".into()),
+    ] {
+        assert_eq!(get.header(h), Some(want.as_str()), "{h}");
+    }
+    // Revalidation: the ETag of the GET answers If-None-Match with a bodyless 304, and an
+    // If-Range that does not match turns a range request into the whole file.
+    let etag = get.header("etag").expect("an ETag").to_string();
+    let mut conn = TcpStream::connect(a).expect("connecting");
+    let req = format!("GET /data.bin HTTP/1.1\r\nHost: {a}\r\nIf-None-Match: {etag}\r\n\r\n");
+    std::io::Write::write_all(&mut conn, req.as_bytes()).expect("sending");
+    assert_eq!(read_response(&mut BufReader::new(conn), true).status, 304);
+    let stale = http(
+        a,
+        "GET",
+        "/data.bin",
+        &[("Range", "bytes=0-9"), ("If-Range", "\"old\"")],
+    );
+    assert_eq!((stale.status, stale.body.len()), (200, len));
+    let fresh = http(
+        a,
+        "GET",
+        "/data.bin",
+        &[("Range", "bytes=0-9"), ("If-Range", &etag)],
+    );
+    assert_eq!((fresh.status, &fresh.body[..]), (206, &data[..10]));
+    let head = http(a, "HEAD", "/data.bin", &[]);
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.header("content-length"),
+        Some(len.to_string().as_str())
+    );
+
+    let (x, y) = (r.range(0, len / 2), r.range(len / 2, len));
+    let suffix = r.range(1, 5000);
+    for (range, lo, hi) in [
+        (format!("bytes={x}-{y}"), x, y),
+        (format!("bytes={x}-"), x, len - 1),
+        (format!("bytes=-{suffix}"), len - suffix, len - 1),
+        (format!("bytes={y}-{}", len + 10), y, len - 1),
+    ] {
+        let part = http(a, "GET", "/data.bin", &[("Range", &range)]);
+        assert_eq!(part.status, 206, "{range} (seed {})", r.seed);
+        assert_eq!(
+            part.header("content-range"),
+            Some(format!("bytes {lo}-{hi}/{len}").as_str()),
+            "{range}"
+        );
+        assert!(
+            part.body == data[lo..=hi],
+            "{range}: wrong bytes (seed {})",
+            r.seed
+        );
+    }
+    for range in [
+        format!("bytes={len}-"),
+        format!("bytes={}-{}", len + 1, len + 9),
+        "bytes=-0".into(),
+    ] {
+        let bad = http(a, "GET", "/data.bin", &[("Range", &range)]);
+        assert_eq!(bad.status, 416, "{range}");
+        assert_eq!(
+            bad.header("content-range"),
+            Some(format!("bytes */{len}").as_str())
+        );
+    }
+
+    for (target, ctype) in [
+        ("/", "text/html; charset=utf-8"),
+        ("/app.wasm", "application/wasm"),
+        ("/sub/app.mjs", "text/javascript; charset=utf-8"),
+        ("/pkg/webjit.js", "text/javascript; charset=utf-8"),
+        ("/models/m.gguf", "application/octet-stream"),
+    ] {
+        let resp = http(a, "GET", target, &[]);
+        assert_eq!(resp.status, 200, "{target}");
+        assert_eq!(resp.header("content-type"), Some(ctype), "{target}");
+    }
+    assert_eq!(http(a, "GET", "/models/m.gguf", &[]).body, data[..1000]);
+    let moved = http(a, "GET", "/sub", &[]);
+    assert_eq!(
+        (moved.status, moved.header("location")),
+        (301, Some("/sub/"))
+    );
+    assert_eq!(http(a, "GET", "/no-such-file", &[]).status, 404);
+    assert_eq!(http(a, "HEAD", "/no-such-file", &[]).status, 404);
+    assert_eq!(http(a, "POST", "/data.bin", &[]).status, 405);
+
+    for target in [
+        "/../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/%2E%2E%2Fsecret.txt",
+        "/sub/../../secret.txt",
+        "/models/..%2f..%2fsecret.txt",
+        "/pkg/%2e%2e/%2e%2e/secret.txt",
+        "/.%2e/secret.txt",
+    ] {
+        let resp = http(a, "GET", target, &[]);
+        assert!(
+            matches!(resp.status, 400 | 403 | 404),
+            "{target}: {}",
+            resp.status
+        );
+        assert!(
+            !String::from_utf8_lossy(&resp.body).contains(&secret),
+            "{target} leaked a file outside the root"
+        );
+    }
+
+    // A client that leaves in the middle of a file costs its connection, not the server. The
+    // file is sparse and larger than any socket buffer, so the server is still sending.
+    std::fs::File::create(tmp.0.join("root/big.bin"))
+        .and_then(|f| f.set_len(16 << 20))
+        .expect("creating a sparse file");
+    for _ in 0..3 {
+        let mut c = TcpStream::connect(a).expect("connecting");
+        let req = format!("GET /big.bin HTTP/1.1\r\nHost: {a}\r\n\r\n");
+        std::io::Write::write_all(&mut c, req.as_bytes()).expect("sending");
+        let mut first = [0u8; 16];
+        std::io::Read::read_exact(&mut c, &mut first).expect("reading a little");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(
+        http(a, "GET", "/data.bin", &[]).body,
+        data,
+        "after clients left early"
+    );
+
+    // Keep-alive: two requests on one connection, both answered in order.
+    let mut conn = TcpStream::connect(a).expect("connecting");
+    let req = format!("GET /pkg/webjit.js HTTP/1.1\r\nHost: {a}\r\n\r\nHEAD /data.bin HTTP/1.1\r\nHost: {a}\r\n\r\n");
+    std::io::Write::write_all(&mut conn, req.as_bytes()).expect("sending");
+    let mut rd = BufReader::new(conn);
+    assert_eq!(read_response(&mut rd, false).body, b"export default 1");
+    let second = read_response(&mut rd, true);
+    assert_eq!(
+        second.header("content-length"),
+        Some(len.to_string().as_str())
+    );
+}
+
+#[test]
+fn serve_argument_errors_are_one_line() {
+    let tmp = TempDir::new("serve-args");
+    let missing = tmp.0.join("no-such-dir");
+    let missing = missing.to_string_lossy();
+    let line = webjit(&["serve", "--port", "0", "--root", &missing], &[]).one_line_error("--root");
+    assert!(line.contains("no-such-dir"), "{line}");
+    // A port that is taken.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let port = busy.local_addr().expect("its address").port().to_string();
+    let line = webjit(&["serve", "--port", &port], &[]).one_line_error("busy port");
+    assert!(line.contains(&port), "{line}");
+}
