@@ -373,7 +373,7 @@ async function readmeShot(chromium, origin, out) {
     console.log(`tune: ${await page.locator('#tune-status').textContent()}`);
     const main = await page.locator('main').boundingBox();
     const dev = await page.locator('#device').boundingBox();
-    await page.screenshot({ path: out, clip: { x: main.x, y: 0, width: main.width, height: dev.y + dev.height + 8 } });
+    await page.screenshot({ path: out, clip: { x: Math.max(0, main.x - 12), y: 0, width: main.width + 24, height: dev.y + dev.height + 12 } });
     console.log(`wrote ${out} (${fs.statSync(out).size} bytes)`);
   } finally {
     await browser.close().catch(() => {});
