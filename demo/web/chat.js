@@ -88,11 +88,13 @@ export function setupChat(engine, { file, url, maxTokens, onModel, onActivity, s
       setStatus(`Loading ${file}…`);
       const t0 = performance.now();
       let last = null;
+      let events = 0;
       try {
         model = await engine.loadModel(url, {
           cache: 'cache-api',
           onProgress: (p) => {
             last = p;
+            events++;
             showProgress(p);
           },
         });
@@ -104,15 +106,12 @@ export function setupChat(engine, { file, url, maxTokens, onModel, onActivity, s
         return null;
       }
       const secs = (performance.now() - t0) / 1000;
-      const total = model.load.totalBytes || last?.totalBytes || 0;
-      showProgress({
-        ...(last ?? {}),
-        loadedBytes: total,
-        totalBytes: total,
-        layersReady: model.info.n_layers,
-        nLayers: model.info.n_layers,
-        fromCache: model.load.fromCache,
-      });
+      // The package sends a last progress event at the end; the bar shows what it said.
+      if (!last) {
+        const total = model.load.totalBytes || 0;
+        showProgress({ loadedBytes: total, totalBytes: total, layersReady: model.info.n_layers, nLayers: model.info.n_layers, fromCache: model.load.fromCache });
+      }
+      $('load-bar').dataset.events = String(events);
       $('load-bar').classList.add('done');
       const i = model.info;
       $('model-info').textContent = `${i.architecture}, ${i.n_layers} layers, d_model ${i.d_model}, vocab ${i.vocab}, context ${i.max_context}`;

@@ -123,16 +123,18 @@ async function stepLoad(page) {
   const st = await page.evaluate(() => ({
     state: document.getElementById('chat').dataset.state,
     pct: document.getElementById('load-bar').dataset.pct,
+    events: Number(document.getElementById('load-bar').dataset.events),
     bytes: document.getElementById('load-bytes').textContent,
     cells: document.querySelectorAll('#layers .cell').length,
     lit: document.querySelectorAll('#layers .cell.ready').length,
     info: document.getElementById('model-info').textContent,
   }));
   if (st.state !== 'ready') fail(`chat model did not load: ${st.bytes}`);
+  if (!(st.events > 0)) fail('no progress events reached the load bar');
   if (st.pct !== '100') fail(`load bar at ${st.pct}%, want 100 (${st.bytes})`);
   if (!(st.cells > 0 && st.lit === st.cells)) fail(`layer cells: ${st.lit} of ${st.cells} lit`);
   if (!/\d+(\.\d+)? MB \/ \d+(\.\d+)? MB/.test(st.bytes)) fail(`load text shows no bytes loaded/total: ${st.bytes}`);
-  console.log(`  load: ${st.bytes}; ${st.lit}/${st.cells} layers; ${st.info}`);
+  console.log(`  load: ${st.bytes}; ${st.lit}/${st.cells} layers after ${st.events} progress events; ${st.info}`);
   await shot(page, page.locator('#chat .load'), 'load-bar', { minVariance: 5 });
 }
 
