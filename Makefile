@@ -21,6 +21,7 @@ test: setup models web
 	$(CARGO) clippy -p webjit-web --target wasm32-unknown-unknown -- -D warnings
 	$(CARGO) test --workspace
 	node tests/web/run.mjs
+	node tests/web/demo.mjs
 
 ## Only the browser tests (CASES="na_1d gemma" for some).
 test-web: models web

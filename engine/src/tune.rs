@@ -155,6 +155,17 @@ async fn time_candidate(
     }
 }
 
+/// `v` reordered coarse to fine: indices that are multiples of 8 first, then of 4, 2, 1.
+fn spread<T>(v: Vec<T>) -> Vec<T> {
+    let n = v.len();
+    let mut order: Vec<usize> = Vec::with_capacity(n);
+    for step in [8, 4, 2, 1] {
+        order.extend((0..n).filter(|i| i % step == 0 && (step == 8 || i % (step * 2) != 0)));
+    }
+    let mut slots: Vec<Option<T>> = v.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
+}
+
 fn nmse(got: &[f32], want: &[f32]) -> f64 {
     if got.len() != want.len() {
         return f64::INFINITY;
@@ -310,7 +321,13 @@ impl Engine {
         };
         let (mut best, mut best_t) = (default.clone(), default_t);
         let (mut tried, mut rejected, mut skipped) = (1u32, 0u32, 0u32);
-        for cand in spec.space(&profile) {
+        let mut space = spec.space(&profile);
+        if slow {
+            // Few candidates of a slow problem fit the budget: visit the space spread out
+            // (every 8th, then every 4th, ...) so kernels of every kind get a turn early.
+            space = spread(space);
+        }
+        for cand in space {
             if cand == default {
                 continue;
             }
@@ -380,5 +397,22 @@ impl Engine {
             skipped,
             spent_ms: (clock() - t0) * 1e3,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn spread_visits_every_index_once_coarse_first() {
+        for n in [0, 1, 2, 7, 8, 9, 32, 33] {
+            let got = super::spread((0..n).collect::<Vec<usize>>());
+            let mut sorted = got.clone();
+            sorted.sort();
+            assert_eq!(sorted, (0..n).collect::<Vec<_>>(), "n={n}");
+            if n == 32 {
+                assert_eq!(&got[..4], &[0, 8, 16, 24]);
+                assert_eq!(&got[4..8], &[4, 12, 20, 28]);
+            }
+        }
     }
 }

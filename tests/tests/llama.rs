@@ -277,6 +277,54 @@ fn incremental_generation_matches_generate() {
     assert!(s.start(&[], &opts).is_err(), "nothing to generate from");
 }
 
+/// The browser's streaming path: a `PrefillSink` given the prompt as text tokenizes it with
+/// the header's vocabulary, prefills while the file arrives in small pieces, and the first
+/// token of `start_prefilled` + `next_token` comes from the prefilled logits: the same ids and
+/// tokens as tokenizing first and calling `generate`.
+#[test]
+fn streaming_prefill_from_text_matches_generate() {
+    use webjit_engine::loader::source::load_from;
+    use webjit_engine::loader::LoadOptions;
+    use webjit_engine::model::generate::GenerateOptions;
+    use webjit_engine::model::stream_prefill::{PrefillPrompt, PrefillSink};
+    let e = engine();
+    let opts = GenerateOptions {
+        max_tokens: 8,
+        temperature: 0.7,
+        seed: 3,
+        ..Default::default()
+    };
+    for r in tiny_llama_prompt_refs().iter().take(2) {
+        let mut s = session();
+        let want = s
+            .generate(e, &r.prompt_ids, &opts, &|_| false, &mut |_| true)
+            .expect("generate");
+        let mut src = FileSource::open(&tiny_llama_path()).expect("tiny llama");
+        let mut sink = PrefillSink::new(e, PrefillPrompt::Text(r.text.clone()), Some(128));
+        load_from(&mut src, None, LoadOptions::default(), 4096, &mut sink).expect("load");
+        let (ran, n) = sink.layers_run();
+        assert_eq!((ran, n), (n, 2), "every block ran while the file streamed");
+        let p = sink.finish().expect("finish");
+        assert_eq!(
+            p.prompt, r.prompt_ids,
+            "{}: text tokenized as llama.cpp did",
+            r.name
+        );
+        assert!(p.tokenizer.is_some());
+        let mut s2 = Session::new(e, p.decoder).expect("session");
+        let mut g = s2
+            .start_prefilled(&p.prompt, p.logits, &opts)
+            .expect("start");
+        let mut got = Vec::new();
+        while let Some(res) =
+            pollster::block_on(s2.next_token(e, &mut g, &|_| false)).expect("next")
+        {
+            got.push(res.token);
+        }
+        assert_eq!(got, want.tokens, "{}", r.name);
+    }
+}
+
 /// Prefill while the file streams in (each block runs over the prompt as soon as it has
 /// arrived) gives bit-identical logits to loading first and prefilling after, for small and
 /// large chunks, and `generate_prefilled` continues exactly like `generate`.

@@ -119,7 +119,7 @@ export class Core {
    * Streams a model file into the engine. ctx.emit gets {type: 'progress', ...} events; the
    * whole file is never held: each chunk goes to ModelLoad.push as it arrives.
    */
-  async loadModel({ source, format = '', cache = 'none', maxContext, totalBytes }, { emit, signal }) {
+  async loadModel({ source, format = '', cache = 'none', maxContext, totalBytes, prompt, promptIds }, { emit, signal }) {
     const engine = this.#alive();
     const { chunks, meta } = await openSource(source, { signal, cache });
     if (!meta.totalBytes && totalBytes > 0) meta.totalBytes = totalBytes;
@@ -144,7 +144,12 @@ export class Core {
     try {
       for await (const chunk of chunks) {
         if (!load) {
-          const opts = JSON.stringify(maxContext ? { maxContext } : {});
+          // A prompt given here is prefilled block by block while the file streams in.
+          const o = {};
+          if (maxContext) o.maxContext = maxContext;
+          if (prompt !== undefined) o.prompt = String(prompt);
+          if (promptIds !== undefined) o.promptIds = Array.from(promptIds);
+          const opts = JSON.stringify(o);
           load = await this.#lock.run(() => engine.beginLoad(format, meta.totalBytes || 0, opts));
         }
         last = await this.#lock.run(() => parse(load.push(chunk)));
@@ -252,6 +257,16 @@ export class Core {
   start({ id, prompt, options = {}, reset = true, addBos }) {
     const m = this.#handle(id, 'model').obj;
     return this.#lock.run(() => {
+      const o = {};
+      for (const k of ['maxTokens', 'temperature', 'topK', 'topP', 'repeatPenalty', 'seed']) {
+        if (options[k] !== undefined) o[k] = options[k];
+      }
+      if (prompt === undefined || prompt === null) {
+        // Continue from the prompt prefilled during loadModel({prompt | promptIds}).
+        const n = m.prefilledPrompt().length;
+        m.startPrefilled(JSON.stringify(o));
+        return { promptTokens: n };
+      }
       if (reset) m.reset();
       let ids;
       if (typeof prompt === 'string') {
@@ -265,10 +280,6 @@ export class Core {
       } else {
         need(Array.isArray(prompt) || prompt instanceof Uint32Array, 'prompt must be a string or token ids');
         ids = Uint32Array.from(prompt);
-      }
-      const o = {};
-      for (const k of ['maxTokens', 'temperature', 'topK', 'topP', 'repeatPenalty', 'seed']) {
-        if (options[k] !== undefined) o[k] = options[k];
       }
       m.start(ids, JSON.stringify(o));
       return { promptTokens: ids.length };
@@ -332,10 +343,16 @@ export class Core {
   }
 
   // ---- tuning and memory ----
-  async tune({ budgetMs = 2000 } = {}) {
+  /** Tunes the kernels of the text model loaded last; ctx.emit gets {type: 'tune', report}
+   *  per problem as it lands. */
+  async tune({ budgetMs = 2000 } = {}, { emit } = {}) {
     need(Number.isFinite(budgetMs) && budgetMs > 0, `budgetMs must be a positive number, got ${budgetMs}`);
     const engine = this.#alive();
-    const report = parse(await this.#lock.run(() => engine.tune(budgetMs)));
+    if (typeof engine.tune !== 'function') {
+      throw new WebjitError(ErrorCode.INTERNAL, 'this wasm build has no Engine.tune');
+    }
+    const onReport = (json) => emit?.({ type: 'tune', report: parse(json) });
+    const report = parse(await this.#lock.run(() => engine.tune(budgetMs, onReport)));
     if (this.#tuningStore === 'indexeddb') {
       try {
         await saveTuning(this.#fingerprint, engine.exportTuning());

@@ -16,6 +16,7 @@ export const ErrorCode = Object.freeze({
   NETWORK: 'NETWORK',
   DISPOSED: 'DISPOSED',
   BUSY: 'BUSY',
+  INVALID_STATE: 'INVALID_STATE',
   WORKER: 'WORKER',
   INTERNAL: 'INTERNAL',
 });

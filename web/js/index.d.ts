@@ -14,6 +14,7 @@ export type ErrorCodeName =
   | 'NETWORK'
   | 'DISPOSED'
   | 'BUSY'
+  | 'INVALID_STATE'
   | 'WORKER'
   | 'INTERNAL';
 
@@ -62,6 +63,8 @@ export interface LoadProgress {
   nTensors: number;
   layersReady: number;
   nLayers: number;
+  /** Layers the streamed prompt has gone through (loads with `prompt`). */
+  layersPrefilled?: number;
   phase: 'header' | 'weights' | 'done';
   fromCache: boolean;
   /** Range requests made after dropped connections so far. */
@@ -83,6 +86,11 @@ export interface LoadModelOptions {
   maxContext?: number;
   /** 'gguf', or '' to detect from the first bytes (default). */
   format?: 'gguf' | '';
+  /** A prompt to prefill layer by layer while the file streams in (BOS added, control tokens
+   *  parsed); `generate(null, ...)` then starts from it. */
+  prompt?: string;
+  /** The same as token ids. */
+  promptIds?: ArrayLike<number>;
 }
 
 export interface GenerateOptions {
@@ -114,9 +122,14 @@ export interface GenerateStats {
   done: true;
   reason: 'eog' | 'max_tokens' | 'context' | 'stopped';
   promptTokens: number;
-  tokens: number;
+  /** The generated token ids. */
+  tokens: number[];
+  /** Text completed only at the end (bytes held back for an unfinished UTF-8 character);
+   *  `generate` yields it as its last piece. */
+  text: string;
   prefillMs: number;
   decodeMs: number;
+  dispatchesPerToken: number;
 }
 
 export interface ChatMessage {
@@ -143,10 +156,11 @@ export declare class TextModel {
   };
   /** Final record of the last generation. */
   readonly lastStats: GenerateStats | null;
-  /** Text pieces as they are generated: `for await (const piece of model.generate(p))`. */
-  generate(prompt: string | ArrayLike<number>, opts?: GenerateOptions): AsyncGenerator<string, void>;
+  /** Text pieces as they are generated: `for await (const piece of model.generate(p))`.
+   *  `null` continues from the prompt prefilled by loadModel({prompt}). */
+  generate(prompt: string | ArrayLike<number> | null, opts?: GenerateOptions): AsyncGenerator<string, void>;
   /** Token ids with their top logits. */
-  generateTokens(prompt: string | ArrayLike<number>, opts?: GenerateOptions): AsyncGenerator<GeneratedToken, void>;
+  generateTokens(prompt: string | ArrayLike<number> | null, opts?: GenerateOptions): AsyncGenerator<GeneratedToken, void>;
   /** The answer to `messages` in the model's chat template (fresh context). */
   chat(messages: ChatMessage[], opts?: GenerateOptions): AsyncGenerator<string, void>;
   chatPrompt(messages: ChatMessage[]): Promise<string>;
@@ -218,8 +232,16 @@ export interface AttentionResult {
 }
 
 export interface BlockSparseResult extends AttentionResult {
-  /** Selected key blocks per row: `blocks` is [rows, k]. */
-  selection?: { rows: number; k: number; blocks: Uint32Array };
+  /** With returnSelection: the key blocks each row chose. Rows are queries (perQuery) or
+   *  query blocks; row r holds counts[r] block indices at indices[r * nBlocks ...]. */
+  selection?: {
+    perQuery: boolean;
+    /** [batch, heads, rows] (static patterns: [1, 1, rows], shared). */
+    dims: number[];
+    nBlocks: number;
+    counts: Uint32Array;
+    indices: Uint32Array;
+  };
 }
 
 export interface TuneReport {
@@ -236,6 +258,7 @@ export interface TuneReport {
   }[];
   spent_ms: number;
   geomean_speedup: number;
+  records?: number;
   /** Whether the records reached IndexedDB. */
   persisted?: boolean;
 }
@@ -260,8 +283,10 @@ export declare class Engine {
     v: Float32Array,
     opts: Pick<BlockSparseOptions, 'qShape' | 'kvShape' | 'causal' | 'scale'>,
   ): Promise<AttentionResult>;
-  /** Tunes kernels within the budget and persists the winners (IndexedDB). */
-  tune(opts?: { budgetMs?: number }): Promise<TuneReport>;
+  /** Tunes the kernels of the text model loaded last within the budget and persists the
+   *  winners (IndexedDB; the next Engine.create loads them). Rejects with INVALID_STATE when
+   *  no text model is loaded, BUSY while it generates. */
+  tune(opts?: { budgetMs?: number; onReport?: (kernelReport: TuneReport['kernels'][number]) => void }): Promise<TuneReport>;
   exportTuning(): Promise<string>;
   importTuning(json: string | object): Promise<void>;
   releaseMemory(): Promise<void>;

@@ -156,7 +156,8 @@ export class TextModel extends Handle {
 
   /**
    * Tokens as they are generated: {id, text, top: [[id, logit] x5]}. `prompt` is text or
-   * token ids. opts: {maxTokens, temperature, topK, topP, repeatPenalty, seed, signal,
+   * token ids, or null to continue from the prompt given to loadModel({prompt | promptIds})
+   * (prefilled while the file streamed in). opts: {maxTokens, temperature, topK, topP, repeatPenalty, seed, signal,
    * continue (keep the context instead of starting fresh), addBos, onDone(stats)}.
    * Aborting `signal` ends the iteration (stats.reason 'stopped'); it does not throw.
    */
@@ -170,7 +171,7 @@ export class TextModel extends Handle {
       for (const k of ['maxTokens', 'temperature', 'topK', 'topP', 'repeatPenalty', 'seed']) {
         if (opts[k] !== undefined) options[k] = opts[k];
       }
-      const src = typeof prompt === 'string' ? prompt : Uint32Array.from(prompt);
+      const src = prompt == null ? null : typeof prompt === 'string' ? prompt : Uint32Array.from(prompt);
       await this._call('start', { prompt: src, options, reset: !opts.continue, addBos: opts.addBos });
       for (;;) {
         if (signal?.aborted) {
@@ -196,6 +197,8 @@ export class TextModel extends Handle {
   /** Text pieces as they are generated (see generateTokens for opts). */
   async *generate(prompt, opts = {}) {
     for await (const t of this.generateTokens(prompt, opts)) if (t.text) yield t.text;
+    // Bytes the detokenizer held back for an unfinished character come with the final record.
+    if (this.lastStats?.text) yield this.lastStats.text;
   }
 
   /** Generates the model's answer to `messages` ([{role, content}]), fresh context. */
@@ -269,14 +272,22 @@ export class Engine {
   /**
    * Streams a GGUF model into GPU memory. source: URL string | URL | File | Blob | Response |
    * ReadableStream | ArrayBuffer | typed array. opts: {onProgress, signal, cache: 'none' |
-   * 'cache-api', maxContext, format: 'gguf'|''}.
+   * 'cache-api', maxContext, format: 'gguf'|'', prompt | promptIds (prefilled layer by layer
+   * while the file streams in; then generate(null, ...) continues from it)}.
    */
   async loadModel(source, opts = {}) {
     const transfer = [];
     const src = prepareSource(source, transfer);
     const r = await this._call(
       'loadModel',
-      { ...src, format: opts.format ?? '', cache: opts.cache ?? 'none', maxContext: opts.maxContext },
+      {
+        ...src,
+        format: opts.format ?? '',
+        cache: opts.cache ?? 'none',
+        maxContext: opts.maxContext,
+        prompt: opts.prompt,
+        promptIds: opts.promptIds === undefined ? undefined : Uint32Array.from(opts.promptIds),
+      },
       { onEvent: (e) => e.type === 'progress' && opts.onProgress?.(e), signal: opts.signal, transfer },
     );
     const m = new TextModel(this, r.id, r.info, r.load);
@@ -321,9 +332,13 @@ export class Engine {
     return this._call('denseAttention', { q, k, v, options: opts });
   }
 
-  /** Tunes kernels within budgetMs and stores the records in IndexedDB -> per-kernel report. */
-  tune({ budgetMs = 2000 } = {}) {
-    return this._call('tune', { budgetMs });
+  /**
+   * Tunes the kernels of the text model loaded last within budgetMs (the model must be idle)
+   * and stores the winners in IndexedDB -> the whole report. onReport gets each problem's
+   * report as it lands.
+   */
+  tune({ budgetMs = 2000, onReport } = {}) {
+    return this._call('tune', { budgetMs }, { onEvent: (e) => e.type === 'tune' && onReport?.(e.report) });
   }
   exportTuning() {
     return this._call('exportTuning');

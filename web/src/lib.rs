@@ -247,8 +247,12 @@ impl WebEngine {
 }
 
 impl Drop for WebEngine {
+    /// Models and loads of this engine refuse work from now on (`DISPOSED`); the device is
+    /// destroyed, which frees all of its GPU memory at once. The engine's small host-side
+    /// state stays allocated: models may still hold references to it.
     fn drop(&mut self) {
         *self.alive.borrow_mut() = false;
         self.inner.pool.trim();
+        self.inner.gpu.device.destroy();
     }
 }

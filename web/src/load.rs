@@ -12,6 +12,7 @@ use webjit_engine::loader::{
 use webjit_engine::model::decoder::Decoder;
 use webjit_engine::model::generate::Session;
 use webjit_engine::model::llm_config::DecoderConfig;
+use webjit_engine::model::stream_prefill::{PrefillPrompt, PrefillSink};
 use webjit_engine::tokenizer::spm::SpmTokenizer;
 use webjit_engine::{Engine, Error};
 
@@ -26,11 +27,31 @@ const DEFAULT_MAX_CONTEXT: usize = 2048;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct LoadOpts {
     max_context: Option<usize>,
+    /// Prefill this prompt while the file streams in: each block runs over it as soon as the
+    /// block has arrived. Text is tokenized with the model's vocabulary (BOS added, control
+    /// tokens parsed); `startPrefilled` then generates from it.
+    prompt: Option<String>,
+    prompt_ids: Option<Vec<u32>>,
+}
+
+/// Where the bytes go: straight to the GPU, or through a streaming prefill.
+enum Upload {
+    Plain(Box<GpuSink<'static>>),
+    Prefill(Box<PrefillSink<'static>>),
+}
+
+impl Upload {
+    fn sink(&mut self) -> &mut dyn TensorSink {
+        match self {
+            Upload::Plain(s) => s.as_mut(),
+            Upload::Prefill(s) => s.as_mut(),
+        }
+    }
 }
 
 /// Counts loader events for progress reports and forwards the bytes to the GPU sink.
 struct ProgressSink {
-    gpu: GpuSink<'static>,
+    gpu: Upload,
     bytes: u64,
     tensors_ready: usize,
     n_tensors: usize,
@@ -64,7 +85,7 @@ impl TensorSink for ProgressSink {
             }
             LoadEvent::TensorReady(_) => {}
         }
-        self.gpu.event(event)
+        self.gpu.sink().event(event)
     }
 
     fn tensor_data(
@@ -73,11 +94,11 @@ impl TensorSink for ProgressSink {
         offset: u64,
         bytes: &[u8],
     ) -> Result<(), LoaderError> {
-        self.gpu.tensor_data(info, offset, bytes)
+        self.gpu.sink().tensor_data(info, offset, bytes)
     }
 
     fn tensor_ready(&mut self, info: &TensorInfo) -> Result<(), LoaderError> {
-        self.gpu.tensor_ready(info)
+        self.gpu.sink().tensor_ready(info)
     }
 }
 
@@ -127,6 +148,20 @@ impl WebModelLoad {
         if max_context == 0 {
             return Err(invalid("maxContext must be at least 1"));
         }
+        let gpu = match (opts.prompt, opts.prompt_ids) {
+            (Some(_), Some(_)) => return Err(invalid("give prompt or promptIds, not both")),
+            (Some(text), None) => Upload::Prefill(Box::new(PrefillSink::new(
+                e.inner,
+                PrefillPrompt::Text(text),
+                Some(max_context),
+            ))),
+            (None, Some(ids)) => Upload::Prefill(Box::new(PrefillSink::new(
+                e.inner,
+                PrefillPrompt::Ids(ids),
+                Some(max_context),
+            ))),
+            (None, None) => Upload::Plain(Box::new(GpuSink::new(e.inner))),
+        };
         Ok(Self {
             engine: e.inner,
             alive: e.alive.clone(),
@@ -138,7 +173,7 @@ impl WebModelLoad {
                 prefix: Vec::new(),
                 format,
                 sink: ProgressSink {
-                    gpu: GpuSink::new(e.inner),
+                    gpu,
                     bytes: 0,
                     tensors_ready: 0,
                     n_tensors: 0,
@@ -180,6 +215,10 @@ impl WebModelLoad {
             "nTensors": s.n_tensors,
             "layersReady": s.layers_ready,
             "nLayers": s.n_layers,
+            "layersPrefilled": match &s.gpu {
+                Upload::Prefill(p) => p.layers_run().0,
+                Upload::Plain(_) => 0,
+            },
             "phase": phase,
         })
         .to_string()
@@ -218,8 +257,8 @@ impl WebModelLoad {
         let r = build(self.engine, &mut live, self.max_context);
         drop(live);
         match r {
-            Ok((session, tok, arch)) => {
-                let m = WebTextModel::new(self.engine, self.alive.clone(), session, tok, arch);
+            Ok(built) => {
+                let m = WebTextModel::new(self.engine, self.alive.clone(), built);
                 *self.current.borrow_mut() = Rc::downgrade(&m.inner);
                 Ok(m)
             }
@@ -261,11 +300,7 @@ fn push_into(live: &mut Live, chunk: &[u8], total: u64) -> Result<(), Error> {
     Ok(())
 }
 
-fn build(
-    engine: &'static Engine,
-    live: &mut Live,
-    max_context: usize,
-) -> Result<(Session, SpmTokenizer, String), Error> {
+fn build(engine: &'static Engine, live: &mut Live, max_context: usize) -> Result<Built, Error> {
     let loader = live.loader.as_mut().ok_or_else(|| Error::BadModel {
         detail: "the file ended before its header".into(),
     })?;
@@ -280,10 +315,44 @@ fn build(
                 .into(),
         });
     }
-    let cfg = DecoderConfig::from_header(&header)?;
-    let tok = SpmTokenizer::from_gguf(&header.metadata)?;
     let arch = header.architecture.clone().unwrap_or_default();
-    let sink = std::mem::replace(&mut live.sink.gpu, GpuSink::new(engine));
-    let dec = Decoder::new(engine, cfg, sink, Some(max_context))?;
-    Ok((Session::new(engine, dec)?, tok, arch))
+    let sink = std::mem::replace(
+        &mut live.sink.gpu,
+        Upload::Plain(Box::new(GpuSink::new(engine))),
+    );
+    match sink {
+        Upload::Plain(sink) => {
+            let cfg = DecoderConfig::from_header(&header)?;
+            let tok = SpmTokenizer::from_gguf(&header.metadata)?;
+            let dec = Decoder::new(engine, cfg, *sink, Some(max_context))?;
+            Ok(Built {
+                session: Session::new(engine, dec)?,
+                tok,
+                arch,
+                prefilled: None,
+            })
+        }
+        Upload::Prefill(sink) => {
+            let p = sink.finish()?;
+            let tok = match p.tokenizer {
+                Some(t) => t,
+                None => SpmTokenizer::from_gguf(&header.metadata)?,
+            };
+            Ok(Built {
+                session: Session::new(engine, p.decoder)?,
+                tok,
+                arch,
+                prefilled: Some((p.prompt, p.logits)),
+            })
+        }
+    }
+}
+
+/// A finished load: the session, its tokenizer, and the streamed prompt's ids and last logits
+/// when one was prefilled.
+pub(crate) struct Built {
+    pub(crate) session: Session,
+    pub(crate) tok: SpmTokenizer,
+    pub(crate) arch: String,
+    pub(crate) prefilled: Option<(Vec<u32>, webjit_engine::Tensor)>,
 }

@@ -7,7 +7,9 @@ use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use webjit_engine::model::generate::{GenerateOptions, Generation, Session};
 use webjit_engine::tokenizer::spm::{chat_prompt, SpmTokenizer, Utf8Stream};
-use webjit_engine::Engine;
+use webjit_engine::{Engine, Tensor};
+
+use crate::load::Built;
 
 use crate::{invalid, js_err, js_error, now_ms, parse_opts};
 
@@ -52,6 +54,9 @@ struct Running {
 pub(crate) struct Inner {
     pub(crate) session: Session,
     running: Option<Running>,
+    /// A prompt prefilled while the file streamed in, with its last logits, until
+    /// `startPrefilled` (or any other use of the model) takes them.
+    prefilled: Option<(Vec<u32>, Tensor)>,
 }
 
 /// The model's state: lent out while a `next()` awaits the GPU.
@@ -75,21 +80,16 @@ pub struct WebTextModel {
 }
 
 impl WebTextModel {
-    pub(crate) fn new(
-        engine: &'static Engine,
-        alive: Rc<RefCell<bool>>,
-        session: Session,
-        tok: SpmTokenizer,
-        arch: String,
-    ) -> Self {
+    pub(crate) fn new(engine: &'static Engine, alive: Rc<RefCell<bool>>, b: Built) -> Self {
         Self {
             engine,
             alive,
-            tok: Rc::new(tok),
-            arch,
+            tok: Rc::new(b.tok),
+            arch: b.arch,
             inner: Rc::new(RefCell::new(Slot::Ready(Box::new(Inner {
-                session,
+                session: b.session,
                 running: None,
+                prefilled: b.prefilled,
             })))),
             stop_requested: Rc::new(Cell::new(false)),
         }
@@ -161,24 +161,20 @@ impl WebTextModel {
 
     /// Begins generating after `prompt_ids` (fed after whatever the context already holds).
     pub fn start(&self, prompt_ids: &[u32], options_json: &str) -> Result<(), JsValue> {
-        let o: GenOpts = parse_opts("generate", options_json)?;
+        let opts = gen_options(options_json)?;
         let vocab = self.tok.vocab_size();
         if let Some(bad) = prompt_ids.iter().find(|&&id| id as usize >= vocab) {
             return Err(invalid(format!(
                 "prompt token id {bad} is outside the vocabulary of {vocab} tokens"
             )));
         }
-        let opts = GenerateOptions {
-            max_tokens: o.max_tokens,
-            temperature: o.temperature,
-            top_k: o.top_k,
-            top_p: o.top_p,
-            repeat_penalty: o.repeat_penalty,
-            seed: o.seed,
-        };
         self.with(|i| {
             if let Some(mut r) = i.running.take() {
                 i.session.stop(&mut r.gen);
+            }
+            // Text after a streamed prompt continues it; its logits are no longer needed.
+            if let Some((ids, _)) = i.prefilled.take() {
+                i.session.note_fed(&ids);
             }
             let gen = i.session.start(prompt_ids, &opts).map_err(js_error)?;
             self.stop_requested.set(false);
@@ -189,6 +185,44 @@ impl WebTextModel {
                 decode_ms: 0.0,
             });
             Ok(())
+        })
+    }
+
+    /// Begins generating from the prompt prefilled while the file streamed in (`beginLoad`
+    /// with `prompt`): the first token comes from the logits computed during the load.
+    #[wasm_bindgen(js_name = startPrefilled)]
+    pub fn start_prefilled(&self, options_json: &str) -> Result<(), JsValue> {
+        let opts = gen_options(options_json)?;
+        self.with(|i| {
+            let (ids, logits) = i.prefilled.take().ok_or_else(|| {
+                js_err(
+                    "INVALID_STATE",
+                    "no prefilled prompt: load with {prompt} and call this first",
+                )
+            })?;
+            let gen = i
+                .session
+                .start_prefilled(&ids, logits, &opts)
+                .map_err(js_error)?;
+            self.stop_requested.set(false);
+            i.running = Some(Running {
+                gen,
+                text: Utf8Stream::default(),
+                prefill_ms: 0.0,
+                decode_ms: 0.0,
+            });
+            Ok(())
+        })
+    }
+
+    /// The ids of the prompt prefilled during the load (empty when none is waiting).
+    #[wasm_bindgen(js_name = prefilledPrompt)]
+    pub fn prefilled_prompt(&self) -> Result<Vec<u32>, JsValue> {
+        self.with(|i| {
+            Ok(i.prefilled
+                .as_ref()
+                .map(|p| p.0.clone())
+                .unwrap_or_default())
         })
     }
 
@@ -244,6 +278,7 @@ impl WebTextModel {
     pub fn reset(&self) -> Result<(), JsValue> {
         self.with(|i| {
             i.running = None;
+            i.prefilled = None;
             i.session.reset();
             Ok(())
         })
@@ -257,6 +292,18 @@ impl Drop for WebTextModel {
         }
         self.engine.pool.trim();
     }
+}
+
+fn gen_options(json: &str) -> Result<GenerateOptions, JsValue> {
+    let o: GenOpts = parse_opts("generate", json)?;
+    Ok(GenerateOptions {
+        max_tokens: o.max_tokens,
+        temperature: o.temperature,
+        top_k: o.top_k,
+        top_p: o.top_p,
+        repeat_penalty: o.repeat_penalty,
+        seed: o.seed,
+    })
 }
 
 /// One `next()`: the next token, or the end report.

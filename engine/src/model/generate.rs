@@ -140,6 +140,8 @@ pub struct Generation {
     /// Tokens and top logits so far (timings are left to the caller).
     pub stats: GenerateStats,
     pub stop: Option<StopReason>,
+    /// Logits of a prompt already in the KV cache: the first token is sampled from them.
+    prefilled: Option<Tensor>,
 }
 
 /// A generation session: the decoder, its sampler, and the token sampled last but not yet fed
@@ -245,6 +247,31 @@ impl Session {
             input,
             stats,
             stop: None,
+            prefilled: None,
+        })
+    }
+
+    /// `start` for a prompt that is already in the KV cache (a streaming prefill), with the
+    /// logits of its last position ([1, vocab]): the first `next_token` samples from them.
+    pub fn start_prefilled(
+        &mut self,
+        prompt: &[u32],
+        logits: Tensor,
+        opts: &GenerateOptions,
+    ) -> Result<Generation> {
+        opts.settings(0.0)?;
+        self.pending = None;
+        self.history.extend_from_slice(prompt);
+        Ok(Generation {
+            opts: opts.clone(),
+            rng: Rng::new(opts.seed),
+            input: Vec::new(),
+            stats: GenerateStats {
+                prompt_tokens: prompt.len(),
+                ..Default::default()
+            },
+            stop: None,
+            prefilled: Some(logits),
         })
     }
 
@@ -273,15 +300,20 @@ impl Session {
         }
         let input = std::mem::take(&mut g.input);
         let settings = g.opts.settings(g.rng.uniform())?;
-        let step = match self.step_async(engine, &input, &settings).await {
+        let step = match g.prefilled.take() {
+            Some(logits) => self.sample_async(engine, &logits, &settings).await,
+            None => self.step_async(engine, &input, &settings).await.map(|s| {
+                g.stats.dispatches_per_token = s.dispatches;
+                s.result
+            }),
+        };
+        let res = match step {
             Ok(s) => s,
             Err(e) => {
                 g.stop = Some(StopReason::Error);
                 return Err(e);
             }
         };
-        let res = step.result;
-        g.stats.dispatches_per_token = step.dispatches;
         g.stats.tokens.push(res.token);
         g.stats.top_logits.push(res.top.clone());
         g.input = vec![res.token];
@@ -294,6 +326,27 @@ impl Session {
             g.stop.get_or_insert(StopReason::MaxTokens);
         }
         Ok(Some(res))
+    }
+
+    /// Records that `ids` are in the KV cache already (a streamed prompt continued without
+    /// sampling from its logits), so the repetition penalty sees them.
+    pub fn note_fed(&mut self, ids: &[u32]) {
+        self.history.extend_from_slice(ids);
+    }
+
+    /// Samples from `logits` (the history so far feeds the penalty) and awaits the result.
+    async fn sample_async(
+        &mut self,
+        engine: &Engine,
+        logits: &Tensor,
+        s: &SampleSettings,
+    ) -> Result<SampleResult> {
+        let mut rec = engine.recorder();
+        self.sampler.record(&mut rec, logits, s, &self.history)?;
+        rec.submit()?;
+        let words: Vec<u32> =
+            bytemuck::pod_collect_to_vec(&engine.read_bytes(self.sampler.result()).await?);
+        SampleResult::from_words(&words)
     }
 
     /// Ends `g` early: its last token waits, unfed, for the next generation.

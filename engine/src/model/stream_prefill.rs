@@ -17,6 +17,7 @@ use crate::model::decoder::{
 };
 use crate::model::llm_config::DecoderConfig;
 use crate::tensor::Tensor;
+use crate::tokenizer::spm::SpmTokenizer;
 use crate::Engine;
 
 /// What streaming prefill did.
@@ -42,13 +43,39 @@ struct State {
     positions: Vec<u32>,
 }
 
-struct PrefillSink<'e> {
+/// The prompt of a streaming prefill: ids, or text tokenized with the model's own vocabulary
+/// once the header has arrived (callers that have no tokenizer before the file, such as a
+/// browser page, give text).
+pub enum PrefillPrompt {
+    Ids(Vec<u32>),
+    /// Encoded with BOS and special-token parsing, as `SpmTokenizer::encode(text, true)`.
+    Text(String),
+}
+
+/// A loader sink that uploads like `GpuSink` and runs each block over the prompt as soon as
+/// the block has arrived. Feed it through a `Loader` (or `load_from`), then `finish`.
+pub struct PrefillSink<'e> {
     engine: &'e Engine,
     inner: GpuSink<'e>,
-    prompt: &'e [u32],
+    prompt_in: Option<PrefillPrompt>,
+    prompt: Vec<u32>,
+    tokenizer: Option<SpmTokenizer>,
     max_context: Option<usize>,
     state: Option<State>,
     stats: StreamStats,
+}
+
+/// What a finished streaming prefill hands over.
+pub struct Prefilled {
+    /// The decoder with the prompt in its KV caches.
+    pub decoder: Decoder,
+    /// The prompt's ids (as tokenized when it was given as text).
+    pub prompt: Vec<u32>,
+    /// [1, vocab] logits of the last prompt position.
+    pub logits: Tensor,
+    /// The tokenizer built from the header when the prompt was text.
+    pub tokenizer: Option<SpmTokenizer>,
+    pub stats: StreamStats,
 }
 
 fn to_loader(what: &str, e: Error) -> LoaderError {
@@ -59,16 +86,46 @@ fn to_loader(what: &str, e: Error) -> LoaderError {
     }
 }
 
-impl PrefillSink<'_> {
+impl<'e> PrefillSink<'e> {
+    pub fn new(engine: &'e Engine, prompt: PrefillPrompt, max_context: Option<usize>) -> Self {
+        Self {
+            engine,
+            inner: GpuSink::new(engine),
+            prompt_in: Some(prompt),
+            prompt: Vec::new(),
+            tokenizer: None,
+            max_context,
+            state: None,
+            stats: StreamStats::default(),
+        }
+    }
+
+    /// Blocks run over the prompt so far, of how many.
+    pub fn layers_run(&self) -> (usize, usize) {
+        self.state
+            .as_ref()
+            .map_or((0, 0), |s| (s.layers.len(), s.cfg.n_layers))
+    }
+
     fn start(&mut self, h: &ModelHeader) -> Result<()> {
         let cfg = DecoderConfig::from_header(h)?;
+        self.prompt = match self.prompt_in.take() {
+            Some(PrefillPrompt::Ids(ids)) => ids,
+            Some(PrefillPrompt::Text(text)) => {
+                let tok = SpmTokenizer::from_gguf(&h.metadata)?;
+                let ids = tok.encode(&text, true);
+                self.tokenizer = Some(tok);
+                ids
+            }
+            None => std::mem::take(&mut self.prompt),
+        };
         if self.prompt.is_empty() {
             return Err(Error::InvalidArgument {
                 op: "prefill",
                 detail: "empty prompt".into(),
             });
         }
-        crate::ops::check_ids("prefill", self.prompt, cfg.vocab)?;
+        crate::ops::check_ids("prefill", &self.prompt, cfg.vocab)?;
         let caches = new_caches(self.engine, &cfg, self.max_context)?;
         let cap = caches
             .iter()
@@ -113,7 +170,7 @@ impl PrefillSink<'_> {
                 &mut rec,
                 &st.cfg,
                 &table,
-                Input::Host(self.prompt),
+                Input::Host(&self.prompt),
                 self.prompt.len(),
             )?;
             rec.submit()?;
@@ -189,39 +246,24 @@ impl TensorSink for PrefillSink<'_> {
     }
 }
 
-impl Decoder {
-    /// Streams a GGUF file onto the GPU and prefills `prompt` (ids, BOS included) as the
-    /// blocks arrive. Returns the header, the decoder with the prompt in its KV caches, the
-    /// logits of the last prompt position ([1, vocab]) and what ran before the load ended.
-    pub fn load_with_prefill(
-        engine: &Engine,
-        source: &mut dyn WeightSource,
-        prompt: &[u32],
-        max_context: Option<usize>,
-        chunk: usize,
-    ) -> Result<(ModelHeader, Decoder, Tensor, StreamStats)> {
-        let mut sink = PrefillSink {
-            engine,
-            inner: GpuSink::new(engine),
-            prompt,
-            max_context,
-            state: None,
-            stats: StreamStats::default(),
-        };
-        let (header, _) = load_from(source, None, LoadOptions::default(), chunk, &mut sink)?;
-        #[cfg(not(target_arch = "wasm32"))]
-        let load_end = std::time::Instant::now();
+impl PrefillSink<'_> {
+    /// After the loader finished: runs the blocks the loader never announced (or that waited
+    /// for the embedding), assembles the decoder around the filled KV caches and records the
+    /// logits of the last prompt position (submitted, not awaited).
+    pub fn finish(self) -> Result<Prefilled> {
         let PrefillSink {
+            engine,
             inner,
             state,
             mut stats,
+            prompt,
+            tokenizer,
             ..
-        } = sink;
+        } = self;
         let mut st = state.ok_or_else(|| Error::BadModel {
             detail: "the file ended before its header".into(),
         })?;
         let mut w = Weights::from_sink(inner);
-        // Blocks the loader never announced (or that waited for the embedding) run now.
         let tok_embd = w.weight_ref("token_embd.weight")?;
         let mut rec = engine.recorder();
         let mut x = match st.x.take() {
@@ -230,7 +272,7 @@ impl Decoder {
                 &mut rec,
                 &st.cfg,
                 &tok_embd,
-                Input::Host(prompt),
+                Input::Host(&prompt),
                 prompt.len(),
             )?,
         };
@@ -258,11 +300,38 @@ impl Decoder {
             dec.output_weight(),
         )?;
         rec.submit()?;
+        Ok(Prefilled {
+            decoder: dec,
+            prompt,
+            logits,
+            tokenizer,
+            stats,
+        })
+    }
+}
+
+impl Decoder {
+    /// Streams a GGUF file onto the GPU and prefills `prompt` (ids, BOS included) as the
+    /// blocks arrive. Returns the header, the decoder with the prompt in its KV caches, the
+    /// logits of the last prompt position ([1, vocab]) and what ran before the load ended.
+    pub fn load_with_prefill(
+        engine: &Engine,
+        source: &mut dyn WeightSource,
+        prompt: &[u32],
+        max_context: Option<usize>,
+        chunk: usize,
+    ) -> Result<(ModelHeader, Decoder, Tensor, StreamStats)> {
+        let mut sink = PrefillSink::new(engine, PrefillPrompt::Ids(prompt.to_vec()), max_context);
+        let (header, _) = load_from(source, None, LoadOptions::default(), chunk, &mut sink)?;
+        #[cfg(not(target_arch = "wasm32"))]
+        let load_end = std::time::Instant::now();
+        #[allow(unused_mut)]
+        let mut p = sink.finish()?;
         #[cfg(not(target_arch = "wasm32"))]
         {
             engine.gpu.wait_idle()?;
-            stats.after_load_s = load_end.elapsed().as_secs_f64();
+            p.stats.after_load_s = load_end.elapsed().as_secs_f64();
         }
-        Ok((header, dec, logits, stats))
+        Ok((header, p.decoder, p.logits, p.stats))
     }
 }
