@@ -244,18 +244,28 @@ export interface BlockSparseResult extends AttentionResult {
   };
 }
 
+/** One tuned problem, as `onReport` sees it and as `TuneReport.kernels` lists it. */
+export interface KernelTuneReport {
+  /** Kernel family and bucketed shape, e.g. `qmatvec.q8_0|m1.n262144.k1024`. */
+  tune_key: string;
+  default_key: string;
+  winner_key: string;
+  default_us: number;
+  tuned_us: number;
+  speedup: number;
+  /** Candidates timed (the default included). */
+  tried: number;
+  /** Candidates whose output disagreed with the default's. */
+  rejected: number;
+  /** Candidates left untried when the problem's share of the budget ran out. */
+  skipped: number;
+  spent_ms: number;
+  /** Problems in the whole run (onReport only). */
+  total?: number;
+}
+
 export interface TuneReport {
-  kernels: {
-    kernel: string;
-    problem: string;
-    default_key: string;
-    winner_key: string;
-    default_us: number;
-    tuned_us: number;
-    speedup: number;
-    candidates: number;
-    spent_ms: number;
-  }[];
+  kernels: KernelTuneReport[];
   spent_ms: number;
   geomean_speedup: number;
   records?: number;
@@ -286,7 +296,7 @@ export declare class Engine {
   /** Tunes the kernels of the text model loaded last within the budget and persists the
    *  winners (IndexedDB; the next Engine.create loads them). Rejects with INVALID_STATE when
    *  no text model is loaded, BUSY while it generates. */
-  tune(opts?: { budgetMs?: number; onReport?: (kernelReport: TuneReport['kernels'][number]) => void }): Promise<TuneReport>;
+  tune(opts?: { budgetMs?: number; onReport?: (kernelReport: KernelTuneReport) => void }): Promise<TuneReport>;
   exportTuning(): Promise<string>;
   importTuning(json: string | object): Promise<void>;
   releaseMemory(): Promise<void>;
