@@ -297,6 +297,10 @@ impl Engine {
         let min_batch = opts.min_batch.as_secs_f64();
         let profile = self.profile().clone();
         let default = spec.default_config(&profile);
+        // Wait for work already queued (weights just uploaded, earlier problems) so none of it
+        // is charged to the default's checked run, which decides whether the problem is slow.
+        let flush = self.upload_u32(&[1], &[0])?;
+        self.read_bytes(&flush).await?;
         let (first, ref_bytes, ref_t) = {
             let mut rec = self.recorder();
             let out = run(&mut rec, &default)?;
