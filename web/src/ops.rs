@@ -89,6 +89,20 @@ fn upload(engine: &Engine, what: &str, shape: &[usize], data: &[f32]) -> Result<
     engine.upload_f32(shape, data).map_err(js_error)
 }
 
+/// q with `q_shape`, k and v with `kv_shape`.
+fn upload_qkv(
+    engine: &Engine,
+    q_shape: &[usize],
+    kv_shape: &[usize],
+    [q, k, v]: [&[f32]; 3],
+) -> Result<(Tensor, Tensor, Tensor), JsValue> {
+    Ok((
+        upload(engine, "q", q_shape, q)?,
+        upload(engine, "k", kv_shape, k)?,
+        upload(engine, "v", kv_shape, v)?,
+    ))
+}
+
 /// Runs `record` once and reads its output; then, when `repeat` > 0, times `repeat` more
 /// runs recorded into one submission (milliseconds per run, readback included once).
 async fn run_timed(
@@ -179,11 +193,7 @@ impl WebEngine {
         self.check()?;
         let o: NaOpts = parse_opts("neighborhoodAttention", options_json)?;
         let e = self.inner;
-        let (q, k, v) = (
-            upload(e, "q", &o.shape, q)?,
-            upload(e, "k", &o.shape, k)?,
-            upload(e, "v", &o.shape, v)?,
-        );
+        let (q, k, v) = upload_qkv(e, &o.shape, &o.shape, [q, k, v])?;
         let na = NaOptions {
             kernel: o.kernel,
             dilation: o.dilation,
@@ -218,11 +228,7 @@ impl WebEngine {
         let o: SparseOpts = parse_opts("blockSparseAttention", options_json)?;
         let opts = sparse_options(&o)?;
         let e = self.inner;
-        let (q, k, v) = (
-            upload(e, "q", &o.q_shape, q)?,
-            upload(e, "k", &o.kv_shape, k)?,
-            upload(e, "v", &o.kv_shape, v)?,
-        );
+        let (q, k, v) = upload_qkv(e, &o.q_shape, &o.kv_shape, [q, k, v])?;
         Ok(wasm_bindgen_futures::future_to_promise(async move {
             let mut rec = e.recorder();
             let res = ops::block_sparse_attention(&mut rec, &q, &k, &v, &opts).map_err(js_error)?;
@@ -279,11 +285,7 @@ impl WebEngine {
         self.check()?;
         let o: DenseOpts = parse_opts("denseAttention", options_json)?;
         let e = self.inner;
-        let (q, k, v) = (
-            upload(e, "q", &o.q_shape, q)?,
-            upload(e, "k", &o.kv_shape, k)?,
-            upload(e, "v", &o.kv_shape, v)?,
-        );
+        let (q, k, v) = upload_qkv(e, &o.q_shape, &o.kv_shape, [q, k, v])?;
         let opts = AttentionOptions {
             causal: o.causal,
             window: o.window,

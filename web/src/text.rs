@@ -51,6 +51,17 @@ struct Running {
     decode_ms: f64,
 }
 
+impl Running {
+    fn new(gen: Generation) -> Self {
+        Self {
+            gen,
+            text: Utf8Stream::default(),
+            prefill_ms: 0.0,
+            decode_ms: 0.0,
+        }
+    }
+}
+
 pub(crate) struct Inner {
     pub(crate) session: Session,
     running: Option<Running>,
@@ -178,12 +189,7 @@ impl WebTextModel {
             }
             let gen = i.session.start(prompt_ids, &opts).map_err(js_error)?;
             self.stop_requested.set(false);
-            i.running = Some(Running {
-                gen,
-                text: Utf8Stream::default(),
-                prefill_ms: 0.0,
-                decode_ms: 0.0,
-            });
+            i.running = Some(Running::new(gen));
             Ok(())
         })
     }
@@ -205,12 +211,7 @@ impl WebTextModel {
                 .start_prefilled(&ids, logits, &opts)
                 .map_err(js_error)?;
             self.stop_requested.set(false);
-            i.running = Some(Running {
-                gen,
-                text: Utf8Stream::default(),
-                prefill_ms: 0.0,
-                decode_ms: 0.0,
-            });
+            i.running = Some(Running::new(gen));
             Ok(())
         })
     }
