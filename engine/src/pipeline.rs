@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use webjit_jit::{Access, BindingDecl, KernelSpec};
 
 use crate::device::Gpu;
-#[cfg(not(target_arch = "wasm32"))]
 use crate::error::Error;
 use crate::error::Result;
 
@@ -84,6 +83,31 @@ fn layout_entries(bindings: &[BindingDecl]) -> Vec<wgpu::BindGroupLayoutEntry> {
         .collect()
 }
 
+/// The shader's validation error (from its error scope) or compilation errors, if any.
+async fn compile_check(
+    key: String,
+    scope: impl std::future::Future<Output = Option<wgpu::Error>>,
+    module: wgpu::ShaderModule,
+) -> Option<Error> {
+    if let Some(e) = scope.await {
+        return Some(Error::ShaderCompile {
+            key,
+            message: e.to_string(),
+        });
+    }
+    let info = module.get_compilation_info().await;
+    let errors: Vec<String> = info
+        .messages
+        .iter()
+        .filter(|m| m.message_type == wgpu::CompilationMessageType::Error)
+        .map(|m| m.message.clone())
+        .collect();
+    (!errors.is_empty()).then(|| Error::ShaderCompile {
+        key,
+        message: errors.join("; "),
+    })
+}
+
 fn build(gpu: &Gpu, k: &webjit_jit::CompiledKernel) -> Result<Kernel> {
     let device = &gpu.device;
     let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -120,53 +144,15 @@ fn build(gpu: &Gpu, k: &webjit_jit::CompiledKernel) -> Result<Kernel> {
         },
         cache: None,
     });
+    let check = compile_check(k.key.clone(), scope.pop(), module.clone());
+    // Natively the check is awaited here; browsers answer later, so it runs at the next
+    // readback (see `device::deferred`).
     #[cfg(not(target_arch = "wasm32"))]
-    {
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::ShaderCompile {
-                key: k.key.clone(),
-                message: e.to_string(),
-            });
-        }
-        let info = pollster::block_on(module.get_compilation_info());
-        let errors: Vec<String> = info
-            .messages
-            .iter()
-            .filter(|m| m.message_type == wgpu::CompilationMessageType::Error)
-            .map(|m| m.message.clone())
-            .collect();
-        if !errors.is_empty() {
-            return Err(Error::ShaderCompile {
-                key: k.key.clone(),
-                message: errors.join("; "),
-            });
-        }
+    if let Some(e) = pollster::block_on(check) {
+        return Err(e);
     }
     #[cfg(target_arch = "wasm32")]
-    {
-        let key = k.key.clone();
-        let module = module.clone();
-        let pop = scope.pop();
-        crate::device::deferred::push(async move {
-            if let Some(e) = pop.await {
-                return Some(crate::Error::ShaderCompile {
-                    key,
-                    message: e.to_string(),
-                });
-            }
-            let info = module.get_compilation_info().await;
-            let errors: Vec<String> = info
-                .messages
-                .iter()
-                .filter(|m| m.message_type == wgpu::CompilationMessageType::Error)
-                .map(|m| m.message.clone())
-                .collect();
-            (!errors.is_empty()).then(|| crate::Error::ShaderCompile {
-                key,
-                message: errors.join("; "),
-            })
-        });
-    }
+    crate::device::deferred::push(check);
     Ok(Kernel {
         id: crate::buffer::next_buffer_id(),
         key: k.key.clone(),
