@@ -157,22 +157,7 @@ impl KvCache {
             });
         }
         let n_new = k_new.shape()[1];
-        let end = self
-            .len
-            .checked_add(n_new)
-            .filter(|&e| e <= u32::MAX as usize);
-        let end = match end {
-            Some(e) if o.ring || e <= o.capacity => e,
-            _ => {
-                return Err(Error::InvalidArgument {
-                    op: OP,
-                    detail: format!(
-                        "appending {n_new} positions at {} overflows the cache of {} slots",
-                        self.len, o.capacity
-                    ),
-                })
-            }
-        };
+        let end = self.append_end(n_new)?;
         let spec = KvAppendSpec {
             batch: o.batch as u64,
             n_new: n_new as u64,
@@ -197,6 +182,30 @@ impl KvCache {
         )?;
         self.len = end;
         Ok(())
+    }
+
+    /// The length after appending `n_new` positions, or the error saying why they do not fit.
+    pub(crate) fn append_end(&self, n_new: usize) -> Result<usize> {
+        let o = &self.opts;
+        let end = self
+            .len
+            .checked_add(n_new)
+            .filter(|&e| e <= u32::MAX as usize);
+        match end {
+            Some(e) if o.ring || e <= o.capacity => Ok(e),
+            _ => Err(Error::InvalidArgument {
+                op: OP,
+                detail: format!(
+                    "appending {n_new} positions at {} overflows the cache of {} slots",
+                    self.len, o.capacity
+                ),
+            }),
+        }
+    }
+
+    /// Records that positions up to `end` (from `append_end`) were written.
+    pub(crate) fn set_len(&mut self, end: usize) {
+        self.len = end;
     }
 
     /// The entries a decode step attends: (first slot, count). `window` limits attention to

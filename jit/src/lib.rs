@@ -18,6 +18,7 @@ pub mod shaders {
     pub const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
     pub const ROWWISE: &str = include_str!("../../shaders/rowwise.wgsl");
     pub const ROPE: &str = include_str!("../../shaders/rope.wgsl");
+    pub const QK_ROPE: &str = include_str!("../../shaders/qk_rope.wgsl");
     pub const EMBEDDING: &str = include_str!("../../shaders/embedding.wgsl");
     pub const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
     pub const PROBE: &str = include_str!("../../shaders/probe.wgsl");
@@ -38,6 +39,7 @@ pub mod shaders {
         ELEMENTWISE,
         ROWWISE,
         ROPE,
+        QK_ROPE,
         EMBEDDING,
         MATMUL,
         PROBE,

@@ -306,6 +306,34 @@ fn attention_decode_spaces_validate() {
 }
 
 #[test]
+fn qk_rope_space_validates() {
+    use webjit_jit::kernels::attention_decode::KvDType;
+    use webjit_jit::kernels::qk_rope::QkRopeSpec;
+    use webjit_jit::kernels::rope::RopeLayout;
+    for kv_dtype in [KvDType::F32, KvDType::F16] {
+        for layout in [RopeLayout::Neox, RopeLayout::Normal] {
+            for norm in [true, false] {
+                for (head_dim, rot) in [(64, 64), (128, 64), (256, 256)] {
+                    sweep(
+                        &QkRopeSpec {
+                            layout,
+                            tokens: 1,
+                            n_heads: 8,
+                            n_kv_heads: 2,
+                            head_dim,
+                            rot,
+                            norm,
+                            kv_dtype,
+                        },
+                        3,
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn quant_spaces_validate() {
     use webjit_jit::kernels::qmatvec::{QDequantSpec, QMatvecSpec};
     use webjit_jit::quant::GgmlType;

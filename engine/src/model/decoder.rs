@@ -439,8 +439,6 @@ pub(crate) fn layer_forward(
     let q = l.wq.apply(rec, &h)?;
     let k = l.wk.apply(rec, &h)?;
     let v = l.wv.apply(rec, &h)?;
-    let q = head_norm(rec, q, l.q_norm.as_ref(), [t, cfg.n_heads, hd], cfg.eps)?;
-    let k = head_norm(rec, k, l.k_norm.as_ref(), [t, cfg.n_kv_heads, hd], cfg.eps)?;
     let rope = RopeOptions {
         layout: cfg.rope_layout,
         base: cfg.rope_base_of(i),
@@ -454,13 +452,30 @@ pub(crate) fn layer_forward(
             &tables[tables.len() - 1].1
         }
     };
-    let q = ops::rope_with_table(rec, &q, table, &rope, None)?;
-    let k = ops::rope_with_table(rec, &k, table, &rope, None)?;
-    let k4 = reshaped(&k, &[1, t, cfg.n_kv_heads, hd])?;
-    let v4 = reshaped(&v, &[1, t, cfg.n_kv_heads, hd])?;
-    cache.append(rec, &k4, &v4)?;
     let window = if cfg.is_local(i) { cfg.window } else { None };
     let attn = if t == 1 {
+        // Decode: q/k norms, RoPE and the KV append in one dispatch.
+        let norms = match (&l.q_norm, &l.k_norm) {
+            (Some(q), Some(k)) => Some(ops::QkNorms {
+                q,
+                k,
+                eps: cfg.eps,
+                w_offset: 0.0,
+            }),
+            _ => None,
+        };
+        let (q, k) = match norms {
+            Some(_) => (q, k),
+            // One norm without the other: apply it unfused, then rotate without norms.
+            None => (
+                head_norm(rec, q, l.q_norm.as_ref(), [t, cfg.n_heads, hd], cfg.eps)?,
+                head_norm(rec, k, l.k_norm.as_ref(), [t, cfg.n_kv_heads, hd], cfg.eps)?,
+            ),
+        };
+        let q = reshaped(&q, &[t, cfg.n_heads, hd])?;
+        let k = reshaped(&k, &[t, cfg.n_kv_heads, hd])?;
+        let v = reshaped(&v, &[t, cfg.n_kv_heads, hd])?;
+        let q = ops::qk_rope_append(rec, &q, &k, &v, norms, table, &rope, cache, None)?;
         let q3 = reshaped(&q, &[1, cfg.n_heads, hd])?;
         let opts = DecodeOptions {
             window,
@@ -469,6 +484,13 @@ pub(crate) fn layer_forward(
         };
         ops::attention_decode(rec, &q3, cache, &opts)?
     } else {
+        let q = head_norm(rec, q, l.q_norm.as_ref(), [t, cfg.n_heads, hd], cfg.eps)?;
+        let k = head_norm(rec, k, l.k_norm.as_ref(), [t, cfg.n_kv_heads, hd], cfg.eps)?;
+        let q = ops::rope_with_table(rec, &q, table, &rope, None)?;
+        let k = ops::rope_with_table(rec, &k, table, &rope, None)?;
+        let k4 = reshaped(&k, &[1, t, cfg.n_kv_heads, hd])?;
+        let v4 = reshaped(&v, &[1, t, cfg.n_kv_heads, hd])?;
+        cache.append(rec, &k4, &v4)?;
         let q4 = reshaped(&q, &[1, t, cfg.n_heads, hd])?;
         let opts = AttentionOptions {
             causal: true,

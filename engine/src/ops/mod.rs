@@ -11,6 +11,7 @@ mod embedding;
 mod matmul;
 mod neighborhood;
 mod pool;
+mod qk_rope;
 mod qmatmul;
 mod qmatvec;
 mod rope;
@@ -37,6 +38,7 @@ pub use neighborhood::{
     neighborhood_spec, NaOptions,
 };
 pub use pool::{mean_pool, mean_pool_with};
+pub use qk_rope::{qk_rope_append, QkNorms};
 pub use qmatmul::{qmatmul, qmatmul_into, qmatmul_spec, qmatmul_with};
 pub use qmatvec::{qdequant, qmatvec, qmatvec_into, qmatvec_spec, qmatvec_with};
 pub use rope::{rope, rope_table_tensor, rope_with, rope_with_table, RopeOptions};

@@ -10,6 +10,7 @@ pub mod matmul;
 pub mod neighborhood;
 pub mod pool;
 pub mod probe;
+pub mod qk_rope;
 pub mod qmatmul;
 pub mod qmatvec;
 pub mod rope;

@@ -1,0 +1,109 @@
+//! section main
+// {{KEY}}
+// One decode step's q/k preparation in one pass: per-head RMSNorm of q and k (Gemma 3's
+// q/k norms; skipped when the model has none), RoPE on both, then K and V of the new
+// positions written into the KV cache. One workgroup per (token, head) of q and of k; a k
+// workgroup also copies its V row. Replaces 2 norms + 2 ropes + 1 append dispatches.
+{{PARAMS}}
+const WG: u32 = {{WG}}u;
+const HD: u32 = {{HD}}u;     // head dim
+const HQ: u32 = {{HQ}}u;     // query heads
+const HK: u32 = {{HK}}u;     // key/value heads
+const HALF_ROT: u32 = {{HALF_ROT}}u;
+alias KV = {{KV_T}};
+
+@group(0) @binding(0) var<uniform> p: QkRopeParams;
+@group(0) @binding(1) var<storage, read> q: array<f32>;         // [tokens, HQ, HD]
+@group(0) @binding(2) var<storage, read> k: array<f32>;         // [tokens, HK, HD]
+@group(0) @binding(3) var<storage, read> v: array<vec4<f32>>;   // [tokens, HK, HD / 4]
+@group(0) @binding(4) var<storage, read> cs: array<vec2<f32>>;  // [tokens, HALF_ROT] (cos, sin)
+{{NORM_DECL}}
+@group(0) @binding({{B_QOUT}}) var<storage, read_write> q_out: array<f32>; // [tokens, HQ, HD]
+@group(0) @binding({{B_KC}}) var<storage, read_write> kc: array<KV>;        // [capacity, HK, HD / 4]
+@group(0) @binding({{B_VC}}) var<storage, read_write> vc: array<KV>;        // [capacity, HK, HD / 4]
+
+var<workgroup> red: array<f32, WG>;
+var<workgroup> row: array<f32, HD>;
+
+fn store(x: vec4<f32>) -> KV {
+{{STORE}}
+}
+
+fn reduce_sum(v: f32, lid: u32) -> f32 {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        if (lid < s) {
+            red[lid] = red[lid] + red[lid + s];
+        }
+        workgroupBarrier();
+    }
+    return red[0];
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let g = wid.x + wid.y * nwg.x; // over [tokens, HQ + HK]
+    if (g >= p.tokens * (HQ + HK)) {
+        return;
+    }
+    let t = g / (HQ + HK);
+    let h = g % (HQ + HK);
+    let is_q = h < HQ;
+    var src = (t * HK + h - HQ) * HD;
+    if (is_q) {
+        src = (t * HQ + h) * HD;
+    }
+    var ss = 0.0;
+    for (var i = lid; i < HD; i += WG) {
+        var x = 0.0;
+        if (is_q) {
+            x = q[src + i];
+        } else {
+            x = k[src + i];
+        }
+        row[i] = x;
+        ss += x * x;
+    }
+{{NORM}}
+    workgroupBarrier();
+    // Each pair is read and written by one invocation; dims past the rotated ones pass.
+    for (var j = lid; j < HALF_ROT; j += WG) {
+        let c = cs[t * HALF_ROT + j];
+        let i0 = {{I0}};
+        let i1 = {{I1}};
+        let a = row[i0];
+        let b = row[i1];
+        row[i0] = a * c.x - b * c.y;
+        row[i1] = b * c.x + a * c.y;
+    }
+    workgroupBarrier();
+    if (is_q) {
+        for (var i = lid; i < HD; i += WG) {
+            q_out[src + i] = row[i];
+        }
+    } else {
+        let slot = (p.pos + t) % p.capacity;
+        let dst = (slot * HK + h - HQ) * (HD / 4u);
+        for (var e = lid; e < HD / 4u; e += WG) {
+            let x = vec4<f32>(row[4u * e], row[4u * e + 1u], row[4u * e + 2u], row[4u * e + 3u]);
+            kc[dst + e] = store(x);
+            vc[dst + e] = store(v[src / 4u + e]);
+        }
+    }
+}
+
+//! section norm_decl
+@group(0) @binding(5) var<storage, read> qn: array<f32>;        // [HD] q norm weight
+@group(0) @binding(6) var<storage, read> kn: array<f32>;        // [HD] k norm weight
+
+//! section norm
+    let inv = inverseSqrt(reduce_sum(ss, lid) / f32(HD) + p.eps);
+    for (var i = lid; i < HD; i += WG) {
+        var w = kn[i];
+        if (is_q) {
+            w = qn[i];
+        }
+        row[i] = row[i] * inv * (w + p.w_offset);
+    }
