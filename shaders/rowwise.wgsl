@@ -89,6 +89,50 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         out[base + i] = res[base + i] + x[base + i] * inv * (w[i] + p.w_offset);
     }
 
+//! section rmsnorm_add_norm_decl
+@group(0) @binding(2) var<storage, read> w: array<T>;        // [cols] post-norm weight
+@group(0) @binding(3) var<storage, read> res: array<T>;      // [rows, cols] residual
+@group(0) @binding(4) var<storage, read> w2: array<T>;       // [cols] the next norm's weight
+@group(0) @binding(6) var<storage, read_write> out2: array<T>; // [rows, cols] next norm's output
+
+//! section rmsnorm_add_norm
+    // out = res + rmsnorm(x) * w (the residual stream), out2 = rmsnorm(out) * w2 (the next
+    // block's input): a post-norm, its residual add and the following pre-norm in one pass.
+    var ss = 0.0;
+    for (var i = lid; i < p.cols; i += WG) {
+        let v = x[base + i];
+        ss += hsum(v * v);
+    }
+    let inv = inverseSqrt(reduce_sum(ss, lid) / f32(p.n) + p.eps);
+    var ss2 = 0.0;
+    for (var i = lid; i < p.cols; i += WG) {
+        let y = res[base + i] + x[base + i] * inv * (w[i] + p.w_offset);
+        out[base + i] = y;
+        ss2 += hsum(y * y);
+    }
+    let inv2 = inverseSqrt(reduce_sum(ss2, lid) / f32(p.n) + p.eps);
+    for (var i = lid; i < p.cols; i += WG) {
+        out2[base + i] = out[base + i] * inv2 * (w2[i] + p.w_offset);
+    }
+
+//! section add_norm_decl
+@group(0) @binding(2) var<storage, read> res: array<T>;      // [rows, cols] residual
+@group(0) @binding(3) var<storage, read> w2: array<T>;       // [cols] the next norm's weight
+@group(0) @binding(5) var<storage, read_write> out2: array<T>; // [rows, cols] next norm's output
+
+//! section add_norm
+    // out = res + x (the residual stream), out2 = rmsnorm(out) * w2 (the next block's input).
+    var ss = 0.0;
+    for (var i = lid; i < p.cols; i += WG) {
+        let y = res[base + i] + x[base + i];
+        out[base + i] = y;
+        ss += hsum(y * y);
+    }
+    let inv = inverseSqrt(reduce_sum(ss, lid) / f32(p.n) + p.eps);
+    for (var i = lid; i < p.cols; i += WG) {
+        out2[base + i] = out[base + i] * inv * (w2[i] + p.w_offset);
+    }
+
 //! section layernorm_decl
 @group(0) @binding(2) var<storage, read> w: array<T>;        // [cols]
 @group(0) @binding(3) var<storage, read> b: array<T>;        // [cols]

@@ -339,9 +339,17 @@ impl Decoder {
         let cfg = &self.cfg;
         let t = tokens.len();
         let positions: Vec<u32> = (pos..pos + t).map(|p| p as u32).collect();
-        let mut x = embed(rec, cfg, &self.tok_embd, input, t)?;
+        let mut x = BlockInput::new(embed(rec, cfg, &self.tok_embd, input, t)?);
         let mut tables = Vec::with_capacity(2);
+        let n = self.layers.len();
         for (i, l) in self.layers.iter().enumerate() {
+            // Each block norms its output for the next; the last one for the output
+            // projection when there is a single row (the head takes the last row first).
+            let next_norm = match self.layers.get(i + 1) {
+                Some(next) => Some(&next.attn_norm),
+                None if t == 1 => Some(&self.output_norm),
+                None => None,
+            };
             x = layer_forward(
                 rec,
                 cfg,
@@ -349,17 +357,16 @@ impl Decoder {
                 l,
                 &mut self.caches[i],
                 x,
+                next_norm,
                 &positions,
                 &mut tables,
             )?;
         }
-        head(
-            rec,
-            cfg,
-            x,
-            &self.output_norm,
-            self.output.as_ref().unwrap_or(&self.tok_embd),
-        )
+        let output = self.output.as_ref().unwrap_or(&self.tok_embd);
+        match x.normed {
+            Some(xn) if n > 0 => output.apply(rec, &xn),
+            _ => head(rec, cfg, x.x, &self.output_norm, output),
+        }
     }
 }
 
@@ -420,8 +427,23 @@ pub(crate) fn embed(
     }
 }
 
-/// One transformer block over the hidden state x [t, d_model] at `positions`, appending its
-/// K and V to `cache`. `tables` keeps one RoPE (cos, sin) table per base for the step.
+/// A block's input: the hidden state x [t, d_model] and, when the previous block computed it
+/// in its last pass, x already normed by this block's `attn_norm`.
+pub(crate) struct BlockInput {
+    pub x: Tensor,
+    pub normed: Option<Tensor>,
+}
+
+impl BlockInput {
+    pub fn new(x: Tensor) -> Self {
+        Self { x, normed: None }
+    }
+}
+
+/// One transformer block over `input` at `positions`, appending its K and V to `cache`.
+/// `tables` keeps one RoPE (cos, sin) table per base for the step. With `next_norm` (the next
+/// block's `attn_norm`, or the output norm), the block's last pass also norms its output for
+/// the next one, saving that block a dispatch.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn layer_forward(
     rec: &mut Recorder,
@@ -429,13 +451,18 @@ pub(crate) fn layer_forward(
     i: usize,
     l: &Layer,
     cache: &mut KvCache,
-    x: Tensor,
+    input: BlockInput,
+    next_norm: Option<&Tensor>,
     positions: &[u32],
     tables: &mut Vec<(f64, Tensor)>,
-) -> Result<Tensor> {
+) -> Result<BlockInput> {
     let t = positions.len();
     let hd = cfg.head_dim;
-    let h = ops::rms_norm(rec, &x, &l.attn_norm, cfg.eps, 0.0)?;
+    let x = input.x;
+    let h = match input.normed {
+        Some(h) => h,
+        None => ops::rms_norm(rec, &x, &l.attn_norm, cfg.eps, 0.0)?,
+    };
     let q = l.wq.apply(rec, &h)?;
     let k = l.wk.apply(rec, &h)?;
     let v = l.wv.apply(rec, &h)?;
@@ -502,9 +529,17 @@ pub(crate) fn layer_forward(
     };
     let attn = reshaped(&attn, &[t, cfg.n_heads * hd])?;
     let o = l.wo.apply(rec, &attn)?;
-    let x = residual(rec, &x, &o, l.post_attn_norm.as_ref(), cfg.eps)?;
-
-    let h = ops::rms_norm(rec, &x, &l.ffn_norm, cfg.eps, 0.0)?;
+    // The attention residual and the FFN's pre-norm in one pass.
+    let (x, h) = ops::add_norm(
+        rec,
+        &o,
+        l.post_attn_norm.as_ref(),
+        &x,
+        &l.ffn_norm,
+        cfg.eps,
+        0.0,
+        None,
+    )?;
     let g = l.w_gate.apply(rec, &h)?;
     let u = l.w_up.apply(rec, &h)?;
     let f = match cfg.activation {
@@ -512,7 +547,20 @@ pub(crate) fn layer_forward(
         Activation::Silu => ops::silu_mul(rec, &g, &u)?,
     };
     let f = l.w_down.apply(rec, &f)?;
-    residual(rec, &x, &f, l.post_ffn_norm.as_ref(), cfg.eps)
+    match next_norm {
+        Some(w) => {
+            let (x, h) =
+                ops::add_norm(rec, &f, l.post_ffn_norm.as_ref(), &x, w, cfg.eps, 0.0, None)?;
+            Ok(BlockInput { x, normed: Some(h) })
+        }
+        None => Ok(BlockInput::new(residual(
+            rec,
+            &x,
+            &f,
+            l.post_ffn_norm.as_ref(),
+            cfg.eps,
+        )?)),
+    }
 }
 
 /// Final norm and output projection of the last of x's rows: logits [1, vocab].

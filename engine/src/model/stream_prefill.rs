@@ -13,7 +13,7 @@ use crate::loader::{
     GpuSink, LoadEvent, LoadOptions, LoaderError, ModelHeader, TensorInfo, TensorSink, WeightSource,
 };
 use crate::model::decoder::{
-    embed, head, layer_forward, new_caches, Decoder, Input, Layer, Weight, Weights,
+    embed, head, layer_forward, new_caches, BlockInput, Decoder, Input, Layer, Weight, Weights,
 };
 use crate::model::llm_config::DecoderConfig;
 use crate::tensor::Tensor;
@@ -197,12 +197,13 @@ impl<'e> PrefillSink<'e> {
                 i,
                 &layer,
                 &mut st.caches[i],
-                x,
+                BlockInput::new(x),
+                None,
                 &st.positions,
                 &mut st.tables,
             )?;
             rec.submit()?;
-            st.x = Some(y);
+            st.x = Some(y.x);
             st.layers.push(layer);
         }
         Ok(())
@@ -284,10 +285,12 @@ impl PrefillSink<'_> {
                 i,
                 &layer,
                 &mut st.caches[i],
-                x,
+                BlockInput::new(x),
+                None,
                 &st.positions,
                 &mut st.tables,
-            )?;
+            )?
+            .x;
             st.layers.push(layer);
         }
         stats.n_layers = st.cfg.n_layers;

@@ -216,22 +216,21 @@ pub async fn tune_decoder(
         filled(e, &[1, d], 20)?,
         filled(e, &[d], 21)?,
     );
+    // The residual add with the next pre-norm (Gemma: after its post-norm).
+    let post = !matches!(cfg.arch, crate::model::llm_config::Arch::Llama);
     let spec = RowwiseSpec {
-        op: RowOp::RmsNormAdd,
+        op: if post {
+            RowOp::RmsNormAddNorm
+        } else {
+            RowOp::AddNorm
+        },
         rows: 1,
         cols: d as u64,
     };
     let r = e
         .tune_async(&spec, &opts(reports.len()), clock, |rec, c| {
-            ops::rowwise_with(
-                rec,
-                RowOp::RmsNormAdd,
-                &x,
-                &[&w, &res],
-                cfg.eps,
-                0.0,
-                Some(c.clone()),
-            )
+            let w_post = post.then_some(&w);
+            ops::add_norm(rec, &x, w_post, &res, &w, cfg.eps, 0.0, Some(c.clone())).map(|o| o.1)
         })
         .await?;
     done(r, &mut reports);

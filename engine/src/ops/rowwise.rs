@@ -59,6 +59,34 @@ pub fn l2_normalize(rec: &mut Recorder, x: &Tensor, eps: f32) -> Result<Tensor> 
     rowwise_with(rec, RowOp::L2Normalize, x, &[], eps, 0.0, None)
 }
 
+/// The residual stream and the next block's normed input in one pass:
+/// `out = residual + rms_norm(x) * (w_post + w_offset)` with a post-norm `w_post` (Gemma), or
+/// `out = residual + x` without one (llama); then `next = rms_norm(out) * (w_next + w_offset)`.
+/// Returns `(out, next)`.
+#[allow(clippy::too_many_arguments)]
+pub fn add_norm(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w_post: Option<&Tensor>,
+    residual: &Tensor,
+    w_next: &Tensor,
+    eps: f32,
+    w_offset: f32,
+    cfg: Option<RowwiseConfig>,
+) -> Result<(Tensor, Tensor)> {
+    let (op, ins) = match w_post {
+        Some(w) => (RowOp::RmsNormAddNorm, vec![w, residual, w_next]),
+        None => (RowOp::AddNorm, vec![residual, w_next]),
+    };
+    let (out, next) = rowwise_impl(rec, op, x, &ins, eps, w_offset, cfg)?;
+    let next = next.ok_or_else(|| Error::InvalidArgument {
+        op: "rowwise",
+        detail: format!("{} has a second output", op.name()),
+    })?;
+    Ok((out, next))
+}
+
+/// One-output row ops (the two-output ones go through `add_norm`).
 pub fn rowwise_with(
     rec: &mut Recorder,
     op: RowOp,
@@ -68,21 +96,40 @@ pub fn rowwise_with(
     w_offset: f32,
     cfg: Option<RowwiseConfig>,
 ) -> Result<Tensor> {
+    if op.two_outputs() {
+        return Err(Error::InvalidArgument {
+            op: "rowwise",
+            detail: format!("{} has two outputs: use ops::add_norm", op.name()),
+        });
+    }
+    Ok(rowwise_impl(rec, op, x, params_in, eps, w_offset, cfg)?.0)
+}
+
+fn rowwise_impl(
+    rec: &mut Recorder,
+    op: RowOp,
+    x: &Tensor,
+    params_in: &[&Tensor],
+    eps: f32,
+    w_offset: f32,
+    cfg: Option<RowwiseConfig>,
+) -> Result<(Tensor, Option<Tensor>)> {
     let name = op.name();
     expect_f32(name, x)?;
-    let want = match op {
-        RowOp::RmsNorm => 1,
-        RowOp::LayerNorm | RowOp::RmsNormAdd => 2,
-        RowOp::Softmax | RowOp::L2Normalize => 0,
-    };
+    let want = op.inputs() as usize - 1;
     if params_in.len() != want {
         return Err(Error::InvalidArgument {
             op: "rowwise",
             detail: format!("{name} takes {want} weight tensors"),
         });
     }
-    // RmsNormAdd's second input is the residual: x's shape, split like x.
-    let residual = (op == RowOp::RmsNormAdd).then(|| params_in[1]);
+    // The residual input has x's shape and is split like x; the others are [cols] weights.
+    let residual_at = match op {
+        RowOp::RmsNormAdd | RowOp::RmsNormAddNorm => Some(1),
+        RowOp::AddNorm => Some(0),
+        _ => None,
+    };
+    let residual = residual_at.map(|i| params_in[i]);
     if let Some(r) = residual {
         expect_f32(name, r)?;
         if r.shape() != x.shape() || r.segments().len() != x.segments().len() {
@@ -96,12 +143,13 @@ pub fn rowwise_with(
             });
         }
     }
-    let weights = if residual.is_some() {
-        &params_in[..1]
-    } else {
-        params_in
-    };
-    for p in weights {
+    let weights: Vec<&Tensor> = params_in
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| Some(*i) != residual_at)
+        .map(|(_, t)| *t)
+        .collect();
+    for p in &weights {
         expect_f32(name, p)?;
         expect_single(name, "weight", p)?;
         if p.numel() != x.row_len() {
@@ -122,6 +170,11 @@ pub fn rowwise_with(
         });
     }
     let out = rec.empty(x.shape(), DType::F32)?;
+    let out2 = if op.two_outputs() {
+        Some(rec.empty(x.shape(), DType::F32)?)
+    } else {
+        None
+    };
     let engine = rec.engine();
     for i in 0..x.segments().len() {
         let spec = RowwiseSpec {
@@ -132,12 +185,19 @@ pub fn rowwise_with(
         let c = engine.choose(&spec, cfg.clone());
         let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
         let params = spec.params(&c, eps, w_offset);
+        // Bindings in the op's input order: x, then each input (the residual by segment).
         let mut binds = vec![Bind::segment(x, i)];
-        binds.extend(weights.iter().map(|p| Bind::whole(p)));
-        if let Some(r) = residual {
-            binds.push(Bind::segment(r, i));
+        for (j, p) in params_in.iter().enumerate() {
+            binds.push(if Some(j) == residual_at {
+                Bind::segment(p, i)
+            } else {
+                Bind::whole(p)
+            });
         }
         binds.push(Bind::segment(&out, i));
+        if let Some(o2) = &out2 {
+            binds.push(Bind::segment(o2, i));
+        }
         rec.dispatch(
             &kernel,
             bytemuck::bytes_of(&params),
@@ -145,5 +205,5 @@ pub fn rowwise_with(
             spec.dispatch(&c),
         )?;
     }
-    Ok(out)
+    Ok((out, out2))
 }

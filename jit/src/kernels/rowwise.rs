@@ -26,6 +26,13 @@ pub enum RowOp {
     /// `r + x / sqrt(mean(x^2) + eps) * (w + w_offset)`: a post-norm and its residual add in
     /// one pass (Gemma's post-attention / post-FFN norms).
     RmsNormAdd,
+    /// `out = r + x / sqrt(mean(x^2) + eps) * (w + w_offset)` and also
+    /// `out2 = out / sqrt(mean(out^2) + eps) * (w2 + w_offset)`: Gemma's post-norm, residual
+    /// add and the next pre-norm in one pass (two outputs).
+    RmsNormAddNorm,
+    /// `out = r + x` and `out2 = out / sqrt(mean(out^2) + eps) * (w2 + w_offset)`: llama's
+    /// residual add and the next pre-norm in one pass (two outputs).
+    AddNorm,
 }
 
 impl RowOp {
@@ -36,14 +43,22 @@ impl RowOp {
             RowOp::Softmax => "softmax",
             RowOp::L2Normalize => "l2norm",
             RowOp::RmsNormAdd => "rmsnorm_add",
+            RowOp::RmsNormAddNorm => "rmsnorm_add_norm",
+            RowOp::AddNorm => "add_norm",
         }
     }
-    fn inputs(self) -> u32 {
+    /// Input bindings, x included.
+    pub fn inputs(self) -> u32 {
         match self {
             RowOp::RmsNorm => 2,
-            RowOp::LayerNorm | RowOp::RmsNormAdd => 3,
+            RowOp::LayerNorm | RowOp::RmsNormAdd | RowOp::AddNorm => 3,
+            RowOp::RmsNormAddNorm => 4,
             RowOp::Softmax | RowOp::L2Normalize => 1,
         }
+    }
+    /// Whether the op writes a second output (`out2`, the next norm's input).
+    pub fn two_outputs(self) -> bool {
+        matches!(self, RowOp::RmsNormAddNorm | RowOp::AddNorm)
     }
 }
 
@@ -97,14 +112,19 @@ impl KernelSpec for RowwiseSpec {
 
     fn bindings(&self, _cfg: &RowwiseConfig) -> Vec<BindingDecl> {
         let mut b = vec![BindingDecl::uniform(0, "p"), BindingDecl::read(1, "x")];
-        let names = match self.op {
-            RowOp::RmsNormAdd => ["w", "res"],
-            _ => ["w", "b"],
+        let names: &[&str] = match self.op {
+            RowOp::RmsNormAdd => &["w", "res"],
+            RowOp::RmsNormAddNorm => &["w", "res", "w2"],
+            RowOp::AddNorm => &["res", "w2"],
+            _ => &["w", "b"],
         };
         for i in 1..self.op.inputs() {
             b.push(BindingDecl::read(1 + i, names[i as usize - 1]));
         }
         b.push(BindingDecl::read_write(1 + self.op.inputs(), "out"));
+        if self.op.two_outputs() {
+            b.push(BindingDecl::read_write(2 + self.op.inputs(), "out2"));
+        }
         b
     }
 
@@ -123,6 +143,8 @@ impl KernelSpec for RowwiseSpec {
             RowOp::RmsNorm => section(f, ROWWISE, "rmsnorm_decl")?,
             RowOp::LayerNorm => section(f, ROWWISE, "layernorm_decl")?,
             RowOp::RmsNormAdd => section(f, ROWWISE, "rmsnorm_add_decl")?,
+            RowOp::RmsNormAddNorm => section(f, ROWWISE, "rmsnorm_add_norm_decl")?,
+            RowOp::AddNorm => section(f, ROWWISE, "add_norm_decl")?,
             RowOp::Softmax | RowOp::L2Normalize => "",
         };
         render(
