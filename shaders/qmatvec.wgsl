@@ -22,6 +22,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 //! section matvec
 // {{KEY}}
 // y[m, n_offset + r] = sum_k x[m, k] * W[r, k] for the rows r of one weight segment, M <= 8.
+// Gated form: y = act(x W^T) * (x W2^T) with a second weight W2 of W's shape and format (an
+// FFN's gate and up projections and its activation in one pass); G = 2 accumulators per output.
 // {{SPLIT_NOTE}}
 {{ENABLES}}
 {{PARAMS}}
@@ -29,13 +31,17 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 @group(0) @binding(1) var<storage, read> w: array<u32>;           // [rows, row_words] repacked segment
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;     // [M, k / 4]
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;     // [M, n]
+{{W2_DECL}}
 
 const WG: u32 = {{WG}}u;
 const R: u32 = {{R}}u;
 const M: u32 = {{M}}u;
+const G: u32 = {{G}}u;
 alias V = {{V}};
 
 {{DEQ}}
+
+{{EPILOGUE}}
 
 {{REDUCE_DECL}}
 
@@ -45,7 +51,7 @@ fn main(@builtin(local_invocation_index) lid: u32,
         @builtin(num_workgroups) nwg: vec3<u32>{{EXTRA_BUILTINS}}) {
     let row0 = {{ROW0}};
     let k4n = p.k / 4u;
-    var acc: array<f32, R * M>;
+    var acc: array<f32, R * M * G>; // [G, R, M]
     for (var k4 = {{K0}}; k4 < k4n; k4 += {{KSTEP}}) {
         // V is vec4<f32>, or vec4<f16> on the f16 path (products in f16, sums in f32).
         var xv: array<V, M>;
@@ -58,6 +64,7 @@ fn main(@builtin(local_invocation_index) lid: u32,
             for (var m = 0u; m < M; m++) {
                 acc[r * M + m] += f32(dot(wv, xv[m]));
             }
+{{ACC2}}
         }
     }
 {{REDUCE}}
@@ -68,21 +75,21 @@ fn main(@builtin(local_invocation_index) lid: u32,
         let r = i / M;
         let m = i % M;
         if (row0 + r < p.rows) {
-            y[m * p.n + p.n_offset + row0 + r] = acc[i];
+            y[m * p.n + p.n_offset + row0 + r] = {{OUT_NONE}};
         }
     }
 
 //! section reduce_workgroup
-var<workgroup> red: array<f32, R * M * WG>; // [R * M, WG] partial sums
+var<workgroup> red: array<f32, R * M * G * WG>; // [G * R * M, WG] partial sums
 
 //! section reduce_workgroup_body
-    for (var i = 0u; i < R * M; i++) {
+    for (var i = 0u; i < R * M * G; i++) {
         red[i * WG + lid] = acc[i];
     }
     workgroupBarrier();
     for (var s = WG / 2u; s > 0u; s >>= 1u) {
         if (lid < s) {
-            for (var i = 0u; i < R * M; i++) {
+            for (var i = 0u; i < R * M * G; i++) {
                 red[i * WG + lid] += red[i * WG + lid + s];
             }
         }
@@ -92,16 +99,16 @@ var<workgroup> red: array<f32, R * M * WG>; // [R * M, WG] partial sums
         let r = lid / M;
         let m = lid % M;
         if (row0 + r < p.rows) {
-            y[m * p.n + p.n_offset + row0 + r] = red[lid * WG];
+            y[m * p.n + p.n_offset + row0 + r] = {{OUT_WG}};
         }
     }
 
 //! section reduce_subgroup
 const MAX_SG: u32 = {{MAX_SG}}u; // most subgroups a workgroup can hold (WG / min subgroup size)
-var<workgroup> red: array<f32, R * M * MAX_SG>; // [R * M, MAX_SG] subgroup sums
+var<workgroup> red: array<f32, R * M * G * MAX_SG>; // [G * R * M, MAX_SG] subgroup sums
 
 //! section reduce_subgroup_body
-    for (var i = 0u; i < R * M; i++) {
+    for (var i = 0u; i < R * M * G; i++) {
         let s = subgroupAdd(acc[i]);
         if (sg_lane == 0u) {
             red[i * MAX_SG + sg_id] = s;
@@ -110,12 +117,31 @@ var<workgroup> red: array<f32, R * M * MAX_SG>; // [R * M, MAX_SG] subgroup sums
     workgroupBarrier();
     if (lid < R * M) {
         var t = 0.0;
+        var t2 = 0.0;
         for (var g = 0u; g < n_sg; g++) {
             t += red[lid * MAX_SG + g];
+{{T2_SG}}
         }
         let r = lid / M;
         let m = lid % M;
         if (row0 + r < p.rows) {
-            y[m * p.n + p.n_offset + row0 + r] = t;
+            y[m * p.n + p.n_offset + row0 + r] = {{OUT_SG}};
         }
     }
+
+//! section gate_epilogue
+// The gate's activation (the elementwise kernels' formulas).
+fn gelu_tanh(v: f32) -> f32 {
+    let u = 0.7978845608028654 * (v + 0.044715 * v * v * v);
+    return v / (1.0 + exp(-2.0 * u));
+}
+
+fn silu(v: f32) -> f32 {
+    return v / (1.0 + exp(-v));
+}
+
+//! section gate_acc
+            let wv2 = V(deq4_2(row * p.row_words, k4));
+            for (var m = 0u; m < M; m++) {
+                acc[(R + r) * M + m] += f32(dot(wv2, xv[m]));
+            }

@@ -335,7 +335,7 @@ fn qk_rope_space_validates() {
 
 #[test]
 fn quant_spaces_validate() {
-    use webjit_jit::kernels::qmatvec::{QDequantSpec, QMatvecSpec};
+    use webjit_jit::kernels::qmatvec::{Gate, QDequantSpec, QMatvecSpec};
     use webjit_jit::quant::GgmlType;
     for format in GgmlType::ALL {
         sweep(
@@ -355,17 +355,20 @@ fn quant_spaces_validate() {
             2,
         );
         for m in [1, 8] {
-            let n = sweep(
-                &QMatvecSpec {
-                    format,
-                    m,
-                    n: 4096,
-                    k: 512,
-                    rows: 4096,
-                },
-                8,
-            );
-            assert!(n >= 30, "{}: {n}", format.name());
+            for gate in [None, Some(Gate::GeluTanh), Some(Gate::Silu)] {
+                let n = sweep(
+                    &QMatvecSpec {
+                        format,
+                        m,
+                        n: 4096,
+                        k: 512,
+                        rows: 4096,
+                        gate,
+                    },
+                    8,
+                );
+                assert!(n >= 30, "{} {gate:?}: {n}", format.name());
+            }
         }
     }
 }

@@ -17,6 +17,7 @@ use crate::qtensor::QTensor;
 use crate::recorder::Recorder;
 use crate::tensor::{DType, Tensor};
 use crate::Engine;
+use webjit_jit::kernels::qmatvec::Gate;
 
 /// Where a step's tokens come from.
 #[derive(Clone, Copy)]
@@ -540,11 +541,25 @@ pub(crate) fn layer_forward(
         0.0,
         None,
     )?;
-    let g = l.w_gate.apply(rec, &h)?;
-    let u = l.w_up.apply(rec, &h)?;
-    let f = match cfg.activation {
-        Activation::GeluTanh => ops::gelu_tanh_mul(rec, &g, &u)?,
-        Activation::Silu => ops::silu_mul(rec, &g, &u)?,
+    let f = match (&l.w_gate, &l.w_up) {
+        // Decode-sized rows with gate and up in one format: one gated matvec.
+        (Weight::Q(g), Weight::Q(u))
+            if t <= 8 && g.format() == u.format() && g.shape() == u.shape() =>
+        {
+            let act = match cfg.activation {
+                Activation::GeluTanh => Gate::GeluTanh,
+                Activation::Silu => Gate::Silu,
+            };
+            ops::qmatvec_gated(rec, &h, g, u, act, None)?
+        }
+        _ => {
+            let g = l.w_gate.apply(rec, &h)?;
+            let u = l.w_up.apply(rec, &h)?;
+            match cfg.activation {
+                Activation::GeluTanh => ops::gelu_tanh_mul(rec, &g, &u)?,
+                Activation::Silu => ops::silu_mul(rec, &g, &u)?,
+            }
+        }
     };
     let f = l.w_down.apply(rec, &f)?;
     match next_norm {

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use webjit_jit::kernels::elementwise::{ElementwiseSpec, EwOp};
+use webjit_jit::kernels::qmatvec::Gate;
 use webjit_jit::kernels::rowwise::{RowOp, RowwiseSpec};
 use webjit_jit::quant::{self, GgmlType};
 
@@ -141,10 +142,18 @@ pub async fn tune_decoder(
     for w in mats {
         let [n, k] = w.shape();
         let x1 = filled(e, &[1, k], 11)?;
-        let spec = ops::qmatvec_spec(&x1, w)?;
+        let mut spec = ops::qmatvec_spec(&x1, w)?;
+        // An FFN gate/up shape runs as the gated matvec at decode (gate and up share their
+        // format in the models at hand); the same weight stands in for both.
+        let gate = ([n, k] == [cfg.ffn, cfg.d_model]).then_some(match cfg.arch {
+            crate::model::llm_config::Arch::Llama => Gate::Silu,
+            _ => Gate::GeluTanh,
+        });
+        spec.gate = gate;
         let r = e
-            .tune_async(&spec, &opts(reports.len()), clock, |rec, c| {
-                ops::qmatvec_with(rec, &x1, w, Some(c.clone()))
+            .tune_async(&spec, &opts(reports.len()), clock, |rec, c| match gate {
+                Some(g) => ops::qmatvec_gated(rec, &x1, w, w, g, Some(c.clone())),
+                None => ops::qmatvec_with(rec, &x1, w, Some(c.clone())),
             })
             .await?;
         done(r, &mut reports);

@@ -1,4 +1,4 @@
-use webjit_jit::kernels::qmatvec::{QDequantSpec, QMatvecConfig, QMatvecSpec};
+use webjit_jit::kernels::qmatvec::{Gate, QDequantSpec, QMatvecConfig, QMatvecSpec};
 use webjit_jit::KernelSpec;
 
 use super::{expect_f32, expect_single};
@@ -32,6 +32,7 @@ pub fn qmatvec_spec(x: &Tensor, w: &QTensor) -> Result<QMatvecSpec> {
         n: n as u64,
         k: k as u64,
         rows: w.segments()[0].rows as u64,
+        gate: None,
     })
 }
 
@@ -76,6 +77,65 @@ pub fn qmatvec_into(
         )?;
     }
     Ok(())
+}
+
+/// The gated product of an FFN in one pass: `act(X W_gate^T) * (X W_up^T)` [M, N] for two
+/// quantized weights of the same shape, format and segmentation, M = 1..=8.
+pub fn qmatvec_gated(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w_gate: &QTensor,
+    w_up: &QTensor,
+    gate: Gate,
+    cfg: Option<QMatvecConfig>,
+) -> Result<Tensor> {
+    let op = "qmatvec_gated";
+    let mut spec = qmatvec_spec(x, w_gate)?;
+    spec.gate = Some(gate);
+    let same_split = w_gate.segments().len() == w_up.segments().len()
+        && w_gate
+            .segments()
+            .iter()
+            .zip(w_up.segments())
+            .all(|(a, b)| a.rows == b.rows && a.row_start == b.row_start);
+    if w_up.shape() != w_gate.shape() || w_up.format() != w_gate.format() || !same_split {
+        return Err(Error::Shape {
+            op,
+            detail: format!(
+                "gate {:?} {} and up {:?} {} must have the same shape, format and segments",
+                w_gate.shape(),
+                w_gate.format().name(),
+                w_up.shape(),
+                w_up.format().name()
+            ),
+        });
+    }
+    let y = rec.empty(&[spec.m as usize, spec.n as usize], DType::F32)?;
+    check_operands(op, x, &y, [spec.m as usize, spec.n as usize])?;
+    let engine = rec.engine();
+    let c = engine.choose(&spec, cfg);
+    let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
+    for (i, (seg, seg2)) in w_gate.segments().iter().zip(w_up.segments()).enumerate() {
+        let params = spec.params(seg.row_start as u64, seg.rows as u64);
+        rec.dispatch(
+            &kernel,
+            bytemuck::bytes_of(&params),
+            &[
+                Bind {
+                    buffer: &seg.buffer,
+                    size: w_gate.segment_bytes(i),
+                },
+                Bind::whole(x),
+                Bind::whole(&y),
+                Bind {
+                    buffer: &seg2.buffer,
+                    size: w_up.segment_bytes(i),
+                },
+            ],
+            spec.dispatch_rows(&c, seg.rows as u64),
+        )?;
+    }
+    Ok(y)
 }
 
 /// Dequantizes a whole quantized weight to f32 [N, K] on the GPU (tests use it to check

@@ -178,7 +178,26 @@ pub enum Reduce {
     None,
 }
 
-/// Y[M, N] = X[M, K] W[N, K]^T for one weight segment of `rows` rows (N total columns).
+/// The activation of a gated matvec: `y = act(x W^T) * (x W2^T)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Gate {
+    /// Gemma's GeGLU (tanh GELU).
+    GeluTanh,
+    /// llama's SwiGLU.
+    Silu,
+}
+
+impl Gate {
+    pub fn name(self) -> &'static str {
+        match self {
+            Gate::GeluTanh => "gelu_tanh",
+            Gate::Silu => "silu",
+        }
+    }
+}
+
+/// Y[M, N] = X[M, K] W[N, K]^T for one weight segment of `rows` rows (N total columns); with
+/// `gate`, Y = act(X W^T) * (X W2^T) for a second weight W2 of the same shape and format.
 #[derive(Clone, Debug, PartialEq)]
 pub struct QMatvecSpec {
     pub format: GgmlType,
@@ -188,6 +207,8 @@ pub struct QMatvecSpec {
     pub k: u64,
     /// Rows of W in the segment one dispatch covers (N when unsegmented).
     pub rows: u64,
+    /// Gated form (two weights, one output).
+    pub gate: Option<Gate>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -232,7 +253,15 @@ impl QMatvecSpec {
             Reduce::Subgroup => self.sg_bound(cfg),
             Reduce::None => 0,
         };
-        4 * (cfg.r * self.m * per) as u64
+        4 * (cfg.r * self.m * per * self.accumulators()) as u64
+    }
+    /// Accumulators per output: 2 for the gated form (W and W2).
+    fn accumulators(&self) -> u32 {
+        if self.gate.is_some() {
+            2
+        } else {
+            1
+        }
     }
 }
 
@@ -244,8 +273,11 @@ impl KernelSpec for QMatvecSpec {
     fn tune_key(&self) -> String {
         use crate::tune::bucket;
         format!(
-            "qmatvec.{}|m{}.n{}.k{}",
+            "qmatvec.{}{}|m{}.n{}.k{}",
             self.format.name(),
+            self.gate
+                .map(|g| format!(".gated_{}", g.name()))
+                .unwrap_or_default(),
             self.m,
             bucket(self.rows),
             bucket(self.k)
@@ -258,8 +290,11 @@ impl KernelSpec for QMatvecSpec {
             Reduce::None => "rowthread",
         };
         format!(
-            "qmatvec.{}.m{}.{}.f32acc.wg{}.r{}.{red}",
+            "qmatvec.{}{}.m{}.{}.f32acc.wg{}.r{}.{red}",
             self.format.name(),
+            self.gate
+                .map(|g| format!(".gated_{}", g.name()))
+                .unwrap_or_default(),
             self.m,
             if cfg.f16 { "f16mul" } else { "f32mul" },
             cfg.wg,
@@ -267,15 +302,47 @@ impl KernelSpec for QMatvecSpec {
         )
     }
     fn bindings(&self, _cfg: &QMatvecConfig) -> Vec<BindingDecl> {
-        vec![
+        let mut b = vec![
             BindingDecl::uniform(0, "p"),
             BindingDecl::read(1, "w"),
             BindingDecl::read(2, "x"),
             BindingDecl::read_write(3, "y"),
-        ]
+        ];
+        if self.gate.is_some() {
+            b.push(BindingDecl::read(4, "w2"));
+        }
+        b
     }
     fn render(&self, cfg: &QMatvecConfig) -> Result<String, JitError> {
         let f = "qmatvec.wgsl";
+        let mut deq = deq_wgsl(self.format)?;
+        let (w2_decl, epilogue, acc2, out_none, out_wg, t2_sg, out_sg) = match self.gate {
+            None => (
+                String::new(),
+                String::new(),
+                String::new(),
+                "acc[i]".to_string(),
+                "red[lid * WG]".to_string(),
+                String::new(),
+                "t".to_string(),
+            ),
+            Some(g) => {
+                // A second copy of the dequantization reading w2 (WGSL has no pointers to
+                // storage arrays as function arguments everywhere).
+                deq.push_str(&second_weight_copy(&deq));
+                let act = g.name();
+                (
+                    "@group(0) @binding(4) var<storage, read> w2: array<u32>;                               // [rows, row_words] W2's segment"
+                        .to_string(),
+                    section(f, QMATVEC, "gate_epilogue")?.to_string(),
+                    section(f, QMATVEC, "gate_acc")?.to_string(),
+                    format!("{act}(acc[i]) * acc[R * M + i]"),
+                    format!("{act}(red[lid * WG]) * red[(R * M + lid) * WG]"),
+                    "            t2 += red[(R * M + lid) * MAX_SG + g];".to_string(),
+                    format!("{act}(t) * t2"),
+                )
+            }
+        };
         let (sg_note, name, decl, body, extra) = match cfg.reduce {
             Reduce::None => (
                 String::new(),
@@ -327,10 +394,17 @@ impl KernelSpec for QMatvecSpec {
                 ("WG", cfg.wg.to_string()),
                 ("R", cfg.r.to_string()),
                 ("M", self.m.to_string()),
-                ("DEQ", deq_wgsl(self.format)?),
+                ("G", self.accumulators().to_string()),
+                ("DEQ", deq),
+                ("W2_DECL", w2_decl),
+                ("EPILOGUE", epilogue),
+                ("ACC2", acc2),
                 ("REDUCE_DECL", decl),
                 ("EXTRA_BUILTINS", extra),
-                ("REDUCE", body.to_string()),
+                (
+                    "REDUCE",
+                    render_reduce(body, &out_none, &out_wg, &t2_sg, &out_sg)?,
+                ),
             ],
         )
     }
@@ -445,6 +519,92 @@ impl KernelSpec for QMatvecSpec {
             reduce: Reduce::Workgroup,
         }
     }
+}
+
+/// Fills the output expressions of a reduce body (plain or gated).
+fn render_reduce(
+    body: &str,
+    out_none: &str,
+    out_wg: &str,
+    t2_sg: &str,
+    out_sg: &str,
+) -> Result<String, JitError> {
+    let mut vars: Vec<(&str, String)> = Vec::new();
+    for (name, value) in [
+        ("OUT_NONE", out_none),
+        ("OUT_WG", out_wg),
+        ("T2_SG", t2_sg),
+        ("OUT_SG", out_sg),
+    ] {
+        if body.contains(&format!("{{{{{name}}}}}")) {
+            vars.push((name, value.to_string()));
+        }
+    }
+    render("qmatvec.wgsl", body, &vars)
+}
+
+/// The dequantization code again, reading `w2` instead of `w`, with every function renamed
+/// `NAME_2` (identifier-level rewrite of the generated WGSL).
+fn second_weight_copy(deq: &str) -> String {
+    let mut fns: Vec<String> = Vec::new();
+    let mut rest = deq;
+    while let Some(i) = rest.find("fn ") {
+        let after = &rest[i + 3..];
+        let name: String = after
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if !name.is_empty() {
+            fns.push(name);
+        }
+        rest = after;
+    }
+    let mut out = String::with_capacity(deq.len() + 64);
+    let mut chars = deq.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '/' && chars.peek() == Some(&'/') {
+            // A comment: copied up to the end of the line.
+            out.push(c);
+            for d in chars.by_ref() {
+                out.push(d);
+                if d == '\n' {
+                    break;
+                }
+            }
+        } else if c.is_ascii_digit() {
+            // A number literal (`0x33800000u`, `1.5e3`): no identifiers inside.
+            out.push(c);
+            while let Some(&d) = chars.peek() {
+                if d.is_ascii_alphanumeric() || d == '.' || d == '_' {
+                    out.push(d);
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+        } else if c.is_ascii_alphabetic() || c == '_' {
+            let mut ident = String::from(c);
+            while let Some(&d) = chars.peek() {
+                if d.is_ascii_alphanumeric() || d == '_' {
+                    ident.push(d);
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+            if ident == "w" {
+                out.push_str("w2");
+            } else {
+                out.push_str(&ident);
+                if fns.contains(&ident) {
+                    out.push_str("_2");
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn split_note(reduce: Reduce, name: &str) -> String {
