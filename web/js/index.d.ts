@@ -137,6 +137,13 @@ export interface ChatMessage {
   content: string;
 }
 
+/**
+ * `messages` in the chat template, without a model: the same text `TextModel.chatPrompt`
+ * returns. For giving the first turn to `loadModel({prompt})` before the model is there.
+ * Throws INVALID_ARGUMENT for a malformed list or an unknown role.
+ */
+export declare function chatPrompt(messages: ChatMessage[]): string;
+
 export declare class TextModel {
   readonly info: {
     architecture: string;

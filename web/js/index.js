@@ -9,6 +9,7 @@ import { Core } from './core.js';
 import { ErrorCode, WebjitError, abortedError, deserializeError, toWebjitError } from './errors.js';
 
 export { ErrorCode, WebjitError } from './errors.js';
+export { chatPrompt } from './chat-template.js';
 
 class WorkerBackend {
   #worker;
