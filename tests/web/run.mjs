@@ -45,6 +45,7 @@ const CASES = [
   ['resume', 'webgpu'],
   ['generate_stop', 'webgpu'],
   ['cache_api', 'webgpu'],
+  ['opfs', 'webgpu'],
   ['cycles', 'webgpu'],
   ['abort', 'webgpu'],
   ['minilm', 'webgpu'],

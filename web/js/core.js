@@ -163,12 +163,16 @@ export class Core {
       if (last) last.phase = 'done';
       report(true);
       const id = this.#add('model', model);
+      // An OPFS copy becomes a hit only now that the engine has accepted the file.
+      await meta.commitCache?.();
+      const { commitCache, discardCache, ...loadMeta } = meta;
       return {
         id,
         info: parse(model.info()),
-        load: { ...meta, peakWasmMemoryBytes: peakWasm, cacheError: meta.cacheError },
+        load: { ...loadMeta, peakWasmMemoryBytes: peakWasm, cacheError: meta.cacheError },
       };
     } catch (e) {
+      await meta.discardCache?.();
       if (load) {
         try {
           load.abort();
