@@ -1,11 +1,12 @@
 // Browser test of the demo page (demo/web/) in headless Debian Chromium (WebGPU on SwiftShader),
 // driven by playwright-core, with the page served in the layout of `webjit serve`
 // (demo-server.mjs). Every check FAILS the run (exit 1): nothing is skipped, except that
-// early_message (it needs demo-server.mjs to slow the model down) is reported as SKIP when
-// WEBJIT_DEMO_ORIGIN points at another server.
+// early_message and during_load (they need demo-server.mjs to slow the model down) are
+// reported as SKIP when WEBJIT_DEMO_ORIGIN points at another server.
 //
 //   node tests/web/demo.mjs                     the whole test (tiny-llama as the chat model)
-//   node tests/web/demo.mjs --only early_message  only the first-message-during-the-load test
+//   node tests/web/demo.mjs --only early_message  only the first message sent before the load
+//   node tests/web/demo.mjs --only during_load    only messages sent during the automatic load
 //   node tests/web/demo.mjs --readme-shot FILE  no test: Gemma 3 270M answers a question, the
 //                                               device is tuned, FILE gets a screenshot (docs/demo.png)
 //
@@ -16,16 +17,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { CHROMIUM, chromiumArgs } from './chromium.mjs';
 import { startDemoServer } from './demo-server.mjs';
 import { modelDir } from './server.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '../..');
 const TOOLS = process.env.WEBJIT_WEB_TOOLS || path.join(ROOT, '.cache', 'web-tools');
-const CHROMIUM = process.env.WEBJIT_CHROMIUM || '/usr/bin/chromium';
 const ARTIFACTS = path.resolve(ROOT, process.env.WEBJIT_ARTIFACTS || '.cache/test-artifacts/demo');
-const BASE_ARGS = ['--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-const WEBGPU_ARGS = ['--enable-unsafe-webgpu', '--enable-unsafe-swiftshader'];
 const CHAT_TOKENS = 12;
 const EARLY_TOKENS = 2;
 
@@ -309,7 +308,7 @@ async function stepReload(page) {
 }
 
 async function testWebGPU(chromium, origin) {
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...BASE_ARGS, ...WEBGPU_ARGS] });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: chromiumArgs() });
   const { ctx, page, lines } = await pageWithLog(browser);
   try {
     await page.goto(`${origin}/?model=tiny-llama.gguf&maxTokens=${CHAT_TOKENS}`);
@@ -351,7 +350,7 @@ function lastAnswer(page) {
  */
 async function testEarlyMessage(chromium, srv) {
   const EARLY_RATE = 250_000; // tiny-llama.gguf (999168 bytes) in about 4 s
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...BASE_ARGS, ...WEBGPU_ARGS] });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: chromiumArgs() });
   const { ctx, page, lines } = await pageWithLog(browser);
   const t0 = Date.now();
   try {
@@ -445,8 +444,62 @@ async function testEarlyMessage(chromium, srv) {
   }
 }
 
+/**
+ * A message sent while the automatic (plain) load runs: early in the file it restarts the load
+ * with the message's prompt (a second .gguf request; layers read it before the download
+ * ends); past half of the file it waits for the load and is answered as usual. Each case in a
+ * fresh browser context (empty Cache API), the .gguf throttled as in testEarlyMessage.
+ */
+async function testMessageDuringLoad(chromium, srv) {
+  const RATE = 250_000;
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: chromiumArgs() });
+  const t0 = Date.now();
+  try {
+    for (const [name, sendAt] of [['restart', 0.05], ['wait', 0.6]]) {
+      const { ctx, page, lines } = await pageWithLog(browser);
+      srv.throttle.modelBytesPerSecond = RATE;
+      const tag = `${name}-${Date.now()}`;
+      try {
+        const ggufBefore = srv.log.filter((r) => r.path.endsWith('.gguf')).length;
+        await page.goto(`${srv.origin}/?model=tiny-llama.gguf&maxTokens=${EARLY_TOKENS}&t=${tag}`);
+        await waitFor(page, `the plain load past ${sendAt * 100}%`, (f) => {
+          const e = window.demo?.panels?.chat?.loadLog?.at(-1);
+          return !!e && e.totalBytes > 0 && e.loadedBytes / e.totalBytes >= f;
+        }, sendAt, 60000);
+        const at = await page.evaluate(() => window.demo.panels.chat.loadLog.at(-1));
+        if (!(at.loadedBytes < at.totalBytes * (name === 'restart' ? 0.5 : 1))) fail(`${name}: the load went too far before the message (${JSON.stringify(at)})`);
+        await sendMessage(page, 'Where do rivers go?');
+        await waitFor(page, `${name}: the answer`, () => [...document.querySelectorAll('#messages .msg.model')].pop().dataset.done === '1', null, 120000);
+        const ans = await lastAnswer(page);
+        const log = await page.evaluate(() => window.demo.panels.chat.loadLog);
+        const requests = srv.log.filter((r) => r.path.endsWith('.gguf')).length - ggufBefore;
+        if (!(Number(ans.tokens) >= 1) || !['eog', 'max_tokens'].includes(ans.reason)) fail(`${name}: no tokens: ${JSON.stringify(ans)}`);
+        if (name === 'restart') {
+          const early = log.find((e) => e.layersPrefilled > 0 && e.loadedBytes < e.totalBytes);
+          if (requests !== 2 || !early || ans.prefilled !== '1') fail(`restart: ${requests} .gguf requests, prefill during the load ${JSON.stringify(early)}, answer ${JSON.stringify(ans)}`);
+        } else if (requests !== 1 || ans.waiting !== 'load' || ans.prefilled === '1' || log.some((e) => e.layersPrefilled > 0)) {
+          fail(`wait: ${requests} .gguf requests, answer ${JSON.stringify(ans)}`);
+        }
+        const errors = lines.filter((l) => l.startsWith('[pageerror]'));
+        if (errors.length) fail(`${name}: uncaught errors in the page: ${errors.join(' | ')}`);
+        console.log(`  message during the plain load at ${at.loadedBytes}/${at.totalBytes} bytes: ${name} (${requests} .gguf requests), answer ${ans.tokens} tokens`);
+      } catch (e) {
+        await page.screenshot({ path: path.join(ARTIFACTS, `failed-during_load-${name}.png`), fullPage: true }).catch(() => {});
+        for (const l of lines.slice(-20)) console.log(`  console: ${l}`);
+        throw e instanceof Failure ? new Failure(`during_load: ${e.message}`) : e;
+      } finally {
+        srv.throttle.modelBytesPerSecond = 0;
+        await ctx.close().catch(() => {});
+      }
+    }
+    console.log(`PASS demo/during_load ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  } finally {
+    await browser.close().catch(() => {});
+  }
+}
+
 async function testNoWebGPU(chromium, origin) {
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: BASE_ARGS });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: chromiumArgs({ webgpu: false }) });
   const { ctx, page } = await pageWithLog(browser);
   try {
     await page.goto(`${origin}/?model=tiny-llama.gguf`);
@@ -470,7 +523,7 @@ async function testNoWebGPU(chromium, origin) {
 
 /** docs/demo.png: Gemma answers, the device is tuned (a few minutes on SwiftShader). */
 async function readmeShot(chromium, origin, out) {
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...BASE_ARGS, ...WEBGPU_ARGS] });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: chromiumArgs() });
   const ctx = await browser.newContext({ viewport: { width: 1240, height: 860 } });
   const page = await ctx.newPage();
   try {
@@ -519,16 +572,20 @@ async function main() {
       await readmeShot(chromium, srv.origin, out);
       return;
     }
-    // --only early_message runs just that test (the page's first message during the load).
+    // --only early_message|during_load runs just that test (chat messages during the load).
     const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : '';
-    if (only && only !== 'early_message') die(`--only: unknown test ${only} (early_message)`);
+    const throttled = { early_message: testEarlyMessage, during_load: testMessageDuringLoad };
+    if (only && !throttled[only]) die(`--only: unknown test ${only} (${Object.keys(throttled).join(', ')})`);
     if (!only) {
       await testNoWebGPU(chromium, srv.origin);
       await testWebGPU(chromium, srv.origin);
     }
-    if (srv.throttle) await testEarlyMessage(chromium, srv);
-    else if (only) die('early_message needs the test server (its model throttle): unset WEBJIT_DEMO_ORIGIN');
-    else console.log('SKIP demo/early_message: WEBJIT_DEMO_ORIGIN is set and that server cannot throttle the model');
+    for (const [name, test] of Object.entries(throttled)) {
+      if (only && only !== name) continue;
+      if (srv.throttle) await test(chromium, srv);
+      else if (only) die(`${name} needs the test server (its model throttle): unset WEBJIT_DEMO_ORIGIN`);
+      else console.log(`SKIP demo/${name}: WEBJIT_DEMO_ORIGIN is set and that server cannot throttle the model`);
+    }
   } finally {
     srv.server.close();
   }
