@@ -275,6 +275,7 @@ export function setupChat(engine, { file, url, maxTokens, onModel, onActivity, s
       if (ac.signal.aborted || !model) {
         out.textContent = ac.signal.aborted ? '' : '(the model did not load)';
         out.classList.toggle('stopped', ac.signal.aborted);
+        if (ac.signal.aborted) out.dataset.reason = 'stopped';
         finish(out, ac, '');
         return;
       }

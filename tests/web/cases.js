@@ -524,6 +524,26 @@ export const cases = {
       if (reqs.length !== 1) fail(`${reqs.length} network requests for two loads: ${JSON.stringify(reqs)}`);
       if (JSON.stringify(ta.map((t) => t.id)) !== JSON.stringify(tb.map((t) => t.id))) fail(`OPFS copy generates other tokens: ${ta.map((t) => t.id)} vs ${tb.map((t) => t.id)}`);
 
+      // A stored copy damaged on disk (same size, zeros): the load fails with BAD_MODEL_FILE
+      // and drops it, and the next load downloads again.
+      {
+        const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle(MODEL_CACHES.opfsDir);
+        const part = Object.keys(stored).find((n) => n.endsWith('.part'));
+        const w = await (await dir.getFileHandle(part)).createWritable();
+        await w.write(new Uint8Array(999168));
+        await w.close();
+        const bad = await expectCode(e.loadModel(url, { cache: 'opfs' }), 'BAD_MODEL_FILE', 'damaged OPFS copy');
+        if (!/stored OPFS copy was refused and removed/.test(bad.message)) fail(`damaged copy: ${bad.message}`);
+        if (Object.keys(await listing()).length) fail(`damaged copy not removed: ${JSON.stringify(await listing())}`);
+        const d = await e.loadModel(url, { cache: 'opfs' });
+        await d.dispose();
+        if (d.load.fromCache || !d.load.cached || (await requests(key)).length !== 2) fail(`after the damaged copy: ${JSON.stringify(d.load)}`);
+        // The new copy (another .part name) is what the checks below compare with.
+        const now = await listing();
+        for (const k of Object.keys(stored)) delete stored[k];
+        Object.assign(stored, now);
+      }
+
       // Aborted mid-download (200 kB/s, abort once bytes have reached the engine): no hit, no bytes.
       const ac = new AbortController();
       const slow = `${TINY}?rate=200000&u=${key}-slow`;
@@ -549,7 +569,7 @@ export const cases = {
       if (removed.opfs !== 2 || removed.cacheApi !== 0) fail(`clearModelCache removed ${JSON.stringify(removed)}`);
       const c = await e.loadModel(url, { cache: 'opfs' });
       await c.dispose();
-      if (c.load.fromCache || (await requests(key)).length !== 2) fail(`after clearModelCache: ${JSON.stringify(c.load)}`);
+      if (c.load.fromCache || (await requests(key)).length !== 3) fail(`after clearModelCache: ${JSON.stringify(c.load)}`);
       // In the page's thread ({worker: false}) the file is written with createWritable.
       const local = await Engine.create({ worker: false });
       try {

@@ -165,7 +165,7 @@ export class Core {
       const id = this.#add('model', model);
       // An OPFS copy becomes a hit only now that the engine has accepted the file.
       await meta.commitCache?.();
-      const { commitCache, discardCache, ...loadMeta } = meta;
+      const { commitCache, discardCache, dropCachedCopy, ...loadMeta } = meta;
       return {
         id,
         info: parse(model.info()),
@@ -173,6 +173,12 @@ export class Core {
       };
     } catch (e) {
       await meta.discardCache?.();
+      let err = signal?.aborted ? abortedError(signal) : toWebjitError(e);
+      // A stored copy the engine refuses (damaged on disk) is dropped: the next load downloads.
+      if (meta.fromCache && meta.dropCachedCopy && err.code === ErrorCode.BAD_MODEL_FILE) {
+        await meta.dropCachedCopy();
+        err = new WebjitError(err.code, `${err.message} (the stored OPFS copy was refused and removed: the next load downloads the file again)`);
+      }
       if (load) {
         try {
           load.abort();
@@ -180,7 +186,7 @@ export class Core {
           // A load that failed inside push is already dead; abort only frees what is left.
         }
       }
-      throw signal?.aborted ? abortedError(signal) : toWebjitError(e);
+      throw err;
     } finally {
       if (load) {
         try {

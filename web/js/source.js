@@ -4,7 +4,7 @@
 // that a model file is never held whole in memory.
 
 import { ErrorCode, WebjitError, abortedError } from './errors.js';
-import { opfsChunks, opfsLookup } from './opfs.js';
+import { opfsChunks, opfsClear, opfsLookup } from './opfs.js';
 
 export const CACHE_NAME = 'webjit-models-v1';
 const SLICE = 1 << 20; // in-memory buffers are fed in 1 MiB pieces
@@ -168,7 +168,8 @@ export const CACHE_KINDS = ['none', 'cache-api', 'opfs'];
  * Resolves a source into {chunks: AsyncIterable<Uint8Array>, meta: {totalBytes, name, ...}}.
  * cache (URLs only): 'none', 'cache-api' or 'opfs'. With 'opfs' a complete download sets
  * meta.commitCache / meta.discardCache: the consumer calls one of them once it has checked
- * the bytes (see opfs.js). `getRoot` replaces navigator.storage.getDirectory (tests).
+ * the bytes (see opfs.js); an OPFS hit sets meta.dropCachedCopy, for a consumer that finds the
+ * stored bytes bad. `getRoot` replaces navigator.storage.getDirectory (tests).
  */
 export async function openSource(src, { signal, cache = 'none', fetchImpl, getRoot } = {}) {
   const meta = { totalBytes: 0, name: '', fromCache: false, cached: false, resumes: 0 };
@@ -186,6 +187,8 @@ export async function openSource(src, { signal, cache = 'none', fetchImpl, getRo
         meta.totalBytes = hit.marker.size;
         meta.etag = hit.marker.etag || '';
         meta.lastModified = hit.marker.lastModified || '';
+        // For the consumer, when the engine refuses the stored bytes: the next load downloads.
+        meta.dropCachedCopy = () => opfsClear({ url, getRoot }).then(() => undefined, () => undefined);
         return { chunks: readStream(hit.file.stream(), signal), meta };
       }
       return { chunks: opfsChunks(url, fetchChunks(url, { signal, meta, fetchImpl }), meta, { getRoot }), meta };
@@ -252,6 +255,8 @@ export async function readAll(src, { signal, cache, maxBytes = 2 ** 31 - 1, getR
   } catch (e) {
     await meta.discardCache?.();
     throw e;
+  } finally {
+    delete meta.dropCachedCopy;
   }
 }
 
