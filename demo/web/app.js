@@ -101,6 +101,7 @@ async function main() {
     file,
     url: file ? `/models/${encodeURIComponent(file)}` : null,
     maxTokens: positiveInt('maxTokens', 200),
+    chatPrompt: webjit.chatPrompt,
     onModel: (model) => device.setModel(model),
     onActivity: () => device.refresh(),
     setStatus,

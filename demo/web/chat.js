@@ -9,8 +9,6 @@
 // restarts it with the prompt when less than half of the file is in (the bytes read so far
 // come again); later, the message waits for the load and is answered as usual.
 
-import { chatPrompt } from '/pkg/index.js';
-
 const $ = (id) => document.getElementById(id);
 const MB = 1e6;
 // Below this share of the file, a message restarts a plain load with its prompt.
@@ -20,7 +18,9 @@ function fmtMB(bytes) {
   return `${(bytes / MB).toFixed(bytes < 10 * MB ? 2 : 1)} MB`;
 }
 
-export function setupChat(engine, { file, url, maxTokens, onModel, onActivity, setStatus }) {
+/** `chatPrompt` is the package's model-free template (app.js imports the package, so that a
+ *  missing package is reported on the page rather than failing this module). */
+export function setupChat(engine, { file, url, maxTokens, chatPrompt, onModel, onActivity, setStatus }) {
   const panel = $('chat');
   const prompt = $('prompt');
   const send = $('send');

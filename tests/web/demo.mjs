@@ -381,6 +381,12 @@ async function testEarlyMessage(chromium, srv) {
 
     // 2. The next message's load prefills it while the file streams in.
     await sendMessage(page, 'What is the sea?');
+    // The bar while layers read the message and bytes are still missing (an artifact only: a
+    // load that outran the 200 ms polling is not a failure here; the log checks below decide).
+    await page.waitForFunction(() => Number(document.getElementById('layers').dataset.prefilled) > 0 || document.getElementById('chat').dataset.state !== 'loading', null, { timeout: 60000, polling: 100 }).catch(() => {});
+    if ((await page.evaluate(() => document.getElementById('chat').dataset.state)) === 'loading') {
+      await shot(page, page.locator('#chat .load'), 'load-bar-prefilling', { minVariance: 5 });
+    }
     await waitFor(page, 'the prefilled answer', () => [...document.querySelectorAll('#messages .msg.model')].pop().dataset.done === '1', null, 120000);
     const ans = await lastAnswer(page);
     const log = await page.evaluate(() => window.demo.panels.chat.loadLog);
