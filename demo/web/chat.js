@@ -154,7 +154,9 @@ export function setupChat(engine, { file, url, maxTokens, chatPrompt, onModel, o
         } else {
           $('load-bytes').textContent = `load failed: ${e.code ?? ''} ${e.message}`;
           setStatus(`Could not load ${file}: ${e.message}`, true);
-          setState('error');
+          // A load that carried a message may have failed on the message (e.g. longer than
+          // the context): the next message may try again.
+          setState(withPrompt !== null ? 'idle' : 'error');
         }
         return null;
       } finally {
@@ -295,7 +297,7 @@ export function setupChat(engine, { file, url, maxTokens, chatPrompt, onModel, o
     const m = await p;
     ac.signal.removeEventListener('abort', onStop);
     if (!m) {
-      out.textContent = ac.signal.aborted ? '' : '(the model did not load)';
+      out.textContent = ac.signal.aborted ? '' : `(the model did not load: ${$('load-bytes').textContent})`;
       out.classList.toggle('stopped', ac.signal.aborted);
       if (ac.signal.aborted) out.dataset.reason = 'stopped';
       $('tok-rate').textContent = '';
@@ -304,10 +306,13 @@ export function setupChat(engine, { file, url, maxTokens, chatPrompt, onModel, o
       return;
     }
     // The page wrote the prompt with the package's chatPrompt: it must be the model's own.
-    const own = await m.chatPrompt(history);
+    const own = await m.chatPrompt(history).catch((e) => {
+      note(`error: ${e.code ?? ''} ${e.message}`);
+      return null;
+    });
     out.dataset.template = own === text0 ? 'same' : 'differs';
     if (own !== text0) {
-      note('the prompt read during the load differs from the model\'s chat template: reading it again');
+      if (own !== null) note('the prompt read during the load differs from the model\'s chat template: reading it again');
       out.dataset.prefilled = '0';
       await stream(out, ac, m.chat(history, { maxTokens, signal: ac.signal }), t0);
       return;
