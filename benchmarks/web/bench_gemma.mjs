@@ -27,12 +27,12 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { CHROMIUM, chromiumArgs } from '../../tests/web/chromium.mjs';
 import { modelDir, startServer } from '../../tests/web/server.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '../..');
 const TOOLS = process.env.WEBJIT_WEB_TOOLS || path.join(ROOT, '.cache', 'web-tools');
-const CHROMIUM = process.env.WEBJIT_CHROMIUM || '/usr/bin/chromium';
 const WLLAMA_DIR = path.join(HERE, 'gemma', 'node_modules', '@wllama', 'wllama');
 const MODEL = 'gemma-3-270m-q4_k_m.gguf';
 const PROMPT = 'The capital of France is';
@@ -45,16 +45,8 @@ const WLLAMA_GPU = ['1', 'only'].includes(process.env.WEBJIT_BENCH_GEMMA_WLLAMA_
 const MAX_CONTEXT = 512;
 const GEN_LIMIT_MS = 1500 * 1000;
 const TOTAL_LIMIT_MS = Number(process.env.WEBJIT_BENCH_GEMMA_LIMIT_MIN || 45) * 60 * 1000;
-const ARGS = [
-  '--no-sandbox',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--enable-unsafe-webgpu',
-  '--enable-unsafe-swiftshader',
-];
+// The launch of the browser tests (tests/web/chromium.mjs): WebGPU on SwiftShader here.
+const ARGS = chromiumArgs();
 
 const T_START = Date.now();
 function log(msg) {

@@ -24,26 +24,17 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { CHROMIUM, chromiumArgs } from '../../tests/web/chromium.mjs';
 import { modelDir, startServer } from '../../tests/web/server.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '../..');
 const TOOLS = process.env.WEBJIT_WEB_TOOLS || path.join(ROOT, '.cache', 'web-tools');
 const BENCH_TOOLS = process.env.WEBJIT_BENCH_TOOLS || path.join(ROOT, '.cache', 'bench-tools');
-const CHROMIUM = process.env.WEBJIT_CHROMIUM || '/usr/bin/chromium';
 const CACHE = process.env.WEBJIT_CACHE || path.join(os.homedir(), '.cache', 'webjit');
 const ONNX = path.join(CACHE, 'onnx', 'all-MiniLM-L6-v2.onnx');
-// The launch of tests/web/run.mjs (WebGPU on SwiftShader in headless Chromium).
-const ARGS = [
-  '--no-sandbox',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--enable-unsafe-webgpu',
-  '--enable-unsafe-swiftshader',
-];
+// The launch of the browser tests (tests/web/chromium.mjs): WebGPU on SwiftShader here.
+const ARGS = chromiumArgs();
 // Those of scripts/bench_onnxruntime_minilm.py, so the native and browser numbers line up.
 const SENTENCES = [
   'A man is eating food.',

@@ -1,7 +1,8 @@
 // The webjit demo page: one engine (in the package's worker) shared by four panels.
 // Served by `webjit serve`: this folder at /, the npm package at /pkg/, the model cache at
 // /models/. URL parameters: ?model=FILE (a GGUF file under /models/, default Gemma 3 270M),
-// ?maxTokens=N (answer length, default 200), ?autoload=0 (load the chat model on demand).
+// ?maxTokens=N (answer length, default 200), ?autoload=0 (no load at once: the first
+// message loads the chat model and is read during the load).
 //
 // Each panel reports its state in data-state attributes so that tests (tests/web/demo.mjs)
 // can wait on it; window.demo holds the engine for poking at it from the console.
@@ -100,6 +101,7 @@ async function main() {
     file,
     url: file ? `/models/${encodeURIComponent(file)}` : null,
     maxTokens: positiveInt('maxTokens', 200),
+    chatPrompt: webjit.chatPrompt,
     onModel: (model) => device.setModel(model),
     onActivity: () => device.refresh(),
     setStatus,

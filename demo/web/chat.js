@@ -1,15 +1,26 @@
 // The chat panel: streams a GGUF model in (bytes and layers on the load bar), then answers in
 // the model's chat template with the whole conversation as context; Stop aborts the running
 // answer, Reset forgets the conversation.
+//
+// The first message may be sent before the model is there. The load then carries that turn's
+// chat prompt (`loadModel(url, {prompt})`): each layer reads it as soon as its weights have
+// arrived, and the answer starts from the prefilled prompt (`generate(null)`) when the last
+// layer is in, without reading the prompt again. A message sent while a plain load runs
+// restarts it with the prompt when less than half of the file is in (the bytes read so far
+// come again); later, the message waits for the load and is answered as usual.
 
 const $ = (id) => document.getElementById(id);
 const MB = 1e6;
+// Below this share of the file, a message restarts a plain load with its prompt.
+const RESTART_BELOW = 0.5;
 
 function fmtMB(bytes) {
   return `${(bytes / MB).toFixed(bytes < 10 * MB ? 2 : 1)} MB`;
 }
 
-export function setupChat(engine, { file, url, maxTokens, onModel, onActivity, setStatus }) {
+/** `chatPrompt` is the package's model-free template (app.js imports the package, so that a
+ *  missing package is reported on the page rather than failing this module). */
+export function setupChat(engine, { file, url, maxTokens, chatPrompt, onModel, onActivity, setStatus }) {
   const panel = $('chat');
   const prompt = $('prompt');
   const send = $('send');
@@ -17,21 +28,28 @@ export function setupChat(engine, { file, url, maxTokens, onModel, onActivity, s
   const reset = $('reset');
   const messages = $('messages');
   const layers = $('layers');
+  const hint = $('chat-hint');
   let model = null;
   let history = []; // [{role: 'user'|'model', content}]
-  let generation = null; // AbortController of the running answer
-  let loading = null;
+  let generation = null; // AbortController of the answer in progress (also while it waits for the load)
+  let loading = null; // promise of the load in progress
+  let loadCtl = null; // its AbortController
+  let loadPrompt = null; // the chat prompt that load prefills, or null
+  let lastProgress = null;
+  // Every progress event of the current load (for the page's tests: window.demo.panels.chat.loadLog).
+  let loadLog = [];
 
   $('model-name').textContent = file ?? '(none)';
-  panel.dataset.state = 'idle';
 
   function setState(state) {
     panel.dataset.state = state;
-    const ready = state === 'ready';
-    prompt.disabled = !model;
-    send.disabled = !ready;
-    reset.disabled = !ready;
-    stop.disabled = state !== 'generating';
+    const waiting = !!generation; // an answer runs or waits for the load
+    prompt.disabled = !file || state === 'error';
+    send.disabled = !file || waiting || state === 'error';
+    stop.disabled = !waiting;
+    reset.disabled = waiting || state === 'loading' || (!model && !history.length);
+    panel.dataset.prefill = loadPrompt !== null && state === 'loading' ? '1' : '0';
+    hint.hidden = !!model || !file;
   }
 
   function note(text) {
@@ -74,42 +92,85 @@ export function setupChat(engine, { file, url, maxTokens, onModel, onActivity, s
     $('load-bar').dataset.pct = String(Math.floor(frac * 100));
     if (p.nLayers > 0) {
       layerCells(p.nLayers);
+      const read = p.layersPrefilled ?? 0;
       const cells = layers.children;
-      for (let i = 0; i < cells.length; i++) cells[i].classList.toggle('ready', i < p.layersReady);
+      for (let i = 0; i < cells.length; i++) {
+        cells[i].classList.toggle('ready', i < p.layersReady);
+        cells[i].classList.toggle('prefilled', i < read);
+      }
       layers.dataset.ready = String(p.layersReady);
-      layers.title = `${p.layersReady} of ${p.nLayers} layers on the GPU`;
+      layers.dataset.prefilled = String(read);
+      const prefill = loadPrompt !== null ? `, ${read} read your message` : '';
+      layers.title = `${p.layersReady} of ${p.nLayers} layers on the GPU${prefill}`;
+      $('load-layers').textContent = `${p.layersReady}/${p.nLayers} layers arrived${prefill}`;
     }
   }
 
-  async function load() {
-    if (loading) return loading;
-    loading = (async () => {
-      setState('loading');
-      setStatus(`Loading ${file}…`);
-      const t0 = performance.now();
-      let last = null;
+  function clearBar() {
+    $('load-fill').style.width = '0%';
+    $('load-pct').textContent = '';
+    $('load-bar').dataset.pct = '0';
+    $('load-bar').classList.remove('done');
+    $('load-layers').textContent = '';
+    layers.dataset.ready = '0';
+    layers.dataset.prefilled = '0';
+    for (const c of layers.children) c.classList.remove('ready', 'prefilled');
+  }
+
+  /** Starts a load (prefilling `withPrompt` when given); resolves to the model or null. */
+  function startLoad(withPrompt = null) {
+    const ac = new AbortController();
+    loadCtl = ac;
+    loadPrompt = withPrompt;
+    lastProgress = null;
+    loadLog = [];
+    const log = loadLog;
+    clearBar();
+    setState('loading');
+    setStatus(withPrompt !== null ? `Loading ${file}; your message is read layer by layer as the weights arrive…` : `Loading ${file}…`);
+    const t0 = performance.now();
+    const p = (async () => {
       let events = 0;
       try {
-        model = await engine.loadModel(url, {
+        const m = await engine.loadModel(url, {
           cache: 'cache-api',
-          onProgress: (p) => {
-            last = p;
+          signal: ac.signal,
+          ...(withPrompt !== null ? { prompt: withPrompt } : {}),
+          onProgress: (ev) => {
+            lastProgress = ev;
             events++;
-            showProgress(p);
+            log.push({ loadedBytes: ev.loadedBytes, totalBytes: ev.totalBytes, layersReady: ev.layersReady, layersPrefilled: ev.layersPrefilled ?? 0, nLayers: ev.nLayers, phase: ev.phase });
+            showProgress(ev);
           },
         });
+        model = m;
       } catch (e) {
-        setState('error');
-        $('load-bytes').textContent = `load failed: ${e.code ?? ''} ${e.message}`;
-        setStatus(`Could not load ${file}: ${e.message}`, true);
-        loading = null;
+        // A restart (a message arrived) leaves the bar to the load that replaced this one.
+        if (ac.signal.reason === 'restart') return null;
+        if (ac.signal.aborted) {
+          $('load-bytes').textContent = 'load stopped: send a message (or click here) to load again';
+          setStatus(`Stopped loading ${file}.`);
+          setState('idle');
+        } else {
+          $('load-bytes').textContent = `load failed: ${e.code ?? ''} ${e.message}`;
+          setStatus(`Could not load ${file}: ${e.message}`, true);
+          // A load that carried a message may have failed on the message (e.g. longer than
+          // the context): the next message may try again.
+          setState(withPrompt !== null ? 'idle' : 'error');
+        }
         return null;
+      } finally {
+        if (loading === p) {
+          loading = null;
+          loadCtl = null;
+        }
       }
       const secs = (performance.now() - t0) / 1000;
       // The package sends a last progress event at the end; the bar shows what it said.
-      if (!last) {
+      if (!lastProgress) {
         const total = model.load.totalBytes || 0;
-        showProgress({ loadedBytes: total, totalBytes: total, layersReady: model.info.n_layers, nLayers: model.info.n_layers, fromCache: model.load.fromCache });
+        const n = model.info.n_layers;
+        showProgress({ loadedBytes: total, totalBytes: total, layersReady: n, layersPrefilled: withPrompt !== null ? n : 0, nLayers: n, fromCache: model.load.fromCache });
       }
       $('load-bar').dataset.events = String(events);
       $('load-bar').classList.add('done');
@@ -122,41 +183,53 @@ export function setupChat(engine, { file, url, maxTokens, onModel, onActivity, s
       onActivity?.();
       return model;
     })();
-    return loading;
+    loading = p;
+    return p;
   }
 
-  async function ask(text) {
-    if (!model || panel.dataset.state !== 'ready') return;
-    history.push({ role: 'user', content: text });
-    bubble('user', text);
-    const out = bubble('model streaming', '');
-    const ac = new AbortController();
-    generation = ac;
+  /** Resolves when no load runs any more (following restarts): the model, or null. */
+  async function settled() {
+    while (loading) await loading;
+    return model;
+  }
+
+  async function load() {
+    if (model) return model;
+    if (!loading && file) startLoad(null);
+    return settled();
+  }
+
+  /** Streams `pieces` into the bubble `out`, then records the answer in the history. */
+  async function stream(out, ac, pieces, t0 = performance.now()) {
     setState('generating');
     let answer = '';
-    let pieces = 0;
+    let n = 0;
     let first = 0;
-    $('tok-rate').textContent = 'reading the prompt…';
-    $('gen-stats').textContent = '';
     try {
-      for await (const piece of model.chat(history, { maxTokens, signal: ac.signal })) {
-        if (!pieces) first = performance.now();
-        pieces++;
+      for await (const piece of pieces) {
+        if (!n) {
+          first = performance.now();
+          out.dataset.firstPieceMs = String(Math.round(first - t0));
+        }
+        n++;
         answer += piece;
         out.textContent = answer;
         messages.scrollTop = messages.scrollHeight;
         const secs = (performance.now() - first) / 1000;
-        if (pieces > 1 && secs > 0) $('tok-rate').textContent = `${((pieces - 1) / secs).toFixed(2)} tok/s`;
-        out.dataset.pieces = String(pieces);
+        if (n > 1 && secs > 0) $('tok-rate').textContent = `${((n - 1) / secs).toFixed(2)} tok/s`;
+        out.dataset.pieces = String(n);
       }
       const s = model.lastStats;
       if (s) {
         // `tokens` is the generated ids in this package version (a count in index.d.ts).
-        const n = Array.isArray(s.tokens) ? s.tokens.length : Number(s.tokens) || 0;
-        const rate = s.decodeMs > 0 && n ? (n / (s.decodeMs / 1000)).toFixed(2) : '–';
+        const count = Array.isArray(s.tokens) ? s.tokens.length : Number(s.tokens) || 0;
+        const rate = s.decodeMs > 0 && count ? (count / (s.decodeMs / 1000)).toFixed(2) : '–';
         $('tok-rate').textContent = `${rate} tok/s`;
-        $('gen-stats').textContent = ` · ${n} tokens, prompt ${s.promptTokens} tokens in ${(s.prefillMs / 1000).toFixed(2)} s, ${s.reason === 'eog' ? 'end of turn' : s.reason}`;
-        out.dataset.tokens = String(n);
+        const read = out.dataset.prefilled === '1'
+          ? `prompt ${s.promptTokens} tokens read during the load`
+          : `prompt ${s.promptTokens} tokens in ${(s.prefillMs / 1000).toFixed(2)} s`;
+        $('gen-stats').textContent = ` · ${count} tokens, ${read}, ${s.reason === 'eog' ? 'end of turn' : s.reason}`;
+        out.dataset.tokens = String(count);
         out.dataset.reason = s.reason;
         out.classList.toggle('stopped', s.reason === 'stopped');
       }
@@ -164,20 +237,93 @@ export function setupChat(engine, { file, url, maxTokens, onModel, onActivity, s
       note(`error: ${e.code ?? ''} ${e.message}`);
       $('tok-rate').textContent = '';
     } finally {
-      out.classList.remove('streaming');
-      if (!answer && !ac.signal.aborted) out.textContent = '(no answer)';
-      history.push({ role: 'model', content: answer });
-      generation = null;
-      out.dataset.done = '1';
-      setState('ready');
-      onActivity?.();
+      finish(out, ac, answer);
     }
+  }
+
+  function finish(out, ac, answer) {
+    out.classList.remove('streaming');
+    if (!answer && !ac.signal.aborted) out.textContent = '(no answer)';
+    history.push({ role: 'model', content: answer });
+    generation = null;
+    out.dataset.done = '1';
+    setState(model ? 'ready' : panel.dataset.state === 'loading' ? 'loading' : panel.dataset.state);
+    onActivity?.();
+  }
+
+  /** A turn: answered at once when the model is there, else with (or after) the load. */
+  async function ask(text) {
+    if (generation || !file || panel.dataset.state === 'error') return;
+    history.push({ role: 'user', content: text });
+    bubble('user', text);
+    const out = bubble('model streaming', '');
+    const ac = new AbortController();
+    generation = ac;
+    $('tok-rate').textContent = 'reading the prompt…';
+    $('gen-stats').textContent = '';
+    const t0 = performance.now();
+    if (model) {
+      await stream(out, ac, model.chat(history, { maxTokens, signal: ac.signal }), t0);
+      return;
+    }
+    const frac = lastProgress?.totalBytes ? lastProgress.loadedBytes / lastProgress.totalBytes : 0;
+    if (loading && frac >= RESTART_BELOW) {
+      // Most of the file is in: wait for it, then answer as usual.
+      out.dataset.waiting = 'load';
+      $('tok-rate').textContent = 'waiting for the last layer…';
+      setState('loading');
+      // Stop gives up the wait at once; the load itself goes on.
+      await Promise.race([settled(), new Promise((r) => ac.signal.addEventListener('abort', r, { once: true }))]);
+      if (ac.signal.aborted || !model) {
+        out.textContent = ac.signal.aborted ? '' : '(the model did not load)';
+        out.classList.toggle('stopped', ac.signal.aborted);
+        if (ac.signal.aborted) out.dataset.reason = 'stopped';
+        finish(out, ac, '');
+        return;
+      }
+      await stream(out, ac, model.chat(history, { maxTokens, signal: ac.signal }), t0);
+      return;
+    }
+    // Load (again) with this turn's prompt: the layers read it while the weights stream in.
+    const text0 = chatPrompt(history);
+    if (loading) loadCtl.abort('restart');
+    out.dataset.prefilled = '1';
+    out.dataset.waiting = 'prefill';
+    $('tok-rate').textContent = 'reading your message while the weights arrive…';
+    const p = startLoad(text0);
+    const onStop = () => loadCtl?.abort('stopped by the user');
+    ac.signal.addEventListener('abort', onStop, { once: true });
+    setState('loading');
+    const m = await p;
+    ac.signal.removeEventListener('abort', onStop);
+    if (!m) {
+      out.textContent = ac.signal.aborted ? '' : `(the model did not load: ${$('load-bytes').textContent})`;
+      out.classList.toggle('stopped', ac.signal.aborted);
+      if (ac.signal.aborted) out.dataset.reason = 'stopped';
+      $('tok-rate').textContent = '';
+      finish(out, ac, '');
+      if (ac.signal.aborted) note('Stopped: the model was not loaded. Send a message to load it again.');
+      return;
+    }
+    // The page wrote the prompt with the package's chatPrompt: it must be the model's own.
+    const own = await m.chatPrompt(history).catch((e) => {
+      note(`error: ${e.code ?? ''} ${e.message}`);
+      return null;
+    });
+    out.dataset.template = own === text0 ? 'same' : 'differs';
+    if (own !== text0) {
+      if (own !== null) note('the prompt read during the load differs from the model\'s chat template: reading it again');
+      out.dataset.prefilled = '0';
+      await stream(out, ac, m.chat(history, { maxTokens, signal: ac.signal }), t0);
+      return;
+    }
+    await stream(out, ac, m.generate(null, { maxTokens, signal: ac.signal }), t0);
   }
 
   $('chat-form').addEventListener('submit', (ev) => {
     ev.preventDefault();
     const text = prompt.value.trim();
-    if (!text) return;
+    if (!text || send.disabled) return;
     prompt.value = '';
     ask(text);
   });
@@ -189,20 +335,32 @@ export function setupChat(engine, { file, url, maxTokens, onModel, onActivity, s
   });
   stop.addEventListener('click', () => generation?.abort('stopped by the user'));
   reset.addEventListener('click', async () => {
-    if (!model) return;
+    if (generation) return;
     history = [];
     messages.replaceChildren();
     $('tok-rate').textContent = '';
     $('gen-stats').textContent = '';
-    await model.reset().catch((e) => note(`reset failed: ${e.message}`));
+    setState(panel.dataset.state);
+    if (model) await model.reset().catch((e) => note(`reset failed: ${e.message}`));
     note('New conversation.');
   });
-  // Before the model is loaded (?autoload=0), the prompt box offers to load it.
-  prompt.addEventListener('focus', () => {
-    if (!model && file) load();
+  // Before the model is loaded (?autoload=0 or a stopped load), clicking the load text loads it.
+  $('load-bytes').addEventListener('click', () => {
+    if (!model && !loading && file && !generation) load();
   });
 
   setState('idle');
-  prompt.disabled = !file;
-  return { load, ask, get model() { return model; } };
+  return {
+    load,
+    ask,
+    get model() {
+      return model;
+    },
+    get loadLog() {
+      return loadLog;
+    },
+    get history() {
+      return history.map((m) => ({ ...m }));
+    },
+  };
 }

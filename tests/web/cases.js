@@ -1,6 +1,6 @@
 // The browser test cases, run in headless Chromium by run.mjs through pages/harness.html.
 // Each case throws on failure with a message that names the input (seed, shape, config).
-import { Engine } from '/pkg/index.js';
+import { Engine, MODEL_CACHES, clearModelCache } from '/pkg/index.js';
 import { BlockSparseRef, compare, neighborhoodRef, randomF32, rng } from '/t/ref.js';
 
 const MODELS = '/models';
@@ -481,6 +481,115 @@ export const cases = {
       return {};
     } finally {
       await caches.delete('webjit-models-v1');
+      await e.dispose();
+    }
+  },
+
+  /** cache: 'opfs' writes the file to OPFS as it streams in; the second load reads it with no
+   *  request and generates the same tokens. An aborted download and a file the engine
+   *  rejects leave no hit and no bytes; clearModelCache removes an entry. */
+  async opfs({ log }) {
+    // {name: size} of the package's OPFS folder, as the page's own OPFS view sees it.
+    const listing = async () => {
+      const out = {};
+      let dir;
+      try {
+        dir = await (await navigator.storage.getDirectory()).getDirectoryHandle(MODEL_CACHES.opfsDir);
+      } catch {
+        return out;
+      }
+      for await (const [name, h] of dir.entries()) out[name] = (await h.getFile()).size;
+      return out;
+    };
+    await clearModelCache({ cache: 'opfs' });
+    const e = await Engine.create();
+    const key = uniq();
+    const url = `${TINY}?u=${key}`;
+    const requests = async (k) => (await json('/__log')).filter((r) => r.path.endsWith(`u=${k}`));
+    try {
+      const a = await e.loadModel(url, { cache: 'opfs' });
+      const ta = await collect(a.generateTokens('Hello', { maxTokens: 4 }));
+      await a.dispose();
+      if (a.load.fromCache || !a.load.cached || a.load.cacheError || a.load.cacheWriter !== 'sync-access-handle') fail(`first load: ${JSON.stringify(a.load)}`);
+      const stored = await listing();
+      const sizes = Object.entries(stored);
+      if (sizes.length !== 2 || !sizes.some(([n, sz]) => n.endsWith('.part') && sz === 999168) || !sizes.some(([n]) => n.endsWith('.json'))) {
+        fail(`OPFS after the first load: ${JSON.stringify(stored)} (want a marker and the 999168 bytes)`);
+      }
+      const b = await e.loadModel(url, { cache: 'opfs' });
+      const tb = await collect(b.generateTokens('Hello', { maxTokens: 4 }));
+      await b.dispose();
+      if (!b.load.fromCache || b.load.totalBytes !== 999168) fail(`second load not from OPFS: ${JSON.stringify(b.load)}`);
+      const reqs = await requests(key);
+      if (reqs.length !== 1) fail(`${reqs.length} network requests for two loads: ${JSON.stringify(reqs)}`);
+      if (JSON.stringify(ta.map((t) => t.id)) !== JSON.stringify(tb.map((t) => t.id))) fail(`OPFS copy generates other tokens: ${ta.map((t) => t.id)} vs ${tb.map((t) => t.id)}`);
+
+      // A stored copy damaged on disk (same size, zeros): the load fails with BAD_MODEL_FILE
+      // and drops it, and the next load downloads again.
+      {
+        const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle(MODEL_CACHES.opfsDir);
+        const part = Object.keys(stored).find((n) => n.endsWith('.part'));
+        const w = await (await dir.getFileHandle(part)).createWritable();
+        await w.write(new Uint8Array(999168));
+        await w.close();
+        const bad = await expectCode(e.loadModel(url, { cache: 'opfs' }), 'BAD_MODEL_FILE', 'damaged OPFS copy');
+        if (!/stored OPFS copy was refused and removed/.test(bad.message)) fail(`damaged copy: ${bad.message}`);
+        if (Object.keys(await listing()).length) fail(`damaged copy not removed: ${JSON.stringify(await listing())}`);
+        const d = await e.loadModel(url, { cache: 'opfs' });
+        await d.dispose();
+        if (d.load.fromCache || !d.load.cached || (await requests(key)).length !== 2) fail(`after the damaged copy: ${JSON.stringify(d.load)}`);
+        // The new copy (another .part name) is what the checks below compare with.
+        const now = await listing();
+        for (const k of Object.keys(stored)) delete stored[k];
+        Object.assign(stored, now);
+      }
+
+      // Aborted mid-download (200 kB/s, abort once bytes have reached the engine): no hit, no bytes.
+      const ac = new AbortController();
+      const slow = `${TINY}?rate=200000&u=${key}-slow`;
+      let seen = 0;
+      await expectCode(e.loadModel(slow, { cache: 'opfs', signal: ac.signal, onProgress: (p) => {
+        if (p.loadedBytes > 0 && !ac.signal.aborted) {
+          seen = p.loadedBytes;
+          ac.abort('test');
+        }
+      } }), 'ABORTED', 'aborted OPFS load');
+      if (!(seen > 0 && seen < 999168)) fail(`the abort came at ${seen} bytes`);
+      // Cut short (the server says the file is 500000 bytes): the engine refuses it, nothing is kept.
+      const cut = `${TINY}?truncate=500000&u=${key}-cut`;
+      const err = await expectCode(e.loadModel(cut, { cache: 'opfs' }), 'BAD_MODEL_FILE', 'truncated file with OPFS');
+      const after = await listing();
+      if (JSON.stringify(after) !== JSON.stringify(stored)) fail(`OPFS after the aborted and the refused load: ${JSON.stringify(after)}, before ${JSON.stringify(stored)}`);
+      const again = await e.loadModel(slow.replace('rate=200000&', ''), { cache: 'opfs' });
+      await again.dispose();
+      if (again.load.fromCache) fail('the aborted URL came from OPFS');
+
+      // clearModelCache removes one URL's entry: its next load goes to the network again.
+      const removed = await clearModelCache({ cache: 'opfs', url });
+      if (removed.opfs !== 2 || removed.cacheApi !== 0) fail(`clearModelCache removed ${JSON.stringify(removed)}`);
+      const c = await e.loadModel(url, { cache: 'opfs' });
+      await c.dispose();
+      if (c.load.fromCache || (await requests(key)).length !== 3) fail(`after clearModelCache: ${JSON.stringify(c.load)}`);
+      // In the page's thread ({worker: false}) the file is written with createWritable.
+      const local = await Engine.create({ worker: false });
+      try {
+        const lu = `${TINY}?u=${key}-local`;
+        const l1 = await local.loadModel(lu, { cache: 'opfs' });
+        const tl = await collect(l1.generateTokens('Hello', { maxTokens: 4 }));
+        await l1.dispose();
+        const l2 = await local.loadModel(lu, { cache: 'opfs' });
+        await l2.dispose();
+        if (!l1.load.cached || l1.load.cacheWriter !== 'writable' || !l2.load.fromCache || (await requests(`${key}-local`)).length !== 1) {
+          fail(`OPFS in the page's thread: ${JSON.stringify(l1.load)} then ${JSON.stringify(l2.load)}`);
+        }
+        if (JSON.stringify(tl.map((t) => t.id)) !== JSON.stringify(ta.map((t) => t.id))) fail('page-thread OPFS copy generates other tokens');
+      } finally {
+        await local.dispose();
+      }
+      log(`  OPFS ${JSON.stringify(stored)}; second load from OPFS with no request; abort at ${seen} bytes and ${err.code} left nothing`);
+      return {};
+    } finally {
+      await clearModelCache({ cache: 'opfs' }).catch(() => {});
       await e.dispose();
     }
   },

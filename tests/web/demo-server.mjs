@@ -6,7 +6,14 @@
 // Range requests get 206 + Content-Range; every response carries COOP/COEP (cross-origin
 // isolation, as `webjit serve` sends them) and `cache-control: no-store`.
 //
-//   node tests/web/demo-server.mjs [port]     serves on 127.0.0.1 until killed
+// Throttling (tests only; `webjit serve` has none): GGUF files under /models/ can be sent at a set
+// rate, so that a page sees a load in progress for long enough to act during it (the demo test
+// sends its first chat message while the model streams in; tiny-llama.gguf would otherwise
+// arrive in milliseconds; the embedder's files are not slowed). `startDemoServer` returns a
+// `throttle` object whose `modelBytesPerSecond` applies to the .gguf requests that start after
+// it is set (0: full speed, the default).
+//
+//   node tests/web/demo-server.mjs [port] [--throttle-models=BYTES_PER_S]   serves on 127.0.0.1 until killed
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -61,8 +68,48 @@ function byteRange(header, size) {
   return start <= end && start < size ? { start, end } : 'unsatisfiable';
 }
 
-/** Starts the server on 127.0.0.1 (port 0: a free one). Resolves to {server, origin, log}. */
-export function startDemoServer({ port = 0, models = modelDir() } = {}) {
+// Throttled bodies go out in slices every TICK_MS.
+const TICK_MS = 50;
+
+/** Sends bytes [start, end] of `file` at `bytesPerSecond`, in slices every TICK_MS. */
+function sendThrottled(req, res, file, start, end, bytesPerSecond) {
+  const slice = Math.max(1, Math.round((bytesPerSecond * TICK_MS) / 1000));
+  let fd;
+  try {
+    fd = fs.openSync(file, 'r');
+  } catch {
+    res.destroy();
+    return;
+  }
+  let at = start;
+  let timer = null;
+  const close = () => {
+    clearTimeout(timer);
+    if (fd !== undefined) fs.closeSync(fd);
+    fd = undefined;
+  };
+  const tick = () => {
+    if (fd === undefined) return;
+    const n = Math.min(slice, end + 1 - at);
+    const buf = Buffer.alloc(n);
+    fs.readSync(fd, buf, 0, n, at);
+    at += n;
+    res.write(buf);
+    if (at > end) {
+      close();
+      res.end();
+    } else {
+      timer = setTimeout(tick, TICK_MS);
+    }
+  };
+  req.on('close', close);
+  tick();
+}
+
+/** Starts the server on 127.0.0.1 (port 0: a free one). Resolves to {server, origin, log,
+ *  throttle} (see the header for `throttle`). */
+export function startDemoServer({ port = 0, models = modelDir(), modelBytesPerSecond = 0 } = {}) {
+  const throttle = { modelBytesPerSecond };
   const mounts = [
     ['/pkg/', path.join(ROOT, 'web', 'pkg')],
     ['/models/', models],
@@ -124,6 +171,12 @@ export function startDemoServer({ port = 0, models = modelDir() } = {}) {
       res.end();
       return;
     }
+    const rate = throttle.modelBytesPerSecond;
+    if (rate > 0 && url.pathname.startsWith('/models/') && url.pathname.endsWith('.gguf')) {
+      entry.throttled = rate;
+      sendThrottled(req, res, file, start, end, rate);
+      return;
+    }
     const stream = fs.createReadStream(file, { start, end });
     stream.on('error', () => res.destroy());
     req.on('close', () => stream.destroy());
@@ -133,12 +186,21 @@ export function startDemoServer({ port = 0, models = modelDir() } = {}) {
     server.once('error', fail);
     server.listen(port, '127.0.0.1', () => {
       const { port: p } = server.address();
-      done({ server, origin: `http://127.0.0.1:${p}`, log });
+      done({ server, origin: `http://127.0.0.1:${p}`, log, throttle });
     });
   });
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
-  const { origin } = await startDemoServer({ port: Number(process.argv[2] || 0) });
-  console.log(`webjit demo on ${origin}/  (try ${origin}/?model=tiny-llama.gguf)`);
+  const args = process.argv.slice(2);
+  const rateArg = args.find((a) => a.startsWith('--throttle-models='));
+  const modelBytesPerSecond = rateArg ? Number(rateArg.split('=')[1]) : 0;
+  if (!(Number.isFinite(modelBytesPerSecond) && modelBytesPerSecond >= 0)) {
+    console.error(`--throttle-models wants bytes per second, got ${rateArg}`);
+    process.exit(2);
+  }
+  const portArg = args.find((a) => !a.startsWith('--'));
+  const { origin } = await startDemoServer({ port: Number(portArg || 0), modelBytesPerSecond });
+  const slow = modelBytesPerSecond ? ` (model files at ${modelBytesPerSecond} bytes/s)` : '';
+  console.log(`webjit demo on ${origin}/${slow}  (try ${origin}/?model=tiny-llama.gguf)`);
 }

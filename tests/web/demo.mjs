@@ -1,8 +1,12 @@
 // Browser test of the demo page (demo/web/) in headless Debian Chromium (WebGPU on SwiftShader),
 // driven by playwright-core, with the page served in the layout of `webjit serve`
-// (demo-server.mjs). Every check FAILS the run (exit 1): nothing is skipped.
+// (demo-server.mjs). Every check FAILS the run (exit 1): nothing is skipped, except that
+// early_message and during_load (they need demo-server.mjs to slow the model down) are
+// reported as SKIP when WEBJIT_DEMO_ORIGIN points at another server.
 //
 //   node tests/web/demo.mjs                     the whole test (tiny-llama as the chat model)
+//   node tests/web/demo.mjs --only early_message  only the first message sent before the load
+//   node tests/web/demo.mjs --only during_load    only messages sent during the automatic load
 //   node tests/web/demo.mjs --readme-shot FILE  no test: Gemma 3 270M answers a question, the
 //                                               device is tuned, FILE gets a screenshot (docs/demo.png)
 //
@@ -13,17 +17,16 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { CHROMIUM, chromiumArgs } from './chromium.mjs';
 import { startDemoServer } from './demo-server.mjs';
 import { modelDir } from './server.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '../..');
 const TOOLS = process.env.WEBJIT_WEB_TOOLS || path.join(ROOT, '.cache', 'web-tools');
-const CHROMIUM = process.env.WEBJIT_CHROMIUM || '/usr/bin/chromium';
 const ARTIFACTS = path.resolve(ROOT, process.env.WEBJIT_ARTIFACTS || '.cache/test-artifacts/demo');
-const BASE_ARGS = ['--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-const WEBGPU_ARGS = ['--enable-unsafe-webgpu', '--enable-unsafe-swiftshader'];
 const CHAT_TOKENS = 12;
+const EARLY_TOKENS = 2;
 
 class Failure extends Error {}
 function fail(msg) {
@@ -305,7 +308,7 @@ async function stepReload(page) {
 }
 
 async function testWebGPU(chromium, origin) {
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...BASE_ARGS, ...WEBGPU_ARGS] });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: chromiumArgs() });
   const { ctx, page, lines } = await pageWithLog(browser);
   try {
     await page.goto(`${origin}/?model=tiny-llama.gguf&maxTokens=${CHAT_TOKENS}`);
@@ -330,8 +333,179 @@ async function testWebGPU(chromium, origin) {
   }
 }
 
+/** The chat's last model bubble's state. */
+function lastAnswer(page) {
+  return page.evaluate(() => {
+    const m = [...document.querySelectorAll('#messages .msg.model')].pop();
+    return m ? { ...m.dataset, text: m.textContent, stopped: m.classList.contains('stopped') } : null;
+  });
+}
+
+/**
+ * The first message goes out before the model is there (?autoload=0, the .gguf served at
+ * EARLY_RATE bytes/s so that its load lasts seconds): Stop during that load aborts it cleanly;
+ * the next message's load prefills its chat prompt layer by layer while the file streams in
+ * (progress with layersPrefilled > 0 while loadedBytes < totalBytes), and the answer starts
+ * from that prefilled prompt; a later turn is answered as usual.
+ */
+async function testEarlyMessage(chromium, srv) {
+  const EARLY_RATE = 250_000; // tiny-llama.gguf (999168 bytes) in about 4 s
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: chromiumArgs() });
+  const { ctx, page, lines } = await pageWithLog(browser);
+  const t0 = Date.now();
+  try {
+    await page.goto(`${srv.origin}/?model=tiny-llama.gguf&maxTokens=${EARLY_TOKENS}&autoload=0`);
+    await waitFor(page, 'engine ready', () => ['ready', 'nowebgpu', 'error'].includes(document.body.dataset.engine), null, 60000);
+    // The small demos run first when the chat model is not autoloaded: let them finish, so
+    // that the chat load alone uses the engine while the test watches its progress.
+    await waitFor(page, 'embeddings and attention done', () => ['done', 'error'].includes(document.getElementById('embed').dataset.state) && ['done', 'error'].includes(document.getElementById('attention').dataset.state), null, 180000);
+    const before = await page.evaluate(() => ({
+      state: document.getElementById('chat').dataset.state,
+      send: !document.getElementById('send').disabled,
+      prompt: !document.getElementById('prompt').disabled,
+      hint: !document.getElementById('chat-hint').hidden,
+    }));
+    if (before.state !== 'idle' || !before.send || !before.prompt || !before.hint) fail(`before any load the chat should take a message: ${JSON.stringify(before)}`);
+    srv.throttle.modelBytesPerSecond = EARLY_RATE;
+
+    // 1. Stop while the load with the prompt runs: the load is aborted, the engine stays usable.
+    await sendMessage(page, 'Hello there');
+    await waitFor(page, 'a load prefilling the first message', () => document.getElementById('chat').dataset.prefill === '1' && window.demo.panels.chat.loadLog.length > 0, null, 30000);
+    const mid = await page.evaluate(() => window.demo.panels.chat.loadLog.at(-1));
+    if (!(mid.loadedBytes < mid.totalBytes)) fail(`the load was over before Stop could be pressed: ${JSON.stringify(mid)}`);
+    await page.locator('#stop').click();
+    await waitFor(page, 'the stopped load', () => document.getElementById('chat').dataset.state === 'idle' && [...document.querySelectorAll('#messages .msg.model')].pop().dataset.done === '1', null, 30000);
+    const stopped = await lastAnswer(page);
+    const bar = await page.locator('#load-bytes').textContent();
+    if (stopped.reason !== 'stopped' || !stopped.stopped || !/load stopped/.test(bar)) fail(`Stop during the load: answer ${JSON.stringify(stopped)}, load text ${JSON.stringify(bar)}`);
+
+    // 2. The next message's load prefills it while the file streams in.
+    await sendMessage(page, 'What is the sea?');
+    // The bar while layers read the message and bytes are still missing (an artifact only: a
+    // load that outran the 200 ms polling is not a failure here; the log checks below decide).
+    await page.waitForFunction(() => Number(document.getElementById('layers').dataset.prefilled) > 0 || document.getElementById('chat').dataset.state !== 'loading', null, { timeout: 60000, polling: 100 }).catch(() => {});
+    if ((await page.evaluate(() => document.getElementById('chat').dataset.state)) === 'loading') {
+      await shot(page, page.locator('#chat .load'), 'load-bar-prefilling', { minVariance: 5 });
+    }
+    await waitFor(page, 'the prefilled answer', () => [...document.querySelectorAll('#messages .msg.model')].pop().dataset.done === '1', null, 120000);
+    const ans = await lastAnswer(page);
+    const log = await page.evaluate(() => window.demo.panels.chat.loadLog);
+    const early = log.find((e) => e.layersPrefilled > 0 && e.loadedBytes < e.totalBytes);
+    if (!early) fail(`no progress event had layers prefilled before the download completed (${log.length} events: ${JSON.stringify(log.slice(-4))})`);
+    const end = log.at(-1);
+    if (!(end && end.layersPrefilled === end.nLayers && end.loadedBytes === end.totalBytes)) fail(`the last progress event: ${JSON.stringify(end)}`);
+    if (ans.prefilled !== '1' || ans.template !== 'same') fail(`the answer did not continue from the prefilled prompt: ${JSON.stringify(ans)}`);
+    if (!(Number(ans.tokens) >= 1) || !['eog', 'max_tokens'].includes(ans.reason)) fail(`the prefilled answer produced no tokens: ${JSON.stringify(ans)}`);
+    const stats = await page.locator('#gen-stats').textContent();
+    if (!/read during the load/.test(stats)) fail(`gen stats: ${JSON.stringify(stats)}`);
+    const cells = await page.evaluate(() => ({ n: document.querySelectorAll('#layers .cell').length, read: document.querySelectorAll('#layers .cell.prefilled').length, text: document.getElementById('load-layers').textContent }));
+    if (cells.read !== cells.n || !/read your message/.test(cells.text)) fail(`layer cells after the prefilled load: ${JSON.stringify(cells)}`);
+    // The same answer as the usual path (the template read again, after the load) gives.
+    const usual = await page.evaluate(async (n) => {
+      const hist = window.demo.panels.chat.history.slice(0, -1);
+      let text = '';
+      for await (const piece of window.demo.panels.chat.model.chat(hist, { maxTokens: n })) text += piece;
+      return { text, turns: hist.length };
+    }, EARLY_TOKENS);
+    if (usual.text !== ans.text) fail(`the prefilled answer ${JSON.stringify(ans.text)} differs from the usual path's ${JSON.stringify(usual.text)} (${usual.turns} turns)`);
+    console.log(`  early message: at ${early.loadedBytes}/${early.totalBytes} bytes ${early.layersPrefilled}/${early.nLayers} layers had read it (${log.length} progress events); answer ${ans.tokens} tokens (${ans.reason}) ${JSON.stringify(ans.text.slice(0, 40))}`);
+    await shot(page, page.locator('#chat'), 'chat-early', { minVariance: 50 });
+
+    // 3. The package's chatPrompt (used before the model exists) is the model's own template.
+    const diffs = await page.evaluate(async () => {
+      const convs = [
+        [{ role: 'user', content: 'Hi' }],
+        [{ role: 'system', content: ' Be brief.\n' }, { role: 'user', content: '\tWhat is 2+2? ' }, { role: 'assistant', content: '4' }, { role: 'user', content: 'And 3+3?' }],
+        [{ role: 'user', content: 'ünïcode ✓ 😀' }, { role: 'model', content: ' ok ' }],
+        [],
+      ];
+      const m = window.demo.panels.chat.model;
+      const out = [];
+      for (const c of convs) {
+        const js = window.demo.webjit.chatPrompt(c);
+        const own = await m.chatPrompt(c);
+        if (js !== own) out.push({ c, js, own });
+      }
+      return out;
+    });
+    if (diffs.length) fail(`chatPrompt (package) differs from the model's: ${JSON.stringify(diffs)}`);
+
+    // 4. A later turn, answered as before (the whole conversation through the template).
+    srv.throttle.modelBytesPerSecond = 0;
+    await sendMessage(page, 'And the sky?');
+    await waitFor(page, 'the second answer', () => [...document.querySelectorAll('#messages .msg.model')].pop().dataset.done === '1', null, 120000);
+    const later = await lastAnswer(page);
+    if (!(Number(later.tokens) >= 1) || later.prefilled === '1') fail(`later turn: ${JSON.stringify(later)}`);
+    const errors = lines.filter((l) => l.startsWith('[pageerror]'));
+    if (errors.length) fail(`uncaught errors in the page: ${errors.join(' | ')}`);
+    console.log(`PASS demo/early_message ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  } catch (e) {
+    await page.screenshot({ path: path.join(ARTIFACTS, 'failed-early_message.png'), fullPage: true }).catch(() => {});
+    for (const l of lines.slice(-20)) console.log(`  console: ${l}`);
+    throw e instanceof Failure ? new Failure(`early_message: ${e.message}`) : e;
+  } finally {
+    srv.throttle.modelBytesPerSecond = 0;
+    await ctx.close().catch(() => {});
+    await browser.close().catch(() => {});
+  }
+}
+
+/**
+ * A message sent while the automatic (plain) load runs: early in the file it restarts the load
+ * with the message's prompt (a second .gguf request; layers read it before the download
+ * ends); past half of the file it waits for the load and is answered as usual. Each case in a
+ * fresh browser context (empty Cache API), the .gguf throttled as in testEarlyMessage.
+ */
+async function testMessageDuringLoad(chromium, srv) {
+  const RATE = 250_000;
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: chromiumArgs() });
+  const t0 = Date.now();
+  try {
+    for (const [name, sendAt] of [['restart', 0.05], ['wait', 0.6]]) {
+      const { ctx, page, lines } = await pageWithLog(browser);
+      srv.throttle.modelBytesPerSecond = RATE;
+      const tag = `${name}-${Date.now()}`;
+      try {
+        const ggufBefore = srv.log.filter((r) => r.path.endsWith('.gguf')).length;
+        await page.goto(`${srv.origin}/?model=tiny-llama.gguf&maxTokens=${EARLY_TOKENS}&t=${tag}`);
+        await waitFor(page, `the plain load past ${sendAt * 100}%`, (f) => {
+          const e = window.demo?.panels?.chat?.loadLog?.at(-1);
+          return !!e && e.totalBytes > 0 && e.loadedBytes / e.totalBytes >= f;
+        }, sendAt, 60000);
+        const at = await page.evaluate(() => window.demo.panels.chat.loadLog.at(-1));
+        if (!(at.loadedBytes < at.totalBytes * (name === 'restart' ? 0.5 : 1))) fail(`${name}: the load went too far before the message (${JSON.stringify(at)})`);
+        await sendMessage(page, 'Where do rivers go?');
+        await waitFor(page, `${name}: the answer`, () => [...document.querySelectorAll('#messages .msg.model')].pop().dataset.done === '1', null, 120000);
+        const ans = await lastAnswer(page);
+        const log = await page.evaluate(() => window.demo.panels.chat.loadLog);
+        const requests = srv.log.filter((r) => r.path.endsWith('.gguf')).length - ggufBefore;
+        if (!(Number(ans.tokens) >= 1) || !['eog', 'max_tokens'].includes(ans.reason)) fail(`${name}: no tokens: ${JSON.stringify(ans)}`);
+        if (name === 'restart') {
+          const early = log.find((e) => e.layersPrefilled > 0 && e.loadedBytes < e.totalBytes);
+          if (requests !== 2 || !early || ans.prefilled !== '1') fail(`restart: ${requests} .gguf requests, prefill during the load ${JSON.stringify(early)}, answer ${JSON.stringify(ans)}`);
+        } else if (requests !== 1 || ans.waiting !== 'load' || ans.prefilled === '1' || log.some((e) => e.layersPrefilled > 0)) {
+          fail(`wait: ${requests} .gguf requests, answer ${JSON.stringify(ans)}`);
+        }
+        const errors = lines.filter((l) => l.startsWith('[pageerror]'));
+        if (errors.length) fail(`${name}: uncaught errors in the page: ${errors.join(' | ')}`);
+        console.log(`  message during the plain load at ${at.loadedBytes}/${at.totalBytes} bytes: ${name} (${requests} .gguf requests), answer ${ans.tokens} tokens`);
+      } catch (e) {
+        await page.screenshot({ path: path.join(ARTIFACTS, `failed-during_load-${name}.png`), fullPage: true }).catch(() => {});
+        for (const l of lines.slice(-20)) console.log(`  console: ${l}`);
+        throw e instanceof Failure ? new Failure(`during_load: ${e.message}`) : e;
+      } finally {
+        srv.throttle.modelBytesPerSecond = 0;
+        await ctx.close().catch(() => {});
+      }
+    }
+    console.log(`PASS demo/during_load ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  } finally {
+    await browser.close().catch(() => {});
+  }
+}
+
 async function testNoWebGPU(chromium, origin) {
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: BASE_ARGS });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: chromiumArgs({ webgpu: false }) });
   const { ctx, page } = await pageWithLog(browser);
   try {
     await page.goto(`${origin}/?model=tiny-llama.gguf`);
@@ -355,7 +529,7 @@ async function testNoWebGPU(chromium, origin) {
 
 /** docs/demo.png: Gemma answers, the device is tuned (a few minutes on SwiftShader). */
 async function readmeShot(chromium, origin, out) {
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...BASE_ARGS, ...WEBGPU_ARGS] });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: chromiumArgs() });
   const ctx = await browser.newContext({ viewport: { width: 1240, height: 860 } });
   const page = await ctx.newPage();
   try {
@@ -404,8 +578,20 @@ async function main() {
       await readmeShot(chromium, srv.origin, out);
       return;
     }
-    await testNoWebGPU(chromium, srv.origin);
-    await testWebGPU(chromium, srv.origin);
+    // --only early_message|during_load runs just that test (chat messages during the load).
+    const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : '';
+    const throttled = { early_message: testEarlyMessage, during_load: testMessageDuringLoad };
+    if (only && !throttled[only]) die(`--only: unknown test ${only} (${Object.keys(throttled).join(', ')})`);
+    if (!only) {
+      await testNoWebGPU(chromium, srv.origin);
+      await testWebGPU(chromium, srv.origin);
+    }
+    for (const [name, test] of Object.entries(throttled)) {
+      if (only && only !== name) continue;
+      if (srv.throttle) await test(chromium, srv);
+      else if (only) die(`${name} needs the test server (its model throttle): unset WEBJIT_DEMO_ORIGIN`);
+      else console.log(`SKIP demo/${name}: WEBJIT_DEMO_ORIGIN is set and that server cannot throttle the model`);
+    }
   } finally {
     srv.server.close();
   }

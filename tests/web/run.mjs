@@ -12,23 +12,14 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { CHROMIUM, WEBGPU_ARGS, chromiumArgs } from './chromium.mjs';
 import { modelDir, startServer } from './server.mjs';
 import { buildViteApp } from './vite.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '../..');
 const TOOLS = process.env.WEBJIT_WEB_TOOLS || path.join(ROOT, '.cache', 'web-tools');
-const CHROMIUM = process.env.WEBJIT_CHROMIUM || '/usr/bin/chromium';
 const TIMEOUT_S = Number(process.env.WEBJIT_WEB_TIMEOUT_S || 0);
-const BASE_ARGS = [
-  '--no-sandbox',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-const WEBGPU_ARGS = ['--enable-unsafe-webgpu', '--enable-unsafe-swiftshader'];
 
 // [case, browser ('webgpu' | 'nowebgpu'), params]
 const CASES = [
@@ -45,6 +36,7 @@ const CASES = [
   ['resume', 'webgpu'],
   ['generate_stop', 'webgpu'],
   ['cache_api', 'webgpu'],
+  ['opfs', 'webgpu'],
   ['cycles', 'webgpu'],
   ['abort', 'webgpu'],
   ['minilm', 'webgpu'],
@@ -125,7 +117,7 @@ async function main() {
       browsers[kind] = await chromium.launch({
         executablePath: CHROMIUM,
         headless: true,
-        args: kind === 'webgpu' ? [...BASE_ARGS, ...WEBGPU_ARGS] : BASE_ARGS,
+        args: chromiumArgs({ webgpu: kind === 'webgpu' }),
       });
     }
     return browsers[kind];

@@ -1,4 +1,5 @@
-// Checks web/js/source.js (streaming, Range resume, abort, bounded whole-file reads) in node
+// Checks web/js/source.js (streaming, Range resume, abort, bounded whole-file reads, the OPFS
+// cache over an in-memory stand-in) in node
 // against server.mjs: no browser and no engine needed. Run by run.mjs before the browser.
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
@@ -6,6 +7,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openSource, readAll } from '../../web/js/source.js';
+import { opfsClear } from '../../web/js/opfs.js';
+import { FakeOpfs } from './fake-opfs.mjs';
 import { startServer } from './server.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -80,6 +83,66 @@ check('readAll: whole file; a declared size over maxBytes fails before reading',
 check('bad source types and cache modes are INVALID_ARGUMENT', async () => {
   await assert.rejects(openSource(42), (e) => e.code === 'INVALID_ARGUMENT');
   await assert.rejects(openSource(url(), { cache: 'opfs-typo' }), (e) => e.code === 'INVALID_ARGUMENT');
+});
+
+check('opfs: a complete download becomes a hit only when committed; the hit needs no request', async () => {
+  const fs = new FakeOpfs();
+  const u = url(`?opfs=${Math.random()}`);
+  const a = await openSource(u, { cache: 'opfs', getRoot: fs.getRoot });
+  assert.equal(sha(await drain(a.chunks)), sha(want));
+  assert.equal(typeof a.meta.commitCache, 'function');
+  const before = await openSource(u, { cache: 'opfs', getRoot: fs.getRoot });
+  assert.equal(before.meta.fromCache, false, 'a hit before the commit');
+  await drain(before.chunks); // a second download, not committed: its bytes stay a .part file
+  await a.meta.commitCache();
+  assert.equal(a.meta.cached, true);
+  const n = log.filter((r) => r.path.endsWith(u.slice(u.indexOf('?')))).length;
+  const b = await openSource(u, { cache: 'opfs', getRoot: fs.getRoot });
+  assert.equal(b.meta.fromCache, true);
+  assert.equal(b.meta.totalBytes, want.length);
+  assert.equal(sha(await drain(b.chunks)), sha(want));
+  assert.equal(log.filter((r) => r.path.endsWith(u.slice(u.indexOf('?')))).length, n, 'the hit made a request');
+  // readAll commits by itself; a new copy replaces the old one (one marker, one data file).
+  assert.equal(sha(Buffer.from(await readAll(`${u}&again=1`, { cache: 'opfs', getRoot: fs.getRoot }))), sha(want));
+  const files = Object.keys(fs.listing());
+  assert.equal(files.filter((f) => f.endsWith('.json')).length, 2, JSON.stringify(fs.listing()));
+  assert.equal(await opfsClear({ url: u, getRoot: fs.getRoot }) >= 2, true);
+  assert.equal((await openSource(u, { cache: 'opfs', getRoot: fs.getRoot })).meta.fromCache, false);
+  await opfsClear({ getRoot: fs.getRoot });
+  assert.deepEqual(fs.listing(), {});
+});
+
+check('opfs: an aborted, discarded or over-quota download leaves no hit and no bytes', async () => {
+  const fs = new FakeOpfs();
+  const ac = new AbortController();
+  const u = url(`?rate=200000&opfs=${Math.random()}`);
+  const a = await openSource(u, { cache: 'opfs', getRoot: fs.getRoot, signal: ac.signal });
+  let n = 0;
+  await assert.rejects(
+    (async () => {
+      for await (const c of a.chunks) {
+        n += c.byteLength;
+        if (n > 30000) ac.abort('test');
+      }
+    })(),
+    (e) => e.code === 'ABORTED',
+  );
+  assert.deepEqual(fs.listing(), {}, 'bytes of the aborted download stayed');
+  assert.equal(a.meta.commitCache, undefined);
+  // Complete, but the consumer rejects the file.
+  const u2 = url(`?opfs=${Math.random()}`);
+  const b = await openSource(u2, { cache: 'opfs', getRoot: fs.getRoot });
+  await drain(b.chunks);
+  await b.meta.discardCache();
+  assert.deepEqual(fs.listing(), {});
+  assert.equal((await openSource(u2, { cache: 'opfs', getRoot: fs.getRoot })).meta.fromCache, false);
+  // Quota: the load gets every byte, the cache reports QUOTA_EXCEEDED and keeps nothing.
+  const small = new FakeOpfs({ quota: 50000 });
+  const c = await openSource(u2, { cache: 'opfs', getRoot: small.getRoot });
+  assert.equal(sha(await drain(c.chunks)), sha(want));
+  assert.equal(c.meta.cacheError, 'QUOTA_EXCEEDED');
+  assert.equal(c.meta.commitCache, undefined);
+  assert.deepEqual(small.listing(), {});
 });
 
 let failed = 0;

@@ -163,12 +163,22 @@ export class Core {
       if (last) last.phase = 'done';
       report(true);
       const id = this.#add('model', model);
+      // An OPFS copy becomes a hit only now that the engine has accepted the file.
+      await meta.commitCache?.();
+      const { commitCache, discardCache, dropCachedCopy, ...loadMeta } = meta;
       return {
         id,
         info: parse(model.info()),
-        load: { ...meta, peakWasmMemoryBytes: peakWasm, cacheError: meta.cacheError },
+        load: { ...loadMeta, peakWasmMemoryBytes: peakWasm, cacheError: meta.cacheError },
       };
     } catch (e) {
+      await meta.discardCache?.();
+      let err = signal?.aborted ? abortedError(signal) : toWebjitError(e);
+      // A stored copy the engine refuses (damaged on disk) is dropped: the next load downloads.
+      if (meta.fromCache && meta.dropCachedCopy && err.code === ErrorCode.BAD_MODEL_FILE) {
+        await meta.dropCachedCopy();
+        err = new WebjitError(err.code, `${err.message} (the stored OPFS copy was refused and removed: the next load downloads the file again)`);
+      }
       if (load) {
         try {
           load.abort();
@@ -176,7 +186,7 @@ export class Core {
           // A load that failed inside push is already dead; abort only frees what is left.
         }
       }
-      throw signal?.aborted ? abortedError(signal) : toWebjitError(e);
+      throw err;
     } finally {
       if (load) {
         try {

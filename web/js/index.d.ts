@@ -76,12 +76,19 @@ export interface LoadProgress {
 /** Anything a model can be read from. Strings are URLs, resolved against the page. */
 export type ModelSource = string | URL | Blob | Response | ReadableStream<Uint8Array> | ArrayBuffer | ArrayBufferView;
 
+export type CacheKind = 'none' | 'cache-api' | 'opfs';
+
 export interface LoadModelOptions {
   onProgress?: (p: LoadProgress) => void;
   /** Aborting rejects with code ABORTED, frees what was uploaded; the engine stays usable. */
   signal?: AbortSignal;
-  /** 'cache-api': serve from / store into the Cache API ('webjit-models-v1'). Default 'none'. */
-  cache?: 'none' | 'cache-api';
+  /** Where a URL's file is kept for the next load (Blob, buffer and stream sources are never
+   *  stored). 'cache-api': the Cache API (cache 'webjit-models-v1'). 'opfs': the origin private
+   *  file system (folder 'webjit-models-v1'), written as the bytes stream in and kept only
+   *  once the whole file arrived and the engine accepted it; a later load of the same URL
+   *  reads it without the network. Default 'none'. A failure to store (e.g. QUOTA_EXCEEDED)
+   *  does not fail the load: see `TextModel.load.cacheError`. */
+  cache?: CacheKind;
   /** KV-cache length of global-attention layers (default 2048). */
   maxContext?: number;
   /** 'gguf', or '' to detect from the first bytes (default). */
@@ -137,6 +144,26 @@ export interface ChatMessage {
   content: string;
 }
 
+/**
+ * `messages` in the chat template, without a model: the same text `TextModel.chatPrompt`
+ * returns. For giving the first turn to `loadModel({prompt})` before the model is there.
+ * Throws INVALID_ARGUMENT for a malformed list or an unknown role.
+ */
+export declare function chatPrompt(messages: ChatMessage[]): string;
+
+/**
+ * Removes stored model files from the Cache API, OPFS or both (default), or only `url`'s.
+ * Runs in the calling thread. Rejects with BUSY when a running load writes an OPFS file it
+ * would remove.
+ */
+export declare function clearModelCache(opts?: {
+  cache?: 'all' | 'cache-api' | 'opfs';
+  url?: string | URL;
+}): Promise<{ cacheApi: number; opfs: number }>;
+
+/** The names of the two stores. */
+export declare const MODEL_CACHES: Readonly<{ cacheApi: 'webjit-models-v1'; opfsDir: 'webjit-models-v1' }>;
+
 export declare class TextModel {
   readonly info: {
     architecture: string;
@@ -148,11 +175,20 @@ export declare class TextModel {
   };
   readonly load: {
     totalBytes: number;
+    /** Read from the Cache API or OPFS copy (no network). */
     fromCache: boolean;
+    /** Stored for the next load by this one. */
     cached: boolean;
     resumes: number;
     peakWasmMemoryBytes: number;
+    /** Why the file could not be stored: 'QUOTA_EXCEEDED', or a sentence. */
     cacheError?: string;
+    /** The server's ETag / Last-Modified of the file (recorded with an OPFS copy). */
+    etag?: string;
+    lastModified?: string;
+    /** How an OPFS copy was written: a sync access handle (in the package's worker) or
+     *  createWritable (in the page's thread). */
+    cacheWriter?: 'sync-access-handle' | 'writable';
   };
   /** Final record of the last generation. */
   readonly lastStats: GenerateStats | null;
@@ -283,7 +319,7 @@ export declare class Engine {
   loadModel(source: ModelSource, opts?: LoadModelOptions): Promise<TextModel>;
   loadEmbedder(
     source: string | URL | EmbedderFiles,
-    opts?: { signal?: AbortSignal; cache?: 'none' | 'cache-api'; maxSeqLen?: number },
+    opts?: { signal?: AbortSignal; cache?: CacheKind; maxSeqLen?: number },
   ): Promise<Embedder>;
   neighborhoodAttention(q: Float32Array, k: Float32Array, v: Float32Array, opts: NeighborhoodOptions): Promise<AttentionResult>;
   blockSparseAttention(q: Float32Array, k: Float32Array, v: Float32Array, opts: BlockSparseOptions): Promise<BlockSparseResult>;

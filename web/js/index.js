@@ -9,6 +9,9 @@ import { Core } from './core.js';
 import { ErrorCode, WebjitError, abortedError, deserializeError, toWebjitError } from './errors.js';
 
 export { ErrorCode, WebjitError } from './errors.js';
+export { chatPrompt } from './chat-template.js';
+import { CACHE_NAME } from './source.js';
+import { OPFS_DIR, opfsClear } from './opfs.js';
 
 class WorkerBackend {
   #worker;
@@ -227,6 +230,39 @@ export class Embedder extends Handle {
   }
 }
 
+/**
+ * Removes stored model files: those of `cache` ('cache-api', 'opfs' or 'all', the default),
+ * only `url`'s when given (resolved against the page like loadModel's URLs). Runs in the
+ * calling thread (both stores belong to the origin, not to an engine). Resolves to
+ * {cacheApi, opfs}: entries removed from each (files for OPFS). Rejects with BUSY when a load
+ * in progress is writing an OPFS file it would remove.
+ */
+export async function clearModelCache({ cache = 'all', url } = {}) {
+  if (!['all', 'cache-api', 'opfs'].includes(cache)) {
+    throw new WebjitError(ErrorCode.INVALID_ARGUMENT, `cache must be 'all', 'cache-api' or 'opfs', got ${cache}`);
+  }
+  const u = url === undefined ? undefined : absolute(url);
+  const out = { cacheApi: 0, opfs: 0 };
+  try {
+    if (cache !== 'opfs' && typeof caches !== 'undefined') {
+      if (u === undefined) {
+        const c = await caches.open(CACHE_NAME);
+        out.cacheApi = (await c.keys()).length;
+        await caches.delete(CACHE_NAME);
+      } else {
+        out.cacheApi = (await (await caches.open(CACHE_NAME)).delete(u)) ? 1 : 0;
+      }
+    }
+    if (cache !== 'cache-api') out.opfs = await opfsClear({ url: u });
+  } catch (e) {
+    throw toWebjitError(e);
+  }
+  return out;
+}
+
+/** Names of the stores, for looking at them in the browser's devtools. */
+export const MODEL_CACHES = Object.freeze({ cacheApi: CACHE_NAME, opfsDir: OPFS_DIR });
+
 export class Engine {
   constructor(backend, created, worker) {
     this._backend = backend;
@@ -272,7 +308,7 @@ export class Engine {
   /**
    * Streams a GGUF model into GPU memory. source: URL string | URL | File | Blob | Response |
    * ReadableStream | ArrayBuffer | typed array. opts: {onProgress, signal, cache: 'none' |
-   * 'cache-api', maxContext, format: 'gguf'|'', prompt | promptIds (prefilled layer by layer
+   * 'cache-api' | 'opfs', maxContext, format: 'gguf'|'', prompt | promptIds (prefilled layer by layer
    * while the file streams in; then generate(null, ...) continues from it)}.
    */
   async loadModel(source, opts = {}) {

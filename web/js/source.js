@@ -1,9 +1,10 @@
 // Byte sources for model loading: URLs (fetch + ReadableStream reader, resumed with Range
-// requests after a dropped connection, optionally stored in the Cache API), Blobs/Files,
+// requests after a dropped connection, optionally stored in the Cache API or OPFS), Blobs/Files,
 // ReadableStreams and in-memory buffers. Every source is consumed as a sequence of chunks so
 // that a model file is never held whole in memory.
 
 import { ErrorCode, WebjitError, abortedError } from './errors.js';
+import { opfsChunks, opfsClear, opfsLookup } from './opfs.js';
 
 export const CACHE_NAME = 'webjit-models-v1';
 const SLICE = 1 << 20; // in-memory buffers are fed in 1 MiB pieces
@@ -73,6 +74,9 @@ async function* fetchChunks(url, { signal, meta, fetchImpl = fetch }) {
       // Content-Length of a compressed body is not the file size: only trust it uncompressed.
       const encoded = (res.headers.get('content-encoding') || 'identity') !== 'identity';
       if (!meta.totalBytes && Number.isFinite(len) && len > 0 && !encoded) meta.totalBytes = len;
+      // Recorded with an OPFS copy (what the server said the file was).
+      meta.etag = res.headers.get('etag') || '';
+      meta.lastModified = res.headers.get('last-modified') || '';
     } else {
       const cr = parseContentRange(res.headers.get('content-range'));
       if (res.status !== 206 || !cr || cr.start !== offset) {
@@ -158,12 +162,37 @@ async function* cachingChunks(url, inner, meta) {
   meta.cached = ok && !meta.cacheError;
 }
 
-/** Resolves a source into {chunks: AsyncIterable<Uint8Array>, meta: {totalBytes, name, ...}}. */
-export async function openSource(src, { signal, cache = 'none', fetchImpl } = {}) {
+export const CACHE_KINDS = ['none', 'cache-api', 'opfs'];
+
+/**
+ * Resolves a source into {chunks: AsyncIterable<Uint8Array>, meta: {totalBytes, name, ...}}.
+ * cache (URLs only): 'none', 'cache-api' or 'opfs'. With 'opfs' a complete download sets
+ * meta.commitCache / meta.discardCache: the consumer calls one of them once it has checked
+ * the bytes (see opfs.js); an OPFS hit sets meta.dropCachedCopy, for a consumer that finds the
+ * stored bytes bad. `getRoot` replaces navigator.storage.getDirectory (tests).
+ */
+export async function openSource(src, { signal, cache = 'none', fetchImpl, getRoot } = {}) {
   const meta = { totalBytes: 0, name: '', fromCache: false, cached: false, resumes: 0 };
+  if (cache !== undefined && !CACHE_KINDS.includes(cache)) {
+    throw new WebjitError(ErrorCode.INVALID_ARGUMENT, `cache must be 'none', 'cache-api' or 'opfs', got ${cache}`);
+  }
   if (typeof src === 'string' || src instanceof URL) {
     const url = String(src);
     meta.name = url;
+    if (cache === 'opfs') {
+      const hit = await opfsLookup(url, { getRoot });
+      if (hit) {
+        checkAbort(signal);
+        meta.fromCache = true;
+        meta.totalBytes = hit.marker.size;
+        meta.etag = hit.marker.etag || '';
+        meta.lastModified = hit.marker.lastModified || '';
+        // For the consumer, when the engine refuses the stored bytes: the next load downloads.
+        meta.dropCachedCopy = () => opfsClear({ url, getRoot }).then(() => undefined, () => undefined);
+        return { chunks: readStream(hit.file.stream(), signal), meta };
+      }
+      return { chunks: opfsChunks(url, fetchChunks(url, { signal, meta, fetchImpl }), meta, { getRoot }), meta };
+    }
     if (cache === 'cache-api' && typeof caches !== 'undefined') {
       const hit = await caches
         .open(CACHE_NAME)
@@ -175,9 +204,6 @@ export async function openSource(src, { signal, cache = 'none', fetchImpl } = {}
         return { chunks: readStream(hit.body, signal), meta };
       }
       return { chunks: cachingChunks(url, fetchChunks(url, { signal, meta, fetchImpl }), meta), meta };
-    }
-    if (cache !== 'none' && cache !== 'cache-api' && cache !== undefined) {
-      throw new WebjitError(ErrorCode.INVALID_ARGUMENT, `cache must be 'cache-api' or 'none', got ${cache}`);
     }
     return { chunks: fetchChunks(url, { signal, meta, fetchImpl }), meta };
   }
@@ -220,8 +246,21 @@ export async function openSource(src, { signal, cache = 'none', fetchImpl } = {}
  * `maxBytes` bounds the allocation before it happens: a Content-Length or Blob size above it
  * fails with INVALID_ARGUMENT, and so does a body that grows past it.
  */
-export async function readAll(src, { signal, cache, maxBytes = 2 ** 31 - 1 } = {}) {
-  const { chunks, meta } = await openSource(src, { signal, cache });
+export async function readAll(src, { signal, cache, maxBytes = 2 ** 31 - 1, getRoot } = {}) {
+  const { chunks, meta } = await openSource(src, { signal, cache, getRoot });
+  try {
+    const bytes = await readChunks(chunks, meta, maxBytes);
+    await meta.commitCache?.();
+    return bytes;
+  } catch (e) {
+    await meta.discardCache?.();
+    throw e;
+  } finally {
+    delete meta.dropCachedCopy;
+  }
+}
+
+async function readChunks(chunks, meta, maxBytes) {
   const tooBig = (n) =>
     new WebjitError(ErrorCode.INVALID_ARGUMENT, `${meta.name || 'source'}: ${n} bytes is over the ${maxBytes}-byte limit`);
   // Sized once from the declared length when there is one (known before the first chunk),
