@@ -128,6 +128,18 @@ impl Engine {
 
     /// Repacks and writes whole rows `row_start..` of raw GGUF bytes (`raw` holds a whole
     /// number of rows). Call repeatedly to stream a weight in.
+    /// A copy of `t` in new GPU buffers (a GPU-side copy; the tuner times kernels over
+    /// several copies so weights are read from memory, not from a warm cache).
+    pub fn copy_quantized(&self, t: &QTensor) -> Result<QTensor> {
+        let out = self.alloc_quantized(t.format, [t.n, t.k])?;
+        let mut rec = self.recorder();
+        for (i, (a, b)) in t.segments.iter().zip(&out.segments).enumerate() {
+            rec.copy(a.buffer.raw(), 0, b.buffer.raw(), 0, t.segment_bytes(i));
+        }
+        rec.submit()?;
+        Ok(out)
+    }
+
     pub fn write_quantized_rows(&self, t: &QTensor, row_start: usize, raw: &[u8]) -> Result<()> {
         let op = "write_quantized_rows";
         let row_bytes = t.format.row_bytes(t.k)?;

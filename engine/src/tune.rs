@@ -13,7 +13,7 @@ use webjit_jit::KernelSpec;
 
 use crate::error::{Error, Result};
 use crate::Engine;
-use crate::{recorder::Recorder, tensor::Tensor};
+use crate::{recorder::Arena, recorder::Recorder, tensor::Tensor};
 
 /// Where tuning records persist: a JSON file natively, IndexedDB in the browser (implemented by
 /// the web facade). Text in, text out, so the engine names no platform types.
@@ -131,11 +131,20 @@ async fn time_candidate(
 ) -> Result<f64> {
     let mut reps = 1u32;
     let mut timed = Vec::new();
+    // Every run allocates from the same arena reset before it, so each writes the buffers the
+    // run before wrote and waits for it (write-after-write): runs form a dependent chain, as
+    // ops do in a model step. With fresh buffers, independent runs overlapped on the GPU and
+    // small-workgroup configs that win on throughput but lose on latency looked fastest (tuned
+    // decode was slower than untuned on an H100).
+    let mut arena = Arena::default();
     loop {
         let mut rec = engine.recorder();
         let mut last = None;
         for _ in 0..reps {
-            last = Some(run(&mut rec)?);
+            rec.set_arena(arena);
+            let out = run(&mut rec);
+            arena = rec.take_arena().unwrap_or_default();
+            last = Some(out?);
         }
         let t0 = clock();
         rec.submit()?;
