@@ -212,16 +212,8 @@ impl Session {
         self.history.extend_from_slice(tokens);
         self.sampler.record(&mut rec, &logits, s, &self.history)?;
         let dispatches = rec.stats.dispatches;
-        let t1 = web_time::now();
         rec.submit()?;
         let record_s = web_time::now() - t0;
-        if std::env::var("WEBJIT_PROF").is_ok() {
-            eprintln!(
-                "PROF record {:.3} ms submit {:.3} ms",
-                (t1 - t0) * 1e3,
-                (web_time::now() - t1) * 1e3
-            );
-        }
         let words: Vec<u32> =
             bytemuck::pod_collect_to_vec(&engine.read_bytes(self.sampler.result()).await?);
         Ok(Step {
