@@ -61,6 +61,14 @@ enum Command {
         /// a path, a short name of a fetched model (gemma3-270m, tiny-llama) or an http:// URL.
         #[arg(long)]
         model: Option<String>,
+        /// With --model: the prompt length the prefill kernels are tuned for (records apply to
+        /// prompts of the same power-of-two bucket, e.g. 65..=128).
+        #[arg(long, default_value_t = 128)]
+        prompt_tokens: usize,
+        /// Tune shaders compiled without bounds checks (for `bench ... --unchecked`; records
+        /// made this way serve only unchecked runs).
+        #[arg(long)]
+        unchecked: bool,
     },
     /// Sentence embeddings with a BERT model directory (config.json, model.safetensors,
     /// tokenizer.json). Reads one text per line from stdin when no TEXT is given.
@@ -125,6 +133,8 @@ fn main() {
             import,
             no_save,
             model,
+            prompt_tokens,
+            unchecked,
         } => tune::run(tune::TuneArgs {
             budget_s,
             json,
@@ -132,6 +142,8 @@ fn main() {
             import,
             no_save,
             model,
+            prompt_tokens,
+            unchecked,
         }),
         Command::Load(args) => load::run(args),
         Command::Generate(args) => generate::run(args),

@@ -19,6 +19,10 @@ pub struct TuneArgs {
     /// Tune the kernels of this GGUF decoder at its shapes instead of the standard set
     /// (a `--model` argument: path, short name or http:// URL).
     pub model: Option<String>,
+    /// With `model`: the prompt length of the prefill problems.
+    pub prompt_tokens: usize,
+    /// Shaders without bounds checks (a separate set of records).
+    pub unchecked: bool,
 }
 
 use webjit_engine::model::tune_plan::filled;
@@ -29,14 +33,17 @@ pub fn run(args: TuneArgs) -> Result<()> {
         Some(m) => Some(crate::model_ref::resolve(m, "tune")?.header_file("tune")?),
         None => None,
     };
-    let e = Engine::new_blocking(DeviceOptions::default())?;
+    let e = Engine::new_blocking(DeviceOptions {
+        unchecked_shaders: args.unchecked,
+        ..DeviceOptions::default()
+    })?;
     if let Some(path) = &args.import {
         let n = e.load_tuning(&FileStore { path: path.clone() })?;
         eprintln!("imported {n} records from {}", path.display());
     }
     let t0 = Instant::now();
     let reports = match &header {
-        Some(h) => crate::tune_model::run(&e, h.path(), args.budget_s)?,
+        Some(h) => crate::tune_model::run(&e, h.path(), args.budget_s, args.prompt_tokens)?,
         None => standard_set(&e, args.budget_s)?,
     };
     let total_s = t0.elapsed().as_secs_f64();

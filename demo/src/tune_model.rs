@@ -15,7 +15,12 @@ pub fn read_header(path: &std::path::Path) -> Result<ModelHeader> {
     )?)?)
 }
 
-pub fn run(e: &Engine, path: &std::path::Path, budget_s: f64) -> Result<Vec<TuneReport>> {
+pub fn run(
+    e: &Engine,
+    path: &std::path::Path,
+    budget_s: f64,
+    prompt_tokens: usize,
+) -> Result<Vec<TuneReport>> {
     let h = read_header(path)?;
     let cfg = DecoderConfig::from_header(&h)?;
     let mats = tune_plan::synth_matrices(e, &h)?;
@@ -25,6 +30,7 @@ pub fn run(e: &Engine, path: &std::path::Path, budget_s: f64) -> Result<Vec<Tune
         &cfg,
         &mats,
         budget_s,
+        prompt_tokens,
         &native_clock,
         &mut |_, _| {},
     ))?;

@@ -197,6 +197,7 @@ fn make_profile(
             max_size: info.subgroup_max_size,
         }),
         timestamps: f.contains(wgpu::Features::TIMESTAMP_QUERY),
+        unchecked_shaders: options.unchecked_shaders,
     }
 }
 

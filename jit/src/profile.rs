@@ -61,6 +61,11 @@ pub struct DeviceProfile {
     pub subgroups: Option<Subgroups>,
     /// Timestamp queries may be written inside compute passes.
     pub timestamps: bool,
+    /// Shaders are compiled without bounds checks (benchmarks' `--unchecked`). Kernels then
+    /// run at other speeds, so tuning records made one way must not serve the other: the flag
+    /// is part of the fingerprint, and absent from it (as before) when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unchecked_shaders: bool,
 }
 
 impl DeviceProfile {
@@ -78,6 +83,7 @@ impl DeviceProfile {
             f16: false,
             subgroups: None,
             timestamps: false,
+            unchecked_shaders: false,
         }
     }
 
@@ -103,6 +109,7 @@ impl DeviceProfile {
                 max_size: 8,
             }),
             timestamps: true,
+            unchecked_shaders: false,
         }
     }
 
@@ -129,6 +136,7 @@ impl DeviceProfile {
                 max_size: 32,
             }),
             timestamps: true,
+            unchecked_shaders: false,
         }
     }
 
@@ -181,5 +189,10 @@ mod tests {
         let mut c = a.clone();
         c.f16 = true;
         assert_ne!(a.fingerprint(), c.fingerprint());
+        // Unchecked shaders get records of their own; checked ones keep the old fingerprint.
+        let mut u = a.clone();
+        u.unchecked_shaders = true;
+        assert_ne!(a.fingerprint(), u.fingerprint());
+        assert!(!serde_json::to_string(&a).unwrap().contains("unchecked"));
     }
 }

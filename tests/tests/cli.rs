@@ -35,7 +35,17 @@ fn every_subcommand_has_help_naming_its_main_options() {
     // --help, and the commands of issue 11 must all be present.
     let expected: &[(&str, &[&str])] = &[
         ("info", &["--json"]),
-        ("tune", &["--budget-s", "--model", "--json", "--export"]),
+        (
+            "tune",
+            &[
+                "--budget-s",
+                "--model",
+                "--json",
+                "--export",
+                "--prompt-tokens",
+                "--unchecked",
+            ],
+        ),
         ("embed", &["--model", "--batch", "--json", "minilm-l6"]),
         ("bench", &["matmul", "model", "embed"]),
         (
@@ -293,6 +303,13 @@ fn generate_and_load_over_http_match_the_file() {
     let (k1, k2) = (tune_keys(&p), tune_keys(&url));
     assert!(!k1.is_empty());
     assert_eq!(k1, k2, "tune --model: file vs http");
+    // A prompt length the prefill kernels do not serve is one clear line.
+    let line = webjit(
+        &["tune", "--model", &p, "--prompt-tokens", "4", "--no-save"],
+        &[],
+    )
+    .one_line_error("tune --prompt-tokens 4");
+    assert!(line.contains("prompt tokens 4"), "{line}");
 
     let missing = format!("{}models/no-such-model.gguf", server.url);
     let line = webjit(&["load", "--model", &missing], &[]).one_line_error("404 URL");

@@ -52,9 +52,16 @@ impl WebEngine {
                     let _ = f.call1(&JsValue::NULL, &v.to_string().into());
                 }
             };
-            let res =
-                tune_plan::tune_decoder(engine, &cfg, &mats, budget_ms / 1e3, &clock, &mut report)
-                    .await;
+            let res = tune_plan::tune_decoder(
+                engine,
+                &cfg,
+                &mats,
+                budget_ms / 1e3,
+                tune_plan::DEFAULT_PREFILL,
+                &clock,
+                &mut report,
+            )
+            .await;
             {
                 let mut s = slot.borrow_mut();
                 if matches!(*s, Slot::Busy) {

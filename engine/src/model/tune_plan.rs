@@ -19,8 +19,8 @@ use crate::ops::{self, AttentionOptions, DecodeOptions};
 use crate::tune::{Clock, TuneOptions, TuneReport};
 use crate::{Engine, KvCache, KvCacheOptions, QTensor, Tensor};
 
-/// Prompt length of the prefill problems.
-const PREFILL: usize = 128;
+/// Default prompt length of the prefill problems (records serve prompts of 65..=128 tokens).
+pub const DEFAULT_PREFILL: usize = 128;
 /// Bytes of weight copies a decode matvec is timed over on GPUs. A decode step reads each
 /// weight once, from memory; one small weight timed alone stays in the GPU's L2 (50 MB on an
 /// H100) and made uncoalesced configs look fast (tuned decode ran 2.4x slower than untuned).
@@ -106,9 +106,19 @@ pub async fn tune_decoder(
     cfg: &DecoderConfig,
     mats: &[QTensor],
     budget_s: f64,
+    prefill: usize,
     clock: Clock<'_>,
     on_report: &mut dyn FnMut(&TuneReport, usize),
 ) -> Result<Vec<TuneReport>> {
+    // Above 8 rows the quantized products use the tiled matmul, which these problems tune.
+    if !(9..=8192).contains(&prefill) {
+        return Err(crate::Error::InvalidArgument {
+            op: "tune",
+            detail: format!("prompt tokens {prefill} must be within 9..=8192"),
+        });
+    }
+    // No longer than the model's context (a prompt cannot be).
+    let prefill = prefill.min(cfg.context.max(9));
     let total = problem_count(cfg, mats);
     let software =
         format!("{:?}", e.gpu.info.device_type) == "Cpu" || e.profile().backend.contains("webgpu");
@@ -183,7 +193,7 @@ pub async fn tune_decoder(
             // The (tied) output projection only ever sees the last position: no prefill problem.
             continue;
         }
-        let xp = filled(e, &[PREFILL, k], 12)?;
+        let xp = filled(e, &[prefill, k], 12)?;
         let spec = ops::qmatmul_spec(&xp, w)?;
         let r = e
             .tune_async(&spec, &opts(reports.len()), clock, |rec, c| {
@@ -194,9 +204,9 @@ pub async fn tune_decoder(
     }
     let (heads, kvh, hd) = (cfg.n_heads, cfg.n_kv_heads, cfg.head_dim);
     // Prefill attention at the local layers' window (the most common layer kind).
-    let q = filled(e, &[1, PREFILL, heads, hd], 13)?;
-    let k = filled(e, &[1, PREFILL, kvh, hd], 14)?;
-    let v = filled(e, &[1, PREFILL, kvh, hd], 15)?;
+    let q = filled(e, &[1, prefill, heads, hd], 13)?;
+    let k = filled(e, &[1, prefill, kvh, hd], 14)?;
+    let v = filled(e, &[1, prefill, kvh, hd], 15)?;
     let aopts = AttentionOptions {
         causal: true,
         window: cfg.window,
