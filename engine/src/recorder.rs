@@ -102,6 +102,11 @@ pub struct Recorder<'e> {
     keep: Vec<Arc<GpuBuffer>>,
     pub stats: RecordStats,
     arena: Option<Arena>,
+    /// Timestamp queries around each compute pass (the tuner's GPU timing): the query set and
+    /// how many passes it has room for; passes past that are not timed.
+    timestamps: Option<(wgpu::QuerySet, u32)>,
+    /// Passes given timestamp writes so far.
+    timed_passes: u32,
 }
 
 impl<'e> Recorder<'e> {
@@ -120,7 +125,30 @@ impl<'e> Recorder<'e> {
             keep: Vec::new(),
             stats: RecordStats::default(),
             arena: None,
+            timestamps: None,
+            timed_passes: 0,
         }
+    }
+
+    /// Writes a timestamp at the start and end of each compute pass recorded from now on,
+    /// pass i into queries 2i and 2i + 1 of `set` (which holds `2 * max_passes`).
+    pub fn time_passes(&mut self, set: wgpu::QuerySet, max_passes: u32) {
+        self.pass = None;
+        self.timestamps = Some((set, max_passes));
+        self.timed_passes = 0;
+    }
+
+    /// Ends timing: resolves the written queries into `dst` (QUERY_RESOLVE usage, 8 bytes a
+    /// query) and returns how many passes were timed, or None if some pass was not.
+    pub fn resolve_pass_times(&mut self, dst: &wgpu::Buffer) -> Option<u32> {
+        self.pass = None;
+        let (set, max) = self.timestamps.take()?;
+        let n = self.timed_passes;
+        if n == 0 || self.stats.passes > n || n > max {
+            return None;
+        }
+        self.encoder.resolve_query_set(&set, 0..2 * n, dst, 0);
+        Some(n)
     }
 
     pub fn engine(&self) -> &'e Engine {
@@ -284,11 +312,23 @@ impl<'e> Recorder<'e> {
             });
         };
         if self.pass.is_none() {
+            let writes = match &self.timestamps {
+                Some((set, max)) if self.timed_passes < *max => {
+                    let i = self.timed_passes;
+                    self.timed_passes += 1;
+                    Some(wgpu::ComputePassTimestampWrites {
+                        query_set: set,
+                        beginning_of_pass_write_index: Some(2 * i),
+                        end_of_pass_write_index: Some(2 * i + 1),
+                    })
+                }
+                _ => None,
+            };
             let pass = self
                 .encoder
                 .begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some("webjit"),
-                    timestamp_writes: None,
+                    timestamp_writes: writes,
                 })
                 .forget_lifetime();
             self.pass = Some(pass);

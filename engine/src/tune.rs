@@ -99,6 +99,9 @@ pub struct TuneReport {
     /// Candidates not run because the budget ran out.
     pub skipped: u32,
     pub spent_ms: f64,
+    /// How candidates were timed: "gpu-timestamps" (compute-pass timestamp queries),
+    /// "wall-clock" (around batches), or "single-run" (slow problems: the checked run itself).
+    pub timer: &'static str,
 }
 
 /// Most bytes of outputs one timed batch may hold (each recorded op keeps its output alive
@@ -119,16 +122,67 @@ pub fn native_clock() -> f64 {
     START.get_or_init(Instant::now).elapsed().as_secs_f64()
 }
 
+/// Passes of one batch the timestamp queries can time (a batch is usually one pass; ops
+/// with copies start new ones).
+const TIMED_PASSES: u32 = 64;
+
+/// GPU timing of a batch's compute passes with timestamp queries, where the device has them.
+struct PassTimer {
+    set: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
+    /// Nanoseconds per timestamp tick.
+    period_ns: f64,
+}
+
+impl PassTimer {
+    fn new(engine: &Engine) -> Option<Self> {
+        if !engine.profile().timestamps {
+            return None;
+        }
+        let d = &engine.gpu.device;
+        let set = d.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("webjit tuner timestamps"),
+            ty: wgpu::QueryType::Timestamp,
+            count: 2 * TIMED_PASSES,
+        });
+        let resolve = d.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("webjit tuner timestamps"),
+            size: 16 * TIMED_PASSES as u64,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let period_ns = engine.gpu.queue.get_timestamp_period() as f64;
+        (period_ns > 0.0).then_some(Self {
+            set,
+            resolve,
+            period_ns,
+        })
+    }
+
+    /// Seconds of GPU time the timed passes of `words` (begin/end tick pairs) took, if every
+    /// pair is ordered.
+    fn seconds(&self, words: &[u8]) -> Option<f64> {
+        let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(words);
+        let mut total = 0u64;
+        for pair in ticks.chunks_exact(2) {
+            total += pair[1].checked_sub(pair[0])?;
+        }
+        (total > 0).then_some(total as f64 * self.period_ns * 1e-9)
+    }
+}
+
 /// Seconds per run of `run`: batches of growing repetition count until one batch lasts
 /// `min_batch`, then the better of two such batches. A batch ends when its last output can be
-/// read back (natively that waits for the queue; in the browser it awaits the map).
+/// read back (natively that waits for the queue; in the browser it awaits the map). Where the
+/// device has timestamp queries, a batch's time is the GPU time of its compute passes (no
+/// submission or readback latency in it); otherwise the wall clock around the batch.
 async fn time_candidate(
     engine: &Engine,
     min_batch: f64,
     max_reps: u32,
     clock: Clock<'_>,
     run: &mut dyn FnMut(&mut Recorder) -> Result<Tensor>,
-) -> Result<f64> {
+) -> Result<(f64, bool)> {
     let mut reps = 1u32;
     let mut timed = Vec::new();
     // Every run allocates from the same arena reset before it, so each writes the buffers the
@@ -137,8 +191,13 @@ async fn time_candidate(
     // small-workgroup configs that win on throughput but lose on latency looked fastest (tuned
     // decode was slower than untuned on an H100).
     let mut arena = Arena::default();
+    let timer = PassTimer::new(engine);
+    let mut all_gpu = true;
     loop {
         let mut rec = engine.recorder();
+        if let Some(tm) = &timer {
+            rec.time_passes(tm.set.clone(), TIMED_PASSES);
+        }
         let mut last = None;
         for _ in 0..reps {
             rec.set_arena(arena);
@@ -146,20 +205,38 @@ async fn time_candidate(
             arena = rec.take_arena().unwrap_or_default();
             last = Some(out?);
         }
+        // The resolved ticks go to a readable tensor after the batch's passes.
+        let mut ticks = None;
+        if let Some(tm) = &timer {
+            if let Some(n) = rec.resolve_pass_times(&tm.resolve) {
+                let t = rec.empty(&[4 * n as usize], crate::tensor::DType::U32)?;
+                let dst = t.segments()[0].buffer.raw().clone();
+                rec.copy(&tm.resolve, 0, &dst, 0, 16 * n as u64);
+                ticks = Some(t);
+            }
+        }
         let t0 = clock();
         rec.submit()?;
         if let Some(out) = last {
             engine.read_bytes(&out.head(1).unwrap_or(out)).await?;
         }
-        let t = clock() - t0;
-        if t >= min_batch || reps >= max_reps {
+        let wall = clock() - t0;
+        let gpu = match (&timer, &ticks) {
+            (Some(tm), Some(t)) => tm.seconds(&engine.read_bytes(t).await?),
+            _ => None,
+        };
+        // The batch grows on the wall clock; a GPU time longer than the wall is not trusted.
+        let gpu = gpu.filter(|&g| g <= wall * 1.5);
+        let t = gpu.unwrap_or(wall);
+        if wall >= min_batch || reps >= max_reps {
             timed.push(t);
+            all_gpu &= gpu.is_some();
             if timed.len() == 2 {
-                return Ok(timed[0].min(timed[1]) / reps as f64);
+                return Ok((timed[0].min(timed[1]) / reps as f64, all_gpu));
             }
             continue;
         }
-        let grow = (min_batch / t.max(1e-6)).ceil().clamp(2.0, 64.0) as u32;
+        let grow = (min_batch / wall.max(1e-6)).ceil().clamp(2.0, 64.0) as u32;
         reps = reps.saturating_mul(grow).min(max_reps);
     }
 }
@@ -324,13 +401,17 @@ impl Engine {
         // adapters) is timed by the checked run itself: repeating it would eat the budget
         // before any candidate is tried.
         let slow = ref_t >= 4.0 * min_batch;
+        // Whether every timing came from GPU timestamps.
+        let mut gpu_timed = !slow;
         let default_t = if slow {
             ref_t
         } else {
-            time_candidate(self, min_batch, max_reps, clock, &mut |rec| {
+            let (t, g) = time_candidate(self, min_batch, max_reps, clock, &mut |rec| {
                 run(rec, &default)
             })
-            .await?
+            .await?;
+            gpu_timed &= g;
+            t
         };
         let (mut best, mut best_t) = (default.clone(), default_t);
         let (mut tried, mut rejected, mut skipped) = (1u32, 0u32, 0u32);
@@ -372,7 +453,11 @@ impl Engine {
             let t = if slow {
                 once_t
             } else {
-                time_candidate(self, min_batch, max_reps, clock, &mut |rec| run(rec, &cand)).await?
+                let (t, g) =
+                    time_candidate(self, min_batch, max_reps, clock, &mut |rec| run(rec, &cand))
+                        .await?;
+                gpu_timed &= g;
+                t
             };
             tried += 1;
             if t < best_t {
@@ -409,6 +494,13 @@ impl Engine {
             rejected,
             skipped,
             spent_ms: (clock() - t0) * 1e3,
+            timer: if slow {
+                "single-run"
+            } else if gpu_timed {
+                "gpu-timestamps"
+            } else {
+                "wall-clock"
+            },
         })
     }
 }

@@ -296,6 +296,9 @@ export interface KernelTuneReport {
   /** Candidates left untried when the problem's share of the budget ran out. */
   skipped: number;
   spent_ms: number;
+  /** How candidates were timed: GPU timestamp queries where the adapter exposes
+   * `timestamp-query`, else the wall clock around batches (or one checked run for slow problems). */
+  timer: 'gpu-timestamps' | 'wall-clock' | 'single-run';
   /** Problems in the whole run (onReport only). */
   total?: number;
 }
