@@ -34,6 +34,10 @@ pub struct ModelArgs {
     /// Compile shaders without wgpu's bounds checks (webjit kernels check their own).
     #[arg(long)]
     unchecked: bool,
+    /// Also time each kernel of a decode step on the GPU (timestamp queries around one pass
+    /// per dispatch; best of 3 steps) and report the time per kernel key.
+    #[arg(long)]
+    profile: bool,
     #[arg(long)]
     json: bool,
 }
@@ -211,6 +215,11 @@ pub fn run(args: ModelArgs) -> Result<()> {
             record_ms = record_ms.min(rec_s * 1e3 / args.gen_tokens as f64);
         }
     }
+    let profile = if args.profile {
+        Some(profile_decode(&engine, &mut session, &prompt, &greedy)?)
+    } else {
+        None
+    };
     let prefill_tok_s = args.prompt_tokens as f64 / best_prefill;
     let decode_tok_s = 1.0 / best_decode;
     let decode_sync_tok_s = 1.0 / best_sync;
@@ -232,6 +241,10 @@ pub fn run(args: ModelArgs) -> Result<()> {
         "overhead_ms_per_token": record_ms,
         "overhead_note": "host time to record and submit one decode step (forward + sampling), from the one-at-a-time loop",
     });
+    let mut v = v;
+    if let Some(p) = &profile {
+        v["profile"] = p.clone();
+    }
     if args.json {
         println!("{v}");
     } else {
@@ -243,6 +256,61 @@ pub fn run(args: ModelArgs) -> Result<()> {
             args.gen_tokens,
             1e3 / decode_tok_s
         );
+        if let Some(p) = &profile {
+            println!(
+                "GPU time of one decode step, one pass per dispatch: {:.1} us",
+                p["gpu_us_per_step"].as_f64().unwrap_or(0.0)
+            );
+            for k in p["kernels"].as_array().into_iter().flatten() {
+                println!(
+                    "  {:>9.1} us  {:>4} x  {}",
+                    k["us"].as_f64().unwrap_or(0.0),
+                    k["count"],
+                    k["key"].as_str().unwrap_or("")
+                );
+            }
+        }
     }
     Ok(())
+}
+
+/// Per-kernel GPU time of a decode step after the prompt: the best of 3 profiled steps for
+/// each dispatch, summed by kernel key, most expensive first.
+fn profile_decode(
+    engine: &Engine,
+    session: &mut Session,
+    prompt: &[u32],
+    greedy: &SampleSettings,
+) -> Result<serde_json::Value> {
+    session.reset();
+    let tok = session.step(engine, prompt, greedy)?.result.token;
+    let mut best: Vec<(String, f64)> = Vec::new();
+    for _ in 0..3 {
+        let step = pollster::block_on(session.profile_step_async(engine, tok, greedy))?;
+        if best.is_empty() {
+            best = step;
+        } else {
+            for (b, (_, us)) in best.iter_mut().zip(step) {
+                b.1 = b.1.min(us);
+            }
+        }
+    }
+    let mut by_key: Vec<(String, u32, f64)> = Vec::new();
+    for (k, us) in &best {
+        match by_key.iter_mut().find(|e| &e.0 == k) {
+            Some(e) => {
+                e.1 += 1;
+                e.2 += us;
+            }
+            None => by_key.push((k.clone(), 1, *us)),
+        }
+    }
+    by_key.sort_by(|a, b| b.2.total_cmp(&a.2));
+    let total: f64 = best.iter().map(|b| b.1).sum();
+    Ok(json!({
+        "gpu_us_per_step": total,
+        "dispatches": best.len(),
+        "note": "one compute pass per dispatch with timestamp queries: no overlap between neighbouring dispatches",
+        "kernels": by_key.iter().map(|(k, c, us)| json!({"key": k, "count": c, "us": us})).collect::<Vec<_>>(),
+    }))
 }

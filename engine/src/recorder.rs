@@ -107,6 +107,9 @@ pub struct Recorder<'e> {
     timestamps: Option<(wgpu::QuerySet, u32)>,
     /// Passes given timestamp writes so far.
     timed_passes: u32,
+    /// Profiling: every dispatch gets its own timed pass, labelled with its kernel key.
+    pass_per_dispatch: bool,
+    pass_labels: Vec<String>,
 }
 
 impl<'e> Recorder<'e> {
@@ -127,7 +130,23 @@ impl<'e> Recorder<'e> {
             arena: None,
             timestamps: None,
             timed_passes: 0,
+            pass_per_dispatch: false,
+            pass_labels: Vec::new(),
         }
+    }
+
+    /// `time_passes` with one pass per dispatch, each labelled with its kernel's key
+    /// (`pass_labels`): per-kernel GPU times. Passes end the GPU's overlap of neighbouring
+    /// dispatches, so the sum is an upper bound of the step's GPU time.
+    pub fn profile_dispatches(&mut self, set: wgpu::QuerySet, max_passes: u32) {
+        self.time_passes(set, max_passes);
+        self.pass_per_dispatch = true;
+        self.pass_labels.clear();
+    }
+
+    /// The kernel key of each timed pass (profiling).
+    pub fn pass_labels(&self) -> &[String] {
+        &self.pass_labels
     }
 
     /// Writes a timestamp at the start and end of each compute pass recorded from now on,
@@ -311,11 +330,17 @@ impl<'e> Recorder<'e> {
                 message: "entry vanished".into(),
             });
         };
+        if self.pass_per_dispatch {
+            self.pass = None;
+        }
         if self.pass.is_none() {
             let writes = match &self.timestamps {
                 Some((set, max)) if self.timed_passes < *max => {
                     let i = self.timed_passes;
                     self.timed_passes += 1;
+                    if self.pass_per_dispatch {
+                        self.pass_labels.push(kernel.key.clone());
+                    }
                     Some(wgpu::ComputePassTimestampWrites {
                         query_set: set,
                         beginning_of_pass_write_index: Some(2 * i),

@@ -145,6 +145,52 @@ fn load_json_matches_the_file_by_path_and_by_short_name() {
 }
 
 #[test]
+fn bench_model_profile_times_every_dispatch_of_a_step() {
+    let p = tiny_llama_path().to_string_lossy().into_owned();
+    let args = [
+        "bench",
+        "model",
+        "--model",
+        &p,
+        "--prompt-tokens",
+        "4",
+        "--gen-tokens",
+        "2",
+        "--reps",
+        "1",
+        "--profile",
+        "--json",
+    ];
+    let v = webjit(&args, &[])
+        .ok("bench model --profile")
+        .json("bench model --json");
+    let prof = &v["profile"];
+    let kernels = prof["kernels"].as_array().expect("profile.kernels");
+    assert!(!kernels.is_empty(), "{v}");
+    // One timed pass per dispatch: the per-key counts add up to the step's dispatches.
+    let counted: u64 = kernels
+        .iter()
+        .map(|k| k["count"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(Some(counted), v["dispatches_per_token"].as_u64(), "{v}");
+    let sum: f64 = kernels
+        .iter()
+        .map(|k| k["us"].as_f64().unwrap_or(0.0))
+        .sum();
+    let total = prof["gpu_us_per_step"].as_f64().expect("gpu_us_per_step");
+    assert!(
+        total > 0.0 && (sum - total).abs() <= 1e-6 * total.max(1.0),
+        "{v}"
+    );
+    // Most expensive first.
+    let us: Vec<f64> = kernels
+        .iter()
+        .map(|k| k["us"].as_f64().unwrap_or(0.0))
+        .collect();
+    assert!(us.windows(2).all(|w| w[0] >= w[1]), "{v}");
+}
+
+#[test]
 fn embed_json_gives_unit_vectors_of_the_hidden_size() {
     let dir = require_model("all-MiniLM-L6-v2");
     let config: serde_json::Value = serde_json::from_slice(
