@@ -124,15 +124,39 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 //! section decode_reduce
 // {{KEY}}
 // Decode attention, pass 2 of 2: merges the splits' partial softmax states of one (batch, head).
+// The splits' weights exp(m_s - max) are computed once, in parallel, into workgroup memory
+// (up to MAXS splits; more fall back to recomputing them per column).
 {{PARAMS}}
 const D4: u32 = {{D4}}u;
 const WG: u32 = {{WG}}u;
+const MAXS: u32 = 1024u;
 const NEG: f32 = -3.0e38;
 
 @group(0) @binding(0) var<uniform> p: DecodeParams;
 @group(0) @binding(1) var<storage, read> part_ml: array<vec2<f32>>;   // [batch, n_heads, n_split] (max, sum)
 @group(0) @binding(2) var<storage, read> part_acc: array<vec4<f32>>;  // [batch, n_heads, n_split, d]
 @group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>; // [batch, n_heads, d]
+
+var<workgroup> red: array<f32, WG>;
+var<workgroup> wts: array<f32, MAXS>;         // [n_split] exp(m_s - max)
+
+fn reduce(v: f32, lid: u32, is_max: bool) -> f32 {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            if (is_max) {
+                red[lid] = max(red[lid], red[lid + s]);
+            } else {
+                red[lid] = red[lid] + red[lid + s];
+            }
+        }
+        workgroupBarrier();
+    }
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
@@ -142,20 +166,30 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         return;
     }
     let first = bh * p.n_split;
-    var mm = NEG;
-    for (var s = 0u; s < p.n_split; s++) {
-        mm = max(mm, part_ml[first + s].x);
+    var m_part = NEG;
+    for (var s = lid; s < p.n_split; s += WG) {
+        m_part = max(m_part, part_ml[first + s].x);
     }
-    var ll = 0.0;
-    for (var s = 0u; s < p.n_split; s++) {
+    let mm = reduce(m_part, lid, true);
+    var l_part = 0.0;
+    for (var s = lid; s < p.n_split; s += WG) {
         let ml = part_ml[first + s];
-        ll += ml.y * exp(ml.x - mm);
+        let w = exp(ml.x - mm);
+        if (s < MAXS) {
+            wts[s] = w;
+        }
+        l_part += ml.y * w;
     }
+    let ll = reduce(l_part, lid, false);
     // An empty cache (kv_len 0) outputs zeros, not NaN.
     let inv = select(0.0, 1.0 / ll, ll > 0.0);
+    let cached = min(p.n_split, MAXS);
     for (var c = lid; c < D4; c += WG) {
         var aa = vec4<f32>(0.0);
-        for (var s = 0u; s < p.n_split; s++) {
+        for (var s = 0u; s < cached; s++) {
+            aa += part_acc[(first + s) * D4 + c] * wts[s];
+        }
+        for (var s = cached; s < p.n_split; s++) {
             aa += part_acc[(first + s) * D4 + c] * exp(part_ml[first + s].x - mm);
         }
         out[bh * D4 + c] = aa * inv;

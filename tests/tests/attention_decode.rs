@@ -3,7 +3,7 @@
 //! through wraparound (including appends longer than the ring), f32 and f16 storage, GQA
 //! ratios 1/2/4/8, windows, soft-capping, and every config of the space on one length.
 
-use webjit_engine::jit::kernels::attention_decode::{DecodeConfig, KvDType};
+use webjit_engine::jit::kernels::attention_decode::{DecodeConfig, DecodeReduceConfig, KvDType};
 use webjit_engine::jit::KernelSpec;
 use webjit_engine::ops::{self, DecodeOptions};
 use webjit_engine::{KvCache, KvCacheOptions};
@@ -105,6 +105,18 @@ impl Tracked {
         opts: &DecodeOptions,
         configs: &[Option<DecodeConfig>],
     ) {
+        self.check_with(r, heads, opts, configs, &[None]);
+    }
+
+    /// `check` over every (split config, merge config) pair.
+    fn check_with(
+        &self,
+        r: &mut Rand,
+        heads: usize,
+        opts: &DecodeOptions,
+        configs: &[Option<DecodeConfig>],
+        reduce_configs: &[Option<DecodeReduceConfig>],
+    ) {
         let e = engine();
         let o = self.cache.options();
         let len = self.cache.len();
@@ -133,15 +145,24 @@ impl Tracked {
         };
         let want = oracle(&p, &q, &k, &v);
         let qt = e.upload_f32(&[o.batch, heads, o.head_dim], &q).unwrap();
-        for cfg in configs {
+        for (cfg, rcfg) in configs
+            .iter()
+            .flat_map(|c| reduce_configs.iter().map(move |rc| (c, rc)))
+        {
             let mut rec = e.recorder();
-            let out =
-                ops::attention_decode_with(&mut rec, &qt, &self.cache, opts, cfg.clone(), None)
-                    .unwrap();
+            let out = ops::attention_decode_with(
+                &mut rec,
+                &qt,
+                &self.cache,
+                opts,
+                cfg.clone(),
+                rcfg.clone(),
+            )
+            .unwrap();
             rec.submit().unwrap();
             let got = e.read_f32(&out).unwrap();
             let label = format!(
-                "decode len {len} (attending {n}) heads {heads} {o:?} {opts:?} dtype {:?} cfg={cfg:?}",
+                "decode len {len} (attending {n}) heads {heads} {o:?} {opts:?} dtype {:?} cfg={cfg:?} merge={rcfg:?}",
                 self.cache.dtype()
             );
             assert_close(&label, r.seed, &got, &want, 2e-5, 1e-4, NMSE_ATTENTION);
@@ -263,7 +284,20 @@ fn decode_every_config_matches_oracle() {
             .map(Some)
             .collect();
         assert!(space.len() >= 12, "{} configs", space.len());
+        // Every merge-pass config too, behind the default split config.
+        let rspec = webjit_engine::jit::kernels::attention_decode::DecodeReduceSpec {
+            batch: 1,
+            n_heads: 4,
+            head_dim: 64,
+        };
+        let rspace: Vec<_> = rspec
+            .space(engine().profile())
+            .into_iter()
+            .map(Some)
+            .collect();
+        assert!(rspace.len() >= 3, "{} merge configs", rspace.len());
         t.check(&mut r, 4, &DecodeOptions::default(), &space);
+        t.check_with(&mut r, 4, &DecodeOptions::default(), &[None], &rspace);
     }
 }
 

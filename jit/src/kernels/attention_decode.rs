@@ -340,8 +340,15 @@ impl KernelSpec for DecodeReduceSpec {
             .collect()
     }
 
-    fn default_config(&self, _profile: &DeviceProfile) -> DecodeReduceConfig {
-        DecodeReduceConfig { wg: 32 }
+    fn default_config(&self, profile: &DeviceProfile) -> DecodeReduceConfig {
+        // One invocation per vec4 column of the head, within 32..=128.
+        let wg = (self.head_dim / 4).next_power_of_two().clamp(32, 128) as u32;
+        let c = DecodeReduceConfig { wg };
+        if self.check(profile, &c).is_ok() {
+            c
+        } else {
+            DecodeReduceConfig { wg: 32 }
+        }
     }
 }
 
