@@ -126,28 +126,29 @@ pub fn native_clock() -> f64 {
 /// with copies start new ones).
 const TIMED_PASSES: u32 = 64;
 
-/// GPU timing of a batch's compute passes with timestamp queries, where the device has them.
-struct PassTimer {
-    set: wgpu::QuerySet,
-    resolve: wgpu::Buffer,
+/// GPU timing of compute passes with timestamp queries, where the device has them: room for
+/// `passes` passes (a begin and an end query each) and the buffer they resolve into.
+pub(crate) struct PassTimer {
+    pub(crate) set: wgpu::QuerySet,
+    pub(crate) resolve: wgpu::Buffer,
     /// Nanoseconds per timestamp tick.
-    period_ns: f64,
+    pub(crate) period_ns: f64,
 }
 
 impl PassTimer {
-    fn new(engine: &Engine) -> Option<Self> {
+    pub(crate) fn new(engine: &Engine, passes: u32) -> Option<Self> {
         if !engine.profile().timestamps {
             return None;
         }
         let d = &engine.gpu.device;
         let set = d.create_query_set(&wgpu::QuerySetDescriptor {
-            label: Some("webjit tuner timestamps"),
+            label: Some("webjit timestamps"),
             ty: wgpu::QueryType::Timestamp,
-            count: 2 * TIMED_PASSES,
+            count: 2 * passes,
         });
         let resolve = d.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("webjit tuner timestamps"),
-            size: 16 * TIMED_PASSES as u64,
+            label: Some("webjit timestamps"),
+            size: 16 * passes as u64,
             usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         });
@@ -191,7 +192,7 @@ async fn time_candidate(
     // small-workgroup configs that win on throughput but lose on latency looked fastest (tuned
     // decode was slower than untuned on an H100).
     let mut arena = Arena::default();
-    let timer = PassTimer::new(engine);
+    let timer = PassTimer::new(engine, TIMED_PASSES);
     let mut all_gpu = true;
     loop {
         let mut rec = engine.recorder();

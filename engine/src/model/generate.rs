@@ -234,26 +234,13 @@ impl Session {
         s: &SampleSettings,
     ) -> Result<Vec<(String, f64)>> {
         const MAX: u32 = 2048;
-        if !engine.profile().timestamps {
-            return Err(Error::InvalidArgument {
+        let timer =
+            crate::tune::PassTimer::new(engine, MAX).ok_or_else(|| Error::InvalidArgument {
                 op: "profile",
                 detail: "this device has no timestamp queries".into(),
-            });
-        }
-        let d = &engine.gpu.device;
-        let set = d.create_query_set(&wgpu::QuerySetDescriptor {
-            label: Some("webjit profile"),
-            ty: wgpu::QueryType::Timestamp,
-            count: 2 * MAX,
-        });
-        let resolve = d.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("webjit profile"),
-            size: 16 * MAX as u64,
-            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
+            })?;
         let mut rec = engine.recorder();
-        rec.profile_dispatches(set, MAX);
+        rec.profile_dispatches(timer.set.clone(), MAX);
         rec.set_arena(self.arena.take().unwrap_or_default());
         let logits = self.decoder.forward(&mut rec, &[token]);
         if let Some(a) = rec.take_arena() {
@@ -264,21 +251,20 @@ impl Session {
         self.sampler.record(&mut rec, &logits, s, &self.history)?;
         let labels = rec.pass_labels().to_vec();
         let n = rec
-            .resolve_pass_times(&resolve)
+            .resolve_pass_times(&timer.resolve)
             .ok_or_else(|| Error::InvalidArgument {
                 op: "profile",
                 detail: format!("more than {MAX} dispatches in one step"),
             })?;
         let ticks = rec.empty(&[4 * n as usize], DType::U32)?;
         let dst = ticks.segments()[0].buffer.raw().clone();
-        rec.copy(&resolve, 0, &dst, 0, 16 * n as u64);
+        rec.copy(&timer.resolve, 0, &dst, 0, 16 * n as u64);
         rec.submit()?;
         let t: Vec<u64> = bytemuck::pod_collect_to_vec(&engine.read_bytes(&ticks).await?);
-        let period = engine.gpu.queue.get_timestamp_period() as f64;
         Ok(labels
             .into_iter()
             .zip(t.chunks_exact(2))
-            .map(|(k, p)| (k, p[1].saturating_sub(p[0]) as f64 * period * 1e-3))
+            .map(|(k, p)| (k, p[1].saturating_sub(p[0]) as f64 * timer.period_ns * 1e-3))
             .collect())
     }
 
