@@ -143,13 +143,13 @@ fn rowwise_impl(
             });
         }
     }
-    let weights: Vec<&Tensor> = params_in
+    // The other inputs are [cols] weights (checked without collecting: this runs per step).
+    let weights = params_in
         .iter()
         .enumerate()
         .filter(|(i, _)| Some(*i) != residual_at)
-        .map(|(_, t)| *t)
-        .collect();
-    for p in &weights {
+        .map(|(_, t)| *t);
+    for p in weights {
         expect_f32(name, p)?;
         expect_single(name, "weight", p)?;
         if p.numel() != x.row_len() {
