@@ -2,6 +2,8 @@
 // {{KEY}}
 // Decode attention, pass 1 of 2 (split-K): one workgroup per (batch, head, split) covers
 // `split_len` cache entries and writes its partial softmax state (max, sum, weighted V).
+// Rendered with `store_single` instead (max_splits 1), one workgroup covers the whole cache of
+// its head and writes the attention output: one dispatch, no merge pass.
 // Scores: one invocation per key. Weighted V: invocations form G groups of D4 columns, so V
 // rows are read coalesced; each group keeps its own online-softmax state, merged at the end.
 // Logical cache entry j lives in slot (kv_start + j) % capacity: for a ring buffer this walks
@@ -17,8 +19,7 @@ alias KV = {{KV_T}};
 @group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;              // [batch, n_heads, d]
 @group(0) @binding(2) var<storage, read> kc: array<KV>;                    // [batch, capacity, n_kv_heads, d]
 @group(0) @binding(3) var<storage, read> vc: array<KV>;                    // [batch, capacity, n_kv_heads, d]
-@group(0) @binding(4) var<storage, read_write> part_ml: array<vec2<f32>>;  // [batch, n_heads, n_split] (max, sum)
-@group(0) @binding(5) var<storage, read_write> part_acc: array<vec4<f32>>; // [batch, n_heads, n_split, d]
+{{OUT_DECL}}
 
 var<workgroup> qs: array<vec4<f32>, D4>;      // [d] the query row, pre-scaled
 var<workgroup> sc: array<f32, WG>;            // [WG] logits of the current block of keys
@@ -105,13 +106,25 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
             ll += red_l[g * D4 + lid] * w;
             aa += red_acc[g * D4 + lid] * w;
         }
+{{STORE_OUT}}
+    }
+}
+
+//! section out_split
+@group(0) @binding(4) var<storage, read_write> part_ml: array<vec2<f32>>;  // [batch, n_heads, n_split] (max, sum)
+@group(0) @binding(5) var<storage, read_write> part_acc: array<vec4<f32>>; // [batch, n_heads, n_split, d]
+//! section store_split
         let slot = bh * p.n_split + split;
         part_acc[slot * D4 + lid] = aa;
         if (lid == 0u) {
             part_ml[slot] = vec2<f32>(mm, ll);
         }
-    }
-}
+//! section out_single
+@group(0) @binding(4) var<storage, read_write> out: array<vec4<f32>>;      // [batch, n_heads, d]
+//! section store_single
+        // Single pass: this workgroup saw every key of its head, so it normalizes and writes
+        // the result itself (an empty cache gives zeros, not NaN).
+        out[bh * D4 + lid] = aa * select(0.0, 1.0 / ll, ll > 0.0);
 
 //! section load_f32
     return x;

@@ -13,9 +13,11 @@ const HALF_ROT: u32 = {{HALF_ROT}}u;
 alias KV = {{KV_T}};
 
 @group(0) @binding(0) var<uniform> p: QkRopeParams;
-@group(0) @binding(1) var<storage, read> q: array<f32>;         // [tokens, HQ, HD]
-@group(0) @binding(2) var<storage, read> k: array<f32>;         // [tokens, HK, HD]
-@group(0) @binding(3) var<storage, read> v: array<vec4<f32>>;   // [tokens, HK, HD / 4]
+// q, k and v start at p.q_off, p.k_off, p.v_off (elements): one packed [q | k | v] row of a
+// stacked projection may be bound three times.
+@group(0) @binding(1) var<storage, read> q: array<f32>;         // [tokens, HQ, HD] at q_off
+@group(0) @binding(2) var<storage, read> k: array<f32>;         // [tokens, HK, HD] at k_off
+@group(0) @binding(3) var<storage, read> v: array<vec4<f32>>;   // [tokens, HK, HD / 4] at v_off / 4
 @group(0) @binding(4) var<storage, read> cs: array<vec2<f32>>;  // [tokens, HALF_ROT] (cos, sin)
 {{NORM_DECL}}
 @group(0) @binding({{B_QOUT}}) var<storage, read_write> q_out: array<f32>; // [tokens, HQ, HD]
@@ -59,9 +61,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     for (var i = lid; i < HD; i += WG) {
         var x = 0.0;
         if (is_q) {
-            x = q[src + i];
+            x = q[p.q_off + src + i];
         } else {
-            x = k[src + i];
+            x = k[p.k_off + src + i];
         }
         row[i] = x;
         ss += x * x;
@@ -89,7 +91,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         for (var e = lid; e < HD / 4u; e += WG) {
             let x = vec4<f32>(row[4u * e], row[4u * e + 1u], row[4u * e + 2u], row[4u * e + 3u]);
             kc[dst + e] = store(x);
-            vc[dst + e] = store(v[src / 4u + e]);
+            vc[dst + e] = store(v[(p.v_off + src) / 4u + e]);
         }
     }
 }

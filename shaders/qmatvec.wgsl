@@ -24,6 +24,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 // y[m, n_offset + r] = sum_k x[m, k] * W[r, k] for the rows r of one weight segment, M <= 8.
 // Gated form: y = act(x W^T) * (x W2^T) with a second weight W2 of W's shape and format (an
 // FFN's gate and up projections and its activation in one pass); G = 2 accumulators per output.
+// Stacked form: W, W2 (and W3) of one format and K stacked by rows into one output (q, k and v
+// projections in one pass): rows below p.part1 read W, below p.part2 W2, the rest W3.
 // {{SPLIT_NOTE}}
 {{ENABLES}}
 {{PARAMS}}
@@ -60,7 +62,7 @@ fn main(@builtin(local_invocation_index) lid: u32,
         }
         for (var r = 0u; r < R; r++) {
             let row = min(row0 + r, p.rows - 1u); // tail rows recompute the last row, unwritten
-            let wv = V(deq4(row * p.row_words, k4));
+{{LOAD_W}}
             for (var m = 0u; m < M; m++) {
                 acc[r * M + m] += f32(dot(wv, xv[m]));
             }

@@ -116,7 +116,9 @@ var<workgroup> top_i: array<u32, KMAX>;
 @compute @workgroup_size({{WG}})
 fn main(@builtin(local_invocation_id) lid3: vec3<u32>) {
     let lid = lid3.x;
-    let total = p.groups * KMAX;
+    // Only the first k slots of each group were written: walk those alone (groups * k
+    // entries, not groups * KMAX).
+    let total = p.groups * p.k;
     var prev_v = 3.4028234e38;
     var prev_i = NONE;
     var first = true;
@@ -124,11 +126,7 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>) {
         var bv = NEG_INF;
         var bi = NONE;
         for (var j = lid; j < total; j += {{WG}}u) {
-            // Only the first k slots of each group were written.
-            if (j % KMAX >= p.k) {
-                continue;
-            }
-            let c = cand[j];
+            let c = cand[(j / p.k) * KMAX + j % p.k];
             let v = bitcast<f32>(c.x);
             if (c.y == NONE) {
                 continue;

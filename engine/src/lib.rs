@@ -35,6 +35,13 @@ use buffer::BufferPool;
 use pipeline::PipelineCache;
 use tensor::Segment;
 
+pub(crate) type KernelMemo = std::collections::HashMap<
+    (&'static str, u64),
+    (
+        std::sync::Arc<dyn std::any::Any + Send + Sync>,
+        std::sync::Arc<pipeline::Kernel>,
+    ),
+>;
 pub(crate) type TunedConfigs =
     std::collections::HashMap<String, std::sync::Arc<dyn std::any::Any + Send + Sync>>;
 
@@ -54,6 +61,9 @@ pub struct Engine {
     /// tune key -> the winner's config, resolved once (resolving a key walks the whole space,
     /// far too slow for every dispatch of a decode step).
     pub(crate) tuned_configs: Mutex<TunedConfigs>,
+    /// (family, `memo_key`) -> the config `choose` gave that exact problem and its pipeline:
+    /// a decode step asks for the same few hundred kernels every token.
+    pub(crate) kernel_memo: Mutex<KernelMemo>,
 }
 
 impl Engine {
@@ -70,6 +80,7 @@ impl Engine {
             tuning: Mutex::new(webjit_jit::tune::TuneRecords::new()),
             tuned_memo: Mutex::new(std::collections::HashMap::new()),
             tuned_configs: Mutex::new(std::collections::HashMap::new()),
+            kernel_memo: Mutex::new(std::collections::HashMap::new()),
         })
     }
 

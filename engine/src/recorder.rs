@@ -95,8 +95,8 @@ pub struct Recorder<'e> {
     engine: &'e Engine,
     encoder: wgpu::CommandEncoder,
     pass: Option<wgpu::ComputePass<'static>>,
-    /// Uniform chunks in use: (buffer, id, bytes to write at submit).
-    chunks: Vec<(wgpu::Buffer, u64, Vec<u8>)>,
+    /// Uniform chunks in use.
+    chunks: Chunks<'e>,
     /// Every buffer a recorded command uses stays out of the pool until submit: a queue write
     /// into a recycled buffer would otherwise land before commands recorded earlier run.
     keep: Vec<Arc<GpuBuffer>>,
@@ -110,6 +110,11 @@ pub struct Recorder<'e> {
     /// Profiling: every dispatch gets its own timed pass, labelled with its kernel key.
     pass_per_dispatch: bool,
     pass_labels: Vec<String>,
+    /// The bind-group cache key of the current dispatch (kept to reuse its allocation).
+    key_buf: Vec<u64>,
+    /// `copy_after` copies and `write_later` writes, done at submit.
+    copies_after: Vec<(wgpu::Buffer, u64, wgpu::Buffer, u64, u64)>,
+    writes: Vec<(wgpu::Buffer, u64, Vec<u8>)>,
 }
 
 impl<'e> Recorder<'e> {
@@ -124,7 +129,10 @@ impl<'e> Recorder<'e> {
             engine,
             encoder,
             pass: None,
-            chunks: Vec::new(),
+            chunks: Chunks {
+                engine,
+                list: Vec::new(),
+            },
             keep: Vec::new(),
             stats: RecordStats::default(),
             arena: None,
@@ -132,6 +140,9 @@ impl<'e> Recorder<'e> {
             timed_passes: 0,
             pass_per_dispatch: false,
             pass_labels: Vec::new(),
+            key_buf: Vec::with_capacity(32),
+            copies_after: Vec::new(),
+            writes: Vec::new(),
         }
     }
 
@@ -190,37 +201,62 @@ impl<'e> Recorder<'e> {
     }
 
     pub fn upload_f32(&mut self, shape: &[usize], data: &[f32]) -> Result<Tensor> {
-        self.engine.upload_in(
-            shape,
-            DType::F32,
-            bytemuck::cast_slice(data),
-            self.arena.as_mut(),
-        )
+        self.upload(shape, DType::F32, bytemuck::cast_slice(data))
     }
 
     pub fn upload_u32(&mut self, shape: &[usize], data: &[u32]) -> Result<Tensor> {
-        self.engine.upload_in(
-            shape,
-            DType::U32,
-            bytemuck::cast_slice(data),
-            self.arena.as_mut(),
-        )
+        self.upload(shape, DType::U32, bytemuck::cast_slice(data))
+    }
+
+    /// A tensor holding `data`, written to the GPU at submit (just before this recording's
+    /// commands), not now: a recording may be submitted from another thread after a later
+    /// one has started (`into_pending`), and an arena buffer written now could still be in
+    /// use by the recording before it.
+    fn upload(&mut self, shape: &[usize], dtype: DType, data: &[u8]) -> Result<Tensor> {
+        let numel: usize = shape.iter().product();
+        if numel * dtype.size() != data.len() {
+            return Err(Error::Shape {
+                op: "upload",
+                detail: format!(
+                    "shape {shape:?} needs {} elements, got {}",
+                    numel,
+                    data.len() / dtype.size()
+                ),
+            });
+        }
+        let t = self.empty(shape, dtype)?;
+        let row_bytes = t.row_len() * dtype.size();
+        for seg in t.segments() {
+            let lo = seg.row_start * row_bytes;
+            let hi = lo + seg.rows * row_bytes;
+            if hi > lo {
+                self.write_later(seg.buffer.raw(), 0, &data[lo..hi]);
+            }
+        }
+        Ok(t)
+    }
+
+    /// Writes `data` into `buffer` at submit, before this recording's commands run.
+    pub fn write_later(&mut self, buffer: &wgpu::Buffer, offset: u64, data: &[u8]) {
+        self.writes.push((buffer.clone(), offset, data.to_vec()));
     }
 
     fn uniform_slot(&mut self, params: &[u8]) -> (usize, u64) {
         let need = (params.len() as u64).div_ceil(SLOT) * SLOT;
         let fits = self
             .chunks
+            .list
             .last()
             .map(|(_, _, bytes)| bytes.len() as u64 + need <= CHUNK)
             .unwrap_or(false);
         if !fits {
             let (buf, id) = self.engine.uniform_chunk(CHUNK.max(need));
             self.chunks
+                .list
                 .push((buf, id, Vec::with_capacity(CHUNK as usize)));
         }
-        let idx = self.chunks.len() - 1;
-        let bytes = &mut self.chunks[idx].2;
+        let idx = self.chunks.list.len() - 1;
+        let bytes = &mut self.chunks.list[idx].2;
         let offset = bytes.len() as u64;
         bytes.extend_from_slice(params);
         bytes.resize((offset + need) as usize, 0);
@@ -236,24 +272,26 @@ impl<'e> Recorder<'e> {
         buffers: &[Bind<'_>],
         groups: [u32; 3],
     ) -> Result<()> {
-        let storage: Vec<_> = kernel
-            .bindings
-            .iter()
-            .filter(|b| b.access != Access::Uniform)
-            .collect();
-        if storage.len() != buffers.len() {
+        let storage = || {
+            kernel
+                .bindings
+                .iter()
+                .filter(|b| b.access != Access::Uniform)
+        };
+        let n_storage = storage().count();
+        if n_storage != buffers.len() {
             return Err(Error::InvalidArgument {
                 op: "dispatch",
                 detail: format!(
                     "kernel {} has {} storage bindings, got {} buffers",
                     kernel.key,
-                    storage.len(),
+                    n_storage,
                     buffers.len()
                 ),
             });
         }
         let max = self.engine.gpu.max_binding();
-        for (decl, b) in storage.iter().zip(buffers) {
+        for (decl, b) in storage().zip(buffers) {
             if b.size > max {
                 return Err(Error::TooLarge {
                     what: format!("binding `{}` of {}", decl.name, kernel.key),
@@ -269,8 +307,9 @@ impl<'e> Recorder<'e> {
         let uniform_size = (params.len() as u64).div_ceil(16) * 16;
         // Cached by identity: a decode step that binds the same buffers at the same uniform
         // offsets as the step before reuses its bind groups instead of creating ~400 anew.
-        let mut key = Vec::with_capacity(4 + 2 * buffers.len());
-        key.extend_from_slice(&[kernel.id, self.chunks[chunk].1, offset, uniform_size]);
+        let mut key = std::mem::take(&mut self.key_buf);
+        key.clear();
+        key.extend_from_slice(&[kernel.id, self.chunks.list[chunk].1, offset, uniform_size]);
         for b in buffers {
             self.keep.push(b.buffer.clone());
             key.push(b.buffer.id());
@@ -280,14 +319,16 @@ impl<'e> Recorder<'e> {
             during: "bind group cache".into(),
             message: "poisoned".into(),
         })?;
-        if cache.contains_key(&key) {
+        let hit = cache.get(key.as_slice()).cloned();
+        let bind_group = if let Some(bg) = hit {
             self.stats.bind_group_hits += 1;
+            bg
         } else {
             let mut entries = Vec::with_capacity(kernel.bindings.len());
             let mut it = buffers.iter();
             for decl in &kernel.bindings {
                 let (buffer, off, size) = if decl.access == Access::Uniform {
-                    (&self.chunks[chunk].0, offset, uniform_size)
+                    (&self.chunks.list[chunk].0, offset, uniform_size)
                 } else {
                     let b = it.next().ok_or_else(|| Error::InvalidArgument {
                         op: "dispatch",
@@ -320,16 +361,11 @@ impl<'e> Recorder<'e> {
             if cache.len() >= BIND_GROUP_CACHE {
                 cache.clear();
             }
-            cache.insert(key.clone(), bind_group);
-        }
-        let bind_group = cache.get(&key).cloned();
-        drop(cache);
-        let Some(bind_group) = bind_group else {
-            return Err(Error::Gpu {
-                during: "bind group cache".into(),
-                message: "entry vanished".into(),
-            });
+            cache.insert(key.clone(), bind_group.clone());
+            bind_group
         };
+        drop(cache);
+        self.key_buf = key;
         if self.pass_per_dispatch {
             self.pass = None;
         }
@@ -383,12 +419,66 @@ impl<'e> Recorder<'e> {
         self.stats.copies += 1;
     }
 
+    /// Copies bytes between buffers after everything this recording dispatches (at submit),
+    /// without ending the compute pass now.
+    pub fn copy_after(
+        &mut self,
+        src: &wgpu::Buffer,
+        src_off: u64,
+        dst: &wgpu::Buffer,
+        dst_off: u64,
+        bytes: u64,
+    ) {
+        self.copies_after
+            .push((src.clone(), src_off, dst.clone(), dst_off, bytes));
+        self.stats.copies += 1;
+    }
+
     /// Writes the uniforms and submits everything recorded.
+    pub fn submit(self) -> Result<wgpu::SubmissionIndex> {
+        self.into_pending().submit()
+    }
+
+    /// Ends recording; what is left (ending the compute pass, where wgpu validates and encodes
+    /// every dispatch, then the copies, the writes and the queue submit) is done by
+    /// `PendingSubmit::submit`, which may run on another thread. Pending submits must be
+    /// submitted in the order they were recorded.
+    pub fn into_pending(self) -> PendingSubmit<'e> {
+        PendingSubmit {
+            engine: self.engine,
+            encoder: self.encoder,
+            pass: self.pass,
+            copies: self.copies_after,
+            writes: self.writes,
+            chunks: self.chunks,
+            keep: self.keep,
+        }
+    }
+}
+
+/// A finished recording waiting to be submitted (see `Recorder::into_pending`).
+pub struct PendingSubmit<'e> {
+    engine: &'e Engine,
+    encoder: wgpu::CommandEncoder,
+    pass: Option<wgpu::ComputePass<'static>>,
+    copies: Vec<(wgpu::Buffer, u64, wgpu::Buffer, u64, u64)>,
+    writes: Vec<(wgpu::Buffer, u64, Vec<u8>)>,
+    chunks: Chunks<'e>,
+    keep: Vec<Arc<GpuBuffer>>,
+}
+
+impl PendingSubmit<'_> {
     pub fn submit(mut self) -> Result<wgpu::SubmissionIndex> {
         self.pass = None;
+        for (src, so, dst, doff, n) in self.copies.drain(..) {
+            self.encoder.copy_buffer_to_buffer(&src, so, &dst, doff, n);
+        }
         let gpu = &self.engine.gpu;
         gpu.check_alive()?;
-        for (buf, _, bytes) in &self.chunks {
+        for (buf, off, bytes) in self.writes.drain(..) {
+            gpu.queue.write_buffer(&buf, off, &bytes);
+        }
+        for (buf, _, bytes) in &self.chunks.list {
             if !bytes.is_empty() {
                 gpu.queue.write_buffer(buf, 0, bytes);
             }
@@ -396,10 +486,27 @@ impl<'e> Recorder<'e> {
         let idx = gpu.queue.submit(Some(self.encoder.finish()));
         // Uniform chunks can be reused at once: the queue orders the next write after this
         // submission's work.
-        for (buf, id, _) in self.chunks.drain(..) {
+        for (buf, id, _) in self.chunks.list.drain(..) {
             self.engine.return_uniform_chunk((buf, id));
         }
         self.keep.clear();
         Ok(idx)
+    }
+}
+
+/// The uniform chunks a recording uses: (buffer, id, bytes to write at submit). Dropped
+/// without `submit` (an op failed half-way, or a dry run), they go back to the engine, so
+/// later recordings keep binding the same buffers and their bind groups stay cached; nothing
+/// was written to them, so no queued work reads them.
+struct Chunks<'e> {
+    engine: &'e Engine,
+    list: Vec<(wgpu::Buffer, u64, Vec<u8>)>,
+}
+
+impl Drop for Chunks<'_> {
+    fn drop(&mut self) {
+        for (buf, id, _) in self.list.drain(..) {
+            self.engine.return_uniform_chunk((buf, id));
+        }
     }
 }

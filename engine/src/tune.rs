@@ -283,6 +283,44 @@ impl Engine {
             .unwrap_or_else(|| spec.default_config(self.profile()))
     }
 
+    /// `choose`, then the pipeline of the chosen config. Without a caller's config, problems
+    /// that offer a `memo_key` are answered from a memo after the first time (tuning records
+    /// changing clears it).
+    pub fn kernel_for<S: KernelSpec>(
+        &self,
+        spec: &S,
+        cfg: Option<S::Config>,
+    ) -> Result<(S::Config, std::sync::Arc<crate::pipeline::Kernel>)> {
+        let memo = if cfg.is_none() {
+            spec.memo_key().map(|k| (spec.family(), k))
+        } else {
+            None
+        };
+        if let Some(k) = &memo {
+            let hit = self.kernel_memo.lock().ok().and_then(|m| m.get(k).cloned());
+            if let Some((c, kernel)) = hit {
+                if let Some(c) = c.downcast_ref::<S::Config>() {
+                    self.gpu.check_alive()?;
+                    return Ok((c.clone(), kernel));
+                }
+            }
+        }
+        let c = self.choose(spec, cfg);
+        let kernel = self.pipelines.get(&self.gpu, spec, &c)?;
+        if let Some(k) = memo {
+            if let Ok(mut m) = self.kernel_memo.lock() {
+                m.insert(k, (std::sync::Arc::new(c.clone()), kernel.clone()));
+            }
+        }
+        Ok((c, kernel))
+    }
+
+    fn forget_chosen_kernels(&self) {
+        if let Ok(mut m) = self.kernel_memo.lock() {
+            m.clear();
+        }
+    }
+
     /// The recorded winner for this problem, if any.
     pub fn tuned_config<S: KernelSpec>(&self, spec: &S) -> Option<S::Config> {
         let tk = spec.tune_key();
@@ -331,6 +369,7 @@ impl Engine {
         if let Ok(mut m) = self.tuned_configs.lock() {
             m.clear();
         }
+        self.forget_chosen_kernels();
     }
 
     /// Loads records from a store (missing is fine; malformed is an error).
@@ -484,6 +523,7 @@ impl Engine {
         if let Ok(mut m) = self.tuned_configs.lock() {
             m.remove(&tune_key);
         }
+        self.forget_chosen_kernels();
         Ok(TuneReport {
             tune_key,
             default_key: rec.default,

@@ -49,6 +49,14 @@ impl BindingDecl {
 
 /// A kernel family. `Self` is the problem: formats, flags and sizes. Sizes that vary between
 /// calls go to uniforms and never into the WGSL, so one pipeline serves every size.
+/// A 64-bit hash of a problem, for `KernelSpec::memo_key`.
+pub fn hash_of<T: std::hash::Hash>(x: &T) -> u64 {
+    use std::hash::Hasher;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    x.hash(&mut h);
+    h.finish()
+}
+
 pub trait KernelSpec {
     type Config: Clone + Debug + PartialEq + Send + Sync + 'static;
 
@@ -76,6 +84,13 @@ pub trait KernelSpec {
     /// the same tune key share a winner. The default files everything of a family together.
     fn tune_key(&self) -> String {
         format!("{}|any", self.family())
+    }
+    /// A cheap hash of the whole problem (every field that `check`, `default_config` or
+    /// `tune_key` reads), letting the engine remember the config and pipeline it chose for
+    /// this exact problem instead of formatting keys on every dispatch. `None` (the default)
+    /// opts out.
+    fn memo_key(&self) -> Option<u64> {
+        None
     }
     /// Config named by `key` (as printed by `key`), if it is in this problem's space.
     fn config_by_key(&self, profile: &DeviceProfile, key: &str) -> Result<Self::Config, JitError> {

@@ -188,6 +188,12 @@ fn opts(
     }
 }
 
+/// The single-pass kernel (one workgroup per head, no merge pass).
+const SINGLE: Option<DecodeConfig> = Some(DecodeConfig {
+    wg: 64,
+    max_splits: 1,
+});
+
 #[test]
 fn decode_linear_cache_lengths_match_oracle() {
     let mut r = Rand::new(6);
@@ -220,7 +226,7 @@ fn decode_ring_buffer_wraps() {
         // than the ring (only its last `window` rows survive), then more single steps.
         for n in [1, 1, 5, 40, 1, 1, 1, 30, 100, 1, 1, 47, 1] {
             t.append(&mut r, n);
-            t.check(&mut r, 4, &DecodeOptions::default(), &[None]);
+            t.check(&mut r, 4, &DecodeOptions::default(), &[None, SINGLE]);
         }
         t.check(
             &mut r,
@@ -263,7 +269,7 @@ fn decode_gqa_window_softcap_batch_match_oracle() {
                 scale: Some(0.3),
             },
         ] {
-            t.check(&mut r, heads, &o, &[None]);
+            t.check(&mut r, heads, &o, &[None, SINGLE]);
         }
     }
 }

@@ -182,6 +182,17 @@ fn bench_model_profile_times_every_dispatch_of_a_step() {
         total > 0.0 && (sum - total).abs() <= 1e-6 * total.max(1.0),
         "{v}"
     );
+    // The same step with dispatches sharing passes: positive, and no slower than one pass
+    // per dispatch by more than timer noise.
+    let shared = prof["gpu_us_per_step_shared_passes"]
+        .as_f64()
+        .expect("gpu_us_per_step_shared_passes");
+    assert!(shared > 0.0 && shared < 2.0 * total, "{v}");
+    let submit = v["overhead_submit_ms_per_token"]
+        .as_f64()
+        .expect("overhead_submit_ms_per_token");
+    let overhead = v["overhead_ms_per_token"].as_f64().expect("overhead");
+    assert!(submit > 0.0 && submit <= overhead, "{v}");
     // Most expensive first.
     let us: Vec<f64> = kernels
         .iter()

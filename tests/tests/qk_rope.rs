@@ -27,6 +27,8 @@ struct Case {
     ring: bool,
     /// Positions appended (through the plain append) before the fused call.
     before: usize,
+    /// 0: q, k, v apart; 1: q and k packed in one row, v apart; 2: q, k and v packed.
+    packed: u8,
 }
 
 fn storage(e: &Engine, cache: &KvCache, k: bool) -> Vec<f32> {
@@ -129,18 +131,41 @@ fn check(e: &Engine, r: &mut Rand, c: &Case, cfg: Option<QkRopeConfig>) {
     });
     let mut rec = e.recorder();
     let table = ops::rope_table_tensor(&mut rec, &positions, c.rot, base).unwrap();
-    let out = ops::qk_rope_append(
-        &mut rec,
-        &qt,
-        &kt,
-        &vt,
-        norms,
-        &table,
-        &opts,
-        &mut cache,
-        cfg.clone(),
-    )
-    .unwrap();
+    let out = if c.packed > 0 {
+        let mut row = q.clone();
+        row.extend_from_slice(&k);
+        if c.packed == 2 {
+            row.extend_from_slice(&v);
+        }
+        let pt = e.upload_f32(&[1, row.len()], &row).unwrap();
+        let vt1 = e.upload_f32(&[1, v.len()], &v).unwrap();
+        let vsep = (c.packed == 1).then_some(&vt1);
+        ops::qk_rope_append_packed(
+            &mut rec,
+            &pt,
+            vsep,
+            c.heads,
+            norms,
+            &table,
+            &opts,
+            &mut cache,
+            cfg.clone(),
+        )
+        .unwrap()
+    } else {
+        ops::qk_rope_append(
+            &mut rec,
+            &qt,
+            &kt,
+            &vt,
+            norms,
+            &table,
+            &opts,
+            &mut cache,
+            cfg.clone(),
+        )
+        .unwrap()
+    };
     rec.submit().unwrap();
     assert_eq!(
         cache.len(),
@@ -219,6 +244,7 @@ fn case(
         capacity: 64,
         ring: false,
         before: 5,
+        packed: 0,
     }
 }
 
@@ -257,6 +283,18 @@ fn qk_rope_matches_oracle() {
             check(e, &mut r, &c, None);
             c.before = 0;
             check(e, &mut r, &c, None);
+            // q, k (and v) packed in one row, as the stacked projection writes them.
+            for packed in [1, 2] {
+                let mut c = case(layout, 4, 1, 256, 256, true, dtype);
+                c.packed = packed;
+                check(e, &mut r, &c, None);
+                let mut c = case(layout, 8, 2, 64, 32, false, dtype);
+                c.packed = packed;
+                c.ring = true;
+                c.capacity = 5;
+                c.before = 9;
+                check(e, &mut r, &c, None);
+            }
         }
     }
 }
@@ -267,6 +305,7 @@ fn qk_rope_every_config_matches_oracle() {
     let mut r = Rand::new(78);
     for (h, g, d) in [(4, 1, 256), (8, 2, 64)] {
         let mut c = case(RopeLayout::Neox, h, g, d, d, true, KvDType::F32);
+        c.packed = 2;
         c.ring = true;
         c.capacity = 9;
         c.before = 20;
@@ -331,5 +370,11 @@ fn qk_rope_bad_arguments_fail_cleanly() {
     let err = ops::qk_rope_append(&mut rec, &q, &k, &k, None, &table, &opts, &mut cache, None);
     assert!(err.is_err(), "overflow must fail");
     assert_eq!(cache.len(), 2);
+    // A packed row of the wrong width is refused.
+    let row = e.upload_f32(&[1, 20], &r.vec(20, -1.0, 1.0)).unwrap();
+    let bad = ops::qk_rope_append_packed(
+        &mut rec, &row, None, 2, None, &table, &opts, &mut cache, None,
+    );
+    assert!(bad.is_err());
     rec.submit().unwrap();
 }

@@ -3,7 +3,7 @@
 //! on Gemma's Q5_0 and on Q4_K, sampled configs on every format, both activations, segmented
 //! weights, and mismatched operands refused.
 
-use webjit_engine::ops::{qmatvec_gated, qmatvec_spec};
+use webjit_engine::ops::{qmatvec_gated, qmatvec_spec, qmatvec_stacked};
 use webjit_engine::Engine;
 use webjit_jit::kernels::qmatvec::{Gate, QMatvecConfig, Reduce};
 use webjit_jit::quant::{self, GgmlType};
@@ -190,4 +190,112 @@ fn gated_qmatvec_segmented_matches_unsegmented_and_refuses_mismatches() {
     let mut rec = e.recorder();
     assert!(qmatvec_gated(&mut rec, &xt, &tg, &other, Gate::Silu, None).is_err());
     assert!(qmatvec_gated(&mut rec, &xt, &tg, &short, Gate::Silu, None).is_err());
+}
+
+/// The stacked matvec ([W1; W2; W3] by rows, one output) against the f64 product of each part.
+fn run_stacked(
+    e: &Engine,
+    format: GgmlType,
+    rows: &[usize],
+    m: usize,
+    k: usize,
+    seed: u64,
+    pick: &dyn Fn(&[QMatvecConfig]) -> Vec<QMatvecConfig>,
+) -> usize {
+    let mut rnd = Rand::new(seed);
+    let x = rnd.vec(m * k, -1.0, 1.0);
+    let total: usize = rows.iter().sum();
+    let mut want = vec![0.0f64; m * total];
+    let mut mag: f64 = 0.0;
+    let mut ts = Vec::new();
+    let mut col = 0;
+    for (i, &n) in rows.iter().enumerate() {
+        let raw = quant::synth_blocks(format, n * k / format.block_elems(), seed + 10 * i as u64);
+        let wf = quant::dequantize_vec(format, &raw).unwrap();
+        let (y, mg) = dots(&x, &wf, m, n, k);
+        mag = mag.max(mg);
+        for r in 0..m {
+            for j in 0..n {
+                want[r * total + col + j] = y[r * n + j];
+            }
+        }
+        col += n;
+        ts.push(e.upload_quantized(format, [n, k], &raw).unwrap());
+    }
+    let parts: Vec<_> = ts.iter().collect();
+    let xt = e.upload_f32(&[m, k], &x).unwrap();
+    let mut spec = qmatvec_spec(&xt, &ts[0]).unwrap();
+    spec.n = total as u64;
+    spec.rows = total as u64;
+    spec.stacked = rows.len() as u32;
+    let scale = want.iter().map(|v| v.abs()).fold(0.0, f64::max);
+    let chosen = pick(&spec.space(e.profile()));
+    for cfg in &chosen {
+        let mut rec = e.recorder();
+        let y = qmatvec_stacked(&mut rec, &xt, &parts, Some(cfg.clone())).unwrap();
+        rec.submit().unwrap();
+        let got = e.read_f32(&y).unwrap();
+        assert_close(
+            &format!("{} m{m} rows{rows:?} k{k}", spec.key(cfg)),
+            seed,
+            &got,
+            &want,
+            if cfg.f16 { 4e-3 * mag } else { 1e-5 * scale },
+            if cfg.f16 { 1e-2 } else { 1e-4 },
+            if cfg.f16 { 1e-5 } else { 1e-9 },
+        );
+    }
+    chosen.len()
+}
+
+#[test]
+fn stacked_qmatvec_every_config_and_sampled_formats() {
+    let e = engine();
+    let all = |s: &[QMatvecConfig]| s.to_vec();
+    // Gemma 3 270M's q, k, v rows (scaled down), part sizes that no R divides.
+    let mut total = run_stacked(e, GgmlType::Q5_0, &[37, 11, 11], 1, 640, 31, &all);
+    total += run_stacked(e, GgmlType::Q5_0, &[21, 5], 2, 96, 32, &all);
+    assert!(total >= 60, "only {total} configs ran");
+    let sample = |s: &[QMatvecConfig]| -> Vec<QMatvecConfig> {
+        let mut v = vec![s[0].clone(), s[s.len() - 1].clone()];
+        if let Some(c) = s.iter().find(|c| c.reduce == Reduce::Subgroup && c.r == 8) {
+            v.push(c.clone());
+        }
+        v
+    };
+    for (i, format) in GgmlType::ALL.into_iter().enumerate() {
+        let k = 2 * format.block_elems().max(32) + if format.block_elems() == 1 { 4 } else { 0 };
+        run_stacked(e, format, &[9, 3, 5], 1 + i % 3, k, 300 + i as u64, &sample);
+    }
+    // Mixed formats, K or segmented weights are refused.
+    let a = e
+        .upload_quantized(
+            GgmlType::Q8_0,
+            [4, 64],
+            &quant::synth_blocks(GgmlType::Q8_0, 8, 1),
+        )
+        .unwrap();
+    let b = e
+        .upload_quantized(
+            GgmlType::Q4_0,
+            [4, 64],
+            &quant::synth_blocks(GgmlType::Q4_0, 8, 2),
+        )
+        .unwrap();
+    let x = e.upload_f32(&[1, 64], &[0.5; 64]).unwrap();
+    let mut rec = e.recorder();
+    assert!(qmatvec_stacked(&mut rec, &x, &[&a, &b], None).is_err());
+    assert!(qmatvec_stacked(&mut rec, &x, &[&a], None).is_err());
+    let small = small_binding_engine();
+    let big = small
+        .upload_quantized(
+            GgmlType::Q8_0,
+            [131, 1024],
+            &quant::synth_blocks(GgmlType::Q8_0, 131 * 32, 3),
+        )
+        .unwrap();
+    assert!(big.segments().len() >= 2);
+    let xs = small.upload_f32(&[1, 1024], &[0.5; 1024]).unwrap();
+    let mut rec = small.recorder();
+    assert!(qmatvec_stacked(&mut rec, &xs, &[&big, &big], None).is_err());
 }

@@ -355,7 +355,13 @@ fn quant_spaces_validate() {
             2,
         );
         for m in [1, 8] {
-            for gate in [None, Some(Gate::GeluTanh), Some(Gate::Silu)] {
+            for (gate, stacked) in [
+                (None, 0),
+                (Some(Gate::GeluTanh), 0),
+                (Some(Gate::Silu), 0),
+                (None, 2),
+                (None, 3),
+            ] {
                 let n = sweep(
                     &QMatvecSpec {
                         format,
@@ -364,10 +370,11 @@ fn quant_spaces_validate() {
                         k: 512,
                         rows: 4096,
                         gate,
+                        stacked,
                     },
                     8,
                 );
-                assert!(n >= 30, "{} {gate:?}: {n}", format.name());
+                assert!(n >= 30, "{} {gate:?} {stacked}: {n}", format.name());
             }
         }
     }

@@ -464,9 +464,6 @@ pub(crate) fn layer_forward(
         Some(h) => h,
         None => ops::rms_norm(rec, &x, &l.attn_norm, cfg.eps, 0.0)?,
     };
-    let q = l.wq.apply(rec, &h)?;
-    let k = l.wk.apply(rec, &h)?;
-    let v = l.wv.apply(rec, &h)?;
     let rope = RopeOptions {
         layout: cfg.rope_layout,
         base: cfg.rope_base_of(i),
@@ -492,18 +489,45 @@ pub(crate) fn layer_forward(
             }),
             _ => None,
         };
-        let (q, k) = match norms {
-            Some(_) => (q, k),
-            // One norm without the other: apply it unfused, then rotate without norms.
-            None => (
-                head_norm(rec, q, l.q_norm.as_ref(), [t, cfg.n_heads, hd], cfg.eps)?,
-                head_norm(rec, k, l.k_norm.as_ref(), [t, cfg.n_kv_heads, hd], cfg.eps)?,
-            ),
+        let both_or_none = l.q_norm.is_some() == l.k_norm.is_some();
+        let q = match stacked_qkv(l).filter(|_| both_or_none) {
+            // q and k (and v) of one quantized format: one stacked projection, read packed.
+            Some((parts, v_inside)) => {
+                let qkv = ops::qmatvec_stacked(rec, &h, &parts, None)?;
+                let v = match v_inside {
+                    true => None,
+                    false => Some(l.wv.apply(rec, &h)?),
+                };
+                ops::qk_rope_append_packed(
+                    rec,
+                    &qkv,
+                    v.as_ref(),
+                    cfg.n_heads,
+                    norms,
+                    table,
+                    &rope,
+                    cache,
+                    None,
+                )?
+            }
+            None => {
+                let q = l.wq.apply(rec, &h)?;
+                let k = l.wk.apply(rec, &h)?;
+                let v = l.wv.apply(rec, &h)?;
+                let (q, k) = match norms {
+                    Some(_) => (q, k),
+                    // One norm without the other: apply it unfused, then rotate without norms.
+                    None => (
+                        head_norm(rec, q, l.q_norm.as_ref(), [t, cfg.n_heads, hd], cfg.eps)?,
+                        head_norm(rec, k, l.k_norm.as_ref(), [t, cfg.n_kv_heads, hd], cfg.eps)?,
+                    ),
+                };
+                let q = reshaped(&q, &[t, cfg.n_heads, hd])?;
+                let k = reshaped(&k, &[t, cfg.n_kv_heads, hd])?;
+                let v = reshaped(&v, &[t, cfg.n_kv_heads, hd])?;
+                ops::qk_rope_append(rec, &q, &k, &v, norms, table, &rope, cache, None)?
+            }
         };
-        let q = reshaped(&q, &[t, cfg.n_heads, hd])?;
-        let k = reshaped(&k, &[t, cfg.n_kv_heads, hd])?;
-        let v = reshaped(&v, &[t, cfg.n_kv_heads, hd])?;
-        let q = ops::qk_rope_append(rec, &q, &k, &v, norms, table, &rope, cache, None)?;
         let q3 = reshaped(&q, &[1, cfg.n_heads, hd])?;
         let opts = DecodeOptions {
             window,
@@ -512,6 +536,9 @@ pub(crate) fn layer_forward(
         };
         ops::attention_decode(rec, &q3, cache, &opts)?
     } else {
+        let q = l.wq.apply(rec, &h)?;
+        let k = l.wk.apply(rec, &h)?;
+        let v = l.wv.apply(rec, &h)?;
         let q = head_norm(rec, q, l.q_norm.as_ref(), [t, cfg.n_heads, hd], cfg.eps)?;
         let k = head_norm(rec, k, l.k_norm.as_ref(), [t, cfg.n_kv_heads, hd], cfg.eps)?;
         let q = ops::rope_with_table(rec, &q, table, &rope, None)?;
@@ -575,6 +602,24 @@ pub(crate) fn layer_forward(
             l.post_ffn_norm.as_ref(),
             cfg.eps,
         )?)),
+    }
+}
+
+/// The weights of a stacked q/k(/v) projection: q and k quantized in one format and K, each
+/// one binding, plus v when it shares them (returned flag: v is in the stack).
+fn stacked_qkv(l: &Layer) -> Option<(Vec<&QTensor>, bool)> {
+    let (Weight::Q(q), Weight::Q(k)) = (&l.wq, &l.wk) else {
+        return None;
+    };
+    let fits = |w: &QTensor| {
+        w.format() == q.format() && w.shape()[1] == q.shape()[1] && w.segments().len() == 1
+    };
+    if !fits(q) || !fits(k) {
+        return None;
+    }
+    match &l.wv {
+        Weight::Q(v) if fits(v) => Some((vec![q, k, v], true)),
+        _ => Some((vec![q, k], false)),
     }
 }
 

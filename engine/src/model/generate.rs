@@ -103,6 +103,9 @@ pub struct Step {
     pub dispatches: u32,
     /// Host seconds spent recording and submitting the step (before waiting for the GPU).
     pub record_s: f64,
+    /// The part of `record_s` spent in `submit` (finishing the command encoder, writing the
+    /// uniforms, handing the work to the queue).
+    pub submit_s: f64,
 }
 
 /// Why a `Generation` stopped.
@@ -212,8 +215,10 @@ impl Session {
         self.history.extend_from_slice(tokens);
         self.sampler.record(&mut rec, &logits, s, &self.history)?;
         let dispatches = rec.stats.dispatches;
+        let t1 = web_time::now();
         rec.submit()?;
-        let record_s = web_time::now() - t0;
+        let t2 = web_time::now();
+        let (record_s, submit_s) = (t2 - t0, t2 - t1);
         let words: Vec<u32> =
             bytemuck::pod_collect_to_vec(&engine.read_bytes(self.sampler.result()).await?);
         Ok(Step {
@@ -221,17 +226,22 @@ impl Session {
             logits,
             dispatches,
             record_s,
+            submit_s,
         })
     }
 
     /// GPU time of each kernel of one decode step of `token` (microseconds, in dispatch order,
     /// labelled with kernel keys), from timestamp queries around one pass per dispatch. The
     /// step is appended to the context like any other. Needs timestamp queries.
+    ///
+    /// With `per_dispatch` false the step is recorded as usual (dispatches share passes) and
+    /// each entry is one pass, labelled `pass`: their sum is the step's GPU time.
     pub async fn profile_step_async(
         &mut self,
         engine: &Engine,
         token: u32,
         s: &SampleSettings,
+        per_dispatch: bool,
     ) -> Result<Vec<(String, f64)>> {
         const MAX: u32 = 2048;
         let timer =
@@ -240,7 +250,11 @@ impl Session {
                 detail: "this device has no timestamp queries".into(),
             })?;
         let mut rec = engine.recorder();
-        rec.profile_dispatches(timer.set.clone(), MAX);
+        if per_dispatch {
+            rec.profile_dispatches(timer.set.clone(), MAX);
+        } else {
+            rec.time_passes(timer.set.clone(), MAX);
+        }
         rec.set_arena(self.arena.take().unwrap_or_default());
         let logits = self.decoder.forward(&mut rec, &[token]);
         if let Some(a) = rec.take_arena() {
@@ -249,13 +263,16 @@ impl Session {
         let logits = logits?;
         self.history.push(token);
         self.sampler.record(&mut rec, &logits, s, &self.history)?;
-        let labels = rec.pass_labels().to_vec();
+        let mut labels = rec.pass_labels().to_vec();
         let n = rec
             .resolve_pass_times(&timer.resolve)
             .ok_or_else(|| Error::InvalidArgument {
                 op: "profile",
                 detail: format!("more than {MAX} dispatches in one step"),
             })?;
+        if !per_dispatch {
+            labels = vec!["pass".to_string(); n as usize];
+        }
         let ticks = rec.empty(&[4 * n as usize], DType::U32)?;
         let dst = ticks.segments()[0].buffer.raw().clone();
         rec.copy(&timer.resolve, 0, &dst, 0, 16 * n as u64);
@@ -587,36 +604,75 @@ impl Session {
     ) -> Result<usize> {
         let mut steps = 0;
         let mut slot = 0usize;
-        // The step in flight that consumes `res.token`, if any.
-        let mut ahead: Option<(wgpu::SubmissionIndex, usize)> = None;
-        loop {
-            if !self.accept(&res, opts, stats, is_eog, on_token) {
-                if let Some((idx, s)) = ahead.take() {
-                    self.read_staged(engine, s, idx)?;
-                    self.decoder.rewind(1);
-                }
-                break;
+        // Submitting a step (ending its compute pass, where wgpu validates and encodes every
+        // dispatch, then the queue submit) takes about as long as recording it, so a worker
+        // thread does it while this thread records the next step. Steps reach the worker in
+        // order; each comes back as its submission index. Poisoned engines (a test mode that
+        // writes NaN into buffers as they are handed out) submit inline.
+        let threaded = !engine.poisoned();
+        std::thread::scope(|scope| -> Result<()> {
+            type Job<'e> = (
+                crate::recorder::PendingSubmit<'e>,
+                std::sync::mpsc::Sender<Result<wgpu::SubmissionIndex>>,
+            );
+            let (jobs, rx) = std::sync::mpsc::channel::<Job<'_>>();
+            if threaded {
+                scope.spawn(move || {
+                    for (pending, back) in rx {
+                        let _ = back.send(pending.submit());
+                    }
+                });
             }
-            let cur = match ahead.take() {
-                Some(c) => c,
-                None => {
-                    settings.u = rng.uniform();
-                    slot ^= 1;
-                    (self.submit_gpu_step(engine, settings, slot, stats)?, slot)
+            let jobs = threaded.then_some(jobs);
+            let submit = |pending| -> Result<Submitted> {
+                match &jobs {
+                    Some(tx) => {
+                        let (back, idx) = std::sync::mpsc::channel();
+                        tx.send((pending, back)).map_err(|_| Error::Gpu {
+                            during: "decode".into(),
+                            message: "the submit thread stopped".into(),
+                        })?;
+                        Ok(Submitted::Later(idx))
+                    }
+                    None => Ok(Submitted::Now(pending.submit()?)),
                 }
             };
-            // The step after `cur` may be wanted: submit it now, reading `cur`'s token on the
-            // GPU, so it runs while the host waits for and handles `cur`'s token.
-            let may_continue = stats.tokens.len() + 1 < opts.max_tokens
-                && self.decoder.position() < self.decoder.max_context();
-            if may_continue {
-                settings.u = rng.uniform();
-                slot ^= 1;
-                ahead = Some((self.submit_gpu_step(engine, settings, slot, stats)?, slot));
+            // The step in flight that consumes `res.token`, if any.
+            let mut ahead: Option<(Submitted, usize)> = None;
+            loop {
+                if !self.accept(&res, opts, stats, is_eog, on_token) {
+                    if let Some((idx, s)) = ahead.take() {
+                        self.read_staged(engine, s, idx.index()?)?;
+                        self.decoder.rewind(1);
+                    }
+                    break;
+                }
+                let cur = match ahead.take() {
+                    Some(c) => c,
+                    None => {
+                        settings.u = rng.uniform();
+                        slot ^= 1;
+                        (
+                            submit(self.record_gpu_step(engine, settings, slot, stats)?)?,
+                            slot,
+                        )
+                    }
+                };
+                // The step after `cur` may be wanted: submit it now, reading `cur`'s token on
+                // the GPU, so it runs while the host waits for and handles `cur`'s token.
+                let may_continue = stats.tokens.len() + 1 < opts.max_tokens
+                    && self.decoder.position() < self.decoder.max_context();
+                if may_continue {
+                    settings.u = rng.uniform();
+                    slot ^= 1;
+                    let pending = self.record_gpu_step(engine, settings, slot, stats)?;
+                    ahead = Some((submit(pending)?, slot));
+                }
+                res = self.read_staged(engine, cur.1, cur.0.index()?)?;
+                steps += 1;
             }
-            res = self.read_staged(engine, cur.1, cur.0)?;
-            steps += 1;
-        }
+            Ok(())
+        })?;
         // Every generated token but the last was fed to the decoder.
         let fed = stats.tokens.len().saturating_sub(1);
         self.history.extend_from_slice(&stats.tokens[..fed]);
@@ -624,16 +680,16 @@ impl Session {
         Ok(steps)
     }
 
-    /// Records and submits one decode step whose input is the token in the sampler's result,
-    /// ending with a copy of the new result into staging buffer `slot`.
+    /// Records one decode step whose input is the token in the sampler's result, ending with
+    /// a copy of the new result into staging buffer `slot`; the caller submits it.
     #[cfg(not(target_arch = "wasm32"))]
-    fn submit_gpu_step(
+    fn record_gpu_step<'e>(
         &mut self,
-        engine: &Engine,
+        engine: &'e Engine,
         s: &SampleSettings,
         slot: usize,
         stats: &mut GenerateStats,
-    ) -> Result<wgpu::SubmissionIndex> {
+    ) -> Result<crate::recorder::PendingSubmit<'e>> {
         let bytes = (SAMPLE_RESULT_WORDS * 4) as u64;
         if self.staging.is_empty() {
             for _ in 0..2 {
@@ -662,7 +718,7 @@ impl Session {
         }
         let logits = logits?;
         self.sampler.record(&mut rec, &logits, s, &[])?;
-        rec.copy(
+        rec.copy_after(
             self.sampler.result().segments()[0].buffer.raw(),
             0,
             &self.staging[slot],
@@ -670,7 +726,7 @@ impl Session {
             bytes,
         );
         stats.dispatches_per_token = rec.stats.dispatches;
-        rec.submit()
+        Ok(rec.into_pending())
     }
 
     /// Waits for submission `idx` and reads staging buffer `slot`.
@@ -728,6 +784,27 @@ impl Session {
         };
         buf.unmap();
         SampleResult::from_words(&words)
+    }
+}
+
+/// A decode step handed to the queue, now or by the submit thread.
+#[cfg(not(target_arch = "wasm32"))]
+enum Submitted {
+    Now(wgpu::SubmissionIndex),
+    Later(std::sync::mpsc::Receiver<Result<wgpu::SubmissionIndex>>),
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Submitted {
+    /// The submission index, once the step is submitted.
+    fn index(self) -> Result<wgpu::SubmissionIndex> {
+        match self {
+            Submitted::Now(i) => Ok(i),
+            Submitted::Later(rx) => rx.recv().map_err(|_| Error::Gpu {
+                during: "decode".into(),
+                message: "the submit thread stopped".into(),
+            })?,
+        }
     }
 }
 

@@ -98,9 +98,21 @@ pub fn attention_decode_into(
     let (scale, cap) = scale_and_cap(spec.head_dim as usize, opts.scale, opts.softcap)?;
     let (kv_start, _) = cache.visible(opts.window)?;
     let engine = rec.engine();
-    let c = engine.choose(&spec, cfg);
-    let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
+    let (c, kernel) = engine.kernel_for(&spec, cfg)?;
     let params = spec.params(&c, cache.options().capacity as u32, kv_start, scale, cap);
+    if c.single_pass() {
+        return rec.dispatch(
+            &kernel,
+            bytemuck::bytes_of(&params),
+            &[
+                Bind::whole(q),
+                Bind::whole(cache.k()),
+                Bind::whole(cache.v()),
+                Bind::whole(out),
+            ],
+            spec.dispatch(&c),
+        );
+    }
     let rows = spec.batch as usize * spec.n_heads as usize * params.n_split as usize;
     let part_ml = rec.empty(&[rows, 2], DType::F32)?;
     let part_acc = rec.empty(&[rows, spec.head_dim as usize], DType::F32)?;
@@ -124,8 +136,7 @@ pub fn attention_decode_into(
         n_heads: spec.n_heads,
         head_dim: spec.head_dim,
     };
-    let rc = engine.choose(&rspec, reduce_cfg);
-    let rkernel = engine.pipelines.get(&engine.gpu, &rspec, &rc)?;
+    let (rc, rkernel) = engine.kernel_for(&rspec, reduce_cfg)?;
     rec.dispatch(
         &rkernel,
         bytemuck::bytes_of(&params),

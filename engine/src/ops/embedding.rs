@@ -90,8 +90,7 @@ fn embedding_dispatch(
         dim: table.row_len() as u64,
     };
     let engine = rec.engine();
-    let c = engine.choose(&spec, cfg);
-    let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
+    let (c, kernel) = engine.kernel_for(&spec, cfg)?;
     for (i, seg) in table.segments().iter().enumerate() {
         if !used(seg.row_start, seg.rows) {
             continue;
@@ -146,8 +145,7 @@ pub fn qembedding_into(
         dim: dim as u64,
     };
     let engine = rec.engine();
-    let c = engine.choose(&spec, cfg);
-    let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
+    let (c, kernel) = engine.kernel_for(&spec, cfg)?;
     for (i, seg) in table.segments().iter().enumerate() {
         let params = spec.params(seg.row_start as u32, seg.rows as u32, scale);
         rec.dispatch(

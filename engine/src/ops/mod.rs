@@ -38,9 +38,11 @@ pub use neighborhood::{
     neighborhood_spec, NaOptions,
 };
 pub use pool::{mean_pool, mean_pool_with};
-pub use qk_rope::{qk_rope_append, QkNorms};
+pub use qk_rope::{qk_rope_append, qk_rope_append_packed, QkNorms};
 pub use qmatmul::{qmatmul, qmatmul_into, qmatmul_spec, qmatmul_with};
-pub use qmatvec::{qdequant, qmatvec, qmatvec_gated, qmatvec_into, qmatvec_spec, qmatvec_with};
+pub use qmatvec::{
+    qdequant, qmatvec, qmatvec_gated, qmatvec_into, qmatvec_spec, qmatvec_stacked, qmatvec_with,
+};
 pub use rope::{rope, rope_table_tensor, rope_with, rope_with_table, RopeOptions};
 pub use rowwise::{
     add_norm, l2_normalize, layer_norm, rms_norm, rms_norm_add, rowwise_with, softmax,

@@ -36,17 +36,13 @@ pub fn qk_rope_append(
     cache: &mut KvCache,
     cfg: Option<QkRopeConfig>,
 ) -> Result<Tensor> {
-    for (name, t) in [("q", q), ("k", k), ("v", v), ("table", table)] {
-        expect_f32(OP, t)?;
-        expect_single(OP, name, t)?;
-    }
     let &[tokens, n_heads, hd] = q.shape() else {
         return Err(shape(format!(
             "q must be [tokens, heads, head_dim], got {:?}",
             q.shape()
         )));
     };
-    let co = cache.options().clone();
+    let co = cache.options();
     let kv = [tokens, co.n_kv_heads, co.head_dim];
     if k.shape() != kv || v.shape() != kv || hd != co.head_dim {
         return Err(shape(format!(
@@ -56,6 +52,65 @@ pub fn qk_rope_append(
             co.head_dim
         )));
     }
+    let src = [(q, 0), (k, 0), (v, 0)];
+    qk_rope_impl(rec, src, tokens, n_heads, norms, table, opts, cache, cfg)
+}
+
+/// `qk_rope_append` for one token whose q, k (and v) come packed in one row, as the stacked
+/// projection writes them: `qkv` [1, n_heads * hd + n_kv * hd (+ n_kv * hd)], with v read from
+/// `v` [1, n_kv * hd] when it is not in the row.
+#[allow(clippy::too_many_arguments)]
+pub fn qk_rope_append_packed(
+    rec: &mut Recorder,
+    qkv: &Tensor,
+    v: Option<&Tensor>,
+    n_heads: usize,
+    norms: Option<QkNorms<'_>>,
+    table: &Tensor,
+    opts: &RopeOptions,
+    cache: &mut KvCache,
+    cfg: Option<QkRopeConfig>,
+) -> Result<Tensor> {
+    let co = cache.options();
+    let (hd, kvw) = (co.head_dim, co.n_kv_heads * co.head_dim);
+    let qw = n_heads * hd;
+    let want = qw + kvw + if v.is_some() { 0 } else { kvw };
+    if qkv.shape() != [1, want] || v.is_some_and(|v| v.numel() != kvw) {
+        return Err(shape(format!(
+            "packed row {:?} must be [1, {want}] ({n_heads} q heads, {} kv heads of {hd}) and \
+             a separate v {kvw} elements",
+            qkv.shape(),
+            co.n_kv_heads
+        )));
+    }
+    let src = match v {
+        Some(v) => [(qkv, 0), (qkv, qw), (v, 0)],
+        None => [(qkv, 0), (qkv, qw), (qkv, qw + kvw)],
+    };
+    qk_rope_impl(rec, src, 1, n_heads, norms, table, opts, cache, cfg)
+}
+
+/// Sources are (tensor, element offset) of q, k and v.
+#[allow(clippy::too_many_arguments)]
+fn qk_rope_impl(
+    rec: &mut Recorder,
+    src: [(&Tensor, usize); 3],
+    tokens: usize,
+    n_heads: usize,
+    norms: Option<QkNorms<'_>>,
+    table: &Tensor,
+    opts: &RopeOptions,
+    cache: &mut KvCache,
+    cfg: Option<QkRopeConfig>,
+) -> Result<Tensor> {
+    for (name, (t, _)) in ["q", "k", "v"].into_iter().zip(src) {
+        expect_f32(OP, t)?;
+        expect_single(OP, name, t)?;
+    }
+    expect_f32(OP, table)?;
+    expect_single(OP, "table", table)?;
+    let co = cache.options().clone();
+    let hd = co.head_dim;
     if co.batch != 1 || tokens > co.capacity {
         return Err(Error::InvalidArgument {
             op: OP,
@@ -102,20 +157,18 @@ pub fn qk_rope_append(
     };
     let end = cache.append_end(tokens)?;
     let engine = rec.engine();
-    let c = engine.choose(&spec, cfg);
-    let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
-    let out = rec.empty(q.shape(), DType::F32)?;
+    let (c, kernel) = engine.kernel_for(&spec, cfg)?;
+    let out = rec.empty(&[tokens, n_heads, hd], DType::F32)?;
     if tokens == 0 {
         return Ok(out);
     }
     let (eps, off) = norms.map(|n| (n.eps, n.w_offset)).unwrap_or((0.0, 0.0));
-    let params = spec.params(co.capacity as u32, cache.len() as u32, eps, off);
-    let mut binds = vec![
-        Bind::whole(q),
-        Bind::whole(k),
-        Bind::whole(v),
-        Bind::whole(table),
-    ];
+    let mut params = spec.params(co.capacity as u32, cache.len() as u32, eps, off);
+    params.q_off = src[0].1 as u32;
+    params.k_off = src[1].1 as u32;
+    params.v_off = src[2].1 as u32;
+    let mut binds: Vec<Bind> = src.iter().map(|(t, _)| Bind::whole(t)).collect();
+    binds.push(Bind::whole(table));
     if let Some(n) = &norms {
         binds.push(Bind::whole(n.q));
         binds.push(Bind::whole(n.k));

@@ -33,6 +33,7 @@ pub fn qmatvec_spec(x: &Tensor, w: &QTensor) -> Result<QMatvecSpec> {
         k: k as u64,
         rows: w.segments()[0].rows as u64,
         gate: None,
+        stacked: 0,
     })
 }
 
@@ -60,9 +61,8 @@ pub fn qmatvec_into(
     let spec = qmatvec_spec(x, w)?;
     super::qmatvec::check_operands("qmatvec", x, y, [spec.m as usize, spec.n as usize])?;
     let engine = rec.engine();
-    let c = engine.choose(&spec, cfg);
     // One pipeline serves every segment: the segment's rows go to the uniforms.
-    let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
+    let (c, kernel) = engine.kernel_for(&spec, cfg)?;
     for (i, seg) in w.segments().iter().enumerate() {
         let params = spec.params(seg.row_start as u64, seg.rows as u64);
         let wb = Bind {
@@ -113,8 +113,7 @@ pub fn qmatvec_gated(
     let y = rec.empty(&[spec.m as usize, spec.n as usize], DType::F32)?;
     check_operands(op, x, &y, [spec.m as usize, spec.n as usize])?;
     let engine = rec.engine();
-    let c = engine.choose(&spec, cfg);
-    let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
+    let (c, kernel) = engine.kernel_for(&spec, cfg)?;
     for (i, (seg, seg2)) in w_gate.segments().iter().zip(w_up.segments()).enumerate() {
         let params = spec.params(seg.row_start as u64, seg.rows as u64);
         rec.dispatch(
@@ -138,6 +137,70 @@ pub fn qmatvec_gated(
     Ok(y)
 }
 
+/// Two or three quantized weights of one format and K, stacked by rows, in one pass:
+/// Y [M, N1 + N2 (+ N3)] = X [M, K] [W1; W2; W3]^T, M = 1..=8 (a decoder's q, k and v
+/// projections). Each weight must be one segment (one binding).
+pub fn qmatvec_stacked(
+    rec: &mut Recorder,
+    x: &Tensor,
+    parts: &[&QTensor],
+    cfg: Option<QMatvecConfig>,
+) -> Result<Tensor> {
+    let op = "qmatvec_stacked";
+    let (Some(first), 2..=3) = (parts.first(), parts.len()) else {
+        return Err(Error::InvalidArgument {
+            op,
+            detail: format!("takes 2 or 3 weights, got {}", parts.len()),
+        });
+    };
+    let k = first.shape()[1];
+    for w in parts {
+        if w.format() != first.format() || w.shape()[1] != k || w.segments().len() != 1 {
+            return Err(Error::Shape {
+                op,
+                detail: format!(
+                    "weights must share format {} and K {k} and be one segment each, got {} {:?} in {} segment(s)",
+                    first.format().name(),
+                    w.format().name(),
+                    w.shape(),
+                    w.segments().len()
+                ),
+            });
+        }
+    }
+    let rows: Vec<u64> = parts.iter().map(|w| w.shape()[0] as u64).collect();
+    let total: u64 = rows.iter().sum();
+    let mut spec = qmatvec_spec(x, first)?;
+    spec.n = total;
+    spec.rows = total;
+    spec.stacked = parts.len() as u32;
+    let y = rec.empty(&[spec.m as usize, total as usize], DType::F32)?;
+    check_operands(op, x, &y, [spec.m as usize, total as usize])?;
+    let engine = rec.engine();
+    let (c, kernel) = engine.kernel_for(&spec, cfg)?;
+    let mut binds = vec![
+        Bind {
+            buffer: &first.segments()[0].buffer,
+            size: first.segment_bytes(0),
+        },
+        Bind::whole(x),
+        Bind::whole(&y),
+    ];
+    for w in &parts[1..] {
+        binds.push(Bind {
+            buffer: &w.segments()[0].buffer,
+            size: w.segment_bytes(0),
+        });
+    }
+    rec.dispatch(
+        &kernel,
+        bytemuck::bytes_of(&spec.params_stacked(&rows)),
+        &binds,
+        spec.dispatch_rows(&c, total),
+    )?;
+    Ok(y)
+}
+
 /// Dequantizes a whole quantized weight to f32 [N, K] on the GPU (tests use it to check
 /// repacking; the output must fit one binding).
 pub fn qdequant(rec: &mut Recorder, w: &QTensor) -> Result<Tensor> {
@@ -151,8 +214,7 @@ pub fn qdequant(rec: &mut Recorder, w: &QTensor) -> Result<Tensor> {
             rows: seg.rows as u64,
             k: k as u64,
         };
-        let c = engine.choose(&spec, None);
-        let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
+        let (c, kernel) = engine.kernel_for(&spec, None)?;
         let seg_out = engine.empty(&[seg.rows, k], DType::F32)?;
         rec.dispatch(
             &kernel,

@@ -182,8 +182,7 @@ fn rowwise_impl(
             rows: x.segments()[i].rows as u64,
             cols: x.row_len() as u64,
         };
-        let c = engine.choose(&spec, cfg.clone());
-        let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
+        let (c, kernel) = engine.kernel_for(&spec, cfg.clone())?;
         let params = spec.params(&c, eps, w_offset);
         // Bindings in the op's input order: x, then each input (the residual by segment).
         let mut binds = vec![Bind::segment(x, i)];

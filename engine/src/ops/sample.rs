@@ -176,7 +176,7 @@ impl Sampler {
                     uniq.push(id);
                 }
             }
-            engine.gpu.queue.write_buffer(
+            rec.write_later(
                 self.hist.segments()[0].buffer.raw(),
                 0,
                 bytemuck::cast_slice(&uniq),

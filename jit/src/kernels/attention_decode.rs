@@ -74,8 +74,16 @@ pub struct DecodeSpec {
 pub struct DecodeConfig {
     pub wg: u32,
     /// Most splits per (batch, head); fewer are used when the cache is short (every split gets
-    /// at least `MIN_SPLIT_KEYS` keys).
+    /// at least `MIN_SPLIT_KEYS` keys). 1 is the single-pass kernel: one workgroup per
+    /// (batch, head) writes the output itself and no merge pass runs.
     pub max_splits: u32,
+}
+
+impl DecodeConfig {
+    /// One dispatch, no merge pass (`max_splits` 1).
+    pub fn single_pass(&self) -> bool {
+        self.max_splits == 1
+    }
 }
 
 /// Fewest cache entries per split. A split shorter than the workgroup leaves invocations idle
@@ -151,6 +159,14 @@ impl KernelSpec for DecodeSpec {
     }
 
     fn key(&self, cfg: &DecodeConfig) -> String {
+        if cfg.single_pass() {
+            return format!(
+                "attention_decode.single.{}.d{}.wg{}",
+                self.kv_dtype.name(),
+                self.head_dim,
+                cfg.wg
+            );
+        }
         format!(
             "attention_decode.split.{}.d{}.wg{}.s{}",
             self.kv_dtype.name(),
@@ -160,15 +176,20 @@ impl KernelSpec for DecodeSpec {
         )
     }
 
-    fn bindings(&self, _cfg: &DecodeConfig) -> Vec<BindingDecl> {
-        vec![
+    fn bindings(&self, cfg: &DecodeConfig) -> Vec<BindingDecl> {
+        let mut b = vec![
             BindingDecl::uniform(0, "p"),
             BindingDecl::read(1, "q"),
             BindingDecl::read(2, "kc"),
             BindingDecl::read(3, "vc"),
-            BindingDecl::read_write(4, "part_ml"),
-            BindingDecl::read_write(5, "part_acc"),
-        ]
+        ];
+        if cfg.single_pass() {
+            b.push(BindingDecl::read_write(4, "out"));
+        } else {
+            b.push(BindingDecl::read_write(4, "part_ml"));
+            b.push(BindingDecl::read_write(5, "part_acc"));
+        }
+        b
     }
 
     fn render(&self, cfg: &DecodeConfig) -> Result<String, JitError> {
@@ -177,11 +198,18 @@ impl KernelSpec for DecodeSpec {
             KvDType::F32 => section(f, ATTENTION_DECODE, "load_f32")?,
             KvDType::F16 => section(f, ATTENTION_DECODE, "load_f16")?,
         };
+        let (out_decl, store) = if cfg.single_pass() {
+            ("out_single", "store_single")
+        } else {
+            ("out_split", "store_split")
+        };
         render(
             f,
             section(f, ATTENTION_DECODE, "decode_split")?,
             &[
                 ("KEY", self.key(cfg)),
+                ("OUT_DECL", section(f, ATTENTION_DECODE, out_decl)?.into()),
+                ("STORE_OUT", section(f, ATTENTION_DECODE, store)?.into()),
                 ("PARAMS", DecodeParams::wgsl_decl()),
                 ("D4", (self.head_dim / 4).to_string()),
                 ("WG", cfg.wg.to_string()),
@@ -240,18 +268,31 @@ impl KernelSpec for DecodeSpec {
                 }
             }
         }
+        // Wide single-pass workgroups: a whole short cache in one or two score blocks.
+        for wg in [512, 1024] {
+            let c = DecodeConfig { wg, max_splits: 1 };
+            if self.check(profile, &c).is_ok() {
+                out.push(c);
+            }
+        }
         out
     }
 
     fn default_config(&self, profile: &DeviceProfile) -> DecodeConfig {
-        // Aim at ~512 workgroups in flight so long caches fill a large GPU.
+        // Splits grow with the square root of the cache: more splits fill the GPU but make
+        // the merge pass longer. Measured on an H100 (4 heads, d 256, f16 cache; `webjit bench
+        // attention --decode --sweep`), the fastest were 16 splits at 513 and 640 entries, 32
+        // at 2048 and 128 at 32768: about 0.75 * sqrt(len), rounded down in this list. At
+        // most ~512 workgroups in all, and never the single-pass kernel by default (one
+        // workgroup per head was 1.4-24x slower there).
         let heads = (self.batch * self.n_heads).max(1);
-        let want = (512 / heads).clamp(1, 256) as u32;
-        let max_splits = [256, 128, 64, 32, 16, 4, 1]
+        let want = (512 / heads).clamp(4, 256) as f64;
+        let target = (0.75 * (self.kv_len.max(1) as f64).sqrt()).min(want);
+        let max_splits = [256, 128, 64, 32, 16, 4]
             .into_iter()
-            .find(|&s| s <= want)
-            .unwrap_or(1);
-        for wg in [128, 256, 64, 32] {
+            .find(|&s| s as f64 <= target)
+            .unwrap_or(4);
+        for wg in [256, 128, 64, 32] {
             let c = DecodeConfig { wg, max_splits };
             if self.check(profile, &c).is_ok() {
                 return c;
@@ -265,7 +306,7 @@ impl KernelSpec for DecodeSpec {
 }
 
 /// Pass 2: one workgroup per (batch, head) merges `n_split` partial states.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct DecodeReduceSpec {
     pub batch: u64,
     pub n_heads: u64,
@@ -279,6 +320,10 @@ pub struct DecodeReduceConfig {
 
 impl KernelSpec for DecodeReduceSpec {
     type Config = DecodeReduceConfig;
+
+    fn memo_key(&self) -> Option<u64> {
+        Some(crate::spec::hash_of(self))
+    }
 
     fn family(&self) -> &'static str {
         "attention_decode_reduce"

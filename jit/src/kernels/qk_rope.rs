@@ -14,12 +14,12 @@ use crate::spec::{dispatch_2d, BindingDecl, KernelSpec, UniformStruct};
 
 crate::uniform_struct!(
     /// Uniforms of `qk_rope.wgsl`: the new rows go to slots `(pos + t) % capacity`.
-    QkRopeParams { tokens: u32, capacity: u32, pos: u32, eps: f32, w_offset: f32, pad0: u32, pad1: u32, pad2: u32 }
+    QkRopeParams { tokens: u32, capacity: u32, pos: u32, eps: f32, w_offset: f32, q_off: u32, k_off: u32, v_off: u32 }
 );
 
 /// q [tokens, n_heads, head_dim], k and v [tokens, n_kv_heads, head_dim] f32, a cache of one
 /// batch row; the first `rot` dims of each head are rotated.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct QkRopeSpec {
     pub layout: RopeLayout,
     pub tokens: u64,
@@ -58,6 +58,10 @@ impl QkRopeSpec {
 
 impl KernelSpec for QkRopeSpec {
     type Config = QkRopeConfig;
+
+    fn memo_key(&self) -> Option<u64> {
+        Some(crate::spec::hash_of(self))
+    }
 
     fn family(&self) -> &'static str {
         "qk_rope"

@@ -22,7 +22,7 @@ crate::uniform_struct!(
 crate::uniform_struct!(
     /// Uniforms of the `matvec` section of `qmatvec.wgsl`. `rows` are this segment's rows,
     /// written to columns `n_offset..n_offset + rows` of Y (which has `n` columns).
-    QMatvecParams { n: u32, k: u32, row_words: u32, rows: u32, n_offset: u32, pad0: u32, pad1: u32, pad2: u32 }
+    QMatvecParams { n: u32, k: u32, row_words: u32, rows: u32, n_offset: u32, part1: u32, part2: u32, pad0: u32 }
 );
 
 /// The WGSL `deq4` function (and helpers) of `format`; expects `w: array<u32>` in scope.
@@ -198,7 +198,7 @@ impl Gate {
 
 /// Y[M, N] = X[M, K] W[N, K]^T for one weight segment of `rows` rows (N total columns); with
 /// `gate`, Y = act(X W^T) * (X W2^T) for a second weight W2 of the same shape and format.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct QMatvecSpec {
     pub format: GgmlType,
     /// Activation rows, 1..=8.
@@ -209,6 +209,9 @@ pub struct QMatvecSpec {
     pub rows: u64,
     /// Gated form (two weights, one output).
     pub gate: Option<Gate>,
+    /// Stacked form: this many weights (2 or 3) stacked by rows; 0 for one weight. `n` and
+    /// `rows` count the rows of all of them.
+    pub stacked: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -231,10 +234,19 @@ impl QMatvecSpec {
             row_words: self.format.row_words(self.k as usize).unwrap_or(0) as u32,
             rows: rows as u32,
             n_offset: n_offset as u32,
+            part1: 0,
+            part2: 0,
             pad0: 0,
-            pad1: 0,
-            pad2: 0,
         }
+    }
+    /// Uniforms of the stacked form: `parts` are the row counts of W, W2 (and W3).
+    pub fn params_stacked(&self, parts: &[u64]) -> QMatvecParams {
+        let total: u64 = parts.iter().sum();
+        let first = parts.first().copied().unwrap_or(0);
+        let mut p = self.params(0, total);
+        p.part1 = first as u32;
+        p.part2 = (first + parts.get(1).copied().unwrap_or(0)) as u32;
+        p
     }
     /// Workgroups for a segment of `rows` rows.
     pub fn dispatch_rows(&self, cfg: &QMatvecConfig, rows: u64) -> [u32; 3] {
@@ -255,6 +267,14 @@ impl QMatvecSpec {
         };
         4 * (cfg.r * self.m * per * self.accumulators()) as u64
     }
+    /// The key infix of the gated and stacked forms.
+    fn variant(&self) -> String {
+        match (self.gate, self.stacked) {
+            (Some(g), _) => format!(".gated_{}", g.name()),
+            (None, s) if s > 1 => format!(".stacked{s}"),
+            _ => String::new(),
+        }
+    }
     /// Accumulators per output: 2 for the gated form (W and W2).
     fn accumulators(&self) -> u32 {
         if self.gate.is_some() {
@@ -270,14 +290,16 @@ impl KernelSpec for QMatvecSpec {
     fn family(&self) -> &'static str {
         "qmatvec"
     }
+    fn memo_key(&self) -> Option<u64> {
+        Some(crate::spec::hash_of(self))
+    }
+
     fn tune_key(&self) -> String {
         use crate::tune::bucket;
         format!(
             "qmatvec.{}{}|m{}.n{}.k{}",
             self.format.name(),
-            self.gate
-                .map(|g| format!(".gated_{}", g.name()))
-                .unwrap_or_default(),
+            self.variant(),
             self.m,
             bucket(self.rows),
             bucket(self.k)
@@ -292,9 +314,7 @@ impl KernelSpec for QMatvecSpec {
         format!(
             "qmatvec.{}{}.m{}.{}.f32acc.wg{}.r{}.{red}",
             self.format.name(),
-            self.gate
-                .map(|g| format!(".gated_{}", g.name()))
-                .unwrap_or_default(),
+            self.variant(),
             self.m,
             if cfg.f16 { "f16mul" } else { "f32mul" },
             cfg.wg,
@@ -308,8 +328,11 @@ impl KernelSpec for QMatvecSpec {
             BindingDecl::read(2, "x"),
             BindingDecl::read_write(3, "y"),
         ];
-        if self.gate.is_some() {
+        if self.gate.is_some() || self.stacked >= 2 {
             b.push(BindingDecl::read(4, "w2"));
+        }
+        if self.stacked >= 3 {
+            b.push(BindingDecl::read(5, "w3"));
         }
         b
     }
@@ -329,7 +352,7 @@ impl KernelSpec for QMatvecSpec {
             Some(g) => {
                 // A second copy of the dequantization reading w2 (WGSL has no pointers to
                 // storage arrays as function arguments everywhere).
-                deq.push_str(&second_weight_copy(&deq));
+                deq.push_str(&weight_copy(&deq, 2));
                 let act = g.name();
                 (
                     "@group(0) @binding(4) var<storage, read> w2: array<u32>;                               // [rows, row_words] W2's segment"
@@ -375,6 +398,38 @@ impl KernelSpec for QMatvecSpec {
                     .to_string(),
             ),
         };
+        let mut load_w = "            let wv = V(deq4(row * p.row_words, k4));".to_string();
+        let mut w2_decl = w2_decl;
+        if self.stacked >= 2 {
+            let base = deq.clone();
+            deq.push_str(&weight_copy(&base, 2));
+            w2_decl = "@group(0) @binding(4) var<storage, read> w2: array<u32>; \
+                       // [rows of part 2, row_words] the second stacked weight"
+                .to_string();
+            let mut l = String::from(
+                "            var wv: V;\n            if (row < p.part1) {\n                \
+                 wv = V(deq4(row * p.row_words, k4));\n",
+            );
+            if self.stacked >= 3 {
+                deq.push_str(&weight_copy(&base, 3));
+                w2_decl.push_str(
+                    "\n@group(0) @binding(5) var<storage, read> w3: array<u32>; \
+                     // [rows of part 3, row_words] the third stacked weight",
+                );
+                l.push_str(
+                    "            } else if (row < p.part2) {\n                \
+                     wv = V(deq4_2((row - p.part1) * p.row_words, k4));\n            \
+                     } else {\n                \
+                     wv = V(deq4_3((row - p.part2) * p.row_words, k4));\n            }",
+                );
+            } else {
+                l.push_str(
+                    "            } else {\n                \
+                     wv = V(deq4_2((row - p.part1) * p.row_words, k4));\n            }",
+                );
+            }
+            load_w = l;
+        }
         let (row0, k0, kstep) = match cfg.reduce {
             Reduce::None => ("((wid.x + wid.y * nwg.x) * WG + lid) * R", "0u", "1u"),
             _ => ("(wid.x + wid.y * nwg.x) * R", "lid", "WG"),
@@ -399,6 +454,7 @@ impl KernelSpec for QMatvecSpec {
                 ("W2_DECL", w2_decl),
                 ("EPILOGUE", epilogue),
                 ("ACC2", acc2),
+                ("LOAD_W", load_w),
                 ("REDUCE_DECL", decl),
                 ("EXTRA_BUILTINS", extra),
                 (
@@ -416,6 +472,20 @@ impl KernelSpec for QMatvecSpec {
         let key = self.key(cfg);
         check_workgroup(fam, &key, profile, cfg.wg)?;
         check_k(fam, self.format, self.k)?;
+        if self.stacked > 3 || (self.stacked > 1 && self.gate.is_some()) {
+            return Err(JitError::UnsupportedProblem {
+                family: fam.into(),
+                reason: format!(
+                    "{} stacked weights{}: 2 or 3, and not gated",
+                    self.stacked,
+                    if self.gate.is_some() {
+                        " with a gate"
+                    } else {
+                        ""
+                    }
+                ),
+            });
+        }
         if self.m == 0 || self.m > QMATVEC_MAX_M {
             return Err(JitError::UnsupportedProblem {
                 family: fam.into(),
@@ -499,7 +569,16 @@ impl KernelSpec for QMatvecSpec {
         } else {
             Reduce::Workgroup
         };
-        for (wg, r) in [(128, 2), (64, 2), (64, 1), (32, 1)] {
+        // GPUs with wide subgroups (32 or more lanes), up to 16384 rows: one row per
+        // workgroup of 256. On an H100 (`webjit bench qmatmul --m 1 --sweep`, Gemma 3 270M's
+        // six layer matvec shapes) that was the fastest or within 10% of it on every shape,
+        // and 7-25% faster than 128 invocations over 2 rows; on the 262144-row output
+        // projection it took twice as long, so large outputs keep 2 rows per workgroup.
+        // Elsewhere (browsers, CPU-backed adapters) 128 invocations over 2 rows.
+        let wide =
+            profile.subgroups.as_ref().is_some_and(|s| s.max_size >= 32) && self.rows <= 16384;
+        let first: &[(u32, u32)] = if wide { &[(256, 1), (128, 1)] } else { &[] };
+        for &(wg, r) in first.iter().chain(&[(128, 2), (64, 2), (64, 1), (32, 1)]) {
             for red in [reduce, Reduce::Workgroup] {
                 let c = QMatvecConfig {
                     wg,
@@ -543,9 +622,9 @@ fn render_reduce(
     render("qmatvec.wgsl", body, &vars)
 }
 
-/// The dequantization code again, reading `w2` instead of `w`, with every function renamed
-/// `NAME_2` (identifier-level rewrite of the generated WGSL).
-fn second_weight_copy(deq: &str) -> String {
+/// The dequantization code again, reading `w{n}` instead of `w`, with every function renamed
+/// `NAME_{n}` (identifier-level rewrite of the generated WGSL).
+fn weight_copy(deq: &str, n: u32) -> String {
     let mut fns: Vec<String> = Vec::new();
     let mut rest = deq;
     while let Some(i) = rest.find("fn ") {
@@ -593,11 +672,11 @@ fn second_weight_copy(deq: &str) -> String {
                 }
             }
             if ident == "w" {
-                out.push_str("w2");
+                out.push_str(&format!("w{n}"));
             } else {
                 out.push_str(&ident);
                 if fns.contains(&ident) {
-                    out.push_str("_2");
+                    out.push_str(&format!("_{n}"));
                 }
             }
         } else {

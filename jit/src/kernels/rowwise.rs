@@ -63,7 +63,7 @@ impl RowOp {
 }
 
 /// `rows` rows of `cols` f32 each.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RowwiseSpec {
     pub op: RowOp,
     pub rows: u64,
@@ -94,6 +94,10 @@ impl KernelSpec for RowwiseSpec {
 
     fn family(&self) -> &'static str {
         "rowwise"
+    }
+
+    fn memo_key(&self) -> Option<u64> {
+        Some(crate::spec::hash_of(self))
     }
 
     fn tune_key(&self) -> String {
