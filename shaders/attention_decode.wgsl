@@ -4,7 +4,7 @@
 // `split_len` cache entries and writes its partial softmax state (max, sum, weighted V).
 // Rendered with `store_single` instead (max_splits 1), one workgroup covers the whole cache of
 // its head and writes the attention output: one dispatch, no merge pass.
-// Scores: one invocation per key. Weighted V: invocations form G groups of D4 columns, so V
+// Scores: TPK invocations per key. Weighted V: invocations form G groups of D4 columns, so V
 // rows are read coalesced; each group keeps its own online-softmax state, merged at the end.
 // Logical cache entry j lives in slot (kv_start + j) % capacity: for a ring buffer this walks
 // the last `kv_len` positions in any order, which softmax does not care about.
@@ -12,6 +12,8 @@
 const D4: u32 = {{D4}}u;   // head_dim / 4
 const WG: u32 = {{WG}}u;
 const G: u32 = WG / D4;    // key groups in the V phase
+const TPK: u32 = {{TPK}}u; // invocations per key in the score phase
+const KPB: u32 = WG / TPK; // keys per block
 const NEG: f32 = -3.0e38;
 alias KV = {{KV_T}};
 
@@ -22,7 +24,8 @@ alias KV = {{KV_T}};
 {{OUT_DECL}}
 
 var<workgroup> qs: array<vec4<f32>, D4>;      // [d] the query row, pre-scaled
-var<workgroup> sc: array<f32, WG>;            // [WG] logits of the current block of keys
+var<workgroup> sc: array<f32, KPB>;           // logits of the current block of keys
+var<workgroup> dots: array<f32, WG>;          // per-invocation parts of those logits
 var<workgroup> red_m: array<f32, WG>;
 var<workgroup> red_l: array<f32, WG>;
 var<workgroup> red_acc: array<vec4<f32>, WG>;
@@ -53,28 +56,42 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     let j_end = min(j_begin + p.split_len, p.kv_len);
     let grp = lid / D4;
     let col = lid % D4;
+    // Score phase: TPK invocations per key, each summing every TPK-th vec4 of the head, so a
+    // key's row is read by neighbouring invocations (coalesced) and no invocation walks a
+    // whole row alone.
+    let kk = lid / TPK;
+    let part = lid % TPK;
     var m = NEG;
     var l = 0.0;
     var acc = vec4<f32>(0.0);
-    for (var j0 = j_begin; j0 < j_end; j0 += WG) {
-        let j = j0 + lid;
-        var s = NEG;
+    for (var j0 = j_begin; j0 < j_end; j0 += KPB) {
+        let j = j0 + kk;
+        var d = vec4<f32>(0.0);
         if (j < j_end) {
             let slot = (p.kv_start + j) % p.capacity;
             let base = ((b * p.capacity + slot) * p.n_kv_heads + kvh) * D4;
-            var d = vec4<f32>(0.0);
-            for (var c = 0u; c < D4; c++) {
+            for (var c = part; c < D4; c += TPK) {
                 d = fma(qs[c], load(kc[base + c]), d);
             }
-            s = d.x + d.y + d.z + d.w;
-            if (p.softcap > 0.0) {
-                s = p.softcap * tanh(s / p.softcap);
-            }
         }
-        sc[lid] = s;
+        dots[lid] = d.x + d.y + d.z + d.w;
+        workgroupBarrier();
+        if (part == 0u) {
+            var s = NEG;
+            if (j < j_end) {
+                s = 0.0;
+                for (var t = 0u; t < TPK; t++) {
+                    s += dots[lid + t];
+                }
+                if (p.softcap > 0.0) {
+                    s = p.softcap * tanh(s / p.softcap);
+                }
+            }
+            sc[kk] = s;
+        }
         workgroupBarrier();
         if (grp < G) {
-            for (var t = grp; t < WG && j0 + t < j_end; t += G) {
+            for (var t = grp; t < KPB && j0 + t < j_end; t += G) {
                 let st = sc[t];
                 if (st > m) {
                     let alpha = exp(m - st);

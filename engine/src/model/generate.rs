@@ -604,75 +604,38 @@ impl Session {
     ) -> Result<usize> {
         let mut steps = 0;
         let mut slot = 0usize;
-        // Submitting a step (ending its compute pass, where wgpu validates and encodes every
-        // dispatch, then the queue submit) takes about as long as recording it, so a worker
-        // thread does it while this thread records the next step. Steps reach the worker in
-        // order; each comes back as its submission index. Poisoned engines (a test mode that
-        // writes NaN into buffers as they are handed out) submit inline.
-        let threaded = !engine.poisoned();
-        std::thread::scope(|scope| -> Result<()> {
-            type Job<'e> = (
-                crate::recorder::PendingSubmit<'e>,
-                std::sync::mpsc::Sender<Result<wgpu::SubmissionIndex>>,
-            );
-            let (jobs, rx) = std::sync::mpsc::channel::<Job<'_>>();
-            if threaded {
-                scope.spawn(move || {
-                    for (pending, back) in rx {
-                        let _ = back.send(pending.submit());
-                    }
-                });
+        // The step in flight that consumes `res.token`, if any.
+        let mut ahead: Option<(wgpu::SubmissionIndex, usize)> = None;
+        loop {
+            if !self.accept(&res, opts, stats, is_eog, on_token) {
+                if let Some((idx, s)) = ahead.take() {
+                    self.read_staged(engine, s, idx)?;
+                    self.decoder.rewind(1);
+                }
+                break;
             }
-            let jobs = threaded.then_some(jobs);
-            let submit = |pending| -> Result<Submitted> {
-                match &jobs {
-                    Some(tx) => {
-                        let (back, idx) = std::sync::mpsc::channel();
-                        tx.send((pending, back)).map_err(|_| Error::Gpu {
-                            during: "decode".into(),
-                            message: "the submit thread stopped".into(),
-                        })?;
-                        Ok(Submitted::Later(idx))
-                    }
-                    None => Ok(Submitted::Now(pending.submit()?)),
-                }
-            };
-            // The step in flight that consumes `res.token`, if any.
-            let mut ahead: Option<(Submitted, usize)> = None;
-            loop {
-                if !self.accept(&res, opts, stats, is_eog, on_token) {
-                    if let Some((idx, s)) = ahead.take() {
-                        self.read_staged(engine, s, idx.index()?)?;
-                        self.decoder.rewind(1);
-                    }
-                    break;
-                }
-                let cur = match ahead.take() {
-                    Some(c) => c,
-                    None => {
-                        settings.u = rng.uniform();
-                        slot ^= 1;
-                        (
-                            submit(self.record_gpu_step(engine, settings, slot, stats)?)?,
-                            slot,
-                        )
-                    }
-                };
-                // The step after `cur` may be wanted: submit it now, reading `cur`'s token on
-                // the GPU, so it runs while the host waits for and handles `cur`'s token.
-                let may_continue = stats.tokens.len() + 1 < opts.max_tokens
-                    && self.decoder.position() < self.decoder.max_context();
-                if may_continue {
+            let cur = match ahead.take() {
+                Some(c) => c,
+                None => {
                     settings.u = rng.uniform();
                     slot ^= 1;
-                    let pending = self.record_gpu_step(engine, settings, slot, stats)?;
-                    ahead = Some((submit(pending)?, slot));
+                    let step = self.record_gpu_step(engine, settings, slot, stats)?;
+                    (step.submit()?, slot)
                 }
-                res = self.read_staged(engine, cur.1, cur.0.index()?)?;
-                steps += 1;
+            };
+            // The step after `cur` may be wanted: submit it now, reading `cur`'s token on the
+            // GPU, so it runs while the host waits for and handles `cur`'s token.
+            let may_continue = stats.tokens.len() + 1 < opts.max_tokens
+                && self.decoder.position() < self.decoder.max_context();
+            if may_continue {
+                settings.u = rng.uniform();
+                slot ^= 1;
+                let step = self.record_gpu_step(engine, settings, slot, stats)?;
+                ahead = Some((step.submit()?, slot));
             }
-            Ok(())
-        })?;
+            res = self.read_staged(engine, cur.1, cur.0)?;
+            steps += 1;
+        }
         // Every generated token but the last was fed to the decoder.
         let fed = stats.tokens.len().saturating_sub(1);
         self.history.extend_from_slice(&stats.tokens[..fed]);
@@ -753,11 +716,11 @@ impl Session {
                 }
             })
         };
+        let mapped = || done.lock().ok().and_then(|g| g.clone());
         wait(wgpu::PollType::Wait {
             submission_index: Some(idx),
             timeout: None,
         })?;
-        let mapped = || done.lock().ok().and_then(|g| g.clone());
         if mapped().is_none() {
             // The map callback can land one maintenance pass after its submission completes
             // (seen on lavapipe): wait for everything submitted, the step run ahead included.
@@ -784,27 +747,6 @@ impl Session {
         };
         buf.unmap();
         SampleResult::from_words(&words)
-    }
-}
-
-/// A decode step handed to the queue, now or by the submit thread.
-#[cfg(not(target_arch = "wasm32"))]
-enum Submitted {
-    Now(wgpu::SubmissionIndex),
-    Later(std::sync::mpsc::Receiver<Result<wgpu::SubmissionIndex>>),
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-impl Submitted {
-    /// The submission index, once the step is submitted.
-    fn index(self) -> Result<wgpu::SubmissionIndex> {
-        match self {
-            Submitted::Now(i) => Ok(i),
-            Submitted::Later(rx) => rx.recv().map_err(|_| Error::Gpu {
-                during: "decode".into(),
-                message: "the submit thread stopped".into(),
-            })?,
-        }
     }
 }
 

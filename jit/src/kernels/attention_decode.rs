@@ -92,6 +92,10 @@ impl DecodeConfig {
 /// and took 41 us per layer on an H100.
 pub const MIN_SPLIT_KEYS: u64 = 16;
 
+/// Invocations that share one key's dot product in the score phase of pass 1 (each sums every
+/// 8th vec4 of the head). One invocation per key made each walk a whole 256-wide row alone.
+pub const SCORE_LANES: u32 = 8;
+
 impl DecodeSpec {
     /// (number of splits, entries per split) for this cache length. Long caches get splits
     /// that are whole multiples of the workgroup size.
@@ -213,6 +217,7 @@ impl KernelSpec for DecodeSpec {
                 ("PARAMS", DecodeParams::wgsl_decl()),
                 ("D4", (self.head_dim / 4).to_string()),
                 ("WG", cfg.wg.to_string()),
+                ("TPK", SCORE_LANES.min(cfg.wg).to_string()),
                 ("KV_T", self.kv_dtype.wgsl_type().into()),
                 ("LOAD", load.into()),
             ],
@@ -246,7 +251,7 @@ impl KernelSpec for DecodeSpec {
         if cfg.max_splits == 0 || cfg.max_splits > 1024 {
             return Err(illegal(fam, &key, "max splits must be 1..=1024"));
         }
-        let shared = d4 * 16 + cfg.wg as u64 * (4 + 4 + 4 + 16);
+        let shared = d4 * 16 + cfg.wg as u64 * (4 + 4 + 4 + 4 + 16);
         let limit = profile.limits.max_compute_workgroup_storage_size as u64;
         if shared > limit {
             return Err(illegal(
