@@ -236,27 +236,10 @@ impl Engine {
         data: &[u8],
         arena: Option<&mut Arena>,
     ) -> Result<Tensor> {
-        let numel: usize = shape.iter().product();
-        if numel * dtype.size() != data.len() {
-            return Err(Error::Shape {
-                op: "upload",
-                detail: format!(
-                    "shape {shape:?} needs {} elements, got {}",
-                    numel,
-                    data.len() / dtype.size()
-                ),
-            });
-        }
+        check_upload(shape, dtype, data)?;
         let t = self.empty_in(shape, dtype, arena)?;
-        let row_bytes = t.row_len() * dtype.size();
-        for seg in t.segments() {
-            let lo = seg.row_start * row_bytes;
-            let hi = lo + seg.rows * row_bytes;
-            if hi > lo {
-                self.gpu
-                    .queue
-                    .write_buffer(seg.buffer.raw(), 0, &data[lo..hi]);
-            }
+        for (buffer, bytes) in segment_bytes(&t, data) {
+            self.gpu.queue.write_buffer(buffer.raw(), 0, bytes);
         }
         Ok(t)
     }
@@ -378,4 +361,33 @@ impl std::future::Future for MapSignal {
             }
         }
     }
+}
+
+/// Checks that `data` holds exactly `shape` elements of `dtype`.
+pub(crate) fn check_upload(shape: &[usize], dtype: DType, data: &[u8]) -> Result<()> {
+    let numel: usize = shape.iter().product();
+    if numel * dtype.size() != data.len() {
+        return Err(Error::Shape {
+            op: "upload",
+            detail: format!(
+                "shape {shape:?} needs {} elements, got {}",
+                numel,
+                data.len() / dtype.size()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The bytes of `data` (row-major, `t`'s element type) that each non-empty segment of `t` holds.
+pub(crate) fn segment_bytes<'a>(
+    t: &'a Tensor,
+    data: &'a [u8],
+) -> impl Iterator<Item = (&'a std::sync::Arc<buffer::GpuBuffer>, &'a [u8])> + 'a {
+    let row_bytes = t.row_len() * t.dtype().size();
+    t.segments().iter().filter_map(move |seg| {
+        let lo = seg.row_start * row_bytes;
+        let hi = lo + seg.rows * row_bytes;
+        (hi > lo).then(|| (&seg.buffer, &data[lo..hi]))
+    })
 }

@@ -213,25 +213,10 @@ impl<'e> Recorder<'e> {
     /// one has started (`into_pending`), and an arena buffer written now could still be in
     /// use by the recording before it.
     fn upload(&mut self, shape: &[usize], dtype: DType, data: &[u8]) -> Result<Tensor> {
-        let numel: usize = shape.iter().product();
-        if numel * dtype.size() != data.len() {
-            return Err(Error::Shape {
-                op: "upload",
-                detail: format!(
-                    "shape {shape:?} needs {} elements, got {}",
-                    numel,
-                    data.len() / dtype.size()
-                ),
-            });
-        }
+        crate::check_upload(shape, dtype, data)?;
         let t = self.empty(shape, dtype)?;
-        let row_bytes = t.row_len() * dtype.size();
-        for seg in t.segments() {
-            let lo = seg.row_start * row_bytes;
-            let hi = lo + seg.rows * row_bytes;
-            if hi > lo {
-                self.write_later(seg.buffer.raw(), 0, &data[lo..hi]);
-            }
+        for (buffer, bytes) in crate::segment_bytes(&t, data) {
+            self.writes.push((buffer.raw().clone(), 0, bytes.to_vec()));
         }
         Ok(t)
     }
