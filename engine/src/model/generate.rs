@@ -726,6 +726,12 @@ impl Session {
             // (seen on lavapipe): wait for everything submitted, the step run ahead included.
             wait(wgpu::PollType::wait_indefinitely())?;
         }
+        // Rarely (lavapipe under load) it lands later still: keep polling for up to 2 s.
+        let t0 = web_time::now();
+        while mapped().is_none() && web_time::now() - t0 < 2.0 {
+            wait(wgpu::PollType::Poll)?;
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         let state = mapped();
         match state {
             Some(Ok(())) => {}
