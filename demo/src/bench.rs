@@ -77,6 +77,15 @@ pub enum BenchCommand {
         /// Time every config and report the best plus the streaming-read bandwidth.
         #[arg(long)]
         sweep: bool,
+        /// The int8 dot-product path of the matvec (m <= 8; q4_0, q5_0, q8_0, q4_k, q6_k):
+        /// each config is timed twice, on activations quantized once beforehand and with the
+        /// quantization pass in every run (`+quantize`).
+        #[arg(long)]
+        int8: bool,
+        /// Cycle through copies of the weight totalling at least this many MiB, so it is read
+        /// from memory rather than the GPU's cache (0: one weight, cache-resident if it fits).
+        #[arg(long, default_value_t = 0)]
+        cold_mib: u64,
         #[arg(long, default_value_t = 200)]
         min_ms: u64,
         #[arg(long)]
@@ -138,6 +147,8 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             k,
             config,
             sweep,
+            int8,
+            cold_mib,
             min_ms,
             unchecked,
             json,
@@ -148,6 +159,8 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             k,
             config,
             sweep,
+            int8,
+            cold_mib,
             Duration::from_millis(min_ms),
             unchecked,
             json,

@@ -7,6 +7,7 @@ use serde_json::json;
 use webjit_engine::jit::kernels::bandwidth::{ReadProbeConfig, ReadProbeSpec};
 use webjit_engine::jit::kernels::qmatmul::QMatmulConfig;
 use webjit_engine::jit::kernels::qmatvec::{QMatvecConfig, QMATVEC_MAX_M};
+use webjit_engine::jit::kernels::qmatvec_i8::QMatvecI8Config;
 use webjit_engine::jit::quant::{self, GgmlType};
 use webjit_engine::jit::KernelSpec;
 use webjit_engine::{bench, ops, Bind, DType, DeviceOptions, Engine, Error, Recorder, Result};
@@ -101,6 +102,8 @@ pub fn qmatmul(
     k: usize,
     config: Option<String>,
     sweep: bool,
+    int8: bool,
+    cold_mib: u64,
     min_batch: Duration,
     unchecked: bool,
     as_json: bool,
@@ -122,8 +125,24 @@ pub fn qmatmul(
             detail: "n * k overflows".into(),
         })?;
     let raw = quant::synth_blocks(format, raw_len / format.block_bytes(), 1);
-    let w = engine.upload_quantized(format, [n, k], &raw)?;
+    // With --cold-mib, runs cycle through enough copies of the weight that they cannot stay
+    // in the GPU's last-level cache between runs (as in a model, where each weight is read
+    // once per token).
+    let copies = (cold_mib << 20)
+        .div_ceil(raw_len.max(1) as u64)
+        .clamp(1, 256) as usize;
+    let ws = (0..copies)
+        .map(|_| engine.upload_quantized(format, [n, k], &raw))
+        .collect::<Result<Vec<_>>>()?;
     drop(raw);
+    let w = &ws[0];
+    let next = std::cell::Cell::new(0usize);
+    let pick = || {
+        let i = next.get();
+        next.set(i + 1);
+        &ws[i % ws.len()]
+    };
+    let pick = &pick;
     let xs: Vec<f32> = (0..m * k)
         .map(|i| ((i % 97) as f32 - 48.0) / 64.0 + 0.01)
         .collect();
@@ -137,8 +156,47 @@ pub fn qmatmul(
         "qmatmul"
     };
     let mut runs: Vec<(String, RecordFn<'_>)> = Vec::new();
-    if m <= QMATVEC_MAX_M as usize {
-        let spec = ops::qmatvec_spec(&x, &w)?;
+    if int8 && m > QMATVEC_MAX_M as usize {
+        return Err(Error::InvalidArgument {
+            op,
+            detail: format!("--int8 is a matvec path: m must be 1..={QMATVEC_MAX_M}"),
+        });
+    }
+    // Activations quantized once, for the int8 rows that leave the quantization out.
+    let quantized = if int8 {
+        let mut rec = engine.recorder();
+        let q = ops::quantize_q8(&mut rec, &x, None)?;
+        rec.submit()?;
+        Some(q)
+    } else {
+        None
+    };
+    if let Some((xq, xq_scales)) = &quantized {
+        let spec = ops::qmatvec_i8_spec(&x, w)?;
+        let configs: Vec<QMatvecI8Config> = if sweep {
+            spec.space(&profile)
+        } else if let Some(key) = &config {
+            vec![spec.config_by_key(&profile, key)?]
+        } else {
+            vec![spec.default_config(&profile)]
+        };
+        for c in configs {
+            let kernel = engine.kernel_for(&spec, Some(c.clone()))?.1;
+            let (x, y, spec) = (&x, &y, spec.clone());
+            let c2 = c.clone();
+            runs.push((
+                spec.key(&c),
+                Box::new(move |rec| {
+                    ops::qmatvec_i8_quantized(rec, &spec, (&c2, &kernel), xq, xq_scales, pick(), y)
+                }),
+            ));
+            runs.push((
+                format!("{}+quantize", spec.key(&c)),
+                Box::new(move |rec| ops::qmatvec_i8_into(rec, x, pick(), y, Some(c.clone()))),
+            ));
+        }
+    } else if m <= QMATVEC_MAX_M as usize {
+        let spec = ops::qmatvec_spec(&x, w)?;
         let configs: Vec<QMatvecConfig> = if sweep {
             spec.space(&profile)
         } else if let Some(key) = &config {
@@ -147,14 +205,14 @@ pub fn qmatmul(
             vec![spec.default_config(&profile)]
         };
         for c in configs {
-            let (x, w, y) = (&x, &w, &y);
+            let (x, y) = (&x, &y);
             runs.push((
                 spec.key(&c),
-                Box::new(move |rec| ops::qmatvec_into(rec, x, w, y, Some(c.clone()))),
+                Box::new(move |rec| ops::qmatvec_into(rec, x, pick(), y, Some(c.clone()))),
             ));
         }
     } else {
-        let spec = ops::qmatmul_spec(&x, &w)?;
+        let spec = ops::qmatmul_spec(&x, w)?;
         let configs: Vec<QMatmulConfig> = if sweep {
             spec.space(&profile)
         } else if let Some(key) = &config {
@@ -163,10 +221,10 @@ pub fn qmatmul(
             vec![spec.default_config(&profile)]
         };
         for c in configs {
-            let (x, w, y) = (&x, &w, &y);
+            let (x, y) = (&x, &y);
             runs.push((
                 spec.key(&c),
-                Box::new(move |rec| ops::qmatmul_into(rec, x, w, y, Some(c.clone()))),
+                Box::new(move |rec| ops::qmatmul_into(rec, x, pick(), y, Some(c.clone()))),
             ));
         }
     }
@@ -227,13 +285,14 @@ pub fn qmatmul(
     let best_gbps = best["gbps"].as_f64().unwrap_or(0.0);
     let report = json!({
         "bench": "qmatmul",
-        "kernel": kernel_name,
+        "kernel": if int8 { "qmatvec_i8" } else { kernel_name },
         "device": profile.name,
         "backend": profile.backend,
         "format": format.name(),
         "m": m, "n": n, "k": k,
         "weight_bytes": w.gguf_bytes(),
         "segments": w.segments().len(),
+        "weight_copies": copies,
         "unchecked_shaders": unchecked,
         "config": best["config"],
         "time_ms": best["time_ms"],

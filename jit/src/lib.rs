@@ -24,6 +24,7 @@ pub mod shaders {
     pub const PROBE: &str = include_str!("../../shaders/probe.wgsl");
     pub const QUANT: &str = include_str!("../../shaders/quant.wgsl");
     pub const QMATVEC: &str = include_str!("../../shaders/qmatvec.wgsl");
+    pub const QMATVEC_I8: &str = include_str!("../../shaders/qmatvec_i8.wgsl");
     pub const QMATMUL: &str = include_str!("../../shaders/qmatmul.wgsl");
     pub const BANDWIDTH: &str = include_str!("../../shaders/bandwidth.wgsl");
     pub const POOL: &str = include_str!("../../shaders/pool.wgsl");
@@ -48,6 +49,7 @@ pub mod shaders {
         ATTENTION_DECODE,
         QUANT,
         QMATVEC,
+        QMATVEC_I8,
         QMATMUL,
         BANDWIDTH,
         SAMPLE,

@@ -1,4 +1,7 @@
 use webjit_jit::kernels::qmatvec::{Gate, QDequantSpec, QMatvecConfig, QMatvecSpec};
+use webjit_jit::kernels::qmatvec_i8::{
+    QMatvecI8Config, QMatvecI8Spec, QuantizeQ8Config, QuantizeQ8Spec,
+};
 use webjit_jit::KernelSpec;
 
 use super::{expect_f32, expect_single};
@@ -257,4 +260,135 @@ pub(super) fn check_operands(
         });
     }
     expect_single(op, "output", y)
+}
+
+/// X [M, K] (or [K]) quantized to 8 bits per block of 32 for the int8 matvec: the codes
+/// (u32 [M, K / 4], four signed bytes each) and the blocks' (d, d * sum of codes) (f32
+/// [M, K / 32, 2]).
+pub fn quantize_q8(
+    rec: &mut Recorder,
+    x: &Tensor,
+    cfg: Option<QuantizeQ8Config>,
+) -> Result<(Tensor, Tensor)> {
+    let op = "quantize_q8";
+    expect_f32(op, x)?;
+    expect_single(op, "x", x)?;
+    let (m, k) = match x.shape() {
+        &[m, k] => (m, k),
+        &[k] => (1, k),
+        s => {
+            return Err(Error::Shape {
+                op,
+                detail: format!("x must be [M, K] or [K], got {s:?}"),
+            })
+        }
+    };
+    let spec = QuantizeQ8Spec {
+        m: m.min(u32::MAX as usize) as u32,
+        k: k as u64,
+    };
+    let engine = rec.engine();
+    let (c, kernel) = engine.kernel_for(&spec, cfg)?;
+    let xq = rec.empty(&[m, k / 4], DType::U32)?;
+    let xs = rec.empty(&[m, k / 32, 2], DType::F32)?;
+    rec.dispatch(
+        &kernel,
+        bytemuck::bytes_of(&spec.params()),
+        &[Bind::whole(x), Bind::whole(&xq), Bind::whole(&xs)],
+        spec.dispatch(&c),
+    )?;
+    Ok((xq, xs))
+}
+
+/// The int8 problem spec for these operands (an error for formats without an int8 path).
+pub fn qmatvec_i8_spec(x: &Tensor, w: &QTensor) -> Result<QMatvecI8Spec> {
+    let s = qmatvec_spec(x, w)?;
+    if !QMatvecI8Spec::supports(s.format) {
+        return Err(Error::InvalidArgument {
+            op: "qmatvec_i8",
+            detail: format!(
+                "no int8 path for {} weights (Q4_0, Q5_0, Q8_0, Q4_K and Q6_K have one)",
+                s.format.name()
+            ),
+        });
+    }
+    Ok(QMatvecI8Spec {
+        format: s.format,
+        m: s.m,
+        n: s.n,
+        k: s.k,
+        rows: s.rows,
+    })
+}
+
+/// `qmatvec` on the int8 path: X is quantized to 8 bits per block of 32 (one extra dispatch),
+/// then each 4 products are one `dot4I8Packed`. Results differ from `qmatvec` by the
+/// activations' rounding.
+pub fn qmatvec_i8(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w: &QTensor,
+    cfg: Option<QMatvecI8Config>,
+) -> Result<Tensor> {
+    let spec = qmatvec_i8_spec(x, w)?;
+    let y = rec.empty(&[spec.m as usize, spec.n as usize], DType::F32)?;
+    qmatvec_i8_into(rec, x, w, &y, cfg)?;
+    Ok(y)
+}
+
+/// `qmatvec_i8` writing into an existing f32 output [M, N].
+pub fn qmatvec_i8_into(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w: &QTensor,
+    y: &Tensor,
+    cfg: Option<QMatvecI8Config>,
+) -> Result<()> {
+    let spec = qmatvec_i8_spec(x, w)?;
+    check_operands("qmatvec_i8", x, y, [spec.m as usize, spec.n as usize])?;
+    // Check the matvec's config before any dispatch is recorded.
+    let (c, kernel) = rec.engine().kernel_for(&spec, cfg)?;
+    let (xq, xs) = quantize_q8(rec, x, None)?;
+    qmatvec_i8_quantized(rec, &spec, (&c, &kernel), &xq, &xs, w, y)
+}
+
+/// The matvec of `qmatvec_i8` on already quantized activations (`quantize_q8`'s output), with
+/// the config `c` and its pipeline (from `Engine::kernel_for`).
+pub fn qmatvec_i8_quantized(
+    rec: &mut Recorder,
+    spec: &QMatvecI8Spec,
+    (c, kernel): (&QMatvecI8Config, &crate::pipeline::Kernel),
+    xq: &Tensor,
+    xs: &Tensor,
+    w: &QTensor,
+    y: &Tensor,
+) -> Result<()> {
+    let op = "qmatvec_i8";
+    let (m, k) = (spec.m as usize, spec.k as usize);
+    if xq.shape() != [m, k / 4] || xs.shape() != [m, k / 32, 2] {
+        return Err(Error::Shape {
+            op,
+            detail: format!(
+                "quantized x must be [{m}, {}] codes and [{m}, {}, 2] scales, got {:?} and {:?}",
+                k / 4,
+                k / 32,
+                xq.shape(),
+                xs.shape()
+            ),
+        });
+    }
+    for (i, seg) in w.segments().iter().enumerate() {
+        let params = spec.params(seg.row_start as u64, seg.rows as u64);
+        let wb = Bind {
+            buffer: &seg.buffer,
+            size: w.segment_bytes(i),
+        };
+        rec.dispatch(
+            kernel,
+            bytemuck::bytes_of(&params),
+            &[wb, Bind::whole(xq), Bind::whole(xs), Bind::whole(y)],
+            spec.dispatch_rows(c, seg.rows as u64),
+        )?;
+    }
+    Ok(())
 }

@@ -13,6 +13,7 @@ pub mod probe;
 pub mod qk_rope;
 pub mod qmatmul;
 pub mod qmatvec;
+pub mod qmatvec_i8;
 pub mod rope;
 pub mod rowwise;
 pub mod sample;

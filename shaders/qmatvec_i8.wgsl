@@ -1,0 +1,239 @@
+//! section quantize
+// {{KEY}}
+// Quantizes activations X [M, K] f32 to 8 bits per element in blocks of 32 (as ggml's q8_1):
+// xq holds the codes, 4 signed bytes per word, and xs holds (d, d * sum of the codes) per
+// block, with d = max |x| / 127 over the block. One invocation per block.
+{{PARAMS}}
+@group(0) @binding(0) var<uniform> p: QuantizeQ8Params;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;        // [M, K / 4]
+@group(0) @binding(2) var<storage, read_write> xq: array<u32>;       // [M, K / 4]
+@group(0) @binding(3) var<storage, read_write> xs: array<vec2<f32>>; // [M, K / 32]
+
+@compute @workgroup_size({{WG}})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let b = gid.x + gid.y * nwg.x * {{WG}}u;
+    if (b >= p.blocks) {
+        return;
+    }
+    var v: array<vec4<f32>, 8>;
+    var amax = 0.0;
+    for (var i = 0u; i < 8u; i++) {
+        v[i] = x[b * 8u + i];
+        let a = abs(v[i]);
+        amax = max(amax, max(max(a.x, a.y), max(a.z, a.w)));
+    }
+    let d = amax / 127.0;
+    let id = select(0.0, 127.0 / amax, amax > 0.0);
+    var sum = 0i;
+    for (var i = 0u; i < 8u; i++) {
+        let q = clamp(vec4<i32>(round(v[i] * id)), vec4<i32>(-127), vec4<i32>(127));
+        sum += q.x + q.y + q.z + q.w;
+        xq[b * 8u + i] = pack4xI8(q);
+    }
+    xs[b] = vec2<f32>(d, d * f32(sum));
+}
+
+//! section matvec
+// {{KEY}}
+// y[m, n_offset + r] = sum_k x[m, k] * W[r, k] for the rows r of one weight segment, M <= 8,
+// with X quantized to 8 bits per block of 32 (the `quantize` section) and W's codes unpacked
+// to signed bytes, so each 4 products are one dot4I8Packed. A block of 32 weights gives
+//   d_x * (sa * dot(codes 0-15) + sb * dot(codes 16-31)) + mn * (d_x * sum of x's codes)
+// where sa, sb are the weight scales of the block's halves and mn its offset (K-quant mins).
+// A workgroup owns R rows; WG / R invocations share a row and stride over its blocks.
+// {{SPLIT_NOTE}}
+{{ENABLES}}
+{{PARAMS}}
+@group(0) @binding(0) var<uniform> p: QMatvecI8Params;
+@group(0) @binding(1) var<storage, read> w: array<u32>;          // [rows, row_words] repacked segment
+@group(0) @binding(2) var<storage, read> xq: array<vec4<u32>>;   // [M, K / 16] codes
+@group(0) @binding(3) var<storage, read> xs: array<vec2<f32>>;   // [M, K / 32] (d, d * sum)
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;    // [M, n]
+
+const WG: u32 = {{WG}}u;
+const R: u32 = {{R}}u;
+const M: u32 = {{M}}u;
+const T: u32 = WG / R; // invocations per row
+
+// 32 weights as signed bytes (a: elements 0-15, b: 16-31), their scales and offset.
+struct W8 {
+    a: vec4<u32>,
+    b: vec4<u32>,
+    sa: f32,
+    sb: f32,
+    mn: f32,
+}
+
+// Each byte of v minus c (bytes of v below 128, of c at most 128), wrapped to a signed byte.
+fn sub_bytes(v: vec4<u32>, c: u32) -> vec4<u32> {
+    return ((v | vec4<u32>(0x80808080u)) - vec4<u32>(c)) ^ vec4<u32>(0x80808080u);
+}
+
+fn dot16(a: vec4<u32>, b: vec4<u32>) -> i32 {
+    return dot4I8Packed(a.x, b.x) + dot4I8Packed(a.y, b.y) + dot4I8Packed(a.z, b.z) + dot4I8Packed(a.w, b.w);
+}
+
+{{DEQ}}
+
+{{REDUCE_DECL}}
+
+@compute @workgroup_size({{WG}})
+fn main(@builtin(local_invocation_index) lid: u32,
+        @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>{{EXTRA_BUILTINS}}) {
+    let r = lid / T;
+    let lane = lid % T;
+    let row_u = (wid.x + wid.y * nwg.x) * R + r;
+    let ok = row_u < p.rows;
+    let row = min(row_u, p.rows - 1u); // tail rows recompute the last row, unwritten
+    let nb = p.k / 32u;
+    let base = row * p.row_words;
+    var acc: array<f32, M>;
+    for (var j = lane; j < nb; j += T) {
+        let wb = wblock(base, j);
+        for (var m = 0u; m < M; m++) {
+            let xi = (m * nb + j) * 2u;
+            let s = xs[m * nb + j];
+            let ia = dot16(wb.a, xq[xi]);
+            let ib = dot16(wb.b, xq[xi + 1u]);
+            acc[m] += s.x * (wb.sa * f32(ia) + wb.sb * f32(ib)) + wb.mn * s.y;
+        }
+    }
+{{REDUCE}}
+}
+
+//! section reduce_workgroup
+var<workgroup> red: array<f32, M * WG>; // [M, WG] partial sums
+
+//! section reduce_workgroup_body
+    for (var m = 0u; m < M; m++) {
+        red[m * WG + lid] = acc[m];
+    }
+    workgroupBarrier();
+    for (var s = T / 2u; s > 0u; s >>= 1u) {
+        if (lane < s) {
+            for (var m = 0u; m < M; m++) {
+                red[m * WG + lid] += red[m * WG + lid + s];
+            }
+        }
+        workgroupBarrier();
+    }
+    if (lane == 0u && ok) {
+        for (var m = 0u; m < M; m++) {
+            y[m * p.n + p.n_offset + row_u] = red[m * WG + lid];
+        }
+    }
+
+//! section reduce_subgroup
+const MAX_SG: u32 = {{MAX_SG}}u; // most subgroups a workgroup can hold
+var<workgroup> red: array<f32, M * MAX_SG>; // [M, MAX_SG] subgroup sums
+
+//! section reduce_subgroup_body
+    // The config check guarantees T >= the subgroup size, so no subgroup spans two rows.
+    for (var m = 0u; m < M; m++) {
+        let s = subgroupAdd(acc[m]);
+        if (sg_lane == 0u) {
+            red[m * MAX_SG + sg_id] = s;
+        }
+    }
+    workgroupBarrier();
+    if (lane == 0u && ok) {
+        let per = T / sg_size;
+        let g0 = lid / sg_size;
+        for (var m = 0u; m < M; m++) {
+            var t = 0.0;
+            for (var g = 0u; g < per; g++) {
+                t += red[m * MAX_SG + g0 + g];
+            }
+            y[m * p.n + p.n_offset + row_u] = t;
+        }
+    }
+
+//! section q8_0
+// 9 words: [d | pad] [qs x8], qs signed bytes.
+fn wblock(base: u32, j: u32) -> W8 {
+    let b = base + j * 9u;
+    let d = half_to_f32(w[b]);
+    return W8(vec4<u32>(w[b + 1u], w[b + 2u], w[b + 3u], w[b + 4u]),
+              vec4<u32>(w[b + 5u], w[b + 6u], w[b + 7u], w[b + 8u]), d, d, 0.0);
+}
+
+//! section q4_0
+// 5 words: [d | pad] [qs x4]; elements 0-15 in the low nibbles, 16-31 in the high, minus 8.
+fn wblock(base: u32, j: u32) -> W8 {
+    let b = base + j * 5u;
+    let d = half_to_f32(w[b]);
+    let q = vec4<u32>(w[b + 1u], w[b + 2u], w[b + 3u], w[b + 4u]);
+    let lo = sub_bytes(q & vec4<u32>(0x0f0f0f0fu), 0x08080808u);
+    let hi = sub_bytes((q >> vec4<u32>(4u)) & vec4<u32>(0x0f0f0f0fu), 0x08080808u);
+    return W8(lo, hi, d, d, 0.0);
+}
+
+//! section q5_0
+// 6 words: [d | pad] [qh] [qs x4]; element i is nibble i of qs plus bit i of qh as bit 4,
+// minus 16.
+// Bits 0-3 of h to bit 4 of bytes 0-3.
+fn spread4(h: u32) -> u32 {
+    return ((h & 1u) << 4u) | ((h & 2u) << 11u) | ((h & 4u) << 18u) | ((h & 8u) << 25u);
+}
+
+fn wblock(base: u32, j: u32) -> W8 {
+    let b = base + j * 6u;
+    let d = half_to_f32(w[b]);
+    let qh = w[b + 1u];
+    let q = vec4<u32>(w[b + 2u], w[b + 3u], w[b + 4u], w[b + 5u]);
+    let ha = vec4<u32>(spread4(qh), spread4(qh >> 4u), spread4(qh >> 8u), spread4(qh >> 12u));
+    let hb = vec4<u32>(spread4(qh >> 16u), spread4(qh >> 20u), spread4(qh >> 24u), spread4(qh >> 28u));
+    let lo = sub_bytes((q & vec4<u32>(0x0f0f0f0fu)) | ha, 0x10101010u);
+    let hi = sub_bytes(((q >> vec4<u32>(4u)) & vec4<u32>(0x0f0f0f0fu)) | hb, 0x10101010u);
+    return W8(lo, hi, d, d, 0.0);
+}
+
+//! section q4_k
+// 36 words: [d | dmin] (0), scales[12] (1-3), qs[128] (4-35). Sub-block s (32 elements) of a
+// super-block is the low (even s) or high (odd s) nibbles of qs bytes 32 * (s / 2) ...; its
+// weights are d * sc[s] * q - dmin * m[s].
+fn wblock(base: u32, j: u32) -> W8 {
+    let b = base + (j >> 3u) * 36u;
+    let s = j & 7u;
+    let at = b + 4u + 8u * (s >> 1u);
+    let sh = vec4<u32>(4u * (s & 1u));
+    let lo = (vec4<u32>(w[at], w[at + 1u], w[at + 2u], w[at + 3u]) >> sh) & vec4<u32>(0x0f0f0f0fu);
+    let hi = (vec4<u32>(w[at + 4u], w[at + 5u], w[at + 6u], w[at + 7u]) >> sh) & vec4<u32>(0x0f0f0f0fu);
+    let sm = scale_min_k4(b + 1u, s);
+    let dd = w[b];
+    let d1 = half_to_f32(dd) * f32(sm.x);
+    let m1 = half_to_f32(dd >> 16u) * f32(sm.y);
+    return W8(lo, hi, d1, d1, -m1);
+}
+
+//! section q6_k
+// 53 words: ql[128] (0-31), qh[64] (32-47), scales[16] signed (48-51), [d | pad] (52).
+// Sub-block s = 4 h + t (32 elements): low 4 bits from the nibble t / 2 of ql bytes
+// 64 h + 32 (t % 2) ..., high 2 bits from bits 2 t of qh bytes 32 h ..., minus 32; the two
+// halves have scales sc[8 h + 2 t] and sc[8 h + 2 t + 1].
+fn sc6(at: u32, i: u32) -> f32 {
+    return f32(bitcast<i32>(w[at + (i >> 2u)] << (24u - 8u * (i & 3u))) >> 24u);
+}
+
+fn wblock(base: u32, j: u32) -> W8 {
+    let b = base + (j >> 3u) * 53u;
+    let s = j & 7u;
+    let h = s >> 2u;
+    let t = s & 3u;
+    let ql = b + 16u * h + 8u * (t & 1u);
+    let qh = b + 32u + 8u * h;
+    let shl = vec4<u32>(4u * (t >> 1u));
+    let shh = vec4<u32>(2u * t);
+    let m4 = vec4<u32>(0x0f0f0f0fu);
+    let m2 = vec4<u32>(0x03030303u);
+    let la = (vec4<u32>(w[ql], w[ql + 1u], w[ql + 2u], w[ql + 3u]) >> shl) & m4;
+    let lb = (vec4<u32>(w[ql + 4u], w[ql + 5u], w[ql + 6u], w[ql + 7u]) >> shl) & m4;
+    let ha = (vec4<u32>(w[qh], w[qh + 1u], w[qh + 2u], w[qh + 3u]) >> shh) & m2;
+    let hb = (vec4<u32>(w[qh + 4u], w[qh + 5u], w[qh + 6u], w[qh + 7u]) >> shh) & m2;
+    let d = half_to_f32(w[b + 52u]);
+    let i = 8u * h + 2u * t;
+    return W8(sub_bytes(la | (ha << vec4<u32>(4u)), 0x20202020u),
+              sub_bytes(lb | (hb << vec4<u32>(4u)), 0x20202020u),
+              d * sc6(b + 48u, i), d * sc6(b + 48u, i + 1u), 0.0);
+}
