@@ -155,7 +155,6 @@ pub fn qmatmul(
     } else {
         "qmatmul"
     };
-    let mut runs: Vec<(String, RecordFn<'_>)> = Vec::new();
     if int8 && m > QMATVEC_MAX_M as usize {
         return Err(Error::InvalidArgument {
             op,
@@ -171,6 +170,7 @@ pub fn qmatmul(
     } else {
         None
     };
+    let mut runs: Vec<(String, RecordFn<'_>)> = Vec::new();
     if let Some((xq, xq_scales)) = &quantized {
         let spec = ops::qmatvec_i8_spec(&x, w)?;
         let configs: Vec<QMatvecI8Config> = if sweep {
@@ -182,16 +182,17 @@ pub fn qmatmul(
         };
         for c in configs {
             let kernel = engine.kernel_for(&spec, Some(c.clone()))?.1;
+            let key = spec.key(&c);
             let (x, y, spec) = (&x, &y, spec.clone());
             let c2 = c.clone();
             runs.push((
-                spec.key(&c),
+                key.clone(),
                 Box::new(move |rec| {
                     ops::qmatvec_i8_quantized(rec, &spec, (&c2, &kernel), xq, xq_scales, pick(), y)
                 }),
             ));
             runs.push((
-                format!("{}+quantize", spec.key(&c)),
+                format!("{key}+quantize"),
                 Box::new(move |rec| ops::qmatvec_i8_into(rec, x, pick(), y, Some(c.clone()))),
             ));
         }
