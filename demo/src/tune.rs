@@ -23,6 +23,8 @@ pub struct TuneArgs {
     pub prompt_tokens: usize,
     /// Shaders without bounds checks (a separate set of records).
     pub unchecked: bool,
+    /// No approximate candidates (the int8 matvec).
+    pub exact: bool,
 }
 
 use webjit_engine::model::tune_plan::filled;
@@ -43,7 +45,9 @@ pub fn run(args: TuneArgs) -> Result<()> {
     }
     let t0 = Instant::now();
     let reports = match &header {
-        Some(h) => crate::tune_model::run(&e, h.path(), args.budget_s, args.prompt_tokens)?,
+        Some(h) => {
+            crate::tune_model::run(&e, h.path(), args.budget_s, args.prompt_tokens, args.exact)?
+        }
         None => standard_set(&e, args.budget_s)?,
     };
     let total_s = t0.elapsed().as_secs_f64();
@@ -112,6 +116,7 @@ fn standard_set(e: &Engine, budget_s: f64) -> Result<Vec<TuneReport>> {
             5
         }),
         max_nmse: 1e-8,
+        exact: false,
     };
     let mut reports = crate::progress::Tally::new(problems as u64, "tuning");
     let x = filled(e, &[tokens, d], 1)?;

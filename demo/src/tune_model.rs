@@ -20,6 +20,7 @@ pub fn run(
     path: &std::path::Path,
     budget_s: f64,
     prompt_tokens: usize,
+    exact: bool,
 ) -> Result<Vec<TuneReport>> {
     let h = read_header(path)?;
     let cfg = DecoderConfig::from_header(&h)?;
@@ -31,6 +32,7 @@ pub fn run(
         &mats,
         budget_s,
         prompt_tokens,
+        exact,
         &native_clock,
         &mut |_, _| {},
     ))?;

@@ -71,7 +71,11 @@ pub struct TuneOptions {
     /// Shortest timed batch per candidate.
     pub min_batch: Duration,
     /// A candidate whose output differs from the default's by more (NMSE) is rejected.
+    /// Approximate candidates (`KernelSpec::approximate`) get their own, looser bound.
     pub max_nmse: f64,
+    /// Leave approximate candidates (the int8 matvec) out: only configs that compute the same
+    /// sums as the default may win.
+    pub exact: bool,
 }
 
 impl Default for TuneOptions {
@@ -80,6 +84,7 @@ impl Default for TuneOptions {
             budget: Duration::from_secs(5),
             min_batch: Duration::from_millis(20),
             max_nmse: 1e-8,
+            exact: false,
         }
     }
 }
@@ -465,6 +470,11 @@ impl Engine {
             if cand == default {
                 continue;
             }
+            let tolerance = match spec.approximate(&cand) {
+                Some(_) if opts.exact => continue,
+                Some(t) => t.max(opts.max_nmse),
+                None => opts.max_nmse,
+            };
             if clock() - t0 >= budget {
                 skipped += 1;
                 continue;
@@ -486,7 +496,7 @@ impl Engine {
                 continue;
             };
             let got: Vec<f32> = bytemuck::pod_collect_to_vec(&got);
-            if nmse(&got, &reference) > opts.max_nmse {
+            if nmse(&got, &reference) > tolerance {
                 rejected += 1;
                 continue;
             }

@@ -92,6 +92,12 @@ pub trait KernelSpec {
     fn memo_key(&self) -> Option<u64> {
         None
     }
+    /// The output tolerance (NMSE against the default config's output) of an approximate
+    /// config, such as the int8 matvec whose activations are rounded to 8 bits; `None` (the
+    /// default) for configs that compute the same sums as the default up to f32 rounding.
+    fn approximate(&self, _cfg: &Self::Config) -> Option<f64> {
+        None
+    }
     /// Config named by `key` (as printed by `key`), if it is in this problem's space.
     fn config_by_key(&self, profile: &DeviceProfile, key: &str) -> Result<Self::Config, JitError> {
         self.space(profile)

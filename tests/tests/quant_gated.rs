@@ -152,6 +152,7 @@ fn gated_qmatvec_segmented_matches_unsegmented_and_refuses_mismatches() {
         f16: false,
         r: 2,
         reduce: Reduce::Workgroup,
+        int8: false,
     };
     let mut outs = Vec::new();
     for e in [small, big] {

@@ -279,3 +279,116 @@ fn qmatvec_i8_rejects_unsupported_formats_and_shapes() {
         );
     }
 }
+
+/// The int8 path as configs of the plain matvec (what the tuner picks from): in the space of
+/// plain problems of its formats, absent from gated and stacked ones, marked approximate, and
+/// run through `qmatvec_with` it gives the direct int8 op's result bit for bit.
+#[test]
+fn int8_configs_of_the_plain_matvec() {
+    use webjit_engine::ops::{qmatvec_gated, qmatvec_with};
+    use webjit_jit::kernels::qmatvec::{i8_config, Gate};
+    let e = engine();
+    let (n, k) = (29, 512);
+    for format in [GgmlType::Q8_0, GgmlType::Q4K] {
+        let raw = quant::synth_blocks(format, n * k / format.block_elems(), 9);
+        let w = e.upload_quantized(format, [n, k], &raw).unwrap();
+        let x = e
+            .upload_f32(&[1, k], &Rand::new(90).vec(k, -1.0, 1.0))
+            .unwrap();
+        let spec = qmatvec_spec(&x, &w).unwrap();
+        let space = spec.space(e.profile());
+        let int8: Vec<_> = space.iter().filter(|c| c.int8).cloned().collect();
+        assert!(
+            int8.len() >= 4,
+            "{}: {} int8 configs",
+            format.name(),
+            int8.len()
+        );
+        for c in &space {
+            assert_eq!(spec.approximate(c).is_some(), c.int8, "{}", spec.key(c));
+        }
+        assert!(
+            !spec.default_config(e.profile()).int8,
+            "int8 must not be the default"
+        );
+        for c in int8.iter().take(3) {
+            let mut rec = e.recorder();
+            let a = qmatvec_with(&mut rec, &x, &w, Some(c.clone())).unwrap();
+            let b = qmatvec_i8(&mut rec, &x, &w, Some(i8_config(c))).unwrap();
+            rec.submit().unwrap();
+            let (a, b) = (e.read_f32(&a).unwrap(), e.read_f32(&b).unwrap());
+            assert_eq!(
+                a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "{}",
+                spec.key(c)
+            );
+        }
+        let mut gated = spec.clone();
+        gated.gate = Some(Gate::GeluTanh);
+        assert!(gated.space(e.profile()).iter().all(|c| !c.int8));
+        let mut rec = e.recorder();
+        let err = qmatvec_gated(&mut rec, &x, &w, &w, Gate::GeluTanh, Some(int8[0].clone()));
+        assert!(err.is_err(), "a gated matvec accepted an int8 config");
+    }
+    // A format without an int8 path offers none.
+    let w = e
+        .upload_quantized(
+            GgmlType::Q5K,
+            [4, 256],
+            &quant::synth_blocks(GgmlType::Q5K, 4, 1),
+        )
+        .unwrap();
+    let x = e.upload_f32(&[1, 256], &[0.5; 256]).unwrap();
+    let spec = qmatvec_spec(&x, &w).unwrap();
+    assert!(spec.space(e.profile()).iter().all(|c| !c.int8));
+}
+
+/// The tuner accepts int8 candidates within their own tolerance (none is rejected as wrong),
+/// and with `exact` never tries them.
+#[test]
+fn tuner_takes_int8_candidates_unless_exact() {
+    use std::time::Duration;
+    use webjit_engine::ops::qmatvec_with;
+    use webjit_engine::tune::TuneOptions;
+    // A private engine: the records this test makes must not steer other tests' defaults.
+    let e = Engine::new_blocking(webjit_engine::DeviceOptions {
+        load_tuning: false,
+        ..Default::default()
+    })
+    .expect("a GPU adapter (lavapipe: apt-get install mesa-vulkan-drivers)");
+    let (n, k) = (64, 1024);
+    let raw = quant::synth_blocks(GgmlType::Q8_0, n * k / 32, 5);
+    let w = e.upload_quantized(GgmlType::Q8_0, [n, k], &raw).unwrap();
+    let x = e
+        .upload_f32(&[1, k], &Rand::new(91).vec(k, -1.0, 1.0))
+        .unwrap();
+    let spec = qmatvec_spec(&x, &w).unwrap();
+    let exact_space = spec.space(e.profile()).iter().filter(|c| !c.int8).count() as u32;
+    let mut rejected = Vec::new();
+    for exact in [false, true] {
+        let opts = TuneOptions {
+            budget: Duration::from_secs(60),
+            min_batch: Duration::from_millis(2),
+            max_nmse: 1e-8,
+            exact,
+        };
+        let r = e
+            .tune(&spec, &opts, |rec, c| {
+                qmatvec_with(rec, &x, &w, Some(c.clone()))
+            })
+            .unwrap();
+        if exact {
+            assert!(!r.winner_key.starts_with("qmatvec_i8"), "{r:?}");
+            assert_eq!(r.tried + r.rejected + r.skipped, exact_space, "{r:?}");
+        } else {
+            assert!(r.tried + r.rejected + r.skipped > exact_space, "{r:?}");
+        }
+        rejected.push(r.rejected);
+    }
+    // (f16 configs, whose products differ by more than 1e-8, are rejected in both runs.)
+    assert_eq!(
+        rejected[0], rejected[1],
+        "int8 candidates were rejected: {rejected:?}"
+    );
+}

@@ -337,6 +337,10 @@ fn qk_rope_space_validates() {
 fn quant_spaces_validate() {
     use webjit_jit::kernels::qmatvec::{Gate, QDequantSpec, QMatvecSpec};
     use webjit_jit::quant::GgmlType;
+    sweep(
+        &webjit_jit::kernels::qmatvec_i8::QuantizeQ8Spec { m: 3, k: 512 },
+        2,
+    );
     for format in GgmlType::ALL {
         sweep(
             &QDequantSpec {

@@ -113,6 +113,7 @@ fn tune_cost(e: &Engine, spec: &CostSpec) -> webjit_engine::tune::TuneReport {
         // not as a slow problem by its single checked run.
         min_batch: Duration::from_millis(40),
         max_nmse: 1e-10,
+        exact: false,
     };
     e.tune(spec, &opts, |rec, cfg| run_cost(rec, spec, &x, cfg))
         .unwrap()
@@ -220,6 +221,7 @@ fn tuned_matmul_matches_default_results() {
         budget: Duration::from_secs(30),
         min_batch: Duration::from_millis(2),
         max_nmse: 1e-10,
+        exact: false,
     };
     let report = e
         .tune(&spec, &opts, |rec, cfg| {

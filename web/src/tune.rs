@@ -58,6 +58,9 @@ impl WebEngine {
                 &mats,
                 budget_ms / 1e3,
                 tune_plan::DEFAULT_PREFILL,
+                // Exact candidates only in the browser for now: the int8 matvec's
+                // dot4I8Packed is untested on browser WebGPU implementations here.
+                true,
                 &clock,
                 &mut report,
             )

@@ -107,6 +107,7 @@ pub async fn tune_decoder(
     mats: &[QTensor],
     budget_s: f64,
     prefill: usize,
+    exact: bool,
     clock: Clock<'_>,
     on_report: &mut dyn FnMut(&TuneReport, usize),
 ) -> Result<Vec<TuneReport>> {
@@ -149,6 +150,7 @@ pub async fn tune_decoder(
         // longer batches for stable timings.
         min_batch: Duration::from_millis(if software { 20 } else { 5 }),
         max_nmse: 1e-8,
+        exact,
     };
     let mut reports = Vec::new();
     let mut done = |r: TuneReport, reports: &mut Vec<TuneReport>| {

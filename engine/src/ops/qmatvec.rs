@@ -66,6 +66,13 @@ pub fn qmatvec_into(
     let engine = rec.engine();
     // One pipeline serves every segment: the segment's rows go to the uniforms.
     let (c, kernel) = engine.kernel_for(&spec, cfg)?;
+    if c.int8 {
+        // The int8 path (a tuning record's pick, or the caller's): quantize X, then the
+        // pipeline the config rendered is the int8 matvec.
+        let (xq, xs) = quantize_q8(rec, x, None)?;
+        let i8c = webjit_jit::kernels::qmatvec::i8_config(&c);
+        return qmatvec_i8_quantized(rec, &spec.i8_spec(), (&i8c, &kernel), &xq, &xs, w, y);
+    }
     for (i, seg) in w.segments().iter().enumerate() {
         let params = spec.params(seg.row_start as u64, seg.rows as u64);
         let wb = Bind {

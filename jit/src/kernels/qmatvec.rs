@@ -7,6 +7,7 @@
 //! dispatch that writes its columns of Y at `n_offset`.
 
 use crate::error::JitError;
+use crate::kernels::qmatvec_i8::{QMatvecI8Config, QMatvecI8Spec};
 use crate::kernels::{check_workgroup, illegal, linear_dispatch, MAX_GROUPS_PER_DIM};
 use crate::profile::DeviceProfile;
 use crate::quant::GgmlType;
@@ -222,6 +223,10 @@ pub struct QMatvecConfig {
     /// Rows of W per workgroup (per invocation with `Reduce::None`).
     pub r: u32,
     pub reduce: Reduce,
+    /// The int8 dot-product path (`crate::kernels::qmatvec_i8`): X quantized to 8 bits per
+    /// block of 32 by a separate pass, weights unpacked to bytes, `dot4I8Packed`. Plain
+    /// matvecs of its formats only; approximate, so only the tuner picks it.
+    pub int8: bool,
 }
 
 pub const QMATVEC_MAX_M: u32 = 8;
@@ -248,8 +253,21 @@ impl QMatvecSpec {
         p.part2 = (first + parts.get(1).copied().unwrap_or(0)) as u32;
         p
     }
+    /// The int8 path's spec for this (plain) problem.
+    pub fn i8_spec(&self) -> QMatvecI8Spec {
+        QMatvecI8Spec {
+            format: self.format,
+            m: self.m,
+            n: self.n,
+            k: self.k,
+            rows: self.rows,
+        }
+    }
     /// Workgroups for a segment of `rows` rows.
     pub fn dispatch_rows(&self, cfg: &QMatvecConfig, rows: u64) -> [u32; 3] {
+        if cfg.int8 {
+            return self.i8_spec().dispatch_rows(&i8_config(cfg), rows);
+        }
         let per_group = match cfg.reduce {
             Reduce::None => cfg.r * cfg.wg,
             _ => cfg.r,
@@ -306,6 +324,9 @@ impl KernelSpec for QMatvecSpec {
         )
     }
     fn key(&self, cfg: &QMatvecConfig) -> String {
+        if cfg.int8 {
+            return self.i8_spec().key(&i8_config(cfg));
+        }
         let red = match cfg.reduce {
             Reduce::Workgroup => "wgred",
             Reduce::Subgroup => "sgred",
@@ -321,7 +342,10 @@ impl KernelSpec for QMatvecSpec {
             cfg.r
         )
     }
-    fn bindings(&self, _cfg: &QMatvecConfig) -> Vec<BindingDecl> {
+    fn bindings(&self, cfg: &QMatvecConfig) -> Vec<BindingDecl> {
+        if cfg.int8 {
+            return self.i8_spec().bindings(&i8_config(cfg));
+        }
         let mut b = vec![
             BindingDecl::uniform(0, "p"),
             BindingDecl::read(1, "w"),
@@ -337,6 +361,9 @@ impl KernelSpec for QMatvecSpec {
         b
     }
     fn render(&self, cfg: &QMatvecConfig) -> Result<String, JitError> {
+        if cfg.int8 {
+            return self.i8_spec().render(&i8_config(cfg));
+        }
         let f = "qmatvec.wgsl";
         let mut deq = deq_wgsl(self.format)?;
         let (w2_decl, epilogue, acc2, out_none, out_wg, t2_sg, out_sg) = match self.gate {
@@ -470,6 +497,16 @@ impl KernelSpec for QMatvecSpec {
     fn check(&self, profile: &DeviceProfile, cfg: &QMatvecConfig) -> Result<(), JitError> {
         let fam = self.family();
         let key = self.key(cfg);
+        if cfg.int8 {
+            if self.gate.is_some() || self.stacked > 1 || cfg.f16 {
+                return Err(illegal(
+                    fam,
+                    &key,
+                    "the int8 path has plain (not gated, not stacked, f32-scaled) matvecs only",
+                ));
+            }
+            return self.i8_spec().check(profile, &i8_config(cfg));
+        }
         check_workgroup(fam, &key, profile, cfg.wg)?;
         check_k(fam, self.format, self.k)?;
         if self.stacked > 3 || (self.stacked > 1 && self.gate.is_some()) {
@@ -553,7 +590,13 @@ impl KernelSpec for QMatvecSpec {
             for reduce in [Reduce::Workgroup, Reduce::Subgroup, Reduce::None] {
                 for wg in [32, 64, 128, 256] {
                     for r in [1, 2, 4, 8] {
-                        let c = QMatvecConfig { wg, f16, r, reduce };
+                        let c = QMatvecConfig {
+                            wg,
+                            f16,
+                            r,
+                            reduce,
+                            int8: false,
+                        };
                         if self.check(profile, &c).is_ok() {
                             out.push(c);
                         }
@@ -561,7 +604,37 @@ impl KernelSpec for QMatvecSpec {
                 }
             }
         }
+        // The int8 path (plain matvecs of its formats), first: where the device has a fast
+        // packed dot product it wins by 2-3x (H100: `benchmarks/h100/i8/`), and a budget-bound
+        // tuning run should not run out before reaching it.
+        if self.gate.is_none() && self.stacked <= 1 && QMatvecI8Spec::supports(self.format) {
+            let mut i8s: Vec<QMatvecConfig> = Vec::new();
+            for reduce in [Reduce::Subgroup, Reduce::Workgroup] {
+                for wg in [64, 128, 256] {
+                    for r in [1, 2, 4] {
+                        let c = QMatvecConfig {
+                            wg,
+                            f16: false,
+                            r,
+                            reduce,
+                            int8: true,
+                        };
+                        if self.check(profile, &c).is_ok() {
+                            i8s.push(c);
+                        }
+                    }
+                }
+            }
+            i8s.append(&mut out);
+            out = i8s;
+        }
         out
+    }
+    fn approximate(&self, cfg: &QMatvecConfig) -> Option<f64> {
+        // Rounding activations to 8 bits (half a step of max|x| / 127 per block of 32) gives
+        // an NMSE of about 1e-5 on spread-out inputs; 1e-3 leaves room for peaky ones while
+        // still rejecting wrong kernels.
+        cfg.int8.then_some(1e-3)
     }
     fn default_config(&self, profile: &DeviceProfile) -> QMatvecConfig {
         let reduce = if profile.subgroups.is_some() {
@@ -585,6 +658,7 @@ impl KernelSpec for QMatvecSpec {
                     f16: false,
                     r,
                     reduce: red,
+                    int8: false,
                 };
                 if self.check(profile, &c).is_ok() {
                     return c;
@@ -596,7 +670,17 @@ impl KernelSpec for QMatvecSpec {
             f16: false,
             r: 1,
             reduce: Reduce::Workgroup,
+            int8: false,
         }
+    }
+}
+
+/// The int8 path's config of an `int8` config.
+pub fn i8_config(cfg: &QMatvecConfig) -> QMatvecI8Config {
+    QMatvecI8Config {
+        wg: cfg.wg,
+        r: cfg.r,
+        reduce: cfg.reduce,
     }
 }
 
