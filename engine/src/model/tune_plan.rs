@@ -137,6 +137,11 @@ pub async fn tune_decoder(
         }
     }
     weights.extend([mid; 4]);
+    // No problem gets more than 40% of the whole budget: by bytes alone the output projection
+    // would take ~90%, and when its candidates used it all (the int8 ones added 17), the
+    // other problems were timed in 50 ms each and their noisy winners made tuned decode
+    // slower than untuned on an H100 (940 vs 950 tok/s, `benchmarks/h100/i8/`).
+    let cap = 0.4 * budget_s;
     let opts = |i: usize| TuneOptions {
         budget: Duration::from_secs_f64(
             ((deadline - clock()) * weights[i.min(weights.len() - 1)]
@@ -144,6 +149,7 @@ pub async fn tune_decoder(
                     .iter()
                     .sum::<f64>()
                     .max(1.0))
+            .min(cap)
             .max(0.05),
         ),
         // Software adapters and browsers (whose readback alone takes milliseconds) need

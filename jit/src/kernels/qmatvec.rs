@@ -646,13 +646,21 @@ impl KernelSpec for QMatvecSpec {
         // workgroup of 256. On an H100 (`webjit bench qmatmul --m 1 --sweep`, Gemma 3 270M's
         // six layer matvec shapes) that was the fastest or within 10% of it on every shape,
         // and 7-25% faster than 128 invocations over 2 rows; on the 262144-row output
-        // projection it took twice as long, so large outputs keep 2 rows per workgroup.
+        // projection it took twice as long (see below for larger outputs).
         // Elsewhere (browsers, CPU-backed adapters) 128 invocations over 2 rows.
-        let wide =
-            profile.subgroups.as_ref().is_some_and(|s| s.max_size >= 32) && self.rows <= 16384;
-        let first: &[(u32, u32)] = if wide { &[(256, 1), (128, 1)] } else { &[] };
-        for &(wg, r) in first.iter().chain(&[(128, 2), (64, 2), (64, 1), (32, 1)]) {
-            for red in [reduce, Reduce::Workgroup] {
+        // Larger outputs (the vocabulary-sized output projection, 262144 x 640 Q8_0): 8 rows
+        // per workgroup of 32 with a workgroup-memory reduction. In Gemma 3 270M's decode step
+        // on an H100 that took the step's GPU time from 1005 to 966 us and decode from
+        // 950-953 to 992 tok/s (`bench model --profile` with one record, `benchmarks/h100/i8/`).
+        let wide_sg = profile.subgroups.as_ref().is_some_and(|s| s.max_size >= 32);
+        let first: &[(u32, u32, Reduce)] = match (wide_sg, self.rows <= 16384) {
+            (true, true) => &[(256, 1, reduce), (128, 1, reduce)],
+            (true, false) => &[(32, 8, Reduce::Workgroup)],
+            _ => &[],
+        };
+        let rest = [(128, 2), (64, 2), (64, 1), (32, 1)].map(|(wg, r)| (wg, r, reduce));
+        for &(wg, r, red0) in first.iter().chain(&rest) {
+            for red in [red0, Reduce::Workgroup] {
                 let c = QMatvecConfig {
                     wg,
                     f16: false,
