@@ -116,7 +116,7 @@ fn standard_set(e: &Engine, budget_s: f64) -> Result<Vec<TuneReport>> {
             5
         }),
         max_nmse: 1e-8,
-        exact: false,
+        exact: true,
     };
     let mut reports = crate::progress::Tally::new(problems as u64, "tuning");
     let x = filled(e, &[tokens, d], 1)?;

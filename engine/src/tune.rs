@@ -74,7 +74,7 @@ pub struct TuneOptions {
     /// Approximate candidates (`KernelSpec::approximate`) get their own, looser bound.
     pub max_nmse: f64,
     /// Leave approximate candidates (the int8 matvec) out: only configs that compute the same
-    /// sums as the default may win.
+    /// sums as the default may win. The default: tuning should not change results unless asked.
     pub exact: bool,
 }
 
@@ -84,7 +84,7 @@ impl Default for TuneOptions {
             budget: Duration::from_secs(5),
             min_batch: Duration::from_millis(20),
             max_nmse: 1e-8,
-            exact: false,
+            exact: true,
         }
     }
 }
