@@ -44,7 +44,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 // {{SPLIT_NOTE}}
 {{ENABLES}}
 {{PARAMS}}
-@group(0) @binding(0) var<uniform> p: QMatvecI8Params;
+@group(0) @binding(0) var<uniform> p: QMatvecParams;
 @group(0) @binding(1) var<storage, read> w: array<u32>;          // [rows, row_words] repacked segment
 @group(0) @binding(2) var<storage, read> xq: array<vec4<u32>>;   // [M, K / 16] codes
 @group(0) @binding(3) var<storage, read> xs: array<vec2<f32>>;   // [M, K / 32] (d, d * sum)

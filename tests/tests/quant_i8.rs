@@ -64,16 +64,9 @@ fn dequantized_x(what: &str, x: &[f32], codes: &[u32], scales: &[f32]) -> Vec<f3
     out
 }
 
+/// y [m, n] = x [m, k] w [n, k]^T in f64.
 fn oracle(x: &[f32], w: &[f32], m: usize, n: usize, k: usize) -> Vec<f64> {
-    let mut y = vec![0.0; m * n];
-    for i in 0..m {
-        for j in 0..n {
-            y[i * n + j] = (0..k)
-                .map(|t| x[i * k + t] as f64 * w[j * k + t] as f64)
-                .sum();
-        }
-    }
-    y
+    webjit_tests::oracle::matmul(x, w, 1, m, n, k, true, true)
 }
 
 /// Runs the configs `pick` selects from the space of (format, m, n, k); returns how many ran.

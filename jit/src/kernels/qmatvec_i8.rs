@@ -8,7 +8,7 @@
 //! benchmarks); others fall back to the f32 path (`QMatvecI8Spec::supports`).
 
 use crate::error::JitError;
-use crate::kernels::qmatvec::Reduce;
+use crate::kernels::qmatvec::{QMatvecParams, QMatvecSpec, Reduce};
 use crate::kernels::{check_workgroup, illegal, linear_dispatch, MAX_GROUPS_PER_DIM};
 use crate::profile::DeviceProfile;
 use crate::quant::GgmlType;
@@ -21,11 +21,6 @@ const FILE: &str = "qmatvec_i8.wgsl";
 crate::uniform_struct!(
     /// Uniforms of the `quantize` section of `qmatvec_i8.wgsl`.
     QuantizeQ8Params { blocks: u32, pad0: u32, pad1: u32, pad2: u32 }
-);
-
-crate::uniform_struct!(
-    /// Uniforms of the `matvec` section of `qmatvec_i8.wgsl` (as `QMatvecParams`).
-    QMatvecI8Params { n: u32, k: u32, row_words: u32, rows: u32, n_offset: u32, pad0: u32, pad1: u32, pad2: u32 }
 );
 
 /// Elements per activation block (one scale each).
@@ -156,15 +151,18 @@ impl QMatvecI8Spec {
             GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::Q4K | GgmlType::Q6K
         )
     }
-    pub fn params(&self, n_offset: u64, rows: u64) -> QMatvecI8Params {
-        QMatvecI8Params {
-            n: self.n as u32,
-            k: self.k as u32,
-            row_words: self.format.row_words(self.k as usize).unwrap_or(0) as u32,
-            rows: rows as u32,
-            n_offset: n_offset as u32,
-            ..Default::default()
+    /// The uniforms: those of the f32 matvec (the same struct, its stacked fields unused).
+    pub fn params(&self, n_offset: u64, rows: u64) -> QMatvecParams {
+        QMatvecSpec {
+            format: self.format,
+            m: self.m,
+            n: self.n,
+            k: self.k,
+            rows: self.rows,
+            gate: None,
+            stacked: 0,
         }
+        .params(n_offset, rows)
     }
     /// Workgroups for a segment of `rows` rows.
     pub fn dispatch_rows(&self, cfg: &QMatvecI8Config, rows: u64) -> [u32; 3] {
@@ -267,7 +265,7 @@ impl KernelSpec for QMatvecI8Spec {
                     .into(),
                 ),
                 ("ENABLES", note.into()),
-                ("PARAMS", QMatvecI8Params::wgsl_decl()),
+                ("PARAMS", QMatvecParams::wgsl_decl()),
                 ("WG", cfg.wg.to_string()),
                 ("R", cfg.r.to_string()),
                 ("M", self.m.to_string()),
