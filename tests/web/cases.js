@@ -607,6 +607,18 @@ export const cases = {
       // The model still generates after its kernels were swapped.
       const toks = await collect(m.generateTokens([1, 295], { maxTokens: 2 }));
       if (toks.length !== 2) fail(`generate after tune: ${toks.length} tokens`);
+      // int8: the plain matvec problems get more candidates (the int8 path), none of which
+      // fails to compile or check (dot4I8Packed on this WebGPU), and the model still runs.
+      const i8 = await e.tune({ budgetMs: 3000, int8: true });
+      const plain = (r) => r.kernels.filter((k) => /^qmatvec\.[a-z0-9_]+\|/.test(k.tune_key));
+      const count = (r) => plain(r).reduce((s, k) => s + k.tried + k.rejected + k.skipped, 0);
+      const rejected = (r) => plain(r).reduce((s, k) => s + k.rejected, 0);
+      if (!plain(report).length) fail('no plain qmatvec problem in the tiny model');
+      if (!(count(i8) > count(report))) fail(`int8 tuning offered ${count(i8)} candidates, exact ${count(report)}`);
+      if (rejected(i8) !== rejected(report)) fail(`int8 candidates rejected: ${rejected(i8)} vs ${rejected(report)}`);
+      const toks8 = await collect(m.generateTokens([1, 295], { maxTokens: 2 }));
+      if (toks8.length !== 2) fail(`generate after int8 tune: ${toks8.length} tokens`);
+      log(`  int8: ${count(i8)} candidates vs ${count(report)}; winners ${plain(i8).map((k) => k.winner_key).join(', ')}`);
     } finally {
       await e.dispose();
     }

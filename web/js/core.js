@@ -355,14 +355,14 @@ export class Core {
   // ---- tuning and memory ----
   /** Tunes the kernels of the text model loaded last; ctx.emit gets {type: 'tune', report}
    *  per problem as it lands. */
-  async tune({ budgetMs = 2000 } = {}, { emit } = {}) {
+  async tune({ budgetMs = 2000, int8 = false } = {}, { emit } = {}) {
     need(Number.isFinite(budgetMs) && budgetMs > 0, `budgetMs must be a positive number, got ${budgetMs}`);
     const engine = this.#alive();
     if (typeof engine.tune !== 'function') {
       throw new WebjitError(ErrorCode.INTERNAL, 'this wasm build has no Engine.tune');
     }
     const onReport = (json) => emit?.({ type: 'tune', report: parse(json) });
-    const report = parse(await this.#lock.run(() => engine.tune(budgetMs, onReport)));
+    const report = parse(await this.#lock.run(() => engine.tune(budgetMs, onReport, !!int8)));
     if (this.#tuningStore === 'indexeddb') {
       try {
         await saveTuning(this.#fingerprint, engine.exportTuning());

@@ -335,7 +335,13 @@ export declare class Engine {
   /** Tunes the kernels of the text model loaded last within the budget and persists the
    *  winners (IndexedDB; the next Engine.create loads them). Rejects with INVALID_STATE when
    *  no text model is loaded, BUSY while it generates. */
-  tune(opts?: { budgetMs?: number; onReport?: (kernelReport: KernelTuneReport) => void }): Promise<TuneReport>;
+  tune(opts?: {
+    budgetMs?: number;
+    onReport?: (kernelReport: KernelTuneReport) => void;
+    /** Also try the int8 matvec path (activations rounded to 8 bits per block of 32,
+     *  dot4I8Packed): faster on some devices, results differ slightly from untuned runs. */
+    int8?: boolean;
+  }): Promise<TuneReport>;
   exportTuning(): Promise<string>;
   importTuning(json: string | object): Promise<void>;
   releaseMemory(): Promise<void>;

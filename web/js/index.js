@@ -371,10 +371,11 @@ export class Engine {
   /**
    * Tunes the kernels of the text model loaded last within budgetMs (the model must be idle)
    * and stores the winners in IndexedDB -> the whole report. onReport gets each problem's
-   * report as it lands.
+   * report as it lands. int8: also try the int8 matvec path (8-bit activations; faster on
+   * some devices, results differ slightly from untuned runs).
    */
-  tune({ budgetMs = 2000, onReport } = {}) {
-    return this._call('tune', { budgetMs }, { onEvent: (e) => e.type === 'tune' && onReport?.(e.report) });
+  tune({ budgetMs = 2000, onReport, int8 = false } = {}) {
+    return this._call('tune', { budgetMs, int8 }, { onEvent: (e) => e.type === 'tune' && onReport?.(e.report) });
   }
   exportTuning() {
     return this._call('exportTuning');

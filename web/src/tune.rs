@@ -18,13 +18,18 @@ pub(crate) type CurrentModel = Rc<RefCell<Weak<RefCell<Slot>>>>;
 #[wasm_bindgen(js_class = Engine)]
 impl WebEngine {
     /// Tunes the kernels of the text model loaded last within `budget_ms`. `on_report`, if
-    /// given, is called with each problem's report as JSON. Resolves to the whole report:
+    /// given, is called with each problem's report as JSON. `int8` also tries the int8
+    /// matvec path (8-bit activations: faster where the device has a fast packed dot
+    /// product, results differ slightly). Resolves to the whole report:
     /// `{kernels: [...], spent_ms, geomean_speedup, records}`.
     pub fn tune(
         &self,
         budget_ms: f64,
         on_report: Option<js_sys::Function>,
+        int8: Option<bool>,
     ) -> Result<js_sys::Promise, JsValue> {
+        // Approximate candidates (the int8 matvec) only when asked, as natively.
+        let exact = !int8.unwrap_or(false);
         self.check()?;
         if !(budget_ms.is_finite() && budget_ms > 0.0) {
             return Err(invalid(format!("budgetMs {budget_ms} must be positive")));
@@ -58,9 +63,7 @@ impl WebEngine {
                 &mats,
                 budget_ms / 1e3,
                 tune_plan::DEFAULT_PREFILL,
-                // Exact candidates only in the browser for now: the int8 matvec's
-                // dot4I8Packed is untested on browser WebGPU implementations here.
-                true,
+                exact,
                 &clock,
                 &mut report,
             )
