@@ -178,6 +178,7 @@ export function setupDevice(engine) {
     try {
       const report = await engine.tune({
         budgetMs,
+        int8: $('tune-int8')?.checked === true,
         // Each kernel's result as it lands (packages that report only at the end skip this).
         onReport: (r) => {
           const x = typeof r === 'string' ? JSON.parse(r) : r;
