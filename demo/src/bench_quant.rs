@@ -5,9 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use webjit_engine::jit::kernels::bandwidth::{ReadProbeConfig, ReadProbeSpec};
-use webjit_engine::jit::kernels::qmatmul::QMatmulConfig;
-use webjit_engine::jit::kernels::qmatvec::{QMatvecConfig, QMATVEC_MAX_M};
-use webjit_engine::jit::kernels::qmatvec_i8::QMatvecI8Config;
+use webjit_engine::jit::kernels::qmatvec::QMATVEC_MAX_M;
 use webjit_engine::jit::quant::{self, GgmlType};
 use webjit_engine::jit::KernelSpec;
 use webjit_engine::{bench, ops, Bind, DType, DeviceOptions, Engine, Error, Recorder, Result};
@@ -94,6 +92,23 @@ pub fn read(mib: u64, min_batch: Duration, unchecked: bool, as_json: bool) -> Re
     Ok(())
 }
 
+/// The configs a bench run times: the whole space (`--sweep`), the one named by `--config`,
+/// or the default.
+fn chosen_configs<S: KernelSpec>(
+    spec: &S,
+    profile: &webjit_engine::jit::DeviceProfile,
+    sweep: bool,
+    config: Option<&str>,
+) -> Result<Vec<S::Config>> {
+    Ok(if sweep {
+        spec.space(profile)
+    } else if let Some(key) = config {
+        vec![spec.config_by_key(profile, key)?]
+    } else {
+        vec![spec.default_config(profile)]
+    })
+}
+
 #[allow(clippy::too_many_arguments)]
 pub fn qmatmul(
     format: &str,
@@ -173,13 +188,7 @@ pub fn qmatmul(
     let mut runs: Vec<(String, RecordFn<'_>)> = Vec::new();
     if let Some((xq, xq_scales)) = &quantized {
         let spec = ops::qmatvec_i8_spec(&x, w)?;
-        let configs: Vec<QMatvecI8Config> = if sweep {
-            spec.space(&profile)
-        } else if let Some(key) = &config {
-            vec![spec.config_by_key(&profile, key)?]
-        } else {
-            vec![spec.default_config(&profile)]
-        };
+        let configs = chosen_configs(&spec, &profile, sweep, config.as_deref())?;
         for c in configs {
             let kernel = engine.kernel_for(&spec, Some(c.clone()))?.1;
             let key = spec.key(&c);
@@ -198,13 +207,7 @@ pub fn qmatmul(
         }
     } else if m <= QMATVEC_MAX_M as usize {
         let spec = ops::qmatvec_spec(&x, w)?;
-        let configs: Vec<QMatvecConfig> = if sweep {
-            spec.space(&profile)
-        } else if let Some(key) = &config {
-            vec![spec.config_by_key(&profile, key)?]
-        } else {
-            vec![spec.default_config(&profile)]
-        };
+        let configs = chosen_configs(&spec, &profile, sweep, config.as_deref())?;
         for c in configs {
             let (x, y) = (&x, &y);
             runs.push((
@@ -214,13 +217,7 @@ pub fn qmatmul(
         }
     } else {
         let spec = ops::qmatmul_spec(&x, w)?;
-        let configs: Vec<QMatmulConfig> = if sweep {
-            spec.space(&profile)
-        } else if let Some(key) = &config {
-            vec![spec.config_by_key(&profile, key)?]
-        } else {
-            vec![spec.default_config(&profile)]
-        };
+        let configs = chosen_configs(&spec, &profile, sweep, config.as_deref())?;
         for c in configs {
             let (x, y) = (&x, &y);
             runs.push((
