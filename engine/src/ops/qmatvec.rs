@@ -319,13 +319,7 @@ pub fn qmatvec_i8_spec(x: &Tensor, w: &QTensor) -> Result<QMatvecI8Spec> {
             ),
         });
     }
-    Ok(QMatvecI8Spec {
-        format: s.format,
-        m: s.m,
-        n: s.n,
-        k: s.k,
-        rows: s.rows,
-    })
+    Ok(s.i8_spec())
 }
 
 /// `qmatvec` on the int8 path: X is quantized to 8 bits per block of 32 (one extra dispatch),
