@@ -10,47 +10,11 @@ const WG: u32 = {{WG}}u;
 {{EXTRA_DECL}}
 @group(0) @binding({{OUT_BINDING}}) var<storage, read_write> out: array<T>; // [rows, cols]
 
-var<workgroup> red: array<f32, WG>;
-
-fn hsum(v: T) -> f32 {
-    {{HSUM}}
-}
-
-fn hmax(v: T) -> f32 {
-    {{HMAX}}
-}
-
-fn reduce_sum(v: f32, lid: u32) -> f32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-        if (lid < s) {
-            red[lid] = red[lid] + red[lid + s];
-        }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
-
-fn reduce_max(v: f32, lid: u32) -> f32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-        if (lid < s) {
-            red[lid] = max(red[lid], red[lid + s]);
-        }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
-
+{{REDUCE}}
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
-        @builtin(num_workgroups) nwg: vec3<u32>) {
+        @builtin(num_workgroups) nwg: vec3<u32>{{EXTRA_BUILTINS}}) {
+{{SG_INIT}}
     let row = wid.x + wid.y * nwg.x;
     if (row >= p.rows) {
         return;
@@ -178,3 +142,88 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     for (var i = lid; i < p.cols; i += WG) {
         out[base + i] = x[base + i] * inv;
     }
+
+//! section reduce_workgroup
+var<workgroup> red: array<f32, WG>;
+
+fn hsum(v: T) -> f32 {
+    {{HSUM}}
+}
+
+fn hmax(v: T) -> f32 {
+    {{HMAX}}
+}
+
+// Tree reductions in workgroup memory (log2(WG) barriers).
+fn reduce_sum(v: f32, lid: u32) -> f32 {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        if (lid < s) {
+            red[lid] = red[lid] + red[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}
+
+fn reduce_max(v: f32, lid: u32) -> f32 {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        if (lid < s) {
+            red[lid] = max(red[lid], red[lid + s]);
+        }
+        workgroupBarrier();
+    }
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}
+
+//! section reduce_subgroup
+// Subgroup reductions: subgroupAdd / subgroupMax, then one workgroup-memory pass over the
+// subgroups' results (two barriers per reduction).
+const MAX_SG: u32 = {{MAX_SG}}u; // most subgroups a workgroup can hold (WG / 4)
+var<workgroup> red: array<f32, MAX_SG>;
+var<private> sg_lane_p: u32;
+var<private> sg_id_p: u32;
+var<private> n_sg_p: u32;
+
+fn hsum(v: T) -> f32 {
+    {{HSUM}}
+}
+
+fn hmax(v: T) -> f32 {
+    {{HMAX}}
+}
+
+fn reduce_sum(v: f32, lid: u32) -> f32 {
+    let s = subgroupAdd(v);
+    if (sg_lane_p == 0u) {
+        red[sg_id_p] = s;
+    }
+    workgroupBarrier();
+    var r = 0.0;
+    for (var g = 0u; g < n_sg_p; g++) {
+        r += red[g];
+    }
+    workgroupBarrier();
+    return r;
+}
+
+fn reduce_max(v: f32, lid: u32) -> f32 {
+    let s = subgroupMax(v);
+    if (sg_lane_p == 0u) {
+        red[sg_id_p] = s;
+    }
+    workgroupBarrier();
+    var r = red[0];
+    for (var g = 1u; g < n_sg_p; g++) {
+        r = max(r, red[g]);
+    }
+    workgroupBarrier();
+    return r;
+}

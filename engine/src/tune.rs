@@ -127,6 +127,11 @@ pub fn native_clock() -> f64 {
     START.get_or_init(Instant::now).elapsed().as_secs_f64()
 }
 
+/// Alternating re-timings of the default and the winner after the search.
+const REMATCH_ROUNDS: usize = 2;
+/// How much faster than the default the winner must be in the rematch to be kept.
+const REMATCH_MARGIN: f64 = 0.03;
+
 /// Passes of one batch the timestamp queries can time (a batch is usually one pass; ops
 /// with copies start new ones).
 const TIMED_PASSES: u32 = 64;
@@ -513,6 +518,35 @@ impl Engine {
             if t < best_t {
                 best = cand;
                 best_t = t;
+            }
+        }
+        // Rematch. The default was timed first (GPU clocks may not have settled yet) and the
+        // winner is the minimum of many noisy timings, so both are timed again, alternately,
+        // and the winner stays only if it still beats the default by REMATCH_MARGIN. (An H100
+        // tune without this made decode 17% slower: defaults timed at 2-3x their in-model
+        // time lost to candidates that were slower in the model.)
+        let mut default_t = default_t;
+        if !slow && best != default {
+            let (mut d, mut w) = (f64::INFINITY, f64::INFINITY);
+            for _ in 0..REMATCH_ROUNDS {
+                let (t, g) = time_candidate(self, min_batch, max_reps, clock, &mut |rec| {
+                    run(rec, &default)
+                })
+                .await?;
+                gpu_timed &= g;
+                d = d.min(t);
+                let (t, g) =
+                    time_candidate(self, min_batch, max_reps, clock, &mut |rec| run(rec, &best))
+                        .await?;
+                gpu_timed &= g;
+                w = w.min(t);
+            }
+            default_t = d;
+            if w < d * (1.0 - REMATCH_MARGIN) {
+                best_t = w;
+            } else {
+                best = default.clone();
+                best_t = d;
             }
         }
         let rec = TuneRecord {

@@ -221,7 +221,11 @@ fn illegal_configs_are_rejected_with_reasons() {
     let err = rs
         .check(
             &sw,
-            &webjit_jit::kernels::rowwise::RowwiseConfig { wg: 1024, vec: 1 },
+            &webjit_jit::kernels::rowwise::RowwiseConfig {
+                wg: 1024,
+                vec: 1,
+                subgroup: false,
+            },
         )
         .unwrap_err()
         .to_string();

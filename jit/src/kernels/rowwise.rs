@@ -74,6 +74,9 @@ pub struct RowwiseSpec {
 pub struct RowwiseConfig {
     pub wg: u32,
     pub vec: u32,
+    /// Reductions by `subgroupAdd`/`subgroupMax` (where the device has subgroups) instead of
+    /// a tree in workgroup memory.
+    pub subgroup: bool,
 }
 
 impl RowwiseSpec {
@@ -111,7 +114,13 @@ impl KernelSpec for RowwiseSpec {
     }
 
     fn key(&self, cfg: &RowwiseConfig) -> String {
-        format!("rowwise.{}.f32.v{}.wg{}", self.op.name(), cfg.vec, cfg.wg)
+        format!(
+            "rowwise.{}.f32.v{}.wg{}{}",
+            self.op.name(),
+            cfg.vec,
+            cfg.wg,
+            if cfg.subgroup { ".sg" } else { "" }
+        )
     }
 
     fn bindings(&self, _cfg: &RowwiseConfig) -> Vec<BindingDecl> {
@@ -151,6 +160,21 @@ impl KernelSpec for RowwiseSpec {
             RowOp::AddNorm => section(f, ROWWISE, "add_norm_decl")?,
             RowOp::Softmax | RowOp::L2Normalize => "",
         };
+        let (reduce_section, builtins, sg_init) = if cfg.subgroup {
+            (
+                "reduce_subgroup",
+                ",\n        @builtin(subgroup_invocation_id) sg_lane: u32,\n        \
+                 @builtin(subgroup_id) sg_id: u32, @builtin(num_subgroups) n_sg: u32",
+                "    sg_lane_p = sg_lane;\n    sg_id_p = sg_id;\n    n_sg_p = n_sg;",
+            )
+        } else {
+            ("reduce_workgroup", "", "")
+        };
+        let mut vars = vec![("HSUM", hsum.into()), ("HMAX", hmax.into())];
+        if cfg.subgroup {
+            vars.push(("MAX_SG", cfg.wg.div_ceil(4).to_string()));
+        }
+        let reduce = render(f, section(f, ROWWISE, reduce_section)?, &vars)?;
         render(
             f,
             section(f, ROWWISE, "main")?,
@@ -161,8 +185,9 @@ impl KernelSpec for RowwiseSpec {
                 ("WG", cfg.wg.to_string()),
                 ("EXTRA_DECL", extra.into()),
                 ("OUT_BINDING", (1 + self.op.inputs()).to_string()),
-                ("HSUM", hsum.into()),
-                ("HMAX", hmax.into()),
+                ("REDUCE", reduce),
+                ("EXTRA_BUILTINS", builtins.into()),
+                ("SG_INIT", sg_init.into()),
                 ("BODY", section(f, ROWWISE, self.op.name())?.into()),
             ],
         )
@@ -180,6 +205,13 @@ impl KernelSpec for RowwiseSpec {
                 self.family(),
                 &key,
                 "tree reduction needs a power-of-two workgroup",
+            ));
+        }
+        if cfg.subgroup && profile.subgroups.is_none() {
+            return Err(illegal(
+                self.family(),
+                &key,
+                "subgroup reduction needs subgroup support",
             ));
         }
         if cfg.vec != 1 && cfg.vec != 4 {
@@ -205,10 +237,14 @@ impl KernelSpec for RowwiseSpec {
     }
 
     fn space(&self, profile: &DeviceProfile) -> Vec<RowwiseConfig> {
-        super::wg_vec_space(
-            |wg, vec| RowwiseConfig { wg, vec },
-            |c| self.check(profile, c).is_ok(),
-        )
+        let mut space = Vec::new();
+        for subgroup in [false, true] {
+            space.extend(super::wg_vec_space(
+                |wg, vec| RowwiseConfig { wg, vec, subgroup },
+                |c| self.check(profile, c).is_ok(),
+            ));
+        }
+        space
     }
 
     fn default_config(&self, profile: &DeviceProfile) -> RowwiseConfig {
@@ -217,11 +253,18 @@ impl KernelSpec for RowwiseSpec {
         let want = (self.cols / vec as u64).next_power_of_two().clamp(32, 256) as u32;
         let max = profile.limits.max_compute_invocations_per_workgroup.max(1);
         let wg = want.min(1u32 << (31 - max.leading_zeros())).max(32);
-        let c = RowwiseConfig { wg, vec };
+        // Subgroup reductions on GPUs with wide subgroups (32+ lanes): two barriers per
+        // reduction instead of log2(wg) + 2.
+        let subgroup = profile.subgroups.as_ref().is_some_and(|s| s.max_size >= 32);
+        let c = RowwiseConfig { wg, vec, subgroup };
         if self.check(profile, &c).is_ok() {
             c
         } else {
-            RowwiseConfig { wg: 64, vec: 1 }
+            RowwiseConfig {
+                wg: 64,
+                vec: 1,
+                subgroup: false,
+            }
         }
     }
 }
