@@ -34,6 +34,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;     // [M, k / 4]
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;     // [M, n]
 {{W2_DECL}}
+{{PRE_DECL}}
 
 const WG: u32 = {{WG}}u;
 const R: u32 = {{R}}u;
@@ -53,12 +54,13 @@ fn main(@builtin(local_invocation_index) lid: u32,
         @builtin(num_workgroups) nwg: vec3<u32>{{EXTRA_BUILTINS}}) {
     let row0 = {{ROW0}};
     let k4n = p.k / 4u;
+{{PRE_BODY}}
     var acc: array<f32, R * M * G>; // [G, R, M]
     for (var k4 = {{K0}}; k4 < k4n; k4 += {{KSTEP}}) {
         // V is vec4<f32>, or vec4<f16> on the f16 path (products in f16, sums in f32).
         var xv: array<V, M>;
         for (var m = 0u; m < M; m++) {
-            xv[m] = V(x[m * k4n + k4]);
+            {{LOAD_X}}
         }
         for (var r = 0u; r < R; r++) {
             let row = min(row0 + r, p.rows - 1u); // tail rows recompute the last row, unwritten
@@ -71,6 +73,80 @@ fn main(@builtin(local_invocation_index) lid: u32,
     }
 {{REDUCE}}
 }
+
+//! section prenorm_decl
+// Fused pre-norm: x holds o (the previous op's output, [k / 4]); the input of the dot
+// products is rmsnorm(res + post(o)) * nw, formed in workgroup memory by every workgroup.
+@group(0) @binding(6) var<storage, read> res: array<vec4<f32>>;      // [k / 4] residual stream in
+@group(0) @binding(7) var<storage, read> nw: array<vec4<f32>>;       // [k / 4] pre-norm weight
+@group(0) @binding(8) var<storage, read_write> xo: array<vec4<f32>>; // [k / 4] residual stream out
+@group(0) @binding(10) var<storage, read_write> xn: array<vec4<f32>>; // [k / 4] normed input out
+var<workgroup> xs: array<vec4<f32>, {{K4}}>;
+var<workgroup> pre_red: array<f32, {{WG}}>;
+
+{{PRE_SUM}}
+
+//! section prenorm_sum_workgroup
+fn pre_sum(v: f32, lid: u32) -> f32 {
+    pre_red[lid] = v;
+    workgroupBarrier();
+    for (var s = {{WG}}u / 2u; s > 0u; s = s >> 1u) {
+        if (lid < s) {
+            pre_red[lid] = pre_red[lid] + pre_red[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let r = pre_red[0];
+    workgroupBarrier();
+    return r;
+}
+
+//! section prenorm_sum_subgroup
+// Subgroup sums, then one pass over them in workgroup memory (pre_red holds n_sg values).
+fn pre_sum(v: f32, sg_lane: u32, sg_id: u32, n_sg: u32) -> f32 {
+    let s = subgroupAdd(v);
+    if (sg_lane == 0u) {
+        pre_red[sg_id] = s;
+    }
+    workgroupBarrier();
+    var r = 0.0;
+    for (var g = 0u; g < n_sg; g++) {
+        r += pre_red[g];
+    }
+    workgroupBarrier();
+    return r;
+}
+
+//! section prenorm_body
+    // h = res + post(o) into xs, then xs = rmsnorm(h) * nw; workgroup 0 writes h to xo and
+    // the normed input to xn (for another matvec of the same input).
+{{POST}}
+    var ss2 = 0.0;
+    for (var i = lid; i < k4n; i += WG) {
+        let h = res[i] + {{POST_O}};
+        xs[i] = h;
+        ss2 += dot(h, h);
+    }
+    let inv2 = inverseSqrt(pre_sum(ss2{{PRE_ARGS}}) / f32(p.k) + p.eps);
+    let writer = wid.x == 0u && wid.y == 0u;
+    for (var i = lid; i < k4n; i += WG) {
+        let h = xs[i];
+        let xn_i = h * inv2 * nw[i];
+        if (writer) {
+            xo[i] = h;
+            xn[i] = xn_i;
+        }
+        xs[i] = xn_i;
+    }
+    workgroupBarrier();
+
+//! section prenorm_post_add
+    var ss = 0.0;
+    for (var i = lid; i < k4n; i += WG) {
+        let v = x[i];
+        ss += dot(v, v);
+    }
+    let inv = inverseSqrt(pre_sum(ss{{PRE_ARGS}}) / f32(p.k) + p.eps);
 
 //! section reduce_none_body
     for (var i = 0u; i < R * M; i++) {

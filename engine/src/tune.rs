@@ -453,6 +453,7 @@ impl Engine {
         let slow = ref_t >= 4.0 * min_batch;
         // Whether every timing came from GPU timestamps.
         let mut gpu_timed = !slow;
+        let timing_start = clock();
         let default_t = if slow {
             ref_t
         } else {
@@ -462,6 +463,12 @@ impl Engine {
             .await?;
             gpu_timed &= g;
             t
+        };
+        // The rematch's timings (2 per round) come out of this problem's budget: candidates
+        // stop starting early enough to leave room for them.
+        let reserve = match slow {
+            true => 0.0,
+            false => 2.0 * REMATCH_ROUNDS as f64 * (clock() - timing_start),
         };
         let (mut best, mut best_t) = (default.clone(), default_t);
         let (mut tried, mut rejected, mut skipped) = (1u32, 0u32, 0u32);
@@ -480,7 +487,7 @@ impl Engine {
                 Some(t) => t.max(opts.max_nmse),
                 None => opts.max_nmse,
             };
-            if clock() - t0 >= budget {
+            if clock() - t0 + reserve >= budget {
                 skipped += 1;
                 continue;
             }

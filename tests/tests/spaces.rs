@@ -339,7 +339,7 @@ fn qk_rope_space_validates() {
 
 #[test]
 fn quant_spaces_validate() {
-    use webjit_jit::kernels::qmatvec::{Gate, QDequantSpec, QMatvecSpec};
+    use webjit_jit::kernels::qmatvec::{Gate, PreNorm, QDequantSpec, QMatvecSpec};
     use webjit_jit::quant::GgmlType;
     sweep(
         &webjit_jit::kernels::qmatvec_i8::QuantizeQ8Spec { m: 3, k: 512 },
@@ -379,11 +379,37 @@ fn quant_spaces_validate() {
                         rows: 4096,
                         gate,
                         stacked,
+                        prenorm: None,
                     },
                     8,
                 );
                 assert!(n >= 30, "{} {gate:?} {stacked}: {n}", format.name());
             }
+        }
+        // The fused pre-norm (one activation row).
+        for (gate, stacked, prenorm) in [
+            (None, 0, PreNorm::PostNormAdd),
+            (Some(Gate::GeluTanh), 0, PreNorm::Add),
+            (None, 3, PreNorm::PostNormAdd),
+        ] {
+            let n = sweep(
+                &QMatvecSpec {
+                    format,
+                    m: 1,
+                    n: 4096,
+                    k: 512,
+                    rows: 4096,
+                    gate,
+                    stacked,
+                    prenorm: Some(prenorm),
+                },
+                8,
+            );
+            assert!(
+                n >= 30,
+                "{} {gate:?} {stacked} {prenorm:?}: {n}",
+                format.name()
+            );
         }
     }
 }

@@ -41,8 +41,9 @@ pub use pool::{mean_pool, mean_pool_with};
 pub use qk_rope::{qk_rope_append, qk_rope_append_packed, QkNorms};
 pub use qmatmul::{qmatmul, qmatmul_into, qmatmul_spec, qmatmul_with};
 pub use qmatvec::{
-    qdequant, qmatvec, qmatvec_gated, qmatvec_i8, qmatvec_i8_into, qmatvec_i8_quantized,
-    qmatvec_i8_spec, qmatvec_into, qmatvec_spec, qmatvec_stacked, qmatvec_with, quantize_q8,
+    qdequant, qmatvec, qmatvec_gated, qmatvec_gated_pre, qmatvec_i8, qmatvec_i8_into,
+    qmatvec_i8_quantized, qmatvec_i8_spec, qmatvec_into, qmatvec_pre, qmatvec_spec,
+    qmatvec_stacked, qmatvec_stacked_pre, qmatvec_with, quantize_q8, PreNormArgs,
 };
 pub use rope::{rope, rope_table_tensor, rope_with, rope_with_table, RopeOptions};
 pub use rowwise::{

@@ -1,4 +1,4 @@
-use webjit_jit::kernels::qmatvec::{Gate, QDequantSpec, QMatvecConfig, QMatvecSpec};
+use webjit_jit::kernels::qmatvec::{Gate, PreNorm, QDequantSpec, QMatvecConfig, QMatvecSpec};
 use webjit_jit::kernels::qmatvec_i8::{
     QMatvecI8Config, QMatvecI8Spec, QuantizeQ8Config, QuantizeQ8Spec,
 };
@@ -37,6 +37,7 @@ pub fn qmatvec_spec(x: &Tensor, w: &QTensor) -> Result<QMatvecSpec> {
         rows: w.segments()[0].rows as u64,
         gate: None,
         stacked: 0,
+        prenorm: None,
     })
 }
 
@@ -99,9 +100,37 @@ pub fn qmatvec_gated(
     gate: Gate,
     cfg: Option<QMatvecConfig>,
 ) -> Result<Tensor> {
+    Ok(gated_impl(rec, x, None, w_gate, w_up, gate, cfg)?.0)
+}
+
+/// `qmatvec_gated` with the fused pre-norm: `o` and `pre` as in `qmatvec_pre`; `y` is the
+/// gated product [1, N].
+pub fn qmatvec_gated_pre(
+    rec: &mut Recorder,
+    o: &Tensor,
+    pre: &PreNormArgs,
+    w_gate: &QTensor,
+    w_up: &QTensor,
+    gate: Gate,
+    cfg: Option<QMatvecConfig>,
+) -> Result<PreNormed> {
+    let (y, xo) = gated_impl(rec, o, Some(pre), w_gate, w_up, gate, cfg)?;
+    PreNormed::new(xo, y)
+}
+
+fn gated_impl(
+    rec: &mut Recorder,
+    x: &Tensor,
+    pre: Option<&PreNormArgs>,
+    w_gate: &QTensor,
+    w_up: &QTensor,
+    gate: Gate,
+    cfg: Option<QMatvecConfig>,
+) -> Result<(Tensor, Option<(Tensor, Tensor)>)> {
     let op = "qmatvec_gated";
     let mut spec = qmatvec_spec(x, w_gate)?;
     spec.gate = Some(gate);
+    let xo = prenorm_setup(rec, op, &mut spec, x, pre)?;
     let same_split = w_gate.segments().len() == w_up.segments().len()
         && w_gate
             .segments()
@@ -125,26 +154,28 @@ pub fn qmatvec_gated(
     let engine = rec.engine();
     let (c, kernel) = engine.kernel_for(&spec, cfg)?;
     for (i, (seg, seg2)) in w_gate.segments().iter().zip(w_up.segments()).enumerate() {
-        let params = spec.params(seg.row_start as u64, seg.rows as u64);
+        let mut params = spec.params(seg.row_start as u64, seg.rows as u64);
+        let mut binds = vec![
+            Bind {
+                buffer: &seg.buffer,
+                size: w_gate.segment_bytes(i),
+            },
+            Bind::whole(x),
+            Bind::whole(&y),
+            Bind {
+                buffer: &seg2.buffer,
+                size: w_up.segment_bytes(i),
+            },
+        ];
+        prenorm_binds(&mut params, &mut binds, pre, xo.as_ref());
         rec.dispatch(
             &kernel,
             bytemuck::bytes_of(&params),
-            &[
-                Bind {
-                    buffer: &seg.buffer,
-                    size: w_gate.segment_bytes(i),
-                },
-                Bind::whole(x),
-                Bind::whole(&y),
-                Bind {
-                    buffer: &seg2.buffer,
-                    size: w_up.segment_bytes(i),
-                },
-            ],
+            &binds,
             spec.dispatch_rows(&c, seg.rows as u64),
         )?;
     }
-    Ok(y)
+    Ok((y, xo))
 }
 
 /// Two or three quantized weights of one format and K, stacked by rows, in one pass:
@@ -156,6 +187,29 @@ pub fn qmatvec_stacked(
     parts: &[&QTensor],
     cfg: Option<QMatvecConfig>,
 ) -> Result<Tensor> {
+    Ok(stacked_impl(rec, x, None, parts, cfg)?.0)
+}
+
+/// `qmatvec_stacked` with the fused pre-norm: `o` and `pre` as in `qmatvec_pre`; `y` is the
+/// stacked product [1, N1 + N2 (+ N3)].
+pub fn qmatvec_stacked_pre(
+    rec: &mut Recorder,
+    o: &Tensor,
+    pre: &PreNormArgs,
+    parts: &[&QTensor],
+    cfg: Option<QMatvecConfig>,
+) -> Result<PreNormed> {
+    let (y, xo) = stacked_impl(rec, o, Some(pre), parts, cfg)?;
+    PreNormed::new(xo, y)
+}
+
+fn stacked_impl(
+    rec: &mut Recorder,
+    x: &Tensor,
+    pre: Option<&PreNormArgs>,
+    parts: &[&QTensor],
+    cfg: Option<QMatvecConfig>,
+) -> Result<(Tensor, Option<(Tensor, Tensor)>)> {
     let op = "qmatvec_stacked";
     let (Some(first), 2..=3) = (parts.first(), parts.len()) else {
         return Err(Error::InvalidArgument {
@@ -184,6 +238,7 @@ pub fn qmatvec_stacked(
     spec.n = total;
     spec.rows = total;
     spec.stacked = parts.len() as u32;
+    let xo = prenorm_setup(rec, op, &mut spec, x, pre)?;
     let y = rec.empty(&[spec.m as usize, total as usize], DType::F32)?;
     check_operands(op, x, &y, [spec.m as usize, total as usize])?;
     let engine = rec.engine();
@@ -202,13 +257,166 @@ pub fn qmatvec_stacked(
             size: w.segment_bytes(0),
         });
     }
+    let mut params = spec.params_stacked(&rows);
+    prenorm_binds(&mut params, &mut binds, pre, xo.as_ref());
     rec.dispatch(
         &kernel,
-        bytemuck::bytes_of(&spec.params_stacked(&rows)),
+        bytemuck::bytes_of(&params),
         &binds,
         spec.dispatch_rows(&c, total),
     )?;
-    Ok(y)
+    Ok((y, xo))
+}
+
+/// The operands of a matvec's fused pre-norm (`PreNorm`): the matvec's input is
+/// `rmsnorm(residual + post(o)) * norm_w`, where `post(o) = rmsnorm(o) * post_w` with a
+/// post-norm weight and `o` without one. Weights are f32 [K] (no offset added: GGUF norm
+/// weights already hold Gemma's `1 + w`); `residual` is f32 [1, K].
+#[derive(Clone, Copy, Debug)]
+pub struct PreNormArgs<'a> {
+    pub residual: &'a Tensor,
+    pub post_w: Option<&'a Tensor>,
+    pub norm_w: &'a Tensor,
+    pub eps: f32,
+}
+
+/// Y [1, N] = rmsnorm(residual + post(o)) * norm_w W^T for a quantized W [N, K], with the
+/// add and the norms done inside the matvec (one dispatch instead of two). Also returns the
+/// new residual stream `residual + post(o)` [1, K] and the normed input [1, K]: the same
+/// results as `ops::add_norm` followed by `qmatvec`, up to f32 rounding.
+pub fn qmatvec_pre(
+    rec: &mut Recorder,
+    o: &Tensor,
+    pre: &PreNormArgs,
+    w: &QTensor,
+    cfg: Option<QMatvecConfig>,
+) -> Result<PreNormed> {
+    let op = "qmatvec_pre";
+    let mut spec = qmatvec_spec(o, w)?;
+    let xo = prenorm_setup(rec, op, &mut spec, o, Some(pre))?;
+    let y = rec.empty(&[spec.m as usize, spec.n as usize], DType::F32)?;
+    check_operands(op, o, &y, [spec.m as usize, spec.n as usize])?;
+    let (c, kernel) = rec.engine().kernel_for(&spec, cfg)?;
+    for (i, seg) in w.segments().iter().enumerate() {
+        let mut params = spec.params(seg.row_start as u64, seg.rows as u64);
+        let mut binds = vec![
+            Bind {
+                buffer: &seg.buffer,
+                size: w.segment_bytes(i),
+            },
+            Bind::whole(o),
+            Bind::whole(&y),
+        ];
+        prenorm_binds(&mut params, &mut binds, Some(pre), xo.as_ref());
+        rec.dispatch(
+            &kernel,
+            bytemuck::bytes_of(&params),
+            &binds,
+            spec.dispatch_rows(&c, seg.rows as u64),
+        )?;
+    }
+    PreNormed::new(xo, y)
+}
+
+/// What a matvec with a fused pre-norm produces.
+#[derive(Debug)]
+pub struct PreNormed {
+    /// The new residual stream `residual + post(o)` [1, K].
+    pub residual: Tensor,
+    /// The matvec's input `rmsnorm(residual) * norm_w` [1, K].
+    pub normed: Tensor,
+    /// The product.
+    pub y: Tensor,
+}
+
+impl PreNormed {
+    fn new(outs: Option<(Tensor, Tensor)>, y: Tensor) -> Result<Self> {
+        let (residual, normed) = outs.ok_or_else(|| Error::InvalidArgument {
+            op: "qmatvec_pre",
+            detail: "the fused pre-norm produced no residual output".into(),
+        })?;
+        Ok(Self {
+            residual,
+            normed,
+            y,
+        })
+    }
+}
+
+/// Checks the pre-norm operands, sets the spec's `prenorm` and allocates the residual and
+/// normed outputs; nothing without `pre`.
+fn prenorm_setup(
+    rec: &mut Recorder,
+    op: &'static str,
+    spec: &mut QMatvecSpec,
+    o: &Tensor,
+    pre: Option<&PreNormArgs>,
+) -> Result<Option<(Tensor, Tensor)>> {
+    let Some(a) = pre else {
+        return Ok(None);
+    };
+    let k = spec.k as usize;
+    if spec.m != 1 {
+        return Err(Error::Shape {
+            op,
+            detail: format!("the fused pre-norm takes one row, got {} rows", spec.m),
+        });
+    }
+    let mut vectors = vec![("norm_w", a.norm_w, vec![k])];
+    if let Some(pw) = a.post_w {
+        vectors.push(("post_w", pw, vec![k]));
+    }
+    for (name, t, want) in vectors {
+        if t.shape() != want.as_slice() && t.shape() != [1, k] {
+            return Err(Error::Shape {
+                op,
+                detail: format!("{name} must be [{k}], got {:?}", t.shape()),
+            });
+        }
+        expect_f32(op, t)?;
+        expect_single(op, name, t)?;
+    }
+    if a.residual.shape() != o.shape() {
+        return Err(Error::Shape {
+            op,
+            detail: format!(
+                "residual {:?} must have o's shape {:?}",
+                a.residual.shape(),
+                o.shape()
+            ),
+        });
+    }
+    expect_f32(op, a.residual)?;
+    expect_single(op, "residual", a.residual)?;
+    spec.prenorm = Some(match a.post_w {
+        Some(_) => PreNorm::PostNormAdd,
+        None => PreNorm::Add,
+    });
+    Ok(Some((
+        rec.empty(&[1, k], DType::F32)?,
+        rec.empty(&[1, k], DType::F32)?,
+    )))
+}
+
+/// Appends the pre-norm bindings (residual, norm weight, residual out, post-norm weight,
+/// normed out) in the kernel's binding order and puts eps in the uniforms.
+fn prenorm_binds<'a>(
+    params: &mut webjit_jit::kernels::qmatvec::QMatvecParams,
+    binds: &mut Vec<Bind<'a>>,
+    pre: Option<&'a PreNormArgs>,
+    outs: Option<&'a (Tensor, Tensor)>,
+) {
+    let (Some(a), Some((xo, xn))) = (pre, outs) else {
+        return;
+    };
+    params.eps = a.eps;
+    binds.push(Bind::whole(a.residual));
+    binds.push(Bind::whole(a.norm_w));
+    binds.push(Bind::whole(xo));
+    if let Some(pw) = a.post_w {
+        binds.push(Bind::whole(pw));
+    }
+    binds.push(Bind::whole(xn));
 }
 
 /// Dequantizes a whole quantized weight to f32 [N, K] on the GPU (tests use it to check

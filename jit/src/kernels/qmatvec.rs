@@ -23,7 +23,7 @@ crate::uniform_struct!(
 crate::uniform_struct!(
     /// Uniforms of the `matvec` section of `qmatvec.wgsl`. `rows` are this segment's rows,
     /// written to columns `n_offset..n_offset + rows` of Y (which has `n` columns).
-    QMatvecParams { n: u32, k: u32, row_words: u32, rows: u32, n_offset: u32, part1: u32, part2: u32, pad0: u32 }
+    QMatvecParams { n: u32, k: u32, row_words: u32, rows: u32, n_offset: u32, part1: u32, part2: u32, eps: f32 }
 );
 
 /// The WGSL `deq4` function (and helpers) of `format`; expects `w: array<u32>` in scope.
@@ -213,7 +213,35 @@ pub struct QMatvecSpec {
     /// Stacked form: this many weights (2 or 3) stacked by rows; 0 for one weight. `n` and
     /// `rows` count the rows of all of them.
     pub stacked: u32,
+    /// The input formed in the kernel from the previous block's outputs (decode, M = 1).
+    pub prenorm: Option<PreNorm>,
 }
+
+/// A matvec whose input is the next pre-norm of a residual stream, computed in the kernel:
+/// the `x` binding holds the previous op's output `o`; every workgroup forms
+/// `h = res + post(o)` and `x = rmsnorm(h) * nw` (eps in the uniforms) in workgroup memory
+/// before its dot products, and workgroup 0 also writes `h` (the new residual stream) and `x`
+/// (for another matvec of the same input). This
+/// takes the separate add-and-norm dispatch out of a decode step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PreNorm {
+    /// `post(o) = o` (llama: residual add, then the pre-norm).
+    Add,
+    /// `post(o) = rmsnorm(o) * pw` (Gemma's post-attention / post-FFN norms).
+    PostNormAdd,
+}
+
+impl PreNorm {
+    pub fn name(self) -> &'static str {
+        match self {
+            PreNorm::Add => "add_norm",
+            PreNorm::PostNormAdd => "rmsnorm_add_norm",
+        }
+    }
+}
+
+/// Longest K the fused pre-norm holds in workgroup memory (16 KiB of f32).
+pub const PRENORM_MAX_K: u64 = 4096;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QMatvecConfig {
@@ -241,7 +269,7 @@ impl QMatvecSpec {
             n_offset: n_offset as u32,
             part1: 0,
             part2: 0,
-            pad0: 0,
+            eps: 0.0,
         }
     }
     /// Uniforms of the stacked form: `parts` are the row counts of W, W2 (and W3).
@@ -283,15 +311,23 @@ impl QMatvecSpec {
             Reduce::Subgroup => self.sg_bound(cfg),
             Reduce::None => 0,
         };
-        4 * (cfg.r * self.m * per * self.accumulators()) as u64
+        let pre = match self.prenorm {
+            Some(_) => 4 * (self.k + cfg.wg as u64),
+            None => 0,
+        };
+        4 * (cfg.r * self.m * per * self.accumulators()) as u64 + pre
     }
     /// The key infix of the gated and stacked forms.
     fn variant(&self) -> String {
-        match (self.gate, self.stacked) {
+        let mut v = match (self.gate, self.stacked) {
             (Some(g), _) => format!(".gated_{}", g.name()),
             (None, s) if s > 1 => format!(".stacked{s}"),
             _ => String::new(),
+        };
+        if let Some(pn) = self.prenorm {
+            v.push_str(&format!(".pre_{}", pn.name()));
         }
+        v
     }
     /// Accumulators per output: 2 for the gated form (W and W2).
     fn accumulators(&self) -> u32 {
@@ -357,6 +393,15 @@ impl KernelSpec for QMatvecSpec {
         }
         if self.stacked >= 3 {
             b.push(BindingDecl::read(5, "w3"));
+        }
+        if let Some(pn) = self.prenorm {
+            b.push(BindingDecl::read(6, "res"));
+            b.push(BindingDecl::read(7, "nw"));
+            b.push(BindingDecl::read_write(8, "xo"));
+            if pn == PreNorm::PostNormAdd {
+                b.push(BindingDecl::read(9, "pw"));
+            }
+            b.push(BindingDecl::read_write(10, "xn"));
         }
         b
     }
@@ -457,6 +502,69 @@ impl KernelSpec for QMatvecSpec {
             }
             load_w = l;
         }
+        let (pre_decl, pre_body, load_x) = match self.prenorm {
+            None => (
+                String::new(),
+                String::new(),
+                "xv[m] = V(x[m * k4n + k4]);".to_string(),
+            ),
+            Some(pn) => {
+                // Sums by subgroup where the config reduces by subgroup (its builtins are
+                // declared), else a tree in workgroup memory.
+                let (sum, args) = match cfg.reduce {
+                    Reduce::Subgroup => (
+                        section(f, QMATVEC, "prenorm_sum_subgroup")?.to_string(),
+                        ", sg_lane, sg_id, n_sg",
+                    ),
+                    _ => (
+                        render(
+                            f,
+                            section(f, QMATVEC, "prenorm_sum_workgroup")?,
+                            &[("WG", cfg.wg.to_string())],
+                        )?,
+                        ", lid",
+                    ),
+                };
+                let (post, post_o) = match pn {
+                    PreNorm::Add => (String::new(), "x[i]"),
+                    PreNorm::PostNormAdd => (
+                        render(
+                            f,
+                            section(f, QMATVEC, "prenorm_post_add")?,
+                            &[("PRE_ARGS", args.into())],
+                        )?,
+                        "x[i] * inv * pw[i]",
+                    ),
+                };
+                let mut decl = render(
+                    f,
+                    section(f, QMATVEC, "prenorm_decl")?,
+                    &[
+                        ("K4", (self.k / 4).to_string()),
+                        ("WG", cfg.wg.to_string()),
+                        ("PRE_SUM", sum),
+                    ],
+                )?;
+                if pn == PreNorm::PostNormAdd {
+                    decl.push_str(
+                        "\n@group(0) @binding(9) var<storage, read> pw: array<vec4<f32>>; // [k / 4] post-norm weight",
+                    );
+                }
+                (
+                    decl,
+                    render(
+                        f,
+                        section(f, QMATVEC, "prenorm_body")?,
+                        &[
+                            ("POST", post),
+                            ("POST_O", post_o.into()),
+                            ("PRE_ARGS", args.into()),
+                        ],
+                    )?,
+                    "xv[m] = V(xs[k4]);".to_string(),
+                )
+            }
+        };
         let (row0, k0, kstep) = match cfg.reduce {
             Reduce::None => ("((wid.x + wid.y * nwg.x) * WG + lid) * R", "0u", "1u"),
             _ => ("(wid.x + wid.y * nwg.x) * R", "lid", "WG"),
@@ -479,6 +587,9 @@ impl KernelSpec for QMatvecSpec {
                 ("G", self.accumulators().to_string()),
                 ("DEQ", deq),
                 ("W2_DECL", w2_decl),
+                ("PRE_DECL", pre_decl),
+                ("PRE_BODY", pre_body),
+                ("LOAD_X", load_x),
                 ("EPILOGUE", epilogue),
                 ("ACC2", acc2),
                 ("LOAD_W", load_w),
@@ -498,7 +609,7 @@ impl KernelSpec for QMatvecSpec {
         let fam = self.family();
         let key = self.key(cfg);
         if cfg.int8 {
-            if self.gate.is_some() || self.stacked > 1 || cfg.f16 {
+            if self.gate.is_some() || self.stacked > 1 || self.prenorm.is_some() || cfg.f16 {
                 return Err(illegal(
                     fam,
                     &key,
@@ -520,6 +631,17 @@ impl KernelSpec for QMatvecSpec {
                     } else {
                         ""
                     }
+                ),
+            });
+        }
+        if self.prenorm.is_some()
+            && (self.m != 1 || !self.k.is_multiple_of(4) || self.k > PRENORM_MAX_K)
+        {
+            return Err(JitError::UnsupportedProblem {
+                family: fam.into(),
+                reason: format!(
+                    "the fused pre-norm takes one activation row of K <= {PRENORM_MAX_K} (a multiple of 4), got M = {} and K = {}",
+                    self.m, self.k
                 ),
             });
         }
@@ -607,7 +729,11 @@ impl KernelSpec for QMatvecSpec {
         // The int8 path (plain matvecs of its formats), first: where the device has a fast
         // packed dot product it wins by 2-3x (H100: `benchmarks/h100/i8/`), and a budget-bound
         // tuning run should not run out before reaching it.
-        if self.gate.is_none() && self.stacked <= 1 && QMatvecI8Spec::supports(self.format) {
+        if self.gate.is_none()
+            && self.stacked <= 1
+            && self.prenorm.is_none()
+            && QMatvecI8Spec::supports(self.format)
+        {
             let mut i8s: Vec<QMatvecConfig> = Vec::new();
             for reduce in [Reduce::Subgroup, Reduce::Workgroup] {
                 for wg in [64, 128, 256] {

@@ -161,6 +161,7 @@ impl QMatvecI8Spec {
             rows: self.rows,
             gate: None,
             stacked: 0,
+            prenorm: None,
         }
         .params(n_offset, rows)
     }
