@@ -116,12 +116,24 @@ fn qmatmul_all_formats_sampled_configs() {
 fn qmatmul_segmented_matches_unsegmented() {
     let format = GgmlType::Q5_0;
     let (n, k, m) = (97, 1024, 9);
+    // One config without and one with K splits (partial sums of every segment, one sum pass).
     let cfg = |s: &[QMatmulConfig]| {
-        vec![s
-            .iter()
-            .find(|c| !c.f16 && c.tm == 16 && c.tn == 16 && c.tk == 16 && c.rm == 2 && c.rn == 2)
-            .cloned()
-            .expect("config in space")]
+        [1, 4]
+            .map(|ks| {
+                s.iter()
+                    .find(|c| {
+                        !c.f16
+                            && c.tm == 16
+                            && c.tn == 16
+                            && c.tk == 16
+                            && c.rm == 2
+                            && c.rn == 2
+                            && c.ks == ks
+                    })
+                    .cloned()
+                    .expect("config in space")
+            })
+            .to_vec()
     };
     let e = small_binding_engine();
     let raw = quant::synth_blocks(format, n * k / format.block_elems(), 5);
@@ -129,10 +141,10 @@ fn qmatmul_segmented_matches_unsegmented() {
     assert!(w.segments().len() >= 2, "{w:?} not segmented");
     let (_, a) = run(e, format, m, n, k, 5, &cfg);
     let (_, b) = run(engine(), format, m, n, k, 5, &cfg);
-    assert!(
-        a[0].iter()
-            .zip(&b[0])
-            .all(|(x, y)| x.to_bits() == y.to_bits()),
-        "segmented result differs"
-    );
+    for (i, (a, b)) in a.iter().zip(&b).enumerate() {
+        assert!(
+            a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "segmented result differs (config {i})"
+        );
+    }
 }

@@ -1,4 +1,5 @@
 use webjit_jit::kernels::qmatmul::{QMatmulConfig, QMatmulSpec};
+use webjit_jit::KernelSpec;
 
 use crate::error::{Error, Result};
 use crate::qtensor::QTensor;
@@ -56,6 +57,16 @@ pub fn qmatmul_into(
     let engine = rec.engine();
     let c = engine.choose(&spec, cfg);
     let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
+    // K splits write partial outputs [ks, M, N], summed into y by one more pass.
+    let split = spec.split_sum(&c);
+    let part = match split {
+        Some(_) => Some(rec.empty(
+            &[c.ks as usize * spec.m as usize, spec.n as usize],
+            DType::F32,
+        )?),
+        None => None,
+    };
+    let out = part.as_ref().unwrap_or(y);
     for (i, seg) in w.segments().iter().enumerate() {
         let params = spec.params(seg.row_start as u64, seg.rows as u64);
         let wb = Bind {
@@ -65,8 +76,17 @@ pub fn qmatmul_into(
         rec.dispatch(
             &kernel,
             bytemuck::bytes_of(&params),
-            &[wb, Bind::whole(x), Bind::whole(y)],
+            &[wb, Bind::whole(x), Bind::whole(out)],
             spec.dispatch_rows(&c, seg.rows as u64),
+        )?;
+    }
+    if let (Some(ss), Some(part)) = (split, &part) {
+        let (sc, sk) = engine.kernel_for(&ss, None)?;
+        rec.dispatch(
+            &sk,
+            bytemuck::bytes_of(&ss.params()),
+            &[Bind::whole(part), Bind::whole(y)],
+            ss.dispatch(&sc),
         )?;
     }
     Ok(())

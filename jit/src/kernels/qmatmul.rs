@@ -9,12 +9,20 @@ use crate::profile::DeviceProfile;
 use crate::quant::GgmlType;
 use crate::render::{render, section};
 use crate::shaders::QMATMUL;
-use crate::spec::{div_ceil, BindingDecl, KernelSpec, UniformStruct};
+use crate::spec::{dispatch_2d, div_ceil, BindingDecl, KernelSpec, UniformStruct};
 
 crate::uniform_struct!(
     /// Uniforms of `qmatmul.wgsl`: this segment's `rows` go to columns `n_offset..` of Y.
     QMatmulParams { m: u32, n: u32, k: u32, row_words: u32, rows: u32, n_offset: u32, pad0: u32, pad1: u32 }
 );
+
+crate::uniform_struct!(
+    /// Uniforms of `qmatmul.wgsl`'s `split_sum` section.
+    SplitSumParams { len: u32, splits: u32, pad0: u32, pad1: u32 }
+);
+
+/// Most K splits a config may use.
+pub const MAX_K_SPLITS: u32 = 8;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct QMatmulSpec {
@@ -36,6 +44,9 @@ pub struct QMatmulConfig {
     pub tk: u32,
     pub rm: u32,
     pub rn: u32,
+    /// K splits (1: none): KS workgroups per output tile each sum a K range into a partial
+    /// output, then a `SplitSumSpec` pass adds the partials.
+    pub ks: u32,
 }
 
 impl QMatmulConfig {
@@ -61,8 +72,15 @@ impl QMatmulSpec {
         [
             div_ceil(rows, cfg.tn as u64),
             div_ceil(self.m, cfg.tm as u64),
-            1,
+            cfg.ks.max(1),
         ]
+    }
+    /// The pass that adds a split config's partial outputs.
+    pub fn split_sum(&self, cfg: &QMatmulConfig) -> Option<SplitSumSpec> {
+        (cfg.ks > 1).then(|| SplitSumSpec {
+            len: self.m * self.n,
+            splits: cfg.ks,
+        })
     }
 }
 
@@ -83,14 +101,19 @@ impl KernelSpec for QMatmulSpec {
     }
     fn key(&self, c: &QMatmulConfig) -> String {
         format!(
-            "qmatmul.{}.{}.f32acc.t{}x{}x{}.r{}x{}",
+            "qmatmul.{}.{}.f32acc.t{}x{}x{}.r{}x{}{}",
             self.format.name(),
             if c.f16 { "f16mul" } else { "f32mul" },
             c.tm,
             c.tn,
             c.tk,
             c.rm,
-            c.rn
+            c.rn,
+            if c.ks > 1 {
+                format!(".ks{}", c.ks)
+            } else {
+                String::new()
+            }
         )
     }
     fn bindings(&self, _c: &QMatmulConfig) -> Vec<BindingDecl> {
@@ -116,6 +139,7 @@ impl KernelSpec for QMatmulSpec {
                 ("TK", c.tk.to_string()),
                 ("RM", c.rm.to_string()),
                 ("RN", c.rn.to_string()),
+                ("KS", c.ks.max(1).to_string()),
                 ("DEQ", deq_wgsl(self.format)?),
             ],
         )
@@ -151,6 +175,24 @@ impl KernelSpec for QMatmulSpec {
         }
         if c.tk == 0 || !c.tk.is_multiple_of(4) {
             return Err(illegal(fam, &key, "TK must be a positive multiple of 4"));
+        }
+        if !(1..=MAX_K_SPLITS).contains(&c.ks) {
+            return Err(illegal(
+                fam,
+                &key,
+                format!("K splits must be 1..={MAX_K_SPLITS}"),
+            ));
+        }
+        // The partial outputs are one binding.
+        let part = 4 * c.ks as u64 * self.m * self.n;
+        if c.ks > 1
+            && (part > profile.limits.max_storage_buffer_binding_size || part / 4 > u32::MAX as u64)
+        {
+            return Err(illegal(
+                fam,
+                &key,
+                format!("{part} bytes of partial sums exceed one binding"),
+            ));
         }
         check_workgroup(fam, &key, profile, c.invocations())?;
         if c.f16 && !profile.f16 {
@@ -197,10 +239,31 @@ impl KernelSpec for QMatmulSpec {
                             tk,
                             rm,
                             rn,
+                            ks: 1,
                         };
                         if c.invocations() >= 16 && self.check(profile, &c).is_ok() {
                             out.push(c);
                         }
+                    }
+                }
+            }
+        }
+        // K splits for the smaller f32 tiles: the long-row, narrow-output shapes (a decoder's
+        // down and output projections at prefill) leave the GPU short of workgroups otherwise.
+        for (tm, tn) in [(16, 16), (32, 32)] {
+            for ks in [2, 4] {
+                for (rm, rn) in [(2, 2), (4, 4), (2, 4), (4, 2)] {
+                    let c = QMatmulConfig {
+                        f16: false,
+                        tm,
+                        tn,
+                        tk: 16,
+                        rm,
+                        rn,
+                        ks,
+                    };
+                    if c.invocations() >= 16 && self.check(profile, &c).is_ok() {
+                        out.push(c);
                     }
                 }
             }
@@ -212,14 +275,25 @@ impl KernelSpec for QMatmulSpec {
         // leave the GPU short of workgroups. The H100 tuner (`webjit tune --prompt-tokens 512`,
         // Gemma 3 270M, `benchmarks/h100/z3/tune.json`) picked 16 x 16 or 32 x 32 tiles over
         // 64 x 64 for 6 of its 7 prefill shapes, 1.4-3.9x faster.
+        // K splits where 32 x 32 tiles give few workgroups: as many as keep at most ~1280
+        // workgroups and 512 elements of K per split, 4 below 256 tiles (H100 sweeps at
+        // M = 512, `benchmarks/h100/ai/ksplit/`: 640 x 2048 Q4_K 214 -> 168 us with 4 splits,
+        // 640 x 1024 106 -> 96 with 2, 256 x 640 Q5_0 39 -> 30 with 4; none for 1024 x 640).
         if profile.subgroups.as_ref().is_some_and(|s| s.max_size >= 32) {
             let groups = |t: u64| self.m.div_ceil(t) * self.n.div_ceil(t);
-            let (tile, r) = if groups(64) >= 1024 {
-                (64, 4)
-            } else if groups(32) >= 256 {
-                (32, 4)
+            let g32 = groups(32);
+            let (tile, r, ks) = if groups(64) >= 1024 {
+                (64, 4, 1)
+            } else if g32 >= 256 {
+                let ks = [4u64, 2]
+                    .into_iter()
+                    .find(|&ks| self.k / ks >= 512 && g32 * ks <= 1280)
+                    .unwrap_or(1);
+                (32, 4, ks as u32)
+            } else if self.k / 4 >= 160 {
+                (32, 4, 4)
             } else {
-                (16, 2)
+                (16, 2, 1)
             };
             let c = QMatmulConfig {
                 f16: false,
@@ -228,6 +302,7 @@ impl KernelSpec for QMatmulSpec {
                 tk: 16,
                 rm: r,
                 rn: r,
+                ks,
             };
             if self.check(profile, &c).is_ok() {
                 return c;
@@ -241,6 +316,7 @@ impl KernelSpec for QMatmulSpec {
                 tk: 16,
                 rm: 4,
                 rn: 4,
+                ks: 1,
             },
             QMatmulConfig {
                 f16: false,
@@ -249,6 +325,7 @@ impl KernelSpec for QMatmulSpec {
                 tk: 16,
                 rm: 2,
                 rn: 2,
+                ks: 1,
             },
             QMatmulConfig {
                 f16: false,
@@ -257,6 +334,7 @@ impl KernelSpec for QMatmulSpec {
                 tk: 16,
                 rm: 1,
                 rn: 1,
+                ks: 1,
             },
         ] {
             if self.check(profile, &c).is_ok() {
@@ -270,6 +348,90 @@ impl KernelSpec for QMatmulSpec {
             tk: 16,
             rm: 2,
             rn: 2,
+            ks: 1,
         }
+    }
+}
+
+/// Sums the K splits' partial outputs of a split quantized matmul: y [len] = sum over s of
+/// part [s, len].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SplitSumSpec {
+    pub len: u64,
+    pub splits: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SplitSumConfig {
+    pub wg: u32,
+}
+
+impl SplitSumSpec {
+    pub fn params(&self) -> SplitSumParams {
+        SplitSumParams {
+            len: self.len as u32,
+            splits: self.splits,
+            pad0: 0,
+            pad1: 0,
+        }
+    }
+}
+
+impl KernelSpec for SplitSumSpec {
+    type Config = SplitSumConfig;
+    fn family(&self) -> &'static str {
+        "split_sum"
+    }
+    fn tune_key(&self) -> String {
+        format!(
+            "split_sum|n{}.s{}",
+            crate::tune::bucket(self.len),
+            self.splits
+        )
+    }
+    fn key(&self, c: &SplitSumConfig) -> String {
+        format!("split_sum.f32.wg{}", c.wg)
+    }
+    fn bindings(&self, _c: &SplitSumConfig) -> Vec<BindingDecl> {
+        vec![
+            BindingDecl::uniform(0, "p"),
+            BindingDecl::read(1, "part"),
+            BindingDecl::read_write(2, "y"),
+        ]
+    }
+    fn render(&self, c: &SplitSumConfig) -> Result<String, JitError> {
+        let f = "qmatmul.wgsl";
+        render(
+            f,
+            section(f, QMATMUL, "split_sum")?,
+            &[
+                ("KEY", self.key(c)),
+                ("PARAMS", SplitSumParams::wgsl_decl()),
+                ("WG", c.wg.to_string()),
+            ],
+        )
+    }
+    fn dispatch(&self, c: &SplitSumConfig) -> [u32; 3] {
+        dispatch_2d(div_ceil(self.len, c.wg as u64), MAX_GROUPS_PER_DIM)
+    }
+    fn check(&self, profile: &DeviceProfile, c: &SplitSumConfig) -> Result<(), JitError> {
+        check_workgroup(self.family(), &self.key(c), profile, c.wg)?;
+        if self.len == 0 || self.splits == 0 || self.len * self.splits as u64 > u32::MAX as u64 {
+            return Err(JitError::UnsupportedProblem {
+                family: self.family().into(),
+                reason: format!("{} splits of {} elements", self.splits, self.len),
+            });
+        }
+        Ok(())
+    }
+    fn space(&self, profile: &DeviceProfile) -> Vec<SplitSumConfig> {
+        [64, 256]
+            .into_iter()
+            .map(|wg| SplitSumConfig { wg })
+            .filter(|c| self.check(profile, c).is_ok())
+            .collect()
+    }
+    fn default_config(&self, _profile: &DeviceProfile) -> SplitSumConfig {
+        SplitSumConfig { wg: 256 }
     }
 }
