@@ -22,6 +22,10 @@ pub struct DeviceOptions {
     pub memory_budget: u64,
     /// Load tuning records from the default store at creation (native: a JSON file).
     pub load_tuning: bool,
+    /// f16 multiplies in prefill matmuls (`DeviceProfile::f16_prefill`): `None` lets the
+    /// device decide (on for GPUs with `shader-f16` and 32-lane subgroups), `Some(false)`
+    /// keeps prefill in f32, `Some(true)` asks for f16 wherever `shader-f16` exists.
+    pub f16_prefill: Option<bool>,
 }
 
 /// Default for `DeviceOptions::memory_budget`.
@@ -35,6 +39,7 @@ impl Default for DeviceOptions {
             unchecked_shaders: false,
             memory_budget: DEFAULT_MEMORY_BUDGET,
             load_tuning: true,
+            f16_prefill: None,
         }
     }
 }
@@ -48,7 +53,11 @@ pub struct Gpu {
     pub profile: DeviceProfile,
     pub options: DeviceOptions,
     lost: Arc<Mutex<Option<String>>>,
+    /// Unique within the process: tells engines apart (wgpu ids repeat across instances).
+    pub id: u64,
 }
+
+static NEXT_GPU_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Gpu {
     pub async fn create(options: DeviceOptions) -> Result<Self> {
@@ -112,6 +121,7 @@ impl Gpu {
                         profile,
                         options,
                         lost,
+                        id: NEXT_GPU_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                     });
                 }
                 Err(e) => last_err = e.to_string(),
@@ -198,6 +208,7 @@ fn make_profile(
         }),
         timestamps: f.contains(wgpu::Features::TIMESTAMP_QUERY),
         unchecked_shaders: options.unchecked_shaders,
+        f16_prefill: options.f16_prefill,
     }
 }
 

@@ -66,6 +66,20 @@ pub struct DeviceProfile {
     /// is part of the fingerprint, and absent from it (as before) when false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unchecked_shaders: bool,
+    /// Prefill matmuls multiply in f16 (sums stay f32) by default: `None` where the device has
+    /// `shader-f16` and 32-lane subgroups (GPUs, where f16 tiles are 1.3-1.5x faster),
+    /// `Some(true)` on any device with `shader-f16`, `Some(false)` never. Part of the
+    /// fingerprint only when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub f16_prefill: Option<bool>,
+}
+
+impl DeviceProfile {
+    /// Whether prefill matmuls default to f16 multiplies on this device.
+    pub fn prefers_f16_prefill(&self) -> bool {
+        let wide = self.subgroups.as_ref().is_some_and(|s| s.max_size >= 32);
+        self.f16 && self.f16_prefill.unwrap_or(wide)
+    }
 }
 
 impl DeviceProfile {
@@ -84,6 +98,7 @@ impl DeviceProfile {
             subgroups: None,
             timestamps: false,
             unchecked_shaders: false,
+            f16_prefill: None,
         }
     }
 
@@ -110,6 +125,7 @@ impl DeviceProfile {
             }),
             timestamps: true,
             unchecked_shaders: false,
+            f16_prefill: None,
         }
     }
 
@@ -137,6 +153,7 @@ impl DeviceProfile {
             }),
             timestamps: true,
             unchecked_shaders: false,
+            f16_prefill: None,
         }
     }
 

@@ -298,7 +298,11 @@ pub const GREEDY: SampleSettings = SampleSettings {
 /// Prefill, check the last position's logits, then decode greedily through the GPU sampler
 /// for as many steps as the reference can compare.
 pub fn run_golden(s: &mut Session, r: &PromptRef) {
-    let e = crate::engine();
+    run_golden_on(crate::engine(), s, r)
+}
+
+/// `run_golden` for a session on engine `e`.
+pub fn run_golden_on(e: &webjit_engine::Engine, s: &mut Session, r: &PromptRef) {
     s.reset();
     let step = s.step(e, &r.prompt_ids, &GREEDY).expect("prefill");
     let logits = e.read_f32(&step.logits).expect("read logits");

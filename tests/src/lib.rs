@@ -41,6 +41,19 @@ pub fn small_binding_engine() -> &'static Engine {
     })
 }
 
+/// An engine whose prefill matmuls multiply in f16 (`DeviceOptions::f16_prefill`), the
+/// default on GPUs with 32-lane subgroups, so that path is tested on adapters without them.
+pub fn f16_prefill_engine() -> &'static Engine {
+    static E: OnceLock<Engine> = OnceLock::new();
+    E.get_or_init(|| {
+        make_engine(DeviceOptions {
+            f16_prefill: Some(true),
+            load_tuning: false,
+            ..Default::default()
+        })
+    })
+}
+
 fn make_engine(opts: DeviceOptions) -> Engine {
     match Engine::new_blocking(opts) {
         Ok(e) => {

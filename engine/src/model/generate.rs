@@ -157,6 +157,8 @@ pub struct Session {
     arena: Option<crate::Arena>,
     /// Two readback buffers for the sampled token of pipelined decode steps.
     staging: Vec<wgpu::Buffer>,
+    /// The engine (`Gpu::id`) the decoder's weights live on: steps on another are refused.
+    engine_id: u64,
 }
 
 impl Session {
@@ -169,6 +171,7 @@ impl Session {
             history: Vec::new(),
             arena: None,
             staging: Vec::new(),
+            engine_id: engine.gpu.id,
         })
     }
 
@@ -200,6 +203,12 @@ impl Session {
         tokens: &[u32],
         s: &SampleSettings,
     ) -> Result<Step> {
+        if engine.gpu.id != self.engine_id {
+            return Err(Error::InvalidArgument {
+                op: "step",
+                detail: "this session's model was loaded on another engine".into(),
+            });
+        }
         let t0 = web_time::now();
         let mut rec = engine.recorder();
         // Single-token steps repeat the same allocations: an arena gives them the same
