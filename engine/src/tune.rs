@@ -478,8 +478,9 @@ impl Engine {
             // (every 8th, then every 4th, ...) so kernels of every kind get a turn early.
             space = spread(space);
         }
+        let arithmetic = spec.arithmetic(&default);
         for cand in space {
-            if cand == default {
+            if cand == default || spec.arithmetic(&cand) != arithmetic {
                 continue;
             }
             let tolerance = match spec.approximate(&cand) {

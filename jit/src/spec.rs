@@ -98,6 +98,12 @@ pub trait KernelSpec {
     fn approximate(&self, _cfg: &Self::Config) -> Option<f64> {
         None
     }
+    /// The arithmetic a config multiplies in ("f32", "f16"). The tuner compares only
+    /// candidates of the default's arithmetic: the others' outputs differ from the default's
+    /// by more than summation order and would be rejected after a wasted run.
+    fn arithmetic(&self, _cfg: &Self::Config) -> &'static str {
+        "f32"
+    }
     /// Config named by `key` (as printed by `key`), if it is in this problem's space.
     fn config_by_key(&self, profile: &DeviceProfile, key: &str) -> Result<Self::Config, JitError> {
         self.space(profile)

@@ -235,3 +235,52 @@ fn tuned_matmul_matches_default_results() {
         spec.config_by_key(e.profile(), &report.winner_key).unwrap()
     );
 }
+
+/// The tuner compares only candidates of the default's arithmetic: with f32 prefill tiles it
+/// never runs the f16 ones, with f16 tiles (the GPU default, forced here) never the f32 ones,
+/// so none is rejected for differing by more than summation order and the winner keeps the
+/// default's arithmetic.
+#[test]
+fn tuning_keeps_the_defaults_arithmetic() {
+    use webjit_engine::ops;
+    use webjit_jit::quant::{self, GgmlType};
+    let (m, n, k) = (24, 40, 256);
+    for (e, want) in [
+        (engine(), "f32mul"),
+        (webjit_tests::f16_prefill_engine(), "f16mul"),
+    ] {
+        assert!(
+            e.profile().f16,
+            "this adapter has no shader-f16: the f16 half cannot run"
+        );
+        let raw = quant::synth_blocks(GgmlType::Q8_0, n * k / 32, 9);
+        let w = e.upload_quantized(GgmlType::Q8_0, [n, k], &raw).unwrap();
+        let x = e
+            .upload_f32(&[m, k], &Rand::new(63).vec(m * k, -1.0, 1.0))
+            .unwrap();
+        let spec = ops::qmatmul_spec(&x, &w).unwrap();
+        let default = e.choose(&spec, None);
+        assert!(spec.key(&default).contains(want), "{}", spec.key(&default));
+        let space = spec.space(e.profile());
+        let same = space.iter().filter(|c| spec.key(c).contains(want)).count();
+        assert!(same < space.len(), "the space has both arithmetics");
+        let opts = TuneOptions {
+            budget: Duration::from_secs(60),
+            min_batch: Duration::from_millis(2),
+            max_nmse: 1e-8,
+            exact: true,
+        };
+        let report = e
+            .tune(&spec, &opts, |rec, cfg| {
+                ops::qmatmul_with(rec, &x, &w, Some(cfg.clone()))
+            })
+            .unwrap();
+        assert_eq!(report.rejected, 0, "{report:?}");
+        assert_eq!(
+            report.tried as usize + report.skipped as usize,
+            same,
+            "{report:?}"
+        );
+        assert!(report.winner_key.contains(want), "{report:?}");
+    }
+}

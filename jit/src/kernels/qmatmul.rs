@@ -144,6 +144,13 @@ impl KernelSpec for QMatmulSpec {
             ],
         )
     }
+    fn arithmetic(&self, c: &QMatmulConfig) -> &'static str {
+        if c.f16 {
+            "f16"
+        } else {
+            "f32"
+        }
+    }
     fn dispatch(&self, c: &QMatmulConfig) -> [u32; 3] {
         self.dispatch_rows(c, self.rows)
     }

@@ -756,6 +756,13 @@ impl KernelSpec for QMatvecSpec {
         }
         out
     }
+    fn arithmetic(&self, cfg: &QMatvecConfig) -> &'static str {
+        if cfg.f16 {
+            "f16"
+        } else {
+            "f32"
+        }
+    }
     fn approximate(&self, cfg: &QMatvecConfig) -> Option<f64> {
         // Rounding activations to 8 bits (half a step of max|x| / 127 per block of 32) gives
         // an NMSE of about 1e-5 on spread-out inputs; 1e-3 leaves room for peaky ones while
