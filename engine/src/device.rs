@@ -13,9 +13,20 @@ pub struct DeviceOptions {
     /// Lower the max storage binding below the device's (tests use this to force tensors to
     /// be split into segments on small inputs).
     pub max_binding_override: Option<u64>,
-    /// Compile shaders without wgpu's bounds-check instrumentation. Every webjit kernel guards
-    /// its own indices, so this is safe for webjit's kernels; it is off unless asked for.
+    /// Compile shaders without any of wgpu's runtime checks (bounds checks, integer-division
+    /// guards). Every webjit kernel guards its own indices, so this is safe for webjit's
+    /// kernels; it is off unless asked for.
     pub unchecked_shaders: bool,
+    /// Native only. By default webjit keeps wgpu's bounds checks and integer-division guards
+    /// but compiles without wgpu's loop bounding (a counter and an exit test injected into every
+    /// loop, against drivers that miscompile infinite loops): every loop of webjit's generated
+    /// kernels is bounded by sizes the engine validates, and the injected counter stops drivers
+    /// from unrolling loops and keeping the kernels' small arrays in registers. On an H100 it
+    /// made Gemma decode 1.4x and prefill 3.4x slower, fused attention 7x
+    /// (BENCHMARKS.md, "Shader checks"). `true` restores wgpu's full default checks; the
+    /// environment variable `WEBJIT_LOOP_BOUNDING=1` sets it for `DeviceOptions::default()`.
+    /// Browsers apply their own checks and ignore it.
+    pub loop_bounding: bool,
     /// Most bytes of GPU buffers the engine may hold at once; allocations past it fail with
     /// `OutOfMemory` before reaching the driver (browsers and software drivers crash or
     /// thrash instead of failing cleanly).
@@ -37,6 +48,7 @@ impl Default for DeviceOptions {
             power_preference: wgpu::PowerPreference::HighPerformance,
             max_binding_override: None,
             unchecked_shaders: false,
+            loop_bounding: std::env::var("WEBJIT_LOOP_BOUNDING").is_ok_and(|v| v == "1"),
             memory_budget: DEFAULT_MEMORY_BUDGET,
             load_tuning: true,
             f16_prefill: None,
@@ -208,6 +220,7 @@ fn make_profile(
         }),
         timestamps: f.contains(wgpu::Features::TIMESTAMP_QUERY),
         unchecked_shaders: options.unchecked_shaders,
+        loop_bounding: options.loop_bounding && !options.unchecked_shaders,
         f16_prefill: options.f16_prefill,
     }
 }

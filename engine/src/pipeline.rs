@@ -119,8 +119,17 @@ fn build(gpu: &Gpu, k: &webjit_jit::CompiledKernel) -> Result<Kernel> {
         // SAFETY: webjit kernels guard every buffer index against the sizes in their uniforms,
         // and loops are bounded by those sizes; the option is off unless the user asks for it.
         unsafe { device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) }
-    } else {
+    } else if gpu.options.loop_bounding || cfg!(target_arch = "wasm32") {
         device.create_shader_module(desc)
+    } else {
+        let mut checks = wgpu::ShaderRuntimeChecks::checked();
+        checks.force_loop_bounding = false;
+        // SAFETY: the only check dropped is loop bounding, which guards against infinite
+        // loops. Every loop in webjit's generated kernels runs over a range computed from sizes
+        // the engine validated before dispatch (counts read from buffers are clamped to them,
+        // bit loops clear one bit per turn), so none is infinite; bounds checks and
+        // integer-division guards stay on.
+        unsafe { device.create_shader_module_trusted(desc, checks) }
     };
     let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
         label: Some(&k.key),

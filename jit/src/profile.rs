@@ -66,6 +66,12 @@ pub struct DeviceProfile {
     /// is part of the fingerprint, and absent from it (as before) when false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unchecked_shaders: bool,
+    /// Shaders are compiled with wgpu's loop bounding (a counter injected into every loop;
+    /// `DeviceOptions::loop_bounding`). It keeps drivers from unrolling loops and from keeping
+    /// small arrays in registers, so kernels run at other speeds: part of the fingerprint, and
+    /// absent from it when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub loop_bounding: bool,
     /// Prefill matmuls multiply in f16 (sums stay f32) by default: `None` where the device has
     /// `shader-f16` and 32-lane subgroups (GPUs, where f16 tiles are 1.3-1.5x faster),
     /// `Some(true)` on any device with `shader-f16`, `Some(false)` never. Part of the
@@ -98,6 +104,7 @@ impl DeviceProfile {
             subgroups: None,
             timestamps: false,
             unchecked_shaders: false,
+            loop_bounding: false,
             f16_prefill: None,
         }
     }
@@ -125,6 +132,7 @@ impl DeviceProfile {
             }),
             timestamps: true,
             unchecked_shaders: false,
+            loop_bounding: false,
             f16_prefill: None,
         }
     }
@@ -153,6 +161,7 @@ impl DeviceProfile {
             }),
             timestamps: true,
             unchecked_shaders: false,
+            loop_bounding: false,
             f16_prefill: None,
         }
     }
@@ -211,5 +220,9 @@ mod tests {
         u.unchecked_shaders = true;
         assert_ne!(a.fingerprint(), u.fingerprint());
         assert!(!serde_json::to_string(&a).unwrap().contains("unchecked"));
+        let mut lb = a.clone();
+        lb.loop_bounding = true;
+        assert_ne!(a.fingerprint(), lb.fingerprint());
+        assert!(!serde_json::to_string(&a).unwrap().contains("loop_bounding"));
     }
 }

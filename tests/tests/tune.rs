@@ -284,3 +284,44 @@ fn tuning_keeps_the_defaults_arithmetic() {
         assert!(report.winner_key.contains(want), "{report:?}");
     }
 }
+
+/// The native default drops only wgpu's loop bounding (see `DeviceOptions::loop_bounding`):
+/// results are the same with it, and records made one way do not serve the other.
+#[test]
+fn loop_bounding_changes_speed_not_results() {
+    use webjit_engine::ops;
+    let plain = Engine::new_blocking(webjit_engine::DeviceOptions {
+        load_tuning: false,
+        loop_bounding: false,
+        ..Default::default()
+    })
+    .unwrap();
+    let bounded = Engine::new_blocking(webjit_engine::DeviceOptions {
+        load_tuning: false,
+        loop_bounding: true,
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(!plain.profile().loop_bounding && bounded.profile().loop_bounding);
+    assert_ne!(
+        plain.profile().fingerprint(),
+        bounded.profile().fingerprint()
+    );
+    let mut r = Rand::new(63);
+    let (m, n, k) = (33, 70, 96);
+    let av = r.vec(m * k, -1.0, 1.0);
+    let bv = r.vec(n * k, -1.0, 1.0);
+    let run = |e: &Engine| {
+        let a = e.upload_f32(&[m, k], &av).unwrap();
+        let b = e.upload_f32(&[n, k], &bv).unwrap();
+        let mut rec = e.recorder();
+        let y = ops::matmul(&mut rec, &a, &b, true).unwrap();
+        rec.submit().unwrap();
+        e.read_f32(&y).unwrap()
+    };
+    let (x, y) = (run(&plain), run(&bounded));
+    // The same kernel over the same inputs: bit-identical, and a real product.
+    assert_eq!(x, y);
+    let want: f64 = (0..k).map(|i| av[i] as f64 * bv[i] as f64).sum();
+    assert!((x[0] as f64 - want).abs() < 1e-4, "{} vs {want}", x[0]);
+}
