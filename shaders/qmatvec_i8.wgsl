@@ -45,7 +45,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 {{ENABLES}}
 {{PARAMS}}
 @group(0) @binding(0) var<uniform> p: QMatvecParams;
-@group(0) @binding(1) var<storage, read> w: array<u32>;          // [rows, row_words] repacked segment
+@group(0) @binding(1) var<storage, read> w: array<{{WTYPE}}>;    // [rows, row_words] repacked segment (words, or vec4s of them)
 @group(0) @binding(2) var<storage, read> xq: array<vec4<u32>>;   // [M, K / 16] codes
 @group(0) @binding(3) var<storage, read> xs: array<vec2<f32>>;   // [M, K / 32] (d, d * sum)
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;    // [M, n]
@@ -54,6 +54,7 @@ const WG: u32 = {{WG}}u;
 const R: u32 = {{R}}u;
 const M: u32 = {{M}}u;
 const T: u32 = WG / R; // invocations per row
+const BPS: u32 = {{BPS}}u; // blocks of 32 per step of the K loop
 
 // 32 weights as signed bytes (a: elements 0-15, b: 16-31), their scales and offset.
 struct W8 {
@@ -89,14 +90,20 @@ fn main(@builtin(local_invocation_index) lid: u32,
     let nb = p.k / 32u;
     let base = row * p.row_words;
     var acc: array<f32, M>;
-    for (var j = lane; j < nb; j += T) {
-        let wb = wblock(base, j);
-        for (var m = 0u; m < M; m++) {
-            let xi = (m * nb + j) * 2u;
-            let s = xs[m * nb + j];
-            let ia = dot16(wb.a, xq[xi]);
-            let ib = dot16(wb.b, xq[xi + 1u]);
-            acc[m] += s.x * (wb.sa * f32(ia) + wb.sb * f32(ib)) + wb.mn * s.y;
+    // Each step takes BPS neighbouring blocks (blocks that share loads: Q4_K's two nibble
+    // halves of the same bytes).
+    for (var j = lane; j < nb / BPS; j += T) {
+        var wbs = wblocks(base, j);
+        for (var u = 0u; u < BPS; u++) {
+            let wb = wbs[u];
+            let jb = j * BPS + u;
+            for (var m = 0u; m < M; m++) {
+                let xi = (m * nb + jb) * 2u;
+                let s = xs[m * nb + jb];
+                let ia = dot16(wb.a, xq[xi]);
+                let ib = dot16(wb.b, xq[xi + 1u]);
+                acc[m] += s.x * (wb.sa * f32(ia) + wb.sb * f32(ib)) + wb.mn * s.y;
+            }
         }
     }
 {{REDUCE}}
@@ -190,21 +197,42 @@ fn wblock(base: u32, j: u32) -> W8 {
 }
 
 //! section q4_k
-// 36 words: [d | dmin] (0), scales[12] (1-3), qs[128] (4-35). Sub-block s (32 elements) of a
-// super-block is the low (even s) or high (odd s) nibbles of qs bytes 32 * (s / 2) ...; its
-// weights are d * sc[s] * q - dmin * m[s].
-fn wblock(base: u32, j: u32) -> W8 {
-    let b = base + (j >> 3u) * 36u;
-    let s = j & 7u;
-    let at = b + 4u + 8u * (s >> 1u);
-    let sh = vec4<u32>(4u * (s & 1u));
-    let lo = (vec4<u32>(w[at], w[at + 1u], w[at + 2u], w[at + 3u]) >> sh) & vec4<u32>(0x0f0f0f0fu);
-    let hi = (vec4<u32>(w[at + 4u], w[at + 5u], w[at + 6u], w[at + 7u]) >> sh) & vec4<u32>(0x0f0f0f0fu);
-    let sm = scale_min_k4(b + 1u, s);
-    let dd = w[b];
-    let d1 = half_to_f32(dd) * f32(sm.x);
-    let m1 = half_to_f32(dd >> 16u) * f32(sm.y);
-    return W8(lo, hi, d1, d1, -m1);
+// 36 words = 9 vec4s: [d | dmin, scales[12]] (vec4 0), qs[128] (vec4s 1-8); rows are whole
+// super-blocks, so every super-block starts on a vec4. Sub-block s (32 elements) is the low
+// (even s) or high (odd s) nibbles of qs bytes 32 * (s / 2) ...; its weights are
+// d * sc[s] * q - dmin * m[s]. Step j takes sub-blocks 2 (j % 4) and 2 (j % 4) + 1 of
+// super-block j / 4: both halves of the same 32 bytes, in two 16-byte loads.
+
+// Byte i of the 12 scale bytes (words 1-3 of the header).
+fn kbyte(h: vec4<u32>, i: u32) -> u32 {
+    return (h[1u + (i >> 2u)] >> ((i & 3u) * 8u)) & 0xffu;
+}
+
+// ggml's get_scale_min_k4: 6-bit scale and min of sub-block s.
+fn kscale(h: vec4<u32>, s: u32) -> vec2<u32> {
+    if (s < 4u) {
+        return vec2<u32>(kbyte(h, s) & 63u, kbyte(h, s + 4u) & 63u);
+    }
+    return vec2<u32>((kbyte(h, s + 4u) & 0xfu) | ((kbyte(h, s - 4u) >> 6u) << 4u),
+                     (kbyte(h, s + 4u) >> 4u) | ((kbyte(h, s) >> 6u) << 4u));
+}
+
+fn wblocks(base: u32, j: u32) -> array<W8, 2> {
+    let b = (base >> 2u) + (j >> 2u) * 9u;
+    let pr = j & 3u;
+    let hd = w[b];
+    let qa = w[b + 1u + 2u * pr];
+    let qb = w[b + 2u + 2u * pr];
+    let m4 = vec4<u32>(0x0f0f0f0fu);
+    let sh = vec4<u32>(4u);
+    let s0 = kscale(hd, 2u * pr);
+    let s1 = kscale(hd, 2u * pr + 1u);
+    let d = half_to_f32(hd.x);
+    let dmin = half_to_f32(hd.x >> 16u);
+    let d0 = d * f32(s0.x);
+    let d1 = d * f32(s1.x);
+    return array<W8, 2>(W8(qa & m4, qb & m4, d0, d0, -(dmin * f32(s0.y))),
+                        W8((qa >> sh) & m4, (qb >> sh) & m4, d1, d1, -(dmin * f32(s1.y))));
 }
 
 //! section q6_k

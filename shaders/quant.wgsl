@@ -23,6 +23,7 @@ fn bytes_shr(word: u32, s: u32) -> vec4<u32> {
     return vec4<u32>(word) >> (vec4<u32>(0u, 8u, 16u, 24u) + vec4<u32>(s));
 }
 
+//! section byte_at
 // Byte `n` of the words starting at w[at].
 fn byte_at(at: u32, n: u32) -> u32 {
     return (w[at + (n >> 2u)] >> ((n & 3u) * 8u)) & 0xffu;

@@ -23,11 +23,22 @@ fn engine(unchecked: bool) -> Result<Engine> {
 /// Best streaming-read bandwidth in GB/s over `mib` MiB (clamped to one binding), over the
 /// probe's workgroup sizes.
 pub fn read_gbps(engine: &Engine, mib: u64, min_batch: Duration) -> Result<(f64, u64, String)> {
+    read_probe(engine, mib << 20, 1, min_batch)
+}
+
+/// The streaming-read probe over `bytes` (rounded down to 16, capped at the max binding),
+/// cycling through `copies` buffers of that size as `--cold-mib` cycles weight copies.
+pub fn read_probe(
+    engine: &Engine,
+    bytes: u64,
+    copies: usize,
+    min_batch: Duration,
+) -> Result<(f64, u64, String)> {
     let max = engine
         .gpu
         .max_binding()
         .min(engine.profile().limits.max_buffer_size);
-    let bytes = (mib << 20).min(max) / 16 * 16;
+    let bytes = bytes.min(max) / 16 * 16;
     if bytes == 0 {
         return Err(Error::InvalidArgument {
             op: "bench read",
@@ -37,8 +48,11 @@ pub fn read_gbps(engine: &Engine, mib: u64, min_batch: Duration) -> Result<(f64,
     let words: Vec<u32> = (0..bytes / 4)
         .map(|i| (i as u32).wrapping_mul(2654435761))
         .collect();
-    let src = engine.upload_u32(&[words.len()], &words)?;
+    let srcs = (0..copies.max(1))
+        .map(|_| engine.upload_u32(&[words.len()], &words))
+        .collect::<Result<Vec<_>>>()?;
     drop(words);
+    let next = std::cell::Cell::new(0usize);
     let mut best = (0.0, String::new());
     for wg in [64u32, 128, 256] {
         let spec = ReadProbeSpec {
@@ -58,10 +72,12 @@ pub fn read_gbps(engine: &Engine, mib: u64, min_batch: Duration) -> Result<(f64,
             .flat_map(|v| v.to_le_bytes())
             .collect();
         let t = bench::time_op(engine, min_batch, |rec| {
+            let i = next.get();
+            next.set(i + 1);
             rec.dispatch(
                 &kernel,
                 &pb,
-                &[Bind::whole(&src), Bind::whole(&out)],
+                &[Bind::whole(&srcs[i % srcs.len()]), Bind::whole(&out)],
                 spec.dispatch(&cfg),
             )
         })?;
@@ -275,6 +291,13 @@ pub fn qmatmul(
     } else {
         None
     };
+    // The same probe over as many bytes as the weight, cycling as many copies: it pays the
+    // same per-dispatch cost, which dominates small matvecs (a few microseconds each).
+    let read_same = if sweep && kernel_name == "qmatvec" {
+        Some(read_probe(&engine, w.gguf_bytes(), copies, min_batch)?.0)
+    } else {
+        None
+    };
     let fma = if sweep && kernel_name == "qmatmul" {
         Some(bench::fma_gflops(&engine, min_batch)?)
     } else {
@@ -298,6 +321,8 @@ pub fn qmatmul(
         "gflops": best["gflops"],
         "read_gbps": read,
         "fraction_of_read": read.map(|r| best_gbps / r),
+        "read_same_bytes_gbps": read_same,
+        "fraction_of_read_same_bytes": read_same.map(|r| best_gbps / r),
         "fma_gflops": fma,
         "fraction_of_fma": fma.map(|f| best["gflops"].as_f64().unwrap_or(0.0) / f),
         "configs_timed": results.len(),
@@ -313,6 +338,12 @@ pub fn qmatmul(
         if let Some(r) = read {
             println!(
                 "streaming read: {r:.1} GB/s -> {kernel_name} reaches {:.1}% of it",
+                100.0 * best_gbps / r
+            );
+        }
+        if let Some(r) = read_same {
+            println!(
+                "streaming read of the same bytes: {r:.1} GB/s -> {kernel_name} reaches {:.1}% of it",
                 100.0 * best_gbps / r
             );
         }

@@ -125,6 +125,27 @@ fn info_and_bench_matmul_json() {
     assert!(b.stderr.trim().is_empty(), "stderr: {}", b.stderr);
 }
 
+/// A matvec sweep reports both yardsticks: the 256 MiB streaming read and the read of the
+/// weight's own bytes (same dispatch cost), and the fractions are the best config's over them.
+#[test]
+fn bench_qmatmul_sweep_reports_both_read_yardsticks() {
+    let args = [
+        "bench", "qmatmul", "--format", "q8_0", "--m", "1", "--n", "96", "--k", "256", "--sweep",
+        "--min-ms", "2", "--json",
+    ];
+    let v = webjit(&args, &[])
+        .ok("bench qmatmul --sweep --json")
+        .json("bench qmatmul");
+    let gbps = v["gbps"].as_f64().unwrap();
+    let same = v["read_same_bytes_gbps"].as_f64().unwrap();
+    let big = v["read_gbps"].as_f64().unwrap();
+    assert!(gbps > 0.0 && same > 0.0 && big > 0.0, "{v}");
+    let f = v["fraction_of_read_same_bytes"].as_f64().unwrap();
+    assert!((f - gbps / same).abs() < 1e-9 * f.max(1.0), "{v}");
+    assert_eq!(v["weight_bytes"].as_u64(), Some(96 * 8 * 34), "{v}");
+    assert!(v["results"].as_array().is_some_and(|r| r.len() > 1), "{v}");
+}
+
 #[test]
 fn load_json_matches_the_file_by_path_and_by_short_name() {
     let path = tiny_llama_path();

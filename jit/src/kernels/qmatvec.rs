@@ -30,6 +30,7 @@ crate::uniform_struct!(
 pub fn deq_wgsl(format: GgmlType) -> Result<String, JitError> {
     let f = "quant.wgsl";
     let mut s = section(f, QUANT, "common")?.to_string();
+    s.push_str(section(f, QUANT, "byte_at")?);
     if matches!(format, GgmlType::Q4K | GgmlType::Q5K) {
         s.push_str(section(f, QUANT, "kscale")?);
     }

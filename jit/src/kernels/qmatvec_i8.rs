@@ -179,6 +179,15 @@ impl QMatvecI8Spec {
             k: self.k,
         }
     }
+    /// Blocks of 32 one step of the K loop takes: Q4_K's neighbouring sub-blocks are the low
+    /// and high nibbles of the same bytes, so one step unpacks both (K is a multiple of 256).
+    fn blocks_per_step(&self) -> u32 {
+        if self.format == GgmlType::Q4K {
+            2
+        } else {
+            1
+        }
+    }
     fn max_sg(cfg: &QMatvecI8Config) -> u32 {
         cfg.wg.div_ceil(4)
     }
@@ -226,10 +235,17 @@ impl KernelSpec for QMatvecI8Spec {
     }
     fn render(&self, cfg: &QMatvecI8Config) -> Result<String, JitError> {
         let mut deq = section("quant.wgsl", QUANT, "common")?.to_string();
-        if self.format == GgmlType::Q4K {
-            deq.push_str(section("quant.wgsl", QUANT, "kscale")?);
+        if self.format != GgmlType::Q4K {
+            // Q4_K reads its weights as vec4<u32> and decodes its scales in place.
+            deq.push_str(section("quant.wgsl", QUANT, "byte_at")?);
         }
         deq.push_str(section(FILE, QMATVEC_I8, self.format.name())?);
+        if self.blocks_per_step() == 1 {
+            deq.push_str(
+                "\nfn wblocks(base: u32, j: u32) -> array<W8, 1> {\n    \
+                 return array<W8, 1>(wblock(base, j));\n}\n",
+            );
+        }
         let (note, decl, body, extra) = match cfg.reduce {
             Reduce::Subgroup => (
                 "// subgroup builtins: naga accepts them with Capabilities::SUBGROUP",
@@ -270,6 +286,16 @@ impl KernelSpec for QMatvecI8Spec {
                 ("WG", cfg.wg.to_string()),
                 ("R", cfg.r.to_string()),
                 ("M", self.m.to_string()),
+                ("BPS", self.blocks_per_step().to_string()),
+                (
+                    "WTYPE",
+                    if self.format == GgmlType::Q4K {
+                        "vec4<u32>"
+                    } else {
+                        "u32"
+                    }
+                    .into(),
+                ),
                 ("DEQ", deq),
                 ("REDUCE_DECL", decl),
                 ("EXTRA_BUILTINS", extra.into()),
