@@ -12,7 +12,7 @@
 // Env: WEBJIT_BENCH_GEMMA_TOKENS (greedy tokens of each webjit run, default 4: the steps of
 // refs.json 'plain' whose top-1/top-2 gap is >= 0.3; the first decode step is not timed),
 // WEBJIT_BENCH_GEMMA_WLLAMA_TOKENS (tokens of each wllama run, default 16),
-// WEBJIT_BENCH_GEMMA_TUNE_MS (tuning budget, default 180000),
+// WEBJIT_BENCH_GEMMA_TUNE_MS (tuning budget, default 180000; 0 skips tuning and the tuned run),
 // WEBJIT_BENCH_GEMMA_ONLY (comma list of webjit,wllama; default both),
 // WEBJIT_BENCH_GEMMA_WLLAMA_GPU=1 also runs wllama's WebGPU build (llama.cpp ggml-webgpu),
 // =only runs just that (with WEBJIT_BENCH_GEMMA_ONLY=wllama).
@@ -385,30 +385,32 @@ async function main() {
       };
       log(`webjit untuned: ${JSON.stringify({ ...result.webjit.untuned, top_step0: undefined })}`);
 
-      const tune = await step(page, `webjit tune ${TUNE_MS / 1000} s`, (a) => window.webjitTune(a), { budgetMs: TUNE_MS }, TUNE_MS + 420000);
-      const rep = tune.report;
-      result.webjit.tune = {
-        budget_ms: TUNE_MS,
-        wall_ms: round(tune.wallMs),
-        spent_ms: round(rep.spent_ms),
-        geomean_speedup: round(rep.geomean_speedup, 3),
-        // engine TuneReport fields (tune_key, tried, rejected, skipped; index.d.ts's kernel /
-        // problem / candidates do not exist in the wasm's report), times rounded.
-        kernels: rep.kernels.map((k) => ({
-          ...k,
-          default_us: round(k.default_us, 0),
-          tuned_us: round(k.tuned_us, 0),
-          speedup: round(k.speedup, 3),
-          spent_ms: round(k.spent_ms, 0),
-        })),
-      };
-      log(`tune: geomean ${result.webjit.tune.geomean_speedup} over ${rep.kernels.length} kernels in ${(rep.spent_ms / 1000).toFixed(0)} s`);
+      if (TUNE_MS > 0) {
+        const tune = await step(page, `webjit tune ${TUNE_MS / 1000} s`, (a) => window.webjitTune(a), { budgetMs: TUNE_MS }, TUNE_MS + 420000);
+        const rep = tune.report;
+        result.webjit.tune = {
+          budget_ms: TUNE_MS,
+          wall_ms: round(tune.wallMs),
+          spent_ms: round(rep.spent_ms),
+          geomean_speedup: round(rep.geomean_speedup, 3),
+          // engine TuneReport fields (tune_key, tried, rejected, skipped; index.d.ts's kernel /
+          // problem / candidates do not exist in the wasm's report), times rounded.
+          kernels: rep.kernels.map((k) => ({
+            ...k,
+            default_us: round(k.default_us, 0),
+            tuned_us: round(k.tuned_us, 0),
+            speedup: round(k.speedup, 3),
+            spent_ms: round(k.spent_ms, 0),
+          })),
+        };
+        log(`tune: geomean ${result.webjit.tune.geomean_speedup} over ${rep.kernels.length} kernels in ${(rep.spent_ms / 1000).toFixed(0)} s`);
 
-      const gen1 = await step(page, `webjit tuned generate ${N_TOKENS}`, (a) => window.webjitGenerate(a), { prompt: PROMPT, maxTokens: N_TOKENS }, GEN_LIMIT_MS);
-      const tunedIds = gen1.items.map((t) => t.id);
-      checkIds('webjit tuned', tunedIds, plain.greedy, nCheck);
-      result.webjit.tuned = { ...timing(gen1.ms), ids: tunedIds, text: gen1.items.map((t) => t.text).join(''), stats: gen1.stats };
-      log(`webjit tuned: ${JSON.stringify(result.webjit.tuned)}`);
+        const gen1 = await step(page, `webjit tuned generate ${N_TOKENS}`, (a) => window.webjitGenerate(a), { prompt: PROMPT, maxTokens: N_TOKENS }, GEN_LIMIT_MS);
+        const tunedIds = gen1.items.map((t) => t.id);
+        checkIds('webjit tuned', tunedIds, plain.greedy, nCheck);
+        result.webjit.tuned = { ...timing(gen1.ms), ids: tunedIds, text: gen1.items.map((t) => t.text).join(''), stats: gen1.stats };
+        log(`webjit tuned: ${JSON.stringify(result.webjit.tuned)}`);
+      }
       await step(page, 'webjit dispose', () => window.webjitDispose(), null, 60000);
     }
 

@@ -221,6 +221,7 @@ fn make_profile(
         timestamps: f.contains(wgpu::Features::TIMESTAMP_QUERY),
         unchecked_shaders: options.unchecked_shaders,
         loop_bounding: options.loop_bounding && !options.unchecked_shaders,
+        cpu: info.device_type == wgpu::DeviceType::Cpu,
         f16_prefill: options.f16_prefill,
     }
 }

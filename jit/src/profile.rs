@@ -72,6 +72,12 @@ pub struct DeviceProfile {
     /// absent from it when false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub loop_bounding: bool,
+    /// The adapter runs shaders on the CPU (Mesa lavapipe, SwiftShader; wgpu's
+    /// `DeviceType::Cpu`, a browser's fallback adapter). Workgroup barriers and many small
+    /// workgroups are expensive there, so several kernels default to configs without them.
+    /// Part of the fingerprint; absent when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cpu: bool,
     /// Prefill matmuls multiply in f16 (sums stay f32) by default: `None` where the device has
     /// `shader-f16` and 32-lane subgroups (GPUs, where f16 tiles are 1.3-1.5x faster),
     /// `Some(true)` on any device with `shader-f16`, `Some(false)` never. Part of the
@@ -105,6 +111,7 @@ impl DeviceProfile {
             timestamps: false,
             unchecked_shaders: false,
             loop_bounding: false,
+            cpu: true,
             f16_prefill: None,
         }
     }
@@ -133,6 +140,7 @@ impl DeviceProfile {
             timestamps: true,
             unchecked_shaders: false,
             loop_bounding: false,
+            cpu: true,
             f16_prefill: None,
         }
     }
@@ -162,6 +170,7 @@ impl DeviceProfile {
             timestamps: true,
             unchecked_shaders: false,
             loop_bounding: false,
+            cpu: false,
             f16_prefill: None,
         }
     }

@@ -269,3 +269,47 @@ fn streamed_row_chunks_equal_whole_upload() {
         outs[1].iter().map(|v| v.to_bits()).collect::<Vec<_>>()
     );
 }
+
+/// lavapipe is a CPU adapter: the profile says so (wgpu's `DeviceType::Cpu`; browsers' fallback
+/// adapter), and the barrier-heavy kernels default to their barrier-free configs there.
+#[test]
+fn cpu_adapters_get_barrier_free_defaults() {
+    use webjit_jit::kernels::attention_decode::{DecodeSpec, KvDType};
+    use webjit_jit::kernels::rowwise::{RowOp, RowwiseSpec};
+    let e = engine();
+    assert!(
+        e.profile().cpu,
+        "this suite runs on Mesa lavapipe, which wgpu reports as a CPU adapter: {:?}",
+        e.profile().name
+    );
+    let raw = quant::synth_blocks(GgmlType::Q8_0, 1024 * 640 / 32, 3);
+    let w = e
+        .upload_quantized(GgmlType::Q8_0, [1024, 640], &raw)
+        .unwrap();
+    let x = e.upload_f32(&[1, 640], &vec![0.5; 640]).unwrap();
+    let spec = qmatvec_spec(&x, &w).unwrap();
+    let c = spec.default_config(e.profile());
+    assert_eq!((c.reduce, c.wg, c.r), (Reduce::None, 32, 8), "{c:?}");
+    // A GPU profile keeps the reductions.
+    let gpu = webjit_jit::DeviceProfile::discrete_like();
+    assert_ne!(spec.default_config(&gpu).reduce, Reduce::None);
+    let dec = DecodeSpec {
+        batch: 1,
+        n_heads: 4,
+        n_kv_heads: 1,
+        head_dim: 256,
+        kv_dtype: KvDType::F32,
+        kv_len: 512,
+    };
+    let d = dec.default_config(e.profile());
+    assert_eq!((d.wg, d.max_splits), (64, 4), "{d:?}");
+    assert!(dec.default_config(&gpu).max_splits > 4);
+    let norm = RowwiseSpec {
+        op: RowOp::RmsNorm,
+        rows: 1,
+        cols: 640,
+    };
+    let n = norm.default_config(e.profile());
+    assert_eq!((n.wg, n.vec), (32, 1), "{n:?}");
+    assert_eq!(norm.default_config(&gpu).wg, 256);
+}

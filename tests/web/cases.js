@@ -36,7 +36,9 @@ const uniq = () => `${Date.now()}-${Math.floor(Math.random() * 1e9)}`;
 /**
  * Reference greedy check (the rule of tests/src/gemma_refs.rs check_greedy): ids must match
  * step by step while llama.cpp's top-1/top-2 gap is >= 0.3; past a narrower step the contexts
- * may legitimately diverge, so the comparison stops there. Top-5 logits within 1.0.
+ * may legitimately diverge, so the comparison stops there. Top-5 logits within 1.0 of
+ * llama.cpp's token-by-token logits, or of its batched ones (`top5_batched`: the same step
+ * computed in one batch, where llama.cpp differs from itself by up to ~1.3).
  */
 function checkGreedy(name, ours, greedy) {
   let compared = 0;
@@ -45,7 +47,9 @@ function checkGreedy(name, ours, greedy) {
     compared++;
     want.top5.forEach(([, wl], k) => {
       const got = ours[i].top[k];
-      if (!got || Math.abs(got[1] - wl) > 1.0) {
+      const batched = want.top5_batched?.[k];
+      const nearBatched = got && batched && Math.abs(got[1] - batched[1]) <= 1.0;
+      if (!got || (Math.abs(got[1] - wl) > 1.0 && !nearBatched)) {
         fail(`${name} step ${i}: rank-${k} logit ${got && got[1]} vs llama.cpp ${wl} (ours ${JSON.stringify(ours[i].top)})`);
       }
     });
@@ -53,6 +57,55 @@ function checkGreedy(name, ours, greedy) {
     if (ours[i].id !== want.id) fail(`${name} step ${i}: token ${ours[i].id}, llama.cpp ${want.id} (gap ${want.gap})`);
   }
   return compared;
+}
+
+/** IEEE half (little-endian u16) to f32. */
+function halfToF32(h) {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0) return s * m * 2 ** -24;
+  if (e === 31) return m ? NaN : s * Infinity;
+  return s * (1 + m / 1024) * 2 ** (e - 15);
+}
+
+/** The k largest [id, logit] pairs, largest first. */
+function topK(v, k) {
+  const out = [];
+  for (let i = 0; i < v.length; i++) {
+    if (out.length < k || v[i] > out[out.length - 1][1]) {
+      out.push([i, v[i]]);
+      out.sort((a, b) => b[1] - a[1]);
+      if (out.length > k) out.pop();
+    }
+  }
+  return out;
+}
+
+/**
+ * Logits at the last prompt position (the rule of tests/src/gemma_refs.rs check_last_logits):
+ * finite, llama.cpp's argmax, at least 8 of its top-10 ids in ours, and where the full vector
+ * was recorded, NMSE <= 5e-3 over all of it.
+ */
+function checkLastLogits(name, ours, r, want) {
+  if (want && ours.length !== want.length) fail(`${name}: ${ours.length} logits, llama.cpp has ${want.length}`);
+  const bad = ours.findIndex((x) => !Number.isFinite(x));
+  if (bad >= 0) fail(`${name}: logit ${bad} is ${ours[bad]}`);
+  const mine = topK(ours, 10);
+  if (mine[0][0] !== r.last_top10[0][0]) fail(`${name}: argmax ${JSON.stringify(mine[0])}, llama.cpp ${JSON.stringify(r.last_top10[0])}`);
+  const shared = r.last_top10.filter(([id]) => mine.some(([m]) => m === id)).length;
+  if (shared < 8) fail(`${name}: ${shared} of llama.cpp's top-10 in ours: ${JSON.stringify(mine)} vs ${JSON.stringify(r.last_top10)}`);
+  let nmse = null;
+  if (want) {
+    let num = 0, den = 0;
+    for (let i = 0; i < want.length; i++) {
+      num += (ours[i] - want[i]) ** 2;
+      den += want[i] ** 2;
+    }
+    nmse = num / Math.max(den, Number.MIN_VALUE);
+    if (!(nmse <= 5e-3)) fail(`${name}: NMSE ${nmse} > 5e-3 against llama.cpp`);
+  }
+  return { shared, nmse };
 }
 
 async function collect(it) {
@@ -637,7 +690,6 @@ export const cases = {
   /** Gemma 3 270M streamed over HTTP: progress to the end, bounded wasm memory, golden tokens. */
   async gemma({ log, params }) {
     const refs = await json('/data/gemma/refs.json');
-    const nTokens = params.tokens ?? 3;
     const e = await Engine.create();
     try {
       const events = [];
@@ -656,35 +708,57 @@ export const cases = {
       if (!(peak > 0 && peak < 64 * MIB)) fail(`peak wasm memory while streaming ${peak} bytes (limit 64 MiB)`);
       log(`  load ${(loadMs / 1000).toFixed(1)} s, ${events.length} progress events, peak wasm memory ${(peak / MIB).toFixed(1)} MiB`);
 
+      // The golden rule of the native tests (tests/src/gemma_refs.rs): greedy ids equal to
+      // llama.cpp's at every step up to the first one where llama.cpp's own top-1/top-2 gap is
+      // below 0.3 (that step's top-5 logits are still compared), top-5 logits within 1.0.
+      // `params.tokens` caps the steps (WEBJIT_WEB_GEMMA_TOKENS); the default runs them all.
+      const steps = (r) => {
+        const low = r.greedy.findIndex((g) => g.gap < 0.3);
+        return Math.min(params.tokens ?? 32, low < 0 ? r.greedy.length : low + 1);
+      };
+      const golden = async (name, r) => {
+        // The last prompt position's logits first (a fresh context each time).
+        let want = null;
+        if (r.logits_f16) {
+          const buf = await (await fetch(`/data/gemma/${r.logits_f16}`)).arrayBuffer();
+          const u16 = new Uint16Array(buf);
+          want = Float32Array.from(u16, halfToF32);
+        }
+        const lg = await m.logits(r.prompt_ids);
+        if (!(lg instanceof Float32Array) || lg.length !== refs.n_vocab) fail(`${name}: logits() gave ${lg?.length} values, vocabulary ${refs.n_vocab}`);
+        const ll = checkLastLogits(name, lg, r, want);
+        log(`  ${name}: last-position logits: argmax ${r.last_top10[0][0]}, ${ll.shared} of llama.cpp's top-10${ll.nmse === null ? '' : `, NMSE ${ll.nmse.toExponential(2)} over all ${lg.length}`}`);
+        const n = steps(r);
+        const tp = performance.now();
+        const toks = await collect(m.generateTokens(r.prompt_ids, { maxTokens: n }));
+        const ms = performance.now() - tp;
+        if (toks.length !== n) fail(`${name}: ${toks.length} tokens, asked for ${n}`);
+        const compared = checkGreedy(name, toks, r.greedy);
+        if (compared !== n) fail(`${name}: compared ${compared} steps of ${n}`);
+        const st = m.lastStats;
+        log(`  ${name}: ${r.prompt_ids.length} prompt ids, ${n} greedy steps = llama.cpp's in ${(ms / 1000).toFixed(1)} s (prefill ${st?.prefillMs?.toFixed?.(0)} ms, decode ${st?.decodeMs?.toFixed?.(0)} ms): ${JSON.stringify(toks.map((t) => t.text).join(''))}`);
+        return { n, ms, st };
+      };
+
+      await expectCode(m.logits([]), 'INVALID_ARGUMENT', 'logits of no tokens');
+      await expectCode(m.logits([2, refs.n_vocab]), 'INVALID_ARGUMENT', 'logits of an id outside the vocabulary');
       const chat = refs.prompts[0];
       // The chat template and the tokenizer give llama.cpp's prompt ids.
       const prompt = await m.chatPrompt([{ role: 'user', content: 'Write a short poem about the sea.' }]);
       const ids = Array.from(await m.tokenize(prompt, { addBos: true }));
-      const promptOk = JSON.stringify(ids) === JSON.stringify(chat.prompt_ids);
-      const t1 = performance.now();
-      const toks = await collect(m.generateTokens(chat.prompt_ids, { maxTokens: nTokens }));
-      const genMs = performance.now() - t1;
-      if (toks.length !== nTokens) fail(`${toks.length} tokens, asked for ${nTokens}`);
-      for (let i = 0; i < nTokens; i++) {
-        if (toks[i].id !== chat.greedy[i].id) fail(`chat step ${i}: token ${toks[i].id}, llama.cpp ${chat.greedy[i].id} (ours ${JSON.stringify(toks.map((t) => t.id))})`);
-      }
-      checkGreedy('chat', toks, chat.greedy);
-      const st = m.lastStats;
-      log(`  ${nTokens} greedy tokens = llama.cpp's in ${(genMs / 1000).toFixed(1)} s (prefill ${st?.prefillMs?.toFixed?.(0)} ms, decode ${st?.decodeMs?.toFixed?.(0)} ms): ${JSON.stringify(toks.map((t) => t.text).join(''))}`);
-      if (!promptOk) fail(`chatPrompt+tokenize ids ${JSON.stringify(ids)} != llama.cpp ${JSON.stringify(chat.prompt_ids)} (prompt ${JSON.stringify(prompt)})`);
-      // The other short golden prompts: the text tokenizes to llama.cpp's ids, and the first
-      // greedy token (the prompt's argmax) and its top-5 logits match. (The 692-token prompt
-      // is left to the native tests: its prefill takes many minutes on SwiftShader.)
+      if (JSON.stringify(ids) !== JSON.stringify(chat.prompt_ids)) fail(`chatPrompt+tokenize ids ${JSON.stringify(ids)} != llama.cpp ${JSON.stringify(chat.prompt_ids)} (prompt ${JSON.stringify(prompt)})`);
+      const first = await golden('chat', chat);
+      const genMs = first.ms;
+      const st = first.st;
+      // The other short golden prompts: their text tokenizes to llama.cpp's ids, then the same
+      // rule. (The 692-token prompt is left to the native tests: its prefill alone would take
+      // minutes on SwiftShader.)
       for (const name of (params.prompts ?? ['plain', 'code', 'chat_unicode'])) {
         const r = refs.prompts.find((p) => p.name === name);
         if (!r) fail(`no golden prompt ${name}`);
         const got = Array.from(await m.tokenize(r.text, { addBos: true }));
         if (JSON.stringify(got) !== JSON.stringify(r.prompt_ids)) fail(`${name}: ids ${JSON.stringify(got)} != llama.cpp ${JSON.stringify(r.prompt_ids)}`);
-        const tp = performance.now();
-        const first = await collect(m.generateTokens(r.prompt_ids, { maxTokens: 1 }));
-        if (first.length !== 1) fail(`${name}: ${first.length} tokens, asked for 1`);
-        checkGreedy(name, first, r.greedy);
-        log(`  ${name}: ${r.prompt_ids.length} prompt ids = llama.cpp's; first token ${first[0].id} (llama.cpp ${r.greedy[0].id}) in ${((performance.now() - tp) / 1000).toFixed(1)} s`);
+        await golden(name, r);
       }
       await m.dispose();
       return { loadMs, genMs, peak, stats: st };

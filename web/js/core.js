@@ -295,6 +295,20 @@ export class Core {
       return { promptTokens: ids.length };
     });
   }
+  /** Logits at the last position of `prompt` (text gets the BOS token), fresh context. */
+  logits({ id, prompt, addBos = true }) {
+    const m = this.#handle(id, 'model').obj;
+    return this.#lock.run(async () => {
+      let ids;
+      if (typeof prompt === 'string') {
+        ids = m.tokenize(prompt, !!addBos);
+      } else {
+        need(Array.isArray(prompt) || prompt instanceof Uint32Array, 'prompt must be a string or token ids');
+        ids = Uint32Array.from(prompt);
+      }
+      return await m.logits(ids);
+    });
+  }
   next({ id }) {
     const m = this.#handle(id, 'model').obj;
     return this.#lock.run(async () => parse(await m.next()));
@@ -413,7 +427,7 @@ export class Core {
 }
 
 const METHODS = new Set([
-  'info', 'loadModel', 'loadEmbedder', 'modelInfo', 'tokenize', 'detokenize', 'chatPrompt', 'start',
+  'info', 'loadModel', 'loadEmbedder', 'modelInfo', 'tokenize', 'detokenize', 'chatPrompt', 'start', 'logits',
   'next', 'stop', 'reset', 'embed', 'embedderTokenize', 'neighborhoodAttention', 'blockSparseAttention',
   'denseAttention', 'tune', 'exportTuning', 'importTuning', 'releaseMemory', 'disposeHandle', 'dispose',
 ]);

@@ -202,6 +202,12 @@ export declare class TextModel {
   chatPrompt(messages: ChatMessage[]): Promise<string>;
   tokenize(text: string, opts?: { addBos?: boolean }): Promise<Uint32Array>;
   detokenize(ids: ArrayLike<number>): Promise<string>;
+  /**
+   * The logits of the token after `prompt` (text, which gets the BOS token unless
+   * `addBos: false`, or token ids): `info.vocab` floats, from a fresh context that holds the
+   * prompt afterwards. Rejects with BUSY while the model generates.
+   */
+  logits(prompt: string | ArrayLike<number>, opts?: { addBos?: boolean }): Promise<Float32Array>;
   reset(): Promise<void>;
   /** Frees every GPU buffer of the model. */
   dispose(): Promise<void>;

@@ -152,6 +152,16 @@ export class TextModel extends Handle {
   chatPrompt(messages) {
     return this._call('chatPrompt', { messages });
   }
+  /**
+   * The logits of the token after `prompt` (text or token ids; text gets the BOS token unless
+   * {addBos: false}): a Float32Array of `info.vocab` entries, from a fresh context, which holds
+   * the prompt afterwards. For scoring, custom sampling, or checking against a reference.
+   */
+  logits(prompt, { addBos = true } = {}) {
+    if (this._busy) return Promise.reject(new WebjitError(ErrorCode.BUSY, 'this model is generating: finish or stop that first'));
+    const src = typeof prompt === 'string' ? prompt : Uint32Array.from(prompt);
+    return this._call('logits', { prompt: src, addBos });
+  }
   /** Forgets the conversation (KV cache back to position 0). */
   reset() {
     return this._call('reset');

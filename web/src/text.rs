@@ -5,7 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
-use webjit_engine::model::generate::{GenerateOptions, Generation, Session};
+use webjit_engine::model::generate::{GenerateOptions, Generation, SampleSettings, Session};
 use webjit_engine::tokenizer::spm::{chat_prompt, SpmTokenizer, Utf8Stream};
 use webjit_engine::{Engine, Tensor};
 
@@ -261,6 +261,47 @@ impl WebTextModel {
         })
     }
 
+    /// The logits at the last position of `prompt_ids` (a Float32Array of `vocab` entries),
+    /// from a fresh context: the conversation is reset first and holds the prompt afterwards.
+    pub fn logits(&self, prompt_ids: Vec<u32>) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        let engine = self.engine;
+        let alive = self.alive.clone();
+        let vocab = self.tok.vocab_size();
+        wasm_bindgen_futures::future_to_promise(async move {
+            if !*alive.borrow() {
+                return Err(js_err("DISPOSED", "the engine was disposed"));
+            }
+            if prompt_ids.is_empty() {
+                return Err(invalid("logits: the prompt has no tokens"));
+            }
+            if let Some(bad) = prompt_ids.iter().find(|&&id| id as usize >= vocab) {
+                return Err(invalid(format!(
+                    "prompt token id {bad} is outside the vocabulary of {vocab} tokens"
+                )));
+            }
+            let taken = std::mem::replace(&mut *inner.borrow_mut(), Slot::Busy);
+            let mut i = match taken {
+                Slot::Ready(i) => i,
+                other => {
+                    let busy = matches!(other, Slot::Busy);
+                    *inner.borrow_mut() = other;
+                    return Err(if busy {
+                        js_err("BUSY", "the model is busy with a next() call")
+                    } else {
+                        js_err("DISPOSED", "the model was disposed")
+                    });
+                }
+            };
+            let r = prompt_logits(&mut i, engine, &prompt_ids).await;
+            let mut slot = inner.borrow_mut();
+            if matches!(*slot, Slot::Busy) {
+                *slot = Slot::Ready(i);
+            }
+            r
+        })
+    }
+
     /// Stops the running generation: the next `next()` reports `done` with reason 'stopped'.
     pub fn stop(&self) -> Result<(), JsValue> {
         if matches!(*self.inner.borrow(), Slot::Busy) {
@@ -305,6 +346,39 @@ fn gen_options(json: &str) -> Result<GenerateOptions, JsValue> {
         repeat_penalty: o.repeat_penalty,
         seed: o.seed,
     })
+}
+
+/// `logits()`: reset, one forward pass over the prompt, the last position's logits read back.
+async fn prompt_logits(
+    i: &mut Inner,
+    engine: &'static Engine,
+    ids: &[u32],
+) -> Result<JsValue, JsValue> {
+    let max = i.session.decoder.max_context();
+    if ids.len() > max {
+        return Err(invalid(format!(
+            "logits: {} prompt tokens, the context holds {max}",
+            ids.len()
+        )));
+    }
+    i.running = None;
+    i.prefilled = None;
+    i.session.reset();
+    let greedy = SampleSettings {
+        temperature: 0.0,
+        top_k: 0,
+        top_p: 1.0,
+        u: 0.0,
+        penalty: 1.0,
+    };
+    let step = i
+        .session
+        .step_async(engine, ids, &greedy)
+        .await
+        .map_err(js_error)?;
+    let bytes = engine.read_bytes(&step.logits).await.map_err(js_error)?;
+    let v: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
+    Ok(js_sys::Float32Array::from(&v[..]).into())
 }
 
 /// One `next()`: the next token, or the end report.

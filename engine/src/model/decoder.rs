@@ -51,6 +51,12 @@ impl Weight {
                 let y = rec.empty(&[t, n], DType::F32)?;
                 if t <= 8 {
                     ops::qmatvec_into(rec, x, w, &y, None)?;
+                } else if t <= CPU_MATVEC_ROWS
+                    && rec.engine().profile().cpu
+                    && !x.is_segmented()
+                    && !y.is_segmented()
+                {
+                    matvec_in_chunks(rec, x, w, &y)?;
                 } else {
                     ops::qmatmul_into(rec, x, w, &y, None)?;
                 }
@@ -59,6 +65,44 @@ impl Weight {
             Weight::F(w) => ops::matmul(rec, x, w, true),
         }
     }
+}
+
+/// Prompts up to this many tokens run the matvec kernel 8 rows at a time on CPU adapters
+/// instead of the tiled matmul: its workgroup barriers are what such adapters do worst. On
+/// SwiftShader (natively, 2 cores) a 17-row Q5_0 2048 x 640 product took 295 ms on the tiled
+/// default and 156 ms on the best tile, against 33 ms for 8 rows by the matvec; around 128
+/// rows the two meet (BENCHMARKS.md, "CPU adapters").
+const CPU_MATVEC_ROWS: usize = 64;
+
+/// `y = x W^T` for `x` of 9..=CPU_MATVEC_ROWS rows as matvecs over 8-row slices: each slice
+/// is copied out of `x`, multiplied, and its output copied into its rows of `y`.
+fn matvec_in_chunks(rec: &mut Recorder, x: &Tensor, w: &QTensor, y: &Tensor) -> Result<()> {
+    let [n, k] = w.shape();
+    let t = x.shape()[0];
+    let xb = x.segments()[0].buffer.clone();
+    let yb = y.segments()[0].buffer.clone();
+    for r0 in (0..t).step_by(8) {
+        let rn = (t - r0).min(8);
+        let xc = rec.empty(&[rn, k], DType::F32)?;
+        let yc = rec.empty(&[rn, n], DType::F32)?;
+        let (xo, yo) = ((r0 * k * 4) as u64, (r0 * n * 4) as u64);
+        rec.copy(
+            xb.raw(),
+            xo,
+            xc.segments()[0].buffer.raw(),
+            0,
+            (rn * k * 4) as u64,
+        );
+        ops::qmatvec_into(rec, &xc, w, &yc, None)?;
+        rec.copy(
+            yc.segments()[0].buffer.raw(),
+            0,
+            yb.raw(),
+            yo,
+            (rn * n * 4) as u64,
+        );
+    }
+    Ok(())
 }
 
 pub(crate) struct Layer {

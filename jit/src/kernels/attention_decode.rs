@@ -290,6 +290,18 @@ impl KernelSpec for DecodeSpec {
         // at 2048 and 128 at 32768: about 0.75 * sqrt(len), rounded down in this list. At
         // most ~512 workgroups in all, and never the single-pass kernel by default (one
         // workgroup per head was 1.4-24x slower there).
+        // CPU adapters: 4 splits of 64 invocations, the fastest of the sweep at Gemma's decode
+        // shape (4 heads, d 256, 512 entries) on SwiftShader and on lavapipe (BENCHMARKS.md,
+        // "CPU adapters"; the GPU default below was 2.4x / 1.4x slower there).
+        if profile.cpu {
+            let c = DecodeConfig {
+                wg: 64,
+                max_splits: 4,
+            };
+            if self.check(profile, &c).is_ok() {
+                return c;
+            }
+        }
         let heads = (self.batch * self.n_heads).max(1);
         let want = (512 / heads).clamp(4, 256) as f64;
         let target = (0.75 * (self.kv_len.max(1) as f64).sqrt()).min(want);

@@ -786,8 +786,16 @@ impl KernelSpec for QMatvecSpec {
         // per workgroup of 32 with a workgroup-memory reduction. In Gemma 3 270M's decode step
         // on an H100 that took the step's GPU time from 1005 to 966 us and decode from
         // 950-953 to 992 tok/s (`bench model --profile` with one record, `benchmarks/h100/i8/`).
+        // CPU adapters (lavapipe, SwiftShader): no reduction at all, each invocation walks
+        // whole rows, 4 or 8 of them, in workgroups of 32. Measured with `webjit bench qmatmul
+        // --m 1 --config ...` at Gemma 3 270M's shapes (BENCHMARKS.md, "CPU adapters"): on
+        // SwiftShader 2.4-8.7x faster than 128 invocations over 2 rows with a workgroup-memory
+        // tree (the 262144 x 640 Q8_0 output projection 10.4 s -> 1.19 s), on lavapipe
+        // 1.3-2.8x faster than its subgroup reduction.
         let wide_sg = profile.subgroups.as_ref().is_some_and(|s| s.max_size >= 32);
+        let cpu_r = if self.rows >= 1024 { 8 } else { 4 };
         let first: &[(u32, u32, Reduce)] = match (wide_sg, self.rows <= 16384) {
+            _ if profile.cpu => &[(32, cpu_r, Reduce::None), (32, 4, Reduce::None)],
             (true, true) => &[(256, 1, reduce), (128, 1, reduce)],
             (true, false) => &[(32, 8, Reduce::Workgroup)],
             _ => &[],
