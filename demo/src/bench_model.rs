@@ -178,13 +178,7 @@ pub fn run(args: ModelArgs) -> Result<()> {
     let prompt: Vec<u32> = (0..args.prompt_tokens as u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) % vocab.max(1))
         .collect();
-    let greedy = SampleSettings {
-        temperature: 0.0,
-        top_k: 0,
-        top_p: 1.0,
-        u: 0.0,
-        penalty: 1.0,
-    };
+    let greedy = SampleSettings::GREEDY;
     let (mut best_prefill, mut best_decode, mut best_sync) = (f64::MAX, f64::MAX, f64::MAX);
     let (mut dispatches, mut record_ms, mut submit_ms) = (0u32, f64::MAX, f64::MAX);
     let opts = GenerateOptions {

@@ -287,13 +287,7 @@ pub fn check_greedy(ours: &[(u32, Vec<(u32, f32)>)], r: &PromptRef) -> Result<us
 }
 
 /// Greedy sampling settings of the golden runs.
-pub const GREEDY: SampleSettings = SampleSettings {
-    temperature: 0.0,
-    top_k: 0,
-    top_p: 1.0,
-    u: 0.0,
-    penalty: 1.0,
-};
+pub const GREEDY: SampleSettings = SampleSettings::GREEDY;
 
 /// Prefill, check the last position's logits, then decode greedily through the GPU sampler
 /// for as many steps as the reference can compare.

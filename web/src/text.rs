@@ -238,25 +238,9 @@ impl WebTextModel {
             if !*alive.borrow() {
                 return Err(js_err("DISPOSED", "the engine was disposed"));
             }
-            let taken = std::mem::replace(&mut *inner.borrow_mut(), Slot::Busy);
-            let mut i = match taken {
-                Slot::Ready(i) => i,
-                other => {
-                    let busy = matches!(other, Slot::Busy);
-                    *inner.borrow_mut() = other;
-                    return Err(if busy {
-                        js_err("BUSY", "another next() call is still running")
-                    } else {
-                        js_err("DISPOSED", "the model was disposed")
-                    });
-                }
-            };
+            let mut i = take(&inner, "another next() call is still running")?;
             let r = step(&mut i, engine, &tok, &stop).await;
-            // Give the state back, unless the model was freed meanwhile (then it drops here).
-            let mut slot = inner.borrow_mut();
-            if matches!(*slot, Slot::Busy) {
-                *slot = Slot::Ready(i);
-            }
+            give_back(&inner, i);
             r
         })
     }
@@ -280,24 +264,9 @@ impl WebTextModel {
                     "prompt token id {bad} is outside the vocabulary of {vocab} tokens"
                 )));
             }
-            let taken = std::mem::replace(&mut *inner.borrow_mut(), Slot::Busy);
-            let mut i = match taken {
-                Slot::Ready(i) => i,
-                other => {
-                    let busy = matches!(other, Slot::Busy);
-                    *inner.borrow_mut() = other;
-                    return Err(if busy {
-                        js_err("BUSY", "the model is busy with a next() call")
-                    } else {
-                        js_err("DISPOSED", "the model was disposed")
-                    });
-                }
-            };
+            let mut i = take(&inner, "the model is busy with a next() call")?;
             let r = prompt_logits(&mut i, engine, &prompt_ids).await;
-            let mut slot = inner.borrow_mut();
-            if matches!(*slot, Slot::Busy) {
-                *slot = Slot::Ready(i);
-            }
+            give_back(&inner, i);
             r
         })
     }
@@ -336,6 +305,30 @@ impl Drop for WebTextModel {
     }
 }
 
+/// Lends the model's state to an async call (`BUSY` while another one has it).
+fn take(inner: &RefCell<Slot>, busy: &str) -> Result<Box<Inner>, JsValue> {
+    match std::mem::replace(&mut *inner.borrow_mut(), Slot::Busy) {
+        Slot::Ready(i) => Ok(i),
+        other => {
+            let is_busy = matches!(other, Slot::Busy);
+            *inner.borrow_mut() = other;
+            Err(if is_busy {
+                js_err("BUSY", busy)
+            } else {
+                js_err("DISPOSED", "the model was disposed")
+            })
+        }
+    }
+}
+
+/// Gives the state back, unless the model was freed meanwhile (then it drops here).
+fn give_back(inner: &RefCell<Slot>, i: Box<Inner>) {
+    let mut slot = inner.borrow_mut();
+    if matches!(*slot, Slot::Busy) {
+        *slot = Slot::Ready(i);
+    }
+}
+
 fn gen_options(json: &str) -> Result<GenerateOptions, JsValue> {
     let o: GenOpts = parse_opts("generate", json)?;
     Ok(GenerateOptions {
@@ -364,13 +357,7 @@ async fn prompt_logits(
     i.running = None;
     i.prefilled = None;
     i.session.reset();
-    let greedy = SampleSettings {
-        temperature: 0.0,
-        top_k: 0,
-        top_p: 1.0,
-        u: 0.0,
-        penalty: 1.0,
-    };
+    let greedy = SampleSettings::GREEDY;
     let step = i
         .session
         .step_async(engine, ids, &greedy)

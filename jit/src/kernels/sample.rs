@@ -76,6 +76,17 @@ pub struct SampleSettings {
     pub penalty: f32,
 }
 
+impl SampleSettings {
+    /// Greedy decoding: the argmax of the raw logits (no penalty).
+    pub const GREEDY: SampleSettings = SampleSettings {
+        temperature: 0.0,
+        top_k: 0,
+        top_p: 1.0,
+        u: 0.0,
+        penalty: 1.0,
+    };
+}
+
 impl SampleSpec {
     pub fn params(&self, cfg: &SampleConfig, s: &SampleSettings, n_hist: u32) -> SampleParams {
         SampleParams {
