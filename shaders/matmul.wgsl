@@ -13,7 +13,7 @@ alias LT = {{LT}};   // global load type (LV lanes)
 @group(0) @binding(1) var<storage, read> a: array<LT>;        // [batch, M, K]
 @group(0) @binding(2) var<storage, read> b: array<LT>;        // [batch, K, N] or [batch, N, K]
 @group(0) @binding(3) var<storage, read_write> c: array<f32>; // [batch, M, N]
-
+{{EPILOGUE}}
 const BM: u32 = {{BM}}u;
 const BN: u32 = {{BN}}u;
 const BK: u32 = {{BK}}u;

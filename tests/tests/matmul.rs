@@ -148,3 +148,118 @@ fn many_ops_share_one_pass() {
     let want = oracle::softmax(&g, 64);
     assert_close("chain", r.seed, &got, &want, 1e-5, 1e-4, 1e-8);
 }
+
+/// `ops::linear`'s epilogue (bias, erf GELU, residual, and their combinations) against the f64
+/// oracle: the full epilogue on every config of the space for an unaligned shape, every
+/// combination on the default config, and an aligned encoder-like shape. The reference applies each part in f64 to the f64 product.
+#[test]
+fn linear_epilogue_every_config_matches_oracle() {
+    let e = engine();
+    let mut r = Rand::new(56);
+    let variants = [
+        (true, false, false),
+        (true, true, false),
+        (true, false, true),
+        (false, false, true),
+        (true, true, true),
+        (false, true, false),
+    ];
+    let mut checked = 0;
+    for &(m, n, k, all) in &[(19usize, 45usize, 37usize, true), (16, 384, 96, false)] {
+        let x = r.vec(m * k, -1.0, 1.0);
+        let w = r.vec(n * k, -1.0, 1.0);
+        let bias = r.vec(n, -1.0, 1.0);
+        let res = r.vec(m * n, -1.0, 1.0);
+        let (xt, wt) = (
+            e.upload_f32(&[m, k], &x).unwrap(),
+            e.upload_f32(&[n, k], &w).unwrap(),
+        );
+        let (bt, rt) = (
+            e.upload_f32(&[n], &bias).unwrap(),
+            e.upload_f32(&[m, n], &res).unwrap(),
+        );
+        let prod = oracle::matmul(&x, &w, 1, m, n, k, true, true);
+        for &(use_bias, gelu, use_res) in &variants {
+            let want: Vec<f64> = prod
+                .iter()
+                .enumerate()
+                .map(|(i, &p)| {
+                    let mut y = p + if use_bias { bias[i % n] as f64 } else { 0.0 };
+                    if gelu {
+                        y = 0.5 * y * (1.0 + libm::erf(y / std::f64::consts::SQRT_2));
+                    }
+                    y + if use_res { res[i] as f64 } else { 0.0 }
+                })
+                .collect();
+            let epi = ops::LinearEpilogue {
+                bias: use_bias.then_some(&bt),
+                gelu,
+                residual: use_res.then_some(&rt),
+            };
+            let (mut spec, _) = ops::matmul_spec(&xt, &wt, true).unwrap();
+            spec.epilogue = webjit_engine::jit::kernels::matmul::Epilogue {
+                bias: use_bias,
+                gelu,
+                residual: use_res,
+            };
+            let mut configs = vec![None];
+            if all && use_bias && gelu && use_res {
+                configs.extend(spec.space(e.profile()).into_iter().map(Some));
+            }
+            for cfg in configs {
+                let mut rec = e.recorder();
+                let out = ops::linear_with(&mut rec, &xt, &wt, epi, cfg.clone()).unwrap();
+                assert_eq!(
+                    rec.stats.dispatches, 1,
+                    "the epilogue must not add dispatches"
+                );
+                rec.submit().unwrap();
+                let got = e.read_f32(&out).unwrap();
+                let label = format!(
+                    "linear m{m} n{n} k{k} bias={use_bias} gelu={gelu} res={use_res} cfg={cfg:?}"
+                );
+                let atol = 2e-6 * (k as f64).sqrt() * 4.0;
+                assert_close(&label, r.seed, &got, &want, atol, 1e-5, NMSE_MATMUL);
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 12 + 24, "space too small: {checked} runs");
+}
+
+#[test]
+fn linear_rejects_mismatched_epilogue_operands() {
+    let e = engine();
+    let x = e.upload_f32(&[4, 8], &[0.5; 32]).unwrap();
+    let w = e.upload_f32(&[6, 8], &[0.25; 48]).unwrap();
+    let short_bias = e.upload_f32(&[5], &[0.0; 5]).unwrap();
+    let bad_res = e.upload_f32(&[4, 5], &[0.0; 20]).unwrap();
+    let w3 = e.upload_f32(&[1, 6, 8], &[0.25; 48]).unwrap();
+    let mut rec = e.recorder();
+    for (what, epi, w) in [
+        (
+            "short bias",
+            ops::LinearEpilogue {
+                bias: Some(&short_bias),
+                ..Default::default()
+            },
+            &w,
+        ),
+        (
+            "residual of the wrong shape",
+            ops::LinearEpilogue {
+                residual: Some(&bad_res),
+                ..Default::default()
+            },
+            &w,
+        ),
+        ("3-D weight", ops::LinearEpilogue::default(), &w3),
+    ] {
+        let err = ops::linear(&mut rec, &x, w, epi).expect_err(what);
+        assert!(
+            matches!(err, webjit_engine::Error::Shape { op: "linear", .. }),
+            "{what}: {err:?}"
+        );
+    }
+    assert_eq!(rec.stats.dispatches, 0);
+}

@@ -130,6 +130,7 @@ fn matmul_space_validates() {
                 k: 1024,
                 batch: 1,
                 trans_b,
+                epilogue: Default::default(),
             },
             24,
         );
@@ -140,10 +141,27 @@ fn matmul_space_validates() {
                 k: 53,
                 batch: 2,
                 trans_b,
+                epilogue: Default::default(),
             },
             12,
         );
     }
+    // The fused epilogue of `ops::linear` (bias, erf GELU, residual) in every config.
+    n += sweep(
+        &MatmulSpec {
+            m: 16,
+            n: 1536,
+            k: 384,
+            batch: 1,
+            trans_b: true,
+            epilogue: webjit_engine::jit::kernels::matmul::Epilogue {
+                bias: true,
+                gelu: true,
+                residual: true,
+            },
+        },
+        12,
+    );
     assert!(n > 100);
 }
 
@@ -190,6 +208,7 @@ fn illegal_configs_are_rejected_with_reasons() {
         k: 63,
         batch: 1,
         trans_b: false,
+        epilogue: Default::default(),
     };
     let mut cfg = spec.default_config(&sw);
     cfg.load_vec = 4;
@@ -210,6 +229,7 @@ fn illegal_configs_are_rejected_with_reasons() {
         k: 64,
         batch: 1,
         trans_b: false,
+        epilogue: Default::default(),
     };
     let err = spec.check(&sw, &big).unwrap_err().to_string();
     assert!(err.contains("workgroup memory"), "{err}");

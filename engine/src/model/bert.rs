@@ -235,18 +235,27 @@ impl Bert {
         let shape4 = [b, seq, heads, head_dim];
         for layer in &self.layers {
             // Self-attention, bidirectional, padding masked.  q, k, v: [b, seq, heads, head_dim]
-            let q = reshape(&linear(rec, &x, &layer.q)?, &shape4)?;
-            let k = reshape(&linear(rec, &x, &layer.k)?, &shape4)?;
-            let v = reshape(&linear(rec, &x, &layer.v)?, &shape4)?;
+            let q = reshape(&linear(rec, &x, &layer.q, None)?, &shape4)?;
+            let k = reshape(&linear(rec, &x, &layer.k, None)?, &shape4)?;
+            let v = reshape(&linear(rec, &x, &layer.v, None)?, &shape4)?;
             let ctx = attend(rec, &q, &k, &v, &lens, scale)?;
-            let attn = linear(rec, &reshape(&ctx, &[b * seq, h])?, &layer.attn_out)?;
-            let res = ops::add(rec, &attn, &x)?;
+            // The residual add rides in the output projection's dispatch.
+            let ctx = reshape(&ctx, &[b * seq, h])?;
+            let res = linear(rec, &ctx, &layer.attn_out, Some(&x))?;
             x = ops::layer_norm(rec, &res, &layer.attn_norm.w, &layer.attn_norm.b, eps)?;
-            // Feed-forward with erf GELU.  up: [b * seq, intermediate]
-            let up = linear(rec, &x, &layer.up)?;
-            let up = ops::gelu_erf(rec, &up)?;
-            let down = linear(rec, &up, &layer.down)?;
-            let res = ops::add(rec, &down, &x)?;
+            // Feed-forward with erf GELU (in the up projection's dispatch), then the down
+            // projection with the residual add.  up: [b * seq, intermediate]
+            let up = ops::linear(
+                rec,
+                &x,
+                &layer.up.w,
+                ops::LinearEpilogue {
+                    bias: Some(&layer.up.b),
+                    gelu: true,
+                    residual: None,
+                },
+            )?;
+            let res = linear(rec, &up, &layer.down, Some(&x))?;
             x = ops::layer_norm(rec, &res, &layer.ffn_norm.w, &layer.ffn_norm.b, eps)?;
         }
         let pooled = ops::mean_pool(rec, &reshape(&x, &[b, seq, h])?, &lens)?;
@@ -288,9 +297,14 @@ impl Bert {
     }
 }
 
-fn linear(rec: &mut Recorder, x: &Tensor, l: &Linear) -> Result<Tensor> {
-    let y = ops::matmul(rec, x, &l.w, true)?;
-    ops::add(rec, &y, &l.b)
+/// `x W^T + b`, plus `residual` when given: one dispatch.
+fn linear(rec: &mut Recorder, x: &Tensor, l: &Linear, residual: Option<&Tensor>) -> Result<Tensor> {
+    let epi = ops::LinearEpilogue {
+        bias: Some(&l.b),
+        gelu: false,
+        residual,
+    };
+    ops::linear(rec, x, &l.w, epi)
 }
 
 fn reshape(t: &Tensor, shape: &[usize]) -> Result<Tensor> {

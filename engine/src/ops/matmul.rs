@@ -1,4 +1,4 @@
-use webjit_jit::kernels::matmul::{MatmulConfig, MatmulSpec};
+use webjit_jit::kernels::matmul::{Epilogue, MatmulConfig, MatmulSpec};
 use webjit_jit::KernelSpec;
 
 use super::{expect_f32, expect_single};
@@ -58,6 +58,7 @@ pub fn matmul_spec(a: &Tensor, b: &Tensor, trans_b: bool) -> Result<(MatmulSpec,
                     k: k as u64,
                     batch: 1,
                     trans_b,
+                    epilogue: Default::default(),
                 },
                 shape,
             )
@@ -69,6 +70,7 @@ pub fn matmul_spec(a: &Tensor, b: &Tensor, trans_b: bool) -> Result<(MatmulSpec,
                 k: k as u64,
                 batch: bt as u64,
                 trans_b,
+                epilogue: Default::default(),
             },
             vec![bt, m, n],
         ),
@@ -116,14 +118,107 @@ pub fn matmul_into(
         });
     }
     expect_single("matmul", "output", out)?;
+    run(
+        rec,
+        &spec,
+        cfg,
+        &[Bind::whole(a), Bind::whole(b), Bind::whole(out)],
+    )
+}
+
+fn run(
+    rec: &mut Recorder,
+    spec: &MatmulSpec,
+    cfg: Option<MatmulConfig>,
+    binds: &[Bind<'_>],
+) -> Result<()> {
     let engine = rec.engine();
-    let c = engine.choose(&spec, cfg);
-    let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
+    let c = engine.choose(spec, cfg);
+    let kernel = engine.pipelines.get(&engine.gpu, spec, &c)?;
     let params = spec.params(&c);
     rec.dispatch(
         &kernel,
         bytemuck::bytes_of(&params),
-        &[Bind::whole(a), Bind::whole(b), Bind::whole(out)],
+        binds,
         spec.dispatch(&c),
     )
+}
+
+/// What `linear` does to the product before storing it: `+ bias`, erf GELU, `+ residual`, in
+/// that order, each in the matmul's own dispatch.
+#[derive(Clone, Copy, Default)]
+pub struct LinearEpilogue<'t> {
+    /// [N], added to every row.
+    pub bias: Option<&'t Tensor>,
+    /// erf GELU after the bias (BERT's feed-forward activation).
+    pub gelu: bool,
+    /// Shaped like the output, added last (a residual stream).
+    pub residual: Option<&'t Tensor>,
+}
+
+/// A linear layer in one dispatch: `x [.., K] x w^T` (w [N, K], the weight layout of
+/// safetensors and GGUF) followed by the epilogue. Returns [.., N].
+pub fn linear(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w: &Tensor,
+    epi: LinearEpilogue<'_>,
+) -> Result<Tensor> {
+    linear_with(rec, x, w, epi, None)
+}
+
+/// `linear` with an explicit tile config (tests and the tuner).
+pub fn linear_with(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w: &Tensor,
+    epi: LinearEpilogue<'_>,
+    cfg: Option<MatmulConfig>,
+) -> Result<Tensor> {
+    let op = "linear";
+    if w.shape().len() != 2 {
+        return Err(Error::Shape {
+            op,
+            detail: format!("the weight must be 2-D [N, K], got {:?}", w.shape()),
+        });
+    }
+    expect_f32(op, x)?;
+    expect_f32(op, w)?;
+    expect_single(op, "x", x)?;
+    expect_single(op, "weight", w)?;
+    let (mut spec, shape) = matmul_spec(x, w, true)?;
+    let n = w.shape()[0];
+    spec.epilogue = Epilogue {
+        bias: epi.bias.is_some(),
+        gelu: epi.gelu,
+        residual: epi.residual.is_some(),
+    };
+    let mut extra = Vec::new();
+    if let Some(b) = epi.bias {
+        expect_f32(op, b)?;
+        expect_single(op, "bias", b)?;
+        if b.numel() != n {
+            return Err(Error::Shape {
+                op,
+                detail: format!("bias {:?} must have {n} elements", b.shape()),
+            });
+        }
+        extra.push(b);
+    }
+    if let Some(r) = epi.residual {
+        expect_f32(op, r)?;
+        expect_single(op, "residual", r)?;
+        if r.numel() != shape.iter().product::<usize>() {
+            return Err(Error::Shape {
+                op,
+                detail: format!("residual {:?} must match the output {shape:?}", r.shape()),
+            });
+        }
+        extra.push(r);
+    }
+    let out = rec.empty(&shape, DType::F32)?;
+    let mut binds = vec![Bind::whole(x), Bind::whole(w), Bind::whole(&out)];
+    binds.extend(extra.into_iter().map(Bind::whole));
+    run(rec, &spec, cfg, &binds)?;
+    Ok(out)
 }

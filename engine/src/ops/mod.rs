@@ -32,7 +32,9 @@ pub use elementwise::{
     add, elementwise_with, gelu_erf, gelu_tanh, gelu_tanh_mul, mul, scale, silu, silu_mul,
 };
 pub use embedding::{check_ids, embedding, embedding_gpu_ids, embedding_with, qembedding_into};
-pub use matmul::{matmul, matmul_into, matmul_spec, matmul_with};
+pub use matmul::{
+    linear, linear_with, matmul, matmul_into, matmul_spec, matmul_with, LinearEpilogue,
+};
 pub use neighborhood::{
     neighborhood_attention, neighborhood_attention_into, neighborhood_attention_with,
     neighborhood_spec, NaOptions,

@@ -8,7 +8,7 @@ use crate::error::JitError;
 use crate::kernels::illegal;
 use crate::profile::DeviceProfile;
 use crate::render::{render, section};
-use crate::shaders::MATMUL;
+use crate::shaders::{ELEMENTWISE, MATMUL};
 use crate::spec::{div_ceil, BindingDecl, KernelSpec, UniformStruct};
 
 crate::uniform_struct!(
@@ -24,6 +24,45 @@ pub struct MatmulSpec {
     pub k: u64,
     pub batch: u64,
     pub trans_b: bool,
+    /// Work done on each output element before it is stored.
+    pub epilogue: Epilogue,
+}
+
+/// What the matmul does to an output element `y[m, n]` on its way out, in this order:
+/// `+ bias[n]`, then erf GELU, then `+ residual[m, n]`. This puts a linear layer's bias, its
+/// activation and the residual add in the matmul's dispatch instead of one more each, which is
+/// most of the dispatches of an encoder at batch 1. Each part adds a read-only binding after
+/// the output (bias [N] first, then the residual, shaped like the output).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Epilogue {
+    pub bias: bool,
+    pub gelu: bool,
+    pub residual: bool,
+}
+
+impl Epilogue {
+    /// The plain product.
+    pub const NONE: Epilogue = Epilogue {
+        bias: false,
+        gelu: false,
+        residual: false,
+    };
+
+    /// Suffix of kernel and tune keys: empty for the plain product, so its keys (and the
+    /// tuning records made for them) are unchanged.
+    pub fn suffix(&self) -> String {
+        let mut s = String::new();
+        if self.bias {
+            s.push_str(".bias");
+        }
+        if self.gelu {
+            s.push_str(".gelu");
+        }
+        if self.residual {
+            s.push_str(".res");
+        }
+        s
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -176,6 +215,43 @@ impl MatmulSpec {
         s
     }
 
+    /// The epilogue's bindings and `epi(value, output index, column)`.
+    fn gen_epilogue(&self) -> Result<String, JitError> {
+        let e = self.epilogue;
+        let mut s = String::new();
+        let mut next = 4;
+        if e.bias {
+            let _ = writeln!(
+                s,
+                "@group(0) @binding({next}) var<storage, read> bias: array<f32>; // [N]"
+            );
+            next += 1;
+        }
+        if e.residual {
+            let _ = writeln!(
+                s,
+                "@group(0) @binding({next}) var<storage, read> res: array<f32>; // like c"
+            );
+        }
+        if e.gelu {
+            s.push_str("alias T = f32;\n");
+            s.push_str(section("elementwise.wgsl", ELEMENTWISE, "math")?);
+            s.push('\n');
+        }
+        s.push_str("fn epi(v: f32, ci: u32, gc: u32) -> f32 {\n    var y = v;\n");
+        if e.bias {
+            s.push_str("    y = y + bias[gc];\n");
+        }
+        if e.gelu {
+            s.push_str("    y = gelu_erf(y);\n");
+        }
+        if e.residual {
+            s.push_str("    y = y + res[ci];\n");
+        }
+        s.push_str("    return y;\n}\n");
+        Ok(s)
+    }
+
     fn gen_compute(cfg: &MatmulConfig) -> String {
         let v = cfg.vec;
         let (wg_x, wg_y) = (cfg.bn / cfg.tn, cfg.bm / cfg.tm);
@@ -234,7 +310,7 @@ impl MatmulSpec {
                         };
                         let _ = writeln!(
                             s,
-                            "        {{ let gc = col0 + (tx + {}u) * {v}u + {q}u; if (gc < p.n) {{ c[c_base + gr * p.n + gc] = {comp}; }} }}",
+                            "        {{ let gc = col0 + (tx + {}u) * {v}u + {q}u; if (gc < p.n) {{ let ci = c_base + gr * p.n + gc; c[ci] = epi({comp}, ci, gc); }} }}",
                             j * wg_x
                         );
                     }
@@ -256,8 +332,9 @@ impl KernelSpec for MatmulSpec {
     fn tune_key(&self) -> String {
         use crate::tune::bucket;
         format!(
-            "matmul.f32.{}|m{}.n{}.k{}",
+            "matmul.f32.{}{}|m{}.n{}.k{}",
             if self.trans_b { "nt" } else { "nn" },
+            self.epilogue.suffix(),
             bucket(self.m * self.batch.max(1)),
             bucket(self.n),
             bucket(self.k)
@@ -266,7 +343,7 @@ impl KernelSpec for MatmulSpec {
 
     fn key(&self, c: &MatmulConfig) -> String {
         format!(
-            "matmul.f32.{}.bm{}.bn{}.bk{}.tm{}.tn{}.v{}.lv{}",
+            "matmul.f32.{}.bm{}.bn{}.bk{}.tm{}.tn{}.v{}.lv{}{}",
             if self.trans_b { "nt" } else { "nn" },
             c.bm,
             c.bn,
@@ -274,17 +351,27 @@ impl KernelSpec for MatmulSpec {
             c.tm,
             c.tn,
             c.vec,
-            c.load_vec
+            c.load_vec,
+            self.epilogue.suffix()
         )
     }
 
     fn bindings(&self, _cfg: &MatmulConfig) -> Vec<BindingDecl> {
-        vec![
+        let mut v = vec![
             BindingDecl::uniform(0, "p"),
             BindingDecl::read(1, "a"),
             BindingDecl::read(2, "b"),
             BindingDecl::read_write(3, "c"),
-        ]
+        ];
+        let mut next = 4;
+        if self.epilogue.bias {
+            v.push(BindingDecl::read(next, "bias"));
+            next += 1;
+        }
+        if self.epilogue.residual {
+            v.push(BindingDecl::read(next, "res"));
+        }
+        v
     }
 
     fn render(&self, cfg: &MatmulConfig) -> Result<String, JitError> {
@@ -323,6 +410,7 @@ impl KernelSpec for MatmulSpec {
                 ("LOAD_B", load_b),
                 ("COMPUTE", Self::gen_compute(cfg)),
                 ("STORE", Self::gen_store(cfg)),
+                ("EPILOGUE", self.gen_epilogue()?),
             ],
         )
     }

@@ -134,6 +134,7 @@ mod tests {
             k: 300,
             batch: 1,
             trans_b: true,
+            epilogue: Default::default(),
         };
         let mut recs = TuneRecords::new();
         let rec = TuneRecord {
@@ -155,6 +156,7 @@ mod tests {
             k: 257,
             batch: 1,
             trans_b: true,
+            epilogue: Default::default(),
         };
         assert_eq!(same_bucket.tune_key(), "matmul.f32.nt|m128.n256.k512");
         assert!(back
@@ -165,6 +167,7 @@ mod tests {
                     k: 300,
                     batch: 1,
                     trans_b: true
+                    epilogue: Default::default(),
                 },
                 &p
             )
@@ -177,6 +180,7 @@ mod tests {
                     k: 300,
                     batch: 1,
                     trans_b: true
+                    epilogue: Default::default(),
                 },
                 &p
             )
