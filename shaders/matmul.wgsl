@@ -49,3 +49,41 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     }
 {{STORE}}
 }
+
+//! section direct
+// {{KEY}}
+// Barrier-free f32 matmul for B stored transposed ([N, K]): each invocation multiplies TM
+// rows of A by TN rows of B straight from global memory, TM x TN dot products over K, with
+// no workgroup memory and no barrier. For CPU adapters, where every barrier switches the
+// context of each invocation, and for the few rows of an encoder at small batch. Rows and
+// columns past the edge read the last one (clamped) and are not stored.
+{{PARAMS}}
+alias LT = {{LT}};   // global load and accumulator type (LV lanes along K)
+
+@group(0) @binding(0) var<uniform> p: MatmulParams;
+@group(0) @binding(1) var<storage, read> a: array<LT>;        // [batch, M, K]
+@group(0) @binding(2) var<storage, read> b: array<LT>;        // [batch, N, K]
+@group(0) @binding(3) var<storage, read_write> c: array<f32>; // [batch, M, N]
+{{EPILOGUE}}
+const TM: u32 = {{TM}}u;
+const TN: u32 = {{TN}}u;
+const LV: u32 = {{LV}}u;
+
+@compute @workgroup_size({{WG}})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let col0 = gid.x * TN;
+    let row0 = wid.y * TM;
+    if (col0 >= p.n) {
+        return;
+    }
+    let kv = p.k / LV;
+    let a_base = wid.z * p.sa;
+    let b_base = wid.z * p.sb;
+    let c_base = wid.z * p.sc;
+{{ROWS}}
+{{ACC_DECL}}
+    for (var q = 0u; q < kv; q = q + 1u) {
+{{BODY}}
+    }
+{{STORE}}
+}

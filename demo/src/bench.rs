@@ -21,6 +21,10 @@ pub enum BenchCommand {
         synthetic: bool,
         #[arg(long, default_value_t = 2000)]
         min_ms: u64,
+        /// Also time each kernel of one forward pass (timestamp queries; one pass per
+        /// dispatch), summed by kernel
+        #[arg(long)]
+        profile: bool,
         #[arg(long)]
         json: bool,
     },
@@ -176,8 +180,9 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             batch,
             synthetic,
             min_ms,
+            profile,
             json,
-        } => crate::embed::bench(&model, batch, synthetic, min_ms, json),
+        } => crate::embed::bench(&model, batch, synthetic, min_ms, profile, json),
         BenchCommand::Fma { min_ms, json } => {
             let engine = Engine::new_blocking(DeviceOptions::default())?;
             let g = bench::fma_gflops(&engine, Duration::from_millis(min_ms))?;

@@ -110,7 +110,14 @@ const BENCH_SENTENCES: [&str; 8] = [
 /// `webjit bench embed`: sentences per second at a batch size. With `synthetic`, the model needs
 /// only config.json and tokenizer.json and the weights are random (speed does not depend on
 /// them), so the benchmark runs where the real weights cannot be copied.
-pub fn bench(model: &str, batch: usize, synthetic: bool, min_ms: u64, as_json: bool) -> Result<()> {
+pub fn bench(
+    model: &str,
+    batch: usize,
+    synthetic: bool,
+    min_ms: u64,
+    profile: bool,
+    as_json: bool,
+) -> Result<()> {
     let files = read_bert_files(&resolve(model, "bench embed")?, !synthetic)?;
     let engine = Engine::new_blocking(DeviceOptions::default())?;
     let bert = if synthetic {
@@ -153,12 +160,34 @@ pub fn bench(model: &str, batch: usize, synthetic: bool, min_ms: u64, as_json: b
     let dispatches = dispatches.get();
     let sps = batch as f64 / secs;
     let tokens: usize = ids.iter().map(|t| t.len()).sum();
+    // Per-kernel GPU time of one forward pass, summed by kernel key (first seen first).
+    let kernels = if profile {
+        let times = pollster::block_on(bert.profile_forward_async(&engine, &ids))?;
+        let mut sums: Vec<(String, f64, u32)> = Vec::new();
+        for (k, us) in times {
+            match sums.iter_mut().find(|s| s.0 == k) {
+                Some(s) => {
+                    s.1 += us;
+                    s.2 += 1;
+                }
+                None => sums.push((k, us, 1)),
+            }
+        }
+        sums
+    } else {
+        Vec::new()
+    };
+    let kernel_json: Vec<_> = kernels
+        .iter()
+        .map(|(k, us, n)| json!({"kernel": k, "us": us, "dispatches": n}))
+        .collect();
     if as_json {
         println!(
             "{}",
             json!({"bench": "embed", "device": engine.profile().name, "batch": batch, "synthetic_weights": synthetic,
                    "tokens_per_batch": tokens, "ms_per_batch": secs * 1e3, "sentences_per_s": sps, "iterations": iters,
-                   "record_submit_ms": host_ms, "dispatches_per_batch": dispatches})
+                   "record_submit_ms": host_ms, "dispatches_per_batch": dispatches,
+                   "profile_us": kernel_json})
         );
     } else {
         println!(
@@ -166,6 +195,15 @@ pub fn bench(model: &str, batch: usize, synthetic: bool, min_ms: u64, as_json: b
             engine.profile().name,
             secs * 1e3
         );
+        if profile {
+            let total: f64 = kernels.iter().map(|k| k.1).sum();
+            println!(
+                "GPU time of one forward pass by kernel (one pass per dispatch): {total:.0} us"
+            );
+            for (k, us, n) in &kernels {
+                println!("  {us:10.0} us  {n:3} x  {k}");
+            }
+        }
     }
     Ok(())
 }

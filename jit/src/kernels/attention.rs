@@ -306,6 +306,23 @@ impl KernelSpec for AttentionSpec {
             .find(|&t| d4.is_multiple_of(t as u64) && d4 / t as u64 <= 16)
             .unwrap_or(1);
         let rows = if d4 / tpr as u64 <= 8 { 2 } else { 1 };
+        // CPU adapters pay for every invocation and every barrier whether its rows exist or
+        // not: the smallest workgroup, one row each and 8-key tiles. On native SwiftShader
+        // this took MiniLM's 8-token attention from 7.0 to 0.81 ms, and was also the fastest
+        // config for Gemma's 64-token prompt (head dim 256, BENCHMARKS.md, "CPU adapters").
+        if profile.cpu {
+            for kv_tile in [8, 4] {
+                let c = AttentionConfig {
+                    wg: 64,
+                    rows: 1,
+                    kv_tile,
+                    tpr,
+                };
+                if self.check(profile, &c).is_ok() && self.space(profile).contains(&c) {
+                    return c;
+                }
+            }
+        }
         for wg in [128, 64] {
             for kv_tile in [32, 16, 8, 4] {
                 let c = AttentionConfig {

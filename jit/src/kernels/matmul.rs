@@ -79,13 +79,44 @@ pub struct MatmulConfig {
     pub vec: u32,
     /// Lanes of global loads (1 or 4; 4 needs K, and N when B is plain, divisible by 4).
     pub load_vec: u32,
+    /// The barrier-free form (B transposed only): no workgroup memory; each invocation
+    /// multiplies its `tm` rows of A by its `tn` rows of B straight from global memory. Then
+    /// `bm = tm`, `bn = tn * workgroup size`, `bk = 0` and `vec = 1`.
+    pub direct: bool,
 }
 
 impl MatmulConfig {
+    /// A barrier-free config: `tm` x `tn` outputs per invocation, `wg` invocations side by
+    /// side along N.
+    pub fn direct(tm: u32, tn: u32, wg: u32, load_vec: u32) -> Self {
+        MatmulConfig {
+            bm: tm,
+            bn: tn * wg,
+            bk: 0,
+            tm,
+            tn,
+            vec: 1,
+            load_vec,
+            direct: true,
+        }
+    }
+
     pub fn workgroup_size(&self) -> u32 {
         (self.bm / self.tm.max(1)) * (self.bn / self.tn.max(1))
     }
 }
+
+/// Barrier-free shapes offered to the space (B transposed): (tm, tn, workgroup size).
+const DIRECT: [(u32, u32, u32); 8] = [
+    (4, 1, 64),
+    (4, 4, 32),
+    (8, 1, 64),
+    (8, 2, 32),
+    (8, 4, 32),
+    (16, 1, 32),
+    (16, 2, 32),
+    (16, 4, 32),
+];
 
 /// Tile shapes offered to the space: (bm, bn, tm, tn).
 const TILES: [(u32, u32, u32, u32); 10] = [
@@ -100,6 +131,11 @@ const TILES: [(u32, u32, u32, u32); 10] = [
     (128, 128, 8, 8),
     (32, 64, 2, 4),
 ];
+
+/// Products of at most this many rows (B transposed) default to the barrier-free form on CPU
+/// adapters, `CPU_DIRECT_TM` rows per invocation.
+const CPU_DIRECT_MAX_M: u64 = 64;
+const CPU_DIRECT_TM: u32 = 8;
 
 impl MatmulSpec {
     pub fn params(&self, cfg: &MatmulConfig) -> MatmulParams {
@@ -213,6 +249,121 @@ impl MatmulSpec {
         }
         s.push_str("        }\n");
         s
+    }
+
+    fn render_direct(&self, cfg: &MatmulConfig) -> Result<String, JitError> {
+        let (tm, tn, lv) = (cfg.tm, cfg.tn, cfg.load_vec);
+        let lt = if lv == 4 { "vec4<f32>" } else { "f32" };
+        let mut decl = String::new();
+        let mut rows = String::new();
+        let mut body = String::new();
+        let mut store = String::new();
+        for i in 0..tm {
+            let _ = writeln!(
+                rows,
+                "    let ar{i} = a_base + min(row0 + {i}u, p.m - 1u) * kv;"
+            );
+        }
+        for j in 0..tn {
+            let _ = writeln!(
+                rows,
+                "    let br{j} = b_base + min(col0 + {j}u, p.n - 1u) * kv;"
+            );
+        }
+        for i in 0..tm {
+            for j in 0..tn {
+                let _ = writeln!(decl, "    var acc_{i}_{j} = LT(0.0);");
+            }
+        }
+        for j in 0..tn {
+            let _ = writeln!(body, "        let b{j} = b[br{j} + q];");
+        }
+        for i in 0..tm {
+            let _ = writeln!(body, "        let a{i} = a[ar{i} + q];");
+            for j in 0..tn {
+                let _ = writeln!(body, "        acc_{i}_{j} = fma(a{i}, b{j}, acc_{i}_{j});");
+            }
+        }
+        for i in 0..tm {
+            let _ = writeln!(store, "    if (row0 + {i}u < p.m) {{");
+            for j in 0..tn {
+                let sum = if lv == 4 {
+                    format!("dot(acc_{i}_{j}, vec4<f32>(1.0))")
+                } else {
+                    format!("acc_{i}_{j}")
+                };
+                let _ = writeln!(
+                    store,
+                    "        if (col0 + {j}u < p.n) {{ let ci = c_base + (row0 + {i}u) * p.n + col0 + {j}u; c[ci] = epi({sum}, ci, col0 + {j}u); }}"
+                );
+            }
+            store.push_str("    }\n");
+        }
+        render(
+            "matmul.wgsl",
+            section("matmul.wgsl", MATMUL, "direct")?,
+            &[
+                ("KEY", self.key(cfg)),
+                ("PARAMS", MatmulParams::wgsl_decl()),
+                ("LT", lt.into()),
+                ("TM", tm.to_string()),
+                ("TN", tn.to_string()),
+                ("LV", lv.to_string()),
+                ("WG", cfg.workgroup_size().to_string()),
+                ("EPILOGUE", self.gen_epilogue()?),
+                ("ROWS", rows),
+                ("ACC_DECL", decl),
+                ("BODY", body),
+                ("STORE", store),
+            ],
+        )
+    }
+
+    fn check_direct(&self, profile: &DeviceProfile, c: &MatmulConfig) -> Result<(), JitError> {
+        let key = self.key(c);
+        let f = self.family();
+        let l = &profile.limits;
+        if !self.trans_b {
+            return Err(illegal(f, &key, "the barrier-free form needs B transposed"));
+        }
+        if c.tm == 0 || c.tn == 0 || c.bm != c.tm || c.vec != 1 || c.bk != 0 {
+            return Err(illegal(f, &key, "malformed barrier-free config"));
+        }
+        if !c.bn.is_multiple_of(c.tn) || c.tm * c.tn > 64 {
+            return Err(illegal(f, &key, "at most 64 outputs per invocation"));
+        }
+        if ![1, 4].contains(&c.load_vec) {
+            return Err(illegal(f, &key, "load width must be 1 or 4"));
+        }
+        if c.load_vec == 4 && !self.k.is_multiple_of(4) {
+            return Err(illegal(f, &key, "vec4 loads need K divisible by 4"));
+        }
+        super::check_workgroup(f, &key, profile, c.workgroup_size())?;
+        if self.m == 0 || self.n == 0 || self.k == 0 {
+            return Err(JitError::UnsupportedProblem {
+                family: f.into(),
+                reason: "empty matrix".into(),
+            });
+        }
+        let biggest =
+            (self.batch.max(1)) * (self.m * self.k).max(self.k * self.n).max(self.m * self.n);
+        if biggest > u32::MAX as u64 {
+            return Err(JitError::UnsupportedProblem {
+                family: f.into(),
+                reason: format!("an operand has {biggest} elements, above 2^32"),
+            });
+        }
+        if div_ceil(self.m, c.bm as u64) > l.max_compute_workgroups_per_dimension
+            || div_ceil(self.n, c.bn as u64) > l.max_compute_workgroups_per_dimension
+            || self.batch > l.max_compute_workgroups_per_dimension as u64
+        {
+            return Err(illegal(
+                f,
+                &key,
+                "grid exceeds the device's workgroups per dimension",
+            ));
+        }
+        Ok(())
     }
 
     /// The epilogue's bindings and `epi(value, output index, column)`.
@@ -342,6 +493,17 @@ impl KernelSpec for MatmulSpec {
     }
 
     fn key(&self, c: &MatmulConfig) -> String {
+        if c.direct {
+            return format!(
+                "matmul.f32.{}.direct.wg{}.tm{}.tn{}.lv{}{}",
+                if self.trans_b { "nt" } else { "nn" },
+                c.workgroup_size(),
+                c.tm,
+                c.tn,
+                c.load_vec,
+                self.epilogue.suffix()
+            );
+        }
         format!(
             "matmul.f32.{}.bm{}.bn{}.bk{}.tm{}.tn{}.v{}.lv{}{}",
             if self.trans_b { "nt" } else { "nn" },
@@ -375,6 +537,9 @@ impl KernelSpec for MatmulSpec {
     }
 
     fn render(&self, cfg: &MatmulConfig) -> Result<String, JitError> {
+        if cfg.direct {
+            return self.render_direct(cfg);
+        }
         let vt = if cfg.vec == 4 { "vec4<f32>" } else { "f32" };
         let lt = if cfg.load_vec == 4 {
             "vec4<f32>"
@@ -427,6 +592,9 @@ impl KernelSpec for MatmulSpec {
         let key = self.key(c);
         let f = self.family();
         let l = &profile.limits;
+        if c.direct {
+            return self.check_direct(profile, c);
+        }
         if ![1, 4].contains(&c.vec) || ![1, 4].contains(&c.load_vec) {
             return Err(illegal(f, &key, "vector widths must be 1 or 4"));
         }
@@ -523,6 +691,7 @@ impl KernelSpec for MatmulSpec {
                             tn,
                             vec,
                             load_vec,
+                            direct: false,
                         };
                         if self.check(profile, &c).is_ok() {
                             out.push(c);
@@ -531,10 +700,27 @@ impl KernelSpec for MatmulSpec {
                 }
             }
         }
+        for (tm, tn, wg) in DIRECT {
+            for load_vec in [1, 4] {
+                let c = MatmulConfig::direct(tm, tn, wg, load_vec);
+                if self.check(profile, &c).is_ok() {
+                    out.push(c);
+                }
+            }
+        }
         out
     }
 
     fn default_config(&self, profile: &DeviceProfile) -> MatmulConfig {
+        // CPU adapters run workgroup barriers worst; for the few rows of an encoder at small
+        // batch (and of prompts) the barrier-free form reads each weight row once per 8 rows.
+        if profile.cpu && self.trans_b && self.m <= CPU_DIRECT_MAX_M {
+            let lv = if self.k.is_multiple_of(4) { 4 } else { 1 };
+            let c = MatmulConfig::direct(CPU_DIRECT_TM, 4, 32, lv);
+            if self.check(profile, &c).is_ok() {
+                return c;
+            }
+        }
         let lv = if self.k.is_multiple_of(4) && (self.trans_b || self.n.is_multiple_of(4)) {
             4
         } else {
@@ -565,6 +751,7 @@ impl KernelSpec for MatmulSpec {
                     tn,
                     vec,
                     load_vec,
+                    direct: false,
                 };
                 if self.check(profile, &c).is_ok() {
                     return c;
@@ -584,6 +771,7 @@ impl KernelSpec for MatmulSpec {
                 tn: 1,
                 vec: 1,
                 load_vec: 1,
+                direct: false,
             })
     }
 }
