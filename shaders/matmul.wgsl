@@ -87,3 +87,59 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     }
 {{STORE}}
 }
+
+//! section splitk
+// {{KEY}}
+// Split-K f32 matmul for B stored transposed ([N, K]): one workgroup per TM x TN tile of C;
+// its WG invocations take every WG-th LV-wide step of K, each keeping TM x TN partial dot
+// products, and add them up in workgroup memory by halving (log2 WG barriers at the end,
+// none in the K loop). Many workgroups with short K walks instead of a few with long ones:
+// for the handful of rows of an encoder at batch 1 on a GPU. Rows and columns past the edge
+// read the last one (clamped) and are not stored.
+{{PARAMS}}
+alias LT = {{LT}};   // global load and accumulator type (LV lanes along K)
+
+@group(0) @binding(0) var<uniform> p: MatmulParams;
+@group(0) @binding(1) var<storage, read> a: array<LT>;        // [batch, M, K]
+@group(0) @binding(2) var<storage, read> b: array<LT>;        // [batch, N, K]
+@group(0) @binding(3) var<storage, read_write> c: array<f32>; // [batch, M, N]
+{{EPILOGUE}}
+const TM: u32 = {{TM}}u;
+const TN: u32 = {{TN}}u;
+const LV: u32 = {{LV}}u;
+const WG: u32 = {{WG}}u;
+
+var<workgroup> part: array<f32, {{PART_LEN}}>; // [TM * TN, WG]
+
+@compute @workgroup_size({{WG}})
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
+    let col0 = wid.x * TN;
+    let row0 = wid.y * TM;
+    let kv = p.k / LV;
+    let a_base = wid.z * p.sa;
+    let b_base = wid.z * p.sb;
+    let c_base = wid.z * p.sc;
+{{ROWS}}
+{{ACC_DECL}}
+    for (var q = lid; q < kv; q = q + WG) {
+{{BODY}}
+    }
+{{PARTS}}
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        if (lid < s) {
+            for (var o = 0u; o < TM * TN; o = o + 1u) {
+                part[o * WG + lid] = part[o * WG + lid] + part[o * WG + lid + s];
+            }
+        }
+        workgroupBarrier();
+    }
+    if (lid < TM * TN) {
+        let r = row0 + lid / TN;
+        let cc = col0 + lid % TN;
+        if (r < p.m && cc < p.n) {
+            let ci = c_base + r * p.n + cc;
+            c[ci] = epi(part[lid * WG], ci, cc);
+        }
+    }
+}

@@ -222,7 +222,7 @@ fn illegal_configs_are_rejected_with_reasons() {
         tn: 8,
         vec: 4,
         load_vec: 4,
-        direct: false,
+        form: webjit_jit::kernels::matmul::MatmulForm::Tiled,
     };
     let spec = MatmulSpec {
         m: 64,

@@ -70,7 +70,8 @@ pub struct MatmulConfig {
     /// Output tile of one workgroup.
     pub bm: u32,
     pub bn: u32,
-    /// Depth of one workgroup-memory tile.
+    /// Depth of one workgroup-memory tile; in the split-K form, the invocations (the whole
+    /// workgroup) that share one output tile's K.
     pub bk: u32,
     /// Output sub-tile of one invocation.
     pub tm: u32,
@@ -79,10 +80,24 @@ pub struct MatmulConfig {
     pub vec: u32,
     /// Lanes of global loads (1 or 4; 4 needs K, and N when B is plain, divisible by 4).
     pub load_vec: u32,
-    /// The barrier-free form (B transposed only): no workgroup memory; each invocation
-    /// multiplies its `tm` rows of A by its `tn` rows of B straight from global memory. Then
-    /// `bm = tm`, `bn = tn * workgroup size`, `bk = 0` and `vec = 1`.
-    pub direct: bool,
+    pub form: MatmulForm,
+}
+
+/// How a matmul config spreads the work (the last two need B transposed, [N, K]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MatmulForm {
+    /// Workgroup-memory tiles of A and B, K walked BK at a time.
+    Tiled,
+    /// Barrier-free: no workgroup memory; each invocation multiplies its `tm` rows of A by its
+    /// `tn` rows of B straight from global memory. `bm = tm`, `bn = tn * workgroup size`,
+    /// `bk = 0`, `vec = 1`. What CPU adapters run best.
+    Direct,
+    /// One workgroup per `tm` x `tn` output tile, its `bk` invocations splitting K and adding
+    /// their partial sums in workgroup memory (a tree of barriers at the end only). `bm = tm`,
+    /// `bn = tn`, `vec = 1`. For the few rows of an encoder at batch 1 on a GPU, where the
+    /// tiled form's one workgroup per tile walks all of K serially and waits on memory each
+    /// step (14 us for 8 x 384 x 384 on an H100).
+    SplitK,
 }
 
 impl MatmulConfig {
@@ -97,12 +112,29 @@ impl MatmulConfig {
             tn,
             vec: 1,
             load_vec,
-            direct: true,
+            form: MatmulForm::Direct,
+        }
+    }
+
+    /// A split-K config: `tm` x `tn` outputs per workgroup of `wg` invocations (a power of 2).
+    pub fn split_k(tm: u32, tn: u32, wg: u32, load_vec: u32) -> Self {
+        MatmulConfig {
+            bm: tm,
+            bn: tn,
+            bk: wg,
+            tm,
+            tn,
+            vec: 1,
+            load_vec,
+            form: MatmulForm::SplitK,
         }
     }
 
     pub fn workgroup_size(&self) -> u32 {
-        (self.bm / self.tm.max(1)) * (self.bn / self.tn.max(1))
+        match self.form {
+            MatmulForm::SplitK => self.bk,
+            _ => (self.bm / self.tm.max(1)) * (self.bn / self.tn.max(1)),
+        }
     }
 }
 
@@ -116,6 +148,18 @@ const DIRECT: [(u32, u32, u32); 8] = [
     (16, 1, 32),
     (16, 2, 32),
     (16, 4, 32),
+];
+
+/// Split-K shapes offered to the space (B transposed): (tm, tn, workgroup size).
+const SPLIT_K: [(u32, u32, u32); 8] = [
+    (4, 1, 64),
+    (8, 1, 64),
+    (8, 2, 64),
+    (16, 1, 64),
+    (4, 1, 128),
+    (8, 1, 128),
+    (16, 1, 128),
+    (8, 2, 256),
 ];
 
 /// Tile shapes offered to the space: (bm, bn, tm, tn).
@@ -136,6 +180,8 @@ const TILES: [(u32, u32, u32, u32); 10] = [
 /// adapters, `CPU_DIRECT_TM` rows per invocation.
 const CPU_DIRECT_MAX_M: u64 = 64;
 const CPU_DIRECT_TM: u32 = 8;
+/// Products of at most this many rows (B transposed) default to the split-K form elsewhere.
+const GPU_SPLIT_K_MAX_M: u64 = 64;
 
 impl MatmulSpec {
     pub fn params(&self, cfg: &MatmulConfig) -> MatmulParams {
@@ -319,18 +365,89 @@ impl MatmulSpec {
         )
     }
 
+    fn render_split_k(&self, cfg: &MatmulConfig) -> Result<String, JitError> {
+        let (tm, tn, lv, wg) = (cfg.tm, cfg.tn, cfg.load_vec, cfg.bk);
+        let lt = if lv == 4 { "vec4<f32>" } else { "f32" };
+        let mut rows = String::new();
+        let mut decl = String::new();
+        let mut body = String::new();
+        let mut parts = String::new();
+        for i in 0..tm {
+            let _ = writeln!(
+                rows,
+                "    let ar{i} = a_base + min(row0 + {i}u, p.m - 1u) * kv;"
+            );
+        }
+        for j in 0..tn {
+            let _ = writeln!(
+                rows,
+                "    let br{j} = b_base + min(col0 + {j}u, p.n - 1u) * kv;"
+            );
+        }
+        for j in 0..tn {
+            let _ = writeln!(body, "        let b{j} = b[br{j} + q];");
+        }
+        for i in 0..tm {
+            let _ = writeln!(body, "        let a{i} = a[ar{i} + q];");
+            for j in 0..tn {
+                let _ = writeln!(decl, "    var acc_{i}_{j} = LT(0.0);");
+                let _ = writeln!(body, "        acc_{i}_{j} = fma(a{i}, b{j}, acc_{i}_{j});");
+                let sum = if lv == 4 {
+                    format!("dot(acc_{i}_{j}, vec4<f32>(1.0))")
+                } else {
+                    format!("acc_{i}_{j}")
+                };
+                let _ = writeln!(parts, "    part[{}u * WG + lid] = {sum};", i * tn + j);
+            }
+        }
+        render(
+            "matmul.wgsl",
+            section("matmul.wgsl", MATMUL, "splitk")?,
+            &[
+                ("KEY", self.key(cfg)),
+                ("PARAMS", MatmulParams::wgsl_decl()),
+                ("LT", lt.into()),
+                ("TM", tm.to_string()),
+                ("TN", tn.to_string()),
+                ("LV", lv.to_string()),
+                ("WG", wg.to_string()),
+                ("PART_LEN", (tm * tn * wg).to_string()),
+                ("EPILOGUE", self.gen_epilogue()?),
+                ("ROWS", rows),
+                ("ACC_DECL", decl),
+                ("BODY", body),
+                ("PARTS", parts),
+            ],
+        )
+    }
+
     fn check_direct(&self, profile: &DeviceProfile, c: &MatmulConfig) -> Result<(), JitError> {
         let key = self.key(c);
         let f = self.family();
         let l = &profile.limits;
         if !self.trans_b {
-            return Err(illegal(f, &key, "the barrier-free form needs B transposed"));
+            return Err(illegal(f, &key, "this form needs B transposed"));
         }
-        if c.tm == 0 || c.tn == 0 || c.bm != c.tm || c.vec != 1 || c.bk != 0 {
-            return Err(illegal(f, &key, "malformed barrier-free config"));
+        let shape_ok = match c.form {
+            MatmulForm::Direct => c.bk == 0 && c.bn.is_multiple_of(c.tn),
+            MatmulForm::SplitK => c.bn == c.tn && c.bk.is_power_of_two() && c.tm * c.tn <= c.bk,
+            MatmulForm::Tiled => false,
+        };
+        if c.tm == 0 || c.tn == 0 || c.bm != c.tm || c.vec != 1 || !shape_ok {
+            return Err(illegal(f, &key, "malformed config of its form"));
         }
-        if !c.bn.is_multiple_of(c.tn) || c.tm * c.tn > 64 {
+        if c.tm * c.tn > 64 {
             return Err(illegal(f, &key, "at most 64 outputs per invocation"));
+        }
+        if c.form == MatmulForm::SplitK {
+            let shared = c.tm * c.tn * c.bk * 4;
+            if shared > l.max_compute_workgroup_storage_size {
+                return Err(illegal(
+                    f,
+                    &key,
+                    format!("{shared} bytes of partial sums exceed the device's workgroup memory"),
+                ));
+            }
         }
         if ![1, 4].contains(&c.load_vec) {
             return Err(illegal(f, &key, "load width must be 1 or 4"));
@@ -493,10 +610,15 @@ impl KernelSpec for MatmulSpec {
     }
 
     fn key(&self, c: &MatmulConfig) -> String {
-        if c.direct {
+        if c.form != MatmulForm::Tiled {
             return format!(
-                "matmul.f32.{}.direct.wg{}.tm{}.tn{}.lv{}{}",
+                "matmul.f32.{}.{}.wg{}.tm{}.tn{}.lv{}{}",
                 if self.trans_b { "nt" } else { "nn" },
+                if c.form == MatmulForm::Direct {
+                    "direct"
+                } else {
+                    "splitk"
+                },
                 c.workgroup_size(),
                 c.tm,
                 c.tn,
@@ -537,8 +659,10 @@ impl KernelSpec for MatmulSpec {
     }
 
     fn render(&self, cfg: &MatmulConfig) -> Result<String, JitError> {
-        if cfg.direct {
-            return self.render_direct(cfg);
+        match cfg.form {
+            MatmulForm::Direct => return self.render_direct(cfg),
+            MatmulForm::SplitK => return self.render_split_k(cfg),
+            MatmulForm::Tiled => {}
         }
         let vt = if cfg.vec == 4 { "vec4<f32>" } else { "f32" };
         let lt = if cfg.load_vec == 4 {
@@ -592,7 +716,7 @@ impl KernelSpec for MatmulSpec {
         let key = self.key(c);
         let f = self.family();
         let l = &profile.limits;
-        if c.direct {
+        if c.form != MatmulForm::Tiled {
             return self.check_direct(profile, c);
         }
         if ![1, 4].contains(&c.vec) || ![1, 4].contains(&c.load_vec) {
@@ -691,7 +815,7 @@ impl KernelSpec for MatmulSpec {
                             tn,
                             vec,
                             load_vec,
-                            direct: false,
+                            form: MatmulForm::Tiled,
                         };
                         if self.check(profile, &c).is_ok() {
                             out.push(c);
@@ -708,6 +832,14 @@ impl KernelSpec for MatmulSpec {
                 }
             }
         }
+        for (tm, tn, wg) in SPLIT_K {
+            for load_vec in [1, 4] {
+                let c = MatmulConfig::split_k(tm, tn, wg, load_vec);
+                if self.check(profile, &c).is_ok() {
+                    out.push(c);
+                }
+            }
+        }
         out
     }
 
@@ -717,6 +849,16 @@ impl KernelSpec for MatmulSpec {
         if profile.cpu && self.trans_b && self.m <= CPU_DIRECT_MAX_M {
             let lv = if self.k.is_multiple_of(4) { 4 } else { 1 };
             let c = MatmulConfig::direct(CPU_DIRECT_TM, 4, 32, lv);
+            if self.check(profile, &c).is_ok() {
+                return c;
+            }
+        }
+        // GPUs: a few rows (an encoder at batch 1, short prompts) leave the tiled form with
+        // a handful of workgroups each walking all of K; splitting K over 64 invocations was
+        // 1.2-5x faster on an H100 from 8 to 64 rows (BENCHMARKS.md, "Sentence embeddings").
+        if !profile.cpu && self.trans_b && self.m <= GPU_SPLIT_K_MAX_M {
+            let lv = if self.k.is_multiple_of(4) { 4 } else { 1 };
+            let c = MatmulConfig::split_k(8, 1, 64, lv);
             if self.check(profile, &c).is_ok() {
                 return c;
             }
@@ -751,7 +893,7 @@ impl KernelSpec for MatmulSpec {
                     tn,
                     vec,
                     load_vec,
-                    direct: false,
+                    form: MatmulForm::Tiled,
                 };
                 if self.check(profile, &c).is_ok() {
                     return c;
@@ -771,7 +913,7 @@ impl KernelSpec for MatmulSpec {
                 tn: 1,
                 vec: 1,
                 load_vec: 1,
-                direct: false,
+                form: MatmulForm::Tiled,
             })
     }
 }
