@@ -64,7 +64,12 @@ pub struct Engine {
     /// (family, `memo_key`) -> the config `choose` gave that exact problem and its pipeline:
     /// a decode step asks for the same few hundred kernels every token.
     pub(crate) kernel_memo: Mutex<KernelMemo>,
+    /// The mappable buffer of the last readback, kept for the next (`submit_and_read`).
+    staging: Mutex<Option<wgpu::Buffer>>,
 }
+
+/// Smallest mappable readback buffer, so that small readbacks of different sizes share one.
+const STAGING_MIN: u64 = 64 * 1024;
 
 impl Engine {
     pub async fn create(options: DeviceOptions) -> Result<Self> {
@@ -81,6 +86,7 @@ impl Engine {
             tuned_memo: Mutex::new(std::collections::HashMap::new()),
             tuned_configs: Mutex::new(std::collections::HashMap::new()),
             kernel_memo: Mutex::new(std::collections::HashMap::new()),
+            staging: Mutex::new(None),
         })
     }
 
@@ -254,15 +260,27 @@ impl Engine {
 
     /// Copies a tensor back to the host (all segments, in order).
     pub async fn read_bytes(&self, t: &Tensor) -> Result<Vec<u8>> {
+        self.submit_and_read(self.recorder(), t).await
+    }
+
+    /// Submits `rec` with the copy of `t` into a mappable buffer recorded at its end, then
+    /// reads `t` back: the work and its readback in one submit. The mappable buffer is kept
+    /// for the next readback that fits (a browser backs each with shared memory, so creating
+    /// one per call costs a round trip to the GPU process).
+    pub async fn submit_and_read(&self, mut rec: Recorder<'_>, t: &Tensor) -> Result<Vec<u8>> {
         self.gpu.check_alive()?;
         let total = t.bytes();
-        let staging = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("webjit readback"),
-            size: total.max(4).div_ceil(4) * 4,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let mut rec = self.recorder();
+        let need = total.max(4).div_ceil(4) * 4;
+        let cached = self.staging.lock().ok().and_then(|mut s| s.take());
+        let staging = match cached {
+            Some(b) if b.size() >= need => b,
+            _ => self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("webjit readback"),
+                size: need.max(STAGING_MIN),
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+        };
         let mut off = 0;
         for i in 0..t.segments().len() {
             let n = t.segment_bytes(i);
@@ -276,9 +294,11 @@ impl Engine {
         device::deferred::check().await?;
         let done = MapSignal::default();
         let signal = done.clone();
-        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
-            signal.set(r.map_err(|e| e.to_string()))
-        });
+        staging
+            .slice(..need)
+            .map_async(wgpu::MapMode::Read, move |r| {
+                signal.set(r.map_err(|e| e.to_string()))
+            });
         #[cfg(not(target_arch = "wasm32"))]
         self.gpu.wait_idle()?;
         done.await.map_err(|e| {
@@ -287,7 +307,7 @@ impl Engine {
         })?;
         let out = {
             let view = staging
-                .slice(..)
+                .slice(..need)
                 .get_mapped_range()
                 .map_err(|e| Error::Readback {
                     detail: e.to_string(),
@@ -295,7 +315,17 @@ impl Engine {
             view[..total as usize].to_vec()
         };
         staging.unmap();
-        staging.destroy();
+        if let Ok(mut s) = self.staging.lock() {
+            // Keep the larger of the two.
+            match s.as_ref() {
+                Some(b) if b.size() >= staging.size() => staging.destroy(),
+                _ => {
+                    if let Some(old) = s.replace(staging) {
+                        old.destroy();
+                    }
+                }
+            }
+        }
         Ok(out)
     }
 

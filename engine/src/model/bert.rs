@@ -325,8 +325,8 @@ impl Bert {
         for chunk in ids.chunks(batch_size.max(1)) {
             let mut rec = engine.recorder();
             let e = self.forward(&mut rec, chunk)?;
-            rec.submit()?;
-            let flat: Vec<f32> = bytemuck::pod_collect_to_vec(&engine.read_bytes(&e).await?);
+            let flat: Vec<f32> =
+                bytemuck::pod_collect_to_vec(&engine.submit_and_read(rec, &e).await?);
             out.extend(flat.chunks(self.config.hidden_size).map(|c| c.to_vec()));
         }
         Ok((ids, out))
