@@ -166,7 +166,7 @@ mod tests {
                     n: 200,
                     k: 300,
                     batch: 1,
-                    trans_b: true
+                    trans_b: true,
                     epilogue: Default::default(),
                 },
                 &p
@@ -179,7 +179,7 @@ mod tests {
                     n: 200,
                     k: 300,
                     batch: 1,
-                    trans_b: true
+                    trans_b: true,
                     epilogue: Default::default(),
                 },
                 &p
