@@ -138,8 +138,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         let r = row0 + lid / TN;
         let cc = col0 + lid % TN;
         if (r < p.m && cc < p.n) {
-            let ci = c_base + r * p.n + cc;
-            c[ci] = epi(part[lid * WG], ci, cc);
+            put(c_base + r * p.n + cc, r, cc, part[lid * WG]);
         }
     }
 }

@@ -201,6 +201,7 @@ fn linear_epilogue_every_config_matches_oracle() {
                 bias: use_bias,
                 gelu,
                 residual: use_res,
+                split: 0,
             };
             let mut configs = vec![None];
             if all && use_bias && gelu && use_res {
@@ -258,6 +259,94 @@ fn linear_rejects_mismatched_epilogue_operands() {
         let err = ops::linear(&mut rec, &x, w, epi).expect_err(what);
         assert!(
             matches!(err, webjit_engine::Error::Shape { op: "linear", .. }),
+            "{what}: {err:?}"
+        );
+    }
+    assert_eq!(rec.stats.dispatches, 0);
+}
+
+/// `ops::linear_split`: one dispatch writing N / parts columns to each of its outputs (a
+/// stacked Q/K/V projection), on every config of the space, against the f64 oracle of the
+/// full product; and its refusals.
+#[test]
+fn linear_split_every_config_matches_oracle() {
+    let e = engine();
+    let mut r = Rand::new(57);
+    let (m, n, k) = (19usize, 45usize, 37usize);
+    let x = r.vec(m * k, -1.0, 1.0);
+    let w = r.vec(n * k, -1.0, 1.0);
+    let bias = r.vec(n, -1.0, 1.0);
+    let (xt, wt, bt) = (
+        e.upload_f32(&[m, k], &x).unwrap(),
+        e.upload_f32(&[n, k], &w).unwrap(),
+        e.upload_f32(&[n], &bias).unwrap(),
+    );
+    let full: Vec<f64> = oracle::matmul(&x, &w, 1, m, n, k, true, true)
+        .iter()
+        .enumerate()
+        .map(|(i, &p)| {
+            let y = p + bias[i % n] as f64;
+            0.5 * y * (1.0 + libm::erf(y / std::f64::consts::SQRT_2))
+        })
+        .collect();
+    let epi = ops::LinearEpilogue {
+        bias: Some(&bt),
+        gelu: true,
+        residual: None,
+    };
+    let (mut spec, _) = ops::matmul_spec(&xt, &wt, true).unwrap();
+    spec.epilogue = webjit_engine::jit::kernels::matmul::Epilogue {
+        bias: true,
+        gelu: true,
+        residual: false,
+        split: 3,
+    };
+    let mut configs = vec![None];
+    configs.extend(spec.space(e.profile()).into_iter().map(Some));
+    assert!(configs.len() > 24, "space too small: {}", configs.len());
+    let nb = n / 3;
+    for cfg in configs {
+        let mut rec = e.recorder();
+        let outs = ops::linear_split_with(&mut rec, &xt, &wt, epi, 3, cfg.clone()).unwrap();
+        assert_eq!(rec.stats.dispatches, 1);
+        rec.submit().unwrap();
+        for (part, t) in outs.iter().enumerate() {
+            assert_eq!(t.shape(), &[m, nb]);
+            let got = e.read_f32(t).unwrap();
+            let want: Vec<f64> = (0..m)
+                .flat_map(|row| (0..nb).map(move |c| (row, c)))
+                .map(|(row, c)| full[row * n + part * nb + c])
+                .collect();
+            let label = format!("linear_split part {part} cfg={cfg:?}");
+            assert_close(
+                &label,
+                r.seed,
+                &got,
+                &want,
+                2e-6 * (k as f64).sqrt() * 4.0,
+                1e-5,
+                NMSE_MATMUL,
+            );
+        }
+    }
+    // Refused: a residual with a split, and columns that do not divide.
+    let res = e.upload_f32(&[m, n], &vec![0.0; m * n]).unwrap();
+    let mut rec = e.recorder();
+    let with_res = ops::LinearEpilogue {
+        residual: Some(&res),
+        ..Default::default()
+    };
+    for (what, epi, parts) in [
+        ("residual", with_res, 3),
+        ("45 columns in 4 parts", ops::LinearEpilogue::default(), 4),
+        ("0 parts", ops::LinearEpilogue::default(), 0),
+    ] {
+        let err = ops::linear_split(&mut rec, &xt, &wt, epi, parts).expect_err(what);
+        assert!(
+            matches!(
+                err,
+                webjit_engine::Error::InvalidArgument { op: "linear", .. }
+            ),
             "{what}: {err:?}"
         );
     }

@@ -158,6 +158,7 @@ fn matmul_space_validates() {
                 bias: true,
                 gelu: true,
                 residual: true,
+                split: 0,
             },
         },
         12,

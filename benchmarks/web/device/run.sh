@@ -11,6 +11,7 @@
 # each set), gpu-warmup.jsonl and $DATE-$GPU-chromium-{isolated,no-isolation}.json
 # (DATE default 2026-11-23; GPU from nvidia-smi's name, e.g. h100, or GPU_TAG).
 #   benchmarks/web/device/run.sh [probe|bench|all (default)] [bench_minilm.mjs args...]
+#   benchmarks/web/device/run.sh floor [floor.mjs args...]   (CHOSEN_ARGS set: the latency floor only)
 # Env: CHOSEN_ARGS (skip the probes, use these flags), EXTRA_SETS ('|'-separated flag sets),
 # WB + SKIP_GL=1 (a dry run here, the bundle unpacked into WB, which must end in /wb).
 set -u
@@ -110,6 +111,11 @@ if [ "$MODE" != bench ] && [ -z "$CHOSEN" ]; then
   if [ $((best % 2)) -ne 1 ]; then say "no flag set ran a dispatch on an NVIDIA adapter"; CHOSEN=; fi
 fi
 [ "$MODE" = probe ] && exit 0
+if [ "$MODE" = floor ]; then
+  # The browser's latency floor for a small GPU job (floor.mjs), with the chosen flags.
+  WEBJIT_CHROMIUM_EXTRA_ARGS="$CHOSEN" timeout 240 node benchmarks/web/device/floor.mjs "$@" --out "$OUT/$DATE-$GPU-chromium-floor.json" 2>&1 | tail -40 | tee -a "$LOG"
+  exit 0
+fi
 [ -z "$CHOSEN" ] && { say "FAIL: no flag set gave an NVIDIA WebGPU adapter; not benchmarking"; exit 1; }
 
 # --- bench -----------------------------------------------------------------------------------

@@ -56,9 +56,8 @@ struct Norm {
 }
 
 struct Layer {
-    q: Linear,
-    k: Linear,
-    v: Linear,
+    /// Query, key and value projections stacked by rows: w [3 * hidden, hidden], b [3 * hidden].
+    qkv: Linear,
     attn_out: Linear,
     attn_norm: Norm,
     up: Linear,
@@ -116,6 +115,19 @@ impl Bert {
                 b: st.upload(engine, &format!("{name}.bias"), &[out])?,
             })
         };
+        // The three projections of one attention layer, stacked (one dispatch computes them).
+        let qkv = |p: &str| -> Result<Linear> {
+            let names = |what: &str| -> Vec<String> {
+                ["query", "key", "value"]
+                    .iter()
+                    .map(|n| format!("{p}.attention.self.{n}.{what}"))
+                    .collect()
+            };
+            Ok(Linear {
+                w: st.upload_stacked(engine, &names("weight"), &[h, h])?,
+                b: st.upload_stacked(engine, &names("bias"), &[h])?,
+            })
+        };
         let norm = |name: &str| -> Result<Norm> {
             Ok(Norm {
                 w: st.upload(engine, &format!("{name}.weight"), &[h])?,
@@ -126,9 +138,7 @@ impl Bert {
         for i in 0..config.num_hidden_layers {
             let p = format!("encoder.layer.{i}");
             layers.push(Layer {
-                q: linear(&format!("{p}.attention.self.query"), h, h)?,
-                k: linear(&format!("{p}.attention.self.key"), h, h)?,
-                v: linear(&format!("{p}.attention.self.value"), h, h)?,
+                qkv: qkv(&p)?,
                 attn_out: linear(&format!("{p}.attention.output.dense"), h, h)?,
                 attn_norm: norm(&format!("{p}.attention.output.LayerNorm"))?,
                 up: linear(&format!("{p}.intermediate.dense"), ff, h)?,
@@ -235,9 +245,21 @@ impl Bert {
         let shape4 = [b, seq, heads, head_dim];
         for layer in &self.layers {
             // Self-attention, bidirectional, padding masked.  q, k, v: [b, seq, heads, head_dim]
-            let q = reshape(&linear(rec, &x, &layer.q, None)?, &shape4)?;
-            let k = reshape(&linear(rec, &x, &layer.k, None)?, &shape4)?;
-            let v = reshape(&linear(rec, &x, &layer.v, None)?, &shape4)?;
+            let epi = ops::LinearEpilogue {
+                bias: Some(&layer.qkv.b),
+                ..Default::default()
+            };
+            let [q, k, v]: [Tensor; 3] = ops::linear_split(rec, &x, &layer.qkv.w, epi, 3)?
+                .try_into()
+                .map_err(|_| Error::Shape {
+                    op: "bert",
+                    detail: "q/k/v split".into(),
+                })?;
+            let (q, k, v) = (
+                reshape(&q, &shape4)?,
+                reshape(&k, &shape4)?,
+                reshape(&v, &shape4)?,
+            );
             let ctx = attend(rec, &q, &k, &v, &lens, scale)?;
             // The residual add rides in the output projection's dispatch.
             let ctx = reshape(&ctx, &[b * seq, h])?;

@@ -39,6 +39,27 @@ impl<'a> SafeWeights<'a> {
 
     /// Uploads tensor `name`, which must have exactly `shape`.
     pub fn upload(&self, engine: &Engine, name: &str, shape: &[usize]) -> Result<Tensor> {
+        engine.upload_f32(shape, &self.read(name, shape)?)
+    }
+
+    /// Uploads the tensors `names`, each of exactly `shape`, stacked along their first axis.
+    pub fn upload_stacked(
+        &self,
+        engine: &Engine,
+        names: &[String],
+        shape: &[usize],
+    ) -> Result<Tensor> {
+        let mut vals = Vec::new();
+        for n in names {
+            vals.extend(self.read(n, shape)?);
+        }
+        let mut stacked = shape.to_vec();
+        stacked[0] *= names.len();
+        engine.upload_f32(&stacked, &vals)
+    }
+
+    /// The values of tensor `name` as f32; it must have exactly `shape`.
+    pub fn read(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
         let v = self.view(name)?;
         if v.shape() != shape {
             return Err(Error::BadModel {
@@ -67,6 +88,6 @@ impl<'a> SafeWeights<'a> {
                 })
             }
         };
-        engine.upload_f32(shape, &vals)
+        Ok(vals)
     }
 }

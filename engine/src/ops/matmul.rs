@@ -175,6 +175,46 @@ pub fn linear_with(
     epi: LinearEpilogue<'_>,
     cfg: Option<MatmulConfig>,
 ) -> Result<Tensor> {
+    let mut outs = linear_parts(rec, x, w, epi, 1, cfg)?;
+    outs.pop().ok_or_else(|| Error::InvalidArgument {
+        op: "linear",
+        detail: "no output".into(),
+    })
+}
+
+/// A linear layer whose output columns split into `parts` equal tensors ([.., N / parts]
+/// each), in one dispatch: the Q, K and V projections of an attention layer from one weight
+/// stacked by rows ([3 * H, K]) and one bias ([3 * H]). 1 to 4 parts; no residual.
+pub fn linear_split(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w: &Tensor,
+    epi: LinearEpilogue<'_>,
+    parts: usize,
+) -> Result<Vec<Tensor>> {
+    linear_parts(rec, x, w, epi, parts, None)
+}
+
+/// `linear_split` with an explicit tile config (tests).
+pub fn linear_split_with(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w: &Tensor,
+    epi: LinearEpilogue<'_>,
+    parts: usize,
+    cfg: Option<MatmulConfig>,
+) -> Result<Vec<Tensor>> {
+    linear_parts(rec, x, w, epi, parts, cfg)
+}
+
+fn linear_parts(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w: &Tensor,
+    epi: LinearEpilogue<'_>,
+    parts: usize,
+    cfg: Option<MatmulConfig>,
+) -> Result<Vec<Tensor>> {
     let op = "linear";
     if w.shape().len() != 2 {
         return Err(Error::Shape {
@@ -188,10 +228,25 @@ pub fn linear_with(
     expect_single(op, "weight", w)?;
     let (mut spec, shape) = matmul_spec(x, w, true)?;
     let n = w.shape()[0];
+    if parts == 0 || parts > 4 || !n.is_multiple_of(parts) || (parts > 1 && epi.residual.is_some())
+    {
+        return Err(Error::InvalidArgument {
+            op,
+            detail: format!(
+                "cannot split {n} output columns into {parts} parts{}",
+                if epi.residual.is_some() {
+                    " with a residual"
+                } else {
+                    ""
+                }
+            ),
+        });
+    }
     spec.epilogue = Epilogue {
         bias: epi.bias.is_some(),
         gelu: epi.gelu,
         residual: epi.residual.is_some(),
+        split: parts as u32,
     };
     let mut extra = Vec::new();
     if let Some(b) = epi.bias {
@@ -216,9 +271,16 @@ pub fn linear_with(
         }
         extra.push(r);
     }
-    let out = rec.empty(&shape, DType::F32)?;
-    let mut binds = vec![Bind::whole(x), Bind::whole(w), Bind::whole(&out)];
+    let mut part_shape = shape.clone();
+    if let Some(last) = part_shape.last_mut() {
+        *last = n / parts;
+    }
+    let outs = (0..parts)
+        .map(|_| rec.empty(&part_shape, DType::F32))
+        .collect::<Result<Vec<_>>>()?;
+    let mut binds = vec![Bind::whole(x), Bind::whole(w)];
+    binds.extend(outs.iter().map(Bind::whole));
     binds.extend(extra.into_iter().map(Bind::whole));
     run(rec, &spec, cfg, &binds)?;
-    Ok(out)
+    Ok(outs)
 }

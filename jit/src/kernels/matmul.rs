@@ -38,6 +38,10 @@ pub struct Epilogue {
     pub bias: bool,
     pub gelu: bool,
     pub residual: bool,
+    /// Stores the output as this many separate tensors of N / split columns each (0 or 1:
+    /// one output): a fused Q/K/V projection writes q, k and v to their own buffers. Extra
+    /// outputs bind right after `c`; needs batch 1, N divisible by `split`, no residual.
+    pub split: u32,
 }
 
 impl Epilogue {
@@ -46,7 +50,13 @@ impl Epilogue {
         bias: false,
         gelu: false,
         residual: false,
+        split: 0,
     };
+
+    /// Output tensors written (1 unless split).
+    pub fn outputs(&self) -> u32 {
+        self.split.max(1)
+    }
 
     /// Suffix of kernel and tune keys: empty for the plain product, so its keys (and the
     /// tuning records made for them) are unchanged.
@@ -60,6 +70,9 @@ impl Epilogue {
         }
         if self.residual {
             s.push_str(".res");
+        }
+        if self.split > 1 {
+            let _ = write!(s, ".split{}", self.split);
         }
         s
     }
@@ -137,6 +150,9 @@ impl MatmulConfig {
         }
     }
 }
+
+/// Names of the extra outputs of a split epilogue.
+const SPLIT_OUTPUTS: [&str; 3] = ["c1", "c2", "c3"];
 
 /// Barrier-free shapes offered to the space (B transposed): (tm, tn, workgroup size).
 const DIRECT: [(u32, u32, u32); 8] = [
@@ -340,7 +356,7 @@ impl MatmulSpec {
                 };
                 let _ = writeln!(
                     store,
-                    "        if (col0 + {j}u < p.n) {{ let ci = c_base + (row0 + {i}u) * p.n + col0 + {j}u; c[ci] = epi({sum}, ci, col0 + {j}u); }}"
+                    "        if (col0 + {j}u < p.n) {{ put(c_base + (row0 + {i}u) * p.n + col0 + {j}u, row0 + {i}u, col0 + {j}u, {sum}); }}"
                 );
             }
             store.push_str("    }\n");
@@ -488,6 +504,13 @@ impl MatmulSpec {
         let e = self.epilogue;
         let mut s = String::new();
         let mut next = 4;
+        for i in 1..e.outputs() {
+            let _ = writeln!(
+                s,
+                "@group(0) @binding({next}) var<storage, read_write> c{i}: array<f32>; // part {i} of the output"
+            );
+            next += 1;
+        }
         if e.bias {
             let _ = writeln!(
                 s,
@@ -517,6 +540,29 @@ impl MatmulSpec {
             s.push_str("    y = y + res[ci];\n");
         }
         s.push_str("    return y;\n}\n");
+        // Stores output element (gr, gc) at flat index ci of [M, N] (or, split, at its row and
+        // column of its part).
+        s.push_str("fn put(ci: u32, gr: u32, gc: u32, v: f32) {\n");
+        if e.outputs() > 1 {
+            let parts = e.outputs();
+            let _ = writeln!(s, "    let y = epi(v, ci, gc);");
+            let _ = writeln!(s, "    let nb = p.n / {parts}u;");
+            let _ = writeln!(s, "    let part = gc / nb;");
+            let _ = writeln!(s, "    let o = gr * nb + gc - part * nb;");
+            for i in 0..parts {
+                let name = if i == 0 {
+                    "c".to_string()
+                } else {
+                    format!("c{i}")
+                };
+                let kw = if i == 0 { "if" } else { "} else if" };
+                let _ = writeln!(s, "    {kw} (part == {i}u) {{ {name}[o] = y;");
+            }
+            s.push_str("    }\n");
+        } else {
+            s.push_str("    c[ci] = epi(v, ci, gc);\n");
+        }
+        s.push_str("}\n");
         Ok(s)
     }
 
@@ -578,7 +624,7 @@ impl MatmulSpec {
                         };
                         let _ = writeln!(
                             s,
-                            "        {{ let gc = col0 + (tx + {}u) * {v}u + {q}u; if (gc < p.n) {{ let ci = c_base + gr * p.n + gc; c[ci] = epi({comp}, ci, gc); }} }}",
+                            "        {{ let gc = col0 + (tx + {}u) * {v}u + {q}u; if (gc < p.n) {{ put(c_base + gr * p.n + gc, gr, gc, {comp}); }} }}",
                             j * wg_x
                         );
                     }
@@ -648,6 +694,13 @@ impl KernelSpec for MatmulSpec {
             BindingDecl::read_write(3, "c"),
         ];
         let mut next = 4;
+        for name in SPLIT_OUTPUTS
+            .iter()
+            .take(self.epilogue.outputs() as usize - 1)
+        {
+            v.push(BindingDecl::read_write(next, name));
+            next += 1;
+        }
         if self.epilogue.bias {
             v.push(BindingDecl::read(next, "bias"));
             next += 1;
@@ -716,6 +769,22 @@ impl KernelSpec for MatmulSpec {
         let key = self.key(c);
         let f = self.family();
         let l = &profile.limits;
+        let e = self.epilogue;
+        if e.outputs() > 1
+            && (self.batch > 1
+                || e.residual
+                || e.outputs() as usize > SPLIT_OUTPUTS.len() + 1
+                || !self.n.is_multiple_of(e.outputs() as u64))
+        {
+            return Err(JitError::UnsupportedProblem {
+                family: f.into(),
+                reason: format!(
+                    "a split output needs batch 1, no residual, at most {} parts and N divisible by {}",
+                    SPLIT_OUTPUTS.len() + 1,
+                    e.outputs()
+                ),
+            });
+        }
         if c.form != MatmulForm::Tiled {
             return self.check_direct(profile, c);
         }
