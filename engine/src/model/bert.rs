@@ -68,9 +68,10 @@ struct Layer {
 pub struct Bert {
     pub config: BertConfig,
     pub tokenizer: WordPiece,
-    word: Tensor,       // [vocab, hidden]
-    position: Tensor,   // [max_positions, hidden]
-    token_type: Tensor, // [type_vocab, hidden]
+    word: Tensor, // [vocab, hidden]
+    /// Position embeddings plus the token-type embedding of type 0 (the only type this
+    /// encoder feeds), added once at load: [max_positions, hidden].
+    position_type: Tensor,
     emb_norm: Norm,
     layers: Vec<Layer>,
 }
@@ -152,16 +153,25 @@ impl Bert {
                 "embeddings.word_embeddings.weight",
                 &[config.vocab_size, h],
             )?,
-            position: st.upload(
-                engine,
-                "embeddings.position_embeddings.weight",
-                &[config.max_position_embeddings, h],
-            )?,
-            token_type: st.upload(
-                engine,
-                "embeddings.token_type_embeddings.weight",
-                &[config.type_vocab_size, h],
-            )?,
+            position_type: {
+                let mut pos = st.read(
+                    "embeddings.position_embeddings.weight",
+                    &[config.max_position_embeddings, h],
+                )?;
+                let typ = st.read(
+                    "embeddings.token_type_embeddings.weight",
+                    &[config.type_vocab_size, h],
+                )?;
+                let type0 = typ.get(..h).ok_or_else(|| Error::BadModel {
+                    detail: "token type embeddings have no rows".into(),
+                })?;
+                for row in pos.chunks_exact_mut(h) {
+                    for (p, t) in row.iter_mut().zip(type0) {
+                        *p += t;
+                    }
+                }
+                engine.upload_f32(&[config.max_position_embeddings, h], &pos)?
+            },
             emb_norm: norm("embeddings.LayerNorm")?,
             layers,
             tokenizer,
@@ -229,15 +239,13 @@ impl Bert {
             ids.extend(std::iter::repeat_n(0, seq - t.len()));
         }
         let positions: Vec<u32> = (0..b).flat_map(|_| 0..seq as u32).collect();
-        let types = vec![0u32; b * seq];
 
-        // Embeddings: word + position + token type, then LayerNorm.  x: [b * seq, h]
+        // Embeddings: word + position + token type (type 0, folded into the position table),
+        // then LayerNorm.  x: [b * seq, h]
         let eps = cfg.layer_norm_eps as f32;
         let word = ops::embedding(rec, &self.word, &ids, 1.0)?;
-        let pos = ops::embedding(rec, &self.position, &positions, 1.0)?;
-        let typ = ops::embedding(rec, &self.token_type, &types, 1.0)?;
+        let pos = ops::embedding(rec, &self.position_type, &positions, 1.0)?;
         let x = ops::add(rec, &word, &pos)?;
-        let x = ops::add(rec, &x, &typ)?;
         let mut x = ops::layer_norm(rec, &x, &self.emb_norm.w, &self.emb_norm.b, eps)?;
 
         let head_dim = h / heads;
