@@ -70,6 +70,8 @@ pub struct Engine {
 
 /// Smallest mappable readback buffer, so that small readbacks of different sizes share one.
 const STAGING_MIN: u64 = 64 * 1024;
+/// Largest readback buffer kept for reuse (a vocabulary of logits fits).
+const STAGING_KEEP_MAX: u64 = 4 << 20;
 
 impl Engine {
     pub async fn create(options: DeviceOptions) -> Result<Self> {
@@ -315,7 +317,10 @@ impl Engine {
             view[..total as usize].to_vec()
         };
         staging.unmap();
-        if let Ok(mut s) = self.staging.lock() {
+        if staging.size() > STAGING_KEEP_MAX {
+            // A one-off large readback: not worth holding on to.
+            staging.destroy();
+        } else if let Ok(mut s) = self.staging.lock() {
             // Keep the larger of the two.
             match s.as_ref() {
                 Some(b) if b.size() >= staging.size() => staging.destroy(),

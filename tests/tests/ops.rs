@@ -593,3 +593,25 @@ fn reshaped_views_bind_every_element() {
         seg.segments().len()
     );
 }
+
+/// Readbacks share one kept mappable buffer (`Engine::submit_and_read`): reads of different
+/// sizes in any order, one above the size that is kept, each return exactly their tensor.
+#[test]
+fn readbacks_of_different_sizes_return_their_own_values() {
+    let e = engine();
+    let mut r = Rand::new(58);
+    let sizes = [100usize, 10, 2_000_000, 7, 100, 16_384, 1];
+    let tensors: Vec<(Vec<f32>, _)> = sizes
+        .iter()
+        .map(|&n| {
+            let v = r.vec(n, -1.0, 1.0);
+            let t = e.upload_f32(&[n], &v).unwrap();
+            (v, t)
+        })
+        .collect();
+    for _ in 0..2 {
+        for (want, t) in &tensors {
+            assert_eq!(&e.read_f32(t).unwrap(), want, "{} floats", want.len());
+        }
+    }
+}
