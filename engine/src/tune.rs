@@ -146,6 +146,37 @@ pub(crate) struct PassTimer {
 }
 
 impl PassTimer {
+    /// Ends a recording whose passes were timed into this timer's query set: resolves the
+    /// queries, submits, and returns each pass's GPU time in microseconds, labelled with the
+    /// recorder's pass labels (`profile_dispatches`) or, with `per_dispatch` false, `pass`.
+    pub(crate) async fn finish(
+        &self,
+        engine: &Engine,
+        mut rec: crate::Recorder<'_>,
+        per_dispatch: bool,
+        max: u32,
+    ) -> crate::Result<Vec<(String, f64)>> {
+        let mut labels = rec.pass_labels().to_vec();
+        let n =
+            rec.resolve_pass_times(&self.resolve)
+                .ok_or_else(|| crate::Error::InvalidArgument {
+                    op: "profile",
+                    detail: format!("more than {max} passes in one recording"),
+                })?;
+        if !per_dispatch {
+            labels = vec!["pass".to_string(); n as usize];
+        }
+        let ticks = rec.empty(&[4 * n as usize], crate::DType::U32)?;
+        let dst = ticks.segments()[0].buffer.raw().clone();
+        rec.copy(&self.resolve, 0, &dst, 0, 16 * n as u64);
+        let t: Vec<u64> = bytemuck::pod_collect_to_vec(&engine.submit_and_read(rec, &ticks).await?);
+        Ok(labels
+            .into_iter()
+            .zip(t.chunks_exact(2))
+            .map(|(k, p)| (k, p[1].saturating_sub(p[0]) as f64 * self.period_ns * 1e-3))
+            .collect())
+    }
+
     pub(crate) fn new(engine: &Engine, passes: u32) -> Option<Self> {
         if !engine.profile().timestamps {
             return None;

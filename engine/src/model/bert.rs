@@ -309,23 +309,7 @@ impl Bert {
         let mut rec = engine.recorder();
         rec.profile_dispatches(timer.set.clone(), MAX);
         self.forward(&mut rec, batch)?;
-        let labels = rec.pass_labels().to_vec();
-        let n = rec
-            .resolve_pass_times(&timer.resolve)
-            .ok_or_else(|| Error::InvalidArgument {
-                op: "profile",
-                detail: format!("more than {MAX} dispatches in one forward pass"),
-            })?;
-        let ticks = rec.empty(&[4 * n as usize], crate::tensor::DType::U32)?;
-        let dst = ticks.segments()[0].buffer.raw().clone();
-        rec.copy(&timer.resolve, 0, &dst, 0, 16 * n as u64);
-        rec.submit()?;
-        let t: Vec<u64> = bytemuck::pod_collect_to_vec(&engine.read_bytes(&ticks).await?);
-        Ok(labels
-            .into_iter()
-            .zip(t.chunks_exact(2))
-            .map(|(k, p)| (k, p[1].saturating_sub(p[0]) as f64 * timer.period_ns * 1e-3))
-            .collect())
+        timer.finish(engine, rec, true, MAX).await
     }
 
     /// Tokenizes and embeds `texts` in batches of at most `batch_size`; returns token ids and

@@ -10,7 +10,7 @@ use webjit_jit::kernels::sample::SAMPLE_RESULT_WORDS;
 use crate::error::{Error, Result};
 use crate::model::decoder::Decoder;
 use crate::ops::{SampleResult, Sampler};
-use crate::tensor::{DType, Tensor};
+use crate::tensor::Tensor;
 use crate::Engine;
 
 /// Sampling and stopping settings. `Default` is greedy, 128 tokens, no penalty.
@@ -272,26 +272,7 @@ impl Session {
         let logits = logits?;
         self.history.push(token);
         self.sampler.record(&mut rec, &logits, s, &self.history)?;
-        let mut labels = rec.pass_labels().to_vec();
-        let n = rec
-            .resolve_pass_times(&timer.resolve)
-            .ok_or_else(|| Error::InvalidArgument {
-                op: "profile",
-                detail: format!("more than {MAX} dispatches in one step"),
-            })?;
-        if !per_dispatch {
-            labels = vec!["pass".to_string(); n as usize];
-        }
-        let ticks = rec.empty(&[4 * n as usize], DType::U32)?;
-        let dst = ticks.segments()[0].buffer.raw().clone();
-        rec.copy(&timer.resolve, 0, &dst, 0, 16 * n as u64);
-        rec.submit()?;
-        let t: Vec<u64> = bytemuck::pod_collect_to_vec(&engine.read_bytes(&ticks).await?);
-        Ok(labels
-            .into_iter()
-            .zip(t.chunks_exact(2))
-            .map(|(k, p)| (k, p[1].saturating_sub(p[0]) as f64 * timer.period_ns * 1e-3))
-            .collect())
+        timer.finish(engine, rec, per_dispatch, MAX).await
     }
 
     /// Begins a generation driven one token at a time by `next_token` (for callers that must

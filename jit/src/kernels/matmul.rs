@@ -472,6 +472,19 @@ impl MatmulSpec {
             return Err(illegal(f, &key, "vec4 loads need K divisible by 4"));
         }
         super::check_workgroup(f, &key, profile, c.workgroup_size())?;
+        self.check_sizes(profile, c, &key)
+    }
+
+    /// Checks shared by every form: a non-empty problem, operands indexable in u32, and a grid
+    /// within the device's limits.
+    fn check_sizes(
+        &self,
+        profile: &DeviceProfile,
+        c: &MatmulConfig,
+        key: &str,
+    ) -> Result<(), JitError> {
+        let f = self.family();
+        let l = &profile.limits;
         if self.m == 0 || self.n == 0 || self.k == 0 {
             return Err(JitError::UnsupportedProblem {
                 family: f.into(),
@@ -492,7 +505,7 @@ impl MatmulSpec {
         {
             return Err(illegal(
                 f,
-                &key,
+                key,
                 "grid exceeds the device's workgroups per dimension",
             ));
         }
@@ -843,31 +856,7 @@ impl KernelSpec for MatmulSpec {
                 "vec4 loads need K (and N when B is not transposed) divisible by 4",
             ));
         }
-        if self.m == 0 || self.n == 0 || self.k == 0 {
-            return Err(JitError::UnsupportedProblem {
-                family: f.into(),
-                reason: "empty matrix".into(),
-            });
-        }
-        let biggest =
-            (self.batch.max(1)) * (self.m * self.k).max(self.k * self.n).max(self.m * self.n);
-        if biggest > u32::MAX as u64 {
-            return Err(JitError::UnsupportedProblem {
-                family: f.into(),
-                reason: format!("an operand has {biggest} elements, above 2^32"),
-            });
-        }
-        if div_ceil(self.m, c.bm as u64) > l.max_compute_workgroups_per_dimension
-            || div_ceil(self.n, c.bn as u64) > l.max_compute_workgroups_per_dimension
-            || self.batch > l.max_compute_workgroups_per_dimension as u64
-        {
-            return Err(illegal(
-                f,
-                &key,
-                "grid exceeds the device's workgroups per dimension",
-            ));
-        }
-        Ok(())
+        self.check_sizes(profile, c, &key)
     }
 
     fn space(&self, profile: &DeviceProfile) -> Vec<MatmulConfig> {
