@@ -146,6 +146,15 @@ pub(crate) struct PassTimer {
 }
 
 impl PassTimer {
+    /// A timer for profiling `passes` passes, or the error to give where the device has no
+    /// timestamp queries.
+    pub(crate) fn for_profile(engine: &Engine, passes: u32) -> crate::Result<Self> {
+        Self::new(engine, passes).ok_or_else(|| crate::Error::InvalidArgument {
+            op: "profile",
+            detail: "this device has no timestamp queries".into(),
+        })
+    }
+
     /// Ends a recording whose passes were timed into this timer's query set: resolves the
     /// queries, submits, and returns each pass's GPU time in microseconds, labelled with the
     /// recorder's pass labels (`profile_dispatches`) or, with `per_dispatch` false, `pass`.

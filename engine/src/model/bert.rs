@@ -301,11 +301,7 @@ impl Bert {
         batch: &[Vec<u32>],
     ) -> Result<Vec<(String, f64)>> {
         const MAX: u32 = 1024;
-        let timer =
-            crate::tune::PassTimer::new(engine, MAX).ok_or_else(|| Error::InvalidArgument {
-                op: "profile",
-                detail: "this device has no timestamp queries".into(),
-            })?;
+        let timer = crate::tune::PassTimer::for_profile(engine, MAX)?;
         let mut rec = engine.recorder();
         rec.profile_dispatches(timer.set.clone(), MAX);
         self.forward(&mut rec, batch)?;

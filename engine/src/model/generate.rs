@@ -253,11 +253,7 @@ impl Session {
         per_dispatch: bool,
     ) -> Result<Vec<(String, f64)>> {
         const MAX: u32 = 2048;
-        let timer =
-            crate::tune::PassTimer::new(engine, MAX).ok_or_else(|| Error::InvalidArgument {
-                op: "profile",
-                detail: "this device has no timestamp queries".into(),
-            })?;
+        let timer = crate::tune::PassTimer::for_profile(engine, MAX)?;
         let mut rec = engine.recorder();
         if per_dispatch {
             rec.profile_dispatches(timer.set.clone(), MAX);

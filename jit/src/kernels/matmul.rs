@@ -199,6 +199,57 @@ const CPU_DIRECT_TM: u32 = 8;
 /// Products of at most this many rows (B transposed) default to the split-K form elsewhere.
 const GPU_SPLIT_K_MAX_M: u64 = 64;
 
+/// The dot products shared by the direct and split-K forms: row and column bases (clamped
+/// at the edges), `tm` x `tn` accumulators, the loop body over LV-wide step `q` of K, and
+/// the horizontal sum of accumulator (i, j).
+struct DotTile {
+    rows: String,
+    decl: String,
+    body: String,
+}
+
+impl DotTile {
+    fn new(tm: u32, tn: u32) -> Self {
+        let mut t = DotTile {
+            rows: String::new(),
+            decl: String::new(),
+            body: String::new(),
+        };
+        for i in 0..tm {
+            let _ = writeln!(
+                t.rows,
+                "    let ar{i} = a_base + min(row0 + {i}u, p.m - 1u) * kv;"
+            );
+        }
+        for j in 0..tn {
+            let _ = writeln!(
+                t.rows,
+                "    let br{j} = b_base + min(col0 + {j}u, p.n - 1u) * kv;"
+            );
+            let _ = writeln!(t.body, "        let b{j} = b[br{j} + q];");
+        }
+        for i in 0..tm {
+            let _ = writeln!(t.body, "        let a{i} = a[ar{i} + q];");
+            for j in 0..tn {
+                let _ = writeln!(t.decl, "    var acc_{i}_{j} = LT(0.0);");
+                let _ = writeln!(
+                    t.body,
+                    "        acc_{i}_{j} = fma(a{i}, b{j}, acc_{i}_{j});"
+                );
+            }
+        }
+        t
+    }
+
+    fn sum(i: u32, j: u32, lv: u32) -> String {
+        if lv == 4 {
+            format!("dot(acc_{i}_{j}, vec4<f32>(1.0))")
+        } else {
+            format!("acc_{i}_{j}")
+        }
+    }
+}
+
 impl MatmulSpec {
     pub fn params(&self, cfg: &MatmulConfig) -> MatmulParams {
         let lv = cfg.load_vec as u64;
@@ -316,44 +367,12 @@ impl MatmulSpec {
     fn render_direct(&self, cfg: &MatmulConfig) -> Result<String, JitError> {
         let (tm, tn, lv) = (cfg.tm, cfg.tn, cfg.load_vec);
         let lt = if lv == 4 { "vec4<f32>" } else { "f32" };
-        let mut decl = String::new();
-        let mut rows = String::new();
-        let mut body = String::new();
+        let tile = DotTile::new(tm, tn);
         let mut store = String::new();
-        for i in 0..tm {
-            let _ = writeln!(
-                rows,
-                "    let ar{i} = a_base + min(row0 + {i}u, p.m - 1u) * kv;"
-            );
-        }
-        for j in 0..tn {
-            let _ = writeln!(
-                rows,
-                "    let br{j} = b_base + min(col0 + {j}u, p.n - 1u) * kv;"
-            );
-        }
-        for i in 0..tm {
-            for j in 0..tn {
-                let _ = writeln!(decl, "    var acc_{i}_{j} = LT(0.0);");
-            }
-        }
-        for j in 0..tn {
-            let _ = writeln!(body, "        let b{j} = b[br{j} + q];");
-        }
-        for i in 0..tm {
-            let _ = writeln!(body, "        let a{i} = a[ar{i} + q];");
-            for j in 0..tn {
-                let _ = writeln!(body, "        acc_{i}_{j} = fma(a{i}, b{j}, acc_{i}_{j});");
-            }
-        }
         for i in 0..tm {
             let _ = writeln!(store, "    if (row0 + {i}u < p.m) {{");
             for j in 0..tn {
-                let sum = if lv == 4 {
-                    format!("dot(acc_{i}_{j}, vec4<f32>(1.0))")
-                } else {
-                    format!("acc_{i}_{j}")
-                };
+                let sum = DotTile::sum(i, j, lv);
                 let _ = writeln!(
                     store,
                     "        if (col0 + {j}u < p.n) {{ put(c_base + (row0 + {i}u) * p.n + col0 + {j}u, row0 + {i}u, col0 + {j}u, {sum}); }}"
@@ -373,9 +392,9 @@ impl MatmulSpec {
                 ("LV", lv.to_string()),
                 ("WG", cfg.workgroup_size().to_string()),
                 ("EPILOGUE", self.gen_epilogue()?),
-                ("ROWS", rows),
-                ("ACC_DECL", decl),
-                ("BODY", body),
+                ("ROWS", tile.rows),
+                ("ACC_DECL", tile.decl),
+                ("BODY", tile.body),
                 ("STORE", store),
             ],
         )
@@ -384,35 +403,11 @@ impl MatmulSpec {
     fn render_split_k(&self, cfg: &MatmulConfig) -> Result<String, JitError> {
         let (tm, tn, lv, wg) = (cfg.tm, cfg.tn, cfg.load_vec, cfg.bk);
         let lt = if lv == 4 { "vec4<f32>" } else { "f32" };
-        let mut rows = String::new();
-        let mut decl = String::new();
-        let mut body = String::new();
+        let tile = DotTile::new(tm, tn);
         let mut parts = String::new();
         for i in 0..tm {
-            let _ = writeln!(
-                rows,
-                "    let ar{i} = a_base + min(row0 + {i}u, p.m - 1u) * kv;"
-            );
-        }
-        for j in 0..tn {
-            let _ = writeln!(
-                rows,
-                "    let br{j} = b_base + min(col0 + {j}u, p.n - 1u) * kv;"
-            );
-        }
-        for j in 0..tn {
-            let _ = writeln!(body, "        let b{j} = b[br{j} + q];");
-        }
-        for i in 0..tm {
-            let _ = writeln!(body, "        let a{i} = a[ar{i} + q];");
             for j in 0..tn {
-                let _ = writeln!(decl, "    var acc_{i}_{j} = LT(0.0);");
-                let _ = writeln!(body, "        acc_{i}_{j} = fma(a{i}, b{j}, acc_{i}_{j});");
-                let sum = if lv == 4 {
-                    format!("dot(acc_{i}_{j}, vec4<f32>(1.0))")
-                } else {
-                    format!("acc_{i}_{j}")
-                };
+                let sum = DotTile::sum(i, j, lv);
                 let _ = writeln!(parts, "    part[{}u * WG + lid] = {sum};", i * tn + j);
             }
         }
@@ -429,9 +424,9 @@ impl MatmulSpec {
                 ("WG", wg.to_string()),
                 ("PART_LEN", (tm * tn * wg).to_string()),
                 ("EPILOGUE", self.gen_epilogue()?),
-                ("ROWS", rows),
-                ("ACC_DECL", decl),
-                ("BODY", body),
+                ("ROWS", tile.rows),
+                ("ACC_DECL", tile.decl),
+                ("BODY", tile.body),
                 ("PARTS", parts),
             ],
         )
