@@ -37,6 +37,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     let a_base = wid.z * p.sa;
     let b_base = wid.z * p.sb;
     let c_base = wid.z * p.sc;
+{{NORM_PRE}}
 {{ACC_DECL}}
     for (var k0 = 0u; k0 < p.k; k0 = k0 + BK) {
 {{LOAD_A}}
@@ -70,14 +71,19 @@ const TN: u32 = {{TN}}u;
 const LV: u32 = {{LV}}u;
 
 @compute @workgroup_size({{WG}})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+fn main(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
     let col0 = gid.x * TN;
     let row0 = wid.y * TM;
+    let a_base = wid.z * p.sa;
+{{NORM_PRE}}
     if (col0 >= p.n) {
         return;
     }
     let kv = p.k / LV;
-    let a_base = wid.z * p.sa;
     let b_base = wid.z * p.sb;
     let c_base = wid.z * p.sc;
 {{ROWS}}
@@ -119,6 +125,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     let a_base = wid.z * p.sa;
     let b_base = wid.z * p.sb;
     let c_base = wid.z * p.sc;
+{{NORM_PRE}}
 {{ROWS}}
 {{ACC_DECL}}
     for (var q = lid; q < kv; q = q + WG) {

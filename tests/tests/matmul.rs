@@ -202,6 +202,7 @@ fn linear_epilogue_every_config_matches_oracle() {
                 gelu,
                 residual: use_res,
                 split: 0,
+                norm: false,
             };
             let mut configs = vec![None];
             if all && use_bias && gelu && use_res {
@@ -300,6 +301,7 @@ fn linear_split_every_config_matches_oracle() {
         gelu: true,
         residual: false,
         split: 3,
+        norm: false,
     };
     let mut configs = vec![None];
     configs.extend(spec.space(e.profile()).into_iter().map(Some));
@@ -346,6 +348,167 @@ fn linear_split_every_config_matches_oracle() {
             matches!(
                 err,
                 webjit_engine::Error::InvalidArgument { op: "linear", .. }
+            ),
+            "{what}: {err:?}"
+        );
+    }
+    assert_eq!(rec.stats.dispatches, 0);
+}
+
+/// f64 LayerNorm of each row of x [m, k] (population variance).
+fn layer_norm_ref(x: &[f32], m: usize, k: usize, g: &[f32], b: &[f32], eps: f64) -> Vec<f64> {
+    let mut out = Vec::with_capacity(m * k);
+    for row in x.chunks(k).take(m) {
+        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / k as f64;
+        let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / k as f64;
+        let rs = 1.0 / (var + eps).sqrt();
+        out.extend(
+            row.iter()
+                .enumerate()
+                .map(|(i, &v)| (v as f64 - mean) * rs * g[i] as f64 + b[i] as f64),
+        );
+    }
+    out
+}
+
+/// `ops::linear_norm`: LayerNorm of x inside the matmul's dispatch, on every config of the
+/// space for an unaligned shape (scalar loads) and an aligned one (vec4 loads), with a split
+/// output, bias and GELU; the normalized x it also returns; a residual on the default config;
+/// rows with a mean far from zero (the statistics are shifted); and its refusals.
+#[test]
+fn linear_norm_every_config_matches_oracle() {
+    let e = engine();
+    let mut r = Rand::new(58);
+    let eps = 1e-5f32;
+    let mut runs = 0;
+    for &(m, n, k, offset) in &[(19usize, 45usize, 37usize, 0.0f32), (13, 48, 64, 6.0)] {
+        // Rows of different scales around `offset`.
+        let x: Vec<f32> = r
+            .vec(m * k, -1.0, 1.0)
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| offset + v * (1.0 + (i / k) as f32 * 0.3))
+            .collect();
+        let w = r.vec(n * k, -1.0, 1.0);
+        let bias = r.vec(n, -1.0, 1.0);
+        let g = r.vec(k, 0.5, 1.5);
+        let be = r.vec(k, -0.5, 0.5);
+        let xt = e.upload_f32(&[m, k], &x).unwrap();
+        let wt = e.upload_f32(&[n, k], &w).unwrap();
+        let bt = e.upload_f32(&[n], &bias).unwrap();
+        let (gt, bet) = (
+            e.upload_f32(&[k], &g).unwrap(),
+            e.upload_f32(&[k], &be).unwrap(),
+        );
+        let xn = layer_norm_ref(&x, m, k, &g, &be, eps as f64);
+        let prod: Vec<f64> = (0..m * n)
+            .map(|i| {
+                let (row, col) = (i / n, i % n);
+                (0..k)
+                    .map(|j| xn[row * k + j] * w[col * k + j] as f64)
+                    .sum::<f64>()
+                    + bias[col] as f64
+            })
+            .collect();
+        let gelu = |y: f64| 0.5 * y * (1.0 + libm::erf(y / std::f64::consts::SQRT_2));
+        let norm = ops::LayerNormIn {
+            gamma: &gt,
+            beta: &bet,
+            eps,
+        };
+        let atol = 2e-6 * (k as f64).sqrt() * 4.0;
+        // Split in 3, bias, GELU: every config.
+        let epi = ops::LinearEpilogue {
+            bias: Some(&bt),
+            gelu: true,
+            residual: None,
+        };
+        let (mut spec, _) = ops::matmul_spec(&xt, &wt, true).unwrap();
+        spec.epilogue = webjit_engine::jit::kernels::matmul::Epilogue {
+            bias: true,
+            gelu: true,
+            residual: false,
+            split: 3,
+            norm: true,
+        };
+        let mut configs = vec![None];
+        configs.extend(spec.space(e.profile()).into_iter().map(Some));
+        assert!(configs.len() > 24, "space too small: {}", configs.len());
+        let nb = n / 3;
+        for cfg in configs {
+            let mut rec = e.recorder();
+            let (outs, xnt) =
+                ops::linear_norm_with(&mut rec, &xt, &wt, norm, epi, 3, cfg.clone()).unwrap();
+            assert_eq!(
+                rec.stats.dispatches, 1,
+                "the LayerNorm must not add dispatches"
+            );
+            rec.submit().unwrap();
+            assert_eq!(xnt.shape(), &[m, k]);
+            let label = format!("linear_norm m{m} n{n} k{k} normalized x cfg={cfg:?}");
+            assert_close(
+                &label,
+                r.seed,
+                &e.read_f32(&xnt).unwrap(),
+                &xn,
+                2e-5,
+                1e-5,
+                1e-9,
+            );
+            for (part, t) in outs.iter().enumerate() {
+                let want: Vec<f64> = (0..m * nb)
+                    .map(|i| gelu(prod[(i / nb) * n + part * nb + i % nb]))
+                    .collect();
+                let label = format!("linear_norm m{m} n{n} k{k} part {part} cfg={cfg:?}");
+                let got = e.read_f32(t).unwrap();
+                assert_close(&label, r.seed, &got, &want, atol, 1e-5, NMSE_MATMUL);
+            }
+            runs += 1;
+        }
+        // A residual, no split, default config.
+        let res = r.vec(m * n, -1.0, 1.0);
+        let rt = e.upload_f32(&[m, n], &res).unwrap();
+        let mut rec = e.recorder();
+        let epi = ops::LinearEpilogue {
+            bias: Some(&bt),
+            gelu: false,
+            residual: Some(&rt),
+        };
+        let (outs, _) = ops::linear_norm(&mut rec, &xt, &wt, norm, epi, 1).unwrap();
+        rec.submit().unwrap();
+        let want: Vec<f64> = prod.iter().zip(&res).map(|(&p, &q)| p + q as f64).collect();
+        let got = e.read_f32(&outs[0]).unwrap();
+        assert_close(
+            "linear_norm residual",
+            r.seed,
+            &got,
+            &want,
+            atol,
+            1e-5,
+            NMSE_MATMUL,
+        );
+    }
+    assert!(runs > 48, "{runs} runs");
+
+    // Refused: LayerNorm operands of the wrong length, a non-positive epsilon, a batched
+    // weight.
+    let x = e.upload_f32(&[4, 8], &[0.5; 32]).unwrap();
+    let w = e.upload_f32(&[6, 8], &[0.25; 48]).unwrap();
+    let g8 = e.upload_f32(&[8], &[1.0; 8]).unwrap();
+    let g7 = e.upload_f32(&[7], &[1.0; 7]).unwrap();
+    let mut rec = e.recorder();
+    for (what, g, eps) in [("short gamma", &g7, 1e-5), ("zero epsilon", &g8, 0.0)] {
+        let norm = ops::LayerNormIn {
+            gamma: g,
+            beta: &g8,
+            eps,
+        };
+        let err = ops::linear_norm(&mut rec, &x, &w, norm, Default::default(), 1).expect_err(what);
+        assert!(
+            matches!(
+                err,
+                webjit_engine::Error::Shape { op: "linear", .. }
+                    | webjit_engine::Error::InvalidArgument { op: "linear", .. }
             ),
             "{what}: {err:?}"
         );

@@ -146,6 +146,26 @@ fn matmul_space_validates() {
             12,
         );
     }
+    // A LayerNorm of A (`ops::linear_norm`), with a split output or GELU, in every config.
+    for (split, gelu) in [(3, false), (0, true)] {
+        n += sweep(
+            &MatmulSpec {
+                m: 12,
+                n: 1152,
+                k: 384,
+                batch: 1,
+                trans_b: true,
+                epilogue: webjit_engine::jit::kernels::matmul::Epilogue {
+                    bias: true,
+                    gelu,
+                    residual: false,
+                    split,
+                    norm: true,
+                },
+            },
+            12,
+        );
+    }
     // The fused epilogue of `ops::linear` (bias, erf GELU, residual) in every config.
     n += sweep(
         &MatmulSpec {
@@ -159,6 +179,7 @@ fn matmul_space_validates() {
                 gelu: true,
                 residual: true,
                 split: 0,
+                norm: false,
             },
         },
         12,

@@ -123,6 +123,7 @@ pub fn matmul_into(
         &spec,
         cfg,
         &[Bind::whole(a), Bind::whole(b), Bind::whole(out)],
+        0.0,
     )
 }
 
@@ -131,11 +132,13 @@ fn run(
     spec: &MatmulSpec,
     cfg: Option<MatmulConfig>,
     binds: &[Bind<'_>],
+    eps: f32,
 ) -> Result<()> {
     let engine = rec.engine();
     let c = engine.choose(spec, cfg);
     let kernel = engine.pipelines.get(&engine.gpu, spec, &c)?;
-    let params = spec.params(&c);
+    let mut params = spec.params(&c);
+    params.eps = eps;
     rec.dispatch(
         &kernel,
         bytemuck::bytes_of(&params),
@@ -175,7 +178,7 @@ pub fn linear_with(
     epi: LinearEpilogue<'_>,
     cfg: Option<MatmulConfig>,
 ) -> Result<Tensor> {
-    let mut outs = linear_parts(rec, x, w, epi, 1, cfg)?;
+    let (mut outs, _) = linear_parts(rec, x, w, epi, None, 1, cfg)?;
     outs.pop().ok_or_else(|| Error::InvalidArgument {
         op: "linear",
         detail: "no output".into(),
@@ -192,7 +195,7 @@ pub fn linear_split(
     epi: LinearEpilogue<'_>,
     parts: usize,
 ) -> Result<Vec<Tensor>> {
-    linear_parts(rec, x, w, epi, parts, None)
+    Ok(linear_parts(rec, x, w, epi, None, parts, None)?.0)
 }
 
 /// `linear_split` with an explicit tile config (tests).
@@ -204,7 +207,62 @@ pub fn linear_split_with(
     parts: usize,
     cfg: Option<MatmulConfig>,
 ) -> Result<Vec<Tensor>> {
-    linear_parts(rec, x, w, epi, parts, cfg)
+    Ok(linear_parts(rec, x, w, epi, None, parts, cfg)?.0)
+}
+
+/// The LayerNorm in front of `linear_norm`: each row of x normalized over its K elements
+/// (`eps` added to the variance), times `gamma` [K], plus `beta` [K].
+#[derive(Clone, Copy)]
+pub struct LayerNormIn<'t> {
+    pub gamma: &'t Tensor,
+    pub beta: &'t Tensor,
+    pub eps: f32,
+}
+
+/// `linear_split` of `layer_norm(x)`, still one dispatch: the matmul's workgroups compute
+/// the statistics of their own rows of x and normalize x as they read it. Returns the
+/// `parts` outputs and the normalized x (shaped like x), which a post-LN encoder needs again
+/// as its next residual. x must be 2-D or fold to [M, K] (no batched weight).
+///
+/// This is how an encoder layer avoids a dispatch per LayerNorm: the LayerNorm after a
+/// residual add moves into the projection that reads its result.
+///
+/// ```no_run
+/// # fn f(rec: &mut webjit_engine::Recorder, x: &webjit_engine::Tensor,
+/// #      w: &webjit_engine::Tensor, g: &webjit_engine::Tensor, b: &webjit_engine::Tensor)
+/// #      -> webjit_engine::Result<()> {
+/// use webjit_engine::ops::{linear_norm, LayerNormIn, LinearEpilogue};
+/// let norm = LayerNormIn { gamma: g, beta: b, eps: 1e-12 };
+/// let (outs, x_normalized) = linear_norm(rec, x, w, norm, LinearEpilogue::default(), 1)?;
+/// # Ok(()) }
+/// ```
+pub fn linear_norm(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w: &Tensor,
+    norm: LayerNormIn<'_>,
+    epi: LinearEpilogue<'_>,
+    parts: usize,
+) -> Result<(Vec<Tensor>, Tensor)> {
+    linear_norm_with(rec, x, w, norm, epi, parts, None)
+}
+
+/// `linear_norm` with an explicit tile config (tests and the tuner).
+pub fn linear_norm_with(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w: &Tensor,
+    norm: LayerNormIn<'_>,
+    epi: LinearEpilogue<'_>,
+    parts: usize,
+    cfg: Option<MatmulConfig>,
+) -> Result<(Vec<Tensor>, Tensor)> {
+    let (outs, xn) = linear_parts(rec, x, w, epi, Some(norm), parts, cfg)?;
+    let xn = xn.ok_or_else(|| Error::InvalidArgument {
+        op: "linear",
+        detail: "no normalized input".into(),
+    })?;
+    Ok((outs, xn))
 }
 
 fn linear_parts(
@@ -212,9 +270,10 @@ fn linear_parts(
     x: &Tensor,
     w: &Tensor,
     epi: LinearEpilogue<'_>,
+    norm: Option<LayerNormIn<'_>>,
     parts: usize,
     cfg: Option<MatmulConfig>,
-) -> Result<Vec<Tensor>> {
+) -> Result<(Vec<Tensor>, Option<Tensor>)> {
     let op = "linear";
     if w.shape().len() != 2 {
         return Err(Error::Shape {
@@ -247,7 +306,14 @@ fn linear_parts(
         gelu: epi.gelu,
         residual: epi.residual.is_some(),
         split: parts as u32,
+        norm: norm.is_some(),
     };
+    if norm.is_some() && spec.batch > 1 {
+        return Err(Error::Shape {
+            op,
+            detail: "a LayerNorm of the input needs a 2-D weight shared by every row".into(),
+        });
+    }
     let mut extra = Vec::new();
     if let Some(b) = epi.bias {
         expect_f32(op, b)?;
@@ -271,6 +337,29 @@ fn linear_parts(
         }
         extra.push(r);
     }
+    let k = w.shape()[1];
+    let mut norm_eps = 0.0;
+    if let Some(ln) = norm {
+        for (name, t) in [("gamma", ln.gamma), ("beta", ln.beta)] {
+            expect_f32(op, t)?;
+            expect_single(op, name, t)?;
+            if t.numel() != k {
+                return Err(Error::Shape {
+                    op,
+                    detail: format!("LayerNorm {name} {:?} must have {k} elements", t.shape()),
+                });
+            }
+        }
+        if !(ln.eps.is_finite() && ln.eps > 0.0) {
+            return Err(Error::InvalidArgument {
+                op,
+                detail: format!("LayerNorm epsilon must be positive, got {}", ln.eps),
+            });
+        }
+        extra.push(ln.gamma);
+        extra.push(ln.beta);
+        norm_eps = ln.eps;
+    }
     let mut part_shape = shape.clone();
     if let Some(last) = part_shape.last_mut() {
         *last = n / parts;
@@ -281,6 +370,13 @@ fn linear_parts(
     let mut binds = vec![Bind::whole(x), Bind::whole(w)];
     binds.extend(outs.iter().map(Bind::whole));
     binds.extend(extra.into_iter().map(Bind::whole));
-    run(rec, &spec, cfg, &binds)?;
-    Ok(outs)
+    let xn = match norm {
+        Some(_) => Some(rec.empty(x.shape(), DType::F32)?),
+        None => None,
+    };
+    if let Some(t) = &xn {
+        binds.push(Bind::whole(t));
+    }
+    run(rec, &spec, cfg, &binds, norm_eps)?;
+    Ok((outs, xn))
 }

@@ -33,8 +33,8 @@ pub use elementwise::{
 };
 pub use embedding::{check_ids, embedding, embedding_gpu_ids, embedding_with, qembedding_into};
 pub use matmul::{
-    linear, linear_split, linear_split_with, linear_with, matmul, matmul_into, matmul_spec,
-    matmul_with, LinearEpilogue,
+    linear, linear_norm, linear_norm_with, linear_split, linear_split_with, linear_with, matmul,
+    matmul_into, matmul_spec, matmul_with, LayerNormIn, LinearEpilogue,
 };
 pub use neighborhood::{
     neighborhood_attention, neighborhood_attention_into, neighborhood_attention_with,

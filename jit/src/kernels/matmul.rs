@@ -13,7 +13,8 @@ use crate::spec::{div_ceil, BindingDecl, KernelSpec, UniformStruct};
 
 crate::uniform_struct!(
     /// Uniforms of `matmul.wgsl`. Strides are per batch, in elements of the load type.
-    MatmulParams { m: u32, n: u32, k: u32, batch: u32, sa: u32, sb: u32, sc: u32, pad: u32 }
+    /// `eps` is the LayerNorm epsilon of an `Epilogue::norm` product (unused otherwise).
+    MatmulParams { m: u32, n: u32, k: u32, batch: u32, sa: u32, sb: u32, sc: u32, eps: f32 }
 );
 
 /// `c[b] = a[b] x op(b[b])` for `batch` matrices: a [M, K], b [K, N] or [N, K] if `trans_b`.
@@ -42,6 +43,14 @@ pub struct Epilogue {
     /// one output): a fused Q/K/V projection writes q, k and v to their own buffers. Extra
     /// outputs bind right after `c`; needs batch 1, N divisible by `split`, no residual.
     pub split: u32,
+    /// LayerNorm of A on the way in: each row of A is normalized over K (mean, variance,
+    /// `eps` from the uniform) and scaled by `ln_g` [K] plus `ln_b` [K] before it meets B,
+    /// and the workgroups of the first column tile also store the normalized A to `xn`
+    /// ([M, K]) for later use (a post-LN encoder's residual stream). The statistics are
+    /// computed in the matmul's own workgroups, so the LayerNorm that sits between an
+    /// encoder's residual add and its next projection costs no dispatch. Binds `ln_g`,
+    /// `ln_b` and `xn` last; needs batch 1.
+    pub norm: bool,
 }
 
 impl Epilogue {
@@ -51,6 +60,7 @@ impl Epilogue {
         gelu: false,
         residual: false,
         split: 0,
+        norm: false,
     };
 
     /// Output tensors written (1 unless split).
@@ -73,6 +83,9 @@ impl Epilogue {
         }
         if self.split > 1 {
             let _ = write!(s, ".split{}", self.split);
+        }
+        if self.norm {
+            s.push_str(".ln");
         }
         s
     }
@@ -209,7 +222,8 @@ struct DotTile {
 }
 
 impl DotTile {
-    fn new(tm: u32, tn: u32) -> Self {
+    /// `norm`: A's values pass through `nrm` (the `Epilogue::norm` LayerNorm) as loaded.
+    fn new(tm: u32, tn: u32, norm: bool) -> Self {
         let mut t = DotTile {
             rows: String::new(),
             decl: String::new(),
@@ -229,7 +243,11 @@ impl DotTile {
             let _ = writeln!(t.body, "        let b{j} = b[br{j} + q];");
         }
         for i in 0..tm {
-            let _ = writeln!(t.body, "        let a{i} = a[ar{i} + q];");
+            if norm {
+                let _ = writeln!(t.body, "        let a{i} = nrm(a[ar{i} + q], {i}u, q);");
+            } else {
+                let _ = writeln!(t.body, "        let a{i} = a[ar{i} + q];");
+            }
             for j in 0..tn {
                 let _ = writeln!(t.decl, "    var acc_{i}_{j} = LT(0.0);");
                 let _ = writeln!(
@@ -261,7 +279,7 @@ impl MatmulSpec {
             sa: (self.m * self.k / lv) as u32,
             sb: (self.k * self.n / lv) as u32,
             sc: (self.m * self.n) as u32,
-            pad: 0,
+            eps: 0.0,
         }
     }
 
@@ -277,7 +295,9 @@ impl MatmulSpec {
     }
 
     /// Load of a BR x BK tile of a row-major matrix whose rows run along k (A, or B^T),
-    /// stored transposed into `dst` ([BK, BR / V]).
+    /// stored transposed into `dst` ([BK, BR / V]); `norm`: through `nrm` (A of an
+    /// `Epilogue::norm` product).
+    #[allow(clippy::too_many_arguments)]
     fn gen_load_k_major(
         cfg: &MatmulConfig,
         src: &str,
@@ -286,6 +306,7 @@ impl MatmulSpec {
         rows: &str,
         base: &str,
         origin: &str,
+        norm: bool,
     ) -> String {
         let lv = cfg.load_vec;
         let per_row = cfg.bk / lv;
@@ -303,7 +324,16 @@ impl MatmulSpec {
         let _ = writeln!(s, "            let gr = {origin} + r;");
         let _ = writeln!(s, "            let gk = k0 + kq;");
         let _ = writeln!(s, "            var v = LT(0.0);");
-        let _ = writeln!(s, "            if (gr < {rows} && gk < p.k) {{ v = {src}[{base} + (gr * p.k + gk) / {lv}u]; }}");
+        let load = format!("{src}[{base} + (gr * p.k + gk) / {lv}u]");
+        let load = if norm {
+            format!("nrm({load}, r, gk / {lv}u)")
+        } else {
+            load
+        };
+        let _ = writeln!(
+            s,
+            "            if (gr < {rows} && gk < p.k) {{ v = {load}; }}"
+        );
         for q in 0..lv {
             let comp = if lv == 4 {
                 format!("v[{q}]")
@@ -367,7 +397,7 @@ impl MatmulSpec {
     fn render_direct(&self, cfg: &MatmulConfig) -> Result<String, JitError> {
         let (tm, tn, lv) = (cfg.tm, cfg.tn, cfg.load_vec);
         let lt = if lv == 4 { "vec4<f32>" } else { "f32" };
-        let tile = DotTile::new(tm, tn);
+        let tile = DotTile::new(tm, tn, self.epilogue.norm);
         let mut store = String::new();
         for i in 0..tm {
             let _ = writeln!(store, "    if (row0 + {i}u < p.m) {{");
@@ -391,7 +421,8 @@ impl MatmulSpec {
                 ("TN", tn.to_string()),
                 ("LV", lv.to_string()),
                 ("WG", cfg.workgroup_size().to_string()),
-                ("EPILOGUE", self.gen_epilogue()?),
+                ("EPILOGUE", self.gen_epilogue(cfg)?),
+                ("NORM_PRE", self.gen_norm_pre()),
                 ("ROWS", tile.rows),
                 ("ACC_DECL", tile.decl),
                 ("BODY", tile.body),
@@ -403,7 +434,7 @@ impl MatmulSpec {
     fn render_split_k(&self, cfg: &MatmulConfig) -> Result<String, JitError> {
         let (tm, tn, lv, wg) = (cfg.tm, cfg.tn, cfg.load_vec, cfg.bk);
         let lt = if lv == 4 { "vec4<f32>" } else { "f32" };
-        let tile = DotTile::new(tm, tn);
+        let tile = DotTile::new(tm, tn, self.epilogue.norm);
         let mut parts = String::new();
         for i in 0..tm {
             for j in 0..tn {
@@ -423,7 +454,8 @@ impl MatmulSpec {
                 ("LV", lv.to_string()),
                 ("WG", wg.to_string()),
                 ("PART_LEN", (tm * tn * wg).to_string()),
-                ("EPILOGUE", self.gen_epilogue()?),
+                ("EPILOGUE", self.gen_epilogue(cfg)?),
+                ("NORM_PRE", self.gen_norm_pre()),
                 ("ROWS", tile.rows),
                 ("ACC_DECL", tile.decl),
                 ("BODY", tile.body),
@@ -450,15 +482,18 @@ impl MatmulSpec {
         if c.tm * c.tn > 64 {
             return Err(illegal(f, &key, "at most 64 outputs per invocation"));
         }
-        if c.form == MatmulForm::SplitK {
-            let shared = c.tm * c.tn * c.bk * 4;
-            if shared > l.max_compute_workgroup_storage_size {
-                return Err(illegal(
-                    f,
-                    &key,
-                    format!("{shared} bytes of partial sums exceed the device's workgroup memory"),
-                ));
-            }
+        let shared = self.norm_shared(c)
+            + if c.form == MatmulForm::SplitK {
+                c.tm * c.tn * c.bk * 4
+            } else {
+                0
+            };
+        if shared > l.max_compute_workgroup_storage_size {
+            return Err(illegal(
+                f,
+                &key,
+                format!("{shared} bytes of workgroup memory exceed the device's limit"),
+            ));
         }
         if ![1, 4].contains(&c.load_vec) {
             return Err(illegal(f, &key, "load width must be 1 or 4"));
@@ -468,6 +503,15 @@ impl MatmulSpec {
         }
         super::check_workgroup(f, &key, profile, c.workgroup_size())?;
         self.check_sizes(profile, c, &key)
+    }
+
+    /// Workgroup memory of the `Epilogue::norm` statistics (none without it).
+    fn norm_shared(&self, c: &MatmulConfig) -> u32 {
+        if self.epilogue.norm {
+            (c.workgroup_size() + c.bm) * 8
+        } else {
+            0
+        }
     }
 
     /// Checks shared by every form: a non-empty problem, operands indexable in u32, and a grid
@@ -507,8 +551,85 @@ impl MatmulSpec {
         Ok(())
     }
 
+    /// The call that computes the `Epilogue::norm` statistics of the workgroup's rows (and
+    /// stores them normalized from the first column tile), at the top of every form.
+    fn gen_norm_pre(&self) -> String {
+        if self.epilogue.norm {
+            "    ln_prep(lid, row0, a_base, wid.x == 0u);\n".into()
+        } else {
+            String::new()
+        }
+    }
+
+    /// `Epilogue::norm`'s bindings, workgroup memory and functions: `ln_prep` (statistics of
+    /// the workgroup's `bm` rows, `wg / bm` invocations per row, and the normalized rows to
+    /// `xn` when asked) and `nrm(value, row of the tile, LV-wide step of K)`.
+    fn gen_norm(cfg: &MatmulConfig, first_binding: u32) -> String {
+        let (bm, wg, lv) = (cfg.bm, cfg.workgroup_size(), cfg.load_vec);
+        let (sum, first) = if lv == 4 {
+            ("dot(v, vec4<f32>(1.0))", "a[base].x")
+        } else {
+            ("v", "a[base]")
+        };
+        let b = first_binding;
+        format!(
+            r#"@group(0) @binding({b}) var<storage, read> ln_g: array<LT>; // [K]
+@group(0) @binding({b1}) var<storage, read> ln_b: array<LT>; // [K]
+@group(0) @binding({b2}) var<storage, read_write> xn: array<LT>; // [M, K], A normalized
+const LN_G: u32 = {g}u; // invocations per row of the tile
+var<workgroup> ln_part: array<vec2<f32>, {wg}>;
+var<workgroup> ln_stat: array<vec2<f32>, {bm}>; // mean, 1 / std of each row of the tile
+fn ln_sum(v: LT) -> f32 {{
+    return {sum};
+}}
+fn nrm(v: LT, r: u32, q: u32) -> LT {{
+    let s = ln_stat[r];
+    return (v - LT(s.x)) * s.y * ln_g[q] + ln_b[q];
+}}
+// Mean and variance of rows row0 .. row0 + {bm} of A (shifted by each row's first value, so
+// a large mean does not swamp the variance), then, from the first column tile, those rows
+// normalized to xn.
+fn ln_prep(lid: u32, row0: u32, a_base: u32, store: bool) {{
+    let kv = p.k / {lv}u;
+    let ri = lid / LN_G;
+    let gi = lid % LN_G;
+    let gr = min(row0 + ri, p.m - 1u);
+    let base = a_base + gr * kv;
+    let shift = {first};
+    var s = vec2<f32>(0.0);
+    for (var q = gi; q < kv; q = q + LN_G) {{
+        let v = a[base + q] - LT(shift);
+        s = s + vec2<f32>(ln_sum(v), ln_sum(v * v));
+    }}
+    ln_part[lid] = s;
+    workgroupBarrier();
+    for (var st = LN_G / 2u; st > 0u; st = st >> 1u) {{
+        if (gi < st) {{
+            ln_part[lid] = ln_part[lid] + ln_part[lid + st];
+        }}
+        workgroupBarrier();
+    }}
+    if (gi == 0u) {{
+        let mean = ln_part[lid].x / f32(p.k);
+        let vr = max(ln_part[lid].y / f32(p.k) - mean * mean, 0.0);
+        ln_stat[ri] = vec2<f32>(shift + mean, inverseSqrt(vr + p.eps));
+    }}
+    workgroupBarrier();
+    if (store && row0 + ri < p.m) {{
+        for (var q = gi; q < kv; q = q + LN_G) {{
+            xn[base + q] = nrm(a[base + q], ri, q);
+        }}
+    }}
+}}
+"#,
+            b1 = b + 1,
+            b2 = b + 2,
+            g = wg / bm.max(1),
+        )
+    }
+
     /// The epilogue's bindings and `epi(value, output index, column)`.
-    fn gen_epilogue(&self) -> Result<String, JitError> {
+    fn gen_epilogue(&self, cfg: &MatmulConfig) -> Result<String, JitError> {
         let e = self.epilogue;
         let mut s = String::new();
         let mut next = 4;
@@ -531,6 +652,10 @@ impl MatmulSpec {
                 s,
                 "@group(0) @binding({next}) var<storage, read> res: array<f32>; // like c"
             );
+            next += 1;
+        }
+        if e.norm {
+            s.push_str(&Self::gen_norm(cfg, next));
         }
         if e.gelu {
             s.push_str("alias T = f32;\n");
@@ -715,6 +840,12 @@ impl KernelSpec for MatmulSpec {
         }
         if self.epilogue.residual {
             v.push(BindingDecl::read(next, "res"));
+            next += 1;
+        }
+        if self.epilogue.norm {
+            v.push(BindingDecl::read(next, "ln_g"));
+            v.push(BindingDecl::read(next + 1, "ln_b"));
+            v.push(BindingDecl::read_write(next + 2, "xn"));
         }
         v
     }
@@ -731,9 +862,18 @@ impl KernelSpec for MatmulSpec {
         } else {
             "f32"
         };
-        let load_a = Self::gen_load_k_major(cfg, "a", "As", cfg.bm, "p.m", "a_base", "row0");
+        let load_a = Self::gen_load_k_major(
+            cfg,
+            "a",
+            "As",
+            cfg.bm,
+            "p.m",
+            "a_base",
+            "row0",
+            self.epilogue.norm,
+        );
         let load_b = if self.trans_b {
-            Self::gen_load_k_major(cfg, "b", "Bs", cfg.bn, "p.n", "b_base", "col0")
+            Self::gen_load_k_major(cfg, "b", "Bs", cfg.bn, "p.n", "b_base", "col0", false)
         } else {
             Self::gen_load_n_major(cfg)
         };
@@ -760,7 +900,8 @@ impl KernelSpec for MatmulSpec {
                 ("LOAD_B", load_b),
                 ("COMPUTE", Self::gen_compute(cfg)),
                 ("STORE", Self::gen_store(cfg)),
-                ("EPILOGUE", self.gen_epilogue()?),
+                ("EPILOGUE", self.gen_epilogue(cfg)?),
+                ("NORM_PRE", self.gen_norm_pre()),
             ],
         )
     }
@@ -792,6 +933,22 @@ impl KernelSpec for MatmulSpec {
                     e.outputs()
                 ),
             });
+        }
+        if e.norm && self.batch > 1 {
+            return Err(JitError::UnsupportedProblem {
+                family: f.into(),
+                reason: "a LayerNorm of A needs batch 1".into(),
+            });
+        }
+        if e.norm {
+            let wg = c.workgroup_size();
+            if c.bm == 0 || wg < c.bm || !wg.is_multiple_of(c.bm) {
+                return Err(illegal(
+                    f,
+                    &key,
+                    "a LayerNorm of A needs a whole number of invocations per row of the tile",
+                ));
+            }
         }
         if c.form != MatmulForm::Tiled {
             return self.check_direct(profile, c);
@@ -831,7 +988,7 @@ impl KernelSpec for MatmulSpec {
                 format!("tile loads ({loads_a}, {loads_b}) must be whole multiples of the workgroup ({wg})"),
             ));
         }
-        let shared = (c.bm + c.bn) * c.bk * 4;
+        let shared = (c.bm + c.bn) * c.bk * 4 + self.norm_shared(c);
         if shared > l.max_compute_workgroup_storage_size {
             return Err(illegal(
                 f,
