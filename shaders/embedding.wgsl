@@ -2,7 +2,7 @@
 // {{KEY}}
 // Embedding gather from one segment of a table that may be split over several buffers:
 // rows [row_lo, row_lo + seg_rows) live in `table`; ids outside that range are left for the
-// dispatch of their own segment.
+// dispatch of their own segment. With `add`, output row t also gets row t % add_rows of it.
 {{PARAMS}}
 alias T = {{T}};
 
@@ -10,6 +10,7 @@ alias T = {{T}};
 @group(0) @binding(1) var<storage, read> ids: array<u32>;      // [n]
 @group(0) @binding(2) var<storage, read> table: array<T>;      // [seg_rows, dim]
 @group(0) @binding(3) var<storage, read_write> out: array<T>;  // [n, dim]
+{{ADD_DECL}}
 
 override WG: u32 = 64u;
 
@@ -25,7 +26,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if (id < p.row_lo || id - p.row_lo >= p.seg_rows) {
         return;
     }
-    out[idx] = table[(id - p.row_lo) * p.dim + d] * p.scale;
+    out[idx] = table[(id - p.row_lo) * p.dim + d] * p.scale{{ADD}};
 }
 
 //! section quantized

@@ -200,6 +200,7 @@ fn standard_set(e: &Engine, budget_s: f64) -> Result<Vec<TuneReport>> {
     let espec = webjit_engine::jit::kernels::embedding::EmbeddingSpec {
         n: tokens as u64,
         dim: d as u64,
+        add_rows: 0,
     };
     reports.push(e.tune(&espec, &opts, |rec, c| {
         ops::embedding_with(rec, &table, &ids, 25.3, Some(c.clone()))

@@ -419,6 +419,7 @@ fn embedding_gathers_from_every_segment() {
         let spec = EmbeddingSpec {
             n: ids.len() as u64,
             dim: dim as u64,
+            add_rows: 0,
         };
         let mut configs = vec![None];
         configs.extend(spec.space(e.profile()).into_iter().map(Some));
@@ -448,6 +449,64 @@ fn embedding_gathers_from_every_segment() {
             .len()
             >= 3
     );
+}
+
+/// `ops::embedding_add`: the gather plus row `i % period` of a second table, on every config,
+/// from one buffer and from a table split over segments; and its refusals.
+#[test]
+fn embedding_add_matches_oracle_on_every_config() {
+    let mut r = Rand::new(42);
+    for (e, vocab, dim) in [
+        (engine(), 1000, 64),
+        (engine(), 37, 13),
+        (small_binding_engine(), 2001, 13),
+    ] {
+        let (rows, period) = (11usize, 7usize);
+        let table = r.vec(vocab * dim, -1.0, 1.0);
+        let add = r.vec(rows * dim, -1.0, 1.0);
+        let tt = e.upload_f32(&[vocab, dim], &table).unwrap();
+        let at = e.upload_f32(&[rows, dim], &add).unwrap();
+        let mut ids = r.ids(40, vocab as u32);
+        ids.extend([0, vocab as u32 - 1]);
+        let want: Vec<f64> = oracle::embedding(&table, dim, &ids, 0.5)
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| v + add[((i / dim) % period) * dim + i % dim] as f64)
+            .collect();
+        let spec = EmbeddingSpec {
+            n: ids.len() as u64,
+            dim: dim as u64,
+            add_rows: period as u64,
+        };
+        let mut configs = vec![None];
+        configs.extend(spec.space(e.profile()).into_iter().map(Some));
+        for cfg in configs {
+            let got = run(e, |rec| {
+                ops::embedding_add_with(rec, &tt, &ids, 0.5, &at, period, cfg.clone())
+            });
+            let label = format!(
+                "embedding_add v{vocab} d{dim} segs {} {cfg:?}",
+                tt.segments().len()
+            );
+            assert_close(&label, r.seed, &got, &want, 1e-6, 1e-6, NMSE_ELEMENTWISE);
+        }
+    }
+    let e = engine();
+    let table = e.upload_f32(&[4, 3], &[1.0; 12]).unwrap();
+    let add = e.upload_f32(&[2, 3], &[1.0; 6]).unwrap();
+    let narrow = e.upload_f32(&[2, 2], &[1.0; 4]).unwrap();
+    let mut rec = e.recorder();
+    for (what, t, period) in [
+        ("period past the added rows", &add, 3),
+        ("period 0", &add, 0),
+        ("added table of another width", &narrow, 2),
+    ] {
+        let err = ops::embedding_add(&mut rec, &table, &[1, 2], 1.0, t, period).expect_err(what);
+        assert_eq!(err.code(), "SHAPE", "{what}: {err}");
+    }
+    let err = ops::embedding_add(&mut rec, &table, &[4], 1.0, &add, 2).unwrap_err();
+    assert_eq!(err.code(), "INVALID_ARGUMENT", "{err}");
+    assert_eq!(rec.stats.dispatches, 0);
 }
 
 #[test]
@@ -510,6 +569,8 @@ fn mean_pool_and_l2_normalize_match_oracle() {
             batch: batch as u64,
             seq: seq as u64,
             dim: dim as u64,
+            norm: false,
+            l2: false,
         };
         let mut configs = vec![None];
         configs.extend(spec.space(e.profile()).into_iter().map(Some));
@@ -560,6 +621,117 @@ fn mean_pool_and_l2_normalize_match_oracle() {
         ops::mean_pool(&mut rec, &x, &[1]).unwrap_err().code(),
         "SHAPE"
     );
+}
+
+/// `ops::mean_pool_opts`: LayerNorm of each row, then the mean over real tokens, then L2
+/// (each alone and together), on every config, against f64; rows with a large mean; more
+/// tokens than invocations; and its refusals.
+#[test]
+fn mean_pool_with_layer_norm_and_l2_matches_oracle() {
+    use webjit_engine::jit::kernels::pool::PoolSpec;
+    let e = engine();
+    let mut r = Rand::new(72);
+    let eps = 1e-5f32;
+    let mut runs = 0;
+    for &(batch, seq, dim, offset) in &[
+        (3usize, 7usize, 384usize, 0.0f32),
+        (2, 13, 13, 4.0),
+        (2, 300, 64, 0.0),
+    ] {
+        let x: Vec<f32> = r
+            .vec(batch * seq * dim, -2.0, 2.0)
+            .iter()
+            .map(|&v| v + offset)
+            .collect();
+        let g = r.vec(dim, 0.5, 1.5);
+        let be = r.vec(dim, -0.5, 0.5);
+        let mut lens: Vec<u32> = (0..batch).map(|_| r.range(1, seq + 1) as u32).collect();
+        lens[0] = seq as u32;
+        let xt = e.upload_f32(&[batch, seq, dim], &x).unwrap();
+        let (gt, bet) = (
+            e.upload_f32(&[dim], &g).unwrap(),
+            e.upload_f32(&[dim], &be).unwrap(),
+        );
+        for (norm, l2) in [(true, true), (true, false), (false, true)] {
+            // f64 reference: LayerNorm rows, mean over real tokens, L2.
+            let mut want = Vec::new();
+            for (bi, &len) in lens.iter().enumerate() {
+                let mut acc = vec![0.0f64; dim];
+                for t in 0..len as usize {
+                    let row = &x[(bi * seq + t) * dim..][..dim];
+                    let mean = row.iter().map(|&v| v as f64).sum::<f64>() / dim as f64;
+                    let var =
+                        row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / dim as f64;
+                    for (d, &v) in row.iter().enumerate() {
+                        acc[d] += if norm {
+                            (v as f64 - mean) / (var + eps as f64).sqrt() * g[d] as f64
+                                + be[d] as f64
+                        } else {
+                            v as f64
+                        };
+                    }
+                }
+                acc.iter_mut().for_each(|a| *a /= len as f64);
+                if l2 {
+                    let n = acc.iter().map(|a| a * a).sum::<f64>().sqrt().max(1e-12);
+                    acc.iter_mut().for_each(|a| *a /= n);
+                }
+                want.extend(acc);
+            }
+            let opts = ops::PoolOptions {
+                norm: norm.then_some(ops::LayerNormIn {
+                    gamma: &gt,
+                    beta: &bet,
+                    eps,
+                }),
+                l2_eps: l2.then_some(1e-12),
+            };
+            let spec = PoolSpec {
+                batch: batch as u64,
+                seq: seq as u64,
+                dim: dim as u64,
+                norm,
+                l2,
+            };
+            let mut configs = vec![None];
+            configs.extend(spec.space(e.profile()).into_iter().map(Some));
+            assert!(configs.len() > 4, "space too small: {}", configs.len());
+            for cfg in configs {
+                let got = run(e, |rec| {
+                    ops::mean_pool_opts(rec, &xt, &lens, &opts, cfg.clone())
+                });
+                let label = format!("pool b{batch} s{seq} d{dim} norm={norm} l2={l2} {cfg:?}");
+                assert_close(&label, r.seed, &got, &want, 2e-6, 1e-5, NMSE_ELEMENTWISE);
+                runs += 1;
+            }
+        }
+    }
+    assert!(runs > 30, "{runs} runs");
+    let x = e.upload_f32(&[2, 3, 4], &[1.0; 24]).unwrap();
+    let g3 = e.upload_f32(&[3], &[1.0; 3]).unwrap();
+    let g4 = e.upload_f32(&[4], &[1.0; 4]).unwrap();
+    let mut rec = e.recorder();
+    let bad = |g, eps, l2_eps| ops::PoolOptions {
+        norm: Some(ops::LayerNormIn {
+            gamma: g,
+            beta: &g4,
+            eps,
+        }),
+        l2_eps,
+    };
+    for (what, opts, code) in [
+        ("short gamma", bad(&g3, 1e-5, None), "SHAPE"),
+        ("zero epsilon", bad(&g4, 0.0, None), "INVALID_ARGUMENT"),
+        (
+            "negative L2 epsilon",
+            bad(&g4, 1e-5, Some(-1.0)),
+            "INVALID_ARGUMENT",
+        ),
+    ] {
+        let err = ops::mean_pool_opts(&mut rec, &x, &[3, 1], &opts, None).expect_err(what);
+        assert_eq!(err.code(), code, "{what}: {err}");
+    }
+    assert_eq!(rec.stats.dispatches, 0);
 }
 
 #[test]

@@ -115,8 +115,30 @@ fn rope_space_validates() {
 
 #[test]
 fn embedding_space_validates() {
-    sweep(&EmbeddingSpec { n: 9, dim: 640 }, 8);
-    sweep(&EmbeddingSpec { n: 9, dim: 13 }, 4);
+    sweep(
+        &EmbeddingSpec {
+            n: 9,
+            dim: 640,
+            add_rows: 0,
+        },
+        8,
+    );
+    sweep(
+        &EmbeddingSpec {
+            n: 9,
+            dim: 384,
+            add_rows: 7,
+        },
+        8,
+    );
+    sweep(
+        &EmbeddingSpec {
+            n: 9,
+            dim: 13,
+            add_rows: 0,
+        },
+        4,
+    );
 }
 
 #[test]
@@ -195,6 +217,8 @@ fn pool_space_validates() {
             batch: 3,
             seq: 17,
             dim: 384,
+            norm: false,
+            l2: false,
         },
         8,
     );
@@ -203,6 +227,8 @@ fn pool_space_validates() {
             batch: 3,
             seq: 17,
             dim: 13,
+            norm: false,
+            l2: false,
         },
         4,
     );

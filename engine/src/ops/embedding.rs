@@ -40,7 +40,75 @@ pub fn embedding_with(
         ids.iter()
             .any(|&id| id as usize >= lo && (id as usize) < lo + rows)
     };
-    embedding_dispatch(rec, table, &ids_t, scale, &out, cfg, &used)?;
+    embedding_dispatch(rec, table, &ids_t, scale, &out, cfg, &used, None)?;
+    Ok(out)
+}
+
+/// `embedding` plus, on output row `i`, row `i % period` of `add` ([rows >= period, dim]),
+/// in the same dispatch: a BERT-style encoder's word and position embeddings for a batch of
+/// sequences padded to `period` tokens (with the position table as `add`).
+pub fn embedding_add(
+    rec: &mut Recorder,
+    table: &Tensor,
+    ids: &[u32],
+    scale: f32,
+    add: &Tensor,
+    period: usize,
+) -> Result<Tensor> {
+    embedding_add_with(rec, table, ids, scale, add, period, None)
+}
+
+/// `embedding_add` with an explicit config (tests and the tuner).
+pub fn embedding_add_with(
+    rec: &mut Recorder,
+    table: &Tensor,
+    ids: &[u32],
+    scale: f32,
+    add: &Tensor,
+    period: usize,
+    cfg: Option<EmbeddingConfig>,
+) -> Result<Tensor> {
+    const OP: &str = "embedding";
+    expect_f32(OP, table)?;
+    expect_f32(OP, add)?;
+    super::expect_single(OP, "added table", add)?;
+    let &[vocab, dim] = table.shape() else {
+        return Err(Error::Shape {
+            op: OP,
+            detail: format!("table must be [vocab, dim], got {:?}", table.shape()),
+        });
+    };
+    match add.shape() {
+        &[rows, d] if d == dim && period >= 1 && period <= rows => {}
+        s => {
+            return Err(Error::Shape {
+                op: OP,
+                detail: format!(
+                    "the added table must be [at least {period} (and 1) rows, {dim}], got {s:?}"
+                ),
+            })
+        }
+    }
+    check_ids(OP, ids, vocab)?;
+    let out = rec.empty(&[ids.len(), dim], DType::F32)?;
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let ids_t = rec.upload_u32(&[ids.len()], ids)?;
+    let used = |lo: usize, rows: usize| {
+        ids.iter()
+            .any(|&id| id as usize >= lo && (id as usize) < lo + rows)
+    };
+    embedding_dispatch(
+        rec,
+        table,
+        &ids_t,
+        scale,
+        &out,
+        cfg,
+        &used,
+        Some((add, period)),
+    )?;
     Ok(out)
 }
 
@@ -70,11 +138,12 @@ pub fn embedding_gpu_ids(
     super::expect_single("embedding", "ids", ids)?;
     let out = rec.empty(&[ids.numel(), dim], DType::F32)?;
     if ids.numel() > 0 {
-        embedding_dispatch(rec, table, ids, scale, &out, cfg, &|_, _| true)?;
+        embedding_dispatch(rec, table, ids, scale, &out, cfg, &|_, _| true, None)?;
     }
     Ok(out)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn embedding_dispatch(
     rec: &mut Recorder,
     table: &Tensor,
@@ -83,11 +152,13 @@ fn embedding_dispatch(
     out: &Tensor,
     cfg: Option<EmbeddingConfig>,
     used: &dyn Fn(usize, usize) -> bool,
+    add: Option<(&Tensor, usize)>,
 ) -> Result<()> {
     super::expect_single("embedding", "output", out)?;
     let spec = EmbeddingSpec {
         n: ids.numel() as u64,
         dim: table.row_len() as u64,
+        add_rows: add.map_or(0, |(_, p)| p as u64),
     };
     let engine = rec.engine();
     let (c, kernel) = engine.kernel_for(&spec, cfg)?;
@@ -96,10 +167,14 @@ fn embedding_dispatch(
             continue;
         }
         let params = spec.params(&c, seg.row_start as u32, seg.rows as u32, scale);
+        let mut binds = vec![Bind::whole(ids), Bind::segment(table, i), Bind::whole(out)];
+        if let Some((t, _)) = add {
+            binds.push(Bind::whole(t));
+        }
         rec.dispatch(
             &kernel,
             bytemuck::bytes_of(&params),
-            &[Bind::whole(ids), Bind::segment(table, i), Bind::whole(out)],
+            &binds,
             spec.dispatch(&c),
         )?;
     }

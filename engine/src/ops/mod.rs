@@ -31,7 +31,10 @@ pub use block_sparse_opts::{BlockMask, BlockSelect, Granularity, Partition, Spar
 pub use elementwise::{
     add, elementwise_with, gelu_erf, gelu_tanh, gelu_tanh_mul, mul, scale, silu, silu_mul,
 };
-pub use embedding::{check_ids, embedding, embedding_gpu_ids, embedding_with, qembedding_into};
+pub use embedding::{
+    check_ids, embedding, embedding_add, embedding_add_with, embedding_gpu_ids, embedding_with,
+    qembedding_into,
+};
 pub use matmul::{
     linear, linear_norm, linear_norm_with, linear_split, linear_split_with, linear_with, matmul,
     matmul_into, matmul_spec, matmul_with, LayerNormIn, LinearEpilogue,
@@ -40,7 +43,7 @@ pub use neighborhood::{
     neighborhood_attention, neighborhood_attention_into, neighborhood_attention_with,
     neighborhood_spec, NaOptions,
 };
-pub use pool::{mean_pool, mean_pool_with};
+pub use pool::{mean_pool, mean_pool_opts, mean_pool_with, PoolOptions};
 pub use qk_rope::{qk_rope_append, qk_rope_append_packed, QkNorms};
 pub use qmatmul::{qmatmul, qmatmul_into, qmatmul_spec, qmatmul_with};
 pub use qmatvec::{

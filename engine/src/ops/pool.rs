@@ -1,7 +1,7 @@
 use webjit_jit::kernels::pool::{PoolConfig, PoolSpec};
 use webjit_jit::KernelSpec;
 
-use super::{expect_f32, expect_single};
+use super::{expect_f32, expect_single, LayerNormIn};
 use crate::error::{Error, Result};
 use crate::recorder::{Bind, Recorder};
 use crate::tensor::{DType, Tensor};
@@ -15,6 +15,39 @@ pub fn mean_pool_with(
     rec: &mut Recorder,
     x: &Tensor,
     lens: &[u32],
+    cfg: Option<PoolConfig>,
+) -> Result<Tensor> {
+    mean_pool_opts(rec, x, lens, &PoolOptions::default(), cfg)
+}
+
+/// What `mean_pool_opts` does around the mean.
+#[derive(Clone, Copy, Default)]
+pub struct PoolOptions<'t> {
+    /// LayerNorm of every token's row before it is averaged (an encoder's last LayerNorm).
+    pub norm: Option<LayerNormIn<'t>>,
+    /// Divide each pooled vector by `max(|v|, eps)` (a unit-length sentence embedding).
+    pub l2_eps: Option<f32>,
+}
+
+/// `mean_pool` with a LayerNorm of each row before it and an L2 normalization after it, in
+/// one dispatch (one workgroup per sequence): x [batch, seq, dim] -> [batch, dim].
+///
+/// ```no_run
+/// # fn f(rec: &mut webjit_engine::Recorder, x: &webjit_engine::Tensor,
+/// #      g: &webjit_engine::Tensor, b: &webjit_engine::Tensor) -> webjit_engine::Result<()> {
+/// use webjit_engine::ops::{mean_pool_opts, LayerNormIn, PoolOptions};
+/// let opts = PoolOptions {
+///     norm: Some(LayerNormIn { gamma: g, beta: b, eps: 1e-12 }),
+///     l2_eps: Some(1e-12),
+/// };
+/// let embeddings = mean_pool_opts(rec, x, &[5, 3], &opts, None)?;
+/// # Ok(()) }
+/// ```
+pub fn mean_pool_opts(
+    rec: &mut Recorder,
+    x: &Tensor,
+    lens: &[u32],
+    opts: &PoolOptions<'_>,
     cfg: Option<PoolConfig>,
 ) -> Result<Tensor> {
     expect_f32("mean_pool", x)?;
@@ -42,19 +75,53 @@ pub fn mean_pool_with(
     if batch == 0 {
         return Ok(out);
     }
+    let mut binds = vec![Bind::whole(x)];
+    if let Some(ln) = opts.norm {
+        for (name, t) in [("gamma", ln.gamma), ("beta", ln.beta)] {
+            expect_f32("mean_pool", t)?;
+            expect_single("mean_pool", name, t)?;
+            if t.numel() != dim {
+                return Err(Error::Shape {
+                    op: "mean_pool",
+                    detail: format!("LayerNorm {name} {:?} must have {dim} elements", t.shape()),
+                });
+            }
+        }
+    }
+    for (what, eps) in [
+        ("LayerNorm epsilon", opts.norm.map(|n| n.eps)),
+        ("L2 epsilon", opts.l2_eps),
+    ] {
+        if let Some(eps) = eps.filter(|e| !(e.is_finite() && *e > 0.0)) {
+            return Err(Error::InvalidArgument {
+                op: "mean_pool",
+                detail: format!("{what} must be positive, got {eps}"),
+            });
+        }
+    }
     let lens_t = engine.upload_u32(&[batch], lens)?;
+    binds.push(Bind::whole(&lens_t));
+    binds.push(Bind::whole(&out));
+    if let Some(ln) = opts.norm {
+        binds.push(Bind::whole(ln.gamma));
+        binds.push(Bind::whole(ln.beta));
+    }
     let spec = PoolSpec {
         batch: batch as u64,
         seq: seq as u64,
         dim: dim as u64,
+        norm: opts.norm.is_some(),
+        l2: opts.l2_eps.is_some(),
     };
     let c = engine.choose(&spec, cfg);
     let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
-    let params = spec.params(&c);
+    let mut params = spec.params(&c);
+    params.eps = opts.norm.map_or(0.0, |n| n.eps);
+    params.l2_eps = opts.l2_eps.unwrap_or(0.0);
     rec.dispatch(
         &kernel,
         bytemuck::bytes_of(&params),
-        &[Bind::whole(x), Bind::whole(&lens_t), Bind::whole(&out)],
+        &binds,
         spec.dispatch(&c),
     )?;
     Ok(out)

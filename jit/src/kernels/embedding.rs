@@ -11,7 +11,7 @@ use crate::spec::{BindingDecl, KernelSpec, UniformStruct};
 
 crate::uniform_struct!(
     /// Uniforms of `embedding.wgsl`; `dim` counts vector elements.
-    GatherParams { n: u32, dim: u32, row_lo: u32, seg_rows: u32, scale: f32, pad0: u32, pad1: u32, pad2: u32 }
+    GatherParams { n: u32, dim: u32, row_lo: u32, seg_rows: u32, scale: f32, pad0: u32, add_rows: u32, pad2: u32 }
 );
 
 /// Gather `n` rows of `dim` f32 from a table segment.
@@ -19,6 +19,9 @@ crate::uniform_struct!(
 pub struct EmbeddingSpec {
     pub n: u64,
     pub dim: u64,
+    /// When nonzero, output row `i` also gets row `i % add_rows` of a second table `add`
+    /// (binding 4): an encoder's position embeddings added in the gather's dispatch.
+    pub add_rows: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,6 +44,7 @@ impl EmbeddingSpec {
             row_lo,
             seg_rows,
             scale,
+            add_rows: self.add_rows as u32,
             ..Default::default()
         }
     }
@@ -62,16 +66,25 @@ impl KernelSpec for EmbeddingSpec {
     }
 
     fn key(&self, cfg: &EmbeddingConfig) -> String {
-        format!("embedding.f32.v{}.wg{}", cfg.vec, cfg.wg)
+        format!(
+            "embedding.f32.v{}.wg{}{}",
+            cfg.vec,
+            cfg.wg,
+            if self.add_rows > 0 { ".add" } else { "" }
+        )
     }
 
     fn bindings(&self, _cfg: &EmbeddingConfig) -> Vec<BindingDecl> {
-        vec![
+        let mut v = vec![
             BindingDecl::uniform(0, "p"),
             BindingDecl::read(1, "ids"),
             BindingDecl::read(2, "table"),
             BindingDecl::read_write(3, "out"),
-        ]
+        ];
+        if self.add_rows > 0 {
+            v.push(BindingDecl::read(4, "add"));
+        }
+        v
     }
 
     fn render(&self, cfg: &EmbeddingConfig) -> Result<String, JitError> {
@@ -83,6 +96,22 @@ impl KernelSpec for EmbeddingSpec {
                 ("KEY", self.key(cfg)),
                 ("PARAMS", GatherParams::wgsl_decl()),
                 ("T", t.into()),
+                (
+                    "ADD_DECL",
+                    if self.add_rows > 0 {
+                        "@group(0) @binding(4) var<storage, read> add: array<T>;      // [>= add_rows, dim]".into()
+                    } else {
+                        String::new()
+                    },
+                ),
+                (
+                    "ADD",
+                    if self.add_rows > 0 {
+                        " + add[(t % p.add_rows) * p.dim + d]".into()
+                    } else {
+                        String::new()
+                    },
+                ),
             ],
         )
     }

@@ -8,8 +8,9 @@ use crate::shaders::POOL;
 use crate::spec::{BindingDecl, KernelSpec, UniformStruct};
 
 crate::uniform_struct!(
-    /// Uniforms of `pool.wgsl`; `dim` counts vector elements.
-    PoolParams { batch: u32, seq: u32, dim: u32, pad: u32 }
+    /// Uniforms of `pool.wgsl`; `dim` counts vector elements; `eps` is the LayerNorm epsilon
+    /// and `l2_eps` the least length divided by (the `rows` section).
+    PoolParams { batch: u32, seq: u32, dim: u32, pad: u32, eps: f32, l2_eps: f32, pad1: u32, pad2: u32 }
 );
 
 /// x: [batch, seq, dim] -> [batch, dim], averaging the first `lens[b]` tokens.
@@ -18,7 +19,14 @@ pub struct PoolSpec {
     pub batch: u64,
     pub seq: u64,
     pub dim: u64,
+    /// LayerNorm each token's row first (binds `ln_g`, `ln_b` [dim] after the output).
+    pub norm: bool,
+    /// Divide each pooled vector by its Euclidean length.
+    pub l2: bool,
 }
+
+/// Columns of the pooled vector one invocation keeps at most (the `rows` form).
+const MAX_COLS: u64 = 32;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PoolConfig {
@@ -32,8 +40,17 @@ impl PoolSpec {
             batch: self.batch as u32,
             seq: self.seq as u32,
             dim: (self.dim / cfg.vec as u64) as u32,
-            pad: 0,
+            ..Default::default()
         }
+    }
+
+    /// The `rows` form: one workgroup per sequence, needed for a LayerNorm or L2.
+    fn whole_rows(&self) -> bool {
+        self.norm || self.l2
+    }
+
+    fn cols(&self, cfg: &PoolConfig) -> u64 {
+        (self.dim / cfg.vec.max(1) as u64).div_ceil(cfg.wg.max(1) as u64)
     }
 }
 
@@ -55,20 +72,70 @@ impl KernelSpec for PoolSpec {
     }
 
     fn key(&self, cfg: &PoolConfig) -> String {
+        if self.whole_rows() {
+            return format!(
+                "pool.mean{}{}.f32.v{}.wg{}.c{}",
+                if self.norm { ".ln" } else { "" },
+                if self.l2 { ".l2" } else { "" },
+                cfg.vec,
+                cfg.wg,
+                self.cols(cfg)
+            );
+        }
         format!("pool.mean.f32.v{}.wg{}", cfg.vec, cfg.wg)
     }
 
     fn bindings(&self, _cfg: &PoolConfig) -> Vec<BindingDecl> {
-        vec![
+        let mut v = vec![
             BindingDecl::uniform(0, "p"),
             BindingDecl::read(1, "x"),
             BindingDecl::read(2, "lens"),
             BindingDecl::read_write(3, "out"),
-        ]
+        ];
+        if self.norm {
+            v.push(BindingDecl::read(4, "ln_g"));
+            v.push(BindingDecl::read(5, "ln_b"));
+        }
+        v
     }
 
     fn render(&self, cfg: &PoolConfig) -> Result<String, JitError> {
         let t = if cfg.vec == 4 { "vec4<f32>" } else { "f32" };
+        if self.whole_rows() {
+            let (decl, apply) = if self.norm {
+                (
+                    "@group(0) @binding(4) var<storage, read> ln_g: array<T>;       // [dim]\n\
+                     @group(0) @binding(5) var<storage, read> ln_b: array<T>;       // [dim]",
+                    "                    v = (v - T(stat[j].x)) * stat[j].y * ln_g[d] + ln_b[d];",
+                )
+            } else {
+                ("", "")
+            };
+            return render(
+                "pool.wgsl",
+                section("pool.wgsl", POOL, "rows")?,
+                &[
+                    ("KEY", self.key(cfg)),
+                    ("PARAMS", PoolParams::wgsl_decl()),
+                    ("T", t.into()),
+                    ("V", cfg.vec.to_string()),
+                    ("WG", cfg.wg.to_string()),
+                    ("COLS", self.cols(cfg).to_string()),
+                    ("NORM", self.norm.to_string()),
+                    ("L2", self.l2.to_string()),
+                    ("NORM_DECL", decl.into()),
+                    ("NORM_APPLY", apply.into()),
+                    (
+                        "HSUM",
+                        if cfg.vec == 4 {
+                            "dot(v, vec4<f32>(1.0))".into()
+                        } else {
+                            "v".into()
+                        },
+                    ),
+                ],
+            );
+        }
         render(
             "pool.wgsl",
             section("pool.wgsl", POOL, "main")?,
@@ -81,10 +148,16 @@ impl KernelSpec for PoolSpec {
     }
 
     fn overrides(&self, cfg: &PoolConfig) -> Vec<(String, f64)> {
+        if self.whole_rows() {
+            return Vec::new();
+        }
         vec![("WG".into(), cfg.wg as f64)]
     }
 
     fn dispatch(&self, cfg: &PoolConfig) -> [u32; 3] {
+        if self.whole_rows() {
+            return [self.batch as u32, 1, 1];
+        }
         linear_dispatch(self.batch * self.dim / cfg.vec as u64, cfg.wg)
     }
 
@@ -104,6 +177,24 @@ impl KernelSpec for PoolSpec {
                 "vec4 needs dim divisible by 4",
             ));
         }
+        if self.whole_rows() {
+            if !cfg.wg.is_power_of_two() || self.cols(cfg) > MAX_COLS {
+                return Err(illegal(
+                    self.family(),
+                    &self.key(cfg),
+                    format!(
+                        "whole-row pooling needs a power-of-2 workgroup and at most {MAX_COLS} columns per invocation"
+                    ),
+                ));
+            }
+            if self.batch > profile.limits.max_compute_workgroups_per_dimension as u64 {
+                return Err(illegal(
+                    self.family(),
+                    &self.key(cfg),
+                    "more sequences than workgroups per dimension",
+                ));
+            }
+        }
         if self.batch * self.seq * self.dim > u32::MAX as u64 {
             return Err(illegal(
                 self.family(),
@@ -121,10 +212,20 @@ impl KernelSpec for PoolSpec {
         )
     }
 
-    fn default_config(&self, _profile: &DeviceProfile) -> PoolConfig {
-        PoolConfig {
-            wg: 64,
-            vec: if self.dim.is_multiple_of(4) { 4 } else { 1 },
+    fn default_config(&self, profile: &DeviceProfile) -> PoolConfig {
+        let vec = if self.dim.is_multiple_of(4) { 4 } else { 1 };
+        if self.whole_rows() {
+            // One workgroup per sequence: enough invocations for a column each (up to 128),
+            // fewer on CPU adapters, which pay per invocation at every barrier.
+            let cap = if profile.cpu { 32 } else { 128 };
+            let want = (self.dim / vec as u64).next_power_of_two().clamp(32, cap) as u32;
+            for wg in [want, 256, 64, 32] {
+                let c = PoolConfig { wg, vec };
+                if self.check(profile, &c).is_ok() {
+                    return c;
+                }
+            }
         }
+        PoolConfig { wg: 64, vec }
     }
 }
