@@ -238,31 +238,37 @@ impl Bert {
             ids.extend_from_slice(t);
             ids.extend(std::iter::repeat_n(0, seq - t.len()));
         }
-        let positions: Vec<u32> = (0..b).flat_map(|_| 0..seq as u32).collect();
 
-        // Embeddings: word + position + token type (type 0, folded into the position table),
-        // then LayerNorm.  x: [b * seq, h]
+        // The residual stream is kept before its LayerNorm: each LayerNorm runs inside the
+        // projection that reads its result (`ops::linear_norm`, which also returns the
+        // normalized stream for the next residual add), and the last one inside the pooling.
+        // 5 dispatches per layer, 1 for the embeddings and 1 for pooling.
+        //
+        // Embeddings: word + position + token type (type 0, folded into the position table):
+        // r [b * seq, h], not yet normalized.
         let eps = cfg.layer_norm_eps as f32;
-        let word = ops::embedding(rec, &self.word, &ids, 1.0)?;
-        let pos = ops::embedding(rec, &self.position_type, &positions, 1.0)?;
-        let x = ops::add(rec, &word, &pos)?;
-        let mut x = ops::layer_norm(rec, &x, &self.emb_norm.w, &self.emb_norm.b, eps)?;
+        let mut r = ops::embedding_add(rec, &self.word, &ids, 1.0, &self.position_type, seq)?;
+        let mut norm = ops::LayerNormIn {
+            gamma: &self.emb_norm.w,
+            beta: &self.emb_norm.b,
+            eps,
+        };
 
         let head_dim = h / heads;
         let scale = 1.0 / (head_dim as f32).sqrt();
         let shape4 = [b, seq, heads, head_dim];
         for layer in &self.layers {
-            // Self-attention, bidirectional, padding masked.  q, k, v: [b, seq, heads, head_dim]
+            // Self-attention, bidirectional, padding masked.  q, k, v: [b, seq, heads, head_dim];
+            // x: the normalized stream, the residual of this sub-layer.
             let epi = ops::LinearEpilogue {
                 bias: Some(&layer.qkv.b),
                 ..Default::default()
             };
-            let [q, k, v]: [Tensor; 3] = ops::linear_split(rec, &x, &layer.qkv.w, epi, 3)?
-                .try_into()
-                .map_err(|_| Error::Shape {
-                    op: "bert",
-                    detail: "q/k/v split".into(),
-                })?;
+            let (qkv, x) = ops::linear_norm(rec, &r, &layer.qkv.w, norm, epi, 3)?;
+            let [q, k, v]: [Tensor; 3] = qkv.try_into().map_err(|_| Error::Shape {
+                op: "bert",
+                detail: "q/k/v split".into(),
+            })?;
             let (q, k, v) = (
                 reshape(&q, &shape4)?,
                 reshape(&k, &shape4)?,
@@ -271,25 +277,37 @@ impl Bert {
             let ctx = attend(rec, &q, &k, &v, &lens, scale)?;
             // The residual add rides in the output projection's dispatch.
             let ctx = reshape(&ctx, &[b * seq, h])?;
-            let res = linear(rec, &ctx, &layer.attn_out, Some(&x))?;
-            x = ops::layer_norm(rec, &res, &layer.attn_norm.w, &layer.attn_norm.b, eps)?;
-            // Feed-forward with erf GELU (in the up projection's dispatch), then the down
-            // projection with the residual add.  up: [b * seq, intermediate]
-            let up = ops::linear(
-                rec,
-                &x,
-                &layer.up.w,
-                ops::LinearEpilogue {
-                    bias: Some(&layer.up.b),
-                    gelu: true,
-                    residual: None,
-                },
-            )?;
-            let res = linear(rec, &up, &layer.down, Some(&x))?;
-            x = ops::layer_norm(rec, &res, &layer.ffn_norm.w, &layer.ffn_norm.b, eps)?;
+            let r_attn = linear(rec, &ctx, &layer.attn_out, Some(&x))?;
+            // Feed-forward: the attention LayerNorm and erf GELU in the up projection's
+            // dispatch, then the down projection with the residual add.
+            let epi = ops::LinearEpilogue {
+                bias: Some(&layer.up.b),
+                gelu: true,
+                residual: None,
+            };
+            let attn_norm = ops::LayerNormIn {
+                gamma: &layer.attn_norm.w,
+                beta: &layer.attn_norm.b,
+                eps,
+            };
+            let (up, x) = ops::linear_norm(rec, &r_attn, &layer.up.w, attn_norm, epi, 1)?;
+            let up = up.into_iter().next().ok_or_else(|| Error::Shape {
+                op: "bert",
+                detail: "no up projection".into(),
+            })?;
+            r = linear(rec, &up, &layer.down, Some(&x))?;
+            norm = ops::LayerNormIn {
+                gamma: &layer.ffn_norm.w,
+                beta: &layer.ffn_norm.b,
+                eps,
+            };
         }
-        let pooled = ops::mean_pool(rec, &reshape(&x, &[b, seq, h])?, &lens)?;
-        ops::l2_normalize(rec, &pooled, 1e-12)
+        // The last LayerNorm, mean pooling over real tokens and L2 normalization.
+        let opts = ops::PoolOptions {
+            norm: Some(norm),
+            l2_eps: Some(1e-12),
+        };
+        ops::mean_pool_opts(rec, &reshape(&r, &[b, seq, h])?, &lens, &opts, None)
     }
 
     /// GPU time of each kernel of one forward pass over `batch` (microseconds, in dispatch
