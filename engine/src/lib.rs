@@ -303,6 +303,8 @@ impl Engine {
             });
         #[cfg(not(target_arch = "wasm32"))]
         self.gpu.wait_idle()?;
+        #[cfg(target_arch = "wasm32")]
+        device::nudge::until(&self.gpu.queue, || done.is_set()).await;
         done.await.map_err(|e| {
             self.gpu.mark_lost(e.clone());
             Error::Readback { detail: e }
@@ -369,6 +371,12 @@ struct MapSignal(std::sync::Arc<Mutex<MapState>>);
 type MapState = (Option<Result<(), String>>, Option<std::task::Waker>);
 
 impl MapSignal {
+    /// Whether the map has finished (either way).
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    fn is_set(&self) -> bool {
+        self.0.lock().map(|s| s.0.is_some()).unwrap_or(true)
+    }
+
     fn set(&self, r: Result<(), String>) {
         if let Ok(mut s) = self.0.lock() {
             s.0 = Some(r);
