@@ -47,7 +47,18 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 fn minilm_matches_sentence_transformers() {
     let dir = require_model("all-MiniLM-L6-v2");
     let e = engine();
-    let bert = Bert::load_dir(e, &dir).expect("load MiniLM");
+    let mut bert = Bert::load_dir(e, &dir).expect("load MiniLM");
+    // The device's own choice, then the other way of running the LayerNorms (inside the
+    // projections on GPUs, as dispatches of their own on CPU adapters): both must match.
+    let default = bert.norm_in_matmul.unwrap_or(!e.profile().cpu);
+    for fused in [default, !default] {
+        bert.norm_in_matmul = Some(fused);
+        eprintln!("MiniLM with LayerNorms inside the projections: {fused}");
+        check(e, &bert);
+    }
+}
+
+fn check(e: &webjit_engine::Engine, bert: &Bert) {
     let refs = refs();
     assert!(
         refs.len() >= 8

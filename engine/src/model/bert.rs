@@ -74,6 +74,10 @@ pub struct Bert {
     position_type: Tensor,
     emb_norm: Norm,
     layers: Vec<Layer>,
+    /// Whether each LayerNorm runs inside the projection that reads it (`ops::linear_norm`)
+    /// rather than as a dispatch of its own. `None` (the default): on GPUs, not on CPU
+    /// adapters. The results agree either way; tests run both.
+    pub norm_in_matmul: Option<bool>,
 }
 
 impl Bert {
@@ -176,6 +180,7 @@ impl Bert {
             layers,
             tokenizer,
             config,
+            norm_in_matmul: None,
         })
     }
 
@@ -239,10 +244,14 @@ impl Bert {
             ids.extend(std::iter::repeat_n(0, seq - t.len()));
         }
 
-        // The residual stream is kept before its LayerNorm: each LayerNorm runs inside the
-        // projection that reads its result (`ops::linear_norm`, which also returns the
-        // normalized stream for the next residual add), and the last one inside the pooling.
-        // 5 dispatches per layer, 1 for the embeddings and 1 for pooling.
+        // The residual stream is kept before its LayerNorm: on GPUs each LayerNorm runs
+        // inside the projection that reads its result (`ops::linear_norm`, which also returns
+        // the normalized stream for the next residual add), and the last one inside the
+        // pooling: 5 dispatches per layer, 1 for the embeddings and 1 for pooling. CPU
+        // adapters (SwiftShader, lavapipe) run the LayerNorm as its own dispatch instead: a
+        // dispatch costs them little, and normalizing A inside the matmul adds about 40% to
+        // its arithmetic, which is what bounds them (lavapipe, 2026-11-23).
+        let fuse = self.norm_in_matmul.unwrap_or(!rec.engine().profile().cpu);
         //
         // Embeddings: word + position + token type (type 0, folded into the position table):
         // r [b * seq, h], not yet normalized.
@@ -264,7 +273,7 @@ impl Bert {
                 bias: Some(&layer.qkv.b),
                 ..Default::default()
             };
-            let (qkv, x) = ops::linear_norm(rec, &r, &layer.qkv.w, norm, epi, 3)?;
+            let (qkv, x) = norm_linear(rec, &r, &layer.qkv.w, norm, epi, 3, fuse)?;
             let [q, k, v]: [Tensor; 3] = qkv.try_into().map_err(|_| Error::Shape {
                 op: "bert",
                 detail: "q/k/v split".into(),
@@ -290,7 +299,7 @@ impl Bert {
                 beta: &layer.attn_norm.b,
                 eps,
             };
-            let (up, x) = ops::linear_norm(rec, &r_attn, &layer.up.w, attn_norm, epi, 1)?;
+            let (up, x) = norm_linear(rec, &r_attn, &layer.up.w, attn_norm, epi, 1, fuse)?;
             let up = up.into_iter().next().ok_or_else(|| Error::Shape {
                 op: "bert",
                 detail: "no up projection".into(),
@@ -359,6 +368,25 @@ impl Bert {
         }
         Ok((ids, out))
     }
+}
+
+/// `layer_norm(x) W^T` with `epi`, and the normalized x: one dispatch (`ops::linear_norm`)
+/// when `fuse`, else a LayerNorm dispatch and a linear one.
+fn norm_linear(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w: &Tensor,
+    norm: ops::LayerNormIn<'_>,
+    epi: ops::LinearEpilogue<'_>,
+    parts: usize,
+    fuse: bool,
+) -> Result<(Vec<Tensor>, Tensor)> {
+    if fuse {
+        return ops::linear_norm(rec, x, w, norm, epi, parts);
+    }
+    let xn = ops::layer_norm(rec, x, norm.gamma, norm.beta, norm.eps)?;
+    let outs = ops::linear_split(rec, &xn, w, epi, parts)?;
+    Ok((outs, xn))
 }
 
 /// `x W^T + b`, plus `residual` when given: one dispatch.

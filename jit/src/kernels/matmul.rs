@@ -234,6 +234,15 @@ impl DotTile {
                 t.rows,
                 "    let ar{i} = a_base + min(row0 + {i}u, p.m - 1u) * kv;"
             );
+            if norm {
+                // Each row's mean and 1 / std, out of workgroup memory once.
+                let _ = writeln!(t.rows, "    let ls{i} = ln_stat[{i}u];");
+            }
+        }
+        if norm {
+            // The LayerNorm's scale and shift at this step of K, shared by the rows.
+            t.body
+                .push_str("        let lg = ln_g[q];\n        let lb = ln_b[q];\n");
         }
         for j in 0..tn {
             let _ = writeln!(
@@ -244,7 +253,10 @@ impl DotTile {
         }
         for i in 0..tm {
             if norm {
-                let _ = writeln!(t.body, "        let a{i} = nrm(a[ar{i} + q], {i}u, q);");
+                let _ = writeln!(
+                    t.body,
+                    "        let a{i} = fma((a[ar{i} + q] - LT(ls{i}.x)) * ls{i}.y, lg, lb);"
+                );
             } else {
                 let _ = writeln!(t.body, "        let a{i} = a[ar{i} + q];");
             }
