@@ -66,6 +66,8 @@ pub struct Engine {
     pub(crate) kernel_memo: Mutex<KernelMemo>,
     /// The mappable buffer of the last readback, kept for the next (`submit_and_read`).
     staging: Mutex<Option<wgpu::Buffer>>,
+    /// Whether readbacks nudge the browser (`DeviceOptions::readback_nudge`, resolved).
+    readback_nudge: bool,
 }
 
 /// Smallest mappable readback buffer, so that small readbacks of different sizes share one.
@@ -76,7 +78,9 @@ const STAGING_KEEP_MAX: u64 = 4 << 20;
 impl Engine {
     pub async fn create(options: DeviceOptions) -> Result<Self> {
         let budget = options.memory_budget;
+        let nudge = options.readback_nudge;
         let gpu = Gpu::create(options).await?;
+        let readback_nudge = nudge.unwrap_or(!gpu.profile.cpu);
         Ok(Self {
             gpu,
             pool: BufferPool::new(budget),
@@ -89,7 +93,14 @@ impl Engine {
             tuned_configs: Mutex::new(std::collections::HashMap::new()),
             kernel_memo: Mutex::new(std::collections::HashMap::new()),
             staging: Mutex::new(None),
+            readback_nudge,
         })
+    }
+
+    /// Whether readbacks nudge the browser to deliver them sooner (web only; see
+    /// `DeviceOptions::readback_nudge`).
+    pub fn readback_nudge(&self) -> bool {
+        self.readback_nudge
     }
 
     /// Native convenience: blocks on `create`, then loads this device's tuning records from
@@ -303,8 +314,12 @@ impl Engine {
             });
         #[cfg(not(target_arch = "wasm32"))]
         self.gpu.wait_idle()?;
+        // By default not on CPU adapters: their jobs take far longer than the poll delay, and
+        // the GPU process's extra work would come out of the same cores.
         #[cfg(target_arch = "wasm32")]
-        device::nudge::until(&self.gpu.queue, || done.is_set()).await;
+        if self.readback_nudge {
+            device::nudge::until(&self.gpu.queue, || done.is_set()).await;
+        }
         done.await.map_err(|e| {
             self.gpu.mark_lost(e.clone());
             Error::Readback { detail: e }

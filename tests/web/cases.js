@@ -342,6 +342,49 @@ export const cases = {
     }
   },
 
+  /**
+   * EngineOptions.readbackNudge: reported by info(), refused when not a boolean, and with it on
+   * (in the worker) and off (in the page) MiniLM gives the same embeddings, which match
+   * sentence-transformers. (SwiftShader is a CPU adapter, where it defaults to off.)
+   */
+  async readback_nudge({ log }) {
+    const refs = await json('/data/minilm_refs.json');
+    const pick = refs.sentences.filter((s) => s.text && s.token_ids.length <= 16).slice(0, 2);
+    if (pick.length !== 2) fail('need two short reference sentences');
+    await expectCode(Engine.create({ readbackNudge: 'yes' }), 'INVALID_ARGUMENT', 'readbackNudge: "yes"');
+    const got = [];
+    for (const [nudge, worker] of [[true, true], [false, false]]) {
+      const e = await Engine.create({ readbackNudge: nudge, worker });
+      try {
+        const info = await e.info();
+        if (info.readback_nudge !== nudge) fail(`readbackNudge ${nudge}: info says ${info.readback_nudge}`);
+        const emb = await e.loadEmbedder(`${MODELS}/all-MiniLM-L6-v2/`);
+        const vecs = await emb.embed(pick.map((s) => s.text));
+        pick.forEach((s, i) => {
+          const a = vecs[i], b = s.embedding;
+          let dot = 0, na = 0, nb = 0;
+          for (let j = 0; j < b.length; j++) {
+            dot += a[j] * b[j];
+            na += a[j] * a[j];
+            nb += b[j] * b[j];
+          }
+          const cos = dot / Math.sqrt(na * nb);
+          if (!(cos >= 0.9999)) fail(`readbackNudge ${nudge}: cosine ${cos} for ${JSON.stringify(s.text)}`);
+        });
+        got.push(vecs.map((v) => Array.from(v)));
+        await emb.dispose();
+      } finally {
+        await e.dispose();
+      }
+    }
+    if (JSON.stringify(got[0]) !== JSON.stringify(got[1])) fail('embeddings differ with and without the nudge');
+    const d = await Engine.create();
+    const di = await d.info();
+    await d.dispose();
+    log(`  on and off agree; default here: ${di.readback_nudge}`);
+    return { defaultNudge: di.readback_nudge };
+  },
+
   /** Corrupt, truncated and random files are BAD_MODEL_FILE; nothing stays allocated. */
   async bad_gguf({ log }) {
     const e = await Engine.create();

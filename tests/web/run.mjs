@@ -41,6 +41,7 @@ const CASES = [
   ['cycles', 'webgpu'],
   ['abort', 'webgpu'],
   ['minilm', 'webgpu'],
+  ['readback_nudge', 'webgpu'],
   ['tune', 'webgpu'],
   // Every greedy step the golden rule compares, unless WEBJIT_WEB_GEMMA_TOKENS caps them.
   ['gemma', 'webgpu', { ...(process.env.WEBJIT_WEB_GEMMA_TOKENS ? { tokens: Number(process.env.WEBJIT_WEB_GEMMA_TOKENS) } : {}), timeoutS: 1200 }],

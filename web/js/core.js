@@ -55,8 +55,8 @@ export class Core {
   #fingerprint = '';
   #disposed = false;
 
-  /** args: {powerPreference, wasmUrl, tuningStore: 'indexeddb'|'none'} */
-  async create({ powerPreference, wasmUrl, tuningStore = 'indexeddb' } = {}) {
+  /** args: {powerPreference, readbackNudge, wasmUrl, tuningStore: 'indexeddb'|'none'} */
+  async create({ powerPreference, readbackNudge, wasmUrl, tuningStore = 'indexeddb' } = {}) {
     if (typeof navigator === 'undefined' || !navigator.gpu) {
       throw new WebjitError(
         ErrorCode.WEBGPU_UNAVAILABLE,
@@ -65,7 +65,10 @@ export class Core {
     }
     this.#exports = await initOnce(wasmUrl);
     try {
-      this.#engine = await wasm.Engine.create(powerPreference);
+      if (readbackNudge !== undefined && typeof readbackNudge !== 'boolean') {
+        throw new WebjitError(ErrorCode.INVALID_ARGUMENT, `readbackNudge must be true, false or undefined, got ${readbackNudge}`);
+      }
+      this.#engine = await wasm.Engine.create(powerPreference, readbackNudge);
     } catch (e) {
       throw toWebjitError(e);
     }

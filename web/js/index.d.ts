@@ -38,11 +38,19 @@ export interface EngineOptions {
   wasmUrl?: string | URL;
   /** Where tuning records persist: IndexedDB (default; loaded at create) or nowhere. */
   tuningStore?: 'indexeddb' | 'none';
+  /**
+   * While a result is read back, send empty queue submits so the browser's GPU process
+   * notices the finished work sooner (Chromium otherwise checks on a timer: about 1-2 ms per
+   * result). Default: on, except on CPU adapters (SwiftShader), whose work takes far longer.
+   */
+  readbackNudge?: boolean;
 }
 
 export interface EngineInfo {
   adapter: string;
   backend: string;
+  /** Whether readbacks nudge the browser (EngineOptions.readbackNudge, resolved). */
+  readback_nudge: boolean;
   features: { shader_f16: boolean; timestamp_query: boolean; subgroups?: boolean };
   limits: Record<string, number>;
   fingerprint: string;

@@ -123,9 +123,14 @@ pub struct WebEngine {
 
 #[wasm_bindgen(js_class = Engine)]
 impl WebEngine {
-    /// `await Engine.create(powerPreference)`: picks the WebGPU adapter, creates the device.
+    /// `await Engine.create(powerPreference, readbackNudge)`: picks the WebGPU adapter,
+    /// creates the device. `readbackNudge` (undefined: on except on CPU adapters) sends empty
+    /// queue submits while a readback waits, so the browser delivers it sooner.
     /// `WEBGPU_UNAVAILABLE` when there is no `navigator.gpu` or no adapter.
-    pub async fn create(power_preference: Option<String>) -> Result<WebEngine, JsValue> {
+    pub async fn create(
+        power_preference: Option<String>,
+        readback_nudge: Option<bool>,
+    ) -> Result<WebEngine, JsValue> {
         let gpu = js_sys::Reflect::get(&js_sys::global(), &"navigator".into())
             .ok()
             .filter(|n| !n.is_undefined())
@@ -150,6 +155,7 @@ impl WebEngine {
         };
         let inner = Engine::create(DeviceOptions {
             power_preference,
+            readback_nudge,
             ..DeviceOptions::default()
         })
         .await
@@ -168,6 +174,7 @@ impl WebEngine {
         serde_json::json!({
             "adapter": p.name,
             "backend": p.backend,
+            "readback_nudge": self.inner.readback_nudge(),
             "features": {
                 "shader_f16": p.f16,
                 "timestamp_query": p.timestamps,
