@@ -219,6 +219,30 @@ pub struct LayerNormIn<'t> {
     pub eps: f32,
 }
 
+impl LayerNormIn<'_> {
+    /// For rows of `k` elements: f32 single-buffer gamma and beta of `k` each, and a positive
+    /// epsilon.
+    pub(crate) fn check(&self, op: &'static str, k: usize) -> Result<()> {
+        for (name, t) in [("gamma", self.gamma), ("beta", self.beta)] {
+            expect_f32(op, t)?;
+            expect_single(op, name, t)?;
+            if t.numel() != k {
+                return Err(Error::Shape {
+                    op,
+                    detail: format!("LayerNorm {name} {:?} must have {k} elements", t.shape()),
+                });
+            }
+        }
+        if !(self.eps.is_finite() && self.eps > 0.0) {
+            return Err(Error::InvalidArgument {
+                op,
+                detail: format!("LayerNorm epsilon must be positive, got {}", self.eps),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// `linear_split` of `layer_norm(x)`, still one dispatch: the matmul's workgroups compute
 /// the statistics of their own rows of x and normalize x as they read it. Returns the
 /// `parts` outputs and the normalized x (shaped like x), which a post-LN encoder needs again
@@ -340,22 +364,7 @@ fn linear_parts(
     let k = w.shape()[1];
     let mut norm_eps = 0.0;
     if let Some(ln) = norm {
-        for (name, t) in [("gamma", ln.gamma), ("beta", ln.beta)] {
-            expect_f32(op, t)?;
-            expect_single(op, name, t)?;
-            if t.numel() != k {
-                return Err(Error::Shape {
-                    op,
-                    detail: format!("LayerNorm {name} {:?} must have {k} elements", t.shape()),
-                });
-            }
-        }
-        if !(ln.eps.is_finite() && ln.eps > 0.0) {
-            return Err(Error::InvalidArgument {
-                op,
-                detail: format!("LayerNorm epsilon must be positive, got {}", ln.eps),
-            });
-        }
+        ln.check(op, k)?;
         extra.push(ln.gamma);
         extra.push(ln.beta);
         norm_eps = ln.eps;

@@ -77,27 +77,13 @@ pub fn mean_pool_opts(
     }
     let mut binds = vec![Bind::whole(x)];
     if let Some(ln) = opts.norm {
-        for (name, t) in [("gamma", ln.gamma), ("beta", ln.beta)] {
-            expect_f32("mean_pool", t)?;
-            expect_single("mean_pool", name, t)?;
-            if t.numel() != dim {
-                return Err(Error::Shape {
-                    op: "mean_pool",
-                    detail: format!("LayerNorm {name} {:?} must have {dim} elements", t.shape()),
-                });
-            }
-        }
+        ln.check("mean_pool", dim)?;
     }
-    for (what, eps) in [
-        ("LayerNorm epsilon", opts.norm.map(|n| n.eps)),
-        ("L2 epsilon", opts.l2_eps),
-    ] {
-        if let Some(eps) = eps.filter(|e| !(e.is_finite() && *e > 0.0)) {
-            return Err(Error::InvalidArgument {
-                op: "mean_pool",
-                detail: format!("{what} must be positive, got {eps}"),
-            });
-        }
+    if let Some(eps) = opts.l2_eps.filter(|e| !(e.is_finite() && *e > 0.0)) {
+        return Err(Error::InvalidArgument {
+            op: "mean_pool",
+            detail: format!("L2 epsilon must be positive, got {eps}"),
+        });
     }
     let lens_t = engine.upload_u32(&[batch], lens)?;
     binds.push(Bind::whole(&lens_t));
