@@ -14,6 +14,17 @@ function fail(msg) {
   throw new Error(msg);
 }
 
+/** Cosine similarity of two equal-length vectors. */
+function cosine(a, b) {
+  let dot = 0, na = 0, nb = 0;
+  for (let j = 0; j < b.length; j++) {
+    dot += a[j] * b[j];
+    na += a[j] * a[j];
+    nb += b[j] * b[j];
+  }
+  return dot / Math.sqrt(na * nb);
+}
+
 async function expectCode(promise, code, what) {
   try {
     await promise;
@@ -324,13 +335,7 @@ export const cases = {
       refs.sentences.forEach((s, i) => {
         const a = vecs[i], b = s.embedding;
         if (!a || a.length !== b.length) fail(`embedding ${i}: length ${a && a.length}, want ${b.length}`);
-        let dot = 0, na = 0, nb = 0;
-        for (let j = 0; j < b.length; j++) {
-          dot += a[j] * b[j];
-          na += a[j] * a[j];
-          nb += b[j] * b[j];
-        }
-        const cos = dot / Math.sqrt(na * nb);
+        const cos = cosine(a, b);
         worst = Math.min(worst, cos);
         if (!(cos >= 0.9999)) fail(`cosine ${cos} < 0.9999 for ${JSON.stringify(s.text.slice(0, 40))}`);
       });
@@ -362,13 +367,7 @@ export const cases = {
         const vecs = await emb.embed(pick.map((s) => s.text));
         pick.forEach((s, i) => {
           const a = vecs[i], b = s.embedding;
-          let dot = 0, na = 0, nb = 0;
-          for (let j = 0; j < b.length; j++) {
-            dot += a[j] * b[j];
-            na += a[j] * a[j];
-            nb += b[j] * b[j];
-          }
-          const cos = dot / Math.sqrt(na * nb);
+          const cos = cosine(a, b);
           if (!(cos >= 0.9999)) fail(`readbackNudge ${nudge}: cosine ${cos} for ${JSON.stringify(s.text)}`);
         });
         got.push(vecs.map((v) => Array.from(v)));

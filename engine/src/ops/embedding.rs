@@ -22,26 +22,7 @@ pub fn embedding_with(
     scale: f32,
     cfg: Option<EmbeddingConfig>,
 ) -> Result<Tensor> {
-    expect_f32("embedding", table)?;
-    let &[vocab, dim] = table.shape() else {
-        return Err(Error::Shape {
-            op: "embedding",
-            detail: format!("table must be [vocab, dim], got {:?}", table.shape()),
-        });
-    };
-    check_ids("embedding", ids, vocab)?;
-    let out = rec.empty(&[ids.len(), dim], DType::F32)?;
-    if ids.is_empty() {
-        return Ok(out);
-    }
-    let ids_t = rec.upload_u32(&[ids.len()], ids)?;
-    // Only the segments some id falls into need a dispatch.
-    let used = |lo: usize, rows: usize| {
-        ids.iter()
-            .any(|&id| id as usize >= lo && (id as usize) < lo + rows)
-    };
-    embedding_dispatch(rec, table, &ids_t, scale, &out, cfg, &used, None)?;
-    Ok(out)
+    gather_host_ids(rec, table, ids, scale, cfg, None)
 }
 
 /// `embedding` plus, on output row `i`, row `i % period` of `add` ([rows >= period, dim]),
@@ -68,25 +49,40 @@ pub fn embedding_add_with(
     period: usize,
     cfg: Option<EmbeddingConfig>,
 ) -> Result<Tensor> {
+    gather_host_ids(rec, table, ids, scale, cfg, Some((add, period)))
+}
+
+/// `embedding_with` / `embedding_add_with`: host-side ids checked against the vocabulary, and
+/// a dispatch only for the table segments some id falls into.
+fn gather_host_ids(
+    rec: &mut Recorder,
+    table: &Tensor,
+    ids: &[u32],
+    scale: f32,
+    cfg: Option<EmbeddingConfig>,
+    add: Option<(&Tensor, usize)>,
+) -> Result<Tensor> {
     const OP: &str = "embedding";
     expect_f32(OP, table)?;
-    expect_f32(OP, add)?;
-    super::expect_single(OP, "added table", add)?;
     let &[vocab, dim] = table.shape() else {
         return Err(Error::Shape {
             op: OP,
             detail: format!("table must be [vocab, dim], got {:?}", table.shape()),
         });
     };
-    match add.shape() {
-        &[rows, d] if d == dim && period >= 1 && period <= rows => {}
-        s => {
-            return Err(Error::Shape {
-                op: OP,
-                detail: format!(
-                    "the added table must be [at least {period} (and 1) rows, {dim}], got {s:?}"
-                ),
-            })
+    if let Some((t, period)) = add {
+        expect_f32(OP, t)?;
+        super::expect_single(OP, "added table", t)?;
+        match t.shape() {
+            &[rows, d] if d == dim && period >= 1 && period <= rows => {}
+            s => {
+                return Err(Error::Shape {
+                    op: OP,
+                    detail: format!(
+                        "the added table must be [at least {period} (and 1) rows, {dim}], got {s:?}"
+                    ),
+                })
+            }
         }
     }
     check_ids(OP, ids, vocab)?;
@@ -99,16 +95,7 @@ pub fn embedding_add_with(
         ids.iter()
             .any(|&id| id as usize >= lo && (id as usize) < lo + rows)
     };
-    embedding_dispatch(
-        rec,
-        table,
-        &ids_t,
-        scale,
-        &out,
-        cfg,
-        &used,
-        Some((add, period)),
-    )?;
+    embedding_dispatch(rec, table, &ids_t, scale, &out, cfg, &used, add)?;
     Ok(out)
 }
 
