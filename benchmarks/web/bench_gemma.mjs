@@ -6,7 +6,8 @@
 //
 //   node benchmarks/web/bench_gemma.mjs
 //
-// Prints one JSON object and writes it to benchmarks/web/results/gemma-<date>.json.
+// Prints one JSON object and writes it to benchmarks/<day>-<adapter architecture>-chromium-gemma/
+// gemma-<date>.json (a new raw-run folder: give it a README, see benchmarks/README.md).
 // Needs: web/pkg built (scripts/build-web.sh), `npm ci` in benchmarks/web/gemma (pinned wllama),
 // playwright-core in WEBJIT_WEB_TOOLS, /usr/bin/chromium, the model in the webjit cache.
 // Env: WEBJIT_BENCH_GEMMA_TOKENS (greedy tokens of each webjit run, default 4: the steps of
@@ -71,7 +72,8 @@ function die(msg) {
 function writeResult(result) {
   result.loadavg_end = os.loadavg().map((x) => round(x, 2));
   result.total_s = round((Date.now() - T_START) / 1000);
-  const dir = path.join(HERE, 'results');
+  const arch = String(result.env?.adapter?.architecture || 'unknown-adapter').replace(/[^a-z0-9_-]+/gi, '_');
+  const dir = path.join(HERE, '..', `${result.date.slice(0, 10)}-${arch}-chromium-gemma`);
   fs.mkdirSync(dir, { recursive: true });
   const file = path.join(dir, `gemma-${result.date.replace(/[:.]/g, '-')}${result.failed ? '-failed' : ''}.json`);
   fs.writeFileSync(file, JSON.stringify(result, null, 2) + '\n');

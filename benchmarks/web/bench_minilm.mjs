@@ -6,7 +6,8 @@
 // batch. webjit must first agree with sentence-transformers (tests/data/minilm_refs.json,
 // cosine >= 0.9999); ORT is fed webjit's token ids and must agree with webjit's embeddings
 // (cosine >= 0.999 per sentence) before it is timed. Prints one JSON object and writes it to
-// benchmarks/web/results/<date>-<adapter architecture>.json (-swiftshader.json here). An
+// benchmarks/<date>-<adapter architecture>-chromium-minilm/<date>-<adapter architecture>.json
+// unless --out is given (a new raw-run folder: give it a README, see benchmarks/README.md). An
 // engine that fails is recorded with its error, reported on stderr, and makes the exit status
 // 1; nothing is skipped quietly.
 //
@@ -207,7 +208,8 @@ async function main() {
   console.log(text);
   // Named by the adapter, so a run on a real GPU cannot be taken for a SwiftShader one.
   const arch = String(out.engines.webjit?.page?.adapter?.architecture || 'unknown-adapter').replace(/[^a-z0-9_-]+/gi, '_');
-  const file = opt.out || path.join(HERE, 'results', `${out.date.slice(0, 10)}-${arch}.json`);
+  const day = out.date.slice(0, 10);
+  const file = opt.out || path.join(HERE, '..', `${day}-${arch}-chromium-minilm`, `${day}-${arch}.json`);
   fs.mkdirSync(path.dirname(file), { recursive: true });
   fs.writeFileSync(file, text + '\n');
   console.error(`bench_minilm: wrote ${path.relative(process.cwd(), file)}`);
