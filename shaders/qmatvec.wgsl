@@ -34,7 +34,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;     // [M, k / 4]
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;     // [M, n]
 {{W2_DECL}}
-{{PRE_DECL}}
 
 const WG: u32 = {{WG}}u;
 const R: u32 = {{R}}u;
@@ -54,13 +53,12 @@ fn main(@builtin(local_invocation_index) lid: u32,
         @builtin(num_workgroups) nwg: vec3<u32>{{EXTRA_BUILTINS}}) {
     let row0 = {{ROW0}};
     let k4n = p.k / 4u;
-{{PRE_BODY}}
     var acc: array<f32, R * M * G>; // [G, R, M]
     for (var k4 = {{K0}}; k4 < k4n; k4 += {{KSTEP}}) {
         // V is vec4<f32>, or vec4<f16> on the f16 path (products in f16, sums in f32).
         var xv: array<V, M>;
         for (var m = 0u; m < M; m++) {
-            {{LOAD_X}}
+            xv[m] = V(x[m * k4n + k4]);
         }
         for (var r = 0u; r < R; r++) {
             let row = min(row0 + r, p.rows - 1u); // tail rows recompute the last row, unwritten
@@ -73,80 +71,6 @@ fn main(@builtin(local_invocation_index) lid: u32,
     }
 {{REDUCE}}
 }
-
-//! section prenorm_decl
-// Fused pre-norm: x holds o (the previous op's output, [k / 4]); the input of the dot
-// products is rmsnorm(res + post(o)) * nw, formed in workgroup memory by every workgroup.
-@group(0) @binding(6) var<storage, read> res: array<vec4<f32>>;      // [k / 4] residual stream in
-@group(0) @binding(7) var<storage, read> nw: array<vec4<f32>>;       // [k / 4] pre-norm weight
-@group(0) @binding(8) var<storage, read_write> xo: array<vec4<f32>>; // [k / 4] residual stream out
-@group(0) @binding(10) var<storage, read_write> xn: array<vec4<f32>>; // [k / 4] normed input out
-var<workgroup> xs: array<vec4<f32>, {{K4}}>;
-var<workgroup> pre_red: array<f32, {{WG}}>;
-
-{{PRE_SUM}}
-
-//! section prenorm_sum_workgroup
-fn pre_sum(v: f32, lid: u32) -> f32 {
-    pre_red[lid] = v;
-    workgroupBarrier();
-    for (var s = {{WG}}u / 2u; s > 0u; s = s >> 1u) {
-        if (lid < s) {
-            pre_red[lid] = pre_red[lid] + pre_red[lid + s];
-        }
-        workgroupBarrier();
-    }
-    let r = pre_red[0];
-    workgroupBarrier();
-    return r;
-}
-
-//! section prenorm_sum_subgroup
-// Subgroup sums, then one pass over them in workgroup memory (pre_red holds n_sg values).
-fn pre_sum(v: f32, sg_lane: u32, sg_id: u32, n_sg: u32) -> f32 {
-    let s = subgroupAdd(v);
-    if (sg_lane == 0u) {
-        pre_red[sg_id] = s;
-    }
-    workgroupBarrier();
-    var r = 0.0;
-    for (var g = 0u; g < n_sg; g++) {
-        r += pre_red[g];
-    }
-    workgroupBarrier();
-    return r;
-}
-
-//! section prenorm_body
-    // h = res + post(o) into xs, then xs = rmsnorm(h) * nw; workgroup 0 writes h to xo and
-    // the normed input to xn (for another matvec of the same input).
-{{POST}}
-    var ss2 = 0.0;
-    for (var i = lid; i < k4n; i += WG) {
-        let h = res[i] + {{POST_O}};
-        xs[i] = h;
-        ss2 += dot(h, h);
-    }
-    let inv2 = inverseSqrt(pre_sum(ss2{{PRE_ARGS}}) / f32(p.k) + p.eps);
-    let writer = wid.x == 0u && wid.y == 0u;
-    for (var i = lid; i < k4n; i += WG) {
-        let h = xs[i];
-        let xn_i = h * inv2 * nw[i];
-        if (writer) {
-            xo[i] = h;
-            xn[i] = xn_i;
-        }
-        xs[i] = xn_i;
-    }
-    workgroupBarrier();
-
-//! section prenorm_post_add
-    var ss = 0.0;
-    for (var i = lid; i < k4n; i += WG) {
-        let v = x[i];
-        ss += dot(v, v);
-    }
-    let inv = inverseSqrt(pre_sum(ss{{PRE_ARGS}}) / f32(p.k) + p.eps);
 
 //! section reduce_none_body
     for (var i = 0u; i < R * M; i++) {
@@ -222,4 +146,42 @@ fn silu(v: f32) -> f32 {
             let wv2 = V(deq4_2(row * p.row_words, k4));
             for (var m = 0u; m < M; m++) {
                 acc[(R + r) * M + m] += f32(dot(wv2, xv[m]));
+            }
+
+//! section gate_t2_subgroup
+            t2 += red[(R * M + lid) * MAX_SG + g];
+
+//! section subgroup_builtins
+,
+        @builtin(subgroup_invocation_id) sg_lane: u32,
+        @builtin(subgroup_id) sg_id: u32,
+        @builtin(num_subgroups) n_sg: u32
+//! section w2_gated
+@group(0) @binding(4) var<storage, read> w2: array<u32>;          // [rows, row_words] W2's segment
+
+//! section w2_stacked
+@group(0) @binding(4) var<storage, read> w2: array<u32>;          // [rows of part 2, row_words] the second stacked weight
+
+//! section w3_stacked
+@group(0) @binding(5) var<storage, read> w3: array<u32>;          // [rows of part 3, row_words] the third stacked weight
+
+//! section load_w
+            let wv = V(deq4(row * p.row_words, k4));
+
+//! section load_w_stacked2
+            var wv: V;
+            if (row < p.part1) {
+                wv = V(deq4(row * p.row_words, k4));
+            } else {
+                wv = V(deq4_2((row - p.part1) * p.row_words, k4));
+            }
+
+//! section load_w_stacked3
+            var wv: V;
+            if (row < p.part1) {
+                wv = V(deq4(row * p.row_words, k4));
+            } else if (row < p.part2) {
+                wv = V(deq4_2((row - p.part1) * p.row_words, k4));
+            } else {
+                wv = V(deq4_3((row - p.part2) * p.row_words, k4));
             }

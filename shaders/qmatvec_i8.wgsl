@@ -265,3 +265,15 @@ fn wblock(base: u32, j: u32) -> W8 {
               sub_bytes(lb | (hb << vec4<u32>(4u)), 0x20202020u),
               d * sc6(b + 48u, i), d * sc6(b + 48u, i + 1u), 0.0);
 }
+
+//! section wblocks_one
+// One block per step (every format but Q4_K).
+fn wblocks(base: u32, j: u32) -> array<W8, 1> {
+    return array<W8, 1>(wblock(base, j));
+}
+
+//! section subgroup_builtins
+,
+        @builtin(subgroup_invocation_id) sg_lane: u32,
+        @builtin(subgroup_id) sg_id: u32,
+        @builtin(subgroup_size) sg_size: u32

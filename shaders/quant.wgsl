@@ -2,8 +2,12 @@
 // Dequantization of repacked GGUF blocks (see jit/src/quant/mod.rs for the word layout; block
 // layouts follow ggml's ggml-common.h). Each format section defines
 //   fn deq4(base: u32, k4: u32) -> vec4<f32>
-// returning elements 4*k4 .. 4*k4+3 of the weight row whose first word is w[base]. The f32
+// returning elements 4*k4 .. 4*k4+3 of the weight row whose first word is at `base`. The f32
 // operations and their order match ggml's dequantize_row_* so results are bit-identical.
+// The sections after this one are templates: W names the storage array the weight is bound to
+// and S is a suffix of the functions that read it, so a kernel that reads two or three weights
+// (gated, stacked) includes them once per weight (`crate::quant::wgsl::dequant_wgsl`). This
+// section reads no weight and is included once.
 
 // IEEE half (low 16 bits of h) to f32, exact for zeros, subnormals and normals.
 fn half_to_f32(h: u32) -> f32 {
@@ -24,94 +28,94 @@ fn bytes_shr(word: u32, s: u32) -> vec4<u32> {
 }
 
 //! section byte_at
-// Byte `n` of the words starting at w[at].
-fn byte_at(at: u32, n: u32) -> u32 {
-    return (w[at + (n >> 2u)] >> ((n & 3u) * 8u)) & 0xffu;
+// Byte `n` of the words starting at {{W}}[at].
+fn byte_at{{S}}(at: u32, n: u32) -> u32 {
+    return ({{W}}[at + (n >> 2u)] >> ((n & 3u) * 8u)) & 0xffu;
 }
 
 //! section f32
-fn deq4(base: u32, k4: u32) -> vec4<f32> {
+fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
     let i = base + k4 * 4u;
-    return bitcast<vec4<f32>>(vec4<u32>(w[i], w[i + 1u], w[i + 2u], w[i + 3u]));
+    return bitcast<vec4<f32>>(vec4<u32>({{W}}[i], {{W}}[i + 1u], {{W}}[i + 2u], {{W}}[i + 3u]));
 }
 
 //! section f16
-fn deq4(base: u32, k4: u32) -> vec4<f32> {
-    let a = w[base + k4 * 2u];
-    let b = w[base + k4 * 2u + 1u];
+fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
+    let a = {{W}}[base + k4 * 2u];
+    let b = {{W}}[base + k4 * 2u + 1u];
     return vec4<f32>(half_to_f32(a), half_to_f32(a >> 16u), half_to_f32(b), half_to_f32(b >> 16u));
 }
 
 //! section bf16
-fn deq4(base: u32, k4: u32) -> vec4<f32> {
-    let a = w[base + k4 * 2u];
-    let b = w[base + k4 * 2u + 1u];
+fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
+    let a = {{W}}[base + k4 * 2u];
+    let b = {{W}}[base + k4 * 2u + 1u];
     return bitcast<vec4<f32>>(vec4<u32>(a << 16u, a & 0xffff0000u, b << 16u, b & 0xffff0000u));
 }
 
 //! section q4_0
 // 5 words: [d | pad] [qs x4]. Element j < 16: low nibble of qs[j]; j + 16: high nibble.
-fn deq4(base: u32, k4: u32) -> vec4<f32> {
+fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
     let b = base + (k4 >> 3u) * 5u;
     let i = k4 & 7u;
-    let d = half_to_f32(w[b]);
-    let q = bytes_shr(w[b + 1u + (i & 3u)], (i >> 2u) * 4u) & vec4<u32>(0xfu);
+    let d = half_to_f32({{W}}[b]);
+    let q = bytes_shr({{W}}[b + 1u + (i & 3u)], (i >> 2u) * 4u) & vec4<u32>(0xfu);
     return d * (vec4<f32>(q) - 8.0);
 }
 
 //! section q4_1
 // 5 words: [d | m] [qs x4]. y = d * q + m.
-fn deq4(base: u32, k4: u32) -> vec4<f32> {
+fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
     let b = base + (k4 >> 3u) * 5u;
     let i = k4 & 7u;
-    let dm = w[b];
-    let q = bytes_shr(w[b + 1u + (i & 3u)], (i >> 2u) * 4u) & vec4<u32>(0xfu);
+    let dm = {{W}}[b];
+    let q = bytes_shr({{W}}[b + 1u + (i & 3u)], (i >> 2u) * 4u) & vec4<u32>(0xfu);
     return half_to_f32(dm) * vec4<f32>(q) + half_to_f32(dm >> 16u);
 }
 
 //! section q5_0
 // 6 words: [d | pad] [qh] [qs x4]. Bit 4*i + j of qh is bit 4 of element 4*i + j.
-fn deq4(base: u32, k4: u32) -> vec4<f32> {
+fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
     let b = base + (k4 >> 3u) * 6u;
     let i = k4 & 7u;
-    let d = half_to_f32(w[b]);
-    let hb = (vec4<u32>(w[b + 1u]) >> (vec4<u32>(0u, 1u, 2u, 3u) + vec4<u32>(i * 4u))) & vec4<u32>(1u);
-    let q = (bytes_shr(w[b + 2u + (i & 3u)], (i >> 2u) * 4u) & vec4<u32>(0xfu)) | (hb << vec4<u32>(4u));
+    let d = half_to_f32({{W}}[b]);
+    let hb = (vec4<u32>({{W}}[b + 1u]) >> (vec4<u32>(0u, 1u, 2u, 3u) + vec4<u32>(i * 4u))) & vec4<u32>(1u);
+    let q = (bytes_shr({{W}}[b + 2u + (i & 3u)], (i >> 2u) * 4u) & vec4<u32>(0xfu)) | (hb << vec4<u32>(4u));
     return d * (vec4<f32>(q) - 16.0);
 }
 
 //! section q5_1
 // 6 words: [d | m] [qh] [qs x4]. y = d * q + m.
-fn deq4(base: u32, k4: u32) -> vec4<f32> {
+fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
     let b = base + (k4 >> 3u) * 6u;
     let i = k4 & 7u;
-    let dm = w[b];
-    let hb = (vec4<u32>(w[b + 1u]) >> (vec4<u32>(0u, 1u, 2u, 3u) + vec4<u32>(i * 4u))) & vec4<u32>(1u);
-    let q = (bytes_shr(w[b + 2u + (i & 3u)], (i >> 2u) * 4u) & vec4<u32>(0xfu)) | (hb << vec4<u32>(4u));
+    let dm = {{W}}[b];
+    let hb = (vec4<u32>({{W}}[b + 1u]) >> (vec4<u32>(0u, 1u, 2u, 3u) + vec4<u32>(i * 4u))) & vec4<u32>(1u);
+    let q = (bytes_shr({{W}}[b + 2u + (i & 3u)], (i >> 2u) * 4u) & vec4<u32>(0xfu)) | (hb << vec4<u32>(4u));
     return half_to_f32(dm) * vec4<f32>(q) + half_to_f32(dm >> 16u);
 }
 
 //! section q8_0
 // 9 words: [d | pad] [qs x8], qs signed bytes. y = q * d.
-fn deq4(base: u32, k4: u32) -> vec4<f32> {
+fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
     let b = base + (k4 >> 3u) * 9u;
-    let d = half_to_f32(w[b]);
-    let word = w[b + 1u + (k4 & 7u)];
+    let d = half_to_f32({{W}}[b]);
+    let word = {{W}}[b + 1u + (k4 & 7u)];
     let q = bitcast<vec4<i32>>(vec4<u32>(word) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u);
     return vec4<f32>(q) * d;
 }
 
 //! section q2_k
 // 21 words: scales[16] (words 0-3), qs[64] (4-19), [d | dmin] (20).
-fn deq4(base: u32, k4: u32) -> vec4<f32> {
+fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
     let b = base + (k4 >> 6u) * 21u;
     let e = (k4 & 63u) * 4u;
     let h = e >> 7u;
     let t = (e >> 5u) & 3u;
     let l = e & 31u;
-    let q = bytes_shr(w[b + 4u + ((32u * h + l) >> 2u)], 2u * t) & vec4<u32>(3u);
-    let sc = byte_at(b, e >> 4u);
-    let dd = w[b + 20u];
+    let q = bytes_shr({{W}}[b + 4u + ((32u * h + l) >> 2u)], 2u * t) & vec4<u32>(3u);
+    let sc = byte_at{{S}}(b, e >> 4u);
+    let dd = {{W}}[b + 20u];
     let dl = half_to_f32(dd) * f32(sc & 0xfu);
     let ml = half_to_f32(dd >> 16u) * f32(sc >> 4u);
     return dl * vec4<f32>(q) - ml;
@@ -119,45 +123,45 @@ fn deq4(base: u32, k4: u32) -> vec4<f32> {
 
 //! section q3_k
 // 28 words: hmask[32] (words 0-7), qs[64] (8-23), scales[12] (24-26), [d | pad] (27).
-fn deq4(base: u32, k4: u32) -> vec4<f32> {
+fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
     let b = base + (k4 >> 6u) * 28u;
     let e = (k4 & 63u) * 4u;
     let h = e >> 7u;
     let t = (e >> 5u) & 3u;
     let l = e & 31u;
-    let lo = bytes_shr(w[b + 8u + ((32u * h + l) >> 2u)], 2u * t) & vec4<u32>(3u);
-    let hm = bytes_shr(w[b + (l >> 2u)], e >> 5u) & vec4<u32>(1u);
+    let lo = bytes_shr({{W}}[b + 8u + ((32u * h + l) >> 2u)], 2u * t) & vec4<u32>(3u);
+    let hm = bytes_shr({{W}}[b + (l >> 2u)], e >> 5u) & vec4<u32>(1u);
     let q = vec4<i32>(lo) - 4 * (vec4<i32>(1) - vec4<i32>(hm));
     let j = e >> 4u;
-    let lo4 = (byte_at(b + 24u, j & 7u) >> select(4u, 0u, j < 8u)) & 0xfu;
-    let hi2 = (byte_at(b + 24u, 8u + (j & 3u)) >> (2u * (j >> 2u))) & 3u;
+    let lo4 = (byte_at{{S}}(b + 24u, j & 7u) >> select(4u, 0u, j < 8u)) & 0xfu;
+    let hi2 = (byte_at{{S}}(b + 24u, 8u + (j & 3u)) >> (2u * (j >> 2u))) & 3u;
     let s = i32(lo4 | (hi2 << 4u)) - 32;
-    let dl = half_to_f32(w[b + 27u]) * f32(s);
+    let dl = half_to_f32({{W}}[b + 27u]) * f32(s);
     return dl * vec4<f32>(q);
 }
 
 //! section kscale
-// The 6-bit (scale, min) pair `j` of a Q4_K/Q5_K block whose 12 scale bytes start at w[at]
+// The 6-bit (scale, min) pair `j` of a Q4_K/Q5_K block whose 12 scale bytes start at {{W}}[at]
 // (get_scale_min_k4 in ggml-quants.c).
-fn scale_min_k4(at: u32, j: u32) -> vec2<u32> {
+fn scale_min_k4{{S}}(at: u32, j: u32) -> vec2<u32> {
     if (j < 4u) {
-        return vec2<u32>(byte_at(at, j) & 63u, byte_at(at, j + 4u) & 63u);
+        return vec2<u32>(byte_at{{S}}(at, j) & 63u, byte_at{{S}}(at, j + 4u) & 63u);
     }
-    let s = (byte_at(at, j + 4u) & 0xfu) | ((byte_at(at, j - 4u) >> 6u) << 4u);
-    let m = (byte_at(at, j + 4u) >> 4u) | ((byte_at(at, j) >> 6u) << 4u);
+    let s = (byte_at{{S}}(at, j + 4u) & 0xfu) | ((byte_at{{S}}(at, j - 4u) >> 6u) << 4u);
+    let m = (byte_at{{S}}(at, j + 4u) >> 4u) | ((byte_at{{S}}(at, j) >> 6u) << 4u);
     return vec2<u32>(s, m);
 }
 
 //! section q4_k
 // 36 words: [d | dmin] (0), scales[12] (1-3), qs[128] (4-35).
-fn deq4(base: u32, k4: u32) -> vec4<f32> {
+fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
     let b = base + (k4 >> 6u) * 36u;
     let e = (k4 & 63u) * 4u;
     let c = e >> 6u;
     let r = e & 63u;
-    let q = bytes_shr(w[b + 4u + ((32u * c + (r & 31u)) >> 2u)], select(0u, 4u, r >= 32u)) & vec4<u32>(0xfu);
-    let sm = scale_min_k4(b + 1u, e >> 5u);
-    let dd = w[b];
+    let q = bytes_shr({{W}}[b + 4u + ((32u * c + (r & 31u)) >> 2u)], select(0u, 4u, r >= 32u)) & vec4<u32>(0xfu);
+    let sm = scale_min_k4{{S}}(b + 1u, e >> 5u);
+    let dd = {{W}}[b];
     let d1 = half_to_f32(dd) * f32(sm.x);
     let m1 = half_to_f32(dd >> 16u) * f32(sm.y);
     return d1 * vec4<f32>(q) - m1;
@@ -165,16 +169,16 @@ fn deq4(base: u32, k4: u32) -> vec4<f32> {
 
 //! section q5_k
 // 44 words: [d | dmin] (0), scales[12] (1-3), qh[32] (4-11), qs[128] (12-43).
-fn deq4(base: u32, k4: u32) -> vec4<f32> {
+fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
     let b = base + (k4 >> 6u) * 44u;
     let e = (k4 & 63u) * 4u;
     let c = e >> 6u;
     let r = e & 63u;
-    let lo = bytes_shr(w[b + 12u + ((32u * c + (r & 31u)) >> 2u)], select(0u, 4u, r >= 32u)) & vec4<u32>(0xfu);
-    let hb = bytes_shr(w[b + 4u + ((e & 31u) >> 2u)], e >> 5u) & vec4<u32>(1u);
+    let lo = bytes_shr({{W}}[b + 12u + ((32u * c + (r & 31u)) >> 2u)], select(0u, 4u, r >= 32u)) & vec4<u32>(0xfu);
+    let hb = bytes_shr({{W}}[b + 4u + ((e & 31u) >> 2u)], e >> 5u) & vec4<u32>(1u);
     let q = lo | (hb << vec4<u32>(4u));
-    let sm = scale_min_k4(b + 1u, e >> 5u);
-    let dd = w[b];
+    let sm = scale_min_k4{{S}}(b + 1u, e >> 5u);
+    let dd = {{W}}[b];
     let d1 = half_to_f32(dd) * f32(sm.x);
     let m1 = half_to_f32(dd >> 16u) * f32(sm.y);
     return d1 * vec4<f32>(q) - m1;
@@ -182,16 +186,16 @@ fn deq4(base: u32, k4: u32) -> vec4<f32> {
 
 //! section q6_k
 // 53 words: ql[128] (0-31), qh[64] (32-47), scales[16] signed (48-51), [d | pad] (52).
-fn deq4(base: u32, k4: u32) -> vec4<f32> {
+fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
     let b = base + (k4 >> 6u) * 53u;
     let e = (k4 & 63u) * 4u;
     let h = e >> 7u;
     let r = e & 127u;
-    let lo = bytes_shr(w[b + ((64u * h + (r & 63u)) >> 2u)], 4u * (r >> 6u)) & vec4<u32>(0xfu);
-    let hi = bytes_shr(w[b + 32u + ((32u * h + (r & 31u)) >> 2u)], 2u * (r >> 5u)) & vec4<u32>(3u);
+    let lo = bytes_shr({{W}}[b + ((64u * h + (r & 63u)) >> 2u)], 4u * (r >> 6u)) & vec4<u32>(0xfu);
+    let hi = bytes_shr({{W}}[b + 32u + ((32u * h + (r & 31u)) >> 2u)], 2u * (r >> 5u)) & vec4<u32>(3u);
     let q = vec4<i32>(lo | (hi << vec4<u32>(4u))) - vec4<i32>(32);
     let j = e >> 4u;
-    let sc = bitcast<i32>(w[b + 48u + (j >> 2u)] << (24u - 8u * (j & 3u))) >> 24u;
-    let ds = half_to_f32(w[b + 52u]) * f32(sc);
+    let sc = bitcast<i32>({{W}}[b + 48u + (j >> 2u)] << (24u - 8u * (j & 3u))) >> 24u;
+    let ds = half_to_f32({{W}}[b + 52u]) * f32(sc);
     return ds * vec4<f32>(q);
 }

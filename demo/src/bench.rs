@@ -231,13 +231,18 @@ fn matmul(
     let a = engine.upload_f32(&[m, k], &pseudo_random(m * k, 1))?;
     let b_shape = if trans_b { [n, k] } else { [k, n] };
     let b = engine.upload_f32(&b_shape, &pseudo_random(k * n, 2))?;
-    let (spec, shape) = ops::matmul_spec(&a, &b, trans_b)?;
+    let spec = ops::matmul(&a, &b, trans_b).spec()?;
+    let shape = vec![spec.m as usize, spec.n as usize];
     let out = engine.empty(&shape, webjit_engine::DType::F32)?;
     let profile = engine.profile().clone();
     let flops = 2.0 * m as f64 * n as f64 * k as f64;
     let time = |cfg: &MatmulConfig| -> Result<f64> {
         let t = bench::time_op(&engine, min_batch, |rec| {
-            ops::matmul_into(rec, &a, &b, trans_b, &out, Some(cfg.clone()))
+            ops::matmul(&a, &b, trans_b)
+                .out(&out)
+                .config(cfg.clone())
+                .record(rec)
+                .map(|_| ())
         })?;
         Ok(t.as_secs_f64())
     };

@@ -134,7 +134,7 @@ fn prefill(e: &Engine, a: &AttentionArgs, kv_heads: usize, min: Duration) -> Res
         &pseudo_random(b * s * kv_heads * d, 3),
     )?;
     let out = e.empty(&[b, s, a.heads, d], DType::F32)?;
-    let spec = ops::attention_spec(&q, &k, &v)?;
+    let spec = ops::attention(&q, &k, &v, &Default::default()).spec()?;
     let opts = AttentionOptions {
         causal: a.causal,
         window: a.window,
@@ -151,7 +151,11 @@ fn prefill(e: &Engine, a: &AttentionArgs, kv_heads: usize, min: Duration) -> Res
     let mut results = Vec::new();
     for cfg in configs {
         let t = bench::time_op(e, min, |rec| {
-            ops::attention_into(rec, &q, &k, &v, &opts, &out, Some(cfg.clone()))
+            ops::attention(&q, &k, &v, &opts)
+                .out(&out)
+                .config(cfg.clone())
+                .record(rec)
+                .map(|_| ())
         })
         .map(|t| t.as_secs_f64());
         results.push((spec.key(&cfg), t));
@@ -196,7 +200,7 @@ fn decode(e: &Engine, a: &AttentionArgs, kv_heads: usize, min: Duration) -> Resu
         let v = e.upload_f32(&shape, &pseudo_random(b * n * kv_heads * d, seed + 1))?;
         seed += 2;
         let mut rec = e.recorder();
-        cache.append(&mut rec, &k, &v)?;
+        webjit_engine::ops::kv_append(&mut cache, &k, &v).record(&mut rec)?;
         rec.submit()?;
         e.gpu.wait_idle()?;
     }
@@ -207,7 +211,7 @@ fn decode(e: &Engine, a: &AttentionArgs, kv_heads: usize, min: Duration) -> Resu
         softcap: a.softcap,
         ..Default::default()
     };
-    let spec = ops::decode_spec(&q, &cache, &opts)?;
+    let spec = ops::attention_decode(&q, &cache, &opts).spec()?;
     let configs: Vec<DecodeConfig> = if a.sweep {
         spec.space(e.profile())
     } else if let Some(key) = &a.config {
@@ -218,7 +222,11 @@ fn decode(e: &Engine, a: &AttentionArgs, kv_heads: usize, min: Duration) -> Resu
     let mut results = Vec::new();
     for cfg in configs {
         let t = bench::time_op(e, min, |rec| {
-            ops::attention_decode_into(rec, &q, &cache, &opts, &out, Some(cfg.clone()), None)
+            ops::attention_decode(&q, &cache, &opts)
+                .out(&out)
+                .config(cfg.clone())
+                .record(rec)
+                .map(|_| ())
         })
         .map(|t| t.as_secs_f64());
         results.push((spec.key(&cfg), t));

@@ -188,7 +188,7 @@ pub fn run(a: BlockSparseArgs) -> Result<()> {
     let k = e.upload_f32(&[b, s, kvh, d], &pseudo_random(b * s * kvh * d, 2))?;
     let v = e.upload_f32(&[b, s, kvh, d], &pseudo_random(b * s * kvh * d, 3))?;
     let opts = options(&a)?;
-    let l = ops::block_sparse_layout(&q, &k, &v, &opts)?;
+    let l = ops::block_sparse_attention(&q, &k, &v, &opts).spec()?;
     let bufs = SparseBuffers::new(&e, &l, &opts, a.union)?;
     let gather = bufs.gathers();
     let spec = BsAttnSpec {
@@ -212,7 +212,11 @@ pub fn run(a: BlockSparseArgs) -> Result<()> {
             ..Default::default()
         };
         let t = bench::time_op(&e, min, |rec| {
-            ops::block_sparse_attention_into(rec, &q, &k, &v, &opts, &bufs, &cfgs)
+            ops::block_sparse_attention(&q, &k, &v, &opts)
+                .buffers(&bufs)
+                .config(cfgs.clone())
+                .record(rec)
+                .map(|_| ())
         });
         let key = spec.key(&cfg);
         match t {
@@ -243,7 +247,12 @@ pub fn run(a: BlockSparseArgs) -> Result<()> {
         };
         Some(
             bench::time_op(&e, min, |rec| {
-                ops::block_sparse_select_into(rec, &q, &k, &v, &opts, &bufs, &cfgs)
+                ops::block_sparse_attention(&q, &k, &v, &opts)
+                    .buffers(&bufs)
+                    .select_only()
+                    .config(cfgs.clone())
+                    .record(rec)
+                    .map(|_| ())
             })?
             .as_secs_f64(),
         )
@@ -252,18 +261,17 @@ pub fn run(a: BlockSparseArgs) -> Result<()> {
     };
     // Run once more so the selection read below is the op's own.
     let mut rec = e.recorder();
-    ops::block_sparse_attention_into(
-        &mut rec,
-        &q,
-        &k,
-        &v,
-        &opts,
-        &bufs,
-        &SparseConfigs {
-            union_per_query: a.union,
-            ..Default::default()
-        },
-    )?;
+    ops::block_sparse_attention(&q, &k, &v, &opts)
+        .buffers(&bufs)
+        .config(
+            SparseConfigs {
+                union_per_query: a.union,
+                ..Default::default()
+            }
+            .clone(),
+        )
+        .record(&mut rec)
+        .map(|_| ())?;
     rec.submit()?;
     let pairs = attended_pairs(&e, &l, &bufs, a.causal)?;
     let flops = 4.0 * d as f64 * pairs;
@@ -275,7 +283,10 @@ pub fn run(a: BlockSparseArgs) -> Result<()> {
         ..Default::default()
     };
     let t_dense = bench::time_op(&e, min, |rec| {
-        ops::attention_into(rec, &q, &k, &v, &dense_opts, &out, None)
+        ops::attention(&q, &k, &v, &dense_opts)
+            .out(&out)
+            .record(rec)
+            .map(|_| ())
     })?
     .as_secs_f64();
     let dense_pairs = if a.causal {

@@ -43,7 +43,7 @@ pub struct ModelArgs {
 }
 
 /// The header's bytes, then synthetic tensor data with sane block scales (f16 0.01).
-struct SynthSource {
+pub(crate) struct SynthSource {
     header: Vec<u8>,
     total: u64,
     /// (start, end, type) of each tensor's bytes, sorted by start.
@@ -51,7 +51,7 @@ struct SynthSource {
 }
 
 impl SynthSource {
-    fn new(path: &std::path::Path) -> Result<Self> {
+    pub(crate) fn new(path: &std::path::Path) -> Result<Self> {
         let header = std::fs::read(path).map_err(|e| Error::InvalidArgument {
             op: "bench model",
             detail: format!("{}: {e}", path.display()),

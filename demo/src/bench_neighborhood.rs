@@ -164,7 +164,7 @@ pub fn run(a: NaArgs) -> Result<()> {
         rpb,
         scale: None,
     };
-    let spec = ops::neighborhood_spec(&q, &k, &v, &opts)?;
+    let spec = ops::neighborhood_attention(&q, &k, &v, &opts).spec()?;
     let configs: Vec<NeighborhoodConfig> = if a.sweep {
         spec.space(e.profile())
     } else if let Some(key) = &a.config {
@@ -181,7 +181,10 @@ pub fn run(a: NaArgs) -> Result<()> {
     // tested on lavapipe, and this catches a config that is wrong only on this device.
     let output = |cfg: &NeighborhoodConfig| -> Result<Vec<f32>> {
         let mut rec = e.recorder();
-        ops::neighborhood_attention_into(&mut rec, &q, &k, &v, &opts, &out, Some(cfg.clone()))?;
+        ops::neighborhood_attention(&q, &k, &v, &opts)
+            .out(&out)
+            .config(cfg.clone())
+            .record(&mut rec)?;
         rec.submit()?;
         e.read_f32(&out)
     };
@@ -210,7 +213,11 @@ pub fn run(a: NaArgs) -> Result<()> {
             }
         }
         let t = bench::time_op(e, min, |rec| {
-            ops::neighborhood_attention_into(rec, &q, &k, &v, &opts, &out, Some(cfg.clone()))
+            ops::neighborhood_attention(&q, &k, &v, &opts)
+                .out(&out)
+                .config(cfg.clone())
+                .record(rec)
+                .map(|_| ())
         })
         .map(|t| t.as_secs_f64());
         match t {
@@ -250,7 +257,7 @@ pub fn run(a: NaArgs) -> Result<()> {
         let dv = e.upload_f32(&s, &pseudo_random(n, 7))?;
         let dout = e.empty(&s, DType::F32)?;
         let dopts = AttentionOptions::default();
-        let dspec = ops::attention_spec(&dq, &dk, &dv)?;
+        let dspec = ops::attention(&dq, &dk, &dv, &Default::default()).spec()?;
         let dconfigs = if a.dense_sweep {
             dspec.space(e.profile())
         } else {
@@ -260,7 +267,11 @@ pub fn run(a: NaArgs) -> Result<()> {
         for cfg in dconfigs {
             let key = dspec.key(&cfg);
             let td = bench::time_op(e, min, |rec| {
-                ops::attention_into(rec, &dq, &dk, &dv, &dopts, &dout, Some(cfg.clone()))
+                ops::attention(&dq, &dk, &dv, &dopts)
+                    .out(&dout)
+                    .config(cfg.clone())
+                    .record(rec)
+                    .map(|_| ())
             });
             // A dense config that fails on this device simply loses.
             if let Ok(td) = td.map(|t| t.as_secs_f64()) {

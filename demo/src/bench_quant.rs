@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use webjit_engine::jit::kernels::bandwidth::{ReadProbeConfig, ReadProbeSpec};
-use webjit_engine::jit::kernels::qmatvec::QMATVEC_MAX_M;
+use webjit_engine::jit::kernels::qmatvec::{Path, QMatvecConfig, QMATVEC_MAX_M};
 use webjit_engine::jit::quant::{self, GgmlType};
 use webjit_engine::jit::KernelSpec;
 use webjit_engine::{bench, ops, Bind, DType, DeviceOptions, Engine, Error, Recorder, Result};
@@ -77,7 +77,10 @@ pub fn read_probe(
             rec.dispatch(
                 &kernel,
                 &pb,
-                &[Bind::whole(&srcs[i % srcs.len()]), Bind::whole(&out)],
+                &[
+                    Bind::whole("src", &srcs[i % srcs.len()]),
+                    Bind::whole("out", &out),
+                ],
                 spec.dispatch(&cfg),
             )
         })?;
@@ -192,53 +195,70 @@ pub fn qmatmul(
             detail: format!("--int8 is a matvec path: m must be 1..={QMATVEC_MAX_M}"),
         });
     }
-    // Activations quantized once, for the int8 rows that leave the quantization out.
-    let quantized = if int8 {
-        let mut rec = engine.recorder();
-        let q = ops::quantize_q8(&mut rec, &x, None)?;
-        rec.submit()?;
-        Some(q)
-    } else {
-        None
-    };
     let mut runs: Vec<(String, RecordFn<'_>)> = Vec::new();
-    if let Some((xq, xq_scales)) = &quantized {
-        let spec = ops::qmatvec_i8_spec(&x, w)?;
-        let configs = chosen_configs(&spec, &profile, sweep, config.as_deref())?;
+    if int8 {
+        // The int8 configs of the plain matvec, each timed with its activation quantization
+        // (as a model step runs them).
+        let spec = ops::qmatvec(&x, w).spec()?;
+        let int8 = spec
+            .space(&profile)
+            .into_iter()
+            .filter(|c| c.path == Path::Int8);
+        let configs: Vec<QMatvecConfig> = match (sweep, config.as_deref()) {
+            (true, _) => int8.collect(),
+            (false, Some(key)) => vec![spec.config_by_key(&profile, key)?],
+            // The int8 path is never the default: its first config stands for it.
+            (false, None) => int8.take(1).collect(),
+        };
+        if configs.is_empty() {
+            return Err(Error::InvalidArgument {
+                op,
+                detail: format!("no int8 path for {}", w.format().name()),
+            });
+        }
         for c in configs {
-            let kernel = engine.kernel_for(&spec, Some(c.clone()))?.1;
-            let key = spec.key(&c);
-            let (x, y, spec) = (&x, &y, spec.clone());
-            let c2 = c.clone();
+            let (x, y) = (&x, &y);
             runs.push((
-                key.clone(),
+                spec.key(&c),
                 Box::new(move |rec| {
-                    ops::qmatvec_i8_quantized(rec, &spec, (&c2, &kernel), xq, xq_scales, pick(), y)
+                    ops::qmatvec(x, pick())
+                        .out(y)
+                        .config(c.clone())
+                        .record(rec)
+                        .map(|_| ())
                 }),
-            ));
-            runs.push((
-                format!("{key}+quantize"),
-                Box::new(move |rec| ops::qmatvec_i8_into(rec, x, pick(), y, Some(c.clone()))),
             ));
         }
     } else if m <= QMATVEC_MAX_M as usize {
-        let spec = ops::qmatvec_spec(&x, w)?;
+        let spec = ops::qmatvec(&x, w).spec()?;
         let configs = chosen_configs(&spec, &profile, sweep, config.as_deref())?;
         for c in configs {
             let (x, y) = (&x, &y);
             runs.push((
                 spec.key(&c),
-                Box::new(move |rec| ops::qmatvec_into(rec, x, pick(), y, Some(c.clone()))),
+                Box::new(move |rec| {
+                    ops::qmatvec(x, pick())
+                        .out(y)
+                        .config(c.clone())
+                        .record(rec)
+                        .map(|_| ())
+                }),
             ));
         }
     } else {
-        let spec = ops::qmatmul_spec(&x, w)?;
+        let spec = ops::qmatmul(&x, w).spec()?;
         let configs = chosen_configs(&spec, &profile, sweep, config.as_deref())?;
         for c in configs {
             let (x, y) = (&x, &y);
             runs.push((
                 spec.key(&c),
-                Box::new(move |rec| ops::qmatmul_into(rec, x, pick(), y, Some(c.clone()))),
+                Box::new(move |rec| {
+                    ops::qmatmul(x, pick())
+                        .out(y)
+                        .config(c.clone())
+                        .record(rec)
+                        .map(|_| ())
+                }),
             ));
         }
     }

@@ -27,7 +27,20 @@ pub struct TuneArgs {
     pub exact: bool,
 }
 
-use webjit_engine::model::tune_plan::filled;
+/// Seeded values in [-0.5, 0.5) (never zeros, which would hide wrong candidates).
+fn filled(e: &Engine, shape: &[usize], seed: u32) -> Result<webjit_engine::Tensor> {
+    let n: usize = shape.iter().product();
+    let mut s = seed.wrapping_mul(2654435761).max(1);
+    let v: Vec<f32> = (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s as f32 / u32::MAX as f32) - 0.5
+        })
+        .collect();
+    e.upload_f32(shape, &v)
+}
 
 pub fn run(args: TuneArgs) -> Result<()> {
     // Only the header is read: for a URL, its header bytes are fetched into a temporary file.
@@ -51,8 +64,7 @@ pub fn run(args: TuneArgs) -> Result<()> {
         None => standard_set(&e, args.budget_s)?,
     };
     let total_s = t0.elapsed().as_secs_f64();
-    let geomean =
-        (reports.iter().map(|r| r.speedup.ln()).sum::<f64>() / reports.len() as f64).exp();
+    let geomean = webjit_engine::tune::geomean_speedup(&reports);
     if !args.no_save {
         if let Some(path) = FileStore::default_path() {
             e.save_tuning(&FileStore { path: path.clone() })?;
@@ -131,9 +143,9 @@ fn standard_set(e: &Engine, budget_s: f64) -> Result<Vec<TuneReport>> {
         (d, ffn, &h),
     ] {
         let w = filled(e, &[n, k], 4)?;
-        let (spec, _) = ops::matmul_spec(src, &w, true)?;
+        let spec = ops::matmul(src, &w, true).spec()?;
         reports.push(e.tune(&spec, &opts, |rec, c| {
-            ops::matmul_with(rec, src, &w, true, Some(c.clone()))
+            ops::matmul(src, &w, true).config(c.clone()).record(rec)
         })?);
     }
     let wd = filled(e, &[d], 5)?;
@@ -151,7 +163,9 @@ fn standard_set(e: &Engine, budget_s: f64) -> Result<Vec<TuneReport>> {
             cols: src.row_len() as u64,
         };
         reports.push(e.tune(&spec, &opts, |rec, c| {
-            ops::rowwise_with(rec, RowOp::RmsNorm, src, &[w], 1e-6, 1.0, Some(c.clone()))
+            ops::rowwise(RowOp::RmsNorm, src, &[w], 1e-6, 1.0)
+                .config(c.clone())
+                .record(rec)
         })?);
     }
     for (op, y) in [
@@ -170,7 +184,9 @@ fn standard_set(e: &Engine, budget_s: f64) -> Result<Vec<TuneReport>> {
             b_len: y.map(|t| t.numel() as u64).unwrap_or(1),
         };
         reports.push(e.tune(&spec, &opts, |rec, c| {
-            ops::elementwise_with(rec, op, src, y, 1.0, Some(c.clone()))
+            ops::elementwise(op, src, y, 1.0)
+                .config(c.clone())
+                .record(rec)
         })?);
     }
     let positions: Vec<u32> = (0..tokens as u32).collect();
@@ -193,7 +209,9 @@ fn standard_set(e: &Engine, budget_s: f64) -> Result<Vec<TuneReport>> {
         rot: head_dim as u64,
     };
     reports.push(e.tune(&rspec, &opts, |rec, c| {
-        ops::rope_with(rec, &q3, &positions, &ropt, Some(c.clone()))
+        ops::rope(&q3, &positions, &ropt)
+            .config(c.clone())
+            .record(rec)
     })?);
     let table = filled(e, &[4096, d], 7)?;
     let ids: Vec<u32> = (0..tokens as u32).map(|i| (i * 31) % 4096).collect();
@@ -203,7 +221,9 @@ fn standard_set(e: &Engine, budget_s: f64) -> Result<Vec<TuneReport>> {
         add_rows: 0,
     };
     reports.push(e.tune(&espec, &opts, |rec, c| {
-        ops::embedding_with(rec, &table, &ids, 25.3, Some(c.clone()))
+        ops::embedding(&table, &ids, 25.3)
+            .config(c.clone())
+            .record(rec)
     })?);
 
     Ok(reports.finish())

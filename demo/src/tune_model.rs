@@ -1,19 +1,14 @@
-//! `webjit tune --model PATH`: tunes the kernels a GGUF decoder actually runs, at its shapes
-//! (the plan is `webjit_engine::model::tune_plan`, shared with the browser). Only the header
-//! is read; weights are synthesized (timings do not depend on values).
+//! `webjit tune --model PATH`: tunes the kernels a GGUF decoder actually runs, at its shapes:
+//! the plan (`webjit_engine::tune::TunePlan`, shared with the browser) records the model's
+//! prompt and decode steps and tunes every distinct kernel they dispatch. Only the header is
+//! read; weights are synthesized from it (timings do not depend on values).
 
-use webjit_engine::loader::{FileSource, ModelHeader};
-use webjit_engine::model::llm_config::DecoderConfig;
-use webjit_engine::model::tune_plan;
-use webjit_engine::tune::{native_clock, TuneReport};
+use webjit_engine::model::decoder::Decoder;
+use webjit_engine::model::generate::Session;
+use webjit_engine::tune::{native_clock, PlanOptions, TunePlan, TuneReport};
 use webjit_engine::{Engine, Result};
 
-/// Reads a GGUF file's header only (the file may be just the header).
-pub fn read_header(path: &std::path::Path) -> Result<ModelHeader> {
-    Ok(webjit_engine::loader::read_header(&mut FileSource::open(
-        path,
-    )?)?)
-}
+use crate::bench_model::SynthSource;
 
 pub fn run(
     e: &Engine,
@@ -22,20 +17,20 @@ pub fn run(
     prompt_tokens: usize,
     exact: bool,
 ) -> Result<Vec<TuneReport>> {
-    let h = read_header(path)?;
-    let cfg = DecoderConfig::from_header(&h)?;
-    let mats = tune_plan::synth_matrices(e, &h)?;
     let t0 = native_clock();
-    let reports = pollster::block_on(tune_plan::tune_decoder(
-        e,
-        &cfg,
-        &mats,
-        budget_s,
-        prompt_tokens,
-        exact,
-        &native_clock,
-        &mut |_, _| {},
-    ))?;
+    // Room for the captured prompt and the decode step after it.
+    let (_, dec) = Decoder::load(e, &mut SynthSource::new(path)?, Some(prompt_tokens + 1))?;
+    let mut session = Session::new(e, dec)?;
+    let plan = TunePlan::capture(e, &mut session, &PlanOptions { prompt_tokens })?;
+    eprintln!(
+        "{} kernels to tune in {} ({:.1} s to load and capture)",
+        plan.len(),
+        path.display(),
+        native_clock() - t0
+    );
+    let reports = pollster::block_on(plan.tune(e, budget_s, exact, &native_clock, &mut |r, n| {
+        eprintln!("  {:<52} {:>6.2}x  ({n} in all)", r.tune_key, r.speedup);
+    }))?;
     eprintln!(
         "tuned {} problems of {} in {:.1} s",
         reports.len(),

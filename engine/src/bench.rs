@@ -79,7 +79,7 @@ pub fn fma_gflops(engine: &Engine, min_batch: Duration) -> Result<f64> {
             rec.dispatch(
                 &kernel,
                 bytemuck::bytes_of(&p),
-                &[Bind::whole(&out)],
+                &[Bind::whole("out", &out)],
                 spec.dispatch(&()),
             )
         })?;

@@ -4,13 +4,13 @@
 //! cache (sliding-window layers, e.g. Gemma 3's window of 512 on 5 of every 6 layers) has
 //! capacity = window and keeps position p in slot p % capacity, so it always holds exactly
 //! the last `capacity` positions.
+//!
+//! Positions are written by `ops::kv_append` (prefill) and `ops::qk_rope_append` (decode).
 
-use webjit_jit::kernels::attention_decode::{KvAppendConfig, KvAppendSpec, KvDType};
-use webjit_jit::KernelSpec;
+use webjit_jit::kernels::attention_decode::KvDType;
 
 use crate::error::{Error, Result};
-use crate::ops::{expect_f32, expect_single};
-use crate::recorder::{Bind, Recorder};
+use crate::ops::expect_single;
 use crate::tensor::{DType, Tensor};
 use crate::Engine;
 
@@ -118,70 +118,16 @@ impl KvCache {
         self.len = self.len.min(len);
     }
 
-    /// Appends K and V rows for the next `n_new` positions: k_new, v_new
-    /// [batch, n_new, n_kv_heads, head_dim] f32 (already RoPE'd).
-    pub fn append(&mut self, rec: &mut Recorder, k_new: &Tensor, v_new: &Tensor) -> Result<()> {
-        self.append_with(rec, k_new, v_new, None)
-    }
-
-    pub fn append_with(
-        &mut self,
-        rec: &mut Recorder,
-        k_new: &Tensor,
-        v_new: &Tensor,
-        cfg: Option<KvAppendConfig>,
-    ) -> Result<()> {
-        let o = &self.opts;
-        for (name, t) in [("k_new", k_new), ("v_new", v_new)] {
-            expect_f32(OP, t)?;
-            expect_single(OP, name, t)?;
-            let s = t.shape();
-            if s.len() != 4 || s[0] != o.batch || s[2] != o.n_kv_heads || s[3] != o.head_dim {
-                return Err(Error::Shape {
-                    op: OP,
-                    detail: format!(
-                        "{name} {s:?} must be [{}, n_new, {}, {}]",
-                        o.batch, o.n_kv_heads, o.head_dim
-                    ),
-                });
-            }
+    /// A second handle to the same storage with the same length and options: what an op's
+    /// replay attends (the tuner re-records captured decode steps with it).
+    pub(crate) fn view(&self) -> KvCache {
+        KvCache {
+            k: self.k.clone(),
+            v: self.v.clone(),
+            opts: self.opts.clone(),
+            dtype: self.dtype,
+            len: self.len,
         }
-        if k_new.shape() != v_new.shape() {
-            return Err(Error::Shape {
-                op: OP,
-                detail: format!(
-                    "k_new {:?} and v_new {:?} differ",
-                    k_new.shape(),
-                    v_new.shape()
-                ),
-            });
-        }
-        let n_new = k_new.shape()[1];
-        let end = self.append_end(n_new)?;
-        let spec = KvAppendSpec {
-            batch: o.batch as u64,
-            n_new: n_new as u64,
-            n_kv_heads: o.n_kv_heads as u64,
-            head_dim: o.head_dim as u64,
-            kv_dtype: self.dtype,
-        };
-        let engine = rec.engine();
-        let c = engine.choose(&spec, cfg);
-        let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
-        let params = spec.params(o.capacity as u32, self.len as u32);
-        rec.dispatch(
-            &kernel,
-            bytemuck::bytes_of(&params),
-            &[
-                Bind::whole(k_new),
-                Bind::whole(v_new),
-                Bind::whole(&self.k),
-                Bind::whole(&self.v),
-            ],
-            spec.dispatch(&c),
-        )?;
-        self.len = end;
-        Ok(())
     }
 
     /// The length after appending `n_new` positions, or the error saying why they do not fit.

@@ -15,6 +15,7 @@ pub mod model;
 pub mod ops;
 pub mod pipeline;
 pub mod qtensor;
+mod readback;
 pub mod recorder;
 pub mod tensor;
 pub mod tokenizer;
@@ -27,7 +28,9 @@ pub use device::{DeviceOptions, Gpu};
 pub use error::{Error, Result};
 pub use kv_cache::{KvCache, KvCacheOptions};
 pub use qtensor::QTensor;
-pub use recorder::{Arena, Bind, RecordStats, Recorder};
+pub use recorder::{
+    Arena, Bind, Captured, RecordStats, Recorder, Replay, ReplayFactory, TunableKernel,
+};
 pub use tensor::{DType, Tensor};
 pub use webjit_jit as jit;
 
@@ -45,7 +48,8 @@ pub(crate) type KernelMemo = std::collections::HashMap<
 pub(crate) type TunedConfigs =
     std::collections::HashMap<String, std::sync::Arc<dyn std::any::Any + Send + Sync>>;
 
-pub struct Engine {
+/// The engine's state, shared by every handle (`Engine` derefs to it).
+pub struct EngineState {
     pub gpu: Gpu,
     pub pool: BufferPool,
     pub pipelines: PipelineCache,
@@ -70,6 +74,19 @@ pub struct Engine {
     readback_nudge: bool,
 }
 
+/// A handle to the GPU device and everything on it: pipelines, pooled buffers, tuning records.
+/// Cloning gives another handle to the same engine; the state is freed with the last handle
+/// (models, loads and sinks hold one).
+#[derive(Clone)]
+pub struct Engine(std::sync::Arc<EngineState>);
+
+impl std::ops::Deref for Engine {
+    type Target = EngineState;
+    fn deref(&self) -> &EngineState {
+        &self.0
+    }
+}
+
 /// Smallest mappable readback buffer, so that small readbacks of different sizes share one.
 const STAGING_MIN: u64 = 64 * 1024;
 /// Largest readback buffer kept for reuse (a vocabulary of logits fits).
@@ -81,7 +98,7 @@ impl Engine {
         let nudge = options.readback_nudge;
         let gpu = Gpu::create(options).await?;
         let readback_nudge = nudge.unwrap_or(!gpu.profile.cpu);
-        Ok(Self {
+        Ok(Self(std::sync::Arc::new(EngineState {
             gpu,
             pool: BufferPool::new(budget),
             pipelines: PipelineCache::default(),
@@ -94,7 +111,31 @@ impl Engine {
             kernel_memo: Mutex::new(std::collections::HashMap::new()),
             staging: Mutex::new(None),
             readback_nudge,
-        })
+        })))
+    }
+
+    /// Drops every cached GPU object (pipelines, bind groups, the configs chosen per problem,
+    /// spare uniform chunks, the kept readback buffer), e.g. when the device is being
+    /// destroyed: they would only hold memory. Anything needed later is made again.
+    pub fn release_caches(&self) {
+        self.pipelines.clear();
+        if let Ok(mut m) = self.bind_groups.lock() {
+            m.clear();
+        }
+        if let Ok(mut m) = self.kernel_memo.lock() {
+            m.clear();
+        }
+        if let Ok(mut m) = self.uniform_chunks.lock() {
+            m.clear();
+        }
+        if let Ok(mut s) = self.staging.lock() {
+            s.take();
+        }
+    }
+
+    /// Whether `other` is a handle to this same engine.
+    pub fn same(&self, other: &Engine) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
     }
 
     /// Whether readbacks nudge the browser to deliver them sooner (web only; see
@@ -269,155 +310,6 @@ impl Engine {
 
     pub fn upload_u32(&self, shape: &[usize], data: &[u32]) -> Result<Tensor> {
         self.upload_bytes(shape, DType::U32, bytemuck::cast_slice(data))
-    }
-
-    /// Copies a tensor back to the host (all segments, in order).
-    pub async fn read_bytes(&self, t: &Tensor) -> Result<Vec<u8>> {
-        self.submit_and_read(self.recorder(), t).await
-    }
-
-    /// Submits `rec` with the copy of `t` into a mappable buffer recorded at its end, then
-    /// reads `t` back: the work and its readback in one submit. The mappable buffer is kept
-    /// for the next readback that fits (a browser backs each with shared memory, so creating
-    /// one per call costs a round trip to the GPU process).
-    pub async fn submit_and_read(&self, mut rec: Recorder<'_>, t: &Tensor) -> Result<Vec<u8>> {
-        self.gpu.check_alive()?;
-        let total = t.bytes();
-        let need = total.max(4).div_ceil(4) * 4;
-        let cached = self.staging.lock().ok().and_then(|mut s| s.take());
-        let staging = match cached {
-            Some(b) if b.size() >= need => b,
-            _ => self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("webjit readback"),
-                size: need.max(STAGING_MIN),
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            }),
-        };
-        let mut off = 0;
-        for i in 0..t.segments().len() {
-            let n = t.segment_bytes(i);
-            if n > 0 {
-                rec.copy(t.segments()[i].buffer.raw(), 0, &staging, off, n);
-            }
-            off += n;
-        }
-        rec.submit()?;
-        #[cfg(target_arch = "wasm32")]
-        device::deferred::check().await?;
-        let done = MapSignal::default();
-        let signal = done.clone();
-        staging
-            .slice(..need)
-            .map_async(wgpu::MapMode::Read, move |r| {
-                signal.set(r.map_err(|e| e.to_string()))
-            });
-        #[cfg(not(target_arch = "wasm32"))]
-        self.gpu.wait_idle()?;
-        // By default not on CPU adapters: their jobs take far longer than the poll delay, and
-        // the GPU process's extra work would come out of the same cores.
-        #[cfg(target_arch = "wasm32")]
-        if self.readback_nudge {
-            device::nudge::until(&self.gpu.queue, || done.is_set()).await;
-        }
-        done.await.map_err(|e| {
-            self.gpu.mark_lost(e.clone());
-            Error::Readback { detail: e }
-        })?;
-        let out = {
-            let view = staging
-                .slice(..need)
-                .get_mapped_range()
-                .map_err(|e| Error::Readback {
-                    detail: e.to_string(),
-                })?;
-            view[..total as usize].to_vec()
-        };
-        staging.unmap();
-        if staging.size() > STAGING_KEEP_MAX {
-            // A one-off large readback: not worth holding on to.
-            staging.destroy();
-        } else if let Ok(mut s) = self.staging.lock() {
-            // Keep the larger of the two.
-            match s.as_ref() {
-                Some(b) if b.size() >= staging.size() => staging.destroy(),
-                _ => {
-                    if let Some(old) = s.replace(staging) {
-                        old.destroy();
-                    }
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn read_f32(&self, t: &Tensor) -> Result<Vec<f32>> {
-        if t.dtype() != DType::F32 {
-            return Err(Error::DType {
-                op: "read_f32",
-                expected: "f32",
-                got: t.dtype().name(),
-            });
-        }
-        let bytes = pollster::block_on(self.read_bytes(t))?;
-        Ok(bytemuck::pod_collect_to_vec(&bytes))
-    }
-
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn read_u32(&self, t: &Tensor) -> Result<Vec<u32>> {
-        if t.dtype() != DType::U32 {
-            return Err(Error::DType {
-                op: "read_u32",
-                expected: "u32",
-                got: t.dtype().name(),
-            });
-        }
-        let bytes = pollster::block_on(self.read_bytes(t))?;
-        Ok(bytemuck::pod_collect_to_vec(&bytes))
-    }
-}
-
-/// Completion of a buffer map: set by wgpu's callback, awaited by readback. Works natively
-/// (the callback runs inside `poll`) and on the web (it runs from the event loop).
-#[derive(Clone, Default)]
-struct MapSignal(std::sync::Arc<Mutex<MapState>>);
-
-type MapState = (Option<Result<(), String>>, Option<std::task::Waker>);
-
-impl MapSignal {
-    /// Whether the map has finished (either way).
-    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-    fn is_set(&self) -> bool {
-        self.0.lock().map(|s| s.0.is_some()).unwrap_or(true)
-    }
-
-    fn set(&self, r: Result<(), String>) {
-        if let Ok(mut s) = self.0.lock() {
-            s.0 = Some(r);
-            if let Some(w) = s.1.take() {
-                w.wake();
-            }
-        }
-    }
-}
-
-impl std::future::Future for MapSignal {
-    type Output = Result<(), String>;
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        let Ok(mut s) = self.0.lock() else {
-            return std::task::Poll::Ready(Err("map state poisoned".into()));
-        };
-        match s.0.take() {
-            Some(r) => std::task::Poll::Ready(r),
-            None => {
-                s.1 = Some(cx.waker().clone());
-                std::task::Poll::Pending
-            }
-        }
     }
 }
 

@@ -32,6 +32,13 @@ impl PipelineCache {
         self.len() == 0
     }
 
+    /// Forgets every pipeline (they are compiled again on next use).
+    pub fn clear(&self) {
+        if let Ok(mut m) = self.map.lock() {
+            m.clear();
+        }
+    }
+
     /// The pipeline for `cfg` of `spec`, compiling it on first use. `check` runs on every call
     /// because a config's legality can depend on the problem's sizes.
     pub fn get<S: KernelSpec>(&self, gpu: &Gpu, spec: &S, cfg: &S::Config) -> Result<Arc<Kernel>> {

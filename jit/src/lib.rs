@@ -35,7 +35,7 @@ pub mod shaders {
     pub const BLOCK_SPARSE: &str = include_str!("../../shaders/block_sparse.wgsl");
     pub const BLOCK_SPARSE_ATTEND: &str = include_str!("../../shaders/block_sparse_attend.wgsl");
     pub const BLOCK_SPARSE_GATHER: &str = include_str!("../../shaders/block_sparse_gather.wgsl");
-    /// Every template, for the tuning checksum.
+    /// Every template (tests check each one's sections).
     pub const ALL: &[&str] = &[
         ELEMENTWISE,
         ROWWISE,

@@ -89,7 +89,10 @@ fn check(r: &mut Rand, c: Case, configs: &[Option<AttentionConfig>]) {
     };
     for cfg in configs {
         let mut rec = e.recorder();
-        let out = ops::attention_with(&mut rec, &qt, &kt, &vt, &opts, cfg.clone()).unwrap();
+        let out = ops::attention(&qt, &kt, &vt, &opts)
+            .config_opt(cfg.clone())
+            .record(&mut rec)
+            .unwrap();
         rec.submit().unwrap();
         let got = e.read_f32(&out).unwrap();
         let label = format!("attention {c:?} cfg={cfg:?}");
@@ -269,7 +272,7 @@ fn prefill_is_deterministic() {
     };
     let run = || {
         let mut rec = e.recorder();
-        let o = ops::attention(&mut rec, &q, &k, &k, &opts).unwrap();
+        let o = ops::attention(&q, &k, &k, &opts).record(&mut rec).unwrap();
         rec.submit().unwrap();
         e.read_f32(&o).unwrap()
     };
@@ -285,24 +288,14 @@ fn prefill_rejects_bad_arguments() {
     let mut rec = e.recorder();
     let d = AttentionOptions::default();
     // Head dim not a multiple of 4.
-    let err = ops::attention(
-        &mut rec,
-        &t(&[1, 3, 2, 6]),
-        &t(&[1, 3, 2, 6]),
-        &t(&[1, 3, 2, 6]),
-        &d,
-    )
-    .unwrap_err();
+    let err = ops::attention(&t(&[1, 3, 2, 6]), &t(&[1, 3, 2, 6]), &t(&[1, 3, 2, 6]), &d)
+        .record(&mut rec)
+        .unwrap_err();
     assert!(err.to_string().contains("multiple of 4"), "{err}");
     // Query heads not a multiple of kv heads.
-    let err = ops::attention(
-        &mut rec,
-        &t(&[1, 3, 3, 8]),
-        &t(&[1, 3, 2, 8]),
-        &t(&[1, 3, 2, 8]),
-        &d,
-    )
-    .unwrap_err();
+    let err = ops::attention(&t(&[1, 3, 3, 8]), &t(&[1, 3, 2, 8]), &t(&[1, 3, 2, 8]), &d)
+        .record(&mut rec)
+        .unwrap_err();
     assert_eq!(err.code(), "SHAPE");
     // Padding length above seq_kv, wrong count, zero window, bad scale.
     let q = t(&[2, 3, 2, 8]);
@@ -330,7 +323,7 @@ fn prefill_rejects_bad_arguments() {
         },
     ] {
         assert!(
-            ops::attention(&mut rec, &q, &k, &k, &bad).is_err(),
+            ops::attention(&q, &k, &k, &bad).record(&mut rec).is_err(),
             "{bad:?}"
         );
     }

@@ -46,7 +46,9 @@ impl Tracked {
         let kt = e.upload_f32(&shape, &k).unwrap();
         let vt = e.upload_f32(&shape, &v).unwrap();
         let mut rec = e.recorder();
-        self.cache.append(&mut rec, &kt, &vt).unwrap();
+        webjit_engine::ops::kv_append(&mut self.cache, &kt, &vt)
+            .record(&mut rec)
+            .unwrap();
         rec.submit().unwrap();
     }
 
@@ -150,15 +152,11 @@ impl Tracked {
             .flat_map(|c| reduce_configs.iter().map(move |rc| (c, rc)))
         {
             let mut rec = e.recorder();
-            let out = ops::attention_decode_with(
-                &mut rec,
-                &qt,
-                &self.cache,
-                opts,
-                cfg.clone(),
-                rcfg.clone(),
-            )
-            .unwrap();
+            let out = ops::attention_decode(&qt, &self.cache, opts)
+                .config_opt(cfg.clone())
+                .reduce_config(rcfg.clone().unwrap())
+                .record(&mut rec)
+                .unwrap();
             rec.submit().unwrap();
             let got = e.read_f32(&out).unwrap();
             let label = format!(
@@ -283,7 +281,9 @@ fn decode_every_config_matches_oracle() {
         let q = engine()
             .upload_f32(&[1, 4, 64], &r.vec(256, -1.0, 1.0))
             .unwrap();
-        let spec = ops::decode_spec(&q, &t.cache, &DecodeOptions::default()).unwrap();
+        let spec = ops::attention_decode(&q, &t.cache, &DecodeOptions::default())
+            .spec()
+            .unwrap();
         let space: Vec<_> = spec
             .space(engine().profile())
             .into_iter()
@@ -314,18 +314,23 @@ fn empty_cache_decodes_to_zeros_and_bad_arguments_fail() {
     let mut t = Tracked::new(opts(1, 1, 8, 4, false, KvDType::F32));
     let q = e.upload_f32(&[1, 2, 8], &r.vec(16, -1.0, 1.0)).unwrap();
     let mut rec = e.recorder();
-    let out = ops::attention_decode(&mut rec, &q, &t.cache, &DecodeOptions::default()).unwrap();
+    let out = ops::attention_decode(&q, &t.cache, &DecodeOptions::default())
+        .record(&mut rec)
+        .unwrap();
     rec.submit().unwrap();
     assert_eq!(e.read_f32(&out).unwrap(), vec![0.0; 16]);
     t.append(&mut r, 4);
     // A linear cache refuses to grow past its capacity.
     let k = e.upload_f32(&[1, 1, 1, 8], &r.vec(8, -1.0, 1.0)).unwrap();
     let mut rec = e.recorder();
-    assert!(t.cache.append(&mut rec, &k, &k).is_err());
+    assert!(webjit_engine::ops::kv_append(&mut t.cache, &k, &k)
+        .record(&mut rec)
+        .is_err());
     // Wrong head dim, heads not a multiple of kv heads.
     let bad = e.upload_f32(&[1, 2, 4], &r.vec(8, -1.0, 1.0)).unwrap();
     assert_eq!(
-        ops::attention_decode(&mut rec, &bad, &t.cache, &DecodeOptions::default())
+        ops::attention_decode(&bad, &t.cache, &DecodeOptions::default())
+            .record(&mut rec)
             .unwrap_err()
             .code(),
         "SHAPE"
@@ -337,7 +342,9 @@ fn empty_cache_decodes_to_zeros_and_bad_arguments_fail() {
         window: Some(5),
         ..Default::default()
     };
-    assert!(ops::attention_decode(&mut rec, &q, &ring.cache, &o).is_err());
+    assert!(ops::attention_decode(&q, &ring.cache, &o)
+        .record(&mut rec)
+        .is_err());
     // Zero-sized caches and odd head dims are rejected before allocating.
     assert!(KvCache::new(e, opts(1, 1, 6, 4, false, KvDType::F32)).is_err());
     assert!(KvCache::new(e, opts(1, 1, 8, 0, false, KvDType::F32)).is_err());

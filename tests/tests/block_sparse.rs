@@ -139,7 +139,9 @@ fn check(r: &mut Rand, c: &Case, cfgs: &[SparseConfigs]) {
     let want_lists = sel.lists(p.n_blocks());
     for cfg in cfgs {
         let mut rec = e.recorder();
-        let res = ops::block_sparse_attention_with(&mut rec, &x.qt, &x.kt, &x.vt, &options(c), cfg)
+        let res = ops::block_sparse_attention(&x.qt, &x.kt, &x.vt, &options(c))
+            .config(cfg.clone())
+            .record(&mut rec)
             .unwrap();
         rec.submit().unwrap();
         let label = format!("block_sparse {c:?} cfg={cfg:?}");
@@ -286,7 +288,9 @@ fn dense(x: &Inputs, c: &Case) -> (Vec<f32>, Vec<f64>) {
         causal: c.causal,
         ..Default::default()
     };
-    let out = ops::attention(&mut rec, &x.qt, &x.kt, &x.vt, &opts).unwrap();
+    let out = ops::attention(&x.qt, &x.kt, &x.vt, &opts)
+        .record(&mut rec)
+        .unwrap();
     rec.submit().unwrap();
     let p = AttnProblem {
         batch: c.batch,
@@ -323,8 +327,9 @@ fn all_blocks_selected_equals_dense_attention() {
             (c.heads, c.kv_heads, c.granularity, c.global) = (4, 2, gran, global);
             let x = inputs(&mut r, &c, &problem(&c));
             let mut rec = e.recorder();
-            let res =
-                ops::block_sparse_attention(&mut rec, &x.qt, &x.kt, &x.vt, &options(&c)).unwrap();
+            let res = ops::block_sparse_attention(&x.qt, &x.kt, &x.vt, &options(&c))
+                .record(&mut rec)
+                .unwrap();
             rec.submit().unwrap();
             let got = e.read_f32(&res.out).unwrap();
             let (fused, want) = dense(&x, &c);
@@ -345,7 +350,9 @@ fn reruns_are_bitwise_deterministic() {
     let x = inputs(&mut r, &c, &problem(&c));
     let run = || {
         let mut rec = e.recorder();
-        let res = ops::block_sparse_attention(&mut rec, &x.qt, &x.kt, &x.vt, &options(&c)).unwrap();
+        let res = ops::block_sparse_attention(&x.qt, &x.kt, &x.vt, &options(&c))
+            .record(&mut rec)
+            .unwrap();
         rec.submit().unwrap();
         let sel = res.selection.unwrap().read(e).unwrap();
         (e.read_f32(&res.out).unwrap(), sel)
@@ -371,21 +378,19 @@ fn reused_buffers_match_oracle_on_new_inputs() {
         c.granularity = gran;
         let p = problem(&c);
         let first = inputs(&mut r, &c, &p);
-        let l = ops::block_sparse_layout(&first.qt, &first.kt, &first.vt, &options(&c)).unwrap();
+        let l = ops::block_sparse_attention(&first.qt, &first.kt, &first.vt, &options(&c))
+            .spec()
+            .unwrap();
         let bufs = ops::SparseBuffers::new(e, &l, &options(&c), false).unwrap();
         assert_eq!(bufs.gathers(), gran == Granularity::Query);
         for x in [first, inputs(&mut r, &c, &p)] {
             let mut rec = e.recorder();
-            ops::block_sparse_attention_into(
-                &mut rec,
-                &x.qt,
-                &x.kt,
-                &x.vt,
-                &options(&c),
-                &bufs,
-                &SparseConfigs::default(),
-            )
-            .unwrap();
+            ops::block_sparse_attention(&x.qt, &x.kt, &x.vt, &options(&c))
+                .buffers(&bufs)
+                .config(SparseConfigs::default().clone())
+                .record(&mut rec)
+                .map(|_| ())
+                .unwrap();
             rec.submit().unwrap();
             let sel = p.selection(&x.q, &x.k);
             let want = p.attention(&sel, &x.q, &x.k, &x.v);
@@ -544,7 +549,9 @@ fn err_of(c: &Case, seq_override: Option<usize>) -> Error {
         .upload_f32(&[1, seq, 1, 32], &vec![0.5; seq * 32])
         .unwrap();
     let mut rec = e.recorder();
-    ops::block_sparse_attention(&mut rec, &t, &kt, &kt, &options(c)).unwrap_err()
+    ops::block_sparse_attention(&t, &kt, &kt, &options(c))
+        .record(&mut rec)
+        .unwrap_err()
 }
 
 #[test]

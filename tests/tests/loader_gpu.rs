@@ -55,7 +55,7 @@ fn expect_f64(ty: TensorType, bytes: &[u8]) -> Vec<f64> {
 
 fn check_uploaded(
     engine: &Engine,
-    sink: &GpuSink<'_>,
+    sink: &GpuSink,
     name: &str,
     ty: TensorType,
     bytes: &[u8],
@@ -272,8 +272,12 @@ fn quantized_tensors_stream_into_repacked_weights() {
             .upload_f32(&[2, k], &rng.vec(2 * k, -1.0, 1.0))
             .expect("x");
         let mut rec = engine.recorder();
-        let a = ops::qmatvec(&mut rec, &x, q).expect("matvec streamed");
-        let bb = ops::qmatvec(&mut rec, &x, &whole).expect("matvec whole");
+        let a = ops::qmatvec(&x, q)
+            .record(&mut rec)
+            .expect("matvec streamed");
+        let bb = ops::qmatvec(&x, &whole)
+            .record(&mut rec)
+            .expect("matvec whole");
         rec.submit().expect("submit");
         let (a, bb) = (
             engine.read_f32(&a).expect("read"),

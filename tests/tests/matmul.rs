@@ -33,7 +33,7 @@ fn check(
     let at = e.upload_f32(&a_shape, &a).unwrap();
     let btt = e.upload_f32(&b_shape, &b).unwrap();
     let want = oracle::matmul(&a, &b, batch, m, n, k, trans_b, shared_b);
-    let (spec, _) = ops::matmul_spec(&at, &btt, trans_b).unwrap();
+    let spec = ops::matmul(&at, &btt, trans_b).spec().unwrap();
     let mut configs = vec![None];
     if all_configs {
         configs.extend(spec.space(e.profile()).into_iter().map(Some));
@@ -41,7 +41,10 @@ fn check(
     let atol = 2e-6 * (k as f64).sqrt() * 4.0;
     for cfg in &configs {
         let mut rec = e.recorder();
-        let out = ops::matmul_with(&mut rec, &at, &btt, trans_b, cfg.clone()).unwrap();
+        let out = ops::matmul(&at, &btt, trans_b)
+            .config_opt(cfg.clone())
+            .record(&mut rec)
+            .unwrap();
         rec.submit().unwrap();
         let got = e.read_f32(&out).unwrap();
         let label = format!(
@@ -108,7 +111,7 @@ fn matmul_reruns_are_deterministic() {
     let mut outs = Vec::new();
     for _ in 0..2 {
         let mut rec = e.recorder();
-        let o = ops::matmul(&mut rec, &a, &b, false).unwrap();
+        let o = ops::matmul(&a, &b, false).record(&mut rec).unwrap();
         rec.submit().unwrap();
         outs.push(e.read_f32(&o).unwrap());
     }
@@ -123,10 +126,10 @@ fn many_ops_share_one_pass() {
     let xt = e.upload_f32(&[64, 64], &x).unwrap();
     let w = e.upload_f32(&[64], &r.vec(64, -1.0, 1.0)).unwrap();
     let mut rec = e.recorder();
-    let h = ops::matmul(&mut rec, &xt, &xt, true).unwrap();
-    let h = ops::rms_norm(&mut rec, &h, &w, 1e-6, 1.0).unwrap();
-    let h = ops::gelu_tanh(&mut rec, &h).unwrap();
-    let h = ops::softmax(&mut rec, &h).unwrap();
+    let h = ops::matmul(&xt, &xt, true).record(&mut rec).unwrap();
+    let h = ops::rms_norm(&h, &w, 1e-6, 1.0).record(&mut rec).unwrap();
+    let h = ops::gelu_tanh(&h).record(&mut rec).unwrap();
+    let h = ops::softmax(&h).record(&mut rec).unwrap();
     assert_eq!(rec.stats.dispatches, 4);
     assert_eq!(
         rec.stats.passes, 1,
@@ -196,7 +199,7 @@ fn linear_epilogue_every_config_matches_oracle() {
                 gelu,
                 residual: use_res.then_some(&rt),
             };
-            let (mut spec, _) = ops::matmul_spec(&xt, &wt, true).unwrap();
+            let mut spec = ops::matmul(&xt, &wt, true).spec().unwrap();
             spec.epilogue = webjit_engine::jit::kernels::matmul::Epilogue {
                 bias: use_bias,
                 gelu,
@@ -210,7 +213,10 @@ fn linear_epilogue_every_config_matches_oracle() {
             }
             for cfg in configs {
                 let mut rec = e.recorder();
-                let out = ops::linear_with(&mut rec, &xt, &wt, epi, cfg.clone()).unwrap();
+                let out = ops::linear(&xt, &wt, epi)
+                    .config_opt(cfg.clone())
+                    .record(&mut rec)
+                    .unwrap();
                 assert_eq!(
                     rec.stats.dispatches, 1,
                     "the epilogue must not add dispatches"
@@ -257,7 +263,7 @@ fn linear_rejects_mismatched_epilogue_operands() {
         ),
         ("3-D weight", ops::LinearEpilogue::default(), &w3),
     ] {
-        let err = ops::linear(&mut rec, &x, w, epi).expect_err(what);
+        let err = ops::linear(&x, w, epi).record(&mut rec).expect_err(what);
         assert!(
             matches!(err, webjit_engine::Error::Shape { op: "linear", .. }),
             "{what}: {err:?}"
@@ -295,7 +301,7 @@ fn linear_split_every_config_matches_oracle() {
         gelu: true,
         residual: None,
     };
-    let (mut spec, _) = ops::matmul_spec(&xt, &wt, true).unwrap();
+    let mut spec = ops::matmul(&xt, &wt, true).spec().unwrap();
     spec.epilogue = webjit_engine::jit::kernels::matmul::Epilogue {
         bias: true,
         gelu: true,
@@ -309,7 +315,10 @@ fn linear_split_every_config_matches_oracle() {
     let nb = n / 3;
     for cfg in configs {
         let mut rec = e.recorder();
-        let outs = ops::linear_split_with(&mut rec, &xt, &wt, epi, 3, cfg.clone()).unwrap();
+        let outs = ops::linear_split(&xt, &wt, epi, 3)
+            .config_opt(cfg.clone())
+            .record(&mut rec)
+            .unwrap();
         assert_eq!(rec.stats.dispatches, 1);
         rec.submit().unwrap();
         for (part, t) in outs.iter().enumerate() {
@@ -343,7 +352,9 @@ fn linear_split_every_config_matches_oracle() {
         ("45 columns in 4 parts", ops::LinearEpilogue::default(), 4),
         ("0 parts", ops::LinearEpilogue::default(), 0),
     ] {
-        let err = ops::linear_split(&mut rec, &xt, &wt, epi, parts).expect_err(what);
+        let err = ops::linear_split(&xt, &wt, epi, parts)
+            .record(&mut rec)
+            .expect_err(what);
         assert!(
             matches!(
                 err,
@@ -423,7 +434,7 @@ fn linear_norm_every_config_matches_oracle() {
             gelu: true,
             residual: None,
         };
-        let (mut spec, _) = ops::matmul_spec(&xt, &wt, true).unwrap();
+        let mut spec = ops::matmul(&xt, &wt, true).spec().unwrap();
         spec.epilogue = webjit_engine::jit::kernels::matmul::Epilogue {
             bias: true,
             gelu: true,
@@ -437,8 +448,10 @@ fn linear_norm_every_config_matches_oracle() {
         let nb = n / 3;
         for cfg in configs {
             let mut rec = e.recorder();
-            let (outs, xnt) =
-                ops::linear_norm_with(&mut rec, &xt, &wt, norm, epi, 3, cfg.clone()).unwrap();
+            let (outs, xnt) = ops::linear_norm(&xt, &wt, norm, epi, 3)
+                .config_opt(cfg.clone())
+                .record(&mut rec)
+                .unwrap();
             assert_eq!(
                 rec.stats.dispatches, 1,
                 "the LayerNorm must not add dispatches"
@@ -474,7 +487,9 @@ fn linear_norm_every_config_matches_oracle() {
             gelu: false,
             residual: Some(&rt),
         };
-        let (outs, _) = ops::linear_norm(&mut rec, &xt, &wt, norm, epi, 1).unwrap();
+        let (outs, _) = ops::linear_norm(&xt, &wt, norm, epi, 1)
+            .record(&mut rec)
+            .unwrap();
         rec.submit().unwrap();
         let want: Vec<f64> = prod.iter().zip(&res).map(|(&p, &q)| p + q as f64).collect();
         let got = e.read_f32(&outs[0]).unwrap();
@@ -503,7 +518,9 @@ fn linear_norm_every_config_matches_oracle() {
             beta: &g8,
             eps,
         };
-        let err = ops::linear_norm(&mut rec, &x, &w, norm, Default::default(), 1).expect_err(what);
+        let err = ops::linear_norm(&x, &w, norm, Default::default(), 1)
+            .record(&mut rec)
+            .expect_err(what);
         assert!(
             matches!(
                 err,

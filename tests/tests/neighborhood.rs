@@ -135,7 +135,10 @@ fn run(c: &Case, x: &Inputs, cfg: Option<NeighborhoodConfig>) -> Vec<f32> {
     let v = e.upload_f32(&shape, &x.v).unwrap();
     let opts = c.options(e, x.rpb.as_deref());
     let mut rec = e.recorder();
-    let out = ops::neighborhood_attention_with(&mut rec, &q, &k, &v, &opts, cfg).unwrap();
+    let out = ops::neighborhood_attention(&q, &k, &v, &opts)
+        .config_opt(cfg)
+        .record(&mut rec)
+        .unwrap();
     rec.submit().unwrap();
     e.read_f32(&out).unwrap()
 }
@@ -378,7 +381,8 @@ fn expect_err(
     let ks = k_shape.unwrap_or(shape);
     let k: Tensor = e.upload_f32(ks, &vec![0.5; ks.iter().product()]).unwrap();
     let mut rec = e.recorder();
-    let err = ops::neighborhood_attention(&mut rec, &q, &k, &q, &opts)
+    let err = ops::neighborhood_attention(&q, &k, &q, &opts)
+        .record(&mut rec)
         .err()
         .unwrap_or_else(|| panic!("{needle}: bad arguments accepted"));
     let kind_ok = match err {
@@ -462,7 +466,7 @@ fn split_tensors_are_rejected() {
         ..Default::default()
     };
     let mut rec = e.recorder();
-    let Err(err) = ops::neighborhood_attention(&mut rec, &q, &q, &q, &opts) else {
+    let Err(err) = ops::neighborhood_attention(&q, &q, &q, &opts).record(&mut rec) else {
         panic!("segmented q accepted");
     };
     assert!(

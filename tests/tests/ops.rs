@@ -83,7 +83,9 @@ fn check_elementwise(
         let label = format!("{} [{rows}x{cols}] bcast={bcast} cfg={cfg:?}", op.name());
         let yarg = op.is_binary().then_some(&yt);
         let got = run(e, |rec| {
-            ops::elementwise_with(rec, op, &xt, yarg, s, cfg.clone())
+            ops::elementwise(op, &xt, yarg, s)
+                .config_opt(cfg.clone())
+                .record(rec)
         });
         assert_close(&label, r.seed, &got, &want, 1e-6, 2e-6, NMSE_ELEMENTWISE);
     }
@@ -186,7 +188,9 @@ fn check_rowwise(e: &Engine, r: &mut Rand, op: RowOp, rows: usize, cols: usize, 
             };
             let label = format!("{} [{rows}x{cols}] w_offset={off} cfg={cfg:?}", op.name());
             let got = run(e, |rec| {
-                ops::rowwise_with(rec, op, &xt, &ins, eps, off, cfg.clone())
+                ops::rowwise(op, &xt, &ins, eps, off)
+                    .config_opt(cfg.clone())
+                    .record(rec)
             });
             assert_close(&label, r.seed, &got, &want, 1e-6, 1e-5, NMSE_ELEMENTWISE);
         }
@@ -287,17 +291,10 @@ fn check_add_norm(
             let next = oracle::rms_norm(&out32, &w2, cols, eps as f64, off as f64);
             let label = format!("{} [{rows}x{cols}] w_offset={off} cfg={cfg:?}", op.name());
             let mut rec = e.recorder();
-            let (o, n) = ops::add_norm(
-                &mut rec,
-                &xt,
-                post.then_some(&wt),
-                &rt,
-                &w2t,
-                eps,
-                off,
-                cfg.clone(),
-            )
-            .unwrap();
+            let (o, n) = ops::add_norm(&xt, post.then_some(&wt), &rt, &w2t, eps, off)
+                .config_opt(cfg.clone())
+                .record(&mut rec)
+                .unwrap();
             rec.submit().unwrap();
             let (go, gn) = (e.read_f32(&o).unwrap(), e.read_f32(&n).unwrap());
             assert_close(
@@ -346,7 +343,7 @@ fn add_norm_matches_oracle() {
     // The one-output entry point refuses the two-output ops with a clear error.
     let x = e.upload_f32(&[1, 4], &[1.0; 4]).unwrap();
     let mut rec = e.recorder();
-    let err = ops::rowwise_with(&mut rec, RowOp::AddNorm, &x, &[&x, &x], 1e-6, 0.0, None);
+    let err = ops::rowwise(RowOp::AddNorm, &x, &[&x, &x], 1e-6, 0.0).record(&mut rec);
     assert!(err.is_err());
 }
 
@@ -393,7 +390,9 @@ fn rope_matches_oracle() {
                 for cfg in configs {
                     let label = format!("rope {layout:?} t{tokens} h{heads} d{head_dim} rot{rot} base{base} {cfg:?}");
                     let got = run(e, |rec| {
-                        ops::rope_with(rec, &xt, &positions, &opts, cfg.clone())
+                        ops::rope(&xt, &positions, &opts)
+                            .config_opt(cfg.clone())
+                            .record(rec)
                     });
                     assert_close(&label, r.seed, &got, &want, 1e-6, 1e-5, NMSE_ELEMENTWISE);
                 }
@@ -425,7 +424,9 @@ fn embedding_gathers_from_every_segment() {
         configs.extend(spec.space(e.profile()).into_iter().map(Some));
         for cfg in configs {
             let got = run(e, |rec| {
-                ops::embedding_with(rec, &tt, &ids, 1.5, cfg.clone())
+                ops::embedding(&tt, &ids, 1.5)
+                    .config_opt(cfg.clone())
+                    .record(rec)
             });
             assert_close(
                 &format!(
@@ -482,7 +483,9 @@ fn embedding_add_matches_oracle_on_every_config() {
         configs.extend(spec.space(e.profile()).into_iter().map(Some));
         for cfg in configs {
             let got = run(e, |rec| {
-                ops::embedding_add_with(rec, &tt, &ids, 0.5, &at, period, cfg.clone())
+                ops::embedding_add(&tt, &ids, 0.5, &at, period)
+                    .config_opt(cfg.clone())
+                    .record(rec)
             });
             let label = format!(
                 "embedding_add v{vocab} d{dim} segs {} {cfg:?}",
@@ -501,10 +504,14 @@ fn embedding_add_matches_oracle_on_every_config() {
         ("period 0", &add, 0),
         ("added table of another width", &narrow, 2),
     ] {
-        let err = ops::embedding_add(&mut rec, &table, &[1, 2], 1.0, t, period).expect_err(what);
+        let err = ops::embedding_add(&table, &[1, 2], 1.0, t, period)
+            .record(&mut rec)
+            .expect_err(what);
         assert_eq!(err.code(), "SHAPE", "{what}: {err}");
     }
-    let err = ops::embedding_add(&mut rec, &table, &[4], 1.0, &add, 2).unwrap_err();
+    let err = ops::embedding_add(&table, &[4], 1.0, &add, 2)
+        .record(&mut rec)
+        .unwrap_err();
     assert_eq!(err.code(), "INVALID_ARGUMENT", "{err}");
     assert_eq!(rec.stats.dispatches, 0);
 }
@@ -515,17 +522,20 @@ fn bad_arguments_are_typed_errors() {
     let x = e.upload_f32(&[2, 3], &[1.0; 6]).unwrap();
     let y = e.upload_f32(&[4], &[1.0; 4]).unwrap();
     let mut rec = e.recorder();
-    let err = ops::add(&mut rec, &x, &y).unwrap_err();
+    let err = ops::add(&x, &y).record(&mut rec).unwrap_err();
     assert_eq!(err.code(), "SHAPE", "{err}");
-    let err = ops::rms_norm(&mut rec, &x, &y, 1e-6, 0.0).unwrap_err();
+    let err = ops::rms_norm(&x, &y, 1e-6, 0.0)
+        .record(&mut rec)
+        .unwrap_err();
     assert_eq!(err.code(), "SHAPE", "{err}");
     let table = e.upload_f32(&[4, 3], &[1.0; 12]).unwrap();
-    let err = ops::embedding(&mut rec, &table, &[4], 1.0).unwrap_err();
+    let err = ops::embedding(&table, &[4], 1.0)
+        .record(&mut rec)
+        .unwrap_err();
     assert_eq!(err.code(), "INVALID_ARGUMENT", "{err}");
-    let err = ops::matmul(&mut rec, &x, &x, false).unwrap_err();
+    let err = ops::matmul(&x, &x, false).record(&mut rec).unwrap_err();
     assert_eq!(err.code(), "SHAPE", "{err}");
     let err = ops::rope(
-        &mut rec,
         &x,
         &[0, 1],
         &ops::RopeOptions {
@@ -534,6 +544,7 @@ fn bad_arguments_are_typed_errors() {
             rot_dims: None,
         },
     )
+    .record(&mut rec)
     .unwrap_err();
     assert_eq!(err.code(), "SHAPE", "{err}");
     let err = e.upload_f32(&[2, 2], &[1.0; 3]).unwrap_err();
@@ -575,7 +586,11 @@ fn mean_pool_and_l2_normalize_match_oracle() {
         let mut configs = vec![None];
         configs.extend(spec.space(e.profile()).into_iter().map(Some));
         for cfg in configs {
-            let got = run(e, |rec| ops::mean_pool_with(rec, &xt, &lens, cfg.clone()));
+            let got = run(e, |rec| {
+                ops::mean_pool(&xt, &lens, Default::default())
+                    .config_opt(cfg.clone())
+                    .record(rec)
+            });
             assert_close(
                 &format!("mean_pool b{batch} s{seq} d{dim} {cfg:?}"),
                 r.seed,
@@ -598,7 +613,9 @@ fn mean_pool_and_l2_normalize_match_oracle() {
         for cfg in configs {
             let xt2 = xt.reshape(&[rows, dim]).unwrap();
             let got = run(e, |rec| {
-                ops::rowwise_with(rec, RowOp::L2Normalize, &xt2, &[], 1e-12, 0.0, cfg.clone())
+                ops::rowwise(RowOp::L2Normalize, &xt2, &[], 1e-12, 0.0)
+                    .config_opt(cfg.clone())
+                    .record(rec)
             });
             assert_close(
                 &format!("l2norm {rows}x{dim} {cfg:?}"),
@@ -614,11 +631,17 @@ fn mean_pool_and_l2_normalize_match_oracle() {
     let x = e.upload_f32(&[2, 3, 4], &[1.0; 24]).unwrap();
     let mut rec = e.recorder();
     assert_eq!(
-        ops::mean_pool(&mut rec, &x, &[0, 1]).unwrap_err().code(),
+        ops::mean_pool(&x, &[0, 1], Default::default())
+            .record(&mut rec)
+            .unwrap_err()
+            .code(),
         "INVALID_ARGUMENT"
     );
     assert_eq!(
-        ops::mean_pool(&mut rec, &x, &[1]).unwrap_err().code(),
+        ops::mean_pool(&x, &[1], Default::default())
+            .record(&mut rec)
+            .unwrap_err()
+            .code(),
         "SHAPE"
     );
 }
@@ -698,7 +721,9 @@ fn mean_pool_with_layer_norm_and_l2_matches_oracle() {
             assert!(configs.len() > 4, "space too small: {}", configs.len());
             for cfg in configs {
                 let got = run(e, |rec| {
-                    ops::mean_pool_opts(rec, &xt, &lens, &opts, cfg.clone())
+                    ops::mean_pool(&xt, &lens, opts)
+                        .config_opt(cfg.clone())
+                        .record(rec)
                 });
                 let label = format!("pool b{batch} s{seq} d{dim} norm={norm} l2={l2} {cfg:?}");
                 assert_close(&label, r.seed, &got, &want, 2e-6, 1e-5, NMSE_ELEMENTWISE);
@@ -728,7 +753,9 @@ fn mean_pool_with_layer_norm_and_l2_matches_oracle() {
             "INVALID_ARGUMENT",
         ),
     ] {
-        let err = ops::mean_pool_opts(&mut rec, &x, &[3, 1], &opts, None).expect_err(what);
+        let err = ops::mean_pool(&x, &[3, 1], opts)
+            .record(&mut rec)
+            .expect_err(what);
         assert_eq!(err.code(), code, "{what}: {err}");
     }
     assert_eq!(rec.stats.dispatches, 0);
@@ -743,7 +770,7 @@ fn reshaped_views_bind_every_element() {
     let t = e.upload_f32(&[8, 384], &x).unwrap();
     let v = t.reshape(&[1, 8, 12, 32]).unwrap();
     assert_eq!(v.segment_bytes(0), t.bytes());
-    let got = run(e, |rec| ops::scale(rec, &v, 2.0));
+    let got = run(e, |rec| ops::scale(&v, 2.0).record(rec));
     assert_close(
         "scale of a reshaped view",
         r.seed,

@@ -65,7 +65,9 @@ fn check(e: &Engine, r: &mut Rand, c: &Case, cfg: Option<QkRopeConfig>) {
             e.upload_f32(&shape, &v0).unwrap(),
         );
         let mut rec = e.recorder();
-        cache.append(&mut rec, &kt, &vt).unwrap();
+        webjit_engine::ops::kv_append(&mut cache, &kt, &vt)
+            .record(&mut rec)
+            .unwrap();
         rec.submit().unwrap();
         for p in 0..c.before {
             let s = p % c.capacity;
@@ -130,7 +132,7 @@ fn check(e: &Engine, r: &mut Rand, c: &Case, cfg: Option<QkRopeConfig>) {
         w_offset: off,
     });
     let mut rec = e.recorder();
-    let table = ops::rope_table_tensor(&mut rec, &positions, c.rot, base).unwrap();
+    let table = ops::rope_table(&mut rec, &positions, c.rot, base).unwrap();
     let out = if c.packed > 0 {
         let mut row = q.clone();
         row.extend_from_slice(&k);
@@ -140,31 +142,15 @@ fn check(e: &Engine, r: &mut Rand, c: &Case, cfg: Option<QkRopeConfig>) {
         let pt = e.upload_f32(&[1, row.len()], &row).unwrap();
         let vt1 = e.upload_f32(&[1, v.len()], &v).unwrap();
         let vsep = (c.packed == 1).then_some(&vt1);
-        ops::qk_rope_append_packed(
-            &mut rec,
-            &pt,
-            vsep,
-            c.heads,
-            norms,
-            &table,
-            &opts,
-            &mut cache,
-            cfg.clone(),
-        )
-        .unwrap()
+        ops::qk_rope_append_packed(&pt, vsep, c.heads, norms, &table, &opts, &mut cache)
+            .config_opt(cfg.clone())
+            .record(&mut rec)
+            .unwrap()
     } else {
-        ops::qk_rope_append(
-            &mut rec,
-            &qt,
-            &kt,
-            &vt,
-            norms,
-            &table,
-            &opts,
-            &mut cache,
-            cfg.clone(),
-        )
-        .unwrap()
+        ops::qk_rope_append(&qt, &kt, &vt, norms, &table, &opts, &mut cache)
+            .config_opt(cfg.clone())
+            .record(&mut rec)
+            .unwrap()
     };
     rec.submit().unwrap();
     assert_eq!(
@@ -352,29 +338,32 @@ fn qk_rope_bad_arguments_fail_cleanly() {
         rot_dims: None,
     };
     let mut rec = e.recorder();
-    let table = ops::rope_table_tensor(&mut rec, &[0], 8, 10_000.0).unwrap();
-    let bad_table = ops::rope_table_tensor(&mut rec, &[0, 1], 8, 10_000.0).unwrap();
+    let table = ops::rope_table(&mut rec, &[0], 8, 10_000.0).unwrap();
+    let bad_table = ops::rope_table(&mut rec, &[0, 1], 8, 10_000.0).unwrap();
     assert!(
-        ops::qk_rope_append(&mut rec, &q, &bad_k, &k, None, &table, &opts, &mut cache, None)
+        ops::qk_rope_append(&q, &bad_k, &k, None, &table, &opts, &mut cache)
+            .record(&mut rec)
             .is_err()
     );
     assert!(
-        ops::qk_rope_append(&mut rec, &q, &k, &k, None, &bad_table, &opts, &mut cache, None)
+        ops::qk_rope_append(&q, &k, &k, None, &bad_table, &opts, &mut cache)
+            .record(&mut rec)
             .is_err()
     );
     assert_eq!(cache.len(), 0, "a refused call appends nothing");
     // The linear cache of 2 slots takes two positions, then refuses the third.
     for _ in 0..2 {
-        ops::qk_rope_append(&mut rec, &q, &k, &k, None, &table, &opts, &mut cache, None).unwrap();
+        ops::qk_rope_append(&q, &k, &k, None, &table, &opts, &mut cache)
+            .record(&mut rec)
+            .unwrap();
     }
-    let err = ops::qk_rope_append(&mut rec, &q, &k, &k, None, &table, &opts, &mut cache, None);
+    let err = ops::qk_rope_append(&q, &k, &k, None, &table, &opts, &mut cache).record(&mut rec);
     assert!(err.is_err(), "overflow must fail");
     assert_eq!(cache.len(), 2);
     // A packed row of the wrong width is refused.
     let row = e.upload_f32(&[1, 20], &r.vec(20, -1.0, 1.0)).unwrap();
-    let bad = ops::qk_rope_append_packed(
-        &mut rec, &row, None, 2, None, &table, &opts, &mut cache, None,
-    );
+    let bad =
+        ops::qk_rope_append_packed(&row, None, 2, None, &table, &opts, &mut cache).record(&mut rec);
     assert!(bad.is_err());
     rec.submit().unwrap();
 }

@@ -3,9 +3,9 @@
 //! on Gemma's Q5_0 and on Q4_K, sampled configs on every format, both activations, segmented
 //! weights, and mismatched operands refused.
 
-use webjit_engine::ops::{qmatvec_gated, qmatvec_spec, qmatvec_stacked};
+use webjit_engine::ops::{qmatvec_gated, qmatvec_stacked};
 use webjit_engine::Engine;
-use webjit_jit::kernels::qmatvec::{Gate, QMatvecConfig, Reduce};
+use webjit_jit::kernels::qmatvec::{Gate, Path, QMatvecConfig, Reduce};
 use webjit_jit::quant::{self, GgmlType};
 use webjit_jit::KernelSpec;
 use webjit_tests::{assert_close, engine, small_binding_engine, Rand};
@@ -65,22 +65,24 @@ fn run(
     let tg = e.upload_quantized(format, [n, k], &raw_g).unwrap();
     let tu = e.upload_quantized(format, [n, k], &raw_u).unwrap();
     let xt = e.upload_f32(&[m, k], &x).unwrap();
-    let mut spec = qmatvec_spec(&xt, &tg).unwrap();
-    spec.gate = Some(gate);
+    let spec = qmatvec_gated(&xt, &tg, &tu, gate).spec().unwrap();
     let chosen = pick(&spec.space(e.profile()));
     for cfg in &chosen {
         let mut rec = e.recorder();
-        let y = qmatvec_gated(&mut rec, &xt, &tg, &tu, gate, Some(cfg.clone())).unwrap();
+        let y = qmatvec_gated(&xt, &tg, &tu, gate)
+            .config(cfg.clone())
+            .record(&mut rec)
+            .unwrap();
         rec.submit().unwrap();
         let got = e.read_f32(&y).unwrap();
         // Each dot's error (as for the plain matvec), carried through act(g) * u (|act'| <= 1.2).
-        let (eg, eu) = if cfg.f16 {
+        let (eg, eu) = if cfg.path == Path::F16 {
             (4e-3 * mag_g, 4e-3 * mag_u)
         } else {
             (1e-5 * scale_g.max(1e-3), 1e-5 * scale_u.max(1e-3))
         };
         let atol = 1.2 * eg * max_u + eu * max_act + 1e-7;
-        let nmse = match (cfg.f16, want.len() >= 16) {
+        let nmse = match ((cfg.path == Path::F16), want.len() >= 16) {
             (false, _) => 1e-9,
             (true, true) => 1e-5,
             (true, false) => f64::INFINITY,
@@ -91,7 +93,7 @@ fn run(
             &got,
             &want,
             atol,
-            if cfg.f16 { 1e-2 } else { 1e-4 },
+            if cfg.path == Path::F16 { 1e-2 } else { 1e-4 },
             nmse,
         );
     }
@@ -149,10 +151,9 @@ fn gated_qmatvec_segmented_matches_unsegmented_and_refuses_mismatches() {
     let x = Rand::new(50).vec(k, -1.0, 1.0);
     let cfg = QMatvecConfig {
         wg: 64,
-        f16: false,
+        path: Path::F32,
         r: 2,
         reduce: Reduce::Workgroup,
-        int8: false,
     };
     let mut outs = Vec::new();
     for e in [small, big] {
@@ -163,7 +164,10 @@ fn gated_qmatvec_segmented_matches_unsegmented_and_refuses_mismatches() {
         }
         let xt = e.upload_f32(&[1, k], &x).unwrap();
         let mut rec = e.recorder();
-        let y = qmatvec_gated(&mut rec, &xt, &tg, &tu, Gate::GeluTanh, Some(cfg.clone())).unwrap();
+        let y = qmatvec_gated(&xt, &tg, &tu, Gate::GeluTanh)
+            .config(cfg.clone())
+            .record(&mut rec)
+            .unwrap();
         rec.submit().unwrap();
         outs.push(e.read_f32(&y).unwrap());
     }
@@ -189,8 +193,12 @@ fn gated_qmatvec_segmented_matches_unsegmented_and_refuses_mismatches() {
         .upload_quantized(format, [n - 1, k], &raw_u[..(n - 1) * (k / 32) * 34])
         .unwrap();
     let mut rec = e.recorder();
-    assert!(qmatvec_gated(&mut rec, &xt, &tg, &other, Gate::Silu, None).is_err());
-    assert!(qmatvec_gated(&mut rec, &xt, &tg, &short, Gate::Silu, None).is_err());
+    assert!(qmatvec_gated(&xt, &tg, &other, Gate::Silu)
+        .record(&mut rec)
+        .is_err());
+    assert!(qmatvec_gated(&xt, &tg, &short, Gate::Silu)
+        .record(&mut rec)
+        .is_err());
 }
 
 /// The stacked matvec ([W1; W2; W3] by rows, one output) against the f64 product of each part.
@@ -225,15 +233,16 @@ fn run_stacked(
     }
     let parts: Vec<_> = ts.iter().collect();
     let xt = e.upload_f32(&[m, k], &x).unwrap();
-    let mut spec = qmatvec_spec(&xt, &ts[0]).unwrap();
-    spec.n = total as u64;
-    spec.rows = total as u64;
-    spec.stacked = rows.len() as u32;
+    let spec = qmatvec_stacked(&xt, &parts).spec().unwrap();
+    assert_eq!(spec.n, total as u64);
     let scale = want.iter().map(|v| v.abs()).fold(0.0, f64::max);
     let chosen = pick(&spec.space(e.profile()));
     for cfg in &chosen {
         let mut rec = e.recorder();
-        let y = qmatvec_stacked(&mut rec, &xt, &parts, Some(cfg.clone())).unwrap();
+        let y = qmatvec_stacked(&xt, &parts)
+            .config(cfg.clone())
+            .record(&mut rec)
+            .unwrap();
         rec.submit().unwrap();
         let got = e.read_f32(&y).unwrap();
         assert_close(
@@ -241,9 +250,13 @@ fn run_stacked(
             seed,
             &got,
             &want,
-            if cfg.f16 { 4e-3 * mag } else { 1e-5 * scale },
-            if cfg.f16 { 1e-2 } else { 1e-4 },
-            if cfg.f16 { 1e-5 } else { 1e-9 },
+            if cfg.path == Path::F16 {
+                4e-3 * mag
+            } else {
+                1e-5 * scale
+            },
+            if cfg.path == Path::F16 { 1e-2 } else { 1e-4 },
+            if cfg.path == Path::F16 { 1e-5 } else { 1e-9 },
         );
     }
     chosen.len()
@@ -285,8 +298,8 @@ fn stacked_qmatvec_every_config_and_sampled_formats() {
         .unwrap();
     let x = e.upload_f32(&[1, 64], &[0.5; 64]).unwrap();
     let mut rec = e.recorder();
-    assert!(qmatvec_stacked(&mut rec, &x, &[&a, &b], None).is_err());
-    assert!(qmatvec_stacked(&mut rec, &x, &[&a], None).is_err());
+    assert!(qmatvec_stacked(&x, &[&a, &b]).record(&mut rec).is_err());
+    assert!(qmatvec_stacked(&x, &[&a]).record(&mut rec).is_err());
     let small = small_binding_engine();
     let big = small
         .upload_quantized(
@@ -298,5 +311,7 @@ fn stacked_qmatvec_every_config_and_sampled_formats() {
     assert!(big.segments().len() >= 2);
     let xs = small.upload_f32(&[1, 1024], &[0.5; 1024]).unwrap();
     let mut rec = small.recorder();
-    assert!(qmatvec_stacked(&mut rec, &xs, &[&big, &big], None).is_err());
+    assert!(qmatvec_stacked(&xs, &[&big, &big])
+        .record(&mut rec)
+        .is_err());
 }

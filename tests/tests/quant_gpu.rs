@@ -1,9 +1,9 @@
 //! GPU side of the GGUF formats: repack -> GPU dequant is bit-exact against the CPU reference,
 //! and the fused-dequant matvec matches an f64 matmul over the same dequantized weights.
 
-use webjit_engine::ops::{qdequant, qmatvec_spec, qmatvec_with};
+use webjit_engine::ops::{qdequant, qmatvec};
 use webjit_engine::{Engine, Error};
-use webjit_jit::kernels::qmatvec::{QMatvecConfig, Reduce};
+use webjit_jit::kernels::qmatvec::{Path, QMatvecConfig, Reduce};
 use webjit_jit::quant::{self, GgmlType, QuantError};
 use webjit_jit::KernelSpec;
 use webjit_tests::quant_vectors::load;
@@ -44,7 +44,7 @@ fn gpu_dequant(e: &Engine, format: GgmlType, rows: usize, raw: &[u8]) -> Vec<f32
     let k = raw.len() / format.block_bytes() * format.block_elems() / rows;
     let w = e.upload_quantized(format, [rows, k], raw).unwrap();
     let mut rec = e.recorder();
-    let out = qdequant(&mut rec, &w).unwrap();
+    let out = qdequant(&w).record(&mut rec).unwrap();
     rec.submit().unwrap();
     e.read_f32(&out).unwrap()
 }
@@ -107,17 +107,20 @@ fn run_qmatvec(
     let mag = abs_dot_max(&x, &wf, m, n, k);
     let w = e.upload_quantized(format, [n, k], &raw).unwrap();
     let xt = e.upload_f32(&[m, k], &x).unwrap();
-    let spec = qmatvec_spec(&xt, &w).unwrap();
+    let spec = qmatvec(&xt, &w).spec().unwrap();
     // The int8 configs (approximate: 8-bit activations) are checked in quant_i8.rs.
     let space: Vec<QMatvecConfig> = spec
         .space(e.profile())
         .into_iter()
-        .filter(|c| !c.int8)
+        .filter(|c| !(c.path == Path::Int8))
         .collect();
     let chosen = configs(&space);
     for cfg in &chosen {
         let mut rec = e.recorder();
-        let y = qmatvec_with(&mut rec, &xt, &w, Some(cfg.clone())).unwrap();
+        let y = qmatvec(&xt, &w)
+            .config(cfg.clone())
+            .record(&mut rec)
+            .unwrap();
         rec.submit().unwrap();
         let got = e.read_f32(&y).unwrap();
         let scale = want.iter().map(|v| v.abs()).fold(0.0, f64::max);
@@ -126,9 +129,13 @@ fn run_qmatvec(
             rnd.seed,
             &got,
             &want,
-            if cfg.f16 { 4e-3 * mag } else { 1e-5 * scale },
-            if cfg.f16 { 1e-2 } else { 1e-4 },
-            nmse_bound(cfg.f16, want.len()),
+            if cfg.path == Path::F16 {
+                4e-3 * mag
+            } else {
+                1e-5 * scale
+            },
+            if cfg.path == Path::F16 { 1e-2 } else { 1e-4 },
+            nmse_bound(cfg.path == Path::F16, want.len()),
         );
     }
     chosen.len()
@@ -178,18 +185,17 @@ fn segmented_weights_match_unsegmented() {
                 assert!(w.segments().len() >= 2, "{:?} not segmented", w);
             }
             let xt = e.upload_f32(&[2, k], &x).unwrap();
-            let spec = qmatvec_spec(&xt, &w).unwrap();
+            let spec = qmatvec(&xt, &w).spec().unwrap();
             // same config on both engines so results must be identical bit for bit
             let cfg = QMatvecConfig {
                 wg: 64,
-                f16: false,
+                path: Path::F32,
                 r: 2,
                 reduce: Reduce::Workgroup,
-                int8: false,
             };
             assert!(spec.space(e.profile()).contains(&cfg));
             let mut rec = e.recorder();
-            let y = qmatvec_with(&mut rec, &xt, &w, Some(cfg)).unwrap();
+            let y = qmatvec(&xt, &w).config(cfg).record(&mut rec).unwrap();
             rec.submit().unwrap();
             outs.push(e.read_f32(&y).unwrap());
         }
@@ -229,10 +235,10 @@ fn bad_sizes_are_typed_errors() {
     let w = e.upload_quantized(GgmlType::Q4K, [2, 256], &raw).unwrap();
     let x = e.upload_f32(&[1, 128], &[0.5; 128]).unwrap();
     let mut rec = e.recorder();
-    let r = qmatvec_with(&mut rec, &x, &w, None);
+    let r = qmatvec(&x, &w).record(&mut rec);
     assert!(matches!(r, Err(Error::Shape { .. })), "{r:?}");
     let x9 = e.upload_f32(&[9, 256], &[0.5; 9 * 256]).unwrap();
-    let r = qmatvec_with(&mut rec, &x9, &w, None);
+    let r = qmatvec(&x9, &w).record(&mut rec);
     assert!(matches!(r, Err(Error::Jit(_))), "{r:?}");
 }
 
@@ -259,7 +265,7 @@ fn streamed_row_chunks_equal_whole_upload() {
     let mut outs = Vec::new();
     for w in [&whole, &streamed] {
         let mut rec = e.recorder();
-        let y = qmatvec_with(&mut rec, &xt, w, None).unwrap();
+        let y = qmatvec(&xt, w).record(&mut rec).unwrap();
         rec.submit().unwrap();
         outs.push(e.read_f32(&y).unwrap());
     }
@@ -287,7 +293,7 @@ fn cpu_adapters_get_barrier_free_defaults() {
         .upload_quantized(GgmlType::Q8_0, [1024, 640], &raw)
         .unwrap();
     let x = e.upload_f32(&[1, 640], &vec![0.5; 640]).unwrap();
-    let spec = qmatvec_spec(&x, &w).unwrap();
+    let spec = qmatvec(&x, &w).spec().unwrap();
     let c = spec.default_config(e.profile());
     assert_eq!((c.reduce, c.wg, c.r), (Reduce::None, 32, 8), "{c:?}");
     // A GPU profile keeps the reductions.

@@ -1,14 +1,12 @@
-//! The int8 dot-product path of the decode matvec: the activation quantization is a valid
+//! The int8 dot-product path of the decode matvec (`Path::Int8` configs of the plain matvec):
+//! the activation quantization is a valid
 //! 8-bit rounding, and every config of every format matches an f64 product of the same
 //! dequantized weights with the activations as quantized (read back from the GPU), within the
 //! f32 bound; against the unquantized activations it stays within the rounding's bound.
 
-use webjit_engine::ops::{
-    qmatvec_i8, qmatvec_i8_quantized, qmatvec_i8_spec, qmatvec_spec, quantize_q8,
-};
+use webjit_engine::ops::{qmatvec, quantize_q8};
 use webjit_engine::{Engine, Error};
-use webjit_jit::kernels::qmatvec::Reduce;
-use webjit_jit::kernels::qmatvec_i8::{QMatvecI8Config, QMatvecI8Spec};
+use webjit_jit::kernels::qmatvec::{Path, QMatvecConfig, Reduce};
 use webjit_jit::quant::{self, GgmlType};
 use webjit_jit::KernelSpec;
 use webjit_tests::{assert_close, engine, small_binding_engine, Rand};
@@ -78,7 +76,7 @@ fn run(
     n: usize,
     k: usize,
     seed: u64,
-    pick: &dyn Fn(&[QMatvecI8Config]) -> Vec<QMatvecI8Config>,
+    pick: &dyn Fn(&[QMatvecConfig]) -> Vec<QMatvecConfig>,
 ) -> usize {
     let raw = quant::synth_blocks(format, n * k / format.block_elems(), seed);
     let wf = quant::dequantize_vec(format, &raw).unwrap();
@@ -91,11 +89,11 @@ fn run(
     }
     let w = e.upload_quantized(format, [n, k], &raw).unwrap();
     let xt = e.upload_f32(&[m, k], &x).unwrap();
-    let spec = qmatvec_i8_spec(&xt, &w).unwrap();
+    let spec = qmatvec(&xt, &w).spec().unwrap();
     let what = format!("{} m{m} n{n} k{k}", format.name());
 
     let mut rec = e.recorder();
-    let (xq, xs) = quantize_q8(&mut rec, &xt, None).unwrap();
+    let (xq, xs) = quantize_q8(&xt).record(&mut rec).unwrap();
     rec.submit().unwrap();
     let xd = dequantized_x(
         &what,
@@ -106,12 +104,19 @@ fn run(
     let want = oracle(&xd, &wf, m, n, k);
     let scale = want.iter().map(|v| v.abs()).fold(0.0, f64::max);
 
-    let chosen = pick(&spec.space(e.profile()));
+    let int8: Vec<QMatvecConfig> = spec
+        .space(e.profile())
+        .into_iter()
+        .filter(|c| c.path == Path::Int8)
+        .collect();
+    let chosen = pick(&int8);
     for cfg in &chosen {
+        // The op quantizes x as `quantize_q8` did above (the same kernel, deterministic).
         let mut rec = e.recorder();
-        let y = rec.empty(&[m, n], webjit_engine::DType::F32).unwrap();
-        let (c, kernel) = e.kernel_for(&spec, Some(cfg.clone())).unwrap();
-        qmatvec_i8_quantized(&mut rec, &spec, (&c, &kernel), &xq, &xs, &w, &y).unwrap();
+        let y = qmatvec(&xt, &w)
+            .config(cfg.clone())
+            .record(&mut rec)
+            .unwrap();
         rec.submit().unwrap();
         let got = e.read_f32(&y).unwrap();
         assert_close(
@@ -125,10 +130,13 @@ fn run(
         );
     }
 
-    // The whole op (quantize + matvec, default config) against the unquantized activations:
-    // each product's x is off by at most half a step (max |x| / 254 per block).
+    // The whole op (quantize + matvec) against the unquantized activations: each product's x
+    // is off by at most half a step (max |x| / 254 per block).
     let mut rec = e.recorder();
-    let y = qmatvec_i8(&mut rec, &xt, &w, None).unwrap();
+    let y = qmatvec(&xt, &w)
+        .config(chosen[0].clone())
+        .record(&mut rec)
+        .unwrap();
     rec.submit().unwrap();
     let got = e.read_f32(&y).unwrap();
     let exact = oracle(&x, &wf, m, n, k);
@@ -207,13 +215,14 @@ fn qmatvec_i8_segmented_matches_unsegmented() {
                 assert!(w.segments().len() >= 2, "{w:?} not segmented");
             }
             let xt = e.upload_f32(&[2, k], &x).unwrap();
-            let cfg = QMatvecI8Config {
+            let cfg = QMatvecConfig {
+                path: Path::Int8,
                 wg: 64,
                 r: 2,
                 reduce: Reduce::Workgroup,
             };
             let mut rec = e.recorder();
-            let y = qmatvec_i8(&mut rec, &xt, &w, Some(cfg)).unwrap();
+            let y = qmatvec(&xt, &w).config(cfg).record(&mut rec).unwrap();
             rec.submit().unwrap();
             outs.push(e.read_f32(&y).unwrap());
         }
@@ -230,15 +239,19 @@ fn qmatvec_i8_segmented_matches_unsegmented() {
 #[test]
 fn qmatvec_i8_rejects_unsupported_formats_and_shapes() {
     let e = engine();
+    let int8 = QMatvecConfig {
+        path: Path::Int8,
+        wg: 64,
+        r: 1,
+        reduce: Reduce::Workgroup,
+    };
     let raw = quant::synth_blocks(GgmlType::Q5K, 4, 1);
     let w = e.upload_quantized(GgmlType::Q5K, [4, 256], &raw).unwrap();
     let x = e.upload_f32(&[1, 256], &[0.5; 256]).unwrap();
     let mut rec = e.recorder();
-    match qmatvec_i8(&mut rec, &x, &w, None) {
-        Err(Error::InvalidArgument { detail, .. }) => {
-            assert!(detail.contains("q5_k"), "{detail}")
-        }
-        other => panic!("q5_k: expected InvalidArgument, got {other:?}"),
+    match qmatvec(&x, &w).config(int8.clone()).record(&mut rec) {
+        Err(Error::Jit(err)) => assert!(err.to_string().contains("q5_k"), "{err}"),
+        other => panic!("q5_k: expected a kernel error, got {other:?}"),
     }
     let w = e
         .upload_quantized(
@@ -249,10 +262,10 @@ fn qmatvec_i8_rejects_unsupported_formats_and_shapes() {
         .unwrap();
     let x = e.upload_f32(&[1, 32], &[0.5; 32]).unwrap();
     assert!(matches!(
-        qmatvec_i8(&mut e.recorder(), &x, &w, None),
+        qmatvec(&x, &w).config(int8).record(&mut e.recorder()),
         Err(Error::Shape { .. })
     ));
-    // Every format the f32 path takes is either on the int8 path or named unsupported.
+    // Every format the f32 path takes is either on the int8 path or has no int8 configs.
     for format in GgmlType::ALL {
         let w = e
             .upload_quantized(
@@ -262,24 +275,19 @@ fn qmatvec_i8_rejects_unsupported_formats_and_shapes() {
             )
             .unwrap();
         let x = e.upload_f32(&[1, 256], &[0.25; 256]).unwrap();
-        let f32_ok = qmatvec_spec(&x, &w).is_ok();
-        assert!(f32_ok, "{}", format.name());
-        assert_eq!(
-            qmatvec_i8_spec(&x, &w).is_ok(),
-            QMatvecI8Spec::supports(format),
-            "{}",
-            format.name()
-        );
+        let spec = qmatvec(&x, &w).spec().unwrap();
+        let has_int8 = spec.space(e.profile()).iter().any(|c| c.path == Path::Int8);
+        assert_eq!(has_int8, Path::int8_supports(format), "{}", format.name());
     }
 }
 
 /// The int8 path as configs of the plain matvec (what the tuner picks from): in the space of
-/// plain problems of its formats, absent from gated and stacked ones, marked approximate, and
-/// run through `qmatvec_with` it gives the direct int8 op's result bit for bit.
+/// plain problems of its formats, absent from gated and stacked ones, marked approximate,
+/// never the default, and refused by a gated matvec.
 #[test]
 fn int8_configs_of_the_plain_matvec() {
-    use webjit_engine::ops::{qmatvec_gated, qmatvec_with};
-    use webjit_jit::kernels::qmatvec::{i8_config, Gate};
+    use webjit_engine::ops::qmatvec_gated;
+    use webjit_jit::kernels::qmatvec::{Form, Gate};
     let e = engine();
     let (n, k) = (29, 512);
     for format in [GgmlType::Q8_0, GgmlType::Q4K] {
@@ -288,9 +296,13 @@ fn int8_configs_of_the_plain_matvec() {
         let x = e
             .upload_f32(&[1, k], &Rand::new(90).vec(k, -1.0, 1.0))
             .unwrap();
-        let spec = qmatvec_spec(&x, &w).unwrap();
+        let spec = qmatvec(&x, &w).spec().unwrap();
         let space = spec.space(e.profile());
-        let int8: Vec<_> = space.iter().filter(|c| c.int8).cloned().collect();
+        let int8: Vec<_> = space
+            .iter()
+            .filter(|c| c.path == Path::Int8)
+            .cloned()
+            .collect();
         assert!(
             int8.len() >= 4,
             "{}: {} int8 configs",
@@ -298,30 +310,27 @@ fn int8_configs_of_the_plain_matvec() {
             int8.len()
         );
         for c in &space {
-            assert_eq!(spec.approximate(c).is_some(), c.int8, "{}", spec.key(c));
-        }
-        assert!(
-            !spec.default_config(e.profile()).int8,
-            "int8 must not be the default"
-        );
-        for c in int8.iter().take(3) {
-            let mut rec = e.recorder();
-            let a = qmatvec_with(&mut rec, &x, &w, Some(c.clone())).unwrap();
-            let b = qmatvec_i8(&mut rec, &x, &w, Some(i8_config(c))).unwrap();
-            rec.submit().unwrap();
-            let (a, b) = (e.read_f32(&a).unwrap(), e.read_f32(&b).unwrap());
             assert_eq!(
-                a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                spec.approximate(c).is_some(),
+                c.path == Path::Int8,
                 "{}",
                 spec.key(c)
             );
         }
+        assert!(
+            spec.default_config(e.profile()).path != Path::Int8,
+            "int8 must not be the default"
+        );
         let mut gated = spec.clone();
-        gated.gate = Some(Gate::GeluTanh);
-        assert!(gated.space(e.profile()).iter().all(|c| !c.int8));
+        gated.form = Form::Gated(Gate::GeluTanh);
+        assert!(gated
+            .space(e.profile())
+            .iter()
+            .all(|c| c.path != Path::Int8));
         let mut rec = e.recorder();
-        let err = qmatvec_gated(&mut rec, &x, &w, &w, Gate::GeluTanh, Some(int8[0].clone()));
+        let err = qmatvec_gated(&x, &w, &w, Gate::GeluTanh)
+            .config(int8[0].clone())
+            .record(&mut rec);
         assert!(err.is_err(), "a gated matvec accepted an int8 config");
     }
     // A format without an int8 path offers none.
@@ -333,8 +342,8 @@ fn int8_configs_of_the_plain_matvec() {
         )
         .unwrap();
     let x = e.upload_f32(&[1, 256], &[0.5; 256]).unwrap();
-    let spec = qmatvec_spec(&x, &w).unwrap();
-    assert!(spec.space(e.profile()).iter().all(|c| !c.int8));
+    let spec = qmatvec(&x, &w).spec().unwrap();
+    assert!(spec.space(e.profile()).iter().all(|c| c.path != Path::Int8));
 }
 
 /// The tuner accepts int8 candidates within their own tolerance (none is rejected as wrong),
@@ -342,7 +351,6 @@ fn int8_configs_of_the_plain_matvec() {
 #[test]
 fn tuner_takes_int8_candidates_unless_exact() {
     use std::time::Duration;
-    use webjit_engine::ops::qmatvec_with;
     use webjit_engine::tune::TuneOptions;
     // A private engine: the records this test makes must not steer other tests' defaults.
     let e = Engine::new_blocking(webjit_engine::DeviceOptions {
@@ -356,13 +364,13 @@ fn tuner_takes_int8_candidates_unless_exact() {
     let x = e
         .upload_f32(&[1, k], &Rand::new(91).vec(k, -1.0, 1.0))
         .unwrap();
-    let spec = qmatvec_spec(&x, &w).unwrap();
+    let spec = qmatvec(&x, &w).spec().unwrap();
     // The candidates of an exact run: the f32-multiply configs (the default's arithmetic; the
     // tuner never runs f16 ones against an f32 default).
     let exact_space = spec
         .space(e.profile())
         .iter()
-        .filter(|c| !c.int8 && !c.f16)
+        .filter(|c| c.path == Path::F32)
         .count() as u32;
     let mut rejected = Vec::new();
     for exact in [false, true] {
@@ -374,7 +382,7 @@ fn tuner_takes_int8_candidates_unless_exact() {
         };
         let r = e
             .tune(&spec, &opts, |rec, c| {
-                qmatvec_with(rec, &x, &w, Some(c.clone()))
+                qmatvec(&x, &w).config(c.clone()).record(rec)
             })
             .unwrap();
         if exact {

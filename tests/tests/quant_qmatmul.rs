@@ -1,7 +1,7 @@
 //! Prefill qmatmul (tiled, weights dequantized into workgroup memory) against the f64 matmul
 //! over the same dequantized weights.
 
-use webjit_engine::ops::{qmatmul_spec, qmatmul_with};
+use webjit_engine::ops::qmatmul;
 use webjit_engine::Engine;
 use webjit_jit::kernels::qmatmul::QMatmulConfig;
 use webjit_jit::quant::{self, GgmlType};
@@ -70,12 +70,15 @@ fn run(
     let scale = want.iter().map(|v| v.abs()).fold(0.0, f64::max);
     let w = e.upload_quantized(format, [n, k], &raw).unwrap();
     let xt = e.upload_f32(&[m, k], &x).unwrap();
-    let spec = qmatmul_spec(&xt, &w).unwrap();
+    let spec = qmatmul(&xt, &w).spec().unwrap();
     let chosen = pick(&spec.space(e.profile()));
     let mut outs = Vec::new();
     for cfg in &chosen {
         let mut rec = e.recorder();
-        let y = qmatmul_with(&mut rec, &xt, &w, Some(cfg.clone())).unwrap();
+        let y = qmatmul(&xt, &w)
+            .config(cfg.clone())
+            .record(&mut rec)
+            .unwrap();
         rec.submit().unwrap();
         let got = e.read_f32(&y).unwrap();
         assert_close(

@@ -408,12 +408,9 @@ fn qk_rope_space_validates() {
 
 #[test]
 fn quant_spaces_validate() {
-    use webjit_jit::kernels::qmatvec::{Gate, PreNorm, QDequantSpec, QMatvecSpec};
+    use webjit_jit::kernels::qmatvec::{Form, Gate, QDequantSpec, QMatvecSpec, QuantizeQ8Spec};
     use webjit_jit::quant::GgmlType;
-    sweep(
-        &webjit_jit::kernels::qmatvec_i8::QuantizeQ8Spec { m: 3, k: 512 },
-        2,
-    );
+    sweep(&QuantizeQ8Spec { m: 3, k: 512 }, 2);
     for format in GgmlType::ALL {
         sweep(
             &QDequantSpec {
@@ -432,12 +429,12 @@ fn quant_spaces_validate() {
             2,
         );
         for m in [1, 8] {
-            for (gate, stacked) in [
-                (None, 0),
-                (Some(Gate::GeluTanh), 0),
-                (Some(Gate::Silu), 0),
-                (None, 2),
-                (None, 3),
+            for form in [
+                Form::Plain,
+                Form::Gated(Gate::GeluTanh),
+                Form::Gated(Gate::Silu),
+                Form::Stacked(2),
+                Form::Stacked(3),
             ] {
                 let n = sweep(
                     &QMatvecSpec {
@@ -446,39 +443,12 @@ fn quant_spaces_validate() {
                         n: 4096,
                         k: 512,
                         rows: 4096,
-                        gate,
-                        stacked,
-                        prenorm: None,
+                        form,
                     },
                     8,
                 );
-                assert!(n >= 30, "{} {gate:?} {stacked}: {n}", format.name());
+                assert!(n >= 30, "{} {form:?}: {n}", format.name());
             }
-        }
-        // The fused pre-norm (one activation row).
-        for (gate, stacked, prenorm) in [
-            (None, 0, PreNorm::PostNormAdd),
-            (Some(Gate::GeluTanh), 0, PreNorm::Add),
-            (None, 3, PreNorm::PostNormAdd),
-        ] {
-            let n = sweep(
-                &QMatvecSpec {
-                    format,
-                    m: 1,
-                    n: 4096,
-                    k: 512,
-                    rows: 4096,
-                    gate,
-                    stacked,
-                    prenorm: Some(prenorm),
-                },
-                8,
-            );
-            assert!(
-                n >= 30,
-                "{} {gate:?} {stacked} {prenorm:?}: {n}",
-                format.name()
-            );
         }
     }
 }

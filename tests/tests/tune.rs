@@ -96,7 +96,7 @@ fn run_cost(rec: &mut Recorder, spec: &CostSpec, x: &Tensor, cfg: &CostConfig) -
     rec.dispatch(
         &kernel,
         bytemuck::cast_slice(&params),
-        &[Bind::whole(x), Bind::whole(&out)],
+        &[Bind::whole("x", x), Bind::whole("out", &out)],
         spec.dispatch(cfg),
     )?;
     Ok(out)
@@ -217,7 +217,7 @@ fn tuned_matmul_matches_default_results() {
     let (m, n, k) = (64, 96, 80);
     let a = e.upload_f32(&[m, k], &r.vec(m * k, -1.0, 1.0)).unwrap();
     let b = e.upload_f32(&[n, k], &r.vec(n * k, -1.0, 1.0)).unwrap();
-    let (spec, _) = ops::matmul_spec(&a, &b, true).unwrap();
+    let spec = ops::matmul(&a, &b, true).spec().unwrap();
     let opts = TuneOptions {
         budget: Duration::from_secs(30),
         min_batch: Duration::from_millis(2),
@@ -226,7 +226,7 @@ fn tuned_matmul_matches_default_results() {
     };
     let report = e
         .tune(&spec, &opts, |rec, cfg| {
-            ops::matmul_with(rec, &a, &b, true, Some(cfg.clone()))
+            ops::matmul(&a, &b, true).config(cfg.clone()).record(rec)
         })
         .unwrap();
     assert!(report.tried >= 2 && report.skipped == 0, "{report:?}");
@@ -258,7 +258,7 @@ fn tuning_keeps_the_defaults_arithmetic() {
         let x = e
             .upload_f32(&[m, k], &Rand::new(63).vec(m * k, -1.0, 1.0))
             .unwrap();
-        let spec = ops::qmatmul_spec(&x, &w).unwrap();
+        let spec = ops::qmatmul(&x, &w).spec().unwrap();
         let default = e.choose(&spec, None);
         assert!(spec.key(&default).contains(want), "{}", spec.key(&default));
         let space = spec.space(e.profile());
@@ -272,7 +272,7 @@ fn tuning_keeps_the_defaults_arithmetic() {
         };
         let report = e
             .tune(&spec, &opts, |rec, cfg| {
-                ops::qmatmul_with(rec, &x, &w, Some(cfg.clone()))
+                ops::qmatmul(&x, &w).config(cfg.clone()).record(rec)
             })
             .unwrap();
         assert_eq!(report.rejected, 0, "{report:?}");
@@ -315,7 +315,7 @@ fn loop_bounding_changes_speed_not_results() {
         let a = e.upload_f32(&[m, k], &av).unwrap();
         let b = e.upload_f32(&[n, k], &bv).unwrap();
         let mut rec = e.recorder();
-        let y = ops::matmul(&mut rec, &a, &b, true).unwrap();
+        let y = ops::matmul(&a, &b, true).record(&mut rec).unwrap();
         rec.submit().unwrap();
         e.read_f32(&y).unwrap()
     };

@@ -13,7 +13,7 @@ const BATCH: usize = 32;
 
 #[wasm_bindgen(js_name = Embedder)]
 pub struct WebEmbedder {
-    engine: &'static Engine,
+    engine: Engine,
     /// `None` once freed.
     bert: Option<Rc<Bert>>,
 }
@@ -31,9 +31,9 @@ impl WebEmbedder {
         } else {
             max_seq_len as usize
         };
-        let bert = Bert::from_bytes(e.inner, config, weights, tokenizer, max).map_err(js_error)?;
+        let bert = Bert::from_bytes(&e.inner, config, weights, tokenizer, max).map_err(js_error)?;
         Ok(Self {
-            engine: e.inner,
+            engine: e.inner.clone(),
             bert: Some(Rc::new(bert)),
         })
     }
@@ -46,11 +46,11 @@ impl WebEmbedder {
         let texts: Vec<String> = serde_json::from_str(texts_json)
             .map_err(|e| invalid(format!("texts: {e} (expected a JSON array of strings)")))?;
         let bert = self.model()?.clone();
-        let engine = self.engine;
+        let engine = self.engine.clone();
         Ok(wasm_bindgen_futures::future_to_promise(async move {
             let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
             let (_, emb) = bert
-                .embed_async(engine, &refs, BATCH)
+                .embed_async(&engine, &refs, BATCH)
                 .await
                 .map_err(js_error)?;
             let flat: Vec<f32> = emb.into_iter().flatten().collect();

@@ -12,6 +12,7 @@ use webjit_engine::{DeviceOptions, Engine, Error};
 mod embed;
 mod load;
 mod ops;
+mod state;
 mod text;
 mod tune;
 
@@ -110,15 +111,16 @@ extern "C" {
     fn web_log(s: &str);
 }
 
-/// The GPU device and everything on it. The engine lives as long as the page (or worker):
-/// models borrow it for the whole of their life, and `free()` releases pooled buffers.
+/// The GPU device and everything on it. Models, loads and embedders hold handles to it; `free()`
+/// disposes it: they refuse work from then on, its device is destroyed (all GPU memory freed
+/// at once), and the rest of its state goes with the last handle.
 #[wasm_bindgen(js_name = Engine)]
 pub struct WebEngine {
-    pub(crate) inner: &'static Engine,
+    pub(crate) inner: Engine,
     /// Shared with models and loads: set when the engine is freed, so they refuse work.
     pub(crate) alive: Rc<RefCell<bool>>,
     /// The text model loaded last (what `tune` tunes), while it lives.
-    pub(crate) current: tune::CurrentModel,
+    pub(crate) current: state::CurrentModel,
 }
 
 #[wasm_bindgen(js_class = Engine)]
@@ -161,7 +163,7 @@ impl WebEngine {
         .await
         .map_err(js_error)?;
         Ok(WebEngine {
-            inner: Box::leak(Box::new(inner)),
+            inner,
             alive: Rc::new(RefCell::new(true)),
             current: Default::default(),
         })
@@ -255,11 +257,12 @@ impl WebEngine {
 
 impl Drop for WebEngine {
     /// Models and loads of this engine refuse work from now on (`DISPOSED`); the device is
-    /// destroyed, which frees all of its GPU memory at once. The engine's small host-side
-    /// state stays allocated: models may still hold references to it.
+    /// destroyed, which frees all of its GPU memory at once, and the engine's caches are
+    /// emptied. The engine itself is freed with the last model or load that holds it.
     fn drop(&mut self) {
         *self.alive.borrow_mut() = false;
         self.inner.pool.trim();
+        self.inner.release_caches();
         self.inner.gpu.device.destroy();
     }
 }

@@ -16,6 +16,7 @@ use webjit_engine::model::stream_prefill::{PrefillPrompt, PrefillSink};
 use webjit_engine::tokenizer::spm::SpmTokenizer;
 use webjit_engine::{Engine, Error};
 
+use crate::state::{Built, CurrentModel};
 use crate::text::WebTextModel;
 use crate::{invalid, js_err, js_error, parse_opts, WebEngine};
 
@@ -36,8 +37,8 @@ struct LoadOpts {
 
 /// Where the bytes go: straight to the GPU, or through a streaming prefill.
 enum Upload {
-    Plain(Box<GpuSink<'static>>),
-    Prefill(Box<PrefillSink<'static>>),
+    Plain(Box<GpuSink>),
+    Prefill(Box<PrefillSink>),
 }
 
 impl Upload {
@@ -114,9 +115,9 @@ struct Live {
 /// A streaming model load (JS class `ModelLoad`).
 #[wasm_bindgen(js_name = ModelLoad)]
 pub struct WebModelLoad {
-    engine: &'static Engine,
+    engine: Engine,
     alive: Rc<RefCell<bool>>,
-    current: crate::tune::CurrentModel,
+    current: CurrentModel,
     total: u64,
     max_context: usize,
     /// `None` after `finish`, `abort` or a failed push: the load is over.
@@ -151,19 +152,19 @@ impl WebModelLoad {
         let gpu = match (opts.prompt, opts.prompt_ids) {
             (Some(_), Some(_)) => return Err(invalid("give prompt or promptIds, not both")),
             (Some(text), None) => Upload::Prefill(Box::new(PrefillSink::new(
-                e.inner,
+                &e.inner,
                 PrefillPrompt::Text(text),
                 Some(max_context),
             ))),
             (None, Some(ids)) => Upload::Prefill(Box::new(PrefillSink::new(
-                e.inner,
+                &e.inner,
                 PrefillPrompt::Ids(ids),
                 Some(max_context),
             ))),
-            (None, None) => Upload::Plain(Box::new(GpuSink::new(e.inner))),
+            (None, None) => Upload::Plain(Box::new(GpuSink::new(&e.inner))),
         };
         Ok(Self {
-            engine: e.inner,
+            engine: e.inner.clone(),
             alive: e.alive.clone(),
             current: e.current.clone(),
             total: total_bytes as u64,
@@ -254,11 +255,11 @@ impl WebModelLoad {
         let Some(mut live) = self.live.take() else {
             return Err(js_err("INVALID_STATE", "this load has already finished"));
         };
-        let r = build(self.engine, &mut live, self.max_context);
+        let r = build(&self.engine, &mut live, self.max_context);
         drop(live);
         match r {
             Ok(built) => {
-                let m = WebTextModel::new(self.engine, self.alive.clone(), built);
+                let m = WebTextModel::new(self.engine.clone(), self.alive.clone(), built);
                 *self.current.borrow_mut() = Rc::downgrade(&m.inner);
                 Ok(m)
             }
@@ -300,7 +301,7 @@ fn push_into(live: &mut Live, chunk: &[u8], total: u64) -> Result<(), Error> {
     Ok(())
 }
 
-fn build(engine: &'static Engine, live: &mut Live, max_context: usize) -> Result<Built, Error> {
+fn build(engine: &Engine, live: &mut Live, max_context: usize) -> Result<Built, Error> {
     let loader = live.loader.as_mut().ok_or_else(|| Error::BadModel {
         detail: "the file ended before its header".into(),
     })?;
@@ -346,13 +347,4 @@ fn build(engine: &'static Engine, live: &mut Live, max_context: usize) -> Result
             })
         }
     }
-}
-
-/// A finished load: the session, its tokenizer, and the streamed prompt's ids and last logits
-/// when one was prefilled.
-pub(crate) struct Built {
-    pub(crate) session: Session,
-    pub(crate) tok: SpmTokenizer,
-    pub(crate) arch: String,
-    pub(crate) prefilled: Option<(Vec<u32>, webjit_engine::Tensor)>,
 }

@@ -106,7 +106,7 @@ fn upload_qkv(
 /// Runs `record` once and reads its output; then, when `repeat` > 0, times `repeat` more
 /// runs recorded into one submission (milliseconds per run, readback included once).
 async fn run_timed(
-    engine: &'static Engine,
+    engine: &Engine,
     repeat: u32,
     record: impl Fn(&mut Recorder) -> Result<Tensor, Error>,
 ) -> Result<(Vec<f32>, Option<f64>), Error> {
@@ -192,8 +192,8 @@ impl WebEngine {
     ) -> Result<js_sys::Promise, JsValue> {
         self.check()?;
         let o: NaOpts = parse_opts("neighborhoodAttention", options_json)?;
-        let e = self.inner;
-        let (q, k, v) = upload_qkv(e, &o.shape, &o.shape, [q, k, v])?;
+        let e = self.inner.clone();
+        let (q, k, v) = upload_qkv(&e, &o.shape, &o.shape, [q, k, v])?;
         let na = NaOptions {
             kernel: o.kernel,
             dilation: o.dilation,
@@ -202,10 +202,12 @@ impl WebEngine {
             scale: o.scale,
         };
         // Validate before going async, so argument errors throw synchronously.
-        ops::neighborhood_spec(&q, &k, &v, &na).map_err(js_error)?;
+        ops::neighborhood_attention(&q, &k, &v, &na)
+            .spec()
+            .map_err(js_error)?;
         Ok(wasm_bindgen_futures::future_to_promise(async move {
-            let (out, ms) = run_timed(e, o.repeat, |rec| {
-                ops::neighborhood_attention(rec, &q, &k, &v, &na)
+            let (out, ms) = run_timed(&e, o.repeat, |rec| {
+                ops::neighborhood_attention(&q, &k, &v, &na).record(rec)
             })
             .await
             .map_err(js_error)?;
@@ -227,11 +229,13 @@ impl WebEngine {
         self.check()?;
         let o: SparseOpts = parse_opts("blockSparseAttention", options_json)?;
         let opts = sparse_options(&o)?;
-        let e = self.inner;
-        let (q, k, v) = upload_qkv(e, &o.q_shape, &o.kv_shape, [q, k, v])?;
+        let e = self.inner.clone();
+        let (q, k, v) = upload_qkv(&e, &o.q_shape, &o.kv_shape, [q, k, v])?;
         Ok(wasm_bindgen_futures::future_to_promise(async move {
             let mut rec = e.recorder();
-            let res = ops::block_sparse_attention(&mut rec, &q, &k, &v, &opts).map_err(js_error)?;
+            let res = ops::block_sparse_attention(&q, &k, &v, &opts)
+                .record(&mut rec)
+                .map_err(js_error)?;
             rec.submit().map_err(js_error)?;
             let out: Vec<f32> =
                 bytemuck::pod_collect_to_vec(&e.read_bytes(&res.out).await.map_err(js_error)?);
@@ -241,8 +245,10 @@ impl WebEngine {
                     return_selection: false,
                     ..opts.clone()
                 };
-                let (_, t) = run_timed(e, o.repeat, |rec| {
-                    Ok(ops::block_sparse_attention(rec, &q, &k, &v, &timing)?.out)
+                let (_, t) = run_timed(&e, o.repeat, |rec| {
+                    Ok(ops::block_sparse_attention(&q, &k, &v, &timing)
+                        .record(rec)?
+                        .out)
                 })
                 .await
                 .map_err(js_error)?;
@@ -284,8 +290,8 @@ impl WebEngine {
     ) -> Result<js_sys::Promise, JsValue> {
         self.check()?;
         let o: DenseOpts = parse_opts("denseAttention", options_json)?;
-        let e = self.inner;
-        let (q, k, v) = upload_qkv(e, &o.q_shape, &o.kv_shape, [q, k, v])?;
+        let e = self.inner.clone();
+        let (q, k, v) = upload_qkv(&e, &o.q_shape, &o.kv_shape, [q, k, v])?;
         let opts = AttentionOptions {
             causal: o.causal,
             window: o.window,
@@ -293,9 +299,11 @@ impl WebEngine {
             ..Default::default()
         };
         Ok(wasm_bindgen_futures::future_to_promise(async move {
-            let (out, ms) = run_timed(e, o.repeat, |rec| ops::attention(rec, &q, &k, &v, &opts))
-                .await
-                .map_err(js_error)?;
+            let (out, ms) = run_timed(&e, o.repeat, |rec| {
+                ops::attention(&q, &k, &v, &opts).record(rec)
+            })
+            .await
+            .map_err(js_error)?;
             Ok(report(out, ms).into())
         }))
     }

@@ -5,11 +5,11 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
-use webjit_engine::model::generate::{GenerateOptions, Generation, SampleSettings, Session};
-use webjit_engine::tokenizer::spm::{chat_prompt, SpmTokenizer, Utf8Stream};
-use webjit_engine::{Engine, Tensor};
+use webjit_engine::model::generate::{GenerateOptions, SampleSettings};
+use webjit_engine::tokenizer::spm::{chat_prompt, SpmTokenizer};
+use webjit_engine::Engine;
 
-use crate::load::Built;
+use crate::state::{give_back, take, Built, Inner, Running, Slot};
 
 use crate::{invalid, js_err, js_error, now_ms, parse_opts};
 
@@ -44,43 +44,10 @@ struct Message {
     content: String,
 }
 
-struct Running {
-    gen: Generation,
-    text: Utf8Stream,
-    prefill_ms: f64,
-    decode_ms: f64,
-}
-
-impl Running {
-    fn new(gen: Generation) -> Self {
-        Self {
-            gen,
-            text: Utf8Stream::default(),
-            prefill_ms: 0.0,
-            decode_ms: 0.0,
-        }
-    }
-}
-
-pub(crate) struct Inner {
-    pub(crate) session: Session,
-    running: Option<Running>,
-    /// A prompt prefilled while the file streamed in, with its last logits, until
-    /// `startPrefilled` (or any other use of the model) takes them.
-    prefilled: Option<(Vec<u32>, Tensor)>,
-}
-
-/// The model's state: lent out while a `next()` awaits the GPU.
-pub(crate) enum Slot {
-    Ready(Box<Inner>),
-    Busy,
-    Freed,
-}
-
 /// A loaded text model (JS class `TextModel`). `free()` releases its GPU memory.
 #[wasm_bindgen(js_name = TextModel)]
 pub struct WebTextModel {
-    engine: &'static Engine,
+    engine: Engine,
     alive: Rc<RefCell<bool>>,
     tok: Rc<SpmTokenizer>,
     arch: String,
@@ -91,7 +58,7 @@ pub struct WebTextModel {
 }
 
 impl WebTextModel {
-    pub(crate) fn new(engine: &'static Engine, alive: Rc<RefCell<bool>>, b: Built) -> Self {
+    pub(crate) fn new(engine: Engine, alive: Rc<RefCell<bool>>, b: Built) -> Self {
         Self {
             engine,
             alive,
@@ -231,7 +198,7 @@ impl WebTextModel {
     pub fn next(&self) -> js_sys::Promise {
         let inner = self.inner.clone();
         let tok = self.tok.clone();
-        let engine = self.engine;
+        let engine = self.engine.clone();
         let alive = self.alive.clone();
         let stop = self.stop_requested.clone();
         wasm_bindgen_futures::future_to_promise(async move {
@@ -239,7 +206,7 @@ impl WebTextModel {
                 return Err(js_err("DISPOSED", "the engine was disposed"));
             }
             let mut i = take(&inner, "another next() call is still running")?;
-            let r = step(&mut i, engine, &tok, &stop).await;
+            let r = step(&mut i, &engine, &tok, &stop).await;
             give_back(&inner, i);
             r
         })
@@ -249,7 +216,7 @@ impl WebTextModel {
     /// from a fresh context: the conversation is reset first and holds the prompt afterwards.
     pub fn logits(&self, prompt_ids: Vec<u32>) -> js_sys::Promise {
         let inner = self.inner.clone();
-        let engine = self.engine;
+        let engine = self.engine.clone();
         let alive = self.alive.clone();
         let vocab = self.tok.vocab_size();
         wasm_bindgen_futures::future_to_promise(async move {
@@ -265,7 +232,7 @@ impl WebTextModel {
                 )));
             }
             let mut i = take(&inner, "the model is busy with a next() call")?;
-            let r = prompt_logits(&mut i, engine, &prompt_ids).await;
+            let r = prompt_logits(&mut i, &engine, &prompt_ids).await;
             give_back(&inner, i);
             r
         })
@@ -305,30 +272,6 @@ impl Drop for WebTextModel {
     }
 }
 
-/// Lends the model's state to an async call (`BUSY` while another one has it).
-fn take(inner: &RefCell<Slot>, busy: &str) -> Result<Box<Inner>, JsValue> {
-    match std::mem::replace(&mut *inner.borrow_mut(), Slot::Busy) {
-        Slot::Ready(i) => Ok(i),
-        other => {
-            let is_busy = matches!(other, Slot::Busy);
-            *inner.borrow_mut() = other;
-            Err(if is_busy {
-                js_err("BUSY", busy)
-            } else {
-                js_err("DISPOSED", "the model was disposed")
-            })
-        }
-    }
-}
-
-/// Gives the state back, unless the model was freed meanwhile (then it drops here).
-fn give_back(inner: &RefCell<Slot>, i: Box<Inner>) {
-    let mut slot = inner.borrow_mut();
-    if matches!(*slot, Slot::Busy) {
-        *slot = Slot::Ready(i);
-    }
-}
-
 fn gen_options(json: &str) -> Result<GenerateOptions, JsValue> {
     let o: GenOpts = parse_opts("generate", json)?;
     Ok(GenerateOptions {
@@ -342,11 +285,7 @@ fn gen_options(json: &str) -> Result<GenerateOptions, JsValue> {
 }
 
 /// `logits()`: reset, one forward pass over the prompt, the last position's logits read back.
-async fn prompt_logits(
-    i: &mut Inner,
-    engine: &'static Engine,
-    ids: &[u32],
-) -> Result<JsValue, JsValue> {
+async fn prompt_logits(i: &mut Inner, engine: &Engine, ids: &[u32]) -> Result<JsValue, JsValue> {
     let max = i.session.decoder.max_context();
     if ids.len() > max {
         return Err(invalid(format!(
@@ -371,7 +310,7 @@ async fn prompt_logits(
 /// One `next()`: the next token, or the end report.
 async fn step(
     i: &mut Inner,
-    engine: &'static Engine,
+    engine: &Engine,
     tok: &SpmTokenizer,
     stop: &Cell<bool>,
 ) -> Result<JsValue, JsValue> {

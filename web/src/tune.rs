@@ -2,18 +2,11 @@
 //! device, within the budget; each problem's result is reported as it lands. Winners are used
 //! from the next op on; the page persists them with `exportTuning` (IndexedDB in the package).
 
-use std::cell::RefCell;
-use std::rc::{Rc, Weak};
-
 use wasm_bindgen::prelude::*;
-use webjit_engine::model::tune_plan;
-use webjit_engine::tune::TuneReport;
+use webjit_engine::tune::{geomean_speedup, PlanOptions, TunePlan, TuneReport};
 
-use crate::text::Slot;
+use crate::state::Slot;
 use crate::{invalid, js_err, js_error, now_ms, WebEngine};
-
-/// The model `tune()` works on: the text model loaded last, while it lives.
-pub(crate) type CurrentModel = Rc<RefCell<Weak<RefCell<Slot>>>>;
 
 #[wasm_bindgen(js_class = Engine)]
 impl WebEngine {
@@ -39,7 +32,7 @@ impl WebEngine {
             .borrow()
             .upgrade()
             .ok_or_else(|| js_err("INVALID_STATE", "load a text model before tuning"))?;
-        let engine = self.inner;
+        let engine = self.inner.clone();
         Ok(wasm_bindgen_futures::future_to_promise(async move {
             let taken = std::mem::replace(&mut *slot.borrow_mut(), Slot::Busy);
             let Slot::Ready(inner) = taken else {
@@ -48,8 +41,12 @@ impl WebEngine {
             };
             let t0 = now_ms();
             let clock = || now_ms() / 1e3;
-            let cfg = inner.session.decoder.cfg.clone();
-            let mats = tune_plan::decoder_matrices(&inner.session.decoder);
+            let mut inner = inner;
+            // The plan records the model's steps, which uses its sampler: a generation in
+            // progress ends here (its last token stays pending, as after `stop()`).
+            if let Some(mut r) = inner.running.take() {
+                inner.session.stop(&mut r.gen);
+            }
             let mut report = |r: &TuneReport, total: usize| {
                 if let Some(f) = &on_report {
                     let mut v = serde_json::to_value(r).unwrap_or_default();
@@ -57,17 +54,14 @@ impl WebEngine {
                     let _ = f.call1(&JsValue::NULL, &v.to_string().into());
                 }
             };
-            let res = tune_plan::tune_decoder(
-                engine,
-                &cfg,
-                &mats,
-                budget_ms / 1e3,
-                tune_plan::DEFAULT_PREFILL,
-                exact,
-                &clock,
-                &mut report,
-            )
-            .await;
+            let plan = TunePlan::capture(&engine, &mut inner.session, &PlanOptions::default());
+            let res = match plan {
+                Ok(plan) => {
+                    plan.tune(&engine, budget_ms / 1e3, exact, &clock, &mut report)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
             {
                 let mut s = slot.borrow_mut();
                 if matches!(*s, Slot::Busy) {
@@ -75,11 +69,7 @@ impl WebEngine {
                 }
             }
             let reports = res.map_err(js_error)?;
-            let geo = if reports.is_empty() {
-                1.0
-            } else {
-                (reports.iter().map(|r| r.speedup.ln()).sum::<f64>() / reports.len() as f64).exp()
-            };
+            let geo = geomean_speedup(&reports);
             Ok(JsValue::from_str(
                 &serde_json::json!({
                     "kernels": reports,

@@ -43,8 +43,8 @@ struct QPending {
     carry: Vec<u8>,
 }
 
-pub struct GpuSink<'e> {
-    engine: &'e Engine,
+pub struct GpuSink {
+    engine: Engine,
     pub tensors: HashMap<String, LoadedTensor>,
     /// Quantized weights, repacked for the quantized matmul kernels ([rows, K] with K the
     /// innermost dim of the file's shape).
@@ -65,10 +65,10 @@ fn sink_err(tensor: &str, e: Error) -> LoaderError {
     }
 }
 
-impl<'e> GpuSink<'e> {
-    pub fn new(engine: &'e Engine) -> Self {
+impl GpuSink {
+    pub fn new(engine: &Engine) -> Self {
         Self {
-            engine,
+            engine: engine.clone(),
             tensors: HashMap::new(),
             qtensors: HashMap::new(),
             repack_quantized: true,
@@ -172,7 +172,7 @@ impl<'e> GpuSink<'e> {
     }
 }
 
-impl GpuSink<'_> {
+impl GpuSink {
     fn repacks(&self, info: &TensorInfo) -> bool {
         self.repack_quantized && info.dtype.is_quantized()
     }
@@ -239,7 +239,7 @@ impl GpuSink<'_> {
     }
 }
 
-impl TensorSink for GpuSink<'_> {
+impl TensorSink for GpuSink {
     fn tensor_data(
         &mut self,
         info: &TensorInfo,

@@ -256,7 +256,8 @@ impl Bert {
         // Embeddings: word + position + token type (type 0, folded into the position table):
         // r [b * seq, h], not yet normalized.
         let eps = cfg.layer_norm_eps as f32;
-        let mut r = ops::embedding_add(rec, &self.word, &ids, 1.0, &self.position_type, seq)?;
+        let mut r =
+            ops::embedding_add(&self.word, &ids, 1.0, &self.position_type, seq).record(rec)?;
         let mut norm = ops::LayerNormIn {
             gamma: &self.emb_norm.w,
             beta: &self.emb_norm.b,
@@ -316,7 +317,7 @@ impl Bert {
             norm: Some(norm),
             l2_eps: Some(1e-12),
         };
-        ops::mean_pool_opts(rec, &reshape(&r, &[b, seq, h])?, &lens, &opts, None)
+        ops::mean_pool(&reshape(&r, &[b, seq, h])?, &lens, opts).record(rec)
     }
 
     /// GPU time of each kernel of one forward pass over `batch` (microseconds, in dispatch
@@ -382,10 +383,10 @@ fn norm_linear(
     fuse: bool,
 ) -> Result<(Vec<Tensor>, Tensor)> {
     if fuse {
-        return ops::linear_norm(rec, x, w, norm, epi, parts);
+        return ops::linear_norm(x, w, norm, epi, parts).record(rec);
     }
-    let xn = ops::layer_norm(rec, x, norm.gamma, norm.beta, norm.eps)?;
-    let outs = ops::linear_split(rec, &xn, w, epi, parts)?;
+    let xn = ops::layer_norm(x, norm.gamma, norm.beta, norm.eps).record(rec)?;
+    let outs = ops::linear_split(&xn, w, epi, parts).record(rec)?;
     Ok((outs, xn))
 }
 
@@ -396,7 +397,7 @@ fn linear(rec: &mut Recorder, x: &Tensor, l: &Linear, residual: Option<&Tensor>)
         gelu: false,
         residual,
     };
-    ops::linear(rec, x, &l.w, epi)
+    ops::linear(x, &l.w, epi).record(rec)
 }
 
 fn reshape(t: &Tensor, shape: &[usize]) -> Result<Tensor> {
@@ -422,5 +423,5 @@ fn attend(
         q_pos0: Some(0),
         ..Default::default()
     };
-    ops::attention(rec, q, k, v, &opts)
+    ops::attention(q, k, v, &opts).record(rec)
 }

@@ -1,8 +1,11 @@
-//! Text generation over a `Decoder`: prefill, then one command encoder per token
-//! (forward + GPU sampling), reading back only the sampled id and the top few logits.
-// The stepping loop waits on the GPU, which only native builds can do synchronously; the web
-// facade will drive the same session with async readbacks.
-#![cfg_attr(target_arch = "wasm32", allow(dead_code, unused_imports))]
+//! Text generation over a `Decoder`: one state machine for native callers and the browser.
+//!
+//! `Session::start` begins a generation, `Session::next_token` returns one token per call.
+//! Each step is one command encoder (forward + GPU sampling) that reads back only the sampled
+//! id and the top few logits. Decode runs one step ahead: when `next_token` returns token k,
+//! the step that feeds k and samples k + 1 is already on the GPU (it reads k from the sampler's
+//! result buffer, on the GPU), so the host's handling of k overlaps the GPU's work on k + 1.
+//! Native `generate` drives the same machine with a blocking executor.
 
 pub use webjit_jit::kernels::sample::SampleSettings;
 use webjit_jit::kernels::sample::SAMPLE_RESULT_WORDS;
@@ -134,31 +137,43 @@ impl StopReason {
     }
 }
 
+/// A decode step submitted ahead: it feeds the last returned token and samples the next into
+/// staging buffer `slot`.
+struct Ahead {
+    slot: usize,
+    submission: wgpu::SubmissionIndex,
+}
+
 /// A generation in progress (see `Session::start`).
 pub struct Generation {
     opts: GenerateOptions,
     rng: Rng,
-    /// Fed at the next step: the prompt first, then the last sampled token.
-    input: Vec<u32>,
-    /// Tokens and top logits so far (timings are left to the caller).
-    pub stats: GenerateStats,
-    pub stop: Option<StopReason>,
+    /// Fed at the first step: the pending token and the prompt.
+    prompt: Vec<u32>,
     /// Logits of a prompt already in the KV cache: the first token is sampled from them.
     prefilled: Option<Tensor>,
+    /// The token returned last, not yet known to be fed.
+    last: Option<u32>,
+    ahead: Option<Ahead>,
+    /// Tokens and top logits so far; timings are filled in by `next_token` natively.
+    pub stats: GenerateStats,
+    pub stop: Option<StopReason>,
+    started_s: f64,
+    first_token_s: f64,
 }
 
 /// A generation session: the decoder, its sampler, and the token sampled last but not yet fed
-/// back (it becomes the first input of the next call).
+/// back (it becomes the first input of the next generation).
 pub struct Session {
     pub decoder: Decoder,
     sampler: Sampler,
     pending: Option<u32>,
     history: Vec<u32>,
     arena: Option<crate::Arena>,
-    /// Two readback buffers for the sampled token of pipelined decode steps.
+    /// Two readback buffers for the sampled tokens of steps run ahead.
     staging: Vec<wgpu::Buffer>,
-    /// The engine (`Gpu::id`) the decoder's weights live on: steps on another are refused.
-    engine_id: u64,
+    /// The engine the decoder's weights live on: steps on another are refused.
+    engine: Engine,
 }
 
 impl Session {
@@ -171,7 +186,7 @@ impl Session {
             history: Vec::new(),
             arena: None,
             staging: Vec::new(),
-            engine_id: engine.gpu.id,
+            engine: engine.clone(),
         })
     }
 
@@ -187,6 +202,16 @@ impl Session {
         self.decoder.position()
     }
 
+    fn check_engine(&self, engine: &Engine) -> Result<()> {
+        if !engine.same(&self.engine) {
+            return Err(Error::InvalidArgument {
+                op: "step",
+                detail: "this session's model was loaded on another engine".into(),
+            });
+        }
+        Ok(())
+    }
+
     /// One step (native: waits for the GPU): forward `tokens` at the next positions and sample
     /// from the last position's logits. The logits tensor ([1, vocab]) comes back too (with a
     /// repetition penalty it holds the penalized values).
@@ -195,24 +220,18 @@ impl Session {
         pollster::block_on(self.step_async(engine, tokens, s))
     }
 
-    /// `step` that awaits the sampled id instead of blocking (the web's path; native callers
-    /// may block on it).
+    /// `step` that awaits the sampled id instead of blocking.
     pub async fn step_async(
         &mut self,
         engine: &Engine,
         tokens: &[u32],
         s: &SampleSettings,
     ) -> Result<Step> {
-        if engine.gpu.id != self.engine_id {
-            return Err(Error::InvalidArgument {
-                op: "step",
-                detail: "this session's model was loaded on another engine".into(),
-            });
-        }
-        let t0 = web_time::now();
+        self.check_engine(engine)?;
+        let t0 = now();
         let mut rec = engine.recorder();
         // Single-token steps repeat the same allocations: an arena gives them the same
-        // buffers (and cached bind groups) every time. Prefill uses the pool.
+        // buffers (and cached bind groups) every time. Prompts use the pool.
         if tokens.len() == 1 {
             rec.set_arena(self.arena.take().unwrap_or_default());
         }
@@ -224,19 +243,29 @@ impl Session {
         self.history.extend_from_slice(tokens);
         self.sampler.record(&mut rec, &logits, s, &self.history)?;
         let dispatches = rec.stats.dispatches;
-        let t1 = web_time::now();
-        rec.submit()?;
-        let t2 = web_time::now();
-        let (record_s, submit_s) = (t2 - t0, t2 - t1);
-        let words: Vec<u32> =
-            bytemuck::pod_collect_to_vec(&engine.read_bytes(self.sampler.result()).await?);
+        let t1 = now();
+        let idx = rec.submit()?;
+        let t2 = now();
+        let result = self.read_result(engine, idx).await?;
         Ok(Step {
-            result: SampleResult::from_words(&words)?,
+            result,
             logits,
             dispatches,
-            record_s,
-            submit_s,
+            record_s: t2 - t0,
+            submit_s: t2 - t1,
         })
+    }
+
+    /// Reads the sampler's result after submission `idx`.
+    async fn read_result(
+        &self,
+        engine: &Engine,
+        idx: wgpu::SubmissionIndex,
+    ) -> Result<SampleResult> {
+        let _ = idx;
+        let words: Vec<u32> =
+            bytemuck::pod_collect_to_vec(&engine.read_bytes(self.sampler.result()).await?);
+        SampleResult::from_words(&words)
     }
 
     /// GPU time of each kernel of one decode step of `token` (microseconds, in dispatch order,
@@ -271,9 +300,44 @@ impl Session {
         timer.finish(engine, rec, per_dispatch, MAX).await
     }
 
-    /// Begins a generation driven one token at a time by `next_token` (for callers that must
-    /// not block, such as the browser): `prompt` is fed after any pending token. The same seed
-    /// gives the same tokens as `generate`.
+    /// Records a prompt step and the decode step after it into `rec` as a model runs them
+    /// (the decode step's token read on the GPU from the sampler, greedy sampling included),
+    /// over scratch KV caches: what the tuner captures to learn what this model runs. The
+    /// conversation is untouched, but a generation in progress must be stopped first (the
+    /// sampler's result is overwritten).
+    pub fn record_steps(&mut self, rec: &mut crate::Recorder, prompt: &[u32]) -> Result<()> {
+        let engine = self.engine.clone();
+        let sampler = &self.sampler;
+        self.decoder
+            .with_scratch_caches(&engine, prompt.len() + 1, |dec| {
+                let greedy = SampleSettings::GREEDY;
+                let logits = dec.forward(rec, prompt)?;
+                sampler.record(rec, &logits, &greedy, &[])?;
+                let id = sampler
+                    .result()
+                    .head(1)
+                    .ok_or_else(|| Error::InvalidArgument {
+                        op: "generate",
+                        detail: "sampler result is not a flat buffer".into(),
+                    })?;
+                let logits = dec.forward_gpu_token(rec, &id)?;
+                sampler.record(rec, &logits, &greedy, &[])
+            })
+    }
+
+    /// The sampled token at the head of the sampler's result ([1] u32).
+    fn sampler_token(&self) -> Result<Tensor> {
+        self.sampler
+            .result()
+            .head(1)
+            .ok_or_else(|| Error::InvalidArgument {
+                op: "generate",
+                detail: "sampler result is not a flat buffer".into(),
+            })
+    }
+
+    /// Begins a generation: `prompt` is fed after any pending token, then `next_token` gives
+    /// one token per call. The same seed gives the same tokens on every platform.
     pub fn start(&mut self, prompt: &[u32], opts: &GenerateOptions) -> Result<Generation> {
         opts.settings(0.0)?;
         let mut input: Vec<u32> = self.pending.take().into_iter().collect();
@@ -284,18 +348,7 @@ impl Session {
                 detail: "the prompt is empty and no earlier token is pending".into(),
             });
         }
-        let stats = GenerateStats {
-            prompt_tokens: input.len(),
-            ..Default::default()
-        };
-        Ok(Generation {
-            opts: opts.clone(),
-            rng: Rng::new(opts.seed),
-            input,
-            stats,
-            stop: None,
-            prefilled: None,
-        })
+        Ok(self.generation(input, None, opts))
     }
 
     /// `start` for a prompt that is already in the KV cache (a streaming prefill), with the
@@ -309,70 +362,174 @@ impl Session {
         opts.settings(0.0)?;
         self.pending = None;
         self.history.extend_from_slice(prompt);
-        Ok(Generation {
+        let mut g = self.generation(Vec::new(), Some(logits), opts);
+        g.stats.prompt_tokens = prompt.len();
+        Ok(g)
+    }
+
+    fn generation(
+        &self,
+        prompt: Vec<u32>,
+        prefilled: Option<Tensor>,
+        opts: &GenerateOptions,
+    ) -> Generation {
+        Generation {
             opts: opts.clone(),
             rng: Rng::new(opts.seed),
-            input: Vec::new(),
             stats: GenerateStats {
                 prompt_tokens: prompt.len(),
                 ..Default::default()
             },
+            prompt,
+            prefilled,
+            last: None,
+            ahead: None,
             stop: None,
-            prefilled: Some(logits),
-        })
+            started_s: now(),
+            first_token_s: 0.0,
+        }
     }
 
-    /// The next token of `g`, or `None` once it has stopped (`g.stop` says why). The returned
-    /// token is not yet in the KV cache: the next call (or the next `generate`) feeds it.
+    /// The next token of `g`, or `None` once it has stopped (`g.stop` says why; a token
+    /// returned last is then pending, fed by the next generation). When generation may go on,
+    /// the step after the returned token is already submitted.
     pub async fn next_token(
         &mut self,
         engine: &Engine,
         g: &mut Generation,
         is_eog: &dyn Fn(u32) -> bool,
     ) -> Result<Option<SampleResult>> {
+        self.check_engine(engine)?;
         if g.stop.is_none() && g.stats.tokens.len() >= g.opts.max_tokens {
             g.stop = Some(StopReason::MaxTokens);
         }
-        if g.stop.is_none() && self.position() + g.input.len() > self.decoder.max_context() {
+        if g.stop.is_none() && self.position() + g.prompt.len() > self.decoder.max_context() {
             g.stop = Some(StopReason::Context);
         }
         if g.stop.is_some() {
-            // Whatever was not fed waits for the next generation.
-            if let Some(&last) = g.input.last() {
-                if g.stats.tokens.last() == Some(&last) {
-                    self.pending = Some(last);
-                }
-            }
+            self.finish(g);
             return Ok(None);
         }
-        let input = std::mem::take(&mut g.input);
-        let settings = g.opts.settings(g.rng.uniform())?;
-        let step = match g.prefilled.take() {
-            Some(logits) => self.sample_async(engine, &logits, &settings).await,
-            None => self.step_async(engine, &input, &settings).await.map(|s| {
-                g.stats.dispatches_per_token = s.dispatches;
-                s.result
-            }),
-        };
-        let res = match step {
-            Ok(s) => s,
+        let res = match self.next_result(engine, g).await {
+            Ok(r) => r,
             Err(e) => {
                 g.stop = Some(StopReason::Error);
+                g.ahead = None;
                 return Err(e);
             }
         };
         g.stats.tokens.push(res.token);
         g.stats.top_logits.push(res.top.clone());
-        g.input = vec![res.token];
+        g.last = Some(res.token);
+        self.note_times(g);
         if is_eog(res.token) {
+            g.stats.stopped_on_eog = true;
             g.stop = Some(StopReason::Eog);
+        } else if g.stats.tokens.len() >= g.opts.max_tokens {
+            g.stop = Some(StopReason::MaxTokens);
+        } else if self.position() >= self.decoder.max_context() {
+            g.stop = Some(StopReason::Context);
         }
-        if g.stop.is_some() || g.stats.tokens.len() >= g.opts.max_tokens {
-            self.pending = Some(res.token);
-            g.input.clear();
-            g.stop.get_or_insert(StopReason::MaxTokens);
+        if g.stop.is_some() {
+            self.finish(g);
+        } else if g.opts.repeat_penalty == 1.0 {
+            // The next step needs no host-side history: run it ahead.
+            self.submit_ahead(engine, g)?;
         }
         Ok(Some(res))
+    }
+
+    /// The token after the last returned one: from the step run ahead, else from a step
+    /// recorded now (the first token, or each token when a repetition penalty needs the
+    /// history on the host).
+    async fn next_result(&mut self, engine: &Engine, g: &mut Generation) -> Result<SampleResult> {
+        if let Some(a) = g.ahead.take() {
+            let bytes = (SAMPLE_RESULT_WORDS * 4) as u64;
+            let words = engine
+                .read_mapped(&self.staging[a.slot], bytes, Some(a.submission))
+                .await?;
+            // That step fed the last token.
+            self.history.extend(g.last.take());
+            return SampleResult::from_words(&bytemuck::pod_collect_to_vec(&words));
+        }
+        let settings = g.opts.settings(g.rng.uniform())?;
+        if let Some(logits) = g.prefilled.take() {
+            return self.sample_async(engine, &logits, &settings).await;
+        }
+        let input = match g.last.take() {
+            Some(t) => vec![t],
+            None => std::mem::take(&mut g.prompt),
+        };
+        let step = self.step_async(engine, &input, &settings).await?;
+        if input.len() == 1 {
+            g.stats.dispatches_per_token = step.dispatches;
+        }
+        Ok(step.result)
+    }
+
+    /// Records and submits the step that feeds `g`'s last token (read on the GPU from the
+    /// sampler's result) and samples the next into a staging buffer.
+    fn submit_ahead(&mut self, engine: &Engine, g: &mut Generation) -> Result<()> {
+        let bytes = (SAMPLE_RESULT_WORDS * 4) as u64;
+        while self.staging.len() < 2 {
+            self.staging
+                .push(engine.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("webjit sampled token"),
+                    size: bytes,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                }));
+        }
+        let slot = g.stats.tokens.len() % 2;
+        let settings = g.opts.settings(g.rng.uniform())?;
+        let mut rec = engine.recorder();
+        rec.set_arena(self.arena.take().unwrap_or_default());
+        let id = self.sampler_token()?;
+        let logits = self.decoder.forward_gpu_token(&mut rec, &id);
+        if let Some(a) = rec.take_arena() {
+            self.arena = Some(a);
+        }
+        self.sampler.record(&mut rec, &logits?, &settings, &[])?;
+        rec.copy_after(
+            self.sampler.result().segments()[0].buffer.raw(),
+            0,
+            &self.staging[slot],
+            0,
+            bytes,
+        );
+        g.stats.dispatches_per_token = rec.stats.dispatches;
+        g.ahead = Some(Ahead {
+            slot,
+            submission: rec.submit()?,
+        });
+        Ok(())
+    }
+
+    /// Ends `g`: a step run ahead is forgotten (its KV-cache position rewound; the queue runs
+    /// it before any later work, which then overwrites what it wrote), and the last returned
+    /// token waits, unfed, for the next generation.
+    fn finish(&mut self, g: &mut Generation) {
+        if g.ahead.take().is_some() {
+            self.decoder.rewind(1);
+        }
+        if let Some(t) = g.last.take() {
+            self.pending = Some(t);
+        }
+        g.prompt.clear();
+    }
+
+    /// Prefill and decode timings of `g` so far (native clocks; the web measures in JS).
+    fn note_times(&self, g: &mut Generation) {
+        let t = now();
+        let s = &mut g.stats;
+        if s.tokens.len() == 1 {
+            g.first_token_s = t;
+            s.prefill_s = t - g.started_s;
+            s.prefill_tok_s = rate(s.prompt_tokens, s.prefill_s);
+        } else {
+            s.decode_s = t - g.first_token_s;
+            s.decode_tok_s = rate(s.tokens.len() - 1, s.decode_s);
+        }
     }
 
     /// Records that `ids` are in the KV cache already (a streamed prompt continued without
@@ -390,22 +547,15 @@ impl Session {
     ) -> Result<SampleResult> {
         let mut rec = engine.recorder();
         self.sampler.record(&mut rec, logits, s, &self.history)?;
-        rec.submit()?;
-        let words: Vec<u32> =
-            bytemuck::pod_collect_to_vec(&engine.read_bytes(self.sampler.result()).await?);
-        SampleResult::from_words(&words)
+        let idx = rec.submit()?;
+        self.read_result(engine, idx).await
     }
 
     /// Ends `g` early: its last token waits, unfed, for the next generation.
     pub fn stop(&mut self, g: &mut Generation) {
         if g.stop.is_none() {
             g.stop = Some(StopReason::Stopped);
-            if let Some(&last) = g.input.last() {
-                if g.stats.tokens.last() == Some(&last) {
-                    self.pending = Some(last);
-                }
-            }
-            g.input.clear();
+            self.finish(g);
         }
     }
 
@@ -421,16 +571,11 @@ impl Session {
         is_eog: &dyn Fn(u32) -> bool,
         on_token: &mut dyn FnMut(u32) -> bool,
     ) -> Result<GenerateStats> {
-        let mut rng = Rng::new(opts.seed);
-        let mut settings = opts.settings(0.0)?;
-        let mut input: Vec<u32> = self.pending.take().into_iter().collect();
-        input.extend_from_slice(prompt);
-        let mut stats = GenerateStats {
-            prompt_tokens: input.len(),
-            ..Default::default()
-        };
-        if opts.max_tokens == 0 || input.is_empty() {
+        if opts.max_tokens == 0 {
             // Nothing to sample; still feed the prompt so the context is complete.
+            opts.settings(0.0)?;
+            let mut input: Vec<u32> = self.pending.take().into_iter().collect();
+            input.extend_from_slice(prompt);
             if !input.is_empty() {
                 let mut rec = engine.recorder();
                 self.decoder.forward(&mut rec, &input)?;
@@ -438,23 +583,13 @@ impl Session {
                 rec.submit()?;
                 engine.gpu.wait_idle()?;
             }
-            return Ok(stats);
+            return Ok(GenerateStats {
+                prompt_tokens: input.len(),
+                ..Default::default()
+            });
         }
-        let t0 = web_time::now();
-        settings.u = rng.uniform();
-        let res = self.step(engine, &input, &settings)?.result;
-        stats.prefill_s = web_time::now() - t0;
-        self.decode_from(
-            engine,
-            res,
-            opts,
-            &mut settings,
-            &mut rng,
-            &mut stats,
-            is_eog,
-            on_token,
-        )?;
-        Ok(stats)
+        let g = self.start(prompt, opts)?;
+        self.run(engine, g, is_eog, on_token)
     }
 
     /// `generate` for a prompt that is already in the KV cache, with the logits of its last
@@ -469,276 +604,29 @@ impl Session {
         is_eog: &dyn Fn(u32) -> bool,
         on_token: &mut dyn FnMut(u32) -> bool,
     ) -> Result<GenerateStats> {
-        let mut rng = Rng::new(opts.seed);
-        let mut settings = opts.settings(rng.uniform())?;
-        let mut stats = GenerateStats {
-            prompt_tokens: prompt.len(),
-            ..Default::default()
-        };
-        self.history.extend_from_slice(prompt);
+        let mut g = self.start_prefilled(prompt, logits.clone(), opts)?;
         if opts.max_tokens == 0 {
-            return Ok(stats);
+            self.stop(&mut g);
+            return Ok(g.stats);
         }
-        let mut rec = engine.recorder();
-        self.sampler
-            .record(&mut rec, logits, &settings, &self.history)?;
-        rec.submit()?;
-        let res = self.sampler.read(engine)?;
-        self.decode_from(
-            engine,
-            res,
-            opts,
-            &mut settings,
-            &mut rng,
-            &mut stats,
-            is_eog,
-            on_token,
-        )?;
-        Ok(stats)
+        self.run(engine, g, is_eog, on_token)
     }
 
-    /// The decode loop after the prompt's first token `res`.
+    /// Drives `g` to its end, blocking on each token.
     #[cfg(not(target_arch = "wasm32"))]
-    #[allow(clippy::too_many_arguments)]
-    fn decode_from(
+    fn run(
         &mut self,
         engine: &Engine,
-        res: SampleResult,
-        opts: &GenerateOptions,
-        settings: &mut SampleSettings,
-        rng: &mut Rng,
-        stats: &mut GenerateStats,
+        mut g: Generation,
         is_eog: &dyn Fn(u32) -> bool,
         on_token: &mut dyn FnMut(u32) -> bool,
-    ) -> Result<()> {
-        let t1 = web_time::now();
-        let decode_steps = if opts.repeat_penalty == 1.0 {
-            self.decode_pipelined(engine, res, opts, settings, rng, stats, is_eog, on_token)?
-        } else {
-            self.decode_sync(engine, res, opts, settings, rng, stats, is_eog, on_token)?
-        };
-        stats.decode_s = web_time::now() - t1;
-        stats.prefill_tok_s = rate(stats.prompt_tokens, stats.prefill_s);
-        stats.decode_tok_s = rate(decode_steps, stats.decode_s);
-        Ok(())
-    }
-
-    /// Records `res` and asks whether to go on; on stop, `res.token` becomes the pending token.
-    fn accept(
-        &mut self,
-        res: &SampleResult,
-        opts: &GenerateOptions,
-        stats: &mut GenerateStats,
-        is_eog: &dyn Fn(u32) -> bool,
-        on_token: &mut dyn FnMut(u32) -> bool,
-    ) -> bool {
-        stats.tokens.push(res.token);
-        stats.top_logits.push(res.top.clone());
-        let keep_going = on_token(res.token);
-        if is_eog(res.token) {
-            stats.stopped_on_eog = true;
-            return false;
-        }
-        keep_going
-            && stats.tokens.len() < opts.max_tokens
-            && self.decoder.position() < self.decoder.max_context()
-    }
-
-    /// One step per token, each waiting for the previous token (needed when the repetition
-    /// penalty must see every token before the next step is recorded).
-    #[cfg(not(target_arch = "wasm32"))]
-    #[allow(clippy::too_many_arguments)]
-    fn decode_sync(
-        &mut self,
-        engine: &Engine,
-        mut res: SampleResult,
-        opts: &GenerateOptions,
-        settings: &mut SampleSettings,
-        rng: &mut Rng,
-        stats: &mut GenerateStats,
-        is_eog: &dyn Fn(u32) -> bool,
-        on_token: &mut dyn FnMut(u32) -> bool,
-    ) -> Result<usize> {
-        let mut steps = 0;
-        while self.accept(&res, opts, stats, is_eog, on_token) {
-            settings.u = rng.uniform();
-            let step = self.step(engine, &[res.token], settings)?;
-            stats.dispatches_per_token = step.dispatches;
-            steps += 1;
-            res = step.result;
-        }
-        self.pending = Some(res.token);
-        Ok(steps)
-    }
-
-    /// Decode with the next step already on the GPU while the host reads the previous token:
-    /// each step takes its input token from the sampler's result buffer on the GPU, so step
-    /// k+1 is recorded and submitted before token k is read back. When generation stops, the
-    /// one step submitted ahead is discarded and its KV-cache position forgotten.
-    #[cfg(not(target_arch = "wasm32"))]
-    #[allow(clippy::too_many_arguments)]
-    fn decode_pipelined(
-        &mut self,
-        engine: &Engine,
-        mut res: SampleResult,
-        opts: &GenerateOptions,
-        settings: &mut SampleSettings,
-        rng: &mut Rng,
-        stats: &mut GenerateStats,
-        is_eog: &dyn Fn(u32) -> bool,
-        on_token: &mut dyn FnMut(u32) -> bool,
-    ) -> Result<usize> {
-        let mut steps = 0;
-        let mut slot = 0usize;
-        // The step in flight that consumes `res.token`, if any.
-        let mut ahead: Option<(wgpu::SubmissionIndex, usize)> = None;
-        loop {
-            if !self.accept(&res, opts, stats, is_eog, on_token) {
-                if let Some((idx, s)) = ahead.take() {
-                    self.read_staged(engine, s, idx)?;
-                    self.decoder.rewind(1);
-                }
-                break;
-            }
-            let cur = match ahead.take() {
-                Some(c) => c,
-                None => {
-                    settings.u = rng.uniform();
-                    slot ^= 1;
-                    let step = self.record_gpu_step(engine, settings, slot, stats)?;
-                    (step.submit()?, slot)
-                }
-            };
-            // The step after `cur` may be wanted: submit it now, reading `cur`'s token on the
-            // GPU, so it runs while the host waits for and handles `cur`'s token.
-            let may_continue = stats.tokens.len() + 1 < opts.max_tokens
-                && self.decoder.position() < self.decoder.max_context();
-            if may_continue {
-                settings.u = rng.uniform();
-                slot ^= 1;
-                let step = self.record_gpu_step(engine, settings, slot, stats)?;
-                ahead = Some((step.submit()?, slot));
-            }
-            res = self.read_staged(engine, cur.1, cur.0)?;
-            steps += 1;
-        }
-        // Every generated token but the last was fed to the decoder.
-        let fed = stats.tokens.len().saturating_sub(1);
-        self.history.extend_from_slice(&stats.tokens[..fed]);
-        self.pending = Some(res.token);
-        Ok(steps)
-    }
-
-    /// Records one decode step whose input is the token in the sampler's result, ending with
-    /// a copy of the new result into staging buffer `slot`; the caller submits it.
-    #[cfg(not(target_arch = "wasm32"))]
-    fn record_gpu_step<'e>(
-        &mut self,
-        engine: &'e Engine,
-        s: &SampleSettings,
-        slot: usize,
-        stats: &mut GenerateStats,
-    ) -> Result<crate::recorder::PendingSubmit<'e>> {
-        let bytes = (SAMPLE_RESULT_WORDS * 4) as u64;
-        if self.staging.is_empty() {
-            for _ in 0..2 {
-                self.staging
-                    .push(engine.gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                        label: Some("webjit sampled token"),
-                        size: bytes,
-                        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                        mapped_at_creation: false,
-                    }));
+    ) -> Result<GenerateStats> {
+        while let Some(res) = pollster::block_on(self.next_token(engine, &mut g, is_eog))? {
+            if !on_token(res.token) {
+                self.stop(&mut g);
             }
         }
-        let mut rec = engine.recorder();
-        rec.set_arena(self.arena.take().unwrap_or_default());
-        let id = self
-            .sampler
-            .result()
-            .head(1)
-            .ok_or_else(|| Error::InvalidArgument {
-                op: "generate",
-                detail: "sampler result is not a flat buffer".into(),
-            })?;
-        let logits = self.decoder.forward_gpu_token(&mut rec, &id);
-        if let Some(a) = rec.take_arena() {
-            self.arena = Some(a);
-        }
-        let logits = logits?;
-        self.sampler.record(&mut rec, &logits, s, &[])?;
-        rec.copy_after(
-            self.sampler.result().segments()[0].buffer.raw(),
-            0,
-            &self.staging[slot],
-            0,
-            bytes,
-        );
-        stats.dispatches_per_token = rec.stats.dispatches;
-        Ok(rec.into_pending())
-    }
-
-    /// Waits for submission `idx` and reads staging buffer `slot`.
-    #[cfg(not(target_arch = "wasm32"))]
-    fn read_staged(
-        &self,
-        engine: &Engine,
-        slot: usize,
-        idx: wgpu::SubmissionIndex,
-    ) -> Result<SampleResult> {
-        let buf = &self.staging[slot];
-        let done = std::sync::Arc::new(std::sync::Mutex::new(None));
-        let d = done.clone();
-        buf.slice(..).map_async(wgpu::MapMode::Read, move |r| {
-            if let Ok(mut g) = d.lock() {
-                *g = Some(r.map_err(|e| e.to_string()));
-            }
-        });
-        let wait = |poll: wgpu::PollType| -> Result<()> {
-            engine.gpu.device.poll(poll).map(|_| ()).map_err(|e| {
-                engine.gpu.mark_lost(e.to_string());
-                Error::DeviceLost {
-                    reason: e.to_string(),
-                }
-            })
-        };
-        let mapped = || done.lock().ok().and_then(|g| g.clone());
-        wait(wgpu::PollType::Wait {
-            submission_index: Some(idx),
-            timeout: None,
-        })?;
-        if mapped().is_none() {
-            // The map callback can land one maintenance pass after its submission completes
-            // (seen on lavapipe): wait for everything submitted, the step run ahead included.
-            wait(wgpu::PollType::wait_indefinitely())?;
-        }
-        // Rarely (lavapipe under load) it lands later still: keep polling for up to 2 s.
-        let t0 = web_time::now();
-        while mapped().is_none() && web_time::now() - t0 < 2.0 {
-            wait(wgpu::PollType::Poll)?;
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-        let state = mapped();
-        match state {
-            Some(Ok(())) => {}
-            Some(Err(e)) => return Err(Error::Readback { detail: e }),
-            None => {
-                return Err(Error::Readback {
-                    detail: "the sampled token was not mapped after its submission finished".into(),
-                })
-            }
-        }
-        let words: Vec<u32> = {
-            let view = buf
-                .slice(..)
-                .get_mapped_range()
-                .map_err(|e| Error::Readback {
-                    detail: e.to_string(),
-                })?;
-            bytemuck::pod_collect_to_vec(&view[..])
-        };
-        buf.unmap();
-        SampleResult::from_words(&words)
+        Ok(g.stats)
     }
 }
 
@@ -750,17 +638,17 @@ fn rate(n: usize, s: f64) -> f64 {
     }
 }
 
-/// Seconds from a monotonic clock (native only for now; the web build measures in JS).
-mod web_time {
+/// Seconds from a monotonic clock (native only; the web build measures in JS).
+fn now() -> f64 {
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn now() -> f64 {
+    {
         use std::sync::OnceLock;
         use std::time::Instant;
         static START: OnceLock<Instant> = OnceLock::new();
         START.get_or_init(Instant::now).elapsed().as_secs_f64()
     }
     #[cfg(target_arch = "wasm32")]
-    pub fn now() -> f64 {
+    {
         0.0
     }
 }

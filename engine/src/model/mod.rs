@@ -5,5 +5,4 @@ pub mod decoder;
 pub mod generate;
 pub mod llm_config;
 pub mod stream_prefill;
-pub mod tune_plan;
 pub(crate) mod weights;

@@ -13,7 +13,7 @@ use crate::loader::{
     GpuSink, LoadEvent, LoadOptions, LoaderError, ModelHeader, TensorInfo, TensorSink, WeightSource,
 };
 use crate::model::decoder::{
-    embed, head, layer_forward, new_caches, BlockInput, Decoder, Input, Layer, Weight, Weights,
+    block, embed, new_caches, BlockInput, Decoder, Input, Layer, Matrix, ProductPlan, Step, Weights,
 };
 use crate::model::llm_config::DecoderConfig;
 use crate::tensor::Tensor;
@@ -39,8 +39,8 @@ struct State {
     ready: BTreeSet<usize>,
     /// The prompt's hidden state after `layers.len()` blocks (None until the embedding ran).
     x: Option<Tensor>,
-    tables: Vec<(f64, Tensor)>,
-    positions: Vec<u32>,
+    /// The prompt's positions and RoPE tables, shared by every block.
+    step: Step,
 }
 
 /// The prompt of a streaming prefill: ids, or text tokenized with the model's own vocabulary
@@ -54,9 +54,9 @@ pub enum PrefillPrompt {
 
 /// A loader sink that uploads like `GpuSink` and runs each block over the prompt as soon as
 /// the block has arrived. Feed it through a `Loader` (or `load_from`), then `finish`.
-pub struct PrefillSink<'e> {
-    engine: &'e Engine,
-    inner: GpuSink<'e>,
+pub struct PrefillSink {
+    engine: Engine,
+    inner: GpuSink,
     prompt_in: Option<PrefillPrompt>,
     prompt: Vec<u32>,
     tokenizer: Option<SpmTokenizer>,
@@ -86,10 +86,10 @@ fn to_loader(what: &str, e: Error) -> LoaderError {
     }
 }
 
-impl<'e> PrefillSink<'e> {
-    pub fn new(engine: &'e Engine, prompt: PrefillPrompt, max_context: Option<usize>) -> Self {
+impl PrefillSink {
+    pub fn new(engine: &Engine, prompt: PrefillPrompt, max_context: Option<usize>) -> Self {
         Self {
-            engine,
+            engine: engine.clone(),
             inner: GpuSink::new(engine),
             prompt_in: Some(prompt),
             prompt: Vec::new(),
@@ -126,7 +126,7 @@ impl<'e> PrefillSink<'e> {
             });
         }
         crate::ops::check_ids("prefill", &self.prompt, cfg.vocab)?;
-        let caches = new_caches(self.engine, &cfg, self.max_context)?;
+        let caches = new_caches(&self.engine, &cfg, self.max_context)?;
         let cap = caches
             .iter()
             .map(|c| c.options().capacity)
@@ -142,13 +142,12 @@ impl<'e> PrefillSink<'e> {
             });
         }
         self.state = Some(State {
-            positions: (0..self.prompt.len() as u32).collect(),
+            step: Step::new((0..self.prompt.len() as u32).collect()),
             cfg,
             caches,
             layers: Vec::new(),
             ready: BTreeSet::new(),
             x: None,
-            tables: Vec::new(),
         });
         Ok(())
     }
@@ -161,8 +160,8 @@ impl<'e> PrefillSink<'e> {
         if st.x.is_none() {
             let name = "token_embd.weight";
             let table = match (self.inner.qtensors.get(name), self.inner.tensors.get(name)) {
-                (Some(q), _) => Weight::Q(q.clone()),
-                (None, Some(t)) => Weight::F(t.tensor.clone()),
+                (Some(q), _) => Matrix::Quantized(q.clone()),
+                (None, Some(t)) => Matrix::Dense(t.tensor.clone()),
                 (None, None) => return Ok(()),
             };
             let mut rec = self.engine.recorder();
@@ -183,7 +182,7 @@ impl<'e> PrefillSink<'e> {
                 f: std::mem::take(&mut self.inner.tensors),
                 q: std::mem::take(&mut self.inner.qtensors),
             };
-            let layer = w.layer(&st.cfg, i);
+            let layer = w.layer(&st.cfg, i, ProductPlan::for_device(self.engine.profile()));
             self.inner.tensors = w.f;
             self.inner.qtensors = w.q;
             let layer = layer?;
@@ -191,16 +190,14 @@ impl<'e> PrefillSink<'e> {
                 return Ok(());
             };
             let mut rec = self.engine.recorder();
-            let y = layer_forward(
+            let y = block(
                 &mut rec,
                 &st.cfg,
-                i,
                 &layer,
                 &mut st.caches[i],
                 BlockInput::new(x),
                 None,
-                &st.positions,
-                &mut st.tables,
+                &mut st.step,
             )?;
             rec.submit()?;
             st.x = Some(y.x);
@@ -210,7 +207,7 @@ impl<'e> PrefillSink<'e> {
     }
 }
 
-impl TensorSink for PrefillSink<'_> {
+impl TensorSink for PrefillSink {
     fn event(&mut self, event: &LoadEvent<'_>) -> Result<(), LoaderError> {
         self.inner.event(event)?;
         match event {
@@ -247,7 +244,7 @@ impl TensorSink for PrefillSink<'_> {
     }
 }
 
-impl PrefillSink<'_> {
+impl PrefillSink {
     /// After the loader finished: runs the blocks the loader never announced (or that waited
     /// for the embedding), assembles the decoder around the filled KV caches and records the
     /// logits of the last prompt position (submitted, not awaited).
@@ -265,7 +262,11 @@ impl PrefillSink<'_> {
             detail: "the file ended before its header".into(),
         })?;
         let mut w = Weights::from_sink(inner);
-        let tok_embd = w.weight_ref("token_embd.weight")?;
+        let tok_embd = w
+            .matrix_ref("token_embd.weight")
+            .ok_or_else(|| Error::BadModel {
+                detail: "missing tensor `token_embd.weight`".into(),
+            })?;
         let mut rec = engine.recorder();
         let mut x = match st.x.take() {
             Some(x) => x,
@@ -278,30 +279,22 @@ impl PrefillSink<'_> {
             )?,
         };
         for i in st.layers.len()..st.cfg.n_layers {
-            let layer = w.layer(&st.cfg, i)?;
-            x = layer_forward(
+            let layer = w.layer(&st.cfg, i, ProductPlan::for_device(engine.profile()))?;
+            x = block(
                 &mut rec,
                 &st.cfg,
-                i,
                 &layer,
                 &mut st.caches[i],
                 BlockInput::new(x),
                 None,
-                &st.positions,
-                &mut st.tables,
+                &mut st.step,
             )?
             .x;
             st.layers.push(layer);
         }
         stats.n_layers = st.cfg.n_layers;
-        let dec = Decoder::assemble(st.cfg, st.layers, w, st.caches)?;
-        let logits = head(
-            &mut rec,
-            &dec.cfg,
-            x,
-            dec.output_norm(),
-            dec.output_weight(),
-        )?;
+        let dec = Decoder::assemble(&engine, st.cfg, st.layers, w, st.caches)?;
+        let logits = dec.head(&mut rec, BlockInput::new(x))?;
         rec.submit()?;
         Ok(Prefilled {
             decoder: dec,

@@ -1,12 +1,12 @@
-//! Fused prefill attention: `attention(rec, q, k, v, &AttentionOptions)`.
+//! Fused prefill attention: `ops::attention(q, k, v, &AttentionOptions)`.
 
 use webjit_jit::kernels::attention::{AttentionConfig, AttentionSpec};
 use webjit_jit::KernelSpec;
 
-use super::{expect_f32, expect_single};
+use super::{expect_f32, expect_single, output, Call, Op, OpSpec};
 use crate::error::{Error, Result};
-use crate::recorder::{Bind, Recorder};
-use crate::tensor::{DType, Tensor};
+use crate::recorder::{Bind, Recorder, ReplayFactory};
+use crate::tensor::Tensor;
 
 const OP: &str = "attention";
 
@@ -30,20 +30,34 @@ pub struct AttentionOptions {
     pub q_pos0: Option<u32>,
 }
 
-/// Shapes: q [batch, seq_q, n_heads, d]; k, v [batch, seq_kv, n_kv_heads, d] (f32). n_heads
-/// must be a multiple of n_kv_heads (grouped-query attention). Returns [batch, seq_q, n_heads, d].
-pub fn attention(
-    rec: &mut Recorder,
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    opts: &AttentionOptions,
-) -> Result<Tensor> {
-    attention_with(rec, q, k, v, opts, None)
+/// Fused attention. Shapes: q [batch, seq_q, n_heads, d]; k, v [batch, seq_kv, n_kv_heads, d]
+/// (f32). n_heads must be a multiple of n_kv_heads (grouped-query attention). Records
+/// [batch, seq_q, n_heads, d].
+pub fn attention<'a>(
+    q: &'a Tensor,
+    k: &'a Tensor,
+    v: &'a Tensor,
+    opts: &'a AttentionOptions,
+) -> Call<'a, Attention<'a>> {
+    Call::new(Attention { q, k, v, opts })
 }
 
-/// The problem spec for these operands (benchmarks and the tuner enumerate its space).
-pub fn attention_spec(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<AttentionSpec> {
+pub struct Attention<'a> {
+    q: &'a Tensor,
+    k: &'a Tensor,
+    v: &'a Tensor,
+    opts: &'a AttentionOptions,
+}
+
+impl OpSpec for Attention<'_> {
+    type Spec = AttentionSpec;
+    fn spec(&self) -> Result<AttentionSpec> {
+        attention_spec(self.q, self.k, self.v)
+    }
+}
+
+/// The problem these operands pose, checked.
+fn attention_spec(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<AttentionSpec> {
     for (name, t) in [("q", q), ("k", k), ("v", v)] {
         expect_f32(OP, t)?;
         expect_single(OP, name, t)?;
@@ -112,88 +126,73 @@ pub(crate) fn scale_and_cap(
     Ok((scale, cap))
 }
 
-pub fn attention_with(
-    rec: &mut Recorder,
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    opts: &AttentionOptions,
-    cfg: Option<AttentionConfig>,
-) -> Result<Tensor> {
-    attention_spec(q, k, v)?; // validate before allocating
-    let out = rec.empty(q.shape(), DType::F32)?;
-    attention_into(rec, q, k, v, opts, &out, cfg)?;
-    Ok(out)
-}
-
-/// `attention_with` writing into an existing output of q's shape.
-pub fn attention_into(
-    rec: &mut Recorder,
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    opts: &AttentionOptions,
-    out: &Tensor,
-    cfg: Option<AttentionConfig>,
-) -> Result<()> {
-    let spec = attention_spec(q, k, v)?;
-    expect_f32(OP, out)?;
-    expect_single(OP, "out", out)?;
-    if out.shape() != q.shape() {
-        return Err(Error::Shape {
-            op: OP,
-            detail: format!("out {:?} must have q's shape {:?}", out.shape(), q.shape()),
-        });
-    }
-    let (scale, cap) = scale_and_cap(spec.head_dim as usize, opts.scale, opts.softcap)?;
-    let window = match opts.window {
-        Some(0) => {
-            return Err(Error::InvalidArgument {
-                op: OP,
-                detail: "window must be >= 1 (use None for no window)".into(),
-            })
-        }
-        Some(w) => w,
-        None => 0,
-    };
-    let batch = spec.batch as usize;
-    let lens: Vec<u32> = match &opts.kv_lens {
-        Some(l) => {
-            if l.len() != batch {
-                return Err(Error::Shape {
-                    op: OP,
-                    detail: format!("kv_lens has {} entries for batch {batch}", l.len()),
-                });
-            }
-            if let Some(bad) = l.iter().find(|&&x| x as u64 > spec.seq_kv) {
+impl Op for Attention<'_> {
+    type Config = AttentionConfig;
+    type Output = Tensor;
+    fn record_op(
+        self,
+        rec: &mut Recorder<'_>,
+        out: Option<&Tensor>,
+        cfg: Option<AttentionConfig>,
+    ) -> Result<Tensor> {
+        let (q, k, v, opts) = (self.q, self.k, self.v, self.opts);
+        let spec = attention_spec(q, k, v)?;
+        let out = output(rec, OP, out, q.shape())?;
+        expect_single(OP, "out", &out)?;
+        let (scale, cap) = scale_and_cap(spec.head_dim as usize, opts.scale, opts.softcap)?;
+        let window = match opts.window {
+            Some(0) => {
                 return Err(Error::InvalidArgument {
                     op: OP,
-                    detail: format!("kv length {bad} exceeds seq_kv {}", spec.seq_kv),
-                });
+                    detail: "window must be >= 1 (use None for no window)".into(),
+                })
             }
-            l.clone()
-        }
-        None => vec![spec.seq_kv as u32; batch.max(1)],
-    };
-    let q_pos0 = match opts.q_pos0 {
-        Some(p) => p,
-        None => spec.seq_kv.saturating_sub(spec.seq_q) as u32,
-    };
-    let engine = rec.engine();
-    let c = engine.choose(&spec, cfg);
-    let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
-    let lens_t = rec.upload_u32(&[lens.len()], &lens)?;
-    let params = spec.params(&c, q_pos0, opts.causal, window, scale, cap);
-    rec.dispatch(
-        &kernel,
-        bytemuck::bytes_of(&params),
-        &[
-            Bind::whole(q),
-            Bind::whole(k),
-            Bind::whole(v),
-            Bind::whole(&lens_t),
-            Bind::whole(out),
-        ],
-        spec.dispatch(&c),
-    )
+            Some(w) => w,
+            None => 0,
+        };
+        let batch = spec.batch as usize;
+        let lens: Vec<u32> = match &opts.kv_lens {
+            Some(l) => {
+                if l.len() != batch {
+                    return Err(Error::Shape {
+                        op: OP,
+                        detail: format!("kv_lens has {} entries for batch {batch}", l.len()),
+                    });
+                }
+                if let Some(bad) = l.iter().find(|&&x| x as u64 > spec.seq_kv) {
+                    return Err(Error::InvalidArgument {
+                        op: OP,
+                        detail: format!("kv length {bad} exceeds seq_kv {}", spec.seq_kv),
+                    });
+                }
+                l.clone()
+            }
+            None => vec![spec.seq_kv as u32; batch.max(1)],
+        };
+        let q_pos0 = match opts.q_pos0 {
+            Some(p) => p,
+            None => spec.seq_kv.saturating_sub(spec.seq_q) as u32,
+        };
+        let (c, kernel) = rec.kernel(&spec, cfg, || {
+            let (q, k, v, opts) = (q.clone(), k.clone(), v.clone(), opts.clone());
+            ReplayFactory::ready(move |rec, c: &AttentionConfig| {
+                attention(&q, &k, &v, &opts).config(c.clone()).record(rec)
+            })
+        })?;
+        let lens_t = rec.upload_u32(&[lens.len()], &lens)?;
+        let params = spec.params(&c, q_pos0, opts.causal, window, scale, cap);
+        rec.dispatch(
+            &kernel,
+            bytemuck::bytes_of(&params),
+            &[
+                Bind::whole("q", q),
+                Bind::whole("k", k),
+                Bind::whole("v", v),
+                Bind::whole("kv_lens", &lens_t),
+                Bind::whole("out", &out),
+            ],
+            spec.dispatch(&c),
+        )?;
+        Ok(out)
+    }
 }

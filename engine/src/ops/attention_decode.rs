@@ -7,10 +7,10 @@ use webjit_jit::kernels::attention_decode::{
 use webjit_jit::KernelSpec;
 
 use super::attention::scale_and_cap;
-use super::{expect_f32, expect_single};
+use super::{expect_f32, expect_single, output, Call, Op, OpSpec};
 use crate::error::{Error, Result};
 use crate::kv_cache::KvCache;
-use crate::recorder::{Bind, Recorder};
+use crate::recorder::{Bind, Recorder, ReplayFactory};
 use crate::tensor::{DType, Tensor};
 
 const OP: &str = "attention_decode";
@@ -25,19 +25,47 @@ pub struct DecodeOptions {
     pub softcap: Option<f32>,
 }
 
-/// q [batch, n_heads, head_dim] f32 (the newest position, already appended to `cache`).
-/// Returns [batch, n_heads, head_dim].
-pub fn attention_decode(
-    rec: &mut Recorder,
-    q: &Tensor,
-    cache: &KvCache,
-    opts: &DecodeOptions,
-) -> Result<Tensor> {
-    attention_decode_with(rec, q, cache, opts, None, None)
+/// Decode attention of q [batch, n_heads, head_dim] f32 (the newest position, already appended
+/// to `cache`) over the cache. Records [batch, n_heads, head_dim]. `Call::config` sets the
+/// split pass's config, `reduce_config` the merge pass's.
+pub fn attention_decode<'a>(
+    q: &'a Tensor,
+    cache: &'a KvCache,
+    opts: &'a DecodeOptions,
+) -> Call<'a, AttentionDecode<'a>> {
+    Call::new(AttentionDecode {
+        q,
+        cache,
+        opts,
+        reduce: None,
+    })
 }
 
-/// The pass-1 spec of this step (benchmarks and the tuner enumerate its space).
-pub fn decode_spec(q: &Tensor, cache: &KvCache, opts: &DecodeOptions) -> Result<DecodeSpec> {
+pub struct AttentionDecode<'a> {
+    q: &'a Tensor,
+    cache: &'a KvCache,
+    opts: &'a DecodeOptions,
+    reduce: Option<DecodeReduceConfig>,
+}
+
+impl<'a> Call<'a, AttentionDecode<'a>> {
+    /// Runs config `c` of the merge pass.
+    pub fn reduce_config(mut self, c: DecodeReduceConfig) -> Self {
+        self.op_mut().reduce = Some(c);
+        self
+    }
+}
+
+impl OpSpec for AttentionDecode<'_> {
+    type Spec = DecodeSpec;
+    /// The split pass's problem.
+    fn spec(&self) -> Result<DecodeSpec> {
+        decode_spec(self.q, self.cache, self.opts)
+    }
+}
+
+/// The split pass's problem, checked.
+fn decode_spec(q: &Tensor, cache: &KvCache, opts: &DecodeOptions) -> Result<DecodeSpec> {
     expect_f32(OP, q)?;
     expect_single(OP, "q", q)?;
     let o = cache.options();
@@ -62,89 +90,95 @@ pub fn decode_spec(q: &Tensor, cache: &KvCache, opts: &DecodeOptions) -> Result<
     })
 }
 
-pub fn attention_decode_with(
-    rec: &mut Recorder,
-    q: &Tensor,
-    cache: &KvCache,
-    opts: &DecodeOptions,
-    cfg: Option<DecodeConfig>,
-    reduce_cfg: Option<DecodeReduceConfig>,
-) -> Result<Tensor> {
-    decode_spec(q, cache, opts)?; // validate before allocating
-    let out = rec.empty(q.shape(), DType::F32)?;
-    attention_decode_into(rec, q, cache, opts, &out, cfg, reduce_cfg)?;
-    Ok(out)
-}
-
-/// `attention_decode_with` writing into an existing output of q's shape.
-pub fn attention_decode_into(
-    rec: &mut Recorder,
-    q: &Tensor,
-    cache: &KvCache,
-    opts: &DecodeOptions,
-    out: &Tensor,
-    cfg: Option<DecodeConfig>,
-    reduce_cfg: Option<DecodeReduceConfig>,
-) -> Result<()> {
-    let spec = decode_spec(q, cache, opts)?;
-    expect_f32(OP, out)?;
-    expect_single(OP, "out", out)?;
-    if out.shape() != q.shape() {
-        return Err(Error::Shape {
-            op: OP,
-            detail: format!("out {:?} must have q's shape {:?}", out.shape(), q.shape()),
-        });
-    }
-    let (scale, cap) = scale_and_cap(spec.head_dim as usize, opts.scale, opts.softcap)?;
-    let (kv_start, _) = cache.visible(opts.window)?;
-    let engine = rec.engine();
-    let (c, kernel) = engine.kernel_for(&spec, cfg)?;
-    let params = spec.params(&c, cache.options().capacity as u32, kv_start, scale, cap);
-    if c.single_pass() {
-        return rec.dispatch(
+impl Op for AttentionDecode<'_> {
+    type Config = DecodeConfig;
+    type Output = Tensor;
+    fn record_op(
+        self,
+        rec: &mut Recorder<'_>,
+        out: Option<&Tensor>,
+        cfg: Option<DecodeConfig>,
+    ) -> Result<Tensor> {
+        let (q, cache, opts) = (self.q, self.cache, self.opts);
+        let spec = decode_spec(q, cache, opts)?;
+        let out = output(rec, OP, out, q.shape())?;
+        expect_single(OP, "out", &out)?;
+        let (scale, cap) = scale_and_cap(spec.head_dim as usize, opts.scale, opts.softcap)?;
+        let (kv_start, _) = cache.visible(opts.window)?;
+        // Replays run over a copy of the cache's handles with its length and options, so they
+        // attend exactly what this step attends.
+        let replay_of = |reduce: Option<DecodeReduceConfig>| {
+            let (q, view, opts) = (q.clone(), cache.view(), opts.clone());
+            move |rec: &mut Recorder<'_>,
+                  c: Option<DecodeConfig>,
+                  rc: Option<DecodeReduceConfig>| {
+                let mut call = attention_decode(&q, &view, &opts).config_opt(c);
+                if let Some(rc) = rc.or(reduce.clone()) {
+                    call = call.reduce_config(rc);
+                }
+                call.record(rec)
+            }
+        };
+        let reduce_cfg = self.reduce.clone();
+        let (c, kernel) = rec.kernel(&spec, cfg, || {
+            let f = replay_of(reduce_cfg.clone());
+            ReplayFactory::ready(move |rec, c: &DecodeConfig| f(rec, Some(c.clone()), None))
+        })?;
+        let params = spec.params(&c, cache.options().capacity as u32, kv_start, scale, cap);
+        if c.single_pass() {
+            rec.dispatch(
+                &kernel,
+                bytemuck::bytes_of(&params),
+                &[
+                    Bind::whole("q", q),
+                    Bind::whole("kc", cache.k()),
+                    Bind::whole("vc", cache.v()),
+                    Bind::whole("out", &out),
+                ],
+                spec.dispatch(&c),
+            )?;
+            return Ok(out);
+        }
+        let rows = spec.batch as usize * spec.n_heads as usize * params.n_split as usize;
+        let part_ml = rec.empty(&[rows, 2], DType::F32)?;
+        let part_acc = rec.empty(&[rows, spec.head_dim as usize], DType::F32)?;
+        for t in [&part_ml, &part_acc] {
+            expect_single(OP, "scratch", t)?;
+        }
+        rec.dispatch(
             &kernel,
             bytemuck::bytes_of(&params),
             &[
-                Bind::whole(q),
-                Bind::whole(cache.k()),
-                Bind::whole(cache.v()),
-                Bind::whole(out),
+                Bind::whole("q", q),
+                Bind::whole("kc", cache.k()),
+                Bind::whole("vc", cache.v()),
+                Bind::whole("part_ml", &part_ml),
+                Bind::whole("part_acc", &part_acc),
             ],
             spec.dispatch(&c),
-        );
+        )?;
+        let rspec = DecodeReduceSpec {
+            batch: spec.batch,
+            n_heads: spec.n_heads,
+            head_dim: spec.head_dim,
+        };
+        let split_cfg = c.clone();
+        let (rc, rkernel) = rec.kernel(&rspec, self.reduce.clone(), || {
+            let f = replay_of(None);
+            ReplayFactory::ready(move |rec, rc: &DecodeReduceConfig| {
+                f(rec, Some(split_cfg.clone()), Some(rc.clone()))
+            })
+        })?;
+        rec.dispatch(
+            &rkernel,
+            bytemuck::bytes_of(&params),
+            &[
+                Bind::whole("part_ml", &part_ml),
+                Bind::whole("part_acc", &part_acc),
+                Bind::whole("out", &out),
+            ],
+            rspec.dispatch(&rc),
+        )?;
+        Ok(out)
     }
-    let rows = spec.batch as usize * spec.n_heads as usize * params.n_split as usize;
-    let part_ml = rec.empty(&[rows, 2], DType::F32)?;
-    let part_acc = rec.empty(&[rows, spec.head_dim as usize], DType::F32)?;
-    for t in [&part_ml, &part_acc] {
-        expect_single(OP, "scratch", t)?;
-    }
-    rec.dispatch(
-        &kernel,
-        bytemuck::bytes_of(&params),
-        &[
-            Bind::whole(q),
-            Bind::whole(cache.k()),
-            Bind::whole(cache.v()),
-            Bind::whole(&part_ml),
-            Bind::whole(&part_acc),
-        ],
-        spec.dispatch(&c),
-    )?;
-    let rspec = DecodeReduceSpec {
-        batch: spec.batch,
-        n_heads: spec.n_heads,
-        head_dim: spec.head_dim,
-    };
-    let (rc, rkernel) = engine.kernel_for(&rspec, reduce_cfg)?;
-    rec.dispatch(
-        &rkernel,
-        bytemuck::bytes_of(&params),
-        &[
-            Bind::whole(&part_ml),
-            Bind::whole(&part_acc),
-            Bind::whole(out),
-        ],
-        rspec.dispatch(&rc),
-    )
 }

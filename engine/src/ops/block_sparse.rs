@@ -1,5 +1,5 @@
 //! Block-sparse attention (MoBA / VMoBA / static block masks):
-//! `block_sparse_attention(rec, q, k, v, &SparseOptions)`.
+//! `ops::block_sparse_attention(q, k, v, &SparseOptions)`.
 //!
 //! Gated selections run block means of k (and of q for query-block rows), gates and selection,
 //! then attention over the selected blocks: per-query selections use the key-block-major
@@ -16,9 +16,9 @@ use webjit_jit::KernelSpec;
 
 use super::block_sparse_opts::SparseOptions;
 use super::block_sparse_opts::{layout, pack, static_mask, BlockSelect, Granularity, OP};
-use super::{expect_f32, expect_single};
+use super::{expect_f32, expect_single, no_out, Call, Op, OpSpec};
 use crate::error::{Error, Result};
-use crate::recorder::{Bind, Recorder};
+use crate::recorder::{Bind, Recorder, ReplayFactory};
 use crate::tensor::{DType, Tensor};
 use crate::Engine;
 
@@ -85,20 +85,131 @@ pub struct SparseOutput {
     pub selection: Option<SelectedBlocks>,
 }
 
-/// Shapes: q [batch, seq, n_heads, d]; k, v [batch, seq, n_kv_heads, d] (f32, self-attention:
-/// same seq). n_heads must be a multiple of n_kv_heads.
-pub fn block_sparse_attention(
-    rec: &mut Recorder,
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    opts: &SparseOptions,
-) -> Result<SparseOutput> {
-    block_sparse_attention_with(rec, q, k, v, opts, &SparseConfigs::default())
+/// Block-sparse attention. Shapes: q [batch, seq, n_heads, d]; k, v [batch, seq, n_kv_heads, d]
+/// (f32, self-attention: same seq). n_heads must be a multiple of n_kv_heads. Records the
+/// output [batch, seq, n_heads, d] and, with `opts.return_selection`, the selected blocks.
+/// `Call::spec` gives the validated `BlockLayout`; `Call::config` takes one config per kernel
+/// (`SparseConfigs`).
+pub fn block_sparse_attention<'a>(
+    q: &'a Tensor,
+    k: &'a Tensor,
+    v: &'a Tensor,
+    opts: &'a SparseOptions,
+) -> Call<'a, BlockSparse<'a>> {
+    Call::new(BlockSparse {
+        q,
+        k,
+        v,
+        opts,
+        bufs: None,
+        attend: true,
+    })
 }
 
-/// The validated layout for these operands and options (benchmarks and the tuner use it).
-pub fn block_sparse_layout(
+pub struct BlockSparse<'a> {
+    q: &'a Tensor,
+    k: &'a Tensor,
+    v: &'a Tensor,
+    opts: &'a SparseOptions,
+    /// Buffers made once for repeated calls (`Call::buffers`).
+    bufs: Option<&'a SparseBuffers>,
+    /// False: only the gating and selection (`Call::select_only`).
+    attend: bool,
+}
+
+impl<'a> Call<'a, BlockSparse<'a>> {
+    /// Records into buffers made by `SparseBuffers::new` for the same operand shapes and
+    /// options (benchmarks, decoding loops) instead of new ones.
+    pub fn buffers(mut self, bufs: &'a SparseBuffers) -> Self {
+        self.op_mut().bufs = Some(bufs);
+        self
+    }
+
+    /// Only the gating and selection (block means, gates, select): fills the selection without
+    /// computing attention (visualization, timing breakdowns). Static masks record nothing.
+    pub fn select_only(mut self) -> Self {
+        self.op_mut().attend = false;
+        self
+    }
+}
+
+impl OpSpec for BlockSparse<'_> {
+    type Spec = BlockLayout;
+    fn spec(&self) -> Result<BlockLayout> {
+        block_sparse_layout(self.q, self.k, self.v, self.opts)
+    }
+}
+
+impl Op for BlockSparse<'_> {
+    type Config = SparseConfigs;
+    type Output = SparseOutput;
+    fn record_op(
+        self,
+        rec: &mut Recorder<'_>,
+        out: Option<&Tensor>,
+        cfgs: Option<SparseConfigs>,
+    ) -> Result<SparseOutput> {
+        no_out(OP, out)?;
+        let cfgs = cfgs.unwrap_or_default();
+        let (q, k, v, opts) = (self.q, self.k, self.v, self.opts);
+        let made;
+        let bufs = match self.bufs {
+            Some(b) => b,
+            None => {
+                let l = block_sparse_layout(q, k, v, opts)?;
+                made = SparseBuffers::new(rec.engine(), &l, opts, cfgs.union_per_query)?;
+                &made
+            }
+        };
+        let ctx = Ctx {
+            q,
+            k,
+            v,
+            opts,
+            cfgs: &cfgs,
+        };
+        record(rec, &ctx, bufs, self.attend)?;
+        Ok(SparseOutput {
+            out: bufs.out.clone(),
+            selection: if opts.return_selection {
+                bufs.selection.clone()
+            } else {
+                None
+            },
+        })
+    }
+}
+
+/// One call's operands, options and caller's configs.
+struct Ctx<'a> {
+    q: &'a Tensor,
+    k: &'a Tensor,
+    v: &'a Tensor,
+    opts: &'a SparseOptions,
+    cfgs: &'a SparseConfigs,
+}
+
+impl Ctx<'_> {
+    /// A replay of the whole op with one kernel's config set by `set` (the others as called).
+    fn replay<C: Clone + 'static>(
+        &self,
+        set: fn(&mut SparseConfigs, C),
+    ) -> ReplayFactory<'static, C> {
+        let (q, k, v) = (self.q.clone(), self.k.clone(), self.v.clone());
+        let (opts, cfgs) = (self.opts.clone(), self.cfgs.clone());
+        ReplayFactory::ready(move |rec, c: &C| {
+            let mut cf = cfgs.clone();
+            set(&mut cf, c.clone());
+            Ok(block_sparse_attention(&q, &k, &v, &opts)
+                .config(cf)
+                .record(rec)?
+                .out)
+        })
+    }
+}
+
+/// The validated layout for these operands and options.
+fn block_sparse_layout(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
@@ -159,27 +270,6 @@ fn check_binding(engine: &Engine, what: &str, elements: u64) -> Result<()> {
         });
     }
     Ok(())
-}
-
-pub fn block_sparse_attention_with(
-    rec: &mut Recorder,
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    opts: &SparseOptions,
-    cfgs: &SparseConfigs,
-) -> Result<SparseOutput> {
-    let l = block_sparse_layout(q, k, v, opts)?;
-    let bufs = SparseBuffers::new(rec.engine(), &l, opts, cfgs.union_per_query)?;
-    block_sparse_attention_into(rec, q, k, v, opts, &bufs, cfgs)?;
-    Ok(SparseOutput {
-        out: bufs.out,
-        selection: if opts.return_selection {
-            bufs.selection
-        } else {
-            None
-        },
-    })
 }
 
 /// Buffers of the key-block-major path (per-query selection).
@@ -319,46 +409,8 @@ impl SparseBuffers {
     }
 }
 
-/// Records one call into buffers made by `SparseBuffers::new` with the same operand shapes
-/// and options.
-pub fn block_sparse_attention_into(
-    rec: &mut Recorder,
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    opts: &SparseOptions,
-    bufs: &SparseBuffers,
-    cfgs: &SparseConfigs,
-) -> Result<()> {
-    record(rec, q, k, v, opts, bufs, cfgs, true)
-}
-
-/// Only the gating and selection of `block_sparse_attention_into` (block means, gates, select):
-/// fills `bufs.selection` without computing attention (visualization, timing breakdowns).
-/// Static masks have nothing to record.
-pub fn block_sparse_select_into(
-    rec: &mut Recorder,
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    opts: &SparseOptions,
-    bufs: &SparseBuffers,
-    cfgs: &SparseConfigs,
-) -> Result<()> {
-    record(rec, q, k, v, opts, bufs, cfgs, false)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn record(
-    rec: &mut Recorder,
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    opts: &SparseOptions,
-    bufs: &SparseBuffers,
-    cfgs: &SparseConfigs,
-    attend: bool,
-) -> Result<()> {
+fn record(rec: &mut Recorder, ctx: &Ctx<'_>, bufs: &SparseBuffers, attend: bool) -> Result<()> {
+    let (q, k, v, opts, cfgs) = (ctx.q, ctx.k, ctx.v, ctx.opts, ctx.cfgs);
     let l = block_sparse_layout(q, k, v, opts)?;
     let scale = scale_of(opts, l.head_dim)?;
     let is_static = static_mask(&opts.select, l.n_blocks() as usize)?.is_some();
@@ -379,34 +431,34 @@ fn record(
     params.rows = l.n_blocks() as u32;
     params.bits_bh = 0;
     if let (Some(gb), Some(sel)) = (&bufs.gated, &bufs.selection) {
-        select_blocks(rec, q, k, &l, opts, &mut params, cfgs, bufs, gb, sel)?;
+        select_blocks(rec, ctx, &l, &mut params, bufs, gb, sel)?;
         if !attend {
             return Ok(());
         }
         if let Some(g) = &gb.gather {
-            return gather_and_merge(rec, q, k, v, l, &mut params, cfgs, bufs, g, sel);
+            return gather_and_merge(rec, ctx, l, &mut params, bufs, g, sel);
         }
     }
     if !attend {
         return Ok(());
     }
-    let engine = rec.engine();
     let spec = BsAttnSpec {
         layout: l,
         gather: false,
     };
-    let c = engine.choose(&spec, cfgs.attend.clone());
-    let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
+    let (c, kernel) = rec.kernel(&spec, cfgs.attend.clone(), || {
+        ctx.replay(|cf, c| cf.attend = Some(c))
+    })?;
     params.q_tiles = spec.q_tiles(&c);
     rec.dispatch(
         &kernel,
         bytemuck::bytes_of(&params),
         &[
-            Bind::whole(q),
-            Bind::whole(k),
-            Bind::whole(v),
-            Bind::whole(&bufs.bits),
-            Bind::whole(&bufs.out),
+            Bind::whole("q", q),
+            Bind::whole("k", k),
+            Bind::whole("v", v),
+            Bind::whole("bits", &bufs.bits),
+            Bind::whole("out", &bufs.out),
         ],
         spec.dispatch(&c),
     )
@@ -421,83 +473,85 @@ fn stage_spec(l: &BlockLayout, stage: BsStage, rows: u64, src_heads: u64) -> BsS
     }
 }
 
+/// One of the stage kernels (means, gate, select, merge), whose config `field` selects.
 fn run_stage(
     rec: &mut Recorder,
+    ctx: &Ctx<'_>,
     spec: BsStageSpec,
-    cfg: &Option<BsWgConfig>,
+    field: fn(&mut SparseConfigs) -> &mut Option<BsWgConfig>,
     p: &BsParams,
     binds: &[Bind],
 ) -> Result<()> {
-    let engine = rec.engine();
-    let c = engine.choose(&spec, cfg.clone());
-    let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
+    let mut cfgs = ctx.cfgs.clone();
+    let cfg = field(&mut cfgs).clone();
+    let (c, kernel) = rec.kernel(&spec, cfg, || match spec.stage {
+        BsStage::Means => ctx.replay(|cf, c| cf.means = Some(c)),
+        BsStage::Gate => ctx.replay(|cf, c| cf.gate = Some(c)),
+        BsStage::Select => ctx.replay(|cf, c| cf.select = Some(c)),
+        BsStage::Merge => ctx.replay(|cf, c| cf.merge = Some(c)),
+    })?;
     rec.dispatch(&kernel, bytemuck::bytes_of(p), binds, spec.dispatch(&c))
 }
 
 /// Key-block-major attention of each query over its selected blocks, then the merge.
-#[allow(clippy::too_many_arguments)]
 fn gather_and_merge(
     rec: &mut Recorder,
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
+    ctx: &Ctx<'_>,
     l: BlockLayout,
     params: &mut BsParams,
-    cfgs: &SparseConfigs,
     bufs: &SparseBuffers,
     g: &GatherBuffers,
     sel: &SelectedBlocks,
 ) -> Result<()> {
-    let engine = rec.engine();
+    let (q, k, v) = (ctx.q, ctx.k, ctx.v);
     let spec = BsAttnSpec {
         layout: l.clone(),
         gather: true,
     };
-    let c = engine.choose(&spec, cfgs.gather.clone());
-    let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
+    let (c, kernel) = rec.kernel(&spec, ctx.cfgs.gather.clone(), || {
+        ctx.replay(|cf, c| cf.gather = Some(c))
+    })?;
     params.q_tiles = spec.q_tiles(&c);
     rec.dispatch(
         &kernel,
         bytemuck::bytes_of(params),
         &[
-            Bind::whole(q),
-            Bind::whole(k),
-            Bind::whole(v),
-            Bind::whole(&g.kcount),
-            Bind::whole(&g.qlist),
-            Bind::whole(&g.pacc),
-            Bind::whole(&g.pml),
+            Bind::whole("q", q),
+            Bind::whole("k", k),
+            Bind::whole("v", v),
+            Bind::whole("kcount", &g.kcount),
+            Bind::whole("qlist", &g.qlist),
+            Bind::whole("pacc", &g.pacc),
+            Bind::whole("pml", &g.pml),
         ],
         spec.dispatch(&c),
     )?;
     run_stage(
         rec,
+        ctx,
         stage_spec(&l, BsStage::Merge, l.seq, l.n_kv_heads),
-        &cfgs.merge,
+        |cf| &mut cf.merge,
         params,
         &[
-            Bind::whole(&sel.counts),
-            Bind::whole(&g.pacc),
-            Bind::whole(&g.pml),
-            Bind::whole(&bufs.out),
+            Bind::whole("counts", &sel.counts),
+            Bind::whole("pacc", &g.pacc),
+            Bind::whole("pml", &g.pml),
+            Bind::whole("out", &bufs.out),
         ],
     )
 }
 
 /// Block means, gates and selection into `bufs`. Sets the selection fields of `params`.
-#[allow(clippy::too_many_arguments)]
 fn select_blocks(
     rec: &mut Recorder,
-    q: &Tensor,
-    k: &Tensor,
+    ctx: &Ctx<'_>,
     l: &BlockLayout,
-    opts: &SparseOptions,
     params: &mut BsParams,
-    cfgs: &SparseConfigs,
     bufs: &SparseBuffers,
     gb: &GateBuffers,
     sel: &SelectedBlocks,
 ) -> Result<()> {
+    let (q, k, opts) = (ctx.q, ctx.k, ctx.opts);
     let per_query = opts.granularity == Granularity::Query;
     let rows = if per_query { l.seq } else { l.n_blocks() };
     if sel.per_query != per_query || gb.gates.shape()[2] as u64 != rows {
@@ -528,20 +582,22 @@ fn select_blocks(
     pm.src_heads = l.n_kv_heads as u32;
     run_stage(
         rec,
+        ctx,
         stage_spec(l, BsStage::Means, rows, l.n_kv_heads),
-        &cfgs.means,
+        |cf| &mut cf.means,
         &pm,
-        &[Bind::whole(k), Bind::whole(&gb.kmean)],
+        &[Bind::whole("x", k), Bind::whole("mean", &gb.kmean)],
     )?;
     let qsrc = match &gb.qmean {
         Some(qmean) => {
             pm.src_heads = l.n_heads as u32;
             run_stage(
                 rec,
+                ctx,
                 stage_spec(l, BsStage::Means, rows, l.n_heads),
-                &cfgs.means,
+                |cf| &mut cf.means,
                 &pm,
-                &[Bind::whole(q), Bind::whole(qmean)],
+                &[Bind::whole("x", q), Bind::whole("mean", qmean)],
             )?;
             qmean
         }
@@ -553,28 +609,30 @@ fn select_blocks(
     };
     run_stage(
         rec,
+        ctx,
         stage_spec(l, BsStage::Gate, rows, l.n_kv_heads),
-        &cfgs.gate,
+        |cf| &mut cf.gate,
         params,
         &[
-            Bind::whole(qsrc),
-            Bind::whole(&gb.kmean),
-            Bind::whole(&gb.gates),
-            Bind::whole(kcount),
+            Bind::whole("qs", qsrc),
+            Bind::whole("kmean", &gb.kmean),
+            Bind::whole("gates", &gb.gates),
+            Bind::whole("kcount", kcount),
         ],
     )?;
     run_stage(
         rec,
+        ctx,
         stage_spec(l, BsStage::Select, rows, l.n_kv_heads),
-        &cfgs.select,
+        |cf| &mut cf.select,
         params,
         &[
-            Bind::whole(&gb.gates),
-            Bind::whole(&bufs.bits),
-            Bind::whole(&sel.indices),
-            Bind::whole(&sel.counts),
-            Bind::whole(kcount),
-            Bind::whole(qlist),
+            Bind::whole("gates", &gb.gates),
+            Bind::whole("bits", &bufs.bits),
+            Bind::whole("list", &sel.indices),
+            Bind::whole("counts", &sel.counts),
+            Bind::whole("kcount", kcount),
+            Bind::whole("qlist", qlist),
         ],
     )
 }

@@ -1,120 +1,185 @@
+//! Elementwise ops: `ops::add(x, y)`, `ops::gelu_tanh_mul(g, u)`, ... (one kernel family,
+//! `EwOp` picks the operation).
+
 use webjit_jit::kernels::elementwise::{ElementwiseConfig, ElementwiseSpec, EwOp};
 use webjit_jit::KernelSpec;
 
-use super::{expect_f32, expect_single};
+use super::{expect_f32, expect_single, output, Call, Op, OpSpec};
 use crate::error::{Error, Result};
-use crate::recorder::{Bind, Recorder};
-use crate::tensor::{DType, Tensor};
+use crate::recorder::{Bind, Recorder, ReplayFactory};
+use crate::tensor::Tensor;
+
+const OP: &str = "elementwise";
+
+/// `op` over x (any shape, may be split over several buffers) and, for binary ops, y: with as
+/// many elements as x, or repeating over it (e.g. a bias row). Returns x's shape.
+pub fn elementwise<'a>(
+    op: EwOp,
+    x: &'a Tensor,
+    y: Option<&'a Tensor>,
+    scale: f32,
+) -> Call<'a, Elementwise<'a>> {
+    Call::new(Elementwise { op, x, y, scale })
+}
 
 /// `x + y`, where `y` has as many elements as `x` or repeats over it (e.g. a bias row).
-pub fn add(rec: &mut Recorder, x: &Tensor, y: &Tensor) -> Result<Tensor> {
-    elementwise_with(rec, EwOp::Add, x, Some(y), 0.0, None)
+pub fn add<'a>(x: &'a Tensor, y: &'a Tensor) -> Call<'a, Elementwise<'a>> {
+    elementwise(EwOp::Add, x, Some(y), 0.0)
 }
 /// `x * y`, with `y` repeating as in `add`.
-pub fn mul(rec: &mut Recorder, x: &Tensor, y: &Tensor) -> Result<Tensor> {
-    elementwise_with(rec, EwOp::Mul, x, Some(y), 0.0, None)
+pub fn mul<'a>(x: &'a Tensor, y: &'a Tensor) -> Call<'a, Elementwise<'a>> {
+    elementwise(EwOp::Mul, x, Some(y), 0.0)
 }
-pub fn scale(rec: &mut Recorder, x: &Tensor, s: f32) -> Result<Tensor> {
-    elementwise_with(rec, EwOp::Scale, x, None, s, None)
+/// `x * s`.
+pub fn scale(x: &Tensor, s: f32) -> Call<'_, Elementwise<'_>> {
+    elementwise(EwOp::Scale, x, None, s)
 }
-pub fn gelu_tanh(rec: &mut Recorder, x: &Tensor) -> Result<Tensor> {
-    elementwise_with(rec, EwOp::GeluTanh, x, None, 0.0, None)
+pub fn gelu_tanh(x: &Tensor) -> Call<'_, Elementwise<'_>> {
+    elementwise(EwOp::GeluTanh, x, None, 0.0)
 }
-pub fn gelu_erf(rec: &mut Recorder, x: &Tensor) -> Result<Tensor> {
-    elementwise_with(rec, EwOp::GeluErf, x, None, 0.0, None)
+pub fn gelu_erf(x: &Tensor) -> Call<'_, Elementwise<'_>> {
+    elementwise(EwOp::GeluErf, x, None, 0.0)
 }
-pub fn silu(rec: &mut Recorder, x: &Tensor) -> Result<Tensor> {
-    elementwise_with(rec, EwOp::Silu, x, None, 0.0, None)
+pub fn silu(x: &Tensor) -> Call<'_, Elementwise<'_>> {
+    elementwise(EwOp::Silu, x, None, 0.0)
 }
 /// `gelu_tanh(g) * u` (GeGLU) in one pass.
-pub fn gelu_tanh_mul(rec: &mut Recorder, g: &Tensor, u: &Tensor) -> Result<Tensor> {
-    elementwise_with(rec, EwOp::GeluTanhMul, g, Some(u), 0.0, None)
+pub fn gelu_tanh_mul<'a>(g: &'a Tensor, u: &'a Tensor) -> Call<'a, Elementwise<'a>> {
+    elementwise(EwOp::GeluTanhMul, g, Some(u), 0.0)
 }
 /// `silu(g) * u` (SwiGLU) in one pass.
-pub fn silu_mul(rec: &mut Recorder, g: &Tensor, u: &Tensor) -> Result<Tensor> {
-    elementwise_with(rec, EwOp::SiluMul, g, Some(u), 0.0, None)
+pub fn silu_mul<'a>(g: &'a Tensor, u: &'a Tensor) -> Call<'a, Elementwise<'a>> {
+    elementwise(EwOp::SiluMul, g, Some(u), 0.0)
 }
 
-/// Any elementwise op with an explicit config (or the default when `cfg` is `None`).
-pub fn elementwise_with(
-    rec: &mut Recorder,
+pub struct Elementwise<'a> {
     op: EwOp,
-    x: &Tensor,
-    y: Option<&Tensor>,
+    x: &'a Tensor,
+    y: Option<&'a Tensor>,
     scale: f32,
-    cfg: Option<ElementwiseConfig>,
-) -> Result<Tensor> {
-    let name = "elementwise";
-    expect_f32(name, x)?;
-    let out = rec.empty(x.shape(), DType::F32)?;
-    let seg_elems = |t: &Tensor, i: usize| (t.segments()[i].rows * t.row_len()) as u64;
-    match (op.is_binary(), y) {
-        (true, None) => {
-            return Err(Error::InvalidArgument {
-                op: name,
-                detail: format!("{} needs two operands", op.name()),
-            })
-        }
-        (false, Some(_)) => {
-            return Err(Error::InvalidArgument {
-                op: name,
-                detail: format!("{} takes one operand", op.name()),
-            })
-        }
-        _ => {}
+}
+
+impl Elementwise<'_> {
+    fn seg_elems(t: &Tensor, i: usize) -> u64 {
+        (t.segments()[i].rows * t.row_len()) as u64
     }
-    if let Some(y) = y {
-        expect_f32(name, y)?;
-        let same = y.numel() == x.numel();
-        if !same {
-            expect_single(name, "second operand", y)?;
-            let ok = y.numel() > 0
-                && (0..x.segments().len()).all(|i| seg_elems(x, i) % y.numel() as u64 == 0);
-            if !ok {
+
+    fn check(&self) -> Result<()> {
+        let (op, x) = (self.op, self.x);
+        expect_f32(OP, x)?;
+        match (op.is_binary(), self.y) {
+            (true, None) => {
+                return Err(Error::InvalidArgument {
+                    op: OP,
+                    detail: format!("{} needs two operands", op.name()),
+                })
+            }
+            (false, Some(_)) => {
+                return Err(Error::InvalidArgument {
+                    op: OP,
+                    detail: format!("{} takes one operand", op.name()),
+                })
+            }
+            _ => {}
+        }
+        if let Some(y) = self.y {
+            expect_f32(OP, y)?;
+            if y.numel() != x.numel() {
+                expect_single(OP, "second operand", y)?;
+                let ok = y.numel() > 0
+                    && (0..x.segments().len())
+                        .all(|i| Self::seg_elems(x, i) % y.numel() as u64 == 0);
+                if !ok {
+                    return Err(Error::Shape {
+                        op: OP,
+                        detail: format!("{:?} cannot repeat over {:?}", y.shape(), x.shape()),
+                    });
+                }
+            } else if y.segments().len() != x.segments().len() {
                 return Err(Error::Shape {
-                    op: name,
-                    detail: format!("{:?} cannot repeat over {:?}", y.shape(), x.shape()),
+                    op: OP,
+                    detail: "operands are split differently".into(),
                 });
             }
-        } else if y.segments().len() != x.segments().len() {
-            return Err(Error::Shape {
-                op: name,
-                detail: "operands are split differently".into(),
-            });
         }
+        Ok(())
     }
-    let engine = rec.engine();
-    for i in 0..x.segments().len() {
-        let len = seg_elems(x, i);
-        let b_len = match y {
-            Some(y) if y.numel() == x.numel() => len,
+
+    /// The problem of x's segment `i`.
+    fn spec_of(&self, i: usize) -> ElementwiseSpec {
+        let len = Self::seg_elems(self.x, i);
+        let b_len = match self.y {
+            Some(y) if y.numel() == self.x.numel() => len,
             Some(y) => y.numel() as u64,
             None => 1,
         };
-        let spec = ElementwiseSpec { op, len, b_len };
-        let c = engine.choose(&spec, cfg.clone());
-        let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
-        let params = spec.params(&c, scale);
-        let xb = Bind::segment(x, i);
-        let ob = Bind::segment(&out, i);
-        match y {
-            Some(y) => {
-                let yi = if y.numel() == x.numel() { i } else { 0 };
-                let yb = Bind::segment(y, yi);
-                rec.dispatch(
-                    &kernel,
-                    bytemuck::bytes_of(&params),
-                    &[xb, yb, ob],
-                    spec.dispatch(&c),
-                )?;
-            }
-            None => rec.dispatch(
-                &kernel,
-                bytemuck::bytes_of(&params),
-                &[xb, ob],
-                spec.dispatch(&c),
-            )?,
+        ElementwiseSpec {
+            op: self.op,
+            len,
+            b_len,
         }
     }
-    Ok(out)
+}
+
+impl OpSpec for Elementwise<'_> {
+    type Spec = ElementwiseSpec;
+    /// The problem of the first (largest) segment.
+    fn spec(&self) -> Result<ElementwiseSpec> {
+        self.check()?;
+        Ok(self.spec_of(0))
+    }
+}
+
+impl Op for Elementwise<'_> {
+    type Config = ElementwiseConfig;
+    type Output = Tensor;
+    fn record_op(
+        self,
+        rec: &mut Recorder<'_>,
+        out: Option<&Tensor>,
+        config: Option<ElementwiseConfig>,
+    ) -> Result<Tensor> {
+        self.check()?;
+        let x = self.x;
+        let out = output(rec, OP, out, x.shape())?;
+        if out.segments().len() != x.segments().len() {
+            return Err(Error::Shape {
+                op: OP,
+                detail: "the output is split differently from x".into(),
+            });
+        }
+        for i in 0..x.segments().len() {
+            let spec = self.spec_of(i);
+            let (c, kernel) = rec.kernel(&spec, config.clone(), || {
+                let (op, x, y, s) = (self.op, x.clone(), self.y.cloned(), self.scale);
+                ReplayFactory::ready(move |rec, c: &ElementwiseConfig| {
+                    elementwise(op, &x, y.as_ref(), s)
+                        .config(c.clone())
+                        .record(rec)
+                })
+            })?;
+            let params = spec.params(&c, self.scale);
+            let xb = Bind::segment("x", x, i);
+            let ob = Bind::segment("out", &out, i);
+            match self.y {
+                Some(y) => {
+                    let yi = if y.numel() == x.numel() { i } else { 0 };
+                    let yb = Bind::segment("y", y, yi);
+                    rec.dispatch(
+                        &kernel,
+                        bytemuck::bytes_of(&params),
+                        &[xb, yb, ob],
+                        spec.dispatch(&c),
+                    )?;
+                }
+                None => rec.dispatch(
+                    &kernel,
+                    bytemuck::bytes_of(&params),
+                    &[xb, ob],
+                    spec.dispatch(&c),
+                )?,
+            }
+        }
+        Ok(out)
+    }
 }

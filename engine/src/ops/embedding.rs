@@ -1,230 +1,70 @@
+//! Embedding gathers: rows of a table by token id, from host ids (`ops::embedding`, plus a
+//! second table's rows with `ops::embedding_add`), from ids on the GPU
+//! (`ops::embedding_gpu_ids`), or from a quantized table (`ops::qembedding`).
+
 use webjit_jit::kernels::embedding::{
     EmbeddingConfig, EmbeddingSpec, QEmbeddingConfig, QEmbeddingSpec,
 };
 use webjit_jit::KernelSpec;
 
-use super::expect_f32;
+use super::{expect_f32, expect_single, output, Call, Op, OpSpec};
 use crate::error::{Error, Result};
 use crate::qtensor::QTensor;
-use crate::recorder::{Bind, Recorder};
+use crate::recorder::{Bind, Recorder, ReplayFactory};
 use crate::tensor::{DType, Tensor};
 
-/// Rows `ids` of `table` ([vocab, dim], may be split over several buffers), times `scale`.
-/// Returns [ids.len(), dim]. Ids are checked against the vocabulary here.
-pub fn embedding(rec: &mut Recorder, table: &Tensor, ids: &[u32], scale: f32) -> Result<Tensor> {
-    embedding_with(rec, table, ids, scale, None)
-}
+const OP: &str = "embedding";
 
-pub fn embedding_with(
-    rec: &mut Recorder,
-    table: &Tensor,
-    ids: &[u32],
-    scale: f32,
-    cfg: Option<EmbeddingConfig>,
-) -> Result<Tensor> {
-    gather_host_ids(rec, table, ids, scale, cfg, None)
+/// Rows `ids` of `table` ([vocab, dim], may be split over several buffers), times `scale`.
+/// Records [ids.len(), dim]. Ids are checked against the vocabulary.
+pub fn embedding<'a>(table: &'a Tensor, ids: &'a [u32], scale: f32) -> Call<'a, Embedding<'a>> {
+    Call::new(Embedding {
+        table,
+        ids: Ids::Host(ids),
+        scale,
+        add: None,
+    })
 }
 
 /// `embedding` plus, on output row `i`, row `i % period` of `add` ([rows >= period, dim]),
 /// in the same dispatch: a BERT-style encoder's word and position embeddings for a batch of
 /// sequences padded to `period` tokens (with the position table as `add`).
-pub fn embedding_add(
-    rec: &mut Recorder,
-    table: &Tensor,
-    ids: &[u32],
+pub fn embedding_add<'a>(
+    table: &'a Tensor,
+    ids: &'a [u32],
     scale: f32,
-    add: &Tensor,
+    add: &'a Tensor,
     period: usize,
-) -> Result<Tensor> {
-    embedding_add_with(rec, table, ids, scale, add, period, None)
-}
-
-/// `embedding_add` with an explicit config (tests and the tuner).
-pub fn embedding_add_with(
-    rec: &mut Recorder,
-    table: &Tensor,
-    ids: &[u32],
-    scale: f32,
-    add: &Tensor,
-    period: usize,
-    cfg: Option<EmbeddingConfig>,
-) -> Result<Tensor> {
-    gather_host_ids(rec, table, ids, scale, cfg, Some((add, period)))
-}
-
-/// `embedding_with` / `embedding_add_with`: host-side ids checked against the vocabulary, and
-/// a dispatch only for the table segments some id falls into.
-fn gather_host_ids(
-    rec: &mut Recorder,
-    table: &Tensor,
-    ids: &[u32],
-    scale: f32,
-    cfg: Option<EmbeddingConfig>,
-    add: Option<(&Tensor, usize)>,
-) -> Result<Tensor> {
-    const OP: &str = "embedding";
-    expect_f32(OP, table)?;
-    let &[vocab, dim] = table.shape() else {
-        return Err(Error::Shape {
-            op: OP,
-            detail: format!("table must be [vocab, dim], got {:?}", table.shape()),
-        });
-    };
-    if let Some((t, period)) = add {
-        expect_f32(OP, t)?;
-        super::expect_single(OP, "added table", t)?;
-        match t.shape() {
-            &[rows, d] if d == dim && period >= 1 && period <= rows => {}
-            s => {
-                return Err(Error::Shape {
-                    op: OP,
-                    detail: format!(
-                        "the added table must be [at least {period} (and 1) rows, {dim}], got {s:?}"
-                    ),
-                })
-            }
-        }
-    }
-    check_ids(OP, ids, vocab)?;
-    let out = rec.empty(&[ids.len(), dim], DType::F32)?;
-    if ids.is_empty() {
-        return Ok(out);
-    }
-    let ids_t = rec.upload_u32(&[ids.len()], ids)?;
-    let used = |lo: usize, rows: usize| {
-        ids.iter()
-            .any(|&id| id as usize >= lo && (id as usize) < lo + rows)
-    };
-    embedding_dispatch(rec, table, &ids_t, scale, &out, cfg, &used, add)?;
-    Ok(out)
+) -> Call<'a, Embedding<'a>> {
+    Call::new(Embedding {
+        table,
+        ids: Ids::Host(ids),
+        scale,
+        add: Some((add, period)),
+    })
 }
 
 /// `embedding` with the ids already on the GPU ([n] u32, e.g. the sampler's last token):
 /// every table segment is dispatched (each skips the ids outside it). Ids must be below the
 /// vocabulary size; an out-of-range id leaves its output row unwritten.
-pub fn embedding_gpu_ids(
-    rec: &mut Recorder,
-    table: &Tensor,
-    ids: &Tensor,
+pub fn embedding_gpu_ids<'a>(
+    table: &'a Tensor,
+    ids: &'a Tensor,
     scale: f32,
-    cfg: Option<EmbeddingConfig>,
-) -> Result<Tensor> {
-    expect_f32("embedding", table)?;
-    let &[_, dim] = table.shape() else {
-        return Err(Error::Shape {
-            op: "embedding",
-            detail: format!("table must be [vocab, dim], got {:?}", table.shape()),
-        });
-    };
-    if ids.dtype() != DType::U32 || ids.shape().len() != 1 {
-        return Err(Error::Shape {
-            op: "embedding",
-            detail: format!("ids must be u32 [n], got {:?}", ids.shape()),
-        });
-    }
-    super::expect_single("embedding", "ids", ids)?;
-    let out = rec.empty(&[ids.numel(), dim], DType::F32)?;
-    if ids.numel() > 0 {
-        embedding_dispatch(rec, table, ids, scale, &out, cfg, &|_, _| true, None)?;
-    }
-    Ok(out)
+) -> Call<'a, Embedding<'a>> {
+    Call::new(Embedding {
+        table,
+        ids: Ids::Gpu(ids),
+        scale,
+        add: None,
+    })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn embedding_dispatch(
-    rec: &mut Recorder,
-    table: &Tensor,
-    ids: &Tensor,
-    scale: f32,
-    out: &Tensor,
-    cfg: Option<EmbeddingConfig>,
-    used: &dyn Fn(usize, usize) -> bool,
-    add: Option<(&Tensor, usize)>,
-) -> Result<()> {
-    super::expect_single("embedding", "output", out)?;
-    let spec = EmbeddingSpec {
-        n: ids.numel() as u64,
-        dim: table.row_len() as u64,
-        add_rows: add.map_or(0, |(_, p)| p as u64),
-    };
-    let engine = rec.engine();
-    let (c, kernel) = engine.kernel_for(&spec, cfg)?;
-    for (i, seg) in table.segments().iter().enumerate() {
-        if !used(seg.row_start, seg.rows) {
-            continue;
-        }
-        let params = spec.params(&c, seg.row_start as u32, seg.rows as u32, scale);
-        let mut binds = vec![Bind::whole(ids), Bind::segment(table, i), Bind::whole(out)];
-        if let Some((t, _)) = add {
-            binds.push(Bind::whole(t));
-        }
-        rec.dispatch(
-            &kernel,
-            bytemuck::bytes_of(&params),
-            &binds,
-            spec.dispatch(&c),
-        )?;
-    }
-    Ok(())
-}
-
-/// Rows `ids` ([n] u32 on the GPU, e.g. the sampler's last token) of a quantized `table`
-/// ([vocab, dim], dequantized on the fly), times `scale`, into `out` [n, dim] f32. Ids must be
-/// below the vocabulary size (check host-side ids with `check_ids`); an out-of-range id leaves
-/// its output row unwritten.
-pub fn qembedding_into(
-    rec: &mut Recorder,
-    table: &QTensor,
-    ids: &Tensor,
-    scale: f32,
-    out: &Tensor,
-    cfg: Option<QEmbeddingConfig>,
-) -> Result<()> {
-    const OP: &str = "qembedding";
-    let [_, dim] = table.shape();
-    let n = ids.numel();
-    if ids.dtype() != DType::U32 {
-        return Err(Error::DType {
-            op: OP,
-            expected: "u32",
-            got: ids.dtype().name(),
-        });
-    }
-    if out.shape() != [n, dim] || out.dtype() != DType::F32 {
-        return Err(Error::Shape {
-            op: OP,
-            detail: format!("output must be f32 [{n}, {dim}], got {:?}", out.shape()),
-        });
-    }
-    super::expect_single(OP, "ids", ids)?;
-    super::expect_single(OP, "output", out)?;
-    if n == 0 {
-        return Ok(());
-    }
-    let spec = QEmbeddingSpec {
-        format: table.format(),
-        n: n as u64,
-        dim: dim as u64,
-    };
-    let engine = rec.engine();
-    let (c, kernel) = engine.kernel_for(&spec, cfg)?;
-    for (i, seg) in table.segments().iter().enumerate() {
-        let params = spec.params(seg.row_start as u32, seg.rows as u32, scale);
-        rec.dispatch(
-            &kernel,
-            bytemuck::bytes_of(&params),
-            &[
-                Bind::whole(ids),
-                Bind {
-                    buffer: &seg.buffer,
-                    size: table.segment_bytes(i),
-                },
-                Bind::whole(out),
-            ],
-            spec.dispatch(&c),
-        )?;
-    }
-    Ok(())
+/// Rows `ids` ([n] u32 on the GPU) of a quantized `table` ([vocab, dim], dequantized on the
+/// fly), times `scale`: records [n, dim] f32. Ids must be below the vocabulary size (check
+/// host-side ids with `check_ids`); an out-of-range id leaves its output row unwritten.
+pub fn qembedding<'a>(table: &'a QTensor, ids: &'a Tensor, scale: f32) -> Call<'a, QEmbedding<'a>> {
+    Call::new(QEmbedding { table, ids, scale })
 }
 
 /// Host-side ids must index a vocabulary of `vocab` rows.
@@ -235,5 +75,215 @@ pub fn check_ids(op: &'static str, ids: &[u32], vocab: usize) -> Result<()> {
             detail: format!("token id {bad} is outside the vocabulary of {vocab}"),
         }),
         None => Ok(()),
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Ids<'a> {
+    Host(&'a [u32]),
+    Gpu(&'a Tensor),
+}
+
+pub struct Embedding<'a> {
+    table: &'a Tensor,
+    ids: Ids<'a>,
+    scale: f32,
+    add: Option<(&'a Tensor, usize)>,
+}
+
+impl Embedding<'_> {
+    /// Checks the operands; returns (n ids, dim).
+    fn check(&self) -> Result<(usize, usize)> {
+        let table = self.table;
+        expect_f32(OP, table)?;
+        let &[vocab, dim] = table.shape() else {
+            return Err(Error::Shape {
+                op: OP,
+                detail: format!("table must be [vocab, dim], got {:?}", table.shape()),
+            });
+        };
+        if let Some((t, period)) = self.add {
+            expect_f32(OP, t)?;
+            expect_single(OP, "added table", t)?;
+            match t.shape() {
+                &[rows, d] if d == dim && period >= 1 && period <= rows => {}
+                s => {
+                    return Err(Error::Shape {
+                        op: OP,
+                        detail: format!(
+                            "the added table must be [at least {period} (and 1) rows, {dim}], got {s:?}"
+                        ),
+                    })
+                }
+            }
+        }
+        let n = match self.ids {
+            Ids::Host(ids) => {
+                check_ids(OP, ids, vocab)?;
+                ids.len()
+            }
+            Ids::Gpu(ids) => {
+                if ids.dtype() != DType::U32 || ids.shape().len() != 1 {
+                    return Err(Error::Shape {
+                        op: OP,
+                        detail: format!("ids must be u32 [n], got {:?}", ids.shape()),
+                    });
+                }
+                expect_single(OP, "ids", ids)?;
+                ids.numel()
+            }
+        };
+        Ok((n, dim))
+    }
+
+    fn spec_of(&self, n: usize) -> EmbeddingSpec {
+        EmbeddingSpec {
+            n: n as u64,
+            dim: self.table.row_len() as u64,
+            add_rows: self.add.map_or(0, |(_, p)| p as u64),
+        }
+    }
+
+    fn replay(&self, ids_t: &Tensor) -> ReplayFactory<'static, EmbeddingConfig> {
+        let (table, ids, scale) = (self.table.clone(), ids_t.clone(), self.scale);
+        let add = self.add.map(|(t, p)| (t.clone(), p));
+        ReplayFactory::ready(move |rec, c: &EmbeddingConfig| {
+            let op = Embedding {
+                table: &table,
+                ids: Ids::Gpu(&ids),
+                scale,
+                add: add.as_ref().map(|(t, p)| (t, *p)),
+            };
+            Call::new(op).config(c.clone()).record(rec)
+        })
+    }
+}
+
+impl OpSpec for Embedding<'_> {
+    type Spec = EmbeddingSpec;
+    fn spec(&self) -> Result<EmbeddingSpec> {
+        let (n, _) = self.check()?;
+        Ok(self.spec_of(n))
+    }
+}
+
+impl Op for Embedding<'_> {
+    type Config = EmbeddingConfig;
+    type Output = Tensor;
+    fn record_op(
+        self,
+        rec: &mut Recorder<'_>,
+        out: Option<&Tensor>,
+        cfg: Option<EmbeddingConfig>,
+    ) -> Result<Tensor> {
+        let (n, dim) = self.check()?;
+        let out = output(rec, OP, out, &[n, dim])?;
+        expect_single(OP, "output", &out)?;
+        if n == 0 {
+            return Ok(out);
+        }
+        let ids_t = match self.ids {
+            Ids::Host(ids) => rec.upload_u32(&[n], ids)?,
+            Ids::Gpu(t) => t.clone(),
+        };
+        let spec = self.spec_of(n);
+        let (c, kernel) = rec.kernel(&spec, cfg, || self.replay(&ids_t))?;
+        for (i, seg) in self.table.segments().iter().enumerate() {
+            // Host ids: only the table segments some id falls into.
+            let (lo, rows) = (seg.row_start, seg.rows);
+            if let Ids::Host(ids) = self.ids {
+                if !ids
+                    .iter()
+                    .any(|&id| id as usize >= lo && (id as usize) < lo + rows)
+                {
+                    continue;
+                }
+            }
+            let params = spec.params(&c, lo as u32, rows as u32, self.scale);
+            let mut binds = vec![
+                Bind::whole("ids", &ids_t),
+                Bind::segment("table", self.table, i),
+                Bind::whole("out", &out),
+            ];
+            if let Some((t, _)) = self.add {
+                binds.push(Bind::whole("add", t));
+            }
+            rec.dispatch(
+                &kernel,
+                bytemuck::bytes_of(&params),
+                &binds,
+                spec.dispatch(&c),
+            )?;
+        }
+        Ok(out)
+    }
+}
+
+pub struct QEmbedding<'a> {
+    table: &'a QTensor,
+    ids: &'a Tensor,
+    scale: f32,
+}
+
+impl OpSpec for QEmbedding<'_> {
+    type Spec = QEmbeddingSpec;
+    fn spec(&self) -> Result<QEmbeddingSpec> {
+        let [_, dim] = self.table.shape();
+        if self.ids.dtype() != DType::U32 {
+            return Err(Error::DType {
+                op: "qembedding",
+                expected: "u32",
+                got: self.ids.dtype().name(),
+            });
+        }
+        expect_single("qembedding", "ids", self.ids)?;
+        Ok(QEmbeddingSpec {
+            format: self.table.format(),
+            n: self.ids.numel() as u64,
+            dim: dim as u64,
+        })
+    }
+}
+
+impl Op for QEmbedding<'_> {
+    type Config = QEmbeddingConfig;
+    type Output = Tensor;
+    fn record_op(
+        self,
+        rec: &mut Recorder<'_>,
+        out: Option<&Tensor>,
+        cfg: Option<QEmbeddingConfig>,
+    ) -> Result<Tensor> {
+        const OP: &str = "qembedding";
+        let spec = self.spec()?;
+        let (n, dim) = (spec.n as usize, spec.dim as usize);
+        let out = output(rec, OP, out, &[n, dim])?;
+        expect_single(OP, "output", &out)?;
+        if n == 0 {
+            return Ok(out);
+        }
+        let (table, ids, scale) = (self.table, self.ids, self.scale);
+        let (c, kernel) = rec.kernel(&spec, cfg, || {
+            let (table, ids) = (table.clone(), ids.clone());
+            ReplayFactory::ready(move |rec, c: &QEmbeddingConfig| {
+                qembedding(&table, &ids, scale)
+                    .config(c.clone())
+                    .record(rec)
+            })
+        })?;
+        for (i, seg) in table.segments().iter().enumerate() {
+            let params = spec.params(seg.row_start as u32, seg.rows as u32, scale);
+            rec.dispatch(
+                &kernel,
+                bytemuck::bytes_of(&params),
+                &[
+                    Bind::whole("ids", ids),
+                    Bind::weight("w", table, i),
+                    Bind::whole("out", &out),
+                ],
+                spec.dispatch(&c),
+            )?;
+        }
+        Ok(out)
     }
 }

@@ -1,6 +1,23 @@
-//! Ops: validate arguments -> pick a config (the caller's, else the spec's default) -> encode
-//! dispatches into a `Recorder`. Each op has a `*_with` form taking an explicit config, which
-//! tests and the tuner use to run every config of a space.
+//! Ops: validate the operands -> pick a config (the caller's, else the tuned one, else the
+//! spec's default) -> encode dispatches into a `Recorder`.
+//!
+//! Every op has one entry, a function that takes its operands and options and returns a
+//! [`Call`]; `record` records it:
+//!
+//! ```no_run
+//! # fn f(rec: &mut webjit_engine::Recorder, x: &webjit_engine::Tensor,
+//! #      w: &webjit_engine::Tensor, y: &webjit_engine::Tensor) -> webjit_engine::Result<()> {
+//! use webjit_engine::ops;
+//! let h = ops::rms_norm(x, w, 1e-6, 0.0).record(rec)?; // a new output, the engine's config
+//! ops::matmul(&h, w, true).out(y).record(rec)?;        // into an existing tensor
+//! let spec = ops::matmul(&h, w, true).spec()?;          // the kernel problem it poses
+//! # let _ = spec; Ok(()) }
+//! ```
+//!
+//! `.config(c)` runs a given config of the op's kernel (tests run every config of a space this
+//! way; the tuner's replays too). While a recording captures (`Recorder::capture_kernels`),
+//! each kernel an op runs with the engine's choice is kept with a replay of the op: that is how
+//! the tuner learns what a model runs.
 
 mod attention;
 mod attention_decode;
@@ -8,6 +25,7 @@ mod block_sparse;
 mod block_sparse_opts;
 mod elementwise;
 mod embedding;
+mod kv_append;
 mod matmul;
 mod neighborhood;
 mod pool;
@@ -18,47 +36,147 @@ mod rope;
 mod rowwise;
 mod sample;
 
-pub use attention::{attention, attention_into, attention_spec, attention_with, AttentionOptions};
-pub use attention_decode::{
-    attention_decode, attention_decode_into, attention_decode_with, decode_spec, DecodeOptions,
-};
+pub use attention::{attention, Attention, AttentionOptions};
+pub use attention_decode::{attention_decode, AttentionDecode, DecodeOptions};
 pub use block_sparse::{
-    block_sparse_attention, block_sparse_attention_into, block_sparse_attention_with,
-    block_sparse_layout, block_sparse_select_into, SelectedBlocks, SparseBuffers, SparseConfigs,
-    SparseOutput,
+    block_sparse_attention, BlockSparse, SelectedBlocks, SparseBuffers, SparseConfigs, SparseOutput,
 };
 pub use block_sparse_opts::{BlockMask, BlockSelect, Granularity, Partition, SparseOptions};
 pub use elementwise::{
-    add, elementwise_with, gelu_erf, gelu_tanh, gelu_tanh_mul, mul, scale, silu, silu_mul,
+    add, elementwise, gelu_erf, gelu_tanh, gelu_tanh_mul, mul, scale, silu, silu_mul, Elementwise,
 };
 pub use embedding::{
-    check_ids, embedding, embedding_add, embedding_add_with, embedding_gpu_ids, embedding_with,
-    qembedding_into,
+    check_ids, embedding, embedding_add, embedding_gpu_ids, qembedding, Embedding, QEmbedding,
 };
+pub use kv_append::{kv_append, KvAppend};
 pub use matmul::{
-    linear, linear_norm, linear_norm_with, linear_split, linear_split_with, linear_with, matmul,
-    matmul_into, matmul_spec, matmul_with, LayerNormIn, LinearEpilogue,
+    linear, linear_norm, linear_split, matmul, LayerNormIn, Linear, LinearEpilogue, Matmul,
 };
-pub use neighborhood::{
-    neighborhood_attention, neighborhood_attention_into, neighborhood_attention_with,
-    neighborhood_spec, NaOptions,
-};
-pub use pool::{mean_pool, mean_pool_opts, mean_pool_with, PoolOptions};
-pub use qk_rope::{qk_rope_append, qk_rope_append_packed, QkNorms};
-pub use qmatmul::{qmatmul, qmatmul_into, qmatmul_spec, qmatmul_with};
-pub use qmatvec::{
-    qdequant, qmatvec, qmatvec_gated, qmatvec_gated_pre, qmatvec_i8, qmatvec_i8_into,
-    qmatvec_i8_quantized, qmatvec_i8_spec, qmatvec_into, qmatvec_pre, qmatvec_spec,
-    qmatvec_stacked, qmatvec_stacked_pre, qmatvec_with, quantize_q8, PreNormArgs,
-};
-pub use rope::{rope, rope_table_tensor, rope_with, rope_with_table, RopeOptions};
+pub use neighborhood::{neighborhood_attention, NaOptions, Neighborhood};
+pub use pool::{mean_pool, MeanPool, PoolOptions};
+pub use qk_rope::{qk_rope_append, qk_rope_append_packed, QkNorms, QkRope};
+pub use qmatmul::{qmatmul, QMatmul};
+pub use qmatvec::{qdequant, qmatvec, qmatvec_gated, qmatvec_stacked, quantize_q8, QMatvec};
+pub use rope::{rope, rope_table, rope_with_table, Rope, RopeOptions};
 pub use rowwise::{
-    add_norm, l2_normalize, layer_norm, rms_norm, rms_norm_add, rowwise_with, softmax,
+    add_norm, l2_normalize, layer_norm, rms_norm, rms_norm_add, rowwise, softmax, AddNorm, Rowwise,
 };
 pub use sample::{SampleResult, Sampler};
 
 use crate::error::{Error, Result};
+use crate::recorder::Recorder;
 use crate::tensor::{DType, Tensor};
+
+/// An op's operands and options, ready to be recorded (see [`Call`]).
+pub trait Op: Sized {
+    /// The config of the op's kernel that `Call::config` sets.
+    type Config: Clone;
+    type Output;
+    /// Records the op: into `out` when the caller gave one (ops with one output tensor), with
+    /// `config` when the caller gave one.
+    fn record_op(
+        self,
+        rec: &mut Recorder<'_>,
+        out: Option<&Tensor>,
+        config: Option<Self::Config>,
+    ) -> Result<Self::Output>;
+}
+
+/// An op with a single kernel problem, which `Call::spec` returns (benchmarks and tests
+/// enumerate its space).
+pub trait OpSpec {
+    type Spec;
+    fn spec(&self) -> Result<Self::Spec>;
+}
+
+/// An op about to be recorded: `.out(t)` and `.config(c)` are optional, `.record(rec)` records.
+#[must_use = "an op does nothing until it is recorded"]
+pub struct Call<'o, O: Op> {
+    op: O,
+    out: Option<&'o Tensor>,
+    config: Option<O::Config>,
+}
+
+impl<'o, O: Op> Call<'o, O> {
+    pub(crate) fn new(op: O) -> Self {
+        Self {
+            op,
+            out: None,
+            config: None,
+        }
+    }
+
+    /// Writes the output into `t` (which must have the output's shape) instead of a new
+    /// tensor. Ops with several outputs refuse it.
+    pub fn out(mut self, t: &'o Tensor) -> Self {
+        self.out = Some(t);
+        self
+    }
+
+    /// Runs config `c` of the op's kernel instead of the tuned or default one.
+    pub fn config(mut self, c: O::Config) -> Self {
+        self.config = Some(c);
+        self
+    }
+
+    /// `config` when `c` is some.
+    pub fn config_opt(mut self, c: Option<O::Config>) -> Self {
+        self.config = c.or(self.config);
+        self
+    }
+
+    pub fn record(self, rec: &mut Recorder<'_>) -> Result<O::Output> {
+        self.op.record_op(rec, self.out, self.config)
+    }
+
+    /// The op's operands and options.
+    pub fn op(&self) -> &O {
+        &self.op
+    }
+
+    pub(crate) fn op_mut(&mut self) -> &mut O {
+        &mut self.op
+    }
+}
+
+impl<O: Op + OpSpec> Call<'_, O> {
+    /// The kernel problem these operands pose.
+    pub fn spec(&self) -> Result<O::Spec> {
+        self.op.spec()
+    }
+}
+
+/// Refuses `out` for ops with several outputs.
+pub(crate) fn no_out(op: &'static str, out: Option<&Tensor>) -> Result<()> {
+    match out {
+        Some(_) => Err(Error::InvalidArgument {
+            op,
+            detail: "this op writes several outputs; `out` is not supported".into(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// `out` if given (checked to be a single f32 binding of `shape`), else a new tensor.
+pub(crate) fn output(
+    rec: &mut Recorder<'_>,
+    op: &'static str,
+    out: Option<&Tensor>,
+    shape: &[usize],
+) -> Result<Tensor> {
+    match out {
+        Some(t) => {
+            if t.shape() != shape || t.dtype() != DType::F32 {
+                return Err(Error::Shape {
+                    op,
+                    detail: format!("output must be f32 {shape:?}, got {:?}", t.shape()),
+                });
+            }
+            Ok(t.clone())
+        }
+        None => rec.empty(shape, DType::F32),
+    }
+}
 
 pub(crate) fn expect_f32(op: &'static str, t: &Tensor) -> Result<()> {
     if t.dtype() != DType::F32 {

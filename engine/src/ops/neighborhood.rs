@@ -1,13 +1,13 @@
 //! Fused neighborhood attention (NATTEN semantics):
-//! `neighborhood_attention(rec, q, k, v, &NaOptions)`.
+//! `ops::neighborhood_attention(q, k, v, &NaOptions)`.
 
 use webjit_jit::kernels::neighborhood::{NeighborhoodConfig, NeighborhoodSpec, MAX_HEAD_DIM};
 use webjit_jit::KernelSpec;
 
-use super::{expect_f32, expect_single};
+use super::{expect_f32, expect_single, output, Call, Op, OpSpec};
 use crate::error::{Error, Result};
-use crate::recorder::{Bind, Recorder};
-use crate::tensor::{DType, Tensor};
+use crate::recorder::{Bind, Recorder, ReplayFactory};
+use crate::tensor::Tensor;
 
 const OP: &str = "neighborhood_attention";
 
@@ -36,9 +36,9 @@ fn shape_err(detail: String) -> Error {
     Error::Shape { op: OP, detail }
 }
 
-/// The problem spec for these operands and options, every argument validated (benchmarks and
-/// the tuner enumerate its space). q, k, v: [batch, heads, X(, Y(, Z)), head_dim] f32.
-pub fn neighborhood_spec(
+/// The problem these operands and options pose, every argument validated.
+/// q, k, v: [batch, heads, X(, Y(, Z)), head_dim] f32.
+fn neighborhood_spec(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
@@ -151,69 +151,69 @@ fn scale_of(spec: &NeighborhoodSpec, opts: &NaOptions) -> Result<f32> {
     Ok(scale)
 }
 
-/// Shapes: q, k, v [batch, heads, X(, Y(, Z)), head_dim] (f32). Returns q's shape.
-pub fn neighborhood_attention(
-    rec: &mut Recorder,
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    opts: &NaOptions,
-) -> Result<Tensor> {
-    neighborhood_attention_with(rec, q, k, v, opts, None)
+/// Neighborhood attention. Shapes: q, k, v [batch, heads, X(, Y(, Z)), head_dim] (f32).
+/// Records q's shape.
+pub fn neighborhood_attention<'a>(
+    q: &'a Tensor,
+    k: &'a Tensor,
+    v: &'a Tensor,
+    opts: &'a NaOptions,
+) -> Call<'a, Neighborhood<'a>> {
+    Call::new(Neighborhood { q, k, v, opts })
 }
 
-pub fn neighborhood_attention_with(
-    rec: &mut Recorder,
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    opts: &NaOptions,
-    cfg: Option<NeighborhoodConfig>,
-) -> Result<Tensor> {
-    // Validate everything before allocating.
-    scale_of(&neighborhood_spec(q, k, v, opts)?, opts)?;
-    let out = rec.engine().empty(q.shape(), DType::F32)?;
-    neighborhood_attention_into(rec, q, k, v, opts, &out, cfg)?;
-    Ok(out)
+pub struct Neighborhood<'a> {
+    q: &'a Tensor,
+    k: &'a Tensor,
+    v: &'a Tensor,
+    opts: &'a NaOptions,
 }
 
-/// `neighborhood_attention_with` writing into an existing output of q's shape.
-pub fn neighborhood_attention_into(
-    rec: &mut Recorder,
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    opts: &NaOptions,
-    out: &Tensor,
-    cfg: Option<NeighborhoodConfig>,
-) -> Result<()> {
-    let spec = neighborhood_spec(q, k, v, opts)?;
-    expect_f32(OP, out)?;
-    expect_single(OP, "out", out)?;
-    if out.shape() != q.shape() {
-        return Err(shape_err(format!(
-            "out {:?} must have q's shape {:?}",
-            out.shape(),
-            q.shape()
-        )));
+impl OpSpec for Neighborhood<'_> {
+    type Spec = NeighborhoodSpec;
+    fn spec(&self) -> Result<NeighborhoodSpec> {
+        neighborhood_spec(self.q, self.k, self.v, self.opts)
     }
-    let scale = scale_of(&spec, opts)?;
-    let engine = rec.engine();
-    let c = engine.choose(&spec, cfg);
-    let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
-    let params = spec.params(&c, scale);
-    // Without a bias the kernel never reads binding 4; q stands in for it.
-    let rpb = opts.rpb.as_ref().unwrap_or(q);
-    rec.dispatch(
-        &kernel,
-        bytemuck::bytes_of(&params),
-        &[
-            Bind::whole(q),
-            Bind::whole(k),
-            Bind::whole(v),
-            Bind::whole(rpb),
-            Bind::whole(out),
-        ],
-        spec.dispatch(&c),
-    )
+}
+
+impl Op for Neighborhood<'_> {
+    type Config = NeighborhoodConfig;
+    type Output = Tensor;
+    fn record_op(
+        self,
+        rec: &mut Recorder<'_>,
+        out: Option<&Tensor>,
+        cfg: Option<NeighborhoodConfig>,
+    ) -> Result<Tensor> {
+        let (q, k, v, opts) = (self.q, self.k, self.v, self.opts);
+        // Validate everything before allocating.
+        let spec = neighborhood_spec(q, k, v, opts)?;
+        let scale = scale_of(&spec, opts)?;
+        let out = output(rec, OP, out, q.shape())?;
+        expect_single(OP, "out", &out)?;
+        let (c, kernel) = rec.kernel(&spec, cfg, || {
+            let (q, k, v, opts) = (q.clone(), k.clone(), v.clone(), opts.clone());
+            ReplayFactory::ready(move |rec, c: &NeighborhoodConfig| {
+                neighborhood_attention(&q, &k, &v, &opts)
+                    .config(c.clone())
+                    .record(rec)
+            })
+        })?;
+        let params = spec.params(&c, scale);
+        // Without a bias the kernel never reads binding 4; q stands in for it.
+        let rpb = opts.rpb.as_ref().unwrap_or(q);
+        rec.dispatch(
+            &kernel,
+            bytemuck::bytes_of(&params),
+            &[
+                Bind::whole("q", q),
+                Bind::whole("k", k),
+                Bind::whole("v", v),
+                Bind::whole("rpb", rpb),
+                Bind::whole("out", &out),
+            ],
+            spec.dispatch(&c),
+        )?;
+        Ok(out)
+    }
 }

@@ -1,10 +1,15 @@
-use webjit_jit::kernels::rope::{rope_table, RopeConfig, RopeLayout, RopeSpec};
+//! Rotary position embedding: `ops::rope` (table computed on the host for the given
+//! positions) and `ops::rope_with_table` (a table shared by every q and k of a step).
+
+use webjit_jit::kernels::rope::{rope_table as host_table, RopeConfig, RopeLayout, RopeSpec};
 use webjit_jit::KernelSpec;
 
-use super::{expect_f32, expect_single};
+use super::{expect_f32, expect_single, output, Call, Op, OpSpec};
 use crate::error::{Error, Result};
-use crate::recorder::{Bind, Recorder};
-use crate::tensor::{DType, Tensor};
+use crate::recorder::{Bind, Recorder, ReplayFactory};
+use crate::tensor::Tensor;
+
+const OP: &str = "rope";
 
 #[derive(Clone, Debug)]
 pub struct RopeOptions {
@@ -15,105 +20,140 @@ pub struct RopeOptions {
     pub rot_dims: Option<usize>,
 }
 
-/// Rotary embedding of x: [tokens, heads, head_dim] at `positions` (one per token).
-pub fn rope(
-    rec: &mut Recorder,
-    x: &Tensor,
-    positions: &[u32],
-    opts: &RopeOptions,
-) -> Result<Tensor> {
-    rope_with(rec, x, positions, opts, None)
+/// Rotary embedding of x [tokens, heads, head_dim] at `positions` (one per token). Records x's
+/// shape.
+pub fn rope<'a>(x: &'a Tensor, positions: &'a [u32], opts: &'a RopeOptions) -> Call<'a, Rope<'a>> {
+    Call::new(Rope {
+        x,
+        table: Table::Positions(positions),
+        opts,
+    })
 }
 
-pub fn rope_with(
-    rec: &mut Recorder,
-    x: &Tensor,
-    positions: &[u32],
-    opts: &RopeOptions,
-    cfg: Option<RopeConfig>,
-) -> Result<Tensor> {
-    let &[_, _, head_dim] = x.shape() else {
-        return Err(Error::Shape {
-            op: "rope",
-            detail: format!("expected [tokens, heads, head_dim], got {:?}", x.shape()),
-        });
-    };
-    if positions.len() != x.shape()[0] {
-        return Err(Error::Shape {
-            op: "rope",
-            detail: format!("{} positions for {} tokens", positions.len(), x.shape()[0]),
-        });
-    }
-    let table = rope_table_tensor(rec, positions, opts.rot_dims.unwrap_or(head_dim), opts.base)?;
-    rope_with_table(rec, x, &table, opts, cfg)
+/// `rope` with the (cos, sin) table of the tokens' positions from `rope_table`
+/// ([tokens, rot / 2, 2]).
+pub fn rope_with_table<'a>(
+    x: &'a Tensor,
+    table: &'a Tensor,
+    opts: &'a RopeOptions,
+) -> Call<'a, Rope<'a>> {
+    Call::new(Rope {
+        x,
+        table: Table::Gpu(table),
+        opts,
+    })
 }
 
-/// The (cos, sin) table of `positions` for `rot` rotated dims: [tokens, rot / 2, 2] f32.
-/// Computed once and shared by every rope call at the same positions and base (all of a
+/// The (cos, sin) table of `positions` for `rot` rotated dims: [tokens, rot / 2, 2] f32, written
+/// at submit. Computed once and shared by every rope at the same positions and base (all of a
 /// decoder's q and k of one layer kind).
-pub fn rope_table_tensor(
-    rec: &mut Recorder,
-    positions: &[u32],
-    rot: usize,
-    base: f64,
-) -> Result<Tensor> {
+pub fn rope_table(rec: &mut Recorder, positions: &[u32], rot: usize, base: f64) -> Result<Tensor> {
     if !(base.is_finite() && base > 0.0) {
         return Err(Error::InvalidArgument {
-            op: "rope",
+            op: OP,
             detail: format!("base must be positive, got {base}"),
         });
     }
-    let table = rope_table(positions, rot, base);
+    let table = host_table(positions, rot, base);
     rec.upload_f32(&[positions.len(), rot / 2, 2], &table)
 }
 
-/// `rope_with` on a table from `rope_table_tensor` (its positions are the tokens of x).
-pub fn rope_with_table(
-    rec: &mut Recorder,
-    x: &Tensor,
-    table: &Tensor,
-    opts: &RopeOptions,
-    cfg: Option<RopeConfig>,
-) -> Result<Tensor> {
-    expect_f32("rope", x)?;
-    expect_single("rope", "input", x)?;
-    let &[tokens, heads, head_dim] = x.shape() else {
-        return Err(Error::Shape {
-            op: "rope",
-            detail: format!("expected [tokens, heads, head_dim], got {:?}", x.shape()),
-        });
-    };
-    let rot = opts.rot_dims.unwrap_or(head_dim);
-    if table.shape() != [tokens, rot / 2, 2] {
-        return Err(Error::Shape {
-            op: "rope",
-            detail: format!(
-                "table {:?} is not [{tokens}, {}, 2] (one position per token)",
-                table.shape(),
-                rot / 2
-            ),
-        });
+#[derive(Clone, Copy)]
+enum Table<'a> {
+    Positions(&'a [u32]),
+    Gpu(&'a Tensor),
+}
+
+pub struct Rope<'a> {
+    x: &'a Tensor,
+    table: Table<'a>,
+    opts: &'a RopeOptions,
+}
+
+impl Rope<'_> {
+    /// (tokens, heads, head_dim, rot), checked against the table or positions.
+    fn dims(&self) -> Result<(usize, usize, usize, usize)> {
+        expect_f32(OP, self.x)?;
+        expect_single(OP, "input", self.x)?;
+        let &[tokens, heads, head_dim] = self.x.shape() else {
+            return Err(Error::Shape {
+                op: OP,
+                detail: format!(
+                    "expected [tokens, heads, head_dim], got {:?}",
+                    self.x.shape()
+                ),
+            });
+        };
+        let rot = self.opts.rot_dims.unwrap_or(head_dim);
+        match self.table {
+            Table::Positions(p) if p.len() != tokens => Err(Error::Shape {
+                op: OP,
+                detail: format!("{} positions for {tokens} tokens", p.len()),
+            }),
+            Table::Gpu(t) if t.shape() != [tokens, rot / 2, 2] => Err(Error::Shape {
+                op: OP,
+                detail: format!(
+                    "table {:?} is not [{tokens}, {}, 2] (one position per token)",
+                    t.shape(),
+                    rot / 2
+                ),
+            }),
+            _ => Ok((tokens, heads, head_dim, rot)),
+        }
     }
-    let spec = RopeSpec {
-        layout: opts.layout,
-        tokens: tokens as u64,
-        heads: heads as u64,
-        head_dim: head_dim as u64,
-        rot: rot as u64,
-    };
-    let engine = rec.engine();
-    let c = engine.choose(&spec, cfg);
-    let kernel = engine.pipelines.get(&engine.gpu, &spec, &c)?;
-    if tokens == 0 || heads == 0 {
-        return rec.empty(x.shape(), DType::F32);
+}
+
+impl OpSpec for Rope<'_> {
+    type Spec = RopeSpec;
+    fn spec(&self) -> Result<RopeSpec> {
+        let (tokens, heads, head_dim, rot) = self.dims()?;
+        Ok(RopeSpec {
+            layout: self.opts.layout,
+            tokens: tokens as u64,
+            heads: heads as u64,
+            head_dim: head_dim as u64,
+            rot: rot as u64,
+        })
     }
-    let out = rec.empty(x.shape(), DType::F32)?;
-    let params = spec.params();
-    rec.dispatch(
-        &kernel,
-        bytemuck::bytes_of(&params),
-        &[Bind::whole(x), Bind::whole(table), Bind::whole(&out)],
-        spec.dispatch(&c),
-    )?;
-    Ok(out)
+}
+
+impl Op for Rope<'_> {
+    type Config = RopeConfig;
+    type Output = Tensor;
+    fn record_op(
+        self,
+        rec: &mut Recorder<'_>,
+        out: Option<&Tensor>,
+        cfg: Option<RopeConfig>,
+    ) -> Result<Tensor> {
+        let spec = self.spec()?;
+        let x = self.x;
+        let table = match self.table {
+            Table::Gpu(t) => t.clone(),
+            Table::Positions(p) => rope_table(rec, p, spec.rot as usize, self.opts.base)?,
+        };
+        let (c, kernel) = rec.kernel(&spec, cfg, || {
+            let (x, table, opts) = (x.clone(), table.clone(), self.opts.clone());
+            ReplayFactory::ready(move |rec, c: &RopeConfig| {
+                rope_with_table(&x, &table, &opts)
+                    .config(c.clone())
+                    .record(rec)
+            })
+        })?;
+        let out = output(rec, OP, out, x.shape())?;
+        if spec.tokens == 0 || spec.heads == 0 {
+            return Ok(out);
+        }
+        rec.dispatch(
+            &kernel,
+            bytemuck::bytes_of(&spec.params()),
+            &[
+                Bind::whole("x", x),
+                Bind::whole("cs", &table),
+                Bind::whole("out", &out),
+            ],
+            spec.dispatch(&c),
+        )?;
+        Ok(out)
+    }
 }

@@ -11,7 +11,7 @@ use webjit_jit::KernelSpec;
 
 use super::expect_f32;
 use crate::error::{Error, Result};
-use crate::recorder::{Bind, Recorder};
+use crate::recorder::{Bind, Recorder, ReplayFactory};
 use crate::tensor::{DType, Tensor};
 use crate::Engine;
 
@@ -166,6 +166,21 @@ impl Sampler {
         }
         let engine = rec.engine();
         let n = self.vocab as u64;
+        rec.offer(
+            &SampleSpec {
+                stage: SampleStage::Partial,
+                n,
+            },
+            || {
+                let (logits, settings, recent) = (logits.clone(), *settings, recent.to_vec());
+                let vocab = self.vocab;
+                ReplayFactory::ready(move |rec, c: &SampleConfig| {
+                    let s = Sampler::with_config(rec.engine(), vocab, Some(c.clone()))?;
+                    s.record(rec, &logits, &settings, &recent)?;
+                    Ok(s.result.clone())
+                })
+            },
+        );
         if s.penalty != 1.0 && !recent.is_empty() {
             let mut uniq: Vec<u32> = Vec::with_capacity(PENALTY_LAST_N);
             for &id in recent.iter().rev() {
@@ -192,18 +207,27 @@ impl Sampler {
             rec.dispatch(
                 &kernel,
                 bytemuck::bytes_of(&params),
-                &[Bind::whole(&self.hist), Bind::whole(logits)],
+                &[
+                    Bind::whole("hist", &self.hist),
+                    Bind::whole("logits", logits),
+                ],
                 SampleSpec::penalize_dispatch(&self.penalize_cfg, uniq.len() as u32),
             )?;
         }
         for (stage, bufs) in [
             (
                 SampleStage::Partial,
-                [Bind::whole(logits), Bind::whole(&self.cand)],
+                [
+                    Bind::whole("logits", logits),
+                    Bind::whole("cand", &self.cand),
+                ],
             ),
             (
                 SampleStage::Final,
-                [Bind::whole(&self.cand), Bind::whole(&self.result)],
+                [
+                    Bind::whole("cand", &self.cand),
+                    Bind::whole("res", &self.result),
+                ],
             ),
         ] {
             let spec = SampleSpec { stage, n };

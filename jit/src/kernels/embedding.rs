@@ -1,9 +1,10 @@
 //! Embedding gather from a table that may be split over several buffer segments.
 
 use crate::error::JitError;
-use crate::kernels::qmatvec::{check_k, deq_wgsl};
+use crate::kernels::qmatvec::check_k;
 use crate::kernels::{check_workgroup, illegal, linear_dispatch};
 use crate::profile::DeviceProfile;
+use crate::quant::wgsl::deq_wgsl;
 use crate::quant::GgmlType;
 use crate::render::{render, section};
 use crate::shaders::EMBEDDING;

@@ -13,7 +13,6 @@ pub mod probe;
 pub mod qk_rope;
 pub mod qmatmul;
 pub mod qmatvec;
-pub mod qmatvec_i8;
 pub mod rope;
 pub mod rowwise;
 pub mod sample;
@@ -73,4 +72,23 @@ pub const MAX_GROUPS_PER_DIM: u32 = 65535;
 /// Number of workgroups for `n` invocations of `wg`, spread over x and y within the limit.
 pub(crate) fn linear_dispatch(n: u64, wg: u32) -> [u32; 3] {
     crate::spec::dispatch_2d(crate::spec::div_ceil(n, wg as u64), MAX_GROUPS_PER_DIM)
+}
+
+/// `enable` lines (and notes) heading a kernel that may multiply in f16.
+pub(crate) fn enables(f16: bool, note: &str) -> String {
+    let mut s = String::new();
+    if f16 {
+        s.push_str("enable f16;\n");
+    }
+    s.push_str(note);
+    s
+}
+
+/// The vector type products are taken in.
+pub(crate) fn vec_type(f16: bool) -> &'static str {
+    if f16 {
+        "vec4<f16>"
+    } else {
+        "vec4<f32>"
+    }
 }

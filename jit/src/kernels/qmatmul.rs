@@ -3,9 +3,11 @@
 //! rows, X [M, K] f32, Y = X W^T [M, N] f32, one dispatch per weight segment.
 
 use crate::error::JitError;
-use crate::kernels::qmatvec::{check_k, deq_wgsl, enables, vec_type};
+use crate::kernels::qmatvec::check_k;
 use crate::kernels::{check_workgroup, illegal, MAX_GROUPS_PER_DIM};
+use crate::kernels::{enables, vec_type};
 use crate::profile::DeviceProfile;
+use crate::quant::wgsl::deq_wgsl;
 use crate::quant::GgmlType;
 use crate::render::{render, section};
 use crate::shaders::QMATMUL;

@@ -17,6 +17,7 @@
 mod float;
 mod kquants;
 mod legacy;
+pub mod wgsl;
 
 use thiserror::Error;
 

@@ -1,11 +1,12 @@
-//! Tuning data: shape buckets, the record of winners, and the checksum that invalidates records
-//! when templates or candidate spaces change. Running candidates is the engine's job
+//! Tuning data: shape buckets, the record of winners, and the checksum that invalidates a record
+//! when the WGSL its winner renders to changes. Running candidates is the engine's job
 //! (`webjit_engine::tune`); storing records (JSON file, IndexedDB) sits behind a trait there.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::JitError;
 use crate::profile::DeviceProfile;
 use crate::spec::KernelSpec;
 
@@ -28,18 +29,15 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
     h
 }
 
-/// Checksum of every WGSL template plus this problem's candidate space on this device. A record
-/// whose checksum differs is stale: it is ignored (a miss), never an error.
-pub fn checksum<S: KernelSpec>(spec: &S, profile: &DeviceProfile) -> String {
-    let mut text = String::new();
-    for t in crate::shaders::ALL {
-        text.push_str(t);
+/// Checksum of the WGSL (and override constants) that config `cfg` of `spec` renders to. A
+/// record carries its winner's; a record whose winner now renders to other code is stale: it
+/// is ignored (a miss), never an error.
+pub fn wgsl_checksum<S: KernelSpec>(spec: &S, cfg: &S::Config) -> Result<String, JitError> {
+    let mut text = spec.render(cfg)?;
+    for (name, v) in spec.overrides(cfg) {
+        text.push_str(&format!("\noverride {name} = {v}"));
     }
-    for c in spec.space(profile) {
-        text.push_str(&spec.key(&c));
-        text.push('\n');
-    }
-    format!("{:016x}", fnv1a(text.as_bytes()))
+    Ok(format!("{:016x}", fnv1a(text.as_bytes())))
 }
 
 /// One tuned problem: which config won and what it measured.
@@ -70,13 +68,20 @@ impl TuneRecords {
         }
     }
 
-    /// The winner for `spec` on `profile`, if recorded with a current checksum.
-    pub fn lookup<S: KernelSpec>(&self, spec: &S, profile: &DeviceProfile) -> Option<&TuneRecord> {
+    /// The winner for `spec` on `profile` and its config, if recorded, still in the space,
+    /// legal for this problem, and rendering to the code it was timed with.
+    pub fn lookup<S: KernelSpec>(
+        &self,
+        spec: &S,
+        profile: &DeviceProfile,
+    ) -> Option<(&TuneRecord, S::Config)> {
         let rec = self
             .devices
             .get(&profile.fingerprint())?
             .get(&spec.tune_key())?;
-        (rec.checksum == checksum(spec, profile)).then_some(rec)
+        let cfg = spec.config_by_key(profile, &rec.winner).ok()?;
+        spec.check(profile, &cfg).ok()?;
+        (wgsl_checksum(spec, &cfg).ok()? == rec.checksum).then_some((rec, cfg))
     }
 
     pub fn insert(&mut self, fingerprint: &str, tune_key: &str, rec: TuneRecord) {
@@ -125,66 +130,41 @@ mod tests {
     use super::*;
     use crate::kernels::matmul::MatmulSpec;
 
-    #[test]
-    fn records_round_trip_and_stale_checksums_miss() {
-        let p = DeviceProfile::lavapipe_like();
-        let spec = MatmulSpec {
-            m: 100,
-            n: 200,
-            k: 300,
+    fn mm(m: u64, n: u64, k: u64) -> MatmulSpec {
+        MatmulSpec {
+            m,
+            n,
+            k,
             batch: 1,
             trans_b: true,
             epilogue: Default::default(),
-        };
+        }
+    }
+
+    #[test]
+    fn records_round_trip_and_stale_checksums_miss() {
+        let p = DeviceProfile::lavapipe_like();
+        let spec = mm(100, 200, 300);
+        let space = spec.space(&p);
+        let winner = space.last().expect("a space").clone();
         let mut recs = TuneRecords::new();
         let rec = TuneRecord {
-            winner: "w".into(),
-            default: "d".into(),
+            winner: spec.key(&winner),
+            default: spec.key(&spec.default_config(&p)),
             default_us: 2.0,
             tuned_us: 1.0,
             candidates: 3,
-            checksum: checksum(&spec, &p),
+            checksum: wgsl_checksum(&spec, &winner).unwrap(),
         };
         recs.insert(&p.fingerprint(), &spec.tune_key(), rec.clone());
         let back = TuneRecords::from_json(&recs.to_json()).unwrap();
         assert_eq!(back, recs);
-        assert_eq!(back.lookup(&spec, &p), Some(&rec));
-        // Same bucket: found. Other bucket, other device, stale checksum: misses.
-        let same_bucket = MatmulSpec {
-            m: 128,
-            n: 129,
-            k: 257,
-            batch: 1,
-            trans_b: true,
-            epilogue: Default::default(),
-        };
+        assert_eq!(back.lookup(&spec, &p), Some((&rec, winner.clone())));
+        // Same bucket: found. Other bucket, other device, stale checksum, unknown key: misses.
+        let same_bucket = mm(120, 240, 400);
         assert_eq!(same_bucket.tune_key(), "matmul.f32.nt|m128.n256.k512");
-        assert!(back
-            .lookup(
-                &MatmulSpec {
-                    m: 100,
-                    n: 200,
-                    k: 300,
-                    batch: 1,
-                    trans_b: true,
-                    epilogue: Default::default(),
-                },
-                &p
-            )
-            .is_some());
-        assert!(back
-            .lookup(
-                &MatmulSpec {
-                    m: 1000,
-                    n: 200,
-                    k: 300,
-                    batch: 1,
-                    trans_b: true,
-                    epilogue: Default::default(),
-                },
-                &p
-            )
-            .is_none());
+        assert!(back.lookup(&same_bucket, &p).is_some());
+        assert!(back.lookup(&mm(1000, 200, 300), &p).is_none());
         assert!(back
             .lookup(&spec, &DeviceProfile::discrete_like())
             .is_none());
@@ -194,6 +174,12 @@ mod tests {
             .values_mut()
             .for_each(|m| m.values_mut().for_each(|r| r.checksum = "0".into()));
         assert!(stale.lookup(&spec, &p).is_none());
+        let mut unknown = back.clone();
+        unknown
+            .devices
+            .values_mut()
+            .for_each(|m| m.values_mut().for_each(|r| r.winner = "no.such.key".into()));
+        assert!(unknown.lookup(&spec, &p).is_none());
         assert!(TuneRecords::from_json("{\"version\": 99, \"devices\": {}}").is_err());
         assert!(TuneRecords::from_json("not json").is_err());
     }

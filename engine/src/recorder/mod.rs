@@ -2,10 +2,18 @@
 //! pass, WebGPU orders dispatches and makes each one's storage writes visible to the next, so
 //! only copies end a pass. Uniforms of all dispatches go to 256-byte slots of shared chunks
 //! written once at submit.
+//!
+//! Ops ask the recorder for their kernels (`Recorder::kernel`), so that a recording can also
+//! capture every kernel choice it makes, with a way to replay it: the tuner's plan
+//! (`capture`).
+
+mod capture;
 
 use std::sync::Arc;
 
-use webjit_jit::Access;
+use webjit_jit::{Access, KernelSpec};
+
+pub use capture::{Captured, Replay, ReplayFactory, TunableKernel};
 
 use crate::buffer::GpuBuffer;
 use crate::error::{Error, Result};
@@ -18,24 +26,36 @@ const CHUNK: u64 = 64 * 1024;
 /// Bind groups kept at most; the cache is emptied when full.
 const BIND_GROUP_CACHE: usize = 8192;
 
-/// One buffer binding: `size` bytes of a pooled buffer from offset 0.
+/// One buffer binding: `size` bytes of a pooled buffer from offset 0, for the kernel's storage
+/// binding called `name` (the WGSL variable; `Recorder::dispatch` checks it against the
+/// kernel's declared bindings, so an op cannot pass its buffers in the wrong order).
 #[derive(Clone, Copy)]
 pub struct Bind<'b> {
+    pub name: &'static str,
     pub buffer: &'b Arc<GpuBuffer>,
     pub size: u64,
 }
 
 impl<'b> Bind<'b> {
     /// Segment `i` of a tensor.
-    pub fn segment(t: &'b Tensor, i: usize) -> Self {
+    pub fn segment(name: &'static str, t: &'b Tensor, i: usize) -> Self {
         Bind {
+            name,
             buffer: &t.segments()[i].buffer,
             size: t.segment_bytes(i).max(4),
         }
     }
     /// A single-segment tensor.
-    pub fn whole(t: &'b Tensor) -> Self {
-        Self::segment(t, 0)
+    pub fn whole(name: &'static str, t: &'b Tensor) -> Self {
+        Self::segment(name, t, 0)
+    }
+    /// Segment `i` of a quantized weight.
+    pub fn weight(name: &'static str, w: &'b crate::QTensor, i: usize) -> Self {
+        Bind {
+            name,
+            buffer: &w.segments()[i].buffer,
+            size: w.segment_bytes(i),
+        }
     }
 }
 
@@ -115,6 +135,9 @@ pub struct Recorder<'e> {
     /// `copy_after` copies and `write_later` writes, done at submit.
     copies_after: Vec<(wgpu::Buffer, u64, wgpu::Buffer, u64, u64)>,
     writes: Vec<(wgpu::Buffer, u64, Vec<u8>)>,
+    /// While capturing (`capture_kernels`): every kernel an op asked for with no config of the
+    /// caller's, with a way to replay the op.
+    captured: Option<Vec<Box<dyn TunableKernel>>>,
 }
 
 impl<'e> Recorder<'e> {
@@ -143,6 +166,47 @@ impl<'e> Recorder<'e> {
             key_buf: Vec::with_capacity(32),
             copies_after: Vec::new(),
             writes: Vec::new(),
+            captured: None,
+        }
+    }
+
+    /// From now on, every kernel an op records with the engine's choice of config is also
+    /// kept, with a way to replay the op (`take_captured`): the tuner records a model's real
+    /// steps this way to find what to tune.
+    pub fn capture_kernels(&mut self) {
+        self.captured.get_or_insert_with(Vec::new);
+    }
+
+    /// The kernels captured since `capture_kernels`, in dispatch order.
+    pub fn take_captured(&mut self) -> Vec<Box<dyn TunableKernel>> {
+        self.captured.take().unwrap_or_default()
+    }
+
+    /// The config and pipeline an op runs for `spec`: the caller's `config`, else the tuned
+    /// or default one (`Engine::kernel_for`). While capturing, a kernel run with the engine's
+    /// choice is kept together with `replay()`, which re-records the whole op with another
+    /// config of this kernel (called only while capturing).
+    pub fn kernel<S: KernelSpec + Clone + 'static>(
+        &mut self,
+        spec: &S,
+        config: Option<S::Config>,
+        replay: impl FnOnce() -> ReplayFactory<'static, S::Config>,
+    ) -> Result<(S::Config, Arc<Kernel>)> {
+        if config.is_none() {
+            self.offer(spec, replay);
+        }
+        self.engine.kernel_for(spec, config)
+    }
+
+    /// While capturing, keeps `spec` with `replay()` as a tunable kernel: for ops whose config
+    /// the engine chose earlier (a sampler sized its buffers for it) rather than in `kernel`.
+    pub fn offer<S: KernelSpec + Clone + 'static>(
+        &mut self,
+        spec: &S,
+        replay: impl FnOnce() -> ReplayFactory<'static, S::Config>,
+    ) {
+        if let Some(list) = self.captured.as_mut() {
+            list.push(Box::new(Captured::new(spec.clone(), replay())));
         }
     }
 
@@ -277,6 +341,15 @@ impl<'e> Recorder<'e> {
         }
         let max = self.engine.gpu.max_binding();
         for (decl, b) in storage().zip(buffers) {
+            if decl.name != b.name {
+                return Err(Error::InvalidArgument {
+                    op: "dispatch",
+                    detail: format!(
+                        "kernel {} binds `{}` at binding {}, the op passed `{}` there",
+                        kernel.key, decl.name, decl.binding, b.name
+                    ),
+                });
+            }
             if b.size > max {
                 return Err(Error::TooLarge {
                     what: format!("binding `{}` of {}", decl.name, kernel.key),

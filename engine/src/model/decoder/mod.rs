@@ -1,0 +1,295 @@
+//! A decoder-only transformer (Gemma 3, llama) over weights the streaming loader put on the GPU.
+//!
+//! `forward` reads like the architecture: embed -> blocks (`block`: norm, attention, output
+//! projection, residual, norm, gated FFN, residual) -> final norm -> logits of the last
+//! position. How each block computes (stacked q/k/v, fused gate, window, q/k norms) was decided
+//! at load (`plan`); the weights own their products (`linear`). All of a step's work goes into
+//! one recorder (one command encoder).
+//!
+//! Files: `weights` (GGUF names to layers), `plan` (the layer plan), `linear` (matrices and
+//! their products), `block` (one block's forward, embedding, the last row).
+
+mod block;
+mod linear;
+mod plan;
+mod weights;
+
+pub(crate) use block::{block, embed, last_row, BlockInput, Input, Step};
+pub use linear::{Linear, Matrix};
+pub use plan::{FfnPlan, LayerPlan, ProductPlan, QkNormPlan, QkvPlan};
+pub(crate) use weights::{Layer, Weights};
+
+use crate::error::{Error, Result};
+use crate::kv_cache::{KvCache, KvCacheOptions};
+use crate::loader::source::load_from;
+use crate::loader::{GpuSink, LoadOptions, ModelHeader, WeightSource};
+use crate::model::llm_config::DecoderConfig;
+use crate::ops;
+use crate::recorder::Recorder;
+use crate::tensor::{DType, Tensor};
+use crate::Engine;
+
+pub struct Decoder {
+    pub cfg: DecoderConfig,
+    layers: Vec<Layer>,
+    /// [vocab, d_model]
+    tok_embd: Matrix,
+    /// [vocab, d_model]; the token embedding when tied.
+    output: Linear,
+    /// [d_model]
+    output_norm: Tensor,
+    caches: Vec<KvCache>,
+}
+
+impl Decoder {
+    /// Streams a GGUF file onto the GPU and builds the decoder (the header comes back for the
+    /// tokenizer). Quantized weights are repacked as they arrive.
+    pub fn load(
+        engine: &Engine,
+        source: &mut dyn WeightSource,
+        max_context: Option<usize>,
+    ) -> Result<(ModelHeader, Self)> {
+        let mut sink = GpuSink::new(engine);
+        let (header, _) = load_from(source, None, LoadOptions::default(), 4 << 20, &mut sink)?;
+        let cfg = DecoderConfig::from_header(&header)?;
+        let dec = Self::new(engine, cfg, sink, max_context)?;
+        Ok((header, dec))
+    }
+
+    /// Builds the decoder from a finished GPU load. `max_context` bounds the KV cache of
+    /// global layers (default: the model's context length, at most 8192).
+    pub fn new(
+        engine: &Engine,
+        cfg: DecoderConfig,
+        sink: GpuSink,
+        max_context: Option<usize>,
+    ) -> Result<Self> {
+        let mut w = Weights::from_sink(sink);
+        let products = ProductPlan::for_device(engine.profile());
+        let layers = (0..cfg.n_layers)
+            .map(|i| w.layer(&cfg, i, products))
+            .collect::<Result<Vec<_>>>()?;
+        let caches = new_caches(engine, &cfg, max_context)?;
+        Self::assemble(engine, cfg, layers, w, caches)
+    }
+
+    /// The decoder from its layers (built as they arrived), the remaining weights and KV
+    /// caches (possibly already holding a prompt).
+    pub(crate) fn assemble(
+        engine: &Engine,
+        cfg: DecoderConfig,
+        layers: Vec<Layer>,
+        mut w: Weights,
+        caches: Vec<KvCache>,
+    ) -> Result<Self> {
+        let d = cfg.d_model;
+        let products = ProductPlan::for_device(engine.profile());
+        let tok_embd = w.matrix("token_embd.weight", [cfg.vocab, d])?;
+        let output = match w.contains("output.weight") {
+            true => w.matrix("output.weight", [cfg.vocab, d])?,
+            false => tok_embd.clone(),
+        };
+        let output_norm = w.vector("output_norm.weight", d)?;
+        Ok(Self {
+            cfg,
+            layers,
+            tok_embd,
+            output: Linear::new(output, products),
+            output_norm,
+            caches,
+        })
+    }
+
+    /// Every weight matrix, layer by layer, then the output projection (the embedding when
+    /// tied).
+    pub fn matrices(&self) -> Vec<&Matrix> {
+        let mut out: Vec<&Matrix> = Vec::new();
+        for l in &self.layers {
+            out.extend(l.matrices().map(|m| &m.w));
+        }
+        out.push(&self.output.w);
+        out
+    }
+
+    /// Each layer's plan.
+    pub fn plans(&self) -> Vec<&LayerPlan> {
+        self.layers.iter().map(|l| &l.plan).collect()
+    }
+
+    /// Positions held by the KV cache (the next token goes at this position).
+    pub fn position(&self) -> usize {
+        self.caches.first().map(|c| c.len()).unwrap_or(0)
+    }
+
+    /// Longest context the global layers' caches hold.
+    pub fn max_context(&self) -> usize {
+        self.caches
+            .iter()
+            .map(|c| c.options().capacity)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Forgets the newest `n` positions (a decode step that turned out not to be wanted).
+    pub fn rewind(&mut self, n: usize) {
+        let len = self.position().saturating_sub(n);
+        for c in &mut self.caches {
+            c.truncate(len);
+        }
+    }
+
+    /// Runs `f` on this decoder with fresh KV caches of `max_context` positions in place of
+    /// its own, which come back untouched (the tuner records steps this way without
+    /// disturbing a conversation).
+    pub fn with_scratch_caches<R>(
+        &mut self,
+        engine: &Engine,
+        max_context: usize,
+        f: impl FnOnce(&mut Self) -> Result<R>,
+    ) -> Result<R> {
+        let scratch = new_caches(engine, &self.cfg, Some(max_context))?;
+        let saved = std::mem::replace(&mut self.caches, scratch);
+        let r = f(self);
+        self.caches = saved;
+        r
+    }
+
+    /// Forgets the context.
+    pub fn reset(&mut self) {
+        for c in &mut self.caches {
+            c.clear();
+        }
+    }
+
+    /// Records the forward pass of `tokens` at the next positions and returns the logits of
+    /// the last one ([1, vocab]). A multi-token call after earlier context runs one token at a
+    /// time (the prompt kernel attends only the tokens it is given).
+    pub fn forward(&mut self, rec: &mut Recorder, tokens: &[u32]) -> Result<Tensor> {
+        self.forward_input(rec, Input::Host(tokens))
+    }
+
+    /// One decode step whose token is read on the GPU from `id` ([1] u32, e.g. the head of the
+    /// sampler's result), so the step can be submitted before the previous token is read back.
+    pub fn forward_gpu_token(&mut self, rec: &mut Recorder, id: &Tensor) -> Result<Tensor> {
+        if id.dtype() != DType::U32 || id.shape() != [1] {
+            return Err(Error::Shape {
+                op: "forward",
+                detail: format!("the GPU token must be u32 [1], got {:?}", id.shape()),
+            });
+        }
+        self.forward_input(rec, Input::Gpu(id))
+    }
+
+    fn forward_input(&mut self, rec: &mut Recorder, input: Input<'_>) -> Result<Tensor> {
+        let t = match input {
+            Input::Host(tokens) => {
+                ops::check_ids("forward", tokens, self.cfg.vocab)?;
+                tokens.len()
+            }
+            // One position; the id itself stays on the GPU.
+            Input::Gpu(_) => 1,
+        };
+        let pos = self.position();
+        self.check_room(pos, t)?;
+        if let (Input::Host(tokens), true) = (input, pos > 0 && t > 1) {
+            return self.forward_one_by_one(rec, tokens);
+        }
+        let mut step = Step::new((pos..pos + t).map(|p| p as u32).collect());
+        let mut x = BlockInput::new(embed(rec, &self.cfg, &self.tok_embd, input, t)?);
+        for i in 0..self.layers.len() {
+            // Each block norms its output for the next; the last one for the output
+            // projection when there is a single row (the head takes the last row first).
+            let next_norm = match self.layers.get(i + 1) {
+                Some(next) => Some(&next.attn_norm),
+                None if t == 1 => Some(&self.output_norm),
+                None => None,
+            };
+            let cache = &mut self.caches[i];
+            x = block(
+                rec,
+                &self.cfg,
+                &self.layers[i],
+                cache,
+                x,
+                next_norm,
+                &mut step,
+            )?;
+        }
+        self.head(rec, x)
+    }
+
+    /// Tokens after earlier context, one step each.
+    fn forward_one_by_one(&mut self, rec: &mut Recorder, tokens: &[u32]) -> Result<Tensor> {
+        let mut last = None;
+        for &t in tokens {
+            last = Some(self.forward(rec, &[t])?);
+        }
+        last.ok_or_else(no_tokens)
+    }
+
+    fn check_room(&self, pos: usize, t: usize) -> Result<()> {
+        if t == 0 {
+            return Err(no_tokens());
+        }
+        if pos + t > self.max_context() {
+            return Err(Error::InvalidArgument {
+                op: "forward",
+                detail: format!(
+                    "{t} tokens at position {pos} exceed the context of {}",
+                    self.max_context()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Final norm and output projection of the last position: logits [1, vocab]. The last
+    /// block has already normed a single row.
+    pub(crate) fn head(&self, rec: &mut Recorder, x: BlockInput) -> Result<Tensor> {
+        match x.normed {
+            Some(xn) if !self.layers.is_empty() => self.output.forward(rec, &xn),
+            _ => {
+                let last = last_row(rec, x.x)?;
+                let xn = ops::rms_norm(&last, &self.output_norm, self.cfg.eps, 0.0).record(rec)?;
+                self.output.forward(rec, &xn)
+            }
+        }
+    }
+}
+
+fn no_tokens() -> Error {
+    Error::InvalidArgument {
+        op: "forward",
+        detail: "no tokens".into(),
+    }
+}
+
+/// The KV caches of a decoder: ring buffers of the window's size on local layers, linear ones
+/// of `max_context` (default: the model's context, at most 8192) elsewhere.
+pub(crate) fn new_caches(
+    engine: &Engine,
+    cfg: &DecoderConfig,
+    max_context: Option<usize>,
+) -> Result<Vec<KvCache>> {
+    let max_context = max_context.unwrap_or(cfg.context.min(8192)).max(1);
+    (0..cfg.n_layers)
+        .map(|i| {
+            let ring = cfg.is_local(i);
+            let capacity = match (ring, cfg.window) {
+                (true, Some(win)) => (win as usize).min(max_context),
+                _ => max_context,
+            };
+            KvCache::new(
+                engine,
+                KvCacheOptions {
+                    batch: 1,
+                    n_kv_heads: cfg.n_kv_heads,
+                    head_dim: cfg.head_dim,
+                    capacity,
+                    ring: ring && capacity == cfg.window.unwrap_or(0) as usize,
+                    dtype: None,
+                },
+            )
+        })
+        .collect()
+}

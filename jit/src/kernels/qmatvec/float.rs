@@ -1,0 +1,180 @@
+//! The WGSL of the float paths (`Path::F32`, `Path::F16`): each invocation dequantizes 4
+//! weights at a time to a vec4 and multiplies it with X in f32 (or f16), sums in f32.
+
+use super::problem::{Form, Path, QMatvecConfig, QMatvecParams, QMatvecSpec, Reduce};
+use crate::error::JitError;
+use crate::kernels::{enables, vec_type};
+use crate::quant::wgsl::{common_wgsl, dequant_wgsl};
+use crate::render::{render, section};
+use crate::shaders::QMATVEC;
+use crate::spec::UniformStruct;
+
+const FILE: &str = "qmatvec.wgsl";
+
+fn sec(name: &str) -> Result<&'static str, JitError> {
+    section(FILE, QMATVEC, name)
+}
+
+/// Bound on subgroups per workgroup baked into the shader: WG / 4, the smallest subgroup size
+/// WebGPU allows, so the shader is correct for any size the driver picks.
+pub(super) fn max_subgroups(cfg: &QMatvecConfig) -> u32 {
+    cfg.wg.div_ceil(4)
+}
+
+/// Bytes of workgroup memory a float config needs.
+pub(super) fn shared_bytes(spec: &QMatvecSpec, cfg: &QMatvecConfig) -> u64 {
+    let per = match cfg.reduce {
+        Reduce::Workgroup => cfg.wg,
+        Reduce::Subgroup => max_subgroups(cfg),
+        Reduce::None => 0,
+    };
+    4 * (cfg.r * spec.m * per * spec.accumulators()) as u64
+}
+
+/// The output expressions of the reductions (each invocation's own sums, the workgroup
+/// tree's, the subgroup pass's) and the subgroup pass's second sum, by form.
+struct Outputs {
+    none: String,
+    workgroup: String,
+    subgroup_t2: String,
+    subgroup: String,
+}
+
+fn outputs(form: Form) -> Result<Outputs, JitError> {
+    Ok(match form {
+        Form::Gated(g) => {
+            let act = g.name();
+            Outputs {
+                none: format!("{act}(acc[i]) * acc[R * M + i]"),
+                workgroup: format!("{act}(red[lid * WG]) * red[(R * M + lid) * WG]"),
+                subgroup_t2: sec("gate_t2_subgroup")?.to_string(),
+                subgroup: format!("{act}(t) * t2"),
+            }
+        }
+        _ => Outputs {
+            none: "acc[i]".into(),
+            workgroup: "red[lid * WG]".into(),
+            subgroup_t2: String::new(),
+            subgroup: "t".into(),
+        },
+    })
+}
+
+pub(super) fn render_float(
+    spec: &QMatvecSpec,
+    cfg: &QMatvecConfig,
+    key: String,
+) -> Result<String, JitError> {
+    // One dequantization per weight, reading its own array with its own function names.
+    let mut deq = common_wgsl()?;
+    deq.push_str(&dequant_wgsl(spec.format, "w", "")?);
+    for i in 2..=spec.weights() {
+        deq.push_str(&dequant_wgsl(
+            spec.format,
+            &format!("w{i}"),
+            &format!("_{i}"),
+        )?);
+    }
+    let (w2_decl, load_w, epilogue, acc2) = match spec.form {
+        Form::Plain => (String::new(), sec("load_w")?, "", ""),
+        Form::Gated(_) => (
+            sec("w2_gated")?.to_string(),
+            sec("load_w")?,
+            sec("gate_epilogue")?,
+            sec("gate_acc")?,
+        ),
+        Form::Stacked(2) => (
+            sec("w2_stacked")?.to_string(),
+            sec("load_w_stacked2")?,
+            "",
+            "",
+        ),
+        Form::Stacked(_) => (
+            format!("{}{}", sec("w2_stacked")?, sec("w3_stacked")?),
+            sec("load_w_stacked3")?,
+            "",
+            "",
+        ),
+    };
+    let out = outputs(spec.form)?;
+    let (sg_note, where_sums_meet, reduce_decl, body, builtins) = match cfg.reduce {
+        Reduce::None => ("", "", String::new(), sec("reduce_none_body")?, ""),
+        Reduce::Workgroup => (
+            "",
+            "workgroup memory",
+            sec("reduce_workgroup")?.to_string(),
+            sec("reduce_workgroup_body")?,
+            "",
+        ),
+        Reduce::Subgroup => (
+            // naga 30 rejects `enable subgroups;` (not yet implemented) and accepts the
+            // builtins under Capabilities::SUBGROUP; browsers would need the enable.
+            "// subgroup builtins: naga accepts them with Capabilities::SUBGROUP",
+            "subgroupAdd and workgroup memory",
+            render(
+                FILE,
+                sec("reduce_subgroup")?,
+                &[("MAX_SG", max_subgroups(cfg).to_string())],
+            )?,
+            sec("reduce_subgroup_body")?,
+            sec("subgroup_builtins")?.trim_end(),
+        ),
+    };
+    let reduce = fill_outputs(body, &out)?;
+    let (row0, k0, kstep) = match cfg.reduce {
+        Reduce::None => ("((wid.x + wid.y * nwg.x) * WG + lid) * R", "0u", "1u"),
+        _ => ("(wid.x + wid.y * nwg.x) * R", "lid", "WG"),
+    };
+    let split_note = match cfg.reduce {
+        Reduce::None => {
+            "Each invocation owns R consecutive rows and walks all of K (no reduction).".into()
+        }
+        _ => format!(
+            "A workgroup owns R consecutive rows; its invocations split K in strides of 4 \
+             elements, so\n// neighbours read neighbouring words of the same blocks; partial \
+             sums meet in {where_sums_meet}."
+        ),
+    };
+    let f16 = cfg.path == Path::F16;
+    render(
+        FILE,
+        sec("matvec")?,
+        &[
+            ("KEY", key),
+            ("SPLIT_NOTE", split_note),
+            ("ROW0", row0.into()),
+            ("K0", k0.into()),
+            ("KSTEP", kstep.into()),
+            ("ENABLES", enables(f16, sg_note)),
+            ("V", vec_type(f16).into()),
+            ("PARAMS", QMatvecParams::wgsl_decl()),
+            ("WG", cfg.wg.to_string()),
+            ("R", cfg.r.to_string()),
+            ("M", spec.m.to_string()),
+            ("G", spec.accumulators().to_string()),
+            ("DEQ", deq),
+            ("W2_DECL", w2_decl),
+            ("EPILOGUE", epilogue.into()),
+            ("ACC2", acc2.into()),
+            ("LOAD_W", load_w.into()),
+            ("REDUCE_DECL", reduce_decl),
+            ("EXTRA_BUILTINS", builtins.into()),
+            ("REDUCE", reduce),
+        ],
+    )
+}
+
+/// Fills the output expressions a reduce body names.
+fn fill_outputs(body: &str, out: &Outputs) -> Result<String, JitError> {
+    let values: Vec<(&str, String)> = [
+        ("OUT_NONE", &out.none),
+        ("OUT_WG", &out.workgroup),
+        ("T2_SG", &out.subgroup_t2),
+        ("OUT_SG", &out.subgroup),
+    ]
+    .into_iter()
+    .filter(|(name, _)| body.contains(&format!("{{{{{name}}}}}")))
+    .map(|(name, v)| (name, v.clone()))
+    .collect();
+    render(FILE, body, &values)
+}

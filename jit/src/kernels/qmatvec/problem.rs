@@ -1,0 +1,201 @@
+//! The quantized matvec's problem and config types, its uniforms and its dispatch sizes.
+
+use crate::error::JitError;
+use crate::kernels::MAX_GROUPS_PER_DIM;
+use crate::quant::GgmlType;
+use crate::spec::{dispatch_2d, div_ceil};
+
+crate::uniform_struct!(
+    /// Uniforms of the matvec sections of `qmatvec.wgsl` and `qmatvec_i8.wgsl`. `rows` are
+    /// this segment's rows, written to columns `n_offset..n_offset + rows` of Y (which has `n`
+    /// columns); `part1`/`part2` are the row bounds of the stacked form's second and third
+    /// weight.
+    QMatvecParams { n: u32, k: u32, row_words: u32, rows: u32, n_offset: u32, part1: u32, part2: u32, pad: u32 }
+);
+
+/// Most activation rows a matvec takes; longer inputs use the tiled quantized matmul.
+pub const QMATVEC_MAX_M: u32 = 8;
+
+/// What the kernel computes, picked by the op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Form {
+    /// Y = X W^T.
+    Plain,
+    /// Y = act(X W^T) * (X W2^T) for a second weight W2 of W's shape, format and segments.
+    Gated(Gate),
+    /// W, W2 (and W3) of one format and K stacked by rows: Y = X [W; W2; W3]^T. Holds the
+    /// number of weights, 2 or 3; `n` and `rows` count the rows of all of them.
+    Stacked(u32),
+}
+
+/// The activation of a gated matvec: `y = act(x W^T) * (x W2^T)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Gate {
+    /// Gemma's GeGLU (tanh GELU).
+    GeluTanh,
+    /// llama's SwiGLU.
+    Silu,
+}
+
+impl Gate {
+    pub fn name(self) -> &'static str {
+        match self {
+            Gate::GeluTanh => "gelu_tanh",
+            Gate::Silu => "silu",
+        }
+    }
+}
+
+/// How the products are taken, picked by the config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Path {
+    /// Weights dequantized to vec4<f32>, products and sums in f32.
+    F32,
+    /// Products in f16, sums in f32; only where the device has `shader-f16`.
+    F16,
+    /// X quantized to 8 bits per block of 32 by a separate pass, weights unpacked to signed
+    /// bytes, four products per `dot4I8Packed`. Plain matvecs of the formats `Path::int8_formats`
+    /// lists; approximate (the activations are rounded), so only the tuner picks it.
+    Int8,
+}
+
+impl Path {
+    /// Whether `format` has an int8 path.
+    pub fn int8_supports(format: GgmlType) -> bool {
+        matches!(
+            format,
+            GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::Q4K | GgmlType::Q6K
+        )
+    }
+}
+
+/// How a workgroup's partial sums are combined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reduce {
+    /// Tree reduction in workgroup memory: works everywhere (browsers included).
+    Workgroup,
+    /// `subgroupAdd`, then one workgroup-memory pass over the subgroup sums. Only where the
+    /// device has subgroups.
+    Subgroup,
+    /// No reduction: each invocation owns R whole rows and walks all of K. Uncoalesced on a
+    /// GPU, but on CPU-backed adapters (lavapipe, SwiftShader) each SIMD lane streams its own
+    /// row and the per-workgroup overhead is paid once per WG * R rows. Float paths only.
+    None,
+}
+
+/// Y[M, N] = X[M, K] W[N, K]^T for one weight segment of `rows` rows, in the form `form`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct QMatvecSpec {
+    pub format: GgmlType,
+    /// Activation rows, 1..=8.
+    pub m: u32,
+    pub n: u64,
+    pub k: u64,
+    /// Rows of W in the segment one dispatch covers (N when unsegmented).
+    pub rows: u64,
+    pub form: Form,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QMatvecConfig {
+    pub path: Path,
+    pub wg: u32,
+    /// Rows of W per workgroup (per invocation with `Reduce::None`).
+    pub r: u32,
+    pub reduce: Reduce,
+}
+
+impl QMatvecSpec {
+    /// A plain problem: X [m, k] times W [n, k] whose first segment has `rows` rows.
+    pub fn plain(format: GgmlType, m: u32, n: u64, k: u64, rows: u64) -> Self {
+        Self {
+            format,
+            m,
+            n,
+            k,
+            rows,
+            form: Form::Plain,
+        }
+    }
+
+    pub fn params(&self, n_offset: u64, rows: u64) -> QMatvecParams {
+        QMatvecParams {
+            n: self.n as u32,
+            k: self.k as u32,
+            row_words: self.format.row_words(self.k as usize).unwrap_or(0) as u32,
+            rows: rows as u32,
+            n_offset: n_offset as u32,
+            part1: 0,
+            part2: 0,
+            pad: 0,
+        }
+    }
+
+    /// Uniforms of the stacked form: `parts` are the row counts of W, W2 (and W3).
+    pub fn params_stacked(&self, parts: &[u64]) -> QMatvecParams {
+        let total: u64 = parts.iter().sum();
+        let first = parts.first().copied().unwrap_or(0);
+        let mut p = self.params(0, total);
+        p.part1 = first as u32;
+        p.part2 = (first + parts.get(1).copied().unwrap_or(0)) as u32;
+        p
+    }
+
+    /// Workgroups for a segment of `rows` rows.
+    pub fn dispatch_rows(&self, cfg: &QMatvecConfig, rows: u64) -> [u32; 3] {
+        let per_group = match (cfg.path, cfg.reduce) {
+            (Path::Int8, _) => cfg.r,
+            (_, Reduce::None) => cfg.r * cfg.wg,
+            _ => cfg.r,
+        };
+        dispatch_2d(div_ceil(rows, per_group as u64), MAX_GROUPS_PER_DIM)
+    }
+
+    /// Accumulators per output: 2 for the gated form (W and W2).
+    pub(super) fn accumulators(&self) -> u32 {
+        match self.form {
+            Form::Gated(_) => 2,
+            _ => 1,
+        }
+    }
+
+    /// Weights the kernel binds (W, W2, W3).
+    pub(super) fn weights(&self) -> u32 {
+        match self.form {
+            Form::Plain => 1,
+            Form::Gated(_) => 2,
+            Form::Stacked(n) => n,
+        }
+    }
+
+    /// The key infix of the gated and stacked forms.
+    pub(super) fn form_infix(&self) -> String {
+        match self.form {
+            Form::Plain => String::new(),
+            Form::Gated(g) => format!(".gated_{}", g.name()),
+            Form::Stacked(s) => format!(".stacked{s}"),
+        }
+    }
+}
+
+/// Checks shared by the quantized kernels: K is whole GPU blocks and a multiple of 4.
+pub fn check_k(family: &str, format: GgmlType, k: u64) -> Result<(), JitError> {
+    let b = format.gpu_block_elems() as u64;
+    if k == 0 || !k.is_multiple_of(b) || !k.is_multiple_of(4) {
+        return Err(JitError::UnsupportedProblem {
+            family: family.into(),
+            reason: format!(
+                "K = {k} must be a positive multiple of the {} block size {} (and of 4)",
+                format.name(),
+                b.max(4)
+            ),
+        });
+    }
+    if k > u32::MAX as u64 {
+        return Err(JitError::UnsupportedProblem {
+            family: family.into(),
+            reason: format!("K = {k} exceeds 2^32"),
+        });
+    }
+    Ok(())
+}
