@@ -72,6 +72,9 @@ pub struct EngineState {
     staging: Mutex<Option<wgpu::Buffer>>,
     /// Whether readbacks nudge the browser (`DeviceOptions::readback_nudge`, resolved).
     readback_nudge: bool,
+    /// While on (`log_kernels`), the key of every kernel dispatched, in order.
+    kernel_log: Mutex<Option<Vec<String>>>,
+    logging: AtomicBool,
 }
 
 /// A handle to the GPU device and everything on it: pipelines, pooled buffers, tuning records.
@@ -111,6 +114,8 @@ impl Engine {
             kernel_memo: Mutex::new(std::collections::HashMap::new()),
             staging: Mutex::new(None),
             readback_nudge,
+            kernel_log: Mutex::new(None),
+            logging: AtomicBool::new(false),
         })))
     }
 
@@ -130,6 +135,34 @@ impl Engine {
         }
         if let Ok(mut s) = self.staging.lock() {
             s.take();
+        }
+    }
+
+    /// From now on (`on`), or no longer, every dispatched kernel's key is logged, by every
+    /// recording of this engine (tests check what a model step runs against the tuner's plan).
+    pub fn log_kernels(&self, on: bool) {
+        if let Ok(mut l) = self.kernel_log.lock() {
+            *l = on.then(Vec::new);
+        }
+        self.logging.store(on, Ordering::Relaxed);
+    }
+
+    /// The keys logged since `log_kernels(true)`, in dispatch order (the log restarts).
+    pub fn take_kernel_log(&self) -> Vec<String> {
+        self.kernel_log
+            .lock()
+            .ok()
+            .and_then(|mut l| l.as_mut().map(std::mem::take))
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn note_kernel(&self, key: &str) {
+        if self.logging.load(Ordering::Relaxed) {
+            if let Ok(mut l) = self.kernel_log.lock() {
+                if let Some(v) = l.as_mut() {
+                    v.push(key.to_string());
+                }
+            }
         }
     }
 

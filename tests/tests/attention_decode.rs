@@ -152,11 +152,11 @@ impl Tracked {
             .flat_map(|c| reduce_configs.iter().map(move |rc| (c, rc)))
         {
             let mut rec = e.recorder();
-            let out = ops::attention_decode(&qt, &self.cache, opts)
-                .config_opt(cfg.clone())
-                .reduce_config(rcfg.clone().unwrap())
-                .record(&mut rec)
-                .unwrap();
+            let mut call = ops::attention_decode(&qt, &self.cache, opts).config_opt(cfg.clone());
+            if let Some(rc) = rcfg {
+                call = call.reduce_config(rc.clone());
+            }
+            let out = call.record(&mut rec).unwrap();
             rec.submit().unwrap();
             let got = e.read_f32(&out).unwrap();
             let label = format!(

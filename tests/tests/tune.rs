@@ -325,3 +325,96 @@ fn loop_bounding_changes_speed_not_results() {
     let want: f64 = (0..k).map(|i| av[i] as f64 * bv[i] as f64).sum();
     assert!((x[0] as f64 - want).abs() < 1e-4, "{} vs {want}", x[0]);
 }
+
+/// A switch that changes `Versioned`'s renderer (the same sums, other code), as a new build
+/// of a kernel's template would.
+static RENDER_V2: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `CostSpec` whose WGSL depends on `RENDER_V2`.
+#[derive(Clone, Debug, PartialEq)]
+struct Versioned(CostSpec);
+
+impl KernelSpec for Versioned {
+    type Config = CostConfig;
+    fn family(&self) -> &'static str {
+        "versioned"
+    }
+    fn key(&self, c: &CostConfig) -> String {
+        self.0.key(c)
+    }
+    fn bindings(&self, c: &CostConfig) -> Vec<BindingDecl> {
+        self.0.bindings(c)
+    }
+    fn render(&self, c: &CostConfig) -> std::result::Result<String, JitError> {
+        let s = self.0.render(c)?;
+        Ok(match RENDER_V2.load(std::sync::atomic::Ordering::SeqCst) {
+            true => s.replace("acc = fma(acc, p.a, p.b);", "acc = acc * p.a + p.b;"),
+            false => s,
+        })
+    }
+    fn dispatch(&self, c: &CostConfig) -> [u32; 3] {
+        self.0.dispatch(c)
+    }
+    fn check(&self, p: &DeviceProfile, c: &CostConfig) -> std::result::Result<(), JitError> {
+        self.0.check(p, c)
+    }
+    fn space(&self, p: &DeviceProfile) -> Vec<CostConfig> {
+        self.0.space(p)
+    }
+    fn default_config(&self, p: &DeviceProfile) -> CostConfig {
+        self.0.default_config(p)
+    }
+    fn tune_key(&self) -> String {
+        format!("versioned|n{}", self.0.n)
+    }
+}
+
+/// A record holds the checksum of the WGSL its winner rendered to: after the renderer
+/// changes, an engine that imports the old record refuses it and runs the default.
+#[test]
+fn changed_renderer_refuses_old_records() {
+    let fresh = || {
+        Engine::new_blocking(webjit_engine::DeviceOptions {
+            load_tuning: false,
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    let e = fresh();
+    let spec = Versioned(CostSpec { n: 16384 });
+    let x = e
+        .upload_f32(&[16384], &Rand::new(63).vec(16384, -1.0, 1.0))
+        .unwrap();
+    let opts = TuneOptions {
+        budget: Duration::from_secs(30),
+        min_batch: Duration::from_millis(2),
+        max_nmse: 1e-8,
+        exact: true,
+    };
+    let r = e
+        .tune(&spec, &opts, |rec, c| run_cost(rec, &spec.0, &x, c))
+        .unwrap();
+    assert_eq!(r.winner_key, "cost.i100", "{r:?}");
+    let recs = e.export_tuning();
+    let same_code = fresh();
+    same_code.import_tuning(recs.clone());
+    assert_eq!(
+        same_code.choose(&spec, None).iters,
+        100,
+        "the record applies"
+    );
+
+    RENDER_V2.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        recs.lookup(&spec, e.profile()).is_none(),
+        "a record of other WGSL was found"
+    );
+    let new_code = fresh();
+    new_code.import_tuning(recs);
+    assert_eq!(
+        new_code.choose(&spec, None),
+        spec.default_config(new_code.profile()),
+        "the old record must be refused"
+    );
+    RENDER_V2.store(false, std::sync::atomic::Ordering::SeqCst);
+}

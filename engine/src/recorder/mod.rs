@@ -361,6 +361,7 @@ impl<'e> Recorder<'e> {
         if groups.contains(&0) {
             return Ok(()); // nothing to do for an empty problem
         }
+        self.engine.note_kernel(&kernel.key);
         let (chunk, offset) = self.uniform_slot(params);
         let uniform_size = (params.len() as u64).div_ceil(16) * 16;
         // Cached by identity: a decode step that binds the same buffers at the same uniform
