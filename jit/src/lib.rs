@@ -1,5 +1,6 @@
 //! webjit-jit: typed kernel specs rendered to WGSL and validated with naga. Pure Rust, no GPU.
 
+pub mod compile;
 pub mod error;
 pub mod kernels;
 pub mod profile;
@@ -9,9 +10,10 @@ pub mod spec;
 pub mod tune;
 pub mod validate;
 
+pub use compile::{compile, CompiledKernel};
 pub use error::JitError;
 pub use profile::{DeviceProfile, ProfileLimits, Subgroups};
-pub use spec::{compile, Access, BindingDecl, CompiledKernel, KernelSpec, UniformStruct};
+pub use spec::{Access, BindingDecl, KernelSpec, UniformStruct};
 
 /// WGSL templates, embedded at build time.
 pub mod shaders {
