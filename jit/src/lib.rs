@@ -31,12 +31,14 @@ pub mod shaders {
     pub const BANDWIDTH: &str = include_str!("../../shaders/bandwidth.wgsl");
     pub const POOL: &str = include_str!("../../shaders/pool.wgsl");
     pub const ATTENTION: &str = include_str!("../../shaders/attention.wgsl");
+    pub const ATTENTION_TILE: &str = include_str!("../../shaders/attention_tile.wgsl");
     pub const ATTENTION_DECODE: &str = include_str!("../../shaders/attention_decode.wgsl");
     pub const SAMPLE: &str = include_str!("../../shaders/sample.wgsl");
     pub const NEIGHBORHOOD: &str = include_str!("../../shaders/neighborhood.wgsl");
     pub const BLOCK_SPARSE: &str = include_str!("../../shaders/block_sparse.wgsl");
     pub const BLOCK_SPARSE_ATTEND: &str = include_str!("../../shaders/block_sparse_attend.wgsl");
     pub const BLOCK_SPARSE_GATHER: &str = include_str!("../../shaders/block_sparse_gather.wgsl");
+    pub const BLOCK_SPARSE_TILE: &str = include_str!("../../shaders/block_sparse_tile.wgsl");
     /// Every template, for the tuning checksum.
     pub const ALL: &[&str] = &[
         ELEMENTWISE,
@@ -48,6 +50,7 @@ pub mod shaders {
         PROBE,
         POOL,
         ATTENTION,
+        ATTENTION_TILE,
         ATTENTION_DECODE,
         QUANT,
         QMATVEC,
@@ -59,5 +62,6 @@ pub mod shaders {
         BLOCK_SPARSE,
         BLOCK_SPARSE_ATTEND,
         BLOCK_SPARSE_GATHER,
+        BLOCK_SPARSE_TILE,
     ];
 }

@@ -8,10 +8,10 @@
 //! (bidirectional windows also need `j - P < window`).
 
 use crate::error::JitError;
-use crate::kernels::{check_workgroup, illegal, MAX_GROUPS_PER_DIM};
+use crate::kernels::{check_workgroup, illegal, MAX_GROUPS_PER_DIM, MAX_REGISTER_FLOATS};
 use crate::profile::DeviceProfile;
 use crate::render::{render, section};
-use crate::shaders::ATTENTION;
+use crate::shaders::{ATTENTION, ATTENTION_TILE};
 use crate::spec::{dispatch_2d, div_ceil, BindingDecl, KernelSpec, UniformStruct};
 
 crate::uniform_struct!(
@@ -57,11 +57,23 @@ impl AttentionConfig {
     pub fn q_tile(&self) -> u32 {
         self.wg / self.tpr.max(1) * self.rows
     }
-}
 
-/// Floats of query rows and accumulators one invocation may hold in registers; beyond this
-/// configs spill on every GPU we target, so they are left out of the space.
-const MAX_REGISTER_FLOATS: u64 = 1024;
+    /// Floats of the partial-dot exchange array (1 when unused, as WGSL has no empty arrays).
+    pub(crate) fn sp_len(&self) -> u64 {
+        if self.tpr > 1 {
+            self.rows as u64 * self.kv_tile as u64 * self.wg as u64
+        } else {
+            1
+        }
+    }
+
+    /// Floats one invocation keeps in registers for a head of `head_dim`: query and
+    /// accumulator columns, and scores.
+    pub(crate) fn register_floats(&self, head_dim: u64) -> u64 {
+        2 * self.rows as u64 * head_dim / self.tpr.max(1) as u64
+            + self.rows as u64 * self.kv_tile as u64
+    }
+}
 
 /// Shared checks of head layout and sizes (also used by the decode spec).
 pub(crate) fn check_heads(
@@ -123,23 +135,8 @@ impl AttentionSpec {
         div_ceil(self.seq_q, cfg.q_tile() as u64).max(1)
     }
 
-    /// Floats of the partial-dot exchange array (1 when unused, as WGSL has no empty arrays).
-    fn sp_len(cfg: &AttentionConfig) -> u64 {
-        if cfg.tpr > 1 {
-            cfg.rows as u64 * cfg.kv_tile as u64 * cfg.wg as u64
-        } else {
-            1
-        }
-    }
-
     fn shared_bytes(&self, cfg: &AttentionConfig) -> u64 {
-        2 * cfg.kv_tile as u64 * self.head_dim * 4 + 4 + 4 * Self::sp_len(cfg)
-    }
-
-    /// Floats one invocation keeps in registers: query and accumulator columns, and scores.
-    fn register_floats(&self, cfg: &AttentionConfig) -> u64 {
-        2 * cfg.rows as u64 * self.head_dim / cfg.tpr.max(1) as u64
-            + cfg.rows as u64 * cfg.kv_tile as u64
+        2 * cfg.kv_tile as u64 * self.head_dim * 4 + 4 + 4 * cfg.sp_len()
     }
 }
 
@@ -182,21 +179,13 @@ impl KernelSpec for AttentionSpec {
 
     fn render(&self, cfg: &AttentionConfig) -> Result<String, JitError> {
         let f = "attention.wgsl";
-        render(
-            f,
-            section(f, ATTENTION, "prefill")?,
-            &[
-                ("KEY", self.key(cfg)),
-                ("PARAMS", AttnParams::wgsl_decl()),
-                ("D4", (self.head_dim / 4).to_string()),
-                ("WG", cfg.wg.to_string()),
-                ("R", cfg.rows.to_string()),
-                ("BK", cfg.kv_tile.to_string()),
-                ("TPR", cfg.tpr.to_string()),
-                ("SP", Self::sp_len(cfg).to_string()),
-                ("TILE_SCORES", tile_scores()?),
-            ],
-        )
+        let mut values = vec![
+            ("KEY", self.key(cfg)),
+            ("PARAMS", AttnParams::wgsl_decl()),
+            row_out()?,
+        ];
+        values.extend(tile_sections(self.head_dim, cfg)?);
+        render(f, section(f, ATTENTION, "prefill")?, &values)
     }
 
     fn dispatch(&self, cfg: &AttentionConfig) -> [u32; 3] {
@@ -236,7 +225,7 @@ impl KernelSpec for AttentionSpec {
                 ),
             ));
         }
-        let regs = self.register_floats(cfg);
+        let regs = cfg.register_floats(self.head_dim);
         if regs > MAX_REGISTER_FLOATS {
             return Err(illegal(
                 fam,
@@ -351,8 +340,40 @@ impl KernelSpec for AttentionSpec {
     }
 }
 
-/// The WGSL that scores a staged K tile against an invocation's query rows (`s`, via `sp` when
-/// TPR > 1), shared by the dense prefill and the block-sparse attention kernels.
-pub(crate) fn tile_scores() -> Result<String, JitError> {
-    Ok(section("attention.wgsl", ATTENTION, "tile_scores")?.to_string())
+/// The attention_tile.wgsl pieces a tiled attention kernel composes, by placeholder:
+/// `TILE_DECLS` (constants and workgroup tiles), `ROW_STATE` (per-invocation query and softmax
+/// state), `ROW_INIT` (one row's query and empty state), `TILE_SCORES` (q . k of a staged
+/// tile) and `ONLINE_SOFTMAX` (one row's fold of a tile's masked logits). Shared by the dense
+/// prefill and the block-sparse attend and gather kernels.
+pub(crate) fn tile_sections(
+    head_dim: u64,
+    cfg: &AttentionConfig,
+) -> Result<Vec<(&'static str, String)>, JitError> {
+    let f = "attention_tile.wgsl";
+    let piece = |name: &str| section(f, ATTENTION_TILE, name).map(str::to_string);
+    let decls = render(
+        f,
+        section(f, ATTENTION_TILE, "decls")?,
+        &[
+            ("D4", (head_dim / 4).to_string()),
+            ("WG", cfg.wg.to_string()),
+            ("R", cfg.rows.to_string()),
+            ("TPR", cfg.tpr.to_string()),
+            ("BK", cfg.kv_tile.to_string()),
+            ("SP", cfg.sp_len().to_string()),
+        ],
+    )?;
+    Ok(vec![
+        ("TILE_DECLS", decls),
+        ("ROW_STATE", piece("row_state")?),
+        ("ROW_INIT", piece("row_init")?),
+        ("TILE_SCORES", piece("scores")?),
+        ("ONLINE_SOFTMAX", piece("online_softmax")?),
+    ])
+}
+
+/// attention_tile.wgsl's `row_out` (`ROW_OUT`): one row normalized and stored to `out`.
+pub(crate) fn row_out() -> Result<(&'static str, String), JitError> {
+    let text = section("attention_tile.wgsl", ATTENTION_TILE, "row_out")?;
+    Ok(("ROW_OUT", text.to_string()))
 }

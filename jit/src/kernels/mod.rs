@@ -21,6 +21,11 @@ pub mod sample;
 use crate::error::JitError;
 use crate::profile::DeviceProfile;
 
+/// Floats one invocation of an attention kernel may hold in registers (query rows,
+/// accumulators, scores); beyond this configs spill on every GPU we target, so they are left
+/// out of the spaces.
+pub(crate) const MAX_REGISTER_FLOATS: u64 = 1024;
+
 /// Workgroup sizes offered to 1-D kernels' spaces.
 pub const WORKGROUP_SIZES: [u32; 4] = [32, 64, 128, 256];
 

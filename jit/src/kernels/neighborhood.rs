@@ -14,7 +14,7 @@
 //! Legal problems need k * d <= L per axis, so every group holds at least k positions.
 
 use crate::error::JitError;
-use crate::kernels::{check_workgroup, illegal, MAX_GROUPS_PER_DIM};
+use crate::kernels::{check_workgroup, illegal, MAX_GROUPS_PER_DIM, MAX_REGISTER_FLOATS};
 use crate::profile::DeviceProfile;
 use crate::render::render;
 use crate::shaders::NEIGHBORHOOD;
@@ -70,9 +70,6 @@ impl NeighborhoodConfig {
         self.tile[0] * (self.tile[1] / self.rows.max(1)) * self.tile[2]
     }
 }
-
-/// Floats of queries, accumulators and scores one invocation may keep in registers.
-const MAX_REGISTER_FLOATS: u64 = 1024;
 
 /// Pads per-axis values of a rank-`n` problem to three axes.
 fn pad3<T: Copy>(vals: &[T], fill: T) -> [T; 3] {
