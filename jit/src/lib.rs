@@ -23,6 +23,8 @@ pub mod shaders {
     pub const QK_ROPE: &str = include_str!("../../shaders/qk_rope.wgsl");
     pub const EMBEDDING: &str = include_str!("../../shaders/embedding.wgsl");
     pub const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
+    pub const MATMUL_UNROLLED: &str = include_str!("../../shaders/matmul_unrolled.wgsl");
+    pub const MATMUL_EPILOGUE: &str = include_str!("../../shaders/matmul_epilogue.wgsl");
     pub const PROBE: &str = include_str!("../../shaders/probe.wgsl");
     pub const QUANT: &str = include_str!("../../shaders/quant.wgsl");
     pub const QMATVEC: &str = include_str!("../../shaders/qmatvec.wgsl");
@@ -47,6 +49,8 @@ pub mod shaders {
         QK_ROPE,
         EMBEDDING,
         MATMUL,
+        MATMUL_UNROLLED,
+        MATMUL_EPILOGUE,
         PROBE,
         POOL,
         ATTENTION,
