@@ -167,26 +167,9 @@ const NEG: f32 = -3.0e38;
 @group(0) @binding(2) var<storage, read> part_acc: array<vec4<f32>>;  // [batch, n_heads, n_split, d]
 @group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>; // [batch, n_heads, d]
 
-var<workgroup> red: array<f32, WG>;
 var<workgroup> wts: array<f32, MAXS>;         // [n_split] exp(m_s - max)
 
-fn reduce(v: f32, lid: u32, is_max: bool) -> f32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            if (is_max) {
-                red[lid] = max(red[lid], red[lid + s]);
-            } else {
-                red[lid] = red[lid] + red[lid + s];
-            }
-        }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
+{{REDUCE}}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
@@ -200,7 +183,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     for (var s = lid; s < p.n_split; s += WG) {
         m_part = max(m_part, part_ml[first + s].x);
     }
-    let mm = reduce(m_part, lid, true);
+    let mm = reduce_max(m_part, lid);
     var l_part = 0.0;
     for (var s = lid; s < p.n_split; s += WG) {
         let ml = part_ml[first + s];
@@ -210,7 +193,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         }
         l_part += ml.y * w;
     }
-    let ll = reduce(l_part, lid, false);
+    let ll = reduce_sum(l_part, lid);
     // An empty cache (kv_len 0) outputs zeros, not NaN.
     let inv = select(0.0, 1.0 / ll, ll > 0.0);
     let cached = min(p.n_split, MAXS);

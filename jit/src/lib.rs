@@ -19,6 +19,7 @@ pub use spec::{Access, BindingDecl, KernelSpec, UniformStruct};
 pub mod shaders {
     pub const ELEMENTWISE: &str = include_str!("../../shaders/elementwise.wgsl");
     pub const ROWWISE: &str = include_str!("../../shaders/rowwise.wgsl");
+    pub const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
     pub const ROPE: &str = include_str!("../../shaders/rope.wgsl");
     pub const QK_ROPE: &str = include_str!("../../shaders/qk_rope.wgsl");
     pub const EMBEDDING: &str = include_str!("../../shaders/embedding.wgsl");
@@ -45,6 +46,7 @@ pub mod shaders {
     pub const ALL: &[&str] = &[
         ELEMENTWISE,
         ROWWISE,
+        REDUCE,
         ROPE,
         QK_ROPE,
         EMBEDDING,

@@ -11,7 +11,7 @@ use crate::kernels::attention::check_heads;
 use crate::kernels::{check_workgroup, illegal, linear_dispatch, MAX_GROUPS_PER_DIM};
 use crate::profile::DeviceProfile;
 use crate::render::{render, section};
-use crate::shaders::ATTENTION_DECODE;
+use crate::shaders::{ATTENTION_DECODE, REDUCE};
 use crate::spec::{dispatch_2d, BindingDecl, KernelSpec, UniformStruct};
 
 crate::uniform_struct!(
@@ -374,6 +374,10 @@ impl KernelSpec for DecodeReduceSpec {
             section(f, ATTENTION_DECODE, "decode_reduce")?,
             &[
                 ("KEY", self.key(cfg)),
+                (
+                    "REDUCE",
+                    section("reduce.wgsl", REDUCE, "workgroup")?.into(),
+                ),
                 ("PARAMS", DecodeParams::wgsl_decl()),
                 ("D4", (self.head_dim / 4).to_string()),
                 ("WG", cfg.wg.to_string()),

@@ -65,6 +65,28 @@ pub(crate) fn check_workgroup(
     Ok(())
 }
 
+/// Common check of a 1-D kernel's vector width: 1 or 4, and 4 only when `divisible` (the
+/// lengths it reads as vec4, named `what` in the error, are multiples of 4).
+pub(crate) fn check_vec(
+    family: &str,
+    config: &str,
+    vec: u32,
+    divisible: bool,
+    what: &str,
+) -> Result<(), JitError> {
+    if vec != 1 && vec != 4 {
+        return Err(illegal(family, config, "vector width must be 1 or 4"));
+    }
+    if vec == 4 && !divisible {
+        return Err(illegal(
+            family,
+            config,
+            format!("vec4 needs {what} divisible by 4"),
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn illegal(family: &str, config: &str, reason: impl Into<String>) -> JitError {
     JitError::IllegalConfig {
         family: family.into(),
@@ -79,4 +101,48 @@ pub const MAX_GROUPS_PER_DIM: u32 = 65535;
 /// Number of workgroups for `n` invocations of `wg`, spread over x and y within the limit.
 pub(crate) fn linear_dispatch(n: u64, wg: u32) -> [u32; 3] {
     crate::spec::dispatch_2d(crate::spec::div_ceil(n, wg as u64), MAX_GROUPS_PER_DIM)
+}
+
+/// Kernel variants that the workspace's space sweep (tests/tests/spaces.rs) does not render:
+/// every config of each, on every synthetic profile, must render and validate.
+#[cfg(test)]
+mod variant_tests {
+    use super::pool::PoolSpec;
+    use super::rowwise::{RowOp, RowwiseSpec};
+    use crate::{compile, DeviceProfile, KernelSpec};
+
+    fn every_config_compiles<S: KernelSpec>(spec: &S) {
+        for profile in DeviceProfile::synthetic_profiles() {
+            let space = spec.space(&profile);
+            assert!(!space.is_empty(), "{}: empty space", spec.family());
+            for cfg in &space {
+                compile(spec, &profile, cfg)
+                    .unwrap_or_else(|e| panic!("{} on {}: {e}", spec.key(cfg), profile.name));
+            }
+        }
+    }
+
+    #[test]
+    fn pool_rows_forms_compile() {
+        for (norm, l2) in [(true, false), (false, true), (true, true)] {
+            for dim in [384, 13] {
+                every_config_compiles(&PoolSpec {
+                    batch: 3,
+                    seq: 17,
+                    dim,
+                    norm,
+                    l2,
+                });
+            }
+        }
+    }
+
+    #[test]
+    fn fused_rowwise_ops_compile() {
+        for op in [RowOp::RmsNormAdd, RowOp::RmsNormAddNorm, RowOp::AddNorm] {
+            for cols in [384, 13] {
+                every_config_compiles(&RowwiseSpec { op, rows: 3, cols });
+            }
+        }
+    }
 }
