@@ -15,7 +15,7 @@ const G: u32 = WG / D4;    // key groups in the V phase
 const TPK: u32 = {{TPK}}u; // invocations per key in the score phase
 const KPB: u32 = WG / TPK; // keys per block
 const NEG: f32 = -3.0e38;
-alias KV = {{KV_T}};
+{{KV}}
 
 @group(0) @binding(0) var<uniform> p: DecodeParams;
 @group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;              // [batch, n_heads, d]
@@ -29,10 +29,6 @@ var<workgroup> dots: array<f32, WG>;          // per-invocation parts of those l
 var<workgroup> red_m: array<f32, WG>;
 var<workgroup> red_l: array<f32, WG>;
 var<workgroup> red_acc: array<vec4<f32>, WG>;
-
-fn load(x: KV) -> vec4<f32> {
-{{LOAD}}
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
@@ -143,14 +139,25 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         // the result itself (an empty cache gives zeros, not NaN).
         out[bh * D4 + lid] = aa * select(0.0, 1.0 / ll, ll > 0.0);
 
-//! section load_f32
+//! section kv_f32
+// KV cache elements: a vec4 of the cache as stored (f32), loaded and stored as vec4<f32>.
+alias KV = vec4<f32>;
+fn load(x: KV) -> vec4<f32> {
     return x;
-//! section load_f16
+}
+fn store(x: vec4<f32>) -> KV {
+    return x;
+}
+//! section kv_f16
+// KV cache elements: a vec4 of the cache as stored (4 f16 in 2 u32), loaded and stored as
+// vec4<f32>.
+alias KV = vec2<u32>;
+fn load(x: KV) -> vec4<f32> {
     return vec4<f32>(unpack2x16float(x.x), unpack2x16float(x.y));
-//! section store_f32
-    return x;
-//! section store_f16
+}
+fn store(x: vec4<f32>) -> KV {
     return vec2<u32>(pack2x16float(x.xy), pack2x16float(x.zw));
+}
 //! section decode_reduce
 // {{KEY}}
 // Decode attention, pass 2 of 2: merges the splits' partial softmax states of one (batch, head).
@@ -216,17 +223,13 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 // skipped (`first`), so no two invocations write the same slot.
 {{PARAMS}}
 const WG: u32 = {{WG}}u;
-alias KV = {{KV_T}};
+{{KV}}
 
 @group(0) @binding(0) var<uniform> p: AppendParams;
 @group(0) @binding(1) var<storage, read> k_new: array<vec4<f32>>;  // [batch, n_new, n_kv_heads, d]
 @group(0) @binding(2) var<storage, read> v_new: array<vec4<f32>>;  // [batch, n_new, n_kv_heads, d]
 @group(0) @binding(3) var<storage, read_write> kc: array<KV>;      // [batch, capacity, n_kv_heads, d]
 @group(0) @binding(4) var<storage, read_write> vc: array<KV>;      // [batch, capacity, n_kv_heads, d]
-
-fn store(x: vec4<f32>) -> KV {
-{{STORE}}
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

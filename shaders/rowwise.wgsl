@@ -74,10 +74,17 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         out[base + i] = y;
         ss2 += hsum(y * y);
     }
-    let inv2 = inverseSqrt(reduce_sum(ss2, lid) / f32(p.n) + p.eps);
+    next_norm(base, lid, ss2);
+
+//! section next_norm
+// out2 = rmsnorm(out) * (w2 + w_offset) for the row at `base`, from this invocation's part
+// `ss` of out's sum of squares (the two-output ops).
+fn next_norm(base: u32, lid: u32, ss: f32) {
+    let inv = inverseSqrt(reduce_sum(ss, lid) / f32(p.n) + p.eps);
     for (var i = lid; i < p.cols; i += WG) {
-        out2[base + i] = out[base + i] * inv2 * (w2[i] + p.w_offset);
+        out2[base + i] = out[base + i] * inv * (w2[i] + p.w_offset);
     }
+}
 
 //! section add_norm_decl
 @group(0) @binding(2) var<storage, read> res: array<T>;      // [rows, cols] residual
@@ -92,10 +99,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         out[base + i] = y;
         ss += hsum(y * y);
     }
-    let inv = inverseSqrt(reduce_sum(ss, lid) / f32(p.n) + p.eps);
-    for (var i = lid; i < p.cols; i += WG) {
-        out2[base + i] = out[base + i] * inv * (w2[i] + p.w_offset);
-    }
+    next_norm(base, lid, ss);
 
 //! section layernorm_decl
 @group(0) @binding(2) var<storage, read> w: array<T>;        // [cols]

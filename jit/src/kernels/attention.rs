@@ -8,11 +8,13 @@
 //! (bidirectional windows also need `j - P < window`).
 
 use crate::error::JitError;
-use crate::kernels::{check_workgroup, illegal, MAX_GROUPS_PER_DIM, MAX_REGISTER_FLOATS};
+use crate::kernels::{
+    check_shared, check_workgroup, groups_dispatch, illegal, MAX_REGISTER_FLOATS,
+};
 use crate::profile::DeviceProfile;
 use crate::render::{render, section};
 use crate::shaders::{ATTENTION, ATTENTION_TILE};
-use crate::spec::{dispatch_2d, div_ceil, BindingDecl, KernelSpec, UniformStruct};
+use crate::spec::{div_ceil, BindingDecl, KernelSpec, UniformStruct};
 
 crate::uniform_struct!(
     /// Uniforms of the prefill section of `attention.wgsl`. `window = 0` means no window,
@@ -65,6 +67,40 @@ impl AttentionConfig {
         } else {
             1
         }
+    }
+
+    /// Every (tpr, wg, rows, kv_tile) of a grid, in that nesting order, with `rows_for(tpr)`
+    /// rows per invocation: a tiled attention kernel's space before its checks.
+    pub(crate) fn grid<'a>(
+        tprs: &'a [u32],
+        wgs: &'a [u32],
+        rows_for: impl Fn(u32) -> &'a [u32] + 'a,
+        tiles: &'a [u32],
+    ) -> impl Iterator<Item = AttentionConfig> + 'a {
+        tprs.iter().flat_map(move |&tpr| {
+            let rows_list = rows_for(tpr);
+            wgs.iter().flat_map(move |&wg| {
+                rows_list.iter().flat_map(move |&rows| {
+                    tiles.iter().map(move |&kv_tile| AttentionConfig {
+                        wg,
+                        rows,
+                        kv_tile,
+                        tpr,
+                    })
+                })
+            })
+        })
+    }
+
+    /// The fewest threads per row (of `tprs`, ascending) that leave an invocation at most 16
+    /// vec4 columns of a head of `head_dim` (about 128 registers of query and accumulator,
+    /// so no spills on NVIDIA's 255); 1 if none divides the head.
+    pub(crate) fn default_tpr(head_dim: u64, tprs: &[u32]) -> u32 {
+        let d4 = (head_dim / 4).max(1);
+        tprs.iter()
+            .copied()
+            .find(|&t| d4.is_multiple_of(t as u64) && d4 / t as u64 <= 16)
+            .unwrap_or(1)
     }
 
     /// Floats one invocation keeps in registers for a head of `head_dim`: query and
@@ -189,11 +225,10 @@ impl KernelSpec for AttentionSpec {
     }
 
     fn dispatch(&self, cfg: &AttentionConfig) -> [u32; 3] {
-        let groups = self.q_tiles(cfg) as u64 * self.n_heads * self.batch;
-        if self.seq_q == 0 || groups == 0 {
-            return [0, 1, 1];
+        if self.seq_q == 0 {
+            return groups_dispatch(0);
         }
-        dispatch_2d(groups.min(u32::MAX as u64) as u32, MAX_GROUPS_PER_DIM)
+        groups_dispatch(self.q_tiles(cfg) as u64 * self.n_heads * self.batch)
     }
 
     fn check(&self, profile: &DeviceProfile, cfg: &AttentionConfig) -> Result<(), JitError> {
@@ -237,14 +272,7 @@ impl KernelSpec for AttentionSpec {
             ));
         }
         let shared = self.shared_bytes(cfg);
-        let limit = profile.limits.max_compute_workgroup_storage_size as u64;
-        if shared > limit {
-            return Err(illegal(
-                fam,
-                &key,
-                format!("K and V tiles need {shared} bytes of workgroup memory, above {limit}"),
-            ));
-        }
+        check_shared(fam, &key, profile, shared, "K and V tiles need")?;
         let q_el = self.batch * self.seq_q * self.n_heads * self.head_dim;
         let kv_el = self.batch * self.seq_kv * self.n_kv_heads * self.head_dim;
         if q_el / 4 > u32::MAX as u64 || kv_el / 4 > u32::MAX as u64 {
@@ -257,32 +285,22 @@ impl KernelSpec for AttentionSpec {
     }
 
     fn space(&self, profile: &DeviceProfile) -> Vec<AttentionConfig> {
-        let mut out = Vec::new();
         // Tiles of 4 keys only where nothing larger fits (head dim 256 on 16 KiB devices).
         let tiles: &[u32] = if self.head_dim >= 256 {
             &[4, 8, 16, 32]
         } else {
             &[8, 16, 32]
         };
-        for tpr in [1, 2, 4] {
-            let rows_list: &[u32] = if tpr == 1 { &[1, 2, 4] } else { &[1, 2] };
-            for wg in [64, 128, 256] {
-                for &rows in rows_list {
-                    for &kv_tile in tiles {
-                        let c = AttentionConfig {
-                            wg,
-                            rows,
-                            kv_tile,
-                            tpr,
-                        };
-                        if self.check(profile, &c).is_ok() {
-                            out.push(c);
-                        }
-                    }
-                }
+        let rows_for = |tpr| -> &[u32] {
+            if tpr == 1 {
+                &[1, 2, 4]
+            } else {
+                &[1, 2]
             }
-        }
-        out
+        };
+        AttentionConfig::grid(&[1, 2, 4], &[64, 128, 256], rows_for, tiles)
+            .filter(|c| self.check(profile, c).is_ok())
+            .collect()
     }
 
     fn default_config(&self, profile: &DeviceProfile) -> AttentionConfig {
@@ -290,10 +308,7 @@ impl KernelSpec for AttentionSpec {
         // spills on NVIDIA's 255): wider heads split columns over more threads per row. Then
         // the largest K/V tile that fits amortizes the barriers.
         let d4 = (self.head_dim / 4).max(1);
-        let tpr = [1u32, 2, 4, 8]
-            .into_iter()
-            .find(|&t| d4.is_multiple_of(t as u64) && d4 / t as u64 <= 16)
-            .unwrap_or(1);
+        let tpr = AttentionConfig::default_tpr(self.head_dim, &[1, 2, 4, 8]);
         let rows = if d4 / tpr as u64 <= 8 { 2 } else { 1 };
         // CPU adapters pay for every invocation and every barrier whether its rows exist or
         // not: the smallest workgroup, one row each and 8-key tiles. On native SwiftShader

@@ -18,12 +18,12 @@
 use crate::error::JitError;
 use crate::kernels::attention::{check_heads, row_out, tile_sections, AttentionConfig};
 use crate::kernels::{
-    check_workgroup, illegal, linear_dispatch, MAX_GROUPS_PER_DIM, MAX_REGISTER_FLOATS,
+    check_shared, check_workgroup, groups_dispatch, illegal, linear_dispatch, MAX_REGISTER_FLOATS,
 };
 use crate::profile::DeviceProfile;
 use crate::render::{render, section};
 use crate::shaders::{BLOCK_SPARSE, BLOCK_SPARSE_ATTEND, BLOCK_SPARSE_GATHER, BLOCK_SPARSE_TILE};
-use crate::spec::{dispatch_2d, div_ceil, BindingDecl, KernelSpec, UniformStruct};
+use crate::spec::{div_ceil, BindingDecl, KernelSpec, UniformStruct};
 
 crate::uniform_struct!(
     /// Uniforms shared by all block-sparse kernels (each reads the fields it needs).
@@ -428,11 +428,10 @@ impl KernelSpec for BsAttnSpec {
 
     fn dispatch(&self, cfg: &BsAttnConfig) -> [u32; 3] {
         let l = &self.layout;
-        let groups = self.q_tiles(cfg) as u64 * l.n_blocks() * l.n_heads * l.batch;
-        if l.seq == 0 || groups == 0 {
-            return [0, 1, 1];
+        if l.seq == 0 {
+            return groups_dispatch(0);
         }
-        dispatch_2d(groups.min(u32::MAX as u64) as u32, MAX_GROUPS_PER_DIM)
+        groups_dispatch(self.q_tiles(cfg) as u64 * l.n_blocks() * l.n_heads * l.batch)
     }
 
     fn check(&self, profile: &DeviceProfile, cfg: &BsAttnConfig) -> Result<(), JitError> {
@@ -473,19 +472,10 @@ impl KernelSpec for BsAttnSpec {
             ));
         }
         let shared = self.shared_bytes(cfg);
-        let limit = profile.limits.max_compute_workgroup_storage_size as u64;
-        if shared > limit {
-            return Err(illegal(
-                fam,
-                &key,
-                format!("tiles need {shared} bytes of workgroup memory, above {limit}"),
-            ));
-        }
-        Ok(())
+        check_shared(fam, &key, profile, shared, "tiles need")
     }
 
     fn space(&self, profile: &DeviceProfile) -> Vec<BsAttnConfig> {
-        let mut out = Vec::new();
         // Tiles below 16 keys only where larger ones may not fit (wide heads on 16 KiB
         // devices): below 16 keys the barriers per tile dominate.
         let tiles: &[u32] = match self.layout.head_dim {
@@ -499,30 +489,19 @@ impl KernelSpec for BsAttnSpec {
             64.. => &[1, 2],
             _ => &[1],
         };
-        for &tpr in tprs {
-            // Split rows exist to save registers: one row per invocation.
-            let rows_list: &[u32] = if tpr == 1 { &[1, 2, 4] } else { &[1] };
-            for wg in [32, 64, 128] {
-                for &rows in rows_list {
-                    // 32 invocations only as the small-block fallback (one row, unsplit).
-                    if wg == 32 && (rows > 1 || tpr > 1) {
-                        continue;
-                    }
-                    for &kv_tile in tiles {
-                        let c = BsAttnConfig {
-                            wg,
-                            rows,
-                            kv_tile,
-                            tpr,
-                        };
-                        if self.check(profile, &c).is_ok() {
-                            out.push(c);
-                        }
-                    }
-                }
+        // Split rows exist to save registers: one row per invocation.
+        let rows_for = |tpr| -> &[u32] {
+            if tpr == 1 {
+                &[1, 2, 4]
+            } else {
+                &[1]
             }
-        }
-        out
+        };
+        AttentionConfig::grid(tprs, &[32, 64, 128], rows_for, tiles)
+            // 32 invocations only as the small-block fallback (one row, unsplit).
+            .filter(|c| c.wg > 32 || (c.rows == 1 && c.tpr == 1))
+            .filter(|c| self.check(profile, c).is_ok())
+            .collect()
     }
 
     fn default_config(&self, profile: &DeviceProfile) -> BsAttnConfig {
@@ -534,11 +513,7 @@ impl KernelSpec for BsAttnSpec {
         // more spills on NVIDIA's 255).
         let n = self.layout.block_tokens();
         // Like the dense kernel, at most 16 vec4 columns of a row per invocation.
-        let d4 = (self.layout.head_dim / 4).max(1);
-        let tpr = [1u32, 2, 4]
-            .into_iter()
-            .find(|&t| d4.is_multiple_of(t as u64) && d4 / t as u64 <= 16)
-            .unwrap_or(1);
+        let tpr = AttentionConfig::default_tpr(self.layout.head_dim, &[1, 2, 4]);
         let shapes: &[(u32, u32)] = if self.layout.head_dim <= 32 {
             &[(64, 2), (128, 1), (64, 1), (32, 1)]
         } else {

@@ -116,11 +116,9 @@ impl MatmulSpec {
     }
 
     fn render_direct(&self, cfg: &MatmulConfig) -> Result<String, JitError> {
-        let (tm, tn) = (cfg.tm, cfg.tn);
-        let tile = DotTile::new(tm, tn, self.epilogue.norm)?;
         let mut store = Vec::new();
-        for i in 0..tm {
-            let cols = (0..tn)
+        for i in 0..cfg.tm {
+            let cols = (0..cfg.tn)
                 .map(|j| unrolled("direct_store_col", &[("I", n(i)), ("J", n(j))]))
                 .collect::<Result<Vec<_>, _>>()?;
             store.push(unrolled(
@@ -128,28 +126,11 @@ impl MatmulSpec {
                 &[("I", n(i)), ("COLS", lines(cols))],
             )?);
         }
-        render(
-            "matmul.wgsl",
-            section("matmul.wgsl", MATMUL, "direct")?,
-            &[
-                ("KEY", self.key(cfg)),
-                ("HEAD", self.head(cfg)?),
-                ("TM", n(tm)),
-                ("TN", n(tn)),
-                ("LV", n(cfg.load_vec)),
-                ("WG", n(cfg.workgroup_size())),
-                ("NORM_PRE", self.norm_pre()?),
-                ("ROWS", tile.rows),
-                ("ACC_DECL", tile.decl),
-                ("BODY", tile.body),
-                ("STORE", lines(store)),
-            ],
-        )
+        self.render_dot_form(cfg, "direct", vec![("STORE", lines(store))])
     }
 
     fn render_split_k(&self, cfg: &MatmulConfig) -> Result<String, JitError> {
         let (tm, tn, wg) = (cfg.tm, cfg.tn, cfg.bk);
-        let tile = DotTile::new(tm, tn, self.epilogue.norm)?;
         let mut parts = Vec::new();
         for i in 0..tm {
             for j in 0..tn {
@@ -159,23 +140,39 @@ impl MatmulSpec {
                 )?);
             }
         }
+        self.render_dot_form(
+            cfg,
+            "splitk",
+            vec![("PART_LEN", n(tm * tn * wg)), ("PARTS", lines(parts))],
+        )
+    }
+
+    /// The direct or split-K form (section `form` of matmul.wgsl), from what they share (the
+    /// head, the dot tile, the sizes) and `extra` values of their own.
+    fn render_dot_form(
+        &self,
+        cfg: &MatmulConfig,
+        form: &str,
+        extra: Vec<(&str, String)>,
+    ) -> Result<String, JitError> {
+        let tile = DotTile::new(cfg.tm, cfg.tn, self.epilogue.norm)?;
+        let mut values = vec![
+            ("KEY", self.key(cfg)),
+            ("HEAD", self.head(cfg)?),
+            ("TM", n(cfg.tm)),
+            ("TN", n(cfg.tn)),
+            ("LV", n(cfg.load_vec)),
+            ("WG", n(cfg.workgroup_size())),
+            ("NORM_PRE", self.norm_pre()?),
+            ("ROWS", tile.rows),
+            ("ACC_DECL", tile.decl),
+            ("BODY", tile.body),
+        ];
+        values.extend(extra);
         render(
             "matmul.wgsl",
-            section("matmul.wgsl", MATMUL, "splitk")?,
-            &[
-                ("KEY", self.key(cfg)),
-                ("HEAD", self.head(cfg)?),
-                ("TM", n(tm)),
-                ("TN", n(tn)),
-                ("LV", n(cfg.load_vec)),
-                ("WG", n(wg)),
-                ("PART_LEN", n(tm * tn * wg)),
-                ("NORM_PRE", self.norm_pre()?),
-                ("ROWS", tile.rows),
-                ("ACC_DECL", tile.decl),
-                ("BODY", tile.body),
-                ("PARTS", lines(parts)),
-            ],
+            section("matmul.wgsl", MATMUL, form)?,
+            &values,
         )
     }
 

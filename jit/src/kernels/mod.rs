@@ -98,6 +98,35 @@ pub(crate) fn illegal(family: &str, config: &str, reason: impl Into<String>) -> 
 /// Workgroups per dispatch dimension that every WebGPU device allows.
 pub const MAX_GROUPS_PER_DIM: u32 = 65535;
 
+/// Workgroup counts for `groups` workgroups spread over x and y within the limit (none for 0;
+/// counts past 2^32 are clamped).
+pub(crate) fn groups_dispatch(groups: u64) -> [u32; 3] {
+    if groups == 0 {
+        return [0, 1, 1];
+    }
+    crate::spec::dispatch_2d(groups.min(u32::MAX as u64) as u32, MAX_GROUPS_PER_DIM)
+}
+
+/// Rejects configs that need `shared` bytes of workgroup memory, more than the device has;
+/// `what` says what needs them ("K and V tiles need").
+pub(crate) fn check_shared(
+    family: &str,
+    config: &str,
+    profile: &DeviceProfile,
+    shared: u64,
+    what: &str,
+) -> Result<(), JitError> {
+    let limit = profile.limits.max_compute_workgroup_storage_size as u64;
+    if shared > limit {
+        return Err(illegal(
+            family,
+            config,
+            format!("{what} {shared} bytes of workgroup memory, above {limit}"),
+        ));
+    }
+    Ok(())
+}
+
 /// Number of workgroups for `n` invocations of `wg`, spread over x and y within the limit.
 pub(crate) fn linear_dispatch(n: u64, wg: u32) -> [u32; 3] {
     crate::spec::dispatch_2d(crate::spec::div_ceil(n, wg as u64), MAX_GROUPS_PER_DIM)

@@ -148,14 +148,18 @@ impl KernelSpec for RowwiseSpec {
         } else {
             ("f32", "lanes_f32")
         };
-        let extra = match self.op {
+        let mut extra = match self.op {
             RowOp::RmsNorm => section(f, ROWWISE, "rmsnorm_decl")?,
             RowOp::LayerNorm => section(f, ROWWISE, "layernorm_decl")?,
             RowOp::RmsNormAdd => section(f, ROWWISE, "rmsnorm_add_decl")?,
             RowOp::RmsNormAddNorm => section(f, ROWWISE, "rmsnorm_add_norm_decl")?,
             RowOp::AddNorm => section(f, ROWWISE, "add_norm_decl")?,
             RowOp::Softmax | RowOp::L2Normalize => "",
-        };
+        }
+        .to_string();
+        if self.op.two_outputs() {
+            extra.push_str(section(f, ROWWISE, "next_norm")?);
+        }
         let r = "reduce.wgsl";
         let (reduce, builtins, sg_init) = if cfg.subgroup {
             (
@@ -178,7 +182,7 @@ impl KernelSpec for RowwiseSpec {
                 ("PARAMS", RowParams::wgsl_decl()),
                 ("T", t.into()),
                 ("WG", cfg.wg.to_string()),
-                ("EXTRA_DECL", extra.into()),
+                ("EXTRA_DECL", extra),
                 ("OUT_BINDING", (1 + self.op.inputs()).to_string()),
                 ("LANES", section(f, ROWWISE, lanes)?.into()),
                 ("REDUCE", reduce),
