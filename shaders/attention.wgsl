@@ -104,6 +104,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
                 continue;
             }
             let qp = row + p.q_pos0;
+            // Logits of row r: keys past the tile's end or outside its mask are NEG.
             for (var j = 0u; j < BK; j++) {
                 let key = t0 + j;
                 let ok = key < kv_end && allowed(qp, key);
