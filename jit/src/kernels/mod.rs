@@ -7,7 +7,6 @@ pub mod block_sparse;
 pub mod elementwise;
 pub mod embedding;
 pub mod matmul;
-mod matmul_render;
 pub mod neighborhood;
 pub mod pool;
 pub mod probe;

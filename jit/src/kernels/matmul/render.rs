@@ -1,10 +1,11 @@
-//! Rendering of `MatmulSpec`: the forms of matmul.wgsl, their statements unrolled over the
-//! per-invocation tile from matmul_unrolled.wgsl (so accumulators stay in registers on every
-//! compiler), and the epilogue of matmul_epilogue.wgsl. All WGSL text lives in those files;
-//! this module picks sections and fills in numbers.
+//! Rendering of `MatmulSpec` (a child module of `matmul`, which only calls `render_form`):
+//! the forms of matmul.wgsl, their statements unrolled over the per-invocation tile from
+//! matmul_unrolled.wgsl (so accumulators stay in registers on every compiler), and the
+//! epilogue of matmul_epilogue.wgsl. All WGSL text lives in those files; this module picks
+//! sections and fills in numbers.
 
+use super::{MatmulConfig, MatmulForm, MatmulParams, MatmulSpec};
 use crate::error::JitError;
-use crate::kernels::matmul::{MatmulConfig, MatmulForm, MatmulParams, MatmulSpec};
 use crate::render::{render, section};
 use crate::shaders::{ELEMENTWISE, MATMUL, MATMUL_EPILOGUE, MATMUL_UNROLLED};
 use crate::spec::{KernelSpec, UniformStruct};
