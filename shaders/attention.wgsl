@@ -1,20 +1,11 @@
 //! section prefill
 // {{KEY}}
 // Fused prefill attention (FlashAttention-style online softmax, no score matrix in memory).
-// One workgroup owns BQ = (WG / TPR) * R query rows of one (batch, head). TPR invocations share
-// a query row, each keeping R rows' query and output accumulators for its D4 / TPR interleaved
-// vec4 columns in registers (TPR > 1 trades a workgroup-memory exchange of partial dots for
-// fewer registers on large heads). K and V tiles of BK keys are staged in workgroup memory.
+// One workgroup owns BQ query rows of one (batch, head), as laid out in attention_tile.wgsl.
 // The KV loop only covers the keys some row of the tile may see: [first key of the window,
 // last causal key], so sliding windows cost O(window), not O(history).
 {{PARAMS}}
-const D4: u32 = {{D4}}u;   // head_dim / 4
-const WG: u32 = {{WG}}u;
-const R: u32 = {{R}}u;     // query rows per invocation
-const TPR: u32 = {{TPR}}u; // invocations per query row
-const DP: u32 = D4 / TPR;  // vec4 columns per invocation
-const BQ: u32 = WG / TPR * R; // query rows per workgroup
-const BK: u32 = {{BK}}u;   // keys per tile
+{{TILE_DECLS}}
 // Finite "minus infinity": keeps exp(m_old - m_new) well defined before the first key.
 const NEG: f32 = -3.0e38;
 
@@ -25,11 +16,7 @@ const NEG: f32 = -3.0e38;
 @group(0) @binding(4) var<storage, read> kv_lens: array<u32>;        // [batch] valid keys per batch
 @group(0) @binding(5) var<storage, read_write> out: array<vec4<f32>>; // [batch, seq_q, n_heads, d]
 
-var<workgroup> kt: array<vec4<f32>, BK * D4>;  // [BK, d] keys of the current tile
-var<workgroup> vt: array<vec4<f32>, BK * D4>;  // [BK, d] values of the current tile
 var<workgroup> wg_kv_len: u32;
-// [R * BK, WG] partial dots exchanged between the TPR invocations of a row (1 float if TPR = 1).
-var<workgroup> sp: array<f32, {{SP}}>;
 
 // Whether the query at absolute position `qp` may attend key `j` (the tile loop bounds already
 // apply the padding length and the workgroup-wide causal/window limits).
@@ -93,24 +80,13 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         kv_begin = first_pos + 1u - p.window;
     }
 
-    let rl = lid / TPR;        // query row of this invocation within each R block
-    let part = lid % TPR;      // owns vec4 columns c * TPR + part
-    var qr: array<vec4<f32>, R * DP>;
-    var acc: array<vec4<f32>, R * DP>;
-    var m: array<f32, R>;
-    var l: array<f32, R>;
+{{ROW_STATE}}
     for (var r = 0u; r < R; r++) {
-        let row = q0 + rl + r * (WG / TPR);
+        let row = q0 + rl + r * RW;
         let base = ((b * p.seq_q + min(row, p.seq_q - 1u)) * p.n_heads + h) * D4 + part;
-        for (var c = 0u; c < DP; c++) {
-            qr[r * DP + c] = q[base + c * TPR];
-            acc[r * DP + c] = vec4<f32>(0.0);
-        }
-        m[r] = NEG;
-        l[r] = 0.0;
+{{ROW_INIT}}
     }
 
-    var s: array<f32, R * BK>;
     for (var t0 = kv_begin; t0 < kv_end; t0 += BK) {
         workgroupBarrier();
         for (var i = lid; i < BK * D4; i += WG) {
@@ -123,78 +99,28 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         workgroupBarrier();
 {{TILE_SCORES}}
         for (var r = 0u; r < R; r++) {
-            let row = q0 + rl + r * (WG / TPR);
+            let row = q0 + rl + r * RW;
             if (row >= p.seq_q) {
                 continue;
             }
             let qp = row + p.q_pos0;
-            var mt = m[r];
+            // Logits of row r: keys past the tile's end or outside its mask are NEG.
             for (var j = 0u; j < BK; j++) {
                 let key = t0 + j;
                 let ok = key < kv_end && allowed(qp, key);
-                let sj = select(NEG, logit(s[r * BK + j]), ok);
-                s[r * BK + j] = sj;
-                mt = max(mt, sj);
+                s[r * BK + j] = select(NEG, logit(s[r * BK + j]), ok);
             }
-            let alpha = exp(m[r] - mt);
-            m[r] = mt;
-            var lsum = l[r] * alpha;
-            for (var c = 0u; c < DP; c++) {
-                acc[r * DP + c] *= alpha;
-            }
-            for (var j = 0u; j < BK; j++) {
-                // Masked keys hold NEG and give exactly 0 (NEG - mt underflows unless mt is NEG too).
-                let sj = s[r * BK + j];
-                let pj = select(0.0, exp(sj - mt), sj > NEG);
-                lsum += pj;
-                for (var c = 0u; c < DP; c++) {
-                    acc[r * DP + c] = fma(vec4<f32>(pj), vt[j * D4 + c * TPR + part], acc[r * DP + c]);
-                }
-            }
-            l[r] = lsum;
+{{ONLINE_SOFTMAX}}
         }
     }
 
     for (var r = 0u; r < R; r++) {
-        let row = q0 + rl + r * (WG / TPR);
+        let row = q0 + rl + r * RW;
         if (row >= p.seq_q || b >= p.batch) {
             continue;
         }
-        // A row with no visible key (padding length 0) outputs zeros, not NaN.
-        let inv = select(0.0, 1.0 / l[r], l[r] > 0.0);
+        // A row with no visible key (padding length 0) outputs zeros.
         let base = ((b * p.seq_q + row) * p.n_heads + h) * D4 + part;
-        for (var c = 0u; c < DP; c++) {
-            out[base + c * TPR] = acc[r * DP + c] * inv;
-        }
+{{ROW_OUT}}
     }
 }
-
-//! section tile_scores
-// Scores of the staged K tile for this invocation's R query rows: s[r * BK + j] = q_r . k_j
-// (with TPR > 1 each invocation holds head_dim / TPR columns and the partial dots meet in sp).
-        for (var r = 0u; r < R; r++) {
-            for (var j = 0u; j < BK; j++) {
-                var d = vec4<f32>(0.0);
-                for (var c = 0u; c < DP; c++) {
-                    d = fma(qr[r * DP + c], kt[j * D4 + c * TPR + part], d);
-                }
-                let dsum = d.x + d.y + d.z + d.w;
-                if (TPR == 1u) {
-                    s[r * BK + j] = dsum;
-                } else {
-                    sp[(r * BK + j) * WG + lid] = dsum;
-                }
-            }
-        }
-        if (TPR > 1u) {
-            workgroupBarrier();
-            for (var i = 0u; i < R * BK; i++) {
-                var t = 0.0;
-                for (var u = 0u; u < TPR; u++) {
-                    t += sp[i * WG + rl * TPR + u];
-                }
-                s[i] = t;
-            }
-            // The next tile's partials may only be written once every row has read these.
-            workgroupBarrier();
-        }

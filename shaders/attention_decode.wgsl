@@ -15,7 +15,7 @@ const G: u32 = WG / D4;    // key groups in the V phase
 const TPK: u32 = {{TPK}}u; // invocations per key in the score phase
 const KPB: u32 = WG / TPK; // keys per block
 const NEG: f32 = -3.0e38;
-alias KV = {{KV_T}};
+{{KV}}
 
 @group(0) @binding(0) var<uniform> p: DecodeParams;
 @group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;              // [batch, n_heads, d]
@@ -29,10 +29,6 @@ var<workgroup> dots: array<f32, WG>;          // per-invocation parts of those l
 var<workgroup> red_m: array<f32, WG>;
 var<workgroup> red_l: array<f32, WG>;
 var<workgroup> red_acc: array<vec4<f32>, WG>;
-
-fn load(x: KV) -> vec4<f32> {
-{{LOAD}}
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
@@ -143,14 +139,25 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         // the result itself (an empty cache gives zeros, not NaN).
         out[bh * D4 + lid] = aa * select(0.0, 1.0 / ll, ll > 0.0);
 
-//! section load_f32
+//! section kv_f32
+// KV cache elements: a vec4 of the cache as stored (f32), loaded and stored as vec4<f32>.
+alias KV = vec4<f32>;
+fn load(x: KV) -> vec4<f32> {
     return x;
-//! section load_f16
+}
+fn store(x: vec4<f32>) -> KV {
+    return x;
+}
+//! section kv_f16
+// KV cache elements: a vec4 of the cache as stored (4 f16 in 2 u32), loaded and stored as
+// vec4<f32>.
+alias KV = vec2<u32>;
+fn load(x: KV) -> vec4<f32> {
     return vec4<f32>(unpack2x16float(x.x), unpack2x16float(x.y));
-//! section store_f32
-    return x;
-//! section store_f16
+}
+fn store(x: vec4<f32>) -> KV {
     return vec2<u32>(pack2x16float(x.xy), pack2x16float(x.zw));
+}
 //! section decode_reduce
 // {{KEY}}
 // Decode attention, pass 2 of 2: merges the splits' partial softmax states of one (batch, head).
@@ -167,26 +174,9 @@ const NEG: f32 = -3.0e38;
 @group(0) @binding(2) var<storage, read> part_acc: array<vec4<f32>>;  // [batch, n_heads, n_split, d]
 @group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>; // [batch, n_heads, d]
 
-var<workgroup> red: array<f32, WG>;
 var<workgroup> wts: array<f32, MAXS>;         // [n_split] exp(m_s - max)
 
-fn reduce(v: f32, lid: u32, is_max: bool) -> f32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            if (is_max) {
-                red[lid] = max(red[lid], red[lid + s]);
-            } else {
-                red[lid] = red[lid] + red[lid + s];
-            }
-        }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
+{{REDUCE}}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
@@ -200,7 +190,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     for (var s = lid; s < p.n_split; s += WG) {
         m_part = max(m_part, part_ml[first + s].x);
     }
-    let mm = reduce(m_part, lid, true);
+    let mm = reduce_max(m_part, lid);
     var l_part = 0.0;
     for (var s = lid; s < p.n_split; s += WG) {
         let ml = part_ml[first + s];
@@ -210,7 +200,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         }
         l_part += ml.y * w;
     }
-    let ll = reduce(l_part, lid, false);
+    let ll = reduce_sum(l_part, lid);
     // An empty cache (kv_len 0) outputs zeros, not NaN.
     let inv = select(0.0, 1.0 / ll, ll > 0.0);
     let cached = min(p.n_split, MAXS);
@@ -233,17 +223,13 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 // skipped (`first`), so no two invocations write the same slot.
 {{PARAMS}}
 const WG: u32 = {{WG}}u;
-alias KV = {{KV_T}};
+{{KV}}
 
 @group(0) @binding(0) var<uniform> p: AppendParams;
 @group(0) @binding(1) var<storage, read> k_new: array<vec4<f32>>;  // [batch, n_new, n_kv_heads, d]
 @group(0) @binding(2) var<storage, read> v_new: array<vec4<f32>>;  // [batch, n_new, n_kv_heads, d]
 @group(0) @binding(3) var<storage, read_write> kc: array<KV>;      // [batch, capacity, n_kv_heads, d]
 @group(0) @binding(4) var<storage, read_write> vc: array<KV>;      // [batch, capacity, n_kv_heads, d]
-
-fn store(x: vec4<f32>) -> KV {
-{{STORE}}
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

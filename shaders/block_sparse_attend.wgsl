@@ -1,20 +1,13 @@
 //! section attend
 // {{KEY}}
 // Fused attention over the selected key blocks only (online softmax, no score matrix). One
-// workgroup owns BQ = WG / TPR * R queries of one query block of one (batch, head); TPR
-// invocations share a query row, each keeping R rows' query and accumulator for its D4 / TPR
-// interleaved vec4 columns in registers. The workgroup visits the union of the
-// blocks its rows selected, staging K/V tiles of BK keys of each block in workgroup memory;
-// a row masks the blocks it did not select itself (and, if causal, keys after it).
+// workgroup owns BQ queries of one query block of one (batch, head), as laid out in
+// attention_tile.wgsl. The workgroup visits the union of the blocks its rows selected,
+// staging K/V tiles of BK keys of each block in workgroup memory; a row masks the blocks it
+// did not select itself (and, if causal, keys after it).
 // Appended to the `common` section of block_sparse.wgsl.
-const D4: u32 = {{D4}}u;   // head_dim / 4
-const WG: u32 = {{WG}}u;
-const R: u32 = {{R}}u;     // query rows per invocation
-const TPR: u32 = {{TPR}}u; // invocations per query row
-const DP: u32 = D4 / TPR;  // vec4 columns per invocation
-const RW: u32 = WG / TPR;  // rows per R block
-const BQ: u32 = RW * R;    // query rows per workgroup
-const BK: u32 = {{BK}}u;   // keys per tile
+{{TILE_DECLS}}
+{{BS_TILE_DECLS}}
 const MAXW: u32 = {{MAXW}}u; // mask words per row at most (blocks / 32)
 
 @group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;         // [batch, seq, n_heads, d]
@@ -24,15 +17,8 @@ const MAXW: u32 = {{MAXW}}u; // mask words per row at most (blocks / 32)
 @group(0) @binding(4) var<storage, read> bits: array<u32>;
 @group(0) @binding(5) var<storage, read_write> out: array<vec4<f32>>; // [batch, seq, n_heads, d]
 
-var<workgroup> kt: array<vec4<f32>, BK * D4>;  // [BK, d] keys of the current tile
-var<workgroup> vt: array<vec4<f32>, BK * D4>;  // [BK, d] values of the current tile
-var<workgroup> ktok: array<u32, BK>;           // [BK] token index of each staged key
 var<workgroup> wg_union: array<atomic<u32>, MAXW>; // [words] blocks selected by any row
 var<workgroup> wg_words: array<u32, MAXW>;     // [words] the same, readable uniformly
-// [R * BK, WG] partial dots exchanged between the TPR invocations of a row (1 float if TPR = 1).
-var<workgroup> sp: array<f32, {{SP}}>;
-var<workgroup> wg_maxq: atomic<u32>;           // latest query token of the workgroup
-var<workgroup> wg_last: u32;                   // the same, readable uniformly
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
@@ -56,12 +42,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         return;
     }
 
-    let rl = lid / TPR;   // query row of this invocation within each R block
-    let part = lid % TPR; // owns vec4 columns c * TPR + part
-    var qr: array<vec4<f32>, R * DP>;
-    var acc: array<vec4<f32>, R * DP>;
-    var m: array<f32, R>;
-    var l: array<f32, R>;
+{{ROW_STATE}}
     var qtok: array<u32, R>;
     var mrow: array<u32, R>; // first mask word of each row
     var live: array<bool, R>;
@@ -73,12 +54,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         let row = select(qb, t, p.per_query != 0u);
         mrow[r] = (bh * p.bits_bh * p.rows + row) * p.words;
         let base = ((b * p.seq + t) * p.n_heads + h) * D4 + part;
-        for (var c = 0u; c < DP; c++) {
-            qr[r * DP + c] = q[base + c * TPR];
-            acc[r * DP + c] = vec4<f32>(0.0);
-        }
-        m[r] = NEG;
-        l[r] = 0.0;
+{{ROW_INIT}}
     }
 
     if (lid < p.words) {
@@ -108,7 +84,6 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     }
     let last_q = workgroupUniformLoad(&wg_last);
 
-    var s: array<f32, R * BK>;
     var sel: array<bool, R>;
     let one_d = p.grid_t * p.grid_h == 1u;
     for (var w = 0u; w < p.words; w++) {
@@ -125,63 +100,15 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
             // masked (box elements come in increasing token order).
             for (var t0 = 0u; t0 < n && (p.causal == 0u || block_token(kb, t0) <= last_q);
                  t0 += BK) {
-                workgroupBarrier();
-                // 2-D / 3-D boxes: each key's token once per key (the box geometry costs divisions),
-                // at the price of a barrier; 1-D blocks are runs of tokens, computed in place.
-                if (!one_d) {
-                    for (var j = lid; j < BK; j += WG) {
-                        ktok[j] = select(0xffffffffu, block_token(kb, t0 + j), t0 + j < n);
-                    }
-                    workgroupBarrier();
-                }
-                for (var i = lid; i < BK * D4; i += WG) {
-                    var tk: u32;
-                    if (one_d) {
-                        let j = t0 + i / D4;
-                        tk = select(0xffffffffu, kb * p.box_w + j, j < n);
-                        if (i % D4 == 0u) {
-                            ktok[i / D4] = tk;
-                        }
-                    } else {
-                        tk = ktok[i / D4];
-                    }
-                    let ok = tk != 0xffffffffu;
-                    let src = ((b * p.seq + select(0u, tk, ok)) * p.n_kv_heads + kvh) * D4 + i % D4;
-                    kt[i] = select(vec4<f32>(0.0), k[src], ok);
-                    vt[i] = select(vec4<f32>(0.0), v[src], ok);
-                }
-                workgroupBarrier();
+{{STAGE_KEYS}}
                 // Every row takes part in the exchange; unselected rows drop the result.
 {{TILE_SCORES}}
                 for (var r = 0u; r < R; r++) {
                     if (!sel[r]) {
                         continue;
                     }
-                    var mt = m[r];
-                    for (var j = 0u; j < BK; j++) {
-                        let tk = ktok[j];
-                        let ok = tk != 0xffffffffu && (p.causal == 0u || tk <= qtok[r]);
-                        let sj = select(NEG, s[r * BK + j] * p.scale, ok);
-                        s[r * BK + j] = sj;
-                        mt = max(mt, sj);
-                    }
-                    let alpha = exp(m[r] - mt);
-                    m[r] = mt;
-                    var lsum = l[r] * alpha;
-                    for (var c = 0u; c < DP; c++) {
-                        acc[r * DP + c] *= alpha;
-                    }
-                    for (var j = 0u; j < BK; j++) {
-                        // Masked keys hold NEG and add exactly 0.
-                        let sj = s[r * BK + j];
-                        let pj = select(0.0, exp(sj - mt), sj > NEG);
-                        lsum += pj;
-                        for (var c = 0u; c < DP; c++) {
-                            acc[r * DP + c] =
-                                fma(vec4<f32>(pj), vt[j * D4 + c * TPR + part], acc[r * DP + c]);
-                        }
-                    }
-                    l[r] = lsum;
+{{MASK_KEYS}}
+{{ONLINE_SOFTMAX}}
                 }
             }
         }
@@ -192,10 +119,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
             continue;
         }
         // A row that sees no key (a static mask without its own block, under causal) is zero.
-        let inv = select(0.0, 1.0 / l[r], l[r] > 0.0);
         let base = ((b * p.seq + qtok[r]) * p.n_heads + h) * D4 + part;
-        for (var c = 0u; c < DP; c++) {
-            out[base + c * TPR] = acc[r * DP + c] * inv;
-        }
+{{ROW_OUT}}
     }
 }

@@ -29,6 +29,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     out[idx] = table[(id - p.row_lo) * p.dim + d] * p.scale{{ADD}};
 }
 
+//! section add_decl
+@group(0) @binding(4) var<storage, read> add: array<T>;      // [>= add_rows, dim]
+//! section add
+ + add[(t % p.add_rows) * p.dim + d]
+
 //! section quantized
 // {{KEY}}
 // Embedding gather from one row segment of a quantized table (repacked GGUF blocks), with the

@@ -5,15 +5,8 @@
 // registers, with rows ty + i * WG_Y and columns tx + j * WG_X (in units of V) so that
 // neighbouring invocations read neighbouring workgroup-memory words. K advances BK at a time
 // through workgroup-memory tiles stored k-major (As[k][m], Bs[k][n]).
-{{PARAMS}}
+{{HEAD}}
 alias VT = {{VT}};   // workgroup-memory and accumulator vector type (V lanes)
-alias LT = {{LT}};   // global load type (LV lanes)
-
-@group(0) @binding(0) var<uniform> p: MatmulParams;
-@group(0) @binding(1) var<storage, read> a: array<LT>;        // [batch, M, K]
-@group(0) @binding(2) var<storage, read> b: array<LT>;        // [batch, K, N] or [batch, N, K]
-@group(0) @binding(3) var<storage, read_write> c: array<f32>; // [batch, M, N]
-{{EPILOGUE}}
 const BM: u32 = {{BM}}u;
 const BN: u32 = {{BN}}u;
 const BK: u32 = {{BK}}u;
@@ -57,15 +50,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 // rows of A by TN rows of B straight from global memory, TM x TN dot products over K, with
 // no workgroup memory and no barrier. For CPU adapters, where every barrier switches the
 // context of each invocation, and for the few rows of an encoder at small batch. Rows and
-// columns past the edge read the last one (clamped) and are not stored.
-{{PARAMS}}
-alias LT = {{LT}};   // global load and accumulator type (LV lanes along K)
-
-@group(0) @binding(0) var<uniform> p: MatmulParams;
-@group(0) @binding(1) var<storage, read> a: array<LT>;        // [batch, M, K]
-@group(0) @binding(2) var<storage, read> b: array<LT>;        // [batch, N, K]
-@group(0) @binding(3) var<storage, read_write> c: array<f32>; // [batch, M, N]
-{{EPILOGUE}}
+// columns past the edge read the last one (clamped) and are not stored. LT is also the
+// accumulator type.
+{{HEAD}}
 const TM: u32 = {{TM}}u;
 const TN: u32 = {{TN}}u;
 const LV: u32 = {{LV}}u;
@@ -101,15 +88,8 @@ fn main(
 // products, and add them up in workgroup memory by halving (log2 WG barriers at the end,
 // none in the K loop). Many workgroups with short K walks instead of a few with long ones:
 // for the handful of rows of an encoder at batch 1 on a GPU. Rows and columns past the edge
-// read the last one (clamped) and are not stored.
-{{PARAMS}}
-alias LT = {{LT}};   // global load and accumulator type (LV lanes along K)
-
-@group(0) @binding(0) var<uniform> p: MatmulParams;
-@group(0) @binding(1) var<storage, read> a: array<LT>;        // [batch, M, K]
-@group(0) @binding(2) var<storage, read> b: array<LT>;        // [batch, N, K]
-@group(0) @binding(3) var<storage, read_write> c: array<f32>; // [batch, M, N]
-{{EPILOGUE}}
+// read the last one (clamped) and are not stored. LT is also the accumulator type.
+{{HEAD}}
 const TM: u32 = {{TM}}u;
 const TN: u32 = {{TN}}u;
 const LV: u32 = {{LV}}u;
@@ -148,4 +128,29 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
             put(c_base + r * p.n + cc, r, cc, part[lid * WG]);
         }
     }
+}
+
+//! section head
+// A: [batch, M, K]; B: [batch, K, N] or, transposed, [batch, N, K]; C: [batch, M, N].
+{{PARAMS}}
+alias LT = {{LT}};   // global load type (LV lanes along K, or along N for plain B)
+{{LANES}}
+@group(0) @binding(0) var<uniform> p: MatmulParams;
+@group(0) @binding(1) var<storage, read> a: array<LT>;
+@group(0) @binding(2) var<storage, read> b: array<LT>;
+@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+{{EPILOGUE}}
+//! section lanes_1
+fn lane_sum(v: LT) -> f32 {
+    return v;
+}
+fn first_lane(v: LT) -> f32 {
+    return v;
+}
+//! section lanes_4
+fn lane_sum(v: LT) -> f32 {
+    return dot(v, vec4<f32>(1.0));
+}
+fn first_lane(v: LT) -> f32 {
+    return v.x;
 }

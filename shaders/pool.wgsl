@@ -2,14 +2,7 @@
 // {{KEY}}
 // Mean pooling over the first lens[b] tokens of each sequence (padding excluded), as
 // sentence-transformers' mean pooling does. One invocation per (batch, dim element).
-{{PARAMS}}
-alias T = {{T}};
-
-@group(0) @binding(0) var<uniform> p: PoolParams;
-@group(0) @binding(1) var<storage, read> x: array<T>;          // [batch, seq, dim]
-@group(0) @binding(2) var<storage, read> lens: array<u32>;     // [batch]
-@group(0) @binding(3) var<storage, read_write> out: array<T>;  // [batch, dim]
-
+{{HEAD}}
 override WG: u32 = 64u;
 
 @compute @workgroup_size(WG)
@@ -36,13 +29,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 // passes over it), then all add those rows normalized. With L2, the mean is then divided by
 // its Euclidean length (at least l2_eps). An encoder's last LayerNorm, its pooling and the
 // final normalization of a sentence embedding in one dispatch.
-{{PARAMS}}
-alias T = {{T}};
-
-@group(0) @binding(0) var<uniform> p: PoolParams;
-@group(0) @binding(1) var<storage, read> x: array<T>;          // [batch, seq, dim]
-@group(0) @binding(2) var<storage, read> lens: array<u32>;     // [batch]
-@group(0) @binding(3) var<storage, read_write> out: array<T>;  // [batch, dim]
+{{HEAD}}
 {{NORM_DECL}}
 const WG: u32 = {{WG}}u;
 const COLS: u32 = {{COLS}}u;
@@ -50,12 +37,10 @@ const NORM: bool = {{NORM}};
 const L2: bool = {{L2}};
 
 var<workgroup> stat: array<vec2<f32>, WG>; // mean, 1 / std of rows t0 .. t0 + WG
-var<workgroup> red: array<f32, WG>;
 var<workgroup> len_s: u32;
 
-fn hsum(v: T) -> f32 {
-    return {{HSUM}};
-}
+{{HSUM}}
+{{REDUCE}}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>) {
@@ -109,15 +94,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     }
     var scale = 1.0;
     if (L2) {
-        red[lid] = ss;
-        workgroupBarrier();
-        for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-            if (lid < s) {
-                red[lid] += red[lid + s];
-            }
-            workgroupBarrier();
-        }
-        scale = 1.0 / max(sqrt(red[0]), p.l2_eps);
+        scale = 1.0 / max(sqrt(reduce_sum(ss, lid)), p.l2_eps);
     }
     for (var c = 0u; c < COLS; c++) {
         let d = lid + c * WG;
@@ -125,4 +102,26 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
             out[b * p.dim + d] = acc[c] * scale;
         }
     }
+}
+
+//! section head
+{{PARAMS}}
+alias T = {{T}};
+
+@group(0) @binding(0) var<uniform> p: PoolParams;
+@group(0) @binding(1) var<storage, read> x: array<T>;          // [batch, seq, dim]
+@group(0) @binding(2) var<storage, read> lens: array<u32>;     // [batch]
+@group(0) @binding(3) var<storage, read_write> out: array<T>;  // [batch, dim]
+//! section norm_decl
+@group(0) @binding(4) var<storage, read> ln_g: array<T>;       // [dim]
+@group(0) @binding(5) var<storage, read> ln_b: array<T>;       // [dim]
+//! section norm_apply
+                    v = (v - T(stat[j].x)) * stat[j].y * ln_g[d] + ln_b[d];
+//! section hsum_f32
+fn hsum(v: T) -> f32 {
+    return v;
+}
+//! section hsum_vec4
+fn hsum(v: T) -> f32 {
+    return dot(v, vec4<f32>(1.0));
 }

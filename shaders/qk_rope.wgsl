@@ -10,7 +10,7 @@ const HD: u32 = {{HD}}u;     // head dim
 const HQ: u32 = {{HQ}}u;     // query heads
 const HK: u32 = {{HK}}u;     // key/value heads
 const HALF_ROT: u32 = {{HALF_ROT}}u;
-alias KV = {{KV_T}};
+{{KV}}
 
 @group(0) @binding(0) var<uniform> p: QkRopeParams;
 // q, k and v start at p.q_off, p.k_off, p.v_off (elements): one packed [q | k | v] row of a
@@ -24,24 +24,9 @@ alias KV = {{KV_T}};
 @group(0) @binding({{B_KC}}) var<storage, read_write> kc: array<KV>;        // [capacity, HK, HD / 4]
 @group(0) @binding({{B_VC}}) var<storage, read_write> vc: array<KV>;        // [capacity, HK, HD / 4]
 
-var<workgroup> red: array<f32, WG>;
 var<workgroup> row: array<f32, HD>;
 
-fn store(x: vec4<f32>) -> KV {
-{{STORE}}
-}
-
-fn reduce_sum(v: f32, lid: u32) -> f32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-        if (lid < s) {
-            red[lid] = red[lid] + red[lid + s];
-        }
-        workgroupBarrier();
-    }
-    return red[0];
-}
+{{REDUCE}}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,

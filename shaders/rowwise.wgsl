@@ -10,10 +10,22 @@ const WG: u32 = {{WG}}u;
 {{EXTRA_DECL}}
 @group(0) @binding({{OUT_BINDING}}) var<storage, read_write> out: array<T>; // [rows, cols]
 
+{{LANES}}
 {{REDUCE}}
+// This invocation's part of the sum of squares of the row of x at `base`.
+fn sum_squares(base: u32, lid: u32) -> f32 {
+    var ss = 0.0;
+    for (var i = lid; i < p.cols; i += WG) {
+        let v = x[base + i];
+        ss += hsum(v * v);
+    }
+    return ss;
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>,
-        @builtin(num_workgroups) nwg: vec3<u32>{{EXTRA_BUILTINS}}) {
+        @builtin(num_workgroups) nwg: vec3<u32>,
+{{EXTRA_BUILTINS}}) {
 {{SG_INIT}}
     let row = wid.x + wid.y * nwg.x;
     if (row >= p.rows) {
@@ -28,11 +40,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 @group(0) @binding(2) var<storage, read> w: array<T>;        // [cols]
 
 //! section rmsnorm
-    var ss = 0.0;
-    for (var i = lid; i < p.cols; i += WG) {
-        let v = x[base + i];
-        ss += hsum(v * v);
-    }
+    let ss = sum_squares(base, lid);
     let inv = inverseSqrt(reduce_sum(ss, lid) / f32(p.n) + p.eps);
     for (var i = lid; i < p.cols; i += WG) {
         out[base + i] = x[base + i] * inv * (w[i] + p.w_offset);
@@ -43,11 +51,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 @group(0) @binding(3) var<storage, read> res: array<T>;      // [rows, cols] residual
 
 //! section rmsnorm_add
-    var ss = 0.0;
-    for (var i = lid; i < p.cols; i += WG) {
-        let v = x[base + i];
-        ss += hsum(v * v);
-    }
+    let ss = sum_squares(base, lid);
     let inv = inverseSqrt(reduce_sum(ss, lid) / f32(p.n) + p.eps);
     for (var i = lid; i < p.cols; i += WG) {
         out[base + i] = res[base + i] + x[base + i] * inv * (w[i] + p.w_offset);
@@ -62,11 +66,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 //! section rmsnorm_add_norm
     // out = res + rmsnorm(x) * w (the residual stream), out2 = rmsnorm(out) * w2 (the next
     // block's input): a post-norm, its residual add and the following pre-norm in one pass.
-    var ss = 0.0;
-    for (var i = lid; i < p.cols; i += WG) {
-        let v = x[base + i];
-        ss += hsum(v * v);
-    }
+    let ss = sum_squares(base, lid);
     let inv = inverseSqrt(reduce_sum(ss, lid) / f32(p.n) + p.eps);
     var ss2 = 0.0;
     for (var i = lid; i < p.cols; i += WG) {
@@ -74,10 +74,17 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         out[base + i] = y;
         ss2 += hsum(y * y);
     }
-    let inv2 = inverseSqrt(reduce_sum(ss2, lid) / f32(p.n) + p.eps);
+    next_norm(base, lid, ss2);
+
+//! section next_norm
+// out2 = rmsnorm(out) * (w2 + w_offset) for the row at `base`, from this invocation's part
+// `ss` of out's sum of squares (the two-output ops).
+fn next_norm(base: u32, lid: u32, ss: f32) {
+    let inv = inverseSqrt(reduce_sum(ss, lid) / f32(p.n) + p.eps);
     for (var i = lid; i < p.cols; i += WG) {
-        out2[base + i] = out[base + i] * inv2 * (w2[i] + p.w_offset);
+        out2[base + i] = out[base + i] * inv * (w2[i] + p.w_offset);
     }
+}
 
 //! section add_norm_decl
 @group(0) @binding(2) var<storage, read> res: array<T>;      // [rows, cols] residual
@@ -92,10 +99,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         out[base + i] = y;
         ss += hsum(y * y);
     }
-    let inv = inverseSqrt(reduce_sum(ss, lid) / f32(p.n) + p.eps);
-    for (var i = lid; i < p.cols; i += WG) {
-        out2[base + i] = out[base + i] * inv * (w2[i] + p.w_offset);
-    }
+    next_norm(base, lid, ss);
 
 //! section layernorm_decl
 @group(0) @binding(2) var<storage, read> w: array<T>;        // [cols]
@@ -133,97 +137,27 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
     }
 
 //! section l2norm
-    var ss = 0.0;
-    for (var i = lid; i < p.cols; i += WG) {
-        let v = x[base + i];
-        ss += hsum(v * v);
-    }
+    let ss = sum_squares(base, lid);
     let inv = 1.0 / max(sqrt(reduce_sum(ss, lid)), p.eps);
     for (var i = lid; i < p.cols; i += WG) {
         out[base + i] = x[base + i] * inv;
     }
 
-//! section reduce_workgroup
-var<workgroup> red: array<f32, WG>;
-
+//! section lanes_f32
+// Sum and max of the lanes of a T.
 fn hsum(v: T) -> f32 {
-    {{HSUM}}
+    return v;
 }
 
 fn hmax(v: T) -> f32 {
-    {{HMAX}}
+    return v;
 }
-
-// Tree reductions in workgroup memory (log2(WG) barriers).
-fn reduce_sum(v: f32, lid: u32) -> f32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-        if (lid < s) {
-            red[lid] = red[lid] + red[lid + s];
-        }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
-
-fn reduce_max(v: f32, lid: u32) -> f32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-        if (lid < s) {
-            red[lid] = max(red[lid], red[lid + s]);
-        }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
-
-//! section reduce_subgroup
-// Subgroup reductions: subgroupAdd / subgroupMax, then one workgroup-memory pass over the
-// subgroups' results (two barriers per reduction).
-const MAX_SG: u32 = {{MAX_SG}}u; // most subgroups a workgroup can hold (WG / 4)
-var<workgroup> red: array<f32, MAX_SG>;
-var<private> sg_lane_p: u32;
-var<private> sg_id_p: u32;
-var<private> n_sg_p: u32;
-
+//! section lanes_vec4
+// Sum and max of the lanes of a T.
 fn hsum(v: T) -> f32 {
-    {{HSUM}}
+    return v.x + v.y + v.z + v.w;
 }
 
 fn hmax(v: T) -> f32 {
-    {{HMAX}}
-}
-
-fn reduce_sum(v: f32, lid: u32) -> f32 {
-    let s = subgroupAdd(v);
-    if (sg_lane_p == 0u) {
-        red[sg_id_p] = s;
-    }
-    workgroupBarrier();
-    var r = 0.0;
-    for (var g = 0u; g < n_sg_p; g++) {
-        r += red[g];
-    }
-    workgroupBarrier();
-    return r;
-}
-
-fn reduce_max(v: f32, lid: u32) -> f32 {
-    let s = subgroupMax(v);
-    if (sg_lane_p == 0u) {
-        red[sg_id_p] = s;
-    }
-    workgroupBarrier();
-    var r = red[0];
-    for (var g = 1u; g < n_sg_p; g++) {
-        r = max(r, red[g]);
-    }
-    workgroupBarrier();
-    return r;
+    return max(max(v.x, v.y), max(v.z, v.w));
 }

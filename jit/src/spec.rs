@@ -5,7 +5,6 @@ use std::fmt::Debug;
 
 use crate::error::JitError;
 use crate::profile::DeviceProfile;
-use crate::validate;
 
 /// How a shader sees one binding of bind group 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,8 +46,6 @@ impl BindingDecl {
     }
 }
 
-/// A kernel family. `Self` is the problem: formats, flags and sizes. Sizes that vary between
-/// calls go to uniforms and never into the WGSL, so one pipeline serves every size.
 /// A 64-bit hash of a problem, for `KernelSpec::memo_key`.
 pub fn hash_of<T: std::hash::Hash>(x: &T) -> u64 {
     use std::hash::Hasher;
@@ -57,6 +54,8 @@ pub fn hash_of<T: std::hash::Hash>(x: &T) -> u64 {
     h.finish()
 }
 
+/// A kernel family. `Self` is the problem: formats, flags and sizes. Sizes that vary between
+/// calls go to uniforms and never into the WGSL, so one pipeline serves every size.
 pub trait KernelSpec {
     type Config: Clone + Debug + PartialEq + Send + Sync + 'static;
 
@@ -114,38 +113,6 @@ pub trait KernelSpec {
                 key: key.into(),
             })
     }
-}
-
-/// A rendered, validated kernel: everything the engine needs to build a pipeline.
-#[derive(Clone, Debug)]
-pub struct CompiledKernel {
-    pub key: String,
-    pub wgsl: String,
-    pub bindings: Vec<BindingDecl>,
-    pub overrides: Vec<(String, f64)>,
-    pub entry: &'static str,
-    pub dispatch: [u32; 3],
-}
-
-/// Check, render and validate one config of a spec.
-pub fn compile<S: KernelSpec>(
-    spec: &S,
-    profile: &DeviceProfile,
-    cfg: &S::Config,
-) -> Result<CompiledKernel, JitError> {
-    spec.check(profile, cfg)?;
-    let key = spec.key(cfg);
-    let wgsl = spec.render(cfg)?;
-    let bindings = spec.bindings(cfg);
-    validate::validate(&key, &wgsl, &bindings, profile)?;
-    Ok(CompiledKernel {
-        key,
-        wgsl,
-        bindings,
-        overrides: spec.overrides(cfg),
-        entry: "main",
-        dispatch: spec.dispatch(cfg),
-    })
 }
 
 /// WGSL declaration of a `#[repr(C)]` uniform struct, generated from its Rust definition.

@@ -8,11 +8,13 @@
 //! (bidirectional windows also need `j - P < window`).
 
 use crate::error::JitError;
-use crate::kernels::{check_workgroup, illegal, MAX_GROUPS_PER_DIM};
+use crate::kernels::{
+    check_shared, check_workgroup, groups_dispatch, illegal, MAX_REGISTER_FLOATS,
+};
 use crate::profile::DeviceProfile;
 use crate::render::{render, section};
-use crate::shaders::ATTENTION;
-use crate::spec::{dispatch_2d, div_ceil, BindingDecl, KernelSpec, UniformStruct};
+use crate::shaders::{ATTENTION, ATTENTION_TILE};
+use crate::spec::{div_ceil, BindingDecl, KernelSpec, UniformStruct};
 
 crate::uniform_struct!(
     /// Uniforms of the prefill section of `attention.wgsl`. `window = 0` means no window,
@@ -57,11 +59,57 @@ impl AttentionConfig {
     pub fn q_tile(&self) -> u32 {
         self.wg / self.tpr.max(1) * self.rows
     }
-}
 
-/// Floats of query rows and accumulators one invocation may hold in registers; beyond this
-/// configs spill on every GPU we target, so they are left out of the space.
-const MAX_REGISTER_FLOATS: u64 = 1024;
+    /// Floats of the partial-dot exchange array (1 when unused, as WGSL has no empty arrays).
+    pub(crate) fn sp_len(&self) -> u64 {
+        if self.tpr > 1 {
+            self.rows as u64 * self.kv_tile as u64 * self.wg as u64
+        } else {
+            1
+        }
+    }
+
+    /// Every (tpr, wg, rows, kv_tile) of a grid, in that nesting order, with `rows_for(tpr)`
+    /// rows per invocation: a tiled attention kernel's space before its checks.
+    pub(crate) fn grid<'a>(
+        tprs: &'a [u32],
+        wgs: &'a [u32],
+        rows_for: impl Fn(u32) -> &'a [u32] + 'a,
+        tiles: &'a [u32],
+    ) -> impl Iterator<Item = AttentionConfig> + 'a {
+        tprs.iter().flat_map(move |&tpr| {
+            let rows_list = rows_for(tpr);
+            wgs.iter().flat_map(move |&wg| {
+                rows_list.iter().flat_map(move |&rows| {
+                    tiles.iter().map(move |&kv_tile| AttentionConfig {
+                        wg,
+                        rows,
+                        kv_tile,
+                        tpr,
+                    })
+                })
+            })
+        })
+    }
+
+    /// The fewest threads per row (of `tprs`, ascending) that leave an invocation at most 16
+    /// vec4 columns of a head of `head_dim` (about 128 registers of query and accumulator,
+    /// so no spills on NVIDIA's 255); 1 if none divides the head.
+    pub(crate) fn default_tpr(head_dim: u64, tprs: &[u32]) -> u32 {
+        let d4 = (head_dim / 4).max(1);
+        tprs.iter()
+            .copied()
+            .find(|&t| d4.is_multiple_of(t as u64) && d4 / t as u64 <= 16)
+            .unwrap_or(1)
+    }
+
+    /// Floats one invocation keeps in registers for a head of `head_dim`: query and
+    /// accumulator columns, and scores.
+    pub(crate) fn register_floats(&self, head_dim: u64) -> u64 {
+        2 * self.rows as u64 * head_dim / self.tpr.max(1) as u64
+            + self.rows as u64 * self.kv_tile as u64
+    }
+}
 
 /// Shared checks of head layout and sizes (also used by the decode spec).
 pub(crate) fn check_heads(
@@ -123,23 +171,8 @@ impl AttentionSpec {
         div_ceil(self.seq_q, cfg.q_tile() as u64).max(1)
     }
 
-    /// Floats of the partial-dot exchange array (1 when unused, as WGSL has no empty arrays).
-    fn sp_len(cfg: &AttentionConfig) -> u64 {
-        if cfg.tpr > 1 {
-            cfg.rows as u64 * cfg.kv_tile as u64 * cfg.wg as u64
-        } else {
-            1
-        }
-    }
-
     fn shared_bytes(&self, cfg: &AttentionConfig) -> u64 {
-        2 * cfg.kv_tile as u64 * self.head_dim * 4 + 4 + 4 * Self::sp_len(cfg)
-    }
-
-    /// Floats one invocation keeps in registers: query and accumulator columns, and scores.
-    fn register_floats(&self, cfg: &AttentionConfig) -> u64 {
-        2 * cfg.rows as u64 * self.head_dim / cfg.tpr.max(1) as u64
-            + cfg.rows as u64 * cfg.kv_tile as u64
+        2 * cfg.kv_tile as u64 * self.head_dim * 4 + 4 + 4 * cfg.sp_len()
     }
 }
 
@@ -182,29 +215,20 @@ impl KernelSpec for AttentionSpec {
 
     fn render(&self, cfg: &AttentionConfig) -> Result<String, JitError> {
         let f = "attention.wgsl";
-        render(
-            f,
-            section(f, ATTENTION, "prefill")?,
-            &[
-                ("KEY", self.key(cfg)),
-                ("PARAMS", AttnParams::wgsl_decl()),
-                ("D4", (self.head_dim / 4).to_string()),
-                ("WG", cfg.wg.to_string()),
-                ("R", cfg.rows.to_string()),
-                ("BK", cfg.kv_tile.to_string()),
-                ("TPR", cfg.tpr.to_string()),
-                ("SP", Self::sp_len(cfg).to_string()),
-                ("TILE_SCORES", tile_scores()?),
-            ],
-        )
+        let mut values = vec![
+            ("KEY", self.key(cfg)),
+            ("PARAMS", AttnParams::wgsl_decl()),
+            row_out()?,
+        ];
+        values.extend(tile_sections(self.head_dim, cfg)?);
+        render(f, section(f, ATTENTION, "prefill")?, &values)
     }
 
     fn dispatch(&self, cfg: &AttentionConfig) -> [u32; 3] {
-        let groups = self.q_tiles(cfg) as u64 * self.n_heads * self.batch;
-        if self.seq_q == 0 || groups == 0 {
-            return [0, 1, 1];
+        if self.seq_q == 0 {
+            return groups_dispatch(0);
         }
-        dispatch_2d(groups.min(u32::MAX as u64) as u32, MAX_GROUPS_PER_DIM)
+        groups_dispatch(self.q_tiles(cfg) as u64 * self.n_heads * self.batch)
     }
 
     fn check(&self, profile: &DeviceProfile, cfg: &AttentionConfig) -> Result<(), JitError> {
@@ -236,7 +260,7 @@ impl KernelSpec for AttentionSpec {
                 ),
             ));
         }
-        let regs = self.register_floats(cfg);
+        let regs = cfg.register_floats(self.head_dim);
         if regs > MAX_REGISTER_FLOATS {
             return Err(illegal(
                 fam,
@@ -248,14 +272,7 @@ impl KernelSpec for AttentionSpec {
             ));
         }
         let shared = self.shared_bytes(cfg);
-        let limit = profile.limits.max_compute_workgroup_storage_size as u64;
-        if shared > limit {
-            return Err(illegal(
-                fam,
-                &key,
-                format!("K and V tiles need {shared} bytes of workgroup memory, above {limit}"),
-            ));
-        }
+        check_shared(fam, &key, profile, shared, "K and V tiles need")?;
         let q_el = self.batch * self.seq_q * self.n_heads * self.head_dim;
         let kv_el = self.batch * self.seq_kv * self.n_kv_heads * self.head_dim;
         if q_el / 4 > u32::MAX as u64 || kv_el / 4 > u32::MAX as u64 {
@@ -268,32 +285,22 @@ impl KernelSpec for AttentionSpec {
     }
 
     fn space(&self, profile: &DeviceProfile) -> Vec<AttentionConfig> {
-        let mut out = Vec::new();
         // Tiles of 4 keys only where nothing larger fits (head dim 256 on 16 KiB devices).
         let tiles: &[u32] = if self.head_dim >= 256 {
             &[4, 8, 16, 32]
         } else {
             &[8, 16, 32]
         };
-        for tpr in [1, 2, 4] {
-            let rows_list: &[u32] = if tpr == 1 { &[1, 2, 4] } else { &[1, 2] };
-            for wg in [64, 128, 256] {
-                for &rows in rows_list {
-                    for &kv_tile in tiles {
-                        let c = AttentionConfig {
-                            wg,
-                            rows,
-                            kv_tile,
-                            tpr,
-                        };
-                        if self.check(profile, &c).is_ok() {
-                            out.push(c);
-                        }
-                    }
-                }
+        let rows_for = |tpr| -> &[u32] {
+            if tpr == 1 {
+                &[1, 2, 4]
+            } else {
+                &[1, 2]
             }
-        }
-        out
+        };
+        AttentionConfig::grid(&[1, 2, 4], &[64, 128, 256], rows_for, tiles)
+            .filter(|c| self.check(profile, c).is_ok())
+            .collect()
     }
 
     fn default_config(&self, profile: &DeviceProfile) -> AttentionConfig {
@@ -301,10 +308,7 @@ impl KernelSpec for AttentionSpec {
         // spills on NVIDIA's 255): wider heads split columns over more threads per row. Then
         // the largest K/V tile that fits amortizes the barriers.
         let d4 = (self.head_dim / 4).max(1);
-        let tpr = [1u32, 2, 4, 8]
-            .into_iter()
-            .find(|&t| d4.is_multiple_of(t as u64) && d4 / t as u64 <= 16)
-            .unwrap_or(1);
+        let tpr = AttentionConfig::default_tpr(self.head_dim, &[1, 2, 4, 8]);
         let rows = if d4 / tpr as u64 <= 8 { 2 } else { 1 };
         // CPU adapters pay for every invocation and every barrier whether its rows exist or
         // not: the smallest workgroup, one row each and 8-key tiles. On native SwiftShader
@@ -351,8 +355,40 @@ impl KernelSpec for AttentionSpec {
     }
 }
 
-/// The WGSL that scores a staged K tile against an invocation's query rows (`s`, via `sp` when
-/// TPR > 1), shared by the dense prefill and the block-sparse attention kernels.
-pub(crate) fn tile_scores() -> Result<String, JitError> {
-    Ok(section("attention.wgsl", ATTENTION, "tile_scores")?.to_string())
+/// The attention_tile.wgsl pieces a tiled attention kernel composes, by placeholder:
+/// `TILE_DECLS` (constants and workgroup tiles), `ROW_STATE` (per-invocation query and softmax
+/// state), `ROW_INIT` (one row's query and empty state), `TILE_SCORES` (q . k of a staged
+/// tile) and `ONLINE_SOFTMAX` (one row's fold of a tile's masked logits). Shared by the dense
+/// prefill and the block-sparse attend and gather kernels.
+pub(crate) fn tile_sections(
+    head_dim: u64,
+    cfg: &AttentionConfig,
+) -> Result<Vec<(&'static str, String)>, JitError> {
+    let f = "attention_tile.wgsl";
+    let piece = |name: &str| section(f, ATTENTION_TILE, name).map(str::to_string);
+    let decls = render(
+        f,
+        section(f, ATTENTION_TILE, "decls")?,
+        &[
+            ("D4", (head_dim / 4).to_string()),
+            ("WG", cfg.wg.to_string()),
+            ("R", cfg.rows.to_string()),
+            ("TPR", cfg.tpr.to_string()),
+            ("BK", cfg.kv_tile.to_string()),
+            ("SP", cfg.sp_len().to_string()),
+        ],
+    )?;
+    Ok(vec![
+        ("TILE_DECLS", decls),
+        ("ROW_STATE", piece("row_state")?),
+        ("ROW_INIT", piece("row_init")?),
+        ("TILE_SCORES", piece("scores")?),
+        ("ONLINE_SOFTMAX", piece("online_softmax")?),
+    ])
+}
+
+/// attention_tile.wgsl's `row_out` (`ROW_OUT`): one row normalized and stored to `out`.
+pub(crate) fn row_out() -> Result<(&'static str, String), JitError> {
+    let text = section("attention_tile.wgsl", ATTENTION_TILE, "row_out")?;
+    Ok(("ROW_OUT", text.to_string()))
 }

@@ -8,11 +8,11 @@
 
 use crate::error::JitError;
 use crate::kernels::attention::check_heads;
-use crate::kernels::{check_workgroup, illegal, linear_dispatch, MAX_GROUPS_PER_DIM};
+use crate::kernels::{check_shared, check_workgroup, groups_dispatch, illegal, linear_dispatch};
 use crate::profile::DeviceProfile;
 use crate::render::{render, section};
-use crate::shaders::ATTENTION_DECODE;
-use crate::spec::{dispatch_2d, BindingDecl, KernelSpec, UniformStruct};
+use crate::shaders::{ATTENTION_DECODE, REDUCE};
+use crate::spec::{BindingDecl, KernelSpec, UniformStruct};
 
 crate::uniform_struct!(
     /// Uniforms of both decode passes.
@@ -50,11 +50,14 @@ impl KvDType {
             KvDType::F16 => 2,
         }
     }
-    fn wgsl_type(self) -> &'static str {
-        match self {
-            KvDType::F32 => "vec4<f32>",
-            KvDType::F16 => "vec2<u32>",
-        }
+    /// The attention_decode.wgsl section (`KV`) that declares the cache element type `KV`
+    /// and its `load` and `store` as vec4<f32>.
+    pub(crate) fn wgsl(self) -> Result<&'static str, JitError> {
+        let name = match self {
+            KvDType::F32 => "kv_f32",
+            KvDType::F16 => "kv_f16",
+        };
+        section("attention_decode.wgsl", ATTENTION_DECODE, name)
     }
 }
 
@@ -198,10 +201,6 @@ impl KernelSpec for DecodeSpec {
 
     fn render(&self, cfg: &DecodeConfig) -> Result<String, JitError> {
         let f = "attention_decode.wgsl";
-        let load = match self.kv_dtype {
-            KvDType::F32 => section(f, ATTENTION_DECODE, "load_f32")?,
-            KvDType::F16 => section(f, ATTENTION_DECODE, "load_f16")?,
-        };
         let (out_decl, store) = if cfg.single_pass() {
             ("out_single", "store_single")
         } else {
@@ -218,18 +217,13 @@ impl KernelSpec for DecodeSpec {
                 ("D4", (self.head_dim / 4).to_string()),
                 ("WG", cfg.wg.to_string()),
                 ("TPK", SCORE_LANES.min(cfg.wg).to_string()),
-                ("KV_T", self.kv_dtype.wgsl_type().into()),
-                ("LOAD", load.into()),
+                ("KV", self.kv_dtype.wgsl()?.into()),
             ],
         )
     }
 
     fn dispatch(&self, cfg: &DecodeConfig) -> [u32; 3] {
-        let groups = self.splits(cfg).0 as u64 * self.n_heads * self.batch;
-        if groups == 0 {
-            return [0, 1, 1];
-        }
-        dispatch_2d(groups.min(u32::MAX as u64) as u32, MAX_GROUPS_PER_DIM)
+        groups_dispatch(self.splits(cfg).0 as u64 * self.n_heads * self.batch)
     }
 
     fn check(&self, profile: &DeviceProfile, cfg: &DecodeConfig) -> Result<(), JitError> {
@@ -252,15 +246,7 @@ impl KernelSpec for DecodeSpec {
             return Err(illegal(fam, &key, "max splits must be 1..=1024"));
         }
         let shared = d4 * 16 + cfg.wg as u64 * (4 + 4 + 4 + 4 + 16);
-        let limit = profile.limits.max_compute_workgroup_storage_size as u64;
-        if shared > limit {
-            return Err(illegal(
-                fam,
-                &key,
-                format!("needs {shared} bytes of workgroup memory, above {limit}"),
-            ));
-        }
-        Ok(())
+        check_shared(fam, &key, profile, shared, "needs")
     }
 
     fn space(&self, profile: &DeviceProfile) -> Vec<DecodeConfig> {
@@ -374,6 +360,10 @@ impl KernelSpec for DecodeReduceSpec {
             section(f, ATTENTION_DECODE, "decode_reduce")?,
             &[
                 ("KEY", self.key(cfg)),
+                (
+                    "REDUCE",
+                    section("reduce.wgsl", REDUCE, "workgroup")?.into(),
+                ),
                 ("PARAMS", DecodeParams::wgsl_decl()),
                 ("D4", (self.head_dim / 4).to_string()),
                 ("WG", cfg.wg.to_string()),
@@ -382,11 +372,7 @@ impl KernelSpec for DecodeReduceSpec {
     }
 
     fn dispatch(&self, _cfg: &DecodeReduceConfig) -> [u32; 3] {
-        let groups = self.batch * self.n_heads;
-        if groups == 0 {
-            return [0, 1, 1];
-        }
-        dispatch_2d(groups.min(u32::MAX as u64) as u32, MAX_GROUPS_PER_DIM)
+        groups_dispatch(self.batch * self.n_heads)
     }
 
     fn check(&self, profile: &DeviceProfile, cfg: &DecodeReduceConfig) -> Result<(), JitError> {
@@ -478,10 +464,6 @@ impl KernelSpec for KvAppendSpec {
 
     fn render(&self, cfg: &KvAppendConfig) -> Result<String, JitError> {
         let f = "attention_decode.wgsl";
-        let store = match self.kv_dtype {
-            KvDType::F32 => section(f, ATTENTION_DECODE, "store_f32")?,
-            KvDType::F16 => section(f, ATTENTION_DECODE, "store_f16")?,
-        };
         render(
             f,
             section(f, ATTENTION_DECODE, "kv_append")?,
@@ -489,8 +471,7 @@ impl KernelSpec for KvAppendSpec {
                 ("KEY", self.key(cfg)),
                 ("PARAMS", AppendParams::wgsl_decl()),
                 ("WG", cfg.wg.to_string()),
-                ("KV_T", self.kv_dtype.wgsl_type().into()),
-                ("STORE", store.into()),
+                ("KV", self.kv_dtype.wgsl()?.into()),
             ],
         )
     }

@@ -16,12 +16,14 @@
 //! [batch, seq, n_kv_heads, d].
 
 use crate::error::JitError;
-use crate::kernels::attention::check_heads;
-use crate::kernels::{check_workgroup, illegal, linear_dispatch, MAX_GROUPS_PER_DIM};
+use crate::kernels::attention::{check_heads, row_out, tile_sections, AttentionConfig};
+use crate::kernels::{
+    check_shared, check_workgroup, groups_dispatch, illegal, linear_dispatch, MAX_REGISTER_FLOATS,
+};
 use crate::profile::DeviceProfile;
 use crate::render::{render, section};
-use crate::shaders::{BLOCK_SPARSE, BLOCK_SPARSE_ATTEND, BLOCK_SPARSE_GATHER};
-use crate::spec::{dispatch_2d, div_ceil, BindingDecl, KernelSpec, UniformStruct};
+use crate::shaders::{BLOCK_SPARSE, BLOCK_SPARSE_ATTEND, BLOCK_SPARSE_GATHER, BLOCK_SPARSE_TILE};
+use crate::spec::{div_ceil, BindingDecl, KernelSpec, UniformStruct};
 
 crate::uniform_struct!(
     /// Uniforms shared by all block-sparse kernels (each reads the fields it needs).
@@ -309,30 +311,9 @@ impl KernelSpec for BsStageSpec {
     }
 }
 
-/// The fused attention kernel's config.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BsAttnConfig {
-    /// Invocations per workgroup.
-    pub wg: u32,
-    /// Query rows per invocation (register blocking).
-    pub rows: u32,
-    /// Keys per K/V tile in workgroup memory.
-    pub kv_tile: u32,
-    /// Invocations sharing one query row, each owning head_dim / tpr columns.
-    /// More than one cuts registers per invocation on wide heads at the cost of exchanging
-    /// partial dots in workgroup memory.
-    pub tpr: u32,
-}
-
-impl BsAttnConfig {
-    /// Queries per workgroup.
-    pub fn q_tile(&self) -> u32 {
-        self.wg / self.tpr.max(1) * self.rows
-    }
-}
-
-/// Floats of query rows, accumulators and scores one invocation may hold in registers.
-const MAX_REGISTER_FLOATS: u64 = 1024;
+/// The fused attention kernels' config: the dense prefill kernel's, as they share its tiled
+/// layout (attention_tile.wgsl).
+pub type BsAttnConfig = AttentionConfig;
 
 /// Fused attention over the selected blocks: query-major over the union of a query tile's
 /// blocks (`attend`), or key-block major over the queries that selected each block, writing
@@ -354,21 +335,12 @@ impl BsAttnSpec {
         div_ceil(n, cfg.q_tile() as u64).max(1)
     }
 
-    /// Floats of the partial-dot exchange array (1 when unused: WGSL has no empty arrays).
-    fn sp_len(cfg: &BsAttnConfig) -> u64 {
-        if cfg.tpr > 1 {
-            (cfg.rows * cfg.kv_tile * cfg.wg) as u64
-        } else {
-            1
-        }
-    }
-
     fn shared_bytes(&self, cfg: &BsAttnConfig) -> u64 {
         let maxw = if self.gather { 1 } else { MAX_BLOCKS / 32 };
         2 * cfg.kv_tile as u64 * self.layout.head_dim * 4
             + 4 * cfg.kv_tile as u64
             + 8 * maxw
-            + 4 * Self::sp_len(cfg)
+            + 4 * cfg.sp_len()
     }
 }
 
@@ -426,21 +398,23 @@ impl KernelSpec for BsAttnSpec {
     }
 
     fn render(&self, cfg: &BsAttnConfig) -> Result<String, JitError> {
+        let t = "block_sparse_tile.wgsl";
         let mut values = vec![
             ("KEY", self.key(cfg)),
-            ("D4", (self.layout.head_dim / 4).to_string()),
-            ("WG", cfg.wg.to_string()),
-            ("R", cfg.rows.to_string()),
-            ("BK", cfg.kv_tile.to_string()),
+            (
+                "BS_TILE_DECLS",
+                section(t, BLOCK_SPARSE_TILE, "decls")?.into(),
+            ),
+            ("STAGE_KEYS", section(t, BLOCK_SPARSE_TILE, "stage")?.into()),
+            ("MASK_KEYS", section(t, BLOCK_SPARSE_TILE, "mask")?.into()),
         ];
-        values.push(("TPR", cfg.tpr.to_string()));
-        values.push(("SP", Self::sp_len(cfg).to_string()));
-        values.push(("TILE_SCORES", super::attention::tile_scores()?));
+        values.extend(tile_sections(self.layout.head_dim, cfg)?);
         let body = if self.gather {
             let f = "block_sparse_gather.wgsl";
             render(f, section(f, BLOCK_SPARSE_GATHER, "gather")?, &values)?
         } else {
             let f = "block_sparse_attend.wgsl";
+            values.push(row_out()?);
             values.push(("MAXW", (MAX_BLOCKS / 32).to_string()));
             render(f, section(f, BLOCK_SPARSE_ATTEND, "attend")?, &values)?
         };
@@ -454,11 +428,10 @@ impl KernelSpec for BsAttnSpec {
 
     fn dispatch(&self, cfg: &BsAttnConfig) -> [u32; 3] {
         let l = &self.layout;
-        let groups = self.q_tiles(cfg) as u64 * l.n_blocks() * l.n_heads * l.batch;
-        if l.seq == 0 || groups == 0 {
-            return [0, 1, 1];
+        if l.seq == 0 {
+            return groups_dispatch(0);
         }
-        dispatch_2d(groups.min(u32::MAX as u64) as u32, MAX_GROUPS_PER_DIM)
+        groups_dispatch(self.q_tiles(cfg) as u64 * l.n_blocks() * l.n_heads * l.batch)
     }
 
     fn check(&self, profile: &DeviceProfile, cfg: &BsAttnConfig) -> Result<(), JitError> {
@@ -490,8 +463,7 @@ impl KernelSpec for BsAttnSpec {
         if cfg.kv_tile == 0 || cfg.kv_tile > 128 {
             return Err(illegal(fam, &key, "kv tile must be 1..=128 keys"));
         }
-        let regs = 2 * cfg.rows as u64 * self.layout.head_dim / cfg.tpr as u64
-            + (cfg.rows * cfg.kv_tile) as u64;
+        let regs = cfg.register_floats(self.layout.head_dim);
         if regs > MAX_REGISTER_FLOATS {
             return Err(illegal(
                 fam,
@@ -500,19 +472,10 @@ impl KernelSpec for BsAttnSpec {
             ));
         }
         let shared = self.shared_bytes(cfg);
-        let limit = profile.limits.max_compute_workgroup_storage_size as u64;
-        if shared > limit {
-            return Err(illegal(
-                fam,
-                &key,
-                format!("tiles need {shared} bytes of workgroup memory, above {limit}"),
-            ));
-        }
-        Ok(())
+        check_shared(fam, &key, profile, shared, "tiles need")
     }
 
     fn space(&self, profile: &DeviceProfile) -> Vec<BsAttnConfig> {
-        let mut out = Vec::new();
         // Tiles below 16 keys only where larger ones may not fit (wide heads on 16 KiB
         // devices): below 16 keys the barriers per tile dominate.
         let tiles: &[u32] = match self.layout.head_dim {
@@ -526,30 +489,19 @@ impl KernelSpec for BsAttnSpec {
             64.. => &[1, 2],
             _ => &[1],
         };
-        for &tpr in tprs {
-            // Split rows exist to save registers: one row per invocation.
-            let rows_list: &[u32] = if tpr == 1 { &[1, 2, 4] } else { &[1] };
-            for wg in [32, 64, 128] {
-                for &rows in rows_list {
-                    // 32 invocations only as the small-block fallback (one row, unsplit).
-                    if wg == 32 && (rows > 1 || tpr > 1) {
-                        continue;
-                    }
-                    for &kv_tile in tiles {
-                        let c = BsAttnConfig {
-                            wg,
-                            rows,
-                            kv_tile,
-                            tpr,
-                        };
-                        if self.check(profile, &c).is_ok() {
-                            out.push(c);
-                        }
-                    }
-                }
+        // Split rows exist to save registers: one row per invocation.
+        let rows_for = |tpr| -> &[u32] {
+            if tpr == 1 {
+                &[1, 2, 4]
+            } else {
+                &[1]
             }
-        }
-        out
+        };
+        AttentionConfig::grid(tprs, &[32, 64, 128], rows_for, tiles)
+            // 32 invocations only as the small-block fallback (one row, unsplit).
+            .filter(|c| c.wg > 32 || (c.rows == 1 && c.tpr == 1))
+            .filter(|c| self.check(profile, c).is_ok())
+            .collect()
     }
 
     fn default_config(&self, profile: &DeviceProfile) -> BsAttnConfig {
@@ -561,11 +513,7 @@ impl KernelSpec for BsAttnSpec {
         // more spills on NVIDIA's 255).
         let n = self.layout.block_tokens();
         // Like the dense kernel, at most 16 vec4 columns of a row per invocation.
-        let d4 = (self.layout.head_dim / 4).max(1);
-        let tpr = [1u32, 2, 4]
-            .into_iter()
-            .find(|&t| d4.is_multiple_of(t as u64) && d4 / t as u64 <= 16)
-            .unwrap_or(1);
+        let tpr = AttentionConfig::default_tpr(self.layout.head_dim, &[1, 2, 4]);
         let shapes: &[(u32, u32)] = if self.layout.head_dim <= 32 {
             &[(64, 2), (128, 1), (64, 1), (32, 1)]
         } else {

@@ -2,7 +2,7 @@
 //! (tanh and erf forms), SiLU.
 
 use crate::error::JitError;
-use crate::kernels::{check_workgroup, illegal, linear_dispatch};
+use crate::kernels::{check_vec, check_workgroup, illegal, linear_dispatch};
 use crate::profile::DeviceProfile;
 use crate::render::{render, section};
 use crate::shaders::ELEMENTWISE;
@@ -161,19 +161,9 @@ impl KernelSpec for ElementwiseSpec {
     fn check(&self, profile: &DeviceProfile, cfg: &ElementwiseConfig) -> Result<(), JitError> {
         let key = self.key(cfg);
         check_workgroup(self.family(), &key, profile, cfg.wg)?;
-        if cfg.vec != 1 && cfg.vec != 4 {
-            return Err(illegal(self.family(), &key, "vector width must be 1 or 4"));
-        }
-        if cfg.vec == 4
-            && (!self.len.is_multiple_of(4)
-                || (self.op.is_binary() && !self.b_len.is_multiple_of(4)))
-        {
-            return Err(illegal(
-                self.family(),
-                &key,
-                "vec4 needs lengths divisible by 4",
-            ));
-        }
+        let lens4 =
+            self.len.is_multiple_of(4) && (!self.op.is_binary() || self.b_len.is_multiple_of(4));
+        check_vec(self.family(), &key, cfg.vec, lens4, "lengths")?;
         if self.op.is_binary() && (self.b_len == 0 || !self.len.is_multiple_of(self.b_len)) {
             return Err(JitError::UnsupportedProblem {
                 family: self.family().into(),

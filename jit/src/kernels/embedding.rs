@@ -2,7 +2,7 @@
 
 use crate::error::JitError;
 use crate::kernels::qmatvec::check_k;
-use crate::kernels::{check_workgroup, illegal, linear_dispatch};
+use crate::kernels::{check_vec, check_workgroup, illegal, linear_dispatch};
 use crate::profile::DeviceProfile;
 use crate::quant::wgsl::deq_wgsl;
 use crate::quant::GgmlType;
@@ -89,30 +89,25 @@ impl KernelSpec for EmbeddingSpec {
     }
 
     fn render(&self, cfg: &EmbeddingConfig) -> Result<String, JitError> {
+        let f = "embedding.wgsl";
         let t = if cfg.vec == 4 { "vec4<f32>" } else { "f32" };
+        let (add_decl, add) = if self.add_rows > 0 {
+            (
+                section(f, EMBEDDING, "add_decl")?,
+                section(f, EMBEDDING, "add")?.trim_end(),
+            )
+        } else {
+            ("", "")
+        };
         render(
-            "embedding.wgsl",
-            section("embedding.wgsl", EMBEDDING, "main")?,
+            f,
+            section(f, EMBEDDING, "main")?,
             &[
                 ("KEY", self.key(cfg)),
                 ("PARAMS", GatherParams::wgsl_decl()),
                 ("T", t.into()),
-                (
-                    "ADD_DECL",
-                    if self.add_rows > 0 {
-                        "@group(0) @binding(4) var<storage, read> add: array<T>;      // [>= add_rows, dim]".into()
-                    } else {
-                        String::new()
-                    },
-                ),
-                (
-                    "ADD",
-                    if self.add_rows > 0 {
-                        " + add[(t % p.add_rows) * p.dim + d]".into()
-                    } else {
-                        String::new()
-                    },
-                ),
+                ("ADD_DECL", add_decl.into()),
+                ("ADD", add.into()),
             ],
         )
     }
@@ -127,20 +122,8 @@ impl KernelSpec for EmbeddingSpec {
 
     fn check(&self, profile: &DeviceProfile, cfg: &EmbeddingConfig) -> Result<(), JitError> {
         check_workgroup(self.family(), &self.key(cfg), profile, cfg.wg)?;
-        if cfg.vec != 1 && cfg.vec != 4 {
-            return Err(illegal(
-                self.family(),
-                &self.key(cfg),
-                "vector width must be 1 or 4",
-            ));
-        }
-        if cfg.vec == 4 && !self.dim.is_multiple_of(4) {
-            return Err(illegal(
-                self.family(),
-                &self.key(cfg),
-                "vec4 needs dim divisible by 4",
-            ));
-        }
+        let dim4 = self.dim.is_multiple_of(4);
+        check_vec(self.family(), &self.key(cfg), cfg.vec, dim4, "dim")?;
         if self.n * self.dim > u32::MAX as u64 {
             return Err(illegal(
                 self.family(),

@@ -14,11 +14,13 @@
 //! Legal problems need k * d <= L per axis, so every group holds at least k positions.
 
 use crate::error::JitError;
-use crate::kernels::{check_workgroup, illegal, MAX_GROUPS_PER_DIM};
+use crate::kernels::{
+    check_shared, check_workgroup, groups_dispatch, illegal, MAX_REGISTER_FLOATS,
+};
 use crate::profile::DeviceProfile;
 use crate::render::render;
 use crate::shaders::NEIGHBORHOOD;
-use crate::spec::{dispatch_2d, div_ceil, BindingDecl, KernelSpec, UniformStruct};
+use crate::spec::{div_ceil, BindingDecl, KernelSpec, UniformStruct};
 
 crate::uniform_struct!(
     /// Uniforms of `neighborhood.wgsl`, axes padded to three (outermost first).
@@ -70,9 +72,6 @@ impl NeighborhoodConfig {
         self.tile[0] * (self.tile[1] / self.rows.max(1)) * self.tile[2]
     }
 }
-
-/// Floats of queries, accumulators and scores one invocation may keep in registers.
-const MAX_REGISTER_FLOATS: u64 = 1024;
 
 /// Pads per-axis values of a rank-`n` problem to three axes.
 fn pad3<T: Copy>(vals: &[T], fill: T) -> [T; 3] {
@@ -296,11 +295,7 @@ impl KernelSpec for NeighborhoodSpec {
     }
 
     fn dispatch(&self, cfg: &NeighborhoodConfig) -> [u32; 3] {
-        let groups = self.groups(cfg);
-        if groups == 0 {
-            return [0, 1, 1];
-        }
-        dispatch_2d(groups.min(u32::MAX as u64) as u32, MAX_GROUPS_PER_DIM)
+        groups_dispatch(self.groups(cfg))
     }
 
     fn check(&self, profile: &DeviceProfile, cfg: &NeighborhoodConfig) -> Result<(), JitError> {
@@ -344,14 +339,7 @@ impl KernelSpec for NeighborhoodSpec {
         }
         // K and V chunks of kv_chunk rows of head_dim + 4 floats (one vec4 of bank padding).
         let shared = 2 * cfg.kv_chunk as u64 * (self.head_dim + 4) * 4;
-        let limit = profile.limits.max_compute_workgroup_storage_size as u64;
-        if shared > limit {
-            return Err(illegal(
-                fam,
-                &key,
-                format!("K and V chunks need {shared} bytes of workgroup memory, above {limit}"),
-            ));
-        }
+        check_shared(fam, &key, profile, shared, "K and V chunks need")?;
         if self.groups(cfg) > u32::MAX as u64 {
             return Err(illegal(fam, &key, "more than 2^32 workgroups"));
         }

@@ -1,10 +1,10 @@
 //! Mean pooling over the real (unpadded) tokens of each sequence.
 
 use crate::error::JitError;
-use crate::kernels::{check_workgroup, illegal, linear_dispatch};
+use crate::kernels::{check_vec, check_workgroup, illegal, linear_dispatch};
 use crate::profile::DeviceProfile;
 use crate::render::{render, section};
-use crate::shaders::POOL;
+use crate::shaders::{POOL, REDUCE};
 use crate::spec::{BindingDecl, KernelSpec, UniformStruct};
 
 crate::uniform_struct!(
@@ -100,49 +100,51 @@ impl KernelSpec for PoolSpec {
     }
 
     fn render(&self, cfg: &PoolConfig) -> Result<String, JitError> {
+        let f = "pool.wgsl";
         let t = if cfg.vec == 4 { "vec4<f32>" } else { "f32" };
-        if self.whole_rows() {
-            let (decl, apply) = if self.norm {
-                (
-                    "@group(0) @binding(4) var<storage, read> ln_g: array<T>;       // [dim]\n\
-                     @group(0) @binding(5) var<storage, read> ln_b: array<T>;       // [dim]",
-                    "                    v = (v - T(stat[j].x)) * stat[j].y * ln_g[d] + ln_b[d];",
-                )
-            } else {
-                ("", "")
-            };
+        let head = render(
+            f,
+            section(f, POOL, "head")?,
+            &[("PARAMS", PoolParams::wgsl_decl()), ("T", t.into())],
+        )?;
+        if !self.whole_rows() {
             return render(
-                "pool.wgsl",
-                section("pool.wgsl", POOL, "rows")?,
-                &[
-                    ("KEY", self.key(cfg)),
-                    ("PARAMS", PoolParams::wgsl_decl()),
-                    ("T", t.into()),
-                    ("V", cfg.vec.to_string()),
-                    ("WG", cfg.wg.to_string()),
-                    ("COLS", self.cols(cfg).to_string()),
-                    ("NORM", self.norm.to_string()),
-                    ("L2", self.l2.to_string()),
-                    ("NORM_DECL", decl.into()),
-                    ("NORM_APPLY", apply.into()),
-                    (
-                        "HSUM",
-                        if cfg.vec == 4 {
-                            "dot(v, vec4<f32>(1.0))".into()
-                        } else {
-                            "v".into()
-                        },
-                    ),
-                ],
+                f,
+                section(f, POOL, "main")?,
+                &[("KEY", self.key(cfg)), ("HEAD", head)],
             );
         }
+        let (decl, apply) = if self.norm {
+            (
+                section(f, POOL, "norm_decl")?,
+                section(f, POOL, "norm_apply")?,
+            )
+        } else {
+            ("", "")
+        };
+        let hsum = if cfg.vec == 4 {
+            "hsum_vec4"
+        } else {
+            "hsum_f32"
+        };
         render(
-            "pool.wgsl",
-            section("pool.wgsl", POOL, "main")?,
+            f,
+            section(f, POOL, "rows")?,
             &[
                 ("KEY", self.key(cfg)),
-                ("PARAMS", PoolParams::wgsl_decl()),
-                ("T", t.into()),
+                ("HEAD", head),
+                ("V", cfg.vec.to_string()),
+                ("WG", cfg.wg.to_string()),
+                ("COLS", self.cols(cfg).to_string()),
+                ("NORM", self.norm.to_string()),
+                ("L2", self.l2.to_string()),
+                ("NORM_DECL", decl.into()),
+                ("NORM_APPLY", apply.into()),
+                ("HSUM", section(f, POOL, hsum)?.into()),
+                (
+                    "REDUCE",
+                    section("reduce.wgsl", REDUCE, "workgroup")?.into(),
+                ),
             ],
         )
     }
@@ -163,20 +165,8 @@ impl KernelSpec for PoolSpec {
 
     fn check(&self, profile: &DeviceProfile, cfg: &PoolConfig) -> Result<(), JitError> {
         check_workgroup(self.family(), &self.key(cfg), profile, cfg.wg)?;
-        if cfg.vec != 1 && cfg.vec != 4 {
-            return Err(illegal(
-                self.family(),
-                &self.key(cfg),
-                "vector width must be 1 or 4",
-            ));
-        }
-        if cfg.vec == 4 && !self.dim.is_multiple_of(4) {
-            return Err(illegal(
-                self.family(),
-                &self.key(cfg),
-                "vec4 needs dim divisible by 4",
-            ));
-        }
+        let dim4 = self.dim.is_multiple_of(4);
+        check_vec(self.family(), &self.key(cfg), cfg.vec, dim4, "dim")?;
         if self.whole_rows() {
             if !cfg.wg.is_power_of_two() || self.cols(cfg) > MAX_COLS {
                 return Err(illegal(

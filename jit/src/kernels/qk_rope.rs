@@ -9,7 +9,7 @@ use crate::kernels::rope::RopeLayout;
 use crate::kernels::{check_workgroup, illegal, MAX_GROUPS_PER_DIM, WORKGROUP_SIZES};
 use crate::profile::DeviceProfile;
 use crate::render::{render, section};
-use crate::shaders::{ATTENTION_DECODE, QK_ROPE};
+use crate::shaders::{QK_ROPE, REDUCE};
 use crate::spec::{dispatch_2d, BindingDecl, KernelSpec, UniformStruct};
 
 crate::uniform_struct!(
@@ -119,10 +119,6 @@ impl KernelSpec for QkRopeSpec {
             RopeLayout::Neox => ("j", "j + HALF_ROT"),
             RopeLayout::Normal => ("2u * j", "2u * j + 1u"),
         };
-        let store = match self.kv_dtype {
-            KvDType::F32 => section("attention_decode.wgsl", ATTENTION_DECODE, "store_f32")?,
-            KvDType::F16 => section("attention_decode.wgsl", ATTENTION_DECODE, "store_f16")?,
-        };
         let (decl, norm) = if self.norm {
             (
                 section(f, QK_ROPE, "norm_decl")?,
@@ -132,10 +128,6 @@ impl KernelSpec for QkRopeSpec {
             ("", "")
         };
         let [qo, kc, vc] = self.out_bindings();
-        let kv_t = match self.kv_dtype {
-            KvDType::F32 => "vec4<f32>",
-            KvDType::F16 => "vec2<u32>",
-        };
         render(
             f,
             section(f, QK_ROPE, "main")?,
@@ -147,8 +139,11 @@ impl KernelSpec for QkRopeSpec {
                 ("HQ", self.n_heads.to_string()),
                 ("HK", self.n_kv_heads.to_string()),
                 ("HALF_ROT", (self.rot / 2).to_string()),
-                ("KV_T", kv_t.into()),
-                ("STORE", store.into()),
+                ("KV", self.kv_dtype.wgsl()?.into()),
+                (
+                    "REDUCE",
+                    section("reduce.wgsl", REDUCE, "workgroup")?.into(),
+                ),
                 ("NORM_DECL", decl.into()),
                 ("NORM", norm.into()),
                 ("B_QOUT", qo.to_string()),

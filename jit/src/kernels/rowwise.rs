@@ -2,10 +2,10 @@
 //! One workgroup per row; rows of any length (the workgroup strides over the row).
 
 use crate::error::JitError;
-use crate::kernels::{check_workgroup, illegal, MAX_GROUPS_PER_DIM};
+use crate::kernels::{check_vec, check_workgroup, illegal, MAX_GROUPS_PER_DIM};
 use crate::profile::DeviceProfile;
 use crate::render::{render, section};
-use crate::shaders::ROWWISE;
+use crate::shaders::{REDUCE, ROWWISE};
 use crate::spec::{dispatch_2d, BindingDecl, KernelSpec, UniformStruct};
 
 crate::uniform_struct!(
@@ -143,38 +143,37 @@ impl KernelSpec for RowwiseSpec {
 
     fn render(&self, cfg: &RowwiseConfig) -> Result<String, JitError> {
         let f = "rowwise.wgsl";
-        let (t, hsum, hmax) = if cfg.vec == 4 {
-            (
-                "vec4<f32>",
-                "return v.x + v.y + v.z + v.w;",
-                "return max(max(v.x, v.y), max(v.z, v.w));",
-            )
+        let (t, lanes) = if cfg.vec == 4 {
+            ("vec4<f32>", "lanes_vec4")
         } else {
-            ("f32", "return v;", "return v;")
+            ("f32", "lanes_f32")
         };
-        let extra = match self.op {
+        let mut extra = match self.op {
             RowOp::RmsNorm => section(f, ROWWISE, "rmsnorm_decl")?,
             RowOp::LayerNorm => section(f, ROWWISE, "layernorm_decl")?,
             RowOp::RmsNormAdd => section(f, ROWWISE, "rmsnorm_add_decl")?,
             RowOp::RmsNormAddNorm => section(f, ROWWISE, "rmsnorm_add_norm_decl")?,
             RowOp::AddNorm => section(f, ROWWISE, "add_norm_decl")?,
             RowOp::Softmax | RowOp::L2Normalize => "",
-        };
-        let (reduce_section, builtins, sg_init) = if cfg.subgroup {
+        }
+        .to_string();
+        if self.op.two_outputs() {
+            extra.push_str(section(f, ROWWISE, "next_norm")?);
+        }
+        let r = "reduce.wgsl";
+        let (reduce, builtins, sg_init) = if cfg.subgroup {
             (
-                "reduce_subgroup",
-                ",\n        @builtin(subgroup_invocation_id) sg_lane: u32,\n        \
-                 @builtin(subgroup_id) sg_id: u32, @builtin(num_subgroups) n_sg: u32",
-                "    sg_lane_p = sg_lane;\n    sg_id_p = sg_id;\n    n_sg_p = n_sg;",
+                render(
+                    r,
+                    section(r, REDUCE, "subgroup")?,
+                    &[("MAX_SG", cfg.wg.div_ceil(4).to_string())],
+                )?,
+                section(r, REDUCE, "subgroup_builtins")?,
+                section(r, REDUCE, "subgroup_init")?,
             )
         } else {
-            ("reduce_workgroup", "", "")
+            (section(r, REDUCE, "workgroup")?.to_string(), "", "")
         };
-        let mut vars = vec![("HSUM", hsum.into()), ("HMAX", hmax.into())];
-        if cfg.subgroup {
-            vars.push(("MAX_SG", cfg.wg.div_ceil(4).to_string()));
-        }
-        let reduce = render(f, section(f, ROWWISE, reduce_section)?, &vars)?;
         render(
             f,
             section(f, ROWWISE, "main")?,
@@ -183,8 +182,9 @@ impl KernelSpec for RowwiseSpec {
                 ("PARAMS", RowParams::wgsl_decl()),
                 ("T", t.into()),
                 ("WG", cfg.wg.to_string()),
-                ("EXTRA_DECL", extra.into()),
+                ("EXTRA_DECL", extra),
                 ("OUT_BINDING", (1 + self.op.inputs()).to_string()),
+                ("LANES", section(f, ROWWISE, lanes)?.into()),
                 ("REDUCE", reduce),
                 ("EXTRA_BUILTINS", builtins.into()),
                 ("SG_INIT", sg_init.into()),
@@ -214,16 +214,8 @@ impl KernelSpec for RowwiseSpec {
                 "subgroup reduction needs subgroup support",
             ));
         }
-        if cfg.vec != 1 && cfg.vec != 4 {
-            return Err(illegal(self.family(), &key, "vector width must be 1 or 4"));
-        }
-        if cfg.vec == 4 && !self.cols.is_multiple_of(4) {
-            return Err(illegal(
-                self.family(),
-                &key,
-                "vec4 needs a row length divisible by 4",
-            ));
-        }
+        let cols4 = self.cols.is_multiple_of(4);
+        check_vec(self.family(), &key, cfg.vec, cols4, "a row length")?;
         if self.cols == 0 || self.rows * self.cols > u32::MAX as u64 {
             return Err(JitError::UnsupportedProblem {
                 family: self.family().into(),

@@ -153,13 +153,11 @@ impl KernelSpec for SampleSpec {
 
     fn render(&self, cfg: &SampleConfig) -> Result<String, JitError> {
         let f = "sample.wgsl";
-        let mut body = String::new();
+        // The stage's section first: it begins with the key comment.
+        let mut body = section(f, SAMPLE, self.stage.name())?.to_string();
         if self.stage != SampleStage::Penalize {
             body.push_str(section(f, SAMPLE, "common")?);
         }
-        body.push_str(section(f, SAMPLE, self.stage.name())?);
-        // The key comment must come first.
-        let body = format!("// {{{{KEY}}}}\n{body}");
         let mut values = vec![
             ("KEY", self.key(cfg)),
             ("PARAMS", SampleParams::wgsl_decl()),
