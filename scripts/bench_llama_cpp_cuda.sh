@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# llama.cpp's CUDA backend beside webjit on the GPU machine (issue 8's reference figure), with the
+# llama.cpp's CUDA backend beside webjit on the GPU machine (the reference for Gemma decode and prefill speed on the same GPU), with the
 # same synthesized Gemma 3 270M Q4_K_M weights (speed does not depend on values).
 #
 # Here (prepares .cache/llama, which the device tool carries; 64 MiB per call, so the sdist is

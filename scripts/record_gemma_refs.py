@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Records llama.cpp references for the Gemma 3 270M golden tests (issue 8).
+"""Records llama.cpp references for the Gemma 3 270M golden tests (tests/src/gemma_refs.rs).
 
 Run with the reference venv of scripts/setup-llama-ref.sh:
 

@@ -189,7 +189,10 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             if json {
                 println!(
                     "{}",
-                    json!({"bench": "fma", "device": engine.profile().name, "fma_gflops": g})
+                    crate::run_info::stamped(
+                        json!({"bench": "fma", "device": engine.profile().name, "fma_gflops": g}),
+                        Some(&engine)
+                    )
                 );
             } else {
                 println!("{}: f32 FMA probe {:.1} GFLOP/s", engine.profile().name, g);
@@ -318,7 +321,7 @@ fn matmul(
         "results": if sweep { json!(results) } else { json!(null) },
     });
     if as_json {
-        println!("{report}");
+        println!("{}", crate::run_info::stamped(report, Some(&engine)));
     } else {
         println!(
             "best: {} {:.1} GFLOP/s",

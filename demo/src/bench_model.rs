@@ -246,7 +246,7 @@ pub fn run(args: ModelArgs) -> Result<()> {
         v["profile"] = p.clone();
     }
     if args.json {
-        println!("{v}");
+        println!("{}", crate::run_info::stamped(v, Some(&engine)));
     } else {
         println!(
             "prefill {} tokens: {prefill_tok_s:.1} tok/s; decode {} tokens: {decode_tok_s:.1} tok/s \

@@ -319,7 +319,7 @@ pub fn run(a: NaArgs) -> Result<()> {
         "results": if a.sweep { json!(rows) } else { json!(null) },
     });
     if a.json {
-        println!("{report}");
+        println!("{}", crate::run_info::stamped(report, Some(&engine)));
     } else {
         println!(
             "neighborhood {dims:?}: best {key}: {:.3} ms, {gflops:.1} GFLOP/s",

@@ -1,5 +1,6 @@
 //! `webjit bench qmatmul` and `webjit bench read`: quantized matvec speed against the device's
-//! streaming-read bandwidth (the issue's target: qmatvec >= 70% of it).
+//! streaming-read bandwidth (a decode matvec is memory-bound, so the read rate measured in the
+//! same run is its ceiling).
 
 use std::time::Duration;
 
@@ -98,8 +99,11 @@ pub fn read(mib: u64, min_batch: Duration, unchecked: bool, as_json: bool) -> Re
     if as_json {
         println!(
             "{}",
-            json!({"bench": "read", "device": engine.profile().name, "bytes": bytes,
-                   "config": key, "read_gbps": gbps})
+            crate::run_info::stamped(
+                json!({"bench": "read", "device": engine.profile().name, "bytes": bytes,
+                       "config": key, "read_gbps": gbps}),
+                Some(&engine)
+            )
         );
     } else {
         println!(
@@ -304,7 +308,7 @@ pub fn qmatmul(
             op,
             detail: "every config failed".into(),
         })?;
-    // The yardsticks of the issue, measured in the same run: streaming read for the matvec,
+    // The yardsticks, measured in the same run (clocks vary between runs): streaming read for the matvec,
     // the FMA probe for the prefill matmul.
     let read = if sweep {
         Some(read_gbps(&engine, 256, min_batch)?.0)
@@ -349,7 +353,7 @@ pub fn qmatmul(
         "results": if sweep { json!(results) } else { json!(null) },
     });
     if as_json {
-        println!("{report}");
+        println!("{}", crate::run_info::stamped(report, Some(&engine)));
     } else {
         println!(
             "best: {} {best_gbps:.1} GB/s of weights",

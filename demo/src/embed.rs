@@ -184,10 +184,13 @@ pub fn bench(
     if as_json {
         println!(
             "{}",
-            json!({"bench": "embed", "device": engine.profile().name, "batch": batch, "synthetic_weights": synthetic,
-                   "tokens_per_batch": tokens, "ms_per_batch": secs * 1e3, "sentences_per_s": sps, "iterations": iters,
-                   "record_ms": host_ms, "dispatches_per_batch": dispatches,
-                   "profile_us": kernel_json})
+            crate::run_info::stamped(
+                json!({"bench": "embed", "device": engine.profile().name, "batch": batch, "synthetic_weights": synthetic,
+                       "tokens_per_batch": tokens, "ms_per_batch": secs * 1e3, "sentences_per_s": sps, "iterations": iters,
+                       "record_ms": host_ms, "dispatches_per_batch": dispatches,
+                       "profile_us": kernel_json}),
+                Some(&engine)
+            )
         );
     } else {
         println!(

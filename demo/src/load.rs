@@ -198,7 +198,7 @@ pub fn run(args: LoadArgs) -> Result<()> {
         "sha256_checked": args.sha256.is_some(),
     });
     if args.json {
-        println!("{v}");
+        println!("{}", crate::run_info::stamped(v, engine.as_ref()));
     } else {
         let ms = |t: Option<f64>| {
             t.map(|t| format!("{:.1} ms", t * 1e3))

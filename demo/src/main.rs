@@ -14,6 +14,7 @@ mod info;
 mod load;
 mod model_ref;
 mod progress;
+mod run_info;
 mod serve;
 mod serve_path;
 mod tune;

@@ -79,14 +79,17 @@ pub fn run(args: TuneArgs) -> Result<()> {
     if args.json {
         println!(
             "{}",
-            json!({
-                "device": e.profile().name,
-                "fingerprint": e.profile().fingerprint(),
-                "budget_s": args.budget_s,
-                "total_s": total_s,
-                "geomean_speedup": geomean,
-                "kernels": reports,
-            })
+            crate::run_info::stamped(
+                json!({
+                    "device": e.profile().name,
+                    "fingerprint": e.profile().fingerprint(),
+                    "budget_s": args.budget_s,
+                    "total_s": total_s,
+                    "geomean_speedup": geomean,
+                    "kernels": reports,
+                }),
+                Some(&e)
+            )
         );
     } else {
         println!(

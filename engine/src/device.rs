@@ -23,7 +23,7 @@ pub struct DeviceOptions {
     /// kernels is bounded by sizes the engine validates, and the injected counter stops drivers
     /// from unrolling loops and keeping the kernels' small arrays in registers. On an H100 it
     /// made Gemma decode 1.4x and prefill 3.4x slower, fused attention 7x
-    /// (BENCHMARKS.md, "Shader checks"). `true` restores wgpu's full default checks; the
+    /// (benchmarks/HISTORY.md, "Shader checks"). `true` restores wgpu's full default checks; the
     /// environment variable `WEBJIT_LOOP_BOUNDING=1` sets it for `DeviceOptions::default()`.
     /// Browsers apply their own checks and ignore it.
     pub loop_bounding: bool,

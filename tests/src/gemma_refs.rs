@@ -196,7 +196,7 @@ pub fn tiny_llama_prompt_refs() -> Vec<PromptRef> {
     prompt_refs("tiny_llama/refs.json", "tiny_llama")
 }
 
-/// Issue 8's bounds for the last prompt position: same argmax, at least 8 of llama.cpp's
+/// Bounds for the last prompt position against llama.cpp: same argmax, at least 8 of llama.cpp's
 /// top-10 ids in ours, and (where the full vector was recorded) NMSE <= 5e-3.
 pub fn check_last_logits(ours: &[f32], r: &PromptRef) -> Result<(), String> {
     let name = &r.name;
@@ -244,7 +244,7 @@ pub fn check_last_logits(ours: &[f32], r: &PromptRef) -> Result<(), String> {
     Ok(())
 }
 
-/// Issue 8's greedy rule. `ours[i]` = (chosen id, our top-5 `(id, logit)`) at step i. Ids
+/// The greedy rule against llama.cpp. `ours[i]` = (chosen id, our top-5 `(id, logit)`) at step i. Ids
 /// must be identical up to the first step where llama.cpp's own top-1/top-2 gap is below
 /// 0.3 (that step's choice may fall either way, and everything after it depends on it);
 /// at every compared step (that one included) our top-5 logits are within 1.0 of llama.cpp's,

@@ -141,12 +141,12 @@ pub fn assert_close(
     );
 }
 
-/// f32 NMSE bound for elementwise ops and norms (issue: <= 1e-10).
+/// f32 NMSE bound for elementwise ops and norms against the f64 oracle (<= 1e-10).
 pub const NMSE_ELEMENTWISE: f64 = 1e-10;
-/// f32 NMSE bound for matmul (issue: <= 1e-8).
+/// f32 NMSE bound for matmul against the f64 oracle (<= 1e-8: f32 sums over K).
 pub const NMSE_MATMUL: f64 = 1e-8;
 
-/// f32 NMSE bound for fused attention (issue 5: <= 1e-9).
+/// f32 NMSE bound for fused attention against the f64 oracle (<= 1e-9).
 pub const NMSE_ATTENTION: f64 = 1e-9;
 
 /// The model cache of `scripts/fetch-models.sh`: `${WEBJIT_CACHE:-~/.cache/webjit}/models`.

@@ -32,7 +32,7 @@ fn subcommands(help: &str) -> Vec<String> {
 #[test]
 fn every_subcommand_has_help_naming_its_main_options() {
     // The options each command must document; a subcommand missing here still has to answer
-    // --help, and the commands of issue 11 must all be present.
+    // --help, and every documented command must be present.
     let expected: &[(&str, &[&str])] = &[
         ("info", &["--json"]),
         (

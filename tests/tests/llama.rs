@@ -20,7 +20,7 @@ fn session() -> Session {
     Session::new(engine(), dec).expect("session")
 }
 
-/// Issue 8's last-position bounds (argmax, top-10 overlap, NMSE <= 5e-3) for the prefix of
+/// The last-position bounds against llama.cpp (argmax, top-10 overlap, NMSE <= 5e-3) for the prefix of
 /// length n, against `want` (llama.cpp's logits there; see the near-tie case above).
 fn check_prefix(ours: &[f32], r: &PromptRef, n: usize, want: Vec<f32>, failures: &mut Vec<String>) {
     let prefix = PromptRef {

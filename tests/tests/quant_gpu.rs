@@ -9,7 +9,7 @@ use webjit_jit::KernelSpec;
 use webjit_tests::quant_vectors::load;
 use webjit_tests::{assert_close, engine, small_binding_engine, Rand};
 
-/// NMSE bound for f32 accumulation over the same dequantized weights (issue 3).
+/// NMSE bound for f32 accumulation over the same dequantized weights, against the f64 oracle on those weights.
 const NMSE_Q_F32: f64 = 1e-9;
 /// NMSE bound for the f16 paths (products in f16, sums in f32).
 const NMSE_Q_F16: f64 = 1e-5;

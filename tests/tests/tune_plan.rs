@@ -57,7 +57,7 @@ fn plan_covers_what_runs(model: &Path, prompt_len: usize) {
         },
     )
     .expect("capture");
-    let covered = plan.kernel_keys(&e);
+    let covered = plan.kernel_keys();
     let mut missing: Vec<&String> = ran.iter().filter(|k| !covered.contains(*k)).collect();
     missing.sort();
     missing.dedup();

@@ -20,7 +20,7 @@ pub use embed::WebEmbedder;
 pub use load::WebModelLoad;
 pub use text::WebTextModel;
 
-/// The stable JS code of an engine error (the list: WEBGPU_UNAVAILABLE,
+/// The stable JS code of an engine error (a public contract, listed in web/README.md: WEBGPU_UNAVAILABLE,
 /// BAD_MODEL_FILE, UNSUPPORTED_TENSOR_TYPE, OUT_OF_MEMORY, DEVICE_LOST, INVALID_ARGUMENT ...).
 fn js_code(e: &Error) -> &'static str {
     use webjit_engine::loader::LoaderError as L;

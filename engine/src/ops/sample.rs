@@ -166,12 +166,11 @@ impl Sampler {
         }
         let engine = rec.engine();
         let n = self.vocab as u64;
-        rec.offer(
-            &SampleSpec {
-                stage: SampleStage::Partial,
-                n,
-            },
-            || {
+        // Both stages run the config chosen when the sampler was made: while capturing, each is
+        // offered with a replay through a sampler made for another config (one record, filed
+        // under the partial stage's tune key, serves both).
+        for stage in [SampleStage::Partial, SampleStage::Final] {
+            rec.offer(&SampleSpec { stage, n }, || {
                 let (logits, settings, recent) = (logits.clone(), *settings, recent.to_vec());
                 let vocab = self.vocab;
                 ReplayFactory::ready(move |rec, c: &SampleConfig| {
@@ -179,8 +178,8 @@ impl Sampler {
                     s.record(rec, &logits, &settings, &recent)?;
                     Ok(s.result.clone())
                 })
-            },
-        );
+            });
+        }
         if s.penalty != 1.0 && !recent.is_empty() {
             let mut uniq: Vec<u32> = Vec::with_capacity(PENALTY_LAST_N);
             for &id in recent.iter().rev() {

@@ -36,6 +36,9 @@ impl Default for PlanOptions {
 /// The problems of a plan, one per tune key, in the order they are tuned.
 pub struct TunePlan {
     problems: Vec<Box<dyn TunableKernel>>,
+    /// Every kernel key the captured kernels' spaces hold, those that share a problem's tune
+    /// key (and so its record) included.
+    covered: HashSet<String>,
 }
 
 impl TunePlan {
@@ -62,19 +65,20 @@ impl TunePlan {
         session.record_steps(&mut rec, &prompt)?;
         let kernels = rec.take_captured();
         rec.submit()?;
-        Ok(Self::from_kernels(kernels))
+        Ok(Self::from_kernels(engine, kernels))
     }
 
     /// One problem per tune key (the first captured), the heavy families first so that a
     /// short budget goes where the time is.
-    pub fn from_kernels(kernels: Vec<Box<dyn TunableKernel>>) -> Self {
+    pub fn from_kernels(engine: &Engine, kernels: Vec<Box<dyn TunableKernel>>) -> Self {
+        let covered = kernels.iter().flat_map(|k| k.space_keys(engine)).collect();
         let mut seen = HashSet::new();
         let mut problems: Vec<Box<dyn TunableKernel>> = kernels
             .into_iter()
             .filter(|k| seen.insert(k.tune_key()))
             .collect();
         problems.sort_by_key(|p| family_rank(p.family()));
-        Self { problems }
+        Self { problems, covered }
     }
 
     pub fn len(&self) -> usize {
@@ -89,12 +93,11 @@ impl TunePlan {
         self.problems.iter().map(|p| p.tune_key()).collect()
     }
 
-    /// Every kernel key some problem of the plan may run (its space and its default).
-    pub fn kernel_keys(&self, engine: &Engine) -> HashSet<String> {
-        self.problems
-            .iter()
-            .flat_map(|p| p.space_keys(engine))
-            .collect()
+    /// Every kernel key whose choice the plan tunes: the spaces (and defaults) of the captured
+    /// kernels, each of which shares its tune key, and so its record, with a problem of the
+    /// plan.
+    pub fn kernel_keys(&self) -> &HashSet<String> {
+        &self.covered
     }
 
     /// Tunes every problem within about `budget_s` seconds in all, reporting each result to

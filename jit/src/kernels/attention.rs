@@ -313,7 +313,7 @@ impl KernelSpec for AttentionSpec {
         // CPU adapters pay for every invocation and every barrier whether its rows exist or
         // not: the smallest workgroup, one row each and 8-key tiles. On native SwiftShader
         // this took MiniLM's 8-token attention from 7.0 to 0.81 ms, and was also the fastest
-        // config for Gemma's 64-token prompt (head dim 256, BENCHMARKS.md, "CPU adapters").
+        // config for Gemma's 64-token prompt (head dim 256).
         // A few query rows of a narrow head (an encoder's sentence) on a GPU: the same small
         // config, 11.7 against 28.8 us for 8 rows x 12 heads of 32 on an H100.
         let short = self.seq_q <= 64 && self.head_dim <= 64;

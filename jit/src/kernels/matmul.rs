@@ -387,7 +387,7 @@ impl KernelSpec for MatmulSpec {
         }
         // GPUs: a few rows (an encoder at batch 1, short prompts) leave the tiled form with
         // a handful of workgroups each walking all of K; splitting K over 64 invocations was
-        // 1.2-5x faster on an H100 from 8 to 64 rows (BENCHMARKS.md, "Sentence embeddings").
+        // 1.2-5x faster on an H100 from 8 to 64 rows (MiniLM's projections at batch 1).
         if !profile.cpu && self.trans_b && self.m <= GPU_SPLIT_K_MAX_M {
             let lv = if self.k.is_multiple_of(4) { 4 } else { 1 };
             let c = MatmulConfig::split_k(8, 1, 64, lv);

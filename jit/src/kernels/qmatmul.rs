@@ -282,7 +282,7 @@ impl KernelSpec for QMatmulSpec {
     fn default_config(&self, profile: &DeviceProfile) -> QMatmulConfig {
         // f16 multiplies (sums in f32) where the profile prefers them: on an H100 the f16
         // tiles were 1.3-1.6x faster than the f32 ones at Gemma 3 270M's prefill shapes
-        // (M = 512, `benchmarks/h100/ai/ksplit/`: 640 x 2048 Q4_K 214 -> 137 us, 1024 x 640
+        // (M = 512: 640 x 2048 Q4_K 214 -> 137 us, 1024 x 640
         // Q5_0 75 -> 51, 2048 x 640 Q5_0 124 -> 84), and the golden Gemma prompts still match
         // llama.cpp with them (`tests/tests/gemma_f16_prefill.rs`).
         if profile.prefers_f16_prefill() {
@@ -309,11 +309,11 @@ impl KernelSpec for QMatmulSpec {
         }
         // GPUs with wide subgroups (32 or more lanes): smaller tiles when 64 x 64 ones would
         // leave the GPU short of workgroups. The H100 tuner (`webjit tune --prompt-tokens 512`,
-        // Gemma 3 270M, `benchmarks/h100/z3/tune.json`) picked 16 x 16 or 32 x 32 tiles over
+        // Gemma 3 270M) picked 16 x 16 or 32 x 32 tiles over
         // 64 x 64 for 6 of its 7 prefill shapes, 1.4-3.9x faster.
         // K splits where 32 x 32 tiles give few workgroups: as many as keep at most ~1280
         // workgroups and 512 elements of K per split, 4 below 256 tiles (H100 sweeps at
-        // M = 512, `benchmarks/h100/ai/ksplit/`: 640 x 2048 Q4_K 214 -> 168 us with 4 splits,
+        // M = 512: 640 x 2048 Q4_K 214 -> 168 us with 4 splits,
         // 640 x 1024 106 -> 96 with 2, 256 x 640 Q5_0 39 -> 30 with 4; none for 1024 x 640).
         if profile.subgroups.as_ref().is_some_and(|s| s.max_size >= 32) {
             let groups = |t: u64| self.m.div_ceil(t) * self.n.div_ceil(t);

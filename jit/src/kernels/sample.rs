@@ -116,12 +116,14 @@ impl KernelSpec for SampleSpec {
         "sample"
     }
 
+    /// The partial and final stages run one config (the sampler sizes its buffers for it),
+    /// so they share a record, filed under the partial stage's key.
     fn tune_key(&self) -> String {
-        format!(
-            "sample.{}|n{}",
-            self.stage.name(),
-            crate::tune::bucket(self.n)
-        )
+        let stage = match self.stage {
+            SampleStage::Penalize => "penalize",
+            _ => "partial",
+        };
+        format!("sample.{stage}|n{}", crate::tune::bucket(self.n))
     }
 
     fn key(&self, cfg: &SampleConfig) -> String {

@@ -217,7 +217,7 @@ impl KernelSpec for QMatvecSpec {
         // 950-953 to 992 tok/s (`bench model --profile` with one tuning record).
         // CPU adapters (lavapipe, SwiftShader): no reduction at all, each invocation walks
         // whole rows, 4 or 8 of them, in workgroups of 32. Measured with `webjit bench qmatmul
-        // --m 1 --config ...` at Gemma 3 270M's shapes (BENCHMARKS.md, CPU adapters): on
+        // --m 1 --config ...` at Gemma 3 270M's shapes: on
         // SwiftShader 2.4-8.7x faster than 128 invocations over 2 rows with a workgroup-memory
         // tree (the 262144 x 640 Q8_0 output projection 10.4 s -> 1.19 s), on lavapipe
         // 1.3-2.8x faster than its subgroup reduction.
