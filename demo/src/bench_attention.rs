@@ -310,7 +310,7 @@ fn report(
         "results": if a.sweep { json!(rows) } else { json!(null) },
     });
     if a.json {
-        println!("{}", crate::run_info::stamped(report, Some(&engine)));
+        println!("{}", crate::run_info::stamped(report, Some(e)));
     } else {
         println!("{what}: best {key}: {:.3} ms, {gflops:.1} GFLOP/s", t * 1e3);
         println!("({counting})");

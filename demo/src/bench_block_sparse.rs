@@ -329,7 +329,7 @@ pub fn run(a: BlockSparseArgs) -> Result<()> {
         "results": if a.sweep { json!(rows) } else { json!(null) },
     });
     if a.json {
-        println!("{}", crate::run_info::stamped(report, Some(&engine)));
+        println!("{}", crate::run_info::stamped(report, Some(&e)));
     } else {
         println!(
             "block-sparse ({} blocks, {:?}): best {key}: {:.3} ms, {:.1} GFLOP/s attended \
