@@ -22,6 +22,7 @@
 mod attention;
 mod attention_decode;
 mod block_sparse;
+mod block_sparse_buffers;
 mod block_sparse_opts;
 mod elementwise;
 mod embedding;
@@ -38,9 +39,8 @@ mod sample;
 
 pub use attention::{attention, Attention, AttentionOptions};
 pub use attention_decode::{attention_decode, AttentionDecode, DecodeOptions};
-pub use block_sparse::{
-    block_sparse_attention, BlockSparse, SelectedBlocks, SparseBuffers, SparseConfigs, SparseOutput,
-};
+pub use block_sparse::{block_sparse_attention, BlockSparse, SparseConfigs, SparseOutput};
+pub use block_sparse_buffers::{SelectedBlocks, SparseBuffers};
 pub use block_sparse_opts::{BlockMask, BlockSelect, Granularity, Partition, SparseOptions};
 pub use elementwise::{
     add, elementwise, gelu_erf, gelu_tanh, gelu_tanh_mul, mul, scale, silu, silu_mul, Elementwise,

@@ -2,7 +2,8 @@
 //! output projection, residual with the FFN's pre-norm, gated FFN, residual. Each part follows
 //! the layer's plan; none names a kernel beyond the op it calls.
 
-use super::linear::{Matrix, QkvOut};
+use super::linear::QkvOut;
+use super::matrix::Matrix;
 use super::plan::{LayerPlan, QkNormPlan};
 use super::weights::Layer;
 use crate::error::{Error, Result};

@@ -4,6 +4,7 @@
 
 use webjit_jit::kernels::qmatvec::Gate;
 
+use super::matrix::Matrix;
 use super::plan::{FfnPlan, ProductPlan, QkvPlan};
 use crate::error::{Error, Result};
 use crate::model::llm_config::Activation;
@@ -11,29 +12,6 @@ use crate::ops;
 use crate::qtensor::QTensor;
 use crate::recorder::Recorder;
 use crate::tensor::{DType, Tensor};
-
-/// A weight matrix W [N, K] applied as y = x W^T: quantized blocks or f32.
-#[derive(Clone)]
-pub enum Matrix {
-    Quantized(QTensor),
-    Dense(Tensor),
-}
-
-impl Matrix {
-    pub fn shape(&self) -> [usize; 2] {
-        match self {
-            Matrix::Quantized(q) => q.shape(),
-            Matrix::Dense(t) => [t.shape()[0], t.shape()[1]],
-        }
-    }
-
-    pub fn quantized(&self) -> Option<&QTensor> {
-        match self {
-            Matrix::Quantized(q) => Some(q),
-            Matrix::Dense(_) => None,
-        }
-    }
-}
 
 /// A matrix with the products its plan allows.
 #[derive(Clone)]

@@ -6,16 +6,19 @@
 //! at load (`plan`); the weights own their products (`linear`). All of a step's work goes into
 //! one recorder (one command encoder).
 //!
-//! Files: `weights` (GGUF names to layers), `plan` (the layer plan), `linear` (matrices and
-//! their products), `block` (one block's forward, embedding, the last row).
+//! Files: `weights` (GGUF names to layers), `matrix` (a loaded weight matrix), `plan` (the
+//! layer plan), `linear` (matrices with their products, q/k/v, the gated FFN), `block` (one
+//! block's forward, embedding, the last row).
 
 mod block;
 mod linear;
+mod matrix;
 mod plan;
 mod weights;
 
 pub(crate) use block::{block, embed, last_row, BlockInput, Input, Step};
-pub use linear::{Linear, Matrix};
+pub use linear::Linear;
+pub use matrix::Matrix;
 pub use plan::{FfnPlan, LayerPlan, ProductPlan, QkNormPlan, QkvPlan};
 pub(crate) use weights::{Layer, Weights};
 

@@ -5,7 +5,7 @@
 
 use webjit_jit::profile::DeviceProfile;
 
-use super::linear::Matrix;
+use super::matrix::Matrix;
 use crate::model::llm_config::DecoderConfig;
 use crate::ops::RopeOptions;
 

@@ -4,7 +4,8 @@
 
 use std::collections::HashMap;
 
-use super::linear::{GatedFfn, Linear, Matrix, Qkv};
+use super::linear::{GatedFfn, Linear, Qkv};
+use super::matrix::Matrix;
 use super::plan::{LayerPlan, LayerShape, ProductPlan};
 use crate::error::{Error, Result};
 use crate::loader::{GpuSink, LoadedTensor};
