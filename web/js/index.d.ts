@@ -346,9 +346,10 @@ export declare class Engine {
     v: Float32Array,
     opts: Pick<BlockSparseOptions, 'qShape' | 'kvShape' | 'causal' | 'scale'>,
   ): Promise<AttentionResult>;
-  /** Tunes the kernels of the text model loaded last within the budget and persists the
-   *  winners (IndexedDB; the next Engine.create loads them). Rejects with INVALID_STATE when
-   *  no text model is loaded, BUSY while it generates. */
+  /** Tunes every kernel that a prompt step and a decode step of the text model loaded last
+   *  dispatch, within the budget, and persists the winners (IndexedDB; the next Engine.create
+   *  loads them). The conversation is kept; a generation in progress is stopped first.
+   *  Rejects with INVALID_STATE when no text model is loaded, BUSY while a next() call runs. */
   tune(opts?: {
     budgetMs?: number;
     onReport?: (kernelReport: KernelTuneReport) => void;
