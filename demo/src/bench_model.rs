@@ -69,13 +69,8 @@ impl SynthSource {
         let mut tensors: Vec<(u64, u64, TensorType)> = h
             .tensors
             .iter()
-            .map(|t| {
-                (
-                    h.data_start + t.offset,
-                    h.data_start + t.offset + t.size,
-                    t.dtype,
-                )
-            })
+            // `offset` is absolute (the data section's start is already in it).
+            .map(|t| (t.offset, t.offset + t.size, t.dtype))
             .collect();
         tensors.sort_by_key(|t| t.0);
         let total = h.total_bytes;

@@ -68,8 +68,9 @@ impl TunePlan {
         Ok(Self::from_kernels(engine, kernels))
     }
 
-    /// One problem per tune key (the first captured), the heavy families first so that a
-    /// short budget goes where the time is.
+    /// One problem per tune key (the first captured), the light families first: each problem
+    /// gets an equal share of what is left, and the light ones (small spaces, fast runs) use
+    /// less than theirs, which the heavy ones after them then have.
     pub fn from_kernels(engine: &Engine, kernels: Vec<Box<dyn TunableKernel>>) -> Self {
         let covered = kernels.iter().flat_map(|k| k.space_keys(engine)).collect();
         let mut seen = HashSet::new();
@@ -114,6 +115,10 @@ impl TunePlan {
         let total = self.problems.len();
         let p = engine.profile();
         let software = p.cpu || p.backend.contains("webgpu");
+        // The captured steps may still be running (seconds on a software adapter): the budget
+        // is the search's, so it starts once they are done.
+        let flush = engine.upload_u32(&[1], &[0])?;
+        engine.read_bytes(&flush).await?;
         // A problem stops starting candidates at its deadline, but the one under way finishes
         // (up to ~1 s for the output projection on an H100, whose whole runs took 30.6-31.1 s
         // for a 30 s budget), and setup (weight copies) comes on top: aim at 90% of the budget
@@ -142,13 +147,14 @@ impl TunePlan {
     }
 }
 
-/// Tuning order: weight-reading products, attention, then the light row and elementwise ops.
+/// Tuning order: the light row, elementwise and gather ops, attention, then the products that
+/// read the weights.
 fn family_rank(family: &str) -> u8 {
     match family {
-        "qmatvec" => 0,
-        "qmatmul" | "matmul" => 1,
-        "attention" | "attention_decode" => 2,
-        _ => 3,
+        "attention" | "attention_decode" => 1,
+        "qmatvec" => 2,
+        "qmatmul" | "matmul" => 3,
+        _ => 0,
     }
 }
 
