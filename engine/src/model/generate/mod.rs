@@ -126,9 +126,9 @@ impl Session {
         self.sampler.record(&mut rec, &logits, s, &self.history)?;
         let dispatches = rec.stats.dispatches;
         let t1 = now();
-        let idx = rec.submit()?;
+        rec.submit()?;
         let t2 = now();
-        let result = self.read_result(engine, idx).await?;
+        let result = self.read_result(engine).await?;
         Ok(Step {
             result,
             logits,
@@ -138,13 +138,8 @@ impl Session {
         })
     }
 
-    /// Reads the sampler's result after submission `idx`.
-    async fn read_result(
-        &self,
-        engine: &Engine,
-        idx: wgpu::SubmissionIndex,
-    ) -> Result<SampleResult> {
-        let _ = idx;
+    /// Reads the sampler's result (a readback queued after everything submitted).
+    async fn read_result(&self, engine: &Engine) -> Result<SampleResult> {
         let words: Vec<u32> =
             bytemuck::pod_collect_to_vec(&engine.read_bytes(self.sampler.result()).await?);
         SampleResult::from_words(&words)
@@ -429,8 +424,8 @@ impl Session {
     ) -> Result<SampleResult> {
         let mut rec = engine.recorder();
         self.sampler.record(&mut rec, logits, s, &self.history)?;
-        let idx = rec.submit()?;
-        self.read_result(engine, idx).await
+        rec.submit()?;
+        self.read_result(engine).await
     }
 
     /// Ends `g` early: its last token waits, unfed, for the next generation.
