@@ -275,6 +275,38 @@ fn incremental_generation_matches_generate() {
     );
     s.reset();
     assert!(s.start(&[], &opts).is_err(), "nothing to generate from");
+
+    // Filling the KV cache stops with `Context` after the same tokens as stepping until the
+    // cache is full, though steps were submitted ahead of the host up to the end.
+    let cap = s.decoder.max_context();
+    let mut stepped = vec![
+        s.step(e, &r.prompt_ids, &GREEDY)
+            .expect("prefill")
+            .result
+            .token,
+    ];
+    while s.position() < cap {
+        let t = *stepped.last().expect("a token");
+        stepped.push(s.step(e, &[t], &GREEDY).expect("step").result.token);
+    }
+    s.reset();
+    let opts = GenerateOptions {
+        max_tokens: 10 * cap,
+        ..Default::default()
+    };
+    let mut g = s.start(&r.prompt_ids, &opts).expect("start");
+    let mut got = Vec::new();
+    while let Some(res) = pollster::block_on(s.next_token(e, &mut g, &|_| false)).expect("next") {
+        got.push(res.token);
+    }
+    assert_eq!(g.stop, Some(StopReason::Context));
+    assert_eq!(got.len(), cap - r.prompt_ids.len() + 1);
+    assert_eq!(got, stepped);
+    assert_eq!(
+        s.position(),
+        cap,
+        "every returned token but the last was fed"
+    );
 }
 
 /// The browser's streaming path: a `PrefillSink` given the prompt as text tokenizes it with

@@ -2,12 +2,15 @@
 //!
 //! `Session::start` begins a generation, `Session::next_token` returns one token per call.
 //! Each step is one command encoder (forward + GPU sampling) that reads back only the sampled
-//! id and the top few logits. Decode runs one step ahead: when `next_token` returns token k,
-//! the step that feeds k and samples k + 1 is already on the GPU (it reads k from the sampler's
-//! result buffer, on the GPU), so the host's handling of k overlaps the GPU's work on k + 1.
-//! Native `generate` drives the same machine with a blocking executor.
+//! id and the top few logits. Decode runs ahead of the host: a step reads its input token from
+//! the sampler's result buffer on the GPU, so before `next_token` waits for token k it submits
+//! the step that feeds k (and samples k + 1), and when it returns k that step is on the GPU.
+//! The GPU never waits for the host to record a step, and the host's handling of k overlaps
+//! the GPU's work on k + 1. Native `generate` drives the same machine with a blocking executor.
 
 mod types;
+
+use std::collections::VecDeque;
 
 pub use types::{GenerateOptions, GenerateStats, Rng, Step, StopReason};
 pub use webjit_jit::kernels::sample::SampleSettings;
@@ -19,8 +22,9 @@ use crate::ops::{SampleResult, Sampler};
 use crate::tensor::Tensor;
 use crate::Engine;
 
-/// A decode step submitted ahead: it feeds the last returned token and samples the next into
-/// staging buffer `slot`.
+/// A decode step submitted ahead: it feeds the token sampled by the step before it (the first
+/// in `Generation::ahead` feeds the last returned token) and samples the next into staging
+/// buffer `slot`.
 struct Ahead {
     slot: usize,
     submission: wgpu::SubmissionIndex,
@@ -36,7 +40,10 @@ pub struct Generation {
     prefilled: Option<Tensor>,
     /// The token returned last, not yet known to be fed.
     last: Option<u32>,
-    ahead: Option<Ahead>,
+    /// Steps submitted and not yet read, oldest first (at most two).
+    ahead: VecDeque<Ahead>,
+    /// Steps submitted ahead so far (their staging buffers alternate).
+    submitted: usize,
     /// Tokens and top logits so far; timings are filled in by `next_token` natively.
     pub stats: GenerateStats,
     pub stop: Option<StopReason>,
@@ -260,7 +267,8 @@ impl Session {
             prompt,
             prefilled,
             last: None,
-            ahead: None,
+            ahead: VecDeque::new(),
+            submitted: 0,
             stop: None,
             started_s: now(),
             first_token_s: 0.0,
@@ -280,7 +288,7 @@ impl Session {
         if g.stop.is_none() && g.stats.tokens.len() >= g.opts.max_tokens {
             g.stop = Some(StopReason::MaxTokens);
         }
-        if g.stop.is_none() && self.position() + g.prompt.len() > self.decoder.max_context() {
+        if g.stop.is_none() && self.fed(g) + g.prompt.len() > self.decoder.max_context() {
             g.stop = Some(StopReason::Context);
         }
         if g.stop.is_some() {
@@ -291,7 +299,9 @@ impl Session {
             Ok(r) => r,
             Err(e) => {
                 g.stop = Some(StopReason::Error);
-                g.ahead = None;
+                let ahead = g.ahead.len();
+                g.ahead.clear();
+                self.decoder.rewind(ahead);
                 return Err(e);
             }
         };
@@ -304,23 +314,38 @@ impl Session {
             g.stop = Some(StopReason::Eog);
         } else if g.stats.tokens.len() >= g.opts.max_tokens {
             g.stop = Some(StopReason::MaxTokens);
-        } else if self.position() >= self.decoder.max_context() {
+        } else if self.fed(g) >= self.decoder.max_context() {
             g.stop = Some(StopReason::Context);
         }
         if g.stop.is_some() {
             self.finish(g);
-        } else if g.opts.repeat_penalty == 1.0 {
+        } else if g.ahead.is_empty() && g.opts.repeat_penalty == 1.0 {
             // The next step needs no host-side history: run it ahead.
             self.submit_ahead(engine, g)?;
         }
         Ok(Some(res))
     }
 
+    /// Positions fed up to the last returned token (steps submitted ahead not counted).
+    fn fed(&self, g: &Generation) -> usize {
+        self.position() - g.ahead.len()
+    }
+
     /// The token after the last returned one: from the step run ahead, else from a step
     /// recorded now (the first token, or each token when a repetition penalty needs the
     /// history on the host).
     async fn next_result(&mut self, engine: &Engine, g: &mut Generation) -> Result<SampleResult> {
-        if let Some(a) = g.ahead.take() {
+        if !g.ahead.is_empty() {
+            // The step after the one read here may be wanted: submit it first, so that the GPU
+            // has it queued while the host waits for and handles this token. (It is wanted
+            // unless this token ends the generation; then `finish` forgets it.)
+            let may_continue = g.stats.tokens.len() + 1 < g.opts.max_tokens
+                && self.position() < self.decoder.max_context();
+            if g.ahead.len() == 1 && may_continue {
+                self.submit_ahead(engine, g)?;
+            }
+        }
+        if let Some(a) = g.ahead.pop_front() {
             let bytes = (SAMPLE_RESULT_WORDS * 4) as u64;
             let words = engine
                 .read_mapped(&self.staging[a.slot], bytes, Some(a.submission))
@@ -357,7 +382,8 @@ impl Session {
                     mapped_at_creation: false,
                 }));
         }
-        let slot = g.stats.tokens.len() % 2;
+        let slot = g.submitted % 2;
+        g.submitted += 1;
         let settings = g.opts.settings(g.rng.uniform())?;
         let mut rec = engine.recorder();
         rec.set_arena(self.arena.take().unwrap_or_default());
@@ -375,20 +401,20 @@ impl Session {
             bytes,
         );
         g.stats.dispatches_per_token = rec.stats.dispatches;
-        g.ahead = Some(Ahead {
+        g.ahead.push_back(Ahead {
             slot,
             submission: rec.submit()?,
         });
         Ok(())
     }
 
-    /// Ends `g`: a step run ahead is forgotten (its KV-cache position rewound; the queue runs
-    /// it before any later work, which then overwrites what it wrote), and the last returned
-    /// token waits, unfed, for the next generation.
+    /// Ends `g`: steps run ahead are forgotten (their KV-cache positions rewound; the queue
+    /// runs them before any later work, which then overwrites what they wrote), and the last
+    /// returned token waits, unfed, for the next generation.
     fn finish(&mut self, g: &mut Generation) {
-        if g.ahead.take().is_some() {
-            self.decoder.rewind(1);
-        }
+        let ahead = g.ahead.len();
+        g.ahead.clear();
+        self.decoder.rewind(ahead);
         if let Some(t) = g.last.take() {
             self.pending = Some(t);
         }
