@@ -153,12 +153,15 @@ fn generate_matches_stepping_and_is_deterministic() {
             .generate(e, &r.prompt_ids, &opts, &|_| false, &mut |_| true)
             .expect("generate");
         assert_eq!(g.tokens, stepped, "{}", r.name);
+        // Each token but the first (from the prompt step) and the last was awaited with the
+        // step after it already queued: the GPU never waited for the host to record a step.
+        assert_eq!(g.queued_behind, g.tokens.len() - 2, "{}", r.name);
         // The last token is pending, exactly as after stepping: the step run ahead was undone.
         assert_eq!(s.position(), pos_stepped, "{}", r.name);
         assert!(g.dispatches_per_token > 0);
     }
     let r = &tiny_llama_prompt_refs()[0];
-    let sampled = |s: &mut Session, penalty: f32| {
+    let sampled = |s: &mut Session, penalty: f32| -> (Vec<u32>, usize) {
         s.reset();
         let opts = GenerateOptions {
             max_tokens: 12,
@@ -168,15 +171,21 @@ fn generate_matches_stepping_and_is_deterministic() {
             repeat_penalty: penalty,
             seed: 42,
         };
-        s.generate(e, &r.prompt_ids, &opts, &|_| false, &mut |_| true)
-            .expect("sampled")
-            .tokens
+        let g = s
+            .generate(e, &r.prompt_ids, &opts, &|_| false, &mut |_| true)
+            .expect("sampled");
+        (g.tokens, g.queued_behind)
     };
     let a = sampled(&mut s, 1.0);
     assert_eq!(a, sampled(&mut s, 1.0), "same seed, same tokens");
-    assert_eq!(a.len(), 12);
+    assert_eq!(a.0.len(), 12);
+    assert_eq!(a.1, 10, "sampled steps run ahead too");
     let p = sampled(&mut s, 1.3);
     assert_eq!(p, sampled(&mut s, 1.3), "penalty path is deterministic too");
+    assert_eq!(
+        p.1, 0,
+        "a repetition penalty needs each token on the host first"
+    );
     // Stopping early through the callback leaves the stopping token pending.
     s.reset();
     let mut seen = 0;

@@ -344,6 +344,9 @@ impl Session {
             if g.ahead.len() == 1 && may_continue {
                 self.submit_ahead(engine, g)?;
             }
+            if g.ahead.len() > 1 {
+                g.stats.queued_behind += 1;
+            }
         }
         if let Some(a) = g.ahead.pop_front() {
             let bytes = (SAMPLE_RESULT_WORDS * 4) as u64;

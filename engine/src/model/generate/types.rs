@@ -62,6 +62,10 @@ pub struct GenerateStats {
     pub decode_tok_s: f64,
     /// GPU dispatches recorded per decode step (forward + sampling).
     pub dispatches_per_token: u32,
+    /// Tokens whose readback was awaited with the step after them already queued on the GPU,
+    /// so that the GPU did not wait for the host to record it: all but the first and last of
+    /// a greedy or sampled run, none with a repetition penalty (it needs each token first).
+    pub queued_behind: usize,
     /// Stopped on an end-of-generation token (not on the token limit or the callback).
     pub stopped_on_eog: bool,
 }
