@@ -42,13 +42,17 @@ build)
   cmake --build build --target llama-bench -j"$(nproc)"
   ;;
 run)
+  # run OUT [HEADER_DIR [JSON_NAME]]: another model's header.bin + tensors.json (e.g. one of
+  # .cache/llm-headers/*, written by scripts/write_llm_headers.py); Gemma's by default.
   out=${2:?output dir}
-  python3 "$DIR/synth_gguf.py" build "$DIR/hdr" /tmp/gemma-synth.gguf
-  /tmp/llb/llama.cpp/build/bin/llama-bench -m /tmp/gemma-synth.gguf -p 512 -n 128 -ngl 99 -r 3 -o json \
-    >"$out/llama_bench.json"
+  hdr=${3:-$DIR/hdr}
+  python3 "$DIR/synth_gguf.py" build "$hdr" /tmp/llb-synth.gguf
+  /tmp/llb/llama.cpp/build/bin/llama-bench -m /tmp/llb-synth.gguf -p 512 -n 128 -ngl 99 -r 3 -o json \
+    >"$out/${4:-llama_bench.json}"
+  rm -f /tmp/llb-synth.gguf
   ;;
 *)
-  echo "usage: $0 prepare | build | run OUT_DIR" >&2
+  echo "usage: $0 prepare | build | run OUT_DIR [HEADER_DIR [JSON_NAME]]" >&2
   exit 2
   ;;
 esac
