@@ -5,7 +5,8 @@ use std::io::Write;
 use serde_json::json;
 use webjit_engine::model::decoder::Decoder;
 use webjit_engine::model::generate::{GenerateOptions, GenerateStats, Session};
-use webjit_engine::tokenizer::spm::{chat_prompt, SpmTokenizer, StreamDecoder};
+use webjit_engine::tokenizer::spm::chat_prompt;
+use webjit_engine::tokenizer::text::{StreamDecoder, TextTokenizer};
 use webjit_engine::{DeviceOptions, Engine, Error, Result};
 
 use crate::model_ref::{resolve, ModelRef};
@@ -72,7 +73,7 @@ pub struct GenerateArgs {
 /// A loaded model ready to generate: engine, tokenizer and session.
 pub struct Loaded {
     pub engine: Engine,
-    pub tok: SpmTokenizer,
+    pub tok: TextTokenizer,
     pub session: Session,
 }
 
@@ -82,7 +83,7 @@ pub fn load(model: &ModelRef, max_context: usize) -> Result<Loaded> {
     let engine = Engine::new_blocking(DeviceOptions::default())?;
     let (header, dec) = Decoder::load(&engine, &mut src, Some(max_context))?;
     src.finish();
-    let tok = SpmTokenizer::from_gguf(&header.metadata)?;
+    let tok = TextTokenizer::from_gguf(&header.metadata)?;
     let session = Session::new(&engine, dec)?;
     Ok(Loaded {
         engine,
@@ -149,10 +150,10 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     // arrive; then each block prefills the prompt as soon as it has been loaded.
     let model = resolve(&args.model, "generate")?;
     let header = webjit_engine::loader::read_header(model.open()?.as_mut())?;
-    let tok = SpmTokenizer::from_gguf(&header.metadata)?;
+    let tok = TextTokenizer::from_gguf(&header.metadata)?;
     let prompt: Vec<u32> = match (&args.prompt_ids, &args.prompt) {
         (Some(ids), _) => ids.clone(),
-        (None, Some(text)) => tok.encode(text, true),
+        (None, Some(text)) => tok.encode(text, true)?,
         (None, None) => {
             return Err(Error::InvalidArgument {
                 op: "generate",
@@ -264,13 +265,13 @@ pub fn chat(args: ChatArgs) -> Result<()> {
                 turns.push(("system", s.as_str()));
             }
             turns.push(("user", line));
-            m.tok.encode(&chat_prompt(&turns), true)
+            m.tok.encode(&chat_prompt(&turns), true)?
         } else {
             // The pending last token of the reply is fed first; close the model turn if the
             // reply was cut off, then the template's newline and the next user turn.
             let close = if closed { "" } else { "<end_of_turn>" };
             let text = format!("{close}\n{}", chat_prompt(&[("user", line)]));
-            m.tok.encode(&text, false)
+            m.tok.encode(&text, false)?
         };
         let (stats, _) = run_generation(&mut m, &prompt, None, &opts, true)?;
         println!();

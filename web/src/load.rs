@@ -13,7 +13,7 @@ use webjit_engine::model::decoder::Decoder;
 use webjit_engine::model::generate::Session;
 use webjit_engine::model::llm_config::DecoderConfig;
 use webjit_engine::model::stream_prefill::{PrefillPrompt, PrefillSink};
-use webjit_engine::tokenizer::spm::SpmTokenizer;
+use webjit_engine::tokenizer::text::TextTokenizer;
 use webjit_engine::{Engine, Error};
 
 use crate::state::{Built, CurrentModel};
@@ -324,7 +324,7 @@ fn build(engine: &Engine, live: &mut Live, max_context: usize) -> Result<Built, 
     match sink {
         Upload::Plain(sink) => {
             let cfg = DecoderConfig::from_header(&header)?;
-            let tok = SpmTokenizer::from_gguf(&header.metadata)?;
+            let tok = TextTokenizer::from_gguf(&header.metadata)?;
             let dec = Decoder::new(engine, cfg, *sink, Some(max_context))?;
             Ok(Built {
                 session: Session::new(engine, dec)?,
@@ -337,7 +337,7 @@ fn build(engine: &Engine, live: &mut Live, max_context: usize) -> Result<Built, 
             let p = sink.finish()?;
             let tok = match p.tokenizer {
                 Some(t) => t,
-                None => SpmTokenizer::from_gguf(&header.metadata)?,
+                None => TextTokenizer::from_gguf(&header.metadata)?,
             };
             Ok(Built {
                 session: Session::new(engine, p.decoder)?,

@@ -7,7 +7,8 @@ use std::rc::{Rc, Weak};
 
 use wasm_bindgen::prelude::*;
 use webjit_engine::model::generate::{Generation, Session};
-use webjit_engine::tokenizer::spm::{SpmTokenizer, Utf8Stream};
+use webjit_engine::tokenizer::spm::Utf8Stream;
+use webjit_engine::tokenizer::text::TextTokenizer;
 use webjit_engine::Tensor;
 
 use crate::js_err;
@@ -16,7 +17,7 @@ use crate::js_err;
 /// when one was prefilled.
 pub(crate) struct Built {
     pub(crate) session: Session,
-    pub(crate) tok: SpmTokenizer,
+    pub(crate) tok: TextTokenizer,
     pub(crate) arch: String,
     pub(crate) prefilled: Option<(Vec<u32>, Tensor)>,
 }

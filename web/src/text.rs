@@ -6,7 +6,8 @@ use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
 use webjit_engine::model::generate::{GenerateOptions, SampleSettings};
-use webjit_engine::tokenizer::spm::{chat_prompt, SpmTokenizer};
+use webjit_engine::tokenizer::spm::chat_prompt;
+use webjit_engine::tokenizer::text::TextTokenizer;
 use webjit_engine::Engine;
 
 use crate::state::{give_back, take, Built, Inner, Running, Slot};
@@ -49,7 +50,7 @@ struct Message {
 pub struct WebTextModel {
     engine: Engine,
     alive: Rc<RefCell<bool>>,
-    tok: Rc<SpmTokenizer>,
+    tok: Rc<TextTokenizer>,
     arch: String,
     /// Shared with the promise of a running `next()` (and, weakly, with `Engine.tune`).
     pub(crate) inner: Rc<RefCell<Slot>>,
@@ -108,8 +109,8 @@ impl WebTextModel {
     }
 
     /// Token ids of `text`, control tokens written in the text parsed as llama.cpp does.
-    pub fn tokenize(&self, text: &str, add_bos: bool) -> Vec<u32> {
-        self.tok.encode(text, add_bos)
+    pub fn tokenize(&self, text: &str, add_bos: bool) -> Result<Vec<u32>, JsValue> {
+        self.tok.encode(text, add_bos).map_err(js_error)
     }
 
     /// Text of `ids` (control tokens hidden).
@@ -311,7 +312,7 @@ async fn prompt_logits(i: &mut Inner, engine: &Engine, ids: &[u32]) -> Result<Js
 async fn step(
     i: &mut Inner,
     engine: &Engine,
-    tok: &SpmTokenizer,
+    tok: &TextTokenizer,
     stop: &Cell<bool>,
 ) -> Result<JsValue, JsValue> {
     let Some(r) = i.running.as_mut() else {

@@ -17,7 +17,7 @@ use crate::model::decoder::{
 };
 use crate::model::llm_config::DecoderConfig;
 use crate::tensor::Tensor;
-use crate::tokenizer::spm::SpmTokenizer;
+use crate::tokenizer::text::TextTokenizer;
 use crate::Engine;
 
 /// What streaming prefill did.
@@ -48,7 +48,7 @@ struct State {
 /// browser page, give text).
 pub enum PrefillPrompt {
     Ids(Vec<u32>),
-    /// Encoded with BOS and special-token parsing, as `SpmTokenizer::encode(text, true)`.
+    /// Encoded with BOS and special-token parsing, as `TextTokenizer::encode(text, true)`.
     Text(String),
 }
 
@@ -59,7 +59,7 @@ pub struct PrefillSink {
     inner: GpuSink,
     prompt_in: Option<PrefillPrompt>,
     prompt: Vec<u32>,
-    tokenizer: Option<SpmTokenizer>,
+    tokenizer: Option<TextTokenizer>,
     max_context: Option<usize>,
     state: Option<State>,
     stats: StreamStats,
@@ -74,7 +74,7 @@ pub struct Prefilled {
     /// [1, vocab] logits of the last prompt position.
     pub logits: Tensor,
     /// The tokenizer built from the header when the prompt was text.
-    pub tokenizer: Option<SpmTokenizer>,
+    pub tokenizer: Option<TextTokenizer>,
     pub stats: StreamStats,
 }
 
@@ -112,8 +112,8 @@ impl PrefillSink {
         self.prompt = match self.prompt_in.take() {
             Some(PrefillPrompt::Ids(ids)) => ids,
             Some(PrefillPrompt::Text(text)) => {
-                let tok = SpmTokenizer::from_gguf(&h.metadata)?;
-                let ids = tok.encode(&text, true);
+                let tok = TextTokenizer::from_gguf(&h.metadata)?;
+                let ids = tok.encode(&text, true)?;
                 self.tokenizer = Some(tok);
                 ids
             }

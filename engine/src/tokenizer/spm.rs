@@ -19,55 +19,15 @@ use std::collections::HashMap;
 
 pub use decode::{chat_prompt, StreamDecoder, Utf8Stream};
 
-use crate::error::{Error, Result};
-use crate::loader::{MetaArray, MetaEntry, MetaValue, ValueType};
+pub(crate) use super::meta::{attr, byte_value};
+use super::meta::{
+    bad, eog_ids, find, fixed4, get_bool, get_id, special_ids, token_attrs, token_texts, word,
+    KEY_MODEL,
+};
+use crate::error::Result;
+use crate::loader::{MetaEntry, MetaValue, ValueType};
 
-/// llama.cpp's `llama_token_attr` bits (only those this tokenizer acts on).
-pub(crate) mod attr {
-    pub const UNKNOWN: u8 = 1 << 0;
-    pub const UNUSED: u8 = 1 << 1;
-    pub const NORMAL: u8 = 1 << 2;
-    pub const CONTROL: u8 = 1 << 3;
-    pub const USER_DEFINED: u8 = 1 << 4;
-    pub const BYTE: u8 = 1 << 5;
-}
-
-/// GGUF `tokenizer.ggml.token_type` values (llama.cpp's `llama_token_type`).
-fn attr_of_type(t: i32) -> u8 {
-    match t {
-        1 => attr::NORMAL,
-        2 => attr::UNKNOWN,
-        3 => attr::CONTROL,
-        4 => attr::USER_DEFINED,
-        5 => attr::UNUSED,
-        6 => attr::BYTE,
-        // 0 (undefined) and anything else: decoded as nothing, never matched as special.
-        _ => 0,
-    }
-}
-
-/// Token texts that llama.cpp treats as end-of-generation (and forces to CONTROL) whatever
-/// their stored type: its text-based auto-detection in `llama_vocab::impl::load`.
-const EOG_TEXTS: &[&str] = &[
-    "<|eot_id|>",
-    "<|im_end|>",
-    "<|end|>",
-    "<end_of_turn>",
-    "<|endoftext|>",
-    "<|eom_id|>",
-    "<EOT>",
-    "_<EOT>",
-    "<|end_of_text|>",
-    "<end_of_utterance>",
-];
-
-/// Vocabularies above this are refused: ids are i32 in llama.cpp and the GPU side.
-const MAX_VOCAB: usize = 1 << 24;
-
-const KEY_MODEL: &str = "tokenizer.ggml.model";
-const KEY_TOKENS: &str = "tokenizer.ggml.tokens";
 const KEY_SCORES: &str = "tokenizer.ggml.scores";
-const KEY_TYPES: &str = "tokenizer.ggml.token_type";
 
 pub struct SpmTokenizer {
     /// [n_vocab] token texts (U+2581 for spaces, `<0xNN>` for byte tokens).
@@ -92,67 +52,6 @@ pub struct SpmTokenizer {
     add_space_prefix: bool,
 }
 
-fn bad(key: impl Into<String>, detail: impl Into<String>) -> Error {
-    Error::Tokenizer {
-        key: key.into(),
-        detail: detail.into(),
-    }
-}
-
-fn find<'a>(meta: &'a [MetaEntry], key: &str) -> Option<&'a MetaEntry> {
-    meta.iter().find(|e| e.key == key)
-}
-
-fn get_bool(meta: &[MetaEntry], key: &str) -> Result<Option<bool>> {
-    match find(meta, key).map(|e| &e.value) {
-        None => Ok(None),
-        Some(MetaValue::Bool(b)) => Ok(Some(*b)),
-        Some(v) => Err(bad(key, format!("expected a bool, found {v:?}"))),
-    }
-}
-
-/// A token id from metadata; must lie in the vocabulary.
-fn get_id(meta: &[MetaEntry], key: &str, n_vocab: usize) -> Result<Option<u32>> {
-    let v = match find(meta, key).map(|e| &e.value) {
-        None => return Ok(None),
-        Some(MetaValue::Uint(u)) => *u,
-        Some(MetaValue::Int(i)) if *i >= 0 => *i as u64,
-        Some(v) => return Err(bad(key, format!("expected a token id, found {v:?}"))),
-    };
-    if v >= n_vocab as u64 {
-        return Err(bad(
-            key,
-            format!("token id {v} is outside the vocabulary of {n_vocab} tokens"),
-        ));
-    }
-    Ok(Some(v as u32))
-}
-
-/// The little-endian 4-byte elements of a fixed-size array, checked to hold `n` of them.
-fn fixed4<'a>(e: &'a MetaEntry, n: usize, want: &[ValueType]) -> Result<(ValueType, &'a [u8])> {
-    let MetaValue::Array(MetaArray::Fixed { ty, raw }) = &e.value else {
-        return Err(bad(&e.key, "expected an array of numbers"));
-    };
-    if !want.contains(ty) {
-        return Err(bad(
-            &e.key,
-            format!("element type {ty:?}, expected one of {want:?}"),
-        ));
-    }
-    let len = raw.len() / 4;
-    if len != n {
-        return Err(bad(
-            &e.key,
-            format!("{len} elements for a vocabulary of {n} tokens"),
-        ));
-    }
-    Ok((*ty, raw))
-}
-
-fn word(raw: &[u8], i: usize) -> [u8; 4] {
-    [raw[4 * i], raw[4 * i + 1], raw[4 * i + 2], raw[4 * i + 3]]
-}
-
 impl SpmTokenizer {
     /// Builds the tokenizer from a GGUF header's metadata (`ModelHeader::metadata`). Every
     /// inconsistency (wrong types, arrays of different lengths, non-UTF-8 or duplicate token
@@ -169,17 +68,8 @@ impl SpmTokenizer {
             Some(v) => return Err(bad(KEY_MODEL, format!("expected a string, found {v:?}"))),
             None => return Err(bad(KEY_MODEL, "missing")),
         }
-        let tokens = find(meta, KEY_TOKENS).ok_or_else(|| bad(KEY_TOKENS, "missing"))?;
-        let MetaValue::Array(arr @ MetaArray::Str { .. }) = &tokens.value else {
-            return Err(bad(KEY_TOKENS, "expected an array of strings"));
-        };
-        let n = arr.len();
-        if n == 0 || n > MAX_VOCAB {
-            return Err(bad(
-                KEY_TOKENS,
-                format!("{n} tokens (expected 1 ..= {MAX_VOCAB})"),
-            ));
-        }
+        let (texts, to_id) = token_texts(meta)?;
+        let n = texts.len();
 
         // Scores and types are optional (llama.cpp: score 0, type normal), but when present
         // they must describe every token.
@@ -202,41 +92,14 @@ impl SpmTokenizer {
                 v
             }
         };
-        let mut attrs = match find(meta, KEY_TYPES) {
-            None => vec![attr::NORMAL; n],
-            Some(e) => {
-                let (_, raw) = fixed4(e, n, &[ValueType::I32])?;
-                (0..n)
-                    .map(|i| attr_of_type(i32::from_le_bytes(word(raw, i))))
-                    .collect()
-            }
-        };
-
-        let mut texts = Vec::with_capacity(n);
-        let mut to_id = HashMap::with_capacity(n);
-        for (i, &a) in attrs.iter().enumerate() {
-            let key = || format!("{KEY_TOKENS}[{i}]");
-            let bytes = arr.str_at(i).ok_or_else(|| bad(key(), "missing string"))?;
-            let mut text = std::str::from_utf8(bytes)
-                .map_err(|e| bad(key(), format!("not valid UTF-8: {e}")))?
-                .to_string();
-            if text.is_empty() {
-                // As llama.cpp: an empty token can never match, but keeps its id.
-                text = format!("[EMPTY_{i}]");
-            }
-            if let Some(prev) = to_id.insert(text.clone(), i as u32) {
+        let mut attrs = token_attrs(meta, n)?;
+        for (i, text) in texts.iter().enumerate() {
+            if attrs[i] & attr::BYTE != 0 && byte_value(text).is_none() {
                 return Err(bad(
-                    key(),
-                    format!("duplicate token text {text:?} (also id {prev})"),
-                ));
-            }
-            if a & attr::BYTE != 0 && byte_value(&text).is_none() {
-                return Err(bad(
-                    key(),
+                    format!("{}[{i}]", super::meta::KEY_TOKENS),
                     format!("byte token {text:?} is not of the form <0xNN>"),
                 ));
             }
-            texts.push(text);
         }
 
         // llama.cpp's defaults for the `llama` (SPM) tokenizer model, then the metadata.
@@ -263,23 +126,8 @@ impl SpmTokenizer {
             ));
         }
 
-        let mut eog: Vec<u32> = [eos, eot, eom].into_iter().flatten().collect();
-        for t in EOG_TEXTS {
-            if let Some(&id) = to_id.get(*t) {
-                eog.push(id);
-                // llama.cpp overrides the type of control-looking tokens.
-                attrs[id as usize] |= attr::CONTROL;
-            }
-        }
-        eog.sort_unstable();
-        eog.dedup();
-
-        let special_mask = attr::CONTROL | attr::USER_DEFINED | attr::UNKNOWN;
-        let mut specials: Vec<u32> = (0..n as u32)
-            .filter(|&i| attrs[i as usize] & special_mask != 0)
-            .collect();
-        // Longest first (llama.cpp sorts by length only; ties keep id order here).
-        specials.sort_by_key(|&i| std::cmp::Reverse(texts[i as usize].len()));
+        let eog = eog_ids(meta, &to_id, &mut attrs, &[eos, eot, eom])?;
+        let specials = special_ids(&texts, &attrs);
 
         let mut byte_ids = [0u32; 256];
         for (b, slot) in byte_ids.iter_mut().enumerate() {
@@ -293,7 +141,7 @@ impl SpmTokenizer {
             // llama.cpp would throw in the middle of tokenizing; refuse the vocabulary now.
             *slot = id.ok_or_else(|| {
                 bad(
-                    KEY_TOKENS,
+                    super::meta::KEY_TOKENS,
                     format!("no byte-fallback token {hex} and no unknown token"),
                 )
             })?;
@@ -358,13 +206,4 @@ impl SpmTokenizer {
             .get(id as usize)
             .is_some_and(|a| a & (attr::CONTROL | attr::UNKNOWN) != 0)
     }
-}
-
-/// The byte of a `<0xNN>` token (two hex digits, either case).
-fn byte_value(text: &str) -> Option<u8> {
-    let hex = text.strip_prefix("<0x")?.strip_suffix('>')?;
-    if hex.len() != 2 || !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
-        return None;
-    }
-    u8::from_str_radix(hex, 16).ok()
 }

@@ -3,15 +3,8 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use super::{attr, SpmTokenizer};
-
-/// A piece of the input after special-token partitioning: raw text (byte range of the input)
-/// or a special token found in it.
-#[derive(Clone, Copy, Debug)]
-enum Frag {
-    Text { start: usize, end: usize },
-    Token(u32),
-}
+use super::SpmTokenizer;
+use crate::tokenizer::meta::{partition, Frag};
 
 /// One symbol of the merge chain: a byte range of the escaped text, linked to its neighbours.
 /// Merged-away symbols keep `n == 0`.
@@ -75,7 +68,13 @@ impl SpmTokenizer {
         // The dummy-prefix space goes at the start and after every special token.
         let mut prev_special = true;
         let mut escaped = String::new();
-        for frag in self.partition(text, parse_special) {
+        for frag in partition(
+            text,
+            &self.specials,
+            &self.texts,
+            &self.attrs,
+            parse_special,
+        ) {
             match frag {
                 Frag::Text { start, end } => {
                     escaped.clear();
@@ -98,51 +97,6 @@ impl SpmTokenizer {
             out.extend(self.eos);
         }
         out
-    }
-
-    /// Cuts every occurrence of each special token out of the text fragments, longest token
-    /// text first (llama.cpp's `tokenizer_st_partition`; its lstrip/rstrip attributes are set
-    /// only for a few other model families and are not modelled).
-    fn partition(&self, text: &str, parse_special: bool) -> Vec<Frag> {
-        if text.is_empty() {
-            return Vec::new();
-        }
-        let mut frags = vec![Frag::Text {
-            start: 0,
-            end: text.len(),
-        }];
-        let mut next = Vec::new();
-        for &id in &self.specials {
-            if !parse_special && self.attrs[id as usize] & (attr::CONTROL | attr::UNKNOWN) != 0 {
-                continue;
-            }
-            // Never empty: empty token texts were renamed `[EMPTY_i]`.
-            let pat = self.texts[id as usize].as_str();
-            if !text.contains(pat) {
-                continue;
-            }
-            next.clear();
-            for &f in &frags {
-                let Frag::Text { start, end } = f else {
-                    next.push(f);
-                    continue;
-                };
-                let mut pos = start;
-                while let Some(m) = text[pos..end].find(pat) {
-                    let m = pos + m;
-                    if m > pos {
-                        next.push(Frag::Text { start: pos, end: m });
-                    }
-                    next.push(Frag::Token(id));
-                    pos = m + pat.len();
-                }
-                if pos < end {
-                    next.push(Frag::Text { start: pos, end });
-                }
-            }
-            std::mem::swap(&mut frags, &mut next);
-        }
-        frags
     }
 
     /// Queues the merge of `left` and `right` when their concatenation is a token.
