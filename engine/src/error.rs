@@ -46,6 +46,10 @@ pub enum Error {
     /// index for arrays, e.g. `tokenizer.ggml.tokens[17]`).
     #[error("tokenizer metadata `{key}`: {detail}")]
     Tokenizer { key: String, detail: String },
+    /// A chat prompt could not be written: no template, one that does not parse, or one that
+    /// refused the messages (`raise_exception`).
+    #[error(transparent)]
+    ChatTemplate(#[from] crate::chat::TemplateError),
 }
 
 impl Error {
@@ -69,6 +73,7 @@ impl Error {
             Error::BadModel { .. } => "BAD_MODEL_FILE",
             Error::Load(e) => e.code(),
             Error::Tokenizer { .. } => "BAD_TOKENIZER",
+            Error::ChatTemplate(_) => "CHAT_TEMPLATE",
         }
     }
 }

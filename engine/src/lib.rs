@@ -7,6 +7,7 @@
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
 pub mod buffer;
+pub mod chat;
 pub mod device;
 pub mod error;
 pub mod kv_cache;
