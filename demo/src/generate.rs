@@ -3,9 +3,10 @@
 use std::io::Write;
 
 use serde_json::json;
+use webjit_engine::chat::{ChatMessage, ChatTemplate, TemplateError};
+use webjit_engine::loader::{MetaEntry, MetaValue};
 use webjit_engine::model::decoder::Decoder;
 use webjit_engine::model::generate::{GenerateOptions, GenerateStats, Session};
-use webjit_engine::tokenizer::spm::chat_prompt;
 use webjit_engine::tokenizer::text::{StreamDecoder, TextTokenizer};
 use webjit_engine::{DeviceOptions, Engine, Error, Result};
 
@@ -75,6 +76,8 @@ pub struct Loaded {
     pub engine: Engine,
     pub tok: TextTokenizer,
     pub session: Session,
+    /// The GGUF header's metadata (chat template, architecture).
+    pub meta: Vec<MetaEntry>,
 }
 
 pub fn load(model: &ModelRef, max_context: usize) -> Result<Loaded> {
@@ -89,6 +92,7 @@ pub fn load(model: &ModelRef, max_context: usize) -> Result<Loaded> {
         engine,
         tok,
         session,
+        meta: header.metadata,
     })
 }
 
@@ -104,6 +108,7 @@ fn run_generation(
         engine,
         tok,
         session,
+        ..
     } = m;
     let mut stream = StreamDecoder::continuing(tok);
     let mut text = String::new();
@@ -165,7 +170,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let mut file = model.open()?;
     let mut src = ProgressSource::new(file.as_mut(), "loading")?;
     let t0 = std::time::Instant::now();
-    let (_, dec, logits, streamed) = Decoder::load_with_prefill(
+    let (header, dec, logits, streamed) = Decoder::load_with_prefill(
         &engine,
         &mut src,
         &prompt,
@@ -179,6 +184,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         engine,
         tok,
         session,
+        meta: header.metadata,
     };
     let opts = args.sampling.options();
     let (stats, text) = run_generation(&mut m, &prompt, Some(&logits), &opts, !args.json)?;
@@ -218,16 +224,45 @@ pub fn run(args: GenerateArgs) -> Result<()> {
 
 #[derive(clap::Args, Debug)]
 pub struct ChatArgs {
-    /// A GGUF chat model (Gemma 3 template): a path, a short name of a fetched model
-    /// (gemma3-270m) or an http:// URL.
+    /// A GGUF chat model: a path, a short name of a fetched model (gemma3-270m) or an
+    /// http:// URL. Its own chat template (`tokenizer.chat_template`) writes the prompt.
     #[arg(long)]
     pub model: String,
-    /// A system prompt, put in front of the first user turn.
+    /// A system prompt (the first message, role `system`).
     #[arg(long)]
     pub system: Option<String>,
+    /// A Jinja chat template file to use instead of the model's.
+    #[arg(long, value_name = "FILE")]
+    pub chat_template: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub sampling: SamplingArgs,
 }
+
+/// The caller's template file, else the model's. A model without one gets Gemma 3's published
+/// template when it is a `gemma3` model (the Gemma 3 GGUFs fetched here carry none), else
+/// `TemplateError::Missing` with a hint at `--chat-template`.
+fn chat_template(m: &Loaded, file: Option<&std::path::Path>) -> Result<ChatTemplate> {
+    if let Some(p) = file {
+        let src = std::fs::read_to_string(p).map_err(|e| Error::InvalidArgument {
+            op: "chat",
+            detail: format!("--chat-template {}: {e}", p.display()),
+        })?;
+        return Ok(ChatTemplate::new(&src)?);
+    }
+    if let Some(t) = ChatTemplate::from_gguf(&m.meta)? {
+        return Ok(t);
+    }
+    let arch = m.meta.iter().find(|e| e.key == "general.architecture");
+    if arch.is_some_and(|e| matches!(&e.value, MetaValue::Str(a) if a == "gemma3")) {
+        eprintln!("webjit chat: the model has no chat template; using Gemma 3's (demo/templates/gemma3.jinja)");
+        return Ok(ChatTemplate::new(GEMMA3_TEMPLATE)?);
+    }
+    eprintln!("webjit chat: pass a template with --chat-template FILE");
+    Err(TemplateError::Missing.into())
+}
+
+/// Gemma 3's chat template as published with the instruction-tuned models.
+const GEMMA3_TEMPLATE: &str = include_str!("../templates/gemma3.jinja");
 
 /// Interactive chat: one user turn per line of stdin, the reply streams as it is generated.
 /// `/reset` starts over; end of input quits.
@@ -235,8 +270,13 @@ pub fn chat(args: ChatArgs) -> Result<()> {
     let mut m = load(&resolve(&args.model, "chat")?, args.sampling.max_context)?;
     let opts = args.sampling.options();
     let stdin = std::io::stdin();
-    let mut first = true;
-    let mut closed = true; // the last reply ended with <end_of_turn>
+    let template = chat_template(&m, args.chat_template.as_deref())?;
+    let system: Vec<ChatMessage> = args
+        .system
+        .iter()
+        .map(|s| ChatMessage::new("system", s.as_str()))
+        .collect();
+    let mut history = system.clone();
     eprintln!("webjit chat: type a message (/reset to start over, Ctrl-D to quit)");
     loop {
         eprint!("> ");
@@ -254,34 +294,32 @@ pub fn chat(args: ChatArgs) -> Result<()> {
         }
         let line = line.trim_end_matches(['\n', '\r']);
         if line == "/reset" {
-            m.session.reset();
-            first = true;
-            closed = true;
+            history.clone_from(&system);
             continue;
         }
-        let prompt = if first {
-            let mut turns = Vec::new();
-            if let Some(s) = &args.system {
-                turns.push(("system", s.as_str()));
+        history.push(ChatMessage::new("user", line));
+        // Each turn renders the whole conversation from a fresh context: templates may write
+        // earlier turns differently once a new one follows (Qwen3 drops old <think> blocks,
+        // Gemma trims replies), so the cached tokens are not always a prefix of the new prompt.
+        let (_, prompt) = match template.prompt_ids(&m.tok, &history, true) {
+            Ok(p) => p,
+            Err(e) => {
+                // The template refused this conversation (e.g. roles it does not support):
+                // say why and let the user go on.
+                history.pop();
+                eprintln!("webjit chat: {e}");
+                continue;
             }
-            turns.push(("user", line));
-            m.tok.encode(&chat_prompt(&turns), true)?
-        } else {
-            // The pending last token of the reply is fed first; close the model turn if the
-            // reply was cut off, then the template's newline and the next user turn.
-            let close = if closed { "" } else { "<end_of_turn>" };
-            let text = format!("{close}\n{}", chat_prompt(&[("user", line)]));
-            m.tok.encode(&text, false)?
         };
-        let (stats, _) = run_generation(&mut m, &prompt, None, &opts, true)?;
+        m.session.reset();
+        let (stats, reply) = run_generation(&mut m, &prompt, None, &opts, true)?;
         println!();
         eprintln!(
             "[{} tokens, {:.1} tok/s]",
             stats.tokens.len(),
             stats.decode_tok_s
         );
-        first = false;
-        closed = stats.stopped_on_eog;
+        history.push(ChatMessage::new("assistant", reply));
     }
     Ok(())
 }

@@ -4,8 +4,10 @@
 
 use std::sync::OnceLock;
 
+use webjit_engine::chat::{ChatMessage, ChatTemplate};
 use webjit_engine::loader::MetaValue;
-use webjit_engine::tokenizer::spm::{chat_prompt, SpmTokenizer, StreamDecoder};
+use webjit_engine::tokenizer::spm::{SpmTokenizer, StreamDecoder};
+use webjit_engine::tokenizer::text::TextTokenizer;
 use webjit_tests::gemma_refs::{gemma_header, read_json};
 use webjit_tests::Rand;
 
@@ -187,36 +189,54 @@ fn gemma_stream_decoder_equals_decode_at_every_split() {
     }
 }
 
+/// This GGUF carries no `tokenizer.chat_template`; chats with it use Gemma 3's published
+/// template (tests/data/chat_templates/refs.json, `gemma3`; the CLI and demo bundle the same
+/// text). Rendered by the engine, it writes llama.cpp's built-in `gemma` template's text for
+/// these conversations (its system text is not trimmed, unlike llama.cpp's built-in: that case
+/// is checked against jinja2 in chat_template.rs), and the golden chat prompt's ids equal
+/// llama.cpp's: the template's own `<bos>` is parsed as the BOS, and no second one is added.
 #[test]
 fn gemma_chat_prompt_matches_llama_cpp_gemma_template() {
+    let h = gemma_header();
+    assert!(ChatTemplate::from_gguf(&h.metadata).unwrap().is_none());
+    let refs = read_json("chat_templates/refs.json");
+    let src = refs["templates"]["gemma3"]["source"]
+        .as_str()
+        .expect("gemma3");
+    let t = ChatTemplate::new(src).expect("Gemma 3 template");
+    let tok = TextTokenizer::from_gguf(&h.metadata).expect("tokenizer");
     let toks = read_json("gemma/tokenizer.json");
     let cases = toks["chat"].as_array().expect("chat");
     assert!(!cases.is_empty(), "no chat template cases recorded");
+    let mut compared = 0;
     for c in cases {
-        let msgs: Vec<(&str, &str)> = c["messages"]
-            .as_array()
-            .expect("messages")
-            .iter()
-            .map(|m| {
-                (
-                    m["role"].as_str().expect("role"),
-                    m["content"].as_str().expect("content"),
-                )
-            })
-            .collect();
+        let msgs: Vec<ChatMessage> =
+            serde_json::from_value(c["messages"].clone()).expect("messages");
+        if msgs.iter().any(|m| m.role == "system") {
+            continue;
+        }
         let want = c["prompt"].as_str().expect("prompt");
-        // A template with the BOS text in front would be stripped here: `encode` adds the id.
         let want = want.strip_prefix("<bos>").unwrap_or(want);
-        assert_eq!(chat_prompt(&msgs), want, "messages {msgs:?}");
+        let (text, ids) = t.prompt_ids(&tok, &msgs, true).expect("render");
+        assert_eq!(text, format!("<bos>{want}"), "messages {msgs:?}");
+        assert_eq!(ids, tok.encode(want, true).unwrap(), "ids of {msgs:?}");
+        compared += 1;
     }
+    assert!(compared >= 3, "{compared} conversations compared");
     // The golden chat prompt is one user turn.
     let refs = read_json("gemma/refs.json");
     let chat = &refs["prompts"][0];
     assert_eq!(chat["name"], "chat");
+    let msgs = [ChatMessage::new(
+        "user",
+        "Write a short poem about the sea.",
+    )];
+    let (text, ids) = t.prompt_ids(&tok, &msgs, true).unwrap();
     assert_eq!(
-        chat_prompt(&[("user", "Write a short poem about the sea.")]),
-        chat["text"].as_str().expect("text")
+        text,
+        format!("<bos>{}", chat["text"].as_str().expect("text"))
     );
+    assert_eq!(ids, ids_of(&chat["prompt_ids"]));
 }
 
 #[test]

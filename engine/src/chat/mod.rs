@@ -21,6 +21,7 @@ use minijinja::{Environment, ErrorKind, Value};
 use serde::Serialize;
 
 use crate::loader::{MetaEntry, MetaValue};
+use crate::tokenizer::text::TextTokenizer;
 
 pub use py::Date;
 
@@ -231,4 +232,44 @@ fn describe(e: &minijinja::Error) -> String {
         Some(d) => format!("{}: {d}", e.kind()),
         None => e.kind().to_string(),
     }
+}
+
+impl ChatTemplate {
+    /// Renders `messages` with the BOS and EOS texts of `tok`'s vocabulary.
+    pub fn render_for(
+        &self,
+        tok: &TextTokenizer,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String, TemplateError> {
+        let text = |id: Option<u32>| id.and_then(|i| tok.token_text(i)).unwrap_or("");
+        self.render(
+            messages,
+            add_generation_prompt,
+            text(tok.bos()),
+            text(tok.eos()),
+        )
+    }
+
+    /// The prompt ids of `messages` (the rendered text, then its ids). Control tokens written
+    /// by the template are parsed as such. The model's BOS is added only when the text does
+    /// not already begin with the BOS token's text: templates such as Llama 3's and Gemma's
+    /// write `<|begin_of_text|>` / `<bos>` themselves, and a second BOS changes the output.
+    pub fn prompt_ids(
+        &self,
+        tok: &TextTokenizer,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> crate::error::Result<(String, Vec<u32>)> {
+        let text = self.render_for(tok, messages, add_generation_prompt)?;
+        let ids = tok.encode(&text, !starts_with_bos(tok, &text))?;
+        Ok((text, ids))
+    }
+}
+
+/// Whether `text` begins with the text of `tok`'s BOS token.
+pub fn starts_with_bos(tok: &TextTokenizer, text: &str) -> bool {
+    tok.bos()
+        .and_then(|b| tok.token_text(b))
+        .is_some_and(|b| !b.is_empty() && text.starts_with(b))
 }

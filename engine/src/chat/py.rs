@@ -261,7 +261,11 @@ pub fn strftime_now_today(fmt: String) -> Result<String, Error> {
 pub fn strftime(d: &Date, fmt: &str) -> Result<String, Error> {
     let month = MONTHS[(d.month.clamp(1, 12) - 1) as usize];
     let wday = DAYS[d.weekday()];
-    let hour12 = if d.hour.is_multiple_of(12) { 12 } else { d.hour % 12 };
+    let hour12 = if d.hour.is_multiple_of(12) {
+        12
+    } else {
+        d.hour % 12
+    };
     let mut out = String::new();
     let mut it = fmt.chars();
     while let Some(c) = it.next() {
