@@ -53,3 +53,8 @@ fn gelu_tanh(v: T) -> T {
 fn silu(v: T) -> T {
     return v / (1.0 + exp(-v));
 }
+
+// c * tanh(v / c), with tanh(u) = 1 - 2 / (1 + e^2u): saturates to +-c, never NaN.
+fn softcap(v: T, c: T) -> T {
+    return c * (1.0 - 2.0 / (1.0 + exp(2.0 * v / c)));
+}

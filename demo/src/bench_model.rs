@@ -9,7 +9,7 @@ use std::time::Instant;
 use clap::Args;
 use serde_json::json;
 use webjit_engine::loader::{
-    Format, LoadOptions, Loader, LoaderError, NullSink, TensorType, WeightSource,
+    Format, LoadOptions, Loader, LoaderError, NullSink, TensorType, WeightSource, HOST_TENSORS,
 };
 use webjit_engine::model::decoder::Decoder;
 use webjit_engine::model::generate::{GenerateOptions, SampleSettings, Session};
@@ -48,6 +48,9 @@ pub(crate) struct SynthSource {
     total: u64,
     /// (start, end, type) of each tensor's bytes, sorted by start.
     tensors: Vec<(u64, u64, TensorType)>,
+    /// Byte ranges of the RoPE factor tensors: synthesized as f32 1.0 (a factor must be > 0;
+    /// speed does not depend on the value).
+    ones: Vec<(u64, u64)>,
 }
 
 impl SynthSource {
@@ -73,18 +76,28 @@ impl SynthSource {
             .map(|t| (t.offset, t.offset + t.size, t.dtype))
             .collect();
         tensors.sort_by_key(|t| t.0);
+        let ones = h
+            .tensors
+            .iter()
+            .filter(|t| HOST_TENSORS.contains(&t.name.as_str()) && t.dtype == TensorType::F32)
+            .map(|t| (t.offset, t.offset + t.size))
+            .collect();
         let total = h.total_bytes;
         let header = header[..h.data_start.min(header.len() as u64) as usize].to_vec();
         Ok(Self {
             header,
             total,
             tensors,
+            ones,
         })
     }
 
     fn byte(&self, pos: u64) -> u8 {
         if let Some(&b) = self.header.get(pos as usize) {
             return b;
+        }
+        if let Some(&(start, _)) = self.ones.iter().find(|r| r.0 <= pos && pos < r.1) {
+            return 1.0f32.to_le_bytes()[((pos - start) % 4) as usize];
         }
         let i = self.tensors.partition_point(|t| t.0 <= pos);
         let Some(&(start, end, ty)) = i.checked_sub(1).and_then(|i| self.tensors.get(i)) else {

@@ -38,6 +38,9 @@ pub enum Error {
     BadModel { detail: String },
     #[error("unsupported: {what}")]
     Unsupported { what: String },
+    /// A GGUF whose `general.architecture` no decoder plan exists for.
+    #[error("unsupported model architecture `{arch}`: webjit decodes {supported}")]
+    UnsupportedArchitecture { arch: String, supported: String },
     #[error("reading back results failed: {detail}")]
     Readback { detail: String },
     #[error(transparent)]
@@ -70,6 +73,7 @@ impl Error {
             Error::Gpu { .. } => "GPU",
             Error::Readback { .. } => "READBACK",
             Error::Unsupported { .. } => "UNSUPPORTED_MODEL",
+            Error::UnsupportedArchitecture { .. } => "UNSUPPORTED_ARCHITECTURE",
             Error::BadModel { .. } => "BAD_MODEL_FILE",
             Error::Load(e) => e.code(),
             Error::Tokenizer { .. } => "BAD_TOKENIZER",

@@ -99,8 +99,8 @@ fn bad_models_give_typed_errors() {
         "{}: {err}",
         err.code()
     );
-    // A safetensors/BERT-like architecture name is refused with UNSUPPORTED_MODEL: patch the
-    // architecture string in place ("llama" -> "llamb").
+    // An architecture without a plan is refused with UNSUPPORTED_ARCHITECTURE, naming it and
+    // the supported ones: patch the architecture string in place ("llama" -> "llamb").
     let pos = bytes
         .windows(5)
         .position(|w| w == b"llama")
@@ -112,7 +112,11 @@ fn bad_models_give_typed_errors() {
         Err(e) => e,
         Ok(_) => panic!("an unknown architecture loaded"),
     };
-    assert_eq!(err.code(), "UNSUPPORTED_MODEL", "{err}");
+    assert_eq!(err.code(), "UNSUPPORTED_ARCHITECTURE", "{err}");
+    let msg = err.to_string();
+    for name in ["`llamb`", "llama", "qwen2", "qwen3", "phi3", "gemma2", "gemma3"] {
+        assert!(msg.contains(name), "{msg} does not name {name}");
+    }
     // A context longer than the cache is an argument error, not a panic.
     let mut s = session();
     let too_long = vec![1u32; 129];

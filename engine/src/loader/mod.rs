@@ -29,7 +29,7 @@ pub use types::{
     layer_of, Format, LoadEvent, MetaArray, MetaEntry, MetaValue, ModelHeader, TensorInfo,
     TensorSink, TensorType, ValueType,
 };
-pub use upload::{GpuSink, LoadedTensor};
+pub use upload::{GpuSink, LoadedTensor, HOST_TENSORS};
 
 use gguf::GgufParser;
 use safetensors::SafetensorsParser;

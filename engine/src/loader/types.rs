@@ -256,6 +256,16 @@ impl MetaArray {
             _ => None,
         }
     }
+    /// The elements of a bool array.
+    pub fn bools(&self) -> Option<Vec<bool>> {
+        match self {
+            MetaArray::Fixed {
+                ty: ValueType::Bool,
+                raw,
+            } => Some(raw.iter().map(|&b| b != 0).collect()),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -24,6 +24,17 @@ pub struct LoadedTensor {
     pub source: TensorType,
 }
 
+/// Tensors the host needs besides the GPU (RoPE frequency factors, which go into the host-made
+/// RoPE tables): the sink also keeps them in `GpuSink::host`.
+pub const HOST_TENSORS: [&str; 3] = [
+    "rope_freqs.weight",
+    "rope_factors_short.weight",
+    "rope_factors_long.weight",
+];
+
+/// At most this many bytes of a host tensor are kept (a factor vector has head_dim / 2 values).
+const MAX_HOST_BYTES: usize = 1 << 20;
+
 struct Pending {
     name: String,
     tensor: Tensor,
@@ -51,6 +62,10 @@ pub struct GpuSink {
     pub qtensors: HashMap<String, QTensor>,
     /// Repack quantized tensors into `qtensors` (default). Off: raw words into `tensors`.
     pub repack_quantized: bool,
+    /// Host copies of the small f32 tensors in `HOST_TENSORS` (RoPE factors), as values.
+    pub host: HashMap<String, Vec<f32>>,
+    /// Bytes of a `HOST_TENSORS` tensor still arriving.
+    host_raw: Vec<u8>,
     qpending: Option<QPending>,
     pending: Option<Pending>,
     /// Bytes uploaded since the last queue submit.
@@ -72,6 +87,8 @@ impl GpuSink {
             tensors: HashMap::new(),
             qtensors: HashMap::new(),
             repack_quantized: true,
+            host: HashMap::new(),
+            host_raw: Vec::new(),
             qpending: None,
             pending: None,
             since_submit: 0,
@@ -249,6 +266,18 @@ impl TensorSink for GpuSink {
         if self.repacks(info) {
             return self.qdata(info, bytes);
         }
+        if HOST_TENSORS.contains(&info.name.as_str()) {
+            if self.host_raw.len() + bytes.len() > MAX_HOST_BYTES {
+                return Err(sink_err(
+                    &info.name,
+                    Error::Shape {
+                        op: "load",
+                        detail: format!("above {MAX_HOST_BYTES} bytes"),
+                    },
+                ));
+            }
+            self.host_raw.extend_from_slice(bytes);
+        }
         if self.pending.as_ref().map(|p| &p.name) != Some(&info.name) {
             let tensor = self.create(info)?;
             self.pending = Some(Pending {
@@ -310,6 +339,35 @@ impl TensorSink for GpuSink {
             let mut last = p.carry.clone();
             last.resize(4, 0);
             self.write(&p.tensor, p.written, &last);
+        }
+        if HOST_TENSORS.contains(&info.name.as_str()) {
+            let raw = std::mem::take(&mut self.host_raw);
+            let values: Vec<f32> = match info.dtype {
+                TensorType::F32 => raw
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+                TensorType::F16 => raw
+                    .chunks_exact(2)
+                    .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .collect(),
+                TensorType::BF16 => raw
+                    .chunks_exact(2)
+                    .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .collect(),
+                other => {
+                    return Err(sink_err(
+                        &info.name,
+                        Error::Unsupported {
+                            what: format!(
+                                "{} for a RoPE factor tensor (expected F32)",
+                                other.name()
+                            ),
+                        },
+                    ))
+                }
+            };
+            self.host.insert(info.name.clone(), values);
         }
         self.tensors.insert(
             info.name.clone(),

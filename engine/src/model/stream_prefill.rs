@@ -9,9 +9,11 @@ use std::collections::BTreeSet;
 use crate::error::{Error, Result};
 use crate::kv_cache::KvCache;
 use crate::loader::source::load_from;
+use crate::loader::HOST_TENSORS;
 use crate::loader::{
     GpuSink, LoadEvent, LoadOptions, LoaderError, ModelHeader, TensorInfo, TensorSink, WeightSource,
 };
+use crate::model::decoder::cache_context;
 use crate::model::decoder::{
     block, embed, new_caches, BlockInput, Decoder, Input, Layer, Matrix, ProductPlan, Step, Weights,
 };
@@ -41,6 +43,8 @@ struct State {
     x: Option<Tensor>,
     /// The prompt's positions and RoPE tables, shared by every block.
     step: Step,
+    /// The RoPE factor tensor the blocks wait for (a host copy goes into `cfg`).
+    rope_pending: Option<&'static str>,
 }
 
 /// The prompt of a streaming prefill: ids, or text tokenized with the model's own vocabulary
@@ -108,7 +112,16 @@ impl PrefillSink {
     }
 
     fn start(&mut self, h: &ModelHeader) -> Result<()> {
-        let cfg = DecoderConfig::from_header(h)?;
+        let mut cfg = DecoderConfig::from_header(h)?;
+        let context = cache_context(&cfg, self.max_context);
+        let rope_pending = match cfg.rope_factors.tensor(context) {
+            Some(name) if h.tensor(name).is_some() => Some(name),
+            // Not in the file: fine where the factors are optional, an error where not.
+            _ => {
+                cfg = cfg.with_rope_factors(context, &Default::default())?;
+                None
+            }
+        };
         self.prompt = match self.prompt_in.take() {
             Some(PrefillPrompt::Ids(ids)) => ids,
             Some(PrefillPrompt::Text(text)) => {
@@ -148,12 +161,36 @@ impl PrefillSink {
             layers: Vec::new(),
             ready: BTreeSet::new(),
             x: None,
+            rope_pending,
         });
         Ok(())
     }
 
+    /// Takes the RoPE factors into the config once they arrived; false while they have not.
+    fn rope_ready(&mut self) -> Result<bool> {
+        let Some(st) = self.state.as_mut() else {
+            return Ok(false);
+        };
+        let Some(name) = st.rope_pending else {
+            return Ok(true);
+        };
+        if !self.inner.host.contains_key(name) {
+            return Ok(false);
+        }
+        let context = cache_context(&st.cfg, self.max_context);
+        st.cfg = st
+            .cfg
+            .clone()
+            .with_rope_factors(context, &self.inner.host)?;
+        st.rope_pending = None;
+        Ok(true)
+    }
+
     /// Runs every block that can run now, in order.
     fn advance(&mut self) -> Result<()> {
+        if !self.rope_ready()? {
+            return Ok(());
+        }
         let Some(st) = self.state.as_mut() else {
             return Ok(());
         };
@@ -182,7 +219,8 @@ impl PrefillSink {
                 f: std::mem::take(&mut self.inner.tensors),
                 q: std::mem::take(&mut self.inner.qtensors),
             };
-            let layer = w.layer(&st.cfg, i, ProductPlan::for_device(self.engine.profile()));
+            let products = ProductPlan::for_device(self.engine.profile());
+            let layer = w.layer(&self.engine, &st.cfg, i, products);
             self.inner.tensors = w.f;
             self.inner.qtensors = w.q;
             let layer = layer?;
@@ -237,7 +275,7 @@ impl TensorSink for PrefillSink {
 
     fn tensor_ready(&mut self, info: &TensorInfo) -> Result<(), LoaderError> {
         self.inner.tensor_ready(info)?;
-        if info.name == "token_embd.weight" {
+        if info.name == "token_embd.weight" || HOST_TENSORS.contains(&info.name.as_str()) {
             self.advance().map_err(|e| to_loader("prefill", e))?;
         }
         Ok(())
@@ -256,11 +294,16 @@ impl PrefillSink {
             mut stats,
             prompt,
             tokenizer,
+            max_context,
             ..
         } = self;
         let mut st = state.ok_or_else(|| Error::BadModel {
             detail: "the file ended before its header".into(),
         })?;
+        if st.rope_pending.take().is_some() {
+            let context = cache_context(&st.cfg, max_context);
+            st.cfg = st.cfg.with_rope_factors(context, &inner.host)?;
+        }
         let mut w = Weights::from_sink(inner);
         let tok_embd = w
             .matrix_ref("token_embd.weight")
@@ -279,7 +322,12 @@ impl PrefillSink {
             )?,
         };
         for i in st.layers.len()..st.cfg.n_layers {
-            let layer = w.layer(&st.cfg, i, ProductPlan::for_device(engine.profile()))?;
+            let layer = w.layer(
+                &engine,
+                &st.cfg,
+                i,
+                ProductPlan::for_device(engine.profile()),
+            )?;
             x = block(
                 &mut rec,
                 &st.cfg,

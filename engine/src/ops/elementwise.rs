@@ -43,6 +43,10 @@ pub fn gelu_erf(x: &Tensor) -> Call<'_, Elementwise<'_>> {
 pub fn silu(x: &Tensor) -> Call<'_, Elementwise<'_>> {
     elementwise(EwOp::Silu, x, None, 0.0)
 }
+/// `cap * tanh(x / cap)` (logit soft-capping); `cap` > 0.
+pub fn softcap(x: &Tensor, cap: f32) -> Call<'_, Elementwise<'_>> {
+    elementwise(EwOp::Softcap, x, None, cap)
+}
 /// `gelu_tanh(g) * u` (GeGLU) in one pass.
 pub fn gelu_tanh_mul<'a>(g: &'a Tensor, u: &'a Tensor) -> Call<'a, Elementwise<'a>> {
     elementwise(EwOp::GeluTanhMul, g, Some(u), 0.0)
@@ -67,6 +71,12 @@ impl Elementwise<'_> {
     fn check(&self) -> Result<()> {
         let (op, x) = (self.op, self.x);
         expect_f32(OP, x)?;
+        if op == EwOp::Softcap && !(self.scale.is_finite() && self.scale > 0.0) {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                detail: format!("softcap must be finite and > 0, got {}", self.scale),
+            });
+        }
         match (op.is_binary(), self.y) {
             (true, None) => {
                 return Err(Error::InvalidArgument {

@@ -43,7 +43,8 @@ pub use block_sparse::{block_sparse_attention, BlockSparse, SparseConfigs, Spars
 pub use block_sparse_buffers::{SelectedBlocks, SparseBuffers};
 pub use block_sparse_opts::{BlockMask, BlockSelect, Granularity, Partition, SparseOptions};
 pub use elementwise::{
-    add, elementwise, gelu_erf, gelu_tanh, gelu_tanh_mul, mul, scale, silu, silu_mul, Elementwise,
+    add, elementwise, gelu_erf, gelu_tanh, gelu_tanh_mul, mul, scale, silu, silu_mul, softcap,
+    Elementwise,
 };
 pub use embedding::{
     check_ids, embedding, embedding_add, embedding_gpu_ids, qembedding, Embedding, QEmbedding,
@@ -57,7 +58,7 @@ pub use pool::{mean_pool, MeanPool, PoolOptions};
 pub use qk_rope::{qk_rope_append, qk_rope_append_packed, QkNorms, QkRope};
 pub use qmatmul::{qmatmul, QMatmul};
 pub use qmatvec::{qdequant, qmatvec, qmatvec_gated, qmatvec_stacked, quantize_q8, QMatvec};
-pub use rope::{rope, rope_table, rope_with_table, Rope, RopeOptions};
+pub use rope::{rope, rope_table, rope_table_with, rope_with_table, Rope, RopeFreqs, RopeOptions};
 pub use rowwise::{
     add_norm, l2_normalize, layer_norm, rms_norm, rms_norm_add, rowwise, softmax, AddNorm, Rowwise,
 };

@@ -1,7 +1,8 @@
 //! Rotary position embedding: `ops::rope` (table computed on the host for the given
 //! positions) and `ops::rope_with_table` (a table shared by every q and k of a step).
 
-use webjit_jit::kernels::rope::{rope_table as host_table, RopeConfig, RopeLayout, RopeSpec};
+pub use webjit_jit::kernels::rope::RopeFreqs;
+use webjit_jit::kernels::rope::{rope_table_with as host_table, RopeConfig, RopeLayout, RopeSpec};
 use webjit_jit::KernelSpec;
 
 use super::{expect_f32, expect_single, output, Call, Op, OpSpec};
@@ -48,13 +49,36 @@ pub fn rope_with_table<'a>(
 /// at submit. Computed once and shared by every rope at the same positions and base (all of a
 /// decoder's q and k of one layer kind).
 pub fn rope_table(rec: &mut Recorder, positions: &[u32], rot: usize, base: f64) -> Result<Tensor> {
+    rope_table_with(rec, positions, rot, base, &RopeFreqs::default())
+}
+
+/// `rope_table` with a model's frequency factors, linear scaling and attention factor.
+pub fn rope_table_with(
+    rec: &mut Recorder,
+    positions: &[u32],
+    rot: usize,
+    base: f64,
+    freqs: &RopeFreqs,
+) -> Result<Tensor> {
     if !(base.is_finite() && base > 0.0) {
         return Err(Error::InvalidArgument {
             op: OP,
             detail: format!("base must be positive, got {base}"),
         });
     }
-    let table = host_table(positions, rot, base);
+    if let Some(f) = &freqs.factors {
+        if f.len() != rot / 2 || f.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                detail: format!(
+                    "{} frequency factors for {} rotated pairs (each must be finite and > 0)",
+                    f.len(),
+                    rot / 2
+                ),
+            });
+        }
+    }
+    let table = host_table(positions, rot, base, freqs);
     rec.upload_f32(&[positions.len(), rot / 2, 2], &table)
 }
 

@@ -25,6 +25,8 @@ pub enum EwOp {
     GeluTanhMul,
     /// `silu(x) * y`: SwiGLU's gate (llama's FFN) in one pass.
     SiluMul,
+    /// `scale * tanh(x / scale)`: Gemma 2's soft-capping of the output logits.
+    Softcap,
 }
 
 impl EwOp {
@@ -38,6 +40,7 @@ impl EwOp {
             EwOp::Silu => "silu",
             EwOp::GeluTanhMul => "gelu_tanh_mul",
             EwOp::SiluMul => "silu_mul",
+            EwOp::Softcap => "softcap",
         }
     }
     pub fn is_binary(self) -> bool {
@@ -56,6 +59,7 @@ impl EwOp {
             EwOp::Silu => "silu(a)",
             EwOp::GeluTanhMul => "gelu_tanh(a) * y[i % p.b_len]",
             EwOp::SiluMul => "silu(a) * y[i % p.b_len]",
+            EwOp::Softcap => "softcap(a, T(p.scale))",
         }
     }
 }

@@ -56,19 +56,55 @@ impl RopeSpec {
     }
 }
 
+/// How a model scales RoPE's rotation beyond `base`: per-pair frequency factors (Llama 3.1's
+/// `rope_freqs`, Phi-3's short/long factors) divide each pair's angle, a linear `freq_scale`
+/// multiplies every angle, and `attn_factor` multiplies cos and sin (so both q and k, and thus
+/// the attention logits by its square), as llama.cpp's `ggml_rope_ext` does without YaRN.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RopeFreqs {
+    /// [rot / 2] divisors of each pair's angle; `None`: all 1.
+    pub factors: Option<Vec<f32>>,
+    pub freq_scale: f64,
+    pub attn_factor: f64,
+}
+
+impl Default for RopeFreqs {
+    fn default() -> Self {
+        Self {
+            factors: None,
+            freq_scale: 1.0,
+            attn_factor: 1.0,
+        }
+    }
+}
+
 /// cos/sin of `pos * base^(-2i/rot)` for each position and pair, interleaved, in f64 then f32.
 /// Returns [positions.len(), rot / 2, 2].
 pub fn rope_table(positions: &[u32], rot: usize, base: f64) -> Vec<f32> {
+    rope_table_with(positions, rot, base, &RopeFreqs::default())
+}
+
+/// `rope_table` with frequency factors, linear scaling and an attention factor (`freqs`; its
+/// factors, when given, must number rot / 2).
+pub fn rope_table_with(positions: &[u32], rot: usize, base: f64, freqs: &RopeFreqs) -> Vec<f32> {
     let half = rot / 2;
-    let freqs: Vec<f64> = (0..half)
-        .map(|i| base.powf(-2.0 * i as f64 / rot as f64))
+    let freq: Vec<f64> = (0..half)
+        .map(|i| {
+            let factor = freqs
+                .factors
+                .as_ref()
+                .and_then(|f| f.get(i))
+                .map_or(1.0, |&f| f as f64);
+            freqs.freq_scale * base.powf(-2.0 * i as f64 / rot as f64) / factor
+        })
         .collect();
+    let m = freqs.attn_factor;
     let mut out = Vec::with_capacity(positions.len() * half * 2);
     for &pos in positions {
-        for &f in &freqs {
+        for &f in &freq {
             let theta = pos as f64 * f;
-            out.push(theta.cos() as f32);
-            out.push(theta.sin() as f32);
+            out.push((theta.cos() * m) as f32);
+            out.push((theta.sin() * m) as f32);
         }
     }
     out

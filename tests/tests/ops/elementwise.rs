@@ -19,10 +19,14 @@ fn ew_oracle(op: EwOp, x: &[f32], y: &[f32], s: f32) -> Vec<f64> {
         EwOp::Silu => oracle::silu(x),
         EwOp::GeluTanhMul => gated(&oracle::gelu_tanh(x), y),
         EwOp::SiluMul => gated(&oracle::silu(x), y),
+        EwOp::Softcap => x
+            .iter()
+            .map(|&v| s as f64 * (v as f64 / s as f64).tanh())
+            .collect(),
     }
 }
 
-const EW_OPS: [EwOp; 8] = [
+const EW_OPS: [EwOp; 9] = [
     EwOp::Add,
     EwOp::Mul,
     EwOp::Scale,
@@ -31,6 +35,7 @@ const EW_OPS: [EwOp; 8] = [
     EwOp::Silu,
     EwOp::GeluTanhMul,
     EwOp::SiluMul,
+    EwOp::Softcap,
 ];
 
 fn check_elementwise(

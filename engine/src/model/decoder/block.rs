@@ -40,14 +40,20 @@ impl Step {
         self.positions.len()
     }
 
-    /// The table of `plan`'s RoPE base, made on first use in the step: [T, rot / 2, 2].
-    fn table(&mut self, rec: &mut Recorder, plan: &LayerPlan, head_dim: usize) -> Result<&Tensor> {
+    /// The table of `plan`'s RoPE base, made on first use in the step: [T, rot / 2, 2]. The
+    /// model's frequency factors and scaling (`cfg.rope`) are the same for every layer.
+    fn table(
+        &mut self,
+        rec: &mut Recorder,
+        plan: &LayerPlan,
+        cfg: &DecoderConfig,
+    ) -> Result<&Tensor> {
         let base = plan.rope.base;
         let i = match self.tables.iter().position(|(b, _)| *b == base) {
             Some(i) => i,
             None => {
-                let rot = plan.rope.rot_dims.unwrap_or(head_dim);
-                let t = ops::rope_table(rec, &self.positions, rot, base)?;
+                let rot = plan.rope.rot_dims.unwrap_or(cfg.head_dim);
+                let t = ops::rope_table_with(rec, &self.positions, rot, base, &cfg.rope)?;
                 self.tables.push((base, t));
                 self.tables.len() - 1
             }
@@ -111,7 +117,7 @@ fn attention_decode(
     step: &mut Step,
 ) -> Result<Tensor> {
     let (plan, hd) = (&l.plan, cfg.head_dim);
-    let table = step.table(rec, plan, hd)?;
+    let table = step.table(rec, plan, cfg)?;
     let norms = match (plan.qk_norm, &l.q_norm, &l.k_norm) {
         (QkNormPlan::Both, Some(q), Some(k)) => Some(QkNorms {
             q,
@@ -150,7 +156,7 @@ fn attention_decode(
     let opts = DecodeOptions {
         window: plan.window,
         scale: Some(cfg.attn_scale),
-        softcap: None,
+        softcap: cfg.attn_softcap,
     };
     let q = reshaped(&q, &[1, cfg.n_heads, hd])?;
     let attn = ops::attention_decode(&q, cache, &opts).record(rec)?;
@@ -180,7 +186,7 @@ fn attention_prompt(
     };
     let q = head_norm(rec, q, l.q_norm.as_ref(), [t, cfg.n_heads, hd], cfg.eps)?;
     let k = head_norm(rec, k, l.k_norm.as_ref(), [t, cfg.n_kv_heads, hd], cfg.eps)?;
-    let table = step.table(rec, plan, hd)?;
+    let table = step.table(rec, plan, cfg)?;
     let q = ops::rope_with_table(&q, table, &plan.rope).record(rec)?;
     let k = ops::rope_with_table(&k, table, &plan.rope).record(rec)?;
     let k4 = reshaped(&k, &[1, t, cfg.n_kv_heads, hd])?;
@@ -191,6 +197,7 @@ fn attention_prompt(
         causal: true,
         window: plan.window,
         scale: Some(cfg.attn_scale),
+        softcap: cfg.attn_softcap,
         ..Default::default()
     };
     let attn = ops::attention(&q4, &k4, &v4, &opts).record(rec)?;

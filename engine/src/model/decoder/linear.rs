@@ -13,25 +13,44 @@ use crate::qtensor::QTensor;
 use crate::recorder::Recorder;
 use crate::tensor::{DType, Tensor};
 
-/// A matrix with the products its plan allows.
+/// A matrix (and its bias, when the model has one) with the products its plan allows.
 #[derive(Clone)]
 pub struct Linear {
     pub w: Matrix,
+    /// [N], added to every row of the product.
+    pub bias: Option<Tensor>,
     pub products: ProductPlan,
 }
 
 impl Linear {
     pub fn new(w: Matrix, products: ProductPlan) -> Self {
-        Self { w, products }
+        Self {
+            w,
+            bias: None,
+            products,
+        }
+    }
+
+    pub fn with_bias(mut self, bias: Option<Tensor>) -> Self {
+        self.bias = bias;
+        self
     }
 
     pub fn shape(&self) -> [usize; 2] {
         self.w.shape()
     }
 
-    /// x [T, K] -> [T, N]: matvec kernels for decode-sized T, the matvec over 8-row slices
-    /// where the plan says so, the tiled matmul otherwise.
+    /// x [T, K] -> [T, N] (plus the bias): matvec kernels for decode-sized T, the matvec over
+    /// 8-row slices where the plan says so, the tiled matmul otherwise.
     pub fn forward(&self, rec: &mut Recorder, x: &Tensor) -> Result<Tensor> {
+        let y = self.product(rec, x)?;
+        match &self.bias {
+            Some(b) => ops::add(&y, b).record(rec),
+            None => Ok(y),
+        }
+    }
+
+    fn product(&self, rec: &mut Recorder, x: &Tensor) -> Result<Tensor> {
         let w = match &self.w {
             Matrix::Quantized(w) => w,
             Matrix::Dense(w) => return ops::matmul(x, w, true).record(rec),
@@ -87,6 +106,9 @@ pub struct Qkv {
     pub k: Linear,
     pub v: Linear,
     pub plan: QkvPlan,
+    /// The biases of the stacked matrices end to end (q, k and, when stacked, v): added to the
+    /// stacked row in one pass. `None` when the layer has no biases.
+    pub stacked_bias: Option<Tensor>,
 }
 
 /// What a decode step's q/k/v projection gives the RoPE kernel.
@@ -111,6 +133,10 @@ impl Qkv {
                     (true, Some(v)) => ops::qmatvec_stacked(h, &[q, k, v]).record(rec)?,
                     (true, None) => return Err(plan_mismatch("v")),
                     (false, _) => ops::qmatvec_stacked(h, &[q, k]).record(rec)?,
+                };
+                let row = match &self.stacked_bias {
+                    Some(b) => ops::add(&row, b).record(rec)?,
+                    None => row,
                 };
                 let v = match with_v {
                     true => None,

@@ -67,10 +67,12 @@ impl Decoder {
         sink: GpuSink,
         max_context: Option<usize>,
     ) -> Result<Self> {
+        let context = cache_context(&cfg, max_context);
+        let cfg = cfg.with_rope_factors(context, &sink.host)?;
         let mut w = Weights::from_sink(sink);
         let products = ProductPlan::for_device(engine.profile());
         let layers = (0..cfg.n_layers)
-            .map(|i| w.layer(&cfg, i, products))
+            .map(|i| w.layer(engine, &cfg, i, products))
             .collect::<Result<Vec<_>>>()?;
         let caches = new_caches(engine, &cfg, max_context)?;
         Self::assemble(engine, cfg, layers, w, caches)
@@ -249,13 +251,17 @@ impl Decoder {
     /// Final norm and output projection of the last position: logits [1, vocab]. The last
     /// block has already normed a single row.
     pub(crate) fn head(&self, rec: &mut Recorder, x: BlockInput) -> Result<Tensor> {
-        match x.normed {
-            Some(xn) if !self.layers.is_empty() => self.output.forward(rec, &xn),
+        let logits = match x.normed {
+            Some(xn) if !self.layers.is_empty() => self.output.forward(rec, &xn)?,
             _ => {
                 let last = last_row(rec, x.x)?;
                 let xn = ops::rms_norm(&last, &self.output_norm, self.cfg.eps, 0.0).record(rec)?;
-                self.output.forward(rec, &xn)
+                self.output.forward(rec, &xn)?
             }
+        };
+        match self.cfg.final_softcap {
+            Some(cap) => ops::softcap(&logits, cap).record(rec),
+            None => Ok(logits),
         }
     }
 }
@@ -267,6 +273,12 @@ fn no_tokens() -> Error {
     }
 }
 
+/// Positions the global layers' caches hold: `max_context`, default the model's context, at
+/// most 8192.
+pub(crate) fn cache_context(cfg: &DecoderConfig, max_context: Option<usize>) -> usize {
+    max_context.unwrap_or(cfg.context.min(8192)).max(1)
+}
+
 /// The KV caches of a decoder: ring buffers of the window's size on local layers, linear ones
 /// of `max_context` (default: the model's context, at most 8192) elsewhere.
 pub(crate) fn new_caches(
@@ -274,7 +286,7 @@ pub(crate) fn new_caches(
     cfg: &DecoderConfig,
     max_context: Option<usize>,
 ) -> Result<Vec<KvCache>> {
-    let max_context = max_context.unwrap_or(cfg.context.min(8192)).max(1);
+    let max_context = cache_context(cfg, max_context);
     (0..cfg.n_layers)
         .map(|i| {
             let ring = cfg.is_local(i);

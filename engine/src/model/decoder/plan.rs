@@ -79,6 +79,8 @@ pub struct LayerShape<'a> {
     pub up: &'a Matrix,
     pub q_norm: bool,
     pub k_norm: bool,
+    /// Whether q, k and v have biases.
+    pub biases: [bool; 3],
 }
 
 impl LayerPlan {
@@ -97,7 +99,7 @@ impl LayerPlan {
             rope: RopeOptions {
                 layout: cfg.rope_layout,
                 base: cfg.rope_base_of(layer),
-                rot_dims: None,
+                rot_dims: cfg.rope_dims,
             },
             qk_norm,
             qkv: qkv_plan(w, qk_norm),
@@ -122,10 +124,12 @@ fn qkv_plan(w: &LayerShape<'_>, qk_norm: QkNormPlan) -> QkvPlan {
     let fits = |m: &crate::QTensor| {
         m.format() == q.format() && m.shape()[1] == q.shape()[1] && m.segments().len() == 1
     };
-    if !fits(q) || !fits(k) || qk_norm == QkNormPlan::Unpaired {
+    // The stacked row takes one bias vector: all of q, k (and v) have biases, or none.
+    let [bq, bk, bv] = w.biases;
+    if !fits(q) || !fits(k) || qk_norm == QkNormPlan::Unpaired || bq != bk {
         return QkvPlan::Separate;
     }
     QkvPlan::Stacked {
-        with_v: matches!(w.v, Matrix::Quantized(v) if fits(v)),
+        with_v: matches!(w.v, Matrix::Quantized(v) if fits(v)) && bv == bq,
     }
 }
