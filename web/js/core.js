@@ -19,6 +19,35 @@ export function initOnce(wasmUrl) {
   return wasmReady;
 }
 
+/** Checks chat arguments; returns [messages as JSON, template or undefined]. */
+function chatArgs(messages, template) {
+  need(Array.isArray(messages), 'messages must be an array of {role, content}');
+  need(template === undefined || template === null || typeof template === 'string', 'template must be a string (a Jinja chat template)');
+  return [JSON.stringify(messages), template ?? undefined];
+}
+
+/**
+ * The engine's chat-template renderer without a model or an engine: instantiates the wasm
+ * module in the calling thread on first use. opts: {bosToken, eosToken, addGenerationPrompt,
+ * wasmUrl}.
+ */
+export async function renderChat(messages, template, { wasmUrl, ...opts } = {}) {
+  need(typeof template === 'string', 'chatPrompt needs a template string (a Jinja chat template); a loaded model renders its own with model.chatPrompt');
+  const [json] = chatArgs(messages, template);
+  await initOnce(wasmUrl);
+  try {
+    return wasm.renderChat(json, template, JSON.stringify(opts));
+  } catch (e) {
+    throw toWebjitError(e);
+  }
+}
+
+/** The template the package uses for an `architecture` whose GGUF has none ('gemma3'), or null. */
+export async function builtinTemplate(architecture, { wasmUrl } = {}) {
+  await initOnce(wasmUrl);
+  return wasm.builtinChatTemplate(String(architecture)) ?? null;
+}
+
 const PROGRESS_EVERY_MS = 50;
 // The engine objects are not re-entrant (wasm-bindgen refuses a second borrow while an async
 // method holds one), so every call into them goes through this one queue.
@@ -262,9 +291,15 @@ export class Core {
   detokenize({ id, ids }) {
     return this.#lock.run(() => this.#handle(id, 'model').obj.detokenize(Uint32Array.from(ids)));
   }
-  chatPrompt({ id, messages }) {
-    need(Array.isArray(messages), 'messages must be an array of {role, content}');
-    return this.#lock.run(() => this.#handle(id, 'model').obj.chatPrompt(JSON.stringify(messages)));
+  /** The model's chat template (or `template`, a Jinja string) applied to `messages`. */
+  chatPrompt({ id, messages, template, addGenerationPrompt = true }) {
+    const [json, t] = chatArgs(messages, template);
+    return this.#lock.run(() => this.#handle(id, 'model').obj.chatPrompt(json, t, !!addGenerationPrompt));
+  }
+  /** chatPrompt's ids (the BOS token only when the text does not start with it). */
+  chatPromptIds({ id, messages, template, addGenerationPrompt = true }) {
+    const [json, t] = chatArgs(messages, template);
+    return this.#lock.run(() => this.#handle(id, 'model').obj.chatPromptIds(json, t, !!addGenerationPrompt));
   }
   /** Tokenizes (string prompts), optionally resets, and starts generating. */
   start({ id, prompt, options = {}, reset = true, addBos }) {
@@ -430,7 +465,7 @@ export class Core {
 }
 
 const METHODS = new Set([
-  'info', 'loadModel', 'loadEmbedder', 'modelInfo', 'tokenize', 'detokenize', 'chatPrompt', 'start', 'logits',
+  'info', 'loadModel', 'loadEmbedder', 'modelInfo', 'tokenize', 'detokenize', 'chatPrompt', 'chatPromptIds', 'start', 'logits',
   'next', 'stop', 'reset', 'embed', 'embedderTokenize', 'neighborhoodAttention', 'blockSparseAttention',
   'denseAttention', 'tune', 'exportTuning', 'importTuning', 'releaseMemory', 'disposeHandle', 'dispose',
 ]);

@@ -7,6 +7,7 @@ export type ErrorCodeName =
   | 'UNSUPPORTED_TENSOR_TYPE'
   | 'UNSUPPORTED_MODEL'
   | 'UNSUPPORTED_ARCHITECTURE'
+  | 'CHAT_TEMPLATE'
   | 'OUT_OF_MEMORY'
   | 'DEVICE_LOST'
   | 'ABORTED'
@@ -102,8 +103,9 @@ export interface LoadModelOptions {
   maxContext?: number;
   /** 'gguf', or '' to detect from the first bytes (default). */
   format?: 'gguf' | '';
-  /** A prompt to prefill layer by layer while the file streams in (BOS added, control tokens
-   *  parsed); `generate(null, ...)` then starts from it. */
+  /** A prompt to prefill layer by layer while the file streams in (control tokens parsed; the
+   *  BOS token added unless the text starts with it, as a chat template may write it);
+   *  `generate(null, ...)` then starts from it. */
   prompt?: string;
   /** The same as token ids. */
   promptIds?: ArrayLike<number>;
@@ -149,16 +151,45 @@ export interface GenerateStats {
 }
 
 export interface ChatMessage {
-  role: 'user' | 'model' | 'assistant' | 'system';
+  /** Usually 'system', 'user' or 'assistant'; what else is accepted is up to the template
+   *  (Gemma's also takes 'model'; many refuse other roles with CHAT_TEMPLATE). */
+  role: string;
   content: string;
 }
 
+export interface ChatTemplateOptions {
+  /** A Jinja chat template to use instead of the model's own. */
+  template?: string;
+  /** End with the opener of the assistant's turn (default true). */
+  addGenerationPrompt?: boolean;
+}
+
 /**
- * `messages` in the chat template, without a model: the same text `TextModel.chatPrompt`
- * returns. For giving the first turn to `loadModel({prompt})` before the model is there.
- * Throws INVALID_ARGUMENT for a malformed list or an unknown role.
+ * `messages` in `template` (a Jinja chat template string, e.g. a model's
+ * `tokenizer.chat_template`), without a model or an engine: the engine's renderer, the same
+ * text `TextModel.chatPrompt(messages, {template})` writes for a model whose BOS/EOS texts are
+ * `bosToken`/`eosToken`. For giving the first turn to `loadModel({prompt})` before the model is
+ * there. Instantiates the wasm module in the calling thread on first use. Rejects with
+ * CHAT_TEMPLATE when the template does not parse, fails or refuses the messages.
  */
-export declare function chatPrompt(messages: ChatMessage[]): string;
+export declare function chatPrompt(
+  messages: ChatMessage[],
+  template: string,
+  opts?: {
+    /** The text the template writes for `bos_token` (default ''; e.g. '<bos>' for Gemma). */
+    bosToken?: string;
+    eosToken?: string;
+    addGenerationPrompt?: boolean;
+    /** Where the wasm module is, when not next to the package's core.js. */
+    wasmUrl?: string | URL;
+  },
+): Promise<string>;
+
+/**
+ * The chat template the package uses for a model of `architecture` whose GGUF has none
+ * (today only 'gemma3': Gemma 3's published template), or null.
+ */
+export declare function builtinChatTemplate(architecture: string, opts?: { wasmUrl?: string | URL }): Promise<string | null>;
 
 /**
  * Removes stored model files from the Cache API, OPFS or both (default), or only `url`'s.
@@ -179,8 +210,13 @@ export declare class TextModel {
     n_layers: number;
     vocab: number;
     d_model: number;
+    n_heads: number;
+    n_kv_heads: number;
     max_context: number;
     position: number;
+    /** Where chatPrompt's template comes from: the GGUF ('gguf'), the package's for a file
+     *  without one ('builtin:gemma3'), or nowhere ('none': pass {template}). */
+    chat_template: 'gguf' | `builtin:${string}` | 'none';
   };
   readonly load: {
     totalBytes: number;
@@ -206,9 +242,15 @@ export declare class TextModel {
   generate(prompt: string | ArrayLike<number> | null, opts?: GenerateOptions): AsyncGenerator<string, void>;
   /** Token ids with their top logits. */
   generateTokens(prompt: string | ArrayLike<number> | null, opts?: GenerateOptions): AsyncGenerator<GeneratedToken, void>;
-  /** The answer to `messages` in the model's chat template (fresh context). */
-  chat(messages: ChatMessage[], opts?: GenerateOptions): AsyncGenerator<string, void>;
-  chatPrompt(messages: ChatMessage[]): Promise<string>;
+  /** The answer to `messages`, the prompt written by the model's chat template (or
+   *  `opts.template`), from a fresh context. */
+  chat(messages: ChatMessage[], opts?: Omit<GenerateOptions, 'continue' | 'addBos'> & { template?: string }): AsyncGenerator<string, void>;
+  /** `messages` in the model's chat template (or `opts.template`). Rejects with CHAT_TEMPLATE
+   *  when the model has none and none is given, or the template fails or refuses them. */
+  chatPrompt(messages: ChatMessage[], opts?: ChatTemplateOptions): Promise<string>;
+  /** The token ids of chatPrompt's text: the BOS token added only when the text does not
+   *  already start with it (Llama 3's and Gemma's templates write it). */
+  chatPromptIds(messages: ChatMessage[], opts?: ChatTemplateOptions): Promise<Uint32Array>;
   tokenize(text: string, opts?: { addBos?: boolean }): Promise<Uint32Array>;
   detokenize(ids: ArrayLike<number>): Promise<string>;
   /**

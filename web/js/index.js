@@ -5,11 +5,10 @@
 // typed arrays transferred, AbortSignals are forwarded. `Engine.create({worker: false})` runs
 // the same engine code (core.js) in the calling thread instead.
 
-import { Core } from './core.js';
+import { Core, builtinTemplate, renderChat } from './core.js';
 import { ErrorCode, WebjitError, abortedError, deserializeError, toWebjitError } from './errors.js';
 
 export { ErrorCode, WebjitError } from './errors.js';
-export { chatPrompt } from './chat-template.js';
 import { CACHE_NAME } from './source.js';
 import { OPFS_DIR, opfsClear } from './opfs.js';
 
@@ -133,7 +132,8 @@ class Handle {
 export class TextModel extends Handle {
   constructor(engine, id, info, load) {
     super(engine, id);
-    /** {architecture, n_layers, vocab, d_model, max_context, position} at load time. */
+    /** {architecture, n_layers, vocab, d_model, n_heads, n_kv_heads, max_context, position,
+     *  chat_template ('gguf' | 'builtin:gemma3' | 'none')} at load time. */
     this.info = info;
     /** How the file arrived: {totalBytes, fromCache, cached, resumes, peakWasmMemoryBytes}. */
     this.load = load;
@@ -148,9 +148,19 @@ export class TextModel extends Handle {
   detokenize(ids) {
     return this._call('detokenize', { ids: Uint32Array.from(ids) });
   }
-  /** The prompt text of `messages` in the model's chat template. */
-  chatPrompt(messages) {
-    return this._call('chatPrompt', { messages });
+  /**
+   * The prompt text of `messages` ([{role, content}]) in the model's own chat template (the
+   * GGUF's `tokenizer.chat_template`; Gemma 3 files without one get Gemma 3's published
+   * template), or in `template` (a Jinja string) when given. Rejects with CHAT_TEMPLATE when
+   * there is no template, or it does not parse, fails or refuses the messages.
+   * opts: {template, addGenerationPrompt (default true)}.
+   */
+  chatPrompt(messages, { template, addGenerationPrompt } = {}) {
+    return this._call('chatPrompt', { messages, template, addGenerationPrompt });
+  }
+  /** The token ids of chatPrompt's text (BOS added only when the text does not start with it). */
+  chatPromptIds(messages, { template, addGenerationPrompt } = {}) {
+    return this._call('chatPromptIds', { messages, template, addGenerationPrompt });
   }
   /**
    * The logits of the token after `prompt` (text or token ids; text gets the BOS token unless
@@ -214,11 +224,36 @@ export class TextModel extends Handle {
     if (this.lastStats?.text) yield this.lastStats.text;
   }
 
-  /** Generates the model's answer to `messages` ([{role, content}]), fresh context. */
-  async *chat(messages, opts = {}) {
-    const prompt = await this.chatPrompt(messages);
-    yield* this.generate(prompt, { ...opts, continue: false, addBos: true });
+  /**
+   * Generates the model's answer to `messages` ([{role, content}]) from a fresh context, the
+   * prompt written by the model's chat template (or opts.template). opts: those of
+   * generateTokens (but continue and addBos) and {template}.
+   */
+  async *chat(messages, { template, ...opts } = {}) {
+    if (this._busy) throw new WebjitError(ErrorCode.BUSY, 'this model is already generating: finish or stop that first');
+    const ids = await this.chatPromptIds(messages, { template });
+    yield* this.generate(ids, { ...opts, continue: false });
   }
+}
+
+/**
+ * `messages` ([{role, content}]) in `template` (a Jinja chat template string), without a
+ * model or an engine: the engine's renderer, so the text equals what `model.chatPrompt(messages,
+ * {template})` writes for a model whose BOS/EOS texts are `bosToken`/`eosToken`. For giving the
+ * first turn to loadModel({prompt}) before the model is there. Instantiates the wasm module in
+ * the calling thread on first use. opts: {bosToken, eosToken (default ''), addGenerationPrompt
+ * (default true), wasmUrl}. Rejects with CHAT_TEMPLATE (bad template) or INVALID_ARGUMENT.
+ */
+export function chatPrompt(messages, template, opts = {}) {
+  return renderChat(messages, template, { ...opts, wasmUrl: opts.wasmUrl ? absolute(opts.wasmUrl) : undefined });
+}
+
+/**
+ * The chat template the package uses for a model of `architecture` whose GGUF carries none
+ * (today 'gemma3': Gemma 3's published template), or null.
+ */
+export function builtinChatTemplate(architecture, opts = {}) {
+  return builtinTemplate(architecture, { wasmUrl: opts.wasmUrl ? absolute(opts.wasmUrl) : undefined });
 }
 
 export class Embedder extends Handle {

@@ -9,6 +9,7 @@ use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use webjit_engine::{DeviceOptions, Engine, Error};
 
+mod chat;
 mod embed;
 mod load;
 mod ops;
@@ -16,6 +17,7 @@ mod state;
 mod text;
 mod tune;
 
+pub use chat::{builtin_chat_template, render_chat};
 pub use embed::WebEmbedder;
 pub use load::WebModelLoad;
 pub use text::WebTextModel;

@@ -16,6 +16,7 @@ use webjit_engine::model::stream_prefill::{PrefillPrompt, PrefillSink};
 use webjit_engine::tokenizer::text::TextTokenizer;
 use webjit_engine::{Engine, Error};
 
+use crate::chat::ModelTemplate;
 use crate::state::{Built, CurrentModel};
 use crate::text::WebTextModel;
 use crate::{invalid, js_err, js_error, parse_opts, WebEngine};
@@ -248,8 +249,8 @@ impl WebModelLoad {
         Ok(self.progress())
     }
 
-    /// After the last byte: builds the model. A GGUF decoder (gemma3, llama) becomes a
-    /// `TextModel`. Throws `BAD_MODEL_FILE` when the file is incomplete.
+    /// After the last byte: builds the model. A GGUF decoder (llama, qwen2, qwen3, phi3,
+    /// gemma2, gemma3) becomes a `TextModel`. Throws `BAD_MODEL_FILE` when the file is incomplete.
     pub fn finish(&mut self) -> Result<WebTextModel, JsValue> {
         self.live()?;
         let Some(mut live) = self.live.take() else {
@@ -317,6 +318,7 @@ fn build(engine: &Engine, live: &mut Live, max_context: usize) -> Result<Built, 
         });
     }
     let arch = header.architecture.clone().unwrap_or_default();
+    let template = ModelTemplate::from_gguf(&header.metadata);
     let sink = std::mem::replace(
         &mut live.sink.gpu,
         Upload::Plain(Box::new(GpuSink::new(engine))),
@@ -330,6 +332,7 @@ fn build(engine: &Engine, live: &mut Live, max_context: usize) -> Result<Built, 
                 session: Session::new(engine, dec)?,
                 tok,
                 arch,
+                template,
                 prefilled: None,
             })
         }
@@ -343,6 +346,7 @@ fn build(engine: &Engine, live: &mut Live, max_context: usize) -> Result<Built, 
                 session: Session::new(engine, p.decoder)?,
                 tok,
                 arch,
+                template,
                 prefilled: Some((p.prompt, p.logits)),
             })
         }

@@ -11,6 +11,7 @@ use webjit_engine::tokenizer::spm::Utf8Stream;
 use webjit_engine::tokenizer::text::TextTokenizer;
 use webjit_engine::Tensor;
 
+use crate::chat::ModelTemplate;
 use crate::js_err;
 
 /// A finished load: the session, its tokenizer, and the streamed prompt's ids and last logits
@@ -19,6 +20,8 @@ pub(crate) struct Built {
     pub(crate) session: Session,
     pub(crate) tok: TextTokenizer,
     pub(crate) arch: String,
+    /// The chat template: the GGUF's, or the built-in one of its architecture.
+    pub(crate) template: ModelTemplate,
     pub(crate) prefilled: Option<(Vec<u32>, Tensor)>,
 }
 

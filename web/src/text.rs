@@ -6,10 +6,10 @@ use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
 use webjit_engine::model::generate::{GenerateOptions, SampleSettings};
-use webjit_engine::tokenizer::spm::chat_prompt;
 use webjit_engine::tokenizer::text::TextTokenizer;
 use webjit_engine::Engine;
 
+use crate::chat::ModelTemplate;
 use crate::state::{give_back, take, Built, Inner, Running, Slot};
 
 use crate::{invalid, js_err, js_error, now_ms, parse_opts};
@@ -39,12 +39,6 @@ impl Default for GenOpts {
     }
 }
 
-#[derive(serde::Deserialize)]
-struct Message {
-    role: String,
-    content: String,
-}
-
 /// A loaded text model (JS class `TextModel`). `free()` releases its GPU memory.
 #[wasm_bindgen(js_name = TextModel)]
 pub struct WebTextModel {
@@ -52,6 +46,7 @@ pub struct WebTextModel {
     alive: Rc<RefCell<bool>>,
     tok: Rc<TextTokenizer>,
     arch: String,
+    template: ModelTemplate,
     /// Shared with the promise of a running `next()` (and, weakly, with `Engine.tune`).
     pub(crate) inner: Rc<RefCell<Slot>>,
     /// `stop()` during a `next()`: honoured before the following step.
@@ -65,6 +60,7 @@ impl WebTextModel {
             alive,
             tok: Rc::new(b.tok),
             arch: b.arch,
+            template: b.template,
             inner: Rc::new(RefCell::new(Slot::Ready(Box::new(Inner {
                 session: b.session,
                 running: None,
@@ -89,9 +85,12 @@ impl WebTextModel {
 
 #[wasm_bindgen(js_class = TextModel)]
 impl WebTextModel {
-    /// `{architecture, n_layers, vocab, d_model, max_context, position}` as JSON.
+    /// `{architecture, n_layers, vocab, d_model, max_context, position, chat_template}` as
+    /// JSON; `chat_template` says where the chat template comes from: "gguf" (the file's),
+    /// "builtin:gemma3" (the file has none; Gemma 3's published one) or "none".
     pub fn info(&self) -> Result<String, JsValue> {
         let arch = self.arch.clone();
+        let origin = self.template.origin.clone();
         self.with(|i| {
             let c = &i.session.decoder.cfg;
             Ok(serde_json::json!({
@@ -103,6 +102,7 @@ impl WebTextModel {
                 "n_kv_heads": c.n_kv_heads,
                 "max_context": i.session.decoder.max_context(),
                 "position": i.session.position(),
+                "chat_template": origin,
             })
             .to_string())
         })
@@ -118,24 +118,38 @@ impl WebTextModel {
         self.tok.decode(ids).map_err(js_error)
     }
 
-    /// The chat template applied to `[{role, content}]`, ending with the model-turn opener.
+    /// `[{role, content}]` in the chat template: `template` (a Jinja string) when given, else
+    /// the model's own. `CHAT_TEMPLATE` when there is none, or it fails or refuses.
     #[wasm_bindgen(js_name = chatPrompt)]
-    pub fn chat_prompt(&self, messages_json: &str) -> Result<String, JsValue> {
-        let msgs: Vec<Message> = serde_json::from_str(messages_json)
-            .map_err(|e| invalid(format!("messages: {e} (expected [{{role, content}}])")))?;
-        for m in &msgs {
-            if !matches!(m.role.as_str(), "user" | "model" | "assistant" | "system") {
-                return Err(invalid(format!(
-                    "message role `{}`: expected user, model, assistant or system",
-                    m.role
-                )));
-            }
-        }
-        let turns: Vec<(&str, &str)> = msgs
-            .iter()
-            .map(|m| (m.role.as_str(), m.content.as_str()))
-            .collect();
-        Ok(chat_prompt(&turns))
+    pub fn chat_prompt(
+        &self,
+        messages_json: &str,
+        template: Option<String>,
+        add_generation_prompt: bool,
+    ) -> Result<String, JsValue> {
+        self.template.text(
+            &self.tok,
+            messages_json,
+            template.as_deref(),
+            add_generation_prompt,
+        )
+    }
+
+    /// The prompt ids of `chatPrompt`'s text: the BOS token is added only when the text does
+    /// not already start with it (Llama 3's and Gemma's templates write it themselves).
+    #[wasm_bindgen(js_name = chatPromptIds)]
+    pub fn chat_prompt_ids(
+        &self,
+        messages_json: &str,
+        template: Option<String>,
+        add_generation_prompt: bool,
+    ) -> Result<Vec<u32>, JsValue> {
+        self.template.ids(
+            &self.tok,
+            messages_json,
+            template.as_deref(),
+            add_generation_prompt,
+        )
     }
 
     /// Begins generating after `prompt_ids` (fed after whatever the context already holds).

@@ -52,7 +52,9 @@ struct State {
 /// browser page, give text).
 pub enum PrefillPrompt {
     Ids(Vec<u32>),
-    /// Encoded with BOS and special-token parsing, as `TextTokenizer::encode(text, true)`.
+    /// Encoded with special-token parsing and the model's BOS, which is added only when the
+    /// text does not already begin with it (a chat template such as Gemma's or Llama 3's
+    /// writes it), as `ChatTemplate::prompt_ids` does.
     Text(String),
 }
 
@@ -126,7 +128,7 @@ impl PrefillSink {
             Some(PrefillPrompt::Ids(ids)) => ids,
             Some(PrefillPrompt::Text(text)) => {
                 let tok = TextTokenizer::from_gguf(&h.metadata)?;
-                let ids = tok.encode(&text, true)?;
+                let ids = tok.encode(&text, !crate::chat::starts_with_bos(&tok, &text))?;
                 self.tokenizer = Some(tok);
                 ids
             }

@@ -180,37 +180,3 @@ impl Utf8Stream {
         out
     }
 }
-
-/// Gemma's chat template as llama.cpp applies it (`llm_chat_apply_template`, "gemma"),
-/// without the BOS, which `encode(.., add_bos = true)` adds: each turn is
-/// `<start_of_turn>{role}\n{text, trimmed}<end_of_turn>\n` with "assistant" written "model";
-/// "system" turns have no marker of their own: their trimmed text is put in front of the next
-/// non-model turn as `{system}\n\n{text}`. Ends with `<start_of_turn>model\n` for the reply.
-pub fn chat_prompt(turns: &[(&str, &str)]) -> String {
-    let mut out = String::new();
-    let mut system = String::new();
-    for &(role, text) in turns {
-        if role == "system" {
-            system.push_str(c_trim(text));
-            continue;
-        }
-        let role = if role == "assistant" { "model" } else { role };
-        out.push_str("<start_of_turn>");
-        out.push_str(role);
-        out.push('\n');
-        if !system.is_empty() && role != "model" {
-            out.push_str(&system);
-            out.push_str("\n\n");
-            system.clear();
-        }
-        out.push_str(c_trim(text));
-        out.push_str("<end_of_turn>\n");
-    }
-    out.push_str("<start_of_turn>model\n");
-    out
-}
-
-/// llama.cpp's `trim`: C `isspace` (ASCII whitespace and vertical tab), not Unicode spaces.
-fn c_trim(s: &str) -> &str {
-    s.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\x0b' | '\x0c' | '\r'))
-}
