@@ -24,7 +24,8 @@ test: check-sizes setup models web
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p webjit-web --target wasm32-unknown-unknown -- -D warnings
 	$(CARGO) test --workspace
-	node tests/web/run.mjs
+	$(CARGO) build --release -p webjit-cli
+	WEBJIT_CLI=$(WEBJIT_BIN) node tests/web/run.mjs
 	node tests/web/demo.mjs
 
 ## No source file over 600 lines unless listed (as debt that may not grow) in
@@ -32,9 +33,11 @@ test: check-sizes setup models web
 check-sizes:
 	@scripts/check-file-sizes.sh
 
-## Only the browser tests (CASES="na_1d gemma" for some).
+## Only the browser tests (CASES="na_1d gemma" for some; the family cases compare with the
+## release CLI).
 test-web: models web
-	node tests/web/run.mjs $(CASES)
+	$(CARGO) build --release -p webjit-cli
+	WEBJIT_CLI=$(WEBJIT_BIN) node tests/web/run.mjs $(CASES)
 
 ## The npm package `webjit` into web/pkg/ (release wasm, wasm-bindgen, wasm-opt, JS, types).
 web: setup

@@ -96,12 +96,20 @@ async function main() {
     setStatus(e.message, true);
     file = null;
   }
+  // A message sent before the model is there is written in a template guessed before the
+  // file's header arrives: Gemma 3's (the default model's; the package builds it in for Gemma 3
+  // files, which carry none). The chat panel checks it against the model's own after the load.
+  let guess = null;
+  const guessTemplate = async () => (guess ??= await webjit.builtinChatTemplate('gemma3'));
+  // Without bosToken: the load adds the model's own BOS to a prompt that does not start with it.
+  const firstPrompt = async (history) => webjit.chatPrompt(history, await guessTemplate());
   const device = setupDevice(engine);
   const chat = setupChat(engine, {
     file,
     url: file ? `/models/${encodeURIComponent(file)}` : null,
     maxTokens: positiveInt('maxTokens', 200),
-    chatPrompt: webjit.chatPrompt,
+    firstPrompt,
+    guessTemplate,
     onModel: (model) => device.setModel(model),
     onActivity: () => device.refresh(),
     setStatus,

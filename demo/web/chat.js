@@ -1,9 +1,12 @@
 // The chat panel: streams a GGUF model in (bytes and layers on the load bar), then answers in
-// the model's chat template with the whole conversation as context; Stop aborts the running
+// the model's own chat template (the GGUF's `tokenizer.chat_template`; Gemma 3 files without one
+// get the package's Gemma 3 template) with the whole conversation as context; Stop aborts the running
 // answer, Reset forgets the conversation.
 //
 // The first message may be sent before the model is there. The load then carries that turn's
-// chat prompt (`loadModel(url, {prompt})`): each layer reads it as soon as its weights have
+// chat prompt (`loadModel(url, {prompt})`), written with `firstPrompt` (a guess at the template:
+// the model's is known only once its header has arrived; after the load the page compares the
+// two and reads the prompt again when they differ): each layer reads it as soon as its weights have
 // arrived, and the answer starts from the prefilled prompt (`generate(null)`) when the last
 // layer is in, without reading the prompt again. A message sent while a plain load runs
 // restarts it with the prompt when less than half of the file is in (the bytes read so far
@@ -18,9 +21,11 @@ function fmtMB(bytes) {
   return `${(bytes / MB).toFixed(bytes < 10 * MB ? 2 : 1)} MB`;
 }
 
-/** `chatPrompt` is the package's model-free template (app.js imports the package, so that a
- *  missing package is reported on the page rather than failing this module). */
-export function setupChat(engine, { file, url, maxTokens, chatPrompt, onModel, onActivity, setStatus }) {
+/** `firstPrompt(history)` resolves to the prompt text of a turn sent before the model is
+ *  there, in the template `guessTemplate()` resolves to (app.js writes it with the package's
+ *  model-free chatPrompt, so that a missing package is reported on the page rather than
+ *  failing this module). A model whose file has no chat template is answered in that one. */
+export function setupChat(engine, { file, url, maxTokens, firstPrompt, guessTemplate, onModel, onActivity, setStatus }) {
   const panel = $('chat');
   const prompt = $('prompt');
   const send = $('send');
@@ -30,7 +35,7 @@ export function setupChat(engine, { file, url, maxTokens, chatPrompt, onModel, o
   const layers = $('layers');
   const hint = $('chat-hint');
   let model = null;
-  let history = []; // [{role: 'user'|'model', content}]
+  let history = []; // [{role: 'user'|'assistant', content}]
   let generation = null; // AbortController of the answer in progress (also while it waits for the load)
   let loading = null; // promise of the load in progress
   let loadCtl = null; // its AbortController
@@ -38,6 +43,9 @@ export function setupChat(engine, { file, url, maxTokens, chatPrompt, onModel, o
   let lastProgress = null;
   // Every progress event of the current load (for the page's tests: window.demo.panels.chat.loadLog).
   let loadLog = [];
+  // The template of a model whose file has none (and no built-in one in the package).
+  let fallback;
+  const chatOpts = (o) => (fallback ? { ...o, template: fallback } : o);
 
   $('model-name').textContent = file ?? '(none)';
 
@@ -177,6 +185,10 @@ export function setupChat(engine, { file, url, maxTokens, chatPrompt, onModel, o
       const i = model.info;
       $('model-info').textContent = `${i.architecture}, ${i.n_layers} layers, d_model ${i.d_model}, vocab ${i.vocab}, context ${i.max_context}`;
       $('load-bytes').textContent += ` in ${secs.toFixed(1)} s`;
+      if (model.info.chat_template === 'none') {
+        fallback = await guessTemplate();
+        note(`${file} has no chat template: its prompts are written in Gemma 3's.`);
+      }
       setStatus(`${file} is on the GPU. Ask it something.`);
       setState('ready');
       onModel?.(model);
@@ -244,7 +256,7 @@ export function setupChat(engine, { file, url, maxTokens, chatPrompt, onModel, o
   function finish(out, ac, answer) {
     out.classList.remove('streaming');
     if (!answer && !ac.signal.aborted) out.textContent = '(no answer)';
-    history.push({ role: 'model', content: answer });
+    history.push({ role: 'assistant', content: answer });
     generation = null;
     out.dataset.done = '1';
     setState(model ? 'ready' : panel.dataset.state === 'loading' ? 'loading' : panel.dataset.state);
@@ -263,7 +275,7 @@ export function setupChat(engine, { file, url, maxTokens, chatPrompt, onModel, o
     $('gen-stats').textContent = '';
     const t0 = performance.now();
     if (model) {
-      await stream(out, ac, model.chat(history, { maxTokens, signal: ac.signal }), t0);
+      await stream(out, ac, model.chat(history, chatOpts({ maxTokens, signal: ac.signal })), t0);
       return;
     }
     const frac = lastProgress?.totalBytes ? lastProgress.loadedBytes / lastProgress.totalBytes : 0;
@@ -281,11 +293,25 @@ export function setupChat(engine, { file, url, maxTokens, chatPrompt, onModel, o
         finish(out, ac, '');
         return;
       }
-      await stream(out, ac, model.chat(history, { maxTokens, signal: ac.signal }), t0);
+      await stream(out, ac, model.chat(history, chatOpts({ maxTokens, signal: ac.signal })), t0);
       return;
     }
     // Load (again) with this turn's prompt: the layers read it while the weights stream in.
-    const text0 = chatPrompt(history);
+    let text0;
+    try {
+      text0 = await firstPrompt(history);
+    } catch (e) {
+      // The guessed template refused the conversation: load without it, answer afterwards.
+      note(`the first prompt could not be written before the load (${e.code ?? ''} ${e.message}): answering once the model is there`);
+      out.dataset.waiting = 'load';
+      const m0 = await load();
+      if (!m0 || ac.signal.aborted) {
+        finish(out, ac, '');
+        return;
+      }
+      await stream(out, ac, m0.chat(history, chatOpts({ maxTokens, signal: ac.signal })), t0);
+      return;
+    }
     if (loading) loadCtl.abort('restart');
     out.dataset.prefilled = '1';
     out.dataset.waiting = 'prefill';
@@ -305,16 +331,21 @@ export function setupChat(engine, { file, url, maxTokens, chatPrompt, onModel, o
       if (ac.signal.aborted) note('Stopped: the model was not loaded. Send a message to load it again.');
       return;
     }
-    // The page wrote the prompt with the package's chatPrompt: it must be the model's own.
-    const own = await m.chatPrompt(history).catch((e) => {
+    // The page guessed the template: the ids read during the load (the text with the model's
+    // BOS, which the guess leaves out) must be those of the model's own template.
+    const ids = async () => {
+      const [read, own] = [await m.tokenize(text0, { addBos: true }), await m.chatPromptIds(history, chatOpts({}))];
+      return read.length === own.length && read.every((x, i) => x === own[i]);
+    };
+    const same = await ids().catch((e) => {
       note(`error: ${e.code ?? ''} ${e.message}`);
       return null;
     });
-    out.dataset.template = own === text0 ? 'same' : 'differs';
-    if (own !== text0) {
-      if (own !== null) note('the prompt read during the load differs from the model\'s chat template: reading it again');
+    out.dataset.template = same ? 'same' : 'differs';
+    if (!same) {
+      if (same !== null) note('the prompt read during the load differs from the model\'s chat template: reading it again');
       out.dataset.prefilled = '0';
-      await stream(out, ac, m.chat(history, { maxTokens, signal: ac.signal }), t0);
+      await stream(out, ac, m.chat(history, chatOpts({ maxTokens, signal: ac.signal })), t0);
       return;
     }
     await stream(out, ac, m.generate(null, { maxTokens, signal: ac.signal }), t0);

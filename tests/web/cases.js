@@ -4,5 +4,6 @@
 import { cases as ops } from './cases/ops.js';
 import { cases as loads } from './cases/loads.js';
 import { cases as models } from './cases/models.js';
+import { cases as families } from './cases/families.js';
 
-export const cases = { ...ops, ...loads, ...models };
+export const cases = { ...ops, ...loads, ...models, ...families };

@@ -8,7 +8,8 @@
 // .cache/web-tools), WEBJIT_WEB_GEMMA_TOKENS (caps the greedy steps of the Gemma golden check;
 // by default every step the golden rule compares, 34 over 4 prompts: SwiftShader decodes
 // Gemma 3 270M at ~0.5 tok/s on 2 cores), WEBJIT_WEB_TIMEOUT_S (per case; default 300,
-// Gemma 1200).
+// Gemma 1200), WEBJIT_CLI (the native CLI the family cases compare with, default
+// target/release/webjit).
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -16,13 +17,15 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { CHROMIUM, WEBGPU_ARGS, chromiumArgs } from './chromium.mjs';
 import { modelDir, startServer } from './server.mjs';
 import { buildViteApp } from './vite.mjs';
+import { FAMILIES, chatParams, familyParams } from './native.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '../..');
 const TOOLS = process.env.WEBJIT_WEB_TOOLS || path.join(ROOT, '.cache', 'web-tools');
 const TIMEOUT_S = Number(process.env.WEBJIT_WEB_TIMEOUT_S || 0);
 
-// [case, browser ('webgpu' | 'nowebgpu'), params]
+// [case, browser ('webgpu' | 'nowebgpu'), params (or a function computing them when the case
+// runs: the family cases run the native CLI first)]
 const CASES = [
   ['info', 'webgpu'],
   ['vite', 'webgpu'],
@@ -44,6 +47,9 @@ const CASES = [
   ['readback_nudge', 'webgpu'],
   ['tune', 'webgpu'],
   // Every greedy step the golden rule compares, unless WEBJIT_WEB_GEMMA_TOKENS caps them.
+  // Each decoder family's tiny GGUF against the native engine (target/release/webjit).
+  ...FAMILIES.map((f) => [`family_${f}`, 'webgpu', () => familyParams(f)]),
+  ['family_chat', 'webgpu', chatParams],
   ['gemma', 'webgpu', { ...(process.env.WEBJIT_WEB_GEMMA_TOKENS ? { tokens: Number(process.env.WEBJIT_WEB_GEMMA_TOKENS) } : {}), timeoutS: 1200 }],
 ];
 
@@ -95,7 +101,8 @@ async function main() {
   const pw = path.join(TOOLS, 'node_modules/playwright-core/index.mjs');
   if (!fs.existsSync(pw)) die(`playwright-core is missing from ${TOOLS}: run \`make web\``);
   const models = modelDir();
-  for (const f of ['gemma-3-270m-q4_k_m.gguf', 'tiny-llama.gguf', 'all-MiniLM-L6-v2/model.safetensors']) {
+  const tinies = FAMILIES.map((f) => `tiny-${f}.gguf`);
+  for (const f of ['gemma-3-270m-q4_k_m.gguf', 'tiny-llama.gguf', 'all-MiniLM-L6-v2/model.safetensors', ...tinies]) {
     if (!fs.existsSync(path.join(models, f))) die(`${path.join(models, f)} is missing: run \`make models\``);
   }
   const { chromium } = await import(pathToFileURL(pw).href);
@@ -151,7 +158,8 @@ async function main() {
       const t0 = Date.now();
       let r;
       try {
-        r = name === 'vite' ? await runVitePage(page, srv.origin) : await runHarnessCase(page, srv.origin, name, params);
+        const p = typeof params === 'function' ? params() : params;
+        r = name === 'vite' ? await runVitePage(page, srv.origin) : await runHarnessCase(page, srv.origin, name, p);
       } catch (e) {
         r = { ok: false, error: `harness: ${e.message}` };
       }
