@@ -134,7 +134,7 @@ impl Engine {
         let out = self.alloc_quantized(t.format, [t.n, t.k])?;
         let mut rec = self.recorder();
         for (i, (a, b)) in t.segments.iter().zip(&out.segments).enumerate() {
-            rec.copy(a.buffer.raw(), 0, b.buffer.raw(), 0, t.segment_bytes(i));
+            rec.copy(&a.buffer, 0, &b.buffer, 0, t.segment_bytes(i));
         }
         rec.submit()?;
         Ok(out)

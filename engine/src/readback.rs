@@ -41,7 +41,7 @@ impl Engine {
         for i in 0..t.segments().len() {
             let n = t.segment_bytes(i);
             if n > 0 {
-                rec.copy(t.segments()[i].buffer.raw(), 0, &staging, off, n);
+                rec.copy_raw(t.segments()[i].buffer.raw(), 0, &staging, off, n);
             }
             off += n;
         }

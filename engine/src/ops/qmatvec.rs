@@ -432,9 +432,9 @@ impl Op for QDequant<'_> {
                 spec.dispatch(&c),
             )?;
             rec.copy(
-                seg_out.segments()[0].buffer.raw(),
+                &seg_out.segments()[0].buffer,
                 0,
-                out.segments()[0].buffer.raw(),
+                &out.segments()[0].buffer,
                 (seg.row_start * k * 4) as u64,
                 (seg.rows * k * 4) as u64,
             );

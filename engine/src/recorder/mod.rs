@@ -280,6 +280,8 @@ impl<'e> Recorder<'e> {
         crate::check_upload(shape, dtype, data)?;
         let t = self.empty(shape, dtype)?;
         for (buffer, bytes) in crate::segment_bytes(&t, data) {
+            // Kept until submit, like every buffer the recording touches (see `copy`).
+            self.keep.push(buffer.clone());
             self.writes.push((buffer.raw().clone(), 0, bytes.to_vec()));
         }
         Ok(t)
@@ -463,8 +465,26 @@ impl<'e> Recorder<'e> {
         Ok(())
     }
 
-    /// Copies bytes between buffers; ends the current compute pass.
+    /// Copies bytes between pool buffers; ends the current compute pass. Both buffers are kept
+    /// alive until the recording is submitted: a tensor dropped before then (e.g. a hidden
+    /// state made by an earlier recording and only copied here) would otherwise go back to the
+    /// pool, and another thread could reuse it before this copy runs.
     pub fn copy(
+        &mut self,
+        src: &Arc<GpuBuffer>,
+        src_off: u64,
+        dst: &Arc<GpuBuffer>,
+        dst_off: u64,
+        bytes: u64,
+    ) {
+        self.keep.push(src.clone());
+        self.keep.push(dst.clone());
+        self.copy_raw(src.raw(), src_off, dst.raw(), dst_off, bytes);
+    }
+
+    /// Copies bytes between buffers the caller keeps alive until submission (staging and
+    /// query buffers, or pool buffers of tensors it holds); ends the current compute pass.
+    pub fn copy_raw(
         &mut self,
         src: &wgpu::Buffer,
         src_off: u64,

@@ -53,7 +53,7 @@ impl PassTimer {
         }
         let ticks = rec.empty(&[4 * n as usize], crate::DType::U32)?;
         let dst = ticks.segments()[0].buffer.raw().clone();
-        rec.copy(&self.resolve, 0, &dst, 0, 16 * n as u64);
+        rec.copy_raw(&self.resolve, 0, &dst, 0, 16 * n as u64);
         let t: Vec<u64> = bytemuck::pod_collect_to_vec(&engine.submit_and_read(rec, &ticks).await?);
         Ok(labels
             .into_iter()
@@ -138,7 +138,7 @@ pub(super) async fn time_candidate(
             if let Some(n) = rec.resolve_pass_times(&tm.resolve) {
                 let t = rec.empty(&[4 * n as usize], crate::tensor::DType::U32)?;
                 let dst = t.segments()[0].buffer.raw().clone();
-                rec.copy(&tm.resolve, 0, &dst, 0, 16 * n as u64);
+                rec.copy_raw(&tm.resolve, 0, &dst, 0, 16 * n as u64);
                 ticks = Some(t);
             }
         }

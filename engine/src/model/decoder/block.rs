@@ -263,9 +263,9 @@ pub(crate) fn last_row(rec: &mut Recorder, x: Tensor) -> Result<Tensor> {
     let row = rec.empty(&[1, d], DType::F32)?;
     let bytes = (d * 4) as u64;
     rec.copy(
-        x.segments()[0].buffer.raw(),
+        &x.segments()[0].buffer,
         bytes * (t as u64 - 1),
-        row.segments()[0].buffer.raw(),
+        &row.segments()[0].buffer,
         0,
         bytes,
     );

@@ -81,21 +81,9 @@ fn matvec_in_slices(rec: &mut Recorder, x: &Tensor, w: &QTensor, rows: usize) ->
         let rn = (t - r0).min(rows);
         let xc = rec.empty(&[rn, k], DType::F32)?;
         let (xo, yo) = ((r0 * k * 4) as u64, (r0 * n * 4) as u64);
-        rec.copy(
-            xb.raw(),
-            xo,
-            xc.segments()[0].buffer.raw(),
-            0,
-            (rn * k * 4) as u64,
-        );
+        rec.copy(&xb, xo, &xc.segments()[0].buffer, 0, (rn * k * 4) as u64);
         let yc = ops::qmatvec(&xc, w).record(rec)?;
-        rec.copy(
-            yc.segments()[0].buffer.raw(),
-            0,
-            yb.raw(),
-            yo,
-            (rn * n * 4) as u64,
-        );
+        rec.copy(&yc.segments()[0].buffer, 0, &yb, yo, (rn * n * 4) as u64);
     }
     Ok(y)
 }

@@ -83,9 +83,9 @@ fn copy_rows(
                 continue;
             }
             rec.copy(
-                s.buffer.raw(),
+                &s.buffer,
                 (a - s.row_start) as u64 * row_bytes,
-                d.buffer.raw(),
+                &d.buffer,
                 (a - lo) as u64 * row_bytes,
                 (b - a) as u64 * row_bytes,
             );

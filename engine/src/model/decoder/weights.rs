@@ -228,9 +228,9 @@ fn split_vector(engine: &Engine, v: &Tensor, lens: &[usize]) -> Result<Vec<Tenso
         let part = engine.empty(&[len], DType::F32)?;
         let bytes = (len * 4) as u64;
         rec.copy(
-            v.segments()[0].buffer.raw(),
+            &v.segments()[0].buffer,
             off,
-            part.segments()[0].buffer.raw(),
+            &part.segments()[0].buffer,
             0,
             bytes,
         );
@@ -250,9 +250,9 @@ fn concat_vectors(engine: &Engine, parts: &[&Tensor]) -> Result<Tensor> {
     for t in parts {
         let bytes = (t.numel() * 4) as u64;
         rec.copy(
-            t.segments()[0].buffer.raw(),
+            &t.segments()[0].buffer,
             0,
-            out.segments()[0].buffer.raw(),
+            &out.segments()[0].buffer,
             off,
             bytes,
         );
