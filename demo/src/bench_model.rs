@@ -92,56 +92,85 @@ impl SynthSource {
         })
     }
 
-    fn byte(&self, pos: u64) -> u8 {
-        if let Some(&b) = self.header.get(pos as usize) {
-            return b;
+    /// Fills `out` with the bytes from `pos` on, one region (header, a tensor, a gap) at a
+    /// time, so the region is looked up once per span rather than per byte.
+    fn fill(&self, mut pos: u64, mut out: &mut [u8]) {
+        while !out.is_empty() {
+            let n = if let Some(h) = self.header.get(pos as usize..).filter(|h| !h.is_empty()) {
+                let n = h.len().min(out.len());
+                out[..n].copy_from_slice(&h[..n]);
+                n
+            } else if let Some(&(start, end)) = self.ones.iter().find(|r| r.0 <= pos && pos < r.1) {
+                let n = ((end - pos) as usize).min(out.len());
+                let one = 1.0f32.to_le_bytes();
+                for (i, b) in out[..n].iter_mut().enumerate() {
+                    *b = one[((pos + i as u64 - start) % 4) as usize];
+                }
+                n
+            } else {
+                let i = self.tensors.partition_point(|t| t.0 <= pos);
+                match i.checked_sub(1).and_then(|i| self.tensors.get(i)) {
+                    Some(&(start, end, ty)) if pos < end => {
+                        let n = ((end - pos) as usize).min(out.len());
+                        for (i, b) in out[..n].iter_mut().enumerate() {
+                            *b = tensor_byte(pos + i as u64, start, ty);
+                        }
+                        n
+                    }
+                    // A gap (alignment padding) up to the next tensor, or past the last one.
+                    _ => {
+                        let next = self.tensors.get(i).map_or(u64::MAX, |t| t.0);
+                        let n = (next.saturating_sub(pos) as usize).clamp(1, out.len());
+                        out[..n].fill(0);
+                        n
+                    }
+                }
+            };
+            pos += n as u64;
+            out = &mut out[n..];
         }
-        if let Some(&(start, _)) = self.ones.iter().find(|r| r.0 <= pos && pos < r.1) {
-            return 1.0f32.to_le_bytes()[((pos - start) % 4) as usize];
-        }
-        let i = self.tensors.partition_point(|t| t.0 <= pos);
-        let Some(&(start, end, ty)) = i.checked_sub(1).and_then(|i| self.tensors.get(i)) else {
-            return 0;
-        };
-        if pos >= end {
-            return 0;
-        }
-        let rel = pos - start;
-        let hash = {
-            let mut z = pos.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            z ^= z >> 29;
-            (z.wrapping_mul(0xBF58_476D_1CE4_E5B9) >> 56) as u8
-        };
-        let f16_scale = half::f16::from_f32(0.01).to_le_bytes();
-        let scales: &[u64] = match ty {
-            TensorType::Q4_0 | TensorType::Q5_0 | TensorType::Q8_0 => &[0],
-            TensorType::Q4_1 | TensorType::Q5_1 | TensorType::Q4K | TensorType::Q5K => &[0, 2],
-            TensorType::Q2K => &[80, 82],
-            TensorType::Q3K => &[108],
-            TensorType::Q6K => &[208],
-            TensorType::F32 => {
-                // Small values: the top byte 0x3c/0xbc keeps |x| around 0.01.
-                return match rel % 4 {
-                    3 => 0x3c | (hash & 0x80),
-                    _ => hash,
-                };
-            }
-            TensorType::F16 | TensorType::BF16 => {
-                return match rel % 2 {
-                    1 => 0x20 | (hash & 0x80),
-                    _ => hash,
-                };
-            }
-            TensorType::Other(..) => return hash,
-        };
-        let in_block = rel % ty.block_bytes();
-        for &s in scales {
-            if in_block == s || in_block == s + 1 {
-                return f16_scale[(in_block - s) as usize];
-            }
-        }
-        hash
     }
+}
+
+/// Byte `pos` of a synthesized tensor of type `ty` starting at `start`: hashed bits, with
+/// scales and the top bytes of floats set so that values stay small and finite.
+fn tensor_byte(pos: u64, start: u64, ty: TensorType) -> u8 {
+    let rel = pos - start;
+    let hash = {
+        let mut z = pos.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        z ^= z >> 29;
+        (z.wrapping_mul(0xBF58_476D_1CE4_E5B9) >> 56) as u8
+    };
+    // f16 0.01 = 0x211f, little-endian.
+    const F16_SCALE: [u8; 2] = [0x1f, 0x21];
+    let scales: &[u64] = match ty {
+        TensorType::Q4_0 | TensorType::Q5_0 | TensorType::Q8_0 => &[0],
+        TensorType::Q4_1 | TensorType::Q5_1 | TensorType::Q4K | TensorType::Q5K => &[0, 2],
+        TensorType::Q2K => &[80, 82],
+        TensorType::Q3K => &[108],
+        TensorType::Q6K => &[208],
+        TensorType::F32 => {
+            // Small values: the top byte 0x3c/0xbc keeps |x| around 0.01.
+            return match rel % 4 {
+                3 => 0x3c | (hash & 0x80),
+                _ => hash,
+            };
+        }
+        TensorType::F16 | TensorType::BF16 => {
+            return match rel % 2 {
+                1 => 0x20 | (hash & 0x80),
+                _ => hash,
+            };
+        }
+        TensorType::Other(..) => return hash,
+    };
+    let in_block = rel % ty.block_bytes();
+    for &s in scales {
+        if in_block == s || in_block == s + 1 {
+            return F16_SCALE[(in_block - s) as usize];
+        }
+    }
+    hash
 }
 
 impl WeightSource for SynthSource {
@@ -149,9 +178,7 @@ impl WeightSource for SynthSource {
         Ok(self.total)
     }
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), LoaderError> {
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = self.byte(offset + i as u64);
-        }
+        self.fill(offset, buf);
         Ok(())
     }
 }
