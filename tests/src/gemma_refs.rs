@@ -9,6 +9,8 @@ use webjit_engine::model::generate::{SampleSettings, Session};
 
 use webjit_engine::loader::ModelHeader;
 
+use crate::f64_refs::{LlamaDeviation, F64_LOGIT_TOL, F64_NMSE};
+
 /// The model file in the cache of `scripts/fetch-models.sh`.
 pub const GEMMA_MODEL: &str = "gemma-3-270m-q4_k_m.gguf";
 
@@ -91,7 +93,7 @@ pub struct PromptRef {
     pub all_logits: Option<Vec<Vec<f32>>>,
 }
 
-fn pairs(v: &serde_json::Value) -> Vec<(u32, f32)> {
+pub(crate) fn pairs(v: &serde_json::Value) -> Vec<(u32, f32)> {
     v.as_array()
         .expect("[id, logit] pairs")
         .iter()
@@ -205,6 +207,20 @@ pub fn family_prompt_refs(family: &str) -> Vec<PromptRef> {
 /// Bounds for the last prompt position against llama.cpp: same argmax, at least 8 of llama.cpp's
 /// top-10 ids in ours, and (where the full vector was recorded) NMSE <= 5e-3.
 pub fn check_last_logits(ours: &[f32], r: &PromptRef) -> Result<(), String> {
+    check_last_logits_allowing(ours, r, None).map(|_| ())
+}
+
+/// `check_last_logits` widened where llama.cpp is measurably off the exact float64 evaluation
+/// of the same model (`dev`, recorded by scripts/f64_decoder.py): a different argmax is
+/// allowed when llama.cpp's own argmax is not f64's, and the NMSE bound grows to llama.cpp's
+/// own NMSE against f64 plus ours (1e-4), added as root-mean-square errors. Returns a note for
+/// each allowance used.
+pub fn check_last_logits_allowing(
+    ours: &[f32],
+    r: &PromptRef,
+    dev: Option<&LlamaDeviation>,
+) -> Result<Vec<String>, String> {
+    let mut notes = Vec::new();
     let name = &r.name;
     if let Some(want) = &r.last_logits {
         if ours.len() != want.len() {
@@ -219,7 +235,16 @@ pub fn check_last_logits(ours: &[f32], r: &PromptRef) -> Result<(), String> {
         return Err(format!("{name}: logit {i} is {}", ours[i]));
     }
     let mine = top_k(ours, 10);
-    if mine[0].0 != r.last_top10[0].0 {
+    let llama_not_exact = dev.is_some_and(|d| d.last_f64_argmax != r.last_top10[0].0);
+    if mine[0].0 != r.last_top10[0].0 && llama_not_exact {
+        notes.push(format!(
+            "{name}: argmax {:?} != llama.cpp's {:?}, allowed: llama.cpp's argmax is not the \
+             exact f64 one ({})",
+            mine[0],
+            r.last_top10[0],
+            dev.map_or(0, |d| d.last_f64_argmax)
+        ));
+    } else if mine[0].0 != r.last_top10[0].0 {
         return Err(format!(
             "{name}: argmax {:?}, llama.cpp {:?}",
             mine[0], r.last_top10[0]
@@ -243,11 +268,23 @@ pub fn check_last_logits(ours: &[f32], r: &PromptRef) -> Result<(), String> {
             den += (w as f64).powi(2);
         }
         let nmse = num / den.max(f64::MIN_POSITIVE);
+        let bound = dev.map_or(5e-3, |d| {
+            5e-3f64.max((d.last_nmse.sqrt() + F64_NMSE.sqrt()).powi(2))
+        });
+        if nmse > bound {
+            return Err(format!(
+                "{name}: NMSE {nmse:.3e} > {bound:.3e} against llama.cpp"
+            ));
+        }
         if nmse > 5e-3 {
-            return Err(format!("{name}: NMSE {nmse:.3e} > 5e-3 against llama.cpp"));
+            notes.push(format!(
+                "{name}: NMSE {nmse:.3e} against llama.cpp, allowed up to {bound:.3e}: \
+                 llama.cpp's own NMSE against f64 is {:.3e}",
+                dev.map_or(0.0, |d| d.last_nmse)
+            ));
         }
     }
-    Ok(())
+    Ok(notes)
 }
 
 /// The greedy rule against llama.cpp. `ours[i]` = (chosen id, our top-5 `(id, logit)`) at step i. Ids
@@ -258,7 +295,22 @@ pub fn check_last_logits(ours: &[f32], r: &PromptRef) -> Result<(), String> {
 /// the same step (llama.cpp's two answers differ by up to ~0.8 at some steps; within 1.0 of
 /// either is within llama.cpp's own spread). Returns how many steps were compared.
 pub fn check_greedy(ours: &[(u32, Vec<(u32, f32)>)], r: &PromptRef) -> Result<usize, String> {
+    check_greedy_allowing(ours, r, None).map(|(n, _)| n)
+}
+
+/// `check_greedy` widened where llama.cpp is measurably off the exact float64 evaluation on
+/// its own tokens (`dev`): at step i the logit bound is llama.cpp's own largest rank-by-rank
+/// distance from f64 there plus 0.05 (where that exceeds 1.0), and the comparison also stops
+/// at a step whose llama.cpp token is not f64's argmax on llama.cpp's context (llama.cpp's
+/// choice there is its rounding's, not the model's). Returns the steps compared and a note per
+/// allowance used.
+pub fn check_greedy_allowing(
+    ours: &[(u32, Vec<(u32, f32)>)],
+    r: &PromptRef,
+    dev: Option<&LlamaDeviation>,
+) -> Result<(usize, Vec<String>), String> {
     let name = &r.name;
+    let mut notes = Vec::new();
     let mut compared = 0;
     for (i, want) in r.greedy.iter().enumerate() {
         let Some((id, top5)) = ours.get(i) else {
@@ -269,17 +321,39 @@ pub fn check_greedy(ours: &[(u32, Vec<(u32, f32)>)], r: &PromptRef) -> Result<us
             ));
         };
         compared += 1;
+        let step_dev = dev.and_then(|d| d.steps.get(i));
+        let tol = step_dev
+            .map_or(1.0, |d| d.max_abs_rank5 + F64_LOGIT_TOL as f32)
+            .max(1.0);
         for (k, (w, m)) in want.top5.iter().zip(top5).enumerate() {
             let batched = want.top5_batched.as_ref().and_then(|b| b.get(k));
-            let near_batched = batched.is_some_and(|b| (b.1 - m.1).abs() <= 1.0);
-            if (w.1 - m.1).abs() > 1.0 && !near_batched {
+            let near_batched = batched.is_some_and(|b| (b.1 - m.1).abs() <= tol);
+            let off = (w.1 - m.1).abs();
+            if off > tol && !near_batched {
                 return Err(format!(
                     "{name} step {i}: rank-{k} logit {} vs llama.cpp {} (ours {top5:?}, llama {:?})",
                     m.1, w.1, want.top5
                 ));
             }
+            if off > 1.0 && !batched.is_some_and(|b| (b.1 - m.1).abs() <= 1.0) {
+                notes.push(format!(
+                    "{name} step {i}: rank-{k} logit {} vs llama.cpp {}, allowed up to {tol:.3}: \
+                     llama.cpp's own top-5 are up to {:.3} from f64 there",
+                    m.1,
+                    w.1,
+                    tol - F64_LOGIT_TOL as f32
+                ));
+            }
         }
         if want.gap < 0.3 {
+            break;
+        }
+        if let Some(d) = step_dev.filter(|d| d.f64_id != want.id) {
+            notes.push(format!(
+                "{name} step {i}: comparison stops: llama.cpp's token {} (its gap {:.3}) is not \
+                 the f64 argmax {} on its context (f64 gap {:.3}); ours {id}",
+                want.id, want.gap, d.f64_id, d.f64_gap
+            ));
             break;
         }
         if *id != want.id {
@@ -289,7 +363,7 @@ pub fn check_greedy(ours: &[(u32, Vec<(u32, f32)>)], r: &PromptRef) -> Result<us
             ));
         }
     }
-    Ok(compared)
+    Ok((compared, notes))
 }
 
 /// Greedy sampling settings of the golden runs.

@@ -7,6 +7,7 @@ use rand::{Rng, SeedableRng};
 use webjit_engine::{DeviceOptions, Engine};
 
 pub mod cli_support;
+pub mod f64_refs;
 pub mod gemma_refs;
 pub mod loader_fixtures;
 pub mod oracle;

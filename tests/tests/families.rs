@@ -1,10 +1,19 @@
-//! Every decoder family beside gemma3 against llama.cpp, one test each, on the tiny random-weight
-//! GGUFs of scripts/make_tiny_families.py (the family's real metadata keys and tensor names,
-//! small dimensions, ~32k vocabularies; generated into the model cache by `make models`).
-//! References: tests/data/families/<family>.json. Per prompt (short, special tokens written in
-//! the text, long: past gemma2's sliding window) the golden rule of the Gemma tests: argmax,
-//! at least 8 of llama.cpp's top-10 and NMSE <= 5e-3 at the last prompt position, then greedy
-//! tokens equal until llama.cpp's own top-2 gap is below 0.3, top-5 logits within 1.0.
+//! Every decoder family beside gemma3, one test each, on the tiny random-weight GGUFs of
+//! scripts/make_tiny_families.py (the family's real metadata keys and tensor names, small
+//! dimensions, ~32k vocabularies; generated into the model cache by `make models`), per prompt
+//! (short, special tokens written in the text, long: past gemma2's sliding window):
+//!
+//! - against the exact float64 evaluation of the same file (tests/data/families/<family>.
+//!   f64.json, scripts/f64_decoder.py), tightly: top-10 logits within 0.05 and NMSE <= 1e-4 at
+//!   the last prompt position, greedy tokens equal to f64's until its own top-2 gap is below
+//!   0.1, top-5 logits within 0.05 at each step;
+//! - against llama.cpp (tests/data/families/<family>.json) with the golden rule of the Gemma
+//!   tests: argmax, at least 8 of llama.cpp's top-10 and NMSE <= 5e-3 at the last prompt
+//!   position, then greedy tokens equal until llama.cpp's own top-2 gap is below 0.3, top-5
+//!   logits within 1.0. llama.cpp rounds activations to 8 bits in its quantized matmuls and is
+//!   0.1-1.5 off f64 on these logits, more than the rule allows at a few steps: there the
+//!   bound is widened by llama.cpp's own measured distance from f64 (recorded beside the f64
+//!   reference), and the test prints each allowance with that distance.
 //!
 //! The prompt ids are llama.cpp's, so these tests check the decoders, not the tokenizers.
 
@@ -12,7 +21,14 @@ use sha2::{Digest, Sha256};
 use webjit_engine::loader::{FileSource, MemSource, MetaValue};
 use webjit_engine::model::decoder::Decoder;
 use webjit_engine::model::generate::Session;
-use webjit_tests::gemma_refs::{family_prompt_refs, golden_check, read_gguf_header, read_json};
+use webjit_engine::Engine;
+use webjit_tests::f64_refs::{
+    check_f64_greedy, check_f64_last, f64_steps, family_f64_refs, F64Ref, LlamaDeviation,
+};
+use webjit_tests::gemma_refs::{
+    check_greedy_allowing, check_last_logits_allowing, family_prompt_refs, read_gguf_header,
+    read_json, top_k, PromptRef, GREEDY,
+};
 use webjit_tests::loader_fixtures::{GgufBuilder, Kv};
 use webjit_tests::{engine, require_model, Rand};
 
@@ -56,24 +72,101 @@ fn golden(family: &str) {
     assert_eq!(dec.cfg.vocab, n_vocab, "{family}: vocabulary size");
     let mut s = Session::new(e, dec).expect("session");
     let refs = family_prompt_refs(family);
+    let exact = family_f64_refs(family);
+    assert_eq!(
+        read_json(&format!("families/{family}.f64.json"))["gguf_sha256"],
+        doc["gguf_sha256"],
+        "{family}: f64 references of other bytes (rerun scripts/f64_decoder.py --record)"
+    );
     assert!(refs.len() >= 3, "{family}: {} prompts", refs.len());
+    assert_eq!(
+        refs.len(),
+        exact.len(),
+        "{family}: prompts of the f64 references"
+    );
     let mut failures = Vec::new();
-    for r in &refs {
+    for (r, f) in refs.iter().zip(&exact) {
+        assert_eq!(
+            (&r.name, &r.prompt_ids),
+            (&f.name, &f.prompt_ids),
+            "{family}: f64 prompt"
+        );
         assert!(
             r.prompt_ids.iter().all(|&id| (id as usize) < n_vocab),
             "{family} {}: prompt id out of range",
             r.name
         );
-        match golden_check(e, &mut s, r) {
-            Ok(k) => eprintln!(
-                "{family} {}: {} prompt tokens, last logits and {k} greedy steps agree",
-                r.name,
-                r.prompt_ids.len()
-            ),
+        let d = &f.llama_cpp;
+        eprintln!(
+            "{family} {}: llama.cpp vs f64: last top-10 up to {:.3}, NMSE {:.2e}, greedy top-5 \
+             up to {:.3}",
+            r.name,
+            d.last_max_abs_top10,
+            d.last_nmse,
+            d.steps.iter().map(|s| s.max_abs_rank5).fold(0.0, f32::max)
+        );
+        match check_prompt(e, &mut s, r, f) {
+            Ok(m) => eprintln!("{family} {m}"),
             Err(m) => failures.push(format!("{family} {m}")),
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+/// Steps of the llama.cpp comparison: up to and including llama.cpp's first near tie or first
+/// token that is not f64's argmax on its context.
+fn llama_steps(r: &PromptRef, d: &LlamaDeviation) -> usize {
+    r.greedy
+        .iter()
+        .zip(&d.steps)
+        .position(|(g, s)| g.gap < 0.3 || s.f64_id != g.id)
+        .map_or(r.greedy.len(), |i| i + 1)
+}
+
+/// One prompt: prefill, the last logits against f64 and llama.cpp, then greedy decoding
+/// through the GPU sampler for as many steps as either reference compares.
+fn check_prompt(e: &Engine, s: &mut Session, r: &PromptRef, f: &F64Ref) -> Result<String, String> {
+    let name = &r.name;
+    s.reset();
+    let step = s
+        .step(e, &r.prompt_ids, &GREEDY)
+        .map_err(|err| format!("{name}: prefill: {} {err}", err.code()))?;
+    let logits = e
+        .read_f32(&step.logits)
+        .map_err(|err| format!("{name}: read logits: {err}"))?;
+    let last_worst = check_f64_last(&logits, f)?;
+    let mut notes = check_last_logits_allowing(&logits, r, Some(&f.llama_cpp))?;
+    // The sampler's report must be the true top of these logits.
+    let top5 = top_k(&logits, 5);
+    if step.result.top != top5 {
+        return Err(format!(
+            "{name}: sampler top-5 {:?}, logits' top-5 {top5:?}",
+            step.result.top
+        ));
+    }
+    let n = f64_steps(f).max(llama_steps(r, &f.llama_cpp));
+    let mut ours = vec![(step.result.token, step.result.top.clone())];
+    while ours.len() < n {
+        let last = ours[ours.len() - 1].0;
+        let res = s
+            .step(e, &[last], &GREEDY)
+            .map_err(|err| format!("{name}: decode step {}: {} {err}", ours.len(), err.code()))?
+            .result;
+        ours.push((res.token, res.top));
+    }
+    let (n_f64, step_worst) = check_f64_greedy(&ours, f)?;
+    let (n_llama, more) = check_greedy_allowing(&ours, r, Some(&f.llama_cpp))?;
+    notes.extend(more);
+    let mut msg = format!(
+        "{name}: {} prompt tokens; vs f64: last top-10 within {last_worst:.1e}, {n_f64} greedy \
+         steps (top-5 within {step_worst:.1e}); vs llama.cpp: last logits and {n_llama} greedy \
+         steps agree",
+        r.prompt_ids.len()
+    );
+    for n in notes {
+        msg.push_str(&format!("\n  allowance: {n}"));
+    }
+    Ok(msg)
 }
 
 #[test]
