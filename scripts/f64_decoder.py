@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Exact float64 reference evaluator for the decoder families webjit runs (llama, qwen2, qwen3,
-phi3, gemma2, gemma3-free subset): dequantizes every tensor of a GGUF to float64 and runs the
+phi3, gemma2; not gemma3): dequantizes every tensor of a GGUF to float64 and runs the
 forward pass as llama.cpp's graphs define it (src/models/<arch>.cpp, llama-graph.cpp, ggml's
 rope), with no rounding of activations or of the KV cache. llama.cpp's own results carry the
 noise of its 8-bit activation quantization (q8_1 / q8_K in the quantized dot products) and of its
