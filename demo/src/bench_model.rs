@@ -38,6 +38,10 @@ pub struct ModelArgs {
     /// per dispatch; best of 3 steps) and report the time per kernel key.
     #[arg(long)]
     profile: bool,
+    /// GPU memory the engine may hold, in GiB (default 8: raise it for models above ~5 GB,
+    /// e.g. 8B shapes, on a GPU that has the memory).
+    #[arg(long, value_name = "GIB")]
+    memory_budget_gib: Option<u32>,
     #[arg(long)]
     json: bool,
 }
@@ -190,10 +194,20 @@ pub fn run(args: ModelArgs) -> Result<()> {
             detail: "--prompt-tokens, --gen-tokens and --reps must be >= 1".into(),
         });
     }
-    let engine = Engine::new_blocking(DeviceOptions {
+    let mut options = DeviceOptions {
         unchecked_shaders: args.unchecked,
         ..Default::default()
-    })?;
+    };
+    if let Some(gib) = args.memory_budget_gib {
+        if gib == 0 {
+            return Err(Error::InvalidArgument {
+                op: "bench model",
+                detail: "--memory-budget-gib must be >= 1".into(),
+            });
+        }
+        options.memory_budget = u64::from(gib) << 30;
+    }
+    let engine = Engine::new_blocking(options)?;
     let t0 = Instant::now();
     // --profile appends its 8 timed steps after the prompt.
     let max_context = args.prompt_tokens + (args.gen_tokens + 1).max(9);
