@@ -114,7 +114,9 @@ fn bad_models_give_typed_errors() {
     };
     assert_eq!(err.code(), "UNSUPPORTED_ARCHITECTURE", "{err}");
     let msg = err.to_string();
-    for name in ["`llamb`", "llama", "qwen2", "qwen3", "phi3", "gemma2", "gemma3"] {
+    for name in [
+        "`llamb`", "llama", "qwen2", "qwen3", "phi3", "gemma2", "gemma3",
+    ] {
         assert!(msg.contains(name), "{msg} does not name {name}");
     }
     // A context longer than the cache is an argument error, not a panic.
