@@ -13,6 +13,9 @@ f16 KV cache; this evaluator has none, so it tells which of two engines is off.
         the prompts of tests/data/families/<family>.json (see README there)
     python scripts/f64_decoder.py --compare FAMILY [FAMILY ...]
         llama.cpp's recorded logits against f64 on llama.cpp's own greedy tokens
+    python scripts/f64_decoder.py --record-long-factors phi3 [--n-ctx 1024]
+        writes tests/data/families/phi3.long_factors.f64.json (+ .logits.f16): the short
+        prompt with a context above the original one, so Phi-3's long rope factors apply
 
 Needs gguf + numpy only (the pinned venv ~/.cache/webjit/pyenv-gguf).
 """
@@ -276,6 +279,35 @@ def record(family):
         f.write("\n")
 
 
+def record_long_factors(family, n_ctx, prompt="short", steps=8):
+    """One prompt of <family>.json evaluated with n_ctx above the model's original context
+    (Phi-3's long rope factors). No llama.cpp numbers: its references are all n_ctx 512."""
+    ref = json.load(open(os.path.join(DATA, f"{family}.json")))
+    m = Model(model_path(family))
+    orig = int(m.meta.get(f"{family}.rope.scaling.original_context_length", 0))
+    if "rope_factors_long.weight" not in m.w or n_ctx <= orig:
+        sys.exit(f"{family}: needs rope_factors_long and --n-ctx above {orig} (got {n_ctx})")
+    p = next(p for p in ref["prompts"] if p["name"] == prompt)
+    last, greedy_steps = greedy(m, p["prompt_ids"], n_ctx, steps)
+    tag = f"{family}.long_factors"
+    f16 = f"{tag}.{prompt}.f64.logits.f16"
+    last.astype("<f2").tofile(os.path.join(DATA, f16))
+    doc = dict(
+        about="Exact float64 evaluation (scripts/f64_decoder.py --record-long-factors) of tiny-"
+              + family + ".gguf with n_ctx above its original context, so the long rope "
+              "factors apply: last prompt position's top-10, greedy steps of f64 itself (id, "
+              "top-10, gap), full last logits in logits_f16 (little-endian f16).",
+        family=family, gguf_sha256=ref["gguf_sha256"], n_ctx=n_ctx, original_context=orig,
+        n_vocab=ref["n_vocab"],
+        prompts=[dict(name=prompt, prompt_ids=p["prompt_ids"], logits_f16=f16,
+                      last_top10=top(last, TOPK), greedy=greedy_steps)])
+    with open(os.path.join(DATA, f"{tag}.f64.json"), "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+    print(f"{tag} {prompt} (n_ctx {n_ctx}): f64 gaps "
+          + " ".join(f"{s['gap']:.3f}" for s in greedy_steps))
+
+
 def compare(family):
     """llama.cpp's recorded numbers against f64 evaluated on llama.cpp's own token sequence."""
     ref = json.load(open(os.path.join(DATA, f"{family}.json")))
@@ -308,11 +340,14 @@ def main():
     ap.add_argument("model", nargs="?")
     ap.add_argument("--ids")
     ap.add_argument("--steps", type=int, default=1)
-    ap.add_argument("--n-ctx", type=int, default=512)
+    ap.add_argument("--n-ctx", type=int, help="default 512 (1024 with --record-long-factors)")
     ap.add_argument("--record", nargs="+", metavar="FAMILY")
     ap.add_argument("--compare", nargs="+", metavar="FAMILY")
+    ap.add_argument("--record-long-factors", metavar="FAMILY")
     a = ap.parse_args()
-    if a.record:
+    if a.record_long_factors:
+        record_long_factors(a.record_long_factors, a.n_ctx or 1024)
+    elif a.record:
         for f in a.record:
             record(f)
     elif a.compare:
@@ -321,7 +356,7 @@ def main():
     else:
         m = Model(a.model)
         ids = [int(x) for x in a.ids.split(",")]
-        last, steps = greedy(m, ids, a.n_ctx, a.steps)
+        last, steps = greedy(m, ids, a.n_ctx or 512, a.steps)
         print(json.dumps(dict(last_top10=top(last, TOPK), greedy=steps)))
 
 

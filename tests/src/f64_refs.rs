@@ -69,7 +69,14 @@ fn pairs64(v: &serde_json::Value) -> Vec<(u32, f64)> {
 
 /// The f64 references of a tiny family GGUF.
 pub fn family_f64_refs(family: &str) -> Vec<F64Ref> {
-    let doc = read_json(&format!("families/{family}.f64.json"));
+    f64_refs_file(&format!("families/{family}.f64.json"))
+}
+
+/// The f64 references of a file under tests/data/ in the format of `family_f64_refs`. A file
+/// without llama.cpp numbers (`llama_cpp` absent, as in phi3.long_factors.f64.json) gets an
+/// empty `LlamaDeviation`: only the f64 checks apply to it.
+pub fn f64_refs_file(rel: &str) -> Vec<F64Ref> {
+    let doc = read_json(rel);
     let f = |v: &serde_json::Value| v.as_f64().expect("number");
     let id = |v: &serde_json::Value| v.as_u64().expect("id") as u32;
     doc["prompts"]
@@ -101,20 +108,29 @@ pub fn family_f64_refs(family: &str) -> Vec<F64Ref> {
                         gap: f(&s["gap"]),
                     })
                     .collect(),
-                llama_cpp: LlamaDeviation {
-                    last_f64_argmax: id(&l["last_f64_argmax"]),
-                    last_max_abs_top10: f(&l["last_max_abs_top10"]) as f32,
-                    last_nmse: f(&l["last_nmse"]),
-                    steps: l["steps"]
-                        .as_array()
-                        .expect("steps")
-                        .iter()
-                        .map(|s| LlamaStepDeviation {
-                            f64_id: id(&s["f64_id"]),
-                            f64_gap: f(&s["f64_gap"]) as f32,
-                            max_abs_rank5: f(&s["max_abs_rank5"]) as f32,
-                        })
-                        .collect(),
+                llama_cpp: if l.is_null() {
+                    LlamaDeviation {
+                        last_f64_argmax: u32::MAX,
+                        last_max_abs_top10: f32::NAN,
+                        last_nmse: f64::NAN,
+                        steps: Vec::new(),
+                    }
+                } else {
+                    LlamaDeviation {
+                        last_f64_argmax: id(&l["last_f64_argmax"]),
+                        last_max_abs_top10: f(&l["last_max_abs_top10"]) as f32,
+                        last_nmse: f(&l["last_nmse"]),
+                        steps: l["steps"]
+                            .as_array()
+                            .expect("steps")
+                            .iter()
+                            .map(|s| LlamaStepDeviation {
+                                f64_id: id(&s["f64_id"]),
+                                f64_gap: f(&s["f64_gap"]) as f32,
+                                max_abs_rank5: f(&s["max_abs_rank5"]) as f32,
+                            })
+                            .collect(),
+                    }
                 },
             }
         })

@@ -23,7 +23,8 @@ use webjit_engine::model::decoder::Decoder;
 use webjit_engine::model::generate::Session;
 use webjit_engine::Engine;
 use webjit_tests::f64_refs::{
-    check_f64_greedy, check_f64_last, f64_steps, family_f64_refs, F64Ref, LlamaDeviation,
+    check_f64_greedy, check_f64_last, f64_refs_file, f64_steps, family_f64_refs, F64Ref,
+    LlamaDeviation,
 };
 use webjit_tests::gemma_refs::{
     check_greedy_allowing, check_last_logits_allowing, family_prompt_refs, read_gguf_header,
@@ -248,5 +249,102 @@ fn unsupported_architecture_is_refused_by_name() {
         for known in ["llama", "qwen2", "qwen3", "phi3", "gemma2", "gemma3"] {
             assert!(msg.contains(known), "`{known}` not listed: {msg}");
         }
+    }
+}
+
+/// One greedy step's token and top-5 (id, logit) from the GPU sampler.
+type Step = (u32, Vec<(u32, f32)>);
+
+/// Prefill of `ids` on tiny-phi3 loaded with `max_context`, then greedy decoding through the
+/// GPU sampler: the last prompt logits and `steps` steps.
+fn phi3_run(max_context: usize, ids: &[u32], steps: usize) -> (Vec<f32>, Vec<Step>) {
+    let e = engine();
+    let mut src = FileSource::open(&require_model("tiny-phi3.gguf")).expect("open");
+    let dec = match Decoder::load(e, &mut src, Some(max_context)) {
+        Ok((_, dec)) => dec,
+        Err(err) => panic!(
+            "phi3 (max context {max_context}): load failed: {} {err}",
+            err.code()
+        ),
+    };
+    let mut s = Session::new(e, dec).expect("session");
+    let step = s.step(e, ids, &GREEDY).expect("prefill");
+    let logits = e.read_f32(&step.logits).expect("logits");
+    let mut ours = vec![(step.result.token, step.result.top)];
+    while ours.len() < steps {
+        let last = ours[ours.len() - 1].0;
+        let res = s.step(e, &[last], &GREEDY).expect("decode step").result;
+        ours.push((res.token, res.top));
+    }
+    (logits, ours)
+}
+
+/// Phi-3's long rope factors (the engine takes them when the decoder's max context exceeds
+/// `rope.scaling.original_context_length`, as llama.cpp does by its n_ctx): loaded with a max
+/// context of 1024 (> 512) webjit must match the f64 evaluation with the long factors
+/// (phi3.long_factors.f64.json, the short prompt) with the family checks' tolerances; loaded
+/// with 512 it must match the short-factor reference instead and not the long one, so the
+/// choice of factors is what is checked (f64 puts the two 19 apart on the top-10).
+#[test]
+fn phi3_long_rope_factors_match_f64() {
+    const LONG_CTX: usize = 1024;
+    let rel = "families/phi3.long_factors.f64.json";
+    let doc = read_json(rel);
+    let path = require_model("tiny-phi3.gguf");
+    let sha: String = Sha256::digest(std::fs::read(&path).expect("model"))
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        sha,
+        doc["gguf_sha256"].as_str().expect("gguf_sha256"),
+        "{}: not the bytes of the long-factor reference (rerun `make models`, or re-record with \
+         scripts/f64_decoder.py --record-long-factors phi3)",
+        path.display()
+    );
+    let h = read_gguf_header(&path);
+    let orig = meta_u64(&h, "phi3.rope.scaling.original_context_length").expect("orig ctx");
+    assert_eq!(doc["original_context"].as_u64(), Some(orig));
+    assert_eq!(doc["n_ctx"].as_u64(), Some(LONG_CTX as u64));
+    assert!(
+        CTX as u64 <= orig && orig < LONG_CTX as u64,
+        "{CTX} {orig} {LONG_CTX}"
+    );
+    let long = f64_refs_file(rel);
+    let [f] = &long[..] else {
+        panic!("{rel}: {} prompts, expected 1", long.len())
+    };
+    let short = family_f64_refs("phi3")
+        .into_iter()
+        .find(|r| r.name == f.name)
+        .expect("the same prompt in phi3.f64.json");
+    assert_eq!(short.prompt_ids, f.prompt_ids, "{}: prompt ids", f.name);
+
+    let n = f64_steps(f);
+    assert!(
+        n >= 4,
+        "{}: only {n} greedy steps before a near tie",
+        f.name
+    );
+    let (logits, ours) = phi3_run(LONG_CTX, &f.prompt_ids, n);
+    let last_worst = check_f64_last(&logits, f).unwrap_or_else(|m| panic!("long factors: {m}"));
+    let (n_f64, step_worst) =
+        check_f64_greedy(&ours, f).unwrap_or_else(|m| panic!("long factors: {m}"));
+    eprintln!(
+        "phi3 long factors (max context {LONG_CTX}): last top-10 within {last_worst:.1e}, \
+         {n_f64} greedy steps (top-5 within {step_worst:.1e})"
+    );
+
+    let (logits, _) = phi3_run(CTX, &f.prompt_ids, 1);
+    let short_worst =
+        check_f64_last(&logits, &short).unwrap_or_else(|m| panic!("short factors: {m}"));
+    match check_f64_last(&logits, f) {
+        Ok(w) => panic!(
+            "max context {CTX}: the logits match the long-factor reference (top-10 within {w:.1e})"
+        ),
+        Err(m) => eprintln!(
+            "phi3 short factors (max context {CTX}): short reference within {short_worst:.1e}; \
+             long reference rejects it: {m}"
+        ),
     }
 }
