@@ -17,7 +17,7 @@ mod encode;
 
 use std::collections::HashMap;
 
-pub use decode::{StreamDecoder, Utf8Stream};
+pub use decode::Utf8Stream;
 
 pub(crate) use super::meta::{attr, byte_value};
 use super::meta::{

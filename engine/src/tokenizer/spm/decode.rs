@@ -71,63 +71,7 @@ fn strip_space(p: &[u8]) -> &[u8] {
     p.strip_prefix(b" ").unwrap_or(p)
 }
 
-/// Decodes token by token, emitting only complete UTF-8: a character split over byte tokens
-/// is held back until its last byte arrives. The concatenation of everything `push` returns
-/// plus `finish` equals `decode` of all the ids pushed (invalid bytes become U+FFFD at the
-/// same places).
-#[derive(Clone)]
-pub struct StreamDecoder<'a> {
-    tok: &'a SpmTokenizer,
-    utf8: Utf8Stream,
-    strip_space: bool,
-    special: bool,
-}
-
-impl<'a> StreamDecoder<'a> {
-    /// Decodes a whole sequence exactly as `SpmTokenizer::decode` (control tokens hidden).
-    pub fn new(tok: &'a SpmTokenizer) -> Self {
-        Self {
-            tok,
-            utf8: Utf8Stream::default(),
-            strip_space: tok.add_space_prefix,
-            special: false,
-        }
-    }
-
-    /// For tokens that continue a prompt (generation): the first piece keeps its leading
-    /// space even for models with a dummy prefix.
-    pub fn continuing(tok: &'a SpmTokenizer) -> Self {
-        Self {
-            strip_space: false,
-            ..Self::new(tok)
-        }
-    }
-
-    /// Writes control tokens out instead of hiding them.
-    pub fn with_special(mut self, special: bool) -> Self {
-        self.special = special;
-        self
-    }
-
-    /// The text completed by token `id` (often empty while a character is incomplete).
-    pub fn push(&mut self, id: u32) -> Result<String> {
-        let p = self.tok.piece(id, self.special)?;
-        let p = if self.strip_space {
-            strip_space(&p)
-        } else {
-            &p[..]
-        };
-        self.strip_space = false;
-        Ok(self.utf8.push(p))
-    }
-
-    /// What is still held back, invalid sequences as U+FFFD (call at the end of a stream).
-    pub fn finish(&mut self) -> String {
-        self.utf8.finish()
-    }
-}
-
-/// Bytes in, complete UTF-8 out: the part of `StreamDecoder` that needs no tokenizer (owners
+/// Bytes in, complete UTF-8 out: the part of `text::StreamDecoder` that needs no tokenizer (owners
 /// of a tokenizer that cannot lend it, such as the web facade, feed it `piece` bytes).
 #[derive(Clone, Debug, Default)]
 pub struct Utf8Stream {
