@@ -391,3 +391,40 @@ pub(crate) fn partition(
     }
     frags
 }
+
+/// The bytes of token `id`, as llama.cpp's `token_to_piece(id, lstrip = 0, special)`, shared
+/// by both tokenizers: control and unknown tokens are empty unless `special`; user-defined
+/// tokens are their text verbatim; normal tokens go through `normal` (each vocabulary's own
+/// spelling of bytes); `<0xNN>` byte tokens are one byte (so a piece need not be valid UTF-8 on
+/// its own); unused and undefined tokens are empty.
+pub(crate) fn piece<'a>(
+    texts: &'a [String],
+    attrs: &[u8],
+    id: u32,
+    special: bool,
+    normal: impl FnOnce(&'a str) -> std::borrow::Cow<'a, [u8]>,
+) -> crate::error::Result<std::borrow::Cow<'a, [u8]>> {
+    use std::borrow::Cow;
+    let (Some(&a), Some(text)) = (attrs.get(id as usize), texts.get(id as usize)) else {
+        return Err(crate::error::Error::InvalidArgument {
+            op: "detokenize",
+            detail: format!(
+                "token id {id} is outside the vocabulary of {} tokens",
+                texts.len()
+            ),
+        });
+    };
+    let verbatim = attr::CONTROL | attr::UNKNOWN;
+    Ok(if a & verbatim != 0 && !special {
+        Cow::Borrowed(&[][..])
+    } else if a & (verbatim | attr::USER_DEFINED) != 0 {
+        Cow::Borrowed(text.as_bytes())
+    } else if a & attr::NORMAL != 0 {
+        normal(text)
+    } else if a & attr::BYTE != 0 {
+        // Checked when the vocabulary was built.
+        Cow::Owned(byte_value(text).into_iter().collect())
+    } else {
+        Cow::Borrowed(&[][..])
+    })
+}

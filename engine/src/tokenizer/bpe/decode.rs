@@ -3,38 +3,15 @@
 use std::borrow::Cow;
 
 use super::BpeTokenizer;
-use crate::error::{Error, Result};
-use crate::tokenizer::meta::{attr, byte_value};
+use crate::error::Result;
+use crate::tokenizer::meta;
 
 impl BpeTokenizer {
-    /// The bytes of one token, as llama.cpp's `token_to_piece(id, lstrip = 0, special)`:
-    /// control and unknown tokens are empty unless `special`; user-defined tokens are their
-    /// text verbatim; normal tokens map their GPT-2 byte characters back to bytes (so a piece
-    /// need not be valid UTF-8 on its own); `<0xNN>` byte tokens are one byte; unused and
-    /// undefined tokens are empty.
+    /// The bytes of one token (`meta::piece`); normal tokens map their GPT-2 byte characters
+    /// back to bytes.
     pub fn piece(&self, id: u32, special: bool) -> Result<Cow<'_, [u8]>> {
-        let (Some(&a), Some(text)) = (self.attrs.get(id as usize), self.texts.get(id as usize))
-        else {
-            return Err(Error::InvalidArgument {
-                op: "detokenize",
-                detail: format!(
-                    "token id {id} is outside the vocabulary of {} tokens",
-                    self.texts.len()
-                ),
-            });
-        };
-        let verbatim = attr::CONTROL | attr::UNKNOWN;
-        Ok(if a & verbatim != 0 && !special {
-            Cow::Borrowed(&[][..])
-        } else if a & (verbatim | attr::USER_DEFINED) != 0 {
-            Cow::Borrowed(text.as_bytes())
-        } else if a & attr::NORMAL != 0 {
+        meta::piece(&self.texts, &self.attrs, id, special, |text| {
             Cow::Owned(self.unmap(text))
-        } else if a & attr::BYTE != 0 {
-            // Checked when the vocabulary was built.
-            Cow::Owned(byte_value(text).into_iter().collect())
-        } else {
-            Cow::Borrowed(&[][..])
         })
     }
 

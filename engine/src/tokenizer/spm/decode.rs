@@ -3,41 +3,19 @@
 
 use std::borrow::Cow;
 
-use super::{attr, byte_value, SpmTokenizer};
-use crate::error::{Error, Result};
+use super::SpmTokenizer;
+use crate::error::Result;
+use crate::tokenizer::meta;
 
 impl SpmTokenizer {
-    /// The bytes of one token, as llama.cpp's `token_to_piece(id, lstrip = 0, special)`:
-    /// control and unknown tokens are empty unless `special`; user-defined tokens are their
-    /// text verbatim; normal tokens turn U+2581 back into spaces; byte tokens are one byte
-    /// (so a piece need not be valid UTF-8 on its own); unused/undefined tokens are empty.
+    /// The bytes of one token (`meta::piece`); normal tokens turn U+2581 back into spaces.
     pub fn piece(&self, id: u32, special: bool) -> Result<Cow<'_, [u8]>> {
-        let (Some(&a), Some(text)) = (self.attrs.get(id as usize), self.texts.get(id as usize))
-        else {
-            return Err(Error::InvalidArgument {
-                op: "detokenize",
-                detail: format!(
-                    "token id {id} is outside the vocabulary of {} tokens",
-                    self.texts.len()
-                ),
-            });
-        };
-        let verbatim = attr::CONTROL | attr::UNKNOWN;
-        Ok(if a & verbatim != 0 && !special {
-            Cow::Borrowed(&[][..])
-        } else if a & (verbatim | attr::USER_DEFINED) != 0 {
-            Cow::Borrowed(text.as_bytes())
-        } else if a & attr::NORMAL != 0 {
+        meta::piece(&self.texts, &self.attrs, id, special, |text| {
             if text.contains('\u{2581}') {
                 Cow::Owned(text.replace('\u{2581}', " ").into_bytes())
             } else {
                 Cow::Borrowed(text.as_bytes())
             }
-        } else if a & attr::BYTE != 0 {
-            // Checked when the vocabulary was built.
-            Cow::Owned(byte_value(text).into_iter().collect())
-        } else {
-            Cow::Borrowed(&[][..])
         })
     }
 
