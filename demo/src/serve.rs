@@ -218,24 +218,21 @@ fn respond(head: &Head, out: &mut TcpStream, mounts: &[Mount]) -> io::Result<(u1
     let path = match clean_path(target) {
         Ok(p) => p,
         Err(PathError::Bad) => return status(out, 400, "bad request path", head_only, keep),
-        Err(PathError::Traversal) => {
-            return status(
-                out,
-                403,
-                "paths may not leave the served directory",
-                head_only,
-                keep,
-            )
-        }
+        Err(PathError::Traversal) => return status(out, 403, OUTSIDE, head_only, keep),
         Err(PathError::Hidden) => return status(out, 404, "not found", head_only, keep),
     };
     let Some(mount) = mounts.iter().find(|m| path.segments.starts_with(&m.prefix)) else {
         return status(out, 404, "not found", head_only, keep);
     };
-    let mut file_path = mount.dir.clone();
+    let mut requested = mount.dir.clone();
     for seg in &path.segments[mount.prefix.len()..] {
-        file_path.push(seg);
+        requested.push(seg);
     }
+    let mut file_path = match resolve_inside(&mount.dir, &requested) {
+        Ok(p) => p,
+        Err(Resolve::Missing) => return status(out, 404, "not found", head_only, keep),
+        Err(Resolve::Outside) => return status(out, 403, OUTSIDE, head_only, keep),
+    };
     let meta = match std::fs::metadata(&file_path) {
         Ok(m) => m,
         Err(_) => return status(out, 404, "not found", head_only, keep),
@@ -252,8 +249,16 @@ fn respond(head: &Head, out: &mut TcpStream, mounts: &[Mount]) -> io::Result<(u1
             send_head(out, 301, "text/plain; charset=utf-8", 0, &extra, keep)?;
             return Ok((301, keep));
         }
-        file_path.push("index.html");
+        // `index.html` itself may be a link out of the served directory.
+        requested.push("index.html");
+        file_path = match resolve_inside(&mount.dir, &requested) {
+            Ok(p) => p,
+            Err(Resolve::Missing) => return status(out, 404, "not found", head_only, keep),
+            Err(Resolve::Outside) => return status(out, 403, OUTSIDE, head_only, keep),
+        };
     }
+    // The requested name gives the Content-Type (a cache's blob has no extension).
+    let name = requested.to_string_lossy().into_owned();
     let file = match File::open(&file_path) {
         Ok(f) => f,
         Err(_) => return status(out, 404, "not found", head_only, keep),
@@ -262,7 +267,6 @@ fn respond(head: &Head, out: &mut TcpStream, mounts: &[Mount]) -> io::Result<(u1
     if !meta.is_file() {
         return status(out, 404, "not found", head_only, keep);
     }
-    let name = file_path.to_string_lossy().into_owned();
     let etag = etag(&meta);
     let req = FileRequest {
         head,
@@ -270,6 +274,27 @@ fn respond(head: &Head, out: &mut TcpStream, mounts: &[Mount]) -> io::Result<(u1
         keep,
     };
     send_file(out, file, meta.len(), &name, &etag, &req)
+}
+
+const OUTSIDE: &str = "paths may not leave the served directory";
+
+enum Resolve {
+    Missing,
+    Outside,
+}
+
+/// The real path of `path` (every symlink followed), served only when it lies inside the real
+/// path of the mount's directory: links that stay inside (a model cache's blobs) keep working,
+/// links to `/etc` do not. The caller opens the resolved path (no links left in it), which
+/// leaves only a link planted inside the served tree between the check and the open.
+fn resolve_inside(root: &Path, path: &Path) -> std::result::Result<PathBuf, Resolve> {
+    let root = std::fs::canonicalize(root).map_err(|_| Resolve::Missing)?;
+    let real = std::fs::canonicalize(path).map_err(|_| Resolve::Missing)?;
+    if real.starts_with(&root) {
+        Ok(real)
+    } else {
+        Err(Resolve::Outside)
+    }
 }
 
 /// A validator from the file's length and modification time, so a reload revalidates with

@@ -185,3 +185,79 @@ fn serve_argument_errors_are_one_line() {
     let line = webjit(&["serve", "--port", &port], &[]).one_line_error("busy port");
     assert!(line.contains(&port), "{line}");
 }
+
+/// Symlinks are followed only while their target stays inside the served directory: a link to
+/// a file or a folder outside (`/etc/passwd`-style) is refused with 403 on every mount, a link
+/// that stays inside (as model caches use: names linking to blobs) is served with the Content-
+/// Type of the requested name, and a folder whose `index.html` links outside is refused too.
+#[test]
+fn serve_refuses_symlinks_that_leave_the_served_directory() {
+    use std::os::unix::fs::symlink;
+    let tmp = TempDir::new("serve-links");
+    let secret = format!("secret-{}", std::process::id());
+    tmp.write("outside/passwd", secret.as_bytes());
+    tmp.write("outside/index.html", secret.as_bytes());
+    tmp.write("models/blobs/abc123", b"GGUF-inside");
+    tmp.write("root/real.html", b"<p>inside</p>");
+    tmp.write("pkg/webjit.js", b"export default 1");
+    let out = tmp.0.join("outside");
+    let link = |target: &std::path::Path, at: &str| {
+        symlink(target, tmp.0.join(at)).expect("making a symlink");
+    };
+    link(&out.join("passwd"), "models/p");
+    link(&out, "models/e");
+    link(&out.join("passwd"), "pkg/p.js");
+    link(&out.join("passwd"), "root/p.html");
+    std::fs::create_dir_all(tmp.0.join("root/dir")).expect("a folder");
+    link(&out.join("index.html"), "root/dir/index.html");
+    // Inside links: absolute and relative.
+    link(&tmp.0.join("models/blobs/abc123"), "models/m.gguf");
+    symlink("blobs/abc123", tmp.0.join("models/rel.gguf")).expect("a relative symlink");
+    link(&tmp.0.join("root/real.html"), "root/alias.html");
+    let root = tmp.0.join("root").to_string_lossy().into_owned();
+    let pkg = format!("/pkg/={}", tmp.0.join("pkg").to_string_lossy());
+    let models = tmp.0.join("models").to_string_lossy().into_owned();
+    let s = Server::start(&["--root", &root, "--root", &pkg, "--models", &models]);
+    let a = s.addr.as_str();
+    for path in [
+        "/models/p",
+        "/models/e/passwd",
+        "/models/e/",
+        "/pkg/p.js",
+        "/p.html",
+        "/dir/",
+    ] {
+        for method in ["GET", "HEAD"] {
+            let r = http(a, method, path, &[]);
+            assert_eq!(r.status, 403, "{method} {path}");
+            let body = String::from_utf8_lossy(&r.body);
+            assert!(!body.contains(&secret), "{method} {path} leaked the file");
+        }
+    }
+    for (path, want, ctype) in [
+        (
+            "/models/m.gguf",
+            &b"GGUF-inside"[..],
+            "application/octet-stream",
+        ),
+        (
+            "/models/rel.gguf",
+            &b"GGUF-inside"[..],
+            "application/octet-stream",
+        ),
+        (
+            "/alias.html",
+            &b"<p>inside</p>"[..],
+            "text/html; charset=utf-8",
+        ),
+        (
+            "/pkg/webjit.js",
+            &b"export default 1"[..],
+            "text/javascript; charset=utf-8",
+        ),
+    ] {
+        let r = http(a, "GET", path, &[]);
+        assert_eq!((r.status, &r.body[..]), (200, want), "{path}");
+        assert_eq!(r.header("content-type"), Some(ctype), "{path}");
+    }
+}
