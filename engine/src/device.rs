@@ -68,7 +68,7 @@ pub struct Gpu {
     pub info: wgpu::AdapterInfo,
     pub profile: DeviceProfile,
     pub options: DeviceOptions,
-    lost: Arc<Mutex<Option<String>>>,
+    lost: Arc<Lost>,
     /// Unique within the process: tells engines apart (wgpu ids repeat across instances).
     pub id: u64,
 }
@@ -120,12 +120,10 @@ impl Gpu {
             };
             match adapter.request_device(&desc).await {
                 Ok((device, queue)) => {
-                    let lost = Arc::new(Mutex::new(None));
+                    let lost = Arc::new(Lost::default());
                     let lost_cb = lost.clone();
                     device.set_device_lost_callback(move |reason, msg| {
-                        if let Ok(mut l) = lost_cb.lock() {
-                            *l = Some(format!("{reason:?}: {msg}"));
-                        }
+                        lost_cb.set(format!("{reason:?}: {msg}"));
                     });
                     let profile = make_profile(&info, &device, &options);
                     return Ok(Self {
@@ -148,23 +146,29 @@ impl Gpu {
 
     /// Errors with `DeviceLost` once the device is gone; ops call this before recording.
     pub fn check_alive(&self) -> Result<()> {
-        match self.lost.lock() {
-            Ok(l) => match l.as_ref() {
-                Some(reason) => Err(Error::DeviceLost {
-                    reason: reason.clone(),
-                }),
-                None => Ok(()),
-            },
-            Err(_) => Err(Error::DeviceLost {
-                reason: "device state poisoned".into(),
-            }),
+        match self.lost.reason() {
+            Some(reason) => Err(Error::DeviceLost { reason }),
+            None => Ok(()),
         }
     }
 
-    /// Marks the device lost (used when a poll or map reports it).
-    pub(crate) fn mark_lost(&self, reason: String) {
-        if let Ok(mut l) = self.lost.lock() {
-            l.get_or_insert(reason);
+    /// Why the device was lost, once it is.
+    pub fn lost_reason(&self) -> Option<String> {
+        self.lost.reason()
+    }
+
+    /// Resolves with the reason once the device is lost (wgpu's device-lost callback, or a
+    /// failed poll or map); never while it lives. Holds no borrow of the device.
+    pub fn when_lost(&self) -> impl std::future::Future<Output = String> + 'static {
+        LostFuture(self.lost.clone())
+    }
+
+    /// Marks the device lost (a poll or map reported it) and returns `DeviceLost` with the
+    /// first reason recorded.
+    pub(crate) fn lost_error(&self, reason: String) -> Error {
+        self.lost.set(reason);
+        Error::DeviceLost {
+            reason: self.lost.reason().unwrap_or_default(),
         }
     }
 
@@ -172,17 +176,63 @@ impl Gpu {
     pub fn wait_idle(&self) -> Result<()> {
         match self.device.poll(wgpu::PollType::wait_indefinitely()) {
             Ok(_) => Ok(()),
-            Err(e) => {
-                self.mark_lost(e.to_string());
-                Err(Error::DeviceLost {
-                    reason: e.to_string(),
-                })
-            }
+            Err(e) => Err(self.lost_error(e.to_string())),
         }
     }
 
     pub fn max_binding(&self) -> u64 {
         self.profile.limits.max_storage_buffer_binding_size
+    }
+}
+
+/// The device-lost state: the first reason, and the wakers of `when_lost` futures.
+#[derive(Default)]
+struct Lost {
+    state: Mutex<(Option<String>, Vec<std::task::Waker>)>,
+}
+
+impl Lost {
+    fn set(&self, reason: String) {
+        let wakers = match self.state.lock() {
+            Ok(mut st) => {
+                st.0.get_or_insert(reason);
+                std::mem::take(&mut st.1)
+            }
+            Err(_) => return,
+        };
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    fn reason(&self) -> Option<String> {
+        match self.state.lock() {
+            Ok(st) => st.0.clone(),
+            Err(_) => Some("device state poisoned".into()),
+        }
+    }
+}
+
+struct LostFuture(Arc<Lost>);
+
+impl std::future::Future for LostFuture {
+    type Output = String;
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<String> {
+        let Ok(mut st) = self.0.state.lock() else {
+            return std::task::Poll::Ready("device state poisoned".into());
+        };
+        match &st.0 {
+            Some(r) => std::task::Poll::Ready(r.clone()),
+            None => {
+                if !st.1.iter().any(|w| w.will_wake(cx.waker())) {
+                    st.1.push(cx.waker().clone());
+                }
+                std::task::Poll::Pending
+            }
+        }
     }
 }
 

@@ -75,6 +75,12 @@ impl Error {
             Error::Unsupported { .. } => "UNSUPPORTED_MODEL",
             Error::UnsupportedArchitecture { .. } => "UNSUPPORTED_ARCHITECTURE",
             Error::BadModel { .. } => "BAD_MODEL_FILE",
+            // The device failing under a load is the device's error, not the file's.
+            Error::Load(crate::loader::LoaderError::Sink { code, .. })
+                if matches!(*code, "DEVICE_LOST" | "OUT_OF_MEMORY") =>
+            {
+                code
+            }
             Error::Load(e) => e.code(),
             Error::Tokenizer { .. } => "BAD_TOKENIZER",
             Error::ChatTemplate(_) => "CHAT_TEMPLATE",

@@ -198,6 +198,30 @@ impl Engine {
         Ok(e)
     }
 
+    /// Why the GPU device was lost, once it is (`None` while it lives).
+    pub fn device_lost(&self) -> Option<String> {
+        self.gpu.lost_reason()
+    }
+
+    /// A round trip to the GPU after everything submitted so far: `DeviceLost` when the device
+    /// went away meanwhile. Writes to a lost device are silently dropped, so a load ends with
+    /// this instead of handing out a model whose weights never arrived.
+    pub async fn confirm_alive(&self) -> Result<()> {
+        self.gpu.check_alive()?;
+        let probe = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("webjit device probe"),
+            size: 4,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        // An empty submit orders the probe's map after every earlier submission.
+        let idx = self.gpu.queue.submit([]);
+        let r = self.read_mapped(&probe, 4, Some(idx)).await;
+        probe.destroy();
+        r?;
+        self.gpu.check_alive()
+    }
+
     /// Fill every new tensor with NaN (tests use this to catch elements a kernel never writes).
     pub fn set_poison(&self, on: bool) {
         self.poison.store(on, Ordering::Relaxed);

@@ -100,8 +100,13 @@ impl Engine {
         after: Option<wgpu::SubmissionIndex>,
     ) -> Result<Vec<u8>> {
         let need = bytes.max(4).div_ceil(4) * 4;
+        // A deferred error (validation, out of memory) of work on a device that has gone since
+        // is the loss, not its symptom.
         #[cfg(target_arch = "wasm32")]
-        device::deferred::check().await?;
+        if let Err(e) = device::deferred::check().await {
+            self.gpu.check_alive()?;
+            return Err(e);
+        }
         let done = MapSignal::default();
         let signal = done.clone();
         staging
@@ -119,9 +124,11 @@ impl Engine {
         if self.readback_nudge {
             device::nudge::until(&self.gpu.queue, || done.is_set()).await;
         }
+        // A map fails only when the device is gone (webjit never unmaps or destroys a buffer
+        // with a map pending): the error is the device's, so callers see `DEVICE_LOST`.
         done.await.map_err(|e| {
-            self.gpu.mark_lost(e.clone());
-            Error::Readback { detail: e }
+            self.gpu
+                .lost_error(format!("mapping a readback buffer failed: {e}"))
         })?;
         let out = {
             let view = staging
@@ -141,12 +148,11 @@ impl Engine {
     #[cfg(not(target_arch = "wasm32"))]
     fn wait_mapped(&self, done: &MapSignal, after: Option<wgpu::SubmissionIndex>) -> Result<()> {
         let wait = |poll: wgpu::PollType| -> Result<()> {
-            self.gpu.device.poll(poll).map(|_| ()).map_err(|e| {
-                self.gpu.mark_lost(e.to_string());
-                Error::DeviceLost {
-                    reason: e.to_string(),
-                }
-            })
+            self.gpu
+                .device
+                .poll(poll)
+                .map(|_| ())
+                .map_err(|e| self.gpu.lost_error(e.to_string()))
         };
         match after {
             Some(idx) => wait(wgpu::PollType::Wait {

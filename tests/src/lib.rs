@@ -55,7 +55,7 @@ pub fn f16_prefill_engine() -> &'static Engine {
     })
 }
 
-fn make_engine(opts: DeviceOptions) -> Engine {
+pub fn make_engine(opts: DeviceOptions) -> Engine {
     match Engine::new_blocking(opts) {
         Ok(e) => {
             e.set_poison(true);

@@ -419,3 +419,53 @@ fn streaming_prefill_matches_load_then_prefill() {
     };
     assert!(err.to_string().contains("vocabulary"), "{err}");
 }
+
+/// A device lost while a model generates or loads: the operation in flight fails with
+/// `DEVICE_LOST` (not a readback error), and so does everything after it, natively through
+/// wgpu's device-lost callback and failed maps. The engine's own device is destroyed here, so
+/// the shared test engine is not touched.
+#[test]
+fn device_loss_fails_generation_and_loads_with_device_lost() {
+    use webjit_engine::model::generate::GenerateOptions;
+    use webjit_engine::DeviceOptions;
+    let e = webjit_tests::make_engine(DeviceOptions {
+        load_tuning: false,
+        ..Default::default()
+    });
+    let mut src = FileSource::open(&tiny_llama_path()).expect("tiny llama");
+    let (_, dec) = Decoder::load(&e, &mut src, Some(128)).expect("load tiny llama");
+    let mut s = Session::new(&e, dec).expect("session");
+    let prompt = &tiny_llama_prompt_refs()[0].prompt_ids;
+    let opts = GenerateOptions {
+        max_tokens: 12,
+        ..Default::default()
+    };
+    let mut seen = 0;
+    let g = s.generate(&e, prompt, &opts, &|_| false, &mut |_: u32| {
+        seen += 1;
+        if seen == 3 {
+            e.gpu.device.destroy();
+        }
+        true
+    });
+    let Err(err) = g else {
+        panic!("generation went on after its device was destroyed");
+    };
+    assert_eq!(err.code(), "DEVICE_LOST", "{err}");
+    assert!(seen < 12, "{seen} tokens came after the loss");
+    assert!(
+        e.device_lost().is_some(),
+        "the engine does not report the loss"
+    );
+    // Every later operation says the same.
+    s.reset();
+    let Err(err) = s.step(&e, prompt, &GREEDY) else {
+        panic!("a step on a lost device succeeded");
+    };
+    assert_eq!(err.code(), "DEVICE_LOST", "{err}");
+    let mut src = FileSource::open(&tiny_llama_path()).expect("tiny llama");
+    let Err(err) = Decoder::load(&e, &mut src, Some(128)) else {
+        panic!("a load on a lost device succeeded");
+    };
+    assert_eq!(err.code(), "DEVICE_LOST", "{err}");
+}

@@ -5,5 +5,6 @@ import { cases as ops } from './cases/ops.js';
 import { cases as loads } from './cases/loads.js';
 import { cases as models } from './cases/models.js';
 import { cases as families } from './cases/families.js';
+import { cases as faults } from './cases/faults.js';
 
-export const cases = { ...ops, ...loads, ...models, ...families };
+export const cases = { ...ops, ...loads, ...models, ...families, ...faults };

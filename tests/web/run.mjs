@@ -43,6 +43,7 @@ const CASES = [
   ['opfs', 'webgpu'],
   ['cycles', 'webgpu'],
   ['abort', 'webgpu'],
+  ['device_lost', 'webgpu'],
   ['minilm', 'webgpu'],
   ['readback_nudge', 'webgpu'],
   ['tune', 'webgpu'],

@@ -83,6 +83,11 @@ export class Core {
   #tuningStore = 'indexeddb';
   #fingerprint = '';
   #disposed = false;
+  /** The device-lost reason once the engine's device is gone (not when dispose destroys it). */
+  #lost = null;
+  #freeing = false;
+  /** Called once with the reason when the GPU device is lost (worker.js and LocalBackend set it). */
+  onLost = null;
 
   /** args: {powerPreference, readbackNudge, wasmUrl, tuningStore: 'indexeddb'|'none'} */
   async create({ powerPreference, readbackNudge, wasmUrl, tuningStore = 'indexeddb' } = {}) {
@@ -101,6 +106,13 @@ export class Core {
     } catch (e) {
       throw toWebjitError(e);
     }
+    // The device can go at any time (driver reset, GPU process crash, `device.destroy()`):
+    // tell the page once, unless this engine's own dispose destroyed it.
+    this.#engine.whenLost().then((reason) => {
+      if (this.#freeing || this.#lost) return;
+      this.#lost = String(reason);
+      this.onLost?.(this.#lost);
+    });
     this.#tuningStore = tuningStore;
     const info = this.info();
     this.#fingerprint = String(info.fingerprint ?? '');
@@ -191,6 +203,13 @@ export class Core {
       if (signal?.aborted) throw abortedError(signal);
       if (!load) throw new WebjitError(ErrorCode.BAD_MODEL_FILE, `${meta.name || 'model source'} is empty`);
       const model = await this.#lock.run(() => load.finish());
+      try {
+        // Writes to a lost device vanish without an error: a round trip proves they landed.
+        await this.#lock.run(() => engine.confirmAlive());
+      } catch (e) {
+        model.free();
+        throw e;
+      }
       peakWasm = Math.max(peakWasm, this.wasmMemoryBytes());
       if (last) last.phase = 'done';
       report(true);
@@ -447,6 +466,7 @@ export class Core {
     if (this.#disposed) return;
     const hs = [...this.#handles.values()];
     this.#handles.clear();
+    this.#freeing = true;
     await this.#lock.run(() => {
       for (const h of hs) h.obj.free();
       this.#engine?.free();
@@ -459,8 +479,31 @@ export class Core {
   async call(method, args, ctx = {}) {
     if (method === 'create') return { value: await this.create(args) };
     if (!METHODS.has(method)) throw new WebjitError(ErrorCode.INVALID_ARGUMENT, `unknown method ${method}`);
-    const value = await this[method](args ?? {}, ctx);
-    return { value, transfer: transferables(value) };
+    try {
+      const value = await this[method](args ?? {}, ctx);
+      return { value, transfer: transferables(value) };
+    } catch (e) {
+      throw this.#lostError(e);
+    }
+  }
+
+  /**
+   * Once the device is gone, whatever an operation ran into (a failed map, a validation error
+   * of a destroyed buffer) is DEVICE_LOST: the one code a page checks to make a new engine.
+   */
+  #lostError(e) {
+    const err = toWebjitError(e);
+    if ([ErrorCode.DEVICE_LOST, ErrorCode.DISPOSED, ErrorCode.ABORTED, ErrorCode.INVALID_ARGUMENT].includes(err.code)) return err;
+    let lost = this.#lost;
+    if (!lost && this.#engine && !this.#freeing) {
+      try {
+        lost = parse(this.#engine.info()).device_lost;
+      } catch {
+        lost = null;
+      }
+    }
+    if (!lost) return err;
+    return new WebjitError(ErrorCode.DEVICE_LOST, `the GPU device was lost (${lost}); create a new engine (while running: ${err.message})`);
   }
 }
 

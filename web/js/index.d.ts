@@ -48,6 +48,11 @@ export interface EngineOptions {
   readbackNudge?: boolean;
 }
 
+export interface DeviceLostInfo {
+  reason: 'destroyed' | 'unknown';
+  message: string;
+}
+
 export interface EngineInfo {
   adapter: string;
   backend: string;
@@ -56,9 +61,12 @@ export interface EngineInfo {
   features: { shader_f16: boolean; timestamp_query: boolean; subgroups?: boolean };
   limits: Record<string, number>;
   fingerprint: string;
-  /** GPU memory held by the engine. */
-  memory: { live_bytes: number; pooled_bytes: number; live_buffers: number };
+  /** GPU memory held by the engine: bytes in use, bytes pooled for reuse, and how many
+   *  buffers were created and reused since create. */
+  memory: { live_bytes: number; pooled_bytes: number; buffers_created: number; buffers_reused: number };
   tuning?: { records: number };
+  /** Why the GPU device was lost, or null while it lives (see Engine.lost). */
+  device_lost: string | null;
   /** Size of the wasm instance's linear memory (it never shrinks). */
   wasm_memory_bytes: number;
   version: string;
@@ -375,11 +383,18 @@ export declare class Engine {
   /** Whether the engine runs in the package's Worker. */
   readonly worker: boolean;
   readonly importedTuning: number;
+  /** Resolves once the GPU device is lost (a driver reset, the GPU process restarting,
+   *  `device.destroy()`); never when dispose() ends the engine. Every call that needs the GPU
+   *  then rejects with DEVICE_LOST: dispose this engine and create a new one. */
+  readonly lost: Promise<DeviceLostInfo>;
+  /** Calls back once when the device is lost (at once if it already is); returns an
+   *  unsubscribe function. */
+  onDeviceLost(callback: (info: DeviceLostInfo) => void): () => void;
   info(): Promise<EngineInfo>;
   loadModel(source: ModelSource, opts?: LoadModelOptions): Promise<TextModel>;
   loadEmbedder(
     source: string | URL | EmbedderFiles,
-    opts?: { signal?: AbortSignal; cache?: CacheKind; maxSeqLen?: number },
+    opts?: { onProgress?: (p: LoadProgress) => void; signal?: AbortSignal; cache?: CacheKind; maxSeqLen?: number },
   ): Promise<Embedder>;
   neighborhoodAttention(q: Float32Array, k: Float32Array, v: Float32Array, opts: NeighborhoodOptions): Promise<AttentionResult>;
   blockSparseAttention(q: Float32Array, k: Float32Array, v: Float32Array, opts: BlockSparseOptions): Promise<BlockSparseResult>;

@@ -25,7 +25,11 @@ class WorkerBackend {
       ? new Worker(url, { type: 'module' })
       : new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
     this.#worker.onmessage = (ev) => {
-      const { id, value, error, event } = ev.data || {};
+      const { id, value, error, event, deviceLost } = ev.data || {};
+      if (deviceLost !== undefined) {
+        this.onDeviceLost?.(deviceLost);
+        return;
+      }
       const p = this.#pending.get(id);
       if (!p) return;
       if (event) {
@@ -81,6 +85,9 @@ class WorkerBackend {
 
 class LocalBackend {
   #core = new Core();
+  constructor() {
+    this.#core.onLost = (reason) => this.onDeviceLost?.(reason);
+  }
   async call(method, args, { onEvent, signal } = {}) {
     if (signal?.aborted) throw abortedError(signal);
     try {
@@ -308,14 +315,41 @@ export async function clearModelCache({ cache = 'all', url } = {}) {
 /** Names of the stores, for looking at them in the browser's devtools. */
 export const MODEL_CACHES = Object.freeze({ cacheApi: CACHE_NAME, opfsDir: OPFS_DIR });
 
+/** {reason: 'destroyed' | 'unknown', message} from the engine's device-lost reason. */
+function lostInfo(message) {
+  const m = String(message);
+  return { reason: /^destroyed/i.test(m) ? 'destroyed' : 'unknown', message: m };
+}
+
 export class Engine {
-  constructor(backend, created, worker) {
+  constructor(backend, created, worker, lost) {
     this._backend = backend;
     this._handles = new Set();
     this._disposed = false;
     this.worker = worker;
     /** Number of tuning records imported from IndexedDB at create (0 or 1 document). */
     this.importedTuning = created.importedTuning;
+    /**
+     * Resolves with {reason, message} when the GPU device is lost (a driver reset, the GPU
+     * process restarting, `device.destroy()`), never when `dispose()` ends the engine. Every
+     * call that needs the GPU then rejects with DEVICE_LOST: dispose this engine and create a
+     * new one.
+     */
+    this.lost = lost;
+  }
+
+  /**
+   * Calls `callback({reason, message})` once when the GPU device is lost (see `lost`); at once
+   * (asynchronously) when it already is. Returns a function that removes the callback.
+   */
+  onDeviceLost(callback) {
+    let on = true;
+    this.lost.then((info) => {
+      if (on) callback(info);
+    });
+    return () => {
+      on = false;
+    };
   }
 
   /**
@@ -329,6 +363,9 @@ export class Engine {
   static async create(opts = {}) {
     const worker = opts.worker ?? typeof Worker !== 'undefined';
     const backend = worker ? new WorkerBackend(opts.workerUrl) : new LocalBackend();
+    const lost = new Promise((resolve) => {
+      backend.onDeviceLost = (message) => resolve(lostInfo(message));
+    });
     try {
       const created = await backend.call('create', {
         powerPreference: opts.powerPreference,
@@ -336,7 +373,7 @@ export class Engine {
         wasmUrl: opts.wasmUrl ? absolute(opts.wasmUrl) : undefined,
         tuningStore: opts.tuningStore ?? 'indexeddb',
       });
-      return new Engine(backend, created, worker);
+      return new Engine(backend, created, worker, lost);
     } catch (e) {
       backend.terminate();
       throw toWebjitError(e);
@@ -349,7 +386,8 @@ export class Engine {
   }
 
   /** {adapter, backend, features, limits, fingerprint, memory: {live_bytes, pooled_bytes,
-   *  live_buffers}, tuning: {records}, wasm_memory_bytes, version}. */
+   *  buffers_created, buffers_reused}, tuning: {records}, device_lost, wasm_memory_bytes,
+   *  version}. */
   info() {
     return this._call('info');
   }

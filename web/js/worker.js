@@ -5,6 +5,8 @@ import { Core } from './core.js';
 import { serializeError } from './errors.js';
 
 const core = new Core();
+// The device went away: the page's Engine learns it without a request.
+core.onLost = (reason) => self.postMessage({ deviceLost: reason });
 const running = new Map(); // request id -> AbortController
 
 self.onmessage = async (ev) => {

@@ -193,6 +193,7 @@ impl WebEngine {
                 "buffers_reused": m.reused,
             },
             "tuning": { "records": self.inner.export_tuning().len() },
+            "device_lost": self.inner.device_lost(),
         })
         .to_string()
     }
@@ -239,6 +240,27 @@ impl WebEngine {
             serde_json::from_str(json).map_err(|e| invalid(format!("tuning records: {e}")))?;
         self.inner.import_tuning(recs);
         Ok(())
+    }
+
+    /// `await engine.confirmAlive()`: a round trip to the GPU after everything submitted;
+    /// rejects with `DEVICE_LOST` when the device went away meanwhile (the package calls it at
+    /// the end of every load: writes to a lost device vanish without an error).
+    #[wasm_bindgen(js_name = confirmAlive)]
+    pub fn confirm_alive(&self) -> Result<js_sys::Promise, JsValue> {
+        self.check()?;
+        let engine = self.inner.clone();
+        Ok(wasm_bindgen_futures::future_to_promise(async move {
+            engine.confirm_alive().await.map_err(js_error)?;
+            Ok(JsValue::UNDEFINED)
+        }))
+    }
+
+    /// A promise that resolves with the reason once the GPU device is lost (never while it
+    /// lives; also when `free()` destroys it, which the package tells apart).
+    #[wasm_bindgen(js_name = whenLost)]
+    pub fn when_lost(&self) -> js_sys::Promise {
+        let lost = self.inner.gpu.when_lost();
+        wasm_bindgen_futures::future_to_promise(async move { Ok(lost.await.into()) })
     }
 
     /// Releases pooled (unused) GPU buffers.

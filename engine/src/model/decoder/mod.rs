@@ -56,6 +56,9 @@ impl Decoder {
         let (header, _) = load_from(source, None, LoadOptions::default(), 4 << 20, &mut sink)?;
         let cfg = DecoderConfig::from_header(&header)?;
         let dec = Self::new(engine, cfg, sink, max_context)?;
+        // Writes to a lost device vanish without an error: a load ends with a round trip.
+        #[cfg(not(target_arch = "wasm32"))]
+        pollster::block_on(engine.confirm_alive())?;
         Ok((header, dec))
     }
 
