@@ -6,6 +6,8 @@ use webjit_engine::jit::kernels::matmul::MatmulConfig;
 use webjit_engine::jit::KernelSpec;
 use webjit_engine::{bench, ops, DeviceOptions, Engine, Error, Result};
 
+use crate::args::{at_least, min_ms, whole};
+
 #[derive(Subcommand)]
 pub enum BenchCommand {
     /// Sentence embeddings per second with a BERT model directory (all-MiniLM-L6-v2).
@@ -13,13 +15,13 @@ pub enum BenchCommand {
         /// A model directory: a path, a short name (minilm-l6) or an http:// URL.
         #[arg(long)]
         model: String,
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, value_parser = at_least::<usize>(1))]
         batch: usize,
         /// Random weights of the model's shapes (the directory needs only config.json and
         /// tokenizer.json).
         #[arg(long)]
         synthetic: bool,
-        #[arg(long, default_value_t = 2000)]
+        #[arg(long, default_value_t = 2000, value_parser = min_ms())]
         min_ms: u64,
         /// Also time each kernel of one forward pass (timestamp queries; one pass per
         /// dispatch), summed by kernel
@@ -30,11 +32,11 @@ pub enum BenchCommand {
     },
     /// f32 tiled matmul C[M,N] = A[M,K] x B[K,N] (or B^T with --trans-b).
     Matmul {
-        #[arg(long, default_value_t = 1024)]
+        #[arg(long, default_value_t = 1024, value_parser = at_least::<usize>(1))]
         m: usize,
-        #[arg(long, default_value_t = 1024)]
+        #[arg(long, default_value_t = 1024, value_parser = at_least::<usize>(1))]
         n: usize,
-        #[arg(long, default_value_t = 1024)]
+        #[arg(long, default_value_t = 1024, value_parser = at_least::<usize>(1))]
         k: usize,
         /// B is stored [N, K] (the usual weight layout).
         #[arg(long)]
@@ -46,7 +48,7 @@ pub enum BenchCommand {
         #[arg(long)]
         sweep: bool,
         /// Shortest measured batch, in milliseconds.
-        #[arg(long, default_value_t = 200)]
+        #[arg(long, default_value_t = 200, value_parser = min_ms())]
         min_ms: u64,
         /// Compile shaders without wgpu's bounds checks (webjit kernels check their own).
         #[arg(long)]
@@ -70,11 +72,11 @@ pub enum BenchCommand {
         /// GGUF format: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_k .. q6_k.
         #[arg(long, default_value = "q4_k")]
         format: String,
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, value_parser = at_least::<usize>(1))]
         m: usize,
-        #[arg(long, default_value_t = 4096)]
+        #[arg(long, default_value_t = 4096, value_parser = at_least::<usize>(1))]
         n: usize,
-        #[arg(long, default_value_t = 4096)]
+        #[arg(long, default_value_t = 4096, value_parser = at_least::<usize>(1))]
         k: usize,
         #[arg(long)]
         config: Option<String>,
@@ -88,9 +90,9 @@ pub enum BenchCommand {
         int8: bool,
         /// Cycle through copies of the weight totalling at least this many MiB, so it is read
         /// from memory rather than the GPU's cache (0: one weight, cache-resident if it fits).
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, value_parser = whole::<u64>(0, 1 << 20, ""))]
         cold_mib: u64,
-        #[arg(long, default_value_t = 200)]
+        #[arg(long, default_value_t = 200, value_parser = min_ms())]
         min_ms: u64,
         #[arg(long)]
         unchecked: bool,
@@ -99,9 +101,9 @@ pub enum BenchCommand {
     },
     /// Streaming-read bandwidth of the device (the yardstick of qmatvec).
     Read {
-        #[arg(long, default_value_t = 256)]
+        #[arg(long, default_value_t = 256, value_parser = whole::<u64>(1, 1 << 20, ""))]
         mib: u64,
-        #[arg(long, default_value_t = 200)]
+        #[arg(long, default_value_t = 200, value_parser = min_ms())]
         min_ms: u64,
         #[arg(long)]
         unchecked: bool,
@@ -110,7 +112,7 @@ pub enum BenchCommand {
     },
     /// The f32 FMA rate of the device, from the probe kernel.
     Fma {
-        #[arg(long, default_value_t = 200)]
+        #[arg(long, default_value_t = 200, value_parser = min_ms())]
         min_ms: u64,
         #[arg(long)]
         json: bool,
@@ -202,6 +204,18 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     }
 }
 
+/// Uploads `data(n)` as an f32 tensor of `shape` (`n` elements) once the engine has accepted
+/// the shape: one that overflows or exceeds the memory budget (`--m 100000000 --k 100000`) is
+/// refused with a typed error before its data is made on the host, where it would abort.
+pub fn upload_random(
+    e: &Engine,
+    shape: &[usize],
+    data: impl FnOnce(usize) -> Vec<f32>,
+) -> Result<webjit_engine::Tensor> {
+    let n = e.empty(shape, webjit_engine::DType::F32)?.numel();
+    e.upload_f32(shape, &data(n))
+}
+
 fn pseudo_random(n: usize, seed: u32) -> Vec<f32> {
     // Values in [-1, 1): speed does not depend on them, but zeros could take fast paths.
     let mut s = seed.wrapping_mul(2654435761).max(1);
@@ -231,9 +245,9 @@ fn matmul(
         unchecked_shaders: unchecked,
         ..Default::default()
     })?;
-    let a = engine.upload_f32(&[m, k], &pseudo_random(m * k, 1))?;
+    let a = upload_random(&engine, &[m, k], |n| pseudo_random(n, 1))?;
     let b_shape = if trans_b { [n, k] } else { [k, n] };
-    let b = engine.upload_f32(&b_shape, &pseudo_random(k * n, 2))?;
+    let b = upload_random(&engine, &b_shape, |n| pseudo_random(n, 2))?;
     let spec = ops::matmul(&a, &b, trans_b).spec()?;
     let shape = vec![spec.m as usize, spec.n as usize];
     let out = engine.empty(&shape, webjit_engine::DType::F32)?;

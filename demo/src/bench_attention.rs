@@ -15,33 +15,36 @@ use webjit_engine::jit::KernelSpec;
 use webjit_engine::ops::{self, AttentionOptions, DecodeOptions};
 use webjit_engine::{bench, DType, DeviceOptions, Engine, Error, KvCache, KvCacheOptions, Result};
 
+use crate::args::{at_least, min_ms, real};
+use crate::bench::upload_random;
+
 #[derive(Args, Debug, Clone)]
 pub struct AttentionArgs {
     /// Query length (prefill); ignored with --decode.
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 4096, value_parser = at_least::<usize>(1))]
     seq: usize,
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = at_least::<usize>(1))]
     heads: usize,
     /// KV heads (grouped-query attention); defaults to --heads.
-    #[arg(long)]
+    #[arg(long, value_parser = at_least::<usize>(1))]
     kv_heads: Option<usize>,
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = at_least::<usize>(1))]
     dim: usize,
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = at_least::<usize>(1))]
     batch: usize,
     /// Sliding window (keys with position > query - window). With --decode: a ring cache of
     /// this capacity.
-    #[arg(long)]
+    #[arg(long, value_parser = at_least::<u32>(1))]
     window: Option<u32>,
     #[arg(long)]
     causal: bool,
     /// Logit soft-capping value (e.g. 50).
-    #[arg(long)]
+    #[arg(long, value_parser = real::<f32>(|c| c > 0.0, "a number > 0"))]
     softcap: Option<f32>,
     /// One query row per head against a KV cache of --cache-len positions.
     #[arg(long)]
     decode: bool,
-    #[arg(long, default_value_t = 32768)]
+    #[arg(long, default_value_t = 32768, value_parser = at_least::<usize>(1))]
     cache_len: usize,
     /// KV cache storage for --decode: f32 or f16 (default: f16 where the device has shader-f16).
     #[arg(long)]
@@ -55,7 +58,7 @@ pub struct AttentionArgs {
     /// Also run the FMA probe and report the fraction of it reached.
     #[arg(long)]
     fma: bool,
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = min_ms())]
     min_ms: u64,
     /// Compile shaders without wgpu's bounds checks (webjit kernels check their own).
     #[arg(long)]
@@ -124,15 +127,9 @@ type Measured = (Vec<Timed>, f64, Option<f64>, String);
 
 fn prefill(e: &Engine, a: &AttentionArgs, kv_heads: usize, min: Duration) -> Result<Measured> {
     let (b, s, d) = (a.batch, a.seq, a.dim);
-    let q = e.upload_f32(&[b, s, a.heads, d], &pseudo_random(b * s * a.heads * d, 1))?;
-    let k = e.upload_f32(
-        &[b, s, kv_heads, d],
-        &pseudo_random(b * s * kv_heads * d, 2),
-    )?;
-    let v = e.upload_f32(
-        &[b, s, kv_heads, d],
-        &pseudo_random(b * s * kv_heads * d, 3),
-    )?;
+    let q = upload_random(e, &[b, s, a.heads, d], |n| pseudo_random(n, 1))?;
+    let k = upload_random(e, &[b, s, kv_heads, d], |n| pseudo_random(n, 2))?;
+    let v = upload_random(e, &[b, s, kv_heads, d], |n| pseudo_random(n, 3))?;
     let out = e.empty(&[b, s, a.heads, d], DType::F32)?;
     let spec = ops::attention(&q, &k, &v, &Default::default()).spec()?;
     let opts = AttentionOptions {
@@ -196,15 +193,15 @@ fn decode(e: &Engine, a: &AttentionArgs, kv_heads: usize, min: Duration) -> Resu
     while cache.len() < len {
         let n = (len - cache.len()).min(4096);
         let shape = [b, n, kv_heads, d];
-        let k = e.upload_f32(&shape, &pseudo_random(b * n * kv_heads * d, seed))?;
-        let v = e.upload_f32(&shape, &pseudo_random(b * n * kv_heads * d, seed + 1))?;
+        let k = upload_random(e, &shape, |n| pseudo_random(n, seed))?;
+        let v = upload_random(e, &shape, |n| pseudo_random(n, seed + 1))?;
         seed += 2;
         let mut rec = e.recorder();
         webjit_engine::ops::kv_append(&mut cache, &k, &v).record(&mut rec)?;
         rec.submit()?;
         e.gpu.wait_idle()?;
     }
-    let q = e.upload_f32(&[b, a.heads, d], &pseudo_random(b * a.heads * d, 7))?;
+    let q = upload_random(e, &[b, a.heads, d], |n| pseudo_random(n, 7))?;
     let out = e.empty(&[b, a.heads, d], DType::F32)?;
     let opts = DecodeOptions {
         window: a.window,

@@ -19,19 +19,22 @@ use webjit_engine::ops::{
 };
 use webjit_engine::{bench, DeviceOptions, Engine, Error, Result};
 
+use crate::args::{at_least, min_ms, real};
+use crate::bench::upload_random;
+
 #[derive(Args, Debug, Clone)]
 pub struct BlockSparseArgs {
     /// Tokens (T * H * W with --grid).
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 4096, value_parser = at_least::<usize>(1))]
     seq: usize,
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = at_least::<usize>(1))]
     heads: usize,
     /// KV heads (grouped-query attention); defaults to --heads.
-    #[arg(long)]
+    #[arg(long, value_parser = at_least::<usize>(1))]
     kv_heads: Option<usize>,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = at_least::<usize>(1))]
     dim: usize,
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = at_least::<usize>(1))]
     batch: usize,
     /// Block size in tokens (1-D), or the box as TxHxW with --grid.
     #[arg(long, default_value = "64")]
@@ -39,10 +42,10 @@ pub struct BlockSparseArgs {
     /// Token grid TxHxW (VMoBA 2-D / 3-D partitions); default: a 1-D sequence.
     #[arg(long)]
     grid: Option<String>,
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = at_least::<u32>(1))]
     top_k: u32,
     /// Threshold selection instead of top-k.
-    #[arg(long)]
+    #[arg(long, value_parser = real::<f32>(|_| true, "a finite number"))]
     threshold: Option<f32>,
     #[arg(long)]
     causal: bool,
@@ -63,7 +66,7 @@ pub struct BlockSparseArgs {
     /// Time every config of the attention kernel's space.
     #[arg(long)]
     sweep: bool,
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = min_ms())]
     min_ms: u64,
     /// Compile shaders without wgpu's bounds checks (webjit kernels check their own).
     #[arg(long)]
@@ -184,9 +187,9 @@ pub fn run(a: BlockSparseArgs) -> Result<()> {
     let min = Duration::from_millis(a.min_ms);
     let kvh = a.kv_heads.unwrap_or(a.heads);
     let (b, s, d) = (a.batch, a.seq, a.dim);
-    let q = e.upload_f32(&[b, s, a.heads, d], &pseudo_random(b * s * a.heads * d, 1))?;
-    let k = e.upload_f32(&[b, s, kvh, d], &pseudo_random(b * s * kvh * d, 2))?;
-    let v = e.upload_f32(&[b, s, kvh, d], &pseudo_random(b * s * kvh * d, 3))?;
+    let q = upload_random(&e, &[b, s, a.heads, d], |n| pseudo_random(n, 1))?;
+    let k = upload_random(&e, &[b, s, kvh, d], |n| pseudo_random(n, 2))?;
+    let v = upload_random(&e, &[b, s, kvh, d], |n| pseudo_random(n, 3))?;
     let opts = options(&a)?;
     let l = ops::block_sparse_attention(&q, &k, &v, &opts).spec()?;
     let bufs = SparseBuffers::new(&e, &l, &opts, a.union)?;

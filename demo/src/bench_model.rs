@@ -15,6 +15,8 @@ use webjit_engine::model::decoder::Decoder;
 use webjit_engine::model::generate::{GenerateOptions, SampleSettings, Session};
 use webjit_engine::{DeviceOptions, Engine, Error, Result};
 
+use crate::args::{at_least, token_count};
+
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
     /// A GGUF model file: a path, a short name of a fetched model (gemma3-270m, tiny-llama)
@@ -24,12 +26,12 @@ pub struct ModelArgs {
     /// A GGUF header (the bytes before the tensor data); weights are synthesized.
     #[arg(long, conflicts_with = "model")]
     synthetic_from: Option<PathBuf>,
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = token_count())]
     prompt_tokens: usize,
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = token_count())]
     gen_tokens: usize,
     /// Repetitions of the whole prefill + decode run (the best is reported).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = at_least::<usize>(1))]
     reps: usize,
     /// Compile shaders without wgpu's bounds checks (webjit kernels check their own).
     #[arg(long)]
@@ -40,7 +42,7 @@ pub struct ModelArgs {
     profile: bool,
     /// GPU memory the engine may hold, in GiB (default 8: raise it for models above ~5 GB,
     /// e.g. 8B shapes, on a GPU that has the memory).
-    #[arg(long, value_name = "GIB")]
+    #[arg(long, value_name = "GIB", value_parser = at_least::<u32>(1))]
     memory_budget_gib: Option<u32>,
     #[arg(long)]
     json: bool,
@@ -188,23 +190,11 @@ impl WeightSource for SynthSource {
 }
 
 pub fn run(args: ModelArgs) -> Result<()> {
-    if args.prompt_tokens == 0 || args.gen_tokens == 0 || args.reps == 0 {
-        return Err(Error::InvalidArgument {
-            op: "bench model",
-            detail: "--prompt-tokens, --gen-tokens and --reps must be >= 1".into(),
-        });
-    }
     let mut options = DeviceOptions {
         unchecked_shaders: args.unchecked,
         ..Default::default()
     };
     if let Some(gib) = args.memory_budget_gib {
-        if gib == 0 {
-            return Err(Error::InvalidArgument {
-                op: "bench model",
-                detail: "--memory-budget-gib must be >= 1".into(),
-            });
-        }
         options.memory_budget = u64::from(gib) << 30;
     }
     let engine = Engine::new_blocking(options)?;

@@ -14,6 +14,9 @@ use webjit_engine::jit::KernelSpec;
 use webjit_engine::ops::{self, AttentionOptions, NaOptions};
 use webjit_engine::{bench, DType, DeviceOptions, Engine, Error, Result};
 
+use crate::args::{at_least, min_ms};
+use crate::bench::upload_random;
+
 #[derive(Args, Debug, Clone)]
 pub struct NaArgs {
     /// Token grid, outermost axis first: `4096`, `64x64` or `8x32x32` (default 64x64). With
@@ -32,11 +35,11 @@ pub struct NaArgs {
     /// Causal flag per axis as 0/1, e.g. `1x0` (video: causal in time only).
     #[arg(long)]
     causal: Option<String>,
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = at_least::<usize>(1))]
     heads: usize,
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = at_least::<usize>(1))]
     dim: usize,
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = at_least::<usize>(1))]
     batch: usize,
     /// Add a relative positional bias [heads, 2k-1 per axis].
     #[arg(long)]
@@ -54,7 +57,7 @@ pub struct NaArgs {
     /// dense attention's tuned or default config).
     #[arg(long)]
     dense_sweep: bool,
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = min_ms())]
     min_ms: u64,
     /// Compile shaders without wgpu's bounds checks (webjit kernels check their own).
     #[arg(long)]
@@ -140,20 +143,25 @@ pub fn run(a: NaArgs) -> Result<()> {
         Some(s) => parse_axes("causal", s)?.iter().map(|&c| c != 0).collect(),
         None => Vec::new(),
     };
-    let tokens: usize = dims.iter().map(|&x| x as usize).product();
+    let tokens = dims
+        .iter()
+        .try_fold(1usize, |t, &x| t.checked_mul(x as usize))
+        .ok_or_else(|| Error::InvalidArgument {
+            op: "bench",
+            detail: format!("the token grid {dims:?} has more tokens than fit in memory"),
+        })?;
     let mut shape = vec![a.batch, a.heads];
     shape.extend(dims.iter().map(|&x| x as usize));
     shape.push(a.dim);
-    let n = shape.iter().product::<usize>();
-    let q = e.upload_f32(&shape, &pseudo_random(n, 1))?;
-    let k = e.upload_f32(&shape, &pseudo_random(n, 2))?;
-    let v = e.upload_f32(&shape, &pseudo_random(n, 3))?;
+    let q = upload_random(e, &shape, |n| pseudo_random(n, 1))?;
+    let k = upload_random(e, &shape, |n| pseudo_random(n, 2))?;
+    let v = upload_random(e, &shape, |n| pseudo_random(n, 3))?;
     let out = e.empty(&shape, DType::F32)?;
     let rpb = if a.rpb {
         let mut rs = vec![a.heads];
-        rs.extend(kernel.iter().map(|&k| 2 * k as usize - 1));
-        let len = rs.iter().product();
-        Some(e.upload_f32(&rs, &pseudo_random(len, 4))?)
+        // A kernel size of 0 is refused by the op below; here it must not underflow.
+        rs.extend(kernel.iter().map(|&k| (2 * k as usize).saturating_sub(1)));
+        Some(upload_random(e, &rs, |n| pseudo_random(n, 4))?)
     } else {
         None
     };
@@ -252,9 +260,9 @@ pub fn run(a: NaArgs) -> Result<()> {
         None
     } else {
         let s = [a.batch, tokens, a.heads, a.dim];
-        let dq = e.upload_f32(&s, &pseudo_random(n, 5))?;
-        let dk = e.upload_f32(&s, &pseudo_random(n, 6))?;
-        let dv = e.upload_f32(&s, &pseudo_random(n, 7))?;
+        let dq = upload_random(e, &s, |n| pseudo_random(n, 5))?;
+        let dk = upload_random(e, &s, |n| pseudo_random(n, 6))?;
+        let dv = upload_random(e, &s, |n| pseudo_random(n, 7))?;
         let dout = e.empty(&s, DType::F32)?;
         let dopts = AttentionOptions::default();
         let dspec = ops::attention(&dq, &dk, &dv, &Default::default()).spec()?;

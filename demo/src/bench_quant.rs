@@ -162,6 +162,17 @@ pub fn qmatmul(
             op,
             detail: "n * k overflows".into(),
         })?;
+    // Refused before the host makes the weight (a huge --n/--k must not abort there).
+    let budget = engine.gpu.options.memory_budget;
+    if raw_len as u64 > budget {
+        return Err(Error::OutOfMemory {
+            what: format!(
+                "{} weight [{n}, {k}] (engine memory budget {budget} bytes)",
+                format.name()
+            ),
+            bytes: raw_len as u64,
+        });
+    }
     let raw = quant::synth_blocks(format, raw_len / format.block_bytes(), 1);
     // With --cold-mib, runs cycle through enough copies of the weight that they cannot stay
     // in the GPU's last-level cache between runs (as in a model, where each weight is read
@@ -181,10 +192,11 @@ pub fn qmatmul(
         &ws[i % ws.len()]
     };
     let pick = &pick;
-    let xs: Vec<f32> = (0..m * k)
-        .map(|i| ((i % 97) as f32 - 48.0) / 64.0 + 0.01)
-        .collect();
-    let x = engine.upload_f32(&[m, k], &xs)?;
+    let x = crate::bench::upload_random(&engine, &[m, k], |n| {
+        (0..n)
+            .map(|i| ((i % 97) as f32 - 48.0) / 64.0 + 0.01)
+            .collect()
+    })?;
     let y = engine.empty(&[m, n], DType::F32)?;
     let profile = engine.profile().clone();
     // m <= 8: the decode matvec; more rows: the tiled prefill matmul.

@@ -4,35 +4,38 @@ use std::io::Write;
 
 use serde_json::json;
 use webjit_engine::chat::{ChatMessage, ChatTemplate, TemplateError};
+use webjit_engine::jit::kernels::sample::SAMPLE_KMAX;
 use webjit_engine::loader::{MetaEntry, MetaValue};
 use webjit_engine::model::decoder::Decoder;
-use webjit_engine::model::generate::{GenerateOptions, GenerateStats, Session};
+use webjit_engine::model::generate::{GenerateOptions, GenerateStats, Session, StopReason};
 use webjit_engine::tokenizer::text::{StreamDecoder, TextTokenizer};
 use webjit_engine::{DeviceOptions, Engine, Error, Result};
 
+use crate::args::{at_least, real, token_ids, whole, TokenIds};
 use crate::model_ref::{resolve, ModelRef};
 use crate::progress::ProgressSource;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct SamplingArgs {
-    /// Tokens to generate at most.
-    #[arg(long, default_value_t = 128)]
+    /// Tokens to generate at most (0: only read the prompt).
+    #[arg(long, default_value_t = 128, value_parser = at_least::<usize>(0))]
     pub max_tokens: usize,
     /// 0 = greedy.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = real::<f32>(|t| t >= 0.0, "a number >= 0 (0 = greedy)"))]
     pub temperature: f32,
     /// Candidates kept (1..=64; 0 = 64).
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = 40, value_parser = whole::<u32>(0, SAMPLE_KMAX as u64, "0 = 64"))]
     pub top_k: u32,
-    #[arg(long, default_value_t = 0.95)]
+    /// Nucleus sampling: keep the most likely tokens whose probabilities sum to this (0 < p <= 1).
+    #[arg(long, default_value_t = 0.95, value_parser = real::<f32>(|p| p > 0.0 && p <= 1.0, "a number > 0 and <= 1"))]
     pub top_p: f32,
     /// Repetition penalty over the last 64 tokens (1 = off).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = real::<f32>(|p| p > 0.0, "a number > 0 (1 = off)"))]
     pub repeat_penalty: f32,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = at_least::<u64>(0))]
     pub seed: u64,
-    /// Longest context to allocate KV cache for.
-    #[arg(long, default_value_t = 4096)]
+    /// Longest context to allocate KV cache for (prompt and generated tokens; >= 1).
+    #[arg(long, default_value_t = 4096, value_parser = at_least::<usize>(1))]
     pub max_context: usize,
 }
 
@@ -59,14 +62,14 @@ pub struct GenerateArgs {
     #[arg(long, conflicts_with = "prompt_ids")]
     pub prompt: Option<String>,
     /// The prompt as comma-separated token ids (BOS included), instead of text.
-    #[arg(long, value_delimiter = ',')]
-    pub prompt_ids: Option<Vec<u32>>,
+    #[arg(long, value_parser = token_ids)]
+    pub prompt_ids: Option<TokenIds>,
     #[command(flatten)]
     pub sampling: SamplingArgs,
     /// Print one JSON object: prompt_tokens, tokens, text, prefill_tok_s (prompt tokens over
     /// the prefill time left after the load ends: blocks run while the file streams in),
     /// load_and_prefill_s, layers_prefilled_while_loading, decode_tok_s, top_logits (per step,
-    /// the 5 best [id, logit]), dispatches_per_token.
+    /// the 5 best [id, logit]), dispatches_per_token, stop_reason (eog, max_tokens, context).
     #[arg(long)]
     pub json: bool,
 }
@@ -157,7 +160,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let header = webjit_engine::loader::read_header(model.open()?.as_mut())?;
     let tok = TextTokenizer::from_gguf(&header.metadata)?;
     let prompt: Vec<u32> = match (&args.prompt_ids, &args.prompt) {
-        (Some(ids), _) => ids.clone(),
+        (Some(ids), _) => ids.0.clone(),
         (None, Some(text)) => tok.encode(text, true)?,
         (None, None) => {
             return Err(Error::InvalidArgument {
@@ -166,6 +169,18 @@ pub fn run(args: GenerateArgs) -> Result<()> {
             })
         }
     };
+    let max_context = args.sampling.max_context;
+    if prompt.len() > max_context {
+        return Err(Error::InvalidArgument {
+            op: "generate",
+            detail: format!(
+                "--max-context {max_context}: the prompt has {} tokens, which must fit in the \
+                 context; give --max-context {} or more",
+                prompt.len(),
+                prompt.len()
+            ),
+        });
+    }
     let engine = Engine::new_blocking(DeviceOptions::default())?;
     let mut file = model.open()?;
     let mut src = ProgressSource::new(file.as_mut(), "loading")?;
@@ -202,6 +217,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
                 "decode_tok_s": stats.decode_tok_s,
                 "dispatches_per_token": stats.dispatches_per_token,
                 "stopped_on_eog": stats.stopped_on_eog,
+                "stop_reason": stats.stop_reason,
                 "top_logits": stats.top_logits,
             })
         );
@@ -209,17 +225,32 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         println!();
         eprintln!(
             "[loaded + prefilled {} prompt tokens in {:.2} s ({} of {} blocks ran while the \
-             file was still loading); {} tokens at {:.1} tok/s; {} dispatches/token]",
+             file was still loading); {} tokens at {:.1} tok/s; {} dispatches/token; {}]",
             stats.prompt_tokens,
             load_prefill_s,
             streamed.layers_before_load_end,
             streamed.n_layers,
             stats.tokens.len(),
             stats.decode_tok_s,
-            stats.dispatches_per_token
+            stats.dispatches_per_token,
+            stop_words(stats.stop_reason, &args.sampling)
         );
     }
     Ok(())
+}
+
+/// Why generation stopped, for the summary line (`stop_reason` in JSON).
+fn stop_words(reason: Option<StopReason>, s: &SamplingArgs) -> String {
+    match reason {
+        Some(StopReason::Eog) => "stopped at an end-of-generation token".into(),
+        Some(StopReason::MaxTokens) => format!("stopped at --max-tokens {}", s.max_tokens),
+        Some(StopReason::Context) => format!(
+            "stopped: the context is full (--max-context {})",
+            s.max_context
+        ),
+        Some(r) => format!("stopped: {}", r.name()),
+        None => "stopped".into(),
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -314,8 +345,15 @@ pub fn chat(args: ChatArgs) -> Result<()> {
         m.session.reset();
         let (stats, reply) = run_generation(&mut m, &prompt, None, &opts, true)?;
         println!();
+        // Only a full context is named: the next turn cannot fit either.
+        let full = match stats.stop_reason {
+            Some(StopReason::Context) => {
+                format!("; {}", stop_words(stats.stop_reason, &args.sampling))
+            }
+            _ => String::new(),
+        };
         eprintln!(
-            "[{} tokens, {:.1} tok/s]",
+            "[{} tokens, {:.1} tok/s{full}]",
             stats.tokens.len(),
             stats.decode_tok_s
         );

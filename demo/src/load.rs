@@ -44,8 +44,8 @@ pub struct LoadArgs {
     /// minilm-l6, tiny-llama) or an http:// URL (streamed with Range requests).
     #[arg(long)]
     model: String,
-    /// Bytes per push, in KiB (the size of network chunks to simulate).
-    #[arg(long, default_value_t = 1024)]
+    /// Bytes per push, in KiB (the size of network chunks to simulate; 1..=1048576).
+    #[arg(long, default_value_t = 1024, value_parser = crate::args::whole::<usize>(1, 1 << 20, ""))]
     chunk_kib: usize,
     /// Only parse and hash the tensors; no GPU upload.
     #[arg(long)]
@@ -110,12 +110,6 @@ pub fn run(args: LoadArgs) -> Result<()> {
         })?),
         None => None,
     };
-    if args.chunk_kib == 0 || args.chunk_kib > 1 << 20 {
-        return Err(Error::InvalidArgument {
-            op: "load",
-            detail: format!("--chunk-kib {} is not in 1..=1048576", args.chunk_kib),
-        });
-    }
     let engine = if args.no_gpu {
         None
     } else {

@@ -1,5 +1,6 @@
 //! `webjit`: the native command-line tool.
 
+mod args;
 mod bench;
 mod bench_attention;
 mod bench_block_sparse;
@@ -20,6 +21,7 @@ mod serve_path;
 mod tune;
 mod tune_model;
 
+use args::{at_least, real};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -45,7 +47,8 @@ enum Command {
     /// (Gemma 3 270M's f32 kernel shapes), keep the fastest correct one, save the records.
     Tune {
         /// Total time budget in seconds (split over the problems).
-        #[arg(long, default_value_t = 30.0)]
+        #[arg(long, default_value_t = 30.0,
+              value_parser = real::<f64>(|s| s > 0.0 && s <= 1e6, "seconds > 0 and <= 1000000"))]
         budget_s: f64,
         #[arg(long)]
         json: bool,
@@ -64,7 +67,7 @@ enum Command {
         model: Option<String>,
         /// With --model: the prompt length the prefill kernels are tuned for (records apply to
         /// prompts of the same power-of-two bucket, e.g. 65..=128).
-        #[arg(long, default_value_t = 128)]
+        #[arg(long, default_value_t = 128, value_parser = args::token_count())]
         prompt_tokens: usize,
         /// Tune shaders compiled without bounds checks (for `bench ... --unchecked`; records
         /// made this way serve only unchecked runs).
@@ -84,8 +87,8 @@ enum Command {
         /// directory.
         #[arg(long)]
         model: String,
-        /// Sentences per forward pass.
-        #[arg(long, default_value_t = 32)]
+        /// Sentences per forward pass (>= 1).
+        #[arg(long, default_value_t = 32, value_parser = at_least::<usize>(1))]
         batch: usize,
         /// Print one JSON object with `token_ids` and `embeddings`.
         #[arg(long)]
@@ -120,7 +123,9 @@ fn restore_sigpipe() {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let json = args::wants_json(&argv);
+    let cli: Cli = args::parse(argv, json);
     if !matches!(cli.command, Command::Serve(_)) {
         restore_sigpipe();
     }
@@ -160,7 +165,6 @@ fn main() {
         Command::Serve(args) => serve::run(args),
     };
     if let Err(e) = result {
-        eprintln!("error [{}]: {e}", e.code());
-        std::process::exit(1);
+        args::fail(&e, json);
     }
 }

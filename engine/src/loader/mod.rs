@@ -84,10 +84,12 @@ impl HeaderParser {
             HeaderParser::Safetensors(p) => p.is_done(),
         }
     }
+    /// The header field being read, named as inside the header (a file cut there is a
+    /// truncated file, not a bad field).
     fn describe(&self) -> String {
         match self {
-            HeaderParser::Gguf(p) => p.describe(),
-            HeaderParser::Safetensors(p) => p.describe(),
+            HeaderParser::Gguf(p) => format!("the GGUF header's {}", p.describe()),
+            HeaderParser::Safetensors(p) => format!("the safetensors {}", p.describe()),
         }
     }
     fn feed(&mut self, b: &[u8], at: u64) -> Result<(), LoaderError> {
@@ -388,9 +390,15 @@ impl Loader {
             Phase::Failed => return Err(LoaderError::State { state: "an error" }),
             Phase::Finished => return Err(LoaderError::State { state: "finish" }),
             Phase::Header(p) => {
-                // `pos` counts whole fields; a partial one waits in `field`.
+                // `pos` counts whole fields; a partial one waits in `field`. An empty file
+                // has no format to name (fewer than 4 bytes are taken for safetensors).
+                let got_any = got > 0 || !self.field.is_empty();
                 return Err(LoaderError::Truncated {
-                    field: p.describe(),
+                    field: if got_any {
+                        p.describe()
+                    } else {
+                        "the header".into()
+                    },
                     offset: got,
                     needed: (p.want() - self.field.len()) as u64,
                     got: got + self.field.len() as u64,

@@ -136,8 +136,16 @@ pub fn read_header(source: &mut dyn WeightSource) -> Result<ModelHeader, LoaderE
         loader.push(&buf[..n], &mut super::NullSink)?;
         off += n as u64;
     }
-    loader.header().cloned().ok_or(LoaderError::State {
-        state: "a file that ends before its header",
+    if let Some(h) = loader.header() {
+        return Ok(h.clone());
+    }
+    // The file ends inside its header: `finish` reports it as truncated, naming the field
+    // and the byte it ends at.
+    Err(match loader.finish(&mut super::NullSink) {
+        Err(e) => e,
+        Ok(_) => LoaderError::State {
+            state: "a file that ends before its header",
+        },
     })
 }
 

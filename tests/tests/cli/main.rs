@@ -11,6 +11,7 @@ use webjit_tests::cli_support::{http, read_response, webjit, Server, TempDir};
 use webjit_tests::gemma_refs::tiny_llama_path;
 use webjit_tests::{require_model, Rand};
 
+mod args;
 mod serve;
 
 fn sha256_hex(bytes: &[u8]) -> String {

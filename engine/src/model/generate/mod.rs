@@ -415,6 +415,7 @@ impl Session {
     /// runs them before any later work, which then overwrites what they wrote), and the last
     /// returned token waits, unfed, for the next generation.
     fn finish(&mut self, g: &mut Generation) {
+        g.stats.stop_reason = g.stop;
         let ahead = g.ahead.len();
         g.ahead.clear();
         self.decoder.rewind(ahead);
@@ -491,6 +492,7 @@ impl Session {
             }
             return Ok(GenerateStats {
                 prompt_tokens: input.len(),
+                stop_reason: Some(StopReason::MaxTokens),
                 ..Default::default()
             });
         }
@@ -513,6 +515,7 @@ impl Session {
         let mut g = self.start_prefilled(prompt, logits.clone(), opts)?;
         if opts.max_tokens == 0 {
             self.stop(&mut g);
+            g.stats.stop_reason = Some(StopReason::MaxTokens);
             return Ok(g.stats);
         }
         self.run(engine, g, is_eog, on_token)

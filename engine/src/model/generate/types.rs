@@ -68,6 +68,8 @@ pub struct GenerateStats {
     pub queued_behind: usize,
     /// Stopped on an end-of-generation token (not on the token limit or the callback).
     pub stopped_on_eog: bool,
+    /// Why the generation ended (`None` while it runs).
+    pub stop_reason: Option<StopReason>,
 }
 
 /// splitmix64: a tiny seeded generator for the sampler's uniform draws (the same seed gives
@@ -106,8 +108,9 @@ pub struct Step {
     pub submit_s: f64,
 }
 
-/// Why a `Generation` stopped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Why a `Generation` stopped. Serialized as its `name()`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum StopReason {
     /// An end-of-generation token was sampled (it is reported).
     Eog,
