@@ -15,7 +15,8 @@ pub enum BenchCommand {
         /// A model directory: a path, a short name (minilm-l6) or an http:// URL.
         #[arg(long)]
         model: String,
-        #[arg(long, default_value_t = 1, value_parser = at_least::<usize>(1))]
+        /// Sentences per forward pass (1..=65536; each is a copy of a test sentence).
+        #[arg(long, default_value_t = 1, value_parser = whole::<usize>(1, 1 << 16, ""))]
         batch: usize,
         /// Random weights of the model's shapes (the directory needs only config.json and
         /// tokenizer.json).
