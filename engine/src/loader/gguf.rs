@@ -184,10 +184,39 @@ impl GgufParser {
         }
     }
 
+    /// The error for `value` items of at least `unit` bytes each from `payload_at` on, more
+    /// than `bound` allows: past `cap` the value itself is absurd (`TooLarge`); within it, the
+    /// file is too short to hold them, i.e. cut (`Truncated`), the common case of a partial
+    /// download.
+    fn over_limit(
+        &self,
+        field: String,
+        at: u64,
+        payload_at: u64,
+        (value, unit, cap): (u64, u64, u64),
+    ) -> LoaderError {
+        match self.file_len {
+            Some(len) if value <= cap => LoaderError::Truncated {
+                field: format!("{field} ({value} items of at least {unit} bytes each)"),
+                offset: at,
+                needed: value
+                    .saturating_mul(unit.max(1))
+                    .saturating_sub(len.saturating_sub(payload_at)),
+                got: len,
+            },
+            _ => LoaderError::TooLarge {
+                field,
+                offset: at,
+                value,
+                max: self.bound(payload_at, unit, cap),
+            },
+        }
+    }
+
     fn checked_len(&self, at: u64, value: u64, unit: u64, cap: u64) -> Result<usize, LoaderError> {
         let max = self.bound(at + 8, unit, cap);
         if value > max {
-            return Err(self.too_large(at, value, max));
+            return Err(self.over_limit(self.describe(), at, at + 8, (value, unit, cap)));
         }
         usize::try_from(value).map_err(|_| self.too_large(at, value, max))
     }
@@ -217,21 +246,13 @@ impl GgufParser {
                 let (nt, nkv) = (u64_at(b, 0), u64_at(b, 8));
                 let max_t = self.bound(at + 16, MIN_TENSOR_INFO, MAX_TENSORS);
                 if nt > max_t {
-                    return Err(LoaderError::TooLarge {
-                        field: "tensor count".into(),
-                        offset: at,
-                        value: nt,
-                        max: max_t,
-                    });
+                    let limit = (nt, MIN_TENSOR_INFO, MAX_TENSORS);
+                    return Err(self.over_limit("tensor count".into(), at, at + 16, limit));
                 }
                 let max_kv = self.bound(at + 16, MIN_KV, MAX_KV);
                 if nkv > max_kv {
-                    return Err(LoaderError::TooLarge {
-                        field: "metadata count".into(),
-                        offset: at + 8,
-                        value: nkv,
-                        max: max_kv,
-                    });
+                    let limit = (nkv, MIN_KV, MAX_KV);
+                    return Err(self.over_limit("metadata count".into(), at + 8, at + 16, limit));
                 }
                 self.n_tensors = nt;
                 self.n_kv = nkv;
@@ -300,7 +321,8 @@ impl GgufParser {
                 let count = u64_at(b, 4);
                 let max = self.bound(at + 12, elem.min_size(), MAX_ARRAY_LEN);
                 if count > max {
-                    return Err(self.too_large(at + 4, count, max));
+                    let limit = (count, elem.min_size(), MAX_ARRAY_LEN);
+                    return Err(self.over_limit(self.describe(), at + 4, at + 12, limit));
                 }
                 let arr = match elem {
                     ValueType::Str => MetaArray::Str {
