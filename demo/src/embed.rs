@@ -3,20 +3,23 @@
 use std::io::BufRead;
 
 use serde_json::json;
+use webjit_engine::loader::WeightSource;
 use webjit_engine::model::bert::Bert;
 use webjit_engine::{DeviceOptions, Engine, Error, Result};
 
 use crate::model_ref::{resolve, ModelRef};
+use crate::progress::ProgressSource;
 
 /// Sentence-transformers' default `max_seq_length` when the directory does not say.
 const DEFAULT_MAX_SEQ_LEN: usize = 512;
 
-/// The bytes of a BERT model directory (local or http): config.json, tokenizer.json, the
-/// optional sentence_bert_config.json and, unless `weights` is false, model.safetensors.
+/// A BERT model directory (local or http): the bytes of config.json, tokenizer.json and the
+/// optional sentence_bert_config.json and, unless `weights` is false, model.safetensors opened
+/// (its bytes are streamed onto the GPU by `load_bert`, never read whole).
 struct BertFiles {
     config_json: Vec<u8>,
     tokenizer_json: Vec<u8>,
-    weights: Vec<u8>,
+    weights: Option<Box<dyn WeightSource>>,
     max_seq_len: usize,
 }
 
@@ -30,26 +33,35 @@ fn read_bert_files(dir: &ModelRef, weights: bool) -> Result<BertFiles> {
         config_json: dir.require_small("config.json")?,
         tokenizer_json: dir.require_small("tokenizer.json")?,
         weights: if weights {
-            dir.join("model.safetensors").read_all("loading")?
+            Some(dir.join("model.safetensors").open()?)
         } else {
-            Vec::new()
+            None
         },
         max_seq_len,
     })
 }
 
-fn load_bert(engine: &Engine, f: &BertFiles) -> Result<Bert> {
-    Bert::from_bytes(
+fn load_bert(engine: &Engine, f: &mut BertFiles) -> Result<Bert> {
+    let Some(weights) = f.weights.as_mut() else {
+        return Err(Error::InvalidArgument {
+            op: "embed",
+            detail: "model.safetensors was not opened".into(),
+        });
+    };
+    let mut src = ProgressSource::new(weights.as_mut(), "loading")?;
+    let bert = Bert::from_source(
         engine,
         &f.config_json,
-        &f.weights,
+        &mut src,
         &f.tokenizer_json,
         f.max_seq_len,
-    )
+    )?;
+    src.finish();
+    Ok(bert)
 }
 
 pub fn run(model: &str, texts: Vec<String>, batch: usize, as_json: bool) -> Result<()> {
-    let files = read_bert_files(&resolve(model, "embed")?, true)?;
+    let mut files = read_bert_files(&resolve(model, "embed")?, true)?;
     let texts = if texts.is_empty() {
         let stdin = std::io::stdin();
         stdin
@@ -64,7 +76,7 @@ pub fn run(model: &str, texts: Vec<String>, batch: usize, as_json: bool) -> Resu
         texts
     };
     let engine = Engine::new_blocking(DeviceOptions::default())?;
-    let bert = load_bert(&engine, &files)?;
+    let bert = load_bert(&engine, &mut files)?;
     drop(files);
     let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
     let (ids, embs) = bert.embed(&engine, &refs, batch)?;
@@ -118,12 +130,12 @@ pub fn bench(
     profile: bool,
     as_json: bool,
 ) -> Result<()> {
-    let files = read_bert_files(&resolve(model, "bench embed")?, !synthetic)?;
+    let mut files = read_bert_files(&resolve(model, "bench embed")?, !synthetic)?;
     let engine = Engine::new_blocking(DeviceOptions::default())?;
     let bert = if synthetic {
         synthetic_bert(&engine, &files)?
     } else {
-        load_bert(&engine, &files)?
+        load_bert(&engine, &mut files)?
     };
     let batch = batch.max(1);
     let texts: Vec<&str> = (0..batch)

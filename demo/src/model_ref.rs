@@ -9,7 +9,6 @@ use webjit_engine::loader::{FileSource, WeightSource};
 use webjit_engine::{Error, Result};
 
 use crate::http_source::{get_small, HttpSource, HttpUrl};
-use crate::progress::ProgressSource;
 
 /// Short names of the models `make models` (scripts/fetch-models.sh) puts in the cache:
 /// (name, file or directory in the cache).
@@ -22,10 +21,6 @@ pub const SHORT_NAMES: &[(&str, &str)] = &[
 /// Largest config or tokenizer file read whole (tokenizer.json of large vocabularies is a few
 /// MiB); a bigger one is not what the name says.
 const MAX_SMALL_FILE: u64 = 64 << 20;
-
-/// Largest weights file read whole into memory (BERT-style models; decoders stream instead).
-/// 4 GiB is also the most a wasm32 page could hold, so the browser has the same bound.
-const MAX_WHOLE_FILE: u64 = 4 << 30;
 
 /// The model cache `make models` fills: `${WEBJIT_CACHE:-~/.cache/webjit}/models`.
 pub fn model_cache() -> PathBuf {
@@ -151,37 +146,6 @@ impl ModelRef {
         self.read_small(name)?.ok_or_else(|| Error::BadModel {
             detail: format!("{}: does not exist", self.join(name)),
         })
-    }
-
-    /// The whole file in memory (models whose builder takes bytes), with a progress bar.
-    /// The length a server claims is checked before any buffer is sized by it, and memory is
-    /// only filled as bytes arrive, so a lying server costs address space, not RAM.
-    pub fn read_all(&self, what: &str) -> Result<Vec<u8>> {
-        let mut src = self.open()?;
-        let mut src = ProgressSource::new(src.as_mut(), what)?;
-        let len = src.len()?;
-        if len > MAX_WHOLE_FILE {
-            return Err(Error::BadModel {
-                detail: format!(
-                    "{self}: {len} bytes, above the {MAX_WHOLE_FILE}-byte limit for a model \
-                     read whole"
-                ),
-            });
-        }
-        let too_big = || Error::BadModel {
-            detail: format!("{self}: {len} bytes do not fit in memory"),
-        };
-        let n = usize::try_from(len).map_err(|_| too_big())?;
-        let mut buf = Vec::new();
-        buf.try_reserve_exact(n).map_err(|_| too_big())?;
-        let mut chunk = vec![0u8; n.min(4 << 20)];
-        while buf.len() < n {
-            let k = (n - buf.len()).min(chunk.len());
-            src.read_at(buf.len() as u64, &mut chunk[..k])?;
-            buf.extend_from_slice(&chunk[..k]);
-        }
-        src.finish();
-        Ok(buf)
     }
 }
 

@@ -252,9 +252,11 @@ export class Core {
   /**
    * source: a base URL (folder with config.json, model.safetensors, tokenizer.json and
    * optionally sentence_bert_config.json) or {config, weights, tokenizer, sentenceBertConfig?}
-   * where each is anything openSource takes.
+   * where each is anything openSource takes. The small JSON files are read whole; the weights
+   * stream onto the GPU chunk by chunk as loadModel's do (ctx.emit gets the same progress
+   * events), so wasm memory stays bounded whatever the file's size.
    */
-  async loadEmbedder({ source, cache = 'none', maxSeqLen, maxBytes }, { signal }) {
+  async loadEmbedder({ source, cache = 'none', maxSeqLen }, { emit, signal }) {
     const engine = this.#alive();
     let files = source;
     if (typeof source === 'string' || source instanceof URL) {
@@ -287,17 +289,78 @@ export class Core {
       seq = c.max_position_embeddings || 512;
     }
     need(Number.isInteger(seq) && seq > 0, `maxSeqLen must be a positive integer, got ${seq}`);
-    const weights = await readAll(files.weights, { signal, cache, maxBytes: maxBytes ?? 2 ** 31 - 1 });
-    if (signal?.aborted) throw abortedError(signal);
-    const emb = await this.#lock.run(() => {
-      try {
-        return engine.loadEmbedder(config, weights, tokenizer, seq);
-      } catch (e) {
-        throw toWebjitError(e);
+    const { chunks, meta } = await openSource(files.weights, { signal, cache });
+    let load = null;
+    let last = null;
+    let lastEmit = 0;
+    let peakWasm = this.wasmMemoryBytes();
+    const report = (force) => {
+      const now = Date.now();
+      if (!last || (!force && now - lastEmit < PROGRESS_EVERY_MS)) return;
+      lastEmit = now;
+      emit?.({
+        type: 'progress',
+        ...last,
+        totalBytes: last.totalBytes || meta.totalBytes,
+        fromCache: meta.fromCache,
+        resumes: meta.resumes,
+        wasmMemoryBytes: this.wasmMemoryBytes(),
+        peakWasmMemoryBytes: peakWasm,
+      });
+    };
+    try {
+      for await (const chunk of chunks) {
+        if (!load) load = await this.#lock.run(() => engine.beginLoad('safetensors', meta.totalBytes || 0, '{}'));
+        last = await this.#lock.run(() => parse(load.push(chunk)));
+        peakWasm = Math.max(peakWasm, this.wasmMemoryBytes());
+        report(false);
       }
-    });
-    const id = this.#add('embedder', emb);
-    return { id, dim: emb.dim(), maxSeqLen: seq };
+      if (signal?.aborted) throw abortedError(signal);
+      if (!load) throw new WebjitError(ErrorCode.BAD_MODEL_FILE, `${meta.name || 'embedder weights'} is empty`);
+      const emb = await this.#lock.run(() => load.finishEmbedder(config, tokenizer, seq));
+      try {
+        // As for text models: a round trip proves the weights reached a live device.
+        await this.#lock.run(() => engine.confirmAlive());
+      } catch (e) {
+        emb.free();
+        throw e;
+      }
+      peakWasm = Math.max(peakWasm, this.wasmMemoryBytes());
+      if (last) last.phase = 'done';
+      report(true);
+      const id = this.#add('embedder', emb);
+      await meta.commitCache?.();
+      const { commitCache, discardCache, dropCachedCopy, ...loadMeta } = meta;
+      return {
+        id,
+        dim: emb.dim(),
+        maxSeqLen: seq,
+        load: { ...loadMeta, peakWasmMemoryBytes: peakWasm, cacheError: meta.cacheError },
+      };
+    } catch (e) {
+      await meta.discardCache?.();
+      let err = signal?.aborted ? abortedError(signal) : toWebjitError(e);
+      if (meta.fromCache && meta.dropCachedCopy && err.code === ErrorCode.BAD_MODEL_FILE) {
+        await meta.dropCachedCopy();
+        err = new WebjitError(err.code, `${err.message} (the stored OPFS copy was refused and removed: the next load downloads the file again)`);
+      }
+      if (load) {
+        try {
+          load.abort();
+        } catch {
+          // A load that failed inside push is already dead.
+        }
+      }
+      throw err;
+    } finally {
+      if (load) {
+        try {
+          load.free();
+        } catch {
+          // finishEmbedder() consumed it.
+        }
+      }
+    }
   }
 
   // ---- text models ----

@@ -91,6 +91,27 @@ export interface LoadProgress {
   peakWasmMemoryBytes: number;
 }
 
+/** How a weights file arrived (`TextModel.load`, `Embedder.load`). */
+export interface LoadInfo {
+  totalBytes: number;
+  /** Read from the Cache API or OPFS copy (no network). */
+  fromCache: boolean;
+  /** Stored for the next load by this one. */
+  cached: boolean;
+  resumes: number;
+  /** The wasm memory's size at its largest during the load (it never shrinks): the file
+   *  streams onto the GPU, so this stays far below the file's size. */
+  peakWasmMemoryBytes: number;
+  /** Why the file could not be stored: 'QUOTA_EXCEEDED', or a sentence. */
+  cacheError?: string;
+  /** The server's ETag / Last-Modified of the file (recorded with an OPFS copy). */
+  etag?: string;
+  lastModified?: string;
+  /** How an OPFS copy was written: a sync access handle (in the package's worker) or
+   *  createWritable (in the page's thread). */
+  cacheWriter?: 'sync-access-handle' | 'writable';
+}
+
 /** Anything a model can be read from. Strings are URLs, resolved against the page. */
 export type ModelSource = string | URL | Blob | Response | ReadableStream<Uint8Array> | ArrayBuffer | ArrayBufferView;
 
@@ -226,23 +247,7 @@ export declare class TextModel {
      *  without one ('builtin:gemma3'), or nowhere ('none': pass {template}). */
     chat_template: 'gguf' | `builtin:${string}` | 'none';
   };
-  readonly load: {
-    totalBytes: number;
-    /** Read from the Cache API or OPFS copy (no network). */
-    fromCache: boolean;
-    /** Stored for the next load by this one. */
-    cached: boolean;
-    resumes: number;
-    peakWasmMemoryBytes: number;
-    /** Why the file could not be stored: 'QUOTA_EXCEEDED', or a sentence. */
-    cacheError?: string;
-    /** The server's ETag / Last-Modified of the file (recorded with an OPFS copy). */
-    etag?: string;
-    lastModified?: string;
-    /** How an OPFS copy was written: a sync access handle (in the package's worker) or
-     *  createWritable (in the page's thread). */
-    cacheWriter?: 'sync-access-handle' | 'writable';
-  };
+  readonly load: LoadInfo;
   /** Final record of the last generation. */
   readonly lastStats: GenerateStats | null;
   /** Text pieces as they are generated: `for await (const piece of model.generate(p))`.
@@ -275,6 +280,8 @@ export declare class TextModel {
 export declare class Embedder {
   readonly dim: number;
   readonly maxSeqLen: number;
+  /** How model.safetensors arrived (streamed onto the GPU like a GGUF). */
+  readonly load: LoadInfo;
   /** One L2-normalized, mean-pooled vector per text. */
   embed(texts: string[] | string): Promise<Float32Array[]>;
   tokenize(text: string): Promise<Uint32Array>;

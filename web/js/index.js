@@ -264,10 +264,12 @@ export function builtinChatTemplate(architecture, opts = {}) {
 }
 
 export class Embedder extends Handle {
-  constructor(engine, id, dim, maxSeqLen) {
+  constructor(engine, id, dim, maxSeqLen, load) {
     super(engine, id);
     this.dim = dim;
     this.maxSeqLen = maxSeqLen;
+    /** How the weights arrived: {totalBytes, fromCache, cached, resumes, peakWasmMemoryBytes}. */
+    this.load = load;
   }
   /** One L2-normalized, mean-pooled vector per text. */
   async embed(texts) {
@@ -421,8 +423,9 @@ export class Engine {
   /**
    * A sentence embedder (BERT family, e.g. all-MiniLM-L6-v2). source: a folder URL holding
    * config.json, model.safetensors, tokenizer.json (and sentence_bert_config.json), or
-   * {config, weights, tokenizer, sentenceBertConfig?} of URLs/Files/Blobs/buffers.
-   * opts: {signal, cache, maxSeqLen}.
+   * {config, weights, tokenizer, sentenceBertConfig?} of URLs/Files/Blobs/buffers. The
+   * weights stream onto the GPU as loadModel's do (bounded wasm memory).
+   * opts: {onProgress, signal, cache, maxSeqLen}.
    */
   async loadEmbedder(source, opts = {}) {
     let src = source;
@@ -434,9 +437,9 @@ export class Engine {
     const r = await this._call(
       'loadEmbedder',
       { source: src, cache: opts.cache ?? 'none', maxSeqLen: opts.maxSeqLen },
-      { signal: opts.signal },
+      { onEvent: (e) => e.type === 'progress' && opts.onProgress?.(e), signal: opts.signal },
     );
-    const e = new Embedder(this, r.id, r.dim, r.maxSeqLen);
+    const e = new Embedder(this, r.id, r.dim, r.maxSeqLen, r.load);
     this._handles.add(e);
     return e;
   }

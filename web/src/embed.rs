@@ -26,16 +26,26 @@ impl WebEmbedder {
         tokenizer: &[u8],
         max_seq_len: u32,
     ) -> Result<Self, JsValue> {
-        let max = if max_seq_len == 0 {
-            512
-        } else {
-            max_seq_len as usize
-        };
+        let max = max_seq_len_of(max_seq_len);
         let bert = Bert::from_bytes(&e.inner, config, weights, tokenizer, max).map_err(js_error)?;
-        Ok(Self {
-            engine: e.inner.clone(),
+        Ok(Self::from_bert(e.inner.clone(), bert))
+    }
+
+    /// An embedder over a model already built (`ModelLoad.finishEmbedder`).
+    pub(crate) fn from_bert(engine: Engine, bert: Bert) -> Self {
+        Self {
+            engine,
             bert: Some(Rc::new(bert)),
-        })
+        }
+    }
+}
+
+/// sentence-transformers' `max_seq_length` as the page gives it: 0 means 512.
+pub(crate) fn max_seq_len_of(n: u32) -> usize {
+    if n == 0 {
+        512
+    } else {
+        n as usize
     }
 }
 

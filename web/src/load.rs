@@ -9,6 +9,7 @@ use wasm_bindgen::prelude::*;
 use webjit_engine::loader::{
     Format, GpuSink, LoadEvent, LoadOptions, Loader, LoaderError, TensorInfo, TensorSink,
 };
+use webjit_engine::model::bert::Bert;
 use webjit_engine::model::decoder::Decoder;
 use webjit_engine::model::generate::Session;
 use webjit_engine::model::llm_config::DecoderConfig;
@@ -17,6 +18,7 @@ use webjit_engine::tokenizer::text::TextTokenizer;
 use webjit_engine::{Engine, Error};
 
 use crate::chat::ModelTemplate;
+use crate::embed::{max_seq_len_of, WebEmbedder};
 use crate::state::{Built, CurrentModel};
 use crate::text::WebTextModel;
 use crate::{invalid, js_err, js_error, parse_opts, WebEngine};
@@ -271,6 +273,38 @@ impl WebModelLoad {
         }
     }
 
+    /// After the last byte of a `model.safetensors`: builds the sentence embedder (BERT
+    /// family) from the weights streamed in and the bytes of `config.json` and
+    /// `tokenizer.json`; `max_seq_len` 0 means 512. Throws `BAD_MODEL_FILE` when the file is
+    /// incomplete or lacks a tensor the encoder needs.
+    #[wasm_bindgen(js_name = finishEmbedder)]
+    pub fn finish_embedder(
+        &mut self,
+        config: &[u8],
+        tokenizer: &[u8],
+        max_seq_len: u32,
+    ) -> Result<WebEmbedder, JsValue> {
+        self.live()?;
+        let Some(mut live) = self.live.take() else {
+            return Err(js_err("INVALID_STATE", "this load has already finished"));
+        };
+        let r = build_embedder(
+            &self.engine,
+            &mut live,
+            config,
+            tokenizer,
+            max_seq_len_of(max_seq_len),
+        );
+        drop(live);
+        match r {
+            Ok(bert) => Ok(WebEmbedder::from_bert(self.engine.clone(), bert)),
+            Err(e) => {
+                self.engine.pool.trim();
+                Err(js_error(e))
+            }
+        }
+    }
+
     /// Stops the load and frees every GPU buffer it uploaded.
     pub fn abort(&mut self) {
         self.end();
@@ -286,9 +320,15 @@ fn push_into(live: &mut Live, chunk: &[u8], total: u64) -> Result<(), Error> {
         let format = live
             .format
             .unwrap_or_else(|| Format::sniff(&live.prefix[..4]));
+        // Safetensors files are sentence encoders: the tensors they carry that the encoder
+        // does not read (BERT's I64 `position_ids`) are streamed past.
+        let base = match format {
+            Format::Safetensors => Bert::load_options(),
+            Format::Gguf => LoadOptions::default(),
+        };
         let opts = LoadOptions {
             expected_len: (total > 0).then_some(total),
-            ..LoadOptions::default()
+            ..base
         };
         let mut loader = Loader::new(format, opts);
         let first = std::mem::take(&mut live.prefix);
@@ -351,4 +391,32 @@ fn build(engine: &Engine, live: &mut Live, max_context: usize) -> Result<Built, 
             })
         }
     }
+}
+
+fn build_embedder(
+    engine: &Engine,
+    live: &mut Live,
+    config: &[u8],
+    tokenizer: &[u8],
+    max_seq_len: usize,
+) -> Result<Bert, Error> {
+    let loader = live.loader.as_mut().ok_or_else(|| Error::BadModel {
+        detail: "the file ended before its header".into(),
+    })?;
+    loader.finish(&mut live.sink)?;
+    let header = loader.header().cloned().ok_or_else(|| Error::BadModel {
+        detail: "the file ended before its header".into(),
+    })?;
+    let sink = std::mem::replace(
+        &mut live.sink.gpu,
+        Upload::Plain(Box::new(GpuSink::new(engine))),
+    );
+    let Upload::Plain(sink) = sink else {
+        return Err(Error::InvalidArgument {
+            op: "loadEmbedder",
+            detail: "a streamed prompt (prompt, promptIds) is for text models, not embedders"
+                .into(),
+        });
+    };
+    Bert::from_sink(engine, config, tokenizer, max_seq_len, *sink, &header)
 }

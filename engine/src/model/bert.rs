@@ -5,8 +5,12 @@
 
 use serde::Deserialize;
 
-use super::weights::SafeWeights;
+use super::weights::StreamedWeights;
 use crate::error::{Error, Result};
+use crate::loader::source::load_from;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::loader::FileSource;
+use crate::loader::{Format, GpuSink, LoadOptions, MemSource, ModelHeader, WeightSource};
 use crate::ops;
 use crate::recorder::Recorder;
 use crate::tensor::Tensor;
@@ -80,27 +84,21 @@ pub struct Bert {
     pub norm_in_matmul: Option<bool>,
 }
 
-impl Bert {
-    /// Builds the model from the bytes of `config.json`, `model.safetensors` and
-    /// `tokenizer.json`. `max_seq_len` is sentence-transformers' `max_seq_length`.
-    pub fn from_bytes(
-        engine: &Engine,
-        config_json: &[u8],
-        weights: &[u8],
-        tokenizer_json: &[u8],
-        max_seq_len: usize,
-    ) -> Result<Self> {
+/// Bytes read at a time when `Bert::from_source` streams the weights: the only host buffer
+/// that grows with the read size.
+const STREAM_CHUNK: usize = 1 << 20;
+
+impl BertConfig {
+    /// Parses `config.json` and checks what the forward pass relies on.
+    pub fn parse(config_json: &[u8]) -> Result<Self> {
         let config: BertConfig =
             serde_json::from_slice(config_json).map_err(|e| Error::BadModel {
                 detail: format!("config.json: {e}"),
             })?;
-        let (h, ff) = (config.hidden_size, config.intermediate_size);
-        if h == 0 || config.num_attention_heads == 0 || h % config.num_attention_heads != 0 {
+        let (h, heads) = (config.hidden_size, config.num_attention_heads);
+        if h == 0 || heads == 0 || h % heads != 0 {
             return Err(Error::BadModel {
-                detail: format!(
-                    "hidden size {h} is not a multiple of {} heads",
-                    config.num_attention_heads
-                ),
+                detail: format!("hidden size {h} is not a multiple of {heads} heads"),
             });
         }
         if config.hidden_act != "gelu" {
@@ -111,17 +109,107 @@ impl Bert {
                 ),
             });
         }
+        if config.type_vocab_size == 0 {
+            return Err(Error::BadModel {
+                detail: "config.json: type_vocab_size is 0 (token type 0 is needed)".into(),
+            });
+        }
+        Ok(config)
+    }
+}
+
+impl Bert {
+    /// Builds the model from the bytes of `config.json`, `model.safetensors` and
+    /// `tokenizer.json`. `max_seq_len` is sentence-transformers' `max_seq_length`. The weights
+    /// stream onto the GPU as `from_source` streams them (no copy of the file is made).
+    pub fn from_bytes(
+        engine: &Engine,
+        config_json: &[u8],
+        weights: &[u8],
+        tokenizer_json: &[u8],
+        max_seq_len: usize,
+    ) -> Result<Self> {
+        Self::from_source(
+            engine,
+            config_json,
+            &mut MemSource(weights),
+            tokenizer_json,
+            max_seq_len,
+        )
+    }
+
+    /// `from_bytes` with the safetensors file read from `weights` 1 MiB at a time and streamed
+    /// onto the GPU: host memory stays bounded by the read buffer and the parsed header, never
+    /// the file. The config and the tokenizer are checked before any weight is read.
+    pub fn from_source(
+        engine: &Engine,
+        config_json: &[u8],
+        weights: &mut dyn WeightSource,
+        tokenizer_json: &[u8],
+        max_seq_len: usize,
+    ) -> Result<Self> {
+        let config = BertConfig::parse(config_json)?;
         let max_len = max_seq_len.min(config.max_position_embeddings);
         let tokenizer = WordPiece::from_json(tokenizer_json, max_len)?;
-        let st = SafeWeights::parse(weights, "embeddings.word_embeddings.weight")?;
-        let linear = |name: &str, out: usize, inp: usize| -> Result<Linear> {
-            Ok(Linear {
-                w: st.upload(engine, &format!("{name}.weight"), &[out, inp])?,
-                b: st.upload(engine, &format!("{name}.bias"), &[out])?,
+        let mut sink = GpuSink::new(engine);
+        let (header, _) = load_from(
+            weights,
+            Some(Format::Safetensors),
+            Self::load_options(),
+            STREAM_CHUNK,
+            &mut sink,
+        )?;
+        Self::assemble(engine, config, tokenizer, sink, &header)
+    }
+
+    /// How the loader must read a BERT safetensors file: tensors of dtypes the encoder does
+    /// not use (the I64 `position_ids` buffer many exports carry) are streamed past.
+    pub fn load_options() -> LoadOptions {
+        LoadOptions {
+            skip_unsupported: true,
+            ..LoadOptions::default()
+        }
+    }
+
+    /// The model from weights a `Loader` (created with `load_options`) streamed into `sink`
+    /// from the safetensors file `header` describes, and the bytes of `config.json` and
+    /// `tokenizer.json`: what the browser's streaming load does once the last byte arrived.
+    pub fn from_sink(
+        engine: &Engine,
+        config_json: &[u8],
+        tokenizer_json: &[u8],
+        max_seq_len: usize,
+        sink: GpuSink,
+        header: &ModelHeader,
+    ) -> Result<Self> {
+        let config = BertConfig::parse(config_json)?;
+        let max_len = max_seq_len.min(config.max_position_embeddings);
+        let tokenizer = WordPiece::from_json(tokenizer_json, max_len)?;
+        Self::assemble(engine, config, tokenizer, sink, header)
+    }
+
+    fn assemble(
+        engine: &Engine,
+        config: BertConfig,
+        tokenizer: WordPiece,
+        sink: GpuSink,
+        header: &ModelHeader,
+    ) -> Result<Self> {
+        if header.format != Format::Safetensors {
+            return Err(Error::Unsupported {
+                what: "sentence encoders load from safetensors files (model.safetensors)".into(),
+            });
+        }
+        let (h, ff) = (config.hidden_size, config.intermediate_size);
+        let mut st = StreamedWeights::new(sink, header, "embeddings.word_embeddings.weight")?;
+        let linear = |st: &mut StreamedWeights, name: &str, out: usize, inp: usize| {
+            Ok::<_, Error>(Linear {
+                w: st.take(&format!("{name}.weight"), &[out, inp])?,
+                b: st.take(&format!("{name}.bias"), &[out])?,
             })
         };
         // The three projections of one attention layer, stacked (one dispatch computes them).
-        let qkv = |p: &str| -> Result<Linear> {
+        let qkv = |st: &mut StreamedWeights, p: &str| -> Result<Linear> {
             let names = |what: &str| -> Vec<String> {
                 ["query", "key", "value"]
                     .iter()
@@ -129,54 +217,46 @@ impl Bert {
                     .collect()
             };
             Ok(Linear {
-                w: st.upload_stacked(engine, &names("weight"), &[h, h])?,
-                b: st.upload_stacked(engine, &names("bias"), &[h])?,
+                w: st.take_stacked(engine, &names("weight"), &[h, h])?,
+                b: st.take_stacked(engine, &names("bias"), &[h])?,
             })
         };
-        let norm = |name: &str| -> Result<Norm> {
+        let norm = |st: &mut StreamedWeights, name: &str| -> Result<Norm> {
             Ok(Norm {
-                w: st.upload(engine, &format!("{name}.weight"), &[h])?,
-                b: st.upload(engine, &format!("{name}.bias"), &[h])?,
+                w: st.take(&format!("{name}.weight"), &[h])?,
+                b: st.take(&format!("{name}.bias"), &[h])?,
             })
         };
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for i in 0..config.num_hidden_layers {
             let p = format!("encoder.layer.{i}");
             layers.push(Layer {
-                qkv: qkv(&p)?,
-                attn_out: linear(&format!("{p}.attention.output.dense"), h, h)?,
-                attn_norm: norm(&format!("{p}.attention.output.LayerNorm"))?,
-                up: linear(&format!("{p}.intermediate.dense"), ff, h)?,
-                down: linear(&format!("{p}.output.dense"), h, ff)?,
-                ffn_norm: norm(&format!("{p}.output.LayerNorm"))?,
+                qkv: qkv(&mut st, &p)?,
+                attn_out: linear(&mut st, &format!("{p}.attention.output.dense"), h, h)?,
+                attn_norm: norm(&mut st, &format!("{p}.attention.output.LayerNorm"))?,
+                up: linear(&mut st, &format!("{p}.intermediate.dense"), ff, h)?,
+                down: linear(&mut st, &format!("{p}.output.dense"), h, ff)?,
+                ffn_norm: norm(&mut st, &format!("{p}.output.LayerNorm"))?,
             });
         }
+        let word = st.take("embeddings.word_embeddings.weight", &[config.vocab_size, h])?;
+        let max_pos = config.max_position_embeddings;
+        let pos = st.take("embeddings.position_embeddings.weight", &[max_pos, h])?;
+        let typ = st.take(
+            "embeddings.token_type_embeddings.weight",
+            &[config.type_vocab_size, h],
+        )?;
+        // Position rows plus the type-0 row, on the GPU: a gather of row 0 of the type table
+        // for every position, with the position table added in the same dispatch (one f32 add
+        // per value, as the host did it before the weights were streamed).
+        let mut rec = engine.recorder();
+        let position_type =
+            ops::embedding_add(&typ, &vec![0u32; max_pos], 1.0, &pos, max_pos).record(&mut rec)?;
+        rec.submit()?;
         Ok(Self {
-            word: st.upload(
-                engine,
-                "embeddings.word_embeddings.weight",
-                &[config.vocab_size, h],
-            )?,
-            position_type: {
-                let mut pos = st.read(
-                    "embeddings.position_embeddings.weight",
-                    &[config.max_position_embeddings, h],
-                )?;
-                let typ = st.read(
-                    "embeddings.token_type_embeddings.weight",
-                    &[config.type_vocab_size, h],
-                )?;
-                let type0 = typ.get(..h).ok_or_else(|| Error::BadModel {
-                    detail: "token type embeddings have no rows".into(),
-                })?;
-                for row in pos.chunks_exact_mut(h) {
-                    for (p, t) in row.iter_mut().zip(type0) {
-                        *p += t;
-                    }
-                }
-                engine.upload_f32(&[config.max_position_embeddings, h], &pos)?
-            },
-            emb_norm: norm("embeddings.LayerNorm")?,
+            word,
+            position_type,
+            emb_norm: norm(&mut st, "embeddings.LayerNorm")?,
             layers,
             tokenizer,
             config,
@@ -185,7 +265,7 @@ impl Bert {
     }
 
     /// Loads `config.json`, `model.safetensors`, `tokenizer.json` and (if present)
-    /// `sentence_bert_config.json` from a model directory.
+    /// `sentence_bert_config.json` from a model directory, streaming the weights from the file.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn load_dir(engine: &Engine, dir: &std::path::Path) -> Result<Self> {
         let read = |name: &str| {
@@ -200,10 +280,11 @@ impl Bert {
                 .unwrap_or(512) as usize,
             Err(_) => 512,
         };
-        Self::from_bytes(
+        let mut weights = FileSource::open(&dir.join("model.safetensors"))?;
+        Self::from_source(
             engine,
             &read("config.json")?,
-            &read("model.safetensors")?,
+            &mut weights,
             &read("tokenizer.json")?,
             max_seq_len,
         )
