@@ -429,15 +429,17 @@ export class Engine {
    */
   async loadEmbedder(source, opts = {}) {
     let src = source;
+    // Streams cross to the worker transferred, as loadModel's do (they cannot be copied).
+    const transfer = [];
     if (typeof source === 'string' || source instanceof URL) src = absolute(source);
     else if (source && typeof source === 'object') {
       src = {};
-      for (const [k, v] of Object.entries(source)) src[k] = typeof v === 'string' || v instanceof URL ? absolute(v) : v;
+      for (const [k, v] of Object.entries(source)) src[k] = prepareSource(v, transfer).source;
     }
     const r = await this._call(
       'loadEmbedder',
       { source: src, cache: opts.cache ?? 'none', maxSeqLen: opts.maxSeqLen },
-      { onEvent: (e) => e.type === 'progress' && opts.onProgress?.(e), signal: opts.signal },
+      { onEvent: (e) => e.type === 'progress' && opts.onProgress?.(e), signal: opts.signal, transfer },
     );
     const e = new Embedder(this, r.id, r.dim, r.maxSeqLen, r.load);
     this._handles.add(e);

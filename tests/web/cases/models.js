@@ -67,6 +67,20 @@ export const cases = {
       });
       log(`  ${texts.length} sentences in ${ms.toFixed(0)} ms, worst cosine ${worst.toFixed(6)}`);
       await emb.dispose();
+
+      // Weights cut after 30 MiB, as a stream of unknown length (so the cut shows only at the
+      // end, after a third of the tensors went up): BAD_MODEL_FILE, and what was uploaded is freed.
+      const base = (await e.info()).memory;
+      const dir = `${MODELS}/all-MiniLM-L6-v2`;
+      const cut = (await (await fetch(`${dir}/model.safetensors`)).blob()).slice(0, 30 * MIB);
+      const err = await expectCode(
+        e.loadEmbedder({ config: `${dir}/config.json`, tokenizer: `${dir}/tokenizer.json`, weights: cut.stream() }),
+        'BAD_MODEL_FILE',
+        'embedder weights cut at 30 MiB',
+      );
+      const mem = (await e.info()).memory;
+      if (mem.live_bytes !== base.live_bytes) fail(`after the cut load: live_bytes ${mem.live_bytes}, before ${base.live_bytes}`);
+      log(`  cut weights: ${err.message}`);
       return { worstCosine: worst, embedMs: ms, loadMs, peakWasmMemoryBytes: peak, wasmMemoryAfterLoad: after };
     } finally {
       await e.dispose();
