@@ -51,6 +51,8 @@ const CASES = [
   // Each decoder family's tiny GGUF against the native engine (target/release/webjit).
   ...FAMILIES.map((f) => [`family_${f}`, 'webgpu', () => familyParams(f)]),
   ['family_chat', 'webgpu', chatParams],
+  ['openai_chat', 'webgpu'],
+  ['openai_control', 'webgpu'],
   ['gemma', 'webgpu', { ...(process.env.WEBJIT_WEB_GEMMA_TOKENS ? { tokens: Number(process.env.WEBJIT_WEB_GEMMA_TOKENS) } : {}), timeoutS: 1200 }],
 ];
 

@@ -7,6 +7,7 @@
 
 import { Core, builtinTemplate, renderChat } from './core.js';
 import { ErrorCode, WebjitError, abortedError, deserializeError, toWebjitError } from './errors.js';
+import { chatApi } from './openai.js';
 
 export { ErrorCode, WebjitError } from './errors.js';
 import { CACHE_NAME } from './source.js';
@@ -444,6 +445,15 @@ export class Engine {
     const e = new Embedder(this, r.id, r.dim, r.maxSeqLen, r.load);
     this._handles.add(e);
     return e;
+  }
+
+  /**
+   * OpenAI-style chat completions (openai.js): `engine.chat.completions.create({messages,
+   * stream, max_tokens, temperature, top_p, seed, stop, ...})` on `model` (a TextModel), or on
+   * the text model loaded last when `model` is a string or omitted.
+   */
+  get chat() {
+    return (this._chat ??= chatApi(this, TextModel));
   }
 
   /** Neighborhood attention (NATTEN semantics), q/k/v f32 [batch, heads, X(, Y(, Z)), d].
