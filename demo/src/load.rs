@@ -116,10 +116,10 @@ pub fn run(args: LoadArgs) -> Result<()> {
         Some(Engine::new_blocking(DeviceOptions::default())?)
     };
     let len = src.len()?;
-    let mut magic = [0u8; 4];
-    let n = (len as usize).min(4);
-    src.read_at(0, &mut magic[..n])?;
-    let format = Format::sniff(&magic[..n]);
+    let mut first = [0u8; Format::DETECT_BYTES];
+    let n = (len as usize).min(first.len());
+    src.read_at(0, &mut first[..n])?;
+    let format = Format::detect(&first[..n])?;
     let opts = LoadOptions {
         expected_len: Some(len),
         sha256,

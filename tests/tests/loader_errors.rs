@@ -444,3 +444,41 @@ fn sources_and_states_give_typed_errors() {
     assert_eq!(Format::sniff(&file), Format::Gguf);
     assert_eq!(Format::sniff(&[1, 0, 0, 0]), Format::Safetensors);
 }
+
+/// `Format::detect` names GGUF and safetensors files from their first bytes and refuses
+/// anything else with what it looks like: an HTML page (a 404 page or an SPA fallback), text,
+/// other binary data; files too short to tell are left to the parsers (which call them cut).
+#[test]
+fn format_detection_names_what_a_file_is() {
+    let mut rng = Rand::new(83);
+    let st = safetensors_small(&mut rng);
+    let (gguf, _) = gguf_every_type(&mut rng, 3).build();
+    let n = Format::DETECT_BYTES;
+    assert_eq!(Format::detect(&gguf[..n]).ok(), Some(Format::Gguf));
+    assert_eq!(Format::detect(&st[..n]).ok(), Some(Format::Safetensors));
+    // Too short to tell: a GGUF prefix is GGUF, the rest goes to safetensors' parser.
+    assert_eq!(Format::detect(b"GG").ok(), Some(Format::Gguf));
+    assert_eq!(Format::detect(&st[..5]).ok(), Some(Format::Safetensors));
+    for (first, looks) in [
+        (&b"<!doctype html><html><head>"[..n], "HTML"),
+        (&b"\xef\xbb\xbf  \n<html lang=en>..."[..n], "HTML"),
+        (&b"<?xml version=\"1.0\"?>"[..n], "HTML or XML"),
+        (&b"{\"error\": \"not found\"}"[..n], "text"),
+        (&b"PK\x03\x04\x14\x00\x00\x00\x08\x00\x00\x00\x21\x00\x00\x00"[..n], "binary"),
+    ] {
+        let e = Format::detect(first).expect_err("an unknown format was accepted");
+        assert_eq!(e.code(), "LOAD_UNKNOWN_FORMAT", "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("not a GGUF or safetensors file") && msg.contains(looks),
+            "{msg}"
+        );
+    }
+    // A safetensors length with no JSON after it, and an absurd length, are not safetensors.
+    let mut bad = st[..n].to_vec();
+    bad[8] = b'x';
+    assert!(Format::detect(&bad).is_err());
+    let mut huge = st[..n].to_vec();
+    huge[..8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    assert!(Format::detect(&huge).is_err());
+}

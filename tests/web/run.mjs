@@ -44,6 +44,7 @@ const CASES = [
   ['cycles', 'webgpu'],
   ['abort', 'webgpu'],
   ['device_lost', 'webgpu'],
+  ['not_a_model', 'webgpu'],
   ['minilm', 'webgpu'],
   ['readback_nudge', 'webgpu'],
   ['tune', 'webgpu'],

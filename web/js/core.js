@@ -189,7 +189,7 @@ export class Core {
       for await (const chunk of chunks) {
         if (!load) {
           // A prompt given here is prefilled block by block while the file streams in.
-          const o = {};
+          const o = { textModel: true };
           if (maxContext) o.maxContext = maxContext;
           if (prompt !== undefined) o.prompt = String(prompt);
           if (promptIds !== undefined) o.promptIds = Array.from(promptIds);

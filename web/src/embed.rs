@@ -6,7 +6,7 @@ use wasm_bindgen::prelude::*;
 use webjit_engine::model::bert::Bert;
 use webjit_engine::Engine;
 
-use crate::{invalid, js_error, WebEngine};
+use crate::{invalid, js_error};
 
 /// Sentences per GPU batch.
 const BATCH: usize = 32;
@@ -19,18 +19,6 @@ pub struct WebEmbedder {
 }
 
 impl WebEmbedder {
-    pub(crate) fn new(
-        e: &WebEngine,
-        config: &[u8],
-        weights: &[u8],
-        tokenizer: &[u8],
-        max_seq_len: u32,
-    ) -> Result<Self, JsValue> {
-        let max = max_seq_len_of(max_seq_len);
-        let bert = Bert::from_bytes(&e.inner, config, weights, tokenizer, max).map_err(js_error)?;
-        Ok(Self::from_bert(e.inner.clone(), bert))
-    }
-
     /// An embedder over a model already built (`ModelLoad.finishEmbedder`).
     pub(crate) fn from_bert(engine: Engine, bert: Bert) -> Self {
         Self {

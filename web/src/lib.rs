@@ -211,20 +211,6 @@ impl WebEngine {
         WebModelLoad::new(self, format, total_bytes, options_json)
     }
 
-    /// A sentence embedder (BERT family) from the bytes of `config.json`, `model.safetensors`
-    /// and `tokenizer.json`.
-    #[wasm_bindgen(js_name = loadEmbedder)]
-    pub fn load_embedder(
-        &self,
-        config: &[u8],
-        weights: &[u8],
-        tokenizer: &[u8],
-        max_seq_len: u32,
-    ) -> Result<WebEmbedder, JsValue> {
-        self.check()?;
-        WebEmbedder::new(self, config, weights, tokenizer, max_seq_len)
-    }
-
     /// The tuning records of this device as JSON (persist them; `importTuning` restores them).
     #[wasm_bindgen(js_name = exportTuning)]
     pub fn export_tuning(&self) -> Result<String, JsValue> {

@@ -36,6 +36,10 @@ struct LoadOpts {
     /// tokens parsed); `startPrefilled` then generates from it.
     prompt: Option<String>,
     prompt_ids: Option<Vec<u32>>,
+    /// Set by `loadModel`: a safetensors file is refused as soon as it is recognised, not
+    /// after all of it has streamed in.
+    #[serde(default)]
+    text_model: bool,
 }
 
 /// Where the bytes go: straight to the GPU, or through a streaming prefill.
@@ -112,6 +116,8 @@ struct Live {
     /// First bytes held until the format can be sniffed.
     prefix: Vec<u8>,
     format: Option<Format>,
+    /// Only a GGUF text model will do (`LoadOpts::text_model`).
+    text_model: bool,
     sink: ProgressSink,
 }
 
@@ -176,6 +182,7 @@ impl WebModelLoad {
                 loader: None,
                 prefix: Vec::new(),
                 format,
+                text_model: opts.text_model,
                 sink: ProgressSink {
                     gpu,
                     bytes: 0,
@@ -314,12 +321,18 @@ impl WebModelLoad {
 fn push_into(live: &mut Live, chunk: &[u8], total: u64) -> Result<(), Error> {
     if live.loader.is_none() {
         live.prefix.extend_from_slice(chunk);
-        if live.format.is_none() && live.prefix.len() < 4 {
+        let want = Format::DETECT_BYTES;
+        if live.format.is_none() && live.prefix.len() < want && (total == 0 || total > want as u64)
+        {
             return Ok(());
         }
-        let format = live
-            .format
-            .unwrap_or_else(|| Format::sniff(&live.prefix[..4]));
+        let format = match live.format {
+            Some(f) => f,
+            None => Format::detect(&live.prefix[..live.prefix.len().min(want)])?,
+        };
+        if live.text_model && format == Format::Safetensors {
+            return Err(not_a_text_model());
+        }
         // Safetensors files are sentence encoders: the tensors they carry that the encoder
         // does not read (BERT's I64 `position_ids`) are streamed past.
         let base = match format {
@@ -342,7 +355,25 @@ fn push_into(live: &mut Live, chunk: &[u8], total: u64) -> Result<(), Error> {
     Ok(())
 }
 
+fn not_a_text_model() -> Error {
+    Error::Unsupported {
+        what: "this is a safetensors file: text models load from GGUF files \
+               (engine.loadModel); safetensors sentence encoders load with engine.loadEmbedder"
+            .into(),
+    }
+}
+
+/// A file shorter than `Format::DETECT_BYTES` of unknown size never reached `detect` while it
+/// streamed: say what it is before calling it cut.
+fn detect_short(live: &Live) -> Result<(), Error> {
+    if live.loader.is_none() && live.format.is_none() && !live.prefix.is_empty() {
+        Format::detect(&live.prefix)?;
+    }
+    Ok(())
+}
+
 fn build(engine: &Engine, live: &mut Live, max_context: usize) -> Result<Built, Error> {
+    detect_short(live)?;
     let loader = live.loader.as_mut().ok_or_else(|| Error::BadModel {
         detail: "the file ended before its header".into(),
     })?;
@@ -351,11 +382,7 @@ fn build(engine: &Engine, live: &mut Live, max_context: usize) -> Result<Built, 
         detail: "the file ended before its header".into(),
     })?;
     if header.format != Format::Gguf {
-        return Err(Error::Unsupported {
-            what: "text models load from GGUF files; safetensors sentence encoders load with \
-                     loadEmbedder"
-                .into(),
-        });
+        return Err(not_a_text_model());
     }
     let arch = header.architecture.clone().unwrap_or_default();
     let template = ModelTemplate::from_gguf(&header.metadata);
@@ -400,6 +427,7 @@ fn build_embedder(
     tokenizer: &[u8],
     max_seq_len: usize,
 ) -> Result<Bert, Error> {
+    detect_short(live)?;
     let loader = live.loader.as_mut().ok_or_else(|| Error::BadModel {
         detail: "the file ended before its header".into(),
     })?;

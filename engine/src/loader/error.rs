@@ -100,6 +100,23 @@ pub enum LoaderError {
     Io { offset: u64, detail: String },
     #[error("loader used after {state}")]
     State { state: &'static str },
+    #[error("not a GGUF or safetensors file: it starts with {}, which looks like {looks_like}", show_start(first))]
+    UnknownFormat {
+        first: Vec<u8>,
+        looks_like: &'static str,
+    },
+}
+
+/// The first bytes as text when they are printable, else as hex.
+fn show_start(b: &[u8]) -> String {
+    if b.iter().all(|c| c.is_ascii_graphic() || c.is_ascii_whitespace()) {
+        format!("{:?}", String::from_utf8_lossy(b))
+    } else {
+        b.iter()
+            .map(|c| format!("{c:02x}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
 }
 
 impl LoaderError {
@@ -126,6 +143,7 @@ impl LoaderError {
             LoaderError::Sink { .. } => "LOAD_SINK",
             LoaderError::Io { .. } => "LOAD_IO",
             LoaderError::State { .. } => "LOAD_STATE",
+            LoaderError::UnknownFormat { .. } => "LOAD_UNKNOWN_FORMAT",
         }
     }
 }

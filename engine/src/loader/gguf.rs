@@ -184,10 +184,8 @@ impl GgufParser {
         }
     }
 
-    /// The error for `value` items of at least `unit` bytes each from `payload_at` on, more
-    /// than `bound` allows: past `cap` the value itself is absurd (`TooLarge`); within it, the
-    /// file is too short to hold them, i.e. cut (`Truncated`), the common case of a partial
-    /// download.
+    /// `value` items of `unit`+ bytes from `payload_at` on, past `bound`: past `cap` the value is
+    /// absurd (`TooLarge`); within it the file is too short for them: cut (`Truncated`).
     fn over_limit(
         &self,
         field: String,

@@ -95,10 +95,10 @@ pub fn load_from(
     let format = match format {
         Some(f) => f,
         None => {
-            let mut magic = [0u8; 4];
-            let n = (len as usize).min(4);
-            source.read_at(0, &mut magic[..n])?;
-            Format::sniff(&magic[..n])
+            let mut first = [0u8; Format::DETECT_BYTES];
+            let n = (len as usize).min(first.len());
+            source.read_at(0, &mut first[..n])?;
+            Format::detect(&first[..n])?
         }
     };
     let mut loader = Loader::new(format, opts);
@@ -121,10 +121,10 @@ pub fn load_from(
 /// just the header (as `webjit bench model --synthetic-from` takes) parses too.
 pub fn read_header(source: &mut dyn WeightSource) -> Result<ModelHeader, LoaderError> {
     let len = source.len()?;
-    let mut magic = [0u8; 4];
-    let n = (len as usize).min(4);
-    source.read_at(0, &mut magic[..n])?;
-    let mut loader = Loader::new(Format::sniff(&magic[..n]), LoadOptions::default());
+    let mut first = [0u8; Format::DETECT_BYTES];
+    let n = (len as usize).min(first.len());
+    source.read_at(0, &mut first[..n])?;
+    let mut loader = Loader::new(Format::detect(&first[..n])?, LoadOptions::default());
     let mut buf = vec![0u8; (4usize << 20).min(len.max(1) as usize)];
     let mut off = 0u64;
     while off < len {

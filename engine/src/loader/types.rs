@@ -282,6 +282,50 @@ pub enum Format {
 }
 
 impl Format {
+    /// How many first bytes `detect` wants (fewer only when the file is that short).
+    pub const DETECT_BYTES: usize = 16;
+
+    /// The format of a file from its first bytes (`DETECT_BYTES`, or the whole file when
+    /// shorter): GGUF by its magic, safetensors by its header length and the `{` that opens its
+    /// JSON. Anything else is refused here, with what it looks like, rather than handed to a
+    /// parser whose complaint would be about a field of a format the file never was: the usual
+    /// case is an HTML page (a 404 page, or a dev server's SPA fallback) where a model was
+    /// expected. A file too short to tell is left to the parsers, which call it truncated.
+    pub fn detect(first: &[u8]) -> Result<Format, super::LoaderError> {
+        if first.starts_with(b"GGUF") || (first.len() < 4 && b"GGUF".starts_with(first)) {
+            return Ok(Format::Gguf);
+        }
+        let text = first
+            .strip_prefix(&[0xef, 0xbb, 0xbf][..])
+            .unwrap_or(first)
+            .trim_ascii_start();
+        if text.starts_with(b"<") {
+            return Err(super::LoaderError::UnknownFormat {
+                first: first.to_vec(),
+                looks_like: "an HTML or XML page: a 404 page, or a server that answers a \
+                             missing file with its index.html? Check the URL",
+            });
+        }
+        if first.len() < 9 {
+            return Ok(Format::Safetensors);
+        }
+        let mut len = [0u8; 8];
+        len.copy_from_slice(&first[..8]);
+        let len = u64::from_le_bytes(len);
+        if (2..=100 << 20).contains(&len) && first[8] == b'{' {
+            return Ok(Format::Safetensors);
+        }
+        let printable = first.iter().all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace());
+        Err(super::LoaderError::UnknownFormat {
+            first: first.to_vec(),
+            looks_like: if printable {
+                "text"
+            } else {
+                "binary data of another format"
+            },
+        })
+    }
+
     /// Guess from the first bytes: GGUF has a magic, safetensors does not.
     pub fn sniff(first: &[u8]) -> Format {
         if first.starts_with(b"GGUF") {

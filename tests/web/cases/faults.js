@@ -1,8 +1,9 @@
-// Browser cases of faults: the GPU device lost while a model loads and while it generates.
-// The engine runs in the page ({worker: false}) so the case can reach the GPUDevice it creates
-// (a hook on GPUAdapter.prototype.requestDevice) and destroy it, as a driver reset would.
+// Browser cases of faults: the GPU device lost while a model loads and while it generates (the
+// engine runs in the page, {worker: false}, so the case can reach the GPUDevice it creates
+// through a hook on GPUAdapter.prototype.requestDevice and destroy it, as a driver reset
+// would); files that are not models.
 
-import { Engine, TINY, collect, expectCode, fail, uniq } from './common.js';
+import { Engine, MODELS, TINY, collect, expectCode, fail, uniq } from './common.js';
 
 /** Runs `body(devices)` with every GPUDevice the page creates pushed onto `devices`. */
 async function withDevices(body) {
@@ -136,5 +137,53 @@ export const cases = {
       if (heard.length) fail(`dispose() was reported as a device loss: ${JSON.stringify(heard)}`);
     });
     return {};
+  },
+
+  /**
+   * Files that are not models say what they are, as BAD_MODEL_FILE: an HTML page (a 404 page
+   * or a dev server's SPA fallback, by URL and as bytes), JSON text, and a safetensors file
+   * given to loadModel (refused at its first bytes, not after streaming all of it).
+   */
+  async not_a_model({ log }) {
+    const e = await Engine.create({ tuningStore: 'none' });
+    try {
+      const enc = (t) => new TextEncoder().encode(t);
+      const cases = [
+        [enc('<!doctype html>\n<html><body>Not found</body></html>'), /HTML/, 'an HTML page as bytes'],
+        ['/t/pages/harness.html', /HTML/, 'an HTML page by URL'],
+        [enc('  {"error": "no such model", "status": 404}'), /not a GGUF or safetensors file.*text/, 'JSON text'],
+        [crypto.getRandomValues(new Uint8Array(64)), /not a GGUF or safetensors file/, 'random bytes'],
+      ];
+      for (const [src, re, what] of cases) {
+        const err = await expectCode(e.loadModel(src), 'BAD_MODEL_FILE', what);
+        if (!re.test(err.message)) fail(`${what}: the message does not say what the file is: ${err.message}`);
+        log(`  ${what}: ${err.message.slice(0, 140)}`);
+      }
+      // The first 64 KiB of a safetensors file, then a stream that never ends: only a load
+      // that looks at the first bytes can answer.
+      const head = await fetch(`${MODELS}/all-MiniLM-L6-v2/model.safetensors`, { headers: { Range: 'bytes=0-65535' } });
+      const bytes = new Uint8Array(await head.arrayBuffer());
+      let sent = false;
+      const endless = new ReadableStream({
+        pull(ctl) {
+          if (!sent) {
+            sent = true;
+            ctl.enqueue(bytes);
+            return undefined;
+          }
+          return new Promise(() => {});
+        },
+      });
+      const err = await expectCode(within(e.loadModel(endless), 20000, 'safetensors to loadModel'), 'UNSUPPORTED_MODEL', 'a safetensors file to loadModel');
+      if (!/loadEmbedder/.test(err.message)) fail(`the message does not point at loadEmbedder: ${err.message}`);
+      log(`  safetensors: ${err.message.slice(0, 140)}`);
+      // The engine is still usable.
+      const m = await e.loadModel(TINY);
+      const toks = await collect(m.generateTokens('Hello', { maxTokens: 2 }));
+      if (toks.length !== 2) fail(`the engine is not usable after bad files: ${toks.length} tokens`);
+      return {};
+    } finally {
+      await e.dispose();
+    }
   },
 };
