@@ -464,7 +464,10 @@ fn format_detection_names_what_a_file_is() {
         (&b"\xef\xbb\xbf  \n<html lang=en>..."[..n], "HTML"),
         (&b"<?xml version=\"1.0\"?>"[..n], "HTML or XML"),
         (&b"{\"error\": \"not found\"}"[..n], "text"),
-        (&b"PK\x03\x04\x14\x00\x00\x00\x08\x00\x00\x00\x21\x00\x00\x00"[..n], "binary"),
+        (
+            &b"PK\x03\x04\x14\x00\x00\x00\x08\x00\x00\x00\x21\x00\x00\x00"[..n],
+            "binary",
+        ),
     ] {
         let e = Format::detect(first).expect_err("an unknown format was accepted");
         assert_eq!(e.code(), "LOAD_UNKNOWN_FORMAT", "{e}");

@@ -100,7 +100,10 @@ pub enum LoaderError {
     Io { offset: u64, detail: String },
     #[error("loader used after {state}")]
     State { state: &'static str },
-    #[error("not a GGUF or safetensors file: it starts with {}, which looks like {looks_like}", show_start(first))]
+    #[error(
+        "not a GGUF or safetensors file: it starts with {}, which looks like {looks_like}",
+        show_start(first)
+    )]
     UnknownFormat {
         first: Vec<u8>,
         looks_like: &'static str,
@@ -109,7 +112,9 @@ pub enum LoaderError {
 
 /// The first bytes as text when they are printable, else as hex.
 fn show_start(b: &[u8]) -> String {
-    if b.iter().all(|c| c.is_ascii_graphic() || c.is_ascii_whitespace()) {
+    if b.iter()
+        .all(|c| c.is_ascii_graphic() || c.is_ascii_whitespace())
+    {
         format!("{:?}", String::from_utf8_lossy(b))
     } else {
         b.iter()

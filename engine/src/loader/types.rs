@@ -315,7 +315,9 @@ impl Format {
         if (2..=100 << 20).contains(&len) && first[8] == b'{' {
             return Ok(Format::Safetensors);
         }
-        let printable = first.iter().all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace());
+        let printable = first
+            .iter()
+            .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace());
         Err(super::LoaderError::UnknownFormat {
             first: first.to_vec(),
             looks_like: if printable {
