@@ -6,6 +6,7 @@ import { cases as loads } from './cases/loads.js';
 import { cases as models } from './cases/models.js';
 import { cases as families } from './cases/families.js';
 import { cases as faults } from './cases/faults.js';
+import { cases as origins } from './cases/origins.js';
 import { cases as openai } from './cases/openai.js';
 
-export const cases = { ...ops, ...loads, ...models, ...families, ...faults, ...openai };
+export const cases = { ...ops, ...loads, ...models, ...families, ...faults, ...origins, ...openai };

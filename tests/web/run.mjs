@@ -16,7 +16,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { CHROMIUM, WEBGPU_ARGS, chromiumArgs } from './chromium.mjs';
 import { modelDir, startServer } from './server.mjs';
-import { buildViteApp } from './vite.mjs';
+import { runViteCase } from './vite.mjs';
 import { FAMILIES, chatParams, familyParams } from './native.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -28,7 +28,11 @@ const TIMEOUT_S = Number(process.env.WEBJIT_WEB_TIMEOUT_S || 0);
 // runs: the family cases run the native CLI first)]
 const CASES = [
   ['info', 'webgpu'],
+  // The packed package in a Vite app (vite.mjs: build + preview, dev, folder install).
   ['vite', 'webgpu'],
+  // The package imported from another origin; a worker or wasm that cannot be loaded.
+  ['cross_origin', 'webgpu'],
+  ['load_errors', 'webgpu'],
   ['webgpu_unavailable', 'nowebgpu'],
   ['na_1d', 'webgpu'],
   ['na_2d', 'webgpu'],
@@ -78,14 +82,6 @@ async function runHarnessCase(page, origin, name, params) {
   return r;
 }
 
-/** The built Vite app reports into window.viteResult. */
-async function runVitePage(page, origin) {
-  await page.goto(`${origin}/vite/index.html`);
-  await page.waitForFunction(() => window.viteResult !== undefined, null, { timeout: 60000 });
-  const v = await page.evaluate(() => window.viteResult);
-  return { ok: v.ok, error: v.ok ? '' : JSON.stringify(v), lines: [`  ${JSON.stringify(v)}`] };
-}
-
 async function main() {
   const only = process.argv.slice(2);
   const unknown = only.filter((n) => !CASES.some(([c]) => c === n));
@@ -111,20 +107,7 @@ async function main() {
   }
   const { chromium } = await import(pathToFileURL(pw).href);
 
-  // The install test: the packed tarball in a fresh Vite app, built before the server starts.
-  const extraRoots = {};
-  if (todo.some(([c]) => c === 'vite')) {
-    const t0 = Date.now();
-    try {
-      const v = buildViteApp(TOOLS);
-      extraRoots.vite = v.dist;
-      process.on('exit', () => fs.rmSync(v.work, { recursive: true, force: true }));
-      console.log(`vite: ${v.tarball} (${v.size} bytes) installed and built in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${v.files.join(', ')}`);
-    } catch (e) {
-      die(`npm pack / install / vite build failed: ${e.message}\n${e.stderr || ''}`);
-    }
-  }
-  const srv = await startServer(extraRoots);
+  const srv = await startServer();
   const browsers = {};
   const browser = async (kind) => {
     if (!browsers[kind]) {
@@ -163,7 +146,7 @@ async function main() {
       let r;
       try {
         const p = typeof params === 'function' ? params() : params;
-        r = name === 'vite' ? await runVitePage(page, srv.origin) : await runHarnessCase(page, srv.origin, name, p);
+        r = name === 'vite' ? await runViteCase({ tools: TOOLS, browser: await browser(kind) }) : await runHarnessCase(page, srv.origin, name, p);
       } catch (e) {
         r = { ok: false, error: `harness: ${e.message}` };
       }

@@ -1,12 +1,15 @@
 // A tiny static server for the browser tests, on 127.0.0.1 and a random port. Roots:
 //   /pkg/    web/pkg (the built npm package)      /t/       tests/web (pages, ref.js, cases)
 //   /data/   tests/data (golden references)        /models/  the model cache
+//   /cdn/    web/pkg again, with the CORS headers a CDN sends (Access-Control-Allow-Origin: *,
+//            Cross-Origin-Resource-Policy: cross-origin): the cross-origin case imports the
+//            package from http://localhost:PORT/cdn/ into a page of http://127.0.0.1:PORT
 // Range requests are served (206 + Content-Range). Query switches make failures on purpose:
 //   ?truncate=N  serve only the first N bytes (as if the file were that long)
 //   ?corrupt=N   XOR 0xff into 64 bytes at offset N
 //   ?drop=N      the first request for this URL (without Range) is cut after N bytes
 //   ?rate=B      send at most B bytes per second (so a test can abort mid-download)
-// GET /__log returns the requests so far ([{path, range, status}]); /__log?clear=1 empties it.
+// GET /__log returns the requests so far ([{path, range, status, host}]); /__log?clear=1 empties it.
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -23,6 +26,7 @@ export function modelDir() {
 
 const ROOTS = {
   pkg: path.join(ROOT, 'web', 'pkg'),
+  cdn: path.join(ROOT, 'web', 'pkg'),
   t: HERE,
   data: path.join(ROOT, 'tests', 'data'),
   models: modelDir(),
@@ -81,7 +85,10 @@ export function startServer(extraRoots = {}) {
       res.end(JSON.stringify(log));
       return;
     }
-    const entry = { path: url.pathname + url.search, range: req.headers.range || null, status: 0 };
+    const entry = { path: url.pathname + url.search, range: req.headers.range || null, status: 0, host: req.headers.host };
+    const cors = url.pathname.startsWith('/cdn/')
+      ? { 'access-control-allow-origin': '*', 'cross-origin-resource-policy': 'cross-origin' }
+      : {};
     log.push(entry);
     const file = resolve(roots, url.pathname);
     let st;
@@ -92,7 +99,7 @@ export function startServer(extraRoots = {}) {
     }
     if (!st || !st.isFile()) {
       entry.status = 404;
-      res.writeHead(404, { 'content-type': 'text/plain' });
+      res.writeHead(404, { 'content-type': 'text/plain', ...cors });
       res.end('not found');
       return;
     }
@@ -112,6 +119,7 @@ export function startServer(extraRoots = {}) {
       'content-length': String(end - start + 1),
       'accept-ranges': 'bytes',
       'cache-control': 'no-store',
+      ...cors,
     };
     if (range) headers['content-range'] = `bytes ${start}-${end}/${size}`;
     entry.status = range ? 206 : 200;

@@ -7,14 +7,20 @@ import initWasm, * as wasm from './wasm/webjit_web.js';
 import { ErrorCode, WebjitError, abortedError, toWebjitError } from './errors.js';
 import { openSource, readAll } from './source.js';
 import { loadTuning, saveTuning } from './tuning-store.js';
+import { loadWasm } from './wasm-fetch.js';
 
 let wasmReady = null;
 
-/** Instantiates the wasm module once per thread; returns its exports (for `memory`). */
+/**
+ * Instantiates the wasm module once per thread; returns its exports (for `memory`). The default
+ * URL is relative to this file, so a package imported from a CDN fetches its own wasm; a failed
+ * load (NETWORK / WORKER) is not kept, so a later call may try again.
+ */
 export function initOnce(wasmUrl) {
   if (!wasmReady) {
     const url = wasmUrl ?? new URL('./wasm/webjit_web_bg.wasm', import.meta.url);
-    wasmReady = initWasm({ module_or_path: url });
+    wasmReady = loadWasm(initWasm, url);
+    wasmReady.catch(() => (wasmReady = null));
   }
   return wasmReady;
 }

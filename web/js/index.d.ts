@@ -35,8 +35,12 @@ export interface EngineOptions {
   powerPreference?: 'high-performance' | 'low-power';
   /** Run the engine in the package's Web Worker (default true where Worker exists). */
   worker?: boolean;
-  /** Override where worker.js / the .wasm file are served from (bundlers find them by default). */
+  /**
+   * Where the package's worker.js is (default: next to the package's modules; bundlers find it).
+   * A cross-origin URL is started from a same-origin blob and needs CORS headers.
+   */
   workerUrl?: string | URL;
+  /** Where wasm/webjit_web_bg.wasm is (default: next to core.js, i.e. the package's own origin). */
   wasmUrl?: string | URL;
   /** Where tuning records persist: IndexedDB (default; loaded at create) or nowhere. */
   tuningStore?: 'indexeddb' | 'none';

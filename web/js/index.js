@@ -5,101 +5,13 @@
 // typed arrays transferred, AbortSignals are forwarded. `Engine.create({worker: false})` runs
 // the same engine code (core.js) in the calling thread instead.
 
-import { Core, builtinTemplate, renderChat } from './core.js';
-import { ErrorCode, WebjitError, abortedError, deserializeError, toWebjitError } from './errors.js';
+import { LocalBackend, WorkerBackend, loadCore } from './backends.js';
+import { ErrorCode, WebjitError, toWebjitError } from './errors.js';
 import { chatApi } from './openai.js';
 
 export { ErrorCode, WebjitError } from './errors.js';
 import { CACHE_NAME } from './source.js';
 import { OPFS_DIR, opfsClear } from './opfs.js';
-
-class WorkerBackend {
-  #worker;
-  #pending = new Map(); // id -> {resolve, reject, onEvent}
-  #next = 1;
-  #dead = null;
-
-  constructor(url) {
-    // Written out literally so that bundlers (Vite, webpack 5) see `new Worker(new URL(...))`
-    // and bundle worker.js with its imports as a worker entry.
-    this.#worker = url
-      ? new Worker(url, { type: 'module' })
-      : new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
-    this.#worker.onmessage = (ev) => {
-      const { id, value, error, event, deviceLost } = ev.data || {};
-      if (deviceLost !== undefined) {
-        this.onDeviceLost?.(deviceLost);
-        return;
-      }
-      const p = this.#pending.get(id);
-      if (!p) return;
-      if (event) {
-        p.onEvent?.(event);
-        return;
-      }
-      this.#pending.delete(id);
-      p.cleanup?.();
-      if (error) p.reject(deserializeError(error));
-      else p.resolve(value);
-    };
-    const fail = (why) => {
-      this.#dead = new WebjitError(ErrorCode.WORKER, why);
-      for (const p of this.#pending.values()) p.reject(this.#dead);
-      this.#pending.clear();
-    };
-    this.#worker.onerror = (ev) => {
-      ev.preventDefault?.();
-      fail(`the webjit worker failed: ${ev.message || 'could not load worker.js (check that the server serves it as JavaScript)'}`);
-    };
-    this.#worker.onmessageerror = () => fail('a message from the webjit worker could not be read');
-  }
-
-  call(method, args, { onEvent, signal, transfer } = {}) {
-    if (this.#dead) return Promise.reject(this.#dead);
-    if (signal?.aborted) return Promise.reject(abortedError(signal));
-    const id = this.#next++;
-    return new Promise((resolve, reject) => {
-      const entry = { resolve, reject, onEvent };
-      if (signal) {
-        const onAbort = () => this.#worker.postMessage({ abort: id, reason: String(signal.reason ?? 'aborted') });
-        signal.addEventListener('abort', onAbort, { once: true });
-        entry.cleanup = () => signal.removeEventListener('abort', onAbort);
-      }
-      this.#pending.set(id, entry);
-      try {
-        this.#worker.postMessage({ id, method, args }, transfer || []);
-      } catch (e) {
-        this.#pending.delete(id);
-        entry.cleanup?.();
-        reject(new WebjitError(ErrorCode.INVALID_ARGUMENT, `cannot send ${method} arguments to the worker: ${e.message}`));
-      }
-    });
-  }
-
-  terminate() {
-    this.#worker.terminate();
-    this.#dead = new WebjitError(ErrorCode.DISPOSED, 'the engine was disposed');
-    for (const p of this.#pending.values()) p.reject(this.#dead);
-    this.#pending.clear();
-  }
-}
-
-class LocalBackend {
-  #core = new Core();
-  constructor() {
-    this.#core.onLost = (reason) => this.onDeviceLost?.(reason);
-  }
-  async call(method, args, { onEvent, signal } = {}) {
-    if (signal?.aborted) throw abortedError(signal);
-    try {
-      const { value } = await this.#core.call(method, args, { emit: onEvent, signal });
-      return value;
-    } catch (e) {
-      throw toWebjitError(e);
-    }
-  }
-  terminate() {}
-}
 
 function absolute(u) {
   const base = globalThis.document?.baseURI ?? globalThis.location?.href;
@@ -253,7 +165,8 @@ export class TextModel extends Handle {
  * (default true), wasmUrl}. Rejects with CHAT_TEMPLATE (bad template) or INVALID_ARGUMENT.
  */
 export function chatPrompt(messages, template, opts = {}) {
-  return renderChat(messages, template, { ...opts, wasmUrl: opts.wasmUrl ? absolute(opts.wasmUrl) : undefined });
+  const wasmUrl = opts.wasmUrl ? absolute(opts.wasmUrl) : undefined;
+  return loadCore().then(({ renderChat }) => renderChat(messages, template, { ...opts, wasmUrl }));
 }
 
 /**
@@ -261,7 +174,8 @@ export function chatPrompt(messages, template, opts = {}) {
  * (today 'gemma3': Gemma 3's published template), or null.
  */
 export function builtinChatTemplate(architecture, opts = {}) {
-  return builtinTemplate(architecture, { wasmUrl: opts.wasmUrl ? absolute(opts.wasmUrl) : undefined });
+  const wasmUrl = opts.wasmUrl ? absolute(opts.wasmUrl) : undefined;
+  return loadCore().then(({ builtinTemplate }) => builtinTemplate(architecture, { wasmUrl }));
 }
 
 export class Embedder extends Handle {
@@ -361,11 +275,15 @@ export class Engine {
    * (default: on, except on CPU adapters such as SwiftShader)}. readbackNudge sends empty
    * queue submits while a result is read back, so the browser delivers it sooner (about 1-2 ms
    * less per result on a GPU in Chromium).
-   * Rejects with code WEBGPU_UNAVAILABLE when the browser has no WebGPU or no adapter.
+   * Rejects with code WEBGPU_UNAVAILABLE when the browser has no WebGPU or no adapter, WORKER
+   * when the worker cannot start (the message says why and what to do), NETWORK (with status)
+   * when the wasm cannot be fetched or is not wasm. Imported from another origin (a CDN), the
+   * worker starts from a same-origin blob URL that imports the package's worker.js.
    */
   static async create(opts = {}) {
     const worker = opts.worker ?? typeof Worker !== 'undefined';
-    const backend = worker ? new WorkerBackend(opts.workerUrl) : new LocalBackend();
+    // Throws WORKER (with what to do) when no Worker can be constructed, e.g. cross-origin.
+    const backend = worker ? new WorkerBackend(opts.workerUrl ? absolute(opts.workerUrl) : undefined) : new LocalBackend();
     const lost = new Promise((resolve) => {
       backend.onDeviceLost = (message) => resolve(lostInfo(message));
     });

@@ -1,20 +1,39 @@
-// A fresh Vite app that installed the packed `webjit` tarball: the worker and the wasm file
-// must survive bundling. run.mjs builds it (vite build) and reads window.viteResult.
+// A fresh Vite app that depends on `webjit` (the packed tarball, or the package folder) and has
+// no Vite configuration for it. tests/web/vite.mjs serves it with `vite preview` (after `vite
+// build`) and `vite dev`, and calls window.runApp in Chromium.
 import { Engine } from 'webjit';
 
-async function main() {
-  const engine = await Engine.create();
-  const info = await engine.info();
-  // One token attends only to itself: the output is v, exactly.
-  const q = Float32Array.from({ length: 8 }, (_, i) => Math.sin(i + 1));
-  const v = Float32Array.from({ length: 8 }, (_, i) => Math.cos(i + 1));
-  const { output } = await engine.neighborhoodAttention(q, q, v, { shape: [1, 1, 1, 8], kernel: [1] });
-  await engine.dispose();
-  const same = output.length === 8 && output.every((x, i) => Math.abs(x - v[i]) < 1e-6);
-  return { ok: same && engine.worker, worker: engine.worker, backend: info.backend, output: Array.from(output) };
+async function tokens(engine, model, promptIds, steps) {
+  const m = await engine.loadModel(model);
+  const out = [];
+  for await (const t of m.generateTokens(promptIds, { maxTokens: steps })) out.push({ id: t.id, top: t.top });
+  await m.dispose();
+  return out;
 }
 
-main().then(
-  (r) => (window.viteResult = r),
-  (e) => (window.viteResult = { ok: false, error: `${e.code}: ${e.message}` }),
-).then(() => (document.getElementById('out').textContent = JSON.stringify(window.viteResult)));
+/** {model, promptIds, steps} -> the tokens of the worker engine, and of {worker: false}. */
+window.runApp = async ({ model, promptIds, steps }) => {
+  try {
+    const engine = await Engine.create();
+    const worker = engine.worker;
+    const fromWorker = await tokens(engine, model, promptIds, steps);
+    await engine.dispose();
+    // In the page's thread: the engine code is imported only now (a chunk of its own).
+    const local = await Engine.create({ worker: false });
+    const fromPage = await tokens(local, model, promptIds, 1);
+    await local.dispose();
+    return { ok: true, worker, localWorker: local.worker, fromWorker, fromPage };
+  } catch (e) {
+    return { ok: false, code: e.code, status: e.status, message: e.message };
+  }
+};
+/** Engine.create(opts) alone: {ok} or the error's {code, status, message}. */
+window.createEngine = async (opts) => {
+  try {
+    await (await Engine.create(opts)).dispose();
+    return { ok: true };
+  } catch (e) {
+    return { ok: false, code: e.code, status: e.status, message: e.message };
+  }
+};
+window.appReady = true;
