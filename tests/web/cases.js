@@ -6,7 +6,8 @@ import { cases as loads } from './cases/loads.js';
 import { cases as models } from './cases/models.js';
 import { cases as families } from './cases/families.js';
 import { cases as faults } from './cases/faults.js';
+import { cases as pkg } from './cases/package.js';
 import { cases as origins } from './cases/origins.js';
 import { cases as openai } from './cases/openai.js';
 
-export const cases = { ...ops, ...loads, ...models, ...families, ...faults, ...origins, ...openai };
+export const cases = { ...ops, ...loads, ...models, ...families, ...faults, ...pkg, ...origins, ...openai };

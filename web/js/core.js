@@ -74,6 +74,33 @@ function need(cond, msg) {
   if (!cond) throw new WebjitError(ErrorCode.INVALID_ARGUMENT, msg);
 }
 
+// Generation options: [test, what is allowed]. Checked here so that a bad value is named in
+// the package's words (never serde's, and NaN is not sent as JSON null).
+const GEN_OPTIONS = {
+  maxTokens: [(v) => Number.isInteger(v) && v >= 0 && v <= 2 ** 31 - 1, 'a whole number >= 0 (0: only read the prompt)'],
+  temperature: [(v) => Number.isFinite(v) && v >= 0, 'a finite number >= 0 (0 = greedy)'],
+  topK: [(v) => Number.isInteger(v) && v >= 0 && v <= 64, 'a whole number from 0 to 64 (0 = 64)'],
+  topP: [(v) => Number.isFinite(v) && v > 0 && v <= 1, 'a number > 0 and <= 1'],
+  repeatPenalty: [(v) => Number.isFinite(v) && v > 0, 'a finite number > 0 (1 = off)'],
+  seed: [(v) => Number.isSafeInteger(v) && v >= 0, 'a whole number >= 0'],
+};
+
+/** The engine's generation options from `options`, each checked; unknown keys are ignored. */
+export function genOptions(options) {
+  need(options !== null && typeof options === 'object', `generation options must be an object, got ${options}`);
+  const o = {};
+  for (const [k, [ok, allowed]] of Object.entries(GEN_OPTIONS)) {
+    const v = options[k];
+    if (v === undefined) continue;
+    if (typeof v !== 'number' || !ok(v)) {
+      const shown = typeof v === 'string' ? JSON.stringify(v) : String(v);
+      throw new WebjitError(ErrorCode.INVALID_ARGUMENT, `${k}: ${shown} is not allowed: expected ${allowed}`);
+    }
+    o[k] = v;
+  }
+  return o;
+}
+
 function f32(x, name) {
   if (x instanceof Float32Array) return x;
   need(Array.isArray(x) || ArrayBuffer.isView(x), `${name} must be a Float32Array (or an array of numbers)`);
@@ -171,8 +198,40 @@ export class Core {
    */
   async loadModel({ source, format = '', cache = 'none', maxContext, totalBytes, prompt, promptIds }, { emit, signal }) {
     const engine = this.#alive();
+    need(maxContext === undefined || (Number.isInteger(maxContext) && maxContext >= 1 && maxContext <= 2 ** 20),
+      `maxContext: ${maxContext} is not allowed: expected a whole number from 1 to ${2 ** 20} (tokens of KV cache)`);
+    need(totalBytes === undefined || (Number.isSafeInteger(totalBytes) && totalBytes >= 0),
+      `totalBytes: ${totalBytes} is not allowed: expected the file size in bytes (a whole number >= 0)`);
+    need(promptIds === undefined || Array.from(promptIds).every((t) => Number.isInteger(t) && t >= 0 && t < 2 ** 32),
+      'promptIds must be token ids (whole numbers >= 0)');
     const { chunks, meta } = await openSource(source, { signal, cache });
     if (!meta.totalBytes && totalBytes > 0) meta.totalBytes = totalBytes;
+    // A prompt given here is prefilled block by block while the file streams in.
+    const o = { textModel: true };
+    if (maxContext) o.maxContext = maxContext;
+    if (prompt !== undefined) o.prompt = String(prompt);
+    if (promptIds !== undefined) o.promptIds = Array.from(promptIds);
+    const { obj: model, load } = await this.#stream({
+      chunks,
+      meta,
+      signal,
+      emit,
+      what: 'model source',
+      begin: () => engine.beginLoad(format, meta.totalBytes || 0, JSON.stringify(o)),
+      finish: (l) => l.finish(),
+    });
+    const id = this.#add('model', model);
+    return { id, info: parse(model.info()), load };
+  }
+
+  /**
+   * Streams `chunks` into a ModelLoad that `begin()` makes and builds the result with
+   * `finish(load)`. Shared by text models and embedders: progress events (at most every
+   * PROGRESS_EVERY_MS, with `fraction` when the size is known), the round trip that proves the
+   * weights reached a live device, the cache commit, and the cleanup on failure.
+   */
+  async #stream({ chunks, meta, signal, emit, what, begin, finish }) {
+    const engine = this.#alive();
     let load = null;
     let last = null;
     let lastEmit = 0;
@@ -181,10 +240,12 @@ export class Core {
       const now = Date.now();
       if (!last || (!force && now - lastEmit < PROGRESS_EVERY_MS)) return;
       lastEmit = now;
+      const totalBytes = last.totalBytes || meta.totalBytes || 0;
       emit?.({
         type: 'progress',
         ...last,
-        totalBytes: last.totalBytes || meta.totalBytes,
+        totalBytes,
+        fraction: totalBytes > 0 ? Math.min(1, last.loadedBytes / totalBytes) : null,
         fromCache: meta.fromCache,
         resumes: meta.resumes,
         wasmMemoryBytes: this.wasmMemoryBytes(),
@@ -193,41 +254,28 @@ export class Core {
     };
     try {
       for await (const chunk of chunks) {
-        if (!load) {
-          // A prompt given here is prefilled block by block while the file streams in.
-          const o = { textModel: true };
-          if (maxContext) o.maxContext = maxContext;
-          if (prompt !== undefined) o.prompt = String(prompt);
-          if (promptIds !== undefined) o.promptIds = Array.from(promptIds);
-          const opts = JSON.stringify(o);
-          load = await this.#lock.run(() => engine.beginLoad(format, meta.totalBytes || 0, opts));
-        }
+        if (!load) load = await this.#lock.run(begin);
         last = await this.#lock.run(() => parse(load.push(chunk)));
         peakWasm = Math.max(peakWasm, this.wasmMemoryBytes());
         report(false);
       }
       if (signal?.aborted) throw abortedError(signal);
-      if (!load) throw new WebjitError(ErrorCode.BAD_MODEL_FILE, `${meta.name || 'model source'} is empty`);
-      const model = await this.#lock.run(() => load.finish());
+      if (!load) throw new WebjitError(ErrorCode.BAD_MODEL_FILE, `${meta.name || what} is empty`);
+      const obj = await this.#lock.run(() => finish(load));
       try {
         // Writes to a lost device vanish without an error: a round trip proves they landed.
         await this.#lock.run(() => engine.confirmAlive());
       } catch (e) {
-        model.free();
+        obj.free();
         throw e;
       }
       peakWasm = Math.max(peakWasm, this.wasmMemoryBytes());
       if (last) last.phase = 'done';
       report(true);
-      const id = this.#add('model', model);
       // An OPFS copy becomes a hit only now that the engine has accepted the file.
       await meta.commitCache?.();
       const { commitCache, discardCache, dropCachedCopy, ...loadMeta } = meta;
-      return {
-        id,
-        info: parse(model.info()),
-        load: { ...loadMeta, peakWasmMemoryBytes: peakWasm, cacheError: meta.cacheError },
-      };
+      return { obj, load: { ...loadMeta, peakWasmMemoryBytes: peakWasm, cacheError: meta.cacheError } };
     } catch (e) {
       await meta.discardCache?.();
       let err = signal?.aborted ? abortedError(signal) : toWebjitError(e);
@@ -262,7 +310,7 @@ export class Core {
    * stream onto the GPU chunk by chunk as loadModel's do (ctx.emit gets the same progress
    * events), so wasm memory stays bounded whatever the file's size.
    */
-  async loadEmbedder({ source, cache = 'none', maxSeqLen }, { emit, signal }) {
+  async loadEmbedder({ source, cache = 'none', maxSeqLen, totalBytes }, { emit, signal }) {
     const engine = this.#alive();
     let files = source;
     if (typeof source === 'string' || source instanceof URL) {
@@ -296,77 +344,18 @@ export class Core {
     }
     need(Number.isInteger(seq) && seq > 0, `maxSeqLen must be a positive integer, got ${seq}`);
     const { chunks, meta } = await openSource(files.weights, { signal, cache });
-    let load = null;
-    let last = null;
-    let lastEmit = 0;
-    let peakWasm = this.wasmMemoryBytes();
-    const report = (force) => {
-      const now = Date.now();
-      if (!last || (!force && now - lastEmit < PROGRESS_EVERY_MS)) return;
-      lastEmit = now;
-      emit?.({
-        type: 'progress',
-        ...last,
-        totalBytes: last.totalBytes || meta.totalBytes,
-        fromCache: meta.fromCache,
-        resumes: meta.resumes,
-        wasmMemoryBytes: this.wasmMemoryBytes(),
-        peakWasmMemoryBytes: peakWasm,
-      });
-    };
-    try {
-      for await (const chunk of chunks) {
-        if (!load) load = await this.#lock.run(() => engine.beginLoad('safetensors', meta.totalBytes || 0, '{}'));
-        last = await this.#lock.run(() => parse(load.push(chunk)));
-        peakWasm = Math.max(peakWasm, this.wasmMemoryBytes());
-        report(false);
-      }
-      if (signal?.aborted) throw abortedError(signal);
-      if (!load) throw new WebjitError(ErrorCode.BAD_MODEL_FILE, `${meta.name || 'embedder weights'} is empty`);
-      const emb = await this.#lock.run(() => load.finishEmbedder(config, tokenizer, seq));
-      try {
-        // As for text models: a round trip proves the weights reached a live device.
-        await this.#lock.run(() => engine.confirmAlive());
-      } catch (e) {
-        emb.free();
-        throw e;
-      }
-      peakWasm = Math.max(peakWasm, this.wasmMemoryBytes());
-      if (last) last.phase = 'done';
-      report(true);
-      const id = this.#add('embedder', emb);
-      await meta.commitCache?.();
-      const { commitCache, discardCache, dropCachedCopy, ...loadMeta } = meta;
-      return {
-        id,
-        dim: emb.dim(),
-        maxSeqLen: seq,
-        load: { ...loadMeta, peakWasmMemoryBytes: peakWasm, cacheError: meta.cacheError },
-      };
-    } catch (e) {
-      await meta.discardCache?.();
-      let err = signal?.aborted ? abortedError(signal) : toWebjitError(e);
-      if (meta.fromCache && meta.dropCachedCopy && err.code === ErrorCode.BAD_MODEL_FILE) {
-        await meta.dropCachedCopy();
-        err = new WebjitError(err.code, `${err.message} (the stored OPFS copy was refused and removed: the next load downloads the file again)`);
-      }
-      if (load) {
-        try {
-          load.abort();
-        } catch {
-          // A load that failed inside push is already dead.
-        }
-      }
-      throw err;
-    } finally {
-      if (load) {
-        try {
-          load.free();
-        } catch {
-          // finishEmbedder() consumed it.
-        }
-      }
-    }
+    if (!meta.totalBytes && totalBytes > 0) meta.totalBytes = totalBytes;
+    const { obj: emb, load } = await this.#stream({
+      chunks,
+      meta,
+      signal,
+      emit,
+      what: 'embedder weights',
+      begin: () => engine.beginLoad('safetensors', meta.totalBytes || 0, '{}'),
+      finish: (l) => l.finishEmbedder(config, tokenizer, seq),
+    });
+    const id = this.#add('embedder', emb, { maxSeqLen: seq });
+    return { id, dim: emb.dim(), maxSeqLen: seq, load };
   }
 
   // ---- text models ----
@@ -392,11 +381,8 @@ export class Core {
   /** Tokenizes (string prompts), optionally resets, and starts generating. */
   start({ id, prompt, options = {}, reset = true, addBos }) {
     const m = this.#handle(id, 'model').obj;
+    const o = genOptions(options ?? {});
     return this.#lock.run(() => {
-      const o = {};
-      for (const k of ['maxTokens', 'temperature', 'topK', 'topP', 'repeatPenalty', 'seed']) {
-        if (options[k] !== undefined) o[k] = options[k];
-      }
       if (prompt === undefined || prompt === null) {
         // Continue from the prompt prefilled during loadModel({prompt | promptIds}).
         const n = m.prefilledPrompt().length;
@@ -456,11 +442,24 @@ export class Core {
   }
 
   // ---- embedders ----
-  async embed({ id, texts }) {
+  async embed({ id, texts, truncate = true }) {
     need(Array.isArray(texts) && texts.every((t) => typeof t === 'string'), 'texts must be an array of strings');
-    const e = this.#handle(id, 'embedder').obj;
-    const flat = await this.#lock.run(() => e.embed(JSON.stringify(texts)));
-    return { flat, dim: e.dim() };
+    need(typeof truncate === 'boolean', `truncate must be true or false, got ${truncate}`);
+    const h = this.#handle(id, 'embedder');
+    const e = h.obj;
+    const json = JSON.stringify(texts);
+    const cut = Array.from(await this.#lock.run(() => e.truncated(json)), Boolean);
+    if (!truncate && cut.some(Boolean)) {
+      const which = cut.flatMap((c, i) => (c ? [i] : []));
+      throw new WebjitError(
+        ErrorCode.INVALID_ARGUMENT,
+        `text${which.length > 1 ? 's' : ''} ${which.slice(0, 10).join(', ')}${which.length > 10 ? ', ...' : ''} ` +
+          `of ${texts.length} ${which.length > 1 ? 'are' : 'is'} longer than the embedder's ${h.maxSeqLen} tokens ` +
+          '(truncate: false refuses them; split the text, or leave truncate on to embed the first tokens)',
+      );
+    }
+    const flat = await this.#lock.run(() => e.embed(json));
+    return { flat, dim: e.dim(), truncated: cut };
   }
   embedderTokenize({ id, text }) {
     return this.#lock.run(() => this.#handle(id, 'embedder').obj.tokenize(String(text)));

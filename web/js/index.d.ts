@@ -79,8 +79,10 @@ export interface EngineInfo {
 export interface LoadProgress {
   type: 'progress';
   loadedBytes: number;
-  /** File size when known (Content-Length, Blob size), else 0. */
+  /** File size when known (Content-Length, Blob size, the `totalBytes` option), else 0. */
   totalBytes: number;
+  /** loadedBytes / totalBytes (0 to 1), or null while the size is unknown. */
+  fraction: number | null;
   tensorsReady: number;
   nTensors: number;
   layersReady: number;
@@ -134,6 +136,10 @@ export interface LoadModelOptions {
   cache?: CacheKind;
   /** KV-cache length of global-attention layers (default 2048). */
   maxContext?: number;
+  /** The file's size in bytes, for a source that does not tell it (a server without
+   *  Content-Length or that compresses on the fly, a ReadableStream): gives progress events a
+   *  `fraction`. */
+  totalBytes?: number;
   /** 'gguf', or '' to detect from the first bytes (default). */
   format?: 'gguf' | '';
   /** A prompt to prefill layer by layer while the file streams in (control tokens parsed; the
@@ -234,6 +240,21 @@ export declare function clearModelCache(opts?: {
   url?: string | URL;
 }): Promise<{ cacheApi: number; opfs: number }>;
 
+export interface CachedModel {
+  url: string;
+  cache: 'cache-api' | 'opfs';
+  /** Bytes of the stored copy. */
+  size: number;
+  /** When it was stored (ms since 1970; OPFS only, null for the Cache API). */
+  storedAt: number | null;
+}
+
+/** Every model file stored by `cache: 'cache-api' | 'opfs'` loads of this origin. */
+export declare function listCachedModels(): Promise<CachedModel[]>;
+
+/** Whether a complete copy of `url` is stored, and its size in bytes (0 when none). */
+export declare function hasModelInCache(url: string | URL): Promise<{ cacheApi: boolean; opfs: boolean; size: number }>;
+
 /** The names of the two stores. */
 export declare const MODEL_CACHES: Readonly<{ cacheApi: 'webjit-models-v1'; opfsDir: 'webjit-models-v1' }>;
 
@@ -286,8 +307,10 @@ export declare class Embedder {
   readonly maxSeqLen: number;
   /** How model.safetensors arrived (streamed onto the GPU like a GGUF). */
   readonly load: LoadInfo;
-  /** One L2-normalized, mean-pooled vector per text. */
-  embed(texts: string[] | string): Promise<Float32Array[]>;
+  /** One L2-normalized, mean-pooled vector per text. A text longer than maxSeqLen tokens is
+   *  embedded from its first tokens and flagged in `truncated`; `{truncate: false}` refuses it
+   *  with INVALID_ARGUMENT. */
+  embed(texts: string[] | string, opts?: { truncate?: boolean }): Promise<Float32Array[] & { truncated: boolean[] }>;
   tokenize(text: string): Promise<Uint32Array>;
   dispose(): Promise<void>;
 }
@@ -511,7 +534,14 @@ export declare class Engine {
   loadModel(source: ModelSource, opts?: LoadModelOptions): Promise<TextModel>;
   loadEmbedder(
     source: string | URL | EmbedderFiles,
-    opts?: { onProgress?: (p: LoadProgress) => void; signal?: AbortSignal; cache?: CacheKind; maxSeqLen?: number },
+    opts?: {
+      onProgress?: (p: LoadProgress) => void;
+      signal?: AbortSignal;
+      cache?: CacheKind;
+      maxSeqLen?: number;
+      /** The weights' size when the server does not send Content-Length (for `fraction`). */
+      totalBytes?: number;
+    },
   ): Promise<Embedder>;
   neighborhoodAttention(q: Float32Array, k: Float32Array, v: Float32Array, opts: NeighborhoodOptions): Promise<AttentionResult>;
   blockSparseAttention(q: Float32Array, k: Float32Array, v: Float32Array, opts: BlockSparseOptions): Promise<BlockSparseResult>;

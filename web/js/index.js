@@ -11,7 +11,7 @@ import { chatApi } from './openai.js';
 
 export { ErrorCode, WebjitError } from './errors.js';
 import { CACHE_NAME } from './source.js';
-import { OPFS_DIR, opfsClear } from './opfs.js';
+import { OPFS_DIR, opfsClear, opfsList, opfsLookup } from './opfs.js';
 
 function absolute(u) {
   const base = globalThis.document?.baseURI ?? globalThis.location?.href;
@@ -186,12 +186,18 @@ export class Embedder extends Handle {
     /** How the weights arrived: {totalBytes, fromCache, cached, resumes, peakWasmMemoryBytes}. */
     this.load = load;
   }
-  /** One L2-normalized, mean-pooled vector per text. */
-  async embed(texts) {
+  /**
+   * One L2-normalized, mean-pooled vector per text. A text longer than `maxSeqLen` tokens is
+   * embedded from its first tokens (as sentence-transformers does) and flagged in the result's
+   * `truncated` (one boolean per text); `{truncate: false}` refuses such texts with
+   * INVALID_ARGUMENT instead.
+   */
+  async embed(texts, { truncate = true } = {}) {
     const list = typeof texts === 'string' ? [texts] : texts;
-    const { flat, dim } = await this._call('embed', { texts: list });
+    const { flat, dim, truncated } = await this._call('embed', { texts: list, truncate });
     const out = [];
     for (let i = 0; i < list.length; i++) out.push(flat.subarray(i * dim, (i + 1) * dim));
+    out.truncated = truncated;
     return out;
   }
   tokenize(text) {
@@ -223,6 +229,64 @@ export async function clearModelCache({ cache = 'all', url } = {}) {
       }
     }
     if (cache !== 'cache-api') out.opfs = await opfsClear({ url: u });
+  } catch (e) {
+    throw toWebjitError(e);
+  }
+  return out;
+}
+
+/** Size of a Cache API entry: its Content-Length, else its body's length (read once). */
+async function cachedSize(res) {
+  const n = Number(res.headers.get('content-length'));
+  if (Number.isFinite(n) && n > 0) return n;
+  return (await res.blob()).size;
+}
+
+/**
+ * The model files stored by `cache: 'cache-api'` and `cache: 'opfs'` loads of this origin:
+ * [{url, cache: 'cache-api' | 'opfs', size (bytes), storedAt (ms since 1970, OPFS only; null
+ * for the Cache API)}]. Runs in the calling thread, like clearModelCache.
+ */
+export async function listCachedModels() {
+  const out = [];
+  try {
+    if (typeof caches !== 'undefined' && (await caches.has(CACHE_NAME))) {
+      const c = await caches.open(CACHE_NAME);
+      for (const req of await c.keys()) {
+        const res = await c.match(req);
+        if (res) out.push({ url: req.url, cache: 'cache-api', size: await cachedSize(res), storedAt: null });
+      }
+    }
+    for (const e of await opfsList()) out.push({ ...e, cache: 'opfs' });
+  } catch (e) {
+    throw toWebjitError(e);
+  }
+  return out;
+}
+
+/**
+ * Whether a complete copy of `url` (resolved against the page like loadModel's URLs) is
+ * stored: {cacheApi: bool, opfs: bool, size: bytes of the copy found, or 0}.
+ */
+export async function hasModelInCache(url) {
+  if (url === undefined || url === null || url === '') {
+    throw new WebjitError(ErrorCode.INVALID_ARGUMENT, 'hasModelInCache needs the model URL');
+  }
+  const u = absolute(url);
+  const out = { cacheApi: false, opfs: false, size: 0 };
+  try {
+    if (typeof caches !== 'undefined' && (await caches.has(CACHE_NAME))) {
+      const res = await (await caches.open(CACHE_NAME)).match(u);
+      if (res) {
+        out.cacheApi = true;
+        out.size = await cachedSize(res);
+      }
+    }
+    const hit = await opfsLookup(u);
+    if (hit) {
+      out.opfs = true;
+      out.size = hit.marker.size;
+    }
   } catch (e) {
     throw toWebjitError(e);
   }
@@ -329,6 +393,8 @@ export class Engine {
         format: opts.format ?? '',
         cache: opts.cache ?? 'none',
         maxContext: opts.maxContext,
+        // The size of a source that does not tell it (no Content-Length, a stream).
+        ...(opts.totalBytes === undefined ? {} : { totalBytes: opts.totalBytes }),
         prompt: opts.prompt,
         promptIds: opts.promptIds === undefined ? undefined : Uint32Array.from(opts.promptIds),
       },
@@ -357,7 +423,7 @@ export class Engine {
     }
     const r = await this._call(
       'loadEmbedder',
-      { source: src, cache: opts.cache ?? 'none', maxSeqLen: opts.maxSeqLen },
+      { source: src, cache: opts.cache ?? 'none', maxSeqLen: opts.maxSeqLen, totalBytes: opts.totalBytes },
       { onEvent: (e) => e.type === 'progress' && opts.onProgress?.(e), signal: opts.signal, transfer },
     );
     const e = new Embedder(this, r.id, r.dim, r.maxSeqLen, r.load);

@@ -265,6 +265,26 @@ async function commit(dir, key, marker, meta) {
   }
 }
 
+/** Every complete stored copy: [{url, size, storedAt}] (markers whose bytes are all there). */
+export async function opfsList({ getRoot } = {}) {
+  let dir;
+  try {
+    dir = await cacheDir(getRoot, false);
+  } catch {
+    return [];
+  }
+  if (!dir) return [];
+  const out = [];
+  for (const n of await names(dir)) {
+    if (!n.endsWith('.json')) continue;
+    const marker = await readMarker(dir, n.slice(0, -'.json'.length));
+    if (!marker || typeof marker.url !== 'string') continue;
+    const hit = await opfsLookup(marker.url, { getRoot });
+    if (hit) out.push({ url: marker.url, size: marker.size, storedAt: marker.storedAt ?? null });
+  }
+  return out;
+}
+
 /**
  * Removes the stored copy of `url` (its marker and bytes), or every copy when `url` is not
  * given. Returns how many files went. A file a running load is writing cannot be removed:

@@ -56,6 +56,18 @@ impl WebEmbedder {
         }))
     }
 
+    /// For a JSON array of strings: 1 for each text longer than the max sequence length (its
+    /// embedding covers only the first tokens), else 0.
+    pub fn truncated(&self, texts_json: &str) -> Result<Vec<u8>, JsValue> {
+        let texts: Vec<String> = serde_json::from_str(texts_json)
+            .map_err(|e| invalid(format!("texts: {e} (expected a JSON array of strings)")))?;
+        let bert = self.model()?;
+        texts
+            .iter()
+            .map(|t| bert.is_truncated(t).map(u8::from).map_err(js_error))
+            .collect()
+    }
+
     /// Width of each embedding.
     pub fn dim(&self) -> Result<usize, JsValue> {
         Ok(self.model()?.config.hidden_size)

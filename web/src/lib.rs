@@ -163,7 +163,17 @@ impl WebEngine {
             ..DeviceOptions::default()
         })
         .await
-        .map_err(js_error)?;
+        .map_err(|e| match e {
+            // wgpu's reason lists native backends and the engine's hint is about Vulkan
+            // drivers: neither helps in a browser.
+            Error::NoAdapter { .. } => js_err(
+                "WEBGPU_UNAVAILABLE",
+                "this browser has WebGPU but gave no GPU adapter: it may block WebGPU on this \
+                 GPU or driver (see chrome://gpu in Chromium), or run with hardware \
+                 acceleration off",
+            ),
+            e => js_error(e),
+        })?;
         Ok(WebEngine {
             inner,
             alive: Rc::new(RefCell::new(true)),

@@ -294,6 +294,12 @@ impl Bert {
         self.tokenizer.encode(text)
     }
 
+    /// Whether `text` is longer than the max sequence length (its embedding covers only the
+    /// first tokens, as sentence-transformers' does).
+    pub fn is_truncated(&self, text: &str) -> Result<bool> {
+        self.tokenizer.is_truncated(text)
+    }
+
     /// Records the forward pass of a batch of token-id lists (each already tokenized, at most
     /// the max length) and returns the L2-normalized sentence embeddings [batch, hidden].
     pub fn forward(&self, rec: &mut Recorder, batch: &[Vec<u32>]) -> Result<Tensor> {
