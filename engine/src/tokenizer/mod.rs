@@ -8,4 +8,5 @@ pub mod bpe;
 mod meta;
 pub mod spm;
 pub mod text;
+pub mod vocab;
 pub mod wordpiece;

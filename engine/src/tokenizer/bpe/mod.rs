@@ -18,10 +18,8 @@ use std::collections::HashMap;
 use tokenizers::models::bpe::BPE;
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 
-use super::meta::{
-    attr, bad, byte_value, eog_ids, get_bool, get_id, get_str, special_ids, str_array, token_attrs,
-    token_texts, KEY_TOKENS,
-};
+use super::meta::{bad, get_str, str_array};
+use super::vocab::{Defaults, Vocab};
 use crate::error::Result;
 use crate::loader::MetaEntry;
 
@@ -31,26 +29,21 @@ const KEY_PRE: &str = "tokenizer.ggml.pre";
 pub struct BpeTokenizer {
     /// `tokenizer.ggml.pre` ("default" when absent, as llama.cpp).
     pre: String,
-    /// [n_vocab] token texts (GPT-2 byte characters for normal tokens).
-    texts: Vec<String>,
-    /// [n_vocab] `attr` bits.
-    attrs: Vec<u8>,
-    to_id: HashMap<String, u32>,
-    /// Special tokens matched in text (control, user-defined, unknown), longest text first.
-    specials: Vec<u32>,
-    bos: Option<u32>,
-    eos: Option<u32>,
-    unk: Option<u32>,
-    pad: Option<u32>,
-    /// Sorted ids that end generation.
-    eog: Vec<u32>,
-    add_bos: bool,
-    add_eos: bool,
+    /// Texts (GPT-2 byte characters for normal tokens), ids, special tokens and flags.
+    vocab: Vocab,
     clean_spaces: bool,
     model: BPE,
     pre_tokenizer: PreTokenizerWrapper,
     /// Byte of each GPT-2 byte character.
     char_bytes: HashMap<char, u8>,
+}
+
+/// Vocabulary queries (`vocab_size`, `bos`, `token_text`, `is_eog` ...) are `Vocab`'s.
+impl std::ops::Deref for BpeTokenizer {
+    type Target = Vocab;
+    fn deref(&self) -> &Vocab {
+        &self.vocab
+    }
 }
 
 impl BpeTokenizer {
@@ -82,53 +75,26 @@ impl BpeTokenizer {
             )
         })?;
 
-        let (texts, to_id) = token_texts(meta)?;
-        let n = texts.len();
-        let mut attrs = token_attrs(meta, n)?;
-        for (i, text) in texts.iter().enumerate() {
-            if attrs[i] & attr::BYTE != 0 && byte_value(text).is_none() {
-                return Err(bad(
-                    format!("{KEY_TOKENS}[{i}]"),
-                    format!("byte token {text:?} is not of the form <0xNN>"),
-                ));
-            }
-        }
+        // llama.cpp's defaults for BPE vocabularies (id 11, dropped when outside the
+        // vocabulary), then the metadata.
+        let defaults = Defaults {
+            bos: 11,
+            eos: 11,
+            unk: None,
+            add_bos: spec.add_bos,
+        };
+        let vocab = Vocab::from_gguf(meta, &defaults)?;
 
-        let merges = read_merges(meta, &to_id)?;
-        let vocab: tokenizers::models::bpe::Vocab =
-            to_id.iter().map(|(t, &i)| (t.clone(), i)).collect();
+        let merges = read_merges(meta, &vocab.to_id)?;
+        let ids: tokenizers::models::bpe::Vocab =
+            vocab.to_id.iter().map(|(t, &i)| (t.clone(), i)).collect();
         let model = BPE::builder()
-            .vocab_and_merges(vocab, merges)
+            .vocab_and_merges(ids, merges)
             .ignore_merges(spec.ignore_merges)
             .build()
             .map_err(|e| bad(KEY_MERGES, e.to_string()))?;
         let pre_tokenizer = pre::build(&spec)?;
 
-        // llama.cpp's defaults for BPE vocabularies (id 11, dropped when outside the
-        // vocabulary), then the metadata.
-        let default = |id: u32| (id < n as u32).then_some(id);
-        let bos = get_id(meta, "tokenizer.ggml.bos_token_id", n)?.or(default(11));
-        let eos = get_id(meta, "tokenizer.ggml.eos_token_id", n)?.or(default(11));
-        let unk = get_id(meta, "tokenizer.ggml.unknown_token_id", n)?;
-        let pad = get_id(meta, "tokenizer.ggml.padding_token_id", n)?;
-        let eot = get_id(meta, "tokenizer.ggml.eot_token_id", n)?;
-        let eom = get_id(meta, "tokenizer.ggml.eom_token_id", n)?;
-        let add_bos = get_bool(meta, "tokenizer.ggml.add_bos_token")?.unwrap_or(spec.add_bos);
-        let add_eos = get_bool(meta, "tokenizer.ggml.add_eos_token")?.unwrap_or(false);
-        if add_bos && bos.is_none() {
-            return Err(bad(
-                "tokenizer.ggml.add_bos_token",
-                "set, but the vocabulary has no BOS token",
-            ));
-        }
-        if add_eos && eos.is_none() {
-            return Err(bad(
-                "tokenizer.ggml.add_eos_token",
-                "set, but the vocabulary has no EOS token",
-            ));
-        }
-        let eog = eog_ids(meta, &to_id, &mut attrs, &[eos, eot, eom])?;
-        let specials = special_ids(&texts, &attrs);
         let char_bytes = pre::byte_chars()
             .iter()
             .enumerate()
@@ -137,17 +103,7 @@ impl BpeTokenizer {
 
         Ok(Self {
             pre,
-            texts,
-            attrs,
-            to_id,
-            specials,
-            bos,
-            eos,
-            unk,
-            pad,
-            eog,
-            add_bos,
-            add_eos,
+            vocab,
             clean_spaces: spec.clean_spaces,
             model,
             pre_tokenizer,
@@ -155,51 +111,9 @@ impl BpeTokenizer {
         })
     }
 
-    pub fn vocab_size(&self) -> usize {
-        self.texts.len()
-    }
     /// The `tokenizer.ggml.pre` this tokenizer splits text by.
     pub fn pre(&self) -> &str {
         &self.pre
-    }
-    pub fn bos(&self) -> Option<u32> {
-        self.bos
-    }
-    pub fn eos(&self) -> Option<u32> {
-        self.eos
-    }
-    pub fn unk(&self) -> Option<u32> {
-        self.unk
-    }
-    pub fn pad(&self) -> Option<u32> {
-        self.pad
-    }
-    /// Whether `encode_with(.., add_special = true, ..)` puts BOS first.
-    pub fn add_bos(&self) -> bool {
-        self.add_bos
-    }
-    /// The stored text of a token (GPT-2 byte characters, e.g. `Ġ` for a space); `None`
-    /// outside the vocabulary.
-    pub fn token_text(&self, id: u32) -> Option<&str> {
-        self.texts.get(id as usize).map(String::as_str)
-    }
-    /// The id whose stored text is exactly `text`.
-    pub fn token_id(&self, text: &str) -> Option<u32> {
-        self.to_id.get(text).copied()
-    }
-    /// Whether `id` ends generation (EOS, EOT, EOM and the tokens llama.cpp recognizes).
-    pub fn is_eog(&self, id: u32) -> bool {
-        self.eog.binary_search(&id).is_ok()
-    }
-    /// All end-of-generation ids, sorted.
-    pub fn eog_ids(&self) -> &[u32] {
-        &self.eog
-    }
-    /// Whether `id` is a control or unknown token (hidden by `decode` unless `special`).
-    pub fn is_control(&self, id: u32) -> bool {
-        self.attrs
-            .get(id as usize)
-            .is_some_and(|a| a & (attr::CONTROL | attr::UNKNOWN) != 0)
     }
 }
 
