@@ -4,8 +4,10 @@
 // Chromium's (the GPU process, whose resident memory is read from /proc)?
 //
 //   node benchmarks/web/soak.mjs [--models 300] [--engines 60] [--embedders 100] [--every 10]
-//        [--in-page] [--gc] [--out FILE]
+//        [--in-page] [--gc] [--pkg DIR] [--out FILE]
 //
+// --pkg serves another build of the package (default web/pkg), e.g. a clean clone's, so a
+// rebuild of web/pkg during the hours of a soak does not change what is measured.
 // --in-page runs the engine in the page ({worker: false}) instead of the package's Worker;
 // --gc starts Chromium with --js-flags=--expose-gc and collects garbage in the page before each
 // row (with --in-page that includes the engine's JS objects), so what still grows is not garbage
@@ -39,11 +41,12 @@ function die(msg) {
 }
 
 function parseArgs(argv) {
-  const o = { models: 300, engines: 60, embedders: 100, every: 10, out: '', inPage: false, gc: false };
+  const o = { models: 300, engines: 60, embedders: 100, every: 10, out: '', inPage: false, gc: false, pkg: '' };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const key = a.replace(/^--/, '');
     if (a === '--out') o.out = argv[++i] || die('--out wants a file');
+    else if (a === '--pkg') o.pkg = path.resolve(argv[++i] || die('--pkg wants a folder'));
     else if (a === '--in-page') o.inPage = true;
     else if (a === '--gc') o.gc = true;
     else if (key in o) {
@@ -153,12 +156,13 @@ async function main() {
   const o = parseArgs(process.argv.slice(2));
   const pw = path.join(TOOLS, 'node_modules/playwright-core/index.mjs');
   if (!fs.existsSync(pw)) die(`playwright-core is missing from ${TOOLS}: run \`make web\``);
-  if (!fs.existsSync(path.join(ROOT, 'web/pkg/index.js'))) die('web/pkg is missing: run `make web`');
+  const pkg = o.pkg || path.join(ROOT, 'web/pkg');
+  if (!fs.existsSync(path.join(pkg, 'index.js'))) die(`${pkg} has no index.js: run \`make web\``);
   const { chromium } = await import(pathToFileURL(pw).href);
-  const srv = await startServer();
+  const srv = await startServer({ pkg });
   const args = o.gc ? [...chromiumArgs(), '--js-flags=--expose-gc'] : chromiumArgs();
   const browser = await chromium.launch({ executablePath: CHROMIUM, args });
-  const result = { adapter: '', inPage: o.inPage, gc: o.gc, phases: {} };
+  const result = { adapter: '', pkg, inPage: o.inPage, gc: o.gc, phases: {} };
   let leak = '';
   try {
     for (const phase of ['models', 'engines', 'embedders']) {
