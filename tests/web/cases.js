@@ -9,5 +9,6 @@ import { cases as faults } from './cases/faults.js';
 import { cases as pkg } from './cases/package.js';
 import { cases as origins } from './cases/origins.js';
 import { cases as openai } from './cases/openai.js';
+import { cases as types } from './cases/types.js';
 
-export const cases = { ...ops, ...loads, ...models, ...families, ...faults, ...pkg, ...origins, ...openai };
+export const cases = { ...ops, ...loads, ...models, ...families, ...faults, ...pkg, ...origins, ...openai, ...types };

@@ -17,6 +17,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { CHROMIUM, WEBGPU_ARGS, chromiumArgs } from './chromium.mjs';
 import { modelDir, startServer } from './server.mjs';
 import { runViteCase } from './vite.mjs';
+import { compile as compileTypes } from './types.mjs';
 import { FAMILIES, chatParams, familyParams } from './native.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -62,6 +63,8 @@ const CASES = [
   ['family_chat', 'webgpu', chatParams],
   ['openai_chat', 'webgpu'],
   ['openai_control', 'webgpu'],
+  // The objects the API returns as literals of index.d.ts's types, and usage.ts: tsc --strict (types.mjs).
+  ['types', 'webgpu'],
   ['gemma', 'webgpu', { ...(process.env.WEBJIT_WEB_GEMMA_TOKENS ? { tokens: Number(process.env.WEBJIT_WEB_GEMMA_TOKENS) } : {}), timeoutS: 1200 }],
 ];
 
@@ -151,6 +154,10 @@ async function main() {
       try {
         const p = typeof params === 'function' ? params() : params;
         r = name === 'vite' ? await runViteCase({ tools: TOOLS, browser: await browser(kind) }) : await runHarnessCase(page, srv.origin, name, p);
+        if (name === 'types' && r.ok) {
+          const t = compileTypes({ tools: TOOLS, samples: r.detail.samples });
+          r = { ...t, lines: [...(r.lines || []), ...t.lines] };
+        }
       } catch (e) {
         r = { ok: false, error: `harness: ${e.message}` };
       }

@@ -476,8 +476,12 @@ export class Core {
         throw new WebjitError(ErrorCode.INTERNAL, `this wasm build has no ${name}`);
       }
       const r = parse(await engine[name](qq, kk, vv, JSON.stringify(options ?? {})));
-      // The facade reports per-run milliseconds as `ms` when options.repeat > 0.
-      if (r && r.gpuMs === undefined && r.ms !== undefined) r.gpuMs = r.ms;
+      // The facade reports per-run milliseconds as `ms` when options.repeat > 0: the package's
+      // name for them is `gpuMs` (index.d.ts AttentionResult), and only that one is handed out.
+      if (r && r.ms !== undefined) {
+        r.gpuMs ??= r.ms;
+        delete r.ms;
+      }
       return r;
     });
   }

@@ -46,7 +46,8 @@ export function toWebjitError(e) {
   if (e instanceof WebjitError) return e;
   if (isAbort(e)) return new WebjitError(ErrorCode.ABORTED, e.message || 'aborted');
   if (e && typeof e === 'object' && typeof e.code === 'string' && e.code) {
-    const out = new WebjitError(e.code, e.message ?? String(e));
+    // The engine's errors carry `detail`, its finer code (e.g. LOAD_TRUNCATED under BAD_MODEL_FILE).
+    const out = new WebjitError(e.code, e.message ?? String(e), typeof e.detail === 'string' ? { detail: e.detail } : undefined);
     if (e.stack) out.stack = e.stack;
     return out;
   }
@@ -62,7 +63,7 @@ export function toWebjitError(e) {
 export function serializeError(e) {
   const w = toWebjitError(e);
   const out = { code: w.code, message: w.message, stack: w.stack };
-  for (const k of ['status', 'url']) if (k in w) out[k] = w[k];
+  for (const k of ['status', 'url', 'detail']) if (k in w) out[k] = w[k];
   return out;
 }
 

@@ -28,6 +28,9 @@ export declare class WebjitError extends Error {
   /** HTTP status, for NETWORK errors that got a response. */
   readonly status?: number;
   readonly url?: string;
+  /** The engine's finer code, on errors the engine raised (e.g. LOAD_TRUNCATED under
+   *  BAD_MODEL_FILE): for bug reports. */
+  readonly detail?: string;
   constructor(code: string, message: string, extra?: object);
 }
 
@@ -58,11 +61,14 @@ export interface DeviceLostInfo {
 }
 
 export interface EngineInfo {
+  /** The adapter's name: its description, or where the browser gives none, its vendor and
+   *  architecture (e.g. 'google swiftshader'). */
   adapter: string;
   backend: string;
   /** Whether readbacks nudge the browser (EngineOptions.readbackNudge, resolved). */
   readback_nudge: boolean;
-  features: { shader_f16: boolean; timestamp_query: boolean; subgroups?: boolean };
+  /** `subgroups`: the subgroup sizes the device guarantees, or null without subgroups. */
+  features: { shader_f16: boolean; timestamp_query: boolean; subgroups: { min_size: number; max_size: number } | null };
   limits: Record<string, number>;
   fingerprint: string;
   /** GPU memory held by the engine: bytes in use, bytes pooled for reuse, and how many
@@ -99,6 +105,8 @@ export interface LoadProgress {
 
 /** How a weights file arrived (`TextModel.load`, `Embedder.load`). */
 export interface LoadInfo {
+  /** The URL read (a Response's URL), a File's name, or '' (a Blob, buffer or stream). */
+  name: string;
   totalBytes: number;
   /** Read from the Cache API or OPFS copy (no network). */
   fromCache: boolean;

@@ -123,6 +123,8 @@ pub struct WebEngine {
     pub(crate) alive: Rc<RefCell<bool>>,
     /// The text model loaded last (what `tune` tunes), while it lives.
     pub(crate) current: state::CurrentModel,
+    /// The adapter's name for `info()` (see `adapter_name`).
+    adapter: String,
 }
 
 #[wasm_bindgen(js_class = Engine)]
@@ -140,17 +142,19 @@ impl WebEngine {
             .filter(|n| !n.is_undefined())
             .and_then(|n| js_sys::Reflect::get(&n, &"gpu".into()).ok())
             .filter(|g| !g.is_undefined() && !g.is_null());
-        if gpu.is_none() {
+        let Some(gpu) = gpu else {
             return Err(js_err(
                 "WEBGPU_UNAVAILABLE",
                 "WebGPU is not available here (no navigator.gpu): use a browser with WebGPU \
                  enabled (Chrome/Edge 113+, Safari 26+, Firefox 141+ on Windows) over https or \
                  localhost",
             ));
-        }
-        let power_preference = match power_preference.as_deref() {
-            None | Some("") | Some("high-performance") => wgpu::PowerPreference::HighPerformance,
-            Some("low-power") => wgpu::PowerPreference::LowPower,
+        };
+        let (power_preference, power_name) = match power_preference.as_deref() {
+            None | Some("") | Some("high-performance") => {
+                (wgpu::PowerPreference::HighPerformance, "high-performance")
+            }
+            Some("low-power") => (wgpu::PowerPreference::LowPower, "low-power"),
             Some(other) => {
                 return Err(invalid(format!(
                     "powerPreference `{other}`: expected 'high-performance' or 'low-power'"
@@ -174,10 +178,12 @@ impl WebEngine {
             ),
             e => js_error(e),
         })?;
+        let adapter = adapter_name(&inner.profile().name, &gpu, power_name).await;
         Ok(WebEngine {
             inner,
             alive: Rc::new(RefCell::new(true)),
             current: Default::default(),
+            adapter,
         })
     }
 
@@ -186,7 +192,7 @@ impl WebEngine {
         let p = self.inner.profile();
         let m = self.inner.pool.stats();
         serde_json::json!({
-            "adapter": p.name,
+            "adapter": self.adapter,
             "backend": p.backend,
             "readback_nudge": self.inner.readback_nudge(),
             "features": {
@@ -263,6 +269,48 @@ impl WebEngine {
     #[wasm_bindgen(js_name = releaseMemory)]
     pub fn release_memory(&self) {
         self.inner.pool.trim();
+    }
+}
+
+/// The adapter's name: wgpu's (from `GPUAdapterInfo.description`), else what the browser tells
+/// of the adapter it gives for the same request: Chromium leaves `description` empty unless
+/// its WebGPU developer features are on, but names the vendor and architecture (SwiftShader:
+/// "google swiftshader"). Never empty.
+async fn adapter_name(wgpu_name: &str, gpu: &JsValue, power_preference: &str) -> String {
+    if !wgpu_name.trim().is_empty() {
+        return wgpu_name.to_string();
+    }
+    let opts = js_sys::Object::new();
+    set(&opts, "powerPreference", power_preference);
+    let adapter = match js_sys::Reflect::get(gpu, &"requestAdapter".into())
+        .ok()
+        .and_then(|f| f.dyn_into::<js_sys::Function>().ok())
+        .and_then(|f| f.call1(gpu, &opts).ok())
+        .and_then(|p| p.dyn_into::<js_sys::Promise>().ok())
+    {
+        Some(p) => wasm_bindgen_futures::JsFuture::from(p).await.ok(),
+        None => None,
+    };
+    let info = adapter
+        .filter(|a| a.is_object())
+        .and_then(|a| js_sys::Reflect::get(&a, &"info".into()).ok())
+        .filter(|i| i.is_object());
+    let mut parts: Vec<String> = Vec::new();
+    for key in ["vendor", "architecture", "device", "description"] {
+        let v = info
+            .as_ref()
+            .and_then(|i| js_sys::Reflect::get(i, &key.into()).ok())
+            .and_then(|v| v.as_string())
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default();
+        if !v.is_empty() && !parts.contains(&v) {
+            parts.push(v);
+        }
+    }
+    if parts.is_empty() {
+        "WebGPU adapter (the browser gives no name)".into()
+    } else {
+        parts.join(" ")
     }
 }
 
