@@ -417,6 +417,8 @@ export interface TuneReport {
   records?: number;
   /** Whether the records reached IndexedDB. */
   persisted?: boolean;
+  /** Why they did not (an error code, e.g. QUOTA_EXCEEDED), when `persisted` is false. */
+  persistError?: string;
 }
 
 /** A message of an OpenAI-style request ('developer' is taken as 'system'). */
