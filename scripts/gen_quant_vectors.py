@@ -13,7 +13,9 @@ For every format webjit supports this writes `<name>.raw` (whole GGUF blocks) an
     (0, -0, the smallest subnormal, the largest finite, random normals), plus blocks whose quant
     bytes are all 0x00 or all 0xff (min and max codes).
 Infinite and NaN scales are excluded: they are not meaningful weights and GPUs need not keep NaN
-payloads. Deterministic: the seed is fixed.
+payloads (MXFP4 keeps its largest valid E8M0 scales, whose biggest codes overflow to Inf as in
+ggml). The formats of HOSTILE get separate `<name>.hostile.*` files of such blocks.
+Deterministic: the seed is fixed.
 """
 import os
 import sys
@@ -40,8 +42,22 @@ FORMATS = {
     "q4_k": (T.Q4_K, 12, [0, 2]),
     "q5_k": (T.Q5_K, 12, [0, 2]),
     "q6_k": (T.Q6_K, 12, [208]),
+    # Added later: kept after the others so the random stream of the earlier files is unchanged.
+    "iq4_nl": (T.IQ4_NL, 40, [0]),
+    "iq4_xs": (T.IQ4_XS, 12, [0]),
+    "tq1_0": (T.TQ1_0, 12, [52]),
+    "tq2_0": (T.TQ2_0, 12, [64]),
+    "mxfp4": (T.MXFP4, 40, []),
 }
-QUANTIZABLE = {"f16", "bf16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0"}
+QUANTIZABLE = {"f16", "bf16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "tq1_0", "tq2_0", "mxfp4"}
+# Formats whose repacking validates scales as ggml's ggml_validate_row_data does: they also get
+# `<name>.hostile.raw/.f32`, blocks with an Inf or NaN f16 scale (E8M0 0xff for MXFP4), which
+# the CPU reference decodes as ggml does and the upload refuses.
+HOSTILE = {"iq4_nl", "iq4_xs", "tq1_0", "tq2_0", "mxfp4"}
+HOSTILE_F16 = [0x7C00, 0xFC00, 0x7E00, 0xFE01, 0x7C01]
+# MXFP4 E8M0 scales: subnormal half-scales (0, 1), the smallest normal (2), 1 (128), and the
+# largest valid ones, whose biggest codes overflow to Inf in ggml too (253, 254).
+SPECIAL_E8M0 = [0, 1, 2, 3, 127, 128, 129, 253, 254, 252, 100, 150]
 SPECIAL_F16 = [0x0000, 0x8000, 0x0001, 0x8001, 0x03FF, 0x7BFF, 0xFBFF, 0x3C00, 0x0400]
 
 
@@ -78,6 +94,10 @@ def raw_blocks(rng, name, qtype, n, scale_offsets):
     # min and max codes everywhere in two blocks
     blocks[0, :] = 0x00
     blocks[1, :] = 0xFF
+    if name == "mxfp4":
+        e = rng.integers(0, 255, size=n, dtype=np.uint8)  # 0..254: 0xff is invalid
+        e[1 : 1 + len(SPECIAL_E8M0)] = SPECIAL_E8M0
+        blocks[:, 0] = e
     for i in range(n):
         for j, off in enumerate(scale_offsets):
             if i < len(SPECIAL_F16) * 2:
@@ -98,6 +118,19 @@ def quantized_blocks(rng, qtype, n_elems):
     return q.view(np.uint8).reshape(-1, GGML_QUANT_SIZES[qtype][1])
 
 
+def hostile_blocks(rng, name, qtype, offs):
+    """Blocks of random codes whose scale is Inf or NaN (f16), or 0xff (E8M0)."""
+    _, bsize = GGML_QUANT_SIZES[qtype]
+    if name == "mxfp4":
+        blocks = rng.integers(0, 256, size=(3, bsize), dtype=np.uint8)
+        blocks[:, 0] = 0xFF
+        return blocks
+    blocks = rng.integers(0, 256, size=(len(HOSTILE_F16), bsize), dtype=np.uint8)
+    for i, v in enumerate(HOSTILE_F16):
+        blocks[i, offs[0] : offs[0] + 2] = np.array([v], dtype=np.uint16).view(np.uint8)
+    return blocks
+
+
 def main():
     rng = np.random.default_rng(20261122)
     os.makedirs(OUT, exist_ok=True)
@@ -107,11 +140,24 @@ def main():
         if name in QUANTIZABLE:
             parts.append(quantized_blocks(rng, qtype, 32 * 16))
         raw = np.concatenate(parts, axis=0).astype(np.uint8)
-        deq = dequantize(raw.reshape(-1), qtype).astype("<f4")
+        with np.errstate(over="ignore"):  # MXFP4's largest scales overflow, as in ggml
+            deq = dequantize(raw.reshape(-1), qtype).astype("<f4")
         raw.tofile(os.path.join(OUT, f"{name}.raw"))
         deq.tofile(os.path.join(OUT, f"{name}.f32"))
         total += raw.nbytes + deq.nbytes
         print(f"{name}: {raw.shape[0]} blocks, {deq.size} values")
+    # After every regular file, so their random stream does not depend on this.
+    for name in FORMATS:
+        if name not in HOSTILE:
+            continue
+        qtype, _, offs = FORMATS[name]
+        raw = hostile_blocks(rng, name, qtype, offs)
+        with np.errstate(over="ignore", invalid="ignore"):
+            deq = dequantize(raw.reshape(-1), qtype).astype("<f4")
+        raw.tofile(os.path.join(OUT, f"{name}.hostile.raw"))
+        deq.tofile(os.path.join(OUT, f"{name}.hostile.f32"))
+        total += raw.nbytes + deq.nbytes
+        print(f"{name}.hostile: {raw.shape[0]} blocks")
     print(f"total {total} bytes")
     if total >= 1 << 20:
         sys.exit("test vectors exceed 1 MiB")

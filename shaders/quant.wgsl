@@ -199,3 +199,89 @@ fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
     let ds = half_to_f32({{W}}[b + 52u]) * f32(sc);
     return ds * vec4<f32>(q);
 }
+
+//! section lut16
+// Table lookup of 4 codes (0..15): the 16 signed-byte values of a code table are packed 4 per
+// word, little-endian, in t (IQ4NL_VALUES, MXFP4_VALUES in jit/src/quant/lowbit.rs).
+fn lut16{{S}}(t: vec4<u32>, q: vec4<u32>) -> vec4<f32> {
+    let w = vec4<u32>(t[q.x >> 2u], t[q.y >> 2u], t[q.z >> 2u], t[q.w >> 2u]);
+    return vec4<f32>(bitcast<vec4<i32>>(w << (vec4<u32>(24u) - 8u * (q & vec4<u32>(3u)))) >> vec4<u32>(24u));
+}
+
+//! section iq4_nl
+// 5 words: [d | pad] [qs x4]; Q4_0's layout with the codes looked up in kvalues_iq4nl.
+fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
+    let b = base + (k4 >> 3u) * 5u;
+    let i = k4 & 7u;
+    let d = half_to_f32({{W}}[b]);
+    let q = bytes_shr({{W}}[b + 1u + (i & 3u)], (i >> 2u) * 4u) & vec4<u32>(0xfu);
+    let kv = vec4<u32>(0xbfad9881u, 0xf6eaddcfu, 0x26190d01u, 0x71594535u);
+    return d * lut16{{S}}(kv, q);
+}
+
+//! section iq4_xs
+// 34 words: [d | scales_h] (0), scales_l[4] (1), qs[128] (2-33). Sub-block ib = e / 32 is an
+// IQ4_NL block (qs bytes 16 ib ..) with scale d * (6-bit scale - 32): low 4 bits from nibble ib
+// of scales_l, high 2 from bits 2 ib of scales_h.
+fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
+    let b = base + (k4 >> 6u) * 34u;
+    let e = (k4 & 63u) * 4u;
+    let ib = e >> 5u;
+    let j = e & 31u;
+    let q = bytes_shr({{W}}[b + 2u + 4u * ib + ((j & 15u) >> 2u)], select(0u, 4u, j >= 16u)) & vec4<u32>(0xfu);
+    let h = {{W}}[b];
+    let ls = ((({{W}}[b + 1u] >> (4u * ib)) & 0xfu) | (((h >> (16u + 2u * ib)) & 3u) << 4u));
+    let dl = half_to_f32(h) * f32(i32(ls) - 32);
+    let kv = vec4<u32>(0xbfad9881u, 0xf6eaddcfu, 0x26190d01u, 0x71594535u);
+    return dl * lut16{{S}}(kv, q);
+}
+
+//! section tq1_0
+// 14 words: qs[48] (0-11), qh[4] (12), [d | pad] (13). A byte holds 5 (qs) or 4 (qh) trits:
+// trit n is ((byte * 3^n mod 256) * 3) >> 8, minus 1. Elements 0-159 are trit e / 32 of
+// qs[e % 32], 160-239 trit (e - 160) / 16 of qs[32 + e % 16], 240-255 trit (e - 240) / 4 of
+// qh[e % 4]; 4 neighbouring elements are 4 bytes of one word with one trit index.
+fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
+    let b = base + (k4 >> 6u) * 14u;
+    let e = (k4 & 63u) * 4u;
+    var wi = (e & 31u) >> 2u;
+    var n = e >> 5u;
+    if (e >= 240u) {
+        wi = 12u;
+        n = (e - 240u) >> 2u;
+    } else if (e >= 160u) {
+        wi = 8u + ((e & 15u) >> 2u);
+        n = (e - 160u) >> 4u;
+    }
+    let p3 = select(vec4<u32>(1u, 3u, 9u, 27u)[n & 3u], 81u, n == 4u);
+    // Only the low 8 bits of each product matter, so the bytes need no mask first.
+    let q = (bytes_shr({{W}}[b + wi], 0u) * vec4<u32>(p3)) & vec4<u32>(0xffu);
+    let t = vec4<i32>((q * 3u) >> vec4<u32>(8u)) - vec4<i32>(1);
+    return vec4<f32>(t) * half_to_f32({{W}}[b + 13u]);
+}
+
+//! section tq2_0
+// 17 words: qs[64] (0-15), [d | pad] (16). Q2_K's code layout; y = (q - 1) * d.
+fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
+    let b = base + (k4 >> 6u) * 17u;
+    let e = (k4 & 63u) * 4u;
+    let h = e >> 7u;
+    let t = (e >> 5u) & 3u;
+    let l = e & 31u;
+    let q = bytes_shr({{W}}[b + ((32u * h + l) >> 2u)], 2u * t) & vec4<u32>(3u);
+    return vec4<f32>(vec4<i32>(q) - vec4<i32>(1)) * half_to_f32({{W}}[b + 16u]);
+}
+
+//! section mxfp4
+// 5 words: [e | pad] [qs x4]; Q4_0's code layout, codes looked up in kvalues_mxfp4 (E2M1
+// doubled), times the E8M0 scale halved: 2^(e - 128), f32 subnormals for e < 2 (which a GPU
+// may flush to zero: such weights are below 2^-125).
+fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
+    let b = base + (k4 >> 3u) * 5u;
+    let i = k4 & 7u;
+    let e = {{W}}[b] & 0xffu;
+    let d = bitcast<f32>(select((e - 1u) << 23u, 0x00200000u << e, e < 2u));
+    let q = bytes_shr({{W}}[b + 1u + (i & 3u)], (i >> 2u) * 4u) & vec4<u32>(0xfu);
+    let kv = vec4<u32>(0x03020100u, 0x0c080604u, 0xfdfeff00u, 0xf4f8fafcu);
+    return lut16{{S}}(kv, q) * d;
+}

@@ -70,7 +70,8 @@ pub enum BenchCommand {
     /// Quantized Y[M,N] = X[M,K] W[N,K]^T with GGUF weights (synthetic): m <= 8 runs the decode
     /// qmatvec, larger m the prefill qmatmul.
     Qmatmul {
-        /// GGUF format: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_k .. q6_k.
+        /// GGUF format: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_k .. q6_k, iq4_nl,
+        /// iq4_xs, tq1_0, tq2_0, mxfp4.
         #[arg(long, default_value = "q4_k")]
         format: String,
         #[arg(long, default_value_t = 1, value_parser = at_least::<usize>(1))]

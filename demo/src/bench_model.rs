@@ -155,6 +155,12 @@ fn tensor_byte(pos: u64, start: u64, ty: TensorType) -> u8 {
         TensorType::Q2K => &[80, 82],
         TensorType::Q3K => &[108],
         TensorType::Q6K => &[208],
+        TensorType::IQ4NL | TensorType::IQ4XS => &[0],
+        TensorType::TQ1_0 => &[52],
+        TensorType::TQ2_0 => &[64],
+        // The E8M0 scale byte: 120 is 2^-8 once halved.
+        TensorType::MXFP4 if rel.is_multiple_of(ty.block_bytes()) => return 120,
+        TensorType::MXFP4 => &[],
         TensorType::F32 => {
             // Small values: the top byte 0x3c/0xbc keeps |x| around 0.01.
             return match rel % 4 {

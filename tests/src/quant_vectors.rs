@@ -13,9 +13,19 @@ pub struct QuantVector {
 
 /// Loads the vector of `format` (panics with the regeneration command when it is missing).
 pub fn load(format: GgmlType) -> QuantVector {
+    load_file(format, format.name())
+}
+
+/// The hostile vector of `format` (`<name>.hostile.*`): blocks with an Inf or NaN scale, which
+/// ggml's validation rejects; recorded for the formats whose repacking refuses them.
+pub fn load_hostile(format: GgmlType) -> QuantVector {
+    load_file(format, &format!("{}.hostile", format.name()))
+}
+
+fn load_file(format: GgmlType, stem: &str) -> QuantVector {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/data/quant");
     let read = |ext: &str| {
-        let p = format!("{dir}/{}.{ext}", format.name());
+        let p = format!("{dir}/{stem}.{ext}");
         std::fs::read(&p).unwrap_or_else(|e| {
             panic!("{p}: {e}; regenerate with `python3 scripts/gen_quant_vectors.py`")
         })

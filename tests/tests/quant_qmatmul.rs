@@ -104,6 +104,24 @@ fn qmatmul_every_config_on_q4_k() {
 }
 
 #[test]
+fn qmatmul_every_config_on_the_low_bit_formats() {
+    let formats = [
+        GgmlType::IQ4NL,
+        GgmlType::IQ4XS,
+        GgmlType::TQ1_0,
+        GgmlType::TQ2_0,
+        GgmlType::MXFP4,
+    ];
+    for (i, format) in formats.into_iter().enumerate() {
+        // M and N prime; K = 2 super-blocks or 16 blocks of 32.
+        let (n, _) = run(engine(), format, 19, 13, 512, 500 + i as u64, &|s| {
+            s.to_vec()
+        });
+        assert!(n >= 20, "{}: only {n} configs", format.name());
+    }
+}
+
+#[test]
 fn qmatmul_all_formats_sampled_configs() {
     let pick =
         |s: &[QMatmulConfig]| vec![s[0].clone(), s[s.len() / 2].clone(), s[s.len() - 1].clone()];
@@ -117,8 +135,20 @@ fn qmatmul_all_formats_sampled_configs() {
 
 #[test]
 fn qmatmul_segmented_matches_unsegmented() {
-    let format = GgmlType::Q5_0;
-    let (n, k, m) = (97, 1024, 9);
+    // X [m, k] must fit the small engine's one binding of 64 KiB.
+    for (format, m, n, k) in [
+        (GgmlType::Q5_0, 9, 97, 1024),
+        (GgmlType::IQ4NL, 9, 131, 1024),
+        (GgmlType::IQ4XS, 9, 131, 1024),
+        (GgmlType::TQ1_0, 5, 131, 2560),
+        (GgmlType::TQ2_0, 7, 131, 2048),
+        (GgmlType::MXFP4, 9, 131, 1024),
+    ] {
+        segmented_matches_unsegmented(format, m, n, k);
+    }
+}
+
+fn segmented_matches_unsegmented(format: GgmlType, m: usize, n: usize, k: usize) {
     // One config without and one with K splits (partial sums of every segment, one sum pass).
     let cfg = |s: &[QMatmulConfig]| {
         [1, 4]
@@ -147,7 +177,8 @@ fn qmatmul_segmented_matches_unsegmented() {
     for (i, (a, b)) in a.iter().zip(&b).enumerate() {
         assert!(
             a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
-            "segmented result differs (config {i})"
+            "{}: segmented result differs (config {i})",
+            format.name()
         );
     }
 }

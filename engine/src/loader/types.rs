@@ -5,7 +5,8 @@ use super::LoaderError;
 
 /// Tensor element types of GGUF (ggml ids) and safetensors. Quantized types are stored in
 /// blocks of `block_elems()` elements taking `block_bytes()` bytes each.
-/// Block layouts follow ggml's `ggml-common.h` (block_q4_0 ... block_q6_K).
+/// Block layouts follow ggml's `ggml-common.h` (block_q4_0 ... block_q6_K, block_iq4_nl,
+/// block_iq4_xs, block_tq1_0, block_tq2_0, block_mxfp4).
 // The quant engineer keeps the same table in jit/src/quant/; the lead will unify them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TensorType {
@@ -22,6 +23,11 @@ pub enum TensorType {
     Q4K,
     Q5K,
     Q6K,
+    IQ4NL,
+    IQ4XS,
+    TQ1_0,
+    TQ2_0,
+    MXFP4,
     /// A safetensors dtype the engine does not use (I64, U8, F64, ...): its name and element
     /// size, so the loader can stream past it when told to skip such tensors.
     Other(&'static str, u8),
@@ -42,7 +48,12 @@ impl TensorType {
             12 => Self::Q4K,
             13 => Self::Q5K,
             14 => Self::Q6K,
+            20 => Self::IQ4NL,
+            23 => Self::IQ4XS,
             30 => Self::BF16,
+            34 => Self::TQ1_0,
+            35 => Self::TQ2_0,
+            39 => Self::MXFP4,
             _ => return None,
         })
     }
@@ -84,6 +95,11 @@ impl TensorType {
             Self::Q4K => "q4_k",
             Self::Q5K => "q5_k",
             Self::Q6K => "q6_k",
+            Self::IQ4NL => "iq4_nl",
+            Self::IQ4XS => "iq4_xs",
+            Self::TQ1_0 => "tq1_0",
+            Self::TQ2_0 => "tq2_0",
+            Self::MXFP4 => "mxfp4",
             Self::Other(n, _) => n,
         }
     }
@@ -92,7 +108,9 @@ impl TensorType {
     pub fn block_elems(self) -> u64 {
         match self {
             Self::Q4_0 | Self::Q4_1 | Self::Q5_0 | Self::Q5_1 | Self::Q8_0 => 32,
+            Self::IQ4NL | Self::MXFP4 => 32,
             Self::Q2K | Self::Q3K | Self::Q4K | Self::Q5K | Self::Q6K => 256,
+            Self::IQ4XS | Self::TQ1_0 | Self::TQ2_0 => 256,
             _ => 1,
         }
     }
@@ -112,6 +130,11 @@ impl TensorType {
             Self::Q4K => 144,
             Self::Q5K => 176,
             Self::Q6K => 210,
+            Self::IQ4NL => 18,
+            Self::IQ4XS => 136,
+            Self::TQ1_0 => 54,
+            Self::TQ2_0 => 66,
+            Self::MXFP4 => 17,
             Self::Other(_, b) => b as u64,
         }
     }

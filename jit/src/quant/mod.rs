@@ -7,9 +7,10 @@
 //! `ggml-quants.c` (<https://github.com/ggml-org/ggml/blob/master/src/ggml-quants.c>).
 //!
 //! GPU layout ("repacked"): every block becomes a whole number of `u32` words. Blocks whose raw
-//! size is a multiple of 4 with 4-aligned fields (Q4_1, Q5_1, Q2_K, Q4_K, Q5_K) are copied as is;
-//! Q4_0, Q5_0 and Q8_0 get 2 pad bytes after their leading f16 scale so the quants start on a
-//! word; Q3_K and Q6_K (f16 scale last) get 2 pad bytes at the end. F16 and BF16 pack 2 values
+//! size is a multiple of 4 with 4-aligned fields (Q4_1, Q5_1, Q2_K, Q4_K, Q5_K, IQ4_XS) are
+//! copied as is; Q4_0, Q5_0, Q8_0 and IQ4_NL get 2 pad bytes after their leading f16 scale so
+//! the quants start on a word; Q3_K, Q6_K, TQ1_0 and TQ2_0 (f16 scale last) get 2 pad bytes at
+//! the end; MXFP4 gets 3 after its scale byte. F16 and BF16 pack 2 values
 //! per word (GPU block of 2 elements). Repacking is per block, so it runs on any chunk of whole
 //! blocks (e.g. row chunks while weights stream in) and a row starts at a word boundary whenever
 //! its length is a multiple of the GPU block.
@@ -17,7 +18,14 @@
 mod float;
 mod kquants;
 mod legacy;
+mod lowbit;
+mod synth;
+mod validate;
 pub mod wgsl;
+
+pub use lowbit::{e8m0_to_f32_half, IQ4NL_VALUES, MXFP4_VALUES};
+pub use synth::{scale_offsets, synth_blocks};
+pub use validate::validate_blocks;
 
 use thiserror::Error;
 
@@ -40,10 +48,15 @@ pub enum GgmlType {
     Q5K,
     Q6K,
     BF16,
+    IQ4NL,
+    IQ4XS,
+    TQ1_0,
+    TQ2_0,
+    MXFP4,
 }
 
 impl GgmlType {
-    pub const ALL: [GgmlType; 13] = [
+    pub const ALL: [GgmlType; 18] = [
         GgmlType::F32,
         GgmlType::F16,
         GgmlType::BF16,
@@ -57,6 +70,11 @@ impl GgmlType {
         GgmlType::Q4K,
         GgmlType::Q5K,
         GgmlType::Q6K,
+        GgmlType::IQ4NL,
+        GgmlType::IQ4XS,
+        GgmlType::TQ1_0,
+        GgmlType::TQ2_0,
+        GgmlType::MXFP4,
     ];
 
     /// ggml's `enum ggml_type` value (as stored in GGUF tensor infos).
@@ -74,7 +92,12 @@ impl GgmlType {
             GgmlType::Q4K => 12,
             GgmlType::Q5K => 13,
             GgmlType::Q6K => 14,
+            GgmlType::IQ4NL => 20,
+            GgmlType::IQ4XS => 23,
             GgmlType::BF16 => 30,
+            GgmlType::TQ1_0 => 34,
+            GgmlType::TQ2_0 => 35,
+            GgmlType::MXFP4 => 39,
         }
     }
 
@@ -102,6 +125,11 @@ impl GgmlType {
             GgmlType::Q4K => "q4_k",
             GgmlType::Q5K => "q5_k",
             GgmlType::Q6K => "q6_k",
+            GgmlType::IQ4NL => "iq4_nl",
+            GgmlType::IQ4XS => "iq4_xs",
+            GgmlType::TQ1_0 => "tq1_0",
+            GgmlType::TQ2_0 => "tq2_0",
+            GgmlType::MXFP4 => "mxfp4",
         }
     }
 
@@ -115,9 +143,13 @@ impl GgmlType {
     pub fn block_elems(self) -> usize {
         match self {
             GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => 1,
-            GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q8_0 => {
-                32
-            }
+            GgmlType::Q4_0
+            | GgmlType::Q4_1
+            | GgmlType::Q5_0
+            | GgmlType::Q5_1
+            | GgmlType::Q8_0
+            | GgmlType::IQ4NL
+            | GgmlType::MXFP4 => 32,
             _ => QK_K,
         }
     }
@@ -137,6 +169,11 @@ impl GgmlType {
             GgmlType::Q4K => 144,
             GgmlType::Q5K => 176,
             GgmlType::Q6K => 210,
+            GgmlType::IQ4NL => 18,
+            GgmlType::IQ4XS => 136,
+            GgmlType::TQ1_0 => 54,
+            GgmlType::TQ2_0 => 66,
+            GgmlType::MXFP4 => 17,
         }
     }
 
@@ -163,6 +200,11 @@ impl GgmlType {
             GgmlType::Q4K => 36,
             GgmlType::Q5K => 44,
             GgmlType::Q6K => 53,
+            GgmlType::IQ4NL => 5,
+            GgmlType::IQ4XS => 34,
+            GgmlType::TQ1_0 => 14,
+            GgmlType::TQ2_0 => 17,
+            GgmlType::MXFP4 => 5,
         }
     }
 
@@ -226,6 +268,15 @@ pub enum QuantError {
     },
     #[error("{format}: size overflows")]
     Overflow { format: &'static str },
+    #[error(
+        "{format}: block {block} of the data has the scale {scale}, which ggml's validation \
+         rejects (its weights would be Inf or NaN)"
+    )]
+    NonFiniteScale {
+        format: &'static str,
+        block: usize,
+        scale: String,
+    },
 }
 
 /// IEEE half bits to f32, exact (subnormals, infinities and NaN payloads included).
@@ -290,6 +341,11 @@ pub fn dequantize(t: GgmlType, raw: &[u8], out: &mut [f32]) -> Result<(), QuantE
             GgmlType::Q4K => kquants::dequant_q4_k(b, y),
             GgmlType::Q5K => kquants::dequant_q5_k(b, y),
             GgmlType::Q6K => kquants::dequant_q6_k(b, y),
+            GgmlType::IQ4NL => lowbit::dequant_iq4_nl(b, y),
+            GgmlType::IQ4XS => lowbit::dequant_iq4_xs(b, y),
+            GgmlType::TQ1_0 => lowbit::dequant_tq1_0(b, y),
+            GgmlType::TQ2_0 => lowbit::dequant_tq2_0(b, y),
+            GgmlType::MXFP4 => lowbit::dequant_mxfp4(b, y),
         }
     }
     Ok(())
@@ -303,12 +359,14 @@ pub fn dequantize_vec(t: GgmlType, raw: &[u8]) -> Result<Vec<f32>, QuantError> {
     Ok(out)
 }
 
-/// Where a block's bytes go in its repacked words: 2 pad bytes are inserted at `pad_at`
-/// (`None`: the block is copied as is).
+/// Where a block's bytes go in its repacked words: the pad bytes that make it whole words are
+/// inserted at `pad_at` (`None`: the block is copied as is).
 fn pad_at(t: GgmlType) -> Option<usize> {
     match t {
-        GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 => Some(2),
-        GgmlType::Q3K | GgmlType::Q6K => Some(t.block_bytes()),
+        GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::IQ4NL => Some(2),
+        // The E8M0 scale byte gets a word of its own.
+        GgmlType::MXFP4 => Some(1),
+        GgmlType::Q3K | GgmlType::Q6K | GgmlType::TQ1_0 | GgmlType::TQ2_0 => Some(t.block_bytes()),
         _ => None,
     }
 }
@@ -326,6 +384,9 @@ pub fn repack(t: GgmlType, raw: &[u8], out: &mut Vec<u32>) -> Result<(), QuantEr
             block_bytes: gbb,
         });
     }
+    if validate::validated(t) {
+        validate_blocks(t, raw)?;
+    }
     let words = t.gpu_block_words();
     out.reserve(raw.len() / gbb * words);
     let mut buf = [0u8; 4 * 53];
@@ -335,8 +396,9 @@ pub fn repack(t: GgmlType, raw: &[u8], out: &mut Vec<u32>) -> Result<(), QuantEr
         match pad_at(t) {
             None => dst[..gbb].copy_from_slice(b),
             Some(p) => {
+                let pad = words * 4 - gbb;
                 dst[..p].copy_from_slice(&b[..p]);
-                dst[p + 2..gbb + 2].copy_from_slice(&b[p..]);
+                dst[p + pad..].copy_from_slice(&b[p..]);
             }
         }
         out.extend(
@@ -345,68 +407,6 @@ pub fn repack(t: GgmlType, raw: &[u8], out: &mut Vec<u32>) -> Result<(), QuantEr
         );
     }
     Ok(())
-}
-
-/// Byte offsets of the f16 scale fields in one ggml block (empty for the float types).
-pub fn scale_offsets(t: GgmlType) -> &'static [usize] {
-    match t {
-        GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 => &[0],
-        GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q4K | GgmlType::Q5K => &[0, 2],
-        GgmlType::Q2K => &[80, 82],
-        GgmlType::Q3K => &[108],
-        GgmlType::Q6K => &[208],
-        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => &[],
-    }
-}
-
-/// Deterministic synthetic weights for tests and benchmarks: `blocks` blocks of random bytes
-/// whose scale fields hold f16 values in about [2^-7, 2^-5] (either sign), and float elements
-/// in about (-1, 1). Kernel speed does not depend on values; tests need finite, varied ones.
-pub fn synth_blocks(t: GgmlType, blocks: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed ^ 0x9e37_79b9_7f4a_7c15;
-    let mut next = move || {
-        // splitmix64
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    };
-    let bb = t.block_bytes();
-    let mut out = vec![0u8; blocks * bb];
-    for b in out.chunks_exact_mut(bb) {
-        for c in b.chunks_mut(8) {
-            let r = next().to_le_bytes();
-            c.copy_from_slice(&r[..c.len()]);
-        }
-        let r = next();
-        match t {
-            // Exponent pinned to [2^-8, 1): finite and well scaled.
-            GgmlType::F32 => {
-                let bits = (r as u32 & 0x807f_ffff) | (((r >> 32) as u32 % 8 + 119) << 23);
-                b.copy_from_slice(&bits.to_le_bytes());
-            }
-            GgmlType::F16 => {
-                let h = (r as u16 & 0x83ff) | (((r >> 16) as u16 % 8 + 7) << 10);
-                b.copy_from_slice(&h.to_le_bytes());
-            }
-            GgmlType::BF16 => {
-                let h = (r as u16 & 0x807f) | (((r >> 16) as u16 % 8 + 119) << 7);
-                b.copy_from_slice(&h.to_le_bytes());
-            }
-            _ => {
-                for (i, &off) in scale_offsets(t).iter().enumerate() {
-                    let v = r >> (16 * i);
-                    // exponent 8..=10 -> 2^-7 .. 2^-5; mins stay positive so affine formats
-                    // are centred, scales of sign-free codes may be negative
-                    let sign = if i == 0 { (v as u16) & 0x8000 } else { 0 };
-                    let h = sign | (v as u16 & 0x03ff) | ((((v >> 10) as u16) % 3 + 8) << 10);
-                    b[off..off + 2].copy_from_slice(&h.to_le_bytes());
-                }
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -430,6 +430,11 @@ mod tests {
             (12, 256, 144),
             (13, 256, 176),
             (14, 256, 210),
+            (20, 32, 18),
+            (23, 256, 136),
+            (34, 256, 54),
+            (35, 256, 66),
+            (39, 32, 17),
         ];
         for (t, w) in GgmlType::ALL.into_iter().zip(want) {
             assert_eq!((t.id(), t.block_elems(), t.block_bytes()), w, "{t:?}");

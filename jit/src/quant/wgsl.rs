@@ -21,6 +21,9 @@ pub fn dequant_wgsl(format: GgmlType, array: &str, suffix: &str) -> Result<Strin
     if matches!(format, GgmlType::Q4K | GgmlType::Q5K) {
         parts.push("kscale");
     }
+    if matches!(format, GgmlType::IQ4NL | GgmlType::IQ4XS | GgmlType::MXFP4) {
+        parts.push("lut16");
+    }
     parts.push(format.name());
     let mut s = String::new();
     for p in parts {
