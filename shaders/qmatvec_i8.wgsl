@@ -266,6 +266,110 @@ fn wblock(base: u32, j: u32) -> W8 {
               d * sc6(b + 48u, i), d * sc6(b + 48u, i + 1u), 0.0);
 }
 
+//! section lut_bytes
+// The bytes of v (codes 0..15) replaced by the signed-byte values of a 16-entry table packed 4
+// per word, little-endian, in t (IQ4NL_VALUES, MXFP4_VALUES in jit/src/quant/lowbit.rs).
+fn lut_word(t: vec4<u32>, v: u32) -> u32 {
+    var r = 0u;
+    for (var i = 0u; i < 4u; i++) {
+        let c = (v >> (8u * i)) & 0xfu;
+        r |= ((t[c >> 2u] >> (8u * (c & 3u))) & 0xffu) << (8u * i);
+    }
+    return r;
+}
+
+fn lut_bytes(t: vec4<u32>, v: vec4<u32>) -> vec4<u32> {
+    return vec4<u32>(lut_word(t, v.x), lut_word(t, v.y), lut_word(t, v.z), lut_word(t, v.w));
+}
+
+//! section iq4_nl
+// 5 words: [d | pad] [qs x4]; Q4_0's nibbles looked up in kvalues_iq4nl.
+fn wblock(base: u32, j: u32) -> W8 {
+    let b = base + j * 5u;
+    let d = half_to_f32(w[b]);
+    let q = vec4<u32>(w[b + 1u], w[b + 2u], w[b + 3u], w[b + 4u]);
+    let kv = vec4<u32>(0xbfad9881u, 0xf6eaddcfu, 0x26190d01u, 0x71594535u);
+    let m4 = vec4<u32>(0x0f0f0f0fu);
+    return W8(lut_bytes(kv, q & m4), lut_bytes(kv, (q >> vec4<u32>(4u)) & m4), d, d, 0.0);
+}
+
+//! section iq4_xs
+// 34 words: [d | scales_h] (0), scales_l (1), qs[128] (2-33); block j is sub-block j % 8 of
+// super-block j / 8, an IQ4_NL block with scale d * (6-bit scale - 32).
+fn wblock(base: u32, j: u32) -> W8 {
+    let b = base + (j >> 3u) * 34u;
+    let ib = j & 7u;
+    let h = w[b];
+    let ls = ((w[b + 1u] >> (4u * ib)) & 0xfu) | (((h >> (16u + 2u * ib)) & 3u) << 4u);
+    let dl = half_to_f32(h) * f32(i32(ls) - 32);
+    let qb = b + 2u + 4u * ib;
+    let q = vec4<u32>(w[qb], w[qb + 1u], w[qb + 2u], w[qb + 3u]);
+    let kv = vec4<u32>(0xbfad9881u, 0xf6eaddcfu, 0x26190d01u, 0x71594535u);
+    let m4 = vec4<u32>(0x0f0f0f0fu);
+    return W8(lut_bytes(kv, q & m4), lut_bytes(kv, (q >> vec4<u32>(4u)) & m4), dl, dl, 0.0);
+}
+
+//! section mxfp4
+// 5 words: [e | pad] [qs x4]; Q4_0's nibbles looked up in kvalues_mxfp4 (E2M1 doubled), scale
+// 2^(e - 128).
+fn wblock(base: u32, j: u32) -> W8 {
+    let b = base + j * 5u;
+    let e = w[b] & 0xffu;
+    let d = bitcast<f32>(select((e - 1u) << 23u, 0x00200000u << e, e < 2u));
+    let q = vec4<u32>(w[b + 1u], w[b + 2u], w[b + 3u], w[b + 4u]);
+    let kv = vec4<u32>(0x03020100u, 0x0c080604u, 0xfdfeff00u, 0xf4f8fafcu);
+    let m4 = vec4<u32>(0x0f0f0f0fu);
+    return W8(lut_bytes(kv, q & m4), lut_bytes(kv, (q >> vec4<u32>(4u)) & m4), d, d, 0.0);
+}
+
+//! section tq2_0
+// 17 words: qs[64] (0-15), [d | pad] (16). Block j is sub-block s = j % 8 of super-block j / 8:
+// bits 2 (s % 4) of qs bytes 32 (s / 4) ..., minus 1.
+fn wblock(base: u32, j: u32) -> W8 {
+    let b = base + (j >> 3u) * 17u;
+    let s = j & 7u;
+    let qa = b + 8u * (s >> 2u);
+    let sh = vec4<u32>(2u * (s & 3u));
+    let m2 = vec4<u32>(0x03030303u);
+    let a = (vec4<u32>(w[qa], w[qa + 1u], w[qa + 2u], w[qa + 3u]) >> sh) & m2;
+    let c = (vec4<u32>(w[qa + 4u], w[qa + 5u], w[qa + 6u], w[qa + 7u]) >> sh) & m2;
+    let d = half_to_f32(w[b + 16u]);
+    return W8(sub_bytes(a, 0x01010101u), sub_bytes(c, 0x01010101u), d, d, 0.0);
+}
+
+//! section tq1_0
+// 14 words: qs[48] (0-11), qh[4] (12), [d | pad] (13). Trit n of a byte is
+// ((byte * 3^n mod 256) * 3) >> 8, minus 1. Sub-block s = j % 8 of super-block j / 8: s < 5 is
+// trit s of qs bytes 0-31; s = 5, 6 are trits 2 (s - 5) and 2 (s - 5) + 1 of qs bytes 32-47;
+// s = 7 is trit 4 of qs bytes 32-47, then trits 0-3 of the 4 qh bytes.
+fn trits(word: u32, p: u32) -> u32 {
+    let q = (bytes_shr(word, 0u) * p) & vec4<u32>(0xffu);
+    return pack4xI8(vec4<i32>((q * 3u) >> vec4<u32>(8u)) - vec4<i32>(1));
+}
+
+fn trits4(q: vec4<u32>, n: u32) -> vec4<u32> {
+    let p = select(vec4<u32>(1u, 3u, 9u, 27u)[n & 3u], 81u, n == 4u);
+    return vec4<u32>(trits(q.x, p), trits(q.y, p), trits(q.z, p), trits(q.w, p));
+}
+
+fn wblock(base: u32, j: u32) -> W8 {
+    let b = base + (j >> 3u) * 14u;
+    let s = j & 7u;
+    let d = half_to_f32(w[b + 13u]);
+    if (s < 5u) {
+        let qa = vec4<u32>(w[b], w[b + 1u], w[b + 2u], w[b + 3u]);
+        let qb = vec4<u32>(w[b + 4u], w[b + 5u], w[b + 6u], w[b + 7u]);
+        return W8(trits4(qa, s), trits4(qb, s), d, d, 0.0);
+    }
+    let q = vec4<u32>(w[b + 8u], w[b + 9u], w[b + 10u], w[b + 11u]);
+    let n = 2u * (s - 5u);
+    if (s < 7u) {
+        return W8(trits4(q, n), trits4(q, n + 1u), d, d, 0.0);
+    }
+    let h = w[b + 12u];
+    return W8(trits4(q, 4u), vec4<u32>(trits(h, 1u), trits(h, 3u), trits(h, 9u), trits(h, 27u)), d, d, 0.0);
+}
+
 //! section wblocks_one
 // One block per step (every format but Q4_K).
 fn wblocks(base: u32, j: u32) -> array<W8, 1> {

@@ -85,7 +85,8 @@ pub enum BenchCommand {
         /// Time every config and report the best plus the streaming-read bandwidth.
         #[arg(long)]
         sweep: bool,
-        /// The int8 dot-product path of the matvec (m <= 8; q4_0, q5_0, q8_0, q4_k, q6_k):
+        /// The int8 dot-product path of the matvec (m <= 8; q4_0, q5_0, q8_0, q4_k, q6_k,
+        /// iq4_nl, iq4_xs, tq1_0, tq2_0, mxfp4):
         /// each config is timed twice, on activations quantized once beforehand and with the
         /// quantization pass in every run (`+quantize`).
         #[arg(long)]

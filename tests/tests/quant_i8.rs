@@ -14,12 +14,17 @@ use webjit_tests::{assert_close, engine, small_binding_engine, Rand};
 /// NMSE bound for f32 accumulation over the same (dequantized) operands, as for the f32 path.
 const NMSE_Q_F32: f64 = 1e-9;
 
-const FORMATS: [GgmlType; 5] = [
+const FORMATS: [GgmlType; 10] = [
     GgmlType::Q4_0,
     GgmlType::Q5_0,
     GgmlType::Q8_0,
     GgmlType::Q4K,
     GgmlType::Q6K,
+    GgmlType::IQ4NL,
+    GgmlType::IQ4XS,
+    GgmlType::TQ1_0,
+    GgmlType::TQ2_0,
+    GgmlType::MXFP4,
 ];
 
 /// The activations as the GPU quantized them, dequantized: codes * d per block of 32. Also
@@ -205,7 +210,15 @@ fn qmatvec_i8_gemma_shapes_and_long_k() {
 fn qmatvec_i8_segmented_matches_unsegmented() {
     let small = small_binding_engine();
     let big = engine();
-    for (format, n, k) in [(GgmlType::Q8_0, 131, 1024), (GgmlType::Q6K, 67, 1536)] {
+    for (format, n, k) in [
+        (GgmlType::Q8_0, 131, 1024),
+        (GgmlType::Q6K, 67, 1536),
+        (GgmlType::IQ4NL, 131, 1024),
+        (GgmlType::IQ4XS, 131, 1024),
+        (GgmlType::TQ1_0, 131, 2560),
+        (GgmlType::TQ2_0, 131, 2048),
+        (GgmlType::MXFP4, 131, 1024),
+    ] {
         let raw = quant::synth_blocks(format, n * k / format.block_elems(), 7);
         let x = Rand::new(71).vec(2 * k, -1.0, 1.0);
         let mut outs = Vec::new();

@@ -43,6 +43,12 @@ pub(super) fn render_int8(
     key: String,
 ) -> Result<String, JitError> {
     let mut deq = common_wgsl()?;
+    if matches!(
+        spec.format,
+        GgmlType::IQ4NL | GgmlType::IQ4XS | GgmlType::MXFP4
+    ) {
+        deq.push_str(sec("lut_bytes")?);
+    }
     deq.push_str(sec(spec.format.name())?);
     if blocks_per_step(spec.format) == 1 {
         deq.push_str(sec("wblocks_one")?);

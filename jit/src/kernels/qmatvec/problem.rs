@@ -64,7 +64,16 @@ impl Path {
     pub fn int8_supports(format: GgmlType) -> bool {
         matches!(
             format,
-            GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::Q4K | GgmlType::Q6K
+            GgmlType::Q4_0
+                | GgmlType::Q5_0
+                | GgmlType::Q8_0
+                | GgmlType::Q4K
+                | GgmlType::Q6K
+                | GgmlType::IQ4NL
+                | GgmlType::IQ4XS
+                | GgmlType::TQ1_0
+                | GgmlType::TQ2_0
+                | GgmlType::MXFP4
         )
     }
 }

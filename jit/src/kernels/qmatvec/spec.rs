@@ -116,7 +116,8 @@ impl KernelSpec for QMatvecSpec {
                         fam,
                         &key,
                         format!(
-                            "no int8 path for {} (Q4_0, Q5_0, Q8_0, Q4_K and Q6_K have one)",
+                            "no int8 path for {} (Q4_0, Q5_0, Q8_0, Q4_K, Q6_K, IQ4_NL, \
+                             IQ4_XS, TQ1_0, TQ2_0 and MXFP4 have one)",
                             self.format.name()
                         ),
                     ));
