@@ -171,3 +171,26 @@ else
   rm -rf "$CACHE/families.tmp"
   echo "models: tiny families ok ($CACHE/tiny-*.gguf)"
 fi
+
+# Gemma 3 270M requantized to IQ4_XS (tests/tests/quant_gemma_iq4.rs): scripts/make_gemma_iq4.py
+# writes the IQ4_NL/IQ4_XS tensors that llama.cpp's quantizer makes from the Q4_K_M file above,
+# byte for byte (scripts/record_gemma_iq4_refs.py checks them against llama.cpp's), with pinned
+# gguf/numpy; its llama.cpp references (tests/data/gemma_iq4/) were recorded on these bytes.
+GEMMA_IQ4="$CACHE/gemma-3-270m-iq4_xs.gguf"
+GEMMA_IQ4_SHA=3bb59056a7160a647e4e4fabcfc03b3ac49a30a275de9bf2f3dd148cf098e887
+if sha_ok "$GEMMA_IQ4" "$GEMMA_IQ4_SHA"; then
+  echo "models: gemma iq4_xs ok ($GEMMA_IQ4)"
+else
+  echo "models: generating gemma-3-270m-iq4_xs.gguf (scripts/make_gemma_iq4.py, about 2 minutes)"
+  if [ ! -x "$PYENV/bin/python" ]; then
+    python3 -m venv "$PYENV" || { echo "models: python3 -m venv failed (apt-get install python3-venv)" >&2; exit 1; }
+  fi
+  "$PYENV/bin/pip" install --quiet gguf==0.19.0 numpy==2.4.6
+  "$PYENV/bin/python" "$HERE/make_gemma_iq4.py" "$GEMMA" "$GEMMA_IQ4.tmp"
+  if ! sha_ok "$GEMMA_IQ4.tmp" "$GEMMA_IQ4_SHA"; then
+    echo "models: sha256 mismatch for gemma-3-270m-iq4_xs.gguf ($(sha256sum "$GEMMA_IQ4.tmp" | cut -d' ' -f1))" >&2
+    rm -f "$GEMMA_IQ4.tmp"; exit 1
+  fi
+  mv "$GEMMA_IQ4.tmp" "$GEMMA_IQ4"
+  echo "models: gemma iq4_xs ok ($GEMMA_IQ4)"
+fi

@@ -187,6 +187,13 @@ pub fn gemma_prompt_refs() -> Vec<PromptRef> {
     prompt_refs("gemma/refs.json", "gemma")
 }
 
+/// Gemma 3 270M requantized to IQ4_XS (`tests/data/gemma_iq4/refs.json`, recorded by
+/// scripts/record_gemma_iq4_refs.py on the file scripts/make_gemma_iq4.py generates; full
+/// logits for `chat` and `long`).
+pub fn gemma_iq4_prompt_refs() -> Vec<PromptRef> {
+    prompt_refs("gemma_iq4/refs.json", "gemma_iq4")
+}
+
 /// The tiny random-weight llama GGUF, generated into the model cache by `make models`
 /// (scripts/make_tiny_llama.py, sha256-checked: its references were recorded on these bytes).
 pub fn tiny_llama_path() -> PathBuf {
