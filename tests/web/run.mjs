@@ -54,6 +54,7 @@ const CASES = [
   ['progress_fraction', 'webgpu'],
   ['cache_listing', 'webgpu'],
   ['embed_truncation', 'webgpu'],
+  ['decode_pipelined', 'webgpu'],
   ['minilm', 'webgpu'],
   ['readback_nudge', 'webgpu'],
   ['tune', 'webgpu'],

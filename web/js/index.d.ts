@@ -195,6 +195,9 @@ export interface GenerateStats {
   prefillMs: number;
   decodeMs: number;
   dispatchesPerToken: number;
+  /** Tokens read back while the step after them was already queued on the GPU (decode runs
+   *  one step ahead): all but the first and last of a run, none with a repeatPenalty. */
+  queuedBehind: number;
 }
 
 export interface ChatMessage {

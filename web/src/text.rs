@@ -356,6 +356,7 @@ async fn step(
             "prefillMs": r.prefill_ms,
             "decodeMs": r.decode_ms,
             "dispatchesPerToken": s.dispatches_per_token,
+            "queuedBehind": s.queued_behind,
         });
         i.running = None;
         return Ok(JsValue::from_str(&out.to_string()));

@@ -151,4 +151,38 @@ export const cases = {
       await e.dispose();
     }
   },
+
+  /**
+   * The browser's decode runs one step ahead (the next step recorded from the GPU-sampled
+   * token while this one is read back): a greedy run reports every token but the first and
+   * last as queued behind the next step, and gives the same tokens as stepping one token per
+   * call (maxTokens: 1, continued), which never runs ahead.
+   */
+  async decode_pipelined({ log }) {
+    const e = await Engine.create({ tuningStore: 'none' });
+    try {
+      const m = await e.loadModel(TINY);
+      const prompt = await m.tokenize('The sea at night is');
+      const n = 12;
+      const ahead = (await collect(m.generateTokens(prompt, { maxTokens: n }))).map((t) => t.id);
+      const stats = m.lastStats;
+      if (ahead.length !== n || stats.reason !== 'max_tokens') fail(`pipelined run: ${ahead.length} tokens, ${stats.reason}`);
+      if (stats.queuedBehind !== n - 2) fail(`queuedBehind ${stats.queuedBehind}, want ${n - 2}: decode did not run ahead`);
+      const stepped = [];
+      let queued = 0;
+      for (let i = 0; i < n; i++) {
+        const input = i === 0 ? prompt : [];
+        const [t] = await collect(m.generateTokens(input, { maxTokens: 1, continue: i > 0, addBos: false }));
+        if (!t) fail(`step ${i} gave no token`);
+        stepped.push(t.id);
+        queued += m.lastStats.queuedBehind;
+      }
+      if (queued !== 0) fail(`stepping queued ${queued} tokens behind a next step`);
+      if (JSON.stringify(stepped) !== JSON.stringify(ahead)) fail(`pipelined ${ahead} vs stepped ${stepped}`);
+      log(`  ${n} tokens, ${stats.queuedBehind} queued behind the next step; stepping gives the same ids`);
+      return {};
+    } finally {
+      await e.dispose();
+    }
+  },
 };
