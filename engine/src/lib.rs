@@ -139,6 +139,16 @@ impl Engine {
         }
     }
 
+    /// Forgets the cached bind groups. A bind group keeps its buffers alive (in a browser, the
+    /// GPU process keeps the objects of destroyed buffers for as long as a bind group names
+    /// them), so once a model's buffers are freed its bind groups should go too; the next
+    /// step of a model still loaded makes its own again.
+    pub fn forget_bind_groups(&self) {
+        if let Ok(mut m) = self.bind_groups.lock() {
+            m.clear();
+        }
+    }
+
     /// From now on (`on`), or no longer, every dispatched kernel's key is logged, by every
     /// recording of this engine (tests check what a model step runs against the tuner's plan).
     pub fn log_kernels(&self, on: bool) {

@@ -93,5 +93,6 @@ impl Drop for WebEmbedder {
         // give the pooled buffers back.
         self.bert.take();
         self.engine.pool.trim();
+        self.engine.forget_bind_groups();
     }
 }

@@ -240,6 +240,7 @@ impl WebModelLoad {
     fn end(&mut self) {
         self.live = None;
         self.engine.pool.trim();
+        self.engine.forget_bind_groups();
     }
 }
 

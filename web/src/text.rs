@@ -284,6 +284,7 @@ impl Drop for WebTextModel {
             *g = Slot::Freed;
         }
         self.engine.pool.trim();
+        self.engine.forget_bind_groups();
     }
 }
 
