@@ -268,14 +268,15 @@ fn wblock(base: u32, j: u32) -> W8 {
 
 //! section lut_bytes
 // The bytes of v (codes 0..15) replaced by the signed-byte values of a 16-entry table packed 4
-// per word, little-endian, in t (IQ4NL_VALUES, MXFP4_VALUES in jit/src/quant/lowbit.rs).
+// per word, little-endian, in t (IQ4NL_VALUES, MXFP4_VALUES in jit/src/quant/lowbit.rs). The
+// word of each code is picked by selects on its bits 2 and 3, not by indexing t (a vector
+// indexed by a runtime value may live in slow local memory).
 fn lut_word(t: vec4<u32>, v: u32) -> u32 {
-    var r = 0u;
-    for (var i = 0u; i < 4u; i++) {
-        let c = (v >> (8u * i)) & 0xfu;
-        r |= ((t[c >> 2u] >> (8u * (c & 3u))) & 0xffu) << (8u * i);
-    }
-    return r;
+    let c = (vec4<u32>(v) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xfu);
+    let b2 = (c & vec4<u32>(4u)) != vec4<u32>(0u);
+    let b3 = c >= vec4<u32>(8u);
+    let w = select(select(vec4<u32>(t.x), vec4<u32>(t.y), b2), select(vec4<u32>(t.z), vec4<u32>(t.w), b2), b3);
+    return pack4xU8(w >> (8u * (c & vec4<u32>(3u))));
 }
 
 fn lut_bytes(t: vec4<u32>, v: vec4<u32>) -> vec4<u32> {
@@ -348,7 +349,8 @@ fn trits(word: u32, p: u32) -> u32 {
 }
 
 fn trits4(q: vec4<u32>, n: u32) -> vec4<u32> {
-    let p = select(vec4<u32>(1u, 3u, 9u, 27u)[n & 3u], 81u, n == 4u);
+    // 3^n without indexing by n (see lut_bytes).
+    let p = select(select(select(select(1u, 3u, n == 1u), 9u, n == 2u), 27u, n == 3u), 81u, n == 4u);
     return vec4<u32>(trits(q.x, p), trits(q.y, p), trits(q.z, p), trits(q.w, p));
 }
 

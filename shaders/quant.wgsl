@@ -202,9 +202,13 @@ fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
 
 //! section lut16
 // Table lookup of 4 codes (0..15): the 16 signed-byte values of a code table are packed 4 per
-// word, little-endian, in t (IQ4NL_VALUES, MXFP4_VALUES in jit/src/quant/lowbit.rs).
+// word, little-endian, in t (IQ4NL_VALUES, MXFP4_VALUES in jit/src/quant/lowbit.rs). The word
+// is picked by selects on bits 2 and 3 of the code, not by indexing t with it: a vector
+// indexed by a runtime value may live in (slow) local memory.
 fn lut16{{S}}(t: vec4<u32>, q: vec4<u32>) -> vec4<f32> {
-    let w = vec4<u32>(t[q.x >> 2u], t[q.y >> 2u], t[q.z >> 2u], t[q.w >> 2u]);
+    let b2 = (q & vec4<u32>(4u)) != vec4<u32>(0u);
+    let b3 = q >= vec4<u32>(8u);
+    let w = select(select(vec4<u32>(t.x), vec4<u32>(t.y), b2), select(vec4<u32>(t.z), vec4<u32>(t.w), b2), b3);
     return vec4<f32>(bitcast<vec4<i32>>(w << (vec4<u32>(24u) - 8u * (q & vec4<u32>(3u)))) >> vec4<u32>(24u));
 }
 
@@ -253,7 +257,8 @@ fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
         wi = 8u + ((e & 15u) >> 2u);
         n = (e - 160u) >> 4u;
     }
-    let p3 = select(vec4<u32>(1u, 3u, 9u, 27u)[n & 3u], 81u, n == 4u);
+    // 3^n without indexing by n (see lut16).
+    let p3 = select(select(select(select(1u, 3u, n == 1u), 9u, n == 2u), 27u, n == 3u), 81u, n == 4u);
     // Only the low 8 bits of each product matter, so the bytes need no mask first.
     let q = (bytes_shr({{W}}[b + wi], 0u) * vec4<u32>(p3)) & vec4<u32>(0xffu);
     let t = vec4<i32>((q * 3u) >> vec4<u32>(8u)) - vec4<i32>(1);
