@@ -7,7 +7,8 @@ use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
 use webjit_engine::loader::{
-    Format, GpuSink, LoadEvent, LoadOptions, Loader, LoaderError, TensorInfo, TensorSink,
+    Format, GpuSink, LoadEvent, LoadOptions, Loader, LoaderError, ModelHeader, TensorInfo,
+    TensorSink,
 };
 use webjit_engine::model::bert::Bert;
 use webjit_engine::model::decoder::Decoder;
@@ -364,24 +365,23 @@ fn not_a_text_model() -> Error {
     }
 }
 
-/// A file shorter than `Format::DETECT_BYTES` of unknown size never reached `detect` while it
-/// streamed: say what it is before calling it cut.
-fn detect_short(live: &Live) -> Result<(), Error> {
+/// After the last byte: the loader's checks of the whole file, and its header. A file shorter
+/// than `Format::DETECT_BYTES` of unknown size never reached `detect` while it streamed: it
+/// says what it is before being called cut.
+fn finish_loader(live: &mut Live) -> Result<ModelHeader, Error> {
     if live.loader.is_none() && live.format.is_none() && !live.prefix.is_empty() {
         Format::detect(&live.prefix)?;
     }
-    Ok(())
+    let cut = || Error::BadModel {
+        detail: "the file ended before its header".into(),
+    };
+    let loader = live.loader.as_mut().ok_or_else(cut)?;
+    loader.finish(&mut live.sink)?;
+    loader.header().cloned().ok_or_else(cut)
 }
 
 fn build(engine: &Engine, live: &mut Live, max_context: usize) -> Result<Built, Error> {
-    detect_short(live)?;
-    let loader = live.loader.as_mut().ok_or_else(|| Error::BadModel {
-        detail: "the file ended before its header".into(),
-    })?;
-    loader.finish(&mut live.sink)?;
-    let header = loader.header().cloned().ok_or_else(|| Error::BadModel {
-        detail: "the file ended before its header".into(),
-    })?;
+    let header = finish_loader(live)?;
     if header.format != Format::Gguf {
         return Err(not_a_text_model());
     }
@@ -428,14 +428,7 @@ fn build_embedder(
     tokenizer: &[u8],
     max_seq_len: usize,
 ) -> Result<Bert, Error> {
-    detect_short(live)?;
-    let loader = live.loader.as_mut().ok_or_else(|| Error::BadModel {
-        detail: "the file ended before its header".into(),
-    })?;
-    loader.finish(&mut live.sink)?;
-    let header = loader.header().cloned().ok_or_else(|| Error::BadModel {
-        detail: "the file ended before its header".into(),
-    })?;
+    let header = finish_loader(live)?;
     let sink = std::mem::replace(
         &mut live.sink.gpu,
         Upload::Plain(Box::new(GpuSink::new(engine))),

@@ -34,27 +34,22 @@ impl WordPiece {
         Ok(Self { inner, max_len })
     }
 
-    /// Whether `text` has more tokens than `max_len` (so `encode` cuts it).
-    pub fn is_truncated(&self, text: &str) -> Result<bool> {
-        let enc = self
-            .inner
+    fn encoding(&self, text: &str) -> Result<tokenizers::Encoding> {
+        self.inner
             .encode(text, true)
             .map_err(|e| Error::InvalidArgument {
                 op: "tokenize",
                 detail: e.to_string(),
-            })?;
-        Ok(!enc.get_overflowing().is_empty())
+            })
+    }
+
+    /// Whether `text` has more tokens than `max_len` (so `encode` cuts it).
+    pub fn is_truncated(&self, text: &str) -> Result<bool> {
+        Ok(!self.encoding(text)?.get_overflowing().is_empty())
     }
 
     /// Token ids with [CLS] ... [SEP], truncated to `max_len`.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self
-            .inner
-            .encode(text, true)
-            .map_err(|e| Error::InvalidArgument {
-                op: "tokenize",
-                detail: e.to_string(),
-            })?;
-        Ok(enc.get_ids().to_vec())
+        Ok(self.encoding(text)?.get_ids().to_vec())
     }
 }
