@@ -162,6 +162,17 @@ pub fn model_cache() -> std::path::PathBuf {
     base.join("models")
 }
 
+/// The sha256 of a file, in hex (a generated model checked against the bytes its references
+/// were recorded on).
+pub fn file_sha256(path: &std::path::Path) -> String {
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// A fetched model file or directory; fails loudly (never skips) when it is missing.
 pub fn require_model(name: &str) -> std::path::PathBuf {
     let p = model_cache().join(name);

@@ -17,7 +17,6 @@
 //!
 //! The prompt ids are llama.cpp's, so these tests check the decoders, not the tokenizers.
 
-use sha2::{Digest, Sha256};
 use webjit_engine::loader::{FileSource, MemSource, MetaValue};
 use webjit_engine::model::decoder::Decoder;
 use webjit_engine::model::generate::Session;
@@ -31,7 +30,7 @@ use webjit_tests::gemma_refs::{
     read_json, top_k, PromptRef, GREEDY,
 };
 use webjit_tests::loader_fixtures::{GgufBuilder, Kv};
-use webjit_tests::{engine, require_model, Rand};
+use webjit_tests::{engine, file_sha256, require_model, Rand};
 
 /// The KV cache of the runs: the n_ctx llama.cpp recorded with (phi3: its original context,
 /// so the short rope factors apply).
@@ -50,13 +49,8 @@ fn meta_u64(h: &webjit_engine::loader::ModelHeader, key: &str) -> Option<u64> {
 fn golden(family: &str) {
     let doc = read_json(&format!("families/{family}.json"));
     let path = require_model(&format!("tiny-{family}.gguf"));
-    let bytes = std::fs::read(&path).expect("model");
-    let sha: String = Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
     assert_eq!(
-        sha,
+        file_sha256(&path),
         doc["gguf_sha256"].as_str().expect("gguf_sha256"),
         "{}: not the bytes llama.cpp was recorded on (rerun `make models`, or re-record with \
          scripts/make_tiny_families.py)",
@@ -291,12 +285,8 @@ fn phi3_long_rope_factors_match_f64() {
     let rel = "families/phi3.long_factors.f64.json";
     let doc = read_json(rel);
     let path = require_model("tiny-phi3.gguf");
-    let sha: String = Sha256::digest(std::fs::read(&path).expect("model"))
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
     assert_eq!(
-        sha,
+        file_sha256(&path),
         doc["gguf_sha256"].as_str().expect("gguf_sha256"),
         "{}: not the bytes of the long-factor reference (rerun `make models`, or re-record with \
          scripts/f64_decoder.py --record-long-factors phi3)",

@@ -9,12 +9,11 @@
 //! scripts/record_gemma_iq4_refs.py (tests/data/gemma_iq4/). Prompts are llama.cpp's token ids,
 //! so this checks the IQ4_NL/IQ4_XS decode matvecs and prefill matmuls on a real model.
 
-use sha2::{Digest, Sha256};
 use webjit_engine::loader::{FileSource, TensorType};
 use webjit_engine::model::decoder::Decoder;
 use webjit_engine::model::generate::Session;
 use webjit_tests::gemma_refs::{gemma_iq4_prompt_refs, golden_check, read_gguf_header, read_json};
-use webjit_tests::{engine, require_model};
+use webjit_tests::{engine, file_sha256, require_model};
 
 const MODEL: &str = "gemma-3-270m-iq4_xs.gguf";
 
@@ -22,17 +21,11 @@ const MODEL: &str = "gemma-3-270m-iq4_xs.gguf";
 fn gemma_iq4_xs_matches_llama_cpp_on_every_prompt() {
     let doc = read_json("gemma_iq4/refs.json");
     let path = require_model(MODEL);
-    let bytes = std::fs::read(&path).expect("model");
-    let sha: String = Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
     assert_eq!(
-        sha,
+        file_sha256(&path),
         doc["model_sha256"].as_str().expect("model_sha256"),
         "{MODEL} is not the file the references were recorded on (rerun `make models`)"
     );
-    drop(bytes);
     // The file exercises both formats, on the shapes that use them.
     let header = read_gguf_header(&path);
     let count = |t: TensorType| header.tensors.iter().filter(|i| i.dtype == t).count();
