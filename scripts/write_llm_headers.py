@@ -86,8 +86,10 @@ MODELS = {
 ALIGN = 32
 # (elements per block, bytes per block)
 BLOCK = {Q.F32: (1, 4), Q.F16: (1, 2), Q.Q4_0: (32, 18), Q.Q5_0: (32, 22), Q.Q5_1: (32, 24),
-         Q.Q8_0: (32, 34), Q.Q4_K: (256, 144), Q.Q5_K: (256, 176), Q.Q6_K: (256, 210)}
-MOSTLY_Q4_K_M = 15  # llama_ftype LLAMA_FTYPE_MOSTLY_Q4_K_M, stored as general.file_type
+         Q.Q8_0: (32, 34), Q.Q4_K: (256, 144), Q.Q5_K: (256, 176), Q.Q6_K: (256, 210),
+         Q.Q2_K: (256, 84), Q.IQ2_XS: (256, 74), Q.IQ4_NL: (32, 18), Q.Q4_0: (32, 18)}
+# llama_ftype values stored as general.file_type: LLAMA_FTYPE_MOSTLY_Q4_K_M, _IQ2_XS.
+FILE_TYPE = {"q4_k_m": 15, "iq2_xs": 20}
 
 
 # ---------------------------------------------------------------- tensors and their Q4_K_M types
@@ -132,7 +134,8 @@ def fallback(ty, ncols):
     multiple of 256 drops to a 32-block type of about the same bits (Qwen2.5-0.5B's 896)."""
     if ncols % BLOCK[ty][0] == 0:
         return ty
-    ty = {Q.Q4_K: Q.Q5_0, Q.Q5_K: Q.Q5_1, Q.Q6_K: Q.Q8_0}.get(ty, ty)
+    ty = {Q.Q4_K: Q.Q5_0, Q.Q5_K: Q.Q5_1, Q.Q6_K: Q.Q8_0, Q.IQ2_XS: Q.IQ4_NL,
+          Q.Q2_K: Q.Q4_0}.get(ty, ty)
     return ty if ncols % BLOCK[ty][0] == 0 else Q.F16
 
 
@@ -171,6 +174,38 @@ def q4_k_m_types(tensors, n_layer):
         elif "ffn_down" in name:
             if more_bits(i_down, n_layer):
                 ty = Q.Q6_K
+            i_down += 1
+        types.append(fallback(ty, ne[0]))
+    return types
+
+
+def iq2_xs_types(tensors, n_layer, n_gqa):
+    """The type llama-quantize gives each tensor for IQ2_XS (which needs an imatrix; the types
+    do not depend on it). Default IQ2_XS, and:
+    - not quantized: as for Q4_K_M;
+    - output.weight, and token_embd.weight when tied: Q5_K (Q8_0 off a 256 multiple);
+    - an untied token_embd: Q2_K;
+    - attn_v: Q4_K when n_head / n_head_kv >= 4, else Q2_K;
+    - ffn_down of the first n_layer / 8 layers: Q2_K;
+    - then the row-length fallback."""
+    names = [n for n, _ in tensors]
+    tied = "output.weight" not in names
+    i_down = 0
+    types = []
+    for name, ne in tensors:
+        if len(ne) < 2 or not name.endswith("weight") or "_norm.weight" in name:
+            types.append(Q.F32)
+            continue
+        ty = Q.IQ2_XS
+        if name == "output.weight" or (tied and name == "token_embd.weight"):
+            ty = Q.Q8_0 if ne[0] % 256 else Q.Q5_K
+        elif name == "token_embd.weight":
+            ty = Q.Q2_K
+        elif "attn_v.weight" in name:
+            ty = Q.Q4_K if n_gqa >= 4 else Q.Q2_K
+        elif "ffn_down" in name:
+            if i_down < n_layer // 8:
+                ty = Q.Q2_K
             i_down += 1
         types.append(fallback(ty, ne[0]))
     return types
@@ -313,9 +348,12 @@ def tokenizer(m):
 
 # ---------------------------------------------------------------- the GGUF header
 
-def write(model, m, out_dir):
+def write(model, m, out_dir, ftype="q4_k_m"):
     tensors = tensor_list(m)
-    types = q4_k_m_types(tensors, m["layers"])
+    if ftype == "iq2_xs":
+        types = iq2_xs_types(tensors, m["layers"], m["heads"] // m["kv"])
+    else:
+        types = q4_k_m_types(tensors, m["layers"])
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, "header.bin")
     w = gguf.GGUFWriter(path, m["arch"])
@@ -349,7 +387,7 @@ def write(model, m, out_dir):
         w.add_attn_logit_softcapping(g["attn_cap"])
         w.add_final_logit_softcapping(g["final_cap"])
         w.add_sliding_window(g["swa"])
-    w.add_file_type(MOSTLY_Q4_K_M)
+    w.add_file_type(FILE_TYPE[ftype])
     for key, val in tokenizer(m):
         full = f"tokenizer.ggml.{key}" if key != "chat_template" else "tokenizer.chat_template"
         if isinstance(val, bool):
@@ -386,19 +424,22 @@ def write(model, m, out_dir):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", ".cache", "llm-headers"))
+    ap.add_argument("--ftype", choices=sorted(FILE_TYPE), default="q4_k_m",
+                    help="llama-quantize's type assignment to write (iq2_xs: OUT/<model>-iq2_xs/)")
     ap.add_argument("models", nargs="*", help=f"default: all of {', '.join(MODELS)}")
     a = ap.parse_args()
     for model in a.models or MODELS:
         if model not in MODELS:
             sys.exit(f"unknown model {model!r}; known: {', '.join(MODELS)}")
         m = MODELS[model]
-        start, size, types = write(model, m, os.path.join(a.out, model))
+        sub = model if a.ftype == "q4_k_m" else f"{model}-{a.ftype}"
+        start, size, types = write(model, m, os.path.join(a.out, sub), a.ftype)
         counts = {}
         for t in types:
             counts[t.name] = counts.get(t.name, 0) + 1
         pub = m["published_mb"]
         print(f"{model:24s} {m['arch']:6s} header {start / 1e6:5.2f} MB  file {size / 1e6:8.1f} MB"
-              f"  (published Q4_K_M ~{pub} MB: {size / 1e6 / pub:.3f}x)  "
+              + (f"  (published Q4_K_M ~{pub} MB: {size / 1e6 / pub:.3f}x)  " if a.ftype == "q4_k_m" else "  ")
               + " ".join(f"{k}:{v}" for k, v in sorted(counts.items())))
 
 
