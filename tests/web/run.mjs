@@ -67,6 +67,7 @@ const CASES = [
   // The objects the API returns as literals of index.d.ts's types, and usage.ts: tsc --strict (types.mjs).
   ['types', 'webgpu'],
   ['gemma', 'webgpu', { ...(process.env.WEBJIT_WEB_GEMMA_TOKENS ? { tokens: Number(process.env.WEBJIT_WEB_GEMMA_TOKENS) } : {}), timeoutS: 1200 }],
+  ['gemma_iq4', 'webgpu', { ...(process.env.WEBJIT_WEB_GEMMA_TOKENS ? { tokens: Number(process.env.WEBJIT_WEB_GEMMA_TOKENS) } : {}), timeoutS: 600 }],
 ];
 
 function die(msg) {
@@ -110,7 +111,7 @@ async function main() {
   if (!fs.existsSync(pw)) die(`playwright-core is missing from ${TOOLS}: run \`make web\``);
   const models = modelDir();
   const tinies = FAMILIES.map((f) => `tiny-${f}.gguf`);
-  for (const f of ['gemma-3-270m-q4_k_m.gguf', 'tiny-llama.gguf', 'all-MiniLM-L6-v2/model.safetensors', ...tinies]) {
+  for (const f of ['gemma-3-270m-q4_k_m.gguf', 'gemma-3-270m-iq4_xs.gguf', 'tiny-llama.gguf', 'all-MiniLM-L6-v2/model.safetensors', ...tinies]) {
     if (!fs.existsSync(path.join(models, f))) die(`${path.join(models, f)} is missing: run \`make models\``);
   }
   const { chromium } = await import(pathToFileURL(pw).href);

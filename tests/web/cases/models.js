@@ -4,6 +4,7 @@
 import {
   Engine,
   GEMMA,
+  GEMMA_IQ4,
   MIB,
   MODELS,
   TINY,
@@ -217,85 +218,99 @@ export const cases = {
   },
 
   /** Gemma 3 270M streamed over HTTP: progress to the end, bounded wasm memory, golden tokens. */
-  async gemma({ log, params }) {
-    const refs = await json('/data/gemma/refs.json');
-    const e = await Engine.create();
-    try {
-      const events = [];
-      const t0 = performance.now();
-      const m = await e.loadModel(GEMMA, { maxContext: 512, onProgress: (p) => events.push(p) });
-      const loadMs = performance.now() - t0;
-      const last = events[events.length - 1];
-      const size = 253113024;
-      if (events.length < 10) fail(`only ${events.length} progress events`);
-      if (last.loadedBytes !== size || last.totalBytes !== size || last.phase !== 'done') fail(`last progress ${JSON.stringify(last)}`);
-      if (last.tensorsReady !== last.nTensors || last.layersReady !== last.nLayers) fail(`not every tensor/layer ready: ${JSON.stringify(last)}`);
-      for (let i = 1; i < events.length; i++) {
-        if (events[i].loadedBytes < events[i - 1].loadedBytes) fail('progress went backwards');
-      }
-      const peak = Math.max(...events.map((p) => p.peakWasmMemoryBytes), m.load.peakWasmMemoryBytes);
-      if (!(peak > 0 && peak < 64 * MIB)) fail(`peak wasm memory while streaming ${peak} bytes (limit 64 MiB)`);
-      log(`  load ${(loadMs / 1000).toFixed(1)} s, ${events.length} progress events, peak wasm memory ${(peak / MIB).toFixed(1)} MiB`);
+  gemma({ log, params }) {
+    return gemmaGolden(log, params, { url: GEMMA, data: 'gemma', size: 253113024 });
+  },
 
-      // The golden rule of the native tests (tests/src/gemma_refs.rs): greedy ids equal to
-      // llama.cpp's at every step up to the first one where llama.cpp's own top-1/top-2 gap is
-      // below 0.3 (that step's top-5 logits are still compared), top-5 logits within 1.0.
-      // `params.tokens` caps the steps (WEBJIT_WEB_GEMMA_TOKENS); the default runs them all.
-      const steps = (r) => {
-        const low = r.greedy.findIndex((g) => g.gap < 0.3);
-        return Math.min(params.tokens ?? 32, low < 0 ? r.greedy.length : low + 1);
-      };
-      const golden = async (name, r) => {
-        // The last prompt position's logits first (a fresh context each time).
-        let want = null;
-        if (r.logits_f16) {
-          const buf = await (await fetch(`/data/gemma/${r.logits_f16}`)).arrayBuffer();
-          const u16 = new Uint16Array(buf);
-          want = Float32Array.from(u16, halfToF32);
-        }
-        const lg = await m.logits(r.prompt_ids);
-        if (!(lg instanceof Float32Array) || lg.length !== refs.n_vocab) fail(`${name}: logits() gave ${lg?.length} values, vocabulary ${refs.n_vocab}`);
-        const ll = checkLastLogits(name, lg, r, want);
-        log(`  ${name}: last-position logits: argmax ${r.last_top10[0][0]}, ${ll.shared} of llama.cpp's top-10${ll.nmse === null ? '' : `, NMSE ${ll.nmse.toExponential(2)} over all ${lg.length}`}`);
-        const n = steps(r);
-        const tp = performance.now();
-        const toks = await collect(m.generateTokens(r.prompt_ids, { maxTokens: n }));
-        const ms = performance.now() - tp;
-        if (toks.length !== n) fail(`${name}: ${toks.length} tokens, asked for ${n}`);
-        const compared = checkGreedy(name, toks, r.greedy);
-        if (compared !== n) fail(`${name}: compared ${compared} steps of ${n}`);
-        const st = m.lastStats;
-        log(`  ${name}: ${r.prompt_ids.length} prompt ids, ${n} greedy steps = llama.cpp's in ${(ms / 1000).toFixed(1)} s (prefill ${st?.prefillMs?.toFixed?.(0)} ms, decode ${st?.decodeMs?.toFixed?.(0)} ms): ${JSON.stringify(toks.map((t) => t.text).join(''))}`);
-        return { n, ms, st };
-      };
-
-      await expectCode(m.logits([]), 'INVALID_ARGUMENT', 'logits of no tokens');
-      await expectCode(m.logits([2, refs.n_vocab]), 'INVALID_ARGUMENT', 'logits of an id outside the vocabulary');
-      const chat = refs.prompts[0];
-      // The file has no chat template: the package's Gemma 3 template and the tokenizer give
-      // llama.cpp's prompt ids (one BOS: the template writes it).
-      if (m.info.chat_template !== 'builtin:gemma3') fail(`info.chat_template ${m.info.chat_template}, want builtin:gemma3`);
-      const msgs = [{ role: 'user', content: 'Write a short poem about the sea.' }];
-      const prompt = await m.chatPrompt(msgs);
-      const ids = Array.from(await m.chatPromptIds(msgs));
-      if (JSON.stringify(ids) !== JSON.stringify(chat.prompt_ids)) fail(`chatPromptIds ${JSON.stringify(ids)} != llama.cpp ${JSON.stringify(chat.prompt_ids)} (prompt ${JSON.stringify(prompt)})`);
-      const first = await golden('chat', chat);
-      const genMs = first.ms;
-      const st = first.st;
-      // The other short golden prompts: their text tokenizes to llama.cpp's ids, then the same
-      // rule. (The 692-token prompt is left to the native tests: its prefill alone would take
-      // minutes on SwiftShader.)
-      for (const name of (params.prompts ?? ['plain', 'code', 'chat_unicode'])) {
-        const r = refs.prompts.find((p) => p.name === name);
-        if (!r) fail(`no golden prompt ${name}`);
-        const got = Array.from(await m.tokenize(r.text, { addBos: true }));
-        if (JSON.stringify(got) !== JSON.stringify(r.prompt_ids)) fail(`${name}: ids ${JSON.stringify(got)} != llama.cpp ${JSON.stringify(r.prompt_ids)}`);
-        await golden(name, r);
-      }
-      await m.dispose();
-      return { loadMs, genMs, peak, stats: st };
-    } finally {
-      await e.dispose();
-    }
+  /**
+   * Gemma 3 270M requantized to IQ4_XS / IQ4_NL (issue 27 item 2 in the browser; the model is
+   * generated by `make models`, tests/data/gemma_iq4/README.md): the same rule against
+   * llama.cpp on that file, on the chat prompt's logits and first 8 greedy steps (all five prompts
+   * run natively in quant_gemma_iq4).
+   */
+  gemma_iq4({ log, params }) {
+    return gemmaGolden(log, { prompts: [], tokens: 8, ...params }, { url: GEMMA_IQ4, data: 'gemma_iq4', size: 241982144 });
   },
 };
+
+/** One Gemma GGUF against llama.cpp's references in tests/data/<data>/ (see `gemma`). */
+async function gemmaGolden(log, params, { url, data, size }) {
+  const refs = await json(`/data/${data}/refs.json`);
+  const e = await Engine.create();
+  try {
+    const events = [];
+    const t0 = performance.now();
+    const m = await e.loadModel(url, { maxContext: 512, onProgress: (p) => events.push(p) });
+    const loadMs = performance.now() - t0;
+    const last = events[events.length - 1];
+    if (events.length < 10) fail(`only ${events.length} progress events`);
+    if (last.loadedBytes !== size || last.totalBytes !== size || last.phase !== 'done') fail(`last progress ${JSON.stringify(last)}`);
+    if (last.tensorsReady !== last.nTensors || last.layersReady !== last.nLayers) fail(`not every tensor/layer ready: ${JSON.stringify(last)}`);
+    for (let i = 1; i < events.length; i++) {
+      if (events[i].loadedBytes < events[i - 1].loadedBytes) fail('progress went backwards');
+    }
+    const peak = Math.max(...events.map((p) => p.peakWasmMemoryBytes), m.load.peakWasmMemoryBytes);
+    if (!(peak > 0 && peak < 64 * MIB)) fail(`peak wasm memory while streaming ${peak} bytes (limit 64 MiB)`);
+    log(`  load ${(loadMs / 1000).toFixed(1)} s, ${events.length} progress events, peak wasm memory ${(peak / MIB).toFixed(1)} MiB`);
+
+    // The golden rule of the native tests (tests/src/gemma_refs.rs): greedy ids equal to
+    // llama.cpp's at every step up to the first one where llama.cpp's own top-1/top-2 gap is
+    // below 0.3 (that step's top-5 logits are still compared), top-5 logits within 1.0.
+    // `params.tokens` caps the steps (WEBJIT_WEB_GEMMA_TOKENS); the default runs them all.
+    const steps = (r) => {
+      const low = r.greedy.findIndex((g) => g.gap < 0.3);
+      return Math.min(params.tokens ?? 32, low < 0 ? r.greedy.length : low + 1);
+    };
+    const golden = async (name, r) => {
+      // The last prompt position's logits first (a fresh context each time).
+      let want = null;
+      if (r.logits_f16) {
+        const buf = await (await fetch(`/data/${data}/${r.logits_f16}`)).arrayBuffer();
+        const u16 = new Uint16Array(buf);
+        want = Float32Array.from(u16, halfToF32);
+      }
+      const lg = await m.logits(r.prompt_ids);
+      if (!(lg instanceof Float32Array) || lg.length !== refs.n_vocab) fail(`${name}: logits() gave ${lg?.length} values, vocabulary ${refs.n_vocab}`);
+      const ll = checkLastLogits(name, lg, r, want);
+      log(`  ${name}: last-position logits: argmax ${r.last_top10[0][0]}, ${ll.shared} of llama.cpp's top-10${ll.nmse === null ? '' : `, NMSE ${ll.nmse.toExponential(2)} over all ${lg.length}`}`);
+      const n = steps(r);
+      const tp = performance.now();
+      const toks = await collect(m.generateTokens(r.prompt_ids, { maxTokens: n }));
+      const ms = performance.now() - tp;
+      if (toks.length !== n) fail(`${name}: ${toks.length} tokens, asked for ${n}`);
+      const compared = checkGreedy(name, toks, r.greedy);
+      if (compared !== n) fail(`${name}: compared ${compared} steps of ${n}`);
+      const st = m.lastStats;
+      log(`  ${name}: ${r.prompt_ids.length} prompt ids, ${n} greedy steps = llama.cpp's in ${(ms / 1000).toFixed(1)} s (prefill ${st?.prefillMs?.toFixed?.(0)} ms, decode ${st?.decodeMs?.toFixed?.(0)} ms): ${JSON.stringify(toks.map((t) => t.text).join(''))}`);
+      return { n, ms, st };
+    };
+
+    await expectCode(m.logits([]), 'INVALID_ARGUMENT', 'logits of no tokens');
+    await expectCode(m.logits([2, refs.n_vocab]), 'INVALID_ARGUMENT', 'logits of an id outside the vocabulary');
+    const chat = refs.prompts[0];
+    // The file has no chat template: the package's Gemma 3 template and the tokenizer give
+    // llama.cpp's prompt ids (one BOS: the template writes it).
+    if (m.info.chat_template !== 'builtin:gemma3') fail(`info.chat_template ${m.info.chat_template}, want builtin:gemma3`);
+    const msgs = [{ role: 'user', content: 'Write a short poem about the sea.' }];
+    const prompt = await m.chatPrompt(msgs);
+    const ids = Array.from(await m.chatPromptIds(msgs));
+    if (JSON.stringify(ids) !== JSON.stringify(chat.prompt_ids)) fail(`chatPromptIds ${JSON.stringify(ids)} != llama.cpp ${JSON.stringify(chat.prompt_ids)} (prompt ${JSON.stringify(prompt)})`);
+    const first = await golden('chat', chat);
+    const genMs = first.ms;
+    const st = first.st;
+    // The other short golden prompts: their text tokenizes to llama.cpp's ids, then the same
+    // rule. (The 692-token prompt is left to the native tests: its prefill alone would take
+    // minutes on SwiftShader.)
+    for (const name of (params.prompts ?? ['plain', 'code', 'chat_unicode'])) {
+      const r = refs.prompts.find((p) => p.name === name);
+      if (!r) fail(`no golden prompt ${name}`);
+      const got = Array.from(await m.tokenize(r.text, { addBos: true }));
+      if (JSON.stringify(got) !== JSON.stringify(r.prompt_ids)) fail(`${name}: ids ${JSON.stringify(got)} != llama.cpp ${JSON.stringify(r.prompt_ids)}`);
+      await golden(name, r);
+    }
+    await m.dispose();
+    return { loadMs, genMs, peak, stats: st };
+  } finally {
+    await e.dispose();
+  }
+}
