@@ -7,7 +7,8 @@
 // Scores: TPK invocations per key. Weighted V: invocations form G groups of D4 columns, so V
 // rows are read coalesced; each group keeps its own online-softmax state, merged at the end.
 // Logical cache entry j lives in slot (kv_start + j) % capacity: for a ring buffer this walks
-// the last `kv_len` positions in any order, which softmax does not care about.
+// the last `kv_len` positions in any order, which softmax does not care about. Cache rows are
+// read through load_k / load_v (kv_quant.wgsl), which dequantize quantized formats.
 {{PARAMS}}
 const D4: u32 = {{D4}}u;   // head_dim / 4
 const WG: u32 = {{WG}}u;
@@ -65,9 +66,9 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         var d = vec4<f32>(0.0);
         if (j < j_end) {
             let slot = (p.kv_start + j) % p.capacity;
-            let base = ((b * p.capacity + slot) * p.n_kv_heads + kvh) * D4;
+            let r = (b * p.capacity + slot) * p.n_kv_heads + kvh;
             for (var c = part; c < D4; c += TPK) {
-                d = fma(qs[c], load(kc[base + c]), d);
+                d = fma(qs[c], load_k(r, c), d);
             }
         }
         dots[lid] = d.x + d.y + d.z + d.w;
@@ -98,7 +99,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
                 let pj = exp(st - m);
                 l += pj;
                 let slot = (p.kv_start + j0 + t) % p.capacity;
-                acc = fma(vec4<f32>(pj), load(vc[((b * p.capacity + slot) * p.n_kv_heads + kvh) * D4 + col]), acc);
+                acc = fma(vec4<f32>(pj), load_v((b * p.capacity + slot) * p.n_kv_heads + kvh, col), acc);
             }
         }
         workgroupBarrier();

@@ -72,14 +72,41 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         }
     } else {
         let slot = (p.pos + t) % p.capacity;
+{{KV_WRITE}}
+    }
+}
+
+//! section kv_write_dense
         let dst = (slot * HK + h - HQ) * (HD / 4u);
         for (var e = lid; e < HD / 4u; e += WG) {
             let x = vec4<f32>(row[4u * e], row[4u * e + 1u], row[4u * e + 2u], row[4u * e + 3u]);
             kc[dst + e] = store(x);
             vc[dst + e] = store(v[(p.v_off + src) / 4u + e]);
         }
-    }
-}
+
+//! section kv_write_quant
+        // Quantized cache: one invocation per pair of 32-value blocks (they share a scale
+        // word), K from the rotated row, V straight from the projection.
+        let r = slot * HK + h - HQ;
+        for (var pr = lid; pr < KV_PAIRS; pr += WG) {
+            let two = 2u * pr + 1u < KV_NB;
+            var k0: array<vec4<f32>, 8>;
+            var k1: array<vec4<f32>, 8>;
+            var v0: array<vec4<f32>, 8>;
+            var v1: array<vec4<f32>, 8>;
+            let vb = (p.v_off + src) / 4u + 16u * pr;
+            for (var i = 0u; i < 8u; i++) {
+                let e = 64u * pr + 4u * i;
+                k0[i] = vec4<f32>(row[e], row[e + 1u], row[e + 2u], row[e + 3u]);
+                v0[i] = v[vb + i];
+                if (two) {
+                    k1[i] = vec4<f32>(row[e + 32u], row[e + 33u], row[e + 34u], row[e + 35u]);
+                    v1[i] = v[vb + 8u + i];
+                }
+            }
+            kv_store_k(r, pr, kv_quant(k0), kv_quant(k1), two);
+            kv_store_v(r, pr, kv_quant(v0), kv_quant(v1), two);
+        }
 
 //! section norm_decl
 @group(0) @binding(5) var<storage, read> qn: array<f32>;        // [HD] q norm weight

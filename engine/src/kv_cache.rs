@@ -1,4 +1,6 @@
-//! Per-layer KV cache: K and V of `capacity` slots, f32 or f16 (packed in u32 pairs).
+//! Per-layer KV cache: K and V of `capacity` slots, f32, f16 (packed in u32 pairs) or
+//! llama.cpp's q8_0 / q4_0 blocks of 32 values (rows of u32 words, see `KvDType::row_words`
+//! and shaders/kv_quant.wgsl).
 //!
 //! A linear cache keeps position p in slot p and refuses to grow past its capacity. A ring
 //! cache (sliding-window layers, e.g. Gemma 3's window of 512 on 5 of every 6 layers) has
@@ -7,7 +9,7 @@
 //!
 //! Positions are written by `ops::kv_append` (prefill) and `ops::qk_rope_append` (decode).
 
-use webjit_jit::kernels::attention_decode::KvDType;
+pub use webjit_jit::kernels::kv_dtype::KvDType;
 
 use crate::error::{Error, Result};
 use crate::ops::expect_single;
@@ -15,6 +17,18 @@ use crate::tensor::{DType, Tensor};
 use crate::Engine;
 
 const OP: &str = "kv_cache";
+
+/// The KV cache format called `name` (`f32`, `f16`, `q8_0`, `q4_0`), or an INVALID_ARGUMENT
+/// error that lists them.
+pub fn parse_kv_cache(name: &str) -> Result<KvDType> {
+    KvDType::parse(name).ok_or_else(|| Error::InvalidArgument {
+        op: OP,
+        detail: format!(
+            "unknown KV cache mode `{name}`; supported: {}",
+            KvDType::names()
+        ),
+    })
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct KvCacheOptions {
@@ -30,7 +44,8 @@ pub struct KvCacheOptions {
 }
 
 pub struct KvCache {
-    /// [batch, capacity, n_kv_heads, head_dim] f32, or [.., head_dim / 2] u32 holding f16 pairs.
+    /// [batch, capacity, n_kv_heads, head_dim] f32, or [.., row words] u32 (f16 pairs or
+    /// quantized blocks).
     k: Tensor,
     /// Same layout as `k`.
     v: Tensor,
@@ -51,11 +66,13 @@ impl KvCache {
                 ),
             });
         }
-        if o.head_dim == 0 || !o.head_dim.is_multiple_of(4) {
-            return Err(Error::InvalidArgument {
-                op: OP,
-                detail: format!("head dim {} must be a positive multiple of 4", o.head_dim),
-            });
+        let dtype = o.dtype.unwrap_or(if engine.profile().f16 {
+            KvDType::F16
+        } else {
+            KvDType::F32
+        });
+        if let Err(detail) = dtype.check_head_dim(o.head_dim as u64) {
+            return Err(Error::InvalidArgument { op: OP, detail });
         }
         if o.capacity > u32::MAX as usize / 2 {
             return Err(Error::InvalidArgument {
@@ -63,14 +80,10 @@ impl KvCache {
                 detail: format!("capacity {} is above 2^31 slots", o.capacity),
             });
         }
-        let dtype = o.dtype.unwrap_or(if engine.profile().f16 {
-            KvDType::F16
-        } else {
-            KvDType::F32
-        });
-        let (row, t) = match dtype {
-            KvDType::F32 => (o.head_dim, DType::F32),
-            KvDType::F16 => (o.head_dim / 2, DType::U32),
+        let row = dtype.row_words(o.head_dim as u64) as usize;
+        let t = match dtype {
+            KvDType::F32 => DType::F32,
+            _ => DType::U32,
         };
         // `empty` checks the size against the memory budget before allocating.
         let shape = [o.batch, o.capacity, o.n_kv_heads, row];
@@ -99,7 +112,13 @@ impl KvCache {
     pub fn dtype(&self) -> KvDType {
         self.dtype
     }
-    /// The K storage: [batch, capacity, n_kv_heads, head_dim] (f16 caches: u32 pairs).
+    /// Bytes of GPU memory the K and V storage take.
+    pub fn bytes(&self) -> u64 {
+        let words = |t: &Tensor| t.shape().iter().product::<usize>() as u64 * 4;
+        words(&self.k) + words(&self.v)
+    }
+    /// The K storage: [batch, capacity, n_kv_heads, head_dim] (f16 caches: u32 pairs;
+    /// quantized: [.., row words] u32).
     pub fn k(&self) -> &Tensor {
         &self.k
     }

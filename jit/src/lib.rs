@@ -36,6 +36,7 @@ pub mod shaders {
     pub const ATTENTION: &str = include_str!("../../shaders/attention.wgsl");
     pub const ATTENTION_TILE: &str = include_str!("../../shaders/attention_tile.wgsl");
     pub const ATTENTION_DECODE: &str = include_str!("../../shaders/attention_decode.wgsl");
+    pub const KV_QUANT: &str = include_str!("../../shaders/kv_quant.wgsl");
     pub const SAMPLE: &str = include_str!("../../shaders/sample.wgsl");
     pub const NEIGHBORHOOD: &str = include_str!("../../shaders/neighborhood.wgsl");
     pub const BLOCK_SPARSE: &str = include_str!("../../shaders/block_sparse.wgsl");
@@ -58,6 +59,7 @@ pub mod shaders {
         ATTENTION,
         ATTENTION_TILE,
         ATTENTION_DECODE,
+        KV_QUANT,
         QUANT,
         QMATVEC,
         QMATVEC_I8,

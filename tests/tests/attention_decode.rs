@@ -2,12 +2,16 @@
 //! is appended in chunks: linear caches at cache lengths 1..4096 (sampled), ring buffers
 //! through wraparound (including appends longer than the ring), f32 and f16 storage, GQA
 //! ratios 1/2/4/8, windows, soft-capping, and every config of the space on one length.
+//! Quantized caches (q8_0, q4_0): every stored block is checked against ggml's reference
+//! quantizer (tests/src/oracle_kvquant.rs), the rows the append writes back against the same
+//! quantize-dequantize, and the oracle attends the stored blocks dequantized on the host.
 
 use webjit_engine::jit::kernels::attention_decode::{DecodeConfig, DecodeReduceConfig, KvDType};
 use webjit_engine::jit::KernelSpec;
 use webjit_engine::ops::{self, DecodeOptions};
 use webjit_engine::{KvCache, KvCacheOptions};
 use webjit_tests::oracle_attention::{attention as oracle, unpack_f16_pairs, AttnProblem};
+use webjit_tests::oracle_kvquant as kvq;
 use webjit_tests::{assert_close, engine, Rand, NMSE_ATTENTION};
 
 /// A cache plus the host copy of every row appended: [batch, positions, kv_heads, d].
@@ -50,6 +54,23 @@ impl Tracked {
             .record(&mut rec)
             .unwrap();
         rec.submit().unwrap();
+        // A quantized cache's append rewrites its input rows as the cache holds them.
+        let dtype = self.cache.dtype();
+        if dtype.quantized() {
+            let label = format!("append of {n} rows, write-back");
+            kvq::check_roundtrip(&label, dtype, &k, &e.read_f32(&kt).unwrap());
+            kvq::check_roundtrip(&label, dtype, &v, &e.read_f32(&vt).unwrap());
+        }
+    }
+
+    /// The raw storage words (f16 and quantized caches).
+    fn words(&self, which: usize) -> Vec<u32> {
+        let t = if which == 0 {
+            self.cache.k()
+        } else {
+            self.cache.v()
+        };
+        engine().read_u32(t).unwrap()
     }
 
     /// The cache storage as f32 [batch, capacity, kv_heads, d].
@@ -60,9 +81,11 @@ impl Tracked {
         } else {
             self.cache.v()
         };
+        let d = self.cache.options().head_dim;
         match self.cache.dtype() {
             KvDType::F32 => e.read_f32(t).unwrap(),
             KvDType::F16 => unpack_f16_pairs(&e.read_u32(t).unwrap()),
+            q => kvq::dequant_rows(q, &e.read_u32(t).unwrap(), d),
         }
     }
 
@@ -73,8 +96,15 @@ impl Tracked {
         let row = self.row();
         let len = self.cache.len();
         let mut out = (Vec::new(), Vec::new());
+        let dtype = self.cache.dtype();
+        let (d, rw) = (o.head_dim, kvq_row_words(dtype, o.head_dim));
         for which in 0..2 {
             let store = self.storage(which);
+            let words = if dtype.quantized() {
+                self.words(which)
+            } else {
+                Vec::new()
+            };
             let hist = if which == 0 { &self.k } else { &self.v };
             let dst = if which == 0 { &mut out.0 } else { &mut out.1 };
             for b in 0..o.batch {
@@ -82,10 +112,20 @@ impl Tracked {
                     let slot = if o.ring { pos % o.capacity } else { pos };
                     let s = &store[(b * o.capacity + slot) * row..][..row];
                     let h = &hist[b][pos * row..][..row];
+                    if dtype.quantized() {
+                        for (kvh, hr) in h.chunks(d).enumerate() {
+                            let r = (b * o.capacity + slot) * o.n_kv_heads + kvh;
+                            let label =
+                                format!("cache[{which}] b{b} pos {pos} slot {slot} head {kvh}");
+                            kvq::check_row(&label, dtype, &words[r * rw..][..rw], hr);
+                        }
+                        dst.extend_from_slice(s);
+                        continue;
+                    }
                     for (i, (&got, &want)) in s.iter().zip(h).enumerate() {
                         let tol = match self.cache.dtype() {
                             KvDType::F32 => 0.0,
-                            KvDType::F16 => want.abs() / 2048.0 + 6e-8,
+                            _ => want.abs() / 2048.0 + 6e-8,
                         };
                         assert!(
                             (got - want).abs() <= tol,
@@ -168,6 +208,15 @@ impl Tracked {
     }
 }
 
+/// u32 words per stored row of a quantized cache (0 for dense ones, which are not read as words).
+fn kvq_row_words(dtype: KvDType, d: usize) -> usize {
+    if dtype.quantized() {
+        kvq::row_words(dtype, d)
+    } else {
+        0
+    }
+}
+
 fn opts(
     batch: usize,
     kv_heads: usize,
@@ -204,6 +253,8 @@ fn decode_linear_cache_lengths_match_oracle() {
             ][..],
         ),
         (KvDType::F16, 128, &[1usize, 5, 129, 1500, 4096][..]),
+        (KvDType::Q8_0, 256, &[1usize, 33, 700][..]),
+        (KvDType::Q4_0, 64, &[1usize, 2, 129, 1025][..]),
     ] {
         let mut t = Tracked::new(opts(1, 2, d, 4096, false, dtype));
         for &len in lengths {
@@ -217,9 +268,12 @@ fn decode_linear_cache_lengths_match_oracle() {
 #[test]
 fn decode_ring_buffer_wraps() {
     let mut r = Rand::new(66);
-    for dtype in [KvDType::F32, KvDType::F16] {
+    for dtype in KvDType::ALL {
         let window = 48;
-        let mut t = Tracked::new(opts(1, 1, 80, window, true, dtype));
+        // Quantized formats store blocks of 32: d 96 (3 blocks, an odd count, so the last
+        // scale word is half used).
+        let d = if dtype.quantized() { 96 } else { 80 };
+        let mut t = Tracked::new(opts(1, 1, d, window, true, dtype));
         // Single steps up to and across the first wrap, a chunk that wraps, a chunk longer
         // than the ring (only its last `window` rows survive), then more single steps.
         for n in [1, 1, 5, 40, 1, 1, 1, 30, 100, 1, 1, 47, 1] {
@@ -275,7 +329,7 @@ fn decode_gqa_window_softcap_batch_match_oracle() {
 #[test]
 fn decode_every_config_matches_oracle() {
     let mut r = Rand::new(6666);
-    for dtype in [KvDType::F32, KvDType::F16] {
+    for dtype in KvDType::ALL {
         let mut t = Tracked::new(opts(1, 2, 64, 1024, false, dtype));
         t.append(&mut r, 777);
         let q = engine()
@@ -348,4 +402,65 @@ fn empty_cache_decodes_to_zeros_and_bad_arguments_fail() {
     // Zero-sized caches and odd head dims are rejected before allocating.
     assert!(KvCache::new(e, opts(1, 1, 6, 4, false, KvDType::F32)).is_err());
     assert!(KvCache::new(e, opts(1, 1, 8, 0, false, KvDType::F32)).is_err());
+}
+
+/// Blocks whose arithmetic is exact on any GPU (scales 1 and -1), so ggml's rounding must be
+/// met bit for bit: halves away from zero (WGSL's round() would go to even), all-zero blocks
+/// (scale 0), q4_0's choice of the first value of largest magnitude and its clamp at 15.
+#[test]
+fn quantized_blocks_round_as_ggml() {
+    let e = engine();
+    let mut halves = vec![127.0f32, 2.5, -3.5, 0.5, -0.5, 1.5, -1.5, 126.5];
+    halves.extend((0..24).map(|i| i as f32 - 12.5));
+    let mut q4 = vec![8.0f32, -8.0, 3.5, 2.5, 0.5, -0.5, -7.5, 7.5];
+    q4.extend((0..24).map(|i| (i as f32 - 12.0) / 2.0 + 0.5));
+    let mut q4_neg = q4.clone();
+    q4_neg.swap(0, 1);
+    for (dtype, blocks) in [
+        (KvDType::Q8_0, [halves.clone(), vec![0.0; 32], halves]),
+        (KvDType::Q4_0, [q4, vec![0.0; 32], q4_neg]),
+    ] {
+        let x: Vec<f32> = blocks.concat();
+        let mut t = Tracked::new(opts(1, 1, 96, 4, false, dtype));
+        let kt = e.upload_f32(&[1, 1, 1, 96], &x).unwrap();
+        let vt = e.upload_f32(&[1, 1, 1, 96], &x).unwrap();
+        let mut rec = e.recorder();
+        ops::kv_append(&mut t.cache, &kt, &vt)
+            .record(&mut rec)
+            .unwrap();
+        rec.submit().unwrap();
+        let words = t.words(0);
+        let stored = kvq::decode_row(dtype, &words[..kvq::row_words(dtype, 96)], 96);
+        for (i, (d, q)) in stored.into_iter().enumerate() {
+            let want = kvq::quant(dtype, &blocks[i]);
+            assert_eq!(
+                (d, q),
+                (want.d, want.q),
+                "{dtype:?} block {i} of {:?}",
+                blocks[i]
+            );
+        }
+    }
+    // Spot checks of the reference itself against hand-worked values.
+    let r = kvq::quant_q8_0(&blocks_first(&[127.0, 2.5, -3.5, 0.5]));
+    assert_eq!(&r.q[..4], &[127, 3, -4, 1]);
+    let r = kvq::quant_q4_0(&blocks_first(&[-8.0, 8.0, 3.5, 0.5]));
+    // m = -8, d = 1: n = min(15, trunc(x + 8.5)) - 8.
+    assert_eq!(&r.q[..4], &[-8, 7, 4, 1]);
+    // Quantized caches need whole blocks of 32 along the head dim.
+    let Err(err) = KvCache::new(e, opts(1, 1, 48, 4, false, KvDType::Q8_0)) else {
+        panic!("a q8_0 cache of head dim 48 was made");
+    };
+    assert_eq!(err.code(), "INVALID_ARGUMENT");
+    assert!(err.to_string().contains("multiple of 32"), "{err}");
+    let err = webjit_engine::kv_cache::parse_kv_cache("q3").unwrap_err();
+    assert_eq!(err.code(), "INVALID_ARGUMENT");
+    assert!(err.to_string().contains("f16, q8_0, q4_0"), "{err}");
+}
+
+/// 32 values: `head` then zeros.
+fn blocks_first(head: &[f32]) -> Vec<f32> {
+    let mut v = head.to_vec();
+    v.resize(32, 0.0);
+    v
 }

@@ -1,7 +1,7 @@
 //! The fused q/k preparation (per-head RMSNorm, RoPE, KV append) against the f64 oracles of
 //! its parts: q out, and every slot of the K and V caches (the new slots hold the normed,
 //! rotated k and the v rows; all others keep what earlier appends wrote). Linear and ring
-//! caches (wraparound), f32 and f16 storage, both RoPE layouts, with and without norms,
+//! caches (wraparound), f32, f16, q8_0 and q4_0 storage, both RoPE layouts, with and without norms,
 //! partial rotation, GQA ratios, and every config of the space.
 
 use webjit_engine::jit::kernels::attention_decode::KvDType;
@@ -12,6 +12,7 @@ use webjit_engine::ops::{self, QkNorms, RopeOptions};
 use webjit_engine::{Engine, KvCache, KvCacheOptions};
 use webjit_tests::oracle::{rms_norm, rope};
 use webjit_tests::oracle_attention::unpack_f16_pairs;
+use webjit_tests::oracle_kvquant as kvq;
 use webjit_tests::{assert_close, engine, Rand, NMSE_ELEMENTWISE};
 
 struct Case {
@@ -36,6 +37,7 @@ fn storage(e: &Engine, cache: &KvCache, k: bool) -> Vec<f32> {
     match cache.dtype() {
         KvDType::F32 => e.read_f32(t).unwrap(),
         KvDType::F16 => unpack_f16_pairs(&e.read_u32(t).unwrap()),
+        q => kvq::dequant_rows(q, &e.read_u32(t).unwrap(), cache.options().head_dim),
     }
 }
 
@@ -183,9 +185,28 @@ fn check(e: &Engine, r: &mut Rand, c: &Case, cfg: Option<QkRopeConfig>) {
         1e-5,
         NMSE_ELEMENTWISE,
     );
+    if c.dtype.quantized() {
+        // Each written row's blocks against ggml's quantization of the oracle's row.
+        let rw = kvq::row_words(c.dtype, c.hd);
+        for (name, is_k, want) in [("k", true, &slots_k), ("v", false, &slots_v)] {
+            let words = e
+                .read_u32(if is_k { cache.k() } else { cache.v() })
+                .unwrap();
+            let mut n = 0;
+            for (r, w) in want.chunks(c.hd).enumerate() {
+                if !w[0].is_nan() {
+                    let label = format!("{label} {name} cache row {r}");
+                    kvq::check_row_close(&label, c.dtype, &words[r * rw..][..rw], w);
+                    n += 1;
+                }
+            }
+            assert!(n > 0);
+        }
+        return;
+    }
     let (atol, rtol, nmse) = match c.dtype {
         KvDType::F32 => (1e-5, 1e-5, NMSE_ELEMENTWISE),
-        KvDType::F16 => (2e-3, 1e-3, 1e-6),
+        _ => (2e-3, 1e-3, 1e-6),
     };
     // Slots never written keep the cache's initial contents: compare only written ones.
     for (name, is_k, want) in [("k", true, &slots_k), ("v", false, &slots_v)] {
@@ -238,12 +259,16 @@ fn case(
 fn qk_rope_matches_oracle() {
     let e = engine();
     let mut r = Rand::new(77);
-    let mut dtypes = vec![KvDType::F32];
+    let mut dtypes = vec![KvDType::F32, KvDType::Q8_0, KvDType::Q4_0];
     if e.profile().f16 {
         dtypes.push(KvDType::F16);
     }
     for &dtype in &dtypes {
         for layout in [RopeLayout::Neox, RopeLayout::Normal] {
+            // The quantizers do not depend on the layout: one is enough (keeps this fast).
+            if dtype.quantized() && layout == RopeLayout::Normal {
+                continue;
+            }
             for norm in [true, false] {
                 // Gemma 3 270M's shape (4 q heads, 1 kv head, d 256), GQA 1/2/8, partial rotation.
                 for (h, g, d, rot) in [
@@ -253,6 +278,10 @@ fn qk_rope_matches_oracle() {
                     (8, 1, 128, 64),
                     (2, 1, 4, 2),
                 ] {
+                    // Quantized caches store whole blocks of 32.
+                    if dtype.quantized() && d % 32 != 0 {
+                        continue;
+                    }
                     check(e, &mut r, &case(layout, h, g, d, rot, norm, dtype), None);
                 }
             }
@@ -289,8 +318,13 @@ fn qk_rope_matches_oracle() {
 fn qk_rope_every_config_matches_oracle() {
     let e = engine();
     let mut r = Rand::new(78);
-    for (h, g, d) in [(4, 1, 256), (8, 2, 64)] {
-        let mut c = case(RopeLayout::Neox, h, g, d, d, true, KvDType::F32);
+    for (h, g, d, dtype) in [
+        (4, 1, 256, KvDType::F32),
+        (8, 2, 64, KvDType::F32),
+        (4, 1, 256, KvDType::Q8_0),
+        (8, 2, 96, KvDType::Q4_0),
+    ] {
+        let mut c = case(RopeLayout::Neox, h, g, d, d, true, dtype);
         c.packed = 2;
         c.ring = true;
         c.capacity = 9;

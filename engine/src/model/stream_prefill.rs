@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use crate::error::{Error, Result};
-use crate::kv_cache::KvCache;
+use crate::kv_cache::{KvCache, KvDType};
 use crate::loader::source::load_from;
 use crate::loader::HOST_TENSORS;
 use crate::loader::{
@@ -67,6 +67,7 @@ pub struct PrefillSink {
     prompt: Vec<u32>,
     tokenizer: Option<TextTokenizer>,
     max_context: Option<usize>,
+    kv: Option<KvDType>,
     state: Option<State>,
     stats: StreamStats,
 }
@@ -101,9 +102,17 @@ impl PrefillSink {
             prompt: Vec::new(),
             tokenizer: None,
             max_context,
+            kv: None,
             state: None,
             stats: StreamStats::default(),
         }
+    }
+
+    /// The KV caches in format `kv` (`None`, the default: f16 where the device has
+    /// shader-f16, else f32).
+    pub fn with_kv_cache(mut self, kv: Option<KvDType>) -> Self {
+        self.kv = kv;
+        self
     }
 
     /// Blocks run over the prompt so far, of how many.
@@ -141,7 +150,7 @@ impl PrefillSink {
             });
         }
         crate::ops::check_ids("prefill", &self.prompt, cfg.vocab)?;
-        let caches = new_caches(&self.engine, &cfg, self.max_context)?;
+        let caches = new_caches(&self.engine, &cfg, self.max_context, self.kv)?;
         let cap = caches
             .iter()
             .map(|c| c.options().capacity)
@@ -297,6 +306,7 @@ impl PrefillSink {
             prompt,
             tokenizer,
             max_context,
+            kv,
             ..
         } = self;
         let mut st = state.ok_or_else(|| Error::BadModel {
@@ -343,7 +353,7 @@ impl PrefillSink {
             st.layers.push(layer);
         }
         stats.n_layers = st.cfg.n_layers;
-        let dec = Decoder::assemble(&engine, st.cfg, st.layers, w, st.caches)?;
+        let dec = Decoder::assemble(&engine, st.cfg, st.layers, w, st.caches, kv)?;
         let logits = dec.head(&mut rec, BlockInput::new(x))?;
         rec.submit()?;
         Ok(Prefilled {
@@ -367,7 +377,20 @@ impl Decoder {
         max_context: Option<usize>,
         chunk: usize,
     ) -> Result<(ModelHeader, Decoder, Tensor, StreamStats)> {
-        let mut sink = PrefillSink::new(engine, PrefillPrompt::Ids(prompt.to_vec()), max_context);
+        Self::load_with_prefill_kv(engine, source, prompt, max_context, chunk, None)
+    }
+
+    /// `load_with_prefill` with the KV caches in format `kv` (`None`: the default).
+    pub fn load_with_prefill_kv(
+        engine: &Engine,
+        source: &mut dyn WeightSource,
+        prompt: &[u32],
+        max_context: Option<usize>,
+        chunk: usize,
+        kv: Option<KvDType>,
+    ) -> Result<(ModelHeader, Decoder, Tensor, StreamStats)> {
+        let mut sink = PrefillSink::new(engine, PrefillPrompt::Ids(prompt.to_vec()), max_context)
+            .with_kv_cache(kv);
         let (header, _) = load_from(source, None, LoadOptions::default(), chunk, &mut sink)?;
         #[cfg(not(target_arch = "wasm32"))]
         let load_end = std::time::Instant::now();

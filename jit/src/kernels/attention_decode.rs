@@ -11,7 +11,7 @@ use crate::kernels::attention::check_heads;
 use crate::kernels::{check_shared, check_workgroup, groups_dispatch, illegal, linear_dispatch};
 use crate::profile::DeviceProfile;
 use crate::render::{render, section};
-use crate::shaders::{ATTENTION_DECODE, REDUCE};
+use crate::shaders::{ATTENTION_DECODE, KV_QUANT, REDUCE};
 use crate::spec::{BindingDecl, KernelSpec, UniformStruct};
 
 crate::uniform_struct!(
@@ -28,38 +28,7 @@ crate::uniform_struct!(
     AppendParams { batch: u32, n_new: u32, row4: u32, capacity: u32, pos: u32, first: u32, pad0: u32, pad1: u32 }
 );
 
-/// Element type of a KV cache.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum KvDType {
-    F32,
-    /// IEEE half, two per u32 word.
-    F16,
-}
-
-impl KvDType {
-    pub fn name(self) -> &'static str {
-        match self {
-            KvDType::F32 => "f32",
-            KvDType::F16 => "f16",
-        }
-    }
-    /// Bytes per element.
-    pub fn size(self) -> u64 {
-        match self {
-            KvDType::F32 => 4,
-            KvDType::F16 => 2,
-        }
-    }
-    /// The attention_decode.wgsl section (`KV`) that declares the cache element type `KV`
-    /// and its `load` and `store` as vec4<f32>.
-    pub(crate) fn wgsl(self) -> Result<&'static str, JitError> {
-        let name = match self {
-            KvDType::F32 => "kv_f32",
-            KvDType::F16 => "kv_f16",
-        };
-        section("attention_decode.wgsl", ATTENTION_DECODE, name)
-    }
-}
+pub use super::kv_dtype::KvDType;
 
 /// Pass 1: one workgroup per (batch, head, split).
 #[derive(Clone, Debug, PartialEq)]
@@ -217,7 +186,7 @@ impl KernelSpec for DecodeSpec {
                 ("D4", (self.head_dim / 4).to_string()),
                 ("WG", cfg.wg.to_string()),
                 ("TPK", SCORE_LANES.min(cfg.wg).to_string()),
-                ("KV", self.kv_dtype.wgsl()?.into()),
+                ("KV", self.kv_dtype.wgsl(self.head_dim, false)?),
             ],
         )
     }
@@ -229,6 +198,7 @@ impl KernelSpec for DecodeSpec {
     fn check(&self, profile: &DeviceProfile, cfg: &DecodeConfig) -> Result<(), JitError> {
         let fam = self.family();
         check_heads(fam, self.n_heads, self.n_kv_heads, self.head_dim)?;
+        check_kv_dtype(fam, self.kv_dtype, self.head_dim)?;
         let key = self.key(cfg);
         check_workgroup(fam, &key, profile, cfg.wg)?;
         let d4 = self.head_dim / 4;
@@ -449,35 +419,63 @@ impl KernelSpec for KvAppendSpec {
     }
 
     fn key(&self, cfg: &KvAppendConfig) -> String {
+        // The quantized kernels bake the head dim in (blocks per row).
+        if self.kv_dtype.quantized() {
+            return format!(
+                "kv_append.{}.d{}.wg{}",
+                self.kv_dtype.name(),
+                self.head_dim,
+                cfg.wg
+            );
+        }
         format!("kv_append.{}.wg{}", self.kv_dtype.name(), cfg.wg)
     }
 
     fn bindings(&self, _cfg: &KvAppendConfig) -> Vec<BindingDecl> {
+        // A quantized cache's append writes the rounded rows back (kv_quant.wgsl, `append`).
+        let new = |b, name| match self.kv_dtype.quantized() {
+            true => BindingDecl::read_write(b, name),
+            false => BindingDecl::read(b, name),
+        };
         vec![
             BindingDecl::uniform(0, "p"),
-            BindingDecl::read(1, "k_new"),
-            BindingDecl::read(2, "v_new"),
+            new(1, "k_new"),
+            new(2, "v_new"),
             BindingDecl::read_write(3, "kc"),
             BindingDecl::read_write(4, "vc"),
         ]
     }
 
     fn render(&self, cfg: &KvAppendConfig) -> Result<String, JitError> {
-        let f = "attention_decode.wgsl";
+        let (f, template) = match self.kv_dtype.quantized() {
+            true => (
+                "kv_quant.wgsl",
+                section("kv_quant.wgsl", KV_QUANT, "append")?,
+            ),
+            false => (
+                "attention_decode.wgsl",
+                section("attention_decode.wgsl", ATTENTION_DECODE, "kv_append")?,
+            ),
+        };
         render(
             f,
-            section(f, ATTENTION_DECODE, "kv_append")?,
+            template,
             &[
                 ("KEY", self.key(cfg)),
                 ("PARAMS", AppendParams::wgsl_decl()),
                 ("WG", cfg.wg.to_string()),
-                ("KV", self.kv_dtype.wgsl()?.into()),
+                ("KV", self.kv_dtype.wgsl(self.head_dim, true)?),
             ],
         )
     }
 
     fn dispatch(&self, cfg: &KvAppendConfig) -> [u32; 3] {
-        let n = self.batch * self.n_new * self.n_kv_heads * self.head_dim / 4;
+        // Quantized: one invocation per pair of 32-value blocks; dense: one per vec4.
+        let per_row = match self.kv_dtype.quantized() {
+            true => (self.head_dim / 32).div_ceil(2),
+            false => self.head_dim / 4,
+        };
+        let n = self.batch * self.n_new * self.n_kv_heads * per_row;
         if n == 0 {
             return [0, 1, 1];
         }
@@ -491,6 +489,7 @@ impl KernelSpec for KvAppendSpec {
             self.n_kv_heads,
             self.head_dim,
         )?;
+        check_kv_dtype(self.family(), self.kv_dtype, self.head_dim)?;
         check_workgroup(self.family(), &self.key(cfg), profile, cfg.wg)
     }
 
@@ -505,4 +504,14 @@ impl KernelSpec for KvAppendSpec {
     fn default_config(&self, _profile: &DeviceProfile) -> KvAppendConfig {
         KvAppendConfig { wg: 64 }
     }
+}
+
+/// The problem error when `dtype` cannot store rows of `head_dim` values.
+pub(crate) fn check_kv_dtype(family: &str, dtype: KvDType, head_dim: u64) -> Result<(), JitError> {
+    dtype
+        .check_head_dim(head_dim)
+        .map_err(|reason| JitError::UnsupportedProblem {
+            family: family.into(),
+            reason,
+        })
 }

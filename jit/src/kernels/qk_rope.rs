@@ -139,7 +139,11 @@ impl KernelSpec for QkRopeSpec {
                 ("HQ", self.n_heads.to_string()),
                 ("HK", self.n_kv_heads.to_string()),
                 ("HALF_ROT", (self.rot / 2).to_string()),
-                ("KV", self.kv_dtype.wgsl()?.into()),
+                ("KV", self.kv_dtype.wgsl(self.head_dim, true)?),
+                (
+                    "KV_WRITE",
+                    section(f, QK_ROPE, kv_write(self.kv_dtype))?.into(),
+                ),
                 (
                     "REDUCE",
                     section("reduce.wgsl", REDUCE, "workgroup")?.into(),
@@ -199,6 +203,7 @@ impl KernelSpec for QkRopeSpec {
                 ),
             });
         }
+        crate::kernels::attention_decode::check_kv_dtype(fam, self.kv_dtype, d)?;
         let groups = self.tokens * (self.n_heads + self.n_kv_heads);
         if self.tokens == 0 || groups > MAX_GROUPS_PER_DIM as u64 * MAX_GROUPS_PER_DIM as u64 {
             return Err(JitError::UnsupportedProblem {
@@ -236,5 +241,13 @@ impl KernelSpec for QkRopeSpec {
             }
         }
         QkRopeConfig { wg: 32 }
+    }
+}
+
+/// The qk_rope.wgsl section that writes a k workgroup's K and V rows into the cache.
+fn kv_write(dtype: KvDType) -> &'static str {
+    match dtype.quantized() {
+        true => "kv_write_quant",
+        false => "kv_write_dense",
     }
 }

@@ -23,7 +23,7 @@ pub use plan::{FfnPlan, LayerPlan, ProductPlan, QkNormPlan, QkvPlan};
 pub(crate) use weights::{Layer, Weights};
 
 use crate::error::{Error, Result};
-use crate::kv_cache::{KvCache, KvCacheOptions};
+use crate::kv_cache::{KvCache, KvCacheOptions, KvDType};
 use crate::loader::source::load_from;
 use crate::loader::{GpuSink, LoadOptions, ModelHeader, WeightSource};
 use crate::model::llm_config::DecoderConfig;
@@ -42,6 +42,9 @@ pub struct Decoder {
     /// [d_model]
     output_norm: Tensor,
     caches: Vec<KvCache>,
+    /// The KV cache format asked for at load (`None`: f16 where the device has shader-f16,
+    /// else f32); scratch caches use it too.
+    kv: Option<KvDType>,
 }
 
 impl Decoder {
@@ -52,10 +55,20 @@ impl Decoder {
         source: &mut dyn WeightSource,
         max_context: Option<usize>,
     ) -> Result<(ModelHeader, Self)> {
+        Self::load_with_kv(engine, source, max_context, None)
+    }
+
+    /// `load` with the KV cache in format `kv` (`None`: the default of `KvCacheOptions`).
+    pub fn load_with_kv(
+        engine: &Engine,
+        source: &mut dyn WeightSource,
+        max_context: Option<usize>,
+        kv: Option<KvDType>,
+    ) -> Result<(ModelHeader, Self)> {
         let mut sink = GpuSink::new(engine);
         let (header, _) = load_from(source, None, LoadOptions::default(), 4 << 20, &mut sink)?;
         let cfg = DecoderConfig::from_header(&header)?;
-        let dec = Self::new(engine, cfg, sink, max_context)?;
+        let dec = Self::new_with_kv(engine, cfg, sink, max_context, kv)?;
         // Writes to a lost device vanish without an error: a load ends with a round trip.
         #[cfg(not(target_arch = "wasm32"))]
         pollster::block_on(engine.confirm_alive())?;
@@ -70,6 +83,17 @@ impl Decoder {
         sink: GpuSink,
         max_context: Option<usize>,
     ) -> Result<Self> {
+        Self::new_with_kv(engine, cfg, sink, max_context, None)
+    }
+
+    /// `new` with the KV cache in format `kv` (`None`: the default of `KvCacheOptions`).
+    pub fn new_with_kv(
+        engine: &Engine,
+        cfg: DecoderConfig,
+        sink: GpuSink,
+        max_context: Option<usize>,
+        kv: Option<KvDType>,
+    ) -> Result<Self> {
         let context = cache_context(&cfg, max_context);
         let cfg = cfg.with_rope_factors(context, &sink.host)?;
         let mut w = Weights::from_sink(sink);
@@ -77,8 +101,8 @@ impl Decoder {
         let layers = (0..cfg.n_layers)
             .map(|i| w.layer(engine, &cfg, i, products))
             .collect::<Result<Vec<_>>>()?;
-        let caches = new_caches(engine, &cfg, max_context)?;
-        Self::assemble(engine, cfg, layers, w, caches)
+        let caches = new_caches(engine, &cfg, max_context, kv)?;
+        Self::assemble(engine, cfg, layers, w, caches, kv)
     }
 
     /// The decoder from its layers (built as they arrived), the remaining weights and KV
@@ -89,6 +113,7 @@ impl Decoder {
         layers: Vec<Layer>,
         mut w: Weights,
         caches: Vec<KvCache>,
+        kv: Option<KvDType>,
     ) -> Result<Self> {
         let d = cfg.d_model;
         let products = ProductPlan::for_device(engine.profile());
@@ -105,6 +130,7 @@ impl Decoder {
             output: Linear::new(output, products),
             output_norm,
             caches,
+            kv,
         })
     }
 
@@ -155,11 +181,21 @@ impl Decoder {
         max_context: usize,
         f: impl FnOnce(&mut Self) -> Result<R>,
     ) -> Result<R> {
-        let scratch = new_caches(engine, &self.cfg, Some(max_context))?;
+        let scratch = new_caches(engine, &self.cfg, Some(max_context), self.kv)?;
         let saved = std::mem::replace(&mut self.caches, scratch);
         let r = f(self);
         self.caches = saved;
         r
+    }
+
+    /// The KV caches' storage format.
+    pub fn kv_dtype(&self) -> Option<KvDType> {
+        self.caches.first().map(|c| c.dtype())
+    }
+
+    /// Bytes of GPU memory all layers' KV caches take.
+    pub fn kv_cache_bytes(&self) -> u64 {
+        self.caches.iter().map(|c| c.bytes()).sum()
     }
 
     /// Forgets the context.
@@ -283,11 +319,12 @@ pub(crate) fn cache_context(cfg: &DecoderConfig, max_context: Option<usize>) -> 
 }
 
 /// The KV caches of a decoder: ring buffers of the window's size on local layers, linear ones
-/// of `max_context` (default: the model's context, at most 8192) elsewhere.
+/// of `max_context` (default: the model's context, at most 8192) elsewhere, in format `kv`.
 pub(crate) fn new_caches(
     engine: &Engine,
     cfg: &DecoderConfig,
     max_context: Option<usize>,
+    kv: Option<KvDType>,
 ) -> Result<Vec<KvCache>> {
     let max_context = cache_context(cfg, max_context);
     (0..cfg.n_layers)
@@ -305,7 +342,7 @@ pub(crate) fn new_caches(
                     head_dim: cfg.head_dim,
                     capacity,
                     ring: ring && capacity == cfg.window.unwrap_or(0) as usize,
-                    dtype: None,
+                    dtype: kv,
                 },
             )
         })
