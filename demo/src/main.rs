@@ -14,6 +14,7 @@ mod http_source;
 mod info;
 mod load;
 mod model_ref;
+mod perplexity;
 mod progress;
 mod run_info;
 mod serve;
@@ -104,6 +105,9 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Interactive chat with a GGUF chat model; replies stream as they are generated.
     Chat(generate::ChatArgs),
+    /// Perplexity of a GGUF decoder over a text file, computed as llama.cpp's
+    /// llama-perplexity does (chunks of --ctx tokens, the second half of each scored).
+    Perplexity(perplexity::PerplexityArgs),
     /// Stream a GGUF or safetensors file through the chunk-fed loader (and onto the GPU).
     Load(load::LoadArgs),
     /// Serve the browser demo (demo/web at /), the wasm package (web/pkg at /pkg/) and the
@@ -162,6 +166,7 @@ fn main() {
         Command::Load(args) => load::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Chat(args) => generate::chat(args),
+        Command::Perplexity(args) => perplexity::run(args),
         Command::Serve(args) => serve::run(args),
     };
     if let Err(e) = result {

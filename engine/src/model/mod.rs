@@ -4,5 +4,6 @@ pub mod bert;
 pub mod decoder;
 pub mod generate;
 pub mod llm_config;
+pub mod perplexity;
 pub mod stream_prefill;
 pub(crate) mod weights;

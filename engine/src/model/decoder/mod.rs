@@ -8,12 +8,14 @@
 //!
 //! Files: `weights` (GGUF names to layers), `matrix` (a loaded weight matrix), `plan` (the
 //! layer plan), `linear` (matrices with their products, q/k/v, the gated FFN), `block` (one
-//! block's forward, embedding, the last row).
+//! block's forward, embedding, the last row), `rows` (every position's hidden state and the
+//! logits of chosen rows, for scoring a text).
 
 mod block;
 mod linear;
 mod matrix;
 mod plan;
+mod rows;
 mod weights;
 
 pub(crate) use block::{block, embed, last_row, BlockInput, Input, Step};
