@@ -58,6 +58,18 @@ HOSTILE_F16 = [0x7C00, 0xFC00, 0x7E00, 0xFE01, 0x7C01]
 # MXFP4 E8M0 scales: subnormal half-scales (0, 1), the smallest normal (2), 1 (128), and the
 # largest valid ones, whose biggest codes overflow to Inf in ggml too (253, 254).
 SPECIAL_E8M0 = [0, 1, 2, 3, 127, 128, 129, 253, 254, 252, 100, 150]
+# The codebook (lattice) formats: recorded with their own random stream after every file above,
+# so those stay byte-identical. gguf cannot quantize them: raw random blocks only. IQ1_M has no
+# f16 field: its scale is the top nibbles of its 4 16-bit scale words (offsets 48..55).
+CODEBOOK = {
+    "iq2_xxs": (T.IQ2_XXS, 24, [0]),
+    "iq2_xs": (T.IQ2_XS, 24, [0]),
+    "iq2_s": (T.IQ2_S, 24, [0]),
+    "iq3_xxs": (T.IQ3_XXS, 24, [0]),
+    "iq3_s": (T.IQ3_S, 24, [0]),
+    "iq1_s": (T.IQ1_S, 24, [0]),
+    "iq1_m": (T.IQ1_M, 24, []),
+}
 SPECIAL_F16 = [0x0000, 0x8000, 0x0001, 0x8001, 0x03FF, 0x7BFF, 0xFBFF, 0x3C00, 0x0400]
 
 
@@ -98,6 +110,10 @@ def raw_blocks(rng, name, qtype, n, scale_offsets):
         e = rng.integers(0, 255, size=n, dtype=np.uint8)  # 0..254: 0xff is invalid
         e[1 : 1 + len(SPECIAL_E8M0)] = SPECIAL_E8M0
         blocks[:, 0] = e
+    if name == "iq1_m":
+        for i in range(n):
+            v = SPECIAL_F16[i] if i < len(SPECIAL_F16) else int(finite_f16_bits(rng, 1)[0])
+            set_iq1_m_scale(blocks[i], v)
     for i in range(n):
         for j, off in enumerate(scale_offsets):
             if i < len(SPECIAL_F16) * 2:
@@ -106,6 +122,13 @@ def raw_blocks(rng, name, qtype, n, scale_offsets):
                 v = int(finite_f16_bits(rng, 1)[0])
             blocks[i, off : off + 2] = np.array([v], dtype=np.uint16).view(np.uint8)
     return blocks
+
+
+def set_iq1_m_scale(block, v):
+    """Stores the f16 bits v in the top nibbles of IQ1_M's scale words (bytes 48..55)."""
+    sc = block[48:56].view(np.uint16)
+    for k in range(4):
+        sc[k] = (sc[k] & 0x0FFF) | (((v >> (4 * k)) & 0xF) << 12)
 
 
 def quantized_blocks(rng, qtype, n_elems):
@@ -127,6 +150,9 @@ def hostile_blocks(rng, name, qtype, offs):
         return blocks
     blocks = rng.integers(0, 256, size=(len(HOSTILE_F16), bsize), dtype=np.uint8)
     for i, v in enumerate(HOSTILE_F16):
+        if name == "iq1_m":
+            set_iq1_m_scale(blocks[i], v)
+            continue
         blocks[i, offs[0] : offs[0] + 2] = np.array([v], dtype=np.uint16).view(np.uint8)
     return blocks
 
@@ -158,6 +184,19 @@ def main():
         deq.tofile(os.path.join(OUT, f"{name}.hostile.f32"))
         total += raw.nbytes + deq.nbytes
         print(f"{name}.hostile: {raw.shape[0]} blocks")
+    # The codebook formats, regular and hostile, from their own stream.
+    rng = np.random.default_rng(20261207)
+    for name, (qtype, n, offs) in CODEBOOK.items():
+        for suffix, raw in [
+            ("", raw_blocks(rng, name, qtype, n, offs)),
+            (".hostile", hostile_blocks(rng, name, qtype, offs)),
+        ]:
+            with np.errstate(over="ignore", invalid="ignore"):
+                deq = dequantize(raw.reshape(-1), qtype).astype("<f4")
+            raw.tofile(os.path.join(OUT, f"{name}{suffix}.raw"))
+            deq.tofile(os.path.join(OUT, f"{name}{suffix}.f32"))
+            total += raw.nbytes + deq.nbytes
+            print(f"{name}{suffix}: {raw.shape[0]} blocks")
     print(f"total {total} bytes")
     if total >= 1 << 20:
         sys.exit("test vectors exceed 1 MiB")

@@ -290,3 +290,162 @@ fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
     let kv = vec4<u32>(0x03020100u, 0x0c080604u, 0xfdfeff00u, 0xf4f8fafcu);
     return lut16{{S}}(kv, q) * d;
 }
+
+//! section grid
+// The codebook formats (IQ2_XXS ... IQ1_M; jit/src/quant/codebook.rs). Their grids are the
+// packed table of jit/src/quant/grids.rs (entry i of a grid: 16 bits at bit 16 (i % 2) of word
+// offset + i / 2; 2-bit value codes for the IQ2/IQ1 grids, 4-bit for the IQ3 grids), bound as
+// the read-only storage buffer `grid` (9 KiB, uploaded once per engine). Not a module-scope
+// const array: indexed by a runtime value, naga gives every invocation a local copy of it. Not
+// workgroup memory either: filling it costs every workgroup of a matvec more loads than its
+// weights, and qmatmul's tiles already use most of the 16 KiB. A small storage table stays in
+// the GPU's L1/texture cache, as ggml's CUDA tables do.
+fn grid_entry{{S}}(at: u32, i: u32) -> u32 {
+    return (grid[at + (i >> 1u)] >> ((i & 1u) * 16u)) & 0xffffu;
+}
+
+// ggml's ksigns_iq2xs[i]: 7 sign bits and an 8th that makes the count of set bits even.
+fn ksigns{{S}}(i: u32) -> u32 {
+    return i | ((countOneBits(i) & 1u) << 7u);
+}
+
+// v negated where bit j of s is set.
+fn signs4{{S}}(v: vec4<f32>, s: u32) -> vec4<f32> {
+    return select(v, -v, ((vec4<u32>(s) >> vec4<u32>(0u, 1u, 2u, 3u)) & vec4<u32>(1u)) != vec4<u32>(0u));
+}
+
+// The 4 2-bit codes of v (low byte) as IQ2 grid values: 8, 25, 43.
+fn iq2_vals{{S}}(v: u32) -> vec4<f32> {
+    let c = (vec4<u32>(v) >> vec4<u32>(0u, 2u, 4u, 6u)) & vec4<u32>(3u);
+    return vec4<f32>(vec4<u32>(8u) + 17u * c + (c >> vec4<u32>(1u)));
+}
+
+// The 4 2-bit codes of v (low byte) as IQ1 grid values: -1, 0, 1.
+fn iq1_vals{{S}}(v: u32) -> vec4<f32> {
+    let c = (vec4<u32>(v) >> vec4<u32>(0u, 2u, 4u, 6u)) & vec4<u32>(3u);
+    return vec4<f32>(vec4<i32>(c) - vec4<i32>(1));
+}
+
+// The 4 4-bit codes of a 16-bit IQ3 entry.
+fn iq3_codes{{S}}(v: u32) -> vec4<u32> {
+    return (vec4<u32>(v) >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u);
+}
+
+//! section iq2_xxs
+// 17 words: [d | pad] (0), then per 32 weights 2 words (1 + 2 ib): 4 grid indices (bytes), and
+// 4 x 7 sign bits with a 4-bit scale s on top: y = d (0.5 + s) / 4 * grid * sign.
+fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
+    let b = base + (k4 >> 6u) * 17u;
+    let e = (k4 & 63u) * 4u;
+    let ib = e >> 5u;
+    let l = (e >> 3u) & 3u;
+    let h = (e >> 2u) & 1u;
+    let a0 = {{W}}[b + 1u + 2u * ib];
+    let a1 = {{W}}[b + 2u + 2u * ib];
+    let db = half_to_f32({{W}}[b]) * (0.5 + f32(a1 >> 28u)) * 0.25;
+    let g = grid_entry{{S}}({{G}}u, (a0 >> (8u * l)) & 0xffu) >> (8u * h);
+    let s = ksigns{{S}}((a1 >> (7u * l)) & 127u) >> (4u * h);
+    return signs4{{S}}(db * iq2_vals{{S}}(g), s);
+}
+
+//! section iq2_xs
+// 19 words: [d | pad] (0), qs[32] u16 (1-16): a 9-bit grid index and 7 sign bits per 8
+// weights, scales[8] (17-18): a 4-bit scale s per 16 weights: y = d (0.5 + s) / 4 * grid * sign.
+fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
+    let b = base + (k4 >> 6u) * 19u;
+    let e = (k4 & 63u) * 4u;
+    let g8 = e >> 3u;
+    let h = (e >> 2u) & 1u;
+    let q = ({{W}}[b + 1u + (g8 >> 1u)] >> (16u * (g8 & 1u))) & 0xffffu;
+    let sc = (byte_at{{S}}(b + 17u, e >> 5u) >> (4u * ((e >> 4u) & 1u))) & 0xfu;
+    let db = half_to_f32({{W}}[b]) * (0.5 + f32(sc)) * 0.25;
+    let g = grid_entry{{S}}({{G}}u, q & 511u) >> (8u * h);
+    let s = ksigns{{S}}(q >> 9u) >> (4u * h);
+    return signs4{{S}}(db * iq2_vals{{S}}(g), s);
+}
+
+//! section iq2_s
+// 21 words: [d | pad] (0), qs[32] (1-8), signs[32] (9-16), qh[8] (17-18), scales[8] (19-20).
+// Per 8 weights a 10-bit grid index (qs byte, 2 bits of qh) and a sign byte; scales as IQ2_XS.
+fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
+    let b = base + (k4 >> 6u) * 21u;
+    let e = (k4 & 63u) * 4u;
+    let g8 = e >> 3u;
+    let ib = e >> 5u;
+    let h = (e >> 2u) & 1u;
+    let idx = byte_at{{S}}(b + 1u, g8) | (((byte_at{{S}}(b + 17u, ib) >> (2u * (g8 & 3u))) & 3u) << 8u);
+    let sc = (byte_at{{S}}(b + 19u, ib) >> (4u * ((e >> 4u) & 1u))) & 0xfu;
+    let db = half_to_f32({{W}}[b]) * (0.5 + f32(sc)) * 0.25;
+    let g = grid_entry{{S}}({{G}}u, idx) >> (8u * h);
+    let s = byte_at{{S}}(b + 9u, g8) >> (4u * h);
+    return signs4{{S}}(db * iq2_vals{{S}}(g), s);
+}
+
+//! section iq3_xxs
+// 25 words: [d | pad] (0), qs[64] (1-16): a grid index per 4 weights, then per 32 weights a
+// word (17 + ib) of 4 x 7 sign bits and a 4-bit scale s: y = d (0.5 + s) / 2 * grid * sign.
+// Grid codes 0..7 are 4, 12, ..., 52, and 62 for 7.
+fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
+    let b = base + (k4 >> 6u) * 25u;
+    let e = (k4 & 63u) * 4u;
+    let a = {{W}}[b + 17u + (e >> 5u)];
+    let db = half_to_f32({{W}}[b]) * (0.5 + f32(a >> 28u)) * 0.5;
+    let c = iq3_codes{{S}}(grid_entry{{S}}({{G}}u, byte_at{{S}}(b + 1u, e >> 2u)));
+    let v = select(vec4<u32>(4u) + 8u * c, vec4<u32>(62u), c == vec4<u32>(7u));
+    let s = ksigns{{S}}((a >> (7u * ((e >> 3u) & 3u))) & 127u) >> (4u * ((e >> 2u) & 1u));
+    return signs4{{S}}(db * vec4<f32>(v), s);
+}
+
+//! section iq3_s
+// 28 words: [d | pad] (0), qs[64] (1-16), qh[8] (17-18), signs[32] (19-26), scales[4] (27).
+// Per 4 weights a 9-bit grid index (qs byte, a bit of qh); a sign bit per weight; per 32
+// weights a 4-bit scale s: y = d (1 + 2 s) * grid * sign. Grid codes c are 2 c + 1.
+fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
+    let b = base + (k4 >> 6u) * 28u;
+    let e = (k4 & 63u) * 4u;
+    let g4 = e >> 2u;
+    let ib = e >> 5u;
+    let idx = byte_at{{S}}(b + 1u, g4) | (((byte_at{{S}}(b + 17u, ib) >> (g4 & 7u)) & 1u) << 8u);
+    let sc = ({{W}}[b + 27u] >> (4u * ib)) & 0xfu;
+    let db = half_to_f32({{W}}[b]) * f32(1u + 2u * sc);
+    let c = iq3_codes{{S}}(grid_entry{{S}}({{G}}u, idx));
+    let s = byte_at{{S}}(b + 19u, e >> 3u) >> (4u * (g4 & 1u));
+    return signs4{{S}}(db * vec4<f32>(2u * c + vec4<u32>(1u)), s);
+}
+
+//! section iq1_s
+// 13 words: [d | pad] (0), qs[32] (1-8), qh[8] u16 (9-12). Per 8 weights an 11-bit grid index
+// (qs byte, 3 bits of qh); per 32 a qh word with a 3-bit scale s (bits 12-14) and the sign of
+// the shift (bit 15): y = d (2 s + 1) * (grid + -1/8).
+fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
+    let b = base + (k4 >> 6u) * 13u;
+    let e = (k4 & 63u) * 4u;
+    let ib = e >> 5u;
+    let qh = ({{W}}[b + 9u + (ib >> 1u)] >> (16u * (ib & 1u))) & 0xffffu;
+    let dl = half_to_f32({{W}}[b]) * f32(2u * ((qh >> 12u) & 7u) + 1u);
+    let dt = select(0.125, -0.125, (qh & 0x8000u) != 0u);
+    let idx = byte_at{{S}}(b + 1u, e >> 3u) | (((qh >> (3u * ((e >> 3u) & 3u))) & 7u) << 8u);
+    let g = grid_entry{{S}}({{G}}u, idx) >> (8u * ((e >> 2u) & 1u));
+    return dl * (iq1_vals{{S}}(g) + dt);
+}
+
+//! section iq1_m
+// 14 words: qs[32] (0-7), qh[16] (8-11), scales[8] as 4 u16 (12-13). The f16 scale d is the top
+// nibbles of the 4 scale words; per 16 weights a 3-bit scale s (bits 3 (t % 4) of word t / 4);
+// per 8 weights a qh nibble: 3 more grid-index bits and the shift's sign (bit 3).
+fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
+    let b = base + (k4 >> 6u) * 14u;
+    let e = (k4 & 63u) * 4u;
+    let g8 = e >> 3u;
+    let t = e >> 4u;
+    let s0 = {{W}}[b + 12u];
+    let s1 = {{W}}[b + 13u];
+    let dh = ((s0 >> 12u) & 0xfu) | ((s0 >> 24u) & 0xf0u) | (((s1 >> 12u) & 0xfu) << 8u) | ((s1 >> 16u) & 0xf000u);
+    let sw = {{W}}[b + 12u + (t >> 3u)] >> (16u * ((t >> 2u) & 1u));
+    let dl = half_to_f32(dh) * f32(2u * ((sw >> (3u * (t & 3u))) & 7u) + 1u);
+    let nib = (byte_at{{S}}(b + 8u, g8 >> 1u) >> (4u * (g8 & 1u))) & 0xfu;
+    let dt = select(0.125, -0.125, (nib & 8u) != 0u);
+    let idx = byte_at{{S}}(b, g8) | ((nib & 7u) << 8u);
+    let g = grid_entry{{S}}({{G}}u, idx) >> (8u * ((e >> 2u) & 1u));
+    return dl * (iq1_vals{{S}}(g) + dt);
+}

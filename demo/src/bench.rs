@@ -71,7 +71,7 @@ pub enum BenchCommand {
     /// qmatvec, larger m the prefill qmatmul.
     Qmatmul {
         /// GGUF format: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_k .. q6_k, iq4_nl,
-        /// iq4_xs, tq1_0, tq2_0, mxfp4.
+        /// iq4_xs, tq1_0, tq2_0, mxfp4, iq2_xxs, iq2_xs, iq2_s, iq3_xxs, iq3_s, iq1_s, iq1_m.
         #[arg(long, default_value = "q4_k")]
         format: String,
         #[arg(long, default_value_t = 1, value_parser = at_least::<usize>(1))]

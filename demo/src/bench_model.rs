@@ -161,6 +161,21 @@ fn tensor_byte(pos: u64, start: u64, ty: TensorType) -> u8 {
         // The E8M0 scale byte: 120 is 2^-8 once halved.
         TensorType::MXFP4 if rel.is_multiple_of(ty.block_bytes()) => return 120,
         TensorType::MXFP4 => &[],
+        TensorType::IQ2XXS
+        | TensorType::IQ2XS
+        | TensorType::IQ2S
+        | TensorType::IQ3XXS
+        | TensorType::IQ3S
+        | TensorType::IQ1S => &[0],
+        // IQ1_M: the f16's nibbles are the top nibbles of the scale words' odd bytes 49..55.
+        TensorType::IQ1M => {
+            let b = rel % ty.block_bytes();
+            if (49..56).contains(&b) && b % 2 == 1 {
+                let nib = (0x211f >> (4 * ((b - 49) / 2))) & 0xf;
+                return (hash & 0x0f) | ((nib as u8) << 4);
+            }
+            &[]
+        }
         TensorType::F32 => {
             // Small values: the top byte 0x3c/0xbc keeps |x| around 0.01.
             return match rel % 4 {

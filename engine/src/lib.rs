@@ -76,6 +76,9 @@ pub struct EngineState {
     /// While on (`log_kernels`), the key of every kernel dispatched, in order.
     kernel_log: Mutex<Option<Vec<String>>>,
     logging: AtomicBool,
+    /// The codebook grids of the IQ formats (`webjit_jit::quant::wgsl::GRID_WORDS`), uploaded
+    /// on first use and bound by `Recorder::dispatch` to every kernel that declares `grid`.
+    codebook_grid: Mutex<Option<Tensor>>,
 }
 
 /// A handle to the GPU device and everything on it: pipelines, pooled buffers, tuning records.
@@ -117,6 +120,7 @@ impl Engine {
             readback_nudge,
             kernel_log: Mutex::new(None),
             logging: AtomicBool::new(false),
+            codebook_grid: Mutex::new(None),
         })))
     }
 
@@ -378,6 +382,35 @@ impl Engine {
 
     pub fn upload_u32(&self, shape: &[usize], data: &[u32]) -> Result<Tensor> {
         self.upload_bytes(shape, DType::U32, bytemuck::cast_slice(data))
+    }
+
+    /// The codebook grid table when a kernel with `bindings` needs it and the op did not pass it
+    /// in `buffers` (the kernels of the IQ2/IQ3/IQ1 formats declare `grid` last).
+    pub(crate) fn codebook_grid_for(
+        &self,
+        bindings: &[webjit_jit::BindingDecl],
+        buffers: &[recorder::Bind<'_>],
+    ) -> Result<Option<Tensor>> {
+        let declared = bindings.last().is_some_and(|b| b.name == "grid");
+        if !declared || buffers.last().is_some_and(|b| b.name == "grid") {
+            return Ok(None);
+        }
+        self.codebook_grid().map(Some)
+    }
+
+    /// The codebook grid table on the GPU (9 KiB, uploaded once).
+    pub(crate) fn codebook_grid(&self) -> Result<Tensor> {
+        let mut g = self.codebook_grid.lock().map_err(|_| Error::Gpu {
+            during: "codebook grid".into(),
+            message: "poisoned".into(),
+        })?;
+        if let Some(t) = g.as_ref() {
+            return Ok(t.clone());
+        }
+        let words = webjit_jit::quant::wgsl::GRID_WORDS;
+        let t = self.upload_u32(&[words.len()], words)?;
+        *g = Some(t.clone());
+        Ok(t)
     }
 }
 

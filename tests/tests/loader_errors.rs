@@ -147,8 +147,9 @@ fn gguf_corrupt_fields_give_typed_errors() {
     let mut f = file.clone();
     f[l.kv_key_len[0] as usize + 8] = 0xff;
     assert_eq!(code(&f), "LOAD_BAD_UTF8");
-    // Unknown tensor types, including the ggml ids the loader does not support (4, 5, 9).
-    for ty in [4u32, 5, 9, 15, 29, 31, 1000] {
+    // Unknown tensor types, including the ggml ids the loader does not support (4, 5, 9, and
+    // 28, F64; 29 is IQ1_M since the codebook formats).
+    for ty in [4u32, 5, 9, 15, 28, 31, 1000] {
         let mut f = file.clone();
         put_u32(&mut f, l.t_type[0], ty);
         match err(&f, Format::Gguf, true) {

@@ -56,12 +56,19 @@ fn partial_blocks_are_typed_errors() {
 }
 
 /// The formats whose repacking validates scales (ggml's `ggml_validate_row_data`).
-const VALIDATED: [GgmlType; 5] = [
+const VALIDATED: [GgmlType; 12] = [
     GgmlType::IQ4NL,
     GgmlType::IQ4XS,
     GgmlType::TQ1_0,
     GgmlType::TQ2_0,
     GgmlType::MXFP4,
+    GgmlType::IQ2XXS,
+    GgmlType::IQ2XS,
+    GgmlType::IQ2S,
+    GgmlType::IQ3XXS,
+    GgmlType::IQ3S,
+    GgmlType::IQ1S,
+    GgmlType::IQ1M,
 ];
 
 #[test]

@@ -161,12 +161,19 @@ fn qmatvec_every_config_on_q4_k() {
 }
 
 /// The formats added for the low-bit work (issue 27): each runs every float config.
-const LOW_BIT: [GgmlType; 5] = [
+const LOW_BIT: [GgmlType; 12] = [
     GgmlType::IQ4NL,
     GgmlType::IQ4XS,
     GgmlType::TQ1_0,
     GgmlType::TQ2_0,
     GgmlType::MXFP4,
+    GgmlType::IQ2XXS,
+    GgmlType::IQ2XS,
+    GgmlType::IQ2S,
+    GgmlType::IQ3XXS,
+    GgmlType::IQ3S,
+    GgmlType::IQ1S,
+    GgmlType::IQ1M,
 ];
 
 #[test]
@@ -208,6 +215,14 @@ fn segmented_weights_match_unsegmented() {
         (GgmlType::TQ1_0, 131, 2560),
         (GgmlType::TQ2_0, 131, 2048),
         (GgmlType::MXFP4, 131, 1024),
+        // Codebook formats: K long enough for 2+ segments of 64 KiB.
+        (GgmlType::IQ2XXS, 131, 2560),
+        (GgmlType::IQ2XS, 131, 2048),
+        (GgmlType::IQ2S, 131, 2048),
+        (GgmlType::IQ3XXS, 131, 1536),
+        (GgmlType::IQ3S, 131, 1536),
+        (GgmlType::IQ1S, 131, 3072),
+        (GgmlType::IQ1M, 131, 2560),
     ];
     let old = [(GgmlType::Q8_0, 131, 1024), (GgmlType::Q6K, 67, 1536)];
     for (format, n, k) in old.into_iter().chain(low_bit) {

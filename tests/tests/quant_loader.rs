@@ -1,5 +1,6 @@
-//! The low-bit GGUF types (IQ4_NL 20, IQ4_XS 23, TQ1_0 34, TQ2_0 35, MXFP4 39) through the
-//! loader: streamed in odd-sized chunks across buffer segments, repacked, and dequantized on
+//! The low-bit GGUF types (IQ4_NL 20, IQ4_XS 23, TQ1_0 34, TQ2_0 35, MXFP4 39, and the
+//! codebook types IQ2_XXS 16, IQ2_XS 17, IQ2_S 22, IQ3_XXS 18, IQ3_S 21, IQ1_S 19, IQ1_M 29)
+//! through the loader: streamed in odd-sized chunks across buffer segments, repacked, and dequantized on
 //! the GPU bit-exactly like the CPU reference of the file's bytes; a block whose scale is not a
 //! number stops the load with an error naming the tensor.
 
@@ -10,12 +11,19 @@ use webjit_tests::loader_fixtures::{GgufBuilder, GgufTensor};
 use webjit_tests::{small_binding_engine, Rand};
 
 /// (name, ggml id, [K, rows]) of the test file.
-const SPECS: [(&str, u32, [u64; 2]); 5] = [
+const SPECS: [(&str, u32, [u64; 2]); 12] = [
     ("blk.0.iq4_nl", 20, [1024, 8]),
     ("blk.0.iq4_xs", 23, [512, 9]),
     ("blk.1.tq1_0", 34, [2560, 300]),
     ("blk.1.tq2_0", 35, [256, 5]),
     ("blk.2.mxfp4", 39, [96, 7]),
+    ("blk.3.iq2_xxs", 16, [512, 3]),
+    ("blk.3.iq2_xs", 17, [256, 7]),
+    ("blk.3.iq2_s", 22, [2048, 300]),
+    ("blk.4.iq3_xxs", 18, [768, 5]),
+    ("blk.4.iq3_s", 21, [256, 4]),
+    ("blk.5.iq1_s", 19, [1024, 3]),
+    ("blk.5.iq1_m", 29, [512, 6]),
 ];
 
 fn build(hostile: Option<usize>) -> (Vec<u8>, Vec<GgufTensor>) {
@@ -29,6 +37,13 @@ fn build(hostile: Option<usize>) -> (Vec<u8>, Vec<GgufTensor>) {
             let at = (blocks - 1) * format.block_bytes();
             match quant::scale_offsets(format).first() {
                 Some(&off) => data[at + off..at + off + 2].copy_from_slice(&[0x01, 0x7e]),
+                // IQ1_M: f16 0x7e01's nibbles in the top of the scale words' bytes 49..55.
+                None if format == GgmlType::IQ1M => {
+                    for (k, nib) in [1u8, 0, 0xe, 7].into_iter().enumerate() {
+                        let b = &mut data[at + 49 + 2 * k];
+                        *b = (*b & 0x0f) | (nib << 4);
+                    }
+                }
                 None => data[at] = 0xff,
             }
         }

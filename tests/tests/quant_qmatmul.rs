@@ -111,6 +111,13 @@ fn qmatmul_every_config_on_the_low_bit_formats() {
         GgmlType::TQ1_0,
         GgmlType::TQ2_0,
         GgmlType::MXFP4,
+        GgmlType::IQ2XXS,
+        GgmlType::IQ2XS,
+        GgmlType::IQ2S,
+        GgmlType::IQ3XXS,
+        GgmlType::IQ3S,
+        GgmlType::IQ1S,
+        GgmlType::IQ1M,
     ];
     for (i, format) in formats.into_iter().enumerate() {
         // M and N prime; K = 2 super-blocks or 16 blocks of 32.
@@ -143,6 +150,13 @@ fn qmatmul_segmented_matches_unsegmented() {
         (GgmlType::TQ1_0, 5, 131, 2560),
         (GgmlType::TQ2_0, 7, 131, 2048),
         (GgmlType::MXFP4, 9, 131, 1024),
+        (GgmlType::IQ2XXS, 5, 131, 2560),
+        (GgmlType::IQ2XS, 7, 131, 2048),
+        (GgmlType::IQ2S, 7, 131, 2048),
+        (GgmlType::IQ3XXS, 9, 131, 1536),
+        (GgmlType::IQ3S, 9, 131, 1536),
+        (GgmlType::IQ1S, 5, 131, 3072),
+        (GgmlType::IQ1M, 5, 131, 2560),
     ] {
         segmented_matches_unsegmented(format, m, n, k);
     }

@@ -6,7 +6,7 @@ use super::LoaderError;
 /// Tensor element types of GGUF (ggml ids) and safetensors. Quantized types are stored in
 /// blocks of `block_elems()` elements taking `block_bytes()` bytes each.
 /// Block layouts follow ggml's `ggml-common.h` (block_q4_0 ... block_q6_K, block_iq4_nl,
-/// block_iq4_xs, block_tq1_0, block_tq2_0, block_mxfp4).
+/// block_iq4_xs, block_tq1_0, block_tq2_0, block_mxfp4, block_iq2_xxs ... block_iq1_m).
 // The quant engineer keeps the same table in jit/src/quant/; the lead will unify them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TensorType {
@@ -28,6 +28,13 @@ pub enum TensorType {
     TQ1_0,
     TQ2_0,
     MXFP4,
+    IQ2XXS,
+    IQ2XS,
+    IQ2S,
+    IQ3XXS,
+    IQ3S,
+    IQ1S,
+    IQ1M,
     /// A safetensors dtype the engine does not use (I64, U8, F64, ...): its name and element
     /// size, so the loader can stream past it when told to skip such tensors.
     Other(&'static str, u8),
@@ -48,8 +55,15 @@ impl TensorType {
             12 => Self::Q4K,
             13 => Self::Q5K,
             14 => Self::Q6K,
+            16 => Self::IQ2XXS,
+            17 => Self::IQ2XS,
+            18 => Self::IQ3XXS,
+            19 => Self::IQ1S,
             20 => Self::IQ4NL,
+            21 => Self::IQ3S,
+            22 => Self::IQ2S,
             23 => Self::IQ4XS,
+            29 => Self::IQ1M,
             30 => Self::BF16,
             34 => Self::TQ1_0,
             35 => Self::TQ2_0,
@@ -100,6 +114,13 @@ impl TensorType {
             Self::TQ1_0 => "tq1_0",
             Self::TQ2_0 => "tq2_0",
             Self::MXFP4 => "mxfp4",
+            Self::IQ2XXS => "iq2_xxs",
+            Self::IQ2XS => "iq2_xs",
+            Self::IQ2S => "iq2_s",
+            Self::IQ3XXS => "iq3_xxs",
+            Self::IQ3S => "iq3_s",
+            Self::IQ1S => "iq1_s",
+            Self::IQ1M => "iq1_m",
             Self::Other(n, _) => n,
         }
     }
@@ -111,6 +132,8 @@ impl TensorType {
             Self::IQ4NL | Self::MXFP4 => 32,
             Self::Q2K | Self::Q3K | Self::Q4K | Self::Q5K | Self::Q6K => 256,
             Self::IQ4XS | Self::TQ1_0 | Self::TQ2_0 => 256,
+            Self::IQ2XXS | Self::IQ2XS | Self::IQ2S | Self::IQ3XXS | Self::IQ3S => 256,
+            Self::IQ1S | Self::IQ1M => 256,
             _ => 1,
         }
     }
@@ -135,6 +158,13 @@ impl TensorType {
             Self::TQ1_0 => 54,
             Self::TQ2_0 => 66,
             Self::MXFP4 => 17,
+            Self::IQ2XXS => 66,
+            Self::IQ2XS => 74,
+            Self::IQ2S => 82,
+            Self::IQ3XXS => 98,
+            Self::IQ3S => 110,
+            Self::IQ1S => 50,
+            Self::IQ1M => 56,
             Self::Other(_, b) => b as u64,
         }
     }

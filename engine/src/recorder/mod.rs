@@ -323,6 +323,12 @@ impl<'e> Recorder<'e> {
         buffers: &[Bind<'_>],
         groups: [u32; 3],
     ) -> Result<()> {
+        // Kernels of the codebook formats declare the grid table last; ops do not pass it.
+        let grid = self.engine.codebook_grid_for(&kernel.bindings, buffers)?;
+        let with_grid = grid
+            .as_ref()
+            .map(|g| [buffers, &[Bind::whole("grid", g)]].concat());
+        let buffers = with_grid.as_deref().unwrap_or(buffers);
         let storage = || {
             kernel
                 .bindings

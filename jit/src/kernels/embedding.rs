@@ -199,12 +199,14 @@ impl KernelSpec for QEmbeddingSpec {
     }
 
     fn bindings(&self, _cfg: &QEmbeddingConfig) -> Vec<BindingDecl> {
-        vec![
+        let mut b = vec![
             BindingDecl::uniform(0, "p"),
             BindingDecl::read(1, "ids"),
             BindingDecl::read(2, "w"),
             BindingDecl::read_write(3, "out"),
-        ]
+        ];
+        b.extend(crate::quant::wgsl::grid_binding(self.format));
+        b
     }
 
     fn render(&self, cfg: &QEmbeddingConfig) -> Result<String, JitError> {

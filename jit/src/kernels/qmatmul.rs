@@ -119,12 +119,14 @@ impl KernelSpec for QMatmulSpec {
         )
     }
     fn bindings(&self, _c: &QMatmulConfig) -> Vec<BindingDecl> {
-        vec![
+        let mut b = vec![
             BindingDecl::uniform(0, "p"),
             BindingDecl::read(1, "w"),
             BindingDecl::read(2, "x"),
             BindingDecl::read_write(3, "y"),
-        ]
+        ];
+        b.extend(crate::quant::wgsl::grid_binding(self.format));
+        b
     }
     fn render(&self, c: &QMatmulConfig) -> Result<String, JitError> {
         let f = "qmatmul.wgsl";

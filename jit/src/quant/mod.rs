@@ -10,12 +10,15 @@
 //! size is a multiple of 4 with 4-aligned fields (Q4_1, Q5_1, Q2_K, Q4_K, Q5_K, IQ4_XS) are
 //! copied as is; Q4_0, Q5_0, Q8_0 and IQ4_NL get 2 pad bytes after their leading f16 scale so
 //! the quants start on a word; Q3_K, Q6_K, TQ1_0 and TQ2_0 (f16 scale last) get 2 pad bytes at
-//! the end; MXFP4 gets 3 after its scale byte. F16 and BF16 pack 2 values
-//! per word (GPU block of 2 elements). Repacking is per block, so it runs on any chunk of whole
+//! the end; MXFP4 gets 3 after its scale byte; the codebook formats (IQ2_XXS ... IQ1_S, f16
+//! scale first) get 2 after it, and IQ1_M (56 bytes, no f16 field) is copied. F16 and BF16 pack
+//! 2 values per word (GPU block of 2 elements). Repacking is per block, so it runs on any chunk of whole
 //! blocks (e.g. row chunks while weights stream in) and a row starts at a word boundary whenever
 //! its length is a multiple of the GPU block.
 
+mod codebook;
 mod float;
+pub mod grids;
 mod kquants;
 mod legacy;
 mod lowbit;
@@ -23,6 +26,7 @@ mod synth;
 mod validate;
 pub mod wgsl;
 
+pub use codebook::{iq1_m_scale_bits, ksigns};
 pub use lowbit::{e8m0_to_f32_half, IQ4NL_VALUES, MXFP4_VALUES};
 pub use synth::{scale_offsets, synth_blocks};
 pub use validate::validate_blocks;
@@ -53,10 +57,17 @@ pub enum GgmlType {
     TQ1_0,
     TQ2_0,
     MXFP4,
+    IQ2XXS,
+    IQ2XS,
+    IQ2S,
+    IQ3XXS,
+    IQ3S,
+    IQ1S,
+    IQ1M,
 }
 
 impl GgmlType {
-    pub const ALL: [GgmlType; 18] = [
+    pub const ALL: [GgmlType; 25] = [
         GgmlType::F32,
         GgmlType::F16,
         GgmlType::BF16,
@@ -75,6 +86,13 @@ impl GgmlType {
         GgmlType::TQ1_0,
         GgmlType::TQ2_0,
         GgmlType::MXFP4,
+        GgmlType::IQ2XXS,
+        GgmlType::IQ2XS,
+        GgmlType::IQ2S,
+        GgmlType::IQ3XXS,
+        GgmlType::IQ3S,
+        GgmlType::IQ1S,
+        GgmlType::IQ1M,
     ];
 
     /// ggml's `enum ggml_type` value (as stored in GGUF tensor infos).
@@ -98,6 +116,13 @@ impl GgmlType {
             GgmlType::TQ1_0 => 34,
             GgmlType::TQ2_0 => 35,
             GgmlType::MXFP4 => 39,
+            GgmlType::IQ2XXS => 16,
+            GgmlType::IQ2XS => 17,
+            GgmlType::IQ3XXS => 18,
+            GgmlType::IQ1S => 19,
+            GgmlType::IQ3S => 21,
+            GgmlType::IQ2S => 22,
+            GgmlType::IQ1M => 29,
         }
     }
 
@@ -130,6 +155,13 @@ impl GgmlType {
             GgmlType::TQ1_0 => "tq1_0",
             GgmlType::TQ2_0 => "tq2_0",
             GgmlType::MXFP4 => "mxfp4",
+            GgmlType::IQ2XXS => "iq2_xxs",
+            GgmlType::IQ2XS => "iq2_xs",
+            GgmlType::IQ2S => "iq2_s",
+            GgmlType::IQ3XXS => "iq3_xxs",
+            GgmlType::IQ3S => "iq3_s",
+            GgmlType::IQ1S => "iq1_s",
+            GgmlType::IQ1M => "iq1_m",
         }
     }
 
@@ -174,6 +206,13 @@ impl GgmlType {
             GgmlType::TQ1_0 => 54,
             GgmlType::TQ2_0 => 66,
             GgmlType::MXFP4 => 17,
+            GgmlType::IQ2XXS => 66,
+            GgmlType::IQ2XS => 74,
+            GgmlType::IQ2S => 82,
+            GgmlType::IQ3XXS => 98,
+            GgmlType::IQ3S => 110,
+            GgmlType::IQ1S => 50,
+            GgmlType::IQ1M => 56,
         }
     }
 
@@ -205,6 +244,13 @@ impl GgmlType {
             GgmlType::TQ1_0 => 14,
             GgmlType::TQ2_0 => 17,
             GgmlType::MXFP4 => 5,
+            GgmlType::IQ2XXS => 17,
+            GgmlType::IQ2XS => 19,
+            GgmlType::IQ2S => 21,
+            GgmlType::IQ3XXS => 25,
+            GgmlType::IQ3S => 28,
+            GgmlType::IQ1S => 13,
+            GgmlType::IQ1M => 14,
         }
     }
 
@@ -346,6 +392,13 @@ pub fn dequantize(t: GgmlType, raw: &[u8], out: &mut [f32]) -> Result<(), QuantE
             GgmlType::TQ1_0 => lowbit::dequant_tq1_0(b, y),
             GgmlType::TQ2_0 => lowbit::dequant_tq2_0(b, y),
             GgmlType::MXFP4 => lowbit::dequant_mxfp4(b, y),
+            GgmlType::IQ2XXS => codebook::dequant_iq2_xxs(b, y),
+            GgmlType::IQ2XS => codebook::dequant_iq2_xs(b, y),
+            GgmlType::IQ2S => codebook::dequant_iq2_s(b, y),
+            GgmlType::IQ3XXS => codebook::dequant_iq3_xxs(b, y),
+            GgmlType::IQ3S => codebook::dequant_iq3_s(b, y),
+            GgmlType::IQ1S => codebook::dequant_iq1_s(b, y),
+            GgmlType::IQ1M => codebook::dequant_iq1_m(b, y),
         }
     }
     Ok(())
@@ -364,6 +417,13 @@ pub fn dequantize_vec(t: GgmlType, raw: &[u8]) -> Result<Vec<f32>, QuantError> {
 fn pad_at(t: GgmlType) -> Option<usize> {
     match t {
         GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::IQ4NL => Some(2),
+        // The codebook formats but IQ1_M lead with an f16 scale.
+        GgmlType::IQ2XXS
+        | GgmlType::IQ2XS
+        | GgmlType::IQ2S
+        | GgmlType::IQ3XXS
+        | GgmlType::IQ3S
+        | GgmlType::IQ1S => Some(2),
         // The E8M0 scale byte gets a word of its own.
         GgmlType::MXFP4 => Some(1),
         GgmlType::Q3K | GgmlType::Q6K | GgmlType::TQ1_0 | GgmlType::TQ2_0 => Some(t.block_bytes()),
@@ -435,6 +495,13 @@ mod tests {
             (34, 256, 54),
             (35, 256, 66),
             (39, 32, 17),
+            (16, 256, 66),
+            (17, 256, 74),
+            (22, 256, 82),
+            (18, 256, 98),
+            (21, 256, 110),
+            (19, 256, 50),
+            (29, 256, 56),
         ];
         for (t, w) in GgmlType::ALL.into_iter().zip(want) {
             assert_eq!((t.id(), t.block_elems(), t.block_bytes()), w, "{t:?}");
@@ -461,7 +528,8 @@ mod tests {
     fn repack_chunks_equal_whole_and_rejects_partial_blocks() {
         for t in GgmlType::ALL {
             let n = 3 * t.gpu_block_elems() / t.block_elems() * t.block_bytes();
-            let raw: Vec<u8> = (0..n).map(|i| (i * 37 + 11) as u8).collect();
+            // Finite scales: repacking refuses the others for the validated formats.
+            let raw = synth_blocks(t, n / t.block_bytes(), 37);
             let mut whole = Vec::new();
             repack(t, &raw, &mut whole).unwrap();
             assert_eq!(whole.len(), 3 * t.gpu_block_words());

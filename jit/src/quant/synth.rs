@@ -2,8 +2,8 @@
 
 use super::GgmlType;
 
-/// Byte offsets of the f16 scale fields in one ggml block (empty for the float types and for
-/// MXFP4, whose scale is the E8M0 byte 0).
+/// Byte offsets of the f16 scale fields in one ggml block (empty for the float types, for
+/// MXFP4, whose scale is the E8M0 byte 0, and for IQ1_M, whose f16 scale is split in nibbles).
 pub fn scale_offsets(t: GgmlType) -> &'static [usize] {
     match t {
         GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 => &[0],
@@ -14,7 +14,14 @@ pub fn scale_offsets(t: GgmlType) -> &'static [usize] {
         GgmlType::Q6K => &[208],
         GgmlType::TQ1_0 => &[52],
         GgmlType::TQ2_0 => &[64],
-        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 | GgmlType::MXFP4 => &[],
+        GgmlType::IQ2XXS
+        | GgmlType::IQ2XS
+        | GgmlType::IQ2S
+        | GgmlType::IQ3XXS
+        | GgmlType::IQ3S
+        | GgmlType::IQ1S => &[0],
+        // IQ1_M's scale is the top nibbles of its scale words (`iq1_m_scale_bits`).
+        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 | GgmlType::MXFP4 | GgmlType::IQ1M => &[],
     }
 }
 
@@ -55,6 +62,13 @@ pub fn synth_blocks(t: GgmlType, blocks: usize, seed: u64) -> Vec<u8> {
             }
             // E8M0 120..=122: half-scales 2^-8 .. 2^-6, so codes up to 12 give |y| <= 2^-2.5.
             GgmlType::MXFP4 => b[0] = 120 + (r % 3) as u8,
+            // The f16 scale's 4 nibbles go to the top of the 4 scale words (bytes 48..56).
+            GgmlType::IQ1M => {
+                let h = (r as u16 & 0x83ff) | ((((r >> 10) as u16) % 3 + 8) << 10);
+                for k in 0..4 {
+                    b[49 + 2 * k] = (b[49 + 2 * k] & 0x0f) | ((((h >> (4 * k)) & 0xf) as u8) << 4);
+                }
+            }
             _ => {
                 for (i, &off) in scale_offsets(t).iter().enumerate() {
                     let v = r >> (16 * i);

@@ -1,16 +1,55 @@
 //! The WGSL dequantization snippets of each block format (`shaders/quant.wgsl`), composed for
 //! the kernels that read quantized weights.
 
-use super::GgmlType;
+use super::{grids, GgmlType};
 use crate::error::JitError;
 use crate::render::{render, section};
 use crate::shaders::QUANT;
+use crate::spec::BindingDecl;
 
 const FILE: &str = "quant.wgsl";
 
 /// The helpers every dequantization needs (`half_to_f32`, `bytes_shr`); they read no weight.
 pub fn common_wgsl() -> Result<String, JitError> {
     Ok(section(FILE, QUANT, "common")?.to_string())
+}
+
+/// The binding of the codebook grid table (`grid`, read-only storage) in every kernel that
+/// dequantizes a codebook format: one fixed, high index so no kernel's other bindings move. The
+/// engine binds its one grid buffer there (`Recorder::dispatch` adds it when a kernel declares
+/// it).
+pub const GRID_BINDING: u32 = 15;
+
+/// The grid table's words (every grid, packed; `grids::GRID_WORDS`).
+pub const GRID_WORDS: &[u32] = &grids::GRID_WORDS;
+
+/// The word offset of `format`'s grid in the table, for the codebook formats.
+pub fn grid_offset(format: GgmlType) -> Option<usize> {
+    Some(match format {
+        GgmlType::IQ2XXS => grids::IQ2XXS_OFFSET,
+        GgmlType::IQ2XS => grids::IQ2XS_OFFSET,
+        GgmlType::IQ2S => grids::IQ2S_OFFSET,
+        GgmlType::IQ3XXS => grids::IQ3XXS_OFFSET,
+        GgmlType::IQ3S => grids::IQ3S_OFFSET,
+        GgmlType::IQ1S | GgmlType::IQ1M => grids::IQ1S_OFFSET,
+        _ => return None,
+    })
+}
+
+/// The grid binding a kernel reading weights of `format` must declare (last), if any.
+pub fn grid_binding(format: GgmlType) -> Option<BindingDecl> {
+    grid_offset(format).map(|_| BindingDecl::read(GRID_BINDING, "grid"))
+}
+
+/// The WGSL declaration of the grid binding for `format` (empty for the other formats); once
+/// per kernel, however many weights it reads.
+pub fn grid_decl_wgsl(format: GgmlType) -> String {
+    match grid_offset(format) {
+        Some(_) => format!(
+            "@group(0) @binding({GRID_BINDING}) var<storage, read> grid: array<u32>; // codebook grids\n"
+        ),
+        None => String::new(),
+    }
 }
 
 /// `fn deq4{suffix}(base, k4) -> vec4<f32>` (and the helpers it calls, with the same suffix)
@@ -24,12 +63,17 @@ pub fn dequant_wgsl(format: GgmlType, array: &str, suffix: &str) -> Result<Strin
     if matches!(format, GgmlType::IQ4NL | GgmlType::IQ4XS | GgmlType::MXFP4) {
         parts.push("lut16");
     }
+    let grid = grid_offset(format);
+    if grid.is_some() {
+        parts.push("grid");
+    }
     parts.push(format.name());
     let mut s = String::new();
     for p in parts {
         let t = section(FILE, QUANT, p)?;
         // Each section names the placeholders it reads (`kscale` reads no array).
-        let values: Vec<(&str, String)> = [("W", array), ("S", suffix)]
+        let g = grid.unwrap_or(0).to_string();
+        let values: Vec<(&str, String)> = [("W", array), ("S", suffix), ("G", g.as_str())]
             .into_iter()
             .filter(|(name, _)| t.contains(&format!("{{{{{name}}}}}")))
             .map(|(name, v)| (name, v.to_string()))
@@ -43,6 +87,7 @@ pub fn dequant_wgsl(format: GgmlType, array: &str, suffix: &str) -> Result<Strin
 /// that reads one weight bound as `w`.
 pub fn deq_wgsl(format: GgmlType) -> Result<String, JitError> {
     let mut s = common_wgsl()?;
+    s.push_str(&grid_decl_wgsl(format));
     s.push_str(&dequant_wgsl(format, "w", "")?);
     Ok(s)
 }

@@ -57,11 +57,13 @@ impl KernelSpec for QDequantSpec {
         format!("qdequant.{}.wg{}", self.format.name(), cfg.wg)
     }
     fn bindings(&self, _cfg: &QDequantConfig) -> Vec<BindingDecl> {
-        vec![
+        let mut b = vec![
             BindingDecl::uniform(0, "p"),
             BindingDecl::read(1, "w"),
             BindingDecl::read_write(2, "out"),
-        ]
+        ];
+        b.extend(crate::quant::wgsl::grid_binding(self.format));
+        b
     }
     fn render(&self, cfg: &QDequantConfig) -> Result<String, JitError> {
         render(

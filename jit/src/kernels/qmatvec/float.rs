@@ -4,7 +4,7 @@
 use super::problem::{Form, Path, QMatvecConfig, QMatvecParams, QMatvecSpec, Reduce};
 use crate::error::JitError;
 use crate::kernels::{enables, vec_type};
-use crate::quant::wgsl::{common_wgsl, dequant_wgsl};
+use crate::quant::wgsl::{common_wgsl, dequant_wgsl, grid_decl_wgsl};
 use crate::render::{render, section};
 use crate::shaders::QMATVEC;
 use crate::spec::UniformStruct;
@@ -67,6 +67,7 @@ pub(super) fn render_float(
 ) -> Result<String, JitError> {
     // One dequantization per weight, reading its own array with its own function names.
     let mut deq = common_wgsl()?;
+    deq.push_str(&grid_decl_wgsl(spec.format));
     deq.push_str(&dequant_wgsl(spec.format, "w", "")?);
     for i in 2..=spec.weights() {
         deq.push_str(&dequant_wgsl(

@@ -65,6 +65,7 @@ impl KernelSpec for QMatvecSpec {
         if self.weights() >= 3 {
             b.push(BindingDecl::read(5, "w3"));
         }
+        b.extend(crate::quant::wgsl::grid_binding(self.format));
         b
     }
     fn render(&self, cfg: &QMatvecConfig) -> Result<String, JitError> {
