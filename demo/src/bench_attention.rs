@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::json;
 use webjit_engine::jit::kernels::attention::AttentionConfig;
-use webjit_engine::jit::kernels::attention_decode::{DecodeConfig, KvDType};
+use webjit_engine::jit::kernels::attention_decode::DecodeConfig;
 use webjit_engine::jit::KernelSpec;
 use webjit_engine::ops::{self, AttentionOptions, DecodeOptions};
 use webjit_engine::{bench, DType, DeviceOptions, Engine, Error, KvCache, KvCacheOptions, Result};
@@ -46,7 +46,8 @@ pub struct AttentionArgs {
     decode: bool,
     #[arg(long, default_value_t = 32768, value_parser = at_least::<usize>(1))]
     cache_len: usize,
-    /// KV cache storage for --decode: f32 or f16 (default: f16 where the device has shader-f16).
+    /// KV cache storage for --decode: f32, f16, q8_0 or q4_0 (default: f16 where the device
+    /// has shader-f16).
     #[arg(long)]
     kv_dtype: Option<String>,
     /// Run one config by key (see --sweep for the keys); default: the heuristic default.
@@ -164,17 +165,11 @@ fn prefill(e: &Engine, a: &AttentionArgs, kv_heads: usize, min: Duration) -> Res
 
 fn decode(e: &Engine, a: &AttentionArgs, kv_heads: usize, min: Duration) -> Result<Measured> {
     let (b, d, len) = (a.batch, a.dim, a.cache_len);
-    let dtype = match a.kv_dtype.as_deref() {
-        None => None,
-        Some("f32") => Some(KvDType::F32),
-        Some("f16") => Some(KvDType::F16),
-        Some(x) => {
-            return Err(Error::InvalidArgument {
-                op: "bench",
-                detail: format!("--kv-dtype must be f32 or f16, got {x}"),
-            })
-        }
-    };
+    let dtype = a
+        .kv_dtype
+        .as_deref()
+        .map(webjit_engine::kv_cache::parse_kv_cache)
+        .transpose()?;
     let ring = a.window.is_some();
     let capacity = a.window.map(|w| w as usize).unwrap_or(len).max(1);
     let mut cache = KvCache::new(
@@ -230,7 +225,9 @@ fn decode(e: &Engine, a: &AttentionArgs, kv_heads: usize, min: Duration) -> Resu
     }
     let visible = spec.kv_len as f64;
     let flops = 4.0 * d as f64 * visible * (b * a.heads) as f64;
-    let bytes = 2.0 * visible * (b * kv_heads * d) as f64 * cache.dtype().size() as f64;
+    // Bytes of the K and V rows read (quantized rows include their scales).
+    let row_bytes = 4 * cache.dtype().row_words(d as u64);
+    let bytes = 2.0 * visible * (b * kv_heads) as f64 * row_bytes as f64;
     let what = format!("decode ({} cache)", cache.dtype().name());
     Ok((results, flops, Some(bytes), what))
 }

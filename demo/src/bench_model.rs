@@ -15,7 +15,7 @@ use webjit_engine::model::decoder::Decoder;
 use webjit_engine::model::generate::{GenerateOptions, SampleSettings, Session};
 use webjit_engine::{DeviceOptions, Engine, Error, Result};
 
-use crate::args::{at_least, token_count};
+use crate::args::{at_least, token_count, KvCacheArgs};
 
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
@@ -44,6 +44,8 @@ pub struct ModelArgs {
     /// e.g. 8B shapes, on a GPU that has the memory).
     #[arg(long, value_name = "GIB", value_parser = at_least::<u32>(1))]
     memory_budget_gib: Option<u32>,
+    #[command(flatten)]
+    kv: KvCacheArgs,
     #[arg(long)]
     json: bool,
 }
@@ -226,9 +228,14 @@ pub fn run(args: ModelArgs) -> Result<()> {
         (Some(m), _) => {
             let mut file = crate::model_ref::resolve(m, "bench model")?.open()?;
             let mut src = crate::progress::ProgressSource::new(file.as_mut(), "loading")?;
-            Decoder::load(&engine, &mut src, Some(max_context))?
+            Decoder::load_with_kv(&engine, &mut src, Some(max_context), args.kv.kv_cache)?
         }
-        (None, Some(h)) => Decoder::load(&engine, &mut SynthSource::new(h)?, Some(max_context))?,
+        (None, Some(h)) => Decoder::load_with_kv(
+            &engine,
+            &mut SynthSource::new(h)?,
+            Some(max_context),
+            args.kv.kv_cache,
+        )?,
         (None, None) => unreachable!("clap requires one of them"),
     };
     let load_s = t0.elapsed().as_secs_f64();
@@ -290,6 +297,8 @@ pub fn run(args: ModelArgs) -> Result<()> {
         "architecture": header.architecture,
         "device": engine.profile().name,
         "unchecked": args.unchecked,
+        "kv_cache": session.decoder.kv_dtype().map(|t| t.name()),
+        "kv_cache_bytes": session.decoder.kv_cache_bytes(),
         "load_s": load_s,
         "prompt_tokens": args.prompt_tokens,
         "gen_tokens": args.gen_tokens,
@@ -320,6 +329,7 @@ pub fn run(args: ModelArgs) -> Result<()> {
             args.gen_tokens,
             1e3 / decode_tok_s
         );
+        println!("{}", crate::args::kv_cache_summary(&session.decoder));
         if let Some(p) = &profile {
             println!(
                 "GPU time of one decode step, one pass per dispatch: {:.1} us",

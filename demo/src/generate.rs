@@ -11,7 +11,7 @@ use webjit_engine::model::generate::{GenerateOptions, GenerateStats, Session, St
 use webjit_engine::tokenizer::text::{StreamDecoder, TextTokenizer};
 use webjit_engine::{DeviceOptions, Engine, Error, Result};
 
-use crate::args::{at_least, real, token_ids, whole, TokenIds};
+use crate::args::{at_least, kv_cache_summary, real, token_ids, whole, KvCacheArgs, TokenIds};
 use crate::model_ref::{resolve, ModelRef};
 use crate::progress::ProgressSource;
 
@@ -37,6 +37,8 @@ pub struct SamplingArgs {
     /// Longest context to allocate KV cache for (prompt and generated tokens; >= 1).
     #[arg(long, default_value_t = 4096, value_parser = at_least::<usize>(1))]
     pub max_context: usize,
+    #[command(flatten)]
+    pub kv: KvCacheArgs,
 }
 
 impl SamplingArgs {
@@ -84,10 +86,15 @@ pub struct Loaded {
 }
 
 pub fn load(model: &ModelRef, max_context: usize) -> Result<Loaded> {
+    load_kv(model, max_context, &KvCacheArgs::default())
+}
+
+/// `load` with the KV cache format of `--kv-cache`.
+pub fn load_kv(model: &ModelRef, max_context: usize, kv: &KvCacheArgs) -> Result<Loaded> {
     let mut file = model.open()?;
     let mut src = ProgressSource::new(file.as_mut(), "loading")?;
     let engine = Engine::new_blocking(DeviceOptions::default())?;
-    let (header, dec) = Decoder::load(&engine, &mut src, Some(max_context))?;
+    let (header, dec) = Decoder::load_with_kv(&engine, &mut src, Some(max_context), kv.kv_cache)?;
     src.finish();
     let tok = TextTokenizer::from_gguf(&header.metadata)?;
     let session = Session::new(&engine, dec)?;
@@ -185,14 +192,17 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let mut file = model.open()?;
     let mut src = ProgressSource::new(file.as_mut(), "loading")?;
     let t0 = std::time::Instant::now();
-    let (header, dec, logits, streamed) = Decoder::load_with_prefill(
+    let (header, dec, logits, streamed) = Decoder::load_with_prefill_kv(
         &engine,
         &mut src,
         &prompt,
         Some(args.sampling.max_context),
         4 << 20,
+        args.sampling.kv.kv_cache,
     )?;
     src.finish();
+    let kv_summary = kv_cache_summary(&dec);
+    let (kv_name, kv_bytes) = (dec.kv_dtype().map(|t| t.name()), dec.kv_cache_bytes());
     let load_prefill_s = t0.elapsed().as_secs_f64();
     let session = Session::new(&engine, dec)?;
     let mut m = Loaded {
@@ -219,13 +229,15 @@ pub fn run(args: GenerateArgs) -> Result<()> {
                 "stopped_on_eog": stats.stopped_on_eog,
                 "stop_reason": stats.stop_reason,
                 "top_logits": stats.top_logits,
+                "kv_cache": kv_name,
+                "kv_cache_bytes": kv_bytes,
             })
         );
     } else {
         println!();
         eprintln!(
             "[loaded + prefilled {} prompt tokens in {:.2} s ({} of {} blocks ran while the \
-             file was still loading); {} tokens at {:.1} tok/s; {} dispatches/token; {}]",
+             file was still loading); {} tokens at {:.1} tok/s; {} dispatches/token; {}; {}]",
             stats.prompt_tokens,
             load_prefill_s,
             streamed.layers_before_load_end,
@@ -233,7 +245,8 @@ pub fn run(args: GenerateArgs) -> Result<()> {
             stats.tokens.len(),
             stats.decode_tok_s,
             stats.dispatches_per_token,
-            stop_words(stats.stop_reason, &args.sampling)
+            stop_words(stats.stop_reason, &args.sampling),
+            kv_summary
         );
     }
     Ok(())
@@ -298,7 +311,12 @@ const GEMMA3_TEMPLATE: &str = include_str!("../templates/gemma3.jinja");
 /// Interactive chat: one user turn per line of stdin, the reply streams as it is generated.
 /// `/reset` starts over; end of input quits.
 pub fn chat(args: ChatArgs) -> Result<()> {
-    let mut m = load(&resolve(&args.model, "chat")?, args.sampling.max_context)?;
+    let mut m = load_kv(
+        &resolve(&args.model, "chat")?,
+        args.sampling.max_context,
+        &args.sampling.kv,
+    )?;
+    eprintln!("webjit chat: {}", kv_cache_summary(&m.session.decoder));
     let opts = args.sampling.options();
     let stdin = std::io::stdin();
     let template = chat_template(&m, args.chat_template.as_deref())?;
