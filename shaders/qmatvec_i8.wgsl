@@ -383,3 +383,175 @@ fn wblocks(base: u32, j: u32) -> array<W8, 1> {
         @builtin(subgroup_invocation_id) sg_lane: u32,
         @builtin(subgroup_id) sg_id: u32,
         @builtin(subgroup_size) sg_size: u32
+
+//! section codebook_bytes
+// The codebook formats (quant.wgsl's `grid` section reads their grids): grid values times
+// signs are small integers, so a block of 32 unpacks to signed bytes like the other formats.
+// Bit j of s negates byte j.
+fn sign_bytes(g: vec4<i32>, s: u32) -> u32 {
+    let neg = ((vec4<u32>(s) >> vec4<u32>(0u, 1u, 2u, 3u)) & vec4<u32>(1u)) != vec4<u32>(0u);
+    return pack4xI8(select(g, -g, neg));
+}
+
+// 4 IQ2 grid values (2-bit codes in the low byte of v: 8, 25, 43) with signs.
+fn iq2_word(v: u32, s: u32) -> u32 {
+    let c = (vec4<u32>(v) >> vec4<u32>(0u, 2u, 4u, 6u)) & vec4<u32>(3u);
+    return sign_bytes(vec4<i32>(vec4<u32>(8u) + 17u * c + (c >> vec4<u32>(1u))), s);
+}
+
+// One 8-value IQ2 entry e with its 8 sign bits s: 2 words of bytes.
+fn iq2_words(e: u32, s: u32) -> vec2<u32> {
+    return vec2<u32>(iq2_word(e, s), iq2_word(e >> 8u, s >> 4u));
+}
+
+// 4 IQ1 grid values (2-bit codes: -1, 0, 1) plus the shift +-1/8, times 8: 8 g +- 1.
+fn iq1_word(v: u32, neg: bool) -> u32 {
+    let c = vec4<i32>((vec4<u32>(v) >> vec4<u32>(0u, 2u, 4u, 6u)) & vec4<u32>(3u));
+    return pack4xI8(8 * (c - vec4<i32>(1)) + select(vec4<i32>(1), vec4<i32>(-1), neg));
+}
+
+fn iq1_words(e: u32, neg: bool) -> vec2<u32> {
+    return vec2<u32>(iq1_word(e, neg), iq1_word(e >> 8u, neg));
+}
+
+//! section iq2_xxs
+// 17 words: [d | pad], then 2 words per block of 32 (grid indices; signs and scale).
+fn wblock(base: u32, j: u32) -> W8 {
+    let b = base + (j >> 3u) * 17u;
+    let ib = j & 7u;
+    let a0 = w[b + 1u + 2u * ib];
+    let a1 = w[b + 2u + 2u * ib];
+    let db = half_to_f32(w[b]) * (0.5 + f32(a1 >> 28u)) * 0.25;
+    let q0 = iq2_words(grid_entry({{G}}u, a0 & 0xffu), ksigns(a1 & 127u));
+    let q1 = iq2_words(grid_entry({{G}}u, (a0 >> 8u) & 0xffu), ksigns((a1 >> 7u) & 127u));
+    let q2 = iq2_words(grid_entry({{G}}u, (a0 >> 16u) & 0xffu), ksigns((a1 >> 14u) & 127u));
+    let q3 = iq2_words(grid_entry({{G}}u, a0 >> 24u), ksigns((a1 >> 21u) & 127u));
+    return W8(vec4<u32>(q0, q1), vec4<u32>(q2, q3), db, db, 0.0);
+}
+
+//! section iq2_xs
+// 19 words: [d | pad], qs (1-16: 9-bit grid index and 7 sign bits per 8), scales (17-18).
+fn iq2xs_group(q: u32) -> vec2<u32> {
+    return iq2_words(grid_entry({{G}}u, q & 511u), ksigns((q >> 9u) & 127u));
+}
+
+fn wblock(base: u32, j: u32) -> W8 {
+    let b = base + (j >> 3u) * 19u;
+    let ib = j & 7u;
+    let d = half_to_f32(w[b]);
+    let sc = (w[b + 17u + (ib >> 2u)] >> (8u * (ib & 3u))) & 0xffu;
+    let q0 = w[b + 1u + 2u * ib];
+    let q1 = w[b + 2u + 2u * ib];
+    let a = vec4<u32>(iq2xs_group(q0 & 0xffffu), iq2xs_group(q0 >> 16u));
+    let c = vec4<u32>(iq2xs_group(q1 & 0xffffu), iq2xs_group(q1 >> 16u));
+    return W8(a, c, d * (0.5 + f32(sc & 0xfu)) * 0.25, d * (0.5 + f32(sc >> 4u)) * 0.25, 0.0);
+}
+
+//! section iq2_s
+// 21 words: [d | pad], qs (1-8), signs (9-16), qh (17-18), scales (19-20).
+fn iq2s_group(qs: u32, qh: u32, sg: u32, l: u32) -> vec2<u32> {
+    let idx = ((qs >> (8u * l)) & 0xffu) | (((qh >> (2u * l)) & 3u) << 8u);
+    return iq2_words(grid_entry({{G}}u, idx), (sg >> (8u * l)) & 0xffu);
+}
+
+fn wblock(base: u32, j: u32) -> W8 {
+    let b = base + (j >> 3u) * 21u;
+    let ib = j & 7u;
+    let d = half_to_f32(w[b]);
+    let qs = w[b + 1u + ib];
+    let sg = w[b + 9u + ib];
+    let qh = (w[b + 17u + (ib >> 2u)] >> (8u * (ib & 3u))) & 0xffu;
+    let sc = (w[b + 19u + (ib >> 2u)] >> (8u * (ib & 3u))) & 0xffu;
+    let a = vec4<u32>(iq2s_group(qs, qh, sg, 0u), iq2s_group(qs, qh, sg, 1u));
+    let c = vec4<u32>(iq2s_group(qs, qh, sg, 2u), iq2s_group(qs, qh, sg, 3u));
+    return W8(a, c, d * (0.5 + f32(sc & 0xfu)) * 0.25, d * (0.5 + f32(sc >> 4u)) * 0.25, 0.0);
+}
+
+//! section iq3_xxs
+// 25 words: [d | pad], qs (1-16: a grid index per 4), a word per block of 32 (17-24): 4 x 7
+// sign bits and the scale. Grid codes c are 4 + 8 c, 62 for 7.
+fn iq3xxs_word(idx: u32, s: u32) -> u32 {
+    let c = (vec4<u32>(grid_entry({{G}}u, idx)) >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u);
+    return sign_bytes(vec4<i32>(select(vec4<u32>(4u) + 8u * c, vec4<u32>(62u), c == vec4<u32>(7u))), s);
+}
+
+fn iq3xxs_pair(qs: u32, s: u32, h: u32) -> vec2<u32> {
+    return vec2<u32>(iq3xxs_word((qs >> (16u * h)) & 0xffu, s), iq3xxs_word((qs >> (16u * h + 8u)) & 0xffu, s >> 4u));
+}
+
+fn wblock(base: u32, j: u32) -> W8 {
+    let b = base + (j >> 3u) * 25u;
+    let ib = j & 7u;
+    let a = w[b + 17u + ib];
+    let db = half_to_f32(w[b]) * (0.5 + f32(a >> 28u)) * 0.5;
+    let q0 = w[b + 1u + 2u * ib];
+    let q1 = w[b + 2u + 2u * ib];
+    let x = vec4<u32>(iq3xxs_pair(q0, ksigns(a & 127u), 0u), iq3xxs_pair(q0, ksigns((a >> 7u) & 127u), 1u));
+    let y = vec4<u32>(iq3xxs_pair(q1, ksigns((a >> 14u) & 127u), 0u), iq3xxs_pair(q1, ksigns((a >> 21u) & 127u), 1u));
+    return W8(x, y, db, db, 0.0);
+}
+
+//! section iq3_s
+// 28 words: [d | pad], qs (1-16), qh (17-18), signs (19-26), scales (27). Grid codes c are
+// 2 c + 1.
+fn iq3s_word(qs: u32, qh: u32, sg: u32, g: u32) -> u32 {
+    let idx = ((qs >> (8u * (g & 3u))) & 0xffu) | (((qh >> g) & 1u) << 8u);
+    let c = (vec4<u32>(grid_entry({{G}}u, idx)) >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u);
+    return sign_bytes(vec4<i32>(2u * c + vec4<u32>(1u)), sg >> (4u * g));
+}
+
+fn wblock(base: u32, j: u32) -> W8 {
+    let b = base + (j >> 3u) * 28u;
+    let ib = j & 7u;
+    let db = half_to_f32(w[b]) * f32(1u + 2u * ((w[b + 27u] >> (4u * ib)) & 0xfu));
+    let q0 = w[b + 1u + 2u * ib];
+    let q1 = w[b + 2u + 2u * ib];
+    let qh = (w[b + 17u + (ib >> 2u)] >> (8u * (ib & 3u))) & 0xffu;
+    let sg = w[b + 19u + ib];
+    let x = vec4<u32>(iq3s_word(q0, qh, sg, 0u), iq3s_word(q0, qh, sg, 1u), iq3s_word(q0, qh, sg, 2u), iq3s_word(q0, qh, sg, 3u));
+    let y = vec4<u32>(iq3s_word(q1, qh, sg, 4u), iq3s_word(q1, qh, sg, 5u), iq3s_word(q1, qh, sg, 6u), iq3s_word(q1, qh, sg, 7u));
+    return W8(x, y, db, db, 0.0);
+}
+
+//! section iq1_s
+// 13 words: [d | pad], qs (1-8), qh u16 (9-12). Codes 8 (grid + shift) = 8 g +- 1, so the
+// block scale is d (2 s + 1) / 8.
+fn iq1s_group(qs: u32, qh: u32, l: u32) -> vec2<u32> {
+    let idx = ((qs >> (8u * l)) & 0xffu) | (((qh >> (3u * l)) & 7u) << 8u);
+    return iq1_words(grid_entry({{G}}u, idx), (qh & 0x8000u) != 0u);
+}
+
+fn wblock(base: u32, j: u32) -> W8 {
+    let b = base + (j >> 3u) * 13u;
+    let ib = j & 7u;
+    let qh = (w[b + 9u + (ib >> 1u)] >> (16u * (ib & 1u))) & 0xffffu;
+    let dl = half_to_f32(w[b]) * f32(2u * ((qh >> 12u) & 7u) + 1u) * 0.125;
+    let qs = w[b + 1u + ib];
+    let x = vec4<u32>(iq1s_group(qs, qh, 0u), iq1s_group(qs, qh, 1u));
+    let y = vec4<u32>(iq1s_group(qs, qh, 2u), iq1s_group(qs, qh, 3u));
+    return W8(x, y, dl, dl, 0.0);
+}
+
+//! section iq1_m
+// 14 words: qs (0-7), qh (8-11), scales (12-13; the f16 scale in their top nibbles). Codes as
+// IQ1_S; a 3-bit scale per 16 weights.
+fn iq1m_group(qs: u32, qh: u32, l: u32) -> vec2<u32> {
+    let nib = (qh >> (4u * l)) & 0xfu;
+    let idx = ((qs >> (8u * l)) & 0xffu) | ((nib & 7u) << 8u);
+    return iq1_words(grid_entry({{G}}u, idx), (nib & 8u) != 0u);
+}
+
+fn wblock(base: u32, j: u32) -> W8 {
+    let b = base + (j >> 3u) * 14u;
+    let ib = j & 7u;
+    let s0 = w[b + 12u];
+    let s1 = w[b + 13u];
+    let dh = ((s0 >> 12u) & 0xfu) | ((s0 >> 24u) & 0xf0u) | (((s1 >> 12u) & 0xfu) << 8u) | ((s1 >> 16u) & 0xf000u);
+    let d = half_to_f32(dh);
+    let sw = w[b + 12u + (ib >> 2u)] >> (16u * ((ib >> 1u) & 1u) + 6u * (ib & 1u));
+    let qs = w[b + ib];
+    let qh = (w[b + 8u + (ib >> 1u)] >> (16u * (ib & 1u))) & 0xffffu;
+    let x = vec4<u32>(iq1m_group(qs, qh, 0u), iq1m_group(qs, qh, 1u));
+    let y = vec4<u32>(iq1m_group(qs, qh, 2u), iq1m_group(qs, qh, 3u));
+    return W8(x, y, d * f32(2u * (sw & 7u) + 1u) * 0.125, d * f32(2u * ((sw >> 3u) & 7u) + 1u) * 0.125, 0.0);
+}

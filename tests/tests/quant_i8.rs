@@ -14,7 +14,7 @@ use webjit_tests::{assert_close, engine, small_binding_engine, Rand};
 /// NMSE bound for f32 accumulation over the same (dequantized) operands, as for the f32 path.
 const NMSE_Q_F32: f64 = 1e-9;
 
-const FORMATS: [GgmlType; 10] = [
+const FORMATS: [GgmlType; 17] = [
     GgmlType::Q4_0,
     GgmlType::Q5_0,
     GgmlType::Q8_0,
@@ -25,6 +25,13 @@ const FORMATS: [GgmlType; 10] = [
     GgmlType::TQ1_0,
     GgmlType::TQ2_0,
     GgmlType::MXFP4,
+    GgmlType::IQ2XXS,
+    GgmlType::IQ2XS,
+    GgmlType::IQ2S,
+    GgmlType::IQ3XXS,
+    GgmlType::IQ3S,
+    GgmlType::IQ1S,
+    GgmlType::IQ1M,
 ];
 
 /// The activations as the GPU quantized them, dequantized: codes * d per block of 32. Also
@@ -218,6 +225,13 @@ fn qmatvec_i8_segmented_matches_unsegmented() {
         (GgmlType::TQ1_0, 131, 2560),
         (GgmlType::TQ2_0, 131, 2048),
         (GgmlType::MXFP4, 131, 1024),
+        (GgmlType::IQ2XXS, 131, 2560),
+        (GgmlType::IQ2XS, 131, 2048),
+        (GgmlType::IQ2S, 131, 2048),
+        (GgmlType::IQ3XXS, 131, 1536),
+        (GgmlType::IQ3S, 131, 1536),
+        (GgmlType::IQ1S, 131, 3072),
+        (GgmlType::IQ1M, 131, 2560),
     ] {
         let raw = quant::synth_blocks(format, n * k / format.block_elems(), 7);
         let x = Rand::new(71).vec(2 * k, -1.0, 1.0);

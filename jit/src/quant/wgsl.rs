@@ -52,6 +52,17 @@ pub fn grid_decl_wgsl(format: GgmlType) -> String {
     }
 }
 
+/// The grid declaration and lookups (`grid_entry`, `ksigns`, ...) of quant.wgsl's `grid`
+/// section without a suffix, for kernels that decode codebook blocks their own way (the int8
+/// matvec); empty for the other formats.
+pub fn grid_helpers_wgsl(format: GgmlType) -> Result<String, JitError> {
+    if grid_offset(format).is_none() {
+        return Ok(String::new());
+    }
+    let t = section(FILE, QUANT, "grid")?;
+    Ok(grid_decl_wgsl(format) + &render(FILE, t, &[("S", String::new())])?)
+}
+
 /// `fn deq4{suffix}(base, k4) -> vec4<f32>` (and the helpers it calls, with the same suffix)
 /// for a weight of `format` bound as the storage array `array`. Kernels reading one weight use
 /// `dequant_wgsl(format, "w", "")` after `common_wgsl()`.

@@ -10,7 +10,7 @@ use super::quantize::check_k32;
 use crate::error::JitError;
 use crate::kernels::illegal;
 use crate::profile::DeviceProfile;
-use crate::quant::wgsl::common_wgsl;
+use crate::quant::wgsl::{common_wgsl, grid_helpers_wgsl, grid_offset};
 use crate::quant::GgmlType;
 use crate::render::{render, section};
 use crate::shaders::QMATVEC_I8;
@@ -49,7 +49,16 @@ pub(super) fn render_int8(
     ) {
         deq.push_str(sec("lut_bytes")?);
     }
-    deq.push_str(sec(spec.format.name())?);
+    let grid = grid_offset(spec.format);
+    if grid.is_some() {
+        deq.push_str(&grid_helpers_wgsl(spec.format)?);
+        deq.push_str(sec("codebook_bytes")?);
+    }
+    let wblock = sec(spec.format.name())?;
+    match grid {
+        Some(g) => deq.push_str(&render(FILE, wblock, &[("G", g.to_string())])?),
+        None => deq.push_str(wblock),
+    }
     if blocks_per_step(spec.format) == 1 {
         deq.push_str(sec("wblocks_one")?);
     }

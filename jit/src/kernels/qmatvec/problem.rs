@@ -74,6 +74,13 @@ impl Path {
                 | GgmlType::TQ1_0
                 | GgmlType::TQ2_0
                 | GgmlType::MXFP4
+                | GgmlType::IQ2XXS
+                | GgmlType::IQ2XS
+                | GgmlType::IQ2S
+                | GgmlType::IQ3XXS
+                | GgmlType::IQ3S
+                | GgmlType::IQ1S
+                | GgmlType::IQ1M
         )
     }
 }

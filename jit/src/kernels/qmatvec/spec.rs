@@ -45,13 +45,15 @@ impl KernelSpec for QMatvecSpec {
     }
     fn bindings(&self, cfg: &QMatvecConfig) -> Vec<BindingDecl> {
         if cfg.path == Path::Int8 {
-            return vec![
+            let mut b = vec![
                 BindingDecl::uniform(0, "p"),
                 BindingDecl::read(1, "w"),
                 BindingDecl::read(2, "xq"),
                 BindingDecl::read(3, "xs"),
                 BindingDecl::read_write(4, "y"),
             ];
+            b.extend(crate::quant::wgsl::grid_binding(self.format));
+            return b;
         }
         let mut b = vec![
             BindingDecl::uniform(0, "p"),
@@ -118,7 +120,7 @@ impl KernelSpec for QMatvecSpec {
                         &key,
                         format!(
                             "no int8 path for {} (Q4_0, Q5_0, Q8_0, Q4_K, Q6_K, IQ4_NL, \
-                             IQ4_XS, TQ1_0, TQ2_0 and MXFP4 have one)",
+                             IQ4_XS, TQ1_0, TQ2_0, MXFP4 and the IQ1/IQ2/IQ3 formats have one)",
                             self.format.name()
                         ),
                     ));
