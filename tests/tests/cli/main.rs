@@ -12,6 +12,7 @@ use webjit_tests::gemma_refs::tiny_llama_path;
 use webjit_tests::{require_model, Rand};
 
 mod args;
+mod perplexity;
 mod serve;
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -57,6 +58,10 @@ fn every_subcommand_has_help_naming_its_main_options() {
         ),
         ("chat", &["--model", "--system", "--temperature"]),
         ("load", &["--model", "--chunk-kib", "--json", "http://"]),
+        (
+            "perplexity",
+            &["--model", "--text", "--ctx", "--chunks", "--json"],
+        ),
         ("serve", &["--host", "--port", "--root", "--models"]),
     ];
     let top = webjit(&["--help"], &[]).ok("webjit --help");
