@@ -85,11 +85,7 @@ pub struct Loaded {
     pub meta: Vec<MetaEntry>,
 }
 
-pub fn load(model: &ModelRef, max_context: usize) -> Result<Loaded> {
-    load_kv(model, max_context, &KvCacheArgs::default())
-}
-
-/// `load` with the KV cache format of `--kv-cache`.
+/// Loads a decoder for `max_context` positions with the KV cache format of `--kv-cache`.
 pub fn load_kv(model: &ModelRef, max_context: usize, kv: &KvCacheArgs) -> Result<Loaded> {
     let mut file = model.open()?;
     let mut src = ProgressSource::new(file.as_mut(), "loading")?;

@@ -12,7 +12,7 @@ use webjit_engine::model::perplexity::{
 use webjit_engine::tokenizer::text::TextTokenizer;
 use webjit_engine::{Error, Result};
 
-use crate::args::at_least;
+use crate::args::{at_least, kv_cache_summary, KvCacheArgs};
 use crate::model_ref::resolve;
 
 const OP: &str = "perplexity";
@@ -34,8 +34,10 @@ pub struct PerplexityArgs {
     /// Score only the first K chunks (default: every whole chunk of the text).
     #[arg(long, value_name = "K", value_parser = at_least::<usize>(1))]
     pub chunks: Option<usize>,
+    #[command(flatten)]
+    pub kv: KvCacheArgs,
     /// Print one JSON object: ppl, ppl_err, mean_nll, n_ctx, chunks, text_tokens, scored,
-    /// seconds, running_ppl (after each chunk), model, text.
+    /// seconds, running_ppl (after each chunk), kv_cache, model, text.
     #[arg(long)]
     pub json: bool,
 }
@@ -81,7 +83,9 @@ pub fn run(args: PerplexityArgs) -> Result<()> {
         tokens.len(),
         args.ctx
     );
-    let mut m = crate::generate::load(&model, args.ctx)?;
+    let mut m = crate::generate::load_kv(&model, args.ctx, &args.kv)?;
+    let kv = kv_cache_summary(&m.session.decoder);
+    eprintln!("perplexity: {kv}");
     let mut progress = |p: &ChunkProgress| {
         let eta = p.seconds * (p.chunks - p.chunk) as f64;
         eprintln!(
@@ -112,11 +116,12 @@ pub fn run(args: PerplexityArgs) -> Result<()> {
                 "scored": r.scored,
                 "seconds": r.seconds,
                 "running_ppl": r.running_ppl,
+                "kv_cache": m.session.decoder.kv_dtype().map(|t| t.name()),
             })
         );
     } else {
         println!(
-            "PPL = {:.4} +/- {:.5} ({} chunks of {} tokens, {} tokens scored, {:.1} s)",
+            "PPL = {:.4} +/- {:.5} ({} chunks of {} tokens, {} tokens scored, {kv}, {:.1} s)",
             r.ppl, r.ppl_err, r.chunks, r.n_ctx, r.scored, r.seconds
         );
     }
