@@ -10,5 +10,6 @@ import { cases as pkg } from './cases/package.js';
 import { cases as origins } from './cases/origins.js';
 import { cases as openai } from './cases/openai.js';
 import { cases as types } from './cases/types.js';
+import { cases as kvCache } from './cases/kv_cache.js';
 
-export const cases = { ...ops, ...loads, ...models, ...families, ...faults, ...pkg, ...origins, ...openai, ...types };
+export const cases = { ...ops, ...loads, ...models, ...families, ...faults, ...pkg, ...origins, ...openai, ...types, ...kvCache };

@@ -24,14 +24,16 @@ export const STEPS = 12;
 /** The KV cache of both runs (the native tests' n_ctx). */
 export const CONTEXT = 512;
 
-/** `webjit generate --json` on tiny-<family>.gguf: {prompt_tokens, tokens, top_logits}. */
-export function nativeGenerate(family, { prompt, promptIds, maxTokens }) {
+/** `webjit generate --json` on tiny-<family>.gguf: {prompt_tokens, tokens, top_logits,
+ *  kv_cache, kv_cache_bytes}; `kvCache` picks the KV cache format (--kv-cache). */
+export function nativeGenerate(family, { prompt, promptIds, maxTokens, kvCache }) {
   const model = path.join(modelDir(), `tiny-${family}.gguf`);
   if (!fs.existsSync(model)) throw new Error(`${model} is missing: run \`make models\``);
   if (!fs.existsSync(CLI)) throw new Error(`${CLI} is missing: run \`cargo build --release -p webjit-cli\``);
   const args = ['generate', '--model', model, '--max-tokens', String(maxTokens), '--max-context', String(CONTEXT), '--json'];
   if (promptIds) args.push('--prompt-ids', promptIds.join(','));
   else args.push('--prompt', prompt);
+  if (kvCache) args.push('--kv-cache', kvCache);
   const r = spawnSync(CLI, args, {
     encoding: 'utf8',
     timeout: 300000,
@@ -40,7 +42,14 @@ export function nativeGenerate(family, { prompt, promptIds, maxTokens }) {
   if (r.status !== 0) throw new Error(`${CLI} ${args.join(' ')}: exit ${r.status}\n${(r.stderr || '').slice(-2000)}`);
   const line = r.stdout.trim().split('\n').pop();
   const out = JSON.parse(line);
-  return { prompt_tokens: out.prompt_tokens, tokens: out.tokens, top_logits: out.top_logits };
+  return { prompt_tokens: out.prompt_tokens, tokens: out.tokens, top_logits: out.top_logits, kv_cache: out.kv_cache, kv_cache_bytes: out.kv_cache_bytes };
+}
+
+/** Params of the `kv_cache_q8_0` case: the native greedy run of tiny-llama.gguf with a q8_0
+ *  KV cache. */
+export function kvCacheParams() {
+  const native = nativeGenerate('llama', { prompt: PROMPT, maxTokens: STEPS, kvCache: 'q8_0' });
+  return { steps: STEPS, context: CONTEXT, native };
 }
 
 /** The Jinja source of a family's template, as make_tiny_families.py writes it into the GGUF. */

@@ -196,7 +196,7 @@ export class Core {
    * Streams a model file into the engine. ctx.emit gets {type: 'progress', ...} events; the
    * whole file is never held: each chunk goes to ModelLoad.push as it arrives.
    */
-  async loadModel({ source, format = '', cache = 'none', maxContext, totalBytes, prompt, promptIds }, { emit, signal }) {
+  async loadModel({ source, format = '', cache = 'none', maxContext, kvCache, totalBytes, prompt, promptIds }, { emit, signal }) {
     const engine = this.#alive();
     need(maxContext === undefined || (Number.isInteger(maxContext) && maxContext >= 1 && maxContext <= 2 ** 20),
       `maxContext: ${maxContext} is not allowed: expected a whole number from 1 to ${2 ** 20} (tokens of KV cache)`);
@@ -209,6 +209,8 @@ export class Core {
     // A prompt given here is prefilled block by block while the file streams in.
     const o = { textModel: true };
     if (maxContext) o.maxContext = maxContext;
+    // Checked by the engine (INVALID_ARGUMENT naming the allowed formats).
+    if (kvCache !== undefined) o.kvCache = String(kvCache);
     if (prompt !== undefined) o.prompt = String(prompt);
     if (promptIds !== undefined) o.promptIds = Array.from(promptIds);
     const { obj: model, load } = await this.#stream({

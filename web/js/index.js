@@ -380,8 +380,9 @@ export class Engine {
   /**
    * Streams a GGUF model into GPU memory. source: URL string | URL | File | Blob | Response |
    * ReadableStream | ArrayBuffer | typed array. opts: {onProgress, signal, cache: 'none' |
-   * 'cache-api' | 'opfs', maxContext, format: 'gguf'|'', prompt | promptIds (prefilled layer by layer
-   * while the file streams in; then generate(null, ...) continues from it)}.
+   * 'cache-api' | 'opfs', maxContext, kvCache: 'f16' | 'f32' | 'q8_0' | 'q4_0', format: 'gguf'|'',
+   * prompt | promptIds (prefilled layer by layer while the file streams in; then
+   * generate(null, ...) continues from it)}.
    */
   async loadModel(source, opts = {}) {
     const transfer = [];
@@ -393,6 +394,7 @@ export class Engine {
         format: opts.format ?? '',
         cache: opts.cache ?? 'none',
         maxContext: opts.maxContext,
+        kvCache: opts.kvCache,
         // The size of a source that does not tell it (no Content-Length, a stream).
         ...(opts.totalBytes === undefined ? {} : { totalBytes: opts.totalBytes }),
         prompt: opts.prompt,

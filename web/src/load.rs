@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
+use webjit_engine::kv_cache::{parse_kv_cache, KvDType};
 use webjit_engine::loader::{
     Format, GpuSink, LoadEvent, LoadOptions, Loader, LoaderError, ModelHeader, TensorInfo,
     TensorSink,
@@ -32,6 +33,9 @@ const DEFAULT_MAX_CONTEXT: usize = 2048;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct LoadOpts {
     max_context: Option<usize>,
+    /// KV cache format: "f16" (the default; f32 where the adapter has no shader-f16), "f32",
+    /// "q8_0" or "q4_0".
+    kv_cache: Option<String>,
     /// Prefill this prompt while the file streams in: each block runs over it as soon as the
     /// block has arrived. Text is tokenized with the model's vocabulary (BOS added, control
     /// tokens parsed); `startPrefilled` then generates from it.
@@ -130,6 +134,7 @@ pub struct WebModelLoad {
     current: CurrentModel,
     total: u64,
     max_context: usize,
+    kv_cache: Option<KvDType>,
     /// `None` after `finish`, `abort` or a failed push: the load is over.
     live: Option<Live>,
 }
@@ -159,18 +164,25 @@ impl WebModelLoad {
         if max_context == 0 {
             return Err(invalid("maxContext must be at least 1"));
         }
+        let kv_cache = match opts.kv_cache.as_deref() {
+            Some(name) => Some(parse_kv_cache(name).map_err(|_| {
+                invalid(format!(
+                    "kvCache `{name}`: expected one of {}",
+                    KvDType::names()
+                ))
+            })?),
+            None => None,
+        };
         let gpu = match (opts.prompt, opts.prompt_ids) {
             (Some(_), Some(_)) => return Err(invalid("give prompt or promptIds, not both")),
-            (Some(text), None) => Upload::Prefill(Box::new(PrefillSink::new(
-                &e.inner,
-                PrefillPrompt::Text(text),
-                Some(max_context),
-            ))),
-            (None, Some(ids)) => Upload::Prefill(Box::new(PrefillSink::new(
-                &e.inner,
-                PrefillPrompt::Ids(ids),
-                Some(max_context),
-            ))),
+            (Some(text), None) => Upload::Prefill(Box::new(
+                PrefillSink::new(&e.inner, PrefillPrompt::Text(text), Some(max_context))
+                    .with_kv_cache(kv_cache),
+            )),
+            (None, Some(ids)) => Upload::Prefill(Box::new(
+                PrefillSink::new(&e.inner, PrefillPrompt::Ids(ids), Some(max_context))
+                    .with_kv_cache(kv_cache),
+            )),
             (None, None) => Upload::Plain(Box::new(GpuSink::new(&e.inner))),
         };
         Ok(Self {
@@ -179,6 +191,7 @@ impl WebModelLoad {
             current: e.current.clone(),
             total: total_bytes as u64,
             max_context,
+            kv_cache,
             live: Some(Live {
                 loader: None,
                 prefix: Vec::new(),
@@ -267,7 +280,7 @@ impl WebModelLoad {
         let Some(mut live) = self.live.take() else {
             return Err(js_err("INVALID_STATE", "this load has already finished"));
         };
-        let r = build(&self.engine, &mut live, self.max_context);
+        let r = build(&self.engine, &mut live, self.max_context, self.kv_cache);
         drop(live);
         match r {
             Ok(built) => {
@@ -380,7 +393,12 @@ fn finish_loader(live: &mut Live) -> Result<ModelHeader, Error> {
     loader.header().cloned().ok_or_else(cut)
 }
 
-fn build(engine: &Engine, live: &mut Live, max_context: usize) -> Result<Built, Error> {
+fn build(
+    engine: &Engine,
+    live: &mut Live,
+    max_context: usize,
+    kv_cache: Option<KvDType>,
+) -> Result<Built, Error> {
     let header = finish_loader(live)?;
     if header.format != Format::Gguf {
         return Err(not_a_text_model());
@@ -395,7 +413,7 @@ fn build(engine: &Engine, live: &mut Live, max_context: usize) -> Result<Built, 
         Upload::Plain(sink) => {
             let cfg = DecoderConfig::from_header(&header)?;
             let tok = TextTokenizer::from_gguf(&header.metadata)?;
-            let dec = Decoder::new(engine, cfg, *sink, Some(max_context))?;
+            let dec = Decoder::new_with_kv(engine, cfg, *sink, Some(max_context), kv_cache)?;
             Ok(Built {
                 session: Session::new(engine, dec)?,
                 tok,

@@ -85,9 +85,10 @@ impl WebTextModel {
 
 #[wasm_bindgen(js_class = TextModel)]
 impl WebTextModel {
-    /// `{architecture, n_layers, vocab, d_model, max_context, position, chat_template}` as
-    /// JSON; `chat_template` says where the chat template comes from: "gguf" (the file's),
-    /// "builtin:gemma3" (the file has none; Gemma 3's published one) or "none".
+    /// `{architecture, n_layers, vocab, d_model, max_context, position, chat_template,
+    /// kv_cache, kv_cache_bytes}` as JSON; `chat_template` says where the chat template comes
+    /// from: "gguf" (the file's), "builtin:gemma3" (the file has none; Gemma 3's published
+    /// one) or "none"; `kv_cache` is the KV cache format and `kv_cache_bytes` its GPU memory.
     pub fn info(&self) -> Result<String, JsValue> {
         let arch = self.arch.clone();
         let origin = self.template.origin.clone();
@@ -103,6 +104,8 @@ impl WebTextModel {
                 "max_context": i.session.decoder.max_context(),
                 "position": i.session.position(),
                 "chat_template": origin,
+                "kv_cache": i.session.decoder.kv_dtype().map(|t| t.name()),
+                "kv_cache_bytes": i.session.decoder.kv_cache_bytes(),
             })
             .to_string())
         })
