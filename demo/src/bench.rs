@@ -86,7 +86,7 @@ pub enum BenchCommand {
         #[arg(long)]
         sweep: bool,
         /// The int8 dot-product path of the matvec (m <= 8; q4_0, q5_0, q8_0, q4_k, q6_k,
-        /// iq4_nl, iq4_xs, tq1_0, tq2_0, mxfp4):
+        /// iq4_nl, iq4_xs, tq1_0, tq2_0, mxfp4, iq2_xxs, iq2_xs, iq2_s, iq3_xxs, iq3_s, iq1_s, iq1_m):
         /// each config is timed twice, on activations quantized once beforehand and with the
         /// quantization pass in every run (`+quantize`).
         #[arg(long)]
