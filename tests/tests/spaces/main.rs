@@ -345,8 +345,12 @@ fn attention_decode_spaces_validate() {
     use webjit_jit::kernels::attention_decode::{
         DecodeReduceSpec, DecodeSpec, KvAppendSpec, KvDType,
     };
-    for kv_dtype in [KvDType::F32, KvDType::F16] {
-        for head_dim in [64, 80, 128, 256] {
+    for kv_dtype in KvDType::ALL {
+        // 96: an odd number of quantized blocks per row.
+        for head_dim in [64, 80, 96, 128, 256] {
+            if kv_dtype.check_head_dim(head_dim).is_err() {
+                continue;
+            }
             sweep(
                 &DecodeSpec {
                     batch: 1,
@@ -359,16 +363,18 @@ fn attention_decode_spaces_validate() {
                 12,
             );
         }
-        sweep(
-            &KvAppendSpec {
-                batch: 1,
-                n_new: 7,
-                n_kv_heads: 2,
-                head_dim: 128,
-                kv_dtype,
-            },
-            3,
-        );
+        for head_dim in [96, 128] {
+            sweep(
+                &KvAppendSpec {
+                    batch: 1,
+                    n_new: 7,
+                    n_kv_heads: 2,
+                    head_dim,
+                    kv_dtype,
+                },
+                3,
+            );
+        }
     }
     sweep(
         &DecodeReduceSpec {
@@ -385,7 +391,7 @@ fn qk_rope_space_validates() {
     use webjit_jit::kernels::attention_decode::KvDType;
     use webjit_jit::kernels::qk_rope::QkRopeSpec;
     use webjit_jit::kernels::rope::RopeLayout;
-    for kv_dtype in [KvDType::F32, KvDType::F16] {
+    for kv_dtype in KvDType::ALL {
         for layout in [RopeLayout::Neox, RopeLayout::Normal] {
             for norm in [true, false] {
                 for (head_dim, rot) in [(64, 64), (128, 64), (256, 256)] {
