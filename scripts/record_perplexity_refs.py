@@ -14,6 +14,9 @@ against entry K-1.
 
 Run with the llama-cpp-python venv (scripts/setup-llama-ref.sh):
     ~/.cache/webjit-llamavenv/bin/python scripts/record_perplexity_refs.py --ctx 512 [--chunks K]
+        [--kv f16|q8_0|q4_0]
+--kv sets llama.cpp's K and V cache type and turns flash attention on (llama.cpp needs it for a
+quantized V cache); the file is then gemma-3-270m-ctx<N>-fa-<kv>.json.
 """
 import argparse
 import hashlib
@@ -32,6 +35,8 @@ MODEL = os.path.join(BASE, "models", "gemma-3-270m-q4_k_m.gguf")
 TEXT = os.path.join(BASE, "corpus", "sotu-2014-2016.txt")
 TEXT_SHA256 = "0edfa962c56c17c17cd39a0dc6eb89003e596257a4a13e6606399ab6308f7ea4"
 OUT = os.path.join(HERE, "..", "tests", "data", "perplexity")
+# ggml type ids of the KV cache types llama.cpp takes.
+KV_TYPES = {"f16": 1, "q8_0": 8, "q4_0": 2}
 
 
 def sha256(data: bytes) -> str:
@@ -52,14 +57,18 @@ def main() -> None:
     ap.add_argument("--ctx", type=int, default=512)
     ap.add_argument("--chunks", type=int, default=-1, help="at most this many chunks (all: -1)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--kv", choices=sorted(KV_TYPES), help="KV cache type, with flash attention")
     args = ap.parse_args()
 
     data = open(TEXT, "rb").read()
     if sha256(data) != TEXT_SHA256:
         sys.exit(f"{TEXT}: sha256 mismatch (run scripts/fetch-models.sh)")
     n_ctx = args.ctx
+    kv = {}
+    if args.kv:
+        kv = dict(type_k=KV_TYPES[args.kv], type_v=KV_TYPES[args.kv], flash_attn=True)
     llm = llama_cpp.Llama(model_path=MODEL, n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx,
-                          logits_all=True, n_threads=args.threads, verbose=False)
+                          logits_all=True, n_threads=args.threads, verbose=False, **kv)
     tokens = llm.tokenize(data, add_bos=True, special=False)
     add_bos = llm.metadata.get("tokenizer.ggml.add_bos_token", "true") == "true"
     bos = llm.token_bos()
@@ -104,6 +113,8 @@ def main() -> None:
         "tokens_sha256": sha256(ids),
         "first_tokens": list(tokens[:16]),
         "n_ctx": n_ctx,
+        "kv_cache": args.kv or "f16",
+        "flash_attn": bool(args.kv),
         "chunks": n_chunk,
         "all_chunks": n_chunk == len(tokens) // n_ctx,
         "scored": count,
@@ -114,7 +125,8 @@ def main() -> None:
         "seconds": round(time.time() - t0, 1),
     }
     os.makedirs(OUT, exist_ok=True)
-    path = os.path.join(OUT, f"gemma-3-270m-ctx{n_ctx}.json")
+    suffix = f"-fa-{args.kv}" if args.kv else ""
+    path = os.path.join(OUT, f"gemma-3-270m-ctx{n_ctx}{suffix}.json")
     with open(path, "w") as f:
         json.dump(out, f, indent=1)
         f.write("\n")

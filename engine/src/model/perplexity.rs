@@ -279,9 +279,8 @@ async fn row_nll(
     let sum: f64 = l.iter().map(|&x| (x as f64 - max).exp()).sum();
     let v = max + sum.ln() - l[target] as f64;
     if !v.is_finite() {
-        return Err(Error::InvalidArgument {
-            op: OP,
-            detail: format!("the logits at position {row} are not finite"),
+        return Err(Error::BadModel {
+            detail: format!("perplexity: the logits at position {row} are not finite"),
         });
     }
     Ok(v)
