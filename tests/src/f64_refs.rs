@@ -1,10 +1,17 @@
 //! Exact float64 references of the tiny decoder-family GGUFs (`tests/data/families/
 //! <family>.f64.json`, written by scripts/f64_decoder.py: the model's forward pass in float64
-//! on dequantized weights, no activation rounding), the checks of webjit against them, and
+//! on dequantized weights, no activation rounding; Gemma 3 files by scripts/f64_gemma3.py, e.g.
+//! `tests/data/gemma_lowbit/f64.json`), the checks of webjit against them, and
 //! llama.cpp's measured distance from them (which widens the llama.cpp checks of gemma_refs
 //! where llama.cpp's own 8-bit rounding is larger than the golden rule allows).
 
-use crate::gemma_refs::{pairs, read_f16, read_json, top_k};
+use webjit_engine::model::generate::Session;
+use webjit_engine::Engine;
+
+use crate::gemma_refs::{
+    check_greedy_allowing, check_last_logits_allowing, pairs, read_f16, read_json, top_k,
+    PromptRef, GREEDY,
+};
 
 /// Bound on |ours - f64| for a logit (top-10 at the last prompt position, top-5 rank by rank
 /// at each greedy step). webjit's measured worst is ~0.035 (decode steps; prefill ~1e-4);
@@ -77,6 +84,8 @@ pub fn family_f64_refs(family: &str) -> Vec<F64Ref> {
 /// empty `LlamaDeviation`: only the f64 checks apply to it.
 pub fn f64_refs_file(rel: &str) -> Vec<F64Ref> {
     let doc = read_json(rel);
+    // The logits files lie beside the JSON file.
+    let dir = rel.rsplit_once('/').map_or("", |(d, _)| d);
     let f = |v: &serde_json::Value| v.as_f64().expect("number");
     let id = |v: &serde_json::Value| v.as_u64().expect("id") as u32;
     doc["prompts"]
@@ -95,7 +104,7 @@ pub fn f64_refs_file(rel: &str) -> Vec<F64Ref> {
                     .collect(),
                 last_top10: pairs64(&p["last_top10"]),
                 last_logits: read_f16(&format!(
-                    "families/{}",
+                    "{dir}/{}",
                     p["logits_f16"].as_str().expect("logits_f16")
                 )),
                 greedy: p["greedy"]
@@ -224,4 +233,67 @@ pub fn check_f64_greedy(
         }
     }
     Ok((n, worst))
+}
+
+/// Steps of the llama.cpp comparison: up to and including llama.cpp's first near tie or first
+/// token that is not f64's argmax on its context.
+pub fn llama_steps(r: &PromptRef, d: &LlamaDeviation) -> usize {
+    r.greedy
+        .iter()
+        .zip(&d.steps)
+        .position(|(g, s)| g.gap < 0.3 || s.f64_id != g.id)
+        .map_or(r.greedy.len(), |i| i + 1)
+}
+
+/// One prompt against both references (tests/families.rs's rule, for callers outside it):
+/// prefill, the last logits against f64 (tightly) and llama.cpp (golden rule widened by
+/// llama.cpp's measured distance from f64), then greedy decoding through the GPU sampler for as
+/// many steps as either reference compares. Ok = a summary with a line per allowance used.
+pub fn golden_check_f64(
+    e: &Engine,
+    s: &mut Session,
+    r: &PromptRef,
+    f: &F64Ref,
+) -> Result<String, String> {
+    let name = &r.name;
+    s.reset();
+    let step = s
+        .step(e, &r.prompt_ids, &GREEDY)
+        .map_err(|err| format!("{name}: prefill: {} {err}", err.code()))?;
+    let logits = e
+        .read_f32(&step.logits)
+        .map_err(|err| format!("{name}: read logits: {err}"))?;
+    let last_worst = check_f64_last(&logits, f)?;
+    let mut notes = check_last_logits_allowing(&logits, r, Some(&f.llama_cpp))?;
+    // The sampler's report must be the true top of these logits.
+    let top5 = top_k(&logits, 5);
+    if step.result.top != top5 {
+        return Err(format!(
+            "{name}: sampler top-5 {:?}, logits' top-5 {top5:?}",
+            step.result.top
+        ));
+    }
+    let n = f64_steps(f).max(llama_steps(r, &f.llama_cpp));
+    let mut ours = vec![(step.result.token, step.result.top.clone())];
+    while ours.len() < n {
+        let last = ours[ours.len() - 1].0;
+        let res = s
+            .step(e, &[last], &GREEDY)
+            .map_err(|err| format!("{name}: decode step {}: {} {err}", ours.len(), err.code()))?
+            .result;
+        ours.push((res.token, res.top));
+    }
+    let (n_f64, step_worst) = check_f64_greedy(&ours, f)?;
+    let (n_llama, more) = check_greedy_allowing(&ours, r, Some(&f.llama_cpp))?;
+    notes.extend(more);
+    let mut msg = format!(
+        "{name}: {} prompt tokens; vs f64: last top-10 within {last_worst:.1e}, {n_f64} greedy \
+         steps (top-5 within {step_worst:.1e}); vs llama.cpp: last logits and {n_llama} greedy \
+         steps agree",
+        r.prompt_ids.len()
+    );
+    for n in notes {
+        msg.push_str(&format!("\n  allowance: {n}"));
+    }
+    Ok(msg)
 }

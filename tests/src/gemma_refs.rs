@@ -194,6 +194,13 @@ pub fn gemma_iq4_prompt_refs() -> Vec<PromptRef> {
     prompt_refs("gemma_iq4/refs.json", "gemma_iq4")
 }
 
+/// Gemma 3 270M with IQ3_S/IQ2_XS attn_output and ffn_down (`tests/data/gemma_lowbit/refs.json`,
+/// recorded by scripts/record_gemma_lowbit_refs.py on the file scripts/make_gemma_lowbit.py
+/// generates; full logits for `chat` and `long`).
+pub fn gemma_lowbit_prompt_refs() -> Vec<PromptRef> {
+    prompt_refs("gemma_lowbit/refs.json", "gemma_lowbit")
+}
+
 /// The tiny random-weight llama GGUF, generated into the model cache by `make models`
 /// (scripts/make_tiny_llama.py, sha256-checked: its references were recorded on these bytes).
 pub fn tiny_llama_path() -> PathBuf {
