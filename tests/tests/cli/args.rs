@@ -1,7 +1,8 @@
 //! Argument errors in the CLI's own format (issue 28, items 4 and 5): each is one line
 //! `error [INVALID_ARGUMENT]: ...` naming the flag, the value and what is allowed, exit 1 like
 //! every other error, and with `--json` one JSON object `{"error": {"code", "message"}}` on
-//! stdout; `generate` reports why it stopped; a file cut inside its header is a truncated file.
+//! stdout; `generate` reports why it stopped and its KV cache's format and size; a file cut
+//! inside its header is a truncated file.
 
 use std::process::{Command, Stdio};
 
@@ -43,6 +44,13 @@ fn argument_errors_are_one_line_naming_flag_value_and_range() {
             "--max-tokens",
             "-1",
             ">= 0",
+            true,
+        ),
+        (
+            gen(&["--kv-cache", "q3"]),
+            "--kv-cache",
+            "q3",
+            "f32, f16, q8_0, q4_0",
             true,
         ),
         (
@@ -303,6 +311,39 @@ fn generate_reports_why_it_stopped() {
     assert_eq!(v["tokens"].as_array().map(Vec::len), Some(2), "{v}");
     let run = webjit(&args[..args.len() - 1], &[]).ok("generate --max-tokens 2");
     assert!(run.stderr.contains("--max-tokens 2"), "{}", run.stderr);
+}
+
+/// `--kv-cache` picks the format: the JSON names it and its size follows the layout (the f32
+/// cache's element count: q8_0 34 bytes and q4_0 18 bytes per 32, f16 2 bytes each; tiny-llama's
+/// head dim 64 makes whole pairs of blocks, so no scale word is half used).
+#[test]
+fn generate_kv_cache_modes_report_their_size() {
+    let model = tiny_llama_path();
+    let m = model.to_str().expect("a UTF-8 path");
+    let run = |mode: &str| {
+        let args = [
+            "generate",
+            "--model",
+            m,
+            "--prompt-ids",
+            "1,2,3",
+            "--max-tokens",
+            "2",
+            "--max-context",
+            "64",
+            "--kv-cache",
+            mode,
+            "--json",
+        ];
+        let v = generate_json(&args);
+        assert_eq!(v["kv_cache"], mode, "{v}");
+        v["kv_cache_bytes"].as_u64().expect("kv_cache_bytes")
+    };
+    let elems = run("f32") / 4;
+    assert!(elems > 0 && elems % 64 == 0);
+    assert_eq!(run("f16"), elems * 2);
+    assert_eq!(run("q8_0"), elems / 32 * 34);
+    assert_eq!(run("q4_0"), elems / 32 * 18);
 }
 
 #[test]
