@@ -441,6 +441,14 @@ fn quantized_blocks_round_as_ggml() {
             );
         }
     }
+    // The write-back needs K and V in different buffers.
+    let mut t = Tracked::new(opts(1, 1, 32, 4, false, KvDType::Q8_0));
+    let kt = e.upload_f32(&[1, 1, 1, 32], &[0.5; 32]).unwrap();
+    let mut rec = e.recorder();
+    let err = ops::kv_append(&mut t.cache, &kt, &kt)
+        .record(&mut rec)
+        .unwrap_err();
+    assert_eq!(err.code(), "INVALID_ARGUMENT", "{err}");
     // Spot checks of the reference itself against hand-worked values.
     let r = kvq::quant_q8_0(&blocks_first(&[127.0, 2.5, -3.5, 0.5]));
     assert_eq!(&r.q[..4], &[127, 3, -4, 1]);

@@ -12,7 +12,10 @@ use crate::tensor::Tensor;
 const OP: &str = "kv_cache";
 
 /// Appends K and V rows for the next `n_new` positions of `cache`: k_new, v_new
-/// [batch, n_new, n_kv_heads, head_dim] f32 (already RoPE'd).
+/// [batch, n_new, n_kv_heads, head_dim] f32 (already RoPE'd). A quantized cache (q8_0, q4_0)
+/// also rewrites k_new and v_new in place with the values it now holds (quantized, then
+/// dequantized), so a prompt's attention over them sees what later decode steps will read, as
+/// llama.cpp's attention over its quantized cache does; they must then be distinct tensors.
 pub fn kv_append<'a>(
     cache: &'a mut KvCache,
     k_new: &'a Tensor,
@@ -48,6 +51,19 @@ impl OpSpec for KvAppend<'_> {
                     ),
                 });
             }
+        }
+        let same = |a: &Tensor, b: &Tensor| {
+            std::sync::Arc::ptr_eq(&a.segments()[0].buffer, &b.segments()[0].buffer)
+        };
+        if self.cache.dtype().quantized() && same(self.k_new, self.v_new) {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                detail: format!(
+                    "a {} cache writes k_new and v_new back in place: they must be different \
+                     tensors, not one buffer",
+                    self.cache.dtype().name()
+                ),
+            });
         }
         if self.k_new.shape() != self.v_new.shape() {
             return Err(Error::Shape {
