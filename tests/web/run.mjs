@@ -70,6 +70,8 @@ const CASES = [
   ['types', 'webgpu'],
   ['gemma', 'webgpu', { ...(process.env.WEBJIT_WEB_GEMMA_TOKENS ? { tokens: Number(process.env.WEBJIT_WEB_GEMMA_TOKENS) } : {}), timeoutS: 1200 }],
   ['gemma_iq4', 'webgpu', { ...(process.env.WEBJIT_WEB_GEMMA_TOKENS ? { tokens: Number(process.env.WEBJIT_WEB_GEMMA_TOKENS) } : {}), timeoutS: 600 }],
+  // At most 8 steps whatever WEBJIT_WEB_GEMMA_TOKENS says: llama.cpp is 1.1 off f64 at step 8.
+  ['gemma_lowbit', 'webgpu', { timeoutS: 600 }],
 ];
 
 function die(msg) {
@@ -113,7 +115,7 @@ async function main() {
   if (!fs.existsSync(pw)) die(`playwright-core is missing from ${TOOLS}: run \`make web\``);
   const models = modelDir();
   const tinies = FAMILIES.map((f) => `tiny-${f}.gguf`);
-  for (const f of ['gemma-3-270m-q4_k_m.gguf', 'gemma-3-270m-iq4_xs.gguf', 'tiny-llama.gguf', 'all-MiniLM-L6-v2/model.safetensors', ...tinies]) {
+  for (const f of ['gemma-3-270m-q4_k_m.gguf', 'gemma-3-270m-iq4_xs.gguf', 'gemma-3-270m-iq2_xs-iq3_s.gguf', 'tiny-llama.gguf', 'all-MiniLM-L6-v2/model.safetensors', ...tinies]) {
     if (!fs.existsSync(path.join(models, f))) die(`${path.join(models, f)} is missing: run \`make models\``);
   }
   const { chromium } = await import(pathToFileURL(pw).href);
