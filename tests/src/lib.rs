@@ -13,6 +13,7 @@ pub mod loader_fixtures;
 pub mod oracle;
 pub mod oracle_attention;
 pub mod oracle_block_sparse;
+pub mod oracle_kivi;
 pub mod oracle_kvquant;
 pub mod oracle_loader;
 pub mod oracle_neighborhood;
