@@ -385,33 +385,35 @@ fn wblocks(base: u32, j: u32) -> array<W8, 1> {
         @builtin(subgroup_size) sg_size: u32
 
 //! section codebook_bytes
-// The codebook formats (quant.wgsl's `grid` section reads their grids): grid values times
-// signs are small integers, so a block of 32 unpacks to signed bytes like the other formats.
-// Bit j of s negates byte j.
-fn sign_bytes(g: vec4<i32>, s: u32) -> u32 {
-    let neg = ((vec4<u32>(s) >> vec4<u32>(0u, 1u, 2u, 3u)) & vec4<u32>(1u)) != vec4<u32>(0u);
-    return pack4xI8(select(g, -g, neg));
+// The codebook formats. Grid values times signs are small integers, so a block of 32 unpacks
+// to signed bytes like the other formats; the values come as whole words from the grid
+// table's byte-expanded grids ({{B}}: jit/src/quant/codebook.rs, `gpu_grid_table`), and signs
+// as byte masks from its sign masks ({{M}}): decoding codes per byte cost more ALU work than
+// reading the bytes (the IQ2 matvecs were ALU-bound on an H100).
+// The unsigned bytes of v (1..127) negated where m's bytes are 0xff: 256 - b never carries.
+fn neg_bytes(v: u32, m: u32) -> u32 {
+    return (v ^ m) + (m & 0x01010101u);
 }
 
-// 4 IQ2 grid values (2-bit codes in the low byte of v: 8, 25, 43) with signs.
-fn iq2_word(v: u32, s: u32) -> u32 {
-    let c = (vec4<u32>(v) >> vec4<u32>(0u, 2u, 4u, 6u)) & vec4<u32>(3u);
-    return sign_bytes(vec4<i32>(vec4<u32>(8u) + 17u * c + (c >> vec4<u32>(1u))), s);
+// The 8 sign masks of sign byte s.
+fn sign_masks(s: u32) -> vec2<u32> {
+    let i = {{M}}u + 2u * s;
+    return vec2<u32>(grid[i], grid[i + 1u]);
 }
 
-// One 8-value IQ2 entry e with its 8 sign bits s: 2 words of bytes.
-fn iq2_words(e: u32, s: u32) -> vec2<u32> {
-    return vec2<u32>(iq2_word(e, s), iq2_word(e >> 8u, s >> 4u));
+// An 8-value entry idx of the expanded grid at word `at`, negated by sign byte s.
+fn grid8(at: u32, idx: u32, s: u32) -> vec2<u32> {
+    let i = at + 2u * idx;
+    let m = sign_masks(s);
+    return vec2<u32>(neg_bytes(grid[i], m.x), neg_bytes(grid[i + 1u], m.y));
 }
 
-// 4 IQ1 grid values (2-bit codes: -1, 0, 1) plus the shift +-1/8, times 8: 8 g +- 1.
-fn iq1_word(v: u32, neg: bool) -> u32 {
-    let c = vec4<i32>((vec4<u32>(v) >> vec4<u32>(0u, 2u, 4u, 6u)) & vec4<u32>(3u));
-    return pack4xI8(8 * (c - vec4<i32>(1)) + select(vec4<i32>(1), vec4<i32>(-1), neg));
-}
-
-fn iq1_words(e: u32, neg: bool) -> vec2<u32> {
-    return vec2<u32>(iq1_word(e, neg), iq1_word(e >> 8u, neg));
+// IQ1: an entry of 8 (g + 1) bytes to 8 (grid + shift) = 8 g +- 1.
+fn grid8_iq1(idx: u32, neg: bool) -> vec2<u32> {
+    let i = {{B}}u + 2u * idx;
+    let c = select(0x07070707u, 0x09090909u, neg);
+    let v = vec2<u32>(grid[i], grid[i + 1u]);
+    return ((v | vec2<u32>(0x80808080u)) - vec2<u32>(c)) ^ vec2<u32>(0x80808080u);
 }
 
 //! section iq2_xxs
@@ -422,17 +424,17 @@ fn wblock(base: u32, j: u32) -> W8 {
     let a0 = w[b + 1u + 2u * ib];
     let a1 = w[b + 2u + 2u * ib];
     let db = half_to_f32(w[b]) * (0.5 + f32(a1 >> 28u)) * 0.25;
-    let q0 = iq2_words(grid_entry({{G}}u, a0 & 0xffu), ksigns(a1 & 127u));
-    let q1 = iq2_words(grid_entry({{G}}u, (a0 >> 8u) & 0xffu), ksigns((a1 >> 7u) & 127u));
-    let q2 = iq2_words(grid_entry({{G}}u, (a0 >> 16u) & 0xffu), ksigns((a1 >> 14u) & 127u));
-    let q3 = iq2_words(grid_entry({{G}}u, a0 >> 24u), ksigns((a1 >> 21u) & 127u));
+    let q0 = grid8({{B}}u, a0 & 0xffu, ksigns(a1 & 127u));
+    let q1 = grid8({{B}}u, (a0 >> 8u) & 0xffu, ksigns((a1 >> 7u) & 127u));
+    let q2 = grid8({{B}}u, (a0 >> 16u) & 0xffu, ksigns((a1 >> 14u) & 127u));
+    let q3 = grid8({{B}}u, a0 >> 24u, ksigns((a1 >> 21u) & 127u));
     return W8(vec4<u32>(q0, q1), vec4<u32>(q2, q3), db, db, 0.0);
 }
 
 //! section iq2_xs
 // 19 words: [d | pad], qs (1-16: 9-bit grid index and 7 sign bits per 8), scales (17-18).
 fn iq2xs_group(q: u32) -> vec2<u32> {
-    return iq2_words(grid_entry({{G}}u, q & 511u), ksigns((q >> 9u) & 127u));
+    return grid8({{B}}u, q & 511u, ksigns((q >> 9u) & 127u));
 }
 
 fn wblock(base: u32, j: u32) -> W8 {
@@ -451,7 +453,7 @@ fn wblock(base: u32, j: u32) -> W8 {
 // 21 words: [d | pad], qs (1-8), signs (9-16), qh (17-18), scales (19-20).
 fn iq2s_group(qs: u32, qh: u32, sg: u32, l: u32) -> vec2<u32> {
     let idx = ((qs >> (8u * l)) & 0xffu) | (((qh >> (2u * l)) & 3u) << 8u);
-    return iq2_words(grid_entry({{G}}u, idx), (sg >> (8u * l)) & 0xffu);
+    return grid8({{B}}u, idx, (sg >> (8u * l)) & 0xffu);
 }
 
 fn wblock(base: u32, j: u32) -> W8 {
@@ -469,14 +471,12 @@ fn wblock(base: u32, j: u32) -> W8 {
 
 //! section iq3_xxs
 // 25 words: [d | pad], qs (1-16: a grid index per 4), a word per block of 32 (17-24): 4 x 7
-// sign bits and the scale. Grid codes c are 4 + 8 c, 62 for 7.
-fn iq3xxs_word(idx: u32, s: u32) -> u32 {
-    let c = (vec4<u32>(grid_entry({{G}}u, idx)) >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u);
-    return sign_bytes(vec4<i32>(select(vec4<u32>(4u) + 8u * c, vec4<u32>(62u), c == vec4<u32>(7u))), s);
-}
-
+// sign bits and the scale. Entries are one word of 4 values.
 fn iq3xxs_pair(qs: u32, s: u32, h: u32) -> vec2<u32> {
-    return vec2<u32>(iq3xxs_word((qs >> (16u * h)) & 0xffu, s), iq3xxs_word((qs >> (16u * h + 8u)) & 0xffu, s >> 4u));
+    let m = sign_masks(s);
+    let i0 = (qs >> (16u * h)) & 0xffu;
+    let i1 = (qs >> (16u * h + 8u)) & 0xffu;
+    return vec2<u32>(neg_bytes(grid[{{B}}u + i0], m.x), neg_bytes(grid[{{B}}u + i1], m.y));
 }
 
 fn wblock(base: u32, j: u32) -> W8 {
@@ -492,12 +492,14 @@ fn wblock(base: u32, j: u32) -> W8 {
 }
 
 //! section iq3_s
-// 28 words: [d | pad], qs (1-16), qh (17-18), signs (19-26), scales (27). Grid codes c are
-// 2 c + 1.
-fn iq3s_word(qs: u32, qh: u32, sg: u32, g: u32) -> u32 {
-    let idx = ((qs >> (8u * (g & 3u))) & 0xffu) | (((qh >> g) & 1u) << 8u);
-    let c = (vec4<u32>(grid_entry({{G}}u, idx)) >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u);
-    return sign_bytes(vec4<i32>(2u * c + vec4<u32>(1u)), sg >> (4u * g));
+// 28 words: [d | pad], qs (1-16), qh (17-18), signs (19-26), scales (27). Entries are one word
+// of 4 values; a sign byte covers two.
+fn iq3s_pair(q: u32, qh: u32, sg: u32, p: u32) -> vec2<u32> {
+    // Entries 2p and 2p + 1 of the block: bytes 2 (p % 2) .. of q, bits 2p .. of qh.
+    let i0 = ((q >> (16u * (p & 1u))) & 0xffu) | (((qh >> (2u * p)) & 1u) << 8u);
+    let i1 = ((q >> (16u * (p & 1u) + 8u)) & 0xffu) | (((qh >> (2u * p + 1u)) & 1u) << 8u);
+    let m = sign_masks((sg >> (8u * p)) & 0xffu);
+    return vec2<u32>(neg_bytes(grid[{{B}}u + i0], m.x), neg_bytes(grid[{{B}}u + i1], m.y));
 }
 
 fn wblock(base: u32, j: u32) -> W8 {
@@ -508,8 +510,8 @@ fn wblock(base: u32, j: u32) -> W8 {
     let q1 = w[b + 2u + 2u * ib];
     let qh = (w[b + 17u + (ib >> 2u)] >> (8u * (ib & 3u))) & 0xffu;
     let sg = w[b + 19u + ib];
-    let x = vec4<u32>(iq3s_word(q0, qh, sg, 0u), iq3s_word(q0, qh, sg, 1u), iq3s_word(q0, qh, sg, 2u), iq3s_word(q0, qh, sg, 3u));
-    let y = vec4<u32>(iq3s_word(q1, qh, sg, 4u), iq3s_word(q1, qh, sg, 5u), iq3s_word(q1, qh, sg, 6u), iq3s_word(q1, qh, sg, 7u));
+    let x = vec4<u32>(iq3s_pair(q0, qh, sg, 0u), iq3s_pair(q0, qh, sg, 1u));
+    let y = vec4<u32>(iq3s_pair(q1, qh, sg, 2u), iq3s_pair(q1, qh, sg, 3u));
     return W8(x, y, db, db, 0.0);
 }
 
@@ -518,7 +520,7 @@ fn wblock(base: u32, j: u32) -> W8 {
 // block scale is d (2 s + 1) / 8.
 fn iq1s_group(qs: u32, qh: u32, l: u32) -> vec2<u32> {
     let idx = ((qs >> (8u * l)) & 0xffu) | (((qh >> (3u * l)) & 7u) << 8u);
-    return iq1_words(grid_entry({{G}}u, idx), (qh & 0x8000u) != 0u);
+    return grid8_iq1(idx, (qh & 0x8000u) != 0u);
 }
 
 fn wblock(base: u32, j: u32) -> W8 {
@@ -538,7 +540,7 @@ fn wblock(base: u32, j: u32) -> W8 {
 fn iq1m_group(qs: u32, qh: u32, l: u32) -> vec2<u32> {
     let nib = (qh >> (4u * l)) & 0xfu;
     let idx = ((qs >> (8u * l)) & 0xffu) | ((nib & 7u) << 8u);
-    return iq1_words(grid_entry({{G}}u, idx), (nib & 8u) != 0u);
+    return grid8_iq1(idx, (nib & 8u) != 0u);
 }
 
 fn wblock(base: u32, j: u32) -> W8 {

@@ -292,16 +292,17 @@ fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
 }
 
 //! section grid
-// The codebook formats (IQ2_XXS ... IQ1_M; jit/src/quant/codebook.rs). Their grids are the
-// packed table of jit/src/quant/grids.rs (entry i of a grid: 16 bits at bit 16 (i % 2) of word
-// offset + i / 2; 2-bit value codes for the IQ2/IQ1 grids, 4-bit for the IQ3 grids), bound as
-// the read-only storage buffer `grid` (9 KiB, uploaded once per engine). Not a module-scope
-// const array: indexed by a runtime value, naga gives every invocation a local copy of it. Not
-// workgroup memory either: filling it costs every workgroup of a matvec more loads than its
-// weights, and qmatmul's tiles already use most of the 16 KiB. A small storage table stays in
-// the GPU's L1/texture cache, as ggml's CUDA tables do.
-fn grid_entry{{S}}(at: u32, i: u32) -> u32 {
-    return (grid[at + (i >> 1u)] >> ((i & 1u) * 16u)) & 0xffffu;
+// The codebook formats (IQ2_XXS ... IQ1_M; jit/src/quant/codebook.rs). Their grids are read
+// from the grid table (`gpu_grid_table` in codebook.rs, from the packed grids of grids.rs):
+// every grid entry expanded to one unsigned byte per value, 4 per word, and sign masks for the
+// int8 matvec. It is bound as the read-only storage buffer `grid` (35 KiB, uploaded once per
+// engine). Not a module-scope const array: indexed by a runtime value, naga gives every
+// invocation a local copy of it. Not workgroup memory either: filling it costs every
+// workgroup of a matvec more loads than its weights, and qmatmul's tiles already use most of
+// the 16 KiB. A small storage table stays in the GPU's L1/texture cache, as ggml's CUDA
+// tables do. Reading whole words of values costs less ALU work than decoding 2-bit codes.
+fn grid_bytes{{S}}(at: u32) -> vec4<f32> {
+    return vec4<f32>(bytes_shr(grid[at], 0u) & vec4<u32>(0xffu));
 }
 
 // ggml's ksigns_iq2xs[i]: 7 sign bits and an 8th that makes the count of set bits even.
@@ -312,23 +313,6 @@ fn ksigns{{S}}(i: u32) -> u32 {
 // v negated where bit j of s is set.
 fn signs4{{S}}(v: vec4<f32>, s: u32) -> vec4<f32> {
     return select(v, -v, ((vec4<u32>(s) >> vec4<u32>(0u, 1u, 2u, 3u)) & vec4<u32>(1u)) != vec4<u32>(0u));
-}
-
-// The 4 2-bit codes of v (low byte) as IQ2 grid values: 8, 25, 43.
-fn iq2_vals{{S}}(v: u32) -> vec4<f32> {
-    let c = (vec4<u32>(v) >> vec4<u32>(0u, 2u, 4u, 6u)) & vec4<u32>(3u);
-    return vec4<f32>(vec4<u32>(8u) + 17u * c + (c >> vec4<u32>(1u)));
-}
-
-// The 4 2-bit codes of v (low byte) as IQ1 grid values: -1, 0, 1.
-fn iq1_vals{{S}}(v: u32) -> vec4<f32> {
-    let c = (vec4<u32>(v) >> vec4<u32>(0u, 2u, 4u, 6u)) & vec4<u32>(3u);
-    return vec4<f32>(vec4<i32>(c) - vec4<i32>(1));
-}
-
-// The 4 4-bit codes of a 16-bit IQ3 entry.
-fn iq3_codes{{S}}(v: u32) -> vec4<u32> {
-    return (vec4<u32>(v) >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u);
 }
 
 //! section iq2_xxs
@@ -343,9 +327,9 @@ fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
     let a0 = {{W}}[b + 1u + 2u * ib];
     let a1 = {{W}}[b + 2u + 2u * ib];
     let db = half_to_f32({{W}}[b]) * (0.5 + f32(a1 >> 28u)) * 0.25;
-    let g = grid_entry{{S}}({{G}}u, (a0 >> (8u * l)) & 0xffu) >> (8u * h);
+    let g = grid_bytes{{S}}({{E}}u + 2u * ((a0 >> (8u * l)) & 0xffu) + h);
     let s = ksigns{{S}}((a1 >> (7u * l)) & 127u) >> (4u * h);
-    return signs4{{S}}(db * iq2_vals{{S}}(g), s);
+    return signs4{{S}}(db * g, s);
 }
 
 //! section iq2_xs
@@ -359,9 +343,9 @@ fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
     let q = ({{W}}[b + 1u + (g8 >> 1u)] >> (16u * (g8 & 1u))) & 0xffffu;
     let sc = (byte_at{{S}}(b + 17u, e >> 5u) >> (4u * ((e >> 4u) & 1u))) & 0xfu;
     let db = half_to_f32({{W}}[b]) * (0.5 + f32(sc)) * 0.25;
-    let g = grid_entry{{S}}({{G}}u, q & 511u) >> (8u * h);
+    let g = grid_bytes{{S}}({{E}}u + 2u * (q & 511u) + h);
     let s = ksigns{{S}}(q >> 9u) >> (4u * h);
-    return signs4{{S}}(db * iq2_vals{{S}}(g), s);
+    return signs4{{S}}(db * g, s);
 }
 
 //! section iq2_s
@@ -376,9 +360,9 @@ fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
     let idx = byte_at{{S}}(b + 1u, g8) | (((byte_at{{S}}(b + 17u, ib) >> (2u * (g8 & 3u))) & 3u) << 8u);
     let sc = (byte_at{{S}}(b + 19u, ib) >> (4u * ((e >> 4u) & 1u))) & 0xfu;
     let db = half_to_f32({{W}}[b]) * (0.5 + f32(sc)) * 0.25;
-    let g = grid_entry{{S}}({{G}}u, idx) >> (8u * h);
+    let g = grid_bytes{{S}}({{E}}u + 2u * idx + h);
     let s = byte_at{{S}}(b + 9u, g8) >> (4u * h);
-    return signs4{{S}}(db * iq2_vals{{S}}(g), s);
+    return signs4{{S}}(db * g, s);
 }
 
 //! section iq3_xxs
@@ -390,10 +374,9 @@ fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
     let e = (k4 & 63u) * 4u;
     let a = {{W}}[b + 17u + (e >> 5u)];
     let db = half_to_f32({{W}}[b]) * (0.5 + f32(a >> 28u)) * 0.5;
-    let c = iq3_codes{{S}}(grid_entry{{S}}({{G}}u, byte_at{{S}}(b + 1u, e >> 2u)));
-    let v = select(vec4<u32>(4u) + 8u * c, vec4<u32>(62u), c == vec4<u32>(7u));
+    let v = grid_bytes{{S}}({{E}}u + byte_at{{S}}(b + 1u, e >> 2u));
     let s = ksigns{{S}}((a >> (7u * ((e >> 3u) & 3u))) & 127u) >> (4u * ((e >> 2u) & 1u));
-    return signs4{{S}}(db * vec4<f32>(v), s);
+    return signs4{{S}}(db * v, s);
 }
 
 //! section iq3_s
@@ -408,9 +391,9 @@ fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
     let idx = byte_at{{S}}(b + 1u, g4) | (((byte_at{{S}}(b + 17u, ib) >> (g4 & 7u)) & 1u) << 8u);
     let sc = ({{W}}[b + 27u] >> (4u * ib)) & 0xfu;
     let db = half_to_f32({{W}}[b]) * f32(1u + 2u * sc);
-    let c = iq3_codes{{S}}(grid_entry{{S}}({{G}}u, idx));
+    let v = grid_bytes{{S}}({{E}}u + idx);
     let s = byte_at{{S}}(b + 19u, e >> 3u) >> (4u * (g4 & 1u));
-    return signs4{{S}}(db * vec4<f32>(2u * c + vec4<u32>(1u)), s);
+    return signs4{{S}}(db * v, s);
 }
 
 //! section iq1_s
@@ -425,8 +408,9 @@ fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
     let dl = half_to_f32({{W}}[b]) * f32(2u * ((qh >> 12u) & 7u) + 1u);
     let dt = select(0.125, -0.125, (qh & 0x8000u) != 0u);
     let idx = byte_at{{S}}(b + 1u, e >> 3u) | (((qh >> (3u * ((e >> 3u) & 3u))) & 7u) << 8u);
-    let g = grid_entry{{S}}({{G}}u, idx) >> (8u * ((e >> 2u) & 1u));
-    return dl * (iq1_vals{{S}}(g) + dt);
+    // The expanded bytes are 8 (g + 1): g exactly.
+    let g = grid_bytes{{S}}({{E}}u + 2u * idx + ((e >> 2u) & 1u)) * 0.125 - 1.0;
+    return dl * (g + dt);
 }
 
 //! section iq1_m
@@ -446,6 +430,7 @@ fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
     let nib = (byte_at{{S}}(b + 8u, g8 >> 1u) >> (4u * (g8 & 1u))) & 0xfu;
     let dt = select(0.125, -0.125, (nib & 8u) != 0u);
     let idx = byte_at{{S}}(b, g8) | ((nib & 7u) << 8u);
-    let g = grid_entry{{S}}({{G}}u, idx) >> (8u * ((e >> 2u) & 1u));
-    return dl * (iq1_vals{{S}}(g) + dt);
+    // The expanded bytes are 8 (g + 1): g exactly.
+    let g = grid_bytes{{S}}({{E}}u + 2u * idx + ((e >> 2u) & 1u)) * 0.125 - 1.0;
+    return dl * (g + dt);
 }

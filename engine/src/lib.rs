@@ -76,7 +76,7 @@ pub struct EngineState {
     /// While on (`log_kernels`), the key of every kernel dispatched, in order.
     kernel_log: Mutex<Option<Vec<String>>>,
     logging: AtomicBool,
-    /// The codebook grids of the IQ formats (`webjit_jit::quant::wgsl::GRID_WORDS`), uploaded
+    /// The codebook grids of the IQ formats (`webjit_jit::quant::wgsl::grid_table`), uploaded
     /// on first use and bound by `Recorder::dispatch` to every kernel that declares `grid`.
     codebook_grid: Mutex<Option<Tensor>>,
 }
@@ -398,7 +398,7 @@ impl Engine {
         self.codebook_grid().map(Some)
     }
 
-    /// The codebook grid table on the GPU (9 KiB, uploaded once).
+    /// The codebook grid table on the GPU (35 KiB, uploaded once).
     pub(crate) fn codebook_grid(&self) -> Result<Tensor> {
         let mut g = self.codebook_grid.lock().map_err(|_| Error::Gpu {
             during: "codebook grid".into(),
@@ -407,8 +407,8 @@ impl Engine {
         if let Some(t) = g.as_ref() {
             return Ok(t.clone());
         }
-        let words = webjit_jit::quant::wgsl::GRID_WORDS;
-        let t = self.upload_u32(&[words.len()], words)?;
+        let words = webjit_jit::quant::wgsl::grid_table();
+        let t = self.upload_u32(&[words.len()], &words)?;
         *g = Some(t.clone());
         Ok(t)
     }

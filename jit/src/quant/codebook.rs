@@ -201,6 +201,73 @@ pub(super) fn dequant_iq1_m(b: &[u8], y: &mut [f32]) {
     }
 }
 
+/// The GPU grid table: the grids byte-expanded (kernels read whole words of grid values
+/// instead of decoding codes): per grid, entries of 8 values take 2 words and entries of 4
+/// take 1, each value one unsigned byte (IQ1: 8 (g + 1), so 0, 8, 16); then the sign masks:
+/// for every byte s, 2 words whose byte j is 0xff where bit j of s is set (int8 matvec).
+const EXPANDED: [(usize, usize, usize); 6] = [
+    // (packed offset, entries, values per entry)
+    (IQ2XXS_OFFSET, 256, 8),
+    (IQ2XS_OFFSET, 512, 8),
+    (IQ2S_OFFSET, 1024, 8),
+    (IQ3XXS_OFFSET, 256, 4),
+    (IQ3S_OFFSET, 512, 4),
+    (IQ1S_OFFSET, 2048, 8),
+];
+
+/// Word offset of the expanded grid whose packed grid is at `packed` in the GPU table.
+pub fn expanded_offset(packed: usize) -> Option<usize> {
+    let mut at = 0;
+    for (p, n, v) in EXPANDED {
+        if p == packed {
+            return Some(at);
+        }
+        at += n * v / 4;
+    }
+    None
+}
+
+/// Word offset of the sign masks in the GPU table.
+pub fn sign_mask_offset() -> usize {
+    EXPANDED.iter().map(|(_, n, v)| n * v / 4).sum::<usize>()
+}
+
+/// The whole GPU grid table: the expanded grids, then the sign masks.
+pub fn gpu_grid_table() -> Vec<u32> {
+    let mut t = Vec::with_capacity(sign_mask_offset() + 512);
+    for (p, n, v) in EXPANDED {
+        let (bits, values): (usize, &[i8]) = match p {
+            IQ3XXS_OFFSET => (4, &IQ3XXS_VALUES),
+            IQ3S_OFFSET => (4, &IQ3S_VALUES),
+            IQ1S_OFFSET => (2, &[0, 8, 16]),
+            _ => (2, &IQ2XXS_VALUES),
+        };
+        for i in 0..n {
+            let e = grid_entry(p, i);
+            let bytes: Vec<u8> = (0..v)
+                .map(|j| values[((e >> (bits * j)) & ((1 << bits) - 1)) as usize] as u8)
+                .collect();
+            t.extend(
+                bytes
+                    .chunks(4)
+                    .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            );
+        }
+    }
+    for s in 0..256u32 {
+        let m = |j: u32| {
+            if (s >> j) & 1 != 0 {
+                0xffu32 << (8 * (j % 4))
+            } else {
+                0
+            }
+        };
+        t.push((0..4).map(m).sum());
+        t.push((4..8).map(m).sum());
+    }
+    t
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,6 +289,26 @@ mod tests {
         // ggml's iq2xxs_grid[0] is 0x0808080808080808 and iq1s_grid[0] is -1 x 8.
         assert_eq!(grid_entry(IQ2XXS_OFFSET, 0), 0);
         assert_eq!(val2(grid_entry(IQ1S_OFFSET, 0), 0, &IQ1S_VALUES), -1.0);
+    }
+
+    #[test]
+    fn expanded_grids_hold_the_values_of_the_packed_ones() {
+        let t = gpu_grid_table();
+        assert_eq!(t.len(), sign_mask_offset() + 512);
+        let at = expanded_offset(IQ2S_OFFSET).unwrap();
+        for i in [0, 1, 517, 1023] {
+            let e = grid_entry(IQ2S_OFFSET, i);
+            for j in 0..8 {
+                let b = (t[at + 2 * i + j / 4] >> (8 * (j % 4))) & 0xff;
+                assert_eq!(b as f32, val2(e, j, &IQ2S_VALUES));
+            }
+        }
+        let at = expanded_offset(IQ1S_OFFSET).unwrap();
+        let e = grid_entry(IQ1S_OFFSET, 2047);
+        let b = t[at + 2 * 2047 + 1] >> 24;
+        assert_eq!(b as f32, 8.0 * (val2(e, 7, &IQ1S_VALUES) + 1.0));
+        assert_eq!(t[sign_mask_offset() + 2 * 0x81], 0xff);
+        assert_eq!(t[sign_mask_offset() + 2 * 0x81 + 1], 0xff00_0000);
     }
 
     #[test]

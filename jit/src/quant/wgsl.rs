@@ -20,10 +20,14 @@ pub fn common_wgsl() -> Result<String, JitError> {
 /// it).
 pub const GRID_BINDING: u32 = 15;
 
-/// The grid table's words (every grid, packed; `grids::GRID_WORDS`).
-pub const GRID_WORDS: &[u32] = &grids::GRID_WORDS;
+/// The grid table's words: every grid byte-expanded, then the sign masks of the int8 matvec
+/// (`codebook::gpu_grid_table`): 35 KiB.
+pub fn grid_table() -> Vec<u32> {
+    super::gpu_grid_table()
+}
 
-/// The word offset of `format`'s grid in the table, for the codebook formats.
+/// The word offset of `format`'s grid among the packed grids (`grids.rs`), for the codebook
+/// formats (IQ1_S and IQ1_M share one).
 pub fn grid_offset(format: GgmlType) -> Option<usize> {
     Some(match format {
         GgmlType::IQ2XXS => grids::IQ2XXS_OFFSET,
@@ -83,8 +87,11 @@ pub fn dequant_wgsl(format: GgmlType, array: &str, suffix: &str) -> Result<Strin
     for p in parts {
         let t = section(FILE, QUANT, p)?;
         // Each section names the placeholders it reads (`kscale` reads no array).
-        let g = grid.unwrap_or(0).to_string();
-        let values: Vec<(&str, String)> = [("W", array), ("S", suffix), ("G", g.as_str())]
+        let g = grid
+            .and_then(super::expanded_offset)
+            .unwrap_or(0)
+            .to_string();
+        let values: Vec<(&str, String)> = [("W", array), ("S", suffix), ("E", g.as_str())]
             .into_iter()
             .filter(|(name, _)| t.contains(&format!("{{{{{name}}}}}")))
             .map(|(name, v)| (name, v.to_string()))

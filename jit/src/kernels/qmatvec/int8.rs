@@ -52,11 +52,22 @@ pub(super) fn render_int8(
     let grid = grid_offset(spec.format);
     if grid.is_some() {
         deq.push_str(&grid_helpers_wgsl(spec.format)?);
-        deq.push_str(sec("codebook_bytes")?);
     }
     let wblock = sec(spec.format.name())?;
     match grid {
-        Some(g) => deq.push_str(&render(FILE, wblock, &[("G", g.to_string())])?),
+        Some(g) => {
+            let b = crate::quant::expanded_offset(g).unwrap_or(0).to_string();
+            let m = crate::quant::sign_mask_offset().to_string();
+            let bytes = render(FILE, sec("codebook_bytes")?, &[("B", b.clone()), ("M", m)])?;
+            deq.push_str(&bytes);
+            // IQ1's sections read the expanded grid through `grid8_iq1` only.
+            let values = if wblock.contains("{{B}}") {
+                vec![("B", b)]
+            } else {
+                vec![]
+            };
+            deq.push_str(&render(FILE, wblock, &values)?);
+        }
         None => deq.push_str(wblock),
     }
     if blocks_per_step(spec.format) == 1 {
