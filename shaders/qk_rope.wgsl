@@ -108,6 +108,19 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
             kv_store_v(r, pr, kv_quant(v0), kv_quant(v1), two);
         }
 
+//! section kv_write_kivi
+        // kivi2: the row goes to the f16 residual window (slot position % KR of the
+        // residual part, kivi.wgsl); the op flushes a group this step completes.
+        let dst = kivi_kres(1u, HK, p.capacity) + (((p.pos + t) % KR) * HK + h - HQ) * KH_W;
+        let vdst = kivi_vres(1u, HK, p.capacity) + (((p.pos + t) % KR) * HK + h - HQ) * KH_W;
+        for (var e = lid; e < HD / 4u; e += WG) {
+            kc[dst + 2u * e] = pack2x16float(vec2<f32>(row[4u * e], row[4u * e + 1u]));
+            kc[dst + 2u * e + 1u] = pack2x16float(vec2<f32>(row[4u * e + 2u], row[4u * e + 3u]));
+            let x = v[(p.v_off + src) / 4u + e];
+            vc[vdst + 2u * e] = pack2x16float(x.xy);
+            vc[vdst + 2u * e + 1u] = pack2x16float(x.zw);
+        }
+
 //! section norm_decl
 @group(0) @binding(5) var<storage, read> qn: array<f32>;        // [HD] q norm weight
 @group(0) @binding(6) var<storage, read> kn: array<f32>;        // [HD] k norm weight

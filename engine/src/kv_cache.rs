@@ -1,6 +1,8 @@
 //! Per-layer KV cache: K and V of `capacity` slots, f32, f16 (packed in u32 pairs) or
 //! llama.cpp's q8_0 / q4_0 blocks of 32 values (rows of u32 words, see `KvDType::row_words`
-//! and shaders/kv_quant.wgsl).
+//! and shaders/kv_quant.wgsl), or KIVI's 2-bit groups with an f16 residual window (`kivi2`:
+//! K and V are then flat word arrays laid out by shaders/kivi.wgsl; linear caches only, see
+//! `KvDType`'s module doc for the choices).
 //!
 //! A linear cache keeps position p in slot p and refuses to grow past its capacity. A ring
 //! cache (sliding-window layers, e.g. Gemma 3's window of 512 on 5 of every 6 layers) has
@@ -18,7 +20,7 @@ use crate::Engine;
 
 const OP: &str = "kv_cache";
 
-/// The KV cache format called `name` (`f32`, `f16`, `q8_0`, `q4_0`), or an INVALID_ARGUMENT
+/// The KV cache format called `name` (`f32`, `f16`, `q8_0`, `q4_0`, `kivi2`), or an INVALID_ARGUMENT
 /// error that lists them.
 pub fn parse_kv_cache(name: &str) -> Result<KvDType> {
     KvDType::parse(name).ok_or_else(|| Error::InvalidArgument {
@@ -80,15 +82,40 @@ impl KvCache {
                 detail: format!("capacity {} is above 2^31 slots", o.capacity),
             });
         }
+        if dtype == KvDType::Kivi2 && o.ring {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                detail: "a kivi2 cache is linear only; sliding-window (ring) layers keep f16"
+                    .into(),
+            });
+        }
         let row = dtype.row_words(o.head_dim as u64) as usize;
         let t = match dtype {
             KvDType::F32 => DType::F32,
             _ => DType::U32,
         };
         // `empty` checks the size against the memory budget before allocating.
-        let shape = [o.batch, o.capacity, o.n_kv_heads, row];
-        let k = engine.empty(&shape, t)?;
-        let v = engine.empty(&shape, t)?;
+        let (k, v) = if dtype == KvDType::Kivi2 {
+            let (kw, vw) = dtype.cache_words(
+                o.batch as u64,
+                o.capacity as u64,
+                o.n_kv_heads as u64,
+                o.head_dim as u64,
+            );
+            let words = |w: u64| {
+                usize::try_from(w).map_err(|_| Error::InvalidArgument {
+                    op: OP,
+                    detail: format!("a kivi2 cache of {} slots is too large", o.capacity),
+                })
+            };
+            (
+                engine.empty(&[words(kw)?], t)?,
+                engine.empty(&[words(vw)?], t)?,
+            )
+        } else {
+            let shape = [o.batch, o.capacity, o.n_kv_heads, row];
+            (engine.empty(&shape, t)?, engine.empty(&shape, t)?)
+        };
         expect_single(OP, "k cache", &k)?;
         Ok(Self {
             k,
@@ -118,7 +145,7 @@ impl KvCache {
         words(&self.k) + words(&self.v)
     }
     /// The K storage: [batch, capacity, n_kv_heads, head_dim] (f16 caches: u32 pairs;
-    /// quantized: [.., row words] u32).
+    /// quantized: [.., row words] u32; kivi2: [words] u32).
     pub fn k(&self) -> &Tensor {
         &self.k
     }

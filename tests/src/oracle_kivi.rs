@@ -189,6 +189,168 @@ pub fn check_group(label: &str, x: &[f32], scale: u16, min: u16, q: &[u8]) {
     }
 }
 
+/// Positions of a kivi2 cache's residual window (two groups).
+pub const R: usize = 2 * G;
+
+/// Shape of a kivi2 cache.
+#[derive(Clone, Copy, Debug)]
+pub struct Layout {
+    pub batch: usize,
+    pub capacity: usize,
+    pub hk: usize,
+    pub d: usize,
+}
+
+impl Layout {
+    fn groups(&self) -> usize {
+        self.capacity.div_ceil(G)
+    }
+    /// Words of one quantized value row: codes, then one (scale, min) pair per group.
+    pub fn value_row_words(&self) -> usize {
+        self.d / 16 + self.d.div_ceil(VG)
+    }
+    fn key_res(&self) -> usize {
+        self.batch * self.groups() * self.hk * 9 * self.d
+    }
+    fn value_res(&self) -> usize {
+        self.batch * self.capacity * self.hk * self.value_row_words()
+    }
+    /// Words of the K and V storage.
+    pub fn words(&self) -> (usize, usize) {
+        let res = self.batch * R * self.hk * self.d / 2;
+        (self.key_res() + res, self.value_res() + res)
+    }
+
+    /// Key group (b, g, h), channel c as stored: (scale, min, codes of its G tokens).
+    pub fn key_group(
+        &self,
+        kw: &[u32],
+        b: usize,
+        g: usize,
+        h: usize,
+        c: usize,
+    ) -> (u16, u16, Vec<u8>) {
+        let (d, base) = (self.d, ((b * self.groups() + g) * self.hk + h) * 9 * self.d);
+        let words: Vec<u32> = (0..8).map(|tw| kw[base + tw * d + c]).collect();
+        let sm = kw[base + 8 * d + c];
+        (sm as u16, (sm >> 16) as u16, unpack(&words, G))
+    }
+
+    /// Value group `vg` of row (b, pos, h) as stored: (scale, min, codes).
+    pub fn value_group(
+        &self,
+        vw: &[u32],
+        b: usize,
+        pos: usize,
+        h: usize,
+        vg: usize,
+    ) -> (u16, u16, Vec<u8>) {
+        let base = ((b * self.capacity + pos) * self.hk + h) * self.value_row_words();
+        let (c0, c1) = (vg * VG, (vg * VG + VG).min(self.d));
+        let words = &vw[base + c0 / 16..base + c1 / 16];
+        let sm = vw[base + self.d / 16 + vg];
+        (sm as u16, (sm >> 16) as u16, unpack(words, c1 - c0))
+    }
+
+    /// Residual row (b, pos, h) of K (`kw`, keys) or V as f32.
+    pub fn residual(&self, w: &[u32], keys: bool, b: usize, pos: usize, h: usize) -> Vec<f32> {
+        let base = if keys {
+            self.key_res()
+        } else {
+            self.value_res()
+        };
+        let at = base + ((b * R + pos % R) * self.hk + h) * self.d / 2;
+        crate::oracle_attention::unpack_f16_pairs(&w[at..at + self.d / 2])
+    }
+
+    /// Every position < `len` as a cache of that length returns it: [batch, len, hk, d] of K
+    /// and of V (positions of complete groups dequantized, the rest from the residual).
+    pub fn decode(&self, kw: &[u32], vw: &[u32], len: usize) -> (Vec<f32>, Vec<f32>) {
+        let (hk, d) = (self.hk, self.d);
+        let full = len / G * G;
+        let mut k = vec![0.0f32; self.batch * len * hk * d];
+        let mut v = k.clone();
+        for b in 0..self.batch {
+            for pos in 0..len {
+                for h in 0..hk {
+                    let at = ((b * len + pos) * hk + h) * d;
+                    if pos >= full {
+                        k[at..at + d].copy_from_slice(&self.residual(kw, true, b, pos, h));
+                        v[at..at + d].copy_from_slice(&self.residual(vw, false, b, pos, h));
+                        continue;
+                    }
+                    for c in 0..d {
+                        let (s, m, q) = self.key_group(kw, b, pos / G, h, c);
+                        k[at + c] = dequant(s, m, q[pos % G]);
+                    }
+                    for vg in 0..d.div_ceil(VG) {
+                        let (s, m, q) = self.value_group(vw, b, pos, h, vg);
+                        for (i, &qi) in q.iter().enumerate() {
+                            v[at + vg * VG + i] = dequant(s, m, qi);
+                        }
+                    }
+                }
+            }
+        }
+        (k, v)
+    }
+
+    /// Asserts that the storage of a cache of length `len` holds `k` and `v` ([batch, len, hk,
+    /// d], as appended) as the format defines: every complete group quantized from the f16
+    /// values (`check_group`), and the residual window's positions (the last `R`, at least the
+    /// incomplete group) as f16.
+    pub fn check(&self, label: &str, kw: &[u32], vw: &[u32], k: &[f32], v: &[f32], len: usize) {
+        let (hk, d) = (self.hk, self.d);
+        let f16 = |x: f32| half::f16::from_f32(x).to_f32();
+        let row = |x: &[f32], b: usize, pos: usize, h: usize| -> Vec<f32> {
+            let at = ((b * len + pos) * hk + h) * d;
+            x[at..at + d].iter().map(|&e| f16(e)).collect()
+        };
+        for b in 0..self.batch {
+            for h in 0..hk {
+                for g in 0..len / G {
+                    for c in 0..d {
+                        let x: Vec<f32> = (0..G).map(|t| row(k, b, g * G + t, h)[c]).collect();
+                        let (s, m, q) = self.key_group(kw, b, g, h, c);
+                        check_group(
+                            &format!("{label} K b{b} h{h} group {g} ch {c}"),
+                            &x,
+                            s,
+                            m,
+                            &q,
+                        );
+                    }
+                }
+                for pos in 0..len / G * G {
+                    let x = row(v, b, pos, h);
+                    for (vg, xs) in x.chunks(VG).enumerate() {
+                        let (s, m, q) = self.value_group(vw, b, pos, h, vg);
+                        check_group(
+                            &format!("{label} V b{b} h{h} pos {pos} group {vg}"),
+                            xs,
+                            s,
+                            m,
+                            &q,
+                        );
+                    }
+                }
+                for pos in len.saturating_sub(R)..len {
+                    assert_eq!(
+                        self.residual(kw, true, b, pos, h),
+                        row(k, b, pos, h),
+                        "{label} K residual b{b} pos {pos} h{h}"
+                    );
+                    assert_eq!(
+                        self.residual(vw, false, b, pos, h),
+                        row(v, b, pos, h),
+                        "{label} V residual b{b} pos {pos} h{h}"
+                    );
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

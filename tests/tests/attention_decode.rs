@@ -268,7 +268,8 @@ fn decode_linear_cache_lengths_match_oracle() {
 #[test]
 fn decode_ring_buffer_wraps() {
     let mut r = Rand::new(66);
-    for dtype in KvDType::ALL {
+    // kivi2 is linear only (tests/kivi.rs).
+    for dtype in KvDType::ALL.into_iter().filter(|&t| t != KvDType::Kivi2) {
         let window = 48;
         // Quantized formats store blocks of 32: d 96 (3 blocks, an odd count, so the last
         // scale word is half used).
@@ -329,7 +330,8 @@ fn decode_gqa_window_softcap_batch_match_oracle() {
 #[test]
 fn decode_every_config_matches_oracle() {
     let mut r = Rand::new(6666);
-    for dtype in KvDType::ALL {
+    // kivi2's stored groups are decoded and checked in tests/kivi.rs.
+    for dtype in KvDType::ALL.into_iter().filter(|&t| t != KvDType::Kivi2) {
         let mut t = Tracked::new(opts(1, 2, 64, 1024, false, dtype));
         t.append(&mut r, 777);
         let q = engine()

@@ -1,11 +1,12 @@
 //! `ops::kv_append`: K and V rows of new positions into a `KvCache`.
 
 use webjit_jit::kernels::attention_decode::{KvAppendConfig, KvAppendSpec};
+use webjit_jit::kernels::kivi::KiviFlushSpec;
 use webjit_jit::KernelSpec;
 
 use super::{expect_f32, expect_single, no_out, Call, Op, OpSpec};
 use crate::error::{Error, Result};
-use crate::kv_cache::KvCache;
+use crate::kv_cache::{KvCache, KvDType};
 use crate::recorder::{Bind, Recorder, ReplayFactory};
 use crate::tensor::Tensor;
 
@@ -16,6 +17,9 @@ const OP: &str = "kv_cache";
 /// also rewrites k_new and v_new in place with the values it now holds (quantized, then
 /// dequantized), so a prompt's attention over them sees what later decode steps will read, as
 /// llama.cpp's attention over its quantized cache does; they must then be distinct tensors.
+/// A kivi2 cache keeps k_new and v_new as they are (the prompt attends at full precision, as
+/// KIVI does): it quantizes the groups the new positions complete, then keeps the last ones in
+/// its f16 residual window.
 pub fn kv_append<'a>(
     cache: &'a mut KvCache,
     k_new: &'a Tensor,
@@ -109,6 +113,11 @@ impl Op for KvAppend<'_> {
                 Ok(view.k().clone())
             })
         })?;
+        if cache.dtype() == KvDType::Kivi2 {
+            // Before the residual write, which may overwrite rows the flush reads.
+            let (pos, n) = (cache.len(), spec.n_new as usize);
+            kivi_flush(rec, cache, pos, n, (k_new, v_new, pos))?;
+        }
         let params = spec.params(cache.options().capacity as u32, cache.len() as u32);
         rec.dispatch(
             &kernel,
@@ -124,4 +133,51 @@ impl Op for KvAppend<'_> {
         cache.set_len(end);
         Ok(())
     }
+}
+
+/// kivi2: records the flush of the groups that appending `n_new` positions at `pos` completes
+/// (none: no dispatch). `rows` = (k_new, v_new, first position they hold): positions from
+/// there on are read from them, earlier ones from the residual window.
+pub(crate) fn kivi_flush(
+    rec: &mut Recorder<'_>,
+    cache: &KvCache,
+    pos: usize,
+    n_new: usize,
+    rows: (&Tensor, &Tensor, usize),
+) -> Result<()> {
+    let (g0, n_groups) = KiviFlushSpec::completed(pos as u64, n_new as u64);
+    if n_groups == 0 {
+        return Ok(());
+    }
+    let o = cache.options();
+    let spec = KiviFlushSpec {
+        batch: o.batch as u64,
+        n_kv_heads: o.n_kv_heads as u64,
+        head_dim: o.head_dim as u64,
+        n_groups,
+    };
+    // A fixed config: the flush runs once every 128 positions, so tuning it buys nothing.
+    let cfg = spec.default_config(rec.engine().profile());
+    let (_, kernel) = rec.kernel(&spec, Some(cfg.clone()), || {
+        ReplayFactory::ready(|_, _| {
+            Err(Error::InvalidArgument {
+                op: OP,
+                detail: "the kivi2 flush has a fixed config and no replay".into(),
+            })
+        })
+    })?;
+    let (k, v, from) = rows;
+    let n_rows = (pos + n_new).saturating_sub(from);
+    let params = spec.params(o.capacity as u32, from as u32, n_rows as u32, g0 as u32);
+    rec.dispatch(
+        &kernel,
+        bytemuck::bytes_of(&params),
+        &[
+            Bind::whole("k_new", k),
+            Bind::whole("v_new", v),
+            Bind::whole("kc", cache.k()),
+            Bind::whole("vc", cache.v()),
+        ],
+        spec.dispatch(&cfg),
+    )
 }

@@ -6,9 +6,10 @@ use webjit_jit::KernelSpec;
 
 use super::{expect_f32, expect_single, no_out, Call, Op, OpSpec, RopeOptions};
 use crate::error::{Error, Result};
-use crate::kv_cache::KvCache;
+use crate::kv_cache::{KvCache, KvDType};
 use crate::recorder::{Bind, Recorder, ReplayFactory};
 use crate::tensor::{DType, Tensor};
+use webjit_jit::kernels::kv_dtype::KIVI_G;
 
 const OP: &str = "qk_rope";
 
@@ -206,7 +207,23 @@ impl Op for QkRope<'_> {
         no_out(OP, out)?;
         let (src, tokens, n_heads) = self.sources()?;
         let end = self.cache.append_end(tokens)?;
+        let kivi = self.cache.dtype() == KvDType::Kivi2;
+        if kivi && tokens as u64 > KIVI_G {
+            // Its residual window holds two groups: more rows at once would overwrite rows of
+            // a group before the flush reads them.
+            return Err(Error::InvalidArgument {
+                op: OP,
+                detail: format!(
+                    "a kivi2 cache takes at most {KIVI_G} positions per step, got {tokens}"
+                ),
+            });
+        }
         let out = qk_rope_impl(rec, &self, src, tokens, n_heads, cfg)?;
+        if kivi {
+            // Every row is in the residual window now (the flush binds `out` as unused rows).
+            let pos = self.cache.len();
+            super::kv_append::kivi_flush(rec, self.cache, pos, tokens, (&out, &out, end))?;
+        }
         self.cache.set_len(end);
         Ok(out)
     }

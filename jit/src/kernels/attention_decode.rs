@@ -11,7 +11,7 @@ use crate::kernels::attention::check_heads;
 use crate::kernels::{check_shared, check_workgroup, groups_dispatch, illegal, linear_dispatch};
 use crate::profile::DeviceProfile;
 use crate::render::{render, section};
-use crate::shaders::{ATTENTION_DECODE, KV_QUANT, REDUCE};
+use crate::shaders::{ATTENTION_DECODE, KIVI, KV_QUANT, REDUCE};
 use crate::spec::{BindingDecl, KernelSpec, UniformStruct};
 
 crate::uniform_struct!(
@@ -420,7 +420,7 @@ impl KernelSpec for KvAppendSpec {
 
     fn key(&self, cfg: &KvAppendConfig) -> String {
         // The quantized kernels bake the head dim in (blocks per row).
-        if self.kv_dtype.quantized() {
+        if self.kv_dtype.quantized() || self.kv_dtype == KvDType::Kivi2 {
             return format!(
                 "kv_append.{}.d{}.wg{}",
                 self.kv_dtype.name(),
@@ -447,12 +447,13 @@ impl KernelSpec for KvAppendSpec {
     }
 
     fn render(&self, cfg: &KvAppendConfig) -> Result<String, JitError> {
-        let (f, template) = match self.kv_dtype.quantized() {
-            true => (
+        let (f, template) = match (self.kv_dtype.quantized(), self.kv_dtype) {
+            (_, KvDType::Kivi2) => ("kivi.wgsl", section("kivi.wgsl", KIVI, "append")?),
+            (true, _) => (
                 "kv_quant.wgsl",
                 section("kv_quant.wgsl", KV_QUANT, "append")?,
             ),
-            false => (
+            (false, _) => (
                 "attention_decode.wgsl",
                 section("attention_decode.wgsl", ATTENTION_DECODE, "kv_append")?,
             ),
@@ -470,10 +471,12 @@ impl KernelSpec for KvAppendSpec {
     }
 
     fn dispatch(&self, cfg: &KvAppendConfig) -> [u32; 3] {
-        // Quantized: one invocation per pair of 32-value blocks; dense: one per vec4.
-        let per_row = match self.kv_dtype.quantized() {
-            true => (self.head_dim / 32).div_ceil(2),
-            false => self.head_dim / 4,
+        // Quantized: one invocation per pair of 32-value blocks; kivi2: one per residual word
+        // (f16 pair); dense: one per vec4.
+        let per_row = match (self.kv_dtype.quantized(), self.kv_dtype) {
+            (_, KvDType::Kivi2) => self.head_dim / 2,
+            (true, _) => (self.head_dim / 32).div_ceil(2),
+            (false, _) => self.head_dim / 4,
         };
         let n = self.batch * self.n_new * self.n_kv_heads * per_row;
         if n == 0 {

@@ -4,10 +4,32 @@
 //! words. The kernels reach a row only through `load_k(r, c)` / `load_v(r, c)` (vec4 `c` of row
 //! `r` as f32) and, for the quantized formats, `kv_quant` / `kv_store_k` / `kv_store_v`
 //! (shaders/kv_quant.wgsl), so attention and the writers are the same for every format.
+//!
+//! `kivi2` (KIVI, Liu et al. 2024) is not row-based: keys are quantized per channel over
+//! groups of `KIVI_G` tokens, so its storage is laid out by group (shaders/kivi.wgsl, whose
+//! `load_k` / `load_v` serve decode attention like the row formats'). Choices made here:
+//! - 2-bit asymmetric groups with an f16 scale and minimum ((max - min) / 3 and min), codes
+//!   rounded half up against the stored halves and clamped to 0..3; the group's inputs are the
+//!   f16 values of the residual window (so a group quantizes the same whether it completed in
+//!   a prompt or a decode step). tests/src/oracle_kivi.rs is the reference.
+//! - Keys per channel over G = 128 tokens; values per token over runs of 128 channels (the
+//!   last run shorter when the head dim is not a multiple of 128): 2.25 bits a value for head
+//!   dims that are multiples of 128 (K: 2 bits + 32 bits per 128 tokens; V: 2 + 32 per 128).
+//! - Full-precision residual: positions of the incomplete group stay f16 in a window of the
+//!   last 2G positions (`KIVI_R`) kept in the same buffers after the quantized part. Two
+//!   groups, not one, so that rewinding up to G positions (a generation's steps run ahead)
+//!   finds the rows of a group that was flushed and must become incomplete again.
+//! - A group is quantized by the flush kernel (kernels::kivi) when its last position is
+//!   appended: prefill dispatches it before the residual write, a decode step only when it
+//!   completes a group (every 128th step); other steps add no dispatch.
+//! - Prefill attends its own fresh rows at full precision (as the paper does); later steps
+//!   read the quantized groups.
+//! - Linear caches only: sliding-window (ring) layers stay f16 under kivi2 (their window is a
+//!   few groups; the model picks f16 for them), so the memory figures are the global layers'.
 
 use crate::error::JitError;
 use crate::render::section;
-use crate::shaders::{ATTENTION_DECODE, KV_QUANT};
+use crate::shaders::{ATTENTION_DECODE, KIVI, KV_QUANT};
 
 /// Element type of a KV cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -19,11 +41,26 @@ pub enum KvDType {
     Q8_0,
     /// llama.cpp's q4_0: blocks of 32 4-bit values (q - 8) with an f16 scale (18 bytes per 32).
     Q4_0,
+    /// KIVI's 2-bit keys per channel and values per token with an f16 residual window.
+    Kivi2,
 }
+
+/// Tokens per kivi2 key group.
+pub const KIVI_G: u64 = 128;
+/// Positions of kivi2's f16 residual window (two groups, see the module doc).
+pub const KIVI_R: u64 = 256;
+/// Channels per kivi2 value group.
+pub const KIVI_VG: u64 = 128;
 
 impl KvDType {
     /// Every format, in the order error messages list them.
-    pub const ALL: [KvDType; 4] = [KvDType::F32, KvDType::F16, KvDType::Q8_0, KvDType::Q4_0];
+    pub const ALL: [KvDType; 5] = [
+        KvDType::F32,
+        KvDType::F16,
+        KvDType::Q8_0,
+        KvDType::Q4_0,
+        KvDType::Kivi2,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -31,6 +68,7 @@ impl KvDType {
             KvDType::F16 => "f16",
             KvDType::Q8_0 => "q8_0",
             KvDType::Q4_0 => "q4_0",
+            KvDType::Kivi2 => "kivi2",
         }
     }
 
@@ -39,7 +77,7 @@ impl KvDType {
         Self::ALL.into_iter().find(|t| t.name() == name)
     }
 
-    /// "f32, f16, q8_0, q4_0": the names `parse` accepts.
+    /// "f32, f16, q8_0, q4_0, kivi2": the names `parse` accepts.
     pub fn names() -> String {
         Self::ALL.map(|t| t.name()).join(", ")
     }
@@ -49,7 +87,8 @@ impl KvDType {
         matches!(self, KvDType::Q8_0 | KvDType::Q4_0)
     }
 
-    /// u32 words per cache row of `head_dim` values (see shaders/kv_quant.wgsl, `quant_rows`).
+    /// u32 words per cache row of `head_dim` values (see shaders/kv_quant.wgsl, `quant_rows`);
+    /// for kivi2 a quantized value row (its keys are stored by group: `cache_words`).
     pub fn row_words(self, head_dim: u64) -> u64 {
         let nb = head_dim / 32;
         match self {
@@ -57,12 +96,30 @@ impl KvDType {
             KvDType::F16 => head_dim / 2,
             KvDType::Q8_0 => nb * 8 + nb.div_ceil(2),
             KvDType::Q4_0 => nb * 4 + nb.div_ceil(2),
+            KvDType::Kivi2 => head_dim / 16 + head_dim.div_ceil(KIVI_VG),
         }
+    }
+
+    /// u32 words of the K and of the V storage of a cache of `capacity` slots (kivi2: see
+    /// shaders/kivi.wgsl, `common`).
+    pub fn cache_words(self, batch: u64, capacity: u64, n_kv_heads: u64, d: u64) -> (u64, u64) {
+        let rows = batch * capacity * n_kv_heads;
+        if self != KvDType::Kivi2 {
+            let w = rows * self.row_words(d);
+            return (w, w);
+        }
+        let residual = batch * KIVI_R * n_kv_heads * d / 2;
+        let keys = batch * capacity.div_ceil(KIVI_G) * n_kv_heads * 9 * d;
+        (keys + residual, rows * self.row_words(d) + residual)
     }
 
     /// Why `head_dim` cannot be stored in this format, if it cannot.
     pub fn check_head_dim(self, head_dim: u64) -> Result<(), String> {
-        let unit = if self.quantized() { 32 } else { 4 };
+        let unit = if self.quantized() || self == KvDType::Kivi2 {
+            32
+        } else {
+            4
+        };
         if head_dim == 0 || !head_dim.is_multiple_of(unit) {
             return Err(format!(
                 "head dim {head_dim} must be a positive multiple of {unit} for a {} KV cache",
@@ -73,7 +130,8 @@ impl KvDType {
     }
 
     /// The WGSL that declares the cache word type `KV` and `load_k` / `load_v` for rows of
-    /// `head_dim` values; for the quantized formats also the block quantizer `kv_quant` and,
+    /// `head_dim` values (kivi2: its layout's constants, and with `!store` the decode
+    /// readers, which use DecodeParams `p`); for the quantized formats also the block quantizer `kv_quant` and,
     /// with `store`, the row writers `kv_store_k` / `kv_store_v`. Dense formats declare
     /// `load` / `store` of one vec4 as before.
     pub(crate) fn wgsl(self, head_dim: u64, store: bool) -> Result<String, JitError> {
@@ -95,6 +153,12 @@ impl KvDType {
                 out += section(q, KV_QUANT, "quant_rows")?;
                 if store {
                     out += section(q, KV_QUANT, "quant_store")?;
+                }
+            }
+            KvDType::Kivi2 => {
+                out += section("kivi.wgsl", KIVI, "common")?;
+                if !store {
+                    out += section("kivi.wgsl", KIVI, "load")?;
                 }
             }
         }

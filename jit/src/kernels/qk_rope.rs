@@ -246,8 +246,9 @@ impl KernelSpec for QkRopeSpec {
 
 /// The qk_rope.wgsl section that writes a k workgroup's K and V rows into the cache.
 fn kv_write(dtype: KvDType) -> &'static str {
-    match dtype.quantized() {
-        true => "kv_write_quant",
-        false => "kv_write_dense",
+    match (dtype.quantized(), dtype) {
+        (_, KvDType::Kivi2) => "kv_write_kivi",
+        (true, _) => "kv_write_quant",
+        (false, _) => "kv_write_dense",
     }
 }

@@ -387,6 +387,23 @@ fn attention_decode_spaces_validate() {
 }
 
 #[test]
+fn kivi_flush_space_validates() {
+    use webjit_jit::kernels::kivi::KiviFlushSpec;
+    // 96: one short value group; 320: two full ones and a short one.
+    for head_dim in [64, 96, 128, 256, 320] {
+        sweep(
+            &KiviFlushSpec {
+                batch: 2,
+                n_kv_heads: 2,
+                head_dim,
+                n_groups: 3,
+            },
+            2,
+        );
+    }
+}
+
+#[test]
 fn qk_rope_space_validates() {
     use webjit_jit::kernels::attention_decode::KvDType;
     use webjit_jit::kernels::qk_rope::QkRopeSpec;

@@ -190,9 +190,11 @@ impl Decoder {
         r
     }
 
-    /// The KV caches' storage format.
+    /// The KV caches' storage format (the global layers': under kivi2, sliding-window layers
+    /// keep f16).
     pub fn kv_dtype(&self) -> Option<KvDType> {
-        self.caches.first().map(|c| c.dtype())
+        let global = self.caches.iter().find(|c| !c.options().ring);
+        global.or(self.caches.first()).map(|c| c.dtype())
     }
 
     /// Bytes of GPU memory all layers' KV caches take.
@@ -344,7 +346,12 @@ pub(crate) fn new_caches(
                     head_dim: cfg.head_dim,
                     capacity,
                     ring: ring && capacity == cfg.window.unwrap_or(0) as usize,
-                    dtype: kv,
+                    // kivi2 is for linear caches: a local layer's window (a few of its
+                    // groups) stays f16 (kv_dtype.rs).
+                    dtype: match kv {
+                        Some(KvDType::Kivi2) if ring => Some(KvDType::F16),
+                        kv => kv,
+                    },
                 },
             )
         })
