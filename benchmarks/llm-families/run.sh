@@ -14,7 +14,7 @@ out=${1:?usage: run.sh OUT [MODEL ...]}
 shift
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
 W=${WEBJIT:-./target/release/webjit}
-H=.cache/llm-headers
+H=${HEADERS:-.cache/llm-headers}
 LB=/tmp/llb/llama.cpp/build/bin/llama-bench
 models=("$@")
 [ ${#models[@]} -gt 0 ] || models=($(ls "$H"))

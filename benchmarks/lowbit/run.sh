@@ -8,6 +8,8 @@
 #   WEBJIT=target/release/webjit bash benchmarks/lowbit/run.sh OUT [FORMAT ...]
 #
 # Default checks on the shaders (what users get); WEBJIT_FLAGS=--unchecked for the other view.
+# PATHS="f32" skips the --int8 runs (the f32 sweep's space holds the int8 configs too, so its best
+# is the best of both); MIN_MS (default 30) is each config's minimum timing.
 set -u
 out=${1:?usage: run.sh OUT [FORMAT ...]}
 shift
@@ -19,10 +21,10 @@ mkdir -p "$out"
 printf '%-8s %6s %-5s %10s %9s %9s\n' format n path time_us of_same of_256mib
 for f in "${formats[@]}"; do
   for n in 4096 14336; do
-    for path in f32 int8; do
+    for path in ${PATHS:-f32 int8}; do
       flag=; [ $path = int8 ] && flag=--int8
       # shellcheck disable=SC2086
-      if "$W" bench qmatmul --format "$f" --m 1 --n "$n" --k 4096 --sweep $flag --min-ms 30 \
+      if "$W" bench qmatmul --format "$f" --m 1 --n "$n" --k 4096 --sweep $flag --min-ms "${MIN_MS:-30}" \
           --cold-mib 512 --json ${WEBJIT_FLAGS:-} >/tmp/lowbit.json 2>/tmp/lowbit.err; then
         python3 - "$f" "$n" "$path" "$out" <<'PY'
 import json, sys
