@@ -11,6 +11,7 @@ use clap::Args;
 use serde_json::json;
 use webjit_engine::jit::kernels::attention::AttentionConfig;
 use webjit_engine::jit::kernels::attention_decode::DecodeConfig;
+use webjit_engine::jit::kernels::kv_dtype::KIVI_G;
 use webjit_engine::jit::KernelSpec;
 use webjit_engine::ops::{self, AttentionOptions, DecodeOptions};
 use webjit_engine::{bench, DType, DeviceOptions, Engine, Error, KvCache, KvCacheOptions, Result};
@@ -46,8 +47,8 @@ pub struct AttentionArgs {
     decode: bool,
     #[arg(long, default_value_t = 32768, value_parser = at_least::<usize>(1))]
     cache_len: usize,
-    /// KV cache storage for --decode: f32, f16, q8_0 or q4_0 (default: f16 where the device
-    /// has shader-f16).
+    /// KV cache storage for --decode: f32, f16, q8_0, q4_0 or kivi2 (linear caches only: not
+    /// with --window) (default: f16 where the device has shader-f16).
     #[arg(long)]
     kv_dtype: Option<String>,
     /// Run one config by key (see --sweep for the keys); default: the heuristic default.
@@ -225,9 +226,17 @@ fn decode(e: &Engine, a: &AttentionArgs, kv_heads: usize, min: Duration) -> Resu
     }
     let visible = spec.kv_len as f64;
     let flops = 4.0 * d as f64 * visible * (b * a.heads) as f64;
-    // Bytes of the K and V rows read (quantized rows include their scales).
-    let row_bytes = 4 * cache.dtype().row_words(d as u64);
-    let bytes = 2.0 * visible * (b * kv_heads) as f64 * row_bytes as f64;
+    // Bytes of the K and V rows read (quantized rows include their scales; kivi2: 2-bit
+    // codes and per-group halves of the complete groups, f16 rows of the rest).
+    let heads = (b * kv_heads) as f64;
+    let bytes = if cache.dtype() == webjit_engine::kv_cache::KvDType::Kivi2 {
+        let full = (spec.kv_len / KIVI_G * KIVI_G) as f64;
+        let (d, vrow) = (d as f64, 4 * cache.dtype().row_words(d as u64));
+        let k = d / 4.0 + 4.0 * d / KIVI_G as f64;
+        heads * (full * (k + vrow as f64) + (visible - full) * 4.0 * d)
+    } else {
+        2.0 * visible * heads * (4 * cache.dtype().row_words(d as u64)) as f64
+    };
     let what = format!("decode ({} cache)", cache.dtype().name());
     Ok((results, flops, Some(bytes), what))
 }

@@ -380,7 +380,7 @@ export class Engine {
   /**
    * Streams a GGUF model into GPU memory. source: URL string | URL | File | Blob | Response |
    * ReadableStream | ArrayBuffer | typed array. opts: {onProgress, signal, cache: 'none' |
-   * 'cache-api' | 'opfs', maxContext, kvCache: 'f16' | 'f32' | 'q8_0' | 'q4_0', format: 'gguf'|'',
+   * 'cache-api' | 'opfs', maxContext, kvCache: 'f16' | 'f32' | 'q8_0' | 'q4_0' | 'kivi2', format: 'gguf'|'',
    * prompt | promptIds (prefilled layer by layer while the file streams in; then
    * generate(null, ...) continues from it)}.
    */
