@@ -315,7 +315,8 @@ fn generate_reports_why_it_stopped() {
 
 /// `--kv-cache` picks the format: the JSON names it and its size follows the layout (the f32
 /// cache's element count: q8_0 34 bytes and q4_0 18 bytes per 32, f16 2 bytes each; tiny-llama's
-/// head dim 64 makes whole pairs of blocks, so no scale word is half used).
+/// head dim 64 makes whole pairs of blocks, so no scale word is half used; kivi2 as
+/// shaders/kivi.wgsl lays it out).
 #[test]
 fn generate_kv_cache_modes_report_their_size() {
     let model = tiny_llama_path();
@@ -344,6 +345,11 @@ fn generate_kv_cache_modes_report_their_size() {
     assert_eq!(run("f16"), elems * 2);
     assert_eq!(run("q8_0"), elems / 32 * 34);
     assert_eq!(run("q4_0"), elems / 32 * 18);
+    // kivi2 (d 64, 64 slots) per layer and kv head: K one group of 9 words per channel
+    // (576), V 64 rows of 4 code words and one (scale, min) word (320), and each a 256-row
+    // f16 residual window (8192): 69120 bytes, more than f16 at so short a context.
+    let pairs = elems / (2 * 64 * 64);
+    assert_eq!(run("kivi2"), pairs * (576 + 320 + 2 * 8192) * 4);
 }
 
 #[test]
