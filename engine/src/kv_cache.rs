@@ -160,6 +160,10 @@ impl KvCache {
     /// Forgets the newest positions down to `len` (a no-op if it holds fewer). A ring may
     /// drop its newest position this way: the slot it overwrote held the position that just
     /// left the window, and re-appending that position writes the same slot again.
+    /// kivi2: a group that becomes incomplete again is read from the f16 residual window, which
+    /// holds the last 256 positions written, so rewinds of up to 128 positions (a
+    /// generation's steps run ahead) are exact; a deeper one would read rows the window no
+    /// longer holds.
     pub fn truncate(&mut self, len: usize) {
         self.len = self.len.min(len);
     }
