@@ -11,5 +11,6 @@ import { cases as origins } from './cases/origins.js';
 import { cases as openai } from './cases/openai.js';
 import { cases as types } from './cases/types.js';
 import { cases as kvCache } from './cases/kv_cache.js';
+import { cases as perplexity } from './cases/perplexity.js';
 
-export const cases = { ...ops, ...loads, ...models, ...families, ...faults, ...pkg, ...origins, ...openai, ...types, ...kvCache };
+export const cases = { ...ops, ...loads, ...models, ...families, ...faults, ...pkg, ...origins, ...openai, ...types, ...kvCache, ...perplexity };

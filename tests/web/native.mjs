@@ -100,3 +100,19 @@ export function chatParams() {
   const native = nativeGenerate(CHAT_FAMILY, { prompt: c.expected, maxTokens: STEPS });
   return { family: CHAT_FAMILY, template: t.name, messages: c.messages, expected: c.expected, steps: STEPS, context: CONTEXT, native };
 }
+
+/** Params of the `perplexity` case: the first 24 KB of the perplexity corpus (make models caches
+ *  it) and `webjit perplexity --json` on tiny-llama.gguf over it, ctx 64, 3 chunks. */
+export function perplexityParams() {
+  const corpus = path.join(process.env.WEBJIT_CACHE || path.join(process.env.HOME, '.cache', 'webjit'), 'corpus', 'sotu-2014-2016.txt');
+  if (!fs.existsSync(corpus)) throw new Error(`${corpus} is missing: run \`make models\``);
+  const text = fs.readFileSync(corpus, 'utf8').slice(0, 24000);
+  const file = path.join(process.env.TMPDIR || '/tmp', `webjit-ppl-${process.pid}.txt`);
+  fs.writeFileSync(file, text);
+  const model = path.join(modelDir(), 'tiny-llama.gguf');
+  const args = ['perplexity', '--model', model, '--text', file, '--ctx', '64', '--chunks', '3', '--json'];
+  const r = spawnSync(CLI, args, { encoding: 'utf8', timeout: 300000, env: { XDG_RUNTIME_DIR: '/tmp', ...process.env } });
+  fs.rmSync(file, { force: true });
+  if (r.status !== 0) throw new Error(`${CLI} ${args.join(' ')}: exit ${r.status}\n${(r.stderr || '').slice(-2000)}`);
+  return { text, ctx: 64, chunks: 3, native: JSON.parse(r.stdout.trim().split('\n').pop()) };
+}

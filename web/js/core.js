@@ -423,6 +423,20 @@ export class Core {
       return await m.logits(ids);
     });
   }
+  /**
+   * Perplexity of `text` computed as `webjit perplexity` and llama.cpp's llama-perplexity do
+   * (chunks of `ctx` tokens from an empty cache, BOS first, the second half of each scored);
+   * ctx.emit gets {type: 'perplexity', chunk} after each chunk. The conversation is reset.
+   */
+  perplexity({ id, text, ctx = 512, chunks = null }, { emit } = {}) {
+    const m = this.#handle(id, 'model').obj;
+    need(typeof text === 'string', `text must be a string, got ${typeof text}`);
+    need(Number.isInteger(ctx) && ctx >= 4, `ctx must be an integer >= 4, got ${ctx}`);
+    need(chunks === null || (Number.isInteger(chunks) && chunks >= 1), `chunks must be a positive integer or null, got ${chunks}`);
+    if (typeof m.perplexity !== 'function') throw new WebjitError(ErrorCode.INTERNAL, 'this wasm build has no TextModel.perplexity');
+    const onChunk = (json) => emit?.({ type: 'perplexity', chunk: parse(json) });
+    return this.#lock.run(async () => parse(await m.perplexity(text, ctx, chunks ?? undefined, onChunk)));
+  }
   next({ id }) {
     const m = this.#handle(id, 'model').obj;
     return this.#lock.run(async () => parse(await m.next()));
@@ -583,7 +597,7 @@ export class Core {
 
 const METHODS = new Set([
   'info', 'loadModel', 'loadEmbedder', 'modelInfo', 'tokenize', 'detokenize', 'chatPrompt', 'chatPromptIds', 'start', 'logits',
-  'next', 'stop', 'reset', 'embed', 'embedderTokenize', 'neighborhoodAttention', 'blockSparseAttention',
+  'perplexity', 'next', 'stop', 'reset', 'embed', 'embedderTokenize', 'neighborhoodAttention', 'blockSparseAttention',
   'denseAttention', 'tune', 'exportTuning', 'importTuning', 'releaseMemory', 'disposeHandle', 'dispose',
 ]);
 

@@ -34,6 +34,36 @@ export declare class WebjitError extends Error {
   constructor(code: string, message: string, extra?: object);
 }
 
+/** Progress of `TextModel.perplexity` after one chunk. */
+export interface PerplexityChunk {
+  /** 1-based. */
+  chunk: number;
+  chunks: number;
+  /** Seconds this chunk took. */
+  seconds: number;
+  /** Perplexity over the chunks so far. */
+  ppl: number;
+  /** Tokens scored so far. */
+  scored: number;
+}
+
+/** `TextModel.perplexity`'s result (the fields of `webjit perplexity --json`). */
+export interface PerplexityReport {
+  ppl: number;
+  /** llama.cpp's +/- estimate. */
+  ppl_err: number;
+  /** Mean negative log-likelihood, nats per token. */
+  mean_nll: number;
+  n_ctx: number;
+  chunks: number;
+  /** Tokens of the whole text, BOS included when the model adds it. */
+  text_tokens: number;
+  scored: number;
+  seconds: number;
+  /** Perplexity over the first 1, 2, ... chunks. */
+  running_ppl: number[];
+}
+
 export interface EngineOptions {
   powerPreference?: 'high-performance' | 'low-power';
   /** Run the engine in the package's Web Worker (default true where Worker exists). */
@@ -320,6 +350,12 @@ export declare class TextModel {
    * prompt afterwards. Rejects with BUSY while the model generates.
    */
   logits(prompt: string | ArrayLike<number>, opts?: { addBos?: boolean }): Promise<Float32Array>;
+  /**
+   * Perplexity of `text` as `webjit perplexity` and llama.cpp's llama-perplexity compute it
+   * (chunks of `ctx` tokens, default 512 and at most the model's maxContext; BOS first; the
+   * second half of each chunk scored). The text needs 2 x ctx tokens. Forgets the conversation.
+   */
+  perplexity(text: string, opts?: { ctx?: number; chunks?: number | null; onChunk?: (p: PerplexityChunk) => void }): Promise<PerplexityReport>;
   reset(): Promise<void>;
   /** Frees every GPU buffer of the model. */
   dispose(): Promise<void>;

@@ -92,6 +92,18 @@ export class TextModel extends Handle {
     const src = typeof prompt === 'string' ? prompt : Uint32Array.from(prompt);
     return this._call('logits', { prompt: src, addBos });
   }
+  /**
+   * Perplexity of `text` as `webjit perplexity` and llama.cpp's llama-perplexity compute it:
+   * chunks of `ctx` tokens (default 512; at most the model's maxContext), each from an empty
+   * cache with BOS first, the second half of each chunk scored. `chunks` caps the chunks
+   * (default: every whole chunk; the text needs 2 x ctx tokens). onChunk({chunk, chunks, seconds,
+   * ppl, scored}) after each chunk. Resolves to {ppl, ppl_err, mean_nll, n_ctx, chunks,
+   * text_tokens, scored, seconds, running_ppl}. Forgets the conversation.
+   */
+  perplexity(text, { ctx = 512, chunks = null, onChunk } = {}) {
+    if (this._busy) return Promise.reject(new WebjitError(ErrorCode.BUSY, 'this model is generating: finish or stop that first'));
+    return this._call('perplexity', { text, ctx, chunks }, { onEvent: (e) => e.type === 'perplexity' && onChunk?.(e.chunk) });
+  }
   /** Forgets the conversation (KV cache back to position 0). */
   reset() {
     return this._call('reset');

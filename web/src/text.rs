@@ -6,6 +6,7 @@ use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
 use webjit_engine::model::generate::{GenerateOptions, SampleSettings};
+use webjit_engine::model::perplexity;
 use webjit_engine::tokenizer::text::TextTokenizer;
 use webjit_engine::Engine;
 
@@ -251,6 +252,63 @@ impl WebTextModel {
             }
             let mut i = take(&inner, "the model is busy with a next() call")?;
             let r = prompt_logits(&mut i, &engine, &prompt_ids).await;
+            give_back(&inner, i);
+            r
+        })
+    }
+
+    /// Perplexity of `text` as `webjit perplexity` computes it (llama.cpp's llama-perplexity:
+    /// chunks of `n_ctx` tokens from an empty cache, BOS first, the second half of each scored).
+    /// `on_chunk` gets each chunk's progress as JSON. Resolves to the report as JSON. The
+    /// conversation is reset.
+    pub fn perplexity(
+        &self,
+        text: String,
+        n_ctx: usize,
+        max_chunks: Option<usize>,
+        on_chunk: Option<js_sys::Function>,
+    ) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        let engine = self.engine.clone();
+        let alive = self.alive.clone();
+        let tok = self.tok.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            if !*alive.borrow() {
+                return Err(js_err("DISPOSED", "the engine was disposed"));
+            }
+            let (tokens, bos) = perplexity::text_tokens(&tok, &text).map_err(js_error)?;
+            let opts = perplexity::PerplexityOptions { n_ctx, max_chunks };
+            let mut i = take(&inner, "the model is busy with a next() call")?;
+            i.running = None;
+            i.prefilled = None;
+            i.session.reset();
+            let max = i.session.decoder.max_context();
+            let r = if max < n_ctx {
+                Err(invalid(format!(
+                    "perplexity: ctx {n_ctx} is more than the {max} positions the model was loaded \
+                     with (loadModel's maxContext)"
+                )))
+            } else {
+                let clock = || now_ms() / 1e3;
+                let mut progress = |p: &perplexity::ChunkProgress| {
+                    if let Some(f) = &on_chunk {
+                        let v = serde_json::to_string(p).unwrap_or_default();
+                        let _ = f.call1(&JsValue::NULL, &v.into());
+                    }
+                };
+                perplexity::perplexity(
+                    &engine,
+                    &mut i.session.decoder,
+                    &tokens,
+                    bos,
+                    &opts,
+                    &clock,
+                    &mut progress,
+                )
+                .await
+                .map_err(js_error)
+                .map(|r| JsValue::from(serde_json::to_string(&r).unwrap_or_default()))
+            };
             give_back(&inner, i);
             r
         })
