@@ -52,6 +52,14 @@ export function kvCacheParams() {
   return { steps: STEPS, context: CONTEXT, native };
 }
 
+/** Params of the `kv_cache_kivi2` case: the native greedy run of tiny-llama.gguf with a kivi2
+ *  KV cache over a prompt of ~250 tokens (positions 128 and 256 complete groups). */
+export function kvCacheKiviParams() {
+  const prompt = Array(7).fill(PROMPT).join(' ');
+  const native = nativeGenerate('llama', { prompt, maxTokens: STEPS, kvCache: 'kivi2' });
+  return { steps: STEPS, context: CONTEXT, native };
+}
+
 /** The Jinja source of a family's template, as make_tiny_families.py writes it into the GGUF. */
 function templateSource(family) {
   return fs.readFileSync(path.join(ROOT, 'scripts', 'chat_templates', `${family}.jinja`), 'utf8');

@@ -18,7 +18,7 @@ import { CHROMIUM, WEBGPU_ARGS, chromiumArgs } from './chromium.mjs';
 import { modelDir, startServer } from './server.mjs';
 import { runViteCase } from './vite.mjs';
 import { compile as compileTypes } from './types.mjs';
-import { FAMILIES, chatParams, familyParams, kvCacheParams, perplexityParams } from './native.mjs';
+import { FAMILIES, chatParams, familyParams, kvCacheKiviParams, kvCacheParams, perplexityParams } from './native.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '../..');
@@ -64,6 +64,8 @@ const CASES = [
   ['family_chat', 'webgpu', chatParams],
   // tiny-llama with a q8_0 KV cache against the native CLI's --kv-cache q8_0.
   ['kv_cache_q8_0', 'webgpu', kvCacheParams],
+  // The same with kivi2 over a prompt that crosses its group boundaries.
+  ['kv_cache_kivi2', 'webgpu', kvCacheKiviParams],
   ['perplexity', 'webgpu', perplexityParams],
   ['openai_chat', 'webgpu'],
   ['openai_control', 'webgpu'],
