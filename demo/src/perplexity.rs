@@ -36,8 +36,14 @@ pub struct PerplexityArgs {
     pub chunks: Option<usize>,
     #[command(flatten)]
     pub kv: KvCacheArgs,
+    /// Score each chunk's second half token by token through the decode step (the KV cache read
+    /// as generation reads it) instead of as one prompt. Always on with --kv-cache kivi2, whose
+    /// prompts attend at full precision.
+    #[arg(long)]
+    pub score_by_decode: bool,
     /// Print one JSON object: ppl, ppl_err, mean_nll, n_ctx, chunks, text_tokens, scored,
-    /// seconds, running_ppl (after each chunk), kv_cache, model, text.
+    /// seconds, running_ppl (after each chunk), kv_cache, scoring (prompt or decode), model,
+    /// text.
     #[arg(long)]
     pub json: bool,
 }
@@ -75,6 +81,7 @@ pub fn run(args: PerplexityArgs) -> Result<()> {
     let opts = PerplexityOptions {
         n_ctx: args.ctx,
         max_chunks: args.chunks,
+        score_by_decode: args.score_by_decode,
     };
     let n_chunks = chunks(tokens.len(), &opts, context)?;
     let per_chunk = args.ctx - args.ctx / 2 - 1;
@@ -116,13 +123,14 @@ pub fn run(args: PerplexityArgs) -> Result<()> {
                 "scored": r.scored,
                 "seconds": r.seconds,
                 "running_ppl": r.running_ppl,
+                "scoring": r.scoring,
                 "kv_cache": m.session.decoder.kv_dtype().map(|t| t.name()),
             })
         );
     } else {
         println!(
-            "PPL = {:.4} +/- {:.5} ({} chunks of {} tokens, {} tokens scored, {kv}, {:.1} s)",
-            r.ppl, r.ppl_err, r.chunks, r.n_ctx, r.scored, r.seconds
+            "PPL = {:.4} +/- {:.5} ({} chunks of {} tokens, {} tokens scored as {}, {kv}, {:.1} s)",
+            r.ppl, r.ppl_err, r.chunks, r.n_ctx, r.scored, r.scoring, r.seconds
         );
     }
     Ok(())

@@ -11,6 +11,7 @@
 use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
+use webjit_engine::jit::kernels::kv_dtype::KvDType;
 use webjit_engine::loader::FileSource;
 use webjit_engine::model::decoder::Decoder;
 use webjit_engine::model::perplexity::{
@@ -109,6 +110,7 @@ fn gemma_perplexity_matches_f64_and_is_within_1_percent_of_llama_cpp() {
     let opts = PerplexityOptions {
         n_ctx: TEST_CTX,
         max_chunks: Some(TEST_CHUNKS),
+        score_by_decode: false,
     };
     let mut seen = Vec::new();
     let mut progress = |p: &ChunkProgress| {
@@ -150,7 +152,11 @@ fn gemma_perplexity_matches_f64_and_is_within_1_percent_of_llama_cpp() {
 #[test]
 fn bad_contexts_and_texts_are_refused_with_what_is_allowed() {
     let tok = tokenizer();
-    let opts = |n_ctx, max_chunks| PerplexityOptions { n_ctx, max_chunks };
+    let opts = |n_ctx, max_chunks| PerplexityOptions {
+        n_ctx,
+        max_chunks,
+        score_by_decode: false,
+    };
     let detail = |e: Error| match e {
         Error::InvalidArgument {
             op: "perplexity",
@@ -171,4 +177,59 @@ fn bad_contexts_and_texts_are_refused_with_what_is_allowed() {
     assert_eq!(chunks(10_000, &opts(512, None), 32_768).ok(), Some(19));
     assert_eq!(chunks(10_000, &opts(512, Some(4)), 32_768).ok(), Some(4));
     assert_eq!(chunks(10_000, &opts(512, Some(40)), 32_768).ok(), Some(19));
+}
+
+/// The scored half run token by token through the decode step (`score_by_decode`, always on for
+/// kivi2) on tiny-llama3 (random weights, 512-token context) over one 512-token chunk:
+/// - with the default cache it gives the figure of the one-prompt scoring (the same model,
+///   the cache read by decode attention instead of the prompt's own rows);
+/// - with kivi2 the run is scored by decode even when not asked, and differs from the f16
+///   figure: groups of 128 positions leave the 256-position full-precision window from position
+///   384 on, so the last scored tokens attend 2-bit keys and values.
+#[test]
+fn decode_scoring_equals_prompt_scoring_and_kivi2_reads_its_quantized_groups() {
+    let model = require_model("tiny-llama3.gguf");
+    let header = {
+        let mut src = FileSource::open(&model).expect("open");
+        webjit_engine::loader::read_header(&mut src).expect("header")
+    };
+    let tok = TextTokenizer::from_gguf(&header.metadata).expect("tokenizer");
+    let (ids, bos) = text_tokens(&tok, &text()).expect("tokens");
+    let run = |kv: Option<KvDType>, score_by_decode: bool| {
+        let mut src = FileSource::open(&model).expect("open model");
+        let (_, mut dec) =
+            Decoder::load_with_kv(engine(), &mut src, Some(512), kv).expect("load tiny-llama3");
+        let opts = PerplexityOptions {
+            n_ctx: 512,
+            max_chunks: Some(1),
+            score_by_decode,
+        };
+        perplexity_blocking(engine(), &mut dec, &ids, bos, &opts, &mut |_| {}).expect("ppl")
+    };
+    let prompt = run(None, false);
+    let decode = run(None, true);
+    let kivi = run(Some(KvDType::Kivi2), false);
+    eprintln!(
+        "tiny-llama3, 1 chunk of 512: prompt {:.6e}, decode {:.6e}, kivi2 {:.6e}",
+        prompt.ppl, decode.ppl, kivi.ppl
+    );
+    assert_eq!(
+        (prompt.scoring, decode.scoring, kivi.scoring),
+        ("prompt", "decode", "decode")
+    );
+    assert_eq!(decode.scored, prompt.scored);
+    let rel = (decode.mean_nll - prompt.mean_nll).abs() / prompt.mean_nll;
+    assert!(
+        rel < 1e-4,
+        "decode-scored NLL {} vs prompt-scored {}",
+        decode.mean_nll,
+        prompt.mean_nll
+    );
+    let moved = (kivi.mean_nll - decode.mean_nll).abs() / decode.mean_nll;
+    assert!(
+        moved > 1e-4 && kivi.ppl.is_finite(),
+        "kivi2 NLL {} vs f16 decode-scored {}: the 2-bit groups were not read",
+        kivi.mean_nll,
+        decode.mean_nll
+    );
 }

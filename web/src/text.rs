@@ -277,7 +277,11 @@ impl WebTextModel {
                 return Err(js_err("DISPOSED", "the engine was disposed"));
             }
             let (tokens, bos) = perplexity::text_tokens(&tok, &text).map_err(js_error)?;
-            let opts = perplexity::PerplexityOptions { n_ctx, max_chunks };
+            let opts = perplexity::PerplexityOptions {
+                n_ctx,
+                max_chunks,
+                score_by_decode: false,
+            };
             let mut i = take(&inner, "the model is busy with a next() call")?;
             i.running = None;
             i.prefilled = None;

@@ -22,6 +22,7 @@
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::jit::kernels::kv_dtype::KvDType;
 use crate::model::decoder::Decoder;
 use crate::ops;
 use crate::tensor::{DType, Tensor};
@@ -44,6 +45,11 @@ pub struct PerplexityOptions {
     pub n_ctx: usize,
     /// Score at most this many chunks (llama.cpp's `--chunks`); all whole chunks when `None`.
     pub max_chunks: Option<usize>,
+    /// Run each chunk's scored half token by token through the decode step, which reads the
+    /// KV cache as generation does, instead of as one prompt. Always on for a kivi2 cache,
+    /// whose prompts attend their own rows at full precision (as the KIVI paper's prefill
+    /// does): scored as one prompt, kivi2 would give exactly the f16 figure.
+    pub score_by_decode: bool,
 }
 
 /// Where a run stands after one chunk.
@@ -76,6 +82,9 @@ pub struct PerplexityReport {
     pub seconds: f64,
     /// Perplexity over the first 1, 2, ... chunks (llama.cpp prints these as `[i]ppl`).
     pub running_ppl: Vec<f64>,
+    /// How the scored halves ran: "prompt" (one prefill a chunk, llama.cpp's way) or "decode"
+    /// (token by token; see `PerplexityOptions::score_by_decode`).
+    pub scoring: &'static str,
 }
 
 /// The text as llama.cpp's perplexity tool tokenizes it, and the BOS id that starts each chunk
@@ -143,6 +152,7 @@ pub async fn perplexity(
         });
     }
     let first = n_ctx / 2;
+    let by_decode = opts.score_by_decode || dec.kv_dtype() == Some(KvDType::Kivi2);
     let t_start = clock();
     let (mut nll, mut nll2, mut count) = (0.0f64, 0.0f64, 0usize);
     let mut running = Vec::with_capacity(n_chunks);
@@ -154,7 +164,12 @@ pub async fn perplexity(
         if let Some(b) = bos {
             chunk[0] = b;
         }
-        for v in chunk_nll(engine, dec, &chunk, first).await? {
+        let nlls = if by_decode {
+            chunk_nll_decode(engine, dec, &chunk, first).await?
+        } else {
+            chunk_nll(engine, dec, &chunk, first).await?
+        };
+        for v in nlls {
             nll += v;
             nll2 += v * v;
             count += 1;
@@ -187,6 +202,7 @@ pub async fn perplexity(
         scored: count,
         seconds: clock() - t_start,
         running_ppl: running,
+        scoring: if by_decode { "decode" } else { "prompt" },
     })
 }
 
@@ -256,6 +272,48 @@ async fn chunk_nll(
         } else {
             let target = chunk[first + r + 1] as usize;
             row_nll(engine, dec, &hidden, first + r, target).await?
+        };
+        out.push(v);
+    }
+    Ok(out)
+}
+
+/// As `chunk_nll`, with the scored half run token by token: the first `first + 1` ids as one
+/// prompt, then one decode step per scored id (a submit and a 4-byte readback each).
+async fn chunk_nll_decode(
+    engine: &Engine,
+    dec: &mut Decoder,
+    chunk: &[u32],
+    first: usize,
+) -> Result<Vec<f64>> {
+    let n = chunk.len() - 1 - first;
+    dec.reset();
+    let mut out = Vec::with_capacity(n);
+    for j in 0..n {
+        let mut rec = engine.recorder();
+        // The hidden state whose next token is chunk[first + j + 1], and its row.
+        let (hidden, row) = if j == 0 {
+            (dec.forward_hidden(&mut rec, &chunk[..=first])?, first)
+        } else {
+            let at = first + j;
+            (dec.forward_hidden_at(&mut rec, &chunk[at..=at])?, 0)
+        };
+        let target = chunk[first + j + 1] as usize;
+        let logits = dec.logits_of_rows(&mut rec, &hidden, row, 1)?;
+        let p = ops::softmax(&logits).record(&mut rec)?;
+        let prob = rec.empty(&[1], DType::F32)?;
+        rec.copy(
+            &p.segments()[0].buffer,
+            (target * 4) as u64,
+            &prob.segments()[0].buffer,
+            0,
+            4,
+        );
+        let bytes = engine.submit_and_read(rec, &prob).await?;
+        let pr: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
+        let v = match pr.first() {
+            Some(&pr) if pr.is_finite() && pr >= f32::MIN_POSITIVE => -(pr as f64).ln(),
+            _ => row_nll(engine, dec, &hidden, row, target).await?,
         };
         out.push(v);
     }

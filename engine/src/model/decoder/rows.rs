@@ -13,8 +13,6 @@ impl Decoder {
     /// through every block and returns the last block's output for every position,
     /// [T, d_model], before the output norm.
     pub fn forward_hidden(&mut self, rec: &mut Recorder, tokens: &[u32]) -> Result<Tensor> {
-        ops::check_ids("forward", tokens, self.cfg.vocab)?;
-        let t = tokens.len();
         if self.position() != 0 {
             return Err(Error::InvalidArgument {
                 op: "forward",
@@ -25,8 +23,17 @@ impl Decoder {
                 ),
             });
         }
-        self.check_room(0, t)?;
-        let mut step = Step::new((0..t as u32).collect());
+        self.forward_hidden_at(rec, tokens)
+    }
+
+    /// As `forward_hidden`, from the next position of the cached context: one token runs the
+    /// decode step's attention, which reads the KV cache as generation does (a kivi2 cache's
+    /// quantized groups included).
+    pub fn forward_hidden_at(&mut self, rec: &mut Recorder, tokens: &[u32]) -> Result<Tensor> {
+        ops::check_ids("forward", tokens, self.cfg.vocab)?;
+        let (pos, t) = (self.position(), tokens.len());
+        self.check_room(pos, t)?;
+        let mut step = Step::new((pos as u32..(pos + t) as u32).collect());
         let mut x = BlockInput::new(embed(
             rec,
             &self.cfg,
