@@ -72,7 +72,7 @@ if [ "${WEBJIT_WASM_OPT:-1}" != 0 ]; then
   log "wasm-opt -O3: $before -> $after bytes"
 fi
 
-cp web/js/*.js web/js/index.d.ts "$STAGE/"
+cp web/js/*.js web/js/*.d.ts "$STAGE/"
 cp web/README.md "$STAGE/README.md"
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 LICENSE=$(sed -n 's/^license = "\(.*\)"/\1/p' Cargo.toml | head -1)

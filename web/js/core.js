@@ -5,7 +5,7 @@
 
 import initWasm, * as wasm from './wasm/webjit_web.js';
 import { ErrorCode, WebjitError, abortedError, toWebjitError } from './errors.js';
-import { openSource, readAll } from './source.js';
+import { openSource, readAll, transferables } from './source.js';
 import { loadTuning, saveTuning } from './tuning-store.js';
 import { loadWasm } from './wasm-fetch.js';
 
@@ -423,19 +423,12 @@ export class Core {
       return await m.logits(ids);
     });
   }
-  /**
-   * Perplexity of `text` computed as `webjit perplexity` and llama.cpp's llama-perplexity do
-   * (chunks of `ctx` tokens from an empty cache, BOS first, the second half of each scored);
-   * ctx.emit gets {type: 'perplexity', chunk} after each chunk. The conversation is reset.
-   */
+  /** llama-perplexity's method (TextModel.perplexity); ctx.emit gets {type: 'perplexity', chunk} per chunk. */
   perplexity({ id, text, ctx = 512, chunks = null }, { emit } = {}) {
     const m = this.#handle(id, 'model').obj;
-    need(typeof text === 'string', `text must be a string, got ${typeof text}`);
-    need(Number.isInteger(ctx) && ctx >= 4, `ctx must be an integer >= 4, got ${ctx}`);
-    need(chunks === null || (Number.isInteger(chunks) && chunks >= 1), `chunks must be a positive integer or null, got ${chunks}`);
-    if (typeof m.perplexity !== 'function') throw new WebjitError(ErrorCode.INTERNAL, 'this wasm build has no TextModel.perplexity');
-    const onChunk = (json) => emit?.({ type: 'perplexity', chunk: parse(json) });
-    return this.#lock.run(async () => parse(await m.perplexity(text, ctx, chunks ?? undefined, onChunk)));
+    need(typeof text === 'string' && Number.isInteger(ctx) && ctx >= 4 && (chunks === null || (Number.isInteger(chunks) && chunks >= 1)),
+      `perplexity: text must be a string (got ${typeof text}), ctx an integer >= 4 (got ${ctx}), chunks a positive integer or null (got ${chunks})`);
+    return this.#lock.run(async () => parse(await m.perplexity(text, ctx, chunks ?? undefined, (j) => emit?.({ type: 'perplexity', chunk: parse(j) }))));
   }
   next({ id }) {
     const m = this.#handle(id, 'model').obj;
@@ -600,14 +593,3 @@ const METHODS = new Set([
   'perplexity', 'next', 'stop', 'reset', 'embed', 'embedderTokenize', 'neighborhoodAttention', 'blockSparseAttention',
   'denseAttention', 'tune', 'exportTuning', 'importTuning', 'releaseMemory', 'disposeHandle', 'dispose',
 ]);
-
-/** Typed-array buffers in a result (moved, not copied, to the main thread). */
-function transferables(v, out = [], depth = 0) {
-  if (!v || typeof v !== 'object' || depth > 3) return out;
-  if (ArrayBuffer.isView(v)) {
-    if (!out.includes(v.buffer) && v.buffer instanceof ArrayBuffer) out.push(v.buffer);
-    return out;
-  }
-  for (const x of Object.values(v)) transferables(x, out, depth + 1);
-  return out;
-}

@@ -284,3 +284,14 @@ async function readChunks(chunks, meta, maxBytes) {
   if (!buf) return new Uint8Array(0);
   return n === buf.byteLength ? buf : buf.slice(0, n);
 }
+
+/** Typed-array buffers in a result (moved, not copied, to the main thread). */
+export function transferables(v, out = [], depth = 0) {
+  if (!v || typeof v !== 'object' || depth > 3) return out;
+  if (ArrayBuffer.isView(v)) {
+    if (!out.includes(v.buffer) && v.buffer instanceof ArrayBuffer) out.push(v.buffer);
+    return out;
+  }
+  for (const x of Object.values(v)) transferables(x, out, depth + 1);
+  return out;
+}
