@@ -245,7 +245,7 @@ pub fn llama_steps(r: &PromptRef, d: &LlamaDeviation) -> usize {
         .map_or(r.greedy.len(), |i| i + 1)
 }
 
-/// One prompt against both references (tests/families.rs's rule, for callers outside it):
+/// One prompt against both references (the rule of tests/families.rs and quant_gemma_lowbit.rs):
 /// prefill, the last logits against f64 (tightly) and llama.cpp (golden rule widened by
 /// llama.cpp's measured distance from f64), then greedy decoding through the GPU sampler for as
 /// many steps as either reference compares. Ok = a summary with a line per allowance used.

@@ -20,15 +20,10 @@
 use webjit_engine::loader::{FileSource, MemSource, MetaValue};
 use webjit_engine::model::decoder::Decoder;
 use webjit_engine::model::generate::Session;
-use webjit_engine::Engine;
 use webjit_tests::f64_refs::{
-    check_f64_greedy, check_f64_last, f64_refs_file, f64_steps, family_f64_refs, F64Ref,
-    LlamaDeviation,
+    check_f64_greedy, check_f64_last, f64_refs_file, f64_steps, family_f64_refs, golden_check_f64,
 };
-use webjit_tests::gemma_refs::{
-    check_greedy_allowing, check_last_logits_allowing, family_prompt_refs, read_gguf_header,
-    read_json, top_k, PromptRef, GREEDY,
-};
+use webjit_tests::gemma_refs::{family_prompt_refs, read_gguf_header, read_json, GREEDY};
 use webjit_tests::loader_fixtures::{GgufBuilder, Kv};
 use webjit_tests::{engine, file_sha256, require_model, Rand};
 
@@ -100,68 +95,12 @@ fn golden(family: &str) {
             d.last_nmse,
             d.steps.iter().map(|s| s.max_abs_rank5).fold(0.0, f32::max)
         );
-        match check_prompt(e, &mut s, r, f) {
+        match golden_check_f64(e, &mut s, r, f) {
             Ok(m) => eprintln!("{family} {m}"),
             Err(m) => failures.push(format!("{family} {m}")),
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
-}
-
-/// Steps of the llama.cpp comparison: up to and including llama.cpp's first near tie or first
-/// token that is not f64's argmax on its context.
-fn llama_steps(r: &PromptRef, d: &LlamaDeviation) -> usize {
-    r.greedy
-        .iter()
-        .zip(&d.steps)
-        .position(|(g, s)| g.gap < 0.3 || s.f64_id != g.id)
-        .map_or(r.greedy.len(), |i| i + 1)
-}
-
-/// One prompt: prefill, the last logits against f64 and llama.cpp, then greedy decoding
-/// through the GPU sampler for as many steps as either reference compares.
-fn check_prompt(e: &Engine, s: &mut Session, r: &PromptRef, f: &F64Ref) -> Result<String, String> {
-    let name = &r.name;
-    s.reset();
-    let step = s
-        .step(e, &r.prompt_ids, &GREEDY)
-        .map_err(|err| format!("{name}: prefill: {} {err}", err.code()))?;
-    let logits = e
-        .read_f32(&step.logits)
-        .map_err(|err| format!("{name}: read logits: {err}"))?;
-    let last_worst = check_f64_last(&logits, f)?;
-    let mut notes = check_last_logits_allowing(&logits, r, Some(&f.llama_cpp))?;
-    // The sampler's report must be the true top of these logits.
-    let top5 = top_k(&logits, 5);
-    if step.result.top != top5 {
-        return Err(format!(
-            "{name}: sampler top-5 {:?}, logits' top-5 {top5:?}",
-            step.result.top
-        ));
-    }
-    let n = f64_steps(f).max(llama_steps(r, &f.llama_cpp));
-    let mut ours = vec![(step.result.token, step.result.top.clone())];
-    while ours.len() < n {
-        let last = ours[ours.len() - 1].0;
-        let res = s
-            .step(e, &[last], &GREEDY)
-            .map_err(|err| format!("{name}: decode step {}: {} {err}", ours.len(), err.code()))?
-            .result;
-        ours.push((res.token, res.top));
-    }
-    let (n_f64, step_worst) = check_f64_greedy(&ours, f)?;
-    let (n_llama, more) = check_greedy_allowing(&ours, r, Some(&f.llama_cpp))?;
-    notes.extend(more);
-    let mut msg = format!(
-        "{name}: {} prompt tokens; vs f64: last top-10 within {last_worst:.1e}, {n_f64} greedy \
-         steps (top-5 within {step_worst:.1e}); vs llama.cpp: last logits and {n_llama} greedy \
-         steps agree",
-        r.prompt_ids.len()
-    );
-    for n in notes {
-        msg.push_str(&format!("\n  allowance: {n}"));
-    }
-    Ok(msg)
 }
 
 #[test]
