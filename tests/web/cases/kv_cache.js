@@ -12,6 +12,26 @@ const LOGIT_TOL = 0.05;
 const LOGIT_RTOL = 2e-3;
 const GAP = 0.05;
 
+/** Greedy steps of `m` from the native run's prompt ids, each step's ids and top logits against
+ *  the native run's, up to its first near tie. */
+async function greedyAsNative(m, p) {
+  const toks = await collect(m.generateTokens(p.native.prompt_tokens, { maxTokens: p.steps }));
+  if (toks.length !== p.native.tokens.length) fail(`${toks.length} tokens, native ${p.native.tokens.length}`);
+  let compared = 0;
+  for (let s = 0; s < toks.length; s++) {
+    const top = p.native.top_logits[s];
+    const tol = Math.max(LOGIT_TOL, LOGIT_RTOL * Math.abs(top[0][1]));
+    top.forEach(([, wl], k) => {
+      const got = toks[s].top[k];
+      if (!(got && Math.abs(got[1] - wl) <= tol)) fail(`step ${s}: rank-${k} logit ${got && got[1]} vs native ${wl}`);
+    });
+    if (toks[s].id !== p.native.tokens[s]) fail(`step ${s}: token ${toks[s].id}, native ${p.native.tokens[s]}`);
+    compared++;
+    if (top[0][1] - top[1][1] < GAP) break;
+  }
+  return { toks, compared };
+}
+
 export const cases = {
   async kv_cache_q8_0({ log, params: p }) {
     if (p.native.kv_cache !== 'q8_0') fail(`native run: kv_cache ${p.native.kv_cache}, want q8_0`);
@@ -28,20 +48,7 @@ export const cases = {
       const want = i.n_layers * 2 * i.max_context * i.n_kv_heads * row;
       if (i.kv_cache_bytes !== want) fail(`info.kv_cache_bytes ${i.kv_cache_bytes}, the q8_0 layout takes ${want}`);
       if (i.kv_cache_bytes !== p.native.kv_cache_bytes) fail(`info.kv_cache_bytes ${i.kv_cache_bytes}, native ${p.native.kv_cache_bytes}`);
-      const toks = await collect(m.generateTokens(p.native.prompt_tokens, { maxTokens: p.steps }));
-      if (toks.length !== p.native.tokens.length) fail(`${toks.length} tokens, native ${p.native.tokens.length}`);
-      let compared = 0;
-      for (let s = 0; s < toks.length; s++) {
-        const top = p.native.top_logits[s];
-        const tol = Math.max(LOGIT_TOL, LOGIT_RTOL * Math.abs(top[0][1]));
-        top.forEach(([, wl], k) => {
-          const got = toks[s].top[k];
-          if (!(got && Math.abs(got[1] - wl) <= tol)) fail(`step ${s}: rank-${k} logit ${got && got[1]} vs native ${wl}`);
-        });
-        if (toks[s].id !== p.native.tokens[s]) fail(`step ${s}: token ${toks[s].id}, native ${p.native.tokens[s]}`);
-        compared++;
-        if (top[0][1] - top[1][1] < GAP) break;
-      }
+      const { toks, compared } = await greedyAsNative(m, p);
       log(`  q8_0 KV cache of ${i.kv_cache_bytes} bytes; ${compared} of ${toks.length} greedy steps = native --kv-cache q8_0`);
       await m.dispose();
     } finally {
@@ -67,20 +74,7 @@ export const cases = {
       if (i.kv_cache_bytes !== want) fail(`info.kv_cache_bytes ${i.kv_cache_bytes}, the kivi2 layout takes ${want}`);
       if (i.kv_cache_bytes !== p.native.kv_cache_bytes) fail(`info.kv_cache_bytes ${i.kv_cache_bytes}, native ${p.native.kv_cache_bytes}`);
       if (p.native.prompt_tokens.length + p.steps < 257) fail(`prompt of ${p.native.prompt_tokens.length} tokens does not reach position 256`);
-      const toks = await collect(m.generateTokens(p.native.prompt_tokens, { maxTokens: p.steps }));
-      if (toks.length !== p.native.tokens.length) fail(`${toks.length} tokens, native ${p.native.tokens.length}`);
-      let compared = 0;
-      for (let s = 0; s < toks.length; s++) {
-        const top = p.native.top_logits[s];
-        const tol = Math.max(LOGIT_TOL, LOGIT_RTOL * Math.abs(top[0][1]));
-        top.forEach(([, wl], k) => {
-          const got = toks[s].top[k];
-          if (!(got && Math.abs(got[1] - wl) <= tol)) fail(`step ${s}: rank-${k} logit ${got && got[1]} vs native ${wl}`);
-        });
-        if (toks[s].id !== p.native.tokens[s]) fail(`step ${s}: token ${toks[s].id}, native ${p.native.tokens[s]}`);
-        compared++;
-        if (top[0][1] - top[1][1] < GAP) break;
-      }
+      const { toks, compared } = await greedyAsNative(m, p);
       log(`  kivi2 KV cache of ${i.kv_cache_bytes} bytes; ${compared} of ${toks.length} greedy steps = native --kv-cache kivi2`);
       await m.dispose();
     } finally {
