@@ -114,6 +114,22 @@ fn floats(v: &serde_json::Value) -> Vec<f32> {
         .collect()
 }
 
+/// KL divergence KL(p || q) of the softmaxes of two logit rows (f64).
+pub fn kl(p: &[f32], q: &[f32]) -> f64 {
+    let lse = |x: &[f32]| {
+        let m = x.iter().fold(f32::MIN, |a, &b| a.max(b)) as f64;
+        m + x.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln()
+    };
+    let (lp, lq) = (lse(p), lse(q));
+    p.iter()
+        .zip(q)
+        .map(|(&a, &b)| {
+            let la = a as f64 - lp;
+            la.exp() * (la - (b as f64 - lq))
+        })
+        .sum()
+}
+
 /// The `k` largest `(id, logit)`, ties to the lower id (as numpy's stable argsort).
 pub fn top_k(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
     let order = |a: &u32, b: &u32| {

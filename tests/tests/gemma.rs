@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use webjit_engine::loader::FileSource;
 use webjit_engine::model::decoder::Decoder;
 use webjit_engine::model::generate::Session;
-use webjit_tests::gemma_refs::{gemma_prompt_refs, run_golden, GEMMA_MODEL};
+use webjit_tests::gemma_refs::{gemma_prompt_refs, kl, run_golden, GEMMA_MODEL};
 use webjit_tests::{engine, require_model};
 
 /// One loaded model for the whole file; tests take turns.
@@ -123,22 +123,6 @@ fn streaming_prefill_matches_and_runs_during_the_load() {
     );
     assert_eq!(dec.position(), r.prompt_ids.len());
     assert_eq!(e.read_f32(&logits).expect("read"), want);
-}
-
-/// KL divergence KL(p || q) of the softmaxes of two logit rows (f64).
-fn kl(p: &[f32], q: &[f32]) -> f64 {
-    let lse = |x: &[f32]| {
-        let m = x.iter().fold(f32::MIN, |a, &b| a.max(b)) as f64;
-        m + x.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln()
-    };
-    let (lp, lq) = (lse(p), lse(q));
-    p.iter()
-        .zip(q)
-        .map(|(&a, &b)| {
-            let la = a as f64 - lp;
-            la.exp() * (la - (b as f64 - lq))
-        })
-        .sum()
 }
 
 /// Quantized KV caches (q8_0, q4_0) against the default cache (f16, or f32 without

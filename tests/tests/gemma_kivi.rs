@@ -9,24 +9,8 @@ use webjit_engine::kv_cache::KvDType;
 use webjit_engine::loader::FileSource;
 use webjit_engine::model::decoder::Decoder;
 use webjit_engine::model::generate::Session;
-use webjit_tests::gemma_refs::{gemma_prompt_refs, GEMMA_MODEL, GREEDY};
+use webjit_tests::gemma_refs::{gemma_prompt_refs, kl, GEMMA_MODEL, GREEDY};
 use webjit_tests::{engine, require_model};
-
-/// KL divergence KL(p || q) of the softmaxes of two logit rows (f64).
-fn kl(p: &[f32], q: &[f32]) -> f64 {
-    let lse = |x: &[f32]| {
-        let m = x.iter().fold(f32::MIN, |a, &b| a.max(b)) as f64;
-        m + x.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln()
-    };
-    let (lp, lq) = (lse(p), lse(q));
-    p.iter()
-        .zip(q)
-        .map(|(&a, &b)| {
-            let la = a as f64 - lp;
-            la.exp() * (la - (b as f64 - lq))
-        })
-        .sum()
-}
 
 const PREFILL: usize = 250;
 const STEPS: usize = 12;
