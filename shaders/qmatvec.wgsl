@@ -39,6 +39,7 @@ const WG: u32 = {{WG}}u;
 const R: u32 = {{R}}u;
 const M: u32 = {{M}}u;
 const G: u32 = {{G}}u;
+const U: u32 = {{U}}u; // vec4s of weights per deqv call (2: 8 weights decoded together)
 alias V = {{V}};
 
 {{DEQ}}
@@ -54,17 +55,22 @@ fn main(@builtin(local_invocation_index) lid: u32,
     let row0 = {{ROW0}};
     let k4n = p.k / 4u;
     var acc: array<f32, R * M * G>; // [G, R, M]
-    for (var k4 = {{K0}}; k4 < k4n; k4 += {{KSTEP}}) {
+    // kv walks steps of U vec4s (K is a whole number of blocks, so of steps).
+    for (var kv = {{K0}}; kv < k4n / U; kv += {{KSTEP}}) {
         // V is vec4<f32>, or vec4<f16> on the f16 path (products in f16, sums in f32).
-        var xv: array<V, M>;
+        var xv: array<V, M * U>; // [M, U]
         for (var m = 0u; m < M; m++) {
-            xv[m] = V(x[m * k4n + k4]);
+            for (var u = 0u; u < U; u++) {
+                xv[m * U + u] = V(x[m * k4n + kv * U + u]);
+            }
         }
         for (var r = 0u; r < R; r++) {
             let row = min(row0 + r, p.rows - 1u); // tail rows recompute the last row, unwritten
 {{LOAD_W}}
             for (var m = 0u; m < M; m++) {
-                acc[r * M + m] += f32(dot(wv, xv[m]));
+                for (var u = 0u; u < U; u++) {
+                    acc[r * M + m] += f32(dot(V(wv[u]), xv[m * U + u]));
+                }
             }
 {{ACC2}}
         }
@@ -143,9 +149,11 @@ fn silu(v: f32) -> f32 {
 }
 
 //! section gate_acc
-            let wv2 = V(deq4_2(row * p.row_words, k4));
+            let wv2 = deqv_2(row * p.row_words, kv);
             for (var m = 0u; m < M; m++) {
-                acc[(R + r) * M + m] += f32(dot(wv2, xv[m]));
+                for (var u = 0u; u < U; u++) {
+                    acc[(R + r) * M + m] += f32(dot(V(wv2[u]), xv[m * U + u]));
+                }
             }
 
 //! section gate_t2_subgroup
@@ -166,22 +174,22 @@ fn silu(v: f32) -> f32 {
 @group(0) @binding(5) var<storage, read> w3: array<u32>;          // [rows of part 3, row_words] the third stacked weight
 
 //! section load_w
-            let wv = V(deq4(row * p.row_words, k4));
+            let wv = deqv(row * p.row_words, kv);
 
 //! section load_w_stacked2
-            var wv: V;
+            var wv: array<vec4<f32>, U>;
             if (row < p.part1) {
-                wv = V(deq4(row * p.row_words, k4));
+                wv = deqv(row * p.row_words, kv);
             } else {
-                wv = V(deq4_2((row - p.part1) * p.row_words, k4));
+                wv = deqv_2((row - p.part1) * p.row_words, kv);
             }
 
 //! section load_w_stacked3
-            var wv: V;
+            var wv: array<vec4<f32>, U>;
             if (row < p.part1) {
-                wv = V(deq4(row * p.row_words, k4));
+                wv = deqv(row * p.row_words, kv);
             } else if (row < p.part2) {
-                wv = V(deq4_2((row - p.part1) * p.row_words, k4));
+                wv = deqv_2((row - p.part1) * p.row_words, kv);
             } else {
-                wv = V(deq4_3((row - p.part2) * p.row_words, k4));
+                wv = deqv_3((row - p.part2) * p.row_words, kv);
             }

@@ -310,9 +310,15 @@ fn ksigns{{S}}(i: u32) -> u32 {
     return i | ((countOneBits(i) & 1u) << 7u);
 }
 
-// v negated where bit j of s is set.
-fn signs4{{S}}(v: vec4<f32>, s: u32) -> vec4<f32> {
-    return select(v, -v, ((vec4<u32>(s) >> vec4<u32>(0u, 1u, 2u, 3u)) & vec4<u32>(1u)) != vec4<u32>(0u));
+// The 4 grid bytes of word `at`, byte j negated where bit j of s is set, as f32. Integer work
+// on the whole word instead of a select per value: the multiply spreads bits 0-3 of s to bit 0
+// of bytes 0-3 (the shifted copies of the 4 bits never overlap), a negated byte is its two's
+// complement (~g + 1: no signed format has a zero grid value, so no carry leaves a byte), and
+// the shifts sign-extend each byte. Exact: db * -g is -(db * g) in IEEE arithmetic.
+fn grid_signed{{S}}(at: u32, s: u32) -> vec4<f32> {
+    let neg = ((s & 0xfu) * 0x00204081u) & 0x01010101u;
+    let w = (grid[at] ^ (neg * 0xffu)) + neg;
+    return vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(w) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u));
 }
 
 //! section iq2_xxs
@@ -327,9 +333,8 @@ fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
     let a0 = {{W}}[b + 1u + 2u * ib];
     let a1 = {{W}}[b + 2u + 2u * ib];
     let db = half_to_f32({{W}}[b]) * (0.5 + f32(a1 >> 28u)) * 0.25;
-    let g = grid_bytes{{S}}({{E}}u + 2u * ((a0 >> (8u * l)) & 0xffu) + h);
     let s = ksigns{{S}}((a1 >> (7u * l)) & 127u) >> (4u * h);
-    return signs4{{S}}(db * g, s);
+    return db * grid_signed{{S}}({{E}}u + 2u * ((a0 >> (8u * l)) & 0xffu) + h, s);
 }
 
 //! section iq2_xs
@@ -343,9 +348,8 @@ fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
     let q = ({{W}}[b + 1u + (g8 >> 1u)] >> (16u * (g8 & 1u))) & 0xffffu;
     let sc = (byte_at{{S}}(b + 17u, e >> 5u) >> (4u * ((e >> 4u) & 1u))) & 0xfu;
     let db = half_to_f32({{W}}[b]) * (0.5 + f32(sc)) * 0.25;
-    let g = grid_bytes{{S}}({{E}}u + 2u * (q & 511u) + h);
     let s = ksigns{{S}}(q >> 9u) >> (4u * h);
-    return signs4{{S}}(db * g, s);
+    return db * grid_signed{{S}}({{E}}u + 2u * (q & 511u) + h, s);
 }
 
 //! section iq2_s
@@ -360,9 +364,8 @@ fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
     let idx = byte_at{{S}}(b + 1u, g8) | (((byte_at{{S}}(b + 17u, ib) >> (2u * (g8 & 3u))) & 3u) << 8u);
     let sc = (byte_at{{S}}(b + 19u, ib) >> (4u * ((e >> 4u) & 1u))) & 0xfu;
     let db = half_to_f32({{W}}[b]) * (0.5 + f32(sc)) * 0.25;
-    let g = grid_bytes{{S}}({{E}}u + 2u * idx + h);
     let s = byte_at{{S}}(b + 9u, g8) >> (4u * h);
-    return signs4{{S}}(db * g, s);
+    return db * grid_signed{{S}}({{E}}u + 2u * idx + h, s);
 }
 
 //! section iq3_xxs
@@ -374,9 +377,8 @@ fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
     let e = (k4 & 63u) * 4u;
     let a = {{W}}[b + 17u + (e >> 5u)];
     let db = half_to_f32({{W}}[b]) * (0.5 + f32(a >> 28u)) * 0.5;
-    let v = grid_bytes{{S}}({{E}}u + byte_at{{S}}(b + 1u, e >> 2u));
     let s = ksigns{{S}}((a >> (7u * ((e >> 3u) & 3u))) & 127u) >> (4u * ((e >> 2u) & 1u));
-    return signs4{{S}}(db * v, s);
+    return db * grid_signed{{S}}({{E}}u + byte_at{{S}}(b + 1u, e >> 2u), s);
 }
 
 //! section iq3_s
@@ -391,9 +393,8 @@ fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
     let idx = byte_at{{S}}(b + 1u, g4) | (((byte_at{{S}}(b + 17u, ib) >> (g4 & 7u)) & 1u) << 8u);
     let sc = ({{W}}[b + 27u] >> (4u * ib)) & 0xfu;
     let db = half_to_f32({{W}}[b]) * f32(1u + 2u * sc);
-    let v = grid_bytes{{S}}({{E}}u + idx);
     let s = byte_at{{S}}(b + 19u, e >> 3u) >> (4u * (g4 & 1u));
-    return signs4{{S}}(db * v, s);
+    return db * grid_signed{{S}}({{E}}u + idx, s);
 }
 
 //! section iq1_s
@@ -433,4 +434,134 @@ fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
     // The expanded bytes are 8 (g + 1): g exactly.
     let g = grid_bytes{{S}}({{E}}u + 2u * idx + ((e >> 2u) & 1u)) * 0.125 - 1.0;
     return dl * (g + dt);
+}
+
+//! section iq2_xxs_8
+// The codebook formats' 8-wide dequantization for the matvec (`deqv`): elements 8 k8 ..
+// 8 k8 + 7, one grid entry (IQ2, IQ1) or two (IQ3) with one scale and one sign byte, decoded
+// once for the 8 instead of once per 4 as deq4 does. Same operations in the same order as deq4.
+fn deqv{{S}}(base: u32, k8: u32) -> array<vec4<f32>, 2> {
+    let b = base + (k8 >> 5u) * 17u;
+    let g8 = k8 & 31u;
+    let ib = g8 >> 2u;
+    let l = g8 & 3u;
+    let a0 = {{W}}[b + 1u + 2u * ib];
+    let a1 = {{W}}[b + 2u + 2u * ib];
+    let db = half_to_f32({{W}}[b]) * (0.5 + f32(a1 >> 28u)) * 0.25;
+    let at = {{E}}u + 2u * ((a0 >> (8u * l)) & 0xffu);
+    let s = ksigns{{S}}((a1 >> (7u * l)) & 127u);
+    return array<vec4<f32>, 2>(db * grid_signed{{S}}(at, s), db * grid_signed{{S}}(at + 1u, s >> 4u));
+}
+
+//! section iq2_xs_8
+fn deqv{{S}}(base: u32, k8: u32) -> array<vec4<f32>, 2> {
+    let b = base + (k8 >> 5u) * 19u;
+    let g8 = k8 & 31u;
+    let q = ({{W}}[b + 1u + (g8 >> 1u)] >> (16u * (g8 & 1u))) & 0xffffu;
+    let sc = (byte_at{{S}}(b + 17u, g8 >> 2u) >> (4u * ((g8 >> 1u) & 1u))) & 0xfu;
+    let db = half_to_f32({{W}}[b]) * (0.5 + f32(sc)) * 0.25;
+    let at = {{E}}u + 2u * (q & 511u);
+    let s = ksigns{{S}}(q >> 9u);
+    return array<vec4<f32>, 2>(db * grid_signed{{S}}(at, s), db * grid_signed{{S}}(at + 1u, s >> 4u));
+}
+
+//! section iq2_s_8
+fn deqv{{S}}(base: u32, k8: u32) -> array<vec4<f32>, 2> {
+    let b = base + (k8 >> 5u) * 21u;
+    let g8 = k8 & 31u;
+    let ib = g8 >> 2u;
+    let idx = byte_at{{S}}(b + 1u, g8) | (((byte_at{{S}}(b + 17u, ib) >> (2u * (g8 & 3u))) & 3u) << 8u);
+    let sc = (byte_at{{S}}(b + 19u, ib) >> (4u * ((g8 >> 1u) & 1u))) & 0xfu;
+    let db = half_to_f32({{W}}[b]) * (0.5 + f32(sc)) * 0.25;
+    let at = {{E}}u + 2u * idx;
+    let s = byte_at{{S}}(b + 9u, g8);
+    return array<vec4<f32>, 2>(db * grid_signed{{S}}(at, s), db * grid_signed{{S}}(at + 1u, s >> 4u));
+}
+
+//! section iq3_xxs_8
+fn deqv{{S}}(base: u32, k8: u32) -> array<vec4<f32>, 2> {
+    let b = base + (k8 >> 5u) * 25u;
+    let g8 = k8 & 31u;
+    let a = {{W}}[b + 17u + (g8 >> 2u)];
+    let db = half_to_f32({{W}}[b]) * (0.5 + f32(a >> 28u)) * 0.5;
+    let s = ksigns{{S}}((a >> (7u * (g8 & 3u))) & 127u);
+    // The grid indices of weights 8 g8 .. 8 g8 + 3 and + 4 .. + 7: qs bytes 2 g8 and 2 g8 + 1.
+    let qq = {{W}}[b + 1u + (g8 >> 1u)] >> (16u * (g8 & 1u));
+    return array<vec4<f32>, 2>(db * grid_signed{{S}}({{E}}u + (qq & 0xffu), s),
+                               db * grid_signed{{S}}({{E}}u + ((qq >> 8u) & 0xffu), s >> 4u));
+}
+
+//! section iq3_s_8
+fn deqv{{S}}(base: u32, k8: u32) -> array<vec4<f32>, 2> {
+    let b = base + (k8 >> 5u) * 28u;
+    let g8 = k8 & 31u;
+    let ib = g8 >> 2u;
+    // Grid indices 2 g8 and 2 g8 + 1: qs bytes, and bits 2 (g8 % 4) and + 1 of qh byte ib.
+    let qq = {{W}}[b + 1u + (g8 >> 1u)] >> (16u * (g8 & 1u));
+    let qh = byte_at{{S}}(b + 17u, ib) >> (2u * (g8 & 3u));
+    let i0 = (qq & 0xffu) | ((qh & 1u) << 8u);
+    let i1 = ((qq >> 8u) & 0xffu) | (((qh >> 1u) & 1u) << 8u);
+    let sc = ({{W}}[b + 27u] >> (4u * ib)) & 0xfu;
+    let db = half_to_f32({{W}}[b]) * f32(1u + 2u * sc);
+    let s = byte_at{{S}}(b + 19u, g8);
+    return array<vec4<f32>, 2>(db * grid_signed{{S}}({{E}}u + i0, s), db * grid_signed{{S}}({{E}}u + i1, s >> 4u));
+}
+
+//! section iq1_s_8
+fn deqv{{S}}(base: u32, k8: u32) -> array<vec4<f32>, 2> {
+    let b = base + (k8 >> 5u) * 13u;
+    let g8 = k8 & 31u;
+    let ib = g8 >> 2u;
+    let qh = ({{W}}[b + 9u + (ib >> 1u)] >> (16u * (ib & 1u))) & 0xffffu;
+    let dl = half_to_f32({{W}}[b]) * f32(2u * ((qh >> 12u) & 7u) + 1u);
+    let dt = select(0.125, -0.125, (qh & 0x8000u) != 0u);
+    let at = {{E}}u + 2u * (byte_at{{S}}(b + 1u, g8) | (((qh >> (3u * (g8 & 3u))) & 7u) << 8u));
+    let g0 = grid_bytes{{S}}(at) * 0.125 - 1.0;
+    let g1 = grid_bytes{{S}}(at + 1u) * 0.125 - 1.0;
+    return array<vec4<f32>, 2>(dl * (g0 + dt), dl * (g1 + dt));
+}
+
+//! section iq1_m_8
+fn deqv{{S}}(base: u32, k8: u32) -> array<vec4<f32>, 2> {
+    let b = base + (k8 >> 5u) * 14u;
+    let g8 = k8 & 31u;
+    let t = g8 >> 1u;
+    let s0 = {{W}}[b + 12u];
+    let s1 = {{W}}[b + 13u];
+    let dh = ((s0 >> 12u) & 0xfu) | ((s0 >> 24u) & 0xf0u) | (((s1 >> 12u) & 0xfu) << 8u) | ((s1 >> 16u) & 0xf000u);
+    let sw = {{W}}[b + 12u + (t >> 3u)] >> (16u * ((t >> 2u) & 1u));
+    let dl = half_to_f32(dh) * f32(2u * ((sw >> (3u * (t & 3u))) & 7u) + 1u);
+    let nib = (byte_at{{S}}(b + 8u, g8 >> 1u) >> (4u * (g8 & 1u))) & 0xfu;
+    let dt = select(0.125, -0.125, (nib & 8u) != 0u);
+    let at = {{E}}u + 2u * (byte_at{{S}}(b, g8) | ((nib & 7u) << 8u));
+    let g0 = grid_bytes{{S}}(at) * 0.125 - 1.0;
+    let g1 = grid_bytes{{S}}(at + 1u) * 0.125 - 1.0;
+    return array<vec4<f32>, 2>(dl * (g0 + dt), dl * (g1 + dt));
+}
+
+//! section tq1_0_8
+// TQ1_0's 8-wide dequantization for the matvec: two neighbouring words (the last 16 elements:
+// one word, trits n and n + 1) share the block, the power of 3 and the scale.
+fn tq1_trits{{S}}(word: u32, p3: u32) -> vec4<f32> {
+    let q = (bytes_shr(word, 0u) * vec4<u32>(p3)) & vec4<u32>(0xffu);
+    return vec4<f32>(vec4<i32>((q * 3u) >> vec4<u32>(8u)) - vec4<i32>(1));
+}
+fn deqv{{S}}(base: u32, k8: u32) -> array<vec4<f32>, 2> {
+    let b = base + (k8 >> 5u) * 14u;
+    let e = (k8 & 31u) * 8u;
+    var w0 = (e & 31u) >> 2u;
+    var n = e >> 5u;
+    if (e >= 240u) {
+        w0 = 12u;
+        n = (e - 240u) >> 2u;
+    } else if (e >= 160u) {
+        w0 = 8u + ((e & 15u) >> 2u);
+        n = (e - 160u) >> 4u;
+    }
+    let last = e >= 240u;
+    let w1 = select(w0 + 1u, w0, last);
+    let p3 = select(select(select(select(1u, 3u, n == 1u), 9u, n == 2u), 27u, n == 3u), 81u, n == 4u);
+    let d = half_to_f32({{W}}[b + 13u]);
+    return array<vec4<f32>, 2>(tq1_trits{{S}}({{W}}[b + w0], p3) * d,
+                               tq1_trits{{S}}({{W}}[b + w1], select(p3, 3u * p3, last)) * d);
 }

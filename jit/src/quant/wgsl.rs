@@ -109,3 +109,39 @@ pub fn deq_wgsl(format: GgmlType) -> Result<String, JitError> {
     s.push_str(&dequant_wgsl(format, "w", "")?);
     Ok(s)
 }
+
+/// Vec4s of weights one `deqv` call returns: 2 for the codebook formats (8 weights sharing one
+/// grid entry or two, one scale and one sign byte) and TQ1_0 (two words sharing the block's
+/// scale and power of 3), whose decoding costs more than their bytes; 1 for the others (TQ2_0
+/// shares too little: 15% slower on lavapipe with 2).
+pub fn deqv_width(format: GgmlType) -> u32 {
+    if grid_offset(format).is_some() || format == GgmlType::TQ1_0 {
+        2
+    } else {
+        1
+    }
+}
+
+/// `fn deqv{suffix}(base, kv) -> array<vec4<f32>, deqv_width(format)>`: elements
+/// `4 U kv .. 4 U kv + 4 U - 1` of the row at `base`, for the matvec. The codebook formats have
+/// their own 8-wide sections (`<format>_8` in quant.wgsl); the others wrap deq4. Goes after
+/// `dequant_wgsl(format, array, suffix)`, whose helpers it calls.
+pub fn deqv_wgsl(format: GgmlType, array: &str, suffix: &str) -> Result<String, JitError> {
+    if deqv_width(format) == 1 {
+        return Ok(format!(
+            "fn deqv{suffix}(base: u32, kv: u32) -> array<vec4<f32>, 1> {{\n    \
+             return array<vec4<f32>, 1>(deq4{suffix}(base, kv));\n}}\n"
+        ));
+    }
+    let t = section(FILE, QUANT, &format!("{}_8", format.name()))?;
+    let g = grid_offset(format)
+        .and_then(super::expanded_offset)
+        .unwrap_or(0)
+        .to_string();
+    let values: Vec<(&str, String)> = [("W", array), ("S", suffix), ("E", g.as_str())]
+        .into_iter()
+        .filter(|(name, _)| t.contains(&format!("{{{{{name}}}}}")))
+        .map(|(name, v)| (name, v.to_string()))
+        .collect();
+    render(FILE, t, &values)
+}

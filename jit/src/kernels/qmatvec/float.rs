@@ -4,7 +4,7 @@
 use super::problem::{Form, Path, QMatvecConfig, QMatvecParams, QMatvecSpec, Reduce};
 use crate::error::JitError;
 use crate::kernels::{enables, vec_type};
-use crate::quant::wgsl::{common_wgsl, dequant_wgsl, grid_decl_wgsl};
+use crate::quant::wgsl::{common_wgsl, dequant_wgsl, deqv_wgsl, deqv_width, grid_decl_wgsl};
 use crate::render::{render, section};
 use crate::shaders::QMATVEC;
 use crate::spec::UniformStruct;
@@ -69,12 +69,11 @@ pub(super) fn render_float(
     let mut deq = common_wgsl()?;
     deq.push_str(&grid_decl_wgsl(spec.format));
     deq.push_str(&dequant_wgsl(spec.format, "w", "")?);
+    deq.push_str(&deqv_wgsl(spec.format, "w", "")?);
     for i in 2..=spec.weights() {
-        deq.push_str(&dequant_wgsl(
-            spec.format,
-            &format!("w{i}"),
-            &format!("_{i}"),
-        )?);
+        let (array, suffix) = (format!("w{i}"), format!("_{i}"));
+        deq.push_str(&dequant_wgsl(spec.format, &array, &suffix)?);
+        deq.push_str(&deqv_wgsl(spec.format, &array, &suffix)?);
     }
     let (w2_decl, load_w, epilogue, acc2) = match spec.form {
         Form::Plain => (String::new(), sec("load_w")?, "", ""),
@@ -131,7 +130,7 @@ pub(super) fn render_float(
             "Each invocation owns R consecutive rows and walks all of K (no reduction).".into()
         }
         _ => format!(
-            "A workgroup owns R consecutive rows; its invocations split K in strides of 4 \
+            "A workgroup owns R consecutive rows; its invocations split K in steps of 4 U \
              elements, so\n// neighbours read neighbouring words of the same blocks; partial \
              sums meet in {where_sums_meet}."
         ),
@@ -153,6 +152,7 @@ pub(super) fn render_float(
             ("R", cfg.r.to_string()),
             ("M", spec.m.to_string()),
             ("G", spec.accumulators().to_string()),
+            ("U", deqv_width(spec.format).to_string()),
             ("DEQ", deq),
             ("W2_DECL", w2_decl),
             ("EPILOGUE", epilogue.into()),
