@@ -196,12 +196,13 @@ else
 fi
 
 # Gemma 3 270M with IQ3_S/IQ2_XS attn_output and ffn_down (tests/tests/quant_gemma_lowbit.rs):
-# scripts/make_gemma_lowbit.py requantizes the Q4_K_M file's 256-divisible matrices with our own
-# deterministic quantizer (scripts/lowbit_quant.py: elementwise f32, fixed summation order) and
-# pinned gguf/numpy; its llama.cpp references (tests/data/gemma_lowbit/) were recorded on these
-# bytes.
+# scripts/make_gemma_lowbit.py requantizes the Q4_K_M file's 256-divisible matrices with pinned
+# gguf/numpy: IQ3_S with scripts/iq3s_quant.py (a port of llama.cpp's quantizer, byte-identical to
+# llama_model_quantize's IQ3_S tensors; scripts/check_iq3s_quant.py), IQ2_XS with our own
+# deterministic quantizer (scripts/lowbit_quant.py; llama.cpp's needs an importance matrix); its
+# llama.cpp references (tests/data/gemma_lowbit/) were recorded on these bytes.
 GEMMA_LOWBIT="$CACHE/gemma-3-270m-iq2_xs-iq3_s.gguf"
-GEMMA_LOWBIT_SHA=44d3448953d2f79dcf957dd4a48da2de4058d8e3df51e057aede79c9b192ea91
+GEMMA_LOWBIT_SHA=706fe4c9c3e4e7383a195417c597f1125a989dc0f27578d593932b214903dcc7
 if sha_ok "$GEMMA_LOWBIT" "$GEMMA_LOWBIT_SHA"; then
   echo "models: gemma iq2_xs/iq3_s ok ($GEMMA_LOWBIT)"
 else

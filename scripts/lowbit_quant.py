@@ -2,6 +2,8 @@
 llama.cpp's (whose IQ2/IQ3 quantizers search neighbourhoods of the grid and want an importance
 matrix). Its blocks only have to be valid, reasonably accurate blocks of the format: the
 golden test compares webjit with llama.cpp on the same file, whatever its error.
+make_gemma_lowbit.py uses it for IQ2_XS only; its IQ3_S blocks come from scripts/iq3s_quant.py,
+a byte-exact port of llama.cpp's IQ3_S quantizer (which needs no importance matrix).
 
 The grids are the `gguf` package's (quants.py), so the packing here and its dequantizer agree
 by construction; make_gemma_lowbit.py checks every tensor by dequantizing it with `gguf`.

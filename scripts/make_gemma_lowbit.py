@@ -11,12 +11,18 @@ covers; they and token_embd keep their SRC types here.
 
 One file holds both formats, each on both shapes, so one set of llama.cpp references checks
 both: even blocks get IQ3_S attn_output and IQ2_XS ffn_down, odd blocks the reverse (18
-tensors of each format, 9 of each width). The blocks come from scripts/lowbit_quant.py (our
-own deterministic quantizer, not llama.cpp's) applied to the SRC tensors dequantized by the
-`gguf` package; every tensor is checked by dequantizing the written blocks with `gguf` and
-its relative RMS error against the source values is printed. general.file_type is 20
-(MOSTLY_IQ2_XS, the lowest format present; llama.cpp only prints it). Deterministic for the
-gguf/numpy pinned in fetch-models.sh (which checks the sha256).
+tensors of each format, 9 of each width). Both are applied to the SRC tensors dequantized by
+the `gguf` package (as llama.cpp dequantizes them):
+  - IQ3_S blocks come from scripts/iq3s_quant.py, a numpy port of llama.cpp's own IQ3_S
+    quantizer without an importance matrix: they are the bytes llama_model_quantize (ftype
+    IQ3_S) writes for these tensors (scripts/check_iq3s_quant.py and
+    record_gemma_lowbit_refs.py check that against llama-cpp-python);
+  - IQ2_XS blocks come from scripts/lowbit_quant.py, our own deterministic quantizer, since
+    llama.cpp refuses IQ2_XS without an importance matrix.
+Every tensor is checked by dequantizing the written blocks with `gguf` and its relative RMS
+error against the source values is printed. general.file_type is 20 (MOSTLY_IQ2_XS, the
+lowest format present; llama.cpp only prints it). Deterministic for the gguf/numpy pinned in
+fetch-models.sh (which checks the sha256).
 """
 
 import os
@@ -27,12 +33,17 @@ import time
 import numpy as np
 import gguf
 from gguf import GGMLQuantizationType as T
-from gguf.quants import IQ2_XS, IQ3_S, dequantize
+from gguf.quants import IQ2_XS, dequantize
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import iq3s_quant  # noqa: E402
 import lowbit_quant  # noqa: E402
 
-CLS = {T.IQ2_XS: IQ2_XS, T.IQ3_S: IQ3_S}
+
+def quantize(x, ty):
+    if ty == T.IQ3_S:
+        return iq3s_quant.quantize_iq3_s(x)
+    return lowbit_quant.quantize(x, IQ2_XS)
 
 
 def target_type(name, k):
@@ -71,7 +82,7 @@ def main():
             counts[t.tensor_type.name] = counts.get(t.tensor_type.name, 0) + 1
             continue
         x = dequantize(t.data, t.tensor_type).astype(np.float32).reshape(-1, k)
-        q = lowbit_quant.quantize(x, CLS[ty])
+        q = quantize(x, ty)
         # The reference check: gguf's dequantizer reads the blocks back.
         y = dequantize(q, ty).reshape(x.shape)
         if not np.isfinite(y).all():

@@ -6,14 +6,19 @@ the model cache (`make models`).
 Run with the reference venv of scripts/setup-llama-ref.sh:
 
     cd scripts && ~/.cache/webjit-llamavenv/bin/python record_gemma_lowbit_refs.py \
-        [--model ~/.cache/webjit/models/gemma-3-270m-iq2_xs-iq3_s.gguf] [--out tests/data/gemma_lowbit]
+        [--src ~/.cache/webjit/models/gemma-3-270m-q4_k_m.gguf] \
+        [--model ~/.cache/webjit/models/gemma-3-270m-iq2_xs-iq3_s.gguf] \
+        [--out tests/data/gemma_lowbit]
 
-Records exactly what scripts/record_gemma_refs.py records for the Q4_K_M file (its prompts and
-run_prompt): per prompt the ids, the top-10 logits at the last prompt position, 32 greedy steps
-(token-by-token and batched top-5), and the full last-position logits (f16) of `chat` and
-`long`. Unlike the IQ4_XS file there is no byte check against llama.cpp's quantizer: the
-IQ2_XS/IQ3_S blocks are our own quantizer's (llama.cpp's searches the grid with an importance
-matrix); llama.cpp only reads them here.
+1. Requantizes --src with llama-cpp-python's quantize API (ftype IQ3_S, allow_requantize, no
+   importance matrix; check_iq3s_quant.py) and requires each of --model's 18 IQ3_S tensors to
+   be byte-identical to the same tensor of llama.cpp's output. The IQ2_XS blocks have no such
+   check: they are our own quantizer's (lowbit_quant.py), since llama.cpp's IQ2_XS quantizer
+   needs an importance matrix; llama.cpp only reads them here.
+2. Records exactly what scripts/record_gemma_refs.py records for the Q4_K_M file (its prompts
+   and run_prompt): per prompt the ids, the top-10 logits at the last prompt position, 32
+   greedy steps (token-by-token and batched top-5), and the full last-position logits (f16) of
+   `chat` and `long`.
 """
 
 import argparse
@@ -21,10 +26,12 @@ import json
 import os
 import sys
 
+import numpy as np
 import llama_cpp
 from llama_cpp import Llama
 from gguf import GGUFReader
 
+import check_iq3s_quant
 import record_gemma_refs as rg
 
 CACHE = os.path.join(os.environ.get("WEBJIT_CACHE", os.path.expanduser("~/.cache/webjit")), "models")
@@ -38,13 +45,27 @@ def tensor_types(path):
     return dict(sorted(counts.items()))
 
 
+def check_iq3_s(src, model, threads):
+    """Names of --model's IQ3_S tensors, after checking them against llama.cpp's quantizer."""
+    ref = check_iq3s_quant.llama_iq3_s_tensors(src, threads)
+    ours = [t for t in GGUFReader(model).tensors if t.tensor_type.name == "IQ3_S"]
+    for t in ours:
+        if t.name not in ref:
+            raise SystemExit(f"{t.name}: llama.cpp's quantizer does not make it IQ3_S")
+        check_iq3s_quant.compare(t.name, np.array(t.data), ref[t.name])
+    print(f"{len(ours)} IQ3_S tensors identical to llama.cpp's quantizer output", file=sys.stderr)
+    return sorted(t.name for t in ours)
+
+
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--src", default=os.path.join(CACHE, "gemma-3-270m-q4_k_m.gguf"))
     ap.add_argument("--model", default=os.path.join(CACHE, MODEL))
     ap.add_argument("--out", default=os.path.join(rg.ROOT, "tests", "data", "gemma_lowbit"))
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
+    iq3_s = check_iq3_s(args.src, args.model, args.threads)
 
     llm = Llama(
         model_path=args.model,
@@ -82,13 +103,16 @@ def main():
         json.dump(
             {
                 "about": "llama.cpp (llama-cpp-python, CPU) references for Gemma 3 270M with "
-                "IQ3_S/IQ2_XS attn_output and ffn_down written by scripts/make_gemma_lowbit.py; "
-                "made by scripts/record_gemma_lowbit_refs.py. Greedy = argmax of the raw logits; "
-                "top lists are [id, logit]; gap = top1 - top2 logit.",
+                "IQ3_S/IQ2_XS attn_output and ffn_down written by scripts/make_gemma_lowbit.py "
+                "(IQ3_S: llama.cpp's quantizer's bytes; IQ2_XS: our own quantizer's); made by "
+                "scripts/record_gemma_lowbit_refs.py. Greedy = argmax of the raw logits; top "
+                "lists are [id, logit]; gap = top1 - top2 logit.",
                 "llama_cpp_python": llama_cpp.__version__,
                 "model": os.path.basename(args.model),
                 "model_sha256": rg.sha256(args.model),
+                "source_sha256": rg.sha256(args.src),
                 "tensor_types": tensor_types(args.model),
+                "iq3_s_tensors_identical_to_llama_cpp": len(iq3_s),
                 "n_vocab": llm.n_vocab(),
                 "prompts": prompts,
             },
