@@ -80,6 +80,10 @@ enum Command {
         /// that compute what the defaults compute may win.
         #[arg(long)]
         int8: bool,
+        /// With --model: tune the decode attention of this KV cache format (see `generate
+        /// --kv-cache`), as the model will run with it.
+        #[command(flatten)]
+        kv: args::KvCacheArgs,
     },
     /// Sentence embeddings with a BERT model directory (config.json, model.safetensors,
     /// tokenizer.json). Reads one text per line from stdin when no TEXT is given.
@@ -152,7 +156,9 @@ fn main() {
             prompt_tokens,
             unchecked,
             int8,
+            kv,
         } => tune::run(tune::TuneArgs {
+            kv_cache: kv.kv_cache,
             exact: !int8,
             budget_s,
             json,

@@ -25,6 +25,8 @@ pub struct TuneArgs {
     pub unchecked: bool,
     /// No approximate candidates (the int8 matvec).
     pub exact: bool,
+    /// With `model`: the KV cache format the model will run with (None: the default).
+    pub kv_cache: Option<webjit_engine::kv_cache::KvDType>,
 }
 
 /// Seeded values in [-0.5, 0.5) (never zeros, which would hide wrong candidates).
@@ -43,6 +45,16 @@ fn filled(e: &Engine, shape: &[usize], seed: u32) -> Result<webjit_engine::Tenso
 }
 
 pub fn run(args: TuneArgs) -> Result<()> {
+    if let (Some(kv), None) = (args.kv_cache, &args.model) {
+        return Err(Error::InvalidArgument {
+            op: "tune",
+            detail: format!(
+                "--kv-cache {} needs --model: the standard set has no decode attention to tune \
+                 for it",
+                kv.name()
+            ),
+        });
+    }
     // Only the header is read: for a URL, its header bytes are fetched into a temporary file.
     let header = match &args.model {
         Some(m) => Some(crate::model_ref::resolve(m, "tune")?.header_file("tune")?),
@@ -59,7 +71,13 @@ pub fn run(args: TuneArgs) -> Result<()> {
     let t0 = Instant::now();
     let reports = match &header {
         Some(h) => {
-            crate::tune_model::run(&e, h.path(), args.budget_s, args.prompt_tokens, args.exact)?
+            let opts = crate::tune_model::ModelTune {
+                budget_s: args.budget_s,
+                prompt_tokens: args.prompt_tokens,
+                exact: args.exact,
+                kv_cache: args.kv_cache,
+            };
+            crate::tune_model::run(&e, h.path(), &opts)?
         }
         None => standard_set(&e, args.budget_s)?,
     };

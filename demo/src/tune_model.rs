@@ -3,6 +3,7 @@
 //! prompt and decode steps and tunes every distinct kernel they dispatch. Only the header is
 //! read; weights are synthesized from it (timings do not depend on values).
 
+use webjit_engine::kv_cache::KvDType;
 use webjit_engine::model::decoder::Decoder;
 use webjit_engine::model::generate::Session;
 use webjit_engine::tune::{native_clock, PlanOptions, TunePlan, TuneReport};
@@ -10,16 +11,28 @@ use webjit_engine::{Engine, Result};
 
 use crate::bench_model::SynthSource;
 
-pub fn run(
-    e: &Engine,
-    path: &std::path::Path,
-    budget_s: f64,
-    prompt_tokens: usize,
-    exact: bool,
-) -> Result<Vec<TuneReport>> {
+/// What `webjit tune --model` tunes for.
+pub struct ModelTune {
+    pub budget_s: f64,
+    /// The prompt length of the prefill problems.
+    pub prompt_tokens: usize,
+    /// No approximate candidates (the int8 matvec).
+    pub exact: bool,
+    /// The KV cache format the model will run with (None: the default), which picks the
+    /// attention kernels the plan captures.
+    pub kv_cache: Option<KvDType>,
+}
+
+pub fn run(e: &Engine, path: &std::path::Path, o: &ModelTune) -> Result<Vec<TuneReport>> {
+    let (budget_s, prompt_tokens, exact) = (o.budget_s, o.prompt_tokens, o.exact);
     let t0 = native_clock();
     // Room for the captured prompt and the decode step after it.
-    let (_, dec) = Decoder::load(e, &mut SynthSource::new(path)?, Some(prompt_tokens + 1))?;
+    let (_, dec) = Decoder::load_with_kv(
+        e,
+        &mut SynthSource::new(path)?,
+        Some(prompt_tokens + 1),
+        o.kv_cache,
+    )?;
     let mut session = Session::new(e, dec)?;
     let plan = TunePlan::capture(e, &mut session, &PlanOptions { prompt_tokens })?;
     eprintln!(

@@ -366,20 +366,10 @@ fn generate_and_load_over_http_match_the_file() {
     // `tune --model` reads only the header: over http, the same problems as from the file.
     // Weights synthesized from the header give finite activations: no candidate of a problem
     // captured from the model's steps is rejected (NaN inputs made every one disagree).
-    let tune_keys = |model: &str| -> Vec<String> {
-        let run = webjit(
-            &[
-                "tune",
-                "--model",
-                model,
-                "--budget-s",
-                "0.3",
-                "--no-save",
-                "--json",
-            ],
-            &[],
-        )
-        .ok(&format!("tune --model {model}"));
+    let tune_keys_with = |model: &str, extra: &[&str]| -> Vec<String> {
+        let mut a = vec!["tune", "--model", model, "--budget-s", "0.3", "--no-save", "--json"];
+        a.extend_from_slice(extra);
+        let run = webjit(&a, &[]).ok(&format!("tune --model {model} {extra:?}"));
         let v = run.json("tune --json");
         let kernels = v["kernels"].as_array().expect("kernels");
         for k in kernels {
@@ -391,9 +381,18 @@ fn generate_and_load_over_http_match_the_file() {
             .filter_map(|k| k["tune_key"].as_str().map(str::to_string))
             .collect()
     };
+    let tune_keys = |model: &str| tune_keys_with(model, &[]);
     let (k1, k2) = (tune_keys(&p), tune_keys(&url));
     assert!(!k1.is_empty());
     assert_eq!(k1, k2, "tune --model: file vs http");
+    // --kv-cache picks the decode attention the plan captures and tunes, as the model runs it.
+    let is_kivi = |k: &String| k.contains("kivi2");
+    let kivi = tune_keys_with(&p, &["--kv-cache", "kivi2"]);
+    assert!(kivi.iter().any(is_kivi), "no kivi2 kernel tuned: {kivi:?}");
+    assert!(!k1.iter().any(is_kivi), "kivi2 kernel without --kv-cache: {k1:?}");
+    let line = webjit(&["tune", "--kv-cache", "q8_0", "--no-save"], &[])
+        .one_line_error("tune --kv-cache without --model");
+    assert!(line.contains("--kv-cache q8_0 needs --model"), "{line}");
     // A prompt length the prefill kernels do not serve is one clear line.
     let line = webjit(
         &["tune", "--model", &p, "--prompt-tokens", "4", "--no-save"],
