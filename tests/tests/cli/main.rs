@@ -367,7 +367,15 @@ fn generate_and_load_over_http_match_the_file() {
     // Weights synthesized from the header give finite activations: no candidate of a problem
     // captured from the model's steps is rejected (NaN inputs made every one disagree).
     let tune_keys_with = |model: &str, extra: &[&str]| -> Vec<String> {
-        let mut a = vec!["tune", "--model", model, "--budget-s", "0.3", "--no-save", "--json"];
+        let mut a = vec![
+            "tune",
+            "--model",
+            model,
+            "--budget-s",
+            "0.3",
+            "--no-save",
+            "--json",
+        ];
         a.extend_from_slice(extra);
         let run = webjit(&a, &[]).ok(&format!("tune --model {model} {extra:?}"));
         let v = run.json("tune --json");
@@ -389,7 +397,10 @@ fn generate_and_load_over_http_match_the_file() {
     let is_kivi = |k: &String| k.contains("kivi2");
     let kivi = tune_keys_with(&p, &["--kv-cache", "kivi2"]);
     assert!(kivi.iter().any(is_kivi), "no kivi2 kernel tuned: {kivi:?}");
-    assert!(!k1.iter().any(is_kivi), "kivi2 kernel without --kv-cache: {k1:?}");
+    assert!(
+        !k1.iter().any(is_kivi),
+        "kivi2 kernel without --kv-cache: {k1:?}"
+    );
     let line = webjit(&["tune", "--kv-cache", "q8_0", "--no-save"], &[])
         .one_line_error("tune --kv-cache without --model");
     assert!(line.contains("--kv-cache q8_0 needs --model"), "{line}");
