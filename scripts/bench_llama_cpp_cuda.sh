@@ -28,7 +28,7 @@ prepare)
   tar cJf "$DIR/llama-src.tar.xz" -C "$(dirname "$src")" llama.cpp
   ~/.cache/webjit-llamavenv/bin/python "$ROOT/../shared/tools/synth_gguf.py" header \
     "${WEBJIT_CACHE:-$HOME/.cache/webjit}/models/gemma-3-270m-q4_k_m.gguf" "$DIR/hdr"
-  cp "$ROOT/../shared/tools/synth_gguf.py" "$DIR/"
+  cp "$ROOT/../shared/tools/synth_gguf.py" "$ROOT/scripts/synth_gguf_lowbit.py" "$DIR/"
   du -sh "$DIR"
   ;;
 build)
@@ -46,7 +46,8 @@ run)
   # .cache/llm-headers/*, written by scripts/write_llm_headers.py); Gemma's by default.
   out=${2:?output dir}
   hdr=${3:-$DIR/hdr}
-  python3 "$DIR/synth_gguf.py" build "$hdr" /tmp/llb-synth.gguf
+  # The low-bit types' blocks too (IQ2_XS headers); the classic ones as synth_gguf.py writes them.
+  python3 "$DIR/synth_gguf_lowbit.py" build "$hdr" /tmp/llb-synth.gguf
   /tmp/llb/llama.cpp/build/bin/llama-bench -m /tmp/llb-synth.gguf -p 512 -n 128 -ngl 99 -r 3 -o json \
     >"$out/${4:-llama_bench.json}"
   rm -f /tmp/llb-synth.gguf
