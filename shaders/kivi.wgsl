@@ -1,20 +1,20 @@
 //! section common
 // kivi2 KV cache (KIVI's 2-bit asymmetric quantization; format defined in
 // jit/src/kernels/kv_dtype.rs and tests/src/oracle_kivi.rs). A linear cache only.
-// kc: key groups [batch, groups, n_kv_heads] of KK_W words (8 code words per channel
+// kc: key groups [batch, groups, n_kv_heads] of KK_W words (KTW code words per channel
 //     laid out [token word][channel], then one (scale, min) half pair per channel),
 //     then the residual window [batch, KR, n_kv_heads] of KH_W words (f16 pairs).
 // vc: value rows [batch, capacity, n_kv_heads] of KV_W words (2-bit codes, 16 a word,
 //     then one (scale, min) half pair per value group), then the residual window as kc's.
 // Position P is quantized once its group (P / KG) is complete; until then (and for KR
 // positions in all) it is read from residual slot P % KR.
+// KG (tokens per key group), KVG (channels per value group) and KR (residual slots) are
+// declared by kv_dtype.rs from its KIVI_* constants.
 alias KV = u32;
 const KD: u32 = KV_D4 * 4u;            // head dim
-const KG: u32 = 128u;                  // tokens per key group
-const KR: u32 = 256u;                  // residual slots: the last two groups' positions
-const KVG: u32 = 128u;                 // channels per value group (the last one shorter)
 const KNVG: u32 = (KD + KVG - 1u) / KVG; // value groups per row
-const KK_W: u32 = 9u * KD;             // words of one (batch, group, head) of keys
+const KTW: u32 = KG / 16u;             // code words per channel of a key group
+const KK_W: u32 = (KTW + 1u) * KD;     // words of one (batch, group, head) of keys
 const KV_W: u32 = KD / 16u + KNVG;     // words of one quantized value row
 const KH_W: u32 = KD / 2u;             // words of one residual row
 fn kivi_groups(cap: u32) -> u32 {
@@ -51,7 +51,7 @@ fn load_k(r: u32, c: u32) -> vec4<f32> {
         let base = ((b * kivi_groups(p.capacity) + slot / KG) * p.n_kv_heads + h) * KK_W;
         let cw = base + (t / 16u) * KD + 4u * c;
         let q = (vec4<u32>(kc[cw], kc[cw + 1u], kc[cw + 2u], kc[cw + 3u]) >> vec4<u32>(2u * (t % 16u))) & vec4<u32>(3u);
-        let pw = base + 8u * KD + 4u * c;
+        let pw = base + KTW * KD + 4u * c;
         let s0 = unpack2x16float(kc[pw]);
         let s1 = unpack2x16float(kc[pw + 1u]);
         let s2 = unpack2x16float(kc[pw + 2u]);
@@ -66,7 +66,7 @@ fn load_v(r: u32, c: u32) -> vec4<f32> {
     if (kivi_quantized(slot)) {
         let base = r * KV_W;
         let q = (vec4<u32>(vc[base + c / 4u]) >> (vec4<u32>(8u * (c % 4u)) + vec4<u32>(0u, 2u, 4u, 6u))) & vec4<u32>(3u);
-        let sm = unpack2x16float(vc[base + KD / 16u + c / 32u]);
+        let sm = unpack2x16float(vc[base + KD / 16u + 4u * c / KVG]);
         return vec4<f32>(q) * sm.x + sm.y;
     }
     let w = kivi_res(kivi_vres(p.batch, p.n_kv_heads, p.capacity), r) + 2u * c;
@@ -170,14 +170,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         }
         let sm = params(lo, hi);
         let base = ((b * kivi_groups(p.capacity) + g) * p.hk + h) * KK_W;
-        for (var tw = 0u; tw < 8u; tw++) {
+        for (var tw = 0u; tw < KTW; tw++) {
             var word = 0u;
             for (var t = 0u; t < 16u; t++) {
                 word |= code(src(true, b, h, g * KG + 16u * tw + t, ch), sm) << (2u * t);
             }
             kc[base + tw * KD + ch] = word;
         }
-        kc[base + 8u * KD + ch] = pack2x16float(sm.xy);
+        kc[base + KTW * KD + ch] = pack2x16float(sm.xy);
         return;
     }
     let vi = idx - n_keys;

@@ -330,8 +330,9 @@ pub fn token_count() -> impl Fn(&str) -> Result<usize, String> + Clone + Send + 
 pub struct KvCacheArgs {
     /// KV cache format: f16 (the default; f32 where the GPU has no shader-f16), f32,
     /// llama.cpp's q8_0 / q4_0 (blocks of 32 values with an f16 scale: ~1.9x / ~3.6x smaller
-    /// than f16), or kivi2 (KIVI: 2-bit keys per channel over 128 tokens, values per token,
-    /// the newest tokens in f16; ~7x smaller at long context; sliding-window layers keep f16).
+    /// than f16), or kivi2 (KIVI: 2-bit keys per channel over 128 tokens, values per token over
+    /// 32 channels, the newest tokens in f16; ~6x smaller at long context; sliding-window
+    /// layers keep f16).
     #[arg(long = "kv-cache", value_name = "MODE", value_parser = kv_cache)]
     pub kv_cache: Option<webjit_engine::kv_cache::KvDType>,
 }

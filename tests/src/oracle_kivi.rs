@@ -12,8 +12,8 @@
 //! - Keys per channel: one group per (kv head, channel) over `G` consecutive tokens
 //!   (positions g*G .. g*G+G-1), as the paper does for keys (outlier channels get their own
 //!   range).
-//! - Values per token: one group per run of `VG` consecutive channels of a row; the last run
-//!   is shorter when the head dim is not a multiple of `VG` (head dims are multiples of 32).
+//! - Values per token: one group per run of `VG` consecutive channels of a row (KIVI's group
+//!   size; head dims are multiples of 32, so every run is whole).
 //! - Codes are packed 16 to a u32 word, element i at bits 2*(i % 16) (low bits first).
 //! - The most recent tokens (the ones of a group that is not complete yet, up to G - 1 of
 //!   them) stay in full precision (f16 rows); when token g*G + G - 1 is appended, group g is
@@ -31,7 +31,7 @@ use crate::oracle_attention::f16_to_f32;
 /// Tokens per key group (and the longest full-precision window, G - 1 tokens).
 pub const G: usize = 128;
 /// Channels per value group.
-pub const VG: usize = 128;
+pub const VG: usize = 32;
 /// Distance (in quantization steps) from a rounding boundary inside which a GPU's last-ulp
 /// differences may flip a code.
 pub const TIE_BAND: f64 = 1e-4;
@@ -127,7 +127,8 @@ pub fn key_groups(rows: &[f32], d: usize) -> Vec<KiviGroup> {
         .collect()
 }
 
-/// The value groups of one token row: runs of `VG` channels, the last one shorter.
+/// The value groups of one token row: runs of `VG` channels (the last one shorter if `VG` does
+/// not divide the row).
 pub fn value_groups(row: &[f32]) -> Vec<KiviGroup> {
     row.chunks(VG).map(quant_group).collect()
 }
@@ -423,13 +424,14 @@ mod tests {
             assert_eq!(f16_to_f32(k.min), (c * 100) as f32);
             assert_eq!(f16_to_f32(k.scale), half::f16::from_f64(7.0 / 3.0).to_f32());
         }
-        let row: Vec<f32> = (0..320).map(|i| i as f32).collect();
+        let row: Vec<f32> = (0..96).map(|i| i as f32).collect();
         let vs = value_groups(&row);
+        assert_eq!(vs.iter().map(|g| g.q.len()).collect::<Vec<_>>(), [32; 3]);
+        assert_eq!(f16_to_f32(vs[2].min), 64.0);
         assert_eq!(
-            vs.iter().map(|g| g.q.len()).collect::<Vec<_>>(),
-            [128, 128, 64]
+            f16_to_f32(vs[2].scale),
+            half::f16::from_f64(31.0 / 3.0).to_f32()
         );
-        assert_eq!(f16_to_f32(vs[2].min), 256.0);
     }
 
     #[test]
@@ -474,10 +476,10 @@ mod tests {
     }
 
     #[test]
-    fn quantized_token_is_about_2_25_bits_a_value() {
-        // Gemma 3 270M (d 256): 72 bytes for K and 72 for V, against 512 + 512 in f16.
-        assert_eq!(quantized_bytes_per_token(256), 144.0);
-        // tiny-llama-like d 64: 16 + 2 for K, 16 + 4 for V.
-        assert_eq!(quantized_bytes_per_token(64), 38.0);
+    fn quantized_token_is_about_2_6_bits_a_value() {
+        // Gemma 3 270M (d 256): 64 + 8 bytes for K and 64 + 32 for V, against 512 + 512 in f16.
+        assert_eq!(quantized_bytes_per_token(256), 168.0);
+        // tiny-llama-like d 64: 16 + 2 for K, 16 + 8 for V.
+        assert_eq!(quantized_bytes_per_token(64), 42.0);
     }
 }

@@ -165,8 +165,7 @@ fn decode_every_config_across_group_boundaries() {
 
 /// A prompt longer than the residual window in one append (the flush quantizes three groups
 /// from k_new; only the last 2G rows go to the window), then single positions up to and past
-/// the next boundary; batch 2, GQA, a head dim with a short value group (320 = 128 + 128 + 64)
-/// and one that is a single short group (96).
+/// the next boundary; batch 2, GQA, head dims 320 (10 value groups) and 96 (3).
 #[test]
 fn prompt_then_single_steps_quantize_as_the_reference() {
     let mut r = Rand::new(2828);

@@ -184,9 +184,9 @@ export interface LoadModelOptions {
   /** KV-cache format: 'f16' (default; 'f32' where the adapter has no shader-f16), 'f32', or
    *  llama.cpp's 'q8_0' / 'q4_0' (blocks of 32 values with an f16 scale, ~1.9x / ~3.6x less
    *  memory than f16), or 'kivi2' (KIVI: 2-bit keys per channel over groups of 128 tokens,
-   *  2-bit values per token, the newest tokens in f16; ~6.7x less memory than f16 on the
-   *  global layers at 32k context; sliding-window layers keep f16). Another name fails with
-   *  INVALID_ARGUMENT. `info.kv_cache_bytes` tells the size. */
+   *  2-bit values per token over runs of 32 channels, the newest tokens in f16; ~5.8x less
+   *  memory than f16 on the global layers at 32k context; sliding-window layers keep f16).
+   *  Another name fails with INVALID_ARGUMENT. `info.kv_cache_bytes` tells the size. */
   kvCache?: KvCacheMode;
   /** The file's size in bytes, for a source that does not tell it (a server without
    *  Content-Length or that compresses on the fly, a ReadableStream): gives progress events a

@@ -12,9 +12,13 @@
 //!   rounded half up against the stored halves and clamped to 0..3; the group's inputs are the
 //!   f16 values of the residual window (so a group quantizes the same whether it completed in
 //!   a prompt or a decode step). tests/src/oracle_kivi.rs is the reference.
-//! - Keys per channel over G = 128 tokens; values per token over runs of 128 channels (the
-//!   last run shorter when the head dim is not a multiple of 128): 2.25 bits a value for head
-//!   dims that are multiples of 128 (K: 2 bits + 32 bits per 128 tokens; V: 2 + 32 per 128).
+//! - Keys per channel over G = 128 tokens; values per token over runs of 32 channels (KIVI's
+//!   group size; head dims are multiples of 32): 2.625 bits a value (K: 2 bits + 32 bits per
+//!   128 tokens; V: 2 + 32 per 32). Gemma 3 270M's perplexity (scored by decode, ctx 512,
+//!   first 4 chunks, lavapipe) over f16 scored the same way: value runs of 128 channels +9.1%,
+//!   64 +7.7%, 32 +4.9%; key groups of 32 or 64 tokens (more bytes) were no better (+5.5%,
+//!   +6.7% with runs of 32), nor was always reading the newest 128 positions from the residual
+//!   window (+9.06% against +9.13%; the other runs above had it too).
 //! - Full-precision residual: positions of the incomplete group stay f16 in a window of the
 //!   last 2G positions (`KIVI_R`) kept in the same buffers after the quantized part. Two
 //!   groups, not one, so that rewinding up to G positions (a generation's steps run ahead)
@@ -49,8 +53,8 @@ pub enum KvDType {
 pub const KIVI_G: u64 = 128;
 /// Positions of kivi2's f16 residual window (two groups, see the module doc).
 pub const KIVI_R: u64 = 256;
-/// Channels per kivi2 value group.
-pub const KIVI_VG: u64 = 128;
+/// Channels per kivi2 value group (KIVI's group size; the module doc has the measurements).
+pub const KIVI_VG: u64 = 32;
 
 impl KvDType {
     /// Every format, in the order error messages list them.
@@ -109,7 +113,7 @@ impl KvDType {
             return (w, w);
         }
         let residual = batch * KIVI_R * n_kv_heads * d / 2;
-        let keys = batch * capacity.div_ceil(KIVI_G) * n_kv_heads * 9 * d;
+        let keys = batch * capacity.div_ceil(KIVI_G) * n_kv_heads * (KIVI_G / 16 + 1) * d;
         (keys + residual, rows * self.row_words(d) + residual)
     }
 
@@ -156,6 +160,10 @@ impl KvDType {
                 }
             }
             KvDType::Kivi2 => {
+                out += &format!(
+                    "const KG: u32 = {KIVI_G}u;\nconst KR: u32 = {KIVI_R}u;\n\
+                     const KVG: u32 = {KIVI_VG}u;\n"
+                );
                 out += section("kivi.wgsl", KIVI, "common")?;
                 if !store {
                     out += section("kivi.wgsl", KIVI, "load")?;

@@ -346,10 +346,11 @@ fn generate_kv_cache_modes_report_their_size() {
     assert_eq!(run("q8_0"), elems / 32 * 34);
     assert_eq!(run("q4_0"), elems / 32 * 18);
     // kivi2 (d 64, 64 slots) per layer and kv head: K one group of 9 words per channel
-    // (576), V 64 rows of 4 code words and one (scale, min) word (320), and each a 256-row
-    // f16 residual window (8192): 69120 bytes, more than f16 at so short a context.
+    // (576), V 64 rows of 4 code words and a (scale, min) word per 32 channels (384), and
+    // each a 256-row f16 residual window (8192): 69376 bytes, more than f16 at so short a
+    // context.
     let pairs = elems / (2 * 64 * 64);
-    assert_eq!(run("kivi2"), pairs * (576 + 320 + 2 * 8192) * 4);
+    assert_eq!(run("kivi2"), pairs * (576 + 384 + 2 * 8192) * 4);
 }
 
 #[test]

@@ -64,12 +64,12 @@ export const cases = {
       const i = m.info;
       if (i.kv_cache !== 'kivi2') fail(`info.kv_cache ${i.kv_cache}`);
       // kivi2 words per layer and kv head (shaders/kivi.wgsl): K 9 words per channel per group
-      // of 128 slots, V per slot 2-bit codes and a (scale, min) word per 128 channels, and
+      // of 128 slots, V per slot 2-bit codes and a (scale, min) word per 32 channels, and
       // each a 256-row f16 residual window.
       const d = i.d_model / i.n_heads;
       const res = 256 * d / 2;
       const kw = Math.ceil(i.max_context / 128) * 9 * d + res;
-      const vw = i.max_context * (d / 16 + Math.ceil(d / 128)) + res;
+      const vw = i.max_context * (d / 16 + d / 32) + res;
       const want = i.n_layers * i.n_kv_heads * (kw + vw) * 4;
       if (i.kv_cache_bytes !== want) fail(`info.kv_cache_bytes ${i.kv_cache_bytes}, the kivi2 layout takes ${want}`);
       if (i.kv_cache_bytes !== p.native.kv_cache_bytes) fail(`info.kv_cache_bytes ${i.kv_cache_bytes}, native ${p.native.kv_cache_bytes}`);
