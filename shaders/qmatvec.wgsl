@@ -52,7 +52,7 @@ alias V = {{V}};
 fn main(@builtin(local_invocation_index) lid: u32,
         @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>{{EXTRA_BUILTINS}}) {
-    let row0 = {{ROW0}};
+{{GRID_FILL}}    let row0 = {{ROW0}};
     let k4n = p.k / 4u;
     var acc: array<f32, R * M * G>; // [G, R, M]
     // kv walks steps of U vec4s (K is a whole number of blocks, so of steps).

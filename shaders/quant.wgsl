@@ -301,8 +301,9 @@ fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
 // workgroup of a matvec more loads than its weights, and qmatmul's tiles already use most of
 // the 16 KiB. A small storage table stays in the GPU's L1/texture cache, as ggml's CUDA
 // tables do. Reading whole words of values costs less ALU work than decoding 2-bit codes.
+// T is the table: `grid` itself, or the matvec's workgroup copy of one format's grid.
 fn grid_bytes{{S}}(at: u32) -> vec4<f32> {
-    return vec4<f32>(bytes_shr(grid[at], 0u) & vec4<u32>(0xffu));
+    return vec4<f32>(bytes_shr({{T}}[at], 0u) & vec4<u32>(0xffu));
 }
 
 // ggml's ksigns_iq2xs[i]: 7 sign bits and an 8th that makes the count of set bits even.
@@ -317,7 +318,7 @@ fn ksigns{{S}}(i: u32) -> u32 {
 // the shifts sign-extend each byte. Exact: db * -g is -(db * g) in IEEE arithmetic.
 fn grid_signed{{S}}(at: u32, s: u32) -> vec4<f32> {
     let neg = ((s & 0xfu) * 0x00204081u) & 0x01010101u;
-    let w = (grid[at] ^ (neg * 0xffu)) + neg;
+    let w = ({{T}}[at] ^ (neg * 0xffu)) + neg;
     return vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(w) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u));
 }
 

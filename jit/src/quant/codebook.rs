@@ -227,6 +227,14 @@ pub fn expanded_offset(packed: usize) -> Option<usize> {
     None
 }
 
+/// Words of the expanded grid whose packed grid is at `packed` in the GPU table.
+pub fn expanded_words(packed: usize) -> Option<usize> {
+    EXPANDED
+        .iter()
+        .find(|(p, _, _)| *p == packed)
+        .map(|(_, n, v)| n * v / 4)
+}
+
 /// Word offset of the sign masks in the GPU table.
 pub fn sign_mask_offset() -> usize {
     EXPANDED.iter().map(|(_, n, v)| n * v / 4).sum::<usize>()

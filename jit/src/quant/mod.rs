@@ -26,7 +26,9 @@ mod synth;
 mod validate;
 pub mod wgsl;
 
-pub use codebook::{expanded_offset, gpu_grid_table, iq1_m_scale_bits, ksigns, sign_mask_offset};
+pub use codebook::{
+    expanded_offset, expanded_words, gpu_grid_table, iq1_m_scale_bits, ksigns, sign_mask_offset,
+};
 pub use lowbit::{e8m0_to_f32_half, IQ4NL_VALUES, MXFP4_VALUES};
 pub use synth::{scale_offsets, synth_blocks};
 pub use validate::validate_blocks;

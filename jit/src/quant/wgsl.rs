@@ -64,13 +64,78 @@ pub fn grid_helpers_wgsl(format: GgmlType) -> Result<String, JitError> {
         return Ok(String::new());
     }
     let t = section(FILE, QUANT, "grid")?;
-    Ok(grid_decl_wgsl(format) + &render(FILE, t, &[("S", String::new())])?)
+    let values = [("S", String::new()), ("T", "grid".to_string())];
+    Ok(grid_decl_wgsl(format) + &render(FILE, t, &values)?)
 }
 
 /// `fn deq4{suffix}(base, k4) -> vec4<f32>` (and the helpers it calls, with the same suffix)
 /// for a weight of `format` bound as the storage array `array`. Kernels reading one weight use
 /// `dequant_wgsl(format, "w", "")` after `common_wgsl()`.
 pub fn dequant_wgsl(format: GgmlType, array: &str, suffix: &str) -> Result<String, JitError> {
+    dequant_wgsl_in(format, array, suffix, &GridTable::Storage)
+}
+
+/// Where a kernel's dequantization reads a codebook format's grid.
+pub enum GridTable {
+    /// The `grid` storage binding (every grid, at the format's offset).
+    Storage,
+    /// A workgroup array of this name holding only the format's expanded grid (offset 0),
+    /// filled by the kernel itself (`grid_copy_wgsl`).
+    Workgroup(&'static str),
+}
+
+impl GridTable {
+    /// The table's array name and the word offset of `format`'s grid in it.
+    fn at(&self, format: GgmlType) -> (&'static str, usize) {
+        match self {
+            GridTable::Storage => (
+                "grid",
+                grid_offset(format)
+                    .and_then(super::expanded_offset)
+                    .unwrap_or(0),
+            ),
+            GridTable::Workgroup(name) => (name, 0),
+        }
+    }
+}
+
+/// Words of `format`'s expanded grid (0 for the other formats).
+pub fn grid_words(format: GgmlType) -> usize {
+    grid_offset(format)
+        .and_then(super::expanded_words)
+        .unwrap_or(0)
+}
+
+/// A workgroup copy of `format`'s expanded grid named `name`: its declaration, and the loop
+/// (for the top of `main`, in uniform control flow) in which the WG invocations fill it from
+/// the `grid` binding, ending with a barrier.
+pub fn grid_copy_wgsl(format: GgmlType, name: &str) -> (String, String) {
+    let n = grid_words(format);
+    let from = grid_offset(format)
+        .and_then(super::expanded_offset)
+        .unwrap_or(0);
+    (
+        format!(
+            "var<workgroup> {name}: array<u32, {n}>; // this format's grid, copied from `grid`
+"
+        ),
+        format!(
+            "    for (var i = lid; i < {n}u; i += WG) {{
+        {name}[i] = grid[{from}u + i];
+    }}
+    workgroupBarrier();
+"
+        ),
+    )
+}
+
+/// `dequant_wgsl` reading a codebook grid from `table`.
+pub fn dequant_wgsl_in(
+    format: GgmlType,
+    array: &str,
+    suffix: &str,
+    table: &GridTable,
+) -> Result<String, JitError> {
     let mut parts = vec!["byte_at"];
     if matches!(format, GgmlType::Q4K | GgmlType::Q5K) {
         parts.push("kscale");
@@ -84,18 +149,17 @@ pub fn dequant_wgsl(format: GgmlType, array: &str, suffix: &str) -> Result<Strin
     }
     parts.push(format.name());
     let mut s = String::new();
+    let (tname, e) = table.at(format);
     for p in parts {
         let t = section(FILE, QUANT, p)?;
         // Each section names the placeholders it reads (`kscale` reads no array).
-        let g = grid
-            .and_then(super::expanded_offset)
-            .unwrap_or(0)
-            .to_string();
-        let values: Vec<(&str, String)> = [("W", array), ("S", suffix), ("E", g.as_str())]
-            .into_iter()
-            .filter(|(name, _)| t.contains(&format!("{{{{{name}}}}}")))
-            .map(|(name, v)| (name, v.to_string()))
-            .collect();
+        let g = e.to_string();
+        let values: Vec<(&str, String)> =
+            [("W", array), ("S", suffix), ("E", g.as_str()), ("T", tname)]
+                .into_iter()
+                .filter(|(name, _)| t.contains(&format!("{{{{{name}}}}}")))
+                .map(|(name, v)| (name, v.to_string()))
+                .collect();
         s.push_str(&render(FILE, t, &values)?);
     }
     Ok(s)
@@ -126,7 +190,12 @@ pub fn deqv_width(format: GgmlType) -> u32 {
 /// `4 U kv .. 4 U kv + 4 U - 1` of the row at `base`, for the matvec. The codebook formats have
 /// their own 8-wide sections (`<format>_8` in quant.wgsl); the others wrap deq4. Goes after
 /// `dequant_wgsl(format, array, suffix)`, whose helpers it calls.
-pub fn deqv_wgsl(format: GgmlType, array: &str, suffix: &str) -> Result<String, JitError> {
+pub fn deqv_wgsl(
+    format: GgmlType,
+    array: &str,
+    suffix: &str,
+    table: &GridTable,
+) -> Result<String, JitError> {
     if deqv_width(format) == 1 {
         return Ok(format!(
             "fn deqv{suffix}(base: u32, kv: u32) -> array<vec4<f32>, 1> {{\n    \
@@ -134,10 +203,7 @@ pub fn deqv_wgsl(format: GgmlType, array: &str, suffix: &str) -> Result<String, 
         ));
     }
     let t = section(FILE, QUANT, &format!("{}_8", format.name()))?;
-    let g = grid_offset(format)
-        .and_then(super::expanded_offset)
-        .unwrap_or(0)
-        .to_string();
+    let g = table.at(format).1.to_string();
     let values: Vec<(&str, String)> = [("W", array), ("S", suffix), ("E", g.as_str())]
         .into_iter()
         .filter(|(name, _)| t.contains(&format!("{{{{{name}}}}}")))

@@ -4,7 +4,10 @@
 use super::problem::{Form, Path, QMatvecConfig, QMatvecParams, QMatvecSpec, Reduce};
 use crate::error::JitError;
 use crate::kernels::{enables, vec_type};
-use crate::quant::wgsl::{common_wgsl, dequant_wgsl, deqv_wgsl, deqv_width, grid_decl_wgsl};
+use crate::quant::wgsl::{
+    common_wgsl, dequant_wgsl_in, deqv_wgsl, deqv_width, grid_copy_wgsl, grid_decl_wgsl,
+    grid_words, GridTable,
+};
 use crate::render::{render, section};
 use crate::shaders::QMATVEC;
 use crate::spec::UniformStruct;
@@ -21,6 +24,19 @@ pub(super) fn max_subgroups(cfg: &QMatvecConfig) -> u32 {
     cfg.wg.div_ceil(4)
 }
 
+/// Largest codebook grid copied into workgroup memory (IQ2_S's 8 KiB; IQ1's 16 KiB grid would
+/// leave no room under WebGPU's default 16 KiB limit).
+const GRID_WG_MAX_WORDS: usize = 2048;
+
+/// Whether a config reads its codebook grid from a workgroup copy instead of the `grid`
+/// binding: with 4 or more rows per workgroup, where the copy (one word per invocation or a
+/// few) is spread over enough weights. Random per-lane lookups in a storage table cost an L1
+/// transaction each; in workgroup memory they cost bank conflicts at most.
+pub(super) fn grid_in_workgroup(spec: &QMatvecSpec, cfg: &QMatvecConfig) -> bool {
+    let words = grid_words(spec.format);
+    words > 0 && words <= GRID_WG_MAX_WORDS && cfg.r >= 4
+}
+
 /// Bytes of workgroup memory a float config needs.
 pub(super) fn shared_bytes(spec: &QMatvecSpec, cfg: &QMatvecConfig) -> u64 {
     let per = match cfg.reduce {
@@ -28,7 +44,12 @@ pub(super) fn shared_bytes(spec: &QMatvecSpec, cfg: &QMatvecConfig) -> u64 {
         Reduce::Subgroup => max_subgroups(cfg),
         Reduce::None => 0,
     };
-    4 * (cfg.r * spec.m * per * spec.accumulators()) as u64
+    let grid = if grid_in_workgroup(spec, cfg) {
+        4 * grid_words(spec.format) as u64
+    } else {
+        0
+    };
+    4 * (cfg.r * spec.m * per * spec.accumulators()) as u64 + grid
 }
 
 /// The output expressions of the reductions (each invocation's own sums, the workgroup
@@ -66,14 +87,26 @@ pub(super) fn render_float(
     key: String,
 ) -> Result<String, JitError> {
     // One dequantization per weight, reading its own array with its own function names.
+    let wg_grid = grid_in_workgroup(spec, cfg);
+    let table = if wg_grid {
+        GridTable::Workgroup("gridw")
+    } else {
+        GridTable::Storage
+    };
+    let (grid_wg_decl, grid_fill) = if wg_grid {
+        grid_copy_wgsl(spec.format, "gridw")
+    } else {
+        (String::new(), String::new())
+    };
     let mut deq = common_wgsl()?;
     deq.push_str(&grid_decl_wgsl(spec.format));
-    deq.push_str(&dequant_wgsl(spec.format, "w", "")?);
-    deq.push_str(&deqv_wgsl(spec.format, "w", "")?);
+    deq.push_str(&grid_wg_decl);
+    deq.push_str(&dequant_wgsl_in(spec.format, "w", "", &table)?);
+    deq.push_str(&deqv_wgsl(spec.format, "w", "", &table)?);
     for i in 2..=spec.weights() {
         let (array, suffix) = (format!("w{i}"), format!("_{i}"));
-        deq.push_str(&dequant_wgsl(spec.format, &array, &suffix)?);
-        deq.push_str(&deqv_wgsl(spec.format, &array, &suffix)?);
+        deq.push_str(&dequant_wgsl_in(spec.format, &array, &suffix, &table)?);
+        deq.push_str(&deqv_wgsl(spec.format, &array, &suffix, &table)?);
     }
     let (w2_decl, load_w, epilogue, acc2) = match spec.form {
         Form::Plain => (String::new(), sec("load_w")?, "", ""),
@@ -153,6 +186,7 @@ pub(super) fn render_float(
             ("M", spec.m.to_string()),
             ("G", spec.accumulators().to_string()),
             ("U", deqv_width(spec.format).to_string()),
+            ("GRID_FILL", grid_fill),
             ("DEQ", deq),
             ("W2_DECL", w2_decl),
             ("EPILOGUE", epilogue.into()),
