@@ -38,6 +38,7 @@ pub mod shaders {
     pub const ATTENTION_DECODE: &str = include_str!("../../shaders/attention_decode.wgsl");
     pub const KV_QUANT: &str = include_str!("../../shaders/kv_quant.wgsl");
     pub const KIVI: &str = include_str!("../../shaders/kivi.wgsl");
+    pub const KIVI_DECODE: &str = include_str!("../../shaders/kivi_decode.wgsl");
     pub const SAMPLE: &str = include_str!("../../shaders/sample.wgsl");
     pub const NEIGHBORHOOD: &str = include_str!("../../shaders/neighborhood.wgsl");
     pub const BLOCK_SPARSE: &str = include_str!("../../shaders/block_sparse.wgsl");
@@ -62,6 +63,7 @@ pub mod shaders {
         ATTENTION_DECODE,
         KV_QUANT,
         KIVI,
+        KIVI_DECODE,
         QUANT,
         QMATVEC,
         QMATVEC_I8,

@@ -14,7 +14,9 @@
 //!   range).
 //! - Values per token: one group per run of `VG` consecutive channels of a row (KIVI's group
 //!   size; head dims are multiples of 32, so every run is whole).
-//! - Codes are packed 16 to a u32 word, element i at bits 2*(i % 16) (low bits first).
+//! - Codes are packed 16 to a u32 word, element i at bits 2*(i % 16) (low bits first): a
+//!   value row's channels, and a key group's codes token by token (each token's d channels
+//!   in d / 16 words, then the group's (scale, min) pairs), so a key reads like a value row.
 //! - The most recent tokens (the ones of a group that is not complete yet, up to G - 1 of
 //!   them) stay in full precision (f16 rows); when token g*G + G - 1 is appended, group g is
 //!   quantized (keys and values together) and leaves the window.
@@ -210,8 +212,13 @@ impl Layout {
     pub fn value_row_words(&self) -> usize {
         self.d / 16 + self.d.div_ceil(VG)
     }
+    /// Words of one (batch, group, kv head) of keys: G rows of d / 16 code words, then one
+    /// (scale, min) pair per channel.
+    fn key_group_words(&self) -> usize {
+        (G + 16) * self.d / 16
+    }
     fn key_res(&self) -> usize {
-        self.batch * self.groups() * self.hk * 9 * self.d
+        self.batch * self.groups() * self.hk * self.key_group_words()
     }
     fn value_res(&self) -> usize {
         self.batch * self.capacity * self.hk * self.value_row_words()
@@ -222,7 +229,8 @@ impl Layout {
         (self.key_res() + res, self.value_res() + res)
     }
 
-    /// Key group (b, g, h), channel c as stored: (scale, min, codes of its G tokens).
+    /// Key group (b, g, h), channel c as stored: (scale, min, codes of its G tokens). Token
+    /// t's codes are words t * d / 16 .. of the group, channel c in word c / 16 (`pack`).
     pub fn key_group(
         &self,
         kw: &[u32],
@@ -231,10 +239,13 @@ impl Layout {
         h: usize,
         c: usize,
     ) -> (u16, u16, Vec<u8>) {
-        let (d, base) = (self.d, ((b * self.groups() + g) * self.hk + h) * 9 * self.d);
-        let words: Vec<u32> = (0..8).map(|tw| kw[base + tw * d + c]).collect();
-        let sm = kw[base + 8 * d + c];
-        (sm as u16, (sm >> 16) as u16, unpack(&words, G))
+        let dw = self.d / 16;
+        let base = ((b * self.groups() + g) * self.hk + h) * self.key_group_words();
+        let q = (0..G)
+            .map(|t| ((kw[base + t * dw + c / 16] >> (2 * (c % 16))) & 3) as u8)
+            .collect();
+        let sm = kw[base + G * dw + c];
+        (sm as u16, (sm >> 16) as u16, q)
     }
 
     /// Value group `vg` of row (b, pos, h) as stored: (scale, min, codes).

@@ -163,6 +163,26 @@ fn decode_every_config_across_group_boundaries() {
     assert_eq!(t.cache.len(), 3 * G + 5);
 }
 
+/// The whole decode space at real models' head dims (128, and Gemma 3's 256: 8 and 16 code
+/// words a key, against 4 at d 64 above), GQA 4 over 2 kv heads: a prompt of 3G - 2, then
+/// single positions across the boundary of group 2, decoded at 3G + 1 (three quantized
+/// groups and a residual row; score blocks of some configs straddle two groups).
+#[test]
+fn decode_every_config_at_model_head_dims() {
+    let mut r = Rand::new(3030);
+    for d in [128, 256] {
+        let mut t = Tracked::new(1, 2, d, 4 * G);
+        t.append(&mut r, 3 * G - 2);
+        for _ in 0..3 {
+            t.append(&mut r, 1);
+        }
+        t.check_storage(&format!("d {d}"));
+        let space = t.space(8);
+        assert!(space.len() >= 12, "{} configs", space.len());
+        t.check_decode(&mut r, 8, &space);
+    }
+}
+
 /// A prompt longer than the residual window in one append (the flush quantizes three groups
 /// from k_new; only the last 2G rows go to the window), then single positions up to and past
 /// the next boundary; batch 2, GQA, head dims 320 (10 value groups) and 96 (3).

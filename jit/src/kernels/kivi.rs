@@ -4,8 +4,8 @@
 
 use crate::error::JitError;
 use crate::kernels::attention_decode::check_kv_dtype;
-use crate::kernels::kv_dtype::{KvDType, KIVI_G, KIVI_VG};
-use crate::kernels::{check_workgroup, linear_dispatch};
+use crate::kernels::kv_dtype::{KvDType, KIVI_G};
+use crate::kernels::{check_shared, check_workgroup, groups_dispatch};
 use crate::profile::DeviceProfile;
 use crate::render::{render, section};
 use crate::shaders::KIVI;
@@ -50,13 +50,6 @@ impl KiviFlushSpec {
             pad0: 0,
         }
     }
-
-    fn invocations(&self) -> u64 {
-        let keys = self.batch * self.n_groups * self.n_kv_heads * self.head_dim;
-        let values =
-            self.batch * self.n_groups * KIVI_G * self.n_kv_heads * self.head_dim.div_ceil(KIVI_VG);
-        keys + values
-    }
 }
 
 impl KernelSpec for KiviFlushSpec {
@@ -94,16 +87,23 @@ impl KernelSpec for KiviFlushSpec {
         )
     }
 
-    fn dispatch(&self, cfg: &KiviFlushConfig) -> [u32; 3] {
-        match self.invocations() {
-            0 => [0, 1, 1],
-            n => linear_dispatch(n, cfg.wg),
-        }
+    fn dispatch(&self, _cfg: &KiviFlushConfig) -> [u32; 3] {
+        // One workgroup per (batch, group, kv head): its key channels' halves are shared by
+        // the invocations that write the group's code words.
+        groups_dispatch(self.batch * self.n_groups * self.n_kv_heads)
     }
 
     fn check(&self, profile: &DeviceProfile, cfg: &KiviFlushConfig) -> Result<(), JitError> {
         check_kv_dtype(self.family(), KvDType::Kivi2, self.head_dim)?;
-        check_workgroup(self.family(), &self.key(cfg), profile, cfg.wg)
+        let key = self.key(cfg);
+        check_workgroup(self.family(), &key, profile, cfg.wg)?;
+        check_shared(
+            self.family(),
+            &key,
+            profile,
+            self.head_dim * 16,
+            "key channel halves need",
+        )
     }
 
     fn space(&self, profile: &DeviceProfile) -> Vec<KiviFlushConfig> {

@@ -6,8 +6,9 @@
 //! (shaders/kv_quant.wgsl), so attention and the writers are the same for every format.
 //!
 //! `kivi2` (KIVI, Liu et al. 2024) is not row-based: keys are quantized per channel over
-//! groups of `KIVI_G` tokens, so its storage is laid out by group (shaders/kivi.wgsl, whose
-//! `load_k` / `load_v` serve decode attention like the row formats'). Choices made here:
+//! groups of `KIVI_G` tokens, so its storage is laid out by group (shaders/kivi.wgsl), and its
+//! decode attention has its own kernel (shaders/kivi_decode.wgsl) that scores a quantized key
+//! from its codes against the query scaled once per group. Choices made here:
 //! - 2-bit asymmetric groups with an f16 scale and minimum ((max - min) / 3 and min), codes
 //!   rounded half up against the stored halves and clamped to 0..3; the group's inputs are the
 //!   f16 values of the residual window (so a group quantizes the same whether it completed in
@@ -113,7 +114,7 @@ impl KvDType {
             return (w, w);
         }
         let residual = batch * KIVI_R * n_kv_heads * d / 2;
-        let keys = batch * capacity.div_ceil(KIVI_G) * n_kv_heads * (KIVI_G / 16 + 1) * d;
+        let keys = batch * capacity.div_ceil(KIVI_G) * n_kv_heads * (KIVI_G + 16) * d / 16;
         (keys + residual, rows * self.row_words(d) + residual)
     }
 
@@ -134,10 +135,10 @@ impl KvDType {
     }
 
     /// The WGSL that declares the cache word type `KV` and `load_k` / `load_v` for rows of
-    /// `head_dim` values (kivi2: its layout's constants, and with `!store` the decode
-    /// readers, which use DecodeParams `p`); for the quantized formats also the block quantizer `kv_quant` and,
-    /// with `store`, the row writers `kv_store_k` / `kv_store_v`. Dense formats declare
-    /// `load` / `store` of one vec4 as before.
+    /// `head_dim` values (kivi2: only its layout's constants and helpers; its decode attention
+    /// is shaders/kivi_decode.wgsl); for the quantized formats also the block quantizer
+    /// `kv_quant` and, with `store`, the row writers `kv_store_k` / `kv_store_v`. Dense formats
+    /// declare `load` / `store` of one vec4 as before.
     pub(crate) fn wgsl(self, head_dim: u64, store: bool) -> Result<String, JitError> {
         let (f, a) = ("attention_decode.wgsl", ATTENTION_DECODE);
         let q = "kv_quant.wgsl";
@@ -165,9 +166,6 @@ impl KvDType {
                      const KVG: u32 = {KIVI_VG}u;\n"
                 );
                 out += section("kivi.wgsl", KIVI, "common")?;
-                if !store {
-                    out += section("kivi.wgsl", KIVI, "load")?;
-                }
             }
         }
         Ok(out)
