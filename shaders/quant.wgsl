@@ -245,24 +245,29 @@ fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
 // trit n is ((byte * 3^n mod 256) * 3) >> 8, minus 1. Elements 0-159 are trit e / 32 of
 // qs[e % 32], 160-239 trit (e - 160) / 16 of qs[32 + e % 16], 240-255 trit (e - 240) / 4 of
 // qh[e % 4]; 4 neighbouring elements are 4 bytes of one word with one trit index.
+// The word (x) and trit index (y) of elements e .. e + 3 of a block (e a multiple of 4).
+fn tq1_at{{S}}(e: u32) -> vec2<u32> {
+    if (e >= 240u) {
+        return vec2<u32>(12u, (e - 240u) >> 2u);
+    } else if (e >= 160u) {
+        return vec2<u32>(8u + ((e & 15u) >> 2u), (e - 160u) >> 4u);
+    }
+    return vec2<u32>((e & 31u) >> 2u, e >> 5u);
+}
+// 3^n without indexing by n (see lut16).
+fn tq1_pow3{{S}}(n: u32) -> u32 {
+    return select(select(select(select(1u, 3u, n == 1u), 9u, n == 2u), 27u, n == 3u), 81u, n == 4u);
+}
+// Trit n of each byte of `word` minus 1, given p3 = 3^n. Only the low 8 bits of each product
+// matter, so the bytes need no mask first.
+fn tq1_trits{{S}}(word: u32, p3: u32) -> vec4<f32> {
+    let q = (bytes_shr(word, 0u) * vec4<u32>(p3)) & vec4<u32>(0xffu);
+    return vec4<f32>(vec4<i32>((q * 3u) >> vec4<u32>(8u)) - vec4<i32>(1));
+}
 fn deq4{{S}}(base: u32, k4: u32) -> vec4<f32> {
     let b = base + (k4 >> 6u) * 14u;
-    let e = (k4 & 63u) * 4u;
-    var wi = (e & 31u) >> 2u;
-    var n = e >> 5u;
-    if (e >= 240u) {
-        wi = 12u;
-        n = (e - 240u) >> 2u;
-    } else if (e >= 160u) {
-        wi = 8u + ((e & 15u) >> 2u);
-        n = (e - 160u) >> 4u;
-    }
-    // 3^n without indexing by n (see lut16).
-    let p3 = select(select(select(select(1u, 3u, n == 1u), 9u, n == 2u), 27u, n == 3u), 81u, n == 4u);
-    // Only the low 8 bits of each product matter, so the bytes need no mask first.
-    let q = (bytes_shr({{W}}[b + wi], 0u) * vec4<u32>(p3)) & vec4<u32>(0xffu);
-    let t = vec4<i32>((q * 3u) >> vec4<u32>(8u)) - vec4<i32>(1);
-    return vec4<f32>(t) * half_to_f32({{W}}[b + 13u]);
+    let at = tq1_at{{S}}((k4 & 63u) * 4u);
+    return tq1_trits{{S}}({{W}}[b + at.x], tq1_pow3{{S}}(at.y)) * half_to_f32({{W}}[b + 13u]);
 }
 
 //! section tq2_0
@@ -541,28 +546,15 @@ fn deqv{{S}}(base: u32, k8: u32) -> array<vec4<f32>, 2> {
 }
 
 //! section tq1_0_8
-// TQ1_0's 8-wide dequantization for the matvec: two neighbouring words (the last 16 elements:
-// one word, trits n and n + 1) share the block, the power of 3 and the scale.
-fn tq1_trits{{S}}(word: u32, p3: u32) -> vec4<f32> {
-    let q = (bytes_shr(word, 0u) * vec4<u32>(p3)) & vec4<u32>(0xffu);
-    return vec4<f32>(vec4<i32>((q * 3u) >> vec4<u32>(8u)) - vec4<i32>(1));
-}
+// TQ1_0's 8-wide dequantization for the matvec (helpers in the tq1_0 section): two neighbouring
+// words (the last 16 elements: one word, trits n and n + 1) share the block, 3^n and the scale.
 fn deqv{{S}}(base: u32, k8: u32) -> array<vec4<f32>, 2> {
     let b = base + (k8 >> 5u) * 14u;
     let e = (k8 & 31u) * 8u;
-    var w0 = (e & 31u) >> 2u;
-    var n = e >> 5u;
-    if (e >= 240u) {
-        w0 = 12u;
-        n = (e - 240u) >> 2u;
-    } else if (e >= 160u) {
-        w0 = 8u + ((e & 15u) >> 2u);
-        n = (e - 160u) >> 4u;
-    }
+    let at = tq1_at{{S}}(e);
     let last = e >= 240u;
-    let w1 = select(w0 + 1u, w0, last);
-    let p3 = select(select(select(select(1u, 3u, n == 1u), 9u, n == 2u), 27u, n == 3u), 81u, n == 4u);
+    let p3 = tq1_pow3{{S}}(at.y);
     let d = half_to_f32({{W}}[b + 13u]);
-    return array<vec4<f32>, 2>(tq1_trits{{S}}({{W}}[b + w0], p3) * d,
-                               tq1_trits{{S}}({{W}}[b + w1], select(p3, 3u * p3, last)) * d);
+    return array<vec4<f32>, 2>(tq1_trits{{S}}({{W}}[b + at.x], p3) * d,
+                               tq1_trits{{S}}({{W}}[b + select(at.x + 1u, at.x, last)], select(p3, 3u * p3, last)) * d);
 }
