@@ -193,3 +193,126 @@ fn silu(v: f32) -> f32 {
             } else {
                 wv = deqv_3((row - p.part2) * p.row_words, kv);
             }
+
+//! section matvec_blocks
+// {{KEY}}
+// y[m, n_offset + r] = sum_k x[m, k] * W[r, k] for the rows r of one weight segment, M <= 8,
+// in f32 like the `matvec` section, with the weights decoded a block of 32 at a time by the
+// int8 path's decoders (qmatvec_i8.wgsl): integer codes as signed bytes, a scale per half
+// block and an offset. A block adds
+//   sa * dot(codes 0-15, x) + sb * dot(codes 16-31, x) + mn * sum(x)
+// so the scales leave the inner loop and no dequantized weight is formed; X stays f32.
+// Gated and stacked forms as in the `matvec` section.
+// {{SPLIT_NOTE}}
+{{ENABLES}}
+{{PARAMS}}
+@group(0) @binding(0) var<uniform> p: QMatvecParams;
+@group(0) @binding(1) var<storage, read> w: array<{{WTYPE}}>;     // [rows, row_words] repacked segment (words, or vec4s of them)
+@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;     // [M, k / 4]
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;     // [M, n]
+{{W2_DECL}}
+
+const WG: u32 = {{WG}}u;
+const R: u32 = {{R}}u;
+const M: u32 = {{M}}u;
+const G: u32 = {{G}}u;
+const BPS: u32 = {{BPS}}u; // blocks of 32 per step of the K loop
+
+{{DEQ}}
+
+// 4 signed-byte codes as f32 (core WGSL: shifts, no packed-integer builtins).
+fn codes4(v: u32) -> vec4<f32> {
+    return vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(v) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u));
+}
+
+// One block of 32 weights against X's vec4s xi .. xi + 7.
+fn block_dot(wb: W8, xi: u32) -> f32 {
+    var da = 0.0;
+    var db = 0.0;
+    var xs = vec4<f32>(0.0);
+    for (var i = 0u; i < 4u; i++) {
+        let xa = x[xi + i];
+        let xb = x[xi + 4u + i];
+        da += dot(xa, codes4(wb.a[i]));
+        db += dot(xb, codes4(wb.b[i]));
+{{XSUM}}
+    }
+    return wb.sa * da + wb.sb * db{{MN}};
+}
+
+// The gated form: W's and W2's blocks against the same X loads.
+fn block_dot2(wb: W8, wb2: W8, xi: u32) -> vec2<f32> {
+    var da = vec2<f32>(0.0);
+    var db = vec2<f32>(0.0);
+    var xs = vec4<f32>(0.0);
+    for (var i = 0u; i < 4u; i++) {
+        let xa = x[xi + i];
+        let xb = x[xi + 4u + i];
+        da += vec2<f32>(dot(xa, codes4(wb.a[i])), dot(xa, codes4(wb2.a[i])));
+        db += vec2<f32>(dot(xb, codes4(wb.b[i])), dot(xb, codes4(wb2.b[i])));
+{{XSUM}}
+    }
+    return vec2<f32>(wb.sa * da.x + wb.sb * db.x{{MN}}, wb2.sa * da.y + wb2.sb * db.y{{MN2}});
+}
+
+{{EPILOGUE}}
+
+{{REDUCE_DECL}}
+
+@compute @workgroup_size({{WG}})
+fn main(@builtin(local_invocation_index) lid: u32,
+        @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>{{EXTRA_BUILTINS}}) {
+    let row0 = {{ROW0}};
+    let nb = p.k / 32u;
+    var acc: array<f32, R * M * G>; // [G, R, M]
+    for (var j = {{K0}}; j < nb / BPS; j += {{KSTEP}}) {
+        for (var r = 0u; r < R; r++) {
+            let row = min(row0 + r, p.rows - 1u); // tail rows recompute the last row, unwritten
+{{LOAD_WB}}
+            for (var u = 0u; u < BPS; u++) {
+                for (var m = 0u; m < M; m++) {
+                    let xi = (m * nb + j * BPS + u) * 8u;
+{{ACC_B}}
+                }
+            }
+        }
+    }
+{{REDUCE}}
+}
+
+//! section blocks_xsum
+        xs += xa + xb;
+
+//! section blocks_acc_plain
+                    acc[r * M + m] += block_dot(wbs[u], xi);
+
+//! section blocks_acc_gated
+                    let s2 = block_dot2(wbs[u], wbs2[u], xi);
+                    acc[r * M + m] += s2.x;
+                    acc[(R + r) * M + m] += s2.y;
+
+//! section blocks_load_plain
+            let wbs = wblocks(row * p.row_words, j);
+
+//! section blocks_load_gated
+            let wbs = wblocks(row * p.row_words, j);
+            let wbs2 = wblocks_2(row * p.row_words, j);
+
+//! section blocks_load_stacked2
+            var wbs: array<W8, BPS>;
+            if (row < p.part1) {
+                wbs = wblocks(row * p.row_words, j);
+            } else {
+                wbs = wblocks_2((row - p.part1) * p.row_words, j);
+            }
+
+//! section blocks_load_stacked3
+            var wbs: array<W8, BPS>;
+            if (row < p.part1) {
+                wbs = wblocks(row * p.row_words, j);
+            } else if (row < p.part2) {
+                wbs = wblocks_2((row - p.part1) * p.row_words, j);
+            } else {
+                wbs = wblocks_3((row - p.part2) * p.row_words, j);
+            }

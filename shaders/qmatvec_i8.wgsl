@@ -56,20 +56,6 @@ const M: u32 = {{M}}u;
 const T: u32 = WG / R; // invocations per row
 const BPS: u32 = {{BPS}}u; // blocks of 32 per step of the K loop
 
-// 32 weights as signed bytes (a: elements 0-15, b: 16-31), their scales and offset.
-struct W8 {
-    a: vec4<u32>,
-    b: vec4<u32>,
-    sa: f32,
-    sb: f32,
-    mn: f32,
-}
-
-// Each byte of v minus c (bytes of v below 128, of c at most 128), wrapped to a signed byte.
-fn sub_bytes(v: vec4<u32>, c: u32) -> vec4<u32> {
-    return ((v | vec4<u32>(0x80808080u)) - vec4<u32>(c)) ^ vec4<u32>(0x80808080u);
-}
-
 fn dot16(a: vec4<u32>, b: vec4<u32>) -> i32 {
     return dot4I8Packed(a.x, b.x) + dot4I8Packed(a.y, b.y) + dot4I8Packed(a.z, b.z) + dot4I8Packed(a.w, b.w);
 }
@@ -370,6 +356,21 @@ fn wblock(base: u32, j: u32) -> W8 {
     }
     let h = w[b + 12u];
     return W8(trits4(q, 4u), vec4<u32>(trits(h, 1u), trits(h, 3u), trits(h, 9u), trits(h, 27u)), d, d, 0.0);
+}
+
+//! section w8
+// 32 weights as signed bytes (a: elements 0-15, b: 16-31), their scales and offset.
+struct W8 {
+    a: vec4<u32>,
+    b: vec4<u32>,
+    sa: f32,
+    sb: f32,
+    mn: f32,
+}
+
+// Each byte of v minus c (bytes of v below 128, of c at most 128), wrapped to a signed byte.
+fn sub_bytes(v: vec4<u32>, c: u32) -> vec4<u32> {
+    return ((v | vec4<u32>(0x80808080u)) - vec4<u32>(c)) ^ vec4<u32>(0x80808080u);
 }
 
 //! section wblocks_one

@@ -392,12 +392,12 @@ fn tuner_takes_int8_candidates_unless_exact() {
         .upload_f32(&[1, k], &Rand::new(91).vec(k, -1.0, 1.0))
         .unwrap();
     let spec = qmatvec(&x, &w).spec().unwrap();
-    // The candidates of an exact run: the f32-multiply configs (the default's arithmetic; the
-    // tuner never runs f16 ones against an f32 default).
+    // The candidates of an exact run: the f32-multiply configs, dequantized or by blocks (the
+    // default's arithmetic; the tuner never runs f16 ones against an f32 default).
     let exact_space = spec
         .space(e.profile())
         .iter()
-        .filter(|c| c.path == Path::F32)
+        .filter(|c| matches!(c.path, Path::F32 | Path::Blocks))
         .count() as u32;
     let mut rejected = Vec::new();
     for exact in [false, true] {

@@ -34,7 +34,7 @@ const GRID_WG_MAX_WORDS: usize = 2048;
 /// transaction each; in workgroup memory they cost bank conflicts at most.
 pub(super) fn grid_in_workgroup(spec: &QMatvecSpec, cfg: &QMatvecConfig) -> bool {
     let words = grid_words(spec.format);
-    words > 0 && words <= GRID_WG_MAX_WORDS && cfg.r >= 4
+    cfg.path != Path::Blocks && words > 0 && words <= GRID_WG_MAX_WORDS && cfg.r >= 4
 }
 
 /// Bytes of workgroup memory a float config needs.
@@ -197,6 +197,11 @@ pub(super) fn render_float(
             ("REDUCE", reduce),
         ],
     )
+}
+
+/// A reduce body with the output expressions of `form` filled in.
+pub(super) fn fill_outputs_for(form: Form, body: &str) -> Result<String, JitError> {
+    fill_outputs(body, &outputs(form)?)
 }
 
 /// Fills the output expressions a reduce body names.

@@ -37,24 +37,21 @@ fn max_subgroups(cfg: &QMatvecConfig) -> u32 {
     cfg.wg.div_ceil(4)
 }
 
-pub(super) fn render_int8(
-    spec: &QMatvecSpec,
-    cfg: &QMatvecConfig,
-    key: String,
-) -> Result<String, JitError> {
+/// The block decoders of `format` (`wblocks`: the W8 blocks of one step of the K loop) and
+/// what they need, once per weight array: `arrays` holds (array name, function suffix) pairs,
+/// the first normally ("w", ""). The shared helpers (W8, tables, grids) come once.
+pub(super) fn wblocks_wgsl(format: GgmlType, arrays: &[(&str, &str)]) -> Result<String, JitError> {
     let mut deq = common_wgsl()?;
-    if matches!(
-        spec.format,
-        GgmlType::IQ4NL | GgmlType::IQ4XS | GgmlType::MXFP4
-    ) {
+    deq.push_str(sec("w8")?);
+    if matches!(format, GgmlType::IQ4NL | GgmlType::IQ4XS | GgmlType::MXFP4) {
         deq.push_str(sec("lut_bytes")?);
     }
-    let grid = grid_offset(spec.format);
+    let grid = grid_offset(format);
     if grid.is_some() {
-        deq.push_str(&grid_helpers_wgsl(spec.format)?);
+        deq.push_str(&grid_helpers_wgsl(format)?);
     }
-    let wblock = sec(spec.format.name())?;
-    match grid {
+    let wblock = sec(format.name())?;
+    let mut per_array = match grid {
         Some(g) => {
             let b = crate::quant::expanded_offset(g).unwrap_or(0).to_string();
             let m = crate::quant::sign_mask_offset().to_string();
@@ -66,13 +63,65 @@ pub(super) fn render_int8(
             } else {
                 vec![]
             };
-            deq.push_str(&render(FILE, wblock, &values)?);
+            render(FILE, wblock, &values)?
         }
-        None => deq.push_str(wblock),
+        None => wblock.to_string(),
+    };
+    if blocks_per_step(format) == 1 {
+        per_array.push_str(sec("wblocks_one")?);
     }
-    if blocks_per_step(spec.format) == 1 {
-        deq.push_str(sec("wblocks_one")?);
+    for (array, suffix) in arrays {
+        deq.push_str(&rename_for(&per_array, array, suffix));
     }
+    Ok(deq)
+}
+
+/// `src` reading array `array` instead of `w`, its functions renamed with `suffix` (so one
+/// shader can hold the decoders of W, W2 and W3).
+fn rename_for(src: &str, array: &str, suffix: &str) -> String {
+    if array == "w" && suffix.is_empty() {
+        return src.to_string();
+    }
+    let names: Vec<&str> = src
+        .lines()
+        .filter_map(|l| l.strip_prefix("fn ")?.split('(').next())
+        .collect();
+    let mut out = String::with_capacity(src.len() + 64);
+    let mut rest = src;
+    while let Some(c) = rest.chars().next() {
+        if c.is_ascii_alphanumeric() || c == '_' {
+            let end = rest
+                .find(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_'))
+                .unwrap_or(rest.len());
+            let (tok, tail) = rest.split_at(end);
+            if tok == "w" && tail.starts_with('[') {
+                out.push_str(array);
+            } else if tail.starts_with('(') && names.contains(&tok) {
+                out.push_str(tok);
+                out.push_str(suffix);
+            } else {
+                out.push_str(tok);
+            }
+            rest = tail;
+        } else {
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    out
+}
+
+/// Blocks of 32 per step of the K loop (2 for Q4_K, whose neighbouring sub-blocks share bytes).
+pub(super) fn bps(format: GgmlType) -> u32 {
+    blocks_per_step(format)
+}
+
+pub(super) fn render_int8(
+    spec: &QMatvecSpec,
+    cfg: &QMatvecConfig,
+    key: String,
+) -> Result<String, JitError> {
+    let deq = wblocks_wgsl(spec.format, &[("w", "")])?;
     let (note, decl, body, builtins, split_note) = match cfg.reduce {
         Reduce::Subgroup => (
             "// subgroup builtins: naga accepts them with Capabilities::SUBGROUP",

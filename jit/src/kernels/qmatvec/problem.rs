@@ -53,6 +53,11 @@ pub enum Path {
     F32,
     /// Products in f16, sums in f32; only where the device has `shader-f16`.
     F16,
+    /// Weights decoded a block of 32 at a time into integer codes with a scale per half block
+    /// and an offset (the int8 path's decoders), against X in f32: exact like `F32` (sums in
+    /// another order) with far fewer instructions per weight. The formats of
+    /// `Path::int8_supports`.
+    Blocks,
     /// X quantized to 8 bits per block of 32 by a separate pass, weights unpacked to signed
     /// bytes, four products per `dot4I8Packed`. Plain matvecs of the formats `Path::int8_formats`
     /// lists; approximate (the activations are rounded), so only the tuner picks it.

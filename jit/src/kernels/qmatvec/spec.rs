@@ -1,6 +1,7 @@
 //! The quantized matvec as a `KernelSpec`: keys, bindings, legality, the tuning space and the
 //! default config. Rendering is the paths' (`float`, `int8`).
 
+use super::blocks::render_blocks;
 use super::float::{render_float, shared_bytes};
 use super::int8::{check_int8, render_int8};
 use super::problem::{check_k, Form, Path, QMatvecConfig, QMatvecSpec, Reduce, QMATVEC_MAX_M};
@@ -39,6 +40,7 @@ impl KernelSpec for QMatvecSpec {
             Path::Int8 => return format!("qmatvec_i8.{fmt}.m{m}.dot4i8.wg{wg}.r{r}.{red}"),
             Path::F32 => "f32mul",
             Path::F16 => "f16mul",
+            Path::Blocks => "blk32",
         };
         let form = self.form_infix();
         format!("qmatvec.{fmt}{form}.m{m}.{mul}.f32acc.wg{wg}.r{r}.{red}")
@@ -73,6 +75,7 @@ impl KernelSpec for QMatvecSpec {
     fn render(&self, cfg: &QMatvecConfig) -> Result<String, JitError> {
         match cfg.path {
             Path::F32 | Path::F16 => render_float(self, cfg, self.key(cfg)),
+            Path::Blocks => render_blocks(self, cfg, self.key(cfg)),
             Path::Int8 => render_int8(self, cfg, self.key(cfg)),
         }
     }
@@ -127,7 +130,20 @@ impl KernelSpec for QMatvecSpec {
                 }
                 check_int8(self, profile, cfg, &key)
             }
-            Path::F32 | Path::F16 => {
+            Path::F32 | Path::F16 | Path::Blocks => {
+                if cfg.path == Path::Blocks && !Path::int8_supports(self.format) {
+                    return Err(illegal(
+                        fam,
+                        &key,
+                        format!(
+                            "no block decoder for {} (the formats of the int8 path have one)",
+                            self.format.name()
+                        ),
+                    ));
+                }
+                if cfg.path == Path::Blocks && !self.k.is_multiple_of(32) {
+                    return Err(illegal(fam, &key, "the block path needs K in blocks of 32"));
+                }
                 if cfg.path == Path::F16 && !profile.f16 {
                     return Err(illegal(fam, &key, "the f16 path needs shader-f16"));
                 }
@@ -174,6 +190,20 @@ impl KernelSpec for QMatvecSpec {
                 }
             }
         }
+        if Path::int8_supports(self.format) {
+            for reduce in [Reduce::Subgroup, Reduce::Workgroup, Reduce::None] {
+                for wg in [32, 64, 128, 256] {
+                    for r in [1, 2, 4] {
+                        out.push(QMatvecConfig {
+                            path: Path::Blocks,
+                            wg,
+                            r,
+                            reduce,
+                        });
+                    }
+                }
+            }
+        }
         for path in [Path::F32, Path::F16] {
             for reduce in [Reduce::Workgroup, Reduce::Subgroup, Reduce::None] {
                 for wg in [32, 64, 128, 256] {
@@ -194,7 +224,7 @@ impl KernelSpec for QMatvecSpec {
     fn arithmetic(&self, cfg: &QMatvecConfig) -> &'static str {
         match cfg.path {
             Path::F16 => "f16",
-            Path::F32 | Path::Int8 => "f32",
+            Path::F32 | Path::Blocks | Path::Int8 => "f32",
         }
     }
     fn approximate(&self, cfg: &QMatvecConfig) -> Option<f64> {
@@ -226,6 +256,21 @@ impl KernelSpec for QMatvecSpec {
         // tree (the 262144 x 640 Q8_0 output projection 10.4 s -> 1.19 s), on lavapipe
         // 1.3-2.8x faster than its subgroup reduction.
         let wide_sg = profile.subgroups.as_ref().is_some_and(|s| s.max_size >= 32);
+        // GPUs with wide subgroups, formats with a block decoder: the block path (see
+        // `Path::Blocks`), 64 invocations over 2 rows.
+        if wide_sg && !profile.cpu {
+            for red in [reduce, Reduce::Workgroup] {
+                let c = QMatvecConfig {
+                    path: Path::Blocks,
+                    wg: 64,
+                    r: 2,
+                    reduce: red,
+                };
+                if self.check(profile, &c).is_ok() {
+                    return c;
+                }
+            }
+        }
         let cpu_r = if self.rows >= 1024 { 8 } else { 4 };
         let first: &[(u32, u32, Reduce)] = match (wide_sg, self.rows <= 16384) {
             _ if profile.cpu => &[(32, cpu_r, Reduce::None), (32, 4, Reduce::None)],
