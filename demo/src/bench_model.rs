@@ -331,15 +331,30 @@ pub fn run(args: ModelArgs) -> Result<()> {
         );
         println!("{}", crate::args::kv_cache_summary(&session.decoder));
         if let Some(p) = &profile {
+            let f = |k: &str| p[k].as_f64().unwrap_or(0.0);
             println!(
-                "GPU time of one decode step, one pass per dispatch: {:.1} us",
-                p["gpu_us_per_step"].as_f64().unwrap_or(0.0)
+                "GPU time of one decode step, one pass per dispatch: {:.1} us in {} dispatches \
+                 (as generate records it: {:.1} us); per-dispatch floor {:.2} us: {:.1} us \
+                 ({:.0}%) of the step is below it",
+                f("gpu_us_per_step"),
+                p["dispatches"],
+                f("gpu_us_per_step_shared_passes"),
+                f("floor_us"),
+                f("below_floor_us"),
+                100.0 * f("below_floor_share")
             );
+            let floor = f("floor_us");
             for k in p["kernels"].as_array().into_iter().flatten() {
-                println!(
-                    "  {:>9.1} us  {:>4} x  {}",
+                let (us, n) = (
                     k["us"].as_f64().unwrap_or(0.0),
-                    k["count"],
+                    k["count"].as_f64().unwrap_or(0.0),
+                );
+                println!(
+                    "  {:>9.1} us  {:>4} x  {:>7.2} us each, {:>7.2} above the floor  {}",
+                    us,
+                    n,
+                    us / n.max(1.0),
+                    (us / n.max(1.0) - floor).max(0.0),
                     k["key"].as_str().unwrap_or("")
                 );
             }
@@ -388,8 +403,18 @@ fn profile_decode(
         let passes = pollster::block_on(session.profile_step_async(engine, tok, greedy, false))?;
         whole = whole.min(passes.iter().map(|p| p.1).sum());
     }
+    // The per-dispatch floor: the cheapest dispatch of the step (a one-row norm or the sampler's
+    // last pass does almost no work), so what every dispatch costs at least. The share of the
+    // step below it is what fewer dispatches would save; the rest is work.
+    let floor = best.iter().map(|b| b.1).fold(f64::MAX, f64::min);
+    let floor = if floor.is_finite() { floor } else { 0.0 };
+    let below: f64 = best.iter().map(|b| b.1.min(floor)).sum();
     Ok(json!({
         "gpu_us_per_step": total,
+        "floor_us": floor,
+        "below_floor_us": below,
+        "below_floor_share": if total > 0.0 { below / total } else { 0.0 },
+        "floor_note": "floor_us: the cheapest dispatch of the step, what each dispatch costs at least; below_floor_us: dispatches x floor (each dispatch's time up to the floor), the step's fixed cost; the rest is work above the floor",
         "gpu_us_per_step_shared_passes": whole,
         "shared_passes_note": "the whole step recorded as in generate (dispatches share compute passes), timed by timestamps at the start and end of each pass: the step's GPU time",
         "dispatches": best.len(),

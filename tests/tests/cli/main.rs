@@ -222,6 +222,15 @@ fn bench_model_profile_times_every_dispatch_of_a_step() {
         .expect("overhead_submit_ms_per_token");
     let overhead = v["overhead_ms_per_token"].as_f64().expect("overhead");
     assert!(submit > 0.0 && submit <= overhead, "{v}");
+    // The floor is the cheapest dispatch: positive, at most the step's mean dispatch, and the
+    // time below it is dispatches x floor.
+    let floor = prof["floor_us"].as_f64().expect("floor_us");
+    let n = counted as f64;
+    assert!(floor > 0.0 && floor <= total / n + 1e-9, "{v}");
+    let below = prof["below_floor_us"].as_f64().expect("below_floor_us");
+    assert!((below - n * floor).abs() <= 1e-6 * below.max(1.0), "{v}");
+    let share = prof["below_floor_share"].as_f64().expect("below_floor_share");
+    assert!((share - below / total).abs() < 1e-9 && share <= 1.0, "{v}");
     // Most expensive first.
     let us: Vec<f64> = kernels
         .iter()
