@@ -94,7 +94,8 @@ impl KvCache {
             KvDType::F32 => DType::F32,
             _ => DType::U32,
         };
-        // `empty` checks the size against the memory budget before allocating.
+        // `empty_exact` checks the size against the memory budget before allocating; exact sizes
+        // because a cache lives as long as its model (see `BufferPool::get_exact`).
         let (k, v) = if dtype == KvDType::Kivi2 {
             let (kw, vw) = dtype.cache_words(
                 o.batch as u64,
@@ -109,12 +110,15 @@ impl KvCache {
                 })
             };
             (
-                engine.empty(&[words(kw)?], t)?,
-                engine.empty(&[words(vw)?], t)?,
+                engine.empty_exact(&[words(kw)?], t)?,
+                engine.empty_exact(&[words(vw)?], t)?,
             )
         } else {
             let shape = [o.batch, o.capacity, o.n_kv_heads, row];
-            (engine.empty(&shape, t)?, engine.empty(&shape, t)?)
+            (
+                engine.empty_exact(&shape, t)?,
+                engine.empty_exact(&shape, t)?,
+            )
         };
         expect_single(OP, "k cache", &k)?;
         Ok(Self {

@@ -276,15 +276,21 @@ impl Engine {
 
     /// An uninitialized tensor, split into segments if it exceeds the max storage binding.
     pub fn empty(&self, shape: &[usize], dtype: DType) -> Result<Tensor> {
-        self.empty_in(shape, dtype, None)
+        self.empty_in(shape, dtype, Source::Pool)
     }
 
-    /// `empty`, taking buffers from `arena` when one is given.
+    /// `empty` in buffers of exactly the tensor's size rather than the pool's size classes: for
+    /// tensors that live as long as a model (weights, KV caches).
+    pub fn empty_exact(&self, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        self.empty_in(shape, dtype, Source::Exact)
+    }
+
+    /// `empty`, taking buffers from `source`.
     pub(crate) fn empty_in(
         &self,
         shape: &[usize],
         dtype: DType,
-        mut arena: Option<&mut Arena>,
+        mut source: Source<'_>,
     ) -> Result<Tensor> {
         self.gpu.check_alive()?;
         let numel = shape
@@ -327,14 +333,17 @@ impl Engine {
         loop {
             let n = (rows - start).min(rows_per_seg);
             let bytes = (n as u64 * row_bytes).max(4);
-            let buffer = match arena.as_deref_mut() {
-                Some(a) => a.get(self, bytes)?,
-                None => self.pool.get(
-                    &self.gpu.device,
-                    bytes,
-                    self.gpu.profile.limits.max_buffer_size,
-                    "tensor",
-                )?,
+            let max_buffer = self.gpu.profile.limits.max_buffer_size;
+            let buffer = match &mut source {
+                Source::Pool => self
+                    .pool
+                    .get(&self.gpu.device, bytes, max_buffer, "tensor")?,
+                Source::Exact => {
+                    self.pool
+                        .get_exact(&self.gpu.device, bytes, max_buffer, "tensor")?
+                }
+                Source::Arena(a) => a.get(self, bytes)?,
+                Source::Scratch(s) => s.get(self, bytes)?,
             };
             if self.poison.load(Ordering::Relaxed) {
                 let nan = vec![0xffu8; buffer.capacity() as usize];
@@ -358,18 +367,8 @@ impl Engine {
     }
 
     fn upload_bytes(&self, shape: &[usize], dtype: DType, data: &[u8]) -> Result<Tensor> {
-        self.upload_in(shape, dtype, data, None)
-    }
-
-    pub(crate) fn upload_in(
-        &self,
-        shape: &[usize],
-        dtype: DType,
-        data: &[u8],
-        arena: Option<&mut Arena>,
-    ) -> Result<Tensor> {
         check_upload(shape, dtype, data)?;
-        let t = self.empty_in(shape, dtype, arena)?;
+        let t = self.empty(shape, dtype)?;
         for (buffer, bytes) in segment_bytes(&t, data) {
             self.gpu.queue.write_buffer(buffer.raw(), 0, bytes);
         }
@@ -412,6 +411,18 @@ impl Engine {
         *g = Some(t.clone());
         Ok(t)
     }
+}
+
+/// Where `Engine::empty_in` takes a tensor's buffers from.
+pub(crate) enum Source<'a> {
+    /// The pool, in size classes (`BufferPool::get`).
+    Pool,
+    /// The pool, at exactly the tensor's size (`BufferPool::get_exact`).
+    Exact,
+    /// A step's arena: the same buffers as the step before.
+    Arena(&'a mut Arena),
+    /// A recording's buffers of tensors it no longer needs, else the pool.
+    Scratch(&'a mut recorder::Scratch),
 }
 
 /// Checks that `data` holds exactly `shape` elements of `dtype`.

@@ -104,7 +104,8 @@ impl Engine {
         let mut start = 0;
         while start < n {
             let rows = (n - start).min(rows_per_seg);
-            let buffer = self.pool.get(
+            // Exact sizes: a weight lives as long as its model (see `BufferPool::get_exact`).
+            let buffer = self.pool.get_exact(
                 &self.gpu.device,
                 rows as u64 * row_bytes,
                 self.gpu.profile.limits.max_buffer_size,

@@ -131,8 +131,9 @@ impl GpuSink {
                 })
             }
         };
+        // Exact sizes: a weight lives as long as its model (see `BufferPool::get_exact`).
         self.engine
-            .empty(&shape, dtype)
+            .empty_exact(&shape, dtype)
             .map_err(|e| sink_err(&info.name, e))
     }
 

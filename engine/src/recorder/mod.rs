@@ -7,19 +7,22 @@
 //! capture every kernel choice it makes, with a way to replay it: the tuner's plan
 //! (`capture`).
 
+mod buffers;
 mod capture;
 
 use std::sync::Arc;
 
 use webjit_jit::{Access, KernelSpec};
 
+pub use buffers::Arena;
+pub(crate) use buffers::Scratch;
 pub use capture::{Captured, Replay, ReplayFactory, TunableKernel};
 
 use crate::buffer::GpuBuffer;
 use crate::error::{Error, Result};
 use crate::pipeline::Kernel;
 use crate::tensor::{DType, Tensor};
-use crate::Engine;
+use crate::{Engine, Source};
 
 const SLOT: u64 = 256;
 const CHUNK: u64 = 64 * 1024;
@@ -68,49 +71,6 @@ pub struct RecordStats {
     pub bind_group_hits: u32,
 }
 
-/// Buffers handed out in allocation order and kept across steps: a step that allocates the
-/// same sequence of tensors as the one before gets the same buffers back, so its bind groups
-/// come from the cache. Tensors from an arena are valid until the arena's next step.
-#[derive(Default)]
-pub struct Arena {
-    bufs: Vec<Arc<GpuBuffer>>,
-    next: usize,
-}
-
-impl Arena {
-    /// Starts a step: hands out the first buffer again.
-    pub fn reset(&mut self) {
-        self.next = 0;
-    }
-
-    pub(crate) fn get(&mut self, engine: &Engine, bytes: u64) -> Result<Arc<GpuBuffer>> {
-        let fits = self
-            .bufs
-            .get(self.next)
-            .is_some_and(|b| b.capacity() >= bytes);
-        if !fits {
-            let b = engine.pool.get(
-                &engine.gpu.device,
-                bytes,
-                engine.gpu.profile.limits.max_buffer_size,
-                "tensor",
-            )?;
-            if self.next < self.bufs.len() {
-                self.bufs[self.next] = b;
-            } else {
-                self.bufs.push(b);
-            }
-        }
-        let b = self.bufs[self.next].clone();
-        self.next += 1;
-        if engine.poisoned() {
-            let nan = vec![0xffu8; b.capacity() as usize];
-            engine.gpu.queue.write_buffer(b.raw(), 0, &nan);
-        }
-        Ok(b)
-    }
-}
-
 pub struct Recorder<'e> {
     engine: &'e Engine,
     encoder: wgpu::CommandEncoder,
@@ -120,6 +80,9 @@ pub struct Recorder<'e> {
     /// Every buffer a recorded command uses stays out of the pool until submit: a queue write
     /// into a recycled buffer would otherwise land before commands recorded earlier run.
     keep: Vec<Arc<GpuBuffer>>,
+    /// The buffers of this recording's tensors (without an arena), reused once dropped; kept
+    /// there, not in `keep`.
+    scratch: Scratch,
     pub stats: RecordStats,
     arena: Option<Arena>,
     /// Timestamp queries around each compute pass (the tuner's GPU timing): the query set and
@@ -157,6 +120,7 @@ impl<'e> Recorder<'e> {
                 list: Vec::new(),
             },
             keep: Vec::new(),
+            scratch: Scratch::default(),
             stats: RecordStats::default(),
             arena: None,
             timestamps: None,
@@ -259,9 +223,17 @@ impl<'e> Recorder<'e> {
         self.arena.take()
     }
 
-    /// A tensor for this recording: from the arena when one is set, else the engine's pool.
+    /// A tensor for this recording: from the arena when one is set, else a buffer of a tensor
+    /// of this recording that was dropped (`Scratch`) or the engine's pool. Only commands of
+    /// this recording may write it (not queue writes).
     pub fn empty(&mut self, shape: &[usize], dtype: DType) -> Result<Tensor> {
-        self.engine.empty_in(shape, dtype, self.arena.as_mut())
+        let source = match self.arena.as_mut() {
+            Some(a) => Source::Arena(a),
+            None => Source::Scratch(&mut self.scratch),
+        };
+        let t = self.engine.empty_in(shape, dtype, source)?;
+        self.fill_reused()?;
+        Ok(t)
     }
 
     pub fn upload_f32(&mut self, shape: &[usize], data: &[f32]) -> Result<Tensor> {
@@ -278,7 +250,11 @@ impl<'e> Recorder<'e> {
     /// use by the recording before it.
     fn upload(&mut self, shape: &[usize], dtype: DType, data: &[u8]) -> Result<Tensor> {
         crate::check_upload(shape, dtype, data)?;
-        let t = self.empty(shape, dtype)?;
+        let source = match self.arena.as_mut() {
+            Some(a) => Source::Arena(a),
+            None => Source::Pool,
+        };
+        let t = self.engine.empty_in(shape, dtype, source)?;
         for (buffer, bytes) in crate::segment_bytes(&t, data) {
             // Kept until submit, like every buffer the recording touches (see `copy`).
             self.keep.push(buffer.clone());
@@ -378,7 +354,9 @@ impl<'e> Recorder<'e> {
         key.clear();
         key.extend_from_slice(&[kernel.id, self.chunks.list[chunk].1, offset, uniform_size]);
         for b in buffers {
-            self.keep.push(b.buffer.clone());
+            if !self.scratch.holds(b.buffer) {
+                self.keep.push(b.buffer.clone());
+            }
             key.push(b.buffer.id());
             key.push((b.size.div_ceil(4) * 4).min(b.buffer.capacity()));
         }
@@ -483,8 +461,11 @@ impl<'e> Recorder<'e> {
         dst_off: u64,
         bytes: u64,
     ) {
-        self.keep.push(src.clone());
-        self.keep.push(dst.clone());
+        for b in [src, dst] {
+            if !self.scratch.holds(b) {
+                self.keep.push(b.clone());
+            }
+        }
         self.copy_raw(src.raw(), src_off, dst.raw(), dst_off, bytes);
     }
 
@@ -505,7 +486,8 @@ impl<'e> Recorder<'e> {
     }
 
     /// Copies bytes between buffers after everything this recording dispatches (at submit),
-    /// without ending the compute pass now.
+    /// without ending the compute pass now. The caller holds both (e.g. their tensors) until
+    /// submit: a buffer no tensor holds may be reused by a later command of this recording.
     pub fn copy_after(
         &mut self,
         src: &wgpu::Buffer,
@@ -529,6 +511,8 @@ impl<'e> Recorder<'e> {
     /// `PendingSubmit::submit`, which may run on another thread. Pending submits must be
     /// submitted in the order they were recorded.
     pub fn into_pending(self) -> PendingSubmit<'e> {
+        let mut keep = self.keep;
+        keep.extend(self.scratch.into_buffers());
         PendingSubmit {
             engine: self.engine,
             encoder: self.encoder,
@@ -536,7 +520,7 @@ impl<'e> Recorder<'e> {
             copies: self.copies_after,
             writes: self.writes,
             chunks: self.chunks,
-            keep: self.keep,
+            keep,
         }
     }
 }
