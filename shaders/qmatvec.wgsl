@@ -255,6 +255,8 @@ fn block_dot2(wb: W8, wb2: W8, xi: u32) -> vec2<f32> {
     return vec2<f32>(wb.sa * da.x + wb.sb * db.x{{MN}}, wb2.sa * da.y + wb2.sb * db.y{{MN2}});
 }
 
+{{X_FNS}}
+
 {{EPILOGUE}}
 
 {{REDUCE_DECL}}
@@ -266,6 +268,12 @@ fn main(@builtin(local_invocation_index) lid: u32,
     let row0 = {{ROW0}};
     let nb = p.k / 32u;
     var acc: array<f32, R * M * G>; // [G, R, M]
+{{LOOP}}
+{{REDUCE}}
+}
+
+//! section blocks_loop
+    // Each row's blocks against X read for that row (from cache after the first row).
     for (var j = {{K0}}; j < nb / BPS; j += {{KSTEP}}) {
         for (var r = 0u; r < R; r++) {
             let row = min(row0 + r, p.rows - 1u); // tail rows recompute the last row, unwritten
@@ -278,8 +286,53 @@ fn main(@builtin(local_invocation_index) lid: u32,
             }
         }
     }
-{{REDUCE}}
+
+//! section blocks_loop_x
+    // The R rows' blocks decoded first, then each X block read once for all of them (a
+    // quarter of the X loads at R = 4, for more registers).
+    for (var j = {{K0}}; j < nb / BPS; j += {{KSTEP}}) {
+        var wr: array<array<W8, BPS>, R>;
+{{WR2_DECL}}
+        for (var r = 0u; r < R; r++) {
+            let row = min(row0 + r, p.rows - 1u); // tail rows recompute the last row, unwritten
+{{LOAD_WB}}
+            wr[r] = wbs;
+{{WR2_SET}}
+        }
+        for (var u = 0u; u < BPS; u++) {
+            for (var m = 0u; m < M; m++) {
+                let xi = (m * nb + j * BPS + u) * 8u;
+                var xa: array<vec4<f32>, 8>;
+                for (var i = 0u; i < 8u; i++) {
+                    xa[i] = x[xi + i];
+                }
+{{XSUM_X}}
+                for (var r = 0u; r < R; r++) {
+                    acc[r * M + m] += block_dot_x(wr[r][u], xa){{MN_X}};
+{{ACC2_X}}
+                }
+            }
+        }
+    }
+
+//! section blocks_x_fns
+// One block of 32 weights against X's block already in registers.
+fn block_dot_x(wb: W8, xa: array<vec4<f32>, 8>) -> f32 {
+    var da = 0.0;
+    var db = 0.0;
+    for (var i = 0u; i < 4u; i++) {
+        da += dot(xa[i], codes4(wb.a[i]));
+        db += dot(xa[4u + i], codes4(wb.b[i]));
+    }
+    return wb.sa * da + wb.sb * db;
 }
+
+//! section blocks_xsum_x
+                var xs = vec4<f32>(0.0);
+                for (var i = 0u; i < 8u; i++) {
+                    xs += xa[i];
+                }
+                let xsum = xs.x + xs.y + xs.z + xs.w;
 
 //! section blocks_xsum
         xs += xa + xb;

@@ -6,7 +6,7 @@
 
 use super::float::{fill_outputs_for, max_subgroups};
 use super::int8::{bps, wblocks_wgsl};
-use super::problem::{Form, QMatvecConfig, QMatvecParams, QMatvecSpec, Reduce};
+use super::problem::{Form, Path, QMatvecConfig, QMatvecParams, QMatvecSpec, Reduce};
 use crate::error::JitError;
 use crate::kernels::enables;
 use crate::quant::GgmlType;
@@ -81,6 +81,82 @@ pub(super) fn render_blocks(
     } else {
         (String::new(), String::new(), String::new())
     };
+    let (row0, k0, kstep, split_note) = match cfg.reduce {
+        Reduce::None => (
+            "((wid.x + wid.y * nwg.x) * WG + lid) * R",
+            "0u",
+            "1u",
+            "Each invocation owns R consecutive rows and walks all of K (no reduction).",
+        ),
+        _ => (
+            "(wid.x + wid.y * nwg.x) * R",
+            "lid",
+            "WG",
+            "A workgroup owns R consecutive rows; its invocations split K in steps of BPS blocks \
+             of 32 and sum\n// their parts together at the end.",
+        ),
+    };
+    let shared_x = cfg.path == Path::BlocksX;
+    let gated = matches!(spec.form, Form::Gated(_));
+    let (loop_, x_fns) = if shared_x {
+        (sec("blocks_loop_x")?, sec("blocks_x_fns")?)
+    } else {
+        (sec("blocks_loop")?, "")
+    };
+    let values: Vec<(&str, String)> = vec![
+        ("K0", k0.into()),
+        ("KSTEP", kstep.into()),
+        ("LOAD_WB", load.into()),
+        ("ACC_B", acc.into()),
+        (
+            "WR2_DECL",
+            if gated {
+                "        var wr2: array<array<W8, BPS>, R>;"
+            } else {
+                ""
+            }
+            .into(),
+        ),
+        (
+            "WR2_SET",
+            if gated {
+                "            wr2[r] = wbs2;"
+            } else {
+                ""
+            }
+            .into(),
+        ),
+        (
+            "XSUM_X",
+            if mins {
+                sec("blocks_xsum_x")?.trim_end()
+            } else {
+                ""
+            }
+            .into(),
+        ),
+        (
+            "MN_X",
+            if mins { " + wr[r][u].mn * xsum" } else { "" }.into(),
+        ),
+        (
+            "ACC2_X",
+            if gated {
+                format!(
+                    "                    acc[(R + r) * M + m] += block_dot_x(wr2[r][u], xa){};",
+                    if mins { " + wr2[r][u].mn * xsum" } else { "" }
+                )
+            } else {
+                String::new()
+            },
+        ),
+    ];
+    // Each loop names only some of these.
+    let values: Vec<(&str, String)> = values
+        .into_iter()
+        .filter(|(k, _)| loop_.contains(&format!("{{{{{k}}}}}")))
+        .collect();
+    let loop_ = render(FILE, loop_, &values)?;
     let (sg_note, reduce_decl, body, builtins) = match cfg.reduce {
         Reduce::None => ("", String::new(), sec("reduce_none_body")?, ""),
         Reduce::Workgroup => (
@@ -101,21 +177,6 @@ pub(super) fn render_blocks(
         ),
     };
     let reduce = fill_outputs_for(spec.form, body)?;
-    let (row0, k0, kstep, split_note) = match cfg.reduce {
-        Reduce::None => (
-            "((wid.x + wid.y * nwg.x) * WG + lid) * R",
-            "0u",
-            "1u",
-            "Each invocation owns R consecutive rows and walks all of K (no reduction).",
-        ),
-        _ => (
-            "(wid.x + wid.y * nwg.x) * R",
-            "lid",
-            "WG",
-            "A workgroup owns R consecutive rows; its invocations split K in steps of BPS blocks \
-             of 32 and sum\n// their parts together at the end.",
-        ),
-    };
     render(
         FILE,
         sec("matvec_blocks")?,
@@ -138,11 +199,9 @@ pub(super) fn render_blocks(
             ("EPILOGUE", epilogue.into()),
             ("REDUCE_DECL", reduce_decl),
             ("EXTRA_BUILTINS", builtins.into()),
+            ("LOOP", loop_),
+            ("X_FNS", x_fns.into()),
             ("ROW0", row0.into()),
-            ("K0", k0.into()),
-            ("KSTEP", kstep.into()),
-            ("LOAD_WB", load.into()),
-            ("ACC_B", acc.into()),
             ("REDUCE", reduce),
         ],
     )

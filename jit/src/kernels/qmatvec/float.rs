@@ -34,7 +34,10 @@ const GRID_WG_MAX_WORDS: usize = 2048;
 /// transaction each; in workgroup memory they cost bank conflicts at most.
 pub(super) fn grid_in_workgroup(spec: &QMatvecSpec, cfg: &QMatvecConfig) -> bool {
     let words = grid_words(spec.format);
-    cfg.path != Path::Blocks && words > 0 && words <= GRID_WG_MAX_WORDS && cfg.r >= 4
+    !matches!(cfg.path, Path::Blocks | Path::BlocksX)
+        && words > 0
+        && words <= GRID_WG_MAX_WORDS
+        && cfg.r >= 4
 }
 
 /// Bytes of workgroup memory a float config needs.

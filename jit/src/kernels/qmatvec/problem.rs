@@ -58,6 +58,9 @@ pub enum Path {
     /// another order) with far fewer instructions per weight. The formats of
     /// `Path::int8_supports`.
     Blocks,
+    /// `Blocks` with the loops turned: the workgroup's R rows' blocks decoded first, then each
+    /// block of X read once for all of them (fewer loads, more registers).
+    BlocksX,
     /// X quantized to 8 bits per block of 32 by a separate pass, weights unpacked to signed
     /// bytes, four products per `dot4I8Packed`. Plain matvecs of the formats `Path::int8_formats`
     /// lists; approximate (the activations are rounded), so only the tuner picks it.

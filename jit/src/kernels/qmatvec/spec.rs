@@ -41,6 +41,7 @@ impl KernelSpec for QMatvecSpec {
             Path::F32 => "f32mul",
             Path::F16 => "f16mul",
             Path::Blocks => "blk32",
+            Path::BlocksX => "blk32x",
         };
         let form = self.form_infix();
         format!("qmatvec.{fmt}{form}.m{m}.{mul}.f32acc.wg{wg}.r{r}.{red}")
@@ -75,7 +76,7 @@ impl KernelSpec for QMatvecSpec {
     fn render(&self, cfg: &QMatvecConfig) -> Result<String, JitError> {
         match cfg.path {
             Path::F32 | Path::F16 => render_float(self, cfg, self.key(cfg)),
-            Path::Blocks => render_blocks(self, cfg, self.key(cfg)),
+            Path::Blocks | Path::BlocksX => render_blocks(self, cfg, self.key(cfg)),
             Path::Int8 => render_int8(self, cfg, self.key(cfg)),
         }
     }
@@ -130,8 +131,9 @@ impl KernelSpec for QMatvecSpec {
                 }
                 check_int8(self, profile, cfg, &key)
             }
-            Path::F32 | Path::F16 | Path::Blocks => {
-                if cfg.path == Path::Blocks && !Path::int8_supports(self.format) {
+            Path::F32 | Path::F16 | Path::Blocks | Path::BlocksX => {
+                let blocks = matches!(cfg.path, Path::Blocks | Path::BlocksX);
+                if blocks && !Path::int8_supports(self.format) {
                     return Err(illegal(
                         fam,
                         &key,
@@ -141,7 +143,7 @@ impl KernelSpec for QMatvecSpec {
                         ),
                     ));
                 }
-                if cfg.path == Path::Blocks && !self.k.is_multiple_of(32) {
+                if blocks && !self.k.is_multiple_of(32) {
                     return Err(illegal(fam, &key, "the block path needs K in blocks of 32"));
                 }
                 if cfg.path == Path::F16 && !profile.f16 {
@@ -204,6 +206,20 @@ impl KernelSpec for QMatvecSpec {
                 }
             }
         }
+        if Path::int8_supports(self.format) {
+            for reduce in [Reduce::Subgroup, Reduce::Workgroup] {
+                for wg in [32, 64, 128] {
+                    for r in [2, 4] {
+                        out.push(QMatvecConfig {
+                            path: Path::BlocksX,
+                            wg,
+                            r,
+                            reduce,
+                        });
+                    }
+                }
+            }
+        }
         for path in [Path::F32, Path::F16] {
             for reduce in [Reduce::Workgroup, Reduce::Subgroup, Reduce::None] {
                 for wg in [32, 64, 128, 256] {
@@ -224,7 +240,7 @@ impl KernelSpec for QMatvecSpec {
     fn arithmetic(&self, cfg: &QMatvecConfig) -> &'static str {
         match cfg.path {
             Path::F16 => "f16",
-            Path::F32 | Path::Blocks | Path::Int8 => "f32",
+            Path::F32 | Path::Blocks | Path::BlocksX | Path::Int8 => "f32",
         }
     }
     fn approximate(&self, cfg: &QMatvecConfig) -> Option<f64> {
@@ -256,14 +272,26 @@ impl KernelSpec for QMatvecSpec {
         // tree (the 262144 x 640 Q8_0 output projection 10.4 s -> 1.19 s), on lavapipe
         // 1.3-2.8x faster than its subgroup reduction.
         let wide_sg = profile.subgroups.as_ref().is_some_and(|s| s.max_size >= 32);
-        // GPUs with wide subgroups, formats with a block decoder: the block path (see
-        // `Path::Blocks`), 64 invocations over 2 rows.
-        if wide_sg && !profile.cpu {
-            for red in [reduce, Reduce::Workgroup] {
+        // GPUs with wide subgroups, K of 2048 or more, formats with a block decoder: the block
+        // path (`Path::Blocks`). On an H200 (`webjit bench qmatmul --m 1 --sweep --cold-mib
+        // 512`, Llama-3.1-8B's shapes) it took Q4_K 14336 x 4096 from 73.5 us (best f32
+        // config) to 43.5, Q6_K 4096 x 14336 from 101.7 to 48.4, and 8B decode from 108 to 144
+        // tok/s. Q4_K (two blocks a step) best with 4 rows per workgroup of 64, the others
+        // with 2; vocabulary-sized outputs with workgroups of 32 and a workgroup-memory tree.
+        // At Gemma 3 270M's K of 640-1024 it was no faster than the f32 defaults below, and
+        // its decode slower (996 -> 869 tok/s with 64 over 2 everywhere), so they keep those.
+        let big_k = self.k >= 2048;
+        if wide_sg && !profile.cpu && big_k {
+            let (wg, r, red0) = match (self.rows <= 16384, self.format) {
+                (false, _) => (32, 2, Reduce::Workgroup),
+                (true, crate::quant::GgmlType::Q4K) => (64, 4, reduce),
+                (true, _) => (64, 2, reduce),
+            };
+            for red in [red0, Reduce::Workgroup] {
                 let c = QMatvecConfig {
                     path: Path::Blocks,
-                    wg: 64,
-                    r: 2,
+                    wg,
+                    r,
                     reduce: red,
                 };
                 if self.check(profile, &c).is_ok() {
