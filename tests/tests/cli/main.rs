@@ -229,7 +229,9 @@ fn bench_model_profile_times_every_dispatch_of_a_step() {
     assert!(floor > 0.0 && floor <= total / n + 1e-9, "{v}");
     let below = prof["below_floor_us"].as_f64().expect("below_floor_us");
     assert!((below - n * floor).abs() <= 1e-6 * below.max(1.0), "{v}");
-    let share = prof["below_floor_share"].as_f64().expect("below_floor_share");
+    let share = prof["below_floor_share"]
+        .as_f64()
+        .expect("below_floor_share");
     assert!((share - below / total).abs() < 1e-9 && share <= 1.0, "{v}");
     // Most expensive first.
     let us: Vec<f64> = kernels
