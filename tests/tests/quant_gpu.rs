@@ -395,10 +395,27 @@ fn cpu_adapters_get_barrier_free_defaults() {
     let x = e.upload_f32(&[1, 640], &vec![0.5; 640]).unwrap();
     let spec = qmatvec(&x, &w).spec().unwrap();
     let c = spec.default_config(e.profile());
-    assert_eq!((c.reduce, c.wg, c.r), (Reduce::None, 32, 8), "{c:?}");
-    // A GPU profile keeps the reductions.
+    assert_eq!(
+        (c.path, c.reduce, c.wg, c.r),
+        (Path::Blocks, Reduce::None, 32, 2),
+        "{c:?}"
+    );
+    // A vocabulary-sized output keeps the f32 path, 8 rows per invocation.
+    let mut out = spec.clone();
+    (out.n, out.rows) = (262144, 262144);
+    let c = out.default_config(e.profile());
+    assert_eq!(
+        (c.path, c.reduce, c.wg, c.r),
+        (Path::F32, Reduce::None, 32, 8),
+        "{c:?}"
+    );
+    // A GPU profile keeps the reductions; the block path there only from K = 2048 on.
     let gpu = webjit_jit::DeviceProfile::discrete_like();
     assert_ne!(spec.default_config(&gpu).reduce, Reduce::None);
+    assert_ne!(spec.default_config(&gpu).path, Path::Blocks);
+    let mut wide = spec.clone();
+    wide.k = 4096;
+    assert_eq!(wide.default_config(&gpu).path, Path::Blocks);
     let dec = DecodeSpec {
         batch: 1,
         n_heads: 4,

@@ -280,8 +280,31 @@ impl KernelSpec for QMatvecSpec {
         // with 2; vocabulary-sized outputs with workgroups of 32 and a workgroup-memory tree.
         // At Gemma 3 270M's K of 640-1024 it was no faster than the f32 defaults below, and
         // its decode slower (996 -> 869 tok/s with 64 over 2 everywhere), so they keep those.
+        // CPU adapters, formats with a block decoder, up to 16384 rows: the block path with no
+        // reduction, 1 row per invocation for Q4_K, 2 for the others. On lavapipe (`bench
+        // qmatmul --m 1 --config ...`, Gemma 3 270M's shapes) that took Q4_K 2048 x 1024 from
+        // 5.3 to 1.8 ms, Q6_K 640 x 2048 from 2.1 to 1.6 and Q5_0 2048 x 640 from 1.6 to 0.9
+        // against the f32 rowthread defaults; the 262144-row Q8_0 output projection was slower
+        // (155 against 141 ms) and keeps them. Gemma's decode went from 1.95-1.99 to 2.47-2.90
+        // tok/s. One activation row only: 16-token prompts (8-row slices) were slower with it.
+        if profile.cpu && self.rows <= 16384 && self.m == 1 {
+            let r = if self.format == crate::quant::GgmlType::Q4K {
+                1
+            } else {
+                2
+            };
+            let c = QMatvecConfig {
+                path: Path::Blocks,
+                wg: 32,
+                r,
+                reduce: Reduce::None,
+            };
+            if self.check(profile, &c).is_ok() {
+                return c;
+            }
+        }
         let big_k = self.k >= 2048;
-        if wide_sg && !profile.cpu && big_k {
+        if wide_sg && !profile.cpu && big_k && self.m == 1 {
             let (wg, r, red0) = match (self.rows <= 16384, self.format) {
                 (false, _) => (32, 2, Reduce::Workgroup),
                 (true, crate::quant::GgmlType::Q4K) => (64, 4, reduce),
