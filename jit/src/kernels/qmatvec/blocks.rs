@@ -4,7 +4,7 @@
 //! once per weight: on GPUs whose f32 path is bound by instructions (an H100 at 4096-14336
 //! rows), this is the float path that reaches the memory bandwidth.
 
-use super::float::{fill_outputs_for, max_subgroups};
+use super::float::reduce_parts;
 use super::int8::{bps, wblocks_wgsl};
 use super::problem::{Form, Path, QMatvecConfig, QMatvecParams, QMatvecSpec, Reduce};
 use crate::error::JitError;
@@ -81,20 +81,16 @@ pub(super) fn render_blocks(
     } else {
         (String::new(), String::new(), String::new())
     };
-    let (row0, k0, kstep, split_note) = match cfg.reduce {
-        Reduce::None => (
-            "((wid.x + wid.y * nwg.x) * WG + lid) * R",
-            "0u",
-            "1u",
-            "Each invocation owns R consecutive rows and walks all of K (no reduction).",
-        ),
-        _ => (
-            "(wid.x + wid.y * nwg.x) * R",
-            "lid",
-            "WG",
+    let rp = reduce_parts(spec.form, cfg)?;
+    let (k0, kstep) = (rp.k0, rp.kstep);
+    let split_note = match cfg.reduce {
+        Reduce::None => {
+            "Each invocation owns R consecutive rows and walks all of K (no reduction)."
+        }
+        _ => {
             "A workgroup owns R consecutive rows; its invocations split K in steps of BPS blocks \
-             of 32 and sum\n// their parts together at the end.",
-        ),
+             of 32 and sum\n// their parts together at the end."
+        }
     };
     let shared_x = cfg.path == Path::BlocksX;
     let gated = matches!(spec.form, Form::Gated(_));
@@ -157,33 +153,13 @@ pub(super) fn render_blocks(
         .filter(|(k, _)| loop_.contains(&format!("{{{{{k}}}}}")))
         .collect();
     let loop_ = render(FILE, loop_, &values)?;
-    let (sg_note, reduce_decl, body, builtins) = match cfg.reduce {
-        Reduce::None => ("", String::new(), sec("reduce_none_body")?, ""),
-        Reduce::Workgroup => (
-            "",
-            sec("reduce_workgroup")?.to_string(),
-            sec("reduce_workgroup_body")?,
-            "",
-        ),
-        Reduce::Subgroup => (
-            "// subgroup builtins: naga accepts them with Capabilities::SUBGROUP",
-            render(
-                FILE,
-                sec("reduce_subgroup")?,
-                &[("MAX_SG", max_subgroups(cfg).to_string())],
-            )?,
-            sec("reduce_subgroup_body")?,
-            sec("subgroup_builtins")?.trim_end(),
-        ),
-    };
-    let reduce = fill_outputs_for(spec.form, body)?;
     render(
         FILE,
         sec("matvec_blocks")?,
         &[
             ("KEY", key),
             ("SPLIT_NOTE", split_note.into()),
-            ("ENABLES", enables(false, sg_note)),
+            ("ENABLES", enables(false, rp.sg_note)),
             ("PARAMS", QMatvecParams::wgsl_decl()),
             ("WTYPE", wtype.into()),
             ("W2_DECL", w2_decl),
@@ -197,12 +173,12 @@ pub(super) fn render_blocks(
             ("MN", mn),
             ("MN2", mn2),
             ("EPILOGUE", epilogue.into()),
-            ("REDUCE_DECL", reduce_decl),
-            ("EXTRA_BUILTINS", builtins.into()),
+            ("REDUCE_DECL", rp.decl),
+            ("EXTRA_BUILTINS", rp.builtins.into()),
             ("LOOP", loop_),
             ("X_FNS", x_fns.into()),
-            ("ROW0", row0.into()),
-            ("REDUCE", reduce),
+            ("ROW0", rp.row0.into()),
+            ("REDUCE", rp.body),
         ],
     )
 }

@@ -132,34 +132,10 @@ pub(super) fn render_float(
             "",
         ),
     };
-    let out = outputs(spec.form)?;
-    let (sg_note, where_sums_meet, reduce_decl, body, builtins) = match cfg.reduce {
-        Reduce::None => ("", "", String::new(), sec("reduce_none_body")?, ""),
-        Reduce::Workgroup => (
-            "",
-            "workgroup memory",
-            sec("reduce_workgroup")?.to_string(),
-            sec("reduce_workgroup_body")?,
-            "",
-        ),
-        Reduce::Subgroup => (
-            // naga 30 rejects `enable subgroups;` (not yet implemented) and accepts the
-            // builtins under Capabilities::SUBGROUP; browsers would need the enable.
-            "// subgroup builtins: naga accepts them with Capabilities::SUBGROUP",
-            "subgroupAdd and workgroup memory",
-            render(
-                FILE,
-                sec("reduce_subgroup")?,
-                &[("MAX_SG", max_subgroups(cfg).to_string())],
-            )?,
-            sec("reduce_subgroup_body")?,
-            sec("subgroup_builtins")?.trim_end(),
-        ),
-    };
-    let reduce = fill_outputs(body, &out)?;
-    let (row0, k0, kstep) = match cfg.reduce {
-        Reduce::None => ("((wid.x + wid.y * nwg.x) * WG + lid) * R", "0u", "1u"),
-        _ => ("(wid.x + wid.y * nwg.x) * R", "lid", "WG"),
+    let rp = reduce_parts(spec.form, cfg)?;
+    let where_sums_meet = match cfg.reduce {
+        Reduce::Subgroup => "subgroupAdd and workgroup memory",
+        _ => "workgroup memory",
     };
     let split_note = match cfg.reduce {
         Reduce::None => {
@@ -178,10 +154,10 @@ pub(super) fn render_float(
         &[
             ("KEY", key),
             ("SPLIT_NOTE", split_note),
-            ("ROW0", row0.into()),
-            ("K0", k0.into()),
-            ("KSTEP", kstep.into()),
-            ("ENABLES", enables(f16, sg_note)),
+            ("ROW0", rp.row0.into()),
+            ("K0", rp.k0.into()),
+            ("KSTEP", rp.kstep.into()),
+            ("ENABLES", enables(f16, rp.sg_note)),
             ("V", vec_type(f16).into()),
             ("PARAMS", QMatvecParams::wgsl_decl()),
             ("WG", cfg.wg.to_string()),
@@ -195,16 +171,61 @@ pub(super) fn render_float(
             ("EPILOGUE", epilogue.into()),
             ("ACC2", acc2.into()),
             ("LOAD_W", load_w.into()),
-            ("REDUCE_DECL", reduce_decl),
-            ("EXTRA_BUILTINS", builtins.into()),
-            ("REDUCE", reduce),
+            ("REDUCE_DECL", rp.decl),
+            ("EXTRA_BUILTINS", rp.builtins.into()),
+            ("REDUCE", rp.body),
         ],
     )
 }
 
-/// A reduce body with the output expressions of `form` filled in.
-pub(super) fn fill_outputs_for(form: Form, body: &str) -> Result<String, JitError> {
-    fill_outputs(body, &outputs(form)?)
+/// What a reduction puts in the float and block paths' shaders (both take the sections of
+/// qmatvec.wgsl): the subgroup note, declarations, the body with `form`'s outputs filled in,
+/// extra builtins, and where the K loop starts and strides.
+pub(super) struct ReduceParts {
+    pub sg_note: &'static str,
+    pub decl: String,
+    pub body: String,
+    pub builtins: &'static str,
+    pub row0: &'static str,
+    pub k0: &'static str,
+    pub kstep: &'static str,
+}
+
+pub(super) fn reduce_parts(form: Form, cfg: &QMatvecConfig) -> Result<ReduceParts, JitError> {
+    let (sg_note, decl, body, builtins) = match cfg.reduce {
+        Reduce::None => ("", String::new(), sec("reduce_none_body")?, ""),
+        Reduce::Workgroup => (
+            "",
+            sec("reduce_workgroup")?.to_string(),
+            sec("reduce_workgroup_body")?,
+            "",
+        ),
+        Reduce::Subgroup => (
+            // naga 30 rejects `enable subgroups;` (not yet implemented) and accepts the
+            // builtins under Capabilities::SUBGROUP; browsers would need the enable.
+            "// subgroup builtins: naga accepts them with Capabilities::SUBGROUP",
+            render(
+                FILE,
+                sec("reduce_subgroup")?,
+                &[("MAX_SG", max_subgroups(cfg).to_string())],
+            )?,
+            sec("reduce_subgroup_body")?,
+            sec("subgroup_builtins")?.trim_end(),
+        ),
+    };
+    let (row0, k0, kstep) = match cfg.reduce {
+        Reduce::None => ("((wid.x + wid.y * nwg.x) * WG + lid) * R", "0u", "1u"),
+        _ => ("(wid.x + wid.y * nwg.x) * R", "lid", "WG"),
+    };
+    Ok(ReduceParts {
+        sg_note,
+        decl,
+        body: fill_outputs(body, &outputs(form)?)?,
+        builtins,
+        row0,
+        k0,
+        kstep,
+    })
 }
 
 /// Fills the output expressions a reduce body names.
