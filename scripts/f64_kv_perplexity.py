@@ -41,7 +41,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import f64_decoder as fd  # noqa: E402
-from f64_perplexity import MODEL  # noqa: E402
+from f64_perplexity import MODEL, forward_gemma3  # noqa: E402
 
 
 def blocks(x):
@@ -112,50 +112,10 @@ def forward(m, ids, out_from, kv, q8_query, rot, only=None):
         vround = KV["f64"]
     elif only == "v":
         kround = KV["f64"]
-    w = m.w
-    T = len(ids)
-    pos = np.arange(T)
-    x = w["token_embd.weight"][np.asarray(ids)] * math.sqrt(m.d)
-    H, K, D = m.n_head, m.n_kv, m.head
-    swa = int(m.meta.get("gemma3.attention.sliding_window", 0))
-    base_global = m.base
-    base_local = float(m.meta.get("gemma3.rope.freq_base_swa", 10000.0))
-    causal = pos[None, :] <= pos[:, None]
-    for il in range(m.n_layer):
-        p = f"blk.{il}."
-        local = swa > 0 and il % 6 < 5
-
-        def lin(name, v):
-            return v @ w[p + name + ".weight"].T
-
-        h = fd.rms(x, w[p + "attn_norm.weight"], m.eps)
-        q = lin("attn_q", h).reshape(T, H, D)
-        k = lin("attn_k", h).reshape(T, K, D)
-        v = vround(lin("attn_v", h).reshape(T, K, D))
-        q = fd.rms(q, w[p + "attn_q_norm.weight"], m.eps)
-        k = fd.rms(k, w[p + "attn_k_norm.weight"], m.eps)
-        m.base = base_local if local else base_global
-        q, k = fd.rope(q, pos, m, None), kround(fd.rope(k, pos, m, None))
-        if q8_query:
-            q = rotated(q8_0, nk)(q) if rot else q8_0(q)
-        mask = causal & (pos[:, None] - pos[None, :] < swa) if local else causal
-        att = np.empty((T, H, D))
-        for hh in range(H):
-            kvh = hh // (H // K)
-            s = (q[:, hh, :] @ k[:, kvh, :].T) * m.kq_scale
-            s = np.where(mask, s, -np.inf)
-            s = np.exp(s - s.max(axis=1, keepdims=True))
-            s /= s.sum(axis=1, keepdims=True)
-            att[:, hh, :] = s @ v[:, kvh, :]
-        a = fd.rms(lin("attn_output", att.reshape(T, H * D)), w[p + "post_attention_norm.weight"],
-                   m.eps)
-        x = x + a
-        h = fd.rms(x, w[p + "ffn_norm.weight"], m.eps)
-        f = lin("ffn_down", fd.gelu_tanh(lin("ffn_gate", h)) * lin("ffn_up", h))
-        x = x + fd.rms(f, w[p + "post_ffw_norm.weight"], m.eps)
-    m.base = base_global
-    x = fd.rms(x[out_from:], w["output_norm.weight"], m.eps)
-    return x @ m.out.T
+    qround = None
+    if q8_query:
+        qround = rotated(q8_0, nk) if rot else q8_0
+    return forward_gemma3(m, ids, out_from, qround=qround, kround=kround, vround=vround)
 
 
 def main():

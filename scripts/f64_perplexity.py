@@ -29,11 +29,15 @@ BASE = os.environ.get("WEBJIT_CACHE") or os.path.join(os.path.expanduser("~"), "
 MODEL = os.path.join(BASE, "models", "gemma-3-270m-q4_k_m.gguf")
 
 
-def forward_gemma3(m, ids, out_from):
+def forward_gemma3(m, ids, out_from, qround=None, kround=None, vround=None):
     """Logits [len(ids) - out_from, vocab] of one causal sequence, as llama.cpp's gemma3 graph
     (src/models/gemma3.cpp): embeddings scaled by sqrt(d), q/k RMS norms, RoPE (NeoX) with base
     10000 on the sliding-window layers (5 of every 6) and rope.freq_base on the others, window
-    masks on the local layers, post-attention and post-FFN norms, GELU (tanh) gated FFN."""
+    masks on the local layers, post-attention and post-FFN norms, GELU (tanh) gated FFN.
+    `qround` / `kround` (after RoPE) and `vround` (after the projection), when given, pass Q, K
+    and V through a cache format (scripts/f64_kv_perplexity.py)."""
+    ident = lambda a: a  # noqa: E731
+    qround, kround, vround = qround or ident, kround or ident, vround or ident
     w = m.w
     T = len(ids)
     pos = np.arange(T)
@@ -53,11 +57,11 @@ def forward_gemma3(m, ids, out_from):
         h = fd.rms(x, w[p + "attn_norm.weight"], m.eps)
         q = lin("attn_q", h).reshape(T, H, D)
         k = lin("attn_k", h).reshape(T, K, D)
-        v = lin("attn_v", h).reshape(T, K, D)
+        v = vround(lin("attn_v", h).reshape(T, K, D))
         q = fd.rms(q, w[p + "attn_q_norm.weight"], m.eps)
         k = fd.rms(k, w[p + "attn_k_norm.weight"], m.eps)
         m.base = base_local if local else base_global
-        q, k = fd.rope(q, pos, m, None), fd.rope(k, pos, m, None)
+        q, k = qround(fd.rope(q, pos, m, None)), kround(fd.rope(k, pos, m, None))
         mask = causal & (pos[:, None] - pos[None, :] < swa) if local else causal
         att = np.empty((T, H, D))
         for hh in range(H):
