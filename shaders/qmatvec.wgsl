@@ -369,3 +369,62 @@ fn block_dot_x(wb: W8, xa: array<vec4<f32>, 8>) -> f32 {
             } else {
                 wbs = wblocks_3((row - p.part2) * p.row_words, j);
             }
+
+//! section norm_prologue
+// The norm prologue (decode, M = 1): X is not read from memory but made by each workgroup
+// from the previous product F [K] (bound as xin) and the residual stream R [K]:
+//   H = R + {{H_IS}}, X = rmsnorm(H) * w_pre
+// (the rowwise add_norm, which then needs no dispatch of its own). Workgroup 0 writes H, the
+// new residual stream, when p.write_res is set.
+@group(0) @binding(6) var<storage, read> res: array<vec4<f32>>;           // [K] residual stream R
+{{WPOST_DECL}}
+@group(0) @binding(8) var<storage, read> wpre: array<vec4<f32>>;          // [K] the pre-norm's weight
+@group(0) @binding(9) var<storage, read_write> res_out: array<vec4<f32>>; // [K] H
+const K4: u32 = {{K4}}u;
+var<workgroup> x: array<vec4<f32>, K4>; // X, read by the K loop as it would read the binding
+var<workgroup> nred: array<f32, WG>;
+
+// The sum of every invocation's v (a workgroup tree; all invocations get it).
+fn nsum(v: f32, lid: u32) -> f32 {
+    nred[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s >>= 1u) {
+        if (lid < s) {
+            nred[lid] += nred[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let t = nred[0];
+    workgroupBarrier();
+    return t;
+}
+
+fn norm_prologue(lid: u32, first: bool) {
+    let eps = bitcast<f32>(p.eps_bits);
+    let n = f32(p.k);
+{{POST_SCALE}}
+    var ss = 0.0;
+    for (var i = lid; i < K4; i += WG) {
+        let h = res[i] + {{F}};
+        x[i] = h;
+        ss += dot(h, h);
+    }
+    let inv = inverseSqrt(nsum(ss, lid) / n + eps);
+    let write = first && p.write_res != 0u;
+    for (var i = lid; i < K4; i += WG) {
+        let h = x[i];
+        if (write) {
+            res_out[i] = h;
+        }
+        x[i] = h * inv * wpre[i];
+    }
+    workgroupBarrier();
+}
+
+//! section norm_prologue_post
+    var sf = 0.0;
+    for (var i = lid; i < K4; i += WG) {
+        let f = xin[i];
+        sf += dot(f, f);
+    }
+    let inv_f = inverseSqrt(nsum(sf, lid) / n + eps);

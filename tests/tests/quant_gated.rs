@@ -1,11 +1,12 @@
 //! The gated quantized matvec, `act(x Wg^T) * (x Wu^T)` in one pass (an FFN's gate, up and
 //! activation), against the f64 composition over the same dequantized weights: every config
 //! on Gemma's Q5_0 and on Q4_K, sampled configs on every format, both activations, segmented
-//! weights, and mismatched operands refused.
+//! weights, and mismatched operands refused. Then the norm prologue (the add_norm before a
+//! decode matvec folded into it) on every config of each form, against the f64 add_norm.
 
-use webjit_engine::ops::{qmatvec_gated, qmatvec_stacked};
-use webjit_engine::Engine;
-use webjit_jit::kernels::qmatvec::{Gate, Path, QMatvecConfig, Reduce};
+use webjit_engine::ops::{qmatvec, qmatvec_gated, qmatvec_stacked, Call, NormIn, QMatvec};
+use webjit_engine::{Engine, QTensor, Tensor};
+use webjit_jit::kernels::qmatvec::{Form, Gate, Path, Prologue, QMatvecConfig, Reduce};
 use webjit_jit::quant::{self, GgmlType};
 use webjit_jit::KernelSpec;
 use webjit_tests::{assert_close, engine, small_binding_engine, Rand};
@@ -312,6 +313,244 @@ fn stacked_qmatvec_every_config_and_sampled_formats() {
     let xs = small.upload_f32(&[1, 1024], &[0.5; 1024]).unwrap();
     let mut rec = small.recorder();
     assert!(qmatvec_stacked(&xs, &[&big, &big])
+        .record(&mut rec)
+        .is_err());
+}
+
+/// f64 `add_norm`: H = res + [rms_norm(f) * post | f], X = rms_norm(H) * pre.
+fn add_norm64(
+    f: &[f32],
+    post: Option<&[f32]>,
+    res: &[f32],
+    pre: &[f32],
+    eps: f64,
+) -> (Vec<f64>, Vec<f64>) {
+    let k = f.len() as f64;
+    let rms = |v: &[f64]| 1.0 / (v.iter().map(|a| a * a).sum::<f64>() / k + eps).sqrt();
+    let f64s: Vec<f64> = f.iter().map(|&v| v as f64).collect();
+    let inv_f = rms(&f64s);
+    let h: Vec<f64> = (0..f.len())
+        .map(|i| res[i] as f64 + post.map_or(f64s[i], |p| f64s[i] * inv_f * p[i] as f64))
+        .collect();
+    let inv = rms(&h);
+    let x = (0..f.len()).map(|i| h[i] * inv * pre[i] as f64).collect();
+    (h, x)
+}
+
+/// Every config of `form` (plain: 1 weight, gated: 2, stacked: 3) with `prologue`, against
+/// the f64 add_norm then the product; H written by the first workgroup only when asked.
+fn run_prologue(
+    e: &Engine,
+    format: GgmlType,
+    form: Form,
+    prologue: Prologue,
+    n: usize,
+    k: usize,
+    seed: u64,
+) -> usize {
+    let mut rnd = Rand::new(seed);
+    let f = rnd.vec(k, -2.0, 2.0);
+    let res = rnd.vec(k, -1.0, 1.0);
+    let post = rnd.vec(k, 0.5, 1.5);
+    let pre = rnd.vec(k, 0.5, 1.5);
+    let eps = 1e-6f32;
+    let with_post = prologue == Prologue::NormAddNorm;
+    let (h, x) = add_norm64(&f, with_post.then_some(&post[..]), &res, &pre, eps as f64);
+    let weights = match form {
+        Form::Plain => 1,
+        Form::Gated(_) => 2,
+        Form::Stacked(s) => s as usize,
+    };
+    let (mut raws, mut ws) = (vec![], vec![]);
+    for i in 0..weights {
+        let raw = quant::synth_blocks(format, n * k / format.block_elems(), seed + 7 * i as u64);
+        ws.push(quant::dequantize_vec(format, &raw).unwrap());
+        raws.push(e.upload_quantized(format, [n, k], &raw).unwrap());
+    }
+    let dot = |w: &[f32], j: usize| -> (f64, f64) {
+        (0..k).fold((0.0, 0.0), |(s, a), t| {
+            let p = x[t] * w[j * k + t] as f64;
+            (s + p, a + p.abs())
+        })
+    };
+    let mut want = vec![];
+    let mut mag: f64 = 0.0;
+    match form {
+        Form::Gated(g) => {
+            for j in 0..n {
+                let ((a, ma), (b, mb)) = (dot(&ws[0], j), dot(&ws[1], j));
+                want.push(act(g, a) * b);
+                mag = mag.max(ma * mb.max(1.0)).max(mb * ma.max(1.0));
+            }
+        }
+        _ => {
+            for w in &ws {
+                for j in 0..n {
+                    let (a, ma) = dot(w, j);
+                    want.push(a);
+                    mag = mag.max(ma);
+                }
+            }
+        }
+    }
+    let ft = e.upload_f32(&[1, k], &f).unwrap();
+    let (rt, postt, pret) = (
+        e.upload_f32(&[k], &res).unwrap(),
+        e.upload_f32(&[k], &post).unwrap(),
+        e.upload_f32(&[k], &pre).unwrap(),
+    );
+    let sentinel = vec![7.0f32; k];
+    let refs: Vec<&QTensor> = raws.iter().collect();
+    let w_post = with_post.then_some(&postt);
+    let probe = e.upload_f32(&[k], &sentinel).unwrap();
+    let spec = product(form, &ft, &refs)
+        .norm_prologue(NormIn {
+            res: &rt,
+            w_post,
+            w_pre: &pret,
+            eps,
+            res_out: &probe,
+            write_res: true,
+        })
+        .spec()
+        .unwrap();
+    assert_eq!(spec.prologue, prologue);
+    let space = spec.space(e.profile());
+    assert!(
+        space.iter().all(|c| c.path != Path::Int8),
+        "int8 configs in a prologue's space"
+    );
+    let hmax = h.iter().map(|v| v.abs()).fold(0.0, f64::max);
+    for (i, cfg) in space.iter().enumerate() {
+        let write = i % 2 == 0;
+        let out = e.upload_f32(&[k], &sentinel).unwrap();
+        let mut rec = e.recorder();
+        let nrm = NormIn {
+            res: &rt,
+            w_post,
+            w_pre: &pret,
+            eps,
+            res_out: &out,
+            write_res: write,
+        };
+        let y = product(form, &ft, &refs)
+            .norm_prologue(nrm)
+            .config(cfg.clone())
+            .record(&mut rec)
+            .unwrap();
+        rec.submit().unwrap();
+        let what = format!("{} n{n} k{k}", spec.key(cfg));
+        let tol = if cfg.path == Path::F16 { 4e-3 } else { 2e-5 };
+        let nmse = if cfg.path == Path::F16 { 1e-5 } else { 1e-9 };
+        assert_close(
+            &what,
+            seed,
+            &e.read_f32(&y).unwrap(),
+            &want,
+            tol * mag,
+            1e-3,
+            nmse,
+        );
+        let got_h = e.read_f32(&out).unwrap();
+        if write {
+            assert_close(
+                &format!("{what} H"),
+                seed,
+                &got_h,
+                &h,
+                1e-6 * hmax,
+                1e-6,
+                1e-12,
+            );
+        } else {
+            assert_eq!(got_h, sentinel, "{what}: H written without write_res");
+        }
+    }
+    space.len()
+}
+
+/// The matvec of `form` over `ws` (1, 2 or 3 weights).
+fn product<'a>(form: Form, x: &'a Tensor, ws: &[&'a QTensor]) -> Call<'a, QMatvec<'a>> {
+    match form {
+        Form::Plain => qmatvec(x, ws[0]),
+        Form::Gated(g) => qmatvec_gated(x, ws[0], ws[1], g),
+        Form::Stacked(_) => qmatvec_stacked(x, ws),
+    }
+}
+
+#[test]
+fn norm_prologue_every_config_of_each_form() {
+    let e = engine();
+    let mut total = 0;
+    total += run_prologue(
+        e,
+        GgmlType::Q5_0,
+        Form::Gated(Gate::GeluTanh),
+        Prologue::NormAddNorm,
+        37,
+        640,
+        41,
+    );
+    total += run_prologue(
+        e,
+        GgmlType::Q4K,
+        Form::Gated(Gate::Silu),
+        Prologue::AddNorm,
+        13,
+        512,
+        42,
+    );
+    total += run_prologue(
+        e,
+        GgmlType::Q5_0,
+        Form::Stacked(3),
+        Prologue::NormAddNorm,
+        11,
+        640,
+        43,
+    );
+    total += run_prologue(e, GgmlType::Q6K, Form::Plain, Prologue::AddNorm, 9, 256, 44);
+    assert!(total >= 100, "only {total} configs ran");
+    // The int8 path and several activation rows are refused.
+    let w = e
+        .upload_quantized(
+            GgmlType::Q8_0,
+            [4, 64],
+            &quant::synth_blocks(GgmlType::Q8_0, 8, 1),
+        )
+        .unwrap();
+    let x2 = e.upload_f32(&[2, 64], &[0.5; 128]).unwrap();
+    let v = e.upload_f32(&[64], &[1.0; 64]).unwrap();
+    let nrm = NormIn {
+        res: &v,
+        w_post: None,
+        w_pre: &v,
+        eps: 1e-6,
+        res_out: &v,
+        write_res: true,
+    };
+    let mut rec = e.recorder();
+    assert!(qmatvec(&x2, &w)
+        .norm_prologue(nrm)
+        .record(&mut rec)
+        .is_err());
+    let x1 = e.upload_f32(&[1, 64], &[0.5; 64]).unwrap();
+    let int8 = QMatvecConfig {
+        path: Path::Int8,
+        wg: 64,
+        r: 1,
+        reduce: Reduce::Workgroup,
+    };
+    assert!(qmatvec(&x1, &w)
+        .norm_prologue(nrm)
+        .config(int8)
+        .record(&mut rec)
+        .is_err());
+    // A weight of the wrong K for the norm's operands.
+    let short = e.upload_f32(&[32], &[1.0; 32]).unwrap();
+    let bad = NormIn { res: &short, ..nrm };
+    assert!(qmatvec(&x1, &w)
+        .norm_prologue(bad)
         .record(&mut rec)
         .is_err());
 }

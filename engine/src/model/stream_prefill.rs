@@ -249,7 +249,7 @@ impl PrefillSink {
                 &mut st.step,
             )?;
             rec.submit()?;
-            st.x = Some(y.x);
+            st.x = Some(y.hidden()?);
             st.layers.push(layer);
         }
         Ok(())
@@ -349,7 +349,7 @@ impl PrefillSink {
                 None,
                 &mut st.step,
             )?
-            .x;
+            .hidden()?;
             st.layers.push(layer);
         }
         stats.n_layers = st.cfg.n_layers;

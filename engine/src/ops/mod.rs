@@ -57,7 +57,9 @@ pub use neighborhood::{neighborhood_attention, NaOptions, Neighborhood};
 pub use pool::{mean_pool, MeanPool, PoolOptions};
 pub use qk_rope::{qk_rope_append, qk_rope_append_packed, QkNorms, QkRope};
 pub use qmatmul::{qmatmul, QMatmul};
-pub use qmatvec::{qdequant, qmatvec, qmatvec_gated, qmatvec_stacked, quantize_q8, QMatvec};
+pub use qmatvec::{
+    qdequant, qmatvec, qmatvec_gated, qmatvec_stacked, quantize_q8, NormIn, QMatvec,
+};
 pub use rope::{rope, rope_table, rope_table_with, rope_with_table, Rope, RopeFreqs, RopeOptions};
 pub use rowwise::{
     add_norm, l2_normalize, layer_norm, rms_norm, rms_norm_add, rowwise, softmax, AddNorm, Rowwise,

@@ -3,7 +3,8 @@
 //! int8 path (`ops::quantize_q8`) and whole-weight dequantization (`ops::qdequant`).
 
 use webjit_jit::kernels::qmatvec::{
-    Form, Gate, Path, QDequantSpec, QMatvecConfig, QMatvecSpec, QuantizeQ8Config, QuantizeQ8Spec,
+    Form, Gate, Path, Prologue, QDequantSpec, QMatvecConfig, QMatvecSpec, QuantizeQ8Config,
+    QuantizeQ8Spec,
 };
 use webjit_jit::KernelSpec;
 
@@ -21,6 +22,7 @@ pub fn qmatvec<'a>(x: &'a Tensor, w: &'a QTensor) -> Call<'a, QMatvec<'a>> {
         x,
         ws: [Some(w), None, None],
         form: Form::Plain,
+        norm: None,
     })
 }
 
@@ -36,6 +38,7 @@ pub fn qmatvec_gated<'a>(
         x,
         ws: [Some(w_gate), Some(w_up), None],
         form: Form::Gated(gate),
+        norm: None,
     })
 }
 
@@ -51,7 +54,73 @@ pub fn qmatvec_stacked<'a>(x: &'a Tensor, parts: &[&'a QTensor]) -> Call<'a, QMa
         x,
         ws,
         form: Form::Stacked(parts.len() as u32),
+        norm: None,
     })
+}
+
+/// The row op before a decode matvec, folded into it (`Prologue`): the matvec's x is the
+/// previous product F [1, K], and it multiplies X = rms_norm(H) * w_pre with
+/// H = res + rms_norm(F) * w_post (with `w_post`) or H = res + F, as `ops::add_norm(F, w_post,
+/// res, w_pre, eps, 0.0)` computes it. With `write_res`, H is written to `res_out` (the new
+/// residual stream; one of the matvecs that read the same H writes it).
+#[derive(Clone, Copy)]
+pub struct NormIn<'a> {
+    pub res: &'a Tensor,
+    pub w_post: Option<&'a Tensor>,
+    pub w_pre: &'a Tensor,
+    pub eps: f32,
+    pub res_out: &'a Tensor,
+    pub write_res: bool,
+}
+
+impl NormIn<'_> {
+    fn prologue(&self) -> Prologue {
+        match self.w_post {
+            Some(_) => Prologue::NormAddNorm,
+            None => Prologue::AddNorm,
+        }
+    }
+
+    /// The operands: f32, one binding each, K elements.
+    fn check(&self, op: &'static str, k: usize) -> Result<()> {
+        let named = [
+            ("res", Some(self.res)),
+            ("w_post", self.w_post),
+            ("w_pre", Some(self.w_pre)),
+            ("res_out", Some(self.res_out)),
+        ];
+        for (name, t) in named {
+            let Some(t) = t else { continue };
+            expect_f32(op, t)?;
+            expect_single(op, name, t)?;
+            if t.shape().iter().product::<usize>() != k {
+                return Err(Error::Shape {
+                    op,
+                    detail: format!("{name} must have K = {k} elements, got {:?}", t.shape()),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Owned copies of a `NormIn`'s tensors, for the tuner's replays.
+#[derive(Clone)]
+struct NormOwned {
+    res: Tensor,
+    w_post: Option<Tensor>,
+    w_pre: Tensor,
+    eps: f32,
+    res_out: Tensor,
+}
+
+impl<'a> Call<'a, QMatvec<'a>> {
+    /// Folds the add_norm that makes X into this matvec (see `NormIn`). Decode only (one row);
+    /// the kernel must fit X in workgroup memory (`QMatvecSpec::prologue_fits`).
+    pub fn norm_prologue(mut self, n: NormIn<'a>) -> Self {
+        self.op_mut().norm = Some(n);
+        self
+    }
 }
 
 /// X [M, K] (or [K]) quantized to 8 bits per block of 32, as the int8 matvec path reads it:
@@ -72,6 +141,7 @@ pub struct QMatvec<'a> {
     /// W, and W2 (gated, stacked) and W3 (stacked).
     ws: [Option<&'a QTensor>; 3],
     form: Form,
+    norm: Option<NormIn<'a>>,
 }
 
 impl<'a> QMatvec<'a> {
@@ -116,7 +186,12 @@ impl<'a> QMatvec<'a> {
             k: k as u64,
             rows: first.segments()[0].rows as u64,
             form: self.form,
+            prologue: Prologue::None,
         };
+        if let Some(nrm) = &self.norm {
+            nrm.check(op, k)?;
+            spec.prologue = nrm.prologue();
+        }
         match self.form {
             Form::Plain => {}
             Form::Gated(_) => {
@@ -181,6 +256,13 @@ impl<'a> QMatvec<'a> {
         let x = self.x.clone();
         let ws: Vec<QTensor> = self.weights().cloned().collect();
         let form = self.form;
+        let norm = self.norm.map(|n| NormOwned {
+            res: n.res.clone(),
+            w_post: n.w_post.cloned(),
+            w_pre: n.w_pre.clone(),
+            eps: n.eps,
+            res_out: n.res_out.clone(),
+        });
         ReplayFactory::Deferred(Box::new(move |engine: &Engine| {
             let sets = cold_sets(engine, ws)?;
             let mut turn = 0usize;
@@ -191,6 +273,14 @@ impl<'a> QMatvec<'a> {
                     x: &x,
                     ws: [None; 3],
                     form,
+                    norm: norm.as_ref().map(|n| NormIn {
+                        res: &n.res,
+                        w_post: n.w_post.as_ref(),
+                        w_pre: &n.w_pre,
+                        eps: n.eps,
+                        res_out: &n.res_out,
+                        write_res: true,
+                    }),
                 };
                 for (slot, w) in op.ws.iter_mut().zip(set) {
                     *slot = Some(w);
@@ -255,6 +345,31 @@ impl Op for QMatvec<'_> {
         check_operands(op, x, &y, [m, n])?;
         // One pipeline serves every segment: the segment's rows go to the uniforms.
         let (c, kernel) = rec.kernel(&spec, cfg, || self.replay())?;
+        if c.path == Path::Int8 && self.norm.is_some() {
+            return Err(Error::InvalidArgument {
+                op,
+                detail: "the int8 path takes no norm prologue".into(),
+            });
+        }
+        // The prologue's operands and uniforms (`NormIn`), after the kernel's own.
+        let norm_binds: Vec<Bind> = match &self.norm {
+            Some(n) => {
+                let mut b = vec![Bind::whole("res", n.res)];
+                if let Some(wp) = n.w_post {
+                    b.push(Bind::whole("wpost", wp));
+                }
+                b.push(Bind::whole("wpre", n.w_pre));
+                b.push(Bind::whole("res_out", n.res_out));
+                b
+            }
+            None => vec![],
+        };
+        let norm = self.norm;
+        let uniforms = move |p: webjit_jit::kernels::qmatvec::QMatvecParams, first: bool| match norm
+        {
+            Some(n) => p.with_prologue(n.eps, n.write_res && first),
+            None => p,
+        };
         if c.path == Path::Int8 {
             let (xq, xs) = quantize_q8(x).record(rec)?;
             for i in 0..w.segments().len() {
@@ -276,7 +391,7 @@ impl Op for QMatvec<'_> {
         }
         if let Form::Stacked(_) = self.form {
             let rows: Vec<u64> = self.weights().map(|w| w.shape()[0] as u64).collect();
-            let params = spec.params_stacked(&rows);
+            let params = uniforms(spec.params_stacked(&rows), true);
             let mut binds = vec![
                 Bind::weight("w", w, 0),
                 Bind::whole("x", x),
@@ -285,6 +400,7 @@ impl Op for QMatvec<'_> {
             for (wi, name) in self.weights().skip(1).zip(["w2", "w3"]) {
                 binds.push(Bind::weight(name, wi, 0));
             }
+            binds.extend(norm_binds.iter().cloned());
             rec.dispatch(
                 &kernel,
                 bytemuck::bytes_of(&params),
@@ -294,22 +410,20 @@ impl Op for QMatvec<'_> {
             return Ok(y);
         }
         for (i, seg) in w.segments().iter().enumerate() {
-            let params = spec.params(seg.row_start as u64, seg.rows as u64);
-            let wb = Bind::weight("w", w, i);
-            let (xb, yb) = (Bind::whole("x", x), Bind::whole("y", &y));
-            let args = [wb, xb, yb];
-            let gated;
-            let binds: &[Bind] = match (self.form, self.ws[1]) {
-                (Form::Gated(_), Some(up)) => {
-                    gated = [wb, xb, yb, Bind::weight("w2", up, i)];
-                    &gated
-                }
-                _ => &args,
-            };
+            let params = uniforms(spec.params(seg.row_start as u64, seg.rows as u64), i == 0);
+            let mut binds = vec![
+                Bind::weight("w", w, i),
+                Bind::whole("x", x),
+                Bind::whole("y", &y),
+            ];
+            if let (Form::Gated(_), Some(up)) = (self.form, self.ws[1]) {
+                binds.push(Bind::weight("w2", up, i));
+            }
+            binds.extend(norm_binds.iter().cloned());
             rec.dispatch(
                 &kernel,
                 bytemuck::bytes_of(&params),
-                binds,
+                &binds,
                 spec.dispatch_rows(&c, seg.rows as u64),
             )?;
         }

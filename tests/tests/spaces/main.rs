@@ -433,7 +433,9 @@ fn qk_rope_space_validates() {
 
 #[test]
 fn quant_spaces_validate() {
-    use webjit_jit::kernels::qmatvec::{Form, Gate, QDequantSpec, QMatvecSpec, QuantizeQ8Spec};
+    use webjit_jit::kernels::qmatvec::{
+        Form, Gate, Prologue, QDequantSpec, QMatvecSpec, QuantizeQ8Spec,
+    };
     use webjit_jit::quant::GgmlType;
     sweep(&QuantizeQ8Spec { m: 3, k: 512 }, 2);
     for format in GgmlType::ALL {
@@ -461,18 +463,25 @@ fn quant_spaces_validate() {
                 Form::Stacked(2),
                 Form::Stacked(3),
             ] {
-                let n = sweep(
-                    &QMatvecSpec {
-                        format,
-                        m,
-                        n: 4096,
-                        k: 512,
-                        rows: 4096,
-                        form,
-                    },
-                    8,
-                );
-                assert!(n >= 30, "{} {form:?}: {n}", format.name());
+                let prologues: &[Prologue] = match m {
+                    1 => &[Prologue::None, Prologue::AddNorm, Prologue::NormAddNorm],
+                    _ => &[Prologue::None],
+                };
+                for &prologue in prologues {
+                    let n = sweep(
+                        &QMatvecSpec {
+                            format,
+                            m,
+                            n: 4096,
+                            k: 512,
+                            rows: 4096,
+                            form,
+                            prologue,
+                        },
+                        8,
+                    );
+                    assert!(n >= 30, "{} {form:?} {prologue:?}: {n}", format.name());
+                }
             }
         }
     }

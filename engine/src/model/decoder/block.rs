@@ -2,7 +2,7 @@
 //! output projection, residual with the FFN's pre-norm, gated FFN, residual. Each part follows
 //! the layer's plan; none names a kernel beyond the op it calls.
 
-use super::linear::QkvOut;
+use super::linear::{AddNormIn, QkvOut};
 use super::matrix::Matrix;
 use super::plan::{LayerPlan, QkNormPlan};
 use super::weights::Layer;
@@ -63,15 +63,65 @@ impl Step {
 }
 
 /// A block's input: the hidden state x [T, d_model] and, when the previous block computed it
-/// in its last pass, x already normed by this block's `attn_norm`.
+/// in its last pass, x already normed by this block's `attn_norm`. Or, in a decode step, the
+/// previous block's last residual add not made yet (`pending`): the hidden state is
+/// `x + [rms_norm(f) * post | f]`, made together with this block's pre-norm inside its q/k/v
+/// matvec, or by `settle`.
 pub(crate) struct BlockInput {
-    pub x: Tensor,
-    pub normed: Option<Tensor>,
+    x: Tensor,
+    normed: Option<Tensor>,
+    pending: Option<Pending>,
+}
+
+/// The FFN output f and the post-norm it takes before the residual add.
+struct Pending {
+    f: Tensor,
+    post: Option<Tensor>,
 }
 
 impl BlockInput {
     pub fn new(x: Tensor) -> Self {
-        Self { x, normed: None }
+        Self {
+            x,
+            normed: None,
+            pending: None,
+        }
+    }
+
+    /// The hidden state [T, d_model] (an error where the last add is still pending: only a
+    /// block or `settle` makes it).
+    pub fn hidden(self) -> Result<Tensor> {
+        match self.pending {
+            None => Ok(self.x),
+            Some(_) => Err(Error::InvalidArgument {
+                op: "decoder",
+                detail: "the hidden state's last residual add is still pending".into(),
+            }),
+        }
+    }
+
+    /// (hidden state, normed by `norm` when known or pending): a pending add made by the
+    /// rowwise add_norm with `norm` as its pre-norm.
+    pub fn settle(
+        self,
+        rec: &mut Recorder,
+        norm: &Tensor,
+        eps: f32,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        match self.pending {
+            Some(p) => {
+                let a = AddNormIn {
+                    f: &p.f,
+                    post: p.post.as_ref(),
+                    res: &self.x,
+                    pre: norm,
+                    eps,
+                };
+                let (x, h) = a.record(rec)?;
+                Ok((x, Some(h)))
+            }
+            None => Ok((self.x, self.normed)),
+        }
     }
 }
 
@@ -87,21 +137,59 @@ pub(crate) fn block(
     next_norm: Option<&Tensor>,
     step: &mut Step,
 ) -> Result<BlockInput> {
-    let x = input.x;
-    let h = match input.normed {
-        Some(h) => h,
-        None => ops::rms_norm(&x, &l.attn_norm, cfg.eps, 0.0).record(rec)?,
+    // The q/k/v projections of the pre-normed input, with the previous block's pending
+    // residual add and this pre-norm folded into them where they can take it.
+    let folded = match &input.pending {
+        Some(p) => {
+            let a = AddNormIn {
+                f: &p.f,
+                post: p.post.as_ref(),
+                res: &input.x,
+                pre: &l.attn_norm,
+                eps: cfg.eps,
+            };
+            l.qkv.forward_after(rec, &a)?
+        }
+        None => None,
+    };
+    let (x, qkv) = match folded {
+        Some(xq) => xq,
+        None => {
+            let (x, normed) = input.settle(rec, &l.attn_norm, cfg.eps)?;
+            let h = match normed {
+                Some(h) => h,
+                None => ops::rms_norm(&x, &l.attn_norm, cfg.eps, 0.0).record(rec)?,
+            };
+            let qkv = l.qkv.forward(rec, &h)?;
+            (x, qkv)
+        }
     };
     let attn = if step.tokens() == 1 {
-        attention_decode(rec, cfg, l, cache, &h, step)?
+        attention_decode(rec, cfg, l, cache, qkv, step)?
     } else {
-        attention_prompt(rec, cfg, l, cache, &h, step)?
+        attention_prompt(rec, cfg, l, cache, qkv, step)?
     };
     let o = l.wo.forward(rec, &attn)?;
-    // The attention residual and the FFN's pre-norm in one pass.
-    let (x, h) =
-        ops::add_norm(&o, l.post_attn_norm.as_ref(), &x, &l.ffn_norm, cfg.eps, 0.0).record(rec)?;
-    let f = l.ffn.forward(rec, &h)?;
+    // The attention residual and the FFN's pre-norm in one pass (or inside the FFN's matvec).
+    let a = AddNormIn {
+        f: &o,
+        post: l.post_attn_norm.as_ref(),
+        res: &x,
+        pre: &l.ffn_norm,
+        eps: cfg.eps,
+    };
+    let (x, f) = l.ffn.forward_after(rec, &a)?;
+    if next_norm.is_some() && step.tokens() == 1 {
+        // A decode step: the next block (or the head) makes the residual add.
+        return Ok(BlockInput {
+            x,
+            normed: None,
+            pending: Some(Pending {
+                f,
+                post: l.post_ffn_norm.clone(),
+            }),
+        });
+    }
     residual(rec, cfg, x, &f, l.post_ffn_norm.as_ref(), next_norm)
 }
 
@@ -113,7 +201,7 @@ fn attention_decode(
     cfg: &DecoderConfig,
     l: &Layer,
     cache: &mut KvCache,
-    h: &Tensor,
+    qkv: QkvOut,
     step: &mut Step,
 ) -> Result<Tensor> {
     let (plan, hd) = (&l.plan, cfg.head_dim);
@@ -127,7 +215,7 @@ fn attention_decode(
         }),
         _ => None,
     };
-    let q = match l.qkv.forward(rec, h)? {
+    let q = match qkv {
         QkvOut::Packed(row, v) => ops::qk_rope_append_packed(
             &row,
             v.as_ref(),
@@ -171,11 +259,11 @@ fn attention_prompt(
     cfg: &DecoderConfig,
     l: &Layer,
     cache: &mut KvCache,
-    h: &Tensor,
+    qkv: QkvOut,
     step: &mut Step,
 ) -> Result<Tensor> {
     let (plan, hd, t) = (&l.plan, cfg.head_dim, step.tokens());
-    let (q, k, v) = match l.qkv.forward(rec, h)? {
+    let (q, k, v) = match qkv {
         QkvOut::Separate(q, k, v) => (q, k, v),
         QkvOut::Packed(..) => {
             return Err(Error::InvalidArgument {
@@ -218,7 +306,11 @@ fn residual(
     Ok(match (next_norm, post_norm) {
         (Some(w), _) => {
             let (x, h) = ops::add_norm(f, post_norm, &x, w, eps, 0.0).record(rec)?;
-            BlockInput { x, normed: Some(h) }
+            BlockInput {
+                x,
+                normed: Some(h),
+                pending: None,
+            }
         }
         (None, Some(w)) => BlockInput::new(ops::rms_norm_add(f, w, &x, eps, 0.0).record(rec)?),
         (None, None) => BlockInput::new(ops::add(&x, f).record(rec)?),

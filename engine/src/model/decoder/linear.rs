@@ -2,7 +2,7 @@
 //! matvec, the CPU adapters' 8-row matvec slices or the tiled matmul for the rows it is given;
 //! q/k/v and the gated FFN pick their fused forms where the plan says so.
 
-use webjit_jit::kernels::qmatvec::Gate;
+use webjit_jit::kernels::qmatvec::{Gate, QMatvecSpec};
 
 use super::matrix::Matrix;
 use super::plan::{FfnPlan, ProductPlan, QkvPlan};
@@ -141,6 +141,98 @@ impl Qkv {
     }
 }
 
+/// The add_norm before a product, as `ops::add_norm(f, post, res, pre, eps, 0.0)` computes it:
+/// the residual stream `res + [rms_norm(f) * post | f]` and its pre-norm by `pre`.
+#[derive(Clone, Copy)]
+pub struct AddNormIn<'a> {
+    pub f: &'a Tensor,
+    pub post: Option<&'a Tensor>,
+    pub res: &'a Tensor,
+    pub pre: &'a Tensor,
+    pub eps: f32,
+}
+
+impl<'a> AddNormIn<'a> {
+    /// The two outputs by the rowwise kernel: (residual stream, normed).
+    pub fn record(&self, rec: &mut Recorder) -> Result<(Tensor, Tensor)> {
+        ops::add_norm(self.f, self.post, self.res, self.pre, self.eps, 0.0).record(rec)
+    }
+
+    /// The matvec's `NormIn` writing the residual stream to `res_out`.
+    pub fn norm_in(&self, res_out: &'a Tensor, write_res: bool) -> ops::NormIn<'a> {
+        ops::NormIn {
+            res: self.res,
+            w_post: self.post,
+            w_pre: self.pre,
+            eps: self.eps,
+            res_out,
+            write_res,
+        }
+    }
+
+    /// One decode row whose matvec (`spec`) can take the fold on this device.
+    fn foldable(&self, rec: &Recorder, plan: &ProductPlan, spec: Result<QMatvecSpec>) -> bool {
+        plan.norm_prologue
+            && self.f.shape().first() == Some(&1)
+            && self.f.shape().len() == 2
+            && !self.f.is_segmented()
+            && spec.is_ok_and(|s| s.prologue_fits(rec.engine().profile()))
+    }
+}
+
+impl Qkv {
+    /// A decode step's stacked q/k/v matvec (and v's own where it is not stacked) with the
+    /// add_norm `a` folded in: (the residual stream, the projections). `None` where the plan
+    /// or the device cannot fold it; nothing is recorded then.
+    pub fn forward_after(
+        &self,
+        rec: &mut Recorder,
+        a: &AddNormIn,
+    ) -> Result<Option<(Tensor, QkvOut)>> {
+        let QkvPlan::Stacked { with_v } = self.plan else {
+            return Ok(None);
+        };
+        let (Some(q), Some(k)) = (self.q.w.quantized(), self.k.w.quantized()) else {
+            return Ok(None);
+        };
+        let parts: Vec<&QTensor> = match (with_v, self.v.w.quantized()) {
+            (true, Some(v)) => vec![q, k, v],
+            (true, None) => return Ok(None),
+            (false, _) => vec![q, k],
+        };
+        // v's own matvec, when not stacked: quantized, no slices, and foldable too.
+        let v_alone = match (with_v, self.v.w.quantized()) {
+            (true, _) => None,
+            (false, Some(v)) => Some(v),
+            (false, None) => return Ok(None),
+        };
+        let res = rec.empty(&[1, a.res.shape().iter().product()], DType::F32)?;
+        let stacked = || ops::qmatvec_stacked(a.f, &parts).norm_prologue(a.norm_in(&res, true));
+        let v_call = |v| ops::qmatvec(a.f, v).norm_prologue(a.norm_in(&res, false));
+        if !a.foldable(rec, &self.q.products, stacked().spec())
+            || v_alone.is_some_and(|v| !a.foldable(rec, &self.v.products, v_call(v).spec()))
+        {
+            return Ok(None);
+        }
+        let row = stacked().record(rec)?;
+        let row = match &self.stacked_bias {
+            Some(b) => ops::add(&row, b).record(rec)?,
+            None => row,
+        };
+        let v = match v_alone {
+            Some(v) => {
+                let y = v_call(v).record(rec)?;
+                Some(match &self.v.bias {
+                    Some(b) => ops::add(&y, b).record(rec)?,
+                    None => y,
+                })
+            }
+            None => None,
+        };
+        Ok(Some((res, QkvOut::Packed(row, v))))
+    }
+}
+
 /// A gated feed-forward network: `down(act(h W_gate^T) * (h W_up^T))`.
 pub struct GatedFfn {
     pub gate: Linear,
@@ -151,17 +243,39 @@ pub struct GatedFfn {
 }
 
 impl GatedFfn {
+    /// The FFN of the add_norm `a`'s normed output: (the residual stream, the FFN's output).
+    /// A decode step folds the add_norm into the gated matvec where the plan and device allow.
+    pub fn forward_after(&self, rec: &mut Recorder, a: &AddNormIn) -> Result<(Tensor, Tensor)> {
+        if let (FfnPlan::FusedGate, Some(g), Some(u)) =
+            (&self.plan, self.gate.w.quantized(), self.up.w.quantized())
+        {
+            let gate = self.gate_kind();
+            let [_, k] = g.shape();
+            let res = rec.empty(&[1, k], DType::F32)?;
+            let call = || ops::qmatvec_gated(a.f, g, u, gate).norm_prologue(a.norm_in(&res, true));
+            if a.foldable(rec, &self.gate.products, call().spec()) {
+                let f = call().record(rec)?;
+                return Ok((res, self.down.forward(rec, &f)?));
+            }
+        }
+        let (x, h) = a.record(rec)?;
+        Ok((x, self.forward(rec, &h)?))
+    }
+
+    fn gate_kind(&self) -> Gate {
+        match self.act {
+            Activation::GeluTanh => Gate::GeluTanh,
+            Activation::Silu => Gate::Silu,
+        }
+    }
+
     /// h [T, d_model] -> [T, d_model]. Where the plan fuses the gate, decode-sized rows take
     /// gate, up and the activation in one matvec.
     pub fn forward(&self, rec: &mut Recorder, h: &Tensor) -> Result<Tensor> {
         let t = h.shape()[0];
         let fused = match (&self.plan, self.gate.w.quantized(), self.up.w.quantized()) {
             (FfnPlan::FusedGate, Some(g), Some(u)) if t <= self.gate.products.matvec_rows => {
-                let gate = match self.act {
-                    Activation::GeluTanh => Gate::GeluTanh,
-                    Activation::Silu => Gate::Silu,
-                };
-                Some(ops::qmatvec_gated(h, g, u, gate).record(rec)?)
+                Some(ops::qmatvec_gated(h, g, u, self.gate_kind()).record(rec)?)
             }
             _ => None,
         };

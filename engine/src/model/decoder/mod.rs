@@ -294,10 +294,11 @@ impl Decoder {
     /// Final norm and output projection of the last position: logits [1, vocab]. The last
     /// block has already normed a single row.
     pub(crate) fn head(&self, rec: &mut Recorder, x: BlockInput) -> Result<Tensor> {
-        let logits = match x.normed {
+        let (x, normed) = x.settle(rec, &self.output_norm, self.cfg.eps)?;
+        let logits = match normed {
             Some(xn) if !self.layers.is_empty() => self.output.forward(rec, &xn)?,
             _ => {
-                let last = last_row(rec, x.x)?;
+                let last = last_row(rec, x)?;
                 let xn = ops::rms_norm(&last, &self.output_norm, self.cfg.eps, 0.0).record(rec)?;
                 self.output.forward(rec, &xn)?
             }

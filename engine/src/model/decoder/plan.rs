@@ -15,6 +15,10 @@ use crate::ops::RopeOptions;
 pub struct ProductPlan {
     pub matvec_rows: usize,
     pub slice_rows: usize,
+    /// Whether a decode step's matvecs fold the add_norm before them (the FFN's pre-norm and
+    /// the next block's) into their own workgroups (`ops::NormIn`), where X fits workgroup
+    /// memory: one dispatch less per fold.
+    pub norm_prologue: bool,
 }
 
 impl ProductPlan {
@@ -26,8 +30,16 @@ impl ProductPlan {
         Self {
             matvec_rows: 8,
             slice_rows: if profile.cpu { 64 } else { 0 },
+            norm_prologue: norm_prologue_default(profile),
         }
     }
+}
+
+/// On by default: on lavapipe Gemma 3 270M's decode was no slower with it (160 dispatches a
+/// step instead of 178). `WEBJIT_NORM_PROLOGUE=0` turns it off (native builds; for measuring
+/// the two against each other).
+fn norm_prologue_default(_profile: &DeviceProfile) -> bool {
+    !matches!(std::env::var("WEBJIT_NORM_PROLOGUE").as_deref(), Ok("0"))
 }
 
 /// How a layer computes q, k and v for a decode step.

@@ -53,7 +53,7 @@ impl Decoder {
                 &mut step,
             )?;
         }
-        Ok(x.x)
+        x.hidden()
     }
 
     /// Logits of rows `start..start + n` of `hidden` ([T, d_model] from `forward_hidden`):

@@ -7,6 +7,7 @@
 use super::float::reduce_parts;
 use super::int8::{bps, wblocks_wgsl};
 use super::problem::{Form, Path, QMatvecConfig, QMatvecParams, QMatvecSpec, Reduce};
+use super::prologue::with_prologue;
 use crate::error::JitError;
 use crate::kernels::enables;
 use crate::quant::GgmlType;
@@ -155,7 +156,7 @@ pub(super) fn render_blocks(
     let loop_ = render(FILE, loop_, &values)?;
     render(
         FILE,
-        sec("matvec_blocks")?,
+        &with_prologue(spec, sec("matvec_blocks")?)?,
         &[
             ("KEY", key),
             ("SPLIT_NOTE", split_note.into()),

@@ -2,6 +2,7 @@
 //! weights at a time to a vec4 and multiplies it with X in f32 (or f16), sums in f32.
 
 use super::problem::{Form, Path, QMatvecConfig, QMatvecParams, QMatvecSpec, Reduce};
+use super::prologue::with_prologue;
 use crate::error::JitError;
 use crate::kernels::{enables, vec_type};
 use crate::quant::wgsl::{
@@ -52,7 +53,9 @@ pub(super) fn shared_bytes(spec: &QMatvecSpec, cfg: &QMatvecConfig) -> u64 {
     } else {
         0
     };
-    4 * (cfg.r * spec.m * per * spec.accumulators()) as u64 + grid
+    4 * (cfg.r * spec.m * per * spec.accumulators()) as u64
+        + grid
+        + super::prologue::prologue_bytes(spec, cfg.wg)
 }
 
 /// The output expressions of the reductions (each invocation's own sums, the workgroup
@@ -150,7 +153,7 @@ pub(super) fn render_float(
     let f16 = cfg.path == Path::F16;
     render(
         FILE,
-        sec("matvec")?,
+        &with_prologue(spec, sec("matvec")?)?,
         &[
             ("KEY", key),
             ("SPLIT_NOTE", split_note),

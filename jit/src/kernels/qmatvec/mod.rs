@@ -23,11 +23,13 @@ mod dequant;
 mod float;
 mod int8;
 mod problem;
+mod prologue;
 mod quantize;
 mod spec;
 
 pub use dequant::{QDequantConfig, QDequantParams, QDequantSpec};
 pub use problem::{
-    check_k, Form, Gate, Path, QMatvecConfig, QMatvecParams, QMatvecSpec, Reduce, QMATVEC_MAX_M,
+    check_k, Form, Gate, Path, Prologue, QMatvecConfig, QMatvecParams, QMatvecSpec, Reduce,
+    QMATVEC_MAX_M,
 };
 pub use quantize::{QuantizeQ8Config, QuantizeQ8Params, QuantizeQ8Spec, Q8_BLOCK};

@@ -10,8 +10,21 @@ crate::uniform_struct!(
     /// this segment's rows, written to columns `n_offset..n_offset + rows` of Y (which has `n`
     /// columns); `part1`/`part2` are the row bounds of the stacked form's second and third
     /// weight.
-    QMatvecParams { n: u32, k: u32, row_words: u32, rows: u32, n_offset: u32, part1: u32, part2: u32, pad: u32 }
+    /// `eps_bits` (an f32's bits) and `write_res` are the norm prologue's (`Prologue`).
+    QMatvecParams {
+        n: u32, k: u32, row_words: u32, rows: u32, n_offset: u32, part1: u32, part2: u32,
+        eps_bits: u32, write_res: u32, pad0: u32, pad1: u32, pad2: u32,
+    }
 );
+
+impl QMatvecParams {
+    /// The norm prologue's uniforms: its epsilon, and whether workgroup 0 writes H.
+    pub fn with_prologue(mut self, eps: f32, write_res: bool) -> Self {
+        self.eps_bits = eps.to_bits();
+        self.write_res = write_res as u32;
+        self
+    }
+}
 
 /// Most activation rows a matvec takes; longer inputs use the tiled quantized matmul.
 pub const QMATVEC_MAX_M: u32 = 8;
@@ -42,6 +55,31 @@ impl Gate {
         match self {
             Gate::GeluTanh => "gelu_tanh",
             Gate::Silu => "silu",
+        }
+    }
+}
+
+/// What X is. `None`: read from memory. The others (decode, M = 1) fold the row op that would
+/// make X into the matvec: from the previous product F [K] and the residual stream R [K],
+/// every workgroup computes H = R + F (`AddNorm`, llama's residual) or
+/// H = R + rmsnorm(F) * w_post (`NormAddNorm`, Gemma's post-norm), then X = rmsnorm(H) * w_pre
+/// into workgroup memory, and workgroup 0 writes H (the new residual stream) when the
+/// uniforms ask. It saves the add_norm dispatch before the FFN or the next q/k/v projection;
+/// X must fit in workgroup memory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Prologue {
+    #[default]
+    None,
+    AddNorm,
+    NormAddNorm,
+}
+
+impl Prologue {
+    pub fn name(self) -> &'static str {
+        match self {
+            Prologue::None => "",
+            Prologue::AddNorm => ".addnorm",
+            Prologue::NormAddNorm => ".normaddnorm",
         }
     }
 }
@@ -118,6 +156,7 @@ pub struct QMatvecSpec {
     /// Rows of W in the segment one dispatch covers (N when unsegmented).
     pub rows: u64,
     pub form: Form,
+    pub prologue: Prologue,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -139,6 +178,7 @@ impl QMatvecSpec {
             k,
             rows,
             form: Form::Plain,
+            prologue: Prologue::None,
         }
     }
 
@@ -151,7 +191,11 @@ impl QMatvecSpec {
             n_offset: n_offset as u32,
             part1: 0,
             part2: 0,
-            pad: 0,
+            eps_bits: 0,
+            write_res: 0,
+            pad0: 0,
+            pad1: 0,
+            pad2: 0,
         }
     }
 
@@ -199,6 +243,11 @@ impl QMatvecSpec {
             Form::Gated(g) => format!(".gated_{}", g.name()),
             Form::Stacked(s) => format!(".stacked{s}"),
         }
+    }
+
+    /// The key infix of the form and the prologue.
+    pub(super) fn infix(&self) -> String {
+        format!("{}{}", self.form_infix(), self.prologue.name())
     }
 }
 

@@ -4,7 +4,10 @@
 use super::blocks::render_blocks;
 use super::float::{render_float, shared_bytes};
 use super::int8::{check_int8, render_int8};
-use super::problem::{check_k, Form, Path, QMatvecConfig, QMatvecSpec, Reduce, QMATVEC_MAX_M};
+use super::problem::{
+    check_k, Form, Path, Prologue, QMatvecConfig, QMatvecSpec, Reduce, QMATVEC_MAX_M,
+};
+use super::prologue::prologue_bindings;
 use crate::error::JitError;
 use crate::kernels::{check_workgroup, illegal};
 use crate::profile::DeviceProfile;
@@ -23,7 +26,7 @@ impl KernelSpec for QMatvecSpec {
         format!(
             "qmatvec.{}{}|m{}.n{}.k{}",
             self.format.name(),
-            self.form_infix(),
+            self.infix(),
             self.m,
             bucket(self.rows),
             bucket(self.k)
@@ -43,7 +46,7 @@ impl KernelSpec for QMatvecSpec {
             Path::Blocks => "blk32",
             Path::BlocksX => "blk32x",
         };
-        let form = self.form_infix();
+        let form = self.infix();
         format!("qmatvec.{fmt}{form}.m{m}.{mul}.f32acc.wg{wg}.r{r}.{red}")
     }
     fn bindings(&self, cfg: &QMatvecConfig) -> Vec<BindingDecl> {
@@ -70,6 +73,7 @@ impl KernelSpec for QMatvecSpec {
         if self.weights() >= 3 {
             b.push(BindingDecl::read(5, "w3"));
         }
+        b.extend(prologue_bindings(self));
         b.extend(crate::quant::wgsl::grid_binding(self.format));
         b
     }
@@ -111,6 +115,13 @@ impl KernelSpec for QMatvecSpec {
         }
         match cfg.path {
             Path::Int8 => {
+                if self.prologue != Prologue::None {
+                    return Err(illegal(
+                        fam,
+                        &key,
+                        "the int8 path reads X quantized by its own pass: no norm prologue",
+                    ));
+                }
                 if self.form != Form::Plain {
                     return Err(illegal(
                         fam,
@@ -178,7 +189,10 @@ impl KernelSpec for QMatvecSpec {
         // packed dot product it wins by 2-3x (H100), and a budget-bound tuning run should not
         // run out before reaching it.
         let mut out = Vec::new();
-        if self.form == Form::Plain && Path::int8_supports(self.format) {
+        if self.form == Form::Plain
+            && self.prologue == Prologue::None
+            && Path::int8_supports(self.format)
+        {
             for reduce in [Reduce::Subgroup, Reduce::Workgroup] {
                 for wg in [64, 128, 256] {
                     for r in [1, 2, 4] {
@@ -353,6 +367,12 @@ impl KernelSpec for QMatvecSpec {
 }
 
 impl QMatvecSpec {
+    /// Whether this problem's default config is legal on `profile` (with a norm prologue:
+    /// whether X fits the workgroup memory beside the reduction).
+    pub fn prologue_fits(&self, profile: &DeviceProfile) -> bool {
+        self.check(profile, &self.default_config(profile)).is_ok()
+    }
+
     /// What no config can fix: sizes, the form's weight count, K's blocks.
     fn check_problem(&self) -> Result<(), JitError> {
         let fam = self.family();
@@ -365,6 +385,12 @@ impl QMatvecSpec {
             if !(2..=3).contains(&n) {
                 return Err(unsupported(format!("{n} stacked weights: 2 or 3")));
             }
+        }
+        if self.prologue != Prologue::None && self.m != 1 {
+            return Err(unsupported(format!(
+                "the norm prologue takes one activation row, got M = {}",
+                self.m
+            )));
         }
         if self.m == 0 || self.m > QMATVEC_MAX_M {
             return Err(unsupported(format!(

@@ -1,0 +1,106 @@
+//! The norm prologue of the float and block paths (`Prologue`): the kernel's X binding becomes
+//! the previous product F (`xin`), and a workgroup array named `x` takes its place, filled by
+//! `norm_prologue` before the K loop, so the loops read X as they would read the binding.
+
+use super::problem::{Prologue, QMatvecSpec};
+use crate::error::JitError;
+use crate::render::{render, section};
+use crate::shaders::QMATVEC;
+use crate::spec::BindingDecl;
+
+const FILE: &str = "qmatvec.wgsl";
+/// The X binding's line in the `matvec` and `matvec_blocks` sections.
+const X_DECL: &str = "@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;";
+const MAIN_OPEN: &str = "{{EXTRA_BUILTINS}}) {\n";
+
+/// Workgroup bytes the prologue adds: X, and its reduction's tree.
+pub(super) fn prologue_bytes(spec: &QMatvecSpec, wg: u32) -> u64 {
+    match spec.prologue {
+        Prologue::None => 0,
+        _ => 4 * spec.k + 4 * wg as u64,
+    }
+}
+
+/// The prologue's bindings (after the kernel's own).
+pub(super) fn prologue_bindings(spec: &QMatvecSpec) -> Vec<BindingDecl> {
+    match spec.prologue {
+        Prologue::None => vec![],
+        p => {
+            let mut b = vec![BindingDecl::read(6, "res")];
+            if p == Prologue::NormAddNorm {
+                b.push(BindingDecl::read(7, "wpost"));
+            }
+            b.push(BindingDecl::read(8, "wpre"));
+            b.push(BindingDecl::read_write(9, "res_out"));
+            b
+        }
+    }
+}
+
+/// `template` (a matvec section, before rendering) with the prologue: X's binding renamed,
+/// the prologue's declarations after it and its call at the top of `main`.
+pub(super) fn with_prologue(spec: &QMatvecSpec, template: &str) -> Result<String, JitError> {
+    if spec.prologue == Prologue::None {
+        return Ok(template.to_string());
+    }
+    let sec = |name| section(FILE, QMATVEC, name);
+    let post = spec.prologue == Prologue::NormAddNorm;
+    let decls = render(
+        FILE,
+        sec("norm_prologue")?,
+        &[
+            (
+                "H_IS",
+                if post {
+                    "rmsnorm(F) * w_post"
+                } else {
+                    "F"
+                }
+                .into(),
+            ),
+            (
+                "WPOST_DECL",
+                if post {
+                    "@group(0) @binding(7) var<storage, read> wpost: array<vec4<f32>>;         // [K] the post-norm's weight"
+                } else {
+                    ""
+                }
+                .into(),
+            ),
+            ("K4", (spec.k / 4).to_string()),
+            (
+                "POST_SCALE",
+                if post {
+                    sec("norm_prologue_post")?.trim_end()
+                } else {
+                    ""
+                }
+                .into(),
+            ),
+            (
+                "F",
+                if post {
+                    "xin[i] * inv_f * wpost[i]"
+                } else {
+                    "xin[i]"
+                }
+                .into(),
+            ),
+        ],
+    )?;
+    let missing = |what: &str| JitError::MissingPlaceholder {
+        template: FILE.into(),
+        name: format!("{what} (for the norm prologue)"),
+    };
+    if !template.contains(X_DECL) {
+        return Err(missing("X binding"));
+    }
+    if !template.contains(MAIN_OPEN) {
+        return Err(missing("main"));
+    }
+    let xin = "@group(0) @binding(2) var<storage, read> xin: array<vec4<f32>>;";
+    let t = template.replacen(X_DECL, &format!("{}\n{}", decls.trim_end(), xin), 1);
+    // Every invocation runs it (it has barriers), before the K loop.
+    let call = "    norm_prologue(lid, wid.x == 0u && wid.y == 0u);\n";
+    Ok(t.replacen(MAIN_OPEN, &format!("{MAIN_OPEN}{call}"), 1))
+}
