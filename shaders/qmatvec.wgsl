@@ -375,17 +375,19 @@ fn block_dot_x(wb: W8, xa: array<vec4<f32>, 8>) -> f32 {
 // from the previous product F [K] (bound as xin) and the residual stream R [K]:
 //   H = R + {{H_IS}}, X = rmsnorm(H) * w_pre
 // (the rowwise add_norm, which then needs no dispatch of its own). Workgroup 0 writes H, the
-// new residual stream, when p.write_res is set.
+// new residual stream, when p.write_res is set. One pass takes the sums both norms need,
+// |H|^2 expanded as |R|^2 + 2 c R.G + c^2 |G|^2 with G = F{{G_IS}} and c the factor F is
+// scaled by ({{C_IS}}); a second makes H (as the rowwise kernel does) and X.
 @group(0) @binding(6) var<storage, read> res: array<vec4<f32>>;           // [K] residual stream R
 {{WPOST_DECL}}
 @group(0) @binding(8) var<storage, read> wpre: array<vec4<f32>>;          // [K] the pre-norm's weight
 @group(0) @binding(9) var<storage, read_write> res_out: array<vec4<f32>>; // [K] H
 const K4: u32 = {{K4}}u;
 var<workgroup> x: array<vec4<f32>, K4>; // X, read by the K loop as it would read the binding
-var<workgroup> nred: array<f32, WG>;
+var<workgroup> nred: array<vec4<f32>, WG>;
 
 // The sum of every invocation's v (a workgroup tree; all invocations get it).
-fn nsum(v: f32, lid: u32) -> f32 {
+fn nsum4(v: vec4<f32>, lid: u32) -> vec4<f32> {
     nred[lid] = v;
     workgroupBarrier();
     for (var s = WG / 2u; s > 0u; s >>= 1u) {
@@ -402,17 +404,19 @@ fn nsum(v: f32, lid: u32) -> f32 {
 fn norm_prologue(lid: u32, first: bool) {
     let eps = bitcast<f32>(p.eps_bits);
     let n = f32(p.k);
-{{POST_SCALE}}
-    var ss = 0.0;
+    var s = vec4<f32>(0.0); // |F|^2, |R|^2, R.G, |G|^2
     for (var i = lid; i < K4; i += WG) {
-        let h = res[i] + {{F}};
-        x[i] = h;
-        ss += dot(h, h);
+        let r = res[i];
+        let f = xin[i];
+        let g = {{G}};
+        s += vec4<f32>(dot(f, f), dot(r, r), dot(r, g), dot(g, g));
     }
-    let inv = inverseSqrt(nsum(ss, lid) / n + eps);
+    let t = nsum4(s, lid);
+    let c = {{C}};
+    let inv = inverseSqrt(max(t.y + 2.0 * c * t.z + c * c * t.w, 0.0) / n + eps);
     let write = first && p.write_res != 0u;
     for (var i = lid; i < K4; i += WG) {
-        let h = x[i];
+        let h = res[i] + {{F}};
         if (write) {
             res_out[i] = h;
         }
@@ -420,11 +424,3 @@ fn norm_prologue(lid: u32, first: bool) {
     }
     workgroupBarrier();
 }
-
-//! section norm_prologue_post
-    var sf = 0.0;
-    for (var i = lid; i < K4; i += WG) {
-        let f = xin[i];
-        sf += dot(f, f);
-    }
-    let inv_f = inverseSqrt(nsum(sf, lid) / n + eps);

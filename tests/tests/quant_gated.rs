@@ -415,6 +415,14 @@ fn run_prologue(
         .spec()
         .unwrap();
     assert_eq!(spec.prologue, prologue);
+    if form == Form::Stacked(3) && prologue == Prologue::NormAddNorm {
+        // 9 storage buffers: none of its configs on WebGPU's default limit of 8, so the
+        // decoder keeps the add_norm dispatch there.
+        let mut min = webjit_jit::DeviceProfile::swiftshader_like();
+        min.limits = webjit_jit::ProfileLimits::webgpu_default();
+        assert!(spec.space(&min).is_empty() && !spec.prologue_fits(&min));
+        assert!(spec.prologue_fits(e.profile()));
+    }
     let space = spec.space(e.profile());
     assert!(
         space.iter().all(|c| c.path != Path::Int8),

@@ -100,6 +100,17 @@ impl BlockInput {
         }
     }
 
+    /// The add_norm still pending, with `norm` as its pre-norm.
+    pub fn pending_add<'a>(&'a self, norm: &'a Tensor, eps: f32) -> Option<AddNormIn<'a>> {
+        self.pending.as_ref().map(|p| AddNormIn {
+            f: &p.f,
+            post: p.post.as_ref(),
+            res: &self.x,
+            pre: norm,
+            eps,
+        })
+    }
+
     /// (hidden state, normed by `norm` when known or pending): a pending add made by the
     /// rowwise add_norm with `norm` as its pre-norm.
     pub fn settle(
@@ -139,17 +150,8 @@ pub(crate) fn block(
 ) -> Result<BlockInput> {
     // The q/k/v projections of the pre-normed input, with the previous block's pending
     // residual add and this pre-norm folded into them where they can take it.
-    let folded = match &input.pending {
-        Some(p) => {
-            let a = AddNormIn {
-                f: &p.f,
-                post: p.post.as_ref(),
-                res: &input.x,
-                pre: &l.attn_norm,
-                eps: cfg.eps,
-            };
-            l.qkv.forward_after(rec, &a)?
-        }
+    let folded = match input.pending_add(&l.attn_norm, cfg.eps) {
+        Some(a) => l.qkv.forward_after(rec, &a)?,
         None => None,
     };
     let (x, qkv) = match folded {

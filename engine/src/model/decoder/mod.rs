@@ -294,6 +294,8 @@ impl Decoder {
     /// Final norm and output projection of the last position: logits [1, vocab]. The last
     /// block has already normed a single row.
     pub(crate) fn head(&self, rec: &mut Recorder, x: BlockInput) -> Result<Tensor> {
+        // A pending residual add is made here by the rowwise add_norm: folded into the
+        // vocabulary-sized output matvec, every one of its many workgroups would norm X again.
         let (x, normed) = x.settle(rec, &self.output_norm, self.cfg.eps)?;
         let logits = match normed {
             Some(xn) if !self.layers.is_empty() => self.output.forward(rec, &xn)?,

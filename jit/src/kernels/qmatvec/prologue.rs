@@ -17,7 +17,7 @@ const MAIN_OPEN: &str = "{{EXTRA_BUILTINS}}) {\n";
 pub(super) fn prologue_bytes(spec: &QMatvecSpec, wg: u32) -> u64 {
     match spec.prologue {
         Prologue::None => 0,
-        _ => 4 * spec.k + 4 * wg as u64,
+        _ => 4 * spec.k + 16 * wg as u64,
     }
 }
 
@@ -45,47 +45,27 @@ pub(super) fn with_prologue(spec: &QMatvecSpec, template: &str) -> Result<String
     }
     let sec = |name| section(FILE, QMATVEC, name);
     let post = spec.prologue == Prologue::NormAddNorm;
+    let pick = |with: &'static str, without: &'static str| -> String {
+        if post { with } else { without }.into()
+    };
     let decls = render(
         FILE,
         sec("norm_prologue")?,
         &[
-            (
-                "H_IS",
-                if post {
-                    "rmsnorm(F) * w_post"
-                } else {
-                    "F"
-                }
-                .into(),
-            ),
+            ("H_IS", pick("rmsnorm(F) * w_post", "F")),
             (
                 "WPOST_DECL",
-                if post {
-                    "@group(0) @binding(7) var<storage, read> wpost: array<vec4<f32>>;         // [K] the post-norm's weight"
-                } else {
-                    ""
-                }
-                .into(),
+                pick(
+                    "@group(0) @binding(7) var<storage, read> wpost: array<vec4<f32>>;         // [K] the post-norm's weight",
+                    "",
+                ),
             ),
             ("K4", (spec.k / 4).to_string()),
-            (
-                "POST_SCALE",
-                if post {
-                    sec("norm_prologue_post")?.trim_end()
-                } else {
-                    ""
-                }
-                .into(),
-            ),
-            (
-                "F",
-                if post {
-                    "xin[i] * inv_f * wpost[i]"
-                } else {
-                    "xin[i]"
-                }
-                .into(),
-            ),
+            ("G_IS", pick(" * w_post", "")),
+            ("C_IS", pick("F's norm factor", "1")),
+            ("G", pick("f * wpost[i]", "f")),
+            ("C", pick("inverseSqrt(t.x / n + eps)", "1.0")),
+            ("F", pick("xin[i] * c * wpost[i]", "xin[i]")),
         ],
     )?;
     let missing = |what: &str| JitError::MissingPlaceholder {

@@ -92,6 +92,21 @@ impl KernelSpec for QMatvecSpec {
         let key = self.key(cfg);
         self.check_problem()?;
         check_workgroup(fam, &key, profile, cfg.wg)?;
+        let storage = self
+            .bindings(cfg)
+            .iter()
+            .filter(|b| b.access != crate::spec::Access::Uniform)
+            .count() as u32;
+        let max_storage = profile.limits.max_storage_buffers_per_shader_stage;
+        if storage > max_storage {
+            // A stacked matvec of three weights with the norm prologue binds 9 (10 with a
+            // codebook's grid); WebGPU's default limit is 8.
+            return Err(illegal(
+                fam,
+                &key,
+                format!("binds {storage} storage buffers, the device allows {max_storage}"),
+            ));
+        }
         if !cfg.wg.is_power_of_two() {
             return Err(illegal(
                 fam,
