@@ -386,6 +386,32 @@ const K4: u32 = {{K4}}u;
 var<workgroup> x: array<vec4<f32>, K4>; // X, read by the K loop as it would read the binding
 var<workgroup> nred: array<vec4<f32>, WG>;
 
+{{NSUM}}
+fn norm_prologue(lid: u32, first: bool{{SG_PARAMS}}) {
+    let eps = bitcast<f32>(p.eps_bits);
+    let n = f32(p.k);
+    var s = vec4<f32>(0.0); // |F|^2, |R|^2, R.G, |G|^2
+    for (var i = lid; i < K4; i += WG) {
+        let r = res[i];
+        let f = xin[i];
+        let g = {{G}};
+        s += vec4<f32>(dot(f, f), dot(r, r), dot(r, g), dot(g, g));
+    }
+    let t = nsum4(s, lid{{SG_ARGS}});
+    let c = {{C}};
+    let inv = inverseSqrt(max(t.y + 2.0 * c * t.z + c * c * t.w, 0.0) / n + eps);
+    let write = first && p.write_res != 0u;
+    for (var i = lid; i < K4; i += WG) {
+        let h = res[i] + {{F}};
+        if (write) {
+            res_out[i] = h;
+        }
+        x[i] = h * inv * wpre[i];
+    }
+    workgroupBarrier();
+}
+
+//! section norm_nsum_tree
 // The sum of every invocation's v (a workgroup tree; all invocations get it).
 fn nsum4(v: vec4<f32>, lid: u32) -> vec4<f32> {
     nred[lid] = v;
@@ -401,26 +427,19 @@ fn nsum4(v: vec4<f32>, lid: u32) -> vec4<f32> {
     return t;
 }
 
-fn norm_prologue(lid: u32, first: bool) {
-    let eps = bitcast<f32>(p.eps_bits);
-    let n = f32(p.k);
-    var s = vec4<f32>(0.0); // |F|^2, |R|^2, R.G, |G|^2
-    for (var i = lid; i < K4; i += WG) {
-        let r = res[i];
-        let f = xin[i];
-        let g = {{G}};
-        s += vec4<f32>(dot(f, f), dot(r, r), dot(r, g), dot(g, g));
-    }
-    let t = nsum4(s, lid);
-    let c = {{C}};
-    let inv = inverseSqrt(max(t.y + 2.0 * c * t.z + c * c * t.w, 0.0) / n + eps);
-    let write = first && p.write_res != 0u;
-    for (var i = lid; i < K4; i += WG) {
-        let h = res[i] + {{F}};
-        if (write) {
-            res_out[i] = h;
-        }
-        x[i] = h * inv * wpre[i];
+//! section norm_nsum_subgroup
+// The sum of every invocation's v: subgroupAdd, then the subgroups' sums (all invocations get
+// it; two barriers where the tree takes one per halving).
+fn nsum4(v: vec4<f32>, lid: u32, sg_lane: u32, sg_id: u32, n_sg: u32) -> vec4<f32> {
+    let s = subgroupAdd(v);
+    if (sg_lane == 0u) {
+        nred[sg_id] = s;
     }
     workgroupBarrier();
+    var t = vec4<f32>(0.0);
+    for (var g = 0u; g < n_sg; g++) {
+        t += nred[g];
+    }
+    workgroupBarrier();
+    return t;
 }

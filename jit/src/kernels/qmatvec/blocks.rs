@@ -156,7 +156,7 @@ pub(super) fn render_blocks(
     let loop_ = render(FILE, loop_, &values)?;
     render(
         FILE,
-        &with_prologue(spec, sec("matvec_blocks")?)?,
+        &with_prologue(spec, cfg, sec("matvec_blocks")?)?,
         &[
             ("KEY", key),
             ("SPLIT_NOTE", split_note.into()),

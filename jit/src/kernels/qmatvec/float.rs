@@ -153,7 +153,7 @@ pub(super) fn render_float(
     let f16 = cfg.path == Path::F16;
     render(
         FILE,
-        &with_prologue(spec, sec("matvec")?)?,
+        &with_prologue(spec, cfg, sec("matvec")?)?,
         &[
             ("KEY", key),
             ("SPLIT_NOTE", split_note),

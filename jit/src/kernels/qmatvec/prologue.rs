@@ -2,7 +2,7 @@
 //! the previous product F (`xin`), and a workgroup array named `x` takes its place, filled by
 //! `norm_prologue` before the K loop, so the loops read X as they would read the binding.
 
-use super::problem::{Prologue, QMatvecSpec};
+use super::problem::{Prologue, QMatvecConfig, QMatvecSpec, Reduce};
 use crate::error::JitError;
 use crate::render::{render, section};
 use crate::shaders::QMATVEC;
@@ -39,7 +39,11 @@ pub(super) fn prologue_bindings(spec: &QMatvecSpec) -> Vec<BindingDecl> {
 
 /// `template` (a matvec section, before rendering) with the prologue: X's binding renamed,
 /// the prologue's declarations after it and its call at the top of `main`.
-pub(super) fn with_prologue(spec: &QMatvecSpec, template: &str) -> Result<String, JitError> {
+pub(super) fn with_prologue(
+    spec: &QMatvecSpec,
+    cfg: &QMatvecConfig,
+    template: &str,
+) -> Result<String, JitError> {
     if spec.prologue == Prologue::None {
         return Ok(template.to_string());
     }
@@ -47,6 +51,15 @@ pub(super) fn with_prologue(spec: &QMatvecSpec, template: &str) -> Result<String
     let post = spec.prologue == Prologue::NormAddNorm;
     let pick = |with: &'static str, without: &'static str| -> String {
         if post { with } else { without }.into()
+    };
+    // Subgroup configs have the subgroup builtins in main: their reduction uses them too.
+    let sg = cfg.reduce == Reduce::Subgroup;
+    let sg_pick = |t: &str| -> String {
+        if sg {
+            t.into()
+        } else {
+            String::new()
+        }
     };
     let decls = render(
         FILE,
@@ -66,6 +79,17 @@ pub(super) fn with_prologue(spec: &QMatvecSpec, template: &str) -> Result<String
             ("G", pick("f * wpost[i]", "f")),
             ("C", pick("inverseSqrt(t.x / n + eps)", "1.0")),
             ("F", pick("xin[i] * c * wpost[i]", "xin[i]")),
+            (
+                "NSUM",
+                sec(if sg {
+                    "norm_nsum_subgroup"
+                } else {
+                    "norm_nsum_tree"
+                })?
+                .into(),
+            ),
+            ("SG_PARAMS", sg_pick(", sg_lane: u32, sg_id: u32, n_sg: u32")),
+            ("SG_ARGS", sg_pick(", sg_lane, sg_id, n_sg")),
         ],
     )?;
     let missing = |what: &str| JitError::MissingPlaceholder {
@@ -81,6 +105,9 @@ pub(super) fn with_prologue(spec: &QMatvecSpec, template: &str) -> Result<String
     let xin = "@group(0) @binding(2) var<storage, read> xin: array<vec4<f32>>;";
     let t = template.replacen(X_DECL, &format!("{}\n{}", decls.trim_end(), xin), 1);
     // Every invocation runs it (it has barriers), before the K loop.
-    let call = "    norm_prologue(lid, wid.x == 0u && wid.y == 0u);\n";
+    let call = format!(
+        "    norm_prologue(lid, wid.x == 0u && wid.y == 0u{});\n",
+        sg_pick(", sg_lane, sg_id, n_sg")
+    );
     Ok(t.replacen(MAIN_OPEN, &format!("{MAIN_OPEN}{call}"), 1))
 }
