@@ -32,6 +32,36 @@ fn golden(name: &str) {
     run_golden(&mut session(), r);
 }
 
+/// The norm prologue (off by default: `Decoder::set_norm_prologue`), where Gemma's plan can
+/// take it (stacked q/k/v, fused gate, K = 640): the chat and long prompts still pass the
+/// golden rule, and a decode step records fewer dispatches than the default's.
+#[test]
+fn folded_norms_match_llama_cpp() {
+    use webjit_tests::gemma_refs::GREEDY;
+    let e = engine();
+    let mut src = FileSource::open(&require_model(GEMMA_MODEL)).expect("open model");
+    let (_, mut dec) = Decoder::load(e, &mut src, Some(1024)).expect("load Gemma");
+    dec.set_norm_prologue(true);
+    let mut folded = Session::new(e, dec).expect("session");
+    let refs = gemma_prompt_refs();
+    for r in refs.iter().filter(|p| p.name == "chat" || p.name == "long") {
+        run_golden(&mut folded, r);
+    }
+    let ids = &refs[0].prompt_ids;
+    let steps = |s: &mut Session| {
+        s.reset();
+        let first = s.step(e, ids, &GREEDY).expect("prefill");
+        s.step(e, &[first.result.token], &GREEDY)
+            .expect("step")
+            .dispatches
+    };
+    let (with, without) = (steps(&mut folded), steps(&mut session()));
+    assert!(
+        with + 30 <= without,
+        "a folded decode step recorded {with} dispatches, the default {without}"
+    );
+}
+
 #[test]
 fn chat_prompt_matches_llama_cpp() {
     golden("chat");

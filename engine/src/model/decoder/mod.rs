@@ -153,6 +153,25 @@ impl Decoder {
     }
 
     /// Positions held by the KV cache (the next token goes at this position).
+    /// Folds (or stops folding) each decode step's residual adds and pre-norms into the
+    /// matvecs that read them (`ProductPlan::norm_prologue`; off by default).
+    pub fn set_norm_prologue(&mut self, on: bool) {
+        for l in &mut self.layers {
+            for p in [
+                &mut l.qkv.q.products,
+                &mut l.qkv.k.products,
+                &mut l.qkv.v.products,
+                &mut l.wo.products,
+                &mut l.ffn.gate.products,
+                &mut l.ffn.up.products,
+                &mut l.ffn.down.products,
+            ] {
+                p.norm_prologue = on;
+            }
+        }
+        self.output.products.norm_prologue = on;
+    }
+
     pub fn position(&self) -> usize {
         self.caches.first().map(|c| c.len()).unwrap_or(0)
     }

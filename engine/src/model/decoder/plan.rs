@@ -35,11 +35,15 @@ impl ProductPlan {
     }
 }
 
-/// On by default: on lavapipe Gemma 3 270M's decode was no slower with it (160 dispatches a
-/// step instead of 178). `WEBJIT_NORM_PROLOGUE=0` turns it off (native builds; for measuring
-/// the two against each other).
+/// Off by default: measured slower where it was meant to help. On an H100 (2026-12-07,
+/// `bench model --synthetic-from`, tg128) Gemma 3 270M decoded at 899 / 871 tok/s with it
+/// against 929 / 910 without (141 against 176 dispatches a step), Qwen2.5-0.5B 536 against
+/// 601, Llama-3.2-1B 358 against 480: every workgroup of the folded matvec norms all of X
+/// again (2048-4096 workgroups of K = 640-2048), which costs more than the dispatch it saves.
+/// On lavapipe it was even. `WEBJIT_NORM_PROLOGUE=1` turns it on (native builds), as does
+/// `Decoder::set_norm_prologue`.
 fn norm_prologue_default(_profile: &DeviceProfile) -> bool {
-    !matches!(std::env::var("WEBJIT_NORM_PROLOGUE").as_deref(), Ok("0"))
+    matches!(std::env::var("WEBJIT_NORM_PROLOGUE").as_deref(), Ok("1"))
 }
 
 /// How a layer computes q, k and v for a decode step.
