@@ -42,11 +42,6 @@ fn meta_u64(h: &webjit_engine::loader::ModelHeader, key: &str) -> Option<u64> {
 /// Loads tiny-<family>.gguf and runs every recorded prompt; fails listing each prompt's first
 /// failed check with its numbers.
 fn golden(family: &str) {
-    golden_with(family, false)
-}
-
-/// `golden`, with the decode steps' residual adds folded into the matvecs (`fold`).
-fn golden_with(family: &str, fold: bool) {
     let doc = read_json(&format!("families/{family}.json"));
     let path = require_model(&format!("tiny-{family}.gguf"));
     assert_eq!(
@@ -60,11 +55,10 @@ fn golden_with(family: &str, fold: bool) {
     let n_vocab = doc["n_vocab"].as_u64().expect("n_vocab") as usize;
     let e = engine();
     let mut src = FileSource::open(&path).expect("open");
-    let mut dec = match Decoder::load(e, &mut src, Some(CTX)) {
+    let dec = match Decoder::load(e, &mut src, Some(CTX)) {
         Ok((_, dec)) => dec,
         Err(err) => panic!("{family}: load failed: {} {err}", err.code()),
     };
-    dec.set_norm_prologue(fold);
     assert_eq!(dec.cfg.vocab, n_vocab, "{family}: vocabulary size");
     let mut s = Session::new(e, dec).expect("session");
     let refs = family_prompt_refs(family);
@@ -160,15 +154,6 @@ fn gemma2() {
 
 /// A GGUF of an architecture without a decoder plan fails at load with a coded error naming it
 /// and the supported ones.
-/// The norm prologue (off by default) on the families that take both of its forms: gemma2's
-/// post-norms (the residual add of a normed F) and llama3's plain residual add, each folded
-/// into the stacked q/k/v and the gated FFN matvecs, with the same checks.
-#[test]
-fn norm_prologue_folds_keep_the_goldens() {
-    golden_with("gemma2", true);
-    golden_with("llama3", true);
-}
-
 #[test]
 fn unsupported_architecture_is_refused_by_name() {
     let mut rng = Rand::new(23);
