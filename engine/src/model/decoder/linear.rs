@@ -192,6 +192,9 @@ impl Qkv {
         let QkvPlan::Stacked { with_v } = self.plan else {
             return Ok(None);
         };
+        if !self.q.products.norm_prologue {
+            return Ok(None);
+        }
         let (Some(q), Some(k)) = (self.q.w.quantized(), self.k.w.quantized()) else {
             return Ok(None);
         };
@@ -246,9 +249,12 @@ impl GatedFfn {
     /// The FFN of the add_norm `a`'s normed output: (the residual stream, the FFN's output).
     /// A decode step folds the add_norm into the gated matvec where the plan and device allow.
     pub fn forward_after(&self, rec: &mut Recorder, a: &AddNormIn) -> Result<(Tensor, Tensor)> {
-        if let (FfnPlan::FusedGate, Some(g), Some(u)) =
-            (&self.plan, self.gate.w.quantized(), self.up.w.quantized())
-        {
+        if let (true, FfnPlan::FusedGate, Some(g), Some(u)) = (
+            self.gate.products.norm_prologue,
+            &self.plan,
+            self.gate.w.quantized(),
+            self.up.w.quantized(),
+        ) {
             let gate = self.gate_kind();
             let [_, k] = g.shape();
             let res = rec.empty(&[1, k], DType::F32)?;
