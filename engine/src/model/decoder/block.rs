@@ -119,20 +119,11 @@ impl BlockInput {
         norm: &Tensor,
         eps: f32,
     ) -> Result<(Tensor, Option<Tensor>)> {
-        match self.pending {
-            Some(p) => {
-                let a = AddNormIn {
-                    f: &p.f,
-                    post: p.post.as_ref(),
-                    res: &self.x,
-                    pre: norm,
-                    eps,
-                };
-                let (x, h) = a.record(rec)?;
-                Ok((x, Some(h)))
-            }
-            None => Ok((self.x, self.normed)),
+        if let Some(a) = self.pending_add(norm, eps) {
+            let (x, h) = a.record(rec)?;
+            return Ok((x, Some(h)));
         }
+        Ok((self.x, self.normed))
     }
 }
 
