@@ -30,6 +30,7 @@ pub mod shaders {
     pub const QUANT: &str = include_str!("../../shaders/quant.wgsl");
     pub const QMATVEC: &str = include_str!("../../shaders/qmatvec.wgsl");
     pub const QMATVEC_I8: &str = include_str!("../../shaders/qmatvec_i8.wgsl");
+    pub const QMATVEC_LANES: &str = include_str!("../../shaders/qmatvec_lanes.wgsl");
     pub const QMATMUL: &str = include_str!("../../shaders/qmatmul.wgsl");
     pub const BANDWIDTH: &str = include_str!("../../shaders/bandwidth.wgsl");
     pub const POOL: &str = include_str!("../../shaders/pool.wgsl");
@@ -67,6 +68,7 @@ pub mod shaders {
         QUANT,
         QMATVEC,
         QMATVEC_I8,
+        QMATVEC_LANES,
         QMATMUL,
         BANDWIDTH,
         SAMPLE,

@@ -271,6 +271,16 @@ fn stacked_qmatvec_every_config_and_sampled_formats() {
     let mut total = run_stacked(e, GgmlType::Q5_0, &[37, 11, 11], 1, 640, 31, &all);
     total += run_stacked(e, GgmlType::Q5_0, &[21, 5], 2, 96, 32, &all);
     assert!(total >= 60, "only {total} configs ran");
+    // The lane decoder's configs (Q4_K and Q6_K, one activation row) of both stacked forms.
+    let lanes = |s: &[QMatvecConfig]| -> Vec<QMatvecConfig> {
+        s.iter()
+            .filter(|c| c.path == Path::Lanes)
+            .cloned()
+            .collect()
+    };
+    let mut n = run_stacked(e, GgmlType::Q4K, &[37, 11, 11], 1, 512, 33, &lanes);
+    n += run_stacked(e, GgmlType::Q6K, &[21, 5], 1, 768, 34, &lanes);
+    assert!(n >= 2 * 12, "only {n} lane configs ran");
     let sample = |s: &[QMatvecConfig]| -> Vec<QMatvecConfig> {
         let mut v = vec![s[0].clone(), s[s.len() - 1].clone()];
         if let Some(c) = s.iter().find(|c| c.reduce == Reduce::Subgroup && c.r == 8) {

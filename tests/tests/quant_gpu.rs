@@ -160,6 +160,25 @@ fn qmatvec_every_config_on_q4_k() {
     assert!(total >= 30, "only {total} configs ran");
 }
 
+#[test]
+fn qmatvec_every_lane_config_on_q6_k() {
+    // Q6_K's other configs are sampled below; its lane decoder (Path::Lanes, Q4_K and Q6_K
+    // only) runs every config: N prime, K = 3 super-blocks, and N = 8 with K = 2048 (8 super-
+    // blocks, so workgroups of 64 lanes walk two steps of the K loop).
+    let e = engine();
+    let lanes = |s: &[QMatvecConfig]| -> Vec<QMatvecConfig> {
+        s.iter()
+            .filter(|c| c.path == Path::Lanes)
+            .cloned()
+            .collect()
+    };
+    let mut total = 0;
+    total += run_qmatvec(e, GgmlType::Q6K, 1, 37, 768, 13, &lanes);
+    total += run_qmatvec(e, GgmlType::Q6K, 1, 8, 2048, 14, &lanes);
+    total += run_qmatvec(e, GgmlType::Q4K, 1, 8, 2048, 15, &lanes);
+    assert!(total >= 3 * 12, "only {total} lane configs ran");
+}
+
 /// The formats added for the low-bit work (issue 27): each runs every float config.
 const LOW_BIT: [GgmlType; 12] = [
     GgmlType::IQ4NL,

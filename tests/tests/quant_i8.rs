@@ -397,7 +397,12 @@ fn tuner_takes_int8_candidates_unless_exact() {
     let exact_space = spec
         .space(e.profile())
         .iter()
-        .filter(|c| matches!(c.path, Path::F32 | Path::Blocks | Path::BlocksX))
+        .filter(|c| {
+            matches!(
+                c.path,
+                Path::F32 | Path::Blocks | Path::BlocksX | Path::Lanes
+            )
+        })
         .count() as u32;
     let mut rejected = Vec::new();
     for exact in [false, true] {

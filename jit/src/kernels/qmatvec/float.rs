@@ -35,7 +35,7 @@ const GRID_WG_MAX_WORDS: usize = 2048;
 /// transaction each; in workgroup memory they cost bank conflicts at most.
 pub(super) fn grid_in_workgroup(spec: &QMatvecSpec, cfg: &QMatvecConfig) -> bool {
     let words = grid_words(spec.format);
-    !matches!(cfg.path, Path::Blocks | Path::BlocksX)
+    !matches!(cfg.path, Path::Blocks | Path::BlocksX | Path::Lanes)
         && words > 0
         && words <= GRID_WG_MAX_WORDS
         && cfg.r >= 4

@@ -78,7 +78,7 @@ pub(super) fn wblocks_wgsl(format: GgmlType, arrays: &[(&str, &str)]) -> Result<
 
 /// `src` reading array `array` instead of `w`, its functions renamed with `suffix` (so one
 /// shader can hold the decoders of W, W2 and W3).
-fn rename_for(src: &str, array: &str, suffix: &str) -> String {
+pub(super) fn rename_for(src: &str, array: &str, suffix: &str) -> String {
     if array == "w" && suffix.is_empty() {
         return src.to_string();
     }

@@ -10,11 +10,13 @@
 //!   (a decoder's q, k and v).
 //! - How the products are taken is the config's [`Path`], picked by the default or the tuner:
 //!   dequantized to f32 (or f16) vectors, decoded a block of 32 at a time with the scales
-//!   applied per half block (`Path::Blocks`, f32 like the float path), or the int8 dot-product
-//!   path, which needs X quantized to 8 bits first ([`QuantizeQ8Spec`]).
+//!   applied per half block (`Path::Blocks`, f32 like the float path), K-quant super-blocks
+//!   spread over 8 lanes each with coalesced reads of W and X (`Path::Lanes`, f32, Q4_K and
+//!   Q6_K), or the int8 dot-product path, which needs X quantized to 8 bits first
+//!   ([`QuantizeQ8Spec`]).
 //!
 //! Files: `problem` (spec, config and uniform types, dispatch sizes), `spec` (the `KernelSpec`
-//! impl: keys, checks, space, default), `float`, `blocks` and `int8` (the WGSL of each path), `quantize`
+//! impl: keys, checks, space, default), `float`, `blocks`, `lanes` and `int8` (the WGSL of each path), `quantize`
 //! (the activation quantizer of the int8 path), `dequant` (whole-weight dequantization, which
 //! tests check repacking with).
 
@@ -22,6 +24,7 @@ mod blocks;
 mod dequant;
 mod float;
 mod int8;
+mod lanes;
 mod problem;
 mod prologue;
 mod quantize;

@@ -100,6 +100,11 @@ pub enum Path {
     /// `Blocks` with the loops turned: the workgroup's R rows' blocks decoded first, then each
     /// block of X read once for all of them (fewer loads, more registers).
     BlocksX,
+    /// K-quant super-blocks spread over 8 lanes each, neighbouring lanes on neighbouring words
+    /// of W and X, the lane's X loaded once for the workgroup's rows and codes made f32
+    /// without conversions: exact like `F32`. Q4_K and Q6_K (`Path::lanes_supports`), one
+    /// activation row, K in super-blocks of 256.
+    Lanes,
     /// X quantized to 8 bits per block of 32 by a separate pass, weights unpacked to signed
     /// bytes, four products per `dot4I8Packed`. Plain matvecs of the formats `Path::int8_formats`
     /// lists; approximate (the activations are rounded), so only the tuner picks it.

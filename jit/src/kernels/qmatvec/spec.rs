@@ -4,6 +4,7 @@
 use super::blocks::render_blocks;
 use super::float::{render_float, shared_bytes};
 use super::int8::{check_int8, render_int8};
+use super::lanes::render_lanes;
 use super::problem::{
     check_k, Form, Path, Prologue, QMatvecConfig, QMatvecSpec, Reduce, QMATVEC_MAX_M,
 };
@@ -45,6 +46,7 @@ impl KernelSpec for QMatvecSpec {
             Path::F16 => "f16mul",
             Path::Blocks => "blk32",
             Path::BlocksX => "blk32x",
+            Path::Lanes => "lanes8",
         };
         let form = self.infix();
         format!("qmatvec.{fmt}{form}.m{m}.{mul}.f32acc.wg{wg}.r{r}.{red}")
@@ -81,6 +83,7 @@ impl KernelSpec for QMatvecSpec {
         match cfg.path {
             Path::F32 | Path::F16 => render_float(self, cfg, self.key(cfg)),
             Path::Blocks | Path::BlocksX => render_blocks(self, cfg, self.key(cfg)),
+            Path::Lanes => render_lanes(self, cfg, self.key(cfg)),
             Path::Int8 => render_int8(self, cfg, self.key(cfg)),
         }
     }
@@ -156,6 +159,45 @@ impl KernelSpec for QMatvecSpec {
                     ));
                 }
                 check_int8(self, profile, cfg, &key)
+            }
+            Path::Lanes => {
+                if !Path::lanes_supports(self.format) {
+                    return Err(illegal(
+                        fam,
+                        &key,
+                        format!(
+                            "no lane decoder for {} (Q4_K and Q6_K have one)",
+                            self.format.name()
+                        ),
+                    ));
+                }
+                if !self.k.is_multiple_of(256) {
+                    return Err(illegal(
+                        fam,
+                        &key,
+                        "the lane path needs K in super-blocks of 256",
+                    ));
+                }
+                if self.m != 1 {
+                    return Err(illegal(fam, &key, "the lane path takes one activation row"));
+                }
+                if cfg.reduce == Reduce::None || cfg.wg < 8 {
+                    return Err(illegal(
+                        fam,
+                        &key,
+                        "the lane path spreads K over 8 or more lanes and sums them",
+                    ));
+                }
+                let bytes = shared_bytes(self, cfg);
+                let max = profile.limits.max_compute_workgroup_storage_size as u64;
+                if bytes > max {
+                    return Err(illegal(
+                        fam,
+                        &key,
+                        format!("needs {bytes} bytes of workgroup memory, the device has {max}"),
+                    ));
+                }
+                Ok(())
             }
             Path::F32 | Path::F16 | Path::Blocks | Path::BlocksX => {
                 let blocks = matches!(cfg.path, Path::Blocks | Path::BlocksX);
@@ -235,6 +277,20 @@ impl KernelSpec for QMatvecSpec {
                 }
             }
         }
+        if Path::lanes_supports(self.format) {
+            for reduce in [Reduce::Subgroup, Reduce::Workgroup] {
+                for wg in [32, 64, 128] {
+                    for r in [1, 2, 4, 8] {
+                        out.push(QMatvecConfig {
+                            path: Path::Lanes,
+                            wg,
+                            r,
+                            reduce,
+                        });
+                    }
+                }
+            }
+        }
         if Path::int8_supports(self.format) {
             for reduce in [Reduce::Subgroup, Reduce::Workgroup] {
                 for wg in [32, 64, 128] {
@@ -269,7 +325,7 @@ impl KernelSpec for QMatvecSpec {
     fn arithmetic(&self, cfg: &QMatvecConfig) -> &'static str {
         match cfg.path {
             Path::F16 => "f16",
-            Path::F32 | Path::Blocks | Path::BlocksX | Path::Int8 => "f32",
+            Path::F32 | Path::Blocks | Path::BlocksX | Path::Lanes | Path::Int8 => "f32",
         }
     }
     fn approximate(&self, cfg: &QMatvecConfig) -> Option<f64> {
