@@ -98,7 +98,7 @@ def rotated(f, n):
     return g
 
 
-def forward(m, ids, out_from, kv, q8_query, rot, only=None):
+def forward(m, ids, out_from, kv, q8_query, rot, only=None, rotate="kv"):
     """scripts/f64_perplexity.py's Gemma 3 forward with K (after RoPE) and V passed through
     the cache format `kv` (inside llama.cpp's Hadamard rotations when `rot`), and Q through
     q8_0 when `q8_query`."""
@@ -107,7 +107,8 @@ def forward(m, ids, out_from, kv, q8_query, rot, only=None):
         nk = 64
         while m.head % (2 * nk) == 0:
             nk *= 2
-        kround, vround = rotated(KV[kv], nk), rotated(KV[kv], 64)
+        kround = rotated(KV[kv], nk)
+        vround = rotated(KV[kv], 64) if rotate == "kv" else KV[kv]
     if only == "k":
         vround = KV["f64"]
     elif only == "v":
@@ -129,6 +130,8 @@ def main():
                          "flash attention does)")
     ap.add_argument("--hadamard", action="store_true",
                     help="llama.cpp's Hadamard rotation of K and V around the quantized formats")
+    ap.add_argument("--rotate", choices=["kv", "k"], default="kv",
+                    help="with --hadamard: rotate K and V (llama.cpp) or K only (webjit)")
     ap.add_argument("--only", choices=["k", "v"], help="round only K or only V")
     ap.add_argument("--out", help="write the results as JSON here")
     args = ap.parse_args()
@@ -149,7 +152,7 @@ def main():
             chunk[0] = bos
             q8q = args.q8_query and kv in ("q8_0", "q4_0")
             rot = args.hadamard and kv in ("q8_0", "q4_0")
-            logits = forward(m, chunk, first, kv, q8q, rot, args.only)[:-1]
+            logits = forward(m, chunk, first, kv, q8q, rot, args.only, args.rotate)[:-1]
             tgt = np.asarray(chunk[first + 1:])
             mx = logits.max(axis=1)
             lse = mx + np.log(np.exp(logits - mx[:, None]).sum(axis=1))
@@ -166,7 +169,8 @@ def main():
     if args.out:
         doc = {"what": "float64 perplexity with K/V rounded through a KV cache format; "
                        "scripts/f64_kv_perplexity.py", "n_ctx": n_ctx, "chunks": args.chunks,
-               "q8_query": args.q8_query, "hadamard": args.hadamard, "only": args.only, "kv": res}
+               "q8_query": args.q8_query, "hadamard": args.hadamard, "rotate": args.rotate,
+               "only": args.only, "kv": res}
         with open(args.out, "w") as f:
             json.dump(doc, f, indent=1)
             f.write("\n")

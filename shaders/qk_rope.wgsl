@@ -3,13 +3,16 @@
 // One decode step's q/k preparation in one pass: per-head RMSNorm of q and k (Gemma 3's
 // q/k norms; skipped when the model has none), RoPE on both, then K and V of the new
 // positions written into the KV cache. One workgroup per (token, head) of q and of k; a k
-// workgroup also copies its V row. Replaces 2 norms + 2 ropes + 1 append dispatches.
+// workgroup also copies its V row. Replaces 2 norms + 2 ropes + 1 append dispatches. Before a
+// q8_0 or q4_0 cache, q and k are also rotated by a Walsh-Hadamard matrix after RoPE
+// (hadamard.wgsl's butterflies; `KvDType::key_rotation`).
 {{PARAMS}}
 const WG: u32 = {{WG}}u;
 const HD: u32 = {{HD}}u;     // head dim
 const HQ: u32 = {{HQ}}u;     // query heads
 const HK: u32 = {{HK}}u;     // key/value heads
 const HALF_ROT: u32 = {{HALF_ROT}}u;
+{{WHT_CONSTS}}
 {{KV}}
 
 @group(0) @binding(0) var<uniform> p: QkRopeParams;
@@ -66,6 +69,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
         row[i1] = b * c.x + a * c.y;
     }
     workgroupBarrier();
+{{WHT}}
     if (is_q) {
         for (var i = lid; i < HD; i += WG) {
             q_out[src + i] = row[i];

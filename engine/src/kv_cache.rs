@@ -10,6 +10,9 @@
 //! the last `capacity` positions.
 //!
 //! Positions are written by `ops::kv_append` (prefill) and `ops::qk_rope_append` (decode).
+//!
+//! q8_0 and q4_0 caches hold their keys rotated by a Walsh-Hadamard matrix (`key_rotation`),
+//! which the writers and the queries that read them share; values are stored as they are.
 
 pub use webjit_jit::kernels::kv_dtype::KvDType;
 
@@ -54,6 +57,17 @@ pub struct KvCache {
     opts: KvCacheOptions,
     dtype: KvDType,
     len: usize,
+    /// Width of the Walsh-Hadamard rotation of the stored keys (`key_rotation`); 0: none.
+    key_rotation: usize,
+}
+
+/// `WEBJIT_KV_ROTATION=0` (or `off`) turns the key rotation of new quantized caches off, for
+/// comparisons (llama.cpp's `LLAMA_ATTN_ROT_DISABLE`); unset or anything else leaves it on.
+fn rotation_env_on() -> bool {
+    !matches!(
+        std::env::var("WEBJIT_KV_ROTATION").as_deref(),
+        Ok("0") | Ok("off")
+    )
 }
 
 impl KvCache {
@@ -121,13 +135,47 @@ impl KvCache {
             )
         };
         expect_single(OP, "k cache", &k)?;
+        let key_rotation = match dtype.key_rotation(o.head_dim as u64) {
+            Some(n) if rotation_env_on() => n as usize,
+            _ => 0,
+        };
         Ok(Self {
             k,
             v,
             opts,
             dtype,
             len: 0,
+            key_rotation,
         })
+    }
+
+    /// The width of the orthonormal Walsh-Hadamard rotation the cache's keys are stored
+    /// under, in blocks along each head (`KvDType::key_rotation`: q8_0 and q4_0 caches, as
+    /// llama.cpp does), or `None`. Whoever appends keys rotates them first and rotates the
+    /// queries that attend them alike, so q.k is unchanged and only the rounding improves:
+    /// the decode step's `ops::qk_rope_append` does both itself; a prompt's keys and queries
+    /// go through `ops::hadamard` before `ops::kv_append` (the decoder does this).
+    pub fn key_rotation(&self) -> Option<usize> {
+        (self.key_rotation > 0).then_some(self.key_rotation)
+    }
+
+    /// Turns the key rotation on (where the format and head dim have one) or off, while the
+    /// cache is empty: its keys are all stored one way.
+    pub fn set_key_rotation(&mut self, on: bool) -> Result<()> {
+        if self.len > 0 {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                detail: format!(
+                    "the key rotation of a cache holding {} positions cannot change",
+                    self.len
+                ),
+            });
+        }
+        self.key_rotation = match self.dtype.key_rotation(self.opts.head_dim as u64) {
+            Some(n) if on => n as usize,
+            _ => 0,
+        };
+        Ok(())
     }
 
     /// Positions appended so far (a ring holds the last `min(len, capacity)` of them).
@@ -181,6 +229,7 @@ impl KvCache {
             opts: self.opts.clone(),
             dtype: self.dtype,
             len: self.len,
+            key_rotation: self.key_rotation,
         }
     }
 

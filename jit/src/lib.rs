@@ -21,6 +21,7 @@ pub mod shaders {
     pub const ROWWISE: &str = include_str!("../../shaders/rowwise.wgsl");
     pub const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
     pub const ROPE: &str = include_str!("../../shaders/rope.wgsl");
+    pub const HADAMARD: &str = include_str!("../../shaders/hadamard.wgsl");
     pub const QK_ROPE: &str = include_str!("../../shaders/qk_rope.wgsl");
     pub const EMBEDDING: &str = include_str!("../../shaders/embedding.wgsl");
     pub const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
@@ -52,6 +53,7 @@ pub mod shaders {
         ROWWISE,
         REDUCE,
         ROPE,
+        HADAMARD,
         QK_ROPE,
         EMBEDDING,
         MATMUL,

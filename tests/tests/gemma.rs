@@ -194,8 +194,10 @@ fn quantized_kv_caches_stay_close_to_the_default() {
     // normed keys have outlier channels that a per-token block of 32 shares a scale with).
     // q8_0's bound is ~5x its worst and 20x under q4_0's typical error, so a q8_0 path that
     // quantized as coarsely as q4_0 (or mis-indexed blocks) fails; q4_0's only has to stay a
-    // usable distribution (KL 0.5 nats).
-    for (mode, max_kl, margin) in [(KvDType::Q8_0, 5e-3, 0.1), (KvDType::Q4_0, 0.5, 1.0)] {
+    // usable distribution. With the keys rotated (the default, KvCache::key_rotation) q4_0's
+    // worst step here is 0.74 (the chat prompt's prefill; 0.09 with plain keys), while its
+    // perplexity is far better (perplexity.rs pins that against float64): 1.5 nats.
+    for (mode, max_kl, margin) in [(KvDType::Q8_0, 5e-3, 0.1), (KvDType::Q4_0, 1.5, 1.0)] {
         let mut src = FileSource::open(&require_model(GEMMA_MODEL)).expect("open model");
         let (_, dec) =
             Decoder::load_with_kv(e, &mut src, Some(1024), Some(mode)).expect("load Gemma");

@@ -179,6 +179,57 @@ fn bad_contexts_and_texts_are_refused_with_what_is_allowed() {
     assert_eq!(chunks(10_000, &opts(512, Some(40)), 32_768).ok(), Some(19));
 }
 
+/// A q4_0 cache stores its keys rotated by a Walsh-Hadamard matrix (`KvCache::key_rotation`,
+/// the default), and with it Gemma's perplexity is far closer to f16's: each way, webjit
+/// tracks the float64 evaluation of the same scheme (tests/data/perplexity/
+/// gemma-3-270m-ctx128.f64-q4_0.json) within the few percent that q4_0's coarse steps let two
+/// arithmetics part (one flipped code cascades). Measured on lavapipe: rotated 16.51 (f64
+/// 16.22), plain 17.91 (f64 18.02), against 15.74 exact.
+#[test]
+fn q4_0_cache_rotated_keys_cost_less_and_track_f64() {
+    let refs = read_json(&format!(
+        "perplexity/gemma-3-270m-ctx{TEST_CTX}.f64-q4_0.json"
+    ));
+    let exact = running_ppl(&read_json(&format!(
+        "perplexity/gemma-3-270m-ctx{TEST_CTX}.f64.json"
+    )))[TEST_CHUNKS - 1];
+    let (ids, bos) = text_tokens(&tokenizer(), &text()).expect("tokens");
+    let run = |rotate: bool| {
+        let mut src = FileSource::open(&require_model(GEMMA_MODEL)).expect("open model");
+        let (_, mut dec) =
+            Decoder::load_with_kv(engine(), &mut src, Some(TEST_CTX), Some(KvDType::Q4_0))
+                .expect("load Gemma");
+        dec.set_kv_key_rotation(rotate).expect("empty caches");
+        let opts = PerplexityOptions {
+            n_ctx: TEST_CTX,
+            max_chunks: Some(TEST_CHUNKS),
+            score_by_decode: false,
+        };
+        perplexity_blocking(engine(), &mut dec, &ids, bos, &opts, &mut |_| {})
+            .expect("perplexity")
+            .ppl
+    };
+    let (rotated, plain) = (run(true), run(false));
+    let f64_of = |k: &str| refs[k]["ppl"].as_f64().expect("ppl");
+    let (f_rot, f_plain) = (f64_of("rotated_keys"), f64_of("plain_keys"));
+    eprintln!(
+        "q4_0 cache, ctx {TEST_CTX}, {TEST_CHUNKS} chunks: rotated keys {rotated:.4} (f64 \
+         {f_rot:.4}), plain {plain:.4} (f64 {f_plain:.4}), exact without rounding {exact:.4}"
+    );
+    for (what, ours, theirs) in [("rotated", rotated, f_rot), ("plain", plain, f_plain)] {
+        let rel = (ours - theirs).abs() / theirs;
+        assert!(
+            rel < 0.03,
+            "{what} keys: webjit {ours:.4} vs float64 {theirs:.4} ({:.1}%)",
+            rel * 100.0
+        );
+    }
+    assert!(
+        rotated < exact * 1.07 && plain > rotated * 1.05,
+        "rotated {rotated:.4}, plain {plain:.4}, exact {exact:.4}: the rotation no longer pays"
+    );
+}
+
 /// The scored half run token by token through the decode step (`score_by_decode`, always on for
 /// kivi2) on tiny-llama3 (random weights, 512-token context) over one 512-token chunk:
 /// - with the default cache it gives the figure of the one-prompt scoring (the same model,

@@ -30,6 +30,28 @@ struct Case {
     before: usize,
     /// 0: q, k, v apart; 1: q and k packed in one row, v apart; 2: q, k and v packed.
     packed: u8,
+    /// The cache's key rotation (`KvCache::key_rotation`) left on where its format has one.
+    key_rot: bool,
+}
+
+/// x times the orthonormal Walsh-Hadamard matrix of n dims (Sylvester's order, built as
+/// H_2m = [[H_m, H_m], [H_m, -H_m]]) in blocks of n, in f64 as a plain matrix product.
+fn wht(x: &[f64], n: usize) -> Vec<f64> {
+    let h = |i: usize, j: usize| {
+        if (i & j).count_ones().is_multiple_of(2) {
+            1.0
+        } else {
+            -1.0
+        }
+    };
+    let s = 1.0 / (n as f64).sqrt();
+    let mut out = vec![0.0; x.len()];
+    for (o, b) in out.chunks_mut(n).zip(x.chunks(n)) {
+        for (j, oj) in o.iter_mut().enumerate() {
+            *oj = s * (0..n).map(|i| b[i] * h(i, j)).sum::<f64>();
+        }
+    }
+    out
 }
 
 fn storage(e: &Engine, cache: &KvCache, k: bool) -> Vec<f32> {
@@ -55,6 +77,15 @@ fn check(e: &Engine, r: &mut Rand, c: &Case, cfg: Option<QkRopeConfig>) {
         },
     )
     .unwrap();
+    cache.set_key_rotation(c.key_rot).unwrap();
+    let key_rot = cache.key_rotation();
+    assert_eq!(
+        key_rot.is_some(),
+        c.key_rot && c.dtype.quantized() && c.dtype != KvDType::Kivi2 && c.hd.is_multiple_of(64),
+        "key rotation of a {:?} cache, head dim {}",
+        c.dtype,
+        c.hd
+    );
     // Earlier positions through the plain append: the fused call must leave them alone.
     let mut slots_k = vec![f64::NAN; c.capacity * row];
     let mut slots_v = vec![f64::NAN; c.capacity * row];
@@ -105,7 +136,12 @@ fn check(e: &Engine, r: &mut Rand, c: &Case, cfg: Option<QkRopeConfig>) {
         } else {
             x.to_vec()
         };
-        rope(&normed, heads, c.hd, c.rot, &positions, base, neox)
+        let r = rope(&normed, heads, c.hd, c.rot, &positions, base, neox);
+        // A q8_0 / q4_0 cache's keys, and the queries meeting them, rotated after RoPE.
+        match key_rot {
+            Some(n) => wht(&r, n),
+            None => r,
+        }
     };
     let want_q = prep(&q, &qn, c.heads);
     let want_k = prep(&k, &kn, c.kv_heads);
@@ -162,7 +198,7 @@ fn check(e: &Engine, r: &mut Rand, c: &Case, cfg: Option<QkRopeConfig>) {
     );
 
     let label = format!(
-        "qk_rope {:?} t{} h{}x{} d{} rot{} norm={} {:?} cap{} ring={} before={} {cfg:?}",
+        "qk_rope {:?} t{} h{}x{} d{} rot{} norm={} {:?} wht {key_rot:?} cap{} ring={} before={} {cfg:?}",
         c.layout,
         c.tokens,
         c.heads,
@@ -252,6 +288,7 @@ fn case(
         ring: false,
         before: 5,
         packed: 0,
+        key_rot: true,
     }
 }
 
@@ -284,6 +321,12 @@ fn qk_rope_matches_oracle() {
                     }
                     check(e, &mut r, &case(layout, h, g, d, rot, norm, dtype), None);
                 }
+            }
+            // A quantized cache with its key rotation turned off stores RoPE'd keys as they are.
+            if dtype.quantized() {
+                let mut c = case(layout, 4, 1, 256, 256, true, dtype);
+                c.key_rot = false;
+                check(e, &mut r, &c, None);
             }
             // Several new positions, a ring through wraparound, an empty cache.
             let mut c = case(layout, 4, 2, 64, 64, true, dtype);
@@ -323,6 +366,7 @@ fn qk_rope_every_config_matches_oracle() {
         (8, 2, 64, KvDType::F32),
         (4, 1, 256, KvDType::Q8_0),
         (8, 2, 96, KvDType::Q4_0),
+        (8, 2, 128, KvDType::Q4_0),
     ] {
         let mut c = case(RopeLayout::Neox, h, g, d, d, true, dtype);
         c.packed = 2;
@@ -338,6 +382,7 @@ fn qk_rope_every_config_matches_oracle() {
             rot: d as u64,
             norm: true,
             kv_dtype: c.dtype,
+            hadamard: c.dtype.key_rotation(d as u64).unwrap_or(0),
         };
         let space = spec.space(e.profile());
         assert!(space.len() >= 3, "space {space:?}");
@@ -400,4 +445,57 @@ fn qk_rope_bad_arguments_fail_cleanly() {
         ops::qk_rope_append_packed(&row, None, 2, None, &table, &opts, &mut cache).record(&mut rec);
     assert!(bad.is_err());
     rec.submit().unwrap();
+}
+
+#[test]
+fn hadamard_every_config_matches_f64() {
+    let e = engine();
+    let mut r = Rand::new(80);
+    // (rows, width, block): a prompt's keys at Gemma's head dim, blocks narrower than the row,
+    // 1/sqrt(block) inexact (128), the smallest block, one row.
+    for (rows, width, block) in [
+        (6, 256, 256),
+        (5, 192, 64),
+        (3, 128, 128),
+        (4, 8, 2),
+        (1, 64, 64),
+    ] {
+        let x = r.vec(rows * width, -3.0, 3.0);
+        let want = wht(&x.iter().map(|&v| v as f64).collect::<Vec<_>>(), block);
+        let xt = e.upload_f32(&[rows, width], &x).unwrap();
+        let spec = ops::hadamard(&xt, block).spec().unwrap();
+        let space = spec.space(e.profile());
+        assert!(space.len() >= 3, "space {space:?}");
+        for cfg in space {
+            let mut rec = e.recorder();
+            let y = ops::hadamard(&xt, block)
+                .config(cfg.clone())
+                .record(&mut rec)
+                .unwrap();
+            // Its own inverse: twice gives x back.
+            let back = ops::hadamard(&y, block).record(&mut rec).unwrap();
+            rec.submit().unwrap();
+            let label = format!("{} rows {rows}", spec.key(&cfg));
+            let got = e.read_f32(&y).unwrap();
+            assert_close(&label, r.seed, &got, &want, 1e-5, 1e-5, NMSE_ELEMENTWISE);
+            let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+            let got = e.read_f32(&back).unwrap();
+            assert_close(
+                &format!("{label} twice"),
+                r.seed,
+                &got,
+                &x64,
+                1e-5,
+                1e-5,
+                NMSE_ELEMENTWISE,
+            );
+        }
+    }
+    // Blocks that are not a power of two, or do not divide the row, are shape errors.
+    let xt = e.upload_f32(&[2, 96], &r.vec(192, -1.0, 1.0)).unwrap();
+    for block in [0, 1, 3, 64, 128] {
+        let mut rec = e.recorder();
+        let err = ops::hadamard(&xt, block).record(&mut rec).unwrap_err();
+        assert_eq!(err.code(), "SHAPE", "block {block}: {err}");
+    }
 }

@@ -17,6 +17,8 @@ const OP: &str = "kv_cache";
 /// also rewrites k_new and v_new in place with the values it now holds (quantized, then
 /// dequantized), so a prompt's attention over them sees what later decode steps will read, as
 /// llama.cpp's attention over its quantized cache does; they must then be distinct tensors.
+/// Where the cache has a `key_rotation`, k_new must come rotated (`ops::hadamard`), and the
+/// queries that attend it alike: this op stores what it is given.
 /// A kivi2 cache keeps k_new and v_new as they are (the prompt attends at full precision, as
 /// KIVI does): it quantizes the groups the new positions complete, then keeps the last ones in
 /// its f16 residual window.

@@ -26,6 +26,7 @@ mod block_sparse_buffers;
 mod block_sparse_opts;
 mod elementwise;
 mod embedding;
+mod hadamard;
 mod kv_append;
 mod matmul;
 mod neighborhood;
@@ -49,6 +50,7 @@ pub use elementwise::{
 pub use embedding::{
     check_ids, embedding, embedding_add, embedding_gpu_ids, qembedding, Embedding, QEmbedding,
 };
+pub use hadamard::{hadamard, Hadamard};
 pub use kv_append::{kv_append, KvAppend};
 pub use matmul::{
     linear, linear_norm, linear_split, matmul, LayerNormIn, Linear, LinearEpilogue, Matmul,

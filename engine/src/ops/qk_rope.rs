@@ -147,6 +147,7 @@ impl<'a> QkRope<'a> {
             rot: self.opts.rot_dims.unwrap_or(hd) as u64,
             norm: self.norms.is_some(),
             kv_dtype: self.cache.dtype(),
+            hadamard: self.cache.key_rotation().unwrap_or(0) as u64,
         }
     }
 

@@ -6,6 +6,7 @@ pub mod bandwidth;
 pub mod block_sparse;
 pub mod elementwise;
 pub mod embedding;
+pub mod hadamard;
 pub mod kivi;
 pub mod kv_dtype;
 pub mod matmul;

@@ -5,6 +5,7 @@
 
 use crate::error::JitError;
 use crate::kernels::attention_decode::KvDType;
+use crate::kernels::hadamard::{butterfly_wgsl, check_block};
 use crate::kernels::rope::RopeLayout;
 use crate::kernels::{check_workgroup, illegal, MAX_GROUPS_PER_DIM, WORKGROUP_SIZES};
 use crate::profile::DeviceProfile;
@@ -30,6 +31,9 @@ pub struct QkRopeSpec {
     /// Per-head RMSNorm of q and k before the rotation.
     pub norm: bool,
     pub kv_dtype: KvDType,
+    /// q and k rotated after RoPE by the orthonormal Walsh-Hadamard matrix of this many dims,
+    /// in blocks along the head (`KvDType::key_rotation`); 0: not rotated.
+    pub hadamard: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,6 +50,15 @@ impl QkRopeSpec {
             eps,
             w_offset,
             ..Default::default()
+        }
+    }
+
+    /// ".wht<n>" in keys when q and k are rotated.
+    fn wht_infix(&self) -> String {
+        if self.hadamard == 0 {
+            String::new()
+        } else {
+            format!(".wht{}", self.hadamard)
         }
     }
 
@@ -70,10 +83,11 @@ impl KernelSpec for QkRopeSpec {
     fn tune_key(&self) -> String {
         use crate::tune::bucket;
         format!(
-            "qk_rope.{}.{}.{}|t{}.h{}.d{}",
+            "qk_rope.{}.{}.{}{}|t{}.h{}.d{}",
             self.layout.name(),
             if self.norm { "norm" } else { "plain" },
             self.kv_dtype.name(),
+            self.wht_infix(),
             bucket(self.tokens),
             bucket(self.n_heads + self.n_kv_heads),
             bucket(self.head_dim)
@@ -82,10 +96,11 @@ impl KernelSpec for QkRopeSpec {
 
     fn key(&self, cfg: &QkRopeConfig) -> String {
         format!(
-            "qk_rope.{}.{}.kv{}.h{}x{}.d{}.r{}.wg{}",
+            "qk_rope.{}.{}.kv{}{}.h{}x{}.d{}.r{}.wg{}",
             self.layout.name(),
             if self.norm { "norm" } else { "plain" },
             self.kv_dtype.name(),
+            self.wht_infix(),
             self.n_heads,
             self.n_kv_heads,
             self.head_dim,
@@ -128,6 +143,11 @@ impl KernelSpec for QkRopeSpec {
             ("", "")
         };
         let [qo, kc, vc] = self.out_bindings();
+        let (wht_consts, wht) = if self.hadamard == 0 {
+            (String::new(), "")
+        } else {
+            butterfly_wgsl(self.hadamard)?
+        };
         render(
             f,
             section(f, QK_ROPE, "main")?,
@@ -155,6 +175,8 @@ impl KernelSpec for QkRopeSpec {
                 ("B_VC", vc.to_string()),
                 ("I0", i0.into()),
                 ("I1", i1.into()),
+                ("WHT_CONSTS", wht_consts),
+                ("WHT", wht.into()),
             ],
         )
     }
@@ -204,6 +226,12 @@ impl KernelSpec for QkRopeSpec {
             });
         }
         crate::kernels::attention_decode::check_kv_dtype(fam, self.kv_dtype, d)?;
+        if self.hadamard != 0 {
+            check_block(d, self.hadamard).map_err(|reason| JitError::UnsupportedProblem {
+                family: fam.into(),
+                reason,
+            })?;
+        }
         let groups = self.tokens * (self.n_heads + self.n_kv_heads);
         if self.tokens == 0 || groups > MAX_GROUPS_PER_DIM as u64 * MAX_GROUPS_PER_DIM as u64 {
             return Err(JitError::UnsupportedProblem {

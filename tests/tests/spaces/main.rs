@@ -422,6 +422,7 @@ fn qk_rope_space_validates() {
                             rot,
                             norm,
                             kv_dtype,
+                            hadamard: kv_dtype.key_rotation(head_dim).unwrap_or(0),
                         },
                         3,
                     );

@@ -270,6 +270,14 @@ fn attention_prompt(
     let table = step.table(rec, plan, cfg)?;
     let q = ops::rope_with_table(&q, table, &plan.rope).record(rec)?;
     let k = ops::rope_with_table(&k, table, &plan.rope).record(rec)?;
+    // A q8_0 / q4_0 cache stores its keys rotated: the queries meet them rotated alike.
+    let (q, k) = match cache.key_rotation() {
+        Some(n) => (
+            ops::hadamard(&q, n).record(rec)?,
+            ops::hadamard(&k, n).record(rec)?,
+        ),
+        None => (q, k),
+    };
     let k4 = reshaped(&k, &[1, t, cfg.n_kv_heads, hd])?;
     let v4 = reshaped(&v, &[1, t, cfg.n_kv_heads, hd])?;
     ops::kv_append(cache, &k4, &v4).record(rec)?;

@@ -47,6 +47,9 @@ pub struct Decoder {
     /// The KV cache format asked for at load (`None`: f16 where the device has shader-f16,
     /// else f32); scratch caches use it too.
     kv: Option<KvDType>,
+    /// Whether q8_0 / q4_0 caches store their keys rotated (`KvCache::key_rotation`; on unless
+    /// `set_kv_key_rotation` or `WEBJIT_KV_ROTATION=0` turned it off); scratch caches follow.
+    kv_key_rotation: bool,
 }
 
 impl Decoder {
@@ -131,6 +134,13 @@ impl Decoder {
             tok_embd,
             output: Linear::new(output, products),
             output_norm,
+            // Off only where a cache that could rotate its keys does not (the environment).
+            kv_key_rotation: !caches.iter().any(|c| {
+                c.key_rotation().is_none()
+                    && c.dtype()
+                        .key_rotation(c.options().head_dim as u64)
+                        .is_some()
+            }),
             caches,
             kv,
         })
@@ -152,7 +162,6 @@ impl Decoder {
         self.layers.iter().map(|l| &l.plan).collect()
     }
 
-    /// Positions held by the KV cache (the next token goes at this position).
     /// Folds (or stops folding) each decode step's residual adds and pre-norms into the
     /// matvecs that read them (`ProductPlan::norm_prologue`; off by default).
     pub fn set_norm_prologue(&mut self, on: bool) {
@@ -172,6 +181,29 @@ impl Decoder {
         self.output.products.norm_prologue = on;
     }
 
+    /// Stores q8_0 / q4_0 caches' keys rotated by a Walsh-Hadamard matrix (with the queries
+    /// rotated alike), or plainly (`KvCache::key_rotation`; on by default, as llama.cpp does):
+    /// Gemma 3 270M's perplexity with a q4_0 cache (ctx 128, first 4 chunks, lavapipe) is
+    /// +4.9% over f16 rotated and +13.8% not. Only while the caches are empty (`reset`).
+    pub fn set_kv_key_rotation(&mut self, on: bool) -> Result<()> {
+        if self.position() > 0 {
+            return Err(crate::error::Error::InvalidArgument {
+                op: "decoder",
+                detail: format!(
+                    "the KV key rotation cannot change while the caches hold {} positions \
+                     (reset first)",
+                    self.position()
+                ),
+            });
+        }
+        for c in &mut self.caches {
+            c.set_key_rotation(on)?;
+        }
+        self.kv_key_rotation = on;
+        Ok(())
+    }
+
+    /// Positions held by the KV cache (the next token goes at this position).
     pub fn position(&self) -> usize {
         self.caches.first().map(|c| c.len()).unwrap_or(0)
     }
@@ -202,7 +234,10 @@ impl Decoder {
         max_context: usize,
         f: impl FnOnce(&mut Self) -> Result<R>,
     ) -> Result<R> {
-        let scratch = new_caches(engine, &self.cfg, Some(max_context), self.kv)?;
+        let mut scratch = new_caches(engine, &self.cfg, Some(max_context), self.kv)?;
+        for c in &mut scratch {
+            c.set_key_rotation(self.kv_key_rotation)?;
+        }
         let saved = std::mem::replace(&mut self.caches, scratch);
         let r = f(self);
         self.caches = saved;
