@@ -81,9 +81,11 @@ impl KvDType {
     /// through before rounding, for rows of `head_dim` values: the q8_0 and q4_0 formats (as
     /// llama.cpp does before a quantized cache), the largest power of two of at least 64 that
     /// divides the head dim; `None` for the other formats and head dims with no such divisor.
-    /// Values are not rotated: measured in float64 on Gemma 3 270M (benchmarks/
-    /// 2026-12-07-kv-quant-perplexity-cpu), q4_0 keys alone cost +14.3% perplexity, +8.6%
-    /// rotated, while q4_0 values cost +0.4% either way.
+    /// Values are not rotated (llama.cpp rotates them too, and undoes it on the attention
+    /// output, a dispatch per layer): on Gemma 3 270M in float64 (benchmarks/
+    /// 2026-12-07-kv-quant-perplexity-cpu, 2026-12-08-kv-rotation-cpu) q4_0 keys alone cost
+    /// +14.3% perplexity and +8.6% rotated, q4_0 values +0.4% either way, and rotating the
+    /// values as well was 5% worse at ctx 128 and 0.8% better at ctx 512.
     pub fn key_rotation(self, head_dim: u64) -> Option<u64> {
         if !matches!(self, KvDType::Q8_0 | KvDType::Q4_0) || !head_dim.is_multiple_of(64) {
             return None;
