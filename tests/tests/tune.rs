@@ -394,13 +394,24 @@ fn changed_renderer_refuses_old_records() {
     let r = e
         .tune(&spec, &opts, |rec, c| run_cost(rec, &spec.0, &x, c))
         .unwrap();
-    assert_eq!(r.winner_key, "cost.i100", "{r:?}");
+    // Any correct config faster than the default will do here (which one wins is
+    // tuner_picks_the_fastest_correct_candidate_and_hot_swaps_it's question; with 2 ms
+    // batches on a loaded 2-core machine i400 has beaten i100): the record must name it.
+    let winner = spec
+        .space(e.profile())
+        .into_iter()
+        .find(|c| spec.key(c) == r.winner_key)
+        .unwrap_or_else(|| panic!("winner not in the space: {r:?}"));
+    assert!(
+        !winner.wrong && winner != spec.default_config(e.profile()),
+        "{r:?}"
+    );
     let recs = e.export_tuning();
     let same_code = fresh();
     same_code.import_tuning(recs.clone());
     assert_eq!(
-        same_code.choose(&spec, None).iters,
-        100,
+        same_code.choose(&spec, None),
+        winner,
         "the record applies"
     );
 
