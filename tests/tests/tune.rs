@@ -409,11 +409,7 @@ fn changed_renderer_refuses_old_records() {
     let recs = e.export_tuning();
     let same_code = fresh();
     same_code.import_tuning(recs.clone());
-    assert_eq!(
-        same_code.choose(&spec, None),
-        winner,
-        "the record applies"
-    );
+    assert_eq!(same_code.choose(&spec, None), winner, "the record applies");
 
     RENDER_V2.store(true, std::sync::atomic::Ordering::SeqCst);
     assert!(

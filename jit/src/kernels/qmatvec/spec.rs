@@ -188,16 +188,7 @@ impl KernelSpec for QMatvecSpec {
                         "the lane path spreads K over 8 or more lanes and sums them",
                     ));
                 }
-                let bytes = shared_bytes(self, cfg);
-                let max = profile.limits.max_compute_workgroup_storage_size as u64;
-                if bytes > max {
-                    return Err(illegal(
-                        fam,
-                        &key,
-                        format!("needs {bytes} bytes of workgroup memory, the device has {max}"),
-                    ));
-                }
-                Ok(())
+                self.check_shared(profile, cfg, &key)
             }
             Path::F32 | Path::F16 | Path::Blocks | Path::BlocksX => {
                 let blocks = matches!(cfg.path, Path::Blocks | Path::BlocksX);
@@ -228,16 +219,7 @@ impl KernelSpec for QMatvecSpec {
                         ),
                     ));
                 }
-                let bytes = shared_bytes(self, cfg);
-                let max = profile.limits.max_compute_workgroup_storage_size as u64;
-                if bytes > max {
-                    return Err(illegal(
-                        fam,
-                        &key,
-                        format!("needs {bytes} bytes of workgroup memory, the device has {max}"),
-                    ));
-                }
-                Ok(())
+                self.check_shared(profile, cfg, &key)
             }
         }
     }
@@ -474,6 +456,28 @@ impl QMatvecSpec {
                 "N = {} with a segment of {} rows",
                 self.n, self.rows
             )));
+        }
+        Ok(())
+    }
+}
+
+impl QMatvecSpec {
+    /// The float, block and lane paths' workgroup memory (reductions, grids, the prologue's X)
+    /// against the device's limit.
+    fn check_shared(
+        &self,
+        profile: &DeviceProfile,
+        cfg: &QMatvecConfig,
+        key: &str,
+    ) -> Result<(), JitError> {
+        let bytes = shared_bytes(self, cfg);
+        let max = profile.limits.max_compute_workgroup_storage_size as u64;
+        if bytes > max {
+            return Err(illegal(
+                self.family(),
+                key,
+                format!("needs {bytes} bytes of workgroup memory, the device has {max}"),
+            ));
         }
         Ok(())
     }
