@@ -63,7 +63,7 @@ impl Op for Hadamard<'_> {
         if spec.rows == 0 {
             return Ok(out);
         }
-        let params = spec_params(&spec);
+        let params = spec.params();
         rec.dispatch(
             &kernel,
             bytemuck::bytes_of(&params),
@@ -71,11 +71,5 @@ impl Op for Hadamard<'_> {
             spec.dispatch(&c),
         )?;
         Ok(out)
-    }
-}
-
-fn spec_params(spec: &HadamardSpec) -> webjit_jit::kernels::hadamard::HadamardParams {
-    webjit_jit::kernels::hadamard::HadamardParams {
-        rows: spec.rows as u32,
     }
 }

@@ -30,6 +30,14 @@ pub struct HadamardConfig {
     pub wg: u32,
 }
 
+impl HadamardSpec {
+    pub fn params(&self) -> HadamardParams {
+        HadamardParams {
+            rows: self.rows as u32,
+        }
+    }
+}
+
 /// The WGSL constants of a `block`-wide rotation (`HW`, `HW_SCALE`) that the `butterflies`
 /// section needs, for kernels that hold a row of `HD` values in a workgroup array `row`.
 pub fn butterfly_wgsl(block: u64) -> Result<(String, &'static str), JitError> {
